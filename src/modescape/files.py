@@ -1,0 +1,111 @@
+"""Safe, atomic file I/O: the only way modescape writes or reads run data.
+
+Every write goes to a temporary file in the same directory and is renamed over the target, so a
+reader (or a process killed mid-write) sees either the old file or the new one, never half of
+one. Nothing here can execute code on load: JSON for metadata, safetensors for tensors, `.npy`
+with `allow_pickle=False` for arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from modescape.errors import ModescapeError
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> str:
+    """Write `data` to `path` atomically; return its sha256 (hex)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_json(path: str | Path, obj: Any) -> str:
+    text = json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"
+    return atomic_write_bytes(path, text.encode())
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModescapeError(f"missing file {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModescapeError(f"corrupt JSON file {path}: {e}") from None
+
+
+def save_npy(path: str | Path, array: np.ndarray) -> str:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def load_npy(path: str | Path, mmap: bool = False) -> np.ndarray:
+    """Load a `.npy` array; never unpickles. `mmap=True` maps it read-only instead of reading it."""
+    path = Path(path)
+    try:
+        return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+    except FileNotFoundError:
+        raise ModescapeError(f"missing file {path}") from None
+    except (ValueError, OSError, EOFError) as e:
+        raise ModescapeError(f"corrupt or unsafe .npy file {path}: {e}") from None
+
+
+def save_safetensors(
+    path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> str:
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    return atomic_write_bytes(path, st_save(tensors, metadata=metadata))
+
+
+def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    try:
+        return st_load(path.read_bytes())
+    except FileNotFoundError:
+        raise ModescapeError(f"missing file {path}") from None
+    except (SafetensorError, ValueError, OSError) as e:
+        raise ModescapeError(f"corrupt safetensors file {path}: {e}") from None
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, (np.ndarray,)):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
