@@ -1,0 +1,5 @@
+import sys
+
+from modescape.cli import main
+
+sys.exit(main())

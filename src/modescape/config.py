@@ -1,0 +1,304 @@
+"""Configuration: frozen dataclasses, presets (recipes), JSON round-trip and `--set` overrides.
+
+A run is fully described by one `RunConfig`. It is validated where it enters (`from_dict`,
+`with_overrides`, `__post_init__`), written to the run directory as JSON, and compared with the
+stored one when a run is resumed, so a directory never mixes members trained two ways.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from modescape.errors import ModescapeError, choice_error
+
+DATASETS = ("mnist1d", "cifar10", "cifar100", "folder")
+SCALINGS = ("raw", "unit", "standardize")
+ARCHS = ("smallcnn", "mediumcnn", "resnet20")
+VARIANTS = ("paper", "seed")
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("step", "milestones", "constant")
+SAMPLERS = ("permutation", "replacement")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "bf16")
+RECIPES = ("paper", "seed", "demo", "resnet")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "mnist1d"  # one of DATASETS
+    root: str | None = None  # archive, extracted folder or image folder (not for mnist1d)
+    download: bool = False  # fetch the official CIFAR archive into `root` when missing
+    val_size: int = 0  # last n training examples held out (paper: 500; seed notebooks: 0)
+    scaling: str = "unit"  # raw pixels (paper) | /255 (seed notebooks) | per-channel standardise
+    mnist1d_samples: int = 5000  # generator's num_samples; 80% train / 20% test
+    mnist1d_seed: int = 42  # generator seed (the published dataset uses 42)
+
+    def __post_init__(self) -> None:
+        _check_choice("dataset", self.name, DATASETS)
+        _check_choice("scaling", self.scaling, SCALINGS)
+        if self.name in ("cifar10", "cifar100", "folder") and not self.root:
+            raise ModescapeError(f"dataset {self.name!r} needs data.root (a folder or archive)")
+        if self.val_size < 0:
+            raise ModescapeError(f"data.val_size must be >= 0, got {self.val_size}")
+        if self.mnist1d_samples < 20:
+            raise ModescapeError(f"data.mnist1d_samples must be >= 20, got {self.mnist1d_samples}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = "smallcnn"  # one of ARCHS
+    variant: str = "paper"  # "paper" | "seed" (SPEC §2); resnet20 has "paper" only
+    dropout: float = 0.1  # probability, where the architecture has dropout
+
+    def __post_init__(self) -> None:
+        _check_choice("architecture", self.arch, ARCHS)
+        _check_choice("variant", self.variant, VARIANTS)
+        if self.arch == "resnet20" and self.variant != "paper":
+            raise ModescapeError("resnet20 has only the 'paper' variant (canonical ResNet20v1)")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ModescapeError(f"model.dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    pad_crop: int = 0  # zero-pad by this many pixels, then a random crop back to size (0 = off)
+    flip: bool = False  # random horizontal flip (images) / time reversal is NOT done for 1-D
+    brightness: float = 0.0  # max |delta| added to all pixels, in units of [0, 1] pixels
+
+    def __post_init__(self) -> None:
+        if self.pad_crop < 0 or self.brightness < 0:
+            raise ModescapeError("augment.pad_crop and augment.brightness must be >= 0")
+
+    @property
+    def enabled(self) -> bool:
+        return self.pad_crop > 0 or self.flip or self.brightness > 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    recipe: str = "paper"  # the preset these values came from (recorded, informative)
+    epochs: int = 40
+    batch_size: int = 128
+    optimizer: str = "adam"  # "adam" | "sgd" (momentum 0.9)
+    lr: float = 1.6e-3
+    schedule: str = "step"  # step: lr * factor^(1 + (e - start) // every) from epoch `start` on
+    lr_every: int = 10  # epochs between drops ("step")
+    lr_start: int = 10  # first (0-based) epoch with a reduced lr ("step"); seed notebooks: 9
+    lr_factor: float = 0.5
+    lr_milestones: tuple[int, ...] = ()  # epochs where lr is multiplied by lr_factor ("milestones")
+    weight_decay: float = 0.0
+    sampler: str = "permutation"  # "permutation" per epoch | "replacement" (authors' notebook)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    snapshot_every: int = 1  # keep a snapshot every n epochs (epoch 0 and the last always kept)
+    precision: str = "fp32"  # "bf16" = autocast on CPU/CUDA (recorded; not bit-exact with fp32)
+    channels_last: bool = True  # 2-D inputs only; the big lever on CPU (PERFORMANCE.md)
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "lr_every", "snapshot_every"):
+            if getattr(self, name) < 1 and not (name == "epochs" and self.epochs == 0):
+                raise ModescapeError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.epochs < 0:
+            raise ModescapeError(f"train.epochs must be >= 0, got {self.epochs}")
+        if self.lr <= 0 or not 0 < self.lr_factor <= 1 or self.weight_decay < 0:
+            raise ModescapeError("train.lr must be > 0, lr_factor in (0, 1], weight_decay >= 0")
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("schedule", self.schedule, SCHEDULES)
+        _check_choice("sampler", self.sampler, SAMPLERS)
+        _check_choice("precision", self.precision, PRECISIONS)
+
+    def lr_at(self, epoch: int) -> float:
+        """Learning rate for 0-based `epoch`. Paper: 1.6e-3 / 2**floor(e / 10)."""
+        if self.schedule == "step":
+            drops = 0 if epoch < self.lr_start else 1 + (epoch - self.lr_start) // self.lr_every
+        elif self.schedule == "milestones":
+            drops = sum(epoch >= m for m in self.lr_milestones)
+        else:
+            drops = 0
+        return self.lr * self.lr_factor**drops
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    members: int = 5  # independent random initialisations
+    seed: int = 0  # base seed; member i's seed is derive_seed(seed, "member", i)
+
+    def __post_init__(self) -> None:
+        if self.members < 1:
+            raise ModescapeError(f"members must be >= 1, got {self.members}")
+        if self.seed < 0:
+            raise ModescapeError(f"seed must be >= 0, got {self.seed}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        return _from_dict(cls, d, "")
+
+    def with_overrides(self, assignments: list[str]) -> RunConfig:
+        """Apply `section.key=value` strings (values parsed as JSON, else taken as strings)."""
+        d = self.to_dict()
+        for item in assignments:
+            key, sep, raw = item.partition("=")
+            if not sep:
+                raise ModescapeError(f"--set expects section.key=value, got {item!r}")
+            *parents, leaf = key.strip().split(".")
+            node = d
+            for i, part in enumerate(parents):
+                if not isinstance(node.get(part), dict):
+                    where = ".".join(parents[: i + 1])
+                    raise ModescapeError(f"unknown config section {where!r} in --set {item!r}")
+                node = node[part]
+            if leaf not in node:
+                raise choice_error(f"config key in --set {item!r}:", leaf, sorted(node))
+            node[leaf] = _parse_value(raw.strip())
+        return RunConfig.from_dict(d)
+
+
+# Recipes (SPEC §3). Each is a TrainConfig preset; data/model defaults are separate choices.
+_RECIPES: dict[str, dict[str, Any]] = {
+    "paper": dict(epochs=40, lr=1.6e-3, schedule="step", lr_every=10, lr_start=10),
+    # Seed notebooks: same optimiser and schedule but the first halving after epoch 9; their
+    # ResNet runs add 4-px pad-and-crop and brightness (max delta 0.5 on [0, 1] pixels).
+    "seed": dict(epochs=40, lr=1.6e-3, schedule="step", lr_every=10, lr_start=9),
+    # MNIST-1D trains in seconds: a short schedule that still reaches ~90% with SmallCNN.
+    "demo": dict(epochs=20, lr=3e-3, schedule="step", lr_every=5, lr_start=10, batch_size=128),
+    # ResNet20v1 after the Keras example: lr 1e-3 dropped 10x at 80/120/160 and 2x at 180.
+    "resnet": dict(
+        epochs=200,
+        lr=1e-3,
+        schedule="milestones",
+        lr_milestones=(80, 120, 160, 180),
+        lr_factor=0.1,
+        augment=AugmentConfig(pad_crop=4, flip=True),
+    ),
+}
+
+
+def recipe(name: str, **overrides: Any) -> TrainConfig:
+    """The TrainConfig of a named recipe, with optional field overrides."""
+    _check_choice("recipe", name, RECIPES)
+    return TrainConfig(recipe=name, **{**_RECIPES[name], **overrides})
+
+
+def preset(
+    data: str = "mnist1d",
+    arch: str = "smallcnn",
+    recipe_name: str | None = None,
+    *,
+    root: str | None = None,
+    members: int = 5,
+    epochs: int | None = None,
+    seed: int = 0,
+    variant: str = "paper",
+) -> RunConfig:
+    """A sensible RunConfig for a dataset/architecture pair: the one-liner behind the CLI."""
+    if recipe_name is None:
+        recipe_name = "demo" if data == "mnist1d" else "resnet" if arch == "resnet20" else "paper"
+    train = recipe(recipe_name)
+    if recipe_name == "seed" and arch == "resnet20":
+        train = replace(train, augment=AugmentConfig(pad_crop=4, brightness=0.5))
+    if epochs is not None:
+        train = replace(train, epochs=epochs)
+    scaling = "raw" if recipe_name == "paper" and data != "mnist1d" else "unit"
+    return RunConfig(
+        data=DataConfig(name=data, root=root, scaling=scaling),
+        model=ModelConfig(arch=arch, variant=variant),
+        train=train,
+        members=members,
+        seed=seed,
+    )
+
+
+def load_config(path: str | Path) -> RunConfig:
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModescapeError(f"config file not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModescapeError(f"config file {path} is not valid JSON: {e}") from None
+    if not isinstance(d, dict):
+        raise ModescapeError(f"config file {path} must hold a JSON object")
+    return RunConfig.from_dict(d)
+
+
+def _from_dict(cls: type, d: Any, where: str) -> Any:
+    if not isinstance(d, dict):
+        raise ModescapeError(f"config section {where or 'root'!r} must be an object, got {d!r}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(d) - set(known))
+    if unknown:
+        raise choice_error(
+            f"config key{'' if not where else ' in ' + where!s}", unknown[0], sorted(known)
+        )
+    kwargs = {}
+    for name, value in d.items():
+        sub = _SECTIONS.get((cls, name))
+        if sub is not None:
+            kwargs[name] = _from_dict(sub, value, f"{where}.{name}".strip("."))
+        else:
+            kwargs[name] = _coerce(cls, name, value)
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise ModescapeError(f"bad config section {where or 'root'!r}: {e}") from None
+
+
+_SECTIONS: dict[tuple[type, str], type] = {
+    (RunConfig, "data"): DataConfig,
+    (RunConfig, "model"): ModelConfig,
+    (RunConfig, "train"): TrainConfig,
+    (TrainConfig, "augment"): AugmentConfig,
+}
+
+
+def _coerce(cls: type, name: str, value: Any) -> Any:
+    """Check a JSON value against the field's declared type (no silent str->int surprises)."""
+    default = next(f for f in fields(cls) if f.name == name)
+    sample = default.default if default.default is not dataclasses.MISSING else None
+    if name == "lr_milestones":
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) for v in value):
+            raise ModescapeError(f"{name} must be a list of integers, got {value!r}")
+        return tuple(value)
+    if name == "root":
+        if value is not None and not isinstance(value, str):
+            raise ModescapeError(f"data.root must be a path string, got {value!r}")
+        return value
+    if isinstance(sample, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(sample, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(sample, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(sample, str):
+        ok = isinstance(value, str)
+    else:
+        ok = True
+    if not ok:
+        kind = type(sample).__name__
+        raise ModescapeError(f"config key {name!r} must be of type {kind}, got {value!r}")
+    return value
+
+
+def _parse_value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def _check_choice(what: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise choice_error(what, value, allowed)
