@@ -1,0 +1,132 @@
+"""Accuracy, NLL, Brier score and ECE of one predictor (SPEC §6).
+
+Every function takes `probs[examples, classes]` (rows are probability vectors, e.g. one model's
+softmax outputs or an ensemble's mean) and `labels int[examples]`, as numpy arrays or torch
+tensors, and returns Python floats. Computation is in float64 whatever the input dtype, so the
+numbers do not depend on whether the caller kept float32 or float64 predictions.
+
+Conventions, stated once:
+- the prediction is `argmax` over classes; ties go to the lowest class index (as in torch);
+- NLL clamps `p[y]` below at `eps` (default 1e-12) so that a float32 softmax that underflowed to
+  exactly 0 gives a large finite loss (−log 1e-12 ≈ 27.6) instead of `inf`;
+- Brier is `mean_n Σ_c (p_c − 1[c = y])²`, not divided by C, so it lies in [0, 2];
+- ECE uses `n_bins` equal-width bins of the confidence `max_c p_c`, closed on the right:
+  (0, 1/B], (1/B, 2/B], ..., ((B−1)/B, 1] (Guo et al. 2017), ECE = Σ_b |B_b|/N · |acc_b − conf_b|.
+  torchmetrics closes its bins on the left instead; the two agree unless a confidence falls
+  exactly on a bin edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from modescape.errors import ModescapeError
+
+ArrayLike = np.ndarray | torch.Tensor
+
+NLL_EPS = 1e-12
+ECE_BINS = 15
+
+
+def as_numpy(x: ArrayLike, dtype: type | np.dtype | None = None) -> np.ndarray:
+    """A numpy view/copy of an array or (CPU or GPU) tensor, optionally cast to `dtype`."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    return x if dtype is None else x.astype(dtype, copy=False)
+
+
+def check_probs_labels(probs: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Validate `probs[N, C]` and `labels[N]`; return them as float64 and int64 numpy arrays."""
+    p = as_numpy(probs, np.float64)
+    y = as_numpy(labels)
+    if p.ndim != 2:
+        raise ModescapeError(f"probs must be [examples, classes], got shape {p.shape}")
+    if y.ndim != 1 or y.shape[0] != p.shape[0]:
+        raise ModescapeError(f"labels must be [examples] = [{p.shape[0]}], got shape {y.shape}")
+    if p.shape[0] == 0:
+        raise ModescapeError("no examples to evaluate")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise ModescapeError(f"labels must be integers, got dtype {y.dtype}")
+    if y.min() < 0 or y.max() >= p.shape[1]:
+        raise ModescapeError(f"labels must lie in [0, {p.shape[1] - 1}]")
+    return p, y.astype(np.int64, copy=False)
+
+
+def accuracy(probs: ArrayLike, labels: ArrayLike) -> float:
+    """Fraction of examples whose argmax class is the label."""
+    p, y = check_probs_labels(probs, labels)
+    return float(np.mean(p.argmax(axis=1) == y))
+
+
+def nll(probs: ArrayLike, labels: ArrayLike, eps: float = NLL_EPS) -> float:
+    """Negative log-likelihood `−mean_n log max(p_n[y_n], eps)` in nats."""
+    p, y = check_probs_labels(probs, labels)
+    p_true = p[np.arange(len(y)), y]
+    return float(-np.mean(np.log(np.maximum(p_true, eps))))
+
+
+def brier(probs: ArrayLike, labels: ArrayLike) -> float:
+    """Brier score `mean_n Σ_c (p_nc − 1[c = y_n])²` (no division by C; range [0, 2])."""
+    p, y = check_probs_labels(probs, labels)
+    sq = np.square(p).sum(axis=1)
+    # Σ_c (p_c − δ_cy)² = Σ_c p_c² − 2 p_y + 1, without building a one-hot matrix.
+    return float(np.mean(sq - 2.0 * p[np.arange(len(y)), y] + 1.0))
+
+
+@dataclass(frozen=True)
+class Reliability:
+    """Per-bin statistics for a reliability diagram; bins are (edges[b], edges[b+1]].
+
+    `accuracy` and `confidence` are NaN for empty bins.
+    """
+
+    edges: np.ndarray  # [B + 1]
+    counts: np.ndarray  # int64 [B]
+    accuracy: np.ndarray  # [B], mean correctness of the examples in each bin
+    confidence: np.ndarray  # [B], mean max-probability of the examples in each bin
+
+    @property
+    def ece(self) -> float:
+        """Σ_b |B_b|/N · |acc_b − conf_b| over non-empty bins."""
+        n = self.counts.sum()
+        full = self.counts > 0
+        gap = np.abs(self.accuracy[full] - self.confidence[full])
+        return float(np.sum(self.counts[full] / n * gap))
+
+
+def reliability(probs: ArrayLike, labels: ArrayLike, n_bins: int = ECE_BINS) -> Reliability:
+    """Bin examples by confidence `max_c p_c` into `n_bins` equal-width right-closed bins."""
+    if n_bins < 1:
+        raise ModescapeError(f"n_bins must be at least 1, got {n_bins}")
+    p, y = check_probs_labels(probs, labels)
+    conf = p.max(axis=1)
+    correct = (p.argmax(axis=1) == y).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    # side="left" puts a confidence equal to an edge into the bin below it: right-closed bins.
+    # Confidence 0 cannot happen for a probability vector, but clip so it would land in bin 0.
+    idx = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
+    counts = np.bincount(idx, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = np.bincount(idx, weights=correct, minlength=n_bins) / counts
+        mean_conf = np.bincount(idx, weights=conf, minlength=n_bins) / counts
+    return Reliability(
+        edges=edges, counts=counts.astype(np.int64), accuracy=acc, confidence=mean_conf
+    )
+
+
+def ece(probs: ArrayLike, labels: ArrayLike, n_bins: int = ECE_BINS) -> float:
+    """Expected calibration error with `n_bins` equal-width right-closed confidence bins."""
+    return reliability(probs, labels, n_bins).ece
+
+
+METRICS = ("accuracy", "nll", "brier", "ece")
+
+
+def evaluate(probs: ArrayLike, labels: ArrayLike) -> dict[str, float]:
+    """All four metrics of one predictor: {"accuracy", "nll", "brier", "ece"}."""
+    p, y = check_probs_labels(probs, labels)
+    return {"accuracy": accuracy(p, y), "nll": nll(p, y), "brier": brier(p, y), "ece": ece(p, y)}
