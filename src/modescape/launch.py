@@ -113,12 +113,16 @@ def run_members(
     device: str = "auto",
     slurm: SlurmConfig | None = None,
     retries: int = 0,
+    threads: int | None = None,
     job_fn: JobFn | None = None,
 ) -> LaunchResult:
     """Run `job_fn` (default: `train_member`) for each of `members` (default: all of the run's).
 
-    With the default job function, members the run already marks finished are skipped. Failures
-    are returned, not raised: check `result.ok` / `result.failed`.
+    `threads` is each job's CPU thread count (default: torch's for `serial`, the cores divided by
+    `workers` for `local`, `slurm.cpus_per_task` for `slurm`). On CPU, training is byte-for-byte
+    reproducible across executors at equal thread counts; a different count changes the last
+    bits of float reductions. With the default job function, members the run already marks
+    finished are skipped. Failures are returned, not raised: check `result.ok` / `result.failed`.
     """
     if executor not in EXECUTORS:
         raise choice_error("executor", executor, EXECUTORS)
@@ -126,6 +130,8 @@ def run_members(
         raise ModescapeError(f"retries must be >= 0, got {retries}")
     if workers < 1:
         raise ModescapeError(f"workers must be >= 1, got {workers}")
+    if threads is not None and threads < 1:
+        raise ModescapeError(f"threads must be >= 1, got {threads}")
     run_dir = Path(run_dir).resolve()
     finished: list[int] = []
     if job_fn is None:
@@ -147,11 +153,12 @@ def run_members(
         if attempt:
             log.warning("retry %d/%d for members %s", attempt, retries, todo)
         if executor == "serial":
-            outcome = _run_serial(job_fn, run_dir, todo, device)
+            outcome = _run_serial(job_fn, run_dir, todo, device, threads)
         elif executor == "local":
-            outcome = _run_local(job_fn, run_dir, todo, device, workers)
+            outcome = _run_local(job_fn, run_dir, todo, device, workers, threads)
         else:
-            outcome, job_id = _run_slurm(job_fn, run_dir, todo, device, slurm or SlurmConfig())
+            cfg = slurm or SlurmConfig()
+            outcome, job_id = _run_slurm(job_fn, run_dir, todo, device, cfg, threads)
             job_ids.append(job_id)
         for m in todo:
             attempts[m] += 1
@@ -168,19 +175,29 @@ def _reason(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"
 
 
-def _run_serial(fn: JobFn, run_dir: Path, members: list[int], device: str) -> dict[int, str | None]:
+def _run_serial(
+    fn: JobFn, run_dir: Path, members: list[int], device: str, threads: int | None
+) -> dict[int, str | None]:
+    import torch
+
     outcome: dict[int, str | None] = {}
-    for m in members:
-        try:
-            fn(str(run_dir), m, device=device, threads=None)
-            outcome[m] = None
-        except Exception as e:  # one member's failure must not stop the others
-            log.warning("member %d failed", m, exc_info=True)
-            outcome[m] = _reason(e)
+    before = torch.get_num_threads()
+    try:
+        for m in members:
+            try:
+                fn(str(run_dir), m, device=device, threads=threads)
+                outcome[m] = None
+            except Exception as e:  # one member's failure must not stop the others
+                log.warning("member %d failed", m, exc_info=True)
+                outcome[m] = _reason(e)
+    finally:
+        torch.set_num_threads(before)  # the job may set it; leave the caller's process as it was
     return outcome
 
 
-def worker_devices(workers: int, device: str = "auto") -> tuple[list[str], int | None]:
+def worker_devices(
+    workers: int, device: str = "auto", threads: int | None = None
+) -> tuple[list[str], int | None]:
     """Device of each local worker and the CPU threads each may use (None: torch's default).
 
     `auto` gives worker k the GPU `cuda:{k mod n_gpus}` when CUDA GPUs are visible; on CPU the
@@ -190,10 +207,11 @@ def worker_devices(workers: int, device: str = "auto") -> tuple[list[str], int |
 
     if device == "auto" and torch.cuda.is_available():
         n = torch.cuda.device_count()
-        return [f"cuda:{k % n}" for k in range(workers)], None
+        return [f"cuda:{k % n}" for k in range(workers)], threads
     if device == "auto":
         device = "cpu"
-    threads = max(1, (os.cpu_count() or 1) // workers) if device == "cpu" else None
+    if threads is None and device == "cpu":
+        threads = max(1, (os.cpu_count() or 1) // workers)
     return [device] * workers, threads
 
 
@@ -214,10 +232,10 @@ def _worker_job(fn: JobFn, run_dir: str, member: int) -> None:
 
 
 def _run_local(
-    fn: JobFn, run_dir: Path, members: list[int], device: str, workers: int
+    fn: JobFn, run_dir: Path, members: list[int], device: str, workers: int, threads: int | None
 ) -> dict[int, str | None]:
     workers = min(workers, len(members))
-    devices, threads = worker_devices(workers, device)
+    devices, threads = worker_devices(workers, device, threads)
     # spawn, not fork: a forked child inherits torch's thread pools and CUDA state half-initialised.
     ctx = mp.get_context("spawn")
     queue = ctx.SimpleQueue()
@@ -258,7 +276,7 @@ def _slurm_task(fn: JobFn, run_dir: str, member: int, device: str, threads: int)
 
 
 def _run_slurm(
-    fn: JobFn, run_dir: Path, members: list[int], device: str, cfg: SlurmConfig
+    fn: JobFn, run_dir: Path, members: list[int], device: str, cfg: SlurmConfig, threads: int | None
 ) -> tuple[dict[int, str | None], str]:
     submitit = _import_submitit()
     if shutil.which("sbatch") is None:
@@ -283,7 +301,12 @@ def _run_slurm(
     executor.update_parameters(**params)
     n = len(members)
     jobs = executor.map_array(
-        _slurm_task, [fn] * n, [str(run_dir)] * n, members, [device] * n, [cfg.cpus_per_task] * n
+        _slurm_task,
+        [fn] * n,
+        [str(run_dir)] * n,
+        members,
+        [device] * n,
+        [threads or cfg.cpus_per_task] * n,
     )
     array_id = jobs[0].job_id.split("_")[0]
     _record_jobs(folder, array_id, {m: j.job_id for m, j in zip(members, jobs)})
