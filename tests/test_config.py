@@ -50,7 +50,7 @@ def test_json_round_trip(tmp_path):
 def test_overrides_apply_and_validate():
     cfg = RunConfig().with_overrides(["train.lr=0.01", "members=3", "train.augment.flip=true"])
     assert cfg.train.lr == 0.01 and cfg.members == 3 and cfg.train.augment.flip is True
-    with pytest.raises(ModescapeError, match="allowed: .*lr"):
+    with pytest.raises(ModescapeError, match=r"allowed: .*lr"):
         RunConfig().with_overrides(["train.lrr=0.01"])
     with pytest.raises(ModescapeError, match="section"):
         RunConfig().with_overrides(["nosuch.key=1"])

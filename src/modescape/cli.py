@@ -167,7 +167,8 @@ def cmd_models(args: argparse.Namespace) -> None:
     print(f"input {tuple(in_shape)}, {classes} classes")
     print(f"{'arch':<10} {'variant':<8} {'params':>10}  description")
     for r in rows:
-        print(f"{r['arch']:<10} {r['variant']:<8} {r['params']:>10,}  {r['description']}")
+        params = "too small" if r["params"] is None else f"{r['params']:,}"
+        print(f"{r['arch']:<10} {r['variant']:<8} {params:>10}  {r['description']}")
 
 
 def build_parser() -> argparse.ArgumentParser:

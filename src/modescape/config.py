@@ -98,11 +98,11 @@ class TrainConfig:
     channels_last: bool = True  # 2-D inputs only; the big lever on CPU (PERFORMANCE.md)
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "lr_every", "snapshot_every"):
-            if getattr(self, name) < 1 and not (name == "epochs" and self.epochs == 0):
-                raise ModescapeError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if self.epochs < 0:
             raise ModescapeError(f"train.epochs must be >= 0, got {self.epochs}")
+        for name in ("batch_size", "lr_every", "snapshot_every"):
+            if getattr(self, name) < 1:
+                raise ModescapeError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0 or not 0 < self.lr_factor <= 1 or self.weight_decay < 0:
             raise ModescapeError("train.lr must be > 0, lr_factor in (0, 1], weight_decay >= 0")
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)

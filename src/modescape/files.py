@@ -83,10 +83,30 @@ def load_npy(path: str | Path, mmap: bool = False) -> np.ndarray:
 
 
 def save_safetensors(
-    path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+    path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any] | None = None
 ) -> str:
+    """Save tensors; `metadata` (JSON-serialisable) is stored under one key, `modescape`.
+
+    One key because safetensors writes several metadata keys in hash order, and identical
+    content must give identical bytes (resumed runs are compared byte for byte).
+    """
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    return atomic_write_bytes(path, st_save(tensors, metadata=metadata))
+    meta = None if metadata is None else {"modescape": json.dumps(metadata, sort_keys=True)}
+    return atomic_write_bytes(path, st_save(tensors, metadata=meta))
+
+
+def read_safetensors_metadata(path: str | Path) -> dict[str, Any]:
+    """The metadata written by `save_safetensors` ({} when there is none)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except FileNotFoundError:
+        raise ModescapeError(f"missing file {path}") from None
+    except (SafetensorError, ValueError, OSError) as e:
+        raise ModescapeError(f"corrupt safetensors file {path}: {e}") from None
+    return json.loads(meta["modescape"]) if "modescape" in meta else {}
 
 
 def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:

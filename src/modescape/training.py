@@ -32,6 +32,7 @@ from modescape.errors import ModescapeError, choice_error
 from modescape.files import (
     atomic_write_bytes,
     load_safetensors,
+    read_safetensors_metadata,
     save_npy,
     save_safetensors,
 )
@@ -167,7 +168,7 @@ def predict(model: nn.Module, x: torch.Tensor, batch: int = EVAL_BATCH) -> torch
     return out
 
 
-def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], str]:
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
     sd = opt.state_dict()
     tensors = {
         f"opt.{i}.{k}": v
@@ -175,18 +176,18 @@ def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tens
         for k, v in st.items()
         if torch.is_tensor(v)
     }
-    return tensors, json.dumps(sd["param_groups"])
+    return tensors, sd["param_groups"]
 
 
 def _load_optimizer(
-    opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: str
+    opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: list
 ) -> None:
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith("opt."):
             _, i, name = key.split(".", 2)
             state.setdefault(int(i), {})[name] = value
-    opt.load_state_dict({"state": state, "param_groups": json.loads(groups)})
+    opt.load_state_dict({"state": state, "param_groups": groups})
 
 
 def train_member(
@@ -348,7 +349,7 @@ def _write_epoch(
         state = {k: v for k, v in model.state_dict().items()}
         rel = run.snapshot_path(member, epoch).relative_to(run.path)
         info["files"][str(rel)] = save_safetensors(
-            run.path / rel, state, {"epoch": str(epoch), "member": str(member)}
+            run.path / rel, state, {"epoch": epoch, "member": member}
         )
         if epoch not in info["snapshots"]:
             info["snapshots"].append(epoch)
@@ -372,7 +373,7 @@ def _commit(
 ) -> None:
     tensors, groups = _optimizer_tensors(opt)
     tensors |= {f"model.{k}": v for k, v in model.state_dict().items()} | rng.state()
-    meta = {"epoch": str(epoch), "param_groups": groups, "records": json.dumps(records)}
+    meta = {"epoch": epoch, "param_groups": groups, "records": records}
     save_safetensors(run.member_dir(member) / "resume.safetensors", tensors, meta)
     info["epoch"] = epoch
     started, elapsed_before = clock
@@ -383,11 +384,8 @@ def _commit(
 def _resume(
     path: Path, model: nn.Module, opt: torch.optim.Optimizer, rng: MemberRNG, dev: torch.device
 ) -> tuple[int, list]:
-    from safetensors import safe_open
-
     tensors = load_safetensors(path)
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata()
+    meta = read_safetensors_metadata(path)
     model.load_state_dict(
         {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     )
@@ -401,7 +399,7 @@ def _resume(
         meta["param_groups"],
     )
     rng.restore(tensors)
-    return int(meta["epoch"]), json.loads(meta["records"])
+    return int(meta["epoch"]), meta["records"]
 
 
 def prepare_run(out: str | Path, config: RunConfig, dataset: Dataset | None = None) -> Run:

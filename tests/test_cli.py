@@ -1,0 +1,79 @@
+import json
+
+import pytest
+from conftest import cli
+
+from modescape.store import load_run
+
+
+def test_info_table_and_json(tiny_run):
+    code, out, _ = cli("info", str(tiny_run))
+    assert code == 0 and "finished" in out and "smallcnn" in out
+    code, out, _ = cli("info", str(tiny_run), "--json")
+    summary = json.loads(out)
+    assert [m["state"] for m in summary["members"]] == ["finished"] * 3
+    assert summary["members"][0]["seed"] == load_run(tiny_run).manifest["seeds"]["member_0"]
+    assert summary["problems"] == []
+
+
+def test_models_lists_spec_counts():
+    code, out, _ = cli("models", "--data", "cifar10", "--json")
+    counts = {(r["arch"], r["variant"]): r["params"] for r in json.loads(out)}
+    assert counts[("smallcnn", "paper")] == 19_466
+    assert counts[("mediumcnn", "seed")] == 245_290
+    code, out, _ = cli("models")
+    assert code == 0 and "input (1, 40)" in out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--data", "imagenet"], "invalid choice"),
+        (["train", "--members", "0", "--out", "{tmp}/x"], "members must be >= 1"),
+        (["train", "--epochs", "-3", "--out", "{tmp}/x"], "epochs must be >= 0"),
+        (["train", "--set", "train.nope=1", "--out", "{tmp}/x"], "unknown config key"),
+        (["train", "--config", "{tmp}/missing.json"], "config file not found"),
+        (["train", "--data", "cifar10", "--root", "{tmp}/nowhere", "--out", "{tmp}/x"], "nowhere"),
+        (["train", "--member", "7", "--members", "2", "--out", "{tmp}/x"], "out of range"),
+        (["info", "{tmp}/norun"], "not found"),
+    ],
+)
+def test_bad_input_is_one_clear_line(tmp_path, args, message):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    code, _, err = cli(*args)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "x").exists() or not any((tmp_path / "x").rglob("*.safetensors"))
+
+
+def test_corrupt_snapshot_is_reported_not_crashed(tiny_run_copy):
+    snap = tiny_run_copy / "members/m000/snapshots/e0004.safetensors"
+    snap.write_bytes(b"\x00" * 10)
+    code, out, _ = cli("info", str(tiny_run_copy))
+    assert code == 0 and "checksum mismatch members/m000/snapshots/e0004.safetensors" in out
+    from modescape.errors import ModescapeError
+
+    with pytest.raises(ModescapeError, match="corrupt safetensors"):
+        load_run(tiny_run_copy).state_dict(0)
+
+
+def test_pickled_npy_is_refused(tiny_run_copy):
+    import numpy as np
+
+    from modescape.errors import ModescapeError
+
+    f = tiny_run_copy / "members/m000/preds/test/e0004.npy"
+    np.save(f, np.array([{"evil": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ModescapeError, match="unsafe"):
+        load_run(tiny_run_copy).predictions("test", 0)
+
+
+def test_python_dash_m_entry_point():
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [sys.executable, "-m", "modescape", "--help"], capture_output=True, text=True
+    )
+    assert r.returncode == 0 and "train" in r.stdout and "examples:" in r.stdout
