@@ -190,6 +190,41 @@ def _load_optimizer(
     opt.load_state_dict({"state": state, "param_groups": groups})
 
 
+def train_epoch(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    tcfg: TrainConfig,
+    rng: MemberRNG,
+    pixel: torch.Tensor | float = 1.0,
+    autocast: torch.autocast | None = None,
+) -> dict[str, float]:
+    """One pass over the training data; returns mean train loss and accuracy."""
+    model.train()
+    dev = x_train.device
+    autocast = autocast or torch.autocast(dev.type, enabled=False)
+    loss_sum = torch.zeros((), device=dev)
+    correct = torch.zeros((), device=dev, dtype=torch.long)
+    seen = 0
+    for idx in batch_order(len(x_train), tcfg.batch_size, tcfg.sampler, rng.data):
+        idx = idx.to(dev)
+        xb, yb = x_train[idx], y_train[idx]
+        if tcfg.augment.enabled:
+            xb = augment_batch(xb, tcfg.augment, pixel, rng.augment)
+        with autocast:
+            logits = model(xb)
+            loss = F.cross_entropy(logits.float(), yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        # Accumulate on the device: one host sync per epoch, not per step.
+        loss_sum += loss.detach() * len(yb)
+        correct += (logits.argmax(1) == yb).sum()
+        seen += len(yb)
+    return {"train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen}
+
+
 def train_member(
     run_dir: str | Path,
     member: int,
@@ -279,25 +314,9 @@ def train_member(
             lr = tcfg.lr_at(epoch)
             for group in opt.param_groups:
                 group["lr"] = lr
-            model.train()
-            loss_sum = torch.zeros((), device=dev)
-            correct = torch.zeros((), device=dev, dtype=torch.long)
-            seen = 0
-            for idx in batch_order(len(x_train), tcfg.batch_size, tcfg.sampler, rng.data):
-                idx = idx.to(dev)
-                xb, yb = x_train[idx], y_train[idx]
-                if tcfg.augment.enabled:
-                    xb = augment_batch(xb, tcfg.augment, pixel, rng.augment)
-                with autocast:
-                    logits = model(xb)
-                    loss = F.cross_entropy(logits.float(), yb)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                loss_sum += loss.detach() * len(yb)
-                correct += (logits.argmax(1) == yb).sum()
-                seen += len(yb)
-            stats = {"train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen}
+            tick = time.perf_counter()
+            stats = train_epoch(model, opt, x_train, y_train, tcfg, rng, pixel, autocast)
+            stats["time_train_s"] = round(time.perf_counter() - tick, 3)
             done = epoch + 1
             _write_epoch(run, member, done, model, splits, ys, info, records, stats, lr)
             _commit(run, member, done, model, opt, rng, info, records, clock)
@@ -333,6 +352,7 @@ def _write_epoch(
 ) -> None:
     """Snapshot, predictions and the metrics line for `epoch` (everything but the commit)."""
     mdir = run.member_dir(member)
+    tick = time.perf_counter()
     record: dict[str, Any] = {"epoch": epoch, "lr": lr} | (train_stats or {})
     keep = _keeps_snapshot(run.config.train, epoch)
     for split, x in splits.items():
@@ -353,6 +373,7 @@ def _write_epoch(
         )
         if epoch not in info["snapshots"]:
             info["snapshots"].append(epoch)
+    record["time_eval_s"] = round(time.perf_counter() - tick, 3)
     records[:] = [r for r in records if r["epoch"] < epoch] + [record]
     text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
     info["files"][str((mdir / "metrics.jsonl").relative_to(run.path))] = atomic_write_bytes(
