@@ -110,8 +110,9 @@ def lowrank_basis(snapshots: torch.Tensor, rank: int) -> LowRankBasis:
             f"rank must be in [1, S - 1 = {S - 1}] for {S} snapshots "
             f"(S centred snapshots span at most S - 1 directions), got {rank}"
         )
-    mean = snapshots.mean(dim=0)
-    X = (snapshots - mean).double()
+    # Centred in float64: late snapshots differ from each other by a small fraction of the weights.
+    mean = snapshots.double().mean(dim=0)
+    X = snapshots.double() - mean
     eigvals, U = torch.linalg.eigh(X @ X.T)  # ascending
     eigvals, U = eigvals.flip(0)[:rank], U.flip(1)[:, :rank]
     sv = eigvals.clamp_min(0).sqrt()
@@ -122,7 +123,8 @@ def lowrank_basis(snapshots: torch.Tensor, rank: int) -> LowRankBasis:
             f"(singular values {sv.tolist()}); lower the rank or use more distinct snapshots"
         )
     components = (U.T @ X) / sv[:, None]  # rows v_i = X^T u_i / s_i, unit norm
-    return LowRankBasis(mean, components.to(snapshots.dtype), sv.to(snapshots.dtype), S)
+    dtype = snapshots.dtype
+    return LowRankBasis(mean.to(dtype), components.to(dtype), sv.to(dtype), S)
 
 
 def random_subspace(anchor: torch.Tensor, n: int, scale: float, seed: Seed) -> torch.Tensor:
@@ -130,19 +132,19 @@ def random_subspace(anchor: torch.Tensor, n: int, scale: float, seed: Seed) -> t
 
     anchor: [P]. Returns [n, P]; ‖θ_k − θ*‖ = t_k ≤ scale.
     """
-    return _collect(_rows("random", _anchor_row(anchor), n, scale, seed))
+    return _collect(_rows("random", _anchor_row(anchor), n, scale, seed), n)
 
 
 def dropout_subspace(anchor: torch.Tensor, n: int, scale: float, seed: Seed) -> torch.Tensor:
     """Drop each entry of θ* with probability p ~ scale·U(0,1) (fresh p per sample), rescale the
     kept ones by 1/(1 − p). anchor: [P]; scale in (0, 1). Returns [n, P]."""
-    return _collect(_rows("dropout", _anchor_row(anchor), n, scale, seed))
+    return _collect(_rows("dropout", _anchor_row(anchor), n, scale, seed), n)
 
 
 def diagonal_gaussian(snapshots: torch.Tensor, n: int, scale: float, seed: Seed) -> torch.Tensor:
     """θ ~ N(μ, (scale·σ)²) independently per parameter; μ, σ the mean and population std
     (ddof = 0, as `np.std` in the authors' notebook) of `snapshots[S, P]`. Returns [n, P]."""
-    return _collect(_rows("diagonal", snapshots, n, scale, seed))
+    return _collect(_rows("diagonal", snapshots, n, scale, seed), n)
 
 
 def lowrank_gaussian(
@@ -166,7 +168,7 @@ def lowrank_gaussian(
     if variant not in LOWRANK_VARIANTS:
         raise choice_error("low-rank variant", variant, LOWRANK_VARIANTS)
     method = "lowrank" if variant == "paper" else "lowrank_scaled"
-    return _collect(_rows(method, snapshots, n, scale, seed, rank=rank))
+    return _collect(_rows(method, snapshots, n, scale, seed, rank=rank), n)
 
 
 def sample(
@@ -174,7 +176,7 @@ def sample(
 ) -> torch.Tensor:
     """Any of SAMPLERS on `snapshots[S, P]` (anchor = last row; "random"/"dropout" need S ≥ 1,
     the Gaussians S ≥ 2). Returns [n, P]."""
-    return _collect(_rows(method, snapshots, n, scale, seed, rank=rank))
+    return _collect(_rows(method, snapshots, n, scale, seed, rank=rank), n)
 
 
 def iter_samples(
@@ -266,8 +268,14 @@ def _rows(
     return (draw() for _ in range(n))
 
 
-def _collect(rows: Iterator[torch.Tensor]) -> torch.Tensor:
-    return torch.stack(list(rows))
+def _collect(rows: Iterator[torch.Tensor], n: int) -> torch.Tensor:
+    """n rows into one preallocated [n, P] tensor (not a list of rows plus a stacked copy)."""
+    first = next(rows)
+    out = first.new_empty((n, first.shape[0]))
+    out[0] = first
+    for k, row in enumerate(rows, start=1):
+        out[k] = row
+    return out
 
 
 def _generator(seed: Seed) -> torch.Generator:
