@@ -26,6 +26,7 @@ import multiprocessing as mp
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -267,10 +268,24 @@ def _import_submitit() -> Any:
     return submitit
 
 
+class TaskInterruptedError(Exception):
+    """SLURM told a member's task to stop (scancel, preemption, time limit)."""
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise TaskInterruptedError(
+        f"SLURM sent {signal.Signals(signum).name} (scancel, preemption or time limit)"
+    )
+
+
 def _slurm_task(fn: JobFn, run_dir: str, member: int, device: str, threads: int) -> None:
     # Runs on the compute node. SLURM already restricts the task to its CPUs and GPUs.
     import torch
 
+    # submitit ignores SIGTERM (it expects to requeue checkpointable jobs on SIGUSR2), so a
+    # cancelled member would train on until SLURM's KillWait ends in SIGKILL. Stop at once
+    # instead: every file the job writes is atomic, and a retry resumes from the last snapshot.
+    signal.signal(signal.SIGTERM, _raise_interrupted)
     torch.set_num_threads(threads)
     fn(run_dir, member, device=device, threads=threads)
 
@@ -339,11 +354,9 @@ def _wait_slurm(pending: dict[int, Any], array_id: str, poll_s: float) -> dict[i
         states = scheduler_states([array_id])
         for m, job in list(pending.items()):
             if job.paths.result_pickle.exists():
-                try:
-                    job.result()
-                    outcome[m] = None
-                except Exception as e:  # submitit re-raises the task's exception here
-                    outcome[m] = f"slurm task {job.job_id} failed: {e}".strip()
+                outcome[m] = _task_error(job)
+                if outcome[m]:
+                    log.warning("member %d: %s", m, outcome[m])
                 del pending[m]
                 continue
             state = states.get(job.job_id, "GONE")
@@ -362,6 +375,19 @@ def _wait_slurm(pending: dict[int, Any], array_id: str, poll_s: float) -> dict[i
         if pending:
             time.sleep(poll_s)
     return outcome
+
+
+def _task_error(job: Any) -> str | None:
+    """None if the finished task succeeded, else the last line of its traceback and its log."""
+    err = job.exception()
+    if err is None:
+        return None
+    # submitit's message: a header, the traceback between two dashed rules, the log paths.
+    parts = str(err).split("-" * 22)
+    trace = parts[1] if len(parts) >= 3 else str(err)
+    lines = [line for line in trace.strip().splitlines() if line.strip()]
+    last = lines[-1] if lines else "no traceback"
+    return f"slurm task {job.job_id} failed: {last} (log: {job.paths.stderr})"
 
 
 def _expand_task_ids(job_id: str) -> list[str]:
