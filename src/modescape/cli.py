@@ -91,26 +91,95 @@ def default_out(cfg: RunConfig) -> Path:
     return Path("runs") / f"{cfg.data.name}-{cfg.model.arch}-{cfg.model.variant}-s{cfg.seed}"
 
 
-def cmd_train(args: argparse.Namespace) -> None:
-    from modescape.training import train
-
+def _config_for_run(args: argparse.Namespace, fallback_out: Path | None = None) -> RunConfig:
+    """Flags → config; with no shaping flag, the config stored in --out, else the demo."""
     cfg = resolve_config(args)
-    out = Path(args.out) if args.out else None
-    if cfg is None:
-        if out is not None and (out / "config.json").exists():
-            cfg = load_config(out / "config.json")
-        else:
-            cfg = resolve_config(argparse.Namespace(**{**vars(args), "data": "mnist1d"}))
-    assert cfg is not None
-    out = out or default_out(cfg)
+    out = Path(args.out) if args.out else fallback_out
+    if cfg is None and out is not None and (out / "config.json").exists():
+        return load_config(out / "config.json")
+    return cfg if cfg is not None else preset()
+
+
+def _slurm_config(args: argparse.Namespace):
+    from modescape.launch import SlurmConfig
+
+    extra = {}
+    for item in args.slurm_option:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ModescapeError(f"--slurm-option expects KEY=VALUE, got {item!r}")
+        extra[key] = value
+    return SlurmConfig(
+        partition=args.partition,
+        time=args.time,
+        cpus_per_task=args.cpus_per_task,
+        gpus_per_node=args.gpus_per_node,
+        mem_gb=args.mem_gb,
+        array_parallelism=args.max_running,
+        extra=extra,
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from modescape.pipeline import train_run
+
+    cfg = _config_for_run(args)
+    out = Path(args.out) if args.out else default_out(cfg)
     members = _select_members(args, cfg.members)
-    run = train(cfg, out, members=members, device=args.device, progress=True)
-    print(f"trained {len(members or run.members)} member(s) in {run.path}")
+    path = train_run(
+        cfg,
+        out,
+        members=members,
+        executor=args.executor,
+        workers=args.workers,
+        device=args.device,
+        retries=args.retries,
+        slurm=_slurm_config(args) if args.executor == "slurm" else None,
+    )
+    print(f"trained {len(members or range(cfg.members))} member(s) in {path}")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from modescape.pipeline import run_pipeline
+
+    out = Path(args.out) if args.out else Path("runs/demo")
+    cfg = _config_for_run(args, out)
+    run_pipeline(cfg, out, executor=args.executor, workers=args.workers, device=args.device)
+
+
+def cmd_analyze(args: argparse.Namespace) -> None:
+    from modescape.analysis import AnalysisConfig, analyze_run
+
+    cfg = AnalysisConfig(split=args.split, params=args.params, late=args.late, seed=args.seed)
+    summary = analyze_run(args.run, cfg, allow_partial=args.partial)
+    d, c = summary["disagreement"], summary["cosine"]
+    print(
+        f"independent members disagree on {d['across_members_mean']:.1%} of {args.split} "
+        f"examples; the last {d['late_window']} snapshots of one trajectory on "
+        f"{d['late_within_mean']:.1%}; final weights cosine {c['across_members_mean']:.3f}"
+    )
+    print(f"results in {Path(args.run) / 'analysis'}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from modescape.report import write_report
+
+    print(f"report: {write_report(args.run)}")
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    from modescape.launch import format_status, run_status
+
+    print(format_status(run_status(args.run)))
 
 
 def _select_members(args: argparse.Namespace, n: int) -> list[int] | None:
-    if args.member is not None and getattr(args, "shard", None):
+    if args.member is not None and args.shard:
         raise ModescapeError("use either --member or --shard, not both")
+    if args.shard:
+        from modescape.launch import shard_members
+
+        return shard_members(n, args.shard)
     if args.member is not None:
         if not 0 <= args.member < n:
             raise ModescapeError(f"--member {args.member} out of range: members are 0..{n - 1}")
@@ -171,6 +240,18 @@ def cmd_models(args: argparse.Namespace) -> None:
         print(f"{r['arch']:<10} {r['variant']:<8} {params:>10}  {r['description']}")
 
 
+def _add_launch_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument(
+        "--executor",
+        default="serial",
+        choices=("serial", "local", "slurm"),
+        help="where members train: this process, a local pool, or SLURM array tasks",
+    )
+    p.add_argument("--workers", type=int, default=2, help="processes for --executor local")
+    p.add_argument("--retries", type=int, default=0, help="resubmissions of a failed member")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="modescape",
@@ -186,8 +267,51 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(p)
     p.add_argument("--out", help="run directory (default runs/<data>-<arch>-<variant>-s<seed>)")
     p.add_argument("--member", type=int, help="train only this member (0-based)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--shard", metavar="I/N", help="train members with index = I mod N")
+    _add_launch_flags(p)
+    g = p.add_argument_group("SLURM (--executor slurm; needs pip install modescape[slurm])")
+    g.add_argument("--partition", help="partition (default: the cluster's default)")
+    g.add_argument("--time", type=int, default=60, help="minutes per member task (default 60)")
+    g.add_argument("--cpus-per-task", type=int, default=1)
+    g.add_argument("--gpus-per-node", type=int, default=0)
+    g.add_argument("--mem-gb", type=float)
+    g.add_argument("--max-running", type=int, default=64, help="cap on tasks running at once")
+    g.add_argument(
+        "--slurm-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra sbatch option",
+    )
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("run", help="train, analyse and write the report (default: MNIST-1D demo)")
+    _add_config_flags(p)
+    p.add_argument("--out", help="run directory (default runs/demo)")
+    _add_launch_flags(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("analyze", help="weight- and function-space analyses of a run")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--split", default="test", choices=("test", "val"))
+    p.add_argument(
+        "--params",
+        default="all",
+        choices=("all", "kernels_bn", "no_bn_bias"),
+        help="weights compared: all (paper), kernels + BN scale (seed notebooks), kernels only",
+    )
+    p.add_argument("--late", type=int, default=5, help="how many last snapshots count as late")
+    p.add_argument("--seed", type=int, default=0, help="seed for t-SNE and subset sampling")
+    p.add_argument("--partial", action="store_true", help="analyse the finished members only")
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("report", help="write <run>/report/index.html with every figure")
+    p.add_argument("run", help="run directory (analysed)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("status", help="state of each member (and its SLURM task)")
+    p.add_argument("run", help="run directory")
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("info", help="members, seeds, snapshots and accuracies of a run")
     p.add_argument("run", help="run directory")
