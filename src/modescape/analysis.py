@@ -19,8 +19,6 @@ calls them, and writes the results under `<run>/analysis/`:
 
 from __future__ import annotations
 
-import csv
-import io
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
@@ -33,7 +31,7 @@ import torch
 from modescape.config import _check_choice
 from modescape.ensembles import ensemble_curve, ensemble_probs, snapshot_ensemble_curves
 from modescape.errors import ModescapeError
-from modescape.files import atomic_write_bytes, save_npy, write_json
+from modescape.files import save_npy, write_csv, write_json
 from modescape.functionspace import agreement_with, disagreement_matrix, js_diversity
 from modescape.metrics import METRICS, evaluate, reliability
 from modescape.store import Run, load_run
@@ -119,11 +117,7 @@ def analyze_run(
         files[rel] = save_npy(out / rel, array)
 
     def save_csv(rel: str, header: list[str], rows: list[list[Any]]) -> None:
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
-        files[rel] = atomic_write_bytes(out / rel, buf.getvalue().encode())
+        files[rel] = write_csv(out / rel, header, rows)
 
     tick = time.perf_counter()
     labels = run.labels(config.split)

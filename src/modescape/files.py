@@ -8,6 +8,7 @@ with `allow_pickle=False` for arrays.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
@@ -63,6 +64,24 @@ def read_json(path: str | Path) -> Any:
         raise ModescapeError(f"missing file {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModescapeError(f"corrupt JSON file {path}: {e}") from None
+
+
+def write_csv(path: str | Path, header: list[str], rows: list[list[Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def read_csv(path: str | Path) -> list[dict[str, str]]:
+    """Rows of a CSV file with a header line, as dicts of strings."""
+    path = Path(path)
+    try:
+        with open(path, newline="") as f:
+            return list(csv.DictReader(f))
+    except FileNotFoundError:
+        raise ModescapeError(f"missing file {path}") from None
 
 
 def save_npy(path: str | Path, array: np.ndarray) -> str:

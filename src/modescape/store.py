@@ -213,14 +213,25 @@ class Run:
         return self.member_dir(member) / "snapshots" / f"e{epoch:04d}.safetensors"
 
     def state_dict(self, member: int, epoch: int = -1) -> dict[str, torch.Tensor]:
-        """Weights and buffers of `member` after `epoch` (negative counts from the last)."""
-        return load_safetensors(self.snapshot_path(member, self._epoch(member, epoch)))
+        """Weights and buffers of `member` after `epoch` (negative counts from the last).
+
+        Keys come in the model's own `state_dict()` order (safetensors files do not keep it).
+        """
+        tensors = load_safetensors(self.snapshot_path(member, self._epoch(member, epoch)))
+        order = [k for k in self._state_keys if k in tensors]
+        return {k: tensors[k] for k in order + sorted(set(tensors) - set(order))}
+
+    @cached_property
+    def _state_keys(self) -> list[str]:
+        return list(self.build_model().state_dict())
 
     def build_model(self) -> nn.Module:
+        """A freshly initialised model of the run's architecture (the global RNG is untouched)."""
         from modescape.models import build_model
 
         m, d = self.config.model, self.data_summary
-        return build_model(m.arch, m.variant, tuple(d["in_shape"]), d["num_classes"], m.dropout)
+        with torch.random.fork_rng(devices=[]):
+            return build_model(m.arch, m.variant, tuple(d["in_shape"]), d["num_classes"], m.dropout)
 
     def model(self, member: int, epoch: int = -1) -> nn.Module:
         """A ready `nn.Module` in eval mode holding that snapshot."""
