@@ -315,6 +315,7 @@ def test_plane_summary_picks_most_diverse_sample_near_reference():
         (lambda s: SubspaceConfig(methods=("random", "mc")), "allowed"),
         (lambda s: SubspaceConfig(dropout_scale=1.5), "< 1"),
         (lambda s: SubspaceConfig(n_snapshots=1), "n_snapshots"),
+        (lambda s: sample_subspace(SubspaceConfig(n_samples=2), "diagonal", s, 0), "last 10"),
         (lambda s: reference_curves(0.05, 10, [0.5]), "ref_acc"),
         (lambda s: subspace_model_probs(np.ones((5, 2, 2)), 2), "groups"),
     ],

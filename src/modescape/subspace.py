@@ -207,6 +207,12 @@ def sample_subspace(
     """
     if method not in config.methods:
         raise choice_error("subspace sampler (not in config.methods)", method, config.methods)
+    _check_snapshots(snapshots, need=1)
+    if method not in ("random", "dropout") and snapshots.shape[0] < config.n_snapshots:
+        raise ModescapeError(
+            f"{method} needs the last {config.n_snapshots} snapshots (subspace.n_snapshots), "
+            f"the trajectory has {snapshots.shape[0]}"
+        )
     tail = snapshots[-config.n_snapshots :]
     seed = derive_seed(config.seed, "subspace", method, member)
     return sample(method, tail, config.n_samples, config.scale(method), seed, rank=config.rank)
