@@ -3,13 +3,15 @@
 A loss plane, an interpolation path or a cloud of subspace samples is the same computation: K flat
 parameter vectors `weights[K, P]` of one network, each run on the same N examples. This module is
 that engine. The model passed in is used only as a *template* (its structure, its parameter order
-and, if asked, its buffers): the weights come from the flat vectors, through
-`torch.func.functional_call`, so the model itself is never modified.
+and, if asked, its buffers): the weights come from the flat vectors and are copied into a private
+copy of it (or passed through `torch.func.functional_call`), so the model itself is never modified.
 
 Two strategies, both in `torch.inference_mode()` and eval mode (dropout off):
 
-- ``"loop"``: for each data chunk, for each weight point, one forward pass. The weights are views
-  into the flat vector (no copy); 4-D inputs are converted to channels_last once.
+- ``"loop"``: for each data chunk, for each weight point, one forward pass of a private copy of
+  the model into which the point is copied (a few memcpys; `functional_call` re-wires every module
+  per call, which costs more than a small 1-D network's forward). For 4-D inputs the copy and the
+  data are channels_last.
 - ``"vmap"``: `torch.func.vmap` over a stack of `chunk` weight points, one call per data chunk.
 
 Measured on the 2-core CPU this project targets (benchmarks/bench_landscape.py; 2,000 CIFAR-shaped
@@ -192,40 +194,51 @@ def plan(
 
 
 class _Evaluator:
-    """Runs `model` functionally on flat weights; yields logits block by block."""
+    """Runs the template's structure on flat weights, one data chunk at a time."""
 
     def __init__(self, model: nn.Module, x: Tensor):
         self.model = model
         self.pnames, self.bnames = param_names(model), buffer_names(model)
         self.pshapes, self.bshapes = shapes_of(model, self.pnames), shapes_of(model, self.bnames)
-        # Buffers not covered by the flat vectors (num_batches_tracked) come from the model.
-        self.fixed = {n: b for n, b in model.named_buffers() if n not in self.bnames}
         self.default_buffers = flatten_params(model.state_dict(), self.bnames)
         self.channels_last = x.dim() == 4
+        self._net: nn.Module | None = None
 
-    def tensors(self, params: Tensor, buffers: Tensor, relayout: bool = True) -> dict[str, Tensor]:
-        out = unflatten(params, self.pnames, self.pshapes)
-        out.update(unflatten(buffers, self.bnames, self.bshapes))
-        if self.channels_last and relayout:
-            # Both operands channels_last lets oneDNN skip reorders inside every conv.
-            out = {
-                n: t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
-                for n, t in out.items()
-            }
-        return {**out, **self.fixed}
+    def _private_net(self) -> tuple[nn.Module, list[Tensor], list[Tensor]]:
+        """A private copy whose tensors are overwritten per point (channels_last for 2-D).
+
+        Copying a point into it costs a few memcpys; `functional_call` instead re-wires every
+        module on every call, which costs more than the forward pass of a small 1-D network.
+        """
+        if self._net is None:
+            net = copy.deepcopy(self.model).eval().requires_grad_(False)
+            if self.channels_last:
+                # Both operands channels_last lets oneDNN skip reorders inside every conv.
+                net = net.to(memory_format=torch.channels_last)
+            self._net = net
+            state = dict(net.named_parameters()) | dict(net.named_buffers())
+            self._ps = [state[n] for n in self.pnames]
+            self._bs = [state[n] for n in self.bnames]
+        return self._net, self._ps, self._bs
 
     def loop(self, params: Tensor, buffers: Tensor, xb: Tensor) -> Tensor:
-        return torch.stack(
-            [
-                functional_call(self.model, self.tensors(p, b), (xb,))
-                for p, b in zip(params, buffers)
-            ]
-        )
+        net, ps, bs = self._private_net()
+        out = []
+        for p, b in zip(params, buffers):
+            for dst, src in zip(ps, unflatten(p, self.pnames, self.pshapes).values()):
+                dst.copy_(src)
+            for dst, src in zip(bs, unflatten(b, self.bnames, self.bshapes).values()):
+                dst.copy_(src)
+            out.append(net(xb))
+        return torch.stack(out)
 
     def vmap(self, params: Tensor, buffers: Tensor, xb: Tensor) -> Tensor:
+        fixed = {n: b for n, b in self.model.named_buffers() if n not in self.bnames}
+
         def one(p: Tensor, b: Tensor) -> Tensor:
-            # (memory formats cannot be queried inside vmap)
-            return functional_call(self.model, self.tensors(p, b, relayout=False), (xb,))
+            tensors = unflatten(p, self.pnames, self.pshapes)
+            tensors.update(unflatten(b, self.bnames, self.bshapes))
+            return functional_call(self.model, {**tensors, **fixed}, (xb,))
 
         return vmap(one)(params, buffers)
 

@@ -261,7 +261,7 @@ def evaluate_plane(
     bn_batch_size: int = 256,
     done_rows: Mapping[int, RowValues] | None = None,
     on_row: Callable[[int, RowValues], None] | None = None,
-    rows_per_block: int = 1,
+    rows_per_block: int | None = None,
     progress: bool | None = None,
     verbose: bool = True,
     **engine: object,
@@ -277,7 +277,8 @@ def evaluate_plane(
         bn_policy, train_x, bn_batches, bn_batch_size: BatchNorm handling (module docstring).
         done_rows, on_row: resumption. Row i is `b_values[i]`; `on_row(i, values)` is called as
             each row is finished (persist it), and rows in `done_rows` are not recomputed.
-        rows_per_block: grid rows evaluated per engine call (points per call = rows × R).
+        rows_per_block: grid rows evaluated per engine call (points per call = rows × R);
+            default enough rows for ≥ 64 points, which amortises the per-call set-up.
         progress: tqdm bar; None shows it only on a terminal. verbose: print the work estimate.
         engine: `strategy`, `batch_size`, `chunk`, `memory_budget_mb` for `batched.iter_logits`.
     """
@@ -303,6 +304,7 @@ def evaluate_plane(
     anchor = job.score(torch.stack([po, p1, p2]), torch.stack([bo, b1, b2]), refs)
 
     R = resolution
+    rows_per_block = rows_per_block or max(1, -(-64 // R))
     done = dict(done_rows or {})
     todo = [i for i in range(R) if i not in done]
     if verbose:
