@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from modescape.config import preset
 from modescape.errors import ModescapeError
 from modescape.launch import (
     EXECUTORS,
+    SlurmConfig,
     _expand_task_ids,
     format_status,
     run_members,
@@ -105,6 +107,20 @@ def test_unknown_executor(tmp_path):
     with pytest.raises(ModescapeError, match="serial, local, slurm"):
         run_members(tmp_path, [0], "mpi", job_fn=record_job)
     assert EXECUTORS == ("serial", "local", "slurm")
+
+
+def test_slurm_without_submitit(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "submitit", None)  # what an uninstalled package looks like
+    with pytest.raises(ModescapeError, match=r"pip install 'modescape\[slurm\]'"):
+        run_members(tmp_path, [0], "slurm", job_fn=record_job)
+
+
+@pytest.mark.parametrize(
+    "bad", [dict(time=0), dict(cpus_per_task=0), dict(gpus_per_node=-1), dict(mem_gb=0)]
+)
+def test_slurm_config_rejects(bad):
+    with pytest.raises(ModescapeError, match=next(iter(bad))):
+        SlurmConfig(**bad)
 
 
 def test_serial_failure_is_reported_then_retried(tmp_path):
