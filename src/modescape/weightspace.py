@@ -69,7 +69,9 @@ def select_parameter_names(model: nn.Module, selection: str = "all") -> list[str
     return names
 
 
-def flatten(state_dict: StateDict, names: Sequence[str], dtype=torch.float64) -> torch.Tensor:
+def flatten(
+    state_dict: StateDict, names: Sequence[str], dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
     """Concatenate the named tensors of one state dict into θ: Tensor[P] of `dtype`."""
     missing = [n for n in names if n not in state_dict]
     if missing:
@@ -78,7 +80,7 @@ def flatten(state_dict: StateDict, names: Sequence[str], dtype=torch.float64) ->
 
 
 def stack_flat(
-    state_dicts: Sequence[StateDict], names: Sequence[str], dtype=torch.float64
+    state_dicts: Sequence[StateDict], names: Sequence[str], dtype: torch.dtype = torch.float64
 ) -> torch.Tensor:
     """Flat vectors of several state dicts: Tensor[M, P]."""
     return torch.stack([flatten(sd, names, dtype) for sd in state_dicts])
