@@ -226,36 +226,67 @@ def _off_diagonal(a: np.ndarray) -> np.ndarray:
     return a[~np.eye(len(a), dtype=bool)]
 
 
+BN_TRAIN_EXAMPLES = 2048  # training examples per BatchNorm recomputation (a seeded subset)
+
+
+def bn_training_subset(run: Run) -> torch.Tensor:
+    """The fixed, shuffled training examples used to recompute BatchNorm statistics."""
+    x = run.dataset().x_train
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    return x[perm[:BN_TRAIN_EXAMPLES]]
+
+
+def with_recomputed_bn(
+    run: Run, model: torch.nn.Module, flat: torch.Tensor
+) -> list[dict[str, torch.Tensor]]:
+    """State dicts for flat parameter vectors [K, P], BatchNorm statistics recomputed per point."""
+    from modescape.batched import buffer_names, param_names, recompute_bn_buffers
+
+    base = model.state_dict()
+    sds = [base | unflatten_named(v, param_names(model), model) for v in flat]
+    bnames = buffer_names(model)
+    if bnames:
+        buffers = recompute_bn_buffers(model, flat, bn_training_subset(run))
+        sds = [sd | unflatten_named(b, bnames, model) for sd, b in zip(sds, buffers)]
+    return sds
+
+
+def unflatten_named(
+    vector: torch.Tensor, names: list[str], model: torch.nn.Module
+) -> dict[str, torch.Tensor]:
+    from modescape.batched import shapes_of, unflatten
+
+    return unflatten(vector, names, shapes_of(model, names))
+
+
+def weight_average_state(run: Run, member: int, last: int = 10) -> dict[str, torch.Tensor]:
+    """Mean of the member's last `last` snapshots after initialisation (SPEC §6).
+
+    BatchNorm statistics are recomputed for the averaged weights (`BN_TRAIN_EXAMPLES`).
+    """
+    from modescape.batched import flatten_params, has_batchnorm, param_names
+
+    window = [e for e in run.snapshot_epochs(member) if e > 0][-last:]
+    avg = average_state_dicts([run.state_dict(member, e) for e in window])
+    model = run.build_model()
+    if has_batchnorm(model):
+        avg = with_recomputed_bn(run, model, flatten_params(avg, param_names(model))[None])[0]
+    return avg
+
+
 def _weight_average_predictions(
     run: Run, members: list[int], epochs: list[int], config: AnalysisConfig
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Predictions of the mean of each member's last snapshots (BN statistics recomputed)."""
-    from modescape.batched import has_batchnorm, param_names, recompute_bn_buffers
-    from modescape.training import predict
+    from modescape.batched import evaluate_many, has_batchnorm
 
-    window = [e for e in epochs if e > 0][-config.weight_average :]
-    data = run.dataset()
-    x = getattr(data, f"x_{config.split}")
     model = run.build_model()
-    bn = has_batchnorm(model)
-    out = []
-    for m in members:
-        avg = average_state_dicts([run.state_dict(m, e) for e in window])
-        if bn:
-            model.load_state_dict(avg)
-            flat = torch.cat([avg[n].reshape(-1) for n in param_names(model)])[None]
-            perm = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(0))
-            buffers = recompute_bn_buffers(model, flat, data.x_train[perm[:2048]])[0]
-            bnames = [n for n, _ in model.named_buffers()]
-            offset = 0
-            for n in bnames:
-                size = avg[n].numel()
-                avg[n] = buffers[offset : offset + size].reshape(avg[n].shape).to(avg[n].dtype)
-                offset += size
-        model.load_state_dict(avg)
-        out.append(predict(model.eval(), x).numpy())
-    info = {"epochs_averaged": window, "batchnorm": "recomputed on 2,048 training examples"}
-    return np.stack(out).astype(np.float32), info if bn else {"epochs_averaged": window}
+    x = getattr(run.dataset(), f"x_{config.split}")
+    states = [weight_average_state(run, m, config.weight_average) for m in members]
+    window = [e for e in epochs if e > 0][-config.weight_average :]
+    info: dict[str, Any] = {"epochs_averaged": window}
+    if has_batchnorm(model):
+        info["batchnorm"] = f"recomputed on {BN_TRAIN_EXAMPLES} training examples"
+    return evaluate_many(model, states, x).numpy().astype(np.float32), info
 
 
 def _summary(run, members, epochs, probs, labels, mats, dis, deep, snap, wa, config) -> dict:

@@ -167,6 +167,53 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"report: {write_report(args.run)}")
 
 
+def cmd_subspace(args: argparse.Namespace) -> None:
+    from modescape.subspace import SAMPLERS, SubspaceConfig
+    from modescape.subspace_study import run_subspace
+
+    scales = {}
+    for item in args.scale:
+        method, sep, value = item.partition("=")
+        if not sep or method not in SAMPLERS:
+            raise ModescapeError(f"--scale expects METHOD=VALUE with METHOD in {SAMPLERS}")
+        try:
+            scales[f"{method}_scale"] = float(value)
+        except ValueError:
+            raise ModescapeError(f"--scale {item!r}: {value!r} is not a number") from None
+    cfg = SubspaceConfig(
+        methods=tuple(args.methods.split(",")) if args.methods else SAMPLERS,
+        n_samples=args.samples,
+        n_snapshots=args.snapshots,
+        rank=args.rank,
+        seed=args.seed,
+        **scales,
+    )
+    summary = run_subspace(args.run, cfg, reference=args.reference, allow_partial=args.partial)
+    for method in summary["plane"]:
+        print(f"{method:>15}: JS diversity {summary['js_diversity'][method]:.4f}")
+    print(f"independent members: JS diversity {summary['js_diversity']['independent_members']:.4f}")
+    print(f"results in {Path(args.run) / 'subspace'}")
+
+
+def cmd_shift(args: argparse.Namespace) -> None:
+    from modescape.shift_study import ShiftConfig, parse_severities, run_shift
+
+    cfg = ShiftConfig(
+        corruptions=tuple(args.corruptions.split(",")) if args.corruptions else None,
+        severities=parse_severities(args.severities),
+        max_examples=args.max_examples,
+        seed=args.seed,
+        cifar10c=args.cifar10c,
+    )
+    summary = run_shift(args.run, cfg, allow_partial=args.partial)
+    acc = summary["by_severity"]["metrics"]["single"]["accuracy"]
+    print(
+        "mean single-member accuracy by severity: "
+        + ", ".join(f"{s}: {a:.3f}" for s, a in zip(summary["by_severity"]["severities"], acc))
+    )
+    print(f"results in {Path(args.run) / 'shift'}")
+
+
 def cmd_status(args: argparse.Namespace) -> None:
     from modescape.launch import format_status, run_status
 
@@ -308,6 +355,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write <run>/report/index.html with every figure")
     p.add_argument("run", help="run directory (analysed)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("subspace", help="subspace samples, diversity-accuracy plane, ensembles")
+    p.add_argument("run", help="run directory")
+    p.add_argument(
+        "--methods", help="comma-separated: random,dropout,diagonal,lowrank,lowrank_scaled (all)"
+    )
+    p.add_argument("--samples", type=int, default=30, help="samples per member and method")
+    p.add_argument("--snapshots", type=int, default=10, help="last snapshots for the Gaussians")
+    p.add_argument("--rank", type=int, default=5, help="PCA components of the low-rank Gaussian")
+    p.add_argument(
+        "--scale", action="append", default=[], metavar="METHOD=VALUE", help="sampler scale"
+    )
+    p.add_argument("--reference", type=int, default=0, help="member of the diversity plane")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--partial", action="store_true", help="use the finished members only")
+    p.set_defaults(func=cmd_subspace)
+
+    p = sub.add_parser("shift", help="robustness under corruptions at five severities")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--corruptions", help="comma-separated names (default: a small set)")
+    p.add_argument("--severities", default="1-5", help="e.g. 1-5 or 1,3,5")
+    p.add_argument("--cifar10c", metavar="DIR", help="use the official CIFAR-10-C .npy files")
+    p.add_argument("--max-examples", type=int, help="evaluate on the first n test examples")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated corruptions")
+    p.add_argument("--partial", action="store_true", help="use the finished members only")
+    p.set_defaults(func=cmd_shift)
 
     p = sub.add_parser("status", help="state of each member (and its SLURM task)")
     p.add_argument("run", help="run directory")

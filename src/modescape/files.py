@@ -12,6 +12,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -52,7 +53,11 @@ def sha256_file(path: str | Path) -> str:
 
 
 def write_json(path: str | Path, obj: Any) -> str:
-    text = json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"
+    """Strict JSON (NaN and infinities become null, so any JSON reader accepts the file)."""
+    text = json.dumps(
+        _finite(obj), indent=2, sort_keys=True, default=_json_default, allow_nan=False
+    )
+    text += "\n"
     return atomic_write_bytes(path, text.encode())
 
 
@@ -136,6 +141,20 @@ def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
         raise ModescapeError(f"missing file {path}") from None
     except (SafetensorError, ValueError, OSError) as e:
         raise ModescapeError(f"corrupt safetensors file {path}: {e}") from None
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, np.floating):
+        return _finite(float(obj))
+    if isinstance(obj, np.ndarray):
+        return _finite(obj.tolist())
+    return obj
 
 
 def _json_default(obj: Any) -> Any:

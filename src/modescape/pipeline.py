@@ -66,6 +66,8 @@ def run_pipeline(
     """Train every member, run every analysis, write the report; return the report's path."""
     from modescape.analysis import analyze_run
     from modescape.report import write_report
+    from modescape.shift_study import run_shift
+    from modescape.subspace_study import run_subspace
 
     out = Path(out)
     started = time.perf_counter()
@@ -75,7 +77,10 @@ def run_pipeline(
     )
     train_run(config, out, executor=executor, workers=workers, device=device)
     log(f"[2/3] analysing {out}")
-    analyze_run(out, log=lambda msg: log(f"      {msg}"))
+    indent = lambda msg: log(f"      {msg}")  # noqa: E731
+    analyze_run(out, log=indent)
+    run_subspace(out, log=indent)
+    run_shift(out, log=indent)
     log(f"[3/3] writing the report in {out / 'report'}")
     index = write_report(out)
     log(f"done in {time.perf_counter() - started:.0f} s: open {index}")

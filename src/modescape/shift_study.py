@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from modescape.analysis import weight_average_state
 from modescape.config import _check_choice
 from modescape.corruptions import IMAGE_CORRUPTIONS, SIGNAL_CORRUPTIONS, corrupt
 from modescape.ensembles import ensemble_curve
@@ -32,7 +33,7 @@ from modescape.files import load_npy, save_npy, write_csv, write_json
 from modescape.functionspace import js_diversity
 from modescape.metrics import METRICS, evaluate
 from modescape.store import Run, load_run
-from modescape.weightspace import average_state_dicts
+from modescape.subspace_study import subspace_state_dicts
 
 SEVERITIES = (1, 2, 3, 4, 5)
 DEMO_SIGNAL = ("gaussian_noise", "gaussian_blur", "translation")
@@ -98,10 +99,7 @@ def model_families(run: Run, members: list[int], config: ShiftConfig) -> dict[st
     finals = [run.state_dict(m) for m in members]
     epochs = [e for e in run.snapshot_epochs(members[0]) if e > 0]
     late = [run.state_dict(members[0], e) for e in epochs[-config.late :]]
-    wa = []
-    for m in members:
-        window = [e for e in run.snapshot_epochs(m) if e > 0][-config.weight_average :]
-        wa.append(average_state_dicts([run.state_dict(m, e) for e in window]))
+    wa = [weight_average_state(run, m, config.weight_average) for m in members]
     return {"members": finals, "late_snapshots": late, "weight_average": wa}
 
 
@@ -163,7 +161,7 @@ def run_shift(
     members = run.require_complete(allow_partial)
     names, inputs = shift_inputs(run, config)
     families = model_families(run, members, config)
-    families |= _subspace_families(run, members)
+    families |= subspace_state_dicts(run, members)  # when `modescape subspace` has run
     model = run.build_model()
     out = run.path / "shift"
     metric_rows: list[list[Any]] = []
@@ -244,12 +242,3 @@ def _by_severity(metric_rows: list, js_rows: list, severities: tuple[int, ...]) 
         for key, by_sev in list(table.items()):
             table[key] = [float(np.mean(by_sev[s])) for s in severities]
     return out
-
-
-def _subspace_families(run: Run, members: list[int]) -> dict[str, list[dict]]:
-    """Subspace models of the run's reference member, when `modescape subspace` has been run."""
-    try:
-        from modescape.subspace_study import subspace_state_dicts
-    except ImportError:
-        return {}
-    return subspace_state_dicts(run, members)
