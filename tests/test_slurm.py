@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from modescape.config import preset
+from modescape.errors import ModescapeError
 from modescape.launch import SlurmConfig, run_members, run_status, scheduler_states, slurm_tasks
 from modescape.store import init_run, load_run
 
@@ -94,6 +95,8 @@ def test_cancelled_member_resumes_and_matches_serial(slurm_cluster, tmp_path):
     with ThreadPoolExecutor(1) as pool:
         launch = pool.submit(run_members, run_dir, executor="slurm", slurm=cluster)
         task = wait_mid_training(run_dir, 1)
+        with pytest.raises(ModescapeError, match=f"still have SLURM tasks.*{task}"):
+            run_members(run_dir, [1], executor="slurm", slurm=cluster)  # never train twice at once
         subprocess.run(["scancel", task], check=True)
         first = launch.result(timeout=180)
     assert first.finished == [0, 2] and list(first.failed) == [1]

@@ -296,6 +296,15 @@ def _run_slurm(
     submitit = _import_submitit()
     if shutil.which("sbatch") is None:
         raise ModescapeError("the slurm executor needs SLURM's sbatch on PATH")
+    # A member trained by two tasks at once would have its files written by both: refuse.
+    tasks = {m: t for m, t in slurm_tasks(run_dir).items() if m in members}
+    states = scheduler_states(sorted({t.split("_")[0] for t in tasks.values()}))
+    active = {m: t for m, t in tasks.items() if states.get(t) in ACTIVE_STATES}
+    if active:
+        raise ModescapeError(
+            f"members {sorted(active)} of {run_dir} still have SLURM tasks queued or running "
+            f"({', '.join(active.values())}): wait for them (modescape status) or scancel them"
+        )
     folder = run_dir / "slurm"
     executor = submitit.AutoExecutor(folder=folder / "%j", cluster="slurm")
     params: dict[str, Any] = dict(
@@ -348,6 +357,14 @@ def _wait_slurm(pending: dict[int, Any], array_id: str, poll_s: float) -> dict[i
     Polls the scheduler directly (sacct, else squeue) instead of submitit's watcher, which needs
     accounting to notice a task that was cancelled or killed before writing its result.
     """
+    try:
+        return _poll_slurm(pending, array_id, poll_s)
+    except KeyboardInterrupt:
+        log.warning("stopped waiting; SLURM job %s keeps running (scancel %s)", array_id, array_id)
+        raise
+
+
+def _poll_slurm(pending: dict[int, Any], array_id: str, poll_s: float) -> dict[int, str | None]:
     outcome: dict[int, str | None] = {}
     ended_at: dict[int, float] = {}
     while pending:
