@@ -174,7 +174,7 @@ def serial_run(tmp_path_factory) -> Path:
 def test_local_matches_serial_byte_for_byte(serial_run, tmp_path):
     d = tmp_path / "run"
     init_run(d, tiny_config())
-    res = run_members(d, executor="local", workers=2)  # cores split: one thread each here
+    res = run_members(d, executor="local", workers=2, threads=1)  # same threads as serial
     assert res.ok and res.finished == [0, 1, 2]
     reference, local = member_files(serial_run), member_files(d)
     assert len(reference) == 3 * 3  # epochs 0, 1, 2 of each member
