@@ -68,6 +68,7 @@ class Table:
     header: list[str]
     rows: list[list[Any]]
     caption: str = ""
+    align_numbers: bool = True  # right-align numeric cells; False: a left-aligned text table
 
 
 @dataclass
@@ -142,6 +143,11 @@ def _near_one(x: float, digits: int = 3, style: str = "f") -> str:
         digits += 1
 
 
+def _count(n: int, noun: str) -> str:
+    """'1 member', '5 members'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _pct(x: float, digits: int = 1) -> str:
     return f"{100 * x:.{digits}f}%"
 
@@ -152,6 +158,10 @@ def _points(delta: float) -> str:
     if abs(p) < 0.05:
         return "changes accuracy by less than 0.1 points"
     return f"{'gains' if p > 0 else 'loses'} {abs(p):.1f} points"
+
+
+MEMBER_COLUMNS = ("member", "seed", "state", "epochs", "accuracy", "nll", "brier", "ece",
+                  "min consecutive late cosine", "time (s)")  # fmt: skip
 
 
 # ---- sections -------------------------------------------------------------------------------
@@ -166,9 +176,9 @@ def run_section(ctx: ReportContext) -> Section:
     M, E = len(ctx.members), ctx.epochs[-1]
     model = f"{cfg.model.arch} ({cfg.model.variant} variant, {n_params:,} parameters)"
     reading = [
-        f"{M} independent members, each a {model}, trained for {E} epochs on "
+        f"{_count(M, 'independent member')}, each a {model}, trained for {_count(E, 'epoch')} on "
         f"{data.get('name', '?')} "
-        f"({data.get('n_train', '?'):,} training / {data.get('n_test', '?'):,} test examples) "
+        f"({data.get('n_train', 0):,} training / {data.get('n_test', 0):,} test examples) "
         f"with the {cfg.train.recipe} recipe ({cfg.train.optimizer}, learning rate "
         f"{cfg.train.lr:g}, batch {cfg.train.batch_size}).",
         f"On the {s['split']} set ({s['n_examples']:,} examples) a member reaches "
@@ -200,7 +210,6 @@ def run_section(ctx: ReportContext) -> Section:
         ["analysis split", s["split"]],
         ["weights compared", f"{s['parameters']['selection']} ({s['parameters']['count']:,})"],
     ] + [[f"version: {k}", v] for k, v in sorted(versions.items())]
-    rows = [[key, _cell(value)] for key, value in rows]  # text: one left-aligned column
     late_dis = s["disagreement"]["late_within_per_member"]
     late_cos = s["cosine"]["consecutive_late_min_per_member"]
     member_rows = []
@@ -226,21 +235,19 @@ def run_section(ctx: ReportContext) -> Section:
         "Run summary",
         reading,
         tables=[
-            Table("summary", ["setting", "value"], rows, "Data, model, recipe and versions."),
+            Table(
+                "summary",
+                ["setting", "value"],
+                rows,
+                "Data, model, recipe and versions.",
+                align_numbers=False,
+            ),
             Table(
                 "members",
                 [
-                    "member",
-                    "seed",
-                    "state",
-                    "epochs",
-                    "accuracy",
-                    "nll",
-                    "brier",
-                    "ece",
+                    *MEMBER_COLUMNS[:8],
                     f"late disagreement (last {s['disagreement']['late_window']})",
-                    "min consecutive late cosine",
-                    "time (s)",
+                    *MEMBER_COLUMNS[8:],
                 ],
                 member_rows,
                 f"Final snapshot of each member on the {s['split']} set.",
@@ -424,10 +431,13 @@ def ensemble_section(ctx: ReportContext) -> Section | None:
         f"A {M}-member deep ensemble reaches {_pct(deep['accuracy'])} accuracy vs "
         f"{_pct(base)} for the mean single member (it {_points(deep['accuracy'] - base)}); "
         f"NLL {deep['nll']:.3f} vs {single['nll']:.3f}, "
-        f"Brier {deep['brier']:.3f} vs {single['brier']:.3f}.",
-        f"A snapshot ensemble of the last {k} snapshots of one trajectory reaches "
+        f"Brier {deep['brier']:.3f} vs {single['brier']:.3f}."
+        if M > 1
+        else f"With one member there is no deep ensemble: the member reaches {_pct(base)} "
+        f"accuracy, NLL {single['nll']:.3f}, Brier {single['brier']:.3f}.",
+        f"A snapshot ensemble of the last {_count(k, 'snapshot')} of one trajectory reaches "
         f"{_pct(snap['accuracy'])} (it {_points(snap['accuracy'] - base)} relative to a single "
-        f"member), against {_pct(deep_k['accuracy'])} for {k} independent members. "
+        f"member), against {_pct(deep_k['accuracy'])} for {_count(k, 'independent member')}. "
         f"Averaging the weights of {wa_n} snapshots gives one model with "
         f"{_pct(wa['accuracy'])} (it {_points(wa['accuracy'] - base)}).",
         f"Calibration (ECE, 15 equal-width bins): {_pct(single['ece'])} for a single member, "
@@ -564,13 +574,10 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _td(value: Any) -> str:
+def _td(value: Any, align_numbers: bool = True) -> str:
     numeric = isinstance(value, int | float | np.number) and not isinstance(value, bool)
-    return (
-        f'<td class="num">{html.escape(_cell(value))}</td>'
-        if numeric
-        else (f"<td>{html.escape(_cell(value))}</td>")
-    )
+    css = ' class="num"' if numeric and align_numbers else ""
+    return f"<td{css}>{html.escape(_cell(value))}</td>"
 
 
 def render_html(ctx: ReportContext, sections: list[Section], images: dict[str, bytes]) -> str:
@@ -592,7 +599,10 @@ def render_html(ctx: ReportContext, sections: list[Section], images: dict[str, b
             )
         for table in sec.tables:
             head = "".join(f"<th>{esc(str(h))}</th>" for h in table.header)
-            rows = "".join("<tr>" + "".join(map(_td, row)) + "</tr>" for row in table.rows)
+            rows = "".join(
+                "<tr>" + "".join(_td(v, table.align_numbers) for v in row) + "</tr>"
+                for row in table.rows
+            )
             parts.append(
                 f'<div class="table"><table><caption>{esc(table.caption)} '
                 f'<a href="tables/{esc(table.name)}.csv">CSV</a></caption>'
