@@ -237,19 +237,29 @@ def train_member(
     """Train one member of the run in `run_dir` to completion: skip if finished, resume if not.
 
     Idempotent and safe to rerun after any interruption; on CPU the result is byte-identical to
-    an uninterrupted run.
+    an uninterrupted run at the same thread count. `threads=None` picks 1 for 1-D signals (tiny
+    convolutions, where intra-op threads cost more than they gain) and torch's default otherwise;
+    the thread count is restored afterwards and recorded in member.json.
     """
-    from modescape.models import build_model
-
     run = load_run(run_dir)
     run._check_member(member)
     if run.member_info(member)["state"] == "finished":
         return
-    if threads:
-        torch.set_num_threads(threads)
-    cfg, tcfg = run.config, run.config.train
-    dev = resolve_device(device)
     data = run.dataset() if dataset is None else dataset
+    if threads is None:
+        threads = 1 if len(data.in_shape) == 2 else torch.get_num_threads()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        _train(run, member, data, resolve_device(device), progress)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(run: Run, member: int, data: Dataset, dev: torch.device, progress: bool) -> None:
+    from modescape.models import build_model
+
+    cfg, tcfg = run.config, run.config.train
     seed = member_seed(cfg, member)
     mdir = run.member_dir(member)
     started = time.time()
@@ -262,6 +272,7 @@ def train_member(
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "device": str(dev),
+        "threads": torch.get_num_threads(),
         "files": {},
         "time_s": 0.0,
     }

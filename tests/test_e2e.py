@@ -1,0 +1,103 @@
+"""End-to-end: `modescape run` on the embedded default, then the paper's findings on it.
+
+One session-scoped demo run (5 SmallCNNs, 20 epochs on MNIST-1D) is shared by every test here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import cli
+
+from modescape.files import read_csv, read_json, sha256_file
+from modescape.store import load_run
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("e2e") / "demo"
+    code, stdout, stderr = cli("run", "--out", str(out))
+    assert code == 0, stderr
+    return out, stdout
+
+
+def test_run_writes_every_artifact(demo):
+    out, stdout = demo
+    assert "[3/3]" in stdout and "index.html" in stdout
+    run = load_run(out)
+    assert run.finished_members() == [0, 1, 2, 3, 4]
+    assert all(run.snapshot_epochs(m) == list(range(21)) for m in run.members)
+    assert run.verify() == []
+    for part in ("analysis", "subspace", "shift"):
+        summary = read_json(out / part / "summary.json")
+        for rel, digest in summary["files"].items():
+            assert sha256_file(out / part / rel) == digest, rel
+    assert (out / "report" / "index.html").stat().st_size > 10_000
+
+
+def test_function_space_diversity_across_members_exceeds_within_trajectory(demo):
+    s = read_json(demo[0] / "analysis/summary.json")
+    d = s["disagreement"]
+    # SPEC §5: independent members disagree more than late snapshots of any one trajectory.
+    assert d["late_window"] == 5
+    assert d["across_members_min"] > max(d["late_within_per_member"])
+    assert s["js_diversity"]["members"] > s["js_diversity"]["late_snapshots_mean"]
+
+
+def test_weight_space_members_orthogonal_trajectory_smooth(demo):
+    c = read_json(demo[0] / "analysis/summary.json")["cosine"]
+    assert c["across_members_max"] < 0.3
+    assert min(c["consecutive_late_min_per_member"]) > 0.9
+
+
+def test_deep_ensemble_beats_single_members_and_snapshot_ensembles(demo):
+    s = read_json(demo[0] / "analysis/summary.json")
+    single, deep = s["single"], s["ensemble"]["deep"]
+    assert deep["accuracy"] > single["accuracy"]
+    assert deep["nll"] < single["nll"]
+    assert deep["brier"] < single["brier"]
+    snap, deep_k = s["ensemble"]["snapshot_k"], s["ensemble"]["deep_k"]
+    assert deep_k["accuracy"] - single["accuracy"] > snap["accuracy"] - single["accuracy"]
+    assert single["nll"] - deep_k["nll"] > single["nll"] - snap["nll"]
+
+
+def test_subspace_samples_never_reach_independent_members(demo):
+    out = demo[0]
+    rows = read_csv(out / "subspace/plane.csv")
+    summary = read_json(out / "subspace/summary.json")
+    ref = summary["reference_accuracy"]
+    close = [
+        float(r["norm_diversity"])
+        for r in rows
+        if r["kind"] == "sample" and abs(float(r["accuracy"]) - ref) <= 0.02
+    ]
+    members = [float(r["norm_diversity"]) for r in rows if r["kind"] == "member"]
+    assert close, "no subspace sample within 2 accuracy points of the reference"
+    assert len(members) == 4
+    assert max(close) < min(members)
+
+
+def test_subspace_ensembles_gain_less_than_deep_ensembles(demo):
+    rows = read_csv(demo[0] / "subspace/curves.csv")
+    acc = {
+        (r["family"], int(r["size"])): float(r["mean"]) for r in rows if r["metric"] == "accuracy"
+    }
+    gain_deep = acc[("deep", 5)] - acc[("deep", 1)]
+    for method in ("random", "dropout", "diagonal", "lowrank", "lowrank_scaled"):
+        assert acc[(method, 5)] - acc[(method, 1)] < gain_deep, method
+
+
+def test_shift_degrades_and_ensemble_keeps_its_lead(demo):
+    s = read_json(demo[0] / "shift/summary.json")["by_severity"]
+    assert s["severities"] == [0, 1, 2, 3, 4, 5]
+    single = s["metrics"]["single"]
+    ens = s["metrics"]["ensemble_5"]
+    acc = np.array(single["accuracy"])
+    assert np.all(np.diff(acc[1:]) < 0), acc  # falls with severity
+    assert acc[5] < acc[0]
+    assert all(e > m for e, m in zip(ens["accuracy"], single["accuracy"]))
+    assert all(e < m for e, m in zip(ens["brier"], single["brier"]))
+    js = s["js"]
+    assert all(a > b for a, b in zip(js["members"], js["late_snapshots"]))
