@@ -101,3 +101,35 @@ def test_shift_degrades_and_ensemble_keeps_its_lead(demo):
     assert all(e < m for e, m in zip(ens["brier"], single["brier"]))
     js = s["js"]
     assert all(a > b for a, b in zip(js["members"], js["late_snapshots"]))
+
+
+def test_landscape_valleys(demo):
+    out = demo[0]
+    s = read_json(out / "landscape/summary.json")
+    paths = {p["kind"]: p for p in s["paths"]}
+    across, within = paths["across members"], paths["within trajectory"]
+    # Straight between two members the error rises above both ends; along one trajectory not.
+    assert across["error_barrier"] > 0.2
+    assert abs(within["error_barrier"]) < 0.02
+    plane = s["planes"][0]
+    folder = out / "landscape" / plane["dir"]
+    anchors = read_json(folder / "anchors.json")
+    a, b = np.load(folder / "a.npy"), np.load(folder / "b.npy")
+    agree0 = np.load(folder / "agreement_m0.npy")
+    agree1 = np.load(folder / "agreement_m1.npy")
+
+    def nearest(coord):
+        return np.abs(b - coord[1]).argmin(), np.abs(a - coord[0]).argmin()
+
+    at_m0, at_m1 = nearest(anchors["coords"][1]), nearest(anchors["coords"][2])
+    # Agreement with member 0 is highest in member 0's region, and only there.
+    assert agree0[at_m0] > 0.95 and agree0[at_m0] > agree0[at_m1]
+    assert agree1[at_m1] > agree1[at_m0]
+    assert np.unravel_index(agree0.argmax(), agree0.shape) == at_m0
+
+
+def test_alignment_keeps_function_and_shrinks_distance(demo):
+    al = read_json(demo[0] / "landscape/summary.json")["alignment"]
+    assert al["max_abs_prob_diff"] < 1e-5
+    assert al["cosine_after"] > al["cosine_before"]
+    assert al["error_barrier_after"] < al["error_barrier_before"]

@@ -164,7 +164,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from modescape.report import write_report
 
-    print(f"report: {write_report(args.run)}")
+    write_report(args.run)  # logs where it wrote the report
 
 
 def cmd_subspace(args: argparse.Namespace) -> None:
@@ -193,6 +193,27 @@ def cmd_subspace(args: argparse.Namespace) -> None:
         print(f"{method:>15}: JS diversity {summary['js_diversity'][method]:.4f}")
     print(f"independent members: JS diversity {summary['js_diversity']['independent_members']:.4f}")
     print(f"results in {Path(args.run) / 'subspace'}")
+
+
+def cmd_landscape(args: argparse.Namespace) -> None:
+    from modescape.landscape_study import LandscapeConfig, parse_anchors, run_landscape
+
+    paths = tuple(tuple(p.split(",")) for p in args.path) or None
+    if paths and any(len(p) != 2 for p in paths):
+        raise ModescapeError("--path needs two anchors, e.g. --path m0,m1")
+    cfg = LandscapeConfig(
+        planes=(parse_anchors(args.anchors),),
+        paths=paths,
+        resolution=args.grid,
+        margin=args.margin,
+        max_examples=args.max_examples,
+        bn_policy=args.bn_policy,
+        align=not args.no_align,
+    )
+    summary = run_landscape(args.run, cfg, allow_partial=args.partial)
+    for p in summary["paths"]:
+        print(f"{p['name']:>24} ({p['kind']}): error barrier {p['error_barrier']:.3f}")
+    print(f"results in {Path(args.run) / 'landscape'}")
 
 
 def cmd_shift(args: argparse.Namespace) -> None:
@@ -371,6 +392,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--partial", action="store_true", help="use the finished members only")
     p.set_defaults(func=cmd_subspace)
+
+    p = sub.add_parser("landscape", help="loss/accuracy/agreement planes, paths and barriers")
+    p.add_argument("run", help="run directory")
+    p.add_argument(
+        "--anchors",
+        default="origin,m0,m1",
+        help="three of: origin, m<i>, m<i>@e<epoch>, init<i>, wa<i> (default origin,m0,m1)",
+    )
+    p.add_argument("--grid", type=int, default=21, help="grid points per axis (default 21)")
+    p.add_argument("--margin", type=float, default=0.2, help="extra extent around the anchors")
+    p.add_argument(
+        "--path", action="append", default=[], metavar="A,B", help="a linear path (repeatable)"
+    )
+    p.add_argument("--max-examples", type=int, default=2000, help="test examples per point")
+    p.add_argument("--bn-policy", default="recompute", choices=("recompute", "interpolate", "keep"))
+    p.add_argument("--no-align", action="store_true", help="skip permutation alignment")
+    p.add_argument("--partial", action="store_true", help="use the finished members only")
+    p.set_defaults(func=cmd_landscape)
 
     p = sub.add_parser("shift", help="robustness under corruptions at five severities")
     p.add_argument("run", help="run directory")

@@ -27,12 +27,22 @@ from safetensors.torch import save as st_save
 from modescape.errors import ModescapeError
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> str:
     """Write `data` to `path` atomically; return its sha256 (hex)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give files the usual permissions
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

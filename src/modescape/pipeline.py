@@ -65,6 +65,7 @@ def run_pipeline(
 ) -> Path:
     """Train every member, run every analysis, write the report; return the report's path."""
     from modescape.analysis import analyze_run
+    from modescape.landscape_study import run_landscape
     from modescape.report import write_report
     from modescape.shift_study import run_shift
     from modescape.subspace_study import run_subspace
@@ -80,6 +81,7 @@ def run_pipeline(
     indent = lambda msg: log(f"      {msg}")  # noqa: E731
     analyze_run(out, log=indent)
     run_subspace(out, log=indent)
+    run_landscape(out, log=indent)
     run_shift(out, log=indent)
     log(f"[3/3] writing the report in {out / 'report'}")
     index = write_report(out)
