@@ -88,10 +88,10 @@ def run_subspace(
     sample_probs: dict[str, dict[int, np.ndarray]] = {}
     for method in config.methods:
         sample_probs[method] = {}
+        log(f"subspace: {config.n_samples} {method} samples around each of {len(members)} members")
         for m in members:
             f = out / "preds" / method / f"m{m:03d}.npy"
             if not f.exists():
-                log(f"subspace: {config.n_samples} {method} samples around member {m}")
                 samples = subspace_samples(run, config, method, m)
                 buffers = _bn_buffers(run, model, samples)
                 probs = evaluate_many(model, samples, x, buffers=buffers).numpy()
