@@ -77,3 +77,23 @@ def test_python_dash_m_entry_point():
         [sys.executable, "-m", "modescape", "--help"], capture_output=True, text=True
     )
     assert r.returncode == 0 and "train" in r.stdout and "examples:" in r.stdout
+
+
+def test_shards_and_status_through_the_cli(tmp_path, tiny_run):
+    from conftest import snapshot_bytes
+
+    out = tmp_path / "sharded"
+    common = ["--members", "3", "--epochs", "4", "--set", "data.mnist1d_samples=1000"]
+    common += ["--set", "train.batch_size=64", "--out", str(out)]
+    code, stdout, err = cli("train", *common, "--shard", "1/2")
+    assert code == 0, err
+    code, stdout, _ = cli("status", str(out))
+    assert code == 0
+    states = {line.split()[0]: line for line in stdout.splitlines() if line.strip()[:1].isdigit()}
+    assert "finished" in states["1"] and "pending" in states["0"] and "pending" in states["2"]
+    code, _, err = cli("analyze", str(out))
+    assert code == 2 and "incomplete" in err and "--partial" in err
+    assert cli("train", *common, "--shard", "0/2")[0] == 0
+    assert snapshot_bytes(out) == snapshot_bytes(tiny_run)
+    code, _, err = cli("train", *common, "--shard", "2/2")
+    assert code == 2 and "0 <= i < n" in err

@@ -162,3 +162,27 @@ def test_flip_and_brightness():
         delta.min(1).values, delta.max(1).values, atol=1e-3
     )  # one shift per image
     assert delta.abs().max() <= 0.5 * 255 + 1e-3 and delta.abs().max() > 0.3 * 255
+
+
+@pytest.mark.slow
+def test_smallcnn_trains_on_the_real_cifar10_folder(tmp_path):
+    from conftest import SHARED
+
+    archive = SHARED / "datasets" / "cifar10-jpg.tar.gz"
+    if not archive.exists():
+        pytest.skip(f"{archive} not present")
+    out = tmp_path / "cifar"
+    code, _, err = cli(
+        "train", "--data", "cifar10", "--root", str(archive), "--arch", "smallcnn",
+        "--recipe", "paper", "--members", "1", "--epochs", "1",
+        "--set", "data.val_size=500", "--out", str(out),
+    )  # fmt: skip
+    assert code == 0, err
+    run = load_run(out)
+    assert run.data_summary["n_train"] == 49_500 and run.data_summary["n_val"] == 500
+    assert run.data_summary["classes"][0] == "airplane"
+    assert run.splits == ("val", "test")
+    assert sum(p.numel() for p in run.build_model().parameters()) == 19_466
+    last = run.metrics(0)[-1]
+    assert last["test_acc"] > 0.3  # one epoch from raw pixels: well above chance (0.1)
+    assert run.predictions("val", 0).shape == (500, 10)
