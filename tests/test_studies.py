@@ -126,3 +126,33 @@ def test_shift_sweep_on_signals(tiny_run_copy):
     assert acc[2] < acc[0]  # severity 5 hurts
     with pytest.raises(ModescapeError, match="allowed: gaussian_noise"):
         run_shift(tiny_run_copy, ShiftConfig(corruptions=("frost",)), **quiet)
+
+
+def test_shift_reads_official_cifar10c_files(tmp_path):
+    """A tiny CIFAR-10 (image-folder form) run evaluated on CIFAR-10-C files in the official
+    layout: <corruption>.npy holding severities 1..5 stacked, and labels.npy."""
+    from PIL import Image
+
+    from modescape.config import preset
+    from modescape.training import train
+
+    rng = np.random.default_rng(0)
+    classes = [f"c{i}" for i in range(10)]
+    for split, n in (("train", 6), ("test", 2)):
+        for c in classes:
+            (tmp_path / "imgs" / split / c).mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(tmp_path / "imgs" / split / c / f"{i}.png")
+    cfg = preset("cifar10", "smallcnn", "seed", root=str(tmp_path / "imgs"), members=2, epochs=1)
+    train(cfg.with_overrides(["train.batch_size=16"]), tmp_path / "run")
+    c10c = tmp_path / "CIFAR-10-C"
+    c10c.mkdir()
+    n = 20
+    np.save(c10c / "labels.npy", np.tile(rng.integers(0, 10, n), 5).astype(np.uint8))
+    np.save(c10c / "fog.npy", rng.integers(0, 256, (5 * n, 32, 32, 3), dtype=np.uint8))
+    summary = run_shift(tmp_path / "run", ShiftConfig(cifar10c=str(c10c)), **quiet)
+    assert summary["corruptions"] == ["fog"]
+    assert summary["source"] == "CIFAR-10-C files"
+    preds = load_npy(tmp_path / "run/shift/preds/fog/s3/members.npy")
+    assert preds.shape == (2, n, 10)
