@@ -99,3 +99,13 @@ def test_incomplete_run_is_named(tiny_run_copy):
 def test_bad_analysis_settings():
     with pytest.raises(ModescapeError, match="allowed: all, kernels_bn, no_bn_bias"):
         AnalysisConfig(params="biases")
+
+
+def test_analysis_files_are_recorded_in_the_manifest(analysed):
+    path, summary = analysed
+    manifest = load_run(path).manifest["files"]
+    assert "analysis/summary.json" in manifest
+    assert all(f"analysis/{rel}" in manifest for rel in summary["files"])
+    assert load_run(path).verify() == []
+    (path / "analysis/weights/cosine.npy").write_bytes(b"tampered")
+    assert load_run(path).verify() == ["checksum mismatch analysis/weights/cosine.npy"]

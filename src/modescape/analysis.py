@@ -34,7 +34,7 @@ from modescape.errors import ModescapeError
 from modescape.files import save_npy, write_csv, write_json
 from modescape.functionspace import agreement_with, disagreement_matrix, js_diversity
 from modescape.metrics import METRICS, evaluate, reliability
-from modescape.store import Run, load_run
+from modescape.store import Run, load_run, write_study_summary
 from modescape.trajectories import embed_trajectories, fixed_subset, function_space_points
 from modescape.weightspace import (
     PARAM_SELECTIONS,
@@ -207,7 +207,7 @@ def analyze_run(
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "files": files,
     }
-    write_json(out / "summary.json", summary)
+    write_study_summary(run, "analysis", summary)
     return summary
 
 

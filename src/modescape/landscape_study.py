@@ -33,7 +33,7 @@ from modescape.batched import flatten_params, has_batchnorm, param_names
 from modescape.errors import ModescapeError
 from modescape.files import load_npy, read_csv, read_json, save_npy, write_csv, write_json
 from modescape.landscape import evaluate_plane, interpolate_path, plane_axes, project_onto_plane
-from modescape.store import Run, load_run
+from modescape.store import Run, load_run, write_study_summary
 
 _ANCHOR = re.compile(r"^(origin|m(\d+)(?:@e(\d+))?|init(\d+)|wa(\d+))$")
 
@@ -163,7 +163,7 @@ def run_landscape(
         "alignment": alignment,
         "files": files,
     }
-    write_json(out / "summary.json", summary)
+    write_study_summary(run, "landscape", summary)
     return summary
 
 

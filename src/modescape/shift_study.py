@@ -29,10 +29,10 @@ from modescape.config import _check_choice
 from modescape.corruptions import IMAGE_CORRUPTIONS, SIGNAL_CORRUPTIONS, corrupt
 from modescape.ensembles import ensemble_curve
 from modescape.errors import ModescapeError
-from modescape.files import load_npy, save_npy, write_csv, write_json
+from modescape.files import load_npy, save_npy, write_csv
 from modescape.functionspace import js_diversity
 from modescape.metrics import METRICS, evaluate
-from modescape.store import Run, load_run
+from modescape.store import Run, load_run, write_study_summary
 from modescape.subspace_study import subspace_state_dicts
 
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -203,7 +203,7 @@ def run_shift(
         "by_severity": _by_severity(metric_rows, js_rows, (0, *config.severities)),
         "files": files,
     }
-    write_json(out / "summary.json", summary)
+    write_study_summary(run, "shift", summary)
     return summary
 
 

@@ -130,6 +130,14 @@ def record_files(run_path: str | Path, files: dict[str, str]) -> None:
     update_manifest(run_path, files=files)
 
 
+def write_study_summary(run: Run, folder: str, summary: dict[str, Any]) -> None:
+    """Write `<run>/<folder>/summary.json` and record it and every file it lists (its "files",
+    relative to the folder) in the run's manifest, so `modescape info` verifies them too."""
+    digest = write_json(run.path / folder / "summary.json", summary)
+    files = {f"{folder}/{rel}": d for rel, d in summary.get("files", {}).items()}
+    record_files(run.path, files | {f"{folder}/summary.json": digest})
+
+
 class Run:
     """A run directory opened for reading. Cheap to create; everything is read lazily."""
 

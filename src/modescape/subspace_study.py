@@ -33,7 +33,7 @@ from modescape.errors import ModescapeError
 from modescape.files import load_npy, read_json, save_npy, write_csv, write_json
 from modescape.functionspace import js_diversity
 from modescape.metrics import METRICS, evaluate
-from modescape.store import Run, load_run
+from modescape.store import Run, load_run, write_study_summary
 from modescape.subspace import (
     SubspaceConfig,
     diversity_accuracy_points,
@@ -79,11 +79,10 @@ def run_subspace(
     if reference not in members:
         raise ModescapeError(f"reference member {reference} is not among the finished {members}")
     out = run.path / "subspace"
-    write_json(out / "config.json", asdict(config))
+    files: dict[str, str] = {"config.json": write_json(out / "config.json", asdict(config))}
     labels = run.labels("test")
     x = run.dataset().x_test
     model = run.build_model()
-    files: dict[str, str] = {}
 
     sample_probs: dict[str, dict[int, np.ndarray]] = {}
     for method in config.methods:
@@ -164,7 +163,7 @@ def run_subspace(
         "tsne": tsne,
         "files": files,
     }
-    write_json(out / "summary.json", summary)
+    write_study_summary(run, "subspace", summary)
     return summary
 
 
