@@ -218,3 +218,16 @@ def test_save_figure_writes_decodable_png_and_pdf(tmp_path: Path):
     Image.open(io.BytesIO(figures.figure_bytes(fig, "png"))).verify()
     with pytest.raises(ModescapeError, match="png, pdf"):
         figures.figure_bytes(fig, "svg")
+
+
+def test_ensemble_curves_styles_pick_order_colour_and_line_style():
+    family, size, metric, mean, std = curves_table()
+    styles = {"weight_average": ("red", "--", "wa"), "deep": ("blue", "-", "deep")}
+    fig = figures.ensemble_curves_figure(family, size, metric, mean, std, styles=styles)
+    ax = fig.axes[0]
+    assert len(ax.lines) == 2  # "snapshot" is not in styles: not drawn
+    assert [line.get_label() for line in ax.lines] == ["wa", "deep"]
+    assert [line.get_linestyle() for line in ax.lines] == ["--", "-"]
+    assert ax.lines[0].get_color() == "red"
+    sel = (family == "weight_average") & (metric == "accuracy")
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), mean[sel] * 100)

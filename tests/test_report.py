@@ -18,7 +18,12 @@ from PIL import Image
 from modescape import report
 from modescape.analysis import analyze_run
 from modescape.errors import ModescapeError
+from modescape.files import read_json, save_npy, write_json
+from modescape.landscape_study import LandscapeConfig, run_landscape
+from modescape.shift_study import ShiftConfig, run_shift
 from modescape.store import load_run
+from modescape.subspace import SubspaceConfig
+from modescape.subspace_study import run_subspace
 
 ROOT = Path(__file__).resolve().parents[1]
 IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
@@ -26,10 +31,16 @@ IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
 @pytest.fixture(scope="module")
 def analysed(tiny_run, tmp_path_factory) -> Path:
-    """tiny_run copied and analysed once for this module (like tiny_run_copy, module-scoped)."""
+    """tiny_run copied, analysed and put through every follow-up study (small settings) once
+    for this module (like tiny_run_copy, module-scoped)."""
     dst = tmp_path_factory.mktemp("report") / "run"
     shutil.copytree(tiny_run, dst)
-    analyze_run(dst, log=lambda *a: None)
+    quiet = {"log": lambda *a: None}
+    analyze_run(dst, **quiet)
+    run_subspace(dst, SubspaceConfig(n_samples=4, n_snapshots=3, rank=2), **quiet)
+    run_shift(dst, ShiftConfig(corruptions=("gaussian_noise",), severities=(1, 3)), **quiet)
+    config = LandscapeConfig(resolution=5, max_examples=200, n_path_points=5)
+    run_landscape(dst, config, **quiet)
     return dst
 
 
@@ -85,6 +96,9 @@ def test_sections_and_readings_quote_the_summary(analysed, written):
         "Trajectories",
         "Ensembles",
         "Training curves",
+        "Loss-landscape cross-sections",
+        "Subspace sampling",
+        "Dataset shift",
     ):
         assert f"<h2>{title}" in page
     d = s["disagreement"]
@@ -143,6 +157,152 @@ def test_sections_without_results_are_skipped(analysed, tmp_path):
     page = report.write_report(run, log=lambda *a: None).read_text()
     assert "<h2>Trajectories" not in page and "<h2>Ensembles" not in page
     assert "<h2>Weight space" in page
+
+
+STUDIES = {
+    "subspace": report.subspace_section,
+    "shift": report.shift_section,
+    "landscape": report.landscape_section,
+}
+
+
+def test_study_sections_are_absent_without_their_results(analysed, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(analysed, run, ignore=shutil.ignore_patterns(*STUDIES))
+    ctx = report.ReportContext(load_run(run))
+    assert all(fn(ctx) is None for fn in STUDIES.values())
+    page = report.write_report(run, log=lambda *a: None).read_text()
+    for title in ("Subspace sampling", "Dataset shift", "Loss-landscape"):
+        assert f"<h2>{title}" not in page
+    assert "<h2>Ensembles" in page
+
+
+def test_study_sections_quote_their_results_and_are_escaped(analysed, written):
+    page = written.read_text()
+    tables = written.parent / "tables"
+    sub = read_json(analysed / "subspace" / "summary.json")
+    assert f"the reference is member 0 ({100 * sub['reference_accuracy']:.1f}% accuracy)" in page
+    for name in ("subspace", "shift", "landscape_paths"):
+        assert (tables / f"{name}.csv").exists()
+    with open(tables / "subspace.csv") as f:
+        rows = {r["sampler"]: r for r in csv.DictReader(f)}
+    assert list(rows) == list(sub["config"]["methods"])
+    for m, r in rows.items():
+        assert float(r["JS diversity"]) == pytest.approx(sub["js_diversity"][m])
+        assert int(r["within 2 points"]) == sub["plane"][m]["n_within_tol"]
+    shift = read_json(analysed / "shift" / "summary.json")
+    acc = shift["by_severity"]["metrics"]["single"]["accuracy"]
+    assert (
+        f"Mean single-member accuracy {'falls' if acc[-1] < acc[0] else 'rises'} from "
+        f"{100 * acc[0]:.1f}% (clean) to {100 * acc[-1]:.1f}% at severity 3" in page
+    )
+    land = read_json(analysed / "landscape" / "summary.json")
+    across = next(p for p in land["paths"] if p["kind"] == "across members")
+    assert f"(error barrier {across['error_barrier']:.3f})" in page
+    # Path names hold '->': escaped in the page's table, never raw markup.
+    assert "<td>m0-&gt;m1</td>" in page and "m0->m1" not in page
+    for name in (
+        "subspace_plane",
+        "subspace_tsne",
+        "subspace_ensembles",
+        "subspace_js",
+        "shift_boxplots",
+        "shift_diversity",
+        "shift_examples",
+        "landscape_paths",
+        "landscape_origin-m0-m1",
+    ):
+        assert (written.parent / "figures" / f"{name}.png").exists(), name
+
+
+@pytest.fixture
+def contrived(analysed, tmp_path) -> Path:
+    """A private copy of the analysed run, for tests that rewrite its study results."""
+    run = tmp_path / "run"
+    shutil.copytree(analysed, run, ignore=shutil.ignore_patterns("report", "preds", "rows"))
+    return run
+
+
+def section_text(run: Path, fn) -> str:
+    return " ".join(fn(report.ReportContext(load_run(run))).reading)
+
+
+def test_shift_reading_says_where_the_ensemble_is_not_ahead(contrived):
+    f = contrived / "shift" / "summary.json"
+    s = read_json(f)
+    m = s["by_severity"]["metrics"]
+    K = max(int(k.split("_")[1]) for k in m if k.startswith("ensemble_"))
+    m["single"]["accuracy"] = [0.90, 0.70, 0.40]
+    m[f"ensemble_{K}"]["accuracy"] = [0.93, 0.69, 0.45]  # behind at severity 1 only
+    s["by_severity"]["js"]["members"] = [0.3, 0.2, 0.1]
+    s["by_severity"]["js"]["late_snapshots"] = [0.01, 0.02, 0.05]
+    write_json(f, s)
+    text = section_text(contrived, report.shift_section)
+    assert "falls from 90.0% (clean) to 40.0% at severity 3" in text
+    assert f"the {K}-member ensemble is ahead at severities clean and 3 but not at 1." in text
+    assert "at every severity (by" not in text
+    assert "JS diversity falls from 0.300 to 0.100" in text
+    assert "it is 2–30× that of one trajectory's late snapshots" in text
+    m[f"ensemble_{K}"]["accuracy"] = [0.93, 0.72, 0.45]
+    m["single"]["accuracy"][-1] = 0.95
+    m[f"ensemble_{K}"]["accuracy"][-1] = 0.96
+    write_json(f, s)
+    text = section_text(contrived, report.shift_section)
+    assert "rises from 90.0% (clean) to 95.0% at severity 3" in text
+    assert "is ahead at every severity (by 1.0–3.0 points)" in text
+
+
+def test_subspace_reading_with_no_sample_near_the_reference(contrived):
+    f = contrived / "subspace" / "summary.json"
+    s = read_json(f)
+    for p in s["plane"].values():
+        p.update(n_within_tol=0, best_sample_norm_div=None, best_sample_acc=None)
+    write_json(f, s)
+    text = section_text(contrived, report.subspace_section)
+    assert "the most diverse sample of each sampler" not in text
+    assert "No sample of the random subspace (" in text
+    assert "with no sample at comparable accuracy to compare against" in text
+    # One sampler now reaches more diversity than the least diverse member.
+    members = s["plane"]["random"]["member_norm_div"]
+    s["plane"]["random"].update(
+        n_within_tol=2,
+        best_sample_norm_div=max(members) + 0.1,
+        best_sample_acc=s["reference_accuracy"],
+    )
+    write_json(f, s)
+    text = section_text(contrived, report.subspace_section)
+    assert f"random subspace {100 * (max(members) + 0.1):.0f}% (2 of 4 samples" in text
+    assert f"is at least as diverse as {len(members)} member" in text
+    assert "No sample of the random subspace" not in text
+
+
+def test_landscape_reading_follows_barriers_and_agreement(contrived):
+    f = contrived / "landscape" / "summary.json"
+    s = read_json(f)
+    for p in s["paths"]:
+        p["error_barrier"] = {"across members": 0.05, "within trajectory": 0.2}.get(
+            p["kind"], -0.01
+        )
+    s["alignment"].update(cosine_before=0.1, cosine_after=0.05)
+    write_json(f, s)
+    plane = contrived / "landscape" / s["planes"][0]["dir"]
+    a, b = np.load(plane / "a.npy"), np.load(plane / "b.npy")
+    info = read_json(plane / "anchors.json")
+    (x0, y0), (x1, y1) = info["coords"][1], info["coords"][2]  # m0, m1
+    agr = np.full((len(b), len(a)), 0.5, dtype=np.float32)
+    agr[np.abs(b - y0).argmin(), np.abs(a - x0).argmin()] = 1.0  # high only at m0 itself
+    agr[np.abs(b - y1).argmin(), np.abs(a - x1).argmin()] = 0.25
+    save_npy(plane / "agreement_m0.npy", agr)
+    text = section_text(contrived, report.landscape_section)
+    assert "Some path within a trajectory has an error barrier at least as high" in text
+    assert "rises by 5.0 points above the endpoints' mean error (error barrier 0.050)" in text
+    assert "never rises above the mean of its endpoints' errors (error barrier -0.010)" in text
+    assert "does not raise the cosine similarity of their weights (0.100 → 0.050)" in text
+    share = 100 / agr.size
+    assert (
+        f"Agreement with m0's predictions is 90% or more on {share:.0f}% of the plane; at m1 it "
+        "is 25%." in text
+    )
 
 
 def browser_check(html: Path, screenshot: Path) -> tuple[int, dict]:

@@ -43,6 +43,7 @@ FAMILY_LABELS = {
     "snapshot": "snapshot ensemble (last k of one trajectory)",
     "weight_average": "ensemble of weight averages",
 }
+CurveStyle = tuple[object, str, str]  # (matplotlib colour, line style, legend label)
 # metric -> (panel title, y label, scale applied to the values)
 METRIC_AXES = {
     "accuracy": ("Accuracy", "accuracy (%)", 100.0),
@@ -258,39 +259,47 @@ def ensemble_curves_figure(
     metric: Sequence[str],
     mean: np.ndarray,
     std: np.ndarray,
+    *,
+    styles: Mapping[str, CurveStyle] | None = None,
+    title: str = "Ensembles: metrics against ensemble size (mean ± std over subsets)",
 ) -> Figure:
     """Accuracy, NLL, Brier and ECE against ensemble size, one line per family, ±1 std bands.
 
     The arguments are the columns of ensembles/curves.csv (one row per family, size, metric).
+    `styles` maps family -> (colour, line style, legend label) and fixes the drawing order;
+    families it leaves out are not drawn. Default: deep, snapshot, weight_average in their
+    `FAMILY_COLORS`, then any other family in a member colour.
     """
     family, metric = np.asarray(family, dtype=str), np.asarray(metric, dtype=str)
     size = np.asarray(size, dtype=int)
     mean, std = np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
+    if styles is None:
+        order = [f for f in FAMILY_COLORS if f in set(family)] + sorted(
+            set(family) - set(FAMILY_COLORS)
+        )
+        styles = {
+            fam: (FAMILY_COLORS.get(fam, member_color(i)), "-", FAMILY_LABELS.get(fam, fam))
+            for i, fam in enumerate(order)
+        }
     fig = _figure(10.0, 7.4)
     axes = fig.subplots(2, 2).ravel()
-    order = [f for f in FAMILY_COLORS if f in set(family)] + sorted(
-        set(family) - set(FAMILY_COLORS)
-    )
-    for ax, (name, (title, ylabel, scale)) in zip(axes, METRIC_AXES.items()):
-        for i, fam in enumerate(order):
+    for ax, (name, (panel, ylabel, scale)) in zip(axes, METRIC_AXES.items()):
+        for fam, (c, ls, label) in styles.items():
             rows = np.flatnonzero((family == fam) & (metric == name))
             rows = rows[np.argsort(size[rows])]
             if rows.size == 0:
                 continue
             k, mu, sd = size[rows], mean[rows] * scale, std[rows] * scale
-            c = FAMILY_COLORS.get(fam, member_color(i))
-            ax.plot(k, mu, "-o", color=c, ms=4, lw=1.8, label=FAMILY_LABELS.get(fam, fam))
-            ax.fill_between(k, mu - sd, mu + sd, color=c, alpha=0.18, lw=0)
-        ax.set_title(title, fontsize=TITLE)
+            ax.plot(k, mu, ls, marker="o", color=c, ms=4, lw=1.8, label=label)
+            ax.fill_between(k, mu - sd, mu + sd, color=c, alpha=0.14, lw=0)
+        ax.set_title(panel, fontsize=TITLE)
         ax.set_xlabel("ensemble size (models averaged)", fontsize=LABEL)
         ax.set_ylabel(ylabel, fontsize=LABEL)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlim(left=0.8)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=SMALL, loc="lower right")
-    fig.suptitle(
-        "Ensembles: metrics against ensemble size (mean ± std over subsets)", fontsize=TITLE
-    )
+    fig.suptitle(title, fontsize=TITLE)
     return fig
 
 

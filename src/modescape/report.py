@@ -10,20 +10,26 @@ The page is a list of sections. Each section is built by a function in `SECTIONS
 a `Section`, or None when the results it shows are absent, so a report of a run that lacks an
 optional analysis simply has fewer sections.
 
-Adding a section (e.g. subspace sampling, loss landscape, dataset shift):
+Adding a section: a function of the context, registered in `SECTIONS`. `ctx.has/npy/json/csv`
+read analysis/; `ctx.study("subspace")` gives the same readers for another results folder, or
+None when that study has not been run:
 
-    def subspace_section(ctx: ReportContext) -> Section | None:
-        if not ctx.has("subspace/summary.json"):
-            return None                       # analysis not run: no section
-        s = ctx.json("subspace/summary.json")
+    def my_section(ctx: ReportContext) -> Section | None:
+        res = ctx.study("my_study")
+        if res is None:
+            return None                       # study not run: no section
+        s = res.json("summary.json")
         return Section(
-            "subspace", "Subspace sampling",
-            reading=[f"Random samples around the final weights disagree on {s['dis']:.1%}."],
-            figures=[Plot("subspace_plane", figures.some_figure(...), "What it shows.")],
+            "my_study", "My study",
+            reading=[f"Samples disagree with the reference on {s['dis']:.1%} of points."],
+            figures=[Plot("my_plane", figures_study.some_figure(...), "What it shows.")],
         )
 
-    SECTIONS.insert(5, subspace_section)       # page order = list order
+    SECTIONS.insert(5, my_section)             # page order = list order
 
+The follow-up studies (loss landscape, subspace sampling, dataset shift) are built this way, in
+`report_study.py`; `Plot`, `Table`, `Section`, `ReportContext` and the wording helpers live in
+`report_base.py` (and are importable from here).
 Readings are plain text (escaped when rendered); build their numbers from the analysis files,
 and phrase them so they stay true whatever the numbers turn out to be.
 """
@@ -37,128 +43,27 @@ import io
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from modescape import figures
-from modescape.errors import ModescapeError
-from modescape.files import atomic_write_bytes, load_npy, read_json
+from modescape.files import atomic_write_bytes
+from modescape.report_base import (  # noqa: F401  (re-exported: the section-building API)
+    Plot,
+    ReportContext,
+    Results,
+    Section,
+    SectionFn,
+    Table,
+    _count,
+    _near_one,
+    _pct,
+    _points,
+)
+from modescape.report_study import landscape_section, shift_section, subspace_section
 from modescape.store import Run, load_run
-
-
-@dataclass
-class Plot:
-    """One figure of a section: written to figures/<name>.png|pdf and embedded in the page."""
-
-    name: str
-    figure: Figure
-    caption: str = ""
-
-
-@dataclass
-class Table:
-    """One table: written to tables/<name>.csv and shown in the page."""
-
-    name: str
-    header: list[str]
-    rows: list[list[Any]]
-    caption: str = ""
-    align_numbers: bool = True  # right-align numeric cells; False: a left-aligned text table
-
-
-@dataclass
-class Section:
-    id: str  # HTML anchor
-    title: str
-    reading: list[str] = field(default_factory=list)  # plain-language paragraphs (plain text)
-    figures: list[Plot] = field(default_factory=list)
-    tables: list[Table] = field(default_factory=list)
-
-
-class ReportContext:
-    """What a section function may read: the run, the analysis summary and analysis files."""
-
-    def __init__(self, run: Run):
-        self.run = run
-        self.analysis = run.path / "analysis"
-        if not (self.analysis / "summary.json").exists():
-            raise ModescapeError(
-                f"run {run.path} has not been analysed yet (no analysis/summary.json); "
-                f"run `modescape analyze {run.path}` first"
-            )
-        self.summary: dict[str, Any] = read_json(self.analysis / "summary.json")
-
-    @property
-    def members(self) -> list[int]:
-        return list(self.summary["members"])
-
-    @property
-    def epochs(self) -> list[int]:
-        return list(self.summary["epochs"])
-
-    def has(self, rel: str) -> bool:
-        return (self.analysis / rel).exists()
-
-    def npy(self, rel: str) -> np.ndarray:
-        return load_npy(self.analysis / rel)
-
-    def json(self, rel: str) -> Any:
-        return read_json(self.analysis / rel)
-
-    def csv(self, rel: str) -> dict[str, np.ndarray]:
-        """Columns of a CSV file: numeric columns as float arrays (NaN for blanks), else str."""
-        with open(self.analysis / rel, newline="") as f:
-            rows = list(csv.reader(f))
-        if not rows:
-            raise ModescapeError(f"empty CSV file {self.analysis / rel}")
-        header, body = rows[0], rows[1:]
-        return {name: _column([r[i] for r in body]) for i, name in enumerate(header)}
-
-    @cached_property
-    def member_infos(self) -> list[dict[str, Any]]:
-        return [self.run.member_info(m) for m in self.members]
-
-
-SectionFn = Callable[[ReportContext], Section | None]
-
-
-def _column(values: list[str]) -> np.ndarray:
-    try:
-        return np.array([float(v) if v != "" else math.nan for v in values])
-    except ValueError:
-        return np.array(values, dtype=str)
-
-
-def _near_one(x: float, digits: int = 3, style: str = "f") -> str:
-    """`x` with enough digits that a value just below 1 never prints as 1 (0.99996, not 1.000)."""
-    while True:
-        text = f"{x:.{digits}{style}}"
-        if x == 1.0 or float(text) != 1.0 or digits >= 8:
-            return text
-        digits += 1
-
-
-def _count(n: int, noun: str) -> str:
-    """'1 member', '5 members'."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-def _pct(x: float, digits: int = 1) -> str:
-    return f"{100 * x:.{digits}f}%"
-
-
-def _points(delta: float) -> str:
-    """An accuracy difference (fractions) in words: 'gains 3.2 points' / 'loses ...'."""
-    p = 100 * delta
-    if abs(p) < 0.05:
-        return "changes accuracy by less than 0.1 points"
-    return f"{'gains' if p > 0 else 'loses'} {abs(p):.1f} points"
-
 
 MEMBER_COLUMNS = ("member", "seed", "state", "epochs", "accuracy", "nll", "brier", "ece",
                   "min consecutive late cosine", "time (s)")  # fmt: skip
@@ -513,7 +418,10 @@ SECTIONS: list[SectionFn] = [
     weight_section,
     function_section,
     trajectory_section,
+    landscape_section,
     ensemble_section,
+    subspace_section,
+    shift_section,
     training_section,
 ]
 
