@@ -101,8 +101,11 @@ def test_bad_analysis_settings():
         AnalysisConfig(params="biases")
 
 
-def test_analysis_files_are_recorded_in_the_manifest(analysed):
-    path, summary = analysed
+def test_analysis_files_are_recorded_in_the_manifest(analysed, tmp_path):
+    import shutil
+
+    path, summary = tmp_path / "run", analysed[1]
+    shutil.copytree(analysed[0], path)
     manifest = load_run(path).manifest["files"]
     assert "analysis/summary.json" in manifest
     assert all(f"analysis/{rel}" in manifest for rel in summary["files"])
