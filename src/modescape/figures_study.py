@@ -156,7 +156,7 @@ def diversity_accuracy_figure(
     if others.size:  # the members' legend entry in neutral grey, not the first member's colour
         i = labels.index("independent members")
         handles[i] = Line2D([], [], ls="", marker="D", ms=10, mfc="#bbbbbb", mec="black")
-    fig.legend(handles, labels, fontsize=SMALL, loc="outside right upper")
+    fig.legend(handles, labels, fontsize=SMALL, loc="outside right center")
     return fig
 
 

@@ -491,7 +491,6 @@ def shift_section(ctx: ReportContext) -> Section | None:
 
 def _corruption_strip(run: Run, names: list[str], seed: int) -> tuple[np.ndarray, list[str]] | None:
     from modescape.corruptions import IMAGE_CORRUPTIONS, SIGNAL_CORRUPTIONS, corruption_strip
-    from modescape.shift_study import to_uint8_images
 
     data = run.dataset()
     images = data.x_test.dim() == 4
@@ -499,7 +498,12 @@ def _corruption_strip(run: Run, names: list[str], seed: int) -> tuple[np.ndarray
     names = [n for n in names if n in allowed]  # CIFAR-10-C names this module cannot generate
     if not names:
         return None
-    x = to_uint8_images(data.x_test[:1], data.source)[0] if images else data.x_test[0].numpy()
+    if images:  # corruptions act on the uint8 pixels the scaled images came from
+        from modescape.shift_study import to_uint8_images
+
+        x = to_uint8_images(data.x_test[:1], data.source)[0]
+    else:
+        x = data.x_test[0].numpy()
     return corruption_strip(x, names, seed), names
 
 
