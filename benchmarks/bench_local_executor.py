@@ -19,12 +19,13 @@ from pathlib import Path
 
 from modescape.config import preset
 from modescape.launch import run_members
-from modescape.store import init_run, load_run
+from modescape.store import load_run
+from modescape.training import prepare_run
 
 
 def timed(executor: str, root: Path, config, workers: int, threads: int | None = None) -> float:
     run_dir = root / f"{executor}-{threads}"
-    init_run(run_dir, config)
+    prepare_run(run_dir, config)
     t0 = time.perf_counter()
     result = run_members(run_dir, executor=executor, workers=workers, threads=threads)
     elapsed = time.perf_counter() - t0
@@ -48,7 +49,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         # Build (and cache) the dataset first, so neither executor pays for generating it.
-        init_run(root / "warmup", config)
+        prepare_run(root / "warmup", config)
         load_run(root / "warmup").dataset()
         split = max(1, (os.cpu_count() or 1) // args.workers)
         serial = timed("serial", root, config, args.workers)
