@@ -156,3 +156,41 @@ def test_shift_reads_official_cifar10c_files(tmp_path):
     assert summary["source"] == "CIFAR-10-C files"
     preds = load_npy(tmp_path / "run/shift/preds/fog/s3/members.npy")
     assert preds.shape == (2, n, 10)
+
+
+@pytest.fixture(scope="module")
+def tiny_image_folder(tmp_path_factory):
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("imgs")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("test", 2)):
+        for c in range(10):
+            (root / split / f"c{c}").mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / f"c{c}" / f"{i}.png")
+    return root
+
+
+def test_every_study_runs_on_a_batchnorm_network(tiny_image_folder, tmp_path):
+    """ResNet20 (BatchNorm): weight averages, subspace samples and plane points all get their
+    BatchNorm statistics recomputed, and each study records that policy."""
+    from modescape.analysis import analyze_run
+    from modescape.config import preset
+    from modescape.training import train
+
+    cfg = preset("folder", "resnet20", "paper", root=str(tiny_image_folder), members=2, epochs=2)
+    out = tmp_path / "resnet"
+    train(cfg.with_overrides(["train.batch_size=20"]), out)
+    summary = analyze_run(out, **quiet)
+    assert "recomputed" in summary["weight_average"]["batchnorm"]
+    sub = run_subspace(out, SubspaceConfig(n_samples=2, n_snapshots=2, rank=1), **quiet)
+    assert "recomputed" in sub["batchnorm"]
+    land = run_landscape(out, LandscapeConfig(resolution=3, n_path_points=3), **quiet)
+    assert land["planes"][0]["bn_policy"] == "recompute"
+    assert all(p["bn_policy"] == "recompute" for p in land["paths"])
+    assert land["alignment"]["max_abs_prob_diff"] < 1e-4
+    shift = run_shift(out, ShiftConfig(corruptions=("contrast",), severities=(1,)), **quiet)
+    assert shift["families"]["subspace_random"] == 2
+    assert load_run(out).verify() == []
