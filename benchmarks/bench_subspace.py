@@ -17,6 +17,7 @@ Prints each time, the ratios, and the largest difference between the predictions
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -108,8 +109,14 @@ def main() -> None:
     ap.add_argument("--n-cifar", type=int, default=500)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     args = ap.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
     bench("MNIST-1D", (1, 40), args.n_mnist, args.samples, args.batch, args.repeats)
     bench("CIFAR-shaped", (3, 32, 32), args.n_cifar, args.samples, args.batch, args.repeats)
 

@@ -6,20 +6,39 @@ that engine. The model passed in is used only as a *template* (its structure, it
 and, if asked, its buffers): the weights come from the flat vectors and are copied into a private
 copy of it (or passed through `torch.func.functional_call`), so the model itself is never modified.
 
-Two strategies, both in `torch.inference_mode()` and eval mode (dropout off):
+Three strategies, all in `torch.inference_mode()` and eval mode (dropout off):
 
 - ``"loop"``: for each data chunk, for each weight point, one forward pass of a private copy of
   the model into which the point is copied (a few memcpys; `functional_call` re-wires every module
   per call, which costs more than a small 1-D network's forward). For 4-D inputs the copy and the
   data are channels_last.
+- ``"grouped"`` (`modescape.grouped`): `chunk` points in ONE forward pass, every layer a batched
+  matmul over the stacked weights (im2col convolutions). SmallCNN, MediumCNN and ResNet20 (and
+  `nn.Sequential`s of their layer types) are supported; anything else falls back to "loop".
+  `chunk` defaults to 32 and the data batch is cut so that chunk × batch ≈ `GROUPED_WORK`.
 - ``"vmap"``: `torch.func.vmap` over a stack of `chunk` weight points, one call per data chunk.
 
-Measured on the 2-core CPU this project targets (benchmarks/bench_landscape.py; 2,000 CIFAR-shaped
-images or 4,000 MNIST-1D signals, SmallCNN, per weight point): the channels_last loop with
-256-example chunks takes ≈0.05 s (2-D) and ≈0.005 s (1-D); vmap over 8–64 points takes 0.2–0.3 s
-(2-D) and 0.055–0.085 s (1-D). vmap lowers the batched convolutions to slow generic kernels in
-inference, so it loses in both cases, also for 1-D where it wins when *training* (PERFORMANCE.md).
-``strategy="auto"`` is therefore "loop"; "vmap" stays available for other hardware.
+``strategy="auto"`` is "grouped" for 1-D signals (when supported) and "loop" for images. Measured
+on the 2-core CPU this project targets, a host shared with other jobs (ms per weight point, best of
+interleaved repeats; benchmarks/bench_landscape.py, bench_subspace.py):
+
+| MNIST-1D SmallCNN (paper), 1,000 signals | 1 thread | 2 threads |
+|---|---|---|
+| direct loop, batch 128 (what peers do)   | 3.3–3.4  | 3.2 (quiet host) |
+| "loop", batch 256 / 1,000                | 2.5 / 2.0 | 1.7 / 1.16 (quiet host) |
+| "grouped", chunk 32 × batch 16–32        | 1.9–2.0  | — |
+| "grouped" via `ConvNd(groups=K)` (rejected) | —     | 1.23 (K=8), 1.41 (K=32), 3.8 (K=84) |
+
+The floor is arithmetic: 130 kFLOP per signal is 130 MFLOP per point, and the batched fp32
+matmuls run at ≈95 GFLOP/s per core at these shapes (≈1.4 ms/point on one core). So no fp32
+strategy can be 5x faster than the direct loop on one core (2.5x at most). bf16 (AMX, ≈330
+GFLOP/s per core here) would be, but bf16 outputs miss the 1e-4 agreement this engine guarantees,
+and torch's CPU `bmm` has no fp32-output bf16 variant (`out_dtype` is CUDA-only).
+
+For CIFAR-shaped SmallCNN (256 images) the channels_last "loop" takes
+9.4–10.6 ms/point and "grouped" 19–39 (im2col on 32×32 maps is memory-bound; oneDNN's direct
+convolutions win), vmap 0.2–0.3 s (slow generic kernels in inference), hence "auto" = "loop"
+for images.
 
 Data chunks form the outer loop and weight points the inner one, so each data chunk is read once
 for all points of a weight chunk (and stays in cache while they run).
@@ -124,6 +143,9 @@ def has_batchnorm(model: nn.Module) -> bool:
 # the engine
 
 
+# Activation bytes of one "loop" forward: CIFAR SmallCNN (≈240 KB per image), 1 thread, ms per
+# point for 2,000 images at batch 32/64/128/256: 71/70/82/152 (channels_last); 225 at 128 NCHW.
+LOOP_ACTIVATION_BYTES = 16 * 2**20
 # Point-examples per grouped call (chunk × data batch): ≈512 was fastest for the MNIST-1D
 # SmallCNN (256-2,048 within 20%); larger blocks fall out of cache.
 GROUPED_WORK = 512
@@ -183,7 +205,8 @@ def plan(
 ) -> Plan:
     """Choose data-chunk and point-chunk sizes so activations stay within `memory_budget_mb`.
 
-    For "loop" only one point runs at a time, so `chunk` bounds nothing but the stored logits; for
+    For "loop" only one point runs at a time, so `chunk` bounds nothing but the stored logits, and
+    the data batch is cut to `LOOP_ACTIVATION_BYTES` of activations (larger ones leave cache); for
     "vmap" activations grow with chunk × batch_size, and "auto" makes the chunk as large as the
     budget allows at the requested batch size (at most 64: wider gave no further gain). For
     "grouped" the chunk defaults to 32 and the data batch shrinks so that chunk × batch stays
@@ -204,6 +227,8 @@ def plan(
     else:
         raise ModescapeError(f"chunk must be a positive int or 'auto', got {chunk!r}")
     chunk_n = min(chunk_n, max(num_points, 1))
+    if strategy == "loop":  # one point's activations should stay cache-sized (see docstring)
+        batch = max(1, min(batch, LOOP_ACTIVATION_BYTES // per_example))
     if strategy == "grouped":
         chunk_n = min(chunk_n, max_examples)
         batch = max(1, min(batch, GROUPED_WORK // chunk_n, max_examples // chunk_n))
