@@ -36,7 +36,7 @@ from PIL import Image
 from modescape import batched, landscape
 from modescape.models import build_model
 
-CIFAR_JPG = Path("/work/shared/datasets/cifar10-jpg.tar.gz")
+CIFAR_JPG = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg.tar.gz"
 
 
 def cifar_images(n: int) -> tuple[torch.Tensor, torch.Tensor, str]:
