@@ -186,3 +186,13 @@ def test_smallcnn_trains_on_the_real_cifar10_folder(tmp_path):
     last = run.metrics(0)[-1]
     assert last["test_acc"] > 0.3  # one epoch from raw pixels: well above chance (0.1)
     assert run.predictions("val", 0).shape == (500, 10)
+
+
+def test_pixel_unit_follows_the_data_scaling():
+    from modescape.training import pixel_unit
+
+    assert pixel_unit({"scaling": "raw"}, (3, 32, 32)) == 255.0
+    assert pixel_unit({"scaling": "unit"}, (3, 32, 32)) == 1.0
+    unit = pixel_unit({"scaling": "standardize", "std": [2.0, 4.0, 8.0]}, (3, 32, 32))
+    assert unit.shape == (1, 3, 1, 1) and unit.flatten().tolist() == [0.5, 0.25, 0.125]
+    assert pixel_unit({"scaling": "none (MNIST-1D signals ...)"}, (1, 40)) == 1.0

@@ -139,13 +139,15 @@ def augment_batch(
     return x
 
 
-def pixel_unit(scaling: str, source: dict[str, Any], channels: int) -> torch.Tensor | float:
+def pixel_unit(source: dict[str, Any], in_shape: tuple[int, ...]) -> torch.Tensor | float:
+    """One [0, 1] pixel unit in the data's own scaling (`Dataset.source["scaling"]`)."""
+    scaling = source.get("scaling")
     if scaling == "raw":
         return 255.0
-    if scaling == "standardize" and "std" in source:
-        std = torch.as_tensor(source["std"], dtype=torch.float32).reshape(-1)
-        return (1.0 / std).view(1, channels, *([1] * 2)) if std.numel() == channels else 1.0
-    return 1.0
+    if scaling == "standardize":
+        std = torch.as_tensor(source["std"], dtype=torch.float32)
+        return (1.0 / std).view(1, in_shape[0], *([1] * (len(in_shape) - 1)))
+    return 1.0  # "unit" pixels, or signals (MNIST-1D) that are not pixels at all
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -297,7 +299,7 @@ def _train(run: Run, member: int, data: Dataset, dev: torch.device, progress: bo
     ys = {s: getattr(data, f"y_{s}").to(dev) for s in splits}
     x_train = data.x_train.to(dev).contiguous(memory_format=fmt)
     y_train = data.y_train.to(dev)
-    pixel = pixel_unit(cfg.data.scaling, data.source, data.in_shape[0])
+    pixel = pixel_unit(data.source, data.in_shape)
     if torch.is_tensor(pixel):
         pixel = pixel.to(dev)
 
