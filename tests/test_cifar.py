@@ -16,6 +16,7 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
+from conftest import CIFAR10_CLASSES
 from PIL import Image
 
 from modescape import cifar
@@ -23,18 +24,7 @@ from modescape.cifar import download_archive, find_source, read_source, safe_unp
 from modescape.data import load_dataset
 from modescape.errors import ModescapeError
 
-CLASSES10 = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-)
+CLASSES10 = CIFAR10_CLASSES
 
 
 class _Py2Pickler(pickle._Pickler):

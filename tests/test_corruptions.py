@@ -3,10 +3,10 @@ import io
 import math
 import tarfile
 from itertools import pairwise
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED
 from PIL import Image
 from scipy import ndimage
 
@@ -14,7 +14,7 @@ from modescape import corruptions as C
 from modescape.corruptions import IMAGE_CORRUPTIONS, SIGNAL_CORRUPTIONS, corrupt, corruption_strip
 from modescape.errors import ModescapeError
 
-CIFAR_JPG = Path("/work/shared/datasets/cifar10-jpg.tar.gz")
+CIFAR_JPG = SHARED / "datasets" / "cifar10-jpg.tar.gz"
 DETERMINISTIC = {
     "defocus_blur", "zoom_blur", "brightness", "contrast", "pixelate", "jpeg_compression",
     "gaussian_blur", "saturate",

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import CIFAR10_CLASSES, SHARED
 from mnist1d.data import get_dataset_args, make_dataset
 from PIL import Image
 
@@ -16,19 +17,8 @@ from modescape import cifar
 from modescape.data import DATASETS, SCALINGS, load_dataset
 from modescape.errors import ModescapeError
 
-REAL_CIFAR10 = Path("/work/shared/datasets/cifar10-jpg.tar.gz")
-CLASSES10 = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-)
+REAL_CIFAR10 = SHARED / "datasets" / "cifar10-jpg.tar.gz"
+CLASSES10 = CIFAR10_CLASSES
 
 
 def write_binary_cifar10(folder: Path, n_train: int = 30, n_test: int = 10, seed: int = 0):
