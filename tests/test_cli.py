@@ -97,3 +97,16 @@ def test_shards_and_status_through_the_cli(tmp_path, tiny_run):
     assert snapshot_bytes(out) == snapshot_bytes(tiny_run)
     code, _, err = cli("train", *common, "--shard", "2/2")
     assert code == 2 and "0 <= i < n" in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("members, epochs", [(1, 3), (2, 1)])
+def test_run_adapts_to_short_and_single_member_runs(tmp_path, members, epochs):
+    out = tmp_path / "short"
+    code, _, err = cli(
+        "run", "--members", str(members), "--epochs", str(epochs),
+        "--set", "data.mnist1d_samples=500", "--out", str(out),
+    )  # fmt: skip
+    assert code == 0, err
+    assert (out / "report/index.html").exists()
+    assert load_run(out).verify() == []

@@ -291,7 +291,7 @@ def _weight_average_predictions(
 
 def _summary(run, members, epochs, probs, labels, mats, dis, deep, snap, wa, config) -> dict:
     M, E = len(members), len(epochs)
-    late = min(config.late, E - 1)
+    late = min(max(2, min(config.late, E - 1)), E)  # a short run: the last two snapshots
     finals = np.arange(M) * E + E - 1
     single = [evaluate(probs[i, -1], labels) for i in range(M)]
     late_dis, late_cos = [], []

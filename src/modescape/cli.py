@@ -202,7 +202,7 @@ def cmd_landscape(args: argparse.Namespace) -> None:
     if paths and any(len(p) != 2 for p in paths):
         raise ModescapeError("--path needs two anchors, e.g. --path m0,m1")
     cfg = LandscapeConfig(
-        planes=(parse_anchors(args.anchors),),
+        planes=(parse_anchors(args.anchors),) if args.anchors else None,
         paths=paths,
         resolution=args.grid,
         margin=args.margin,
@@ -397,7 +397,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory")
     p.add_argument(
         "--anchors",
-        default="origin,m0,m1",
         help="three of: origin, m<i>, m<i>@e<epoch>, init<i>, wa<i> (default origin,m0,m1)",
     )
     p.add_argument("--grid", type=int, default=21, help="grid points per axis (default 21)")

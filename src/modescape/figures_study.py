@@ -99,8 +99,13 @@ def diversity_accuracy_figure(
     fig = _figure(8.4, 6.0)
     ax = fig.add_subplot()
     grid = np.asarray(curve_accuracy, dtype=float) * 100
-    ax.plot(grid, upper, "--", color="black", lw=1.4, label="upper reference: independent errors")
-    ax.plot(grid, lower, ":", color="black", lw=1.6, label="lower reference: perturbed reference")
+    if len(grid):
+        ax.plot(
+            grid, upper, "--", color="black", lw=1.4, label="upper reference: independent errors"
+        )
+        ax.plot(
+            grid, lower, ":", color="black", lw=1.6, label="lower reference: perturbed reference"
+        )
     samples = kind == "sample"
     for i, m in enumerate(dict.fromkeys(method[samples])):
         rows = samples & (method == m)

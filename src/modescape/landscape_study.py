@@ -40,7 +40,7 @@ _ANCHOR = re.compile(r"^(origin|m(\d+)(?:@e(\d+))?|init(\d+)|wa(\d+))$")
 
 @dataclass(frozen=True)
 class LandscapeConfig:
-    planes: tuple[tuple[str, str, str], ...] = (("origin", "m0", "m1"),)
+    planes: tuple[tuple[str, str, str], ...] | None = None  # None: origin + two members' ends
     paths: tuple[tuple[str, str], ...] | None = None  # None: across members + within member 0
     resolution: int = 21
     margin: float = 0.2  # fraction of the anchors' extent added on each side
@@ -79,6 +79,15 @@ def resolve_anchor(run: Run, name: str) -> dict[str, torch.Tensor]:
     return weight_average_state(run, int(m.group(5)))
 
 
+def default_planes(run: Run, members: list[int]) -> tuple[tuple[str, str, str], ...]:
+    """The paper's plane (origin and two members' final weights); with one member, the origin,
+    its snapshot half-way along and its final weights."""
+    if len(members) > 1:
+        return (("origin", f"m{members[0]}", f"m{members[1]}"),)
+    epochs = run.snapshot_epochs(members[0])
+    return (("origin", f"m{members[0]}@e{epochs[len(epochs) // 2]}", f"m{members[0]}"),)
+
+
 def default_paths(run: Run, members: list[int]) -> tuple[tuple[str, str], ...]:
     """Across members (final weights of the first two) and within member 0 (its last snapshot and
     the one two snapshots earlier)."""
@@ -110,7 +119,7 @@ def run_landscape(
     files: dict[str, str] = {}
 
     planes = []
-    for anchors in config.planes:
+    for anchors in config.planes or default_planes(run, members):
         name = "-".join(anchors).replace("@", "_")
         folder = out / "planes" / f"{name}-r{config.resolution}"
         log(f"landscape: plane {', '.join(anchors)} at {config.resolution}x{config.resolution}")

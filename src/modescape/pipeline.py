@@ -54,6 +54,18 @@ def train_run(
     return run.path
 
 
+def subspace_defaults(config: RunConfig):
+    """The paper's subspace settings, shrunk to what a short run has (`modescape run --epochs 3`):
+    the Gaussians need at least two snapshots after initialisation."""
+    from modescape.subspace import SAMPLERS, SubspaceConfig
+
+    kept = config.train.epochs // config.train.snapshot_every
+    if kept < 2:
+        return SubspaceConfig(methods=("random", "dropout"), n_snapshots=2, rank=1)
+    n = min(10, kept)
+    return SubspaceConfig(methods=SAMPLERS, n_snapshots=n, rank=min(5, n - 1))
+
+
 def run_pipeline(
     config: RunConfig,
     out: str | Path,
@@ -80,7 +92,7 @@ def run_pipeline(
     log(f"[2/3] analysing {out}")
     indent = lambda msg: log(f"      {msg}")  # noqa: E731
     analyze_run(out, log=indent)
-    run_subspace(out, log=indent)
+    run_subspace(out, subspace_defaults(config), log=indent)
     run_landscape(out, log=indent)
     run_shift(out, log=indent)
     log(f"[3/3] writing the report in {out / 'report'}")

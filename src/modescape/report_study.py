@@ -52,7 +52,8 @@ def subspace_section(ctx: ReportContext) -> Section | None:
     c = res.csv("curves.csv") if res.has("curves.csv") else None
     if c is not None:
         reading += _subspace_ensemble_reading(c, methods)
-    curves = s["reference_curves"]
+    # No reference curves when the reference is no better than chance (a very short run).
+    curves = s["reference_curves"] or {"accuracy": [], "upper": [], "lower": []}
     plots = [
         Plot(
             "subspace_plane",

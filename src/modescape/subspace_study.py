@@ -116,8 +116,11 @@ def run_subspace(
     header = ["kind", "method", "member", "sample", "accuracy", "norm_diversity"]
     files["plane.csv"] = write_csv(out / "plane.csv", header, rows)
     ref_acc = float(evaluate(ref, labels)["accuracy"])
-    grid = np.linspace(1.0 / ref.shape[-1], ref_acc, 50)
-    upper, lower = reference_curves(ref_acc, ref.shape[-1], grid)
+    curves = None  # the reference curves exist only for a reference better than chance
+    if ref_acc > 1.0 / ref.shape[-1]:
+        grid = np.linspace(1.0 / ref.shape[-1], ref_acc, 50)
+        upper, lower = reference_curves(ref_acc, ref.shape[-1], grid)
+        curves = {"accuracy": grid.tolist(), "upper": upper.tolist(), "lower": lower.tolist()}
 
     # ---- Jensen–Shannon diversity of each family ---------------------------------------------
     late = [
@@ -154,11 +157,7 @@ def run_subspace(
         if has_batchnorm(model)
         else "none in this architecture",
         "plane": plane,
-        "reference_curves": {
-            "accuracy": grid.tolist(),
-            "upper": upper.tolist(),
-            "lower": lower.tolist(),
-        },
+        "reference_curves": curves,
         "js_diversity": js,
         "tsne": tsne,
         "files": files,
