@@ -18,11 +18,13 @@ from modescape.config import ARCHS, DATASETS, RECIPES, RunConfig, load_config, p
 from modescape.errors import ModescapeError
 
 EPILOG = """examples:
-  modescape run                                   # MNIST-1D demo: train, analyse, report
+  modescape run                                   # MNIST-1D demo: train, every study, report
   modescape train --data mnist1d --arch smallcnn --members 5 --epochs 20 --out runs/demo
   modescape train --data cifar10 --root ~/data/cifar-10-python.tar.gz --arch mediumcnn
+  modescape train --out runs/c10 --executor slurm --partition gpu --gpus-per-node 1
+  modescape analyze runs/demo && modescape report runs/demo
+  modescape landscape runs/demo --anchors origin,m0,m1 --grid 21 --path m0,m1
   modescape info runs/demo
-  modescape models --data cifar10 --root ~/data/cifar-10-python.tar.gz
 """
 
 
