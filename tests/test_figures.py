@@ -231,3 +231,19 @@ def test_ensemble_curves_styles_pick_order_colour_and_line_style():
     assert ax.lines[0].get_color() == "red"
     sel = (family == "weight_average") & (metric == "accuracy")
     np.testing.assert_allclose(ax.lines[0].get_ydata(), mean[sel] * 100)
+
+
+def test_agreement_with_final_figure_lines():
+    from modescape.figures import agreement_with_final_figure
+
+    members, epochs = [0, 1], [0, 1, 2]
+    agreement = np.array([[0.1, 0.2], [0.5, 0.3], [1.0, 0.4], [0.2, 0.1], [0.3, 0.6], [0.4, 1.0]])
+    fig = agreement_with_final_figure(agreement, members, epochs)
+    ax = fig.axes[0]
+    solid = [ln for ln in ax.lines if ln.get_linestyle() == "-" and len(ln.get_xdata())]
+    dashed = [ln for ln in ax.lines if ln.get_linestyle() == "--" and len(ln.get_xdata())]
+    np.testing.assert_allclose(solid[0].get_ydata(), [10, 50, 100])  # member 0 vs its own final
+    np.testing.assert_allclose(solid[1].get_ydata(), [10, 60, 100])
+    np.testing.assert_allclose(dashed[0].get_ydata(), [20, 30, 40])  # member 0 vs member 1's
+    with pytest.raises(ValueError, match="expected"):
+        agreement_with_final_figure(agreement[:4], members, epochs)

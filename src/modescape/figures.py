@@ -422,6 +422,38 @@ def distance_from_init_figure(
     return fig
 
 
+def agreement_with_final_figure(
+    agreement: np.ndarray, members: Sequence[int], epochs: Sequence[int]
+) -> Figure:
+    """Along each trajectory: agreement with its own final prediction (solid) and the mean
+    agreement with the other members' final predictions (dashed), against epoch.
+
+    agreement: [M·E, M] (functions/agreement_with_final.npy), rows ordered member-major.
+    """
+    agreement = np.asarray(agreement, dtype=float)
+    M, E = len(members), len(epochs)
+    if agreement.shape != (M * E, M):
+        raise ValueError(f"agreement has shape {agreement.shape}, expected {(M * E, M)}")
+    fig = _figure(7.0, 4.6)
+    ax = fig.add_subplot()
+    for i, m in enumerate(members):
+        rows = agreement[i * E : (i + 1) * E]
+        color = member_color(int(m))
+        ax.plot(epochs, 100 * rows[:, i], "-", color=color, label=f"member {m}: own final")
+        if M > 1:
+            others = np.delete(rows, i, axis=1).mean(axis=1)
+            ax.plot(epochs, 100 * others, "--", color=color, alpha=0.8)
+    ax.set_xlabel("epoch", fontsize=LABEL)
+    ax.set_ylabel("agreement with final predictions (%)", fontsize=LABEL)
+    ax.set_title("Where each trajectory goes in function space", fontsize=TITLE)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    if M > 1:
+        ax.plot([], [], "--", color="gray", label="mean over other members' finals")
+    ax.legend(fontsize=SMALL, ncols=2 if M > 5 else 1)
+    return fig
+
+
 def figure_bytes(fig: Figure, fmt: str) -> bytes:
     """Render `fig` as "png" (at DPI) or "pdf"; returns the file's bytes."""
     if fmt not in ("png", "pdf"):

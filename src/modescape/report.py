@@ -274,6 +274,17 @@ def function_section(ctx: ReportContext) -> Section | None:
                 "Final snapshots of the members.",
             )
         )
+    if ctx.has("functions/agreement_with_final.npy"):
+        plots.append(
+            Plot(
+                "agreement_with_final",
+                figures.agreement_with_final_figure(
+                    ctx.npy("functions/agreement_with_final.npy"), M, E
+                ),
+                "Each snapshot's agreement (1 − disagreement) with its own member's final "
+                "predictions (solid) and with the other members' (dashed, mean).",
+            )
+        )
     plots.append(
         Plot(
             "disagreement_trajectory",
