@@ -235,8 +235,10 @@ def _worker_job(fn: JobFn, run_dir: str, member: int) -> None:
 def _run_local(
     fn: JobFn, run_dir: Path, members: list[int], device: str, workers: int, threads: int | None
 ) -> dict[int, str | None]:
-    workers = min(workers, len(members))
+    # Threads follow the requested pool size, not the members left: a retry of one member must
+    # train with the thread count it started with (thread counts change the last float bits).
     devices, threads = worker_devices(workers, device, threads)
+    workers = min(workers, len(members))
     # spawn, not fork: a forked child inherits torch's thread pools and CUDA state half-initialised.
     ctx = mp.get_context("spawn")
     queue = ctx.SimpleQueue()
