@@ -110,3 +110,17 @@ def test_run_adapts_to_short_and_single_member_runs(tmp_path, members, epochs):
     assert code == 0, err
     assert (out / "report/index.html").exists()
     assert load_run(out).verify() == []
+
+
+def test_train_from_a_config_file_with_overrides(tmp_path, tiny_run):
+    from conftest import snapshot_bytes, tiny_config
+
+    from modescape.store import load_run
+
+    f = tmp_path / "run.json"
+    f.write_text(tiny_config(members=1).to_json())
+    out = tmp_path / "fromfile"
+    code, _, err = cli("train", "--config", str(f), "--set", "members=3", "--out", str(out))
+    assert code == 0, err
+    assert load_run(out).config == tiny_config()
+    assert snapshot_bytes(out) == snapshot_bytes(tiny_run)
