@@ -2,8 +2,9 @@
 
 For every corruption and severity (0 = clean), the predictions of each member's final snapshot,
 each member's weight average, member 0's late snapshots and, when the run has subspace results,
-the subspace models, are cached as `<run>/shift/preds/<corruption>/s<k>/<family>.npy`
-(probs[models, examples, classes]): a second call computes nothing. From them:
+the reference member's subspace models (their first `subspace_samples` samples), are cached as
+`<run>/shift/preds/<corruption>/s<k>/<family>.npy` (probs[models, examples, classes]): a second
+call computes nothing. From them:
 
     shift/metrics.csv     corruption, severity, family, size, metric, mean, std
     shift/diversity.csv   corruption, severity, family, js
@@ -49,13 +50,16 @@ class ShiftConfig:
     max_examples: int | None = None  # evaluate on the first n test examples (None: all)
     seed: int = 0  # corruption randomness
     cifar10c: str | None = None  # folder of the official CIFAR-10-C .npy files
+    subspace_samples: int = 10  # samples per subspace model under shift (paper: 10-30)
 
     def __post_init__(self) -> None:
         bad = [s for s in self.severities if s not in SEVERITIES]
         if bad or not self.severities:
             raise ModescapeError(f"severities must be within 1..5, got {list(self.severities)}")
-        if self.late < 2 or self.weight_average < 1:
-            raise ModescapeError("shift late must be >= 2 and weight_average >= 1")
+        if self.late < 2 or self.weight_average < 1 or self.subspace_samples < 1:
+            raise ModescapeError(
+                "shift late must be >= 2, weight_average and subspace_samples >= 1"
+            )
 
 
 def parse_severities(text: str) -> tuple[int, ...]:
@@ -161,7 +165,8 @@ def run_shift(
     members = run.require_complete(allow_partial)
     names, inputs = shift_inputs(run, config)
     families = model_families(run, members, config)
-    families |= subspace_state_dicts(run, members)  # when `modescape subspace` has run
+    # Subspace models, when `modescape subspace` has run on this run.
+    families |= subspace_state_dicts(run, config.subspace_samples)
     model = run.build_model()
     out = run.path / "shift"
     metric_rows: list[list[Any]] = []

@@ -217,8 +217,9 @@ def _joint_tsne(run, members, probs_by_member, labels) -> tuple[list[list[Any]],
     return [[*row, *xy] for row, xy in zip(meta, emb.coords)], emb.settings
 
 
-def subspace_state_dicts(run: Run, members: list[int]) -> dict[str, list[dict]]:
-    """Sample state dicts of the reference member per method, for the dataset-shift sweep.
+def subspace_state_dicts(run: Run, max_samples: int | None = None) -> dict[str, list[dict]]:
+    """State dicts of the reference member's samples per method (the first `max_samples` of
+    each, the same ones `modescape subspace` evaluated), for the dataset-shift sweep.
 
     Empty when `modescape subspace` has not been run on this run.
     """
@@ -231,7 +232,7 @@ def subspace_state_dicts(run: Run, members: list[int]) -> dict[str, list[dict]]:
     model = run.build_model()
     return {
         f"subspace_{method}": with_recomputed_bn(
-            run, model, subspace_samples(run, config, method, summary["reference"])
+            run, model, subspace_samples(run, config, method, summary["reference"])[:max_samples]
         )
         for method in config.methods
     }
