@@ -31,7 +31,7 @@ import torch
 from modescape.analysis import bn_training_subset, weight_average_state
 from modescape.batched import flatten_params, has_batchnorm, param_names
 from modescape.errors import ModescapeError
-from modescape.files import load_npy, read_csv, read_json, save_npy, write_csv, write_json
+from modescape.files import load_npy, save_npy, write_csv, write_json
 from modescape.landscape import evaluate_plane, interpolate_path, plane_axes, project_onto_plane
 from modescape.store import Run, load_run, write_study_summary
 
@@ -290,11 +290,3 @@ def _alignment(run, model, pair, x, y, config, policy, bn):
 
 def _cosine(p: torch.Tensor, q: torch.Tensor) -> float:
     return float(p @ q / (p.norm() * q.norm()))
-
-
-def load_plane(run_path: str | Path, name: str) -> dict[str, Any]:
-    """A stored plane as arrays (for figures and for users' own plots)."""
-    folder = Path(run_path) / "landscape" / name
-    info = read_json(folder / "anchors.json")
-    arrays = {f.stem: load_npy(f) for f in folder.glob("*.npy")}
-    return info | arrays | {"trajectories": read_csv(folder / "trajectories.csv")}

@@ -166,7 +166,6 @@ def weight_section(ctx: ReportContext) -> Section | None:
         return None
     s, M, E = ctx.summary, ctx.members, ctx.epochs
     cos = ctx.npy("weights/cosine.npy")
-    finals = np.arange(len(M)) * len(E) + len(E) - 1
     late_min = float(np.min(s["cosine"]["consecutive_late_min_per_member"]))
     sel = s["parameters"]
     reading = [
@@ -193,27 +192,8 @@ def weight_section(ctx: ReportContext) -> Section | None:
         )
     else:
         reading.append(f"Consecutive late snapshots reach cosine similarity {_near_one(late_min)}.")
-    plots = [
-        Plot(
-            "cosine_all",
-            figures.full_heatmap(cos, M, E, "cosine"),
-            "Every snapshot against every other; white lines separate members.",
-        )
-    ]
-    if len(M) > 1:
-        plots.append(
-            Plot(
-                "cosine_members",
-                figures.across_members_heatmap(cos[np.ix_(finals, finals)], M, "cosine"),
-                "Final snapshots of the members.",
-            )
-        )
-    plots.append(
-        Plot(
-            "cosine_trajectory",
-            figures.within_trajectory_heatmap(cos[: len(E), : len(E)], E, "cosine", member=M[0]),
-            f"Snapshots of member {M[0]} against each other.",
-        )
+    plots = _matrix_plots(
+        "cosine", cos, M, E, "Every snapshot against every other; white lines separate members."
     )
     if ctx.has("weights/distance.npy"):
         dist = ctx.npy("weights/distance.npy")
@@ -225,6 +205,22 @@ def weight_section(ctx: ReportContext) -> Section | None:
             )
         )
     return Section("weights", "Weight space", reading, plots)
+
+
+def _matrix_plots(
+    quantity: str, matrix: np.ndarray, M: list[int], E: list[int], caption: str
+) -> list[Plot]:
+    """The (members·epochs)² heatmap, the members' finals and member M[0]'s own trajectory."""
+    finals = np.arange(len(M)) * len(E) + len(E) - 1
+    plots = [Plot(f"{quantity}_all", figures.full_heatmap(matrix, M, E, quantity), caption)]
+    if len(M) > 1:
+        members = figures.across_members_heatmap(matrix[np.ix_(finals, finals)], M, quantity)
+        plots.append(Plot(f"{quantity}_members", members, "Final snapshots of the members."))
+    own = figures.within_trajectory_heatmap(matrix[: len(E), : len(E)], E, quantity, member=M[0])
+    plots.append(
+        Plot(f"{quantity}_trajectory", own, f"Snapshots of member {M[0]} against each other.")
+    )
+    return plots
 
 
 def function_section(ctx: ReportContext) -> Section | None:
@@ -258,22 +254,13 @@ def function_section(ctx: ReportContext) -> Section | None:
         ]
     else:
         reading = [f"One member only: {late} disagree on {_pct(d['late_within_mean'])}."]
-    finals = np.arange(len(M)) * len(E) + len(E) - 1
-    plots = [
-        Plot(
-            "disagreement_all",
-            figures.full_heatmap(dis, M, E, "disagreement"),
-            "Fraction of points where two snapshots predict different classes.",
-        )
-    ]
-    if len(M) > 1:
-        plots.append(
-            Plot(
-                "disagreement_members",
-                figures.across_members_heatmap(dis[np.ix_(finals, finals)], M, "disagreement"),
-                "Final snapshots of the members.",
-            )
-        )
+    plots = _matrix_plots(
+        "disagreement",
+        dis,
+        M,
+        E,
+        "Fraction of points where two snapshots predict different classes.",
+    )
     if ctx.has("functions/agreement_with_final.npy"):
         plots.append(
             Plot(
@@ -285,15 +272,6 @@ def function_section(ctx: ReportContext) -> Section | None:
                 "predictions (solid) and with the other members' (dashed, mean).",
             )
         )
-    plots.append(
-        Plot(
-            "disagreement_trajectory",
-            figures.within_trajectory_heatmap(
-                dis[: len(E), : len(E)], E, "disagreement", member=M[0]
-            ),
-            f"Snapshots of member {M[0]} against each other.",
-        )
-    )
     return Section("functions", "Function space", reading, plots)
 
 

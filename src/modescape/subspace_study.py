@@ -58,12 +58,6 @@ def subspace_samples(run: Run, config: SubspaceConfig, method: str, member: int)
     return sample_subspace(config, method, trajectory_matrix(run, member, names), member)
 
 
-def _bn_buffers(run: Run, model: torch.nn.Module, samples: torch.Tensor) -> torch.Tensor | None:
-    if not has_batchnorm(model):
-        return None
-    return recompute_bn_buffers(model, samples, bn_training_subset(run))
-
-
 def run_subspace(
     path: str | Path,
     config: SubspaceConfig | None = None,
@@ -83,6 +77,9 @@ def run_subspace(
     labels = run.labels("test")
     x = run.dataset().x_test
     model = run.build_model()
+    names = param_names(model)
+    bn_x = bn_training_subset(run) if has_batchnorm(model) else None
+    trajectories: dict[int, torch.Tensor] = {}  # read each member's snapshots once, not per method
 
     sample_probs: dict[str, dict[int, np.ndarray]] = {}
     for method in config.methods:
@@ -91,8 +88,10 @@ def run_subspace(
         for m in members:
             f = out / "preds" / method / f"m{m:03d}.npy"
             if not f.exists():
-                samples = subspace_samples(run, config, method, m)
-                buffers = _bn_buffers(run, model, samples)
+                if m not in trajectories:
+                    trajectories[m] = trajectory_matrix(run, m, names)
+                samples = sample_subspace(config, method, trajectories[m], m)
+                buffers = None if bn_x is None else recompute_bn_buffers(model, samples, bn_x)
                 probs = evaluate_many(model, samples, x, buffers=buffers).numpy()
                 files[str(f.relative_to(out))] = save_npy(f, probs.astype(np.float32))
             sample_probs[method][m] = load_npy(f)
