@@ -20,7 +20,7 @@ import torch
 
 from modescape.config import preset
 from modescape.pipeline import train_run
-from modescape.store import load_run
+from modescape.store.run import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
 

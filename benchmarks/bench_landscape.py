@@ -7,7 +7,7 @@ For each case (SmallCNN paper on 2,000 CIFAR-10 test images, SmallCNN paper on 1
 signals) the same 21×21 plane through three independently initialised networks is computed twice,
 side by side in one process, repeats interleaved and the best of each kept (the host is shared):
 (i) the direct loop: for each grid point, `vector_to_parameters` into the model, one pass over
-the data in batches of 128, fp32 NCHW; (ii) `modescape.landscape.evaluate_plane` with its
+the data in batches of 128, fp32 NCHW; (ii) `modescape.analysis.landscape.evaluate_plane` with its
 defaults (which also evaluates the three anchors and the agreement references). Printed: seconds
 for each, the speed-up, the largest relative difference of the losses (must be ≤ 1e-4), the
 thread count and the load average before the case.
@@ -33,8 +33,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from modescape import batched, landscape
-from modescape.models import build_model
+from modescape.analysis import landscape
+from modescape.analysis.engine import batched
+from modescape.models.architectures import build_model
 
 CIFAR_JPG = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg.tar.gz"
 

@@ -18,9 +18,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from modescape.config import preset
-from modescape.launch import run_members
-from modescape.store import load_run
-from modescape.training import prepare_run
+from modescape.store.run import load_run
+from modescape.train.launch import run_members
+from modescape.train.trainer import prepare_run
 
 
 def timed(executor: str, root: Path, config, workers: int, threads: int | None = None) -> float:

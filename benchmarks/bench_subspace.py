@@ -7,7 +7,7 @@ timing does not depend on training), draw 30 random-subspace samples and compute
 - naive:           for each sample, copy it into the model's parameters and run the data
                    through in batches (eval mode, inference_mode, NCHW);
 - naive + CL:      the same with the model and data in channels_last (2-D only);
-- evaluate_many:   `modescape.batched.evaluate_many(model, samples, x)`.
+- evaluate_many:   `modescape.analysis.engine.batched.evaluate_many(model, samples, x)`.
 
 Prints each time, the ratios, and the largest difference between the predictions.
 
@@ -23,9 +23,9 @@ import time
 import torch
 from torch import nn
 
-from modescape.batched import evaluate_many, flatten_params, param_names
-from modescape.models import build_model
-from modescape.subspace import random_subspace
+from modescape.analysis.engine.batched import evaluate_many, flatten_params, param_names
+from modescape.analysis.subspace import random_subspace
+from modescape.models.architectures import build_model
 
 
 def naive(model: nn.Module, samples: torch.Tensor, x: torch.Tensor, batch: int) -> torch.Tensor:

@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from modescape.config import preset
-from modescape.data import load_dataset
-from modescape.models import build_model
-from modescape.store import load_run
-from modescape.training import train
+from modescape.data.datasets import load_dataset
+from modescape.models.architectures import build_model
+from modescape.store.run import load_run
+from modescape.train.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -34,7 +34,7 @@ def tiny_config(members: int = 3, epochs: int = 4, seed: int = 0, **sets: object
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """A finished 3-member, 4-epoch run shared (read-only) by the tests that only read it."""
-    from modescape.training import train
+    from modescape.train.trainer import train
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     train(tiny_config(), out)

@@ -3,7 +3,7 @@ import json
 import pytest
 from conftest import cli
 
-from modescape.store import load_run
+from modescape.store.run import load_run
 
 
 def test_info_table_and_json(tiny_run):
@@ -115,7 +115,7 @@ def test_run_adapts_to_short_and_single_member_runs(tmp_path, members, epochs):
 def test_train_from_a_config_file_with_overrides(tmp_path, tiny_run):
     from conftest import snapshot_bytes, tiny_config
 
-    from modescape.store import load_run
+    from modescape.store.run import load_run
 
     f = tmp_path / "run.json"
     f.write_text(tiny_config(members=1).to_json())

@@ -29,6 +29,9 @@ def test_seed_schedule_halves_first_after_epoch_nine():
     assert t.lr_at(8) == pytest.approx(1.6e-3)
     assert t.lr_at(9) == pytest.approx(0.8e-3)
     assert t.lr_at(19) == pytest.approx(0.4e-3)
+    # The notebooks' last stage, epochs 30-40 (1-based), all at 2e-4: no halving at epoch 40.
+    assert [t.lr_at(e) for e in range(29, 40)] == pytest.approx([2e-4] * 11)
+    assert t.lr_at(28) == pytest.approx(4e-4)
 
 
 def test_resnet_milestones():

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from conftest import cli
 
-from modescape.files import read_csv, read_json, sha256_file
-from modescape.store import load_run
+from modescape.store.files import read_csv, read_json, sha256_file
+from modescape.store.run import load_run
 
 pytestmark = pytest.mark.slow
 

@@ -103,7 +103,7 @@ def _config_for_run(args: argparse.Namespace, fallback_out: Path | None = None) 
 
 
 def _slurm_config(args: argparse.Namespace):
-    from modescape.launch import SlurmConfig
+    from modescape.train.launch import SlurmConfig
 
     extra = {}
     for item in args.slurm_option:
@@ -150,7 +150,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_analyze(args: argparse.Namespace) -> None:
-    from modescape.analysis import AnalysisConfig, analyze_run
+    from modescape.studies.weights_functions import AnalysisConfig, analyze_run
 
     cfg = AnalysisConfig(split=args.split, params=args.params, late=args.late, seed=args.seed)
     summary = analyze_run(args.run, cfg, allow_partial=args.partial)
@@ -164,14 +164,14 @@ def cmd_analyze(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from modescape.report import write_report
+    from modescape.report.html import write_report
 
     write_report(args.run)  # logs where it wrote the report
 
 
 def cmd_subspace(args: argparse.Namespace) -> None:
-    from modescape.subspace import SAMPLERS, SubspaceConfig
-    from modescape.subspace_study import run_subspace
+    from modescape.analysis.subspace import SAMPLERS, SubspaceConfig
+    from modescape.studies.subspace import run_subspace
 
     scales = {}
     for item in args.scale:
@@ -198,7 +198,7 @@ def cmd_subspace(args: argparse.Namespace) -> None:
 
 
 def cmd_landscape(args: argparse.Namespace) -> None:
-    from modescape.landscape_study import LandscapeConfig, parse_anchors, run_landscape
+    from modescape.studies.landscape import LandscapeConfig, parse_anchors, run_landscape
 
     paths = tuple(tuple(p.split(",")) for p in args.path) or None
     if paths and any(len(p) != 2 for p in paths):
@@ -219,7 +219,7 @@ def cmd_landscape(args: argparse.Namespace) -> None:
 
 
 def cmd_shift(args: argparse.Namespace) -> None:
-    from modescape.shift_study import ShiftConfig, parse_severities, run_shift
+    from modescape.studies.shift import ShiftConfig, parse_severities, run_shift
 
     cfg = ShiftConfig(
         corruptions=tuple(args.corruptions.split(",")) if args.corruptions else None,
@@ -238,7 +238,7 @@ def cmd_shift(args: argparse.Namespace) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> None:
-    from modescape.launch import format_status, run_status
+    from modescape.train.launch import format_status, run_status
 
     print(format_status(run_status(args.run)))
 
@@ -247,7 +247,7 @@ def _select_members(args: argparse.Namespace, n: int) -> list[int] | None:
     if args.member is not None and args.shard:
         raise ModescapeError("use either --member or --shard, not both")
     if args.shard:
-        from modescape.launch import shard_members
+        from modescape.train.launch import shard_members
 
         return shard_members(n, args.shard)
     if args.member is not None:
@@ -258,7 +258,7 @@ def _select_members(args: argparse.Namespace, n: int) -> list[int] | None:
 
 
 def cmd_info(args: argparse.Namespace) -> None:
-    from modescape.store import load_run, run_summary
+    from modescape.store.run import load_run, run_summary
 
     summary = run_summary(load_run(args.run))
     if args.json:
@@ -287,14 +287,14 @@ def cmd_info(args: argparse.Namespace) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> None:
-    from modescape.models import describe_models
+    from modescape.models.architectures import describe_models
 
     if args.data in (None, "mnist1d"):
         in_shape, classes = (1, 40), 10
     elif args.data in ("cifar10", "cifar100") and not args.root:
         in_shape, classes = (3, 32, 32), 10 if args.data == "cifar10" else 100
     else:
-        from modescape.store import open_dataset
+        from modescape.store.run import open_dataset
 
         cfg = preset(args.data, root=args.root)
         d = open_dataset(cfg)

@@ -28,12 +28,12 @@ def train_run(
     progress: bool = True,
 ) -> Path:
     """Create or reopen the run and train `members` (default all) with the chosen executor."""
-    from modescape.launch import run_members
-    from modescape.training import train
+    from modescape.train.launch import run_members
+    from modescape.train.trainer import train
 
     if executor == "serial":
         return train(config, out, members=members, device=device, progress=progress).path
-    from modescape.training import prepare_run
+    from modescape.train.trainer import prepare_run
 
     run = prepare_run(out, config)
     result = run_members(
@@ -57,7 +57,7 @@ def train_run(
 def subspace_defaults(config: RunConfig):
     """The paper's subspace settings, shrunk to what a short run has (`modescape run --epochs 3`):
     the Gaussians need at least two snapshots after initialisation."""
-    from modescape.subspace import SAMPLERS, SubspaceConfig
+    from modescape.analysis.subspace import SAMPLERS, SubspaceConfig
 
     kept = config.train.epochs // config.train.snapshot_every
     if kept < 2:
@@ -76,11 +76,11 @@ def run_pipeline(
     log: Callable[[str], Any] = print,
 ) -> Path:
     """Train every member, run every analysis, write the report; return the report's path."""
-    from modescape.analysis import analyze_run
-    from modescape.landscape_study import run_landscape
-    from modescape.report import write_report
-    from modescape.shift_study import run_shift
-    from modescape.subspace_study import run_subspace
+    from modescape.report.html import write_report
+    from modescape.studies.landscape import run_landscape
+    from modescape.studies.shift import run_shift
+    from modescape.studies.subspace import run_subspace
+    from modescape.studies.weights_functions import analyze_run
 
     out = Path(out)
     started = time.perf_counter()

@@ -1,0 +1,507 @@
+"""Evaluating many weight vectors of one architecture per pass over the data.
+
+A loss plane, an interpolation path or a cloud of subspace samples is the same computation: K flat
+parameter vectors `weights[K, P]` of one network, each run on the same N examples. This module is
+that engine. The model passed in is used only as a *template* (its structure, its parameter order
+and, if asked, its buffers): the weights come from the flat vectors and are copied into a private
+copy of it (or passed through `torch.func.functional_call`), so the model itself is never modified.
+
+Three strategies, all in `torch.inference_mode()` and eval mode (dropout off):
+
+- ``"loop"``: for each data chunk, for each weight point, one forward pass of a private copy of
+  the model into which the point is copied (a few memcpys; `functional_call` re-wires every module
+  per call, which costs more than a small 1-D network's forward). For 4-D inputs the copy and the
+  data are channels_last.
+- ``"grouped"`` (`engine.grouped`): `chunk` points in ONE forward pass, every layer a batched
+  matmul over the stacked weights (im2col convolutions). SmallCNN, MediumCNN and ResNet20 (and
+  `nn.Sequential`s of their layer types) are supported; anything else falls back to "loop".
+  `chunk` defaults to 32 and the data batch is cut so that chunk × batch ≈ `GROUPED_WORK`.
+- ``"vmap"``: `torch.func.vmap` over a stack of `chunk` weight points, one call per data chunk.
+
+``strategy="auto"`` is "grouped" for 1-D signals (when supported) and "loop" for images. Measured
+on the 2-core CPU this project targets, a host shared with other jobs (ms per weight point, best of
+interleaved repeats; benchmarks/bench_landscape.py, bench_subspace.py):
+
+| MNIST-1D SmallCNN (paper), 1,000 signals | 1 thread | 2 threads |
+|---|---|---|
+| direct loop, batch 128 (what peers do)   | 3.3–3.4  | 3.2 (quiet host) |
+| "loop", batch 256 / 1,000                | 2.5 / 2.0 | 1.7 / 1.16 (quiet host) |
+| "grouped", chunk 32 × batch 16–32        | 1.9–2.0  | — |
+| "grouped" via `ConvNd(groups=K)` (rejected) | —     | 1.23 (K=8), 1.41 (K=32), 3.8 (K=84) |
+
+The floor is arithmetic: 130 kFLOP per signal is 130 MFLOP per point, and the batched fp32
+matmuls run at ≈95 GFLOP/s per core at these shapes (≈1.4 ms/point on one core). So no fp32
+strategy can be 5x faster than the direct loop on one core (2.5x at most). bf16 (AMX, ≈330
+GFLOP/s per core here) would be, but bf16 outputs miss the 1e-4 agreement this engine guarantees,
+and torch's CPU `bmm` has no fp32-output bf16 variant (`out_dtype` is CUDA-only).
+
+For CIFAR-shaped SmallCNN (256 images) the channels_last "loop" takes
+9.4–10.6 ms/point and "grouped" 19–39 (im2col on 32×32 maps is memory-bound; oneDNN's direct
+convolutions win), vmap 0.2–0.3 s (slow generic kernels in inference), hence "auto" = "loop"
+for images.
+
+Data chunks form the outer loop and weight points the inner one, so each data chunk is read once
+for all points of a weight chunk (and stays in cache while they run).
+
+BatchNorm: running statistics are *buffers*, not parameters. `buffers` gives them per point (or
+shared); `recompute_bn_buffers` recomputes them for off-trajectory points (SPEC §8).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+from modescape.analysis.engine.grouped import GroupedNet, compile_grouped
+from modescape.errors import ModescapeError, choice_error
+
+STRATEGIES = ("auto", "loop", "grouped", "vmap")
+OUTPUTS = ("probs", "logits")
+BN_POLICIES = ("recompute", "interpolate", "keep")
+
+StateDict = Mapping[str, Tensor]
+Weights = Tensor | Sequence[StateDict]
+
+
+# ---------------------------------------------------------------------------------------------
+# flat vector <-> state dict
+
+
+def param_names(model: nn.Module) -> list[str]:
+    """Names of the model's parameters, in the order of its flat vector (`named_parameters`)."""
+    return [name for name, _ in model.named_parameters()]
+
+
+def buffer_names(model: nn.Module) -> list[str]:
+    """Names of the floating-point buffers (BatchNorm running mean/var), in module order.
+
+    Integer buffers (`num_batches_tracked`) are left out: they never enter a forward pass in eval
+    mode and cannot be interpolated.
+    """
+    return [name for name, b in model.named_buffers() if b.is_floating_point()]
+
+
+def shapes_of(model: nn.Module, names: Sequence[str]) -> list[torch.Size]:
+    """Shapes of the named parameters or buffers of `model`."""
+    state = model.state_dict()
+    return [state[name].shape for name in names]
+
+
+def flatten_params(state_dict: StateDict, names: Sequence[str]) -> Tensor:
+    """Concatenate the named tensors into one float32 vector `[P]` (in `names` order)."""
+    missing = [n for n in names if n not in state_dict]
+    if missing:
+        raise ModescapeError(f"state dict lacks {len(missing)} tensors, e.g. {missing[:3]}")
+    if not names:
+        return torch.zeros(0)
+    return torch.cat([state_dict[n].detach().reshape(-1).float().cpu() for n in names])
+
+
+def unflatten(
+    vector: Tensor, names: Sequence[str], shapes: Sequence[torch.Size]
+) -> dict[str, Tensor]:
+    """Split `vector[..., P]` into named tensors of `shapes` (views, no copy; leading dims kept)."""
+    sizes = [math.prod(s) for s in shapes]
+    if vector.shape[-1] != sum(sizes):
+        raise ModescapeError(
+            f"flat vector has {vector.shape[-1]} entries, the model needs {sum(sizes)}"
+        )
+    lead = vector.shape[:-1]
+    parts = torch.split(vector, sizes, dim=-1)
+    return {n: p.view(*lead, *s) for n, p, s in zip(names, parts, shapes)}
+
+
+def as_flat(model: nn.Module, weights: Weights) -> tuple[Tensor, Tensor | None]:
+    """`weights` as `(params[K, P], buffers[K, B] or None)`.
+
+    A list of state dicts gives its buffers too (when they hold them); a tensor gives none.
+    """
+    if isinstance(weights, Tensor):
+        flat = weights.float()
+        if flat.dim() == 1:
+            flat = flat[None]
+        return flat, None
+    pnames, bnames = param_names(model), buffer_names(model)
+    params = torch.stack([flatten_params(sd, pnames) for sd in weights])
+    has_buffers = bool(bnames) and all(all(n in sd for n in bnames) for sd in weights)
+    buffers = torch.stack([flatten_params(sd, bnames) for sd in weights]) if has_buffers else None
+    return params, buffers
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+# ---------------------------------------------------------------------------------------------
+# the engine
+
+
+# Activation bytes of one "loop" forward: CIFAR SmallCNN (≈240 KB per image), 1 thread, ms per
+# point for 2,000 images at batch 32/64/128/256: 71/70/82/152 (channels_last); 225 at 128 NCHW.
+LOOP_ACTIVATION_BYTES = 16 * 2**20
+# Point-examples per grouped call (chunk × data batch): ≈512 was fastest for the MNIST-1D
+# SmallCNN (256-2,048 within 20%); larger blocks fall out of cache.
+GROUPED_WORK = 512
+
+
+def _resolve_strategy(strategy: str, model: nn.Module, x: Tensor) -> str:
+    """ "auto": "grouped" for 1-D signals when the model is supported, else "loop"."""
+    if strategy not in STRATEGIES:
+        raise choice_error("evaluation strategy", strategy, STRATEGIES)
+    if strategy == "auto":
+        return "grouped" if x.dim() == 3 and compile_grouped(model) is not None else "loop"
+    if strategy == "grouped" and compile_grouped(model) is None:
+        return "loop"  # a structure grouped.py does not know (documented fallback)
+    return strategy
+
+
+def activation_bytes_per_example(model: nn.Module, x: Tensor) -> int:
+    """Bytes of all module outputs for one example in one forward pass (a memory estimate)."""
+    total = 0
+
+    def hook(_m: nn.Module, _i: object, out: object) -> None:
+        nonlocal total
+        if isinstance(out, Tensor):
+            total += out.numel() * out.element_size()
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if m is not model]
+    try:
+        was_training = model.training
+        model.eval()
+        with torch.inference_mode():
+            out = model(x[:1])
+        model.train(was_training)
+    finally:
+        for h in handles:
+            h.remove()
+    return max(total + out.numel() * out.element_size() + x[:1].numel() * x.element_size(), 1)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a call splits the work: `batch_size` examples per forward, `chunk` points at a time."""
+
+    strategy: str
+    batch_size: int
+    chunk: int
+
+
+def plan(
+    model: nn.Module,
+    x: Tensor,
+    num_points: int,
+    *,
+    strategy: str = "auto",
+    batch_size: int = 256,
+    chunk: int | str = "auto",
+    memory_budget_mb: float = 1024.0,
+) -> Plan:
+    """Choose data-chunk and point-chunk sizes so activations stay within `memory_budget_mb`.
+
+    For "loop" only one point runs at a time, so `chunk` bounds nothing but the stored logits, and
+    the data batch is cut to `LOOP_ACTIVATION_BYTES` of activations (larger ones leave cache); for
+    "vmap" activations grow with chunk × batch_size, and "auto" makes the chunk as large as the
+    budget allows at the requested batch size (at most 64: wider gave no further gain). For
+    "grouped" the chunk defaults to 32 and the data batch shrinks so that chunk × batch stays
+    near `GROUPED_WORK` point-examples (`batch_size` is then an upper bound).
+    """
+    strategy = _resolve_strategy(strategy, model, x)
+    if batch_size < 1:
+        raise ModescapeError(f"batch_size must be positive, got {batch_size}")
+    budget = memory_budget_mb * 2**20
+    per_example = activation_bytes_per_example(model, x)
+    max_examples = max(int(budget // per_example), 1)  # examples (× points) alive at once
+    batch = min(batch_size, x.shape[0], max_examples)
+    if chunk == "auto":
+        chunk_n = {"vmap": max_examples // batch, "grouped": 32}.get(strategy, 64)
+        chunk_n = min(max(chunk_n, 1), 64)
+    elif isinstance(chunk, int) and chunk >= 1:
+        chunk_n = chunk
+    else:
+        raise ModescapeError(f"chunk must be a positive int or 'auto', got {chunk!r}")
+    chunk_n = min(chunk_n, max(num_points, 1))
+    if strategy == "loop":  # one point's activations should stay cache-sized (see docstring)
+        batch = max(1, min(batch, LOOP_ACTIVATION_BYTES // per_example))
+    if strategy == "grouped":
+        chunk_n = min(chunk_n, max_examples)
+        batch = max(1, min(batch, GROUPED_WORK // chunk_n, max_examples // chunk_n))
+    return Plan(strategy, batch, chunk_n)
+
+
+class _Evaluator:
+    """Runs the template's structure on flat weights, one data chunk at a time.
+
+    `bind(strategy, params[k, P], buffers[k, B])` prepares one weight chunk and returns a
+    function of a data chunk `x[n, ...]` giving logits `[k, n, C]`.
+    """
+
+    def __init__(self, model: nn.Module, x: Tensor):
+        self.model = model
+        self.pnames, self.bnames = param_names(model), buffer_names(model)
+        self.pshapes, self.bshapes = shapes_of(model, self.pnames), shapes_of(model, self.bnames)
+        self.default_buffers = flatten_params(model.state_dict(), self.bnames)
+        self.channels_last = x.dim() == 4
+        self._net: nn.Module | None = None
+        self._grouped: GroupedNet | None = None
+
+    def bind(self, strategy: str, params: Tensor, buffers: Tensor) -> Callable[[Tensor], Tensor]:
+        if strategy == "grouped":
+            if self._grouped is None:
+                self._grouped = compile_grouped(self.model)
+            assert self._grouped is not None  # plan() resolved "grouped" only if it compiles
+            net = self._grouped
+            stacked = net.stack(params, buffers, self.pshapes, self.bshapes)
+            return lambda xb: net(stacked, xb)
+        if strategy == "vmap":
+            return lambda xb: self.vmap(params, buffers, xb)
+        return lambda xb: self.loop(params, buffers, xb)
+
+    def _private_net(self) -> tuple[nn.Module, list[Tensor], list[Tensor]]:
+        """A private copy whose tensors are overwritten per point (channels_last for 2-D).
+
+        Copying a point into it costs a few memcpys; `functional_call` instead re-wires every
+        module on every call, which costs more than the forward pass of a small 1-D network.
+        """
+        if self._net is None:
+            net = copy.deepcopy(self.model).eval().requires_grad_(False)
+            if self.channels_last:
+                # Both operands channels_last lets oneDNN skip reorders inside every conv.
+                net = net.to(memory_format=torch.channels_last)
+            self._net = net
+            state = dict(net.named_parameters()) | dict(net.named_buffers())
+            self._ps = [state[n] for n in self.pnames]
+            self._bs = [state[n] for n in self.bnames]
+        return self._net, self._ps, self._bs
+
+    def loop(self, params: Tensor, buffers: Tensor, xb: Tensor) -> Tensor:
+        net, ps, bs = self._private_net()
+        out = []
+        for p, b in zip(params, buffers):
+            for dst, src in zip(ps, unflatten(p, self.pnames, self.pshapes).values()):
+                dst.copy_(src)
+            for dst, src in zip(bs, unflatten(b, self.bnames, self.bshapes).values()):
+                dst.copy_(src)
+            out.append(net(xb))
+        return torch.stack(out)
+
+    def vmap(self, params: Tensor, buffers: Tensor, xb: Tensor) -> Tensor:
+        fixed = {n: b for n, b in self.model.named_buffers() if n not in self.bnames}
+
+        def one(p: Tensor, b: Tensor) -> Tensor:
+            tensors = unflatten(p, self.pnames, self.pshapes)
+            tensors.update(unflatten(b, self.bnames, self.bshapes))
+            return functional_call(self.model, {**tensors, **fixed}, (xb,))
+
+        return vmap(one)(params, buffers)
+
+
+def iter_logits(
+    model: nn.Module,
+    weights: Weights,
+    x: Tensor,
+    *,
+    buffers: Tensor | None = None,
+    strategy: str = "auto",
+    batch_size: int = 256,
+    chunk: int | str = "auto",
+    memory_budget_mb: float = 1024.0,
+) -> Iterator[tuple[slice, slice, Tensor]]:
+    """Yield `(point_slice, example_slice, logits[k, n, C])` blocks covering all K × N outputs.
+
+    `buffers`: `[K, B]` per point, `[B]` shared, or None (the state dicts' own buffers when
+    `weights` is a list of state dicts holding them, else the model's current buffers).
+    Order: weight chunks outside, data chunks inside them, points innermost.
+    """
+    params, own_buffers = as_flat(model, weights)
+    K = params.shape[0]
+    ev = _Evaluator(model, x)
+    if buffers is None:
+        buffers = own_buffers if own_buffers is not None else ev.default_buffers
+    buffers = buffers.float()
+    if buffers.dim() == 1:
+        buffers = buffers.expand(K, -1)
+    if buffers.shape != (K, len(ev.default_buffers)):
+        raise ModescapeError(
+            f"buffers have shape {tuple(buffers.shape)}, expected ({K}, {len(ev.default_buffers)})"
+        )
+    p = plan(
+        model,
+        x,
+        K,
+        strategy=strategy,
+        batch_size=batch_size,
+        chunk=chunk,
+        memory_budget_mb=memory_budget_mb,
+    )
+    if ev.channels_last and p.strategy == "loop":
+        x = x.contiguous(memory_format=torch.channels_last)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for k0 in range(0, K, p.chunk):
+                ks = slice(k0, min(k0 + p.chunk, K))
+                run = ev.bind(p.strategy, params[ks], buffers[ks])
+                for n0 in range(0, x.shape[0], p.batch_size):
+                    ns = slice(n0, min(n0 + p.batch_size, x.shape[0]))
+                    yield ks, ns, run(x[ns]).float()
+    finally:
+        model.train(was_training)
+
+
+def evaluate_many(
+    model: nn.Module,
+    weights: Weights,
+    x: Tensor,
+    *,
+    output: str = "probs",
+    buffers: Tensor | None = None,
+    strategy: str = "auto",
+    batch_size: int = 256,
+    chunk: int | str = "auto",
+    memory_budget_mb: float = 1024.0,
+) -> Tensor:
+    """Predictions of K weight points on N examples: `[K, N, C]` float32.
+
+    `weights`: `[K, P]` flat vectors (in `param_names(model)` order) or K state dicts.
+    `output`: "probs" (softmax) or "logits". See `iter_logits` for the other arguments.
+    """
+    if output not in OUTPUTS:
+        raise choice_error("output", output, OUTPUTS)
+    params, own_buffers = as_flat(model, weights)
+    out: Tensor | None = None
+    for ks, ns, logits in iter_logits(
+        model,
+        params,
+        x,
+        buffers=own_buffers if buffers is None else buffers,
+        strategy=strategy,
+        batch_size=batch_size,
+        chunk=chunk,
+        memory_budget_mb=memory_budget_mb,
+    ):
+        if out is None:
+            out = torch.empty(params.shape[0], x.shape[0], logits.shape[-1])
+        out[ks, ns] = logits.softmax(-1) if output == "probs" else logits
+    assert out is not None
+    return out
+
+
+@dataclass
+class Scores:
+    """Per-point summaries over N examples; each array is `[K]`.
+
+    `loss`: mean cross-entropy (natural log); `accuracy`: fraction correct; `agreement[name]`:
+    fraction of examples where the point's argmax equals the reference predictions `name`.
+    """
+
+    loss: Tensor
+    accuracy: Tensor
+    agreement: dict[str, Tensor] = field(default_factory=dict)
+
+
+def score_many(
+    model: nn.Module,
+    weights: Weights,
+    x: Tensor,
+    y: Tensor,
+    *,
+    reference_preds: Mapping[str, Tensor] | None = None,
+    on_block: Callable[[int], None] | None = None,
+    **kwargs: object,
+) -> Scores:
+    """Loss, accuracy and agreement with reference predictions for K points, without storing
+    the `[K, N, C]` probabilities. `reference_preds[name]`: class indices `int64[N]`.
+
+    `on_block(num_points_done_in_block)` is called after each block (for progress bars).
+    Other keyword arguments as `iter_logits`.
+    """
+    refs = dict(reference_preds or {})
+    for name, r in refs.items():
+        if r.shape != (x.shape[0],):
+            raise ModescapeError(f"reference predictions {name!r} must have shape ({x.shape[0]},)")
+    params, own_buffers = as_flat(model, weights)
+    if own_buffers is not None and kwargs.get("buffers") is None:
+        kwargs["buffers"] = own_buffers
+    K = params.shape[0]
+    loss_sum, correct = torch.zeros(K, dtype=torch.float64), torch.zeros(K, dtype=torch.float64)
+    agree = {name: torch.zeros(K, dtype=torch.float64) for name in refs}
+    y = y.long()
+    for ks, ns, logits in iter_logits(model, params, x, **kwargs):  # type: ignore[arg-type]
+        k, n, C = logits.shape
+        yb = y[ns]
+        ce = F.cross_entropy(logits.reshape(k * n, C), yb.repeat(k), reduction="none")
+        loss_sum[ks] += ce.view(k, n).double().sum(1)
+        pred = logits.argmax(-1)
+        correct[ks] += (pred == yb).double().sum(1)
+        for name, r in refs.items():
+            agree[name][ks] += (pred == r[ns]).double().sum(1)
+        if on_block is not None and ns.stop == x.shape[0]:
+            on_block(k)
+    N = x.shape[0]
+    return Scores(
+        loss=(loss_sum / N).float(),
+        accuracy=(correct / N).float(),
+        agreement={name: (a / N).float() for name, a in agree.items()},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# BatchNorm running statistics
+
+
+def recompute_bn_buffers(
+    model: nn.Module,
+    weights: Weights,
+    train_x: Tensor,
+    *,
+    num_batches: int = 8,
+    batch_size: int = 256,
+) -> Tensor:
+    """Recompute BatchNorm running statistics for each weight point: `[K, B]`.
+
+    For every point: running stats reset, then `num_batches` batches of `train_x` (the first
+    `num_batches × batch_size` examples, the *same* batches for every point, so the points differ
+    only in their weights) go through the network with the BatchNorm layers in train mode and
+    momentum=None, i.e. the running stats become the cumulative average of the per-batch
+    statistics (the variance unbiased per batch, as PyTorch does). Dropout stays off. Pass a
+    shuffled `train_x`. Data batches form the outer loop, so each batch is read once.
+    """
+    params, _ = as_flat(model, weights)
+    K = params.shape[0]
+    net = copy.deepcopy(model)
+    bn_layers = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    bnames = buffer_names(net)
+    if not bn_layers:
+        return torch.zeros(K, len(bnames))
+    net.eval()
+    for m in bn_layers:
+        m.train()
+        m.momentum = None
+        m.reset_running_stats()
+    pnames, pshapes = param_names(net), shapes_of(net, param_names(net))
+    fresh = dict(net.named_buffers())
+    # One independent copy of every buffer (incl. num_batches_tracked) per point: BatchNorm updates
+    # the tensors handed to functional_call in place.
+    per_point = [{n: b.clone() for n, b in fresh.items()} for _ in range(K)]
+    n_use = min(train_x.shape[0], num_batches * batch_size)
+    if n_use == 0:
+        raise ModescapeError("recomputing BatchNorm statistics needs training examples")
+    if train_x.dim() == 4:
+        train_x = train_x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        for n0 in range(0, n_use, batch_size):
+            xb = train_x[n0 : min(n0 + batch_size, n_use)]
+            if xb.shape[0] < 2:  # a batch of one has no variance
+                break
+            for k in range(K):
+                tensors = {**unflatten(params[k], pnames, pshapes), **per_point[k]}
+                functional_call(net, tensors, (xb,))
+    return torch.stack([flatten_params(per_point[k], bnames) for k in range(K)])

@@ -1,0 +1,420 @@
+"""Loss-landscape cross-sections (SPEC §8): planes through three weight vectors, linear paths.
+
+A plane through o, θ1, θ2 has orthonormal axes u = (θ1−o)/‖θ1−o‖ and v = the part of θ2−o
+orthogonal to u, normalised (Gram–Schmidt); the point at coordinates (a, b) is θ = o + a·u + b·v.
+In these coordinates o = (0, 0), θ1 = (‖θ1−o‖, 0) and θ2 = ((θ2−o)·u, ‖residual‖), with b > 0.
+
+Every grid point is evaluated by `engine.batched` (many points per pass over the data).
+Arrays over the grid are indexed `[b, a]` (rows are b values), matplotlib's convention for
+`contourf(a_values, b_values, Z)`.
+
+BatchNorm (`bn_policy`, recorded in every result; "none" when the model has no BatchNorm):
+- "recompute": running statistics recomputed at every point from training batches
+  (`batched.recompute_bn_buffers`; the paper's requirement for off-trajectory points);
+- "interpolate": buffers combined with the same coefficients as the weights, from the anchors'
+  state dicts (an anchor given as a flat vector contributes the template model's buffers);
+- "keep": every point uses the template model's buffers as they are.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from modescape.analysis.engine import batched
+from modescape.analysis.engine.batched import BN_POLICIES, Scores, StateDict
+from modescape.errors import ModescapeError, choice_error
+
+Anchor = Tensor | StateDict
+RowValues = dict[str, Tensor]  # "loss", "accuracy", "agreement/<name>": each [len(a_values)]
+
+COLLINEAR_RTOL = 1e-5
+
+
+# ---------------------------------------------------------------------------------------------
+# geometry
+
+
+def plane_axes(
+    o: Tensor, t1: Tensor, t2: Tensor, *, rtol: float = COLLINEAR_RTOL
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Orthonormal axes of the plane through `o`, `t1`, `t2` (flat `[P]` vectors).
+
+    Returns `(u[P], v[P], coords[3, 2])`, coords being (a, b) of o, t1, t2. Computed in float64.
+    Raises ModescapeError when t1 coincides with o (‖t1−o‖ ≤ rtol·max(‖o‖, ‖t1‖, ‖t2‖)) or the
+    three points are collinear: the part of t2−o orthogonal to u has norm ≤ rtol·‖t2−o‖, i.e.
+    the angle between t2−o and t1−o is within about `rtol` radians of 0 or π.
+    """
+    o, t1, t2 = (t.detach().reshape(-1).double() for t in (o, t1, t2))
+    if not o.shape == t1.shape == t2.shape:
+        raise ModescapeError(f"anchors differ in size: {o.numel()}, {t1.numel()}, {t2.numel()}")
+    scale = max(o.norm(), t1.norm(), t2.norm(), torch.tensor(1e-30, dtype=torch.float64))
+    d1, d2 = t1 - o, t2 - o
+    n1 = d1.norm()
+    if n1 <= rtol * scale:
+        raise ModescapeError(
+            f"the plane is undefined: θ1 coincides with o (‖θ1−o‖ = {n1:.3g}, "
+            f"relative tolerance {rtol:g})"
+        )
+    u = d1 / n1
+    a2 = d2 @ u
+    w = d2 - a2 * u
+    w = w - (w @ u) * u  # a second Gram–Schmidt pass against round-off
+    nw = w.norm()
+    if nw <= rtol * max(d2.norm(), rtol * scale):
+        raise ModescapeError(
+            f"the plane is undefined: o, θ1, θ2 are (nearly) collinear (the part of θ2−o "
+            f"orthogonal to θ1−o has norm {nw:.3g} of {d2.norm():.3g}, relative tolerance {rtol:g})"
+        )
+    v = w / nw
+    coords = torch.tensor([[0.0, 0.0], [float(n1), 0.0], [float(a2), float(nw)]], dtype=o.dtype)
+    return u, v, coords
+
+
+def plane_grid(
+    anchor_coords: Tensor, resolution: int = 21, margin: float = 0.2
+) -> tuple[Tensor, Tensor]:
+    """Grid values `(a_values[R], b_values[R])` covering the anchors `[3, 2]` with margins.
+
+    Each axis spans [min − m, max + m] of the anchors' coordinates, with one absolute margin
+    m = margin × (the larger of the two spans), so the picture is not stretched along one axis.
+    """
+    if resolution < 2:
+        raise ModescapeError(f"resolution must be at least 2, got {resolution}")
+    if margin < 0:
+        raise ModescapeError(f"margin must be non-negative, got {margin}")
+    c = anchor_coords.double()
+    lo, hi = c.min(0).values, c.max(0).values
+    m = margin * float((hi - lo).max())
+    a = torch.linspace(float(lo[0]) - m, float(hi[0]) + m, resolution, dtype=torch.float64)
+    b = torch.linspace(float(lo[1]) - m, float(hi[1]) + m, resolution, dtype=torch.float64)
+    return a, b
+
+
+def project_onto_plane(flat_vectors: Tensor, o: Tensor, u: Tensor, v: Tensor) -> Tensor:
+    """Plane coordinates `[K, 2]` of `flat_vectors[K, P]` (orthogonal projection), float64."""
+    d = flat_vectors.double().reshape(-1, o.numel()) - o.double().reshape(1, -1)
+    return torch.stack([d @ u.double(), d @ v.double()], dim=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# shared evaluation
+
+
+def _flat_anchor(model: nn.Module, anchor: Anchor) -> tuple[Tensor, Tensor]:
+    """(params[P], buffers[B]) of an anchor; a flat vector takes the template's buffers."""
+    if isinstance(anchor, Tensor):
+        bnames = batched.buffer_names(model)
+        return anchor.detach().reshape(-1).float(), batched.flatten_params(
+            model.state_dict(), bnames
+        )
+    params, buffers = batched.as_flat(model, [anchor])
+    if buffers is None:
+        buffers = batched.flatten_params(model.state_dict(), batched.buffer_names(model))[None]
+    return params[0], buffers[0]
+
+
+def _resolve_policy(model: nn.Module, bn_policy: str, train_x: Tensor | None) -> str:
+    if bn_policy not in BN_POLICIES:
+        raise choice_error("BatchNorm policy", bn_policy, BN_POLICIES)
+    if not batched.has_batchnorm(model):
+        return "none"
+    if bn_policy == "recompute" and train_x is None:
+        raise ModescapeError("bn_policy 'recompute' needs training inputs (train_x)")
+    return bn_policy
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every point evaluation shares: model, data, references, BN policy, engine options."""
+
+    model: nn.Module
+    x: Tensor
+    y: Tensor
+    policy: str
+    train_x: Tensor | None
+    bn_batches: int
+    bn_batch_size: int
+    engine: Mapping[str, object]
+
+    def buffers(self, params: Tensor, interpolated: Tensor) -> Tensor | None:
+        """Per-point buffers `[K, B]`; `interpolated` is used by the "interpolate" policy."""
+        if self.policy == "recompute":
+            assert self.train_x is not None
+            return batched.recompute_bn_buffers(
+                self.model,
+                params,
+                self.train_x,
+                num_batches=self.bn_batches,
+                batch_size=self.bn_batch_size,
+            )
+        if self.policy == "interpolate":
+            return interpolated
+        return None  # "keep" / "none": the template's buffers
+
+    def probs(self, params: Tensor, interpolated: Tensor) -> Tensor:
+        buffers = self.buffers(params, interpolated)
+        return batched.evaluate_many(self.model, params, self.x, buffers=buffers, **self.engine)
+
+    def score(
+        self,
+        params: Tensor,
+        interpolated: Tensor,
+        refs: Mapping[str, Tensor],
+        on_block: Callable[[int], None] | None = None,
+    ) -> Scores:
+        buffers = self.buffers(params, interpolated)
+        return batched.score_many(
+            self.model,
+            params,
+            self.x,
+            self.y,
+            buffers=buffers,
+            reference_preds=refs,
+            on_block=on_block,
+            **self.engine,
+        )
+
+
+def _work_estimate(model: nn.Module, x: Tensor, points: int, job: _Job) -> str:
+    """`points × examples` and, when countable, the forward FLOPs of the whole evaluation."""
+    text = f"{points:,} weight points × {x.shape[0]:,} examples"
+    if job.policy == "recompute":
+        assert job.train_x is not None
+        n_bn = min(job.train_x.shape[0], job.bn_batches * job.bn_batch_size)
+        text += f" (+ {n_bn:,} training examples per point for BatchNorm statistics)"
+        per_point = x.shape[0] + n_bn
+    else:
+        per_point = x.shape[0]
+    try:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        counter = FlopCounterMode(display=False)
+        with counter, torch.inference_mode():
+            model.eval()(x[:1])
+        text += f" ≈ {counter.get_total_flops() * per_point * points / 1e12:.2f} TFLOP"
+    except Exception:
+        pass
+    return text
+
+
+def _agreement_refs(
+    job: _Job,
+    reference_probs: Mapping[str, Tensor] | None,
+    defaults: Mapping[str, tuple[Tensor, Tensor]],
+) -> dict[str, Tensor]:
+    """Reference class predictions `int64[N]`: given probabilities, else the named anchors'."""
+    if reference_probs is not None:
+        return {name: p.argmax(-1) for name, p in reference_probs.items()}
+    names = list(defaults)
+    params = torch.stack([defaults[n][0] for n in names])
+    bufs = torch.stack([defaults[n][1] for n in names])
+    probs = job.probs(params, bufs)
+    return {name: probs[i].argmax(-1) for i, name in enumerate(names)}
+
+
+# ---------------------------------------------------------------------------------------------
+# planes
+
+
+@dataclass
+class PlaneResult:
+    """Metrics on the plane through o, θ1, θ2; grid arrays are `[len(b_values), len(a_values)]`.
+
+    `anchor_*`: the same metrics at o, θ1, θ2 themselves (`[3]`), evaluated exactly (the grid
+    need not pass through the anchors). `agreement[name]`: fraction of examples whose predicted
+    class equals reference `name`'s (1 − disagreement, SPEC §5).
+    """
+
+    a_values: Tensor
+    b_values: Tensor
+    loss: Tensor
+    accuracy: Tensor
+    agreement: dict[str, Tensor]
+    anchor_coords: Tensor
+    anchor_loss: Tensor
+    anchor_accuracy: Tensor
+    anchor_agreement: dict[str, Tensor]
+    bn_policy: str
+    settings: dict[str, object] = field(default_factory=dict)
+
+
+def evaluate_plane(
+    model: nn.Module,
+    o: Anchor,
+    t1: Anchor,
+    t2: Anchor,
+    x: Tensor,
+    y: Tensor,
+    *,
+    resolution: int = 21,
+    margin: float = 0.2,
+    reference_probs: Mapping[str, Tensor] | None = None,
+    bn_policy: str = "recompute",
+    train_x: Tensor | None = None,
+    bn_batches: int = 8,
+    bn_batch_size: int = 256,
+    done_rows: Mapping[int, RowValues] | None = None,
+    on_row: Callable[[int, RowValues], None] | None = None,
+    rows_per_block: int | None = None,
+    progress: bool | None = None,
+    verbose: bool = True,
+    **engine: object,
+) -> PlaneResult:
+    """Loss, accuracy and agreement on a `resolution²` grid over the plane through o, θ1, θ2.
+
+    Args:
+        model: template network (structure, parameter order, default buffers); not modified.
+        o, t1, t2: anchors, flat `[P]` vectors or state dicts (which may carry BN buffers).
+        x, y: evaluation inputs `[N, ...]` and labels `int64[N]`.
+        reference_probs: `{name: probs[N, C]}` to measure agreement with; default θ1's and θ2's
+            own predictions, named "theta1" and "theta2".
+        bn_policy, train_x, bn_batches, bn_batch_size: BatchNorm handling (module docstring).
+        done_rows, on_row: resumption. Row i is `b_values[i]`; `on_row(i, values)` is called as
+            each row is finished (persist it), and rows in `done_rows` are not recomputed.
+        rows_per_block: grid rows evaluated per engine call (points per call = rows × R);
+            default enough rows for ≥ 64 points, which amortises the per-call set-up.
+        progress: tqdm bar; None shows it only on a terminal. verbose: print the work estimate.
+        engine: `strategy`, `batch_size`, `chunk`, `memory_budget_mb` for `batched.iter_logits`.
+    """
+    policy = _resolve_policy(model, bn_policy, train_x)
+    (po, bo), (p1, b1), (p2, b2) = (_flat_anchor(model, t) for t in (o, t1, t2))
+    u, v, coords = plane_axes(po, p1, p2)
+    a_vals, b_vals = plane_grid(coords, resolution, margin)
+    job = _Job(model, x, y, policy, train_x, bn_batches, bn_batch_size, engine)
+    refs = _agreement_refs(job, reference_probs, {"theta1": (p1, b1), "theta2": (p2, b2)})
+
+    o64, u64, v64 = po.double(), u.double(), v.double()
+    # Buffer interpolation needs coefficients on the anchors: θ − o = α(θ1−o) + β(θ2−o).
+    (a1, _), (a2, bb2) = coords[1].tolist(), coords[2].tolist()
+
+    def points(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+        params = (o64 + a[:, None] * u64 + b[:, None] * v64).float()
+        beta = b / bb2
+        alpha = (a - beta * a2) / a1
+        bufs = bo + alpha[:, None].float() * (b1 - bo) + beta[:, None].float() * (b2 - bo)
+        return params, bufs
+
+    # The anchors, exactly (a direct check that the grid is right where it passes near them).
+    anchor = job.score(torch.stack([po, p1, p2]), torch.stack([bo, b1, b2]), refs)
+
+    R = resolution
+    rows_per_block = rows_per_block or max(1, -(-64 // R))
+    done = dict(done_rows or {})
+    todo = [i for i in range(R) if i not in done]
+    if verbose:
+        print(
+            f"modescape plane: {_work_estimate(model, x, len(todo) * R, job)}; "
+            f"BatchNorm policy {policy!r}",
+            file=sys.stderr,
+        )
+    disable = None if progress is None else not progress
+    with tqdm(total=len(todo) * R, desc="plane", unit="pt", disable=disable) as bar:
+        for s in range(0, len(todo), rows_per_block):
+            rows = todo[s : s + rows_per_block]
+            a = a_vals.repeat(len(rows))
+            b = b_vals[rows].repeat_interleave(R)
+            params, bufs = points(a, b)
+            sc = job.score(params, bufs, refs, on_block=bar.update)
+            for j, i in enumerate(rows):
+                cut = slice(j * R, (j + 1) * R)
+                values = {"loss": sc.loss[cut], "accuracy": sc.accuracy[cut]}
+                values.update({f"agreement/{n}": t[cut] for n, t in sc.agreement.items()})
+                done[i] = values
+                if on_row is not None:
+                    on_row(i, values)
+
+    grid = {key: torch.stack([done[i][key].float() for i in range(R)]) for key in done[0]}
+    return PlaneResult(
+        a_values=a_vals,
+        b_values=b_vals,
+        loss=grid["loss"],
+        accuracy=grid["accuracy"],
+        agreement={n: grid[f"agreement/{n}"] for n in refs},
+        anchor_coords=coords,
+        anchor_loss=anchor.loss,
+        anchor_accuracy=anchor.accuracy,
+        anchor_agreement=anchor.agreement,
+        bn_policy=policy,
+        settings={
+            "resolution": resolution,
+            "margin": margin,
+            "bn_batches": bn_batches if policy == "recompute" else None,
+            "bn_batch_size": bn_batch_size if policy == "recompute" else None,
+            "num_examples": int(x.shape[0]),
+            "references": list(refs),
+            **{k: v for k, v in engine.items() if isinstance(v, int | float | str)},
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# paths
+
+
+@dataclass
+class PathResult:
+    """Metrics along θ(α) = (1−α)θ1 + αθ2, each `[n_points]`; barriers are scalars.
+
+    error_barrier = max_α err(θ(α)) − (err(θ1) + err(θ2))/2 (Frankle et al. 2020); loss_barrier
+    the same for the loss. `disagreement[name]`: fraction of examples predicted differently
+    from reference `name` ("theta1" / "theta2" by default).
+    """
+
+    alphas: Tensor
+    loss: Tensor
+    error: Tensor
+    disagreement: dict[str, Tensor]
+    error_barrier: float
+    loss_barrier: float
+    bn_policy: str
+    settings: dict[str, object] = field(default_factory=dict)
+
+
+def interpolate_path(
+    model: nn.Module,
+    t1: Anchor,
+    t2: Anchor,
+    x: Tensor,
+    y: Tensor,
+    n_points: int = 25,
+    *,
+    reference_probs: Mapping[str, Tensor] | None = None,
+    bn_policy: str = "recompute",
+    train_x: Tensor | None = None,
+    bn_batches: int = 8,
+    bn_batch_size: int = 256,
+    **engine: object,
+) -> PathResult:
+    """Evaluate `n_points` equally spaced points of the segment θ1 → θ2 (both ends included)."""
+    if n_points < 2:
+        raise ModescapeError(f"a path needs at least 2 points, got {n_points}")
+    policy = _resolve_policy(model, bn_policy, train_x)
+    (p1, b1), (p2, b2) = _flat_anchor(model, t1), _flat_anchor(model, t2)
+    job = _Job(model, x, y, policy, train_x, bn_batches, bn_batch_size, engine)
+    refs = _agreement_refs(job, reference_probs, {"theta1": (p1, b1), "theta2": (p2, b2)})
+    alphas = torch.linspace(0.0, 1.0, n_points, dtype=torch.float64)
+    al = alphas[:, None]
+    params = ((1 - al) * p1.double() + al * p2.double()).float()
+    bufs = ((1 - al) * b1.double() + al * b2.double()).float()
+    sc = job.score(params, bufs, refs)
+    error = 1.0 - sc.accuracy
+    return PathResult(
+        alphas=alphas,
+        loss=sc.loss,
+        error=error,
+        disagreement={n: 1.0 - a for n, a in sc.agreement.items()},
+        error_barrier=float(error.max() - (error[0] + error[-1]) / 2),
+        loss_barrier=float(sc.loss.max() - (sc.loss[0] + sc.loss[-1]) / 2),
+        bn_policy=policy,
+        settings={
+            "n_points": n_points,
+            "bn_batches": bn_batches if policy == "recompute" else None,
+            "num_examples": int(x.shape[0]),
+        },
+    )

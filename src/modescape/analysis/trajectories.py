@@ -1,0 +1,136 @@
+"""Low-dimensional pictures of training trajectories in function space (SPEC §5).
+
+Each snapshot becomes one point: its softmax outputs on a fixed set of examples, flattened
+(`function_space_points`). All trajectories, and any subspace samples, are embedded in ONE joint
+fit with a fixed seed, so that distances between trajectories mean something. Embedding weights
+instead of predictions is a known mistake: these functions expect predictions.
+
+t-SNE settings are pinned and returned with the coordinates. Its perplexity must be below the
+number of points K; a requested perplexity ≥ K is clamped to max(1, (K − 1) / 3), the largest
+value for which sklearn's Barnes–Hut neighbour count 3·perplexity + 1 still fits in K points,
+and `settings["perplexity"]` records the value used.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+
+import numpy as np
+import sklearn
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
+
+from modescape.analysis.metrics import ArrayLike, as_numpy
+from modescape.errors import ModescapeError, choice_error
+from modescape.seeding import numpy_rng
+
+EMBED_METHODS = ("tsne", "pca")
+SUBSET_MODES = ("first", "random")
+
+
+@dataclass(frozen=True)
+class TrajectoryEmbedding:
+    """2-D coordinates of K points and everything needed to reproduce them."""
+
+    coords: np.ndarray  # float64 [K, 2]
+    settings: dict = field(default_factory=dict)
+
+
+def fixed_subset(n_examples: int, size: int, seed: int = 0, mode: str = "first") -> np.ndarray:
+    """Indices of the examples every snapshot is evaluated on: int64 [size], increasing.
+
+    mode "first": 0..size−1 (seed notebooks: the first 1,024 test images); "random": a seeded
+    draw without replacement (paper: 500 validation images), sorted.
+    """
+    if mode not in SUBSET_MODES:
+        raise choice_error("subset mode", mode, SUBSET_MODES)
+    if not 1 <= size <= n_examples:
+        raise ModescapeError(f"subset size must lie in [1, {n_examples}], got {size}")
+    if mode == "first":
+        return np.arange(size, dtype=np.int64)
+    return np.sort(numpy_rng(seed).choice(n_examples, size=size, replace=False)).astype(np.int64)
+
+
+def function_space_points(probs: ArrayLike, example_idx: ArrayLike | None = None) -> np.ndarray:
+    """Flatten predictions into points: `probs[..., examples, classes]` → `[..., len(idx)·classes]`.
+
+    Typically probs is [models, examples, classes] (every snapshot of every member, stacked);
+    leading axes are kept, e.g. [members, epochs, N, C] → [members, epochs, N'·C].
+    """
+    p = as_numpy(probs)
+    if p.ndim < 2:
+        raise ModescapeError(f"probs must have example and class axes, got shape {p.shape}")
+    if example_idx is not None:
+        p = np.take(p, as_numpy(example_idx).astype(np.int64), axis=-2)
+    return p.reshape(*p.shape[:-2], -1)
+
+
+def _tsne_iterations_name() -> str:
+    # sklearn ≥ 1.5 calls it max_iter; older versions n_iter.
+    return "max_iter" if "max_iter" in inspect.signature(TSNE).parameters else "n_iter"
+
+
+def embed_trajectories(
+    points: ArrayLike,
+    method: str = "tsne",
+    seed: int = 0,
+    perplexity: float = 30.0,
+    learning_rate: float | str = "auto",
+    max_iter: int = 1000,
+    early_exaggeration: float = 12.0,
+    metric: str = "euclidean",
+    init: str = "pca",
+) -> TrajectoryEmbedding:
+    """Embed all points [K, D] jointly in 2-D with t-SNE or PCA.
+
+    t-SNE: sklearn `TSNE` (Barnes–Hut, angle 0.5) with `random_state=seed` and the settings given;
+    perplexity is clamped as the module docstring says. PCA: the first two principal components
+    (sklearn `PCA`, full SVD, signs fixed by sklearn's `svd_flip`), with the explained variance
+    ratios recorded. The t-SNE-only arguments are ignored for PCA.
+    """
+    if method not in EMBED_METHODS:
+        raise choice_error("embedding method", method, EMBED_METHODS)
+    x = as_numpy(points, np.float64)
+    if x.ndim != 2:
+        raise ModescapeError(f"points must be [points, features], got shape {x.shape}")
+    k = x.shape[0]
+    if k < 3:
+        raise ModescapeError(f"need at least 3 points to embed, got {k}")
+    settings: dict = {"method": method, "seed": seed, "n_points": k, "n_features": x.shape[1]}
+    settings["sklearn_version"] = sklearn.__version__
+    if method == "pca":
+        pca = PCA(n_components=2, svd_solver="full", random_state=seed)
+        coords = pca.fit_transform(x)
+        settings["explained_variance_ratio"] = pca.explained_variance_ratio_.tolist()
+        return TrajectoryEmbedding(coords=coords, settings=settings)
+
+    used = float(perplexity) if perplexity < k else max(1.0, (k - 1) / 3)
+    tsne_kwargs = {
+        "n_components": 2,
+        "perplexity": used,
+        "learning_rate": learning_rate,
+        _tsne_iterations_name(): max_iter,
+        "early_exaggeration": early_exaggeration,
+        "metric": metric,
+        "init": init,
+        "method": "barnes_hut",
+        "angle": 0.5,
+        "random_state": seed,
+    }
+    tsne = TSNE(**tsne_kwargs)
+    coords = tsne.fit_transform(x)
+    settings.update(
+        {key: v for key, v in tsne_kwargs.items() if key not in ("random_state", "method")}
+    )
+    settings.update(
+        {
+            "tsne_method": tsne_kwargs["method"],
+            "perplexity_requested": float(perplexity),
+            "perplexity_clamped": used != float(perplexity),
+            "kl_divergence": float(tsne.kl_divergence_),
+            "n_iter_run": int(tsne.n_iter_),
+            "learning_rate_used": float(tsne.learning_rate_),
+        }
+    )
+    return TrajectoryEmbedding(coords=coords.astype(np.float64), settings=settings)

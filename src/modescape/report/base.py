@@ -1,0 +1,183 @@
+"""What every report section is built from: `Plot`, `Table`, `Section`, the `ReportContext`
+a section reads the run through, and the helpers that turn numbers into words.
+
+Sections themselves live in `report.py` (training and analysis) and `report_study.py` (the
+follow-up studies); `report.py` registers them in `SECTIONS` and writes the page.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from modescape.errors import ModescapeError
+from modescape.store.files import load_npy, read_json
+from modescape.store.run import Run
+
+
+@dataclass
+class Plot:
+    """One figure of a section: written to figures/<name>.png|pdf and embedded in the page."""
+
+    name: str
+    figure: Figure
+    caption: str = ""
+
+
+@dataclass
+class Table:
+    """One table: written to tables/<name>.csv and shown in the page."""
+
+    name: str
+    header: list[str]
+    rows: list[list[Any]]
+    caption: str = ""
+    align_numbers: bool = True  # right-align numeric cells; False: a left-aligned text table
+
+
+@dataclass
+class Section:
+    id: str  # HTML anchor
+    title: str
+    reading: list[str] = field(default_factory=list)  # plain-language paragraphs (plain text)
+    figures: list[Plot] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+
+
+class Results:
+    """Readers for one results folder of a run (analysis/, subspace/, shift/, landscape/)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def has(self, rel: str) -> bool:
+        return (self.root / rel).exists()
+
+    def npy(self, rel: str) -> np.ndarray:
+        return load_npy(self.root / rel)
+
+    def json(self, rel: str) -> Any:
+        return read_json(self.root / rel)
+
+    def csv(self, rel: str) -> dict[str, np.ndarray]:
+        """Columns of a CSV file: numeric columns as float arrays (NaN for blanks), else str."""
+        with open(self.root / rel, newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows:
+            raise ModescapeError(f"empty CSV file {self.root / rel}")
+        header, body = rows[0], rows[1:]
+        return {name: _column([r[i] for r in body]) for i, name in enumerate(header)}
+
+
+class ReportContext(Results):
+    """What a section function may read: the run, the analysis summary and analysis files
+    (`has`, `npy`, `json`, `csv` take paths inside analysis/; `study` opens the other folders)."""
+
+    def __init__(self, run: Run):
+        super().__init__(run.path / "analysis")
+        self.run = run
+        self.analysis = self.root
+        if not (self.analysis / "summary.json").exists():
+            raise ModescapeError(
+                f"run {run.path} has not been analysed yet (no analysis/summary.json); "
+                f"run `modescape analyze {run.path}` first"
+            )
+        self.summary: dict[str, Any] = read_json(self.analysis / "summary.json")
+
+    @property
+    def members(self) -> list[int]:
+        return list(self.summary["members"])
+
+    @property
+    def epochs(self) -> list[int]:
+        return list(self.summary["epochs"])
+
+    def study(self, name: str) -> Results | None:
+        """Readers for `<run>/<name>/` when its summary.json exists (the study ran), else None."""
+        results = Results(self.run.path / name)
+        return results if results.has("summary.json") else None
+
+    @cached_property
+    def member_infos(self) -> list[dict[str, Any]]:
+        return [self.run.member_info(m) for m in self.members]
+
+
+SectionFn = Callable[[ReportContext], Section | None]
+
+
+def _column(values: list[str]) -> np.ndarray:
+    try:
+        return np.array([float(v) if v != "" else math.nan for v in values])
+    except ValueError:
+        return np.array(values, dtype=str)
+
+
+def _near_one(x: float, digits: int = 3, style: str = "f") -> str:
+    """`x` with enough digits that a value just below 1 never prints as 1 (0.99996, not 1.000)."""
+    while True:
+        text = f"{x:.{digits}{style}}"
+        if x == 1.0 or float(text) != 1.0 or digits >= 8:
+            return text
+        digits += 1
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 member', '5 members'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _pct(x: float, digits: int = 1) -> str:
+    return f"{100 * x:.{digits}f}%"
+
+
+def _points(delta: float) -> str:
+    """An accuracy difference (fractions) in words: 'gains 3.2 points' / 'loses ...'."""
+    p = 100 * delta
+    if abs(p) < 0.05:
+        return "changes accuracy by less than 0.1 points"
+    return f"{'gains' if p > 0 else 'loses'} {abs(p):.1f} points"
+
+
+def _num(x: Any) -> float:
+    """A JSON number, with null (written for NaN) back as NaN."""
+    return math.nan if x is None else float(x)
+
+
+def _span(values: list[float], fmt: str = "{:.2f}") -> str:
+    """'0.12' or '0.12–0.34' (min–max)."""
+    lo, hi = min(values), max(values)
+    return (
+        fmt.format(lo) if fmt.format(lo) == fmt.format(hi) else f"{fmt.format(lo)}–{fmt.format(hi)}"
+    )
+
+
+def _ratio(x: float) -> str:
+    return f"{x:.0f}" if x >= 10 else f"{x:.2g}"
+
+
+def _join(words: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+def _severity_name(s: int) -> str:
+    return "clean" if s == 0 else str(s)
+
+
+def _where(flags: list[bool], severities: list[int]) -> str:
+    """'at every severity' / 'at no severity' / 'at severities clean and 1 but not at 2, 3'."""
+    yes = [_severity_name(s) for s, f in zip(severities, flags) if f]
+    no = [_severity_name(s) for s, f in zip(severities, flags) if not f]
+    if not no:
+        return "at every severity"
+    if not yes:
+        return "at no severity"
+    return f"at severities {_join(yes)} but not at {_join(no)}"

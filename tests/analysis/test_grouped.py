@@ -1,0 +1,153 @@
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from modescape.analysis.engine import batched, grouped
+from modescape.models.architectures import ARCHITECTURES, build_model, min_input_size
+
+CASES = [
+    (arch, variant, ndim) for arch, vs in ARCHITECTURES.items() for variant in vs for ndim in (1, 2)
+]
+
+
+def _in_shape(arch, variant, ndim):
+    # Odd sizes exercise floor / ceil pooling and stride-2 borders.
+    n = max(min_input_size(arch, variant), 9) + 1
+    return (2, 3 * n + 1) if ndim == 1 else (3, n, n + 1)
+
+
+def _points(model, k, seed=1, scale=0.05):
+    g = torch.Generator().manual_seed(seed)
+    base = batched.flatten_params(model.state_dict(), batched.param_names(model))
+    return base + scale * torch.randn(k, base.numel(), generator=g)
+
+
+def _random_buffers(model, k, seed=2):
+    """Per-point BN running stats near a trained network's: means in ±0.05, variances 0.9-1.1.
+
+    (Wilder statistics blow ResNet-20's logits up to hundreds, where fp32 rounding in *any*
+    implementation exceeds the 1e-5 tolerance.)
+    """
+    g = torch.Generator().manual_seed(seed)
+    parts = []
+    for name, shape in zip(
+        batched.buffer_names(model), batched.shapes_of(model, batched.buffer_names(model))
+    ):
+        r = 0.1 * torch.rand(k, shape.numel(), generator=g)
+        parts.append(r + 0.9 if name.endswith("running_var") else r - 0.05)
+    return torch.cat(parts, 1) if parts else torch.zeros(k, 0)
+
+
+def _direct(model, flat, x, buffers=None):
+    """Reference: each point loaded into a copy of the model (and its buffers), eval mode."""
+    net = copy.deepcopy(model).eval()
+    names = batched.buffer_names(model)
+    shapes = batched.shapes_of(model, names)
+    out = []
+    for k, w in enumerate(flat):
+        torch.nn.utils.vector_to_parameters(w, net.parameters())
+        if buffers is not None:
+            state = dict(net.named_buffers())
+            for n, b in batched.unflatten(buffers[k], names, shapes).items():
+                state[n].copy_(b)
+        with torch.no_grad():
+            out.append(net(x))
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("arch,variant,ndim", CASES)
+def test_grouped_matches_one_point_at_a_time(arch, variant, ndim):
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    in_shape = _in_shape(arch, variant, ndim)
+    model = build_model(arch, variant, in_shape, 7)
+    assert grouped.compile_grouped(model) is not None
+    x = torch.randn(11, *in_shape)
+    flat = _points(model, 3)
+    kw = dict(output="logits", strategy="grouped", batch_size=4, chunk=2)
+    buffer_cases = [None]
+    if batched.has_batchnorm(model):  # BN statistics given per point, too
+        buffer_cases.append(_random_buffers(model, 3))
+    for bufs in buffer_cases:
+        got = batched.evaluate_many(model, flat, x, buffers=bufs, **kw)
+        _assert_close_scaled(got, _direct(model, flat, x, bufs))
+
+
+def _assert_close_scaled(got, ref):
+    """allclose(1e-5), the absolute part scaled by the logits' size: an untrained ResNet-20's
+    logits reach ~200, where one fp32 rounding of the loop itself is ~1e-5."""
+    atol = 1e-5 * max(1.0, ref.abs().max().item())
+    torch.testing.assert_close(got, ref, atol=atol, rtol=1e-5)
+
+
+def test_auto_picks_grouped_for_signals_and_loop_for_images():
+    m1 = build_model("smallcnn", "paper", (1, 40))
+    m2 = build_model("smallcnn", "paper", (3, 16, 16))
+    assert batched.plan(m1, torch.randn(8, 1, 40), 100).strategy == "grouped"
+    assert batched.plan(m2, torch.randn(8, 3, 16, 16), 100).strategy == "loop"
+    p = batched.plan(m1, torch.randn(4000, 1, 40), 100, batch_size=1000)
+    assert p.chunk * p.batch_size <= batched.GROUPED_WORK
+
+
+def test_unsupported_model_falls_back_to_loop():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv1d(1, 4, 3, padding=1), nn.GELU(), nn.Flatten(), nn.Linear(40, 3))
+    assert grouped.compile_grouped(model) is None
+    x = torch.randn(5, 1, 10)
+    flat = _points(model, 2)
+    assert batched.plan(model, x, 2, strategy="grouped").strategy == "loop"
+    got = batched.evaluate_many(model, flat, x, output="logits", strategy="grouped")
+    torch.testing.assert_close(got, _direct(model, flat, x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "conv,pool",
+    [
+        (nn.Conv1d(2, 3, 5, stride=2, padding=2), nn.MaxPool1d(3, stride=2, padding=1)),
+        (nn.Conv1d(2, 3, 3, stride=3, padding=0), nn.MaxPool1d(2, ceil_mode=True)),
+        (
+            nn.Conv2d(2, 3, (3, 2), stride=(2, 1), padding=(1, 0)),
+            nn.MaxPool2d(3, 2, 1, ceil_mode=True),
+        ),
+        (nn.Conv2d(2, 3, 1, stride=2), nn.MaxPool2d((2, 3), ceil_mode=True)),
+    ],
+)
+def test_conv_and_pool_shapes_against_torch(conv, pool):
+    """im2col borders, strides and PyTorch's ceil_mode rule, against the modules themselves."""
+    torch.manual_seed(0)
+    model = nn.Sequential(conv, nn.ReLU(), pool, nn.Flatten(), nn.LazyLinear(4))
+    shape = (2, 17) if isinstance(conv, nn.Conv1d) else (2, 11, 9)
+    model(torch.randn(1, *shape))
+    x = torch.randn(6, *shape)
+    flat = _points(model, 3, scale=0.3)
+    got = batched.evaluate_many(model, flat, x, output="logits", strategy="grouped")
+    torch.testing.assert_close(got, _direct(model, flat, x), atol=1e-5, rtol=1e-5)
+
+
+def test_first_conv_without_bias_and_linear_without_bias():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv1d(1, 4, 3, padding=1, bias=False),
+        nn.BatchNorm1d(4),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(32, 3, bias=False),
+    )
+    model.eval()
+    x = torch.randn(5, 1, 8)
+    flat = _points(model, 2, scale=0.3)
+    bufs = _random_buffers(model, 2)
+    got = batched.evaluate_many(model, flat, x, output="logits", strategy="grouped", buffers=bufs)
+    torch.testing.assert_close(got, _direct(model, flat, x, bufs), atol=1e-5, rtol=1e-5)
+    # A hand-computed point: conv (no bias) -> BN(eval) -> ReLU -> linear.
+    p = batched.unflatten(
+        flat[0], batched.param_names(model), batched.shapes_of(model, batched.param_names(model))
+    )
+    mean, var = bufs[0, :4], bufs[0, 4:]
+    h = F.conv1d(x, p["0.weight"], padding=1)
+    h = (h - mean[:, None]) / torch.sqrt(var[:, None] + 1e-5) * p["1.weight"][:, None]
+    h = F.relu(h + p["1.bias"][:, None]).flatten(1) @ p["4.weight"].T
+    torch.testing.assert_close(got[0], h, atol=1e-5, rtol=1e-5)

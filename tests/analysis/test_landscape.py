@@ -1,0 +1,184 @@
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from modescape.analysis import landscape
+from modescape.analysis.engine import batched
+from modescape.errors import ModescapeError
+from modescape.models.architectures import build_model
+
+
+def _model(in_shape=(1, 40), arch="smallcnn", variant="paper"):
+    torch.manual_seed(0)
+    return build_model(arch, variant, in_shape, 10)
+
+
+def _direct(model, flat, x, y):
+    """Loss, accuracy and predictions of one weight vector, through the model's own forward."""
+    net = copy.deepcopy(model).eval()
+    torch.nn.utils.vector_to_parameters(flat, net.parameters())
+    with torch.no_grad():
+        logits = net(x)
+    pred = logits.argmax(1)
+    return F.cross_entropy(logits, y).item(), (pred == y).float().mean().item(), pred
+
+
+def _commensurate_anchors(model, seed=0):
+    """o, θ1, θ2 at plane coordinates (0,0), (2,0), (1,2): all on a 13-point grid, margin 0.25."""
+    g = torch.Generator().manual_seed(seed)
+    o = batched.flatten_params(model.state_dict(), batched.param_names(model))
+    q, _ = torch.linalg.qr(torch.randn(o.numel(), 2, generator=g, dtype=torch.float64))
+    e1, e2 = q[:, 0], q[:, 1]
+    t1 = (o.double() + 2 * e1).float()
+    t2 = (o.double() + e1 + 2 * e2).float()
+    return o, t1, t2
+
+
+def test_plane_axes_orthonormal_and_reproduce_anchors():
+    g = torch.Generator().manual_seed(3)
+    o, t1, t2 = torch.randn(3, 500, generator=g, dtype=torch.float64)
+    u, v, coords = landscape.plane_axes(o, t1, t2)
+    gram = torch.stack([u, v]) @ torch.stack([u, v]).T
+    torch.testing.assert_close(gram, torch.eye(2, dtype=torch.float64), atol=1e-12, rtol=0)
+    for point, (a, b) in zip((o, t1, t2), coords.double()):
+        torch.testing.assert_close(o + a * u + b * v, point, atol=1e-6, rtol=0)
+    assert coords[2, 1] > 0
+    torch.testing.assert_close(
+        landscape.project_onto_plane(torch.stack([o, t1, t2]), o, u, v), coords.double()
+    )
+    # A point off the plane projects to the coordinates of its foot.
+    off = (
+        t1
+        + 3.0
+        * torch.linalg.qr(
+            torch.stack([u, v, torch.randn(500, generator=g, dtype=torch.float64)], 1)
+        )[0][:, 2]
+    )
+    torch.testing.assert_close(
+        landscape.project_onto_plane(off[None], o, u, v)[0], coords[1].double(), atol=1e-9, rtol=0
+    )
+
+
+def test_degenerate_planes_raise():
+    o, d = torch.zeros(10), torch.randn(10)
+    with pytest.raises(ModescapeError, match="collinear"):
+        landscape.plane_axes(o, o + d, o + 2.5 * d)
+    with pytest.raises(ModescapeError, match="collinear"):
+        landscape.plane_axes(o, o + d, o - d + 1e-9 * torch.randn(10))
+    with pytest.raises(ModescapeError, match="coincides"):
+        landscape.plane_axes(o + d, o + d, torch.randn(10))
+    landscape.plane_axes(o, o + d, o + d + 1e-3 * torch.randn(10))  # clearly not collinear
+
+
+def test_plane_grid_covers_anchors_with_margins():
+    coords = torch.tensor([[0.0, 0.0], [4.0, 0.0], [-1.0, 2.0]])
+    a, b = landscape.plane_grid(coords, resolution=11, margin=0.1)
+    assert len(a) == len(b) == 11
+    assert a[0] == pytest.approx(-1.5) and a[-1] == pytest.approx(4.5)  # margin 0.1 × span 5
+    assert b[0] == pytest.approx(-0.5) and b[-1] == pytest.approx(2.5)
+    with pytest.raises(ModescapeError, match="resolution"):
+        landscape.plane_grid(coords, resolution=1)
+
+
+def test_plane_values_at_anchors_equal_direct_evaluation():
+    model = _model()
+    x, y = torch.randn(60, 1, 40), torch.randint(0, 10, (60,))
+    o, t1, t2 = _commensurate_anchors(model)
+    res = landscape.evaluate_plane(
+        model, o, t1, t2, x, y, resolution=13, margin=0.25, batch_size=25
+    )
+    assert res.bn_policy == "none"
+    torch.testing.assert_close(
+        res.anchor_coords, torch.tensor([[0.0, 0.0], [2.0, 0.0], [1.0, 2.0]], dtype=torch.float64)
+    )
+    assert res.loss.shape == res.accuracy.shape == (13, 13)
+    preds = {}
+    for k, (w, (ia, ib)) in enumerate(zip((o, t1, t2), [(2, 2), (10, 2), (6, 10)])):
+        loss, acc, preds[k] = _direct(model, w, x, y)
+        assert res.a_values[ia].item() == pytest.approx(res.anchor_coords[k, 0].item(), abs=1e-6)
+        assert res.b_values[ib].item() == pytest.approx(res.anchor_coords[k, 1].item(), abs=1e-6)
+        assert res.loss[ib, ia].item() == pytest.approx(loss, rel=1e-5)
+        assert res.accuracy[ib, ia].item() == pytest.approx(acc, abs=1e-6)
+        assert res.anchor_loss[k].item() == pytest.approx(loss, rel=1e-5)
+        assert res.anchor_accuracy[k].item() == pytest.approx(acc, abs=1e-6)
+    # Agreement with θ1's predictions: 1 at θ1, the direct disagreement fraction at θ2.
+    assert res.agreement["theta1"][2, 10].item() == pytest.approx(1.0)
+    agree_12 = (preds[1] == preds[2]).float().mean().item()
+    assert res.agreement["theta1"][10, 6].item() == pytest.approx(agree_12, abs=1e-6)
+    assert res.anchor_agreement["theta2"][1].item() == pytest.approx(agree_12, abs=1e-6)
+
+
+def test_plane_resumes_from_done_rows():
+    model = _model()
+    x, y = torch.randn(30, 1, 40), torch.randint(0, 10, (30,))
+    o, t1, t2 = _commensurate_anchors(model, seed=1)
+    kw = dict(resolution=5, margin=0.2, verbose=False)
+    seen = {}
+    full = landscape.evaluate_plane(model, o, t1, t2, x, y, on_row=seen.__setitem__, **kw)
+    assert sorted(seen) == list(range(5))
+    done = {i: seen[i] for i in (0, 3)}
+    redone = {}
+    again = landscape.evaluate_plane(
+        model, o, t1, t2, x, y, done_rows=done, on_row=redone.__setitem__, rows_per_block=2, **kw
+    )
+    assert sorted(redone) == [1, 2, 4]
+    torch.testing.assert_close(again.loss, full.loss, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(again.agreement["theta2"], full.agreement["theta2"])
+
+
+def test_path_endpoints_and_barrier():
+    model = _model((3, 8, 8), "smallcnn", "seed")
+    x, y = torch.randn(40, 3, 8, 8), torch.randint(0, 10, (40,))
+    _, t1, t2 = _commensurate_anchors(model, seed=2)
+    path = landscape.interpolate_path(model, t1, t2, x, y, n_points=5)
+    for idx, w in ((0, t1), (-1, t2)):
+        loss, acc, _ = _direct(model, w, x, y)
+        assert path.loss[idx].item() == pytest.approx(loss, rel=1e-5)
+        assert path.error[idx].item() == pytest.approx(1 - acc, abs=1e-6)
+    assert path.disagreement["theta1"][0] == 0 and path.disagreement["theta2"][-1] == 0
+    expected = path.error.max().item() - (path.error[0] + path.error[-1]).item() / 2
+    assert path.error_barrier == pytest.approx(expected)
+    assert path.error_barrier >= 0 and path.loss_barrier >= 0
+    same = landscape.interpolate_path(model, t1, t1.clone(), x, y, n_points=4)
+    assert same.error_barrier == 0.0
+    assert same.loss_barrier == pytest.approx(0.0, abs=1e-6)
+
+
+def test_bn_policies_on_resnet():
+    model = _model((3, 8, 8), "resnet20")
+    x, y = torch.randn(12, 3, 8, 8), torch.randint(0, 10, (12,))
+    train_x = torch.randn(32, 3, 8, 8)
+    s1 = copy.deepcopy(model.state_dict())
+    torch.manual_seed(5)
+    s2 = build_model("resnet20", "paper", (3, 8, 8), 10).state_dict()
+    for name in s2:  # distinct running stats, so interpolation is visible
+        if name.endswith("running_var"):
+            s2[name] = s2[name] * 2.0
+    with pytest.raises(ModescapeError, match="train_x"):
+        landscape.interpolate_path(model, s1, s2, x, y, n_points=3)
+    with pytest.raises(ModescapeError, match="allowed: recompute, interpolate, keep"):
+        landscape.interpolate_path(model, s1, s2, x, y, bn_policy="reset")
+    # "interpolate": the endpoints are the endpoint models with their own buffers.
+    path = landscape.interpolate_path(model, s1, s2, x, y, n_points=3, bn_policy="interpolate")
+    assert path.bn_policy == "interpolate"
+    net = copy.deepcopy(model)
+    net.load_state_dict(s2)
+    with torch.no_grad():
+        loss2 = F.cross_entropy(net.eval()(x), y).item()
+    assert path.loss[-1].item() == pytest.approx(loss2, rel=1e-5)
+    # "recompute": every point's stats come from train_x (here checked at θ2).
+    path = landscape.interpolate_path(
+        model, s1, s2, x, y, n_points=3, train_x=train_x, bn_batches=2, bn_batch_size=16
+    )
+    assert path.bn_policy == "recompute" and path.settings["bn_batches"] == 2
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None
+    with torch.no_grad():
+        net.train()(train_x[:16])
+        net(train_x[16:])
+        loss2 = F.cross_entropy(net.eval()(x), y).item()
+    assert path.loss[-1].item() == pytest.approx(loss2, rel=1e-5)

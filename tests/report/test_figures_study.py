@@ -1,0 +1,322 @@
+"""Figures of the follow-up studies, each on small synthetic arrays, checked through its artists."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from matplotlib.collections import PathCollection
+from matplotlib.colors import LogNorm, to_rgba
+from matplotlib.patches import PathPatch
+
+from modescape.report import figures
+from modescape.report import study_figures as figures_study
+from modescape.report.figures import member_color
+
+
+def scatters(ax) -> list[PathCollection]:
+    return [c for c in ax.collections if isinstance(c, PathCollection)]
+
+
+def legend_texts(fig) -> list[str]:
+    return [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+
+
+def plane_table():
+    rng = np.random.default_rng(0)
+    kind, method, member, acc, div = [], [], [], [], []
+    for m in ("random", "lowrank"):
+        for _ in range(6):
+            kind.append("sample"), method.append(m), member.append(0)
+            acc.append(rng.uniform(0.3, 0.85)), div.append(rng.uniform(0, 1))
+    for k, (a, d) in enumerate([(0.88, 1.2), (0.9, 1.4)], start=1):
+        kind.append("member"), method.append("independent"), member.append(k)
+        acc.append(a), div.append(d)
+    return np.array(kind), np.array(method), np.array(member), np.array(acc), np.array(div)
+
+
+def test_diversity_accuracy_plane_series_reference_and_curves():
+    kind, method, member, acc, div = plane_table()
+    grid = np.linspace(0.1, 0.86, 20)
+    upper, lower = 1 + grid, 1 - grid
+    fig = figures_study.diversity_accuracy_figure(
+        kind,
+        method,
+        member,
+        acc,
+        div,
+        reference_member=0,
+        reference_accuracy=0.86,
+        curve_accuracy=grid,
+        upper=upper,
+        lower=lower,
+    )
+    ax = fig.axes[0]
+    assert len(fig.axes) == 1
+    # Two labelled reference curves, drawn in percent on x.
+    assert len(ax.lines) == 2
+    np.testing.assert_allclose(ax.lines[0].get_xdata(), grid * 100)
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), upper)
+    np.testing.assert_allclose(ax.lines[1].get_ydata(), lower)
+    # One scatter per method, then the members, then the reference star at (a*, 0).
+    sc = scatters(ax)
+    assert len(sc) == 4
+    for c, m in zip(sc[:2], ("random", "lowrank")):
+        sel = (kind == "sample") & (method == m)
+        np.testing.assert_allclose(c.get_offsets(), np.c_[acc[sel] * 100, div[sel]])
+        assert tuple(c.get_facecolor()[0][:3]) == pytest.approx(figures_study.METHOD_COLORS[m][:3])
+    np.testing.assert_allclose(sc[2].get_offsets(), [[88, 1.2], [90, 1.4]])
+    assert [tuple(f) for f in sc[2].get_facecolor()] == [member_color(1), member_color(2)]
+    np.testing.assert_allclose(sc[3].get_offsets(), [[86, 0]])
+    assert sorted(t.get_text() for t in ax.texts) == ["m1", "m2"]
+    labels = legend_texts(fig)
+    assert labels[:2] == [
+        "upper reference: independent errors",
+        "lower reference: perturbed reference",
+    ]
+    assert "random subspace samples" in labels and "low-rank Gaussian samples" in labels
+    assert "independent members" in labels and "reference: member 0 (86.0%)" in labels
+    assert "(1 − accuracy)" in ax.get_ylabel() and ax.get_xlabel() == "accuracy (%)"
+
+
+def tsne_columns(members=(0, 1), epochs=4, samples=5, seed=0):
+    rng = np.random.default_rng(seed)
+    kind, member, index = [], [], []
+    for m in members:
+        for e in range(epochs):
+            kind.append("trajectory"), member.append(m), index.append(e)
+        for i in range(samples):
+            kind.append("sample"), member.append(m), index.append(i)
+    n = len(kind)
+    return {
+        "kind": np.array(kind),
+        "member": np.array(member),
+        "index": np.array(index),
+        "x": rng.normal(size=n),
+        "y": rng.normal(size=n),
+    }
+
+
+def test_subspace_tsne_one_panel_per_method_lines_and_lighter_clouds():
+    panels = {m: tsne_columns(seed=i) for i, m in enumerate(("random", "dropout", "diagonal"))}
+    perm = np.random.default_rng(9).permutation(18)  # rows in any order: sorted by index
+    panels["random"] = {k: v[perm] for k, v in panels["random"].items()}
+    fig = figures_study.subspace_tsne_figure(panels)
+    assert len(fig.axes) == 3
+    assert [ax.get_title() for ax in fig.axes] == [
+        "random subspace",
+        "dropout subspace",
+        "diagonal Gaussian",
+    ]
+    cols = panels["random"]
+    ax = fig.axes[0]
+    assert len(ax.lines) == 2  # one trajectory per member
+    for m, line in zip((0, 1), ax.lines):
+        rows = np.flatnonzero((cols["kind"] == "trajectory") & (cols["member"] == m))
+        rows = rows[np.argsort(cols["index"][rows])]
+        np.testing.assert_allclose(line.get_xdata(), cols["x"][rows])
+        assert line.get_color() == member_color(m)
+    sc = scatters(ax)  # per member: its cloud, then its start marker
+    assert len(sc) == 4
+    for m, cloud, start in zip((0, 1), sc[::2], sc[1::2]):
+        sel = (cols["kind"] == "sample") & (cols["member"] == m)
+        np.testing.assert_allclose(cloud.get_offsets(), np.c_[cols["x"][sel], cols["y"][sel]])
+        light, full = cloud.get_facecolor()[0], np.array(member_color(m))
+        assert np.all(light[:3] >= full[:3]) and np.any(light[:3] > full[:3])  # lighter
+        first = (cols["kind"] == "trajectory") & (cols["member"] == m) & (cols["index"] == 0)
+        np.testing.assert_allclose(start.get_offsets(), np.c_[cols["x"][first], cols["y"][first]])
+    assert legend_texts(fig) == [
+        "member 0",
+        "member 1",
+        "first snapshot",
+        "subspace samples",
+    ]
+
+
+def test_subspace_ensembles_reuse_the_ensemble_figure_with_sampler_styles():
+    rows, rng = [], np.random.default_rng(1)
+    fams = ("deep", "weight_average+ensemble", "random", "random+ensemble")
+    for fam in fams:
+        for k in (1, 2, 3):
+            for mt in ("accuracy", "nll", "brier", "ece"):
+                rows.append((fam, k, mt, rng.uniform(0.1, 0.9), rng.uniform(0, 0.05)))
+    family, size, metric, mean, std = (np.array(c) for c in zip(*rows))
+    fig = figures_study.subspace_ensembles_figure(family, size, metric, mean, std)
+    panels = [ax for ax in fig.axes if ax.lines]
+    assert len(panels) == 4
+    for ax, (name, (_, _, scale)) in zip(panels, figures.METRIC_AXES.items()):
+        assert len(ax.lines) == 4
+        for line, fam in zip(ax.lines, fams):
+            sel = (family == fam) & (metric == name)
+            np.testing.assert_allclose(line.get_ydata(), mean[sel] * scale)
+        styles = [line.get_linestyle() for line in ax.lines]
+        assert styles == ["-", "-", "--", "-"]  # samples around one trajectory: dashed
+        assert to_rgba(ax.lines[2].get_color()) == to_rgba(ax.lines[3].get_color())
+    assert ax.get_legend() is None  # the legend sits outside the panels
+    assert legend_texts(fig) == [
+        "deep ensemble",
+        "ensemble of weight averages",
+        "random subspace: k samples, one trajectory",
+        "random subspace: ensemble of k models",
+    ]
+
+
+@pytest.mark.parametrize("spread, log", [(1.0, False), (100.0, True)])
+def test_js_bars_values_labels_and_log_scale_for_wide_ranges(spread, log):
+    values = {"independent members": 0.08, "late snapshots": 0.08 / spread, "random": 0.05}
+    fig = figures_study.js_diversity_figure(values, {"random": "red"})
+    ax = fig.axes[0]
+    widths = [p.get_width() for p in ax.patches]
+    np.testing.assert_allclose(widths, list(values.values()))
+    ticks = sorted(zip(ax.get_yticks(), (t.get_text() for t in ax.get_yticklabels())))
+    assert [label for _, label in ticks[::-1]] == list(values)  # top to bottom
+    assert sorted(t.get_text().strip() for t in ax.texts) == sorted(
+        f"{v:.3g}" for v in values.values()
+    )
+    assert (ax.get_xscale() == "log") is log
+    assert to_rgba(ax.patches[2].get_facecolor()) == to_rgba("red")
+
+
+def shift_table(ensemble_worse_at=()):
+    rng = np.random.default_rng(2)
+    rows = []
+    for _corr in ("noise", "blur", "shift"):
+        for s in range(4):
+            for fam in ("single", "ensemble", "weight_average"):
+                for mt in ("accuracy", "nll", "brier", "ece"):
+                    v = 0.9 - 0.15 * s if s == 0 else 0.9 - 0.15 * s + rng.uniform(-0.05, 0.05)
+                    rows.append((s, fam, mt, v))
+    return [np.array(c) for c in zip(*rows)]
+
+
+def test_shift_boxplots_one_box_per_family_and_corrupted_severity():
+    severity, family, metric, value = shift_table()
+    styles = {
+        "single": ("#8fb3e0", "single"),
+        "ensemble": ("#1f3b73", "ensemble"),
+        "weight_average": ("#7a7a7a", "weight average"),
+        "absent": ("red", "absent"),
+    }
+    fig = figures_study.shift_boxplot_figure(severity, family, metric, value, styles)
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == [v[0] for v in figures.METRIC_AXES.values()]
+    for ax, (name, (_, _, scale)) in zip(panels, figures.METRIC_AXES.items()):
+        boxes = [p for p in ax.patches if isinstance(p, PathPatch)]
+        assert len(boxes) == 3 * 3  # 3 families x severities 1..3 (clean has no spread)
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["clean", "1", "2", "3"]
+        sel = (family == "single") & (metric == name) & (severity == 1)
+        flat = [ln.get_ydata() for ln in ax.lines if len(set(ln.get_ydata())) == 1]
+        # The box's median line (caps sit at the min and max of 3 values, not at the median).
+        assert any(y[0] == pytest.approx(np.median(value[sel]) * scale) for y in flat)
+        clean = scatters(ax)  # one marker per family at clean
+        assert len(clean) == 3
+        sel = (family == "ensemble") & (metric == name) & (severity == 0)
+        assert clean[1].get_offsets()[0][1] == pytest.approx(value[sel][0] * scale)
+        assert clean[1].get_offsets()[0][0] < 0.4  # inside the clean group
+    assert legend_texts(fig) == ["single", "ensemble", "weight average"]
+
+
+def test_shift_diversity_lines_per_family_log_when_spread():
+    js = {"members": [0.1, 0.2, 0.3], "late": [0.001, 0.002, 0.003], "other": [1, 1, 1]}
+    styles = {"members": ("blue", "independent"), "late": ("orange", "late snapshots")}
+    fig = figures_study.shift_diversity_figure([0, 1, 2], js, styles)
+    ax = fig.axes[0]
+    assert len(ax.lines) == 2
+    np.testing.assert_allclose(ax.lines[1].get_ydata(), js["late"])
+    assert ax.get_yscale() == "log"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["clean", "1", "2"]
+    assert legend_texts(fig) == ["independent", "late snapshots"]
+    linear = figures_study.shift_diversity_figure([0, 1], {"members": [0.1, 0.2]}, styles)
+    assert linear.axes[0].get_yscale() == "linear"
+
+
+def test_corruption_strip_signals_and_images():
+    rng = np.random.default_rng(3)
+    signals = rng.normal(size=(2, 6, 1, 40))
+    fig = figures_study.corruption_strip_figure(signals, ["gaussian_noise", "translation"])
+    assert len(fig.axes) == 12
+    assert fig.axes[0].get_title() == "clean" and fig.axes[5].get_title() == "severity 5"
+    assert fig.axes[6].get_ylabel() == "translation"
+    assert len(fig.axes[0].lines) == 1 and len(fig.axes[3].lines) == 2  # clean behind, in grey
+    np.testing.assert_allclose(fig.axes[3].lines[0].get_ydata(), signals[0, 0, 0])
+    np.testing.assert_allclose(fig.axes[3].lines[1].get_ydata(), signals[0, 3, 0])
+    images = rng.integers(0, 256, size=(1, 6, 8, 8, 3), dtype=np.uint8)
+    fig = figures_study.corruption_strip_figure(images, ["contrast"])
+    assert len(fig.axes) == 6
+    np.testing.assert_array_equal(fig.axes[4].images[0].get_array(), images[0, 4])
+    gray = rng.integers(0, 256, size=(1, 6, 8, 8, 1), dtype=np.uint8)
+    fig = figures_study.corruption_strip_figure(gray, ["contrast"])
+    np.testing.assert_array_equal(fig.axes[1].images[0].get_array(), gray[0, 1, ..., 0])
+
+
+def test_landscape_plane_panels_colourbars_anchors_and_trajectories():
+    a, b = np.linspace(-1, 11, 13), np.linspace(-2, 10, 11)
+    A, B = np.meshgrid(a, b)
+    loss = 0.1 + np.hypot(A - 10, B) / 5  # [b, a]
+    acc = np.clip(1 - loss / 5, 0, 1)
+    agr = {"m0": np.exp(-np.hypot(A - 10, B)), "m1": np.exp(-np.hypot(A - 3, B - 8))}
+    coords = np.array([[0, 0], [10, 0], [3, 8]])
+    traj = {
+        "member": np.array([0, 0, 1, 1]),
+        "epoch": np.array([1, 0, 0, 1]),
+        "a": np.array([10.0, 1.0, 0.5, 3.0]),
+        "b": np.array([0.0, 1.0, 1.0, 8.0]),
+    }
+    fig = figures_study.landscape_plane_figure(
+        a, b, loss, acc, agr, ["origin", "m0", "m1"], coords, traj, title="plane"
+    )
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    colorbars = [ax for ax in fig.axes if not ax.get_title()]
+    assert [ax.get_title() for ax in panels] == [
+        "Test loss",
+        "Test accuracy",
+        "Agreement with m0",
+        "Agreement with m1",
+    ]
+    assert len(colorbars) == 4
+    assert "log" in colorbars[0].get_ylabel() and "agreement with m1" in colorbars[3].get_ylabel()
+    assert isinstance(panels[0].collections[0].norm, LogNorm)
+    assert panels[0].collections[0].norm.vmin == pytest.approx(loss.min())
+    for ax in panels:
+        assert sorted(t.get_text() for t in ax.texts) == ["m0", "m1", "origin"]
+        stars = scatters(ax)[-1]
+        np.testing.assert_allclose(stars.get_offsets(), coords)
+        assert len(ax.lines) == 2  # a trajectory per member, in epoch order
+        np.testing.assert_allclose(ax.lines[0].get_xdata(), [1.0, 10.0])
+        assert ax.lines[1].get_color() == member_color(1)
+        assert ax.get_xlim() == (-1, 11) and ax.get_ylim() == (-2, 10)
+    assert fig.get_suptitle() == "plane"
+
+
+def test_paths_figure_one_line_per_path_and_barriers_in_the_legend():
+    alpha = np.linspace(0, 1, 5)
+    paths = [
+        {
+            "name": "m0->m1",
+            "kind": "across members",
+            "alpha": alpha,
+            "error": [0.1, 0.3, 0.5, 0.3, 0.12],
+            "loss": [0.3, 1, 2, 1, 0.3],
+            "error_barrier": 0.39,
+            "loss_barrier": 1.7,
+        },
+        {
+            "name": "m0@e3->m0",
+            "kind": "within trajectory",
+            "alpha": alpha,
+            "error": [0.1] * 5,
+            "loss": [0.3] * 5,
+            "error_barrier": 0.0,
+            "loss_barrier": 0.0,
+        },
+    ]
+    fig = figures_study.paths_figure(paths)
+    err_ax, loss_ax = fig.axes
+    assert len(err_ax.lines) == 2 and len(loss_ax.lines) == 2
+    np.testing.assert_allclose(err_ax.lines[0].get_ydata(), [10, 30, 50, 30, 12])
+    np.testing.assert_allclose(loss_ax.lines[0].get_ydata(), [0.3, 1, 2, 1, 0.3])
+    assert err_ax.lines[0].get_color() == figures_study.PATH_KIND_COLORS["across members"]
+    assert err_ax.lines[1].get_color() == figures_study.PATH_KIND_COLORS["within trajectory"]
+    assert legend_texts(fig) == [
+        "m0->m1 (across members; error barrier 39.0 points, loss barrier 1.700)",
+        "m0@e3->m0 (within trajectory; error barrier 0.0 points, loss barrier 0.000)",
+    ]

@@ -1,0 +1,361 @@
+"""The HTML report of a real (tiny) analysed run, its files, its readings, and a real browser."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from modescape.analysis.subspace import SubspaceConfig
+from modescape.errors import ModescapeError
+from modescape.report import html as report
+from modescape.store.files import read_json, save_npy, write_json
+from modescape.store.run import load_run
+from modescape.studies.landscape import LandscapeConfig, run_landscape
+from modescape.studies.shift import ShiftConfig, run_shift
+from modescape.studies.subspace import run_subspace
+from modescape.studies.weights_functions import analyze_run
+
+ROOT = Path(__file__).resolve().parents[2]
+IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
+
+
+@pytest.fixture(scope="module")
+def analysed(tiny_run, tmp_path_factory) -> Path:
+    """tiny_run copied, analysed and put through every follow-up study (small settings) once
+    for this module (like tiny_run_copy, module-scoped)."""
+    dst = tmp_path_factory.mktemp("report") / "run"
+    shutil.copytree(tiny_run, dst)
+    quiet = {"log": lambda *a: None}
+    analyze_run(dst, **quiet)
+    run_subspace(dst, SubspaceConfig(n_samples=4, n_snapshots=3, rank=2), **quiet)
+    run_shift(dst, ShiftConfig(corruptions=("gaussian_noise",), severities=(1, 3)), **quiet)
+    config = LandscapeConfig(resolution=5, max_examples=200, n_path_points=5)
+    run_landscape(dst, config, **quiet)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def written(analysed) -> Path:
+    return report.write_report(analysed, log=lambda *a: None)
+
+
+def test_report_embeds_every_figure_and_writes_its_files(analysed, written):
+    assert written == analysed / "report" / "index.html"
+    page = written.read_text()
+    pngs = sorted((written.parent / "figures").glob("*.png"))
+    pdfs = sorted((written.parent / "figures").glob("*.pdf"))
+    assert len(pngs) >= 10 and [p.stem for p in pngs] == [p.stem for p in pdfs]
+    embedded = [base64.b64decode(m) for m in IMG.findall(page)]
+    assert len(embedded) == len(pngs) == page.count("<img ")
+    # Each embedded image is byte-for-byte one of the PNG files.
+    assert sorted(embedded) == sorted(p.read_bytes() for p in pngs)
+    for p in pdfs:
+        assert p.read_bytes().startswith(b"%PDF")
+    # Self-contained: nothing to fetch, no scripts, no external fonts or stylesheets.
+    for needle in ("http://", "https://", "<script", "<link", "@import", "url(", "@font-face"):
+        assert needle not in page, needle
+    for name in ("summary", "members", "ensembles"):
+        assert (written.parent / "tables" / f"{name}.csv").exists()
+        assert f'href="tables/{name}.csv"' in page
+
+
+def test_tables_hold_the_analysis_numbers(analysed, written):
+    summary = json.loads((analysed / "analysis" / "summary.json").read_text())
+    with open(written.parent / "tables" / "members.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["member"]) for r in rows] == summary["members"]
+    for row, single in zip(rows, summary["single_per_member"]):
+        assert float(row["accuracy"]) == pytest.approx(single["accuracy"])
+        assert float(row["time (s)"]) > 0
+    with open(written.parent / "tables" / "ensembles.csv") as f:
+        ens = list(csv.DictReader(f))
+    deep = [r for r in ens if r["family"] == "deep"]
+    assert [int(r["size"]) for r in deep] == list(range(1, len(summary["members"]) + 1))
+    assert float(deep[-1]["accuracy mean"]) == pytest.approx(
+        summary["ensemble"]["deep"]["accuracy"]
+    )
+
+
+def test_sections_and_readings_quote_the_summary(analysed, written):
+    page = written.read_text()
+    s = json.loads((analysed / "analysis" / "summary.json").read_text())
+    for title in (
+        "Run summary",
+        "Weight space",
+        "Function space",
+        "Trajectories",
+        "Ensembles",
+        "Training curves",
+        "Loss-landscape cross-sections",
+        "Subspace sampling",
+        "Dataset shift",
+    ):
+        assert f"<h2>{title}" in page
+    d = s["disagreement"]
+    assert f"disagree on {100 * d['across_members_mean']:.1f}% of test points" in page
+    assert f"cosine similarity {s['cosine']['across_members_mean']:.2f} on average" in page
+    assert f"reaches {100 * s['ensemble']['deep']['accuracy']:.1f}% accuracy" in page
+
+
+def test_readings_follow_the_numbers_not_the_paper(analysed):
+    """Made-up summaries where the paper's findings do not hold: the text must say so."""
+    ctx = report.ReportContext(load_run(analysed))
+    s = ctx.summary
+    s["single"]["accuracy"], s["ensemble"]["deep"]["accuracy"] = 0.80, 0.78
+    s["ensemble"]["snapshot_k"]["accuracy"] = 0.80
+    s["disagreement"]["across_members_mean"], s["disagreement"]["late_within_mean"] = 0.1, 0.2
+    s["cosine"]["across_members_mean"] = 0.7
+    s["cosine"]["consecutive_late_min_per_member"] = [0.5] * len(ctx.members)
+    ens = " ".join(report.ensemble_section(ctx).reading)
+    assert "(it loses 2.0 points)" in ens
+    assert "changes accuracy by less than 0.1 points" in ens
+    fun = " ".join(report.function_section(ctx).reading)
+    assert "at least as much as independent members" in fun
+    weights = " ".join(report.weight_section(ctx).reading)
+    assert "far from orthogonal" in weights and "no more similar (0.500)" in weights
+    s["ensemble"]["deep"]["accuracy"] = 0.832
+    assert "(it gains 3.2 points)" in " ".join(report.ensemble_section(ctx).reading)
+
+
+def test_run_path_and_section_text_are_html_escaped(analysed, tmp_path, monkeypatch):
+    evil = tmp_path / "<script>alert(1)<"
+    shutil.copytree(analysed, evil)
+
+    def custom(ctx):
+        return report.Section("x<y", "A & B <i>", reading=["1 < 2 & <b>bold</b>"])
+
+    monkeypatch.setattr(report, "SECTIONS", [report.run_section, custom, lambda ctx: None])
+    page = report.write_report(evil, tmp_path / "out", log=lambda *a: None).read_text()
+    assert "<script" not in page and "<b>" not in page and "<i>" not in page
+    assert "&lt;script&gt;alert(1)&lt;" in page
+    assert "1 &lt; 2 &amp; &lt;b&gt;bold&lt;/b&gt;" in page
+    assert 'id="x&lt;y"' in page and "A &amp; B &lt;i&gt;" in page
+    assert page.count("<section") == 2  # the None section is left out
+
+
+def test_missing_analysis_tells_the_user_what_to_run(tiny_run_copy):
+    with pytest.raises(ModescapeError, match="modescape analyze"):
+        report.write_report(tiny_run_copy)
+    assert not (tiny_run_copy / "report").exists()
+
+
+def test_sections_without_results_are_skipped(analysed, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(analysed, run)
+    shutil.rmtree(run / "analysis" / "trajectories")
+    (run / "analysis" / "ensembles" / "curves.csv").unlink()
+    page = report.write_report(run, log=lambda *a: None).read_text()
+    assert "<h2>Trajectories" not in page and "<h2>Ensembles" not in page
+    assert "<h2>Weight space" in page
+
+
+STUDIES = {
+    "subspace": report.subspace_section,
+    "shift": report.shift_section,
+    "landscape": report.landscape_section,
+}
+
+
+def test_study_sections_are_absent_without_their_results(analysed, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(analysed, run, ignore=shutil.ignore_patterns(*STUDIES))
+    ctx = report.ReportContext(load_run(run))
+    assert all(fn(ctx) is None for fn in STUDIES.values())
+    page = report.write_report(run, log=lambda *a: None).read_text()
+    for title in ("Subspace sampling", "Dataset shift", "Loss-landscape"):
+        assert f"<h2>{title}" not in page
+    assert "<h2>Ensembles" in page
+
+
+def test_study_sections_quote_their_results_and_are_escaped(analysed, written):
+    page = written.read_text()
+    tables = written.parent / "tables"
+    sub = read_json(analysed / "subspace" / "summary.json")
+    assert f"the reference is member 0 ({100 * sub['reference_accuracy']:.1f}% accuracy)" in page
+    for name in ("subspace", "shift", "landscape_paths"):
+        assert (tables / f"{name}.csv").exists()
+    with open(tables / "subspace.csv") as f:
+        rows = {r["sampler"]: r for r in csv.DictReader(f)}
+    assert list(rows) == list(sub["config"]["methods"])
+    for m, r in rows.items():
+        assert float(r["JS diversity"]) == pytest.approx(sub["js_diversity"][m])
+        assert int(r["within 2 points"]) == sub["plane"][m]["n_within_tol"]
+    shift = read_json(analysed / "shift" / "summary.json")
+    acc = shift["by_severity"]["metrics"]["single"]["accuracy"]
+    assert (
+        f"Mean single-member accuracy {'falls' if acc[-1] < acc[0] else 'rises'} from "
+        f"{100 * acc[0]:.1f}% (clean) to {100 * acc[-1]:.1f}% at severity 3" in page
+    )
+    land = read_json(analysed / "landscape" / "summary.json")
+    across = next(p for p in land["paths"] if p["kind"] == "across members")
+    assert f"(error barrier {across['error_barrier']:.3f})" in page
+    # Path names hold '->': escaped in the page's table, never raw markup.
+    assert "<td>m0-&gt;m1</td>" in page and "m0->m1" not in page
+    for name in (
+        "subspace_plane",
+        "subspace_tsne",
+        "subspace_ensembles",
+        "subspace_js",
+        "shift_boxplots",
+        "shift_diversity",
+        "shift_examples",
+        "landscape_paths",
+        "landscape_origin-m0-m1",
+    ):
+        assert (written.parent / "figures" / f"{name}.png").exists(), name
+
+
+@pytest.fixture
+def contrived(analysed, tmp_path) -> Path:
+    """A private copy of the analysed run, for tests that rewrite its study results."""
+    run = tmp_path / "run"
+    shutil.copytree(analysed, run, ignore=shutil.ignore_patterns("report", "preds", "rows"))
+    return run
+
+
+def section_text(run: Path, fn) -> str:
+    return " ".join(fn(report.ReportContext(load_run(run))).reading)
+
+
+def test_shift_reading_says_where_the_ensemble_is_not_ahead(contrived):
+    f = contrived / "shift" / "summary.json"
+    s = read_json(f)
+    m = s["by_severity"]["metrics"]
+    K = max(int(k.split("_")[1]) for k in m if k.startswith("ensemble_"))
+    m["single"]["accuracy"] = [0.90, 0.70, 0.40]
+    m[f"ensemble_{K}"]["accuracy"] = [0.93, 0.69, 0.45]  # behind at severity 1 only
+    s["by_severity"]["js"]["members"] = [0.3, 0.2, 0.1]
+    s["by_severity"]["js"]["late_snapshots"] = [0.01, 0.02, 0.05]
+    write_json(f, s)
+    text = section_text(contrived, report.shift_section)
+    assert "falls from 90.0% (clean) to 40.0% at severity 3" in text
+    assert f"the {K}-member ensemble is ahead at severities clean and 3 but not at 1." in text
+    assert "at every severity (by" not in text
+    assert "JS diversity falls from 0.300 to 0.100" in text
+    assert "it is 2–30× that of one trajectory's late snapshots" in text
+    m[f"ensemble_{K}"]["accuracy"] = [0.93, 0.72, 0.45]
+    m["single"]["accuracy"][-1] = 0.95
+    m[f"ensemble_{K}"]["accuracy"][-1] = 0.96
+    write_json(f, s)
+    text = section_text(contrived, report.shift_section)
+    assert "rises from 90.0% (clean) to 95.0% at severity 3" in text
+    assert "is ahead at every severity (by 1.0–3.0 points)" in text
+
+
+def test_subspace_reading_with_no_sample_near_the_reference(contrived):
+    f = contrived / "subspace" / "summary.json"
+    s = read_json(f)
+    for p in s["plane"].values():
+        p.update(n_within_tol=0, best_sample_norm_div=None, best_sample_acc=None)
+    write_json(f, s)
+    text = section_text(contrived, report.subspace_section)
+    assert "the most diverse sample of each sampler" not in text
+    assert "No sample of the random subspace (" in text
+    assert "with no sample at comparable accuracy to compare against" in text
+    # One sampler now reaches more diversity than the least diverse member.
+    members = s["plane"]["random"]["member_norm_div"]
+    s["plane"]["random"].update(
+        n_within_tol=2,
+        best_sample_norm_div=max(members) + 0.1,
+        best_sample_acc=s["reference_accuracy"],
+    )
+    write_json(f, s)
+    text = section_text(contrived, report.subspace_section)
+    assert f"random subspace {100 * (max(members) + 0.1):.0f}% (2 of 4 samples" in text
+    assert f"is at least as diverse as {len(members)} member" in text
+    assert "No sample of the random subspace" not in text
+
+
+def test_landscape_reading_follows_barriers_and_agreement(contrived):
+    f = contrived / "landscape" / "summary.json"
+    s = read_json(f)
+    for p in s["paths"]:
+        p["error_barrier"] = {"across members": 0.05, "within trajectory": 0.2}.get(
+            p["kind"], -0.01
+        )
+    s["alignment"].update(cosine_before=0.1, cosine_after=0.05)
+    write_json(f, s)
+    plane = contrived / "landscape" / s["planes"][0]["dir"]
+    a, b = np.load(plane / "a.npy"), np.load(plane / "b.npy")
+    info = read_json(plane / "anchors.json")
+    (x0, y0), (x1, y1) = info["coords"][1], info["coords"][2]  # m0, m1
+    agr = np.full((len(b), len(a)), 0.5, dtype=np.float32)
+    agr[np.abs(b - y0).argmin(), np.abs(a - x0).argmin()] = 1.0  # high only at m0 itself
+    agr[np.abs(b - y1).argmin(), np.abs(a - x1).argmin()] = 0.25
+    save_npy(plane / "agreement_m0.npy", agr)
+    text = section_text(contrived, report.landscape_section)
+    assert "Some path within a trajectory has an error barrier at least as high" in text
+    assert "rises by 5.0 points above the endpoints' mean error (error barrier 0.050)" in text
+    assert "never rises above the mean of its endpoints' errors (error barrier -0.010)" in text
+    assert "does not raise the cosine similarity of their weights (0.100 → 0.050)" in text
+    share = 100 / agr.size
+    assert (
+        f"Agreement with m0's predictions is 90% or more on {share:.0f}% of the plane; at m1 it "
+        "is 25%." in text
+    )
+
+
+def browser_check(html: Path, screenshot: Path) -> tuple[int, dict]:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / ".ci" / "browser_check.py"),
+            str(html),
+            "--screenshot",
+            str(screenshot),
+            "--timeout",
+            "30",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return proc.returncode, json.loads(proc.stdout)
+
+
+needs_chromium = pytest.mark.skipif(
+    shutil.which("chromium") is None,
+    reason="chromium is not on PATH (apt-get install chromium; .ci/run installs it)",
+)
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_report_opens_cleanly_in_headless_chromium(written, tmp_path):
+    shot = tmp_path / "page.png"
+    rc, result = browser_check(written, shot)
+    assert result["console_errors"] == [] and result["network"] == []
+    n_png = len(list((written.parent / "figures").glob("*.png")))
+    assert len(result["images"]) == n_png
+    assert all(i["complete"] and i["naturalWidth"] > 0 for i in result["images"])
+    assert rc == 0 and result["ok"]
+    with Image.open(shot) as im:
+        assert im.size[0] == 1280 and im.size[1] > 2000  # the whole long page
+        # Not a blank page: the figures put plenty of non-white pixels on it.
+        assert np.mean(np.asarray(im.convert("L")) < 200) > 0.02
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_browser_check_catches_a_broken_page(tmp_path):
+    """The check itself must fail on what it is meant to catch."""
+    bad = tmp_path / "bad.html"
+    bad.write_text(
+        "<!DOCTYPE html><html><head><title>bad</title></head><body>"
+        '<img src="data:image/png;base64,AAAA" alt="broken">'
+        "<script>console.error('boom')</script></body></html>"
+    )
+    rc, result = browser_check(bad, tmp_path / "bad.png")
+    assert rc == 1 and not result["ok"]
+    assert any("boom" in e for e in result["console_errors"])
+    assert result["images"][0]["naturalWidth"] == 0

@@ -1,0 +1,196 @@
+"""The run-level shells of the subspace, landscape and shift studies, on the tiny run."""
+
+import numpy as np
+import pytest
+import torch
+
+from modescape.analysis.subspace import SubspaceConfig
+from modescape.errors import ModescapeError
+from modescape.store.files import load_npy, read_csv, read_json
+from modescape.store.run import load_run
+from modescape.studies.landscape import LandscapeConfig, resolve_anchor, run_landscape
+from modescape.studies.shift import (
+    ShiftConfig,
+    from_uint8_images,
+    parse_severities,
+    run_shift,
+    to_uint8_images,
+)
+from modescape.studies.subspace import run_subspace, subspace_samples
+
+quiet = {"log": lambda _: None}
+
+
+def test_anchor_names(tiny_run):
+    run = load_run(tiny_run)
+    assert torch.equal(resolve_anchor(run, "m1")["head.weight"], run.state_dict(1)["head.weight"])
+    assert torch.equal(resolve_anchor(run, "m2@e3")["head.bias"], run.state_dict(2, 3)["head.bias"])
+    assert torch.equal(resolve_anchor(run, "init0")["head.bias"], run.state_dict(0, 0)["head.bias"])
+    assert all(float(v.abs().sum()) == 0 for v in resolve_anchor(run, "origin").values())
+    wa = resolve_anchor(run, "wa0")["head.bias"]
+    mean = torch.stack([run.state_dict(0, e)["head.bias"] for e in (1, 2, 3, 4)]).mean(0)
+    torch.testing.assert_close(wa, mean)
+    with pytest.raises(ModescapeError, match="allowed: origin, m<i>"):
+        resolve_anchor(run, "member0")
+    with pytest.raises(ModescapeError, match="no snapshot at epoch 9"):
+        resolve_anchor(run, "m0@e9")
+
+
+def test_landscape_anchor_values_equal_direct_metrics(tiny_run_copy):
+    cfg = LandscapeConfig(resolution=5, n_path_points=5, align=False)
+    summary = run_landscape(tiny_run_copy, cfg, **quiet)
+    run = load_run(tiny_run_copy)
+    anchors = read_json(tiny_run_copy / "landscape" / summary["planes"][0]["dir"] / "anchors.json")
+    for name, loss, acc in zip(anchors["names"][1:], anchors["loss"][1:], anchors["accuracy"][1:]):
+        member = int(name[1:])
+        last = run.metrics(member)[-1]
+        assert loss == pytest.approx(last["test_loss"], rel=1e-4)
+        assert acc == pytest.approx(last["test_acc"], abs=1e-6)
+    rows = read_csv(tiny_run_copy / "landscape/paths.csv")
+    start = next(r for r in rows if r["path"] == "m0->m1" and float(r["alpha"]) == 0.0)
+    assert float(start["error"]) == pytest.approx(1 - run.metrics(0)[-1]["test_acc"], abs=1e-6)
+    # A second call finds everything cached and computes no plane again.
+    plane = tiny_run_copy / "landscape" / summary["planes"][0]["dir"] / "loss.npy"
+    before = plane.stat().st_mtime_ns
+    run_landscape(tiny_run_copy, cfg, **quiet)
+    assert plane.stat().st_mtime_ns == before
+
+
+def test_landscape_resumes_from_finished_rows(tiny_run_copy):
+    cfg = LandscapeConfig(resolution=5, paths=(), align=False)
+    run_landscape(tiny_run_copy, cfg, **quiet)
+    folder = tiny_run_copy / "landscape/planes/origin-m0-m1-r5"
+    full = load_npy(folder / "loss.npy")
+    # Simulate a process killed after three rows: only their row files remain.
+    for f in folder.glob("*.npy"):
+        f.unlink()
+    (folder / "anchors.json").unlink()
+    for f in sorted((folder / "rows").glob("r*.npy"))[3:]:
+        f.unlink()
+    run_landscape(tiny_run_copy, cfg, **quiet)
+    np.testing.assert_allclose(load_npy(folder / "loss.npy"), full, rtol=1e-6)
+
+
+def test_collinear_anchors_are_refused(tiny_run_copy):
+    cfg = LandscapeConfig(planes=(("m0@e0", "m0@e0", "m1"),), resolution=3, align=False)
+    with pytest.raises(ModescapeError, match="coincides"):
+        run_landscape(tiny_run_copy, cfg, **quiet)
+
+
+def test_subspace_samples_reproducible_and_cached(tiny_run_copy):
+    cfg = SubspaceConfig(n_samples=4, n_snapshots=3, rank=2)
+    summary = run_subspace(tiny_run_copy, cfg, **quiet)
+    run = load_run(tiny_run_copy)
+    again = subspace_samples(run, cfg, "random", 1)
+    assert torch.equal(again, subspace_samples(run, cfg, "random", 1))
+    preds = load_npy(tiny_run_copy / "subspace/preds/random/m001.npy")
+    assert preds.shape == (4, 200, 10)
+    rows = read_csv(tiny_run_copy / "subspace/plane.csv")
+    assert len([r for r in rows if r["kind"] == "sample"]) == 4 * 5
+    assert len([r for r in rows if r["kind"] == "member"]) == 2
+    assert set(summary["js_diversity"]) >= {"independent_members", "late_snapshots", "random"}
+    before = (tiny_run_copy / "subspace/preds/random/m001.npy").stat().st_mtime_ns
+    run_subspace(tiny_run_copy, cfg, **quiet)
+    assert (tiny_run_copy / "subspace/preds/random/m001.npy").stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("scaling", ["raw", "unit", "standardize"])
+def test_uint8_round_trip(scaling):
+    rng = np.random.default_rng(0)
+    u8 = rng.integers(0, 256, size=(4, 5, 6, 3), dtype=np.uint8)
+    source = {"scaling": scaling, "mean": [120.0, 110.0, 100.0], "std": [60.0, 50.0, 40.0]}
+    x = from_uint8_images(u8, source)
+    assert x.shape == (4, 3, 5, 6)
+    assert np.array_equal(to_uint8_images(x, source), u8)
+
+
+def test_severity_parsing():
+    assert parse_severities("1-5") == (1, 2, 3, 4, 5)
+    assert parse_severities("2,4") == (2, 4)
+    with pytest.raises(ModescapeError, match="1-5"):
+        parse_severities("high")
+    with pytest.raises(ModescapeError, match=r"within 1\.\.5"):
+        ShiftConfig(severities=(0, 6))
+
+
+def test_shift_sweep_on_signals(tiny_run_copy):
+    cfg = ShiftConfig(corruptions=("gaussian_noise", "translation"), severities=(1, 5))
+    summary = run_shift(tiny_run_copy, cfg, **quiet)
+    rows = read_csv(tiny_run_copy / "shift/metrics.csv")
+    assert {(r["corruption"], r["severity"]) for r in rows} == {
+        (c, s) for c in ("gaussian_noise", "translation") for s in ("0", "1", "5")
+    }
+    clean = load_npy(tiny_run_copy / "shift/preds/clean/s0/members.npy")
+    np.testing.assert_allclose(clean, load_run(tiny_run_copy).final_predictions("test"), atol=1e-6)
+    acc = summary["by_severity"]["metrics"]["single"]["accuracy"]
+    assert acc[2] < acc[0]  # severity 5 hurts
+    with pytest.raises(ModescapeError, match="allowed: gaussian_noise"):
+        run_shift(tiny_run_copy, ShiftConfig(corruptions=("frost",)), **quiet)
+
+
+def test_shift_reads_official_cifar10c_files(tmp_path):
+    """A tiny CIFAR-10 (image-folder form) run evaluated on CIFAR-10-C files in the official
+    layout: <corruption>.npy holding severities 1..5 stacked, and labels.npy."""
+    from PIL import Image
+
+    from modescape.config import preset
+    from modescape.train.trainer import train
+
+    rng = np.random.default_rng(0)
+    classes = [f"c{i}" for i in range(10)]
+    for split, n in (("train", 6), ("test", 2)):
+        for c in classes:
+            (tmp_path / "imgs" / split / c).mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(tmp_path / "imgs" / split / c / f"{i}.png")
+    cfg = preset("cifar10", "smallcnn", "seed", root=str(tmp_path / "imgs"), members=2, epochs=1)
+    train(cfg.with_overrides(["train.batch_size=16"]), tmp_path / "run")
+    c10c = tmp_path / "CIFAR-10-C"
+    c10c.mkdir()
+    n = 20
+    np.save(c10c / "labels.npy", np.tile(rng.integers(0, 10, n), 5).astype(np.uint8))
+    np.save(c10c / "fog.npy", rng.integers(0, 256, (5 * n, 32, 32, 3), dtype=np.uint8))
+    summary = run_shift(tmp_path / "run", ShiftConfig(cifar10c=str(c10c)), **quiet)
+    assert summary["corruptions"] == ["fog"]
+    assert summary["source"] == "CIFAR-10-C files"
+    preds = load_npy(tmp_path / "run/shift/preds/fog/s3/members.npy")
+    assert preds.shape == (2, n, 10)
+
+
+@pytest.fixture(scope="module")
+def tiny_image_folder(tmp_path_factory):
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("imgs")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("test", 2)):
+        for c in range(10):
+            (root / split / f"c{c}").mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / f"c{c}" / f"{i}.png")
+    return root
+
+
+def test_every_study_runs_on_a_batchnorm_network(tiny_image_folder, tmp_path):
+    """ResNet20 (BatchNorm): weight averages, subspace samples and plane points all get their
+    BatchNorm statistics recomputed, and each study records that policy."""
+    from modescape.config import preset
+    from modescape.studies.weights_functions import analyze_run
+    from modescape.train.trainer import train
+
+    cfg = preset("folder", "resnet20", "paper", root=str(tiny_image_folder), members=2, epochs=2)
+    out = tmp_path / "resnet"
+    train(cfg.with_overrides(["train.batch_size=20"]), out)
+    summary = analyze_run(out, **quiet)
+    assert "recomputed" in summary["weight_average"]["batchnorm"]
+    sub = run_subspace(out, SubspaceConfig(n_samples=2, n_snapshots=2, rank=1), **quiet)
+    assert "recomputed" in sub["batchnorm"]
+    land = run_landscape(out, LandscapeConfig(resolution=3, n_path_points=3), **quiet)
+    assert land["planes"][0]["bn_policy"] == "recompute"
+    assert all(p["bn_policy"] == "recompute" for p in land["paths"])
+    assert land["alignment"]["max_abs_prob_diff"] < 1e-4
+    shift = run_shift(out, ShiftConfig(corruptions=("contrast",), severities=(1,)), **quiet)
+    assert shift["families"]["subspace_random"] == 2
+    assert load_run(out).verify() == []
