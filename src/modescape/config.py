@@ -9,37 +9,60 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from modescape.errors import ModescapeError, choice_error
+from modescape.errors import ModescapeError, check_choice, choice_error
+from modescape.options import (
+    Arch,
+    BatchSampler,
+    Dataset,
+    Optimizer,
+    Precision,
+    Recipe,
+    Scaling,
+    Schedule,
+    Variant,
+)
 
-DATASETS = ("mnist1d", "cifar10", "cifar100", "folder")
-SCALINGS = ("raw", "unit", "standardize")
-ARCHS = ("smallcnn", "mediumcnn", "resnet20")
-VARIANTS = ("paper", "seed")
-OPTIMIZERS = ("adam", "sgd")
-SCHEDULES = ("step", "milestones", "constant")
-SAMPLERS = ("permutation", "replacement")
-DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32", "bf16")
-RECIPES = ("paper", "seed", "demo", "resnet")
+# A run config is a few hundred bytes; anything far larger is not one (e.g. --config /dev/zero).
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def _check_numbers(section: object, where: str) -> None:
+    """Every float field finite and every int field >= 0, named as `where.field` in the message.
+
+    A NaN learning rate would be written as `null` into config.json and brick the run directory;
+    every count, index and seed in a run config is non-negative."""
+    for f in fields(section):  # type: ignore[arg-type]
+        value = getattr(section, f.name)
+        name = f"{where}.{f.name}" if where else f.name
+        items = value if isinstance(value, tuple) else (value,)
+        for v in items:
+            if isinstance(v, bool):
+                continue
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ModescapeError(f"{name} must be a finite number, got {v}")
+            if isinstance(v, int) and v < 0:
+                raise ModescapeError(f"{name} must be >= 0, got {v}")
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    name: str = "mnist1d"  # one of DATASETS
+    name: str = Dataset.MNIST1D.value
     root: str | None = None  # archive, extracted folder or image folder (not for mnist1d)
     download: bool = False  # fetch the official CIFAR archive into `root` when missing
     val_size: int = 0  # last n training examples held out (paper: 500; seed notebooks: 0)
-    scaling: str = "unit"  # raw pixels (paper) | /255 (seed notebooks) | per-channel standardise
+    scaling: str = Scaling.UNIT.value  # see options.Scaling
     mnist1d_samples: int = 5000  # generator's num_samples; 80% train / 20% test
     mnist1d_seed: int = 42  # generator seed (the published dataset uses 42)
 
     def __post_init__(self) -> None:
-        _check_choice("dataset", self.name, DATASETS)
-        _check_choice("scaling", self.scaling, SCALINGS)
+        check_choice("dataset", self.name, Dataset)
+        check_choice("scaling", self.scaling, Scaling)
+        _check_numbers(self, "data")
         if self.name in ("cifar10", "cifar100", "folder") and not self.root:
             raise ModescapeError(f"dataset {self.name!r} needs data.root (a folder or archive)")
         if self.val_size < 0:
@@ -50,13 +73,13 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str = "smallcnn"  # one of ARCHS
-    variant: str = "paper"  # "paper" | "seed" (SPEC §2); resnet20 has "paper" only
+    arch: str = Arch.SMALLCNN.value
+    variant: str = Variant.PAPER.value  # paper or seed notebooks; resnet20 has "paper" only
     dropout: float = 0.1  # probability, where the architecture has dropout
 
     def __post_init__(self) -> None:
-        _check_choice("architecture", self.arch, ARCHS)
-        _check_choice("variant", self.variant, VARIANTS)
+        check_choice("architecture", self.arch, Arch)
+        check_choice("variant", self.variant, Variant)
         if self.arch == "resnet20" and self.variant != "paper":
             raise ModescapeError("resnet20 has only the 'paper' variant (canonical ResNet20v1)")
         if not 0.0 <= self.dropout < 1.0:
@@ -70,6 +93,7 @@ class AugmentConfig:
     brightness: float = 0.0  # max |delta| added to all pixels, in units of [0, 1] pixels
 
     def __post_init__(self) -> None:
+        _check_numbers(self, "train.augment")
         if self.pad_crop < 0 or self.brightness < 0:
             raise ModescapeError("augment.pad_crop and augment.brightness must be >= 0")
 
@@ -80,35 +104,34 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    recipe: str = "paper"  # the preset these values came from (recorded, informative)
+    recipe: str = Recipe.PAPER.value  # the preset these values came from (recorded, informative)
     epochs: int = 40
     batch_size: int = 128
-    optimizer: str = "adam"  # "adam" | "sgd" (momentum 0.9)
+    optimizer: str = Optimizer.ADAM.value  # "adam" | "sgd" (momentum 0.9)
     lr: float = 1.6e-3
-    schedule: str = "step"  # step: lr * factor^(1 + (e - start) // every) from epoch `start` on
+    schedule: str = Schedule.STEP.value  # see options.Schedule
     lr_every: int = 10  # epochs between drops ("step")
     lr_start: int = 10  # first (0-based) epoch with a reduced lr ("step"); seed notebooks: 9
     lr_factor: float = 0.5
     lr_milestones: tuple[int, ...] = ()  # epochs where lr is multiplied by lr_factor ("milestones")
     weight_decay: float = 0.0
-    sampler: str = "permutation"  # "permutation" per epoch | "replacement" (authors' notebook)
+    sampler: str = BatchSampler.PERMUTATION.value  # see options.BatchSampler
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     snapshot_every: int = 1  # keep a snapshot every n epochs (epoch 0 and the last always kept)
-    precision: str = "fp32"  # "bf16" = autocast on CPU/CUDA (recorded; not bit-exact with fp32)
-    channels_last: bool = True  # 2-D inputs only; the big lever on CPU (PERFORMANCE.md)
+    precision: str = Precision.FP32.value  # bf16: autocast (recorded; not bit-exact with fp32)
+    channels_last: bool = True  # 2-D inputs only; the big lever on CPU (bench_training.py)
 
     def __post_init__(self) -> None:
-        if self.epochs < 0:
-            raise ModescapeError(f"train.epochs must be >= 0, got {self.epochs}")
+        _check_numbers(self, "train")
         for name in ("batch_size", "lr_every", "snapshot_every"):
             if getattr(self, name) < 1:
                 raise ModescapeError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0 or not 0 < self.lr_factor <= 1 or self.weight_decay < 0:
             raise ModescapeError("train.lr must be > 0, lr_factor in (0, 1], weight_decay >= 0")
-        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        _check_choice("schedule", self.schedule, SCHEDULES)
-        _check_choice("sampler", self.sampler, SAMPLERS)
-        _check_choice("precision", self.precision, PRECISIONS)
+        check_choice("optimizer", self.optimizer, Optimizer)
+        check_choice("schedule", self.schedule, Schedule)
+        check_choice("batch sampler", self.sampler, BatchSampler)
+        check_choice("precision", self.precision, Precision)
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate for 0-based `epoch`. Paper: 1.6e-3 / 2**floor(e / 10)."""
@@ -130,10 +153,9 @@ class RunConfig:
     seed: int = 0  # base seed; member i's seed is derive_seed(seed, "member", i)
 
     def __post_init__(self) -> None:
+        _check_numbers(self, "")
         if self.members < 1:
             raise ModescapeError(f"members must be >= 1, got {self.members}")
-        if self.seed < 0:
-            raise ModescapeError(f"seed must be >= 0, got {self.seed}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -165,7 +187,8 @@ class RunConfig:
         return RunConfig.from_dict(d)
 
 
-# Recipes (SPEC §3). Each is a TrainConfig preset; data/model defaults are separate choices.
+# Recipes: the paper's section 3 schedule, the authors' seed notebooks, a demo and the Keras
+# ResNet20 example. Each is a TrainConfig preset; data/model defaults are separate choices.
 _RECIPES: dict[str, dict[str, Any]] = {
     "paper": dict(epochs=40, lr=1.6e-3, schedule="step", lr_every=10, lr_start=10),
     # Seed notebooks (1-based epochs): 1-9 at 1.6e-3, 10-19 at 8e-4, 20-29 at 4e-4 and 30-40 at
@@ -188,7 +211,7 @@ _RECIPES: dict[str, dict[str, Any]] = {
 
 def recipe(name: str, **overrides: Any) -> TrainConfig:
     """The TrainConfig of a named recipe, with optional field overrides."""
-    _check_choice("recipe", name, RECIPES)
+    check_choice("recipe", name, Recipe)
     return TrainConfig(recipe=name, **{**_RECIPES[name], **overrides})
 
 
@@ -222,11 +245,22 @@ def preset(
 
 
 def load_config(path: str | Path) -> RunConfig:
+    """A RunConfig from a JSON file, validated; every problem is one ModescapeError naming it."""
     path = Path(path)
     try:
-        d = json.loads(path.read_text())
+        if path.is_dir():
+            raise ModescapeError(f"config file {path} is a directory, not a JSON file")
+        with path.open("rb") as f:  # read at most the limit: /dev/zero must not exhaust memory
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ModescapeError(
+                f"config file {path} is larger than {MAX_CONFIG_BYTES} bytes: not a run config"
+            )
+        d = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise ModescapeError(f"config file not found: {path}") from None
+    except OSError as e:
+        raise ModescapeError(f"cannot read config file {path}: {e.strerror or e}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModescapeError(f"config file {path} is not valid JSON: {e}") from None
     if not isinstance(d, dict):
@@ -300,6 +334,6 @@ def _parse_value(raw: str) -> Any:
         return raw
 
 
-def _check_choice(what: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise choice_error(what, value, allowed)
+def _check_choice(what: str, value: str, allowed: Any) -> None:
+    """Kept for the studies that still import it; new code uses `errors.check_choice`."""
+    check_choice(what, value, allowed)

@@ -34,9 +34,10 @@ import torch
 from modescape.analysis.functionspace import agreement_with, normalized_diversity
 from modescape.analysis.metrics import ArrayLike, as_numpy
 from modescape.errors import ModescapeError, choice_error
+from modescape.options import SubspaceMethod, values
 from modescape.seeding import derive_seed, torch_generator
 
-SAMPLERS = ("random", "dropout", "diagonal", "lowrank", "lowrank_scaled")
+SAMPLERS = values(SubspaceMethod)
 LOWRANK_VARIANTS = ("paper", "scaled")
 
 Seed = int | torch.Generator

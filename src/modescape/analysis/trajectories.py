@@ -23,10 +23,11 @@ from sklearn.manifold import TSNE
 
 from modescape.analysis.metrics import ArrayLike, as_numpy
 from modescape.errors import ModescapeError, choice_error
+from modescape.options import SubsetMode, values
 from modescape.seeding import numpy_rng
 
 EMBED_METHODS = ("tsne", "pca")
-SUBSET_MODES = ("first", "random")
+SUBSET_MODES = values(SubsetMode)
 
 
 @dataclass(frozen=True)

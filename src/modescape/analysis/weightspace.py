@@ -27,8 +27,9 @@ import torch
 from torch import nn
 
 from modescape.errors import ModescapeError, choice_error
+from modescape.options import ParamSelection, values
 
-PARAM_SELECTIONS = ("all", "kernels_bn", "no_bn_bias")
+PARAM_SELECTIONS = values(ParamSelection)
 _KERNEL_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 _BN_MODULES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 

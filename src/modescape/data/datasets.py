@@ -30,10 +30,11 @@ import torch
 
 from modescape.data.cifar import DOWNLOADS, CifarArrays, find_source, read_source
 from modescape.errors import ModescapeError, choice_error
+from modescape.options import Dataset, Scaling, values
 from modescape.store.files import load_npy, read_json, save_npy, write_json
 
-DATASETS = ("mnist1d", "cifar10", "cifar100", "folder")
-SCALINGS = ("raw", "unit", "standardize")
+DATASETS = values(Dataset)
+SCALINGS = values(Scaling)
 
 _CACHE_VERSION = 1  # bump whenever a reader's output changes, so old caches are rebuilt
 _ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")

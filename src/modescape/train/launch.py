@@ -37,11 +37,12 @@ from pathlib import Path
 from typing import Any
 
 from modescape.errors import ModescapeError, choice_error
+from modescape.options import Executor, values
 from modescape.store.files import read_json, write_json
 
 log = logging.getLogger(__name__)
 
-EXECUTORS = ("serial", "local", "slurm")
+EXECUTORS = values(Executor)
 JobFn = Callable[..., None]
 
 # SLURM job states in which a task may still produce a result (everything else is final).

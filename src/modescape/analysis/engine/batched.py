@@ -61,10 +61,11 @@ from torch.func import functional_call, vmap
 
 from modescape.analysis.engine.grouped import GroupedNet, compile_grouped
 from modescape.errors import ModescapeError, choice_error
+from modescape.options import BNPolicy, values
 
 STRATEGIES = ("auto", "loop", "grouped", "vmap")
 OUTPUTS = ("probs", "logits")
-BN_POLICIES = ("recompute", "interpolate", "keep")
+BN_POLICIES = values(BNPolicy)
 
 StateDict = Mapping[str, Tensor]
 Weights = Tensor | Sequence[StateDict]

@@ -1,0 +1,113 @@
+"""Every set of named choices, defined once as a str enum.
+
+Config fields, CLI `choices=` and the "allowed: ..." part of error messages all derive from these
+classes, so a new option is added in one place. Members are `str` subclasses: they compare equal to
+their value (`Arch.SMALLCNN == "smallcnn"`), and JSON files keep plain strings.
+
+This module imports nothing from the package (and nothing heavy): every layer may use it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Dataset(StrEnum):
+    MNIST1D = "mnist1d"
+    CIFAR10 = "cifar10"
+    CIFAR100 = "cifar100"
+    FOLDER = "folder"  # any train/<class>/*, test/<class>/* image folder
+
+
+class Scaling(StrEnum):
+    RAW = "raw"  # raw pixel values (the paper)
+    UNIT = "unit"  # pixels / 255 (the seed notebooks)
+    STANDARDIZE = "standardize"  # per-channel mean 0, std 1
+
+
+class Arch(StrEnum):
+    SMALLCNN = "smallcnn"
+    MEDIUMCNN = "mediumcnn"
+    RESNET20 = "resnet20"
+
+
+class Variant(StrEnum):
+    PAPER = "paper"  # as described in the paper
+    SEED = "seed"  # as in the authors' seed notebooks
+
+
+class Optimizer(StrEnum):
+    ADAM = "adam"
+    SGD = "sgd"  # momentum 0.9
+
+
+class Schedule(StrEnum):
+    STEP = "step"  # lr * factor^(1 + (e - start) // every) from epoch `start` on
+    MILESTONES = "milestones"  # lr * factor^(number of milestones reached)
+    CONSTANT = "constant"
+
+
+class BatchSampler(StrEnum):
+    """How a training epoch draws its minibatches."""
+
+    PERMUTATION = "permutation"  # a fresh permutation per epoch
+    REPLACEMENT = "replacement"  # with replacement (the authors' notebook)
+
+
+class Precision(StrEnum):
+    FP32 = "fp32"
+    BF16 = "bf16"  # autocast; recorded, not bit-exact with fp32
+
+
+class Recipe(StrEnum):
+    PAPER = "paper"
+    SEED = "seed"
+    DEMO = "demo"
+    RESNET = "resnet"
+
+
+class Executor(StrEnum):
+    SERIAL = "serial"  # this process
+    LOCAL = "local"  # a pool of local processes
+    SLURM = "slurm"  # one SLURM array task per member
+
+
+class Split(StrEnum):
+    TEST = "test"
+    VAL = "val"
+
+
+class ParamSelection(StrEnum):
+    """Which weights the weight-space analyses compare."""
+
+    ALL = "all"  # every parameter (the paper)
+    KERNELS_BN = "kernels_bn"  # kernels and BatchNorm scales (the seed notebooks)
+    NO_BN_BIAS = "no_bn_bias"  # kernels only
+
+
+class BNPolicy(StrEnum):
+    """BatchNorm statistics of an interpolated weight vector."""
+
+    RECOMPUTE = "recompute"  # recomputed on a training subset
+    INTERPOLATE = "interpolate"  # interpolated like the weights
+    KEEP = "keep"  # the first anchor's
+
+
+class SubspaceMethod(StrEnum):
+    RANDOM = "random"
+    DROPOUT = "dropout"
+    DIAGONAL = "diagonal"
+    LOWRANK = "lowrank"
+    LOWRANK_SCALED = "lowrank_scaled"
+
+
+class SubsetMode(StrEnum):
+    """Which examples the trajectory embeddings use."""
+
+    FIRST = "first"  # the first n (the seed notebooks)
+    RANDOM = "random"  # a seeded random subset (the paper)
+
+
+def values(options: type[StrEnum]) -> tuple[str, ...]:
+    """The plain-string values of an option enum, in definition order: `('adam', 'sgd')`."""
+    return tuple(o.value for o in options)
