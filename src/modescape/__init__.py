@@ -1,3 +1,183 @@
-"""modescape: why deep ensembles work, measured."""
+"""modescape: why deep ensembles work, measured.
+
+A reproduction of "Deep Ensembles: A Loss Landscape Perspective" (Fort, Hu & Lakshminarayanan,
+2019). The public API is what `__all__` lists; everything is importable as `ms.<name>`:
+
+    import modescape as ms
+
+    run = ms.train(ms.preset(members=3, epochs=10), "runs/mine")  # a ms.Run
+    summary = ms.analyze_run(run.path)
+    D = ms.disagreement_matrix(run.final_predictions("test"))     # [members, members]
+
+Names are resolved on first use (PEP 562), so `import modescape` stays cheap: it imports neither
+torch nor any study until one of its names is touched.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# name -> module that defines it. Grouped by layer, from configuration to the report.
+_EXPORTS: dict[str, str] = {
+    # configuration and errors
+    "ModescapeError": "modescape.errors",
+    "RunConfig": "modescape.config",
+    "DataConfig": "modescape.config",
+    "ModelConfig": "modescape.config",
+    "TrainConfig": "modescape.config",
+    "AugmentConfig": "modescape.config",
+    "preset": "modescape.config",
+    "recipe": "modescape.config",
+    "load_config": "modescape.config",
+    "derive_seed": "modescape.seeding",
+    # training and run directories (`ms.train` is the callable `modescape.train` package)
+    "train": "modescape.train",
+    "train_run": "modescape.pipeline",
+    "run_pipeline": "modescape.pipeline",
+    "Run": "modescape.store.run",
+    "load_run": "modescape.store.run",
+    "build_model": "modescape.models.architectures",
+    # pure analyses of arrays and weights
+    "accuracy": "modescape.analysis.metrics",
+    "nll": "modescape.analysis.metrics",
+    "brier": "modescape.analysis.metrics",
+    "ece": "modescape.analysis.metrics",
+    "evaluate": "modescape.analysis.metrics",
+    "disagreement_matrix": "modescape.analysis.functionspace",
+    "agreement_with": "modescape.analysis.functionspace",
+    "js_diversity": "modescape.analysis.functionspace",
+    "ensemble_curve": "modescape.analysis.ensembles",
+    "EnsembleCurve": "modescape.analysis.ensembles",
+    "select_parameter_names": "modescape.analysis.weightspace",
+    "stack_flat": "modescape.analysis.weightspace",
+    "cosine_matrix": "modescape.analysis.weightspace",
+    "distance_matrix": "modescape.analysis.weightspace",
+    "average_state_dicts": "modescape.analysis.weightspace",
+    "embed_trajectories": "modescape.analysis.trajectories",
+    "SubspaceConfig": "modescape.analysis.subspace",
+    "evaluate_plane": "modescape.analysis.landscape",
+    "PlaneResult": "modescape.analysis.landscape",
+    "interpolate_path": "modescape.analysis.landscape",
+    "PathResult": "modescape.analysis.landscape",
+    "align": "modescape.models.alignment",
+    # studies of a run directory, and the report
+    "AnalysisConfig": "modescape.studies.weights_functions",
+    "analyze_run": "modescape.studies.weights_functions",
+    "run_subspace": "modescape.studies.subspace",
+    "LandscapeConfig": "modescape.studies.landscape",
+    "run_landscape": "modescape.studies.landscape",
+    "ShiftConfig": "modescape.studies.shift",
+    "run_shift": "modescape.studies.shift",
+    "write_report": "modescape.report.html",
+}
+
+__all__ = [  # the public API; tests/test_api.py checks it matches _EXPORTS
+    "__version__",
+    "ModescapeError",
+    "RunConfig",
+    "DataConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "AugmentConfig",
+    "preset",
+    "recipe",
+    "load_config",
+    "derive_seed",
+    "train",
+    "train_run",
+    "run_pipeline",
+    "Run",
+    "load_run",
+    "build_model",
+    "accuracy",
+    "nll",
+    "brier",
+    "ece",
+    "evaluate",
+    "disagreement_matrix",
+    "agreement_with",
+    "js_diversity",
+    "ensemble_curve",
+    "EnsembleCurve",
+    "select_parameter_names",
+    "stack_flat",
+    "cosine_matrix",
+    "distance_matrix",
+    "average_state_dicts",
+    "embed_trajectories",
+    "SubspaceConfig",
+    "evaluate_plane",
+    "PlaneResult",
+    "interpolate_path",
+    "PathResult",
+    "align",
+    "AnalysisConfig",
+    "analyze_run",
+    "run_subspace",
+    "LandscapeConfig",
+    "run_landscape",
+    "ShiftConfig",
+    "run_shift",
+    "write_report",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'modescape' has no attribute {name!r}")
+    module = importlib.import_module(module_name)
+    # `train` is a subpackage that is also callable; everything else is an attribute.
+    value = module if module_name == f"{__name__}.{name}" else getattr(module, name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # what static checkers and IDEs see; never executed
+    from modescape.analysis.ensembles import EnsembleCurve, ensemble_curve
+    from modescape.analysis.functionspace import agreement_with, disagreement_matrix, js_diversity
+    from modescape.analysis.landscape import (
+        PathResult,
+        PlaneResult,
+        evaluate_plane,
+        interpolate_path,
+    )
+    from modescape.analysis.metrics import accuracy, brier, ece, evaluate, nll
+    from modescape.analysis.subspace import SubspaceConfig
+    from modescape.analysis.trajectories import embed_trajectories
+    from modescape.analysis.weightspace import (
+        average_state_dicts,
+        cosine_matrix,
+        distance_matrix,
+        select_parameter_names,
+        stack_flat,
+    )
+    from modescape.config import (
+        AugmentConfig,
+        DataConfig,
+        ModelConfig,
+        RunConfig,
+        TrainConfig,
+        load_config,
+        preset,
+        recipe,
+    )
+    from modescape.errors import ModescapeError
+    from modescape.models.alignment import align
+    from modescape.models.architectures import build_model
+    from modescape.pipeline import run_pipeline, train_run
+    from modescape.report.html import write_report
+    from modescape.seeding import derive_seed
+    from modescape.store.run import Run, load_run
+    from modescape.studies.landscape import LandscapeConfig, run_landscape
+    from modescape.studies.shift import ShiftConfig, run_shift
+    from modescape.studies.subspace import run_subspace
+    from modescape.studies.weights_functions import AnalysisConfig, analyze_run
+    from modescape.train.trainer import train

@@ -2,17 +2,20 @@
 
 Each step is idempotent: finished members are skipped, so rerunning after an interruption picks
 up where it stopped, and the analyses are recomputed from the cached predictions in seconds.
+Progress goes to the `modescape.pipeline` logger (the CLI shows INFO messages on stderr).
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from modescape.config import RunConfig
 from modescape.errors import ModescapeError
+
+log = logging.getLogger(__name__)
 
 
 def train_run(
@@ -27,14 +30,19 @@ def train_run(
     slurm: Any = None,
     progress: bool = True,
 ) -> Path:
-    """Create or reopen the run and train `members` (default all) with the chosen executor."""
-    from modescape.train.launch import run_members
-    from modescape.train.trainer import train
+    """Create or reopen the run and train `members` (default all) with the chosen executor.
 
+    An empty `members` (a shard with no member, e.g. `--shard 3/4` of 3 members) creates or
+    checks the run directory and trains nothing, with a warning that says so."""
+    from modescape.train.launch import run_members
+    from modescape.train.trainer import prepare_run, train
+
+    if members is not None and len(members) == 0:
+        log.warning("no member to train in %s: the selection of %d member(s) is empty", out,
+                    config.members)  # fmt: skip
+        return prepare_run(out, config).path
     if executor == "serial":
         return train(config, out, members=members, device=device, progress=progress).path
-    from modescape.train.trainer import prepare_run
-
     run = prepare_run(out, config)
     result = run_members(
         run.path,
@@ -45,6 +53,8 @@ def train_run(
         retries=retries,
         slurm=slurm,
     )
+    for job_id in result.job_ids:
+        log.info("SLURM array job %s (sacct -j %s shows its tasks)", job_id, job_id)
     if not result.ok:
         reasons = "; ".join(f"member {m}: {r}" for m, r in sorted(result.failed.items()))
         raise ModescapeError(
@@ -54,7 +64,7 @@ def train_run(
     return run.path
 
 
-def subspace_defaults(config: RunConfig):
+def subspace_defaults(config: RunConfig) -> Any:
     """The paper's subspace settings, shrunk to what a short run has (`modescape run --epochs 3`):
     the Gaussians need at least two snapshots after initialisation."""
     from modescape.analysis.subspace import SAMPLERS, SubspaceConfig
@@ -73,9 +83,8 @@ def run_pipeline(
     executor: str = "serial",
     workers: int = 2,
     device: str = "auto",
-    log: Callable[[str], Any] = print,
 ) -> Path:
-    """Train every member, run every analysis, write the report; return the report's path."""
+    """Train every member, run every study, write the report; return the report's path."""
     from modescape.report.html import write_report
     from modescape.studies.landscape import run_landscape
     from modescape.studies.shift import run_shift
@@ -84,18 +93,17 @@ def run_pipeline(
 
     out = Path(out)
     started = time.perf_counter()
-    log(
-        f"[1/3] training {config.members} x {config.model.arch} on {config.data.name} "
-        f"({config.train.epochs} epochs) in {out}"
-    )
+    log.info(
+        "[1/3] training %d x %s on %s (%d epochs) in %s",
+        config.members, config.model.arch, config.data.name, config.train.epochs, out,
+    )  # fmt: skip
     train_run(config, out, executor=executor, workers=workers, device=device)
-    log(f"[2/3] analysing {out}")
-    indent = lambda msg: log(f"      {msg}")  # noqa: E731
-    analyze_run(out, log=indent)
-    run_subspace(out, subspace_defaults(config), log=indent)
-    run_landscape(out, log=indent)
-    run_shift(out, log=indent)
-    log(f"[3/3] writing the report in {out / 'report'}")
+    log.info("[2/3] analysing %s", out)
+    analyze_run(out)
+    run_subspace(out, subspace_defaults(config))
+    run_landscape(out)
+    run_shift(out)
+    log.info("[3/3] writing the report in %s", out / "report")
     index = write_report(out)
-    log(f"done in {time.perf_counter() - started:.0f} s: open {index}")
+    log.info("done in %.0f s: open %s", time.perf_counter() - started, index)
     return index
