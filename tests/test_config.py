@@ -20,7 +20,7 @@ def test_paper_schedule_halves_every_ten_epochs():
     assert [t.lr_at(e) for e in (0, 9, 10, 19, 20, 39)] == pytest.approx(
         [1.6e-3, 1.6e-3, 0.8e-3, 0.8e-3, 0.4e-3, 0.2e-3]
     )
-    # lr_e = 1.6e-3 / 2**floor(e/10) for every epoch (SPEC §3)
+    # the paper: lr_e = 1.6e-3 / 2**floor(e/10) for every epoch
     assert all(t.lr_at(e) == pytest.approx(1.6e-3 / 2 ** (e // 10)) for e in range(40))
 
 

@@ -1,4 +1,4 @@
-"""Metrics against ensemble size: deep ensembles and snapshot ensembles (SPEC §6).
+"""Metrics against ensemble size: deep ensembles and snapshot ensembles (Fort et al. 2019).
 
 An ensemble averages member probabilities, p_ens = mean_m p_m. For a size k, the deep-ensemble
 curve averages the metrics of every k-member subset when there are at most `max_subsets` of them,

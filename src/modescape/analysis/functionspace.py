@@ -1,4 +1,4 @@
-"""Function-space diversity: disagreement, normalised diversity, Jensen–Shannon (SPEC §5).
+"""Function-space diversity: disagreement, normalised diversity, Jensen–Shannon (Fort et al. 2019).
 
 Inputs are `probs[models, examples, classes]` (numpy or torch). Functions that only need each
 model's predicted class also accept the argmax labels `preds int[models, examples]` directly,
@@ -17,7 +17,7 @@ import numpy as np
 from modescape.analysis.metrics import ArrayLike, as_numpy
 from modescape.errors import ModescapeError
 
-JS_EPS = 1e-5  # SPEC §5: H(p) = −Σ_c p_c log(p_c + 1e-5)
+JS_EPS = 1e-5  # the authors' notebook: H(p) = −Σ_c p_c log(p_c + 1e-5)
 # Work arrays (one-hot float32, or float64 probabilities) hold about this many elements at once:
 # 32 MB / 64 MB, whatever the number of models.
 _BLOCK_ELEMENTS = 1 << 23
@@ -107,7 +107,7 @@ def agreement_with(probs: ArrayLike, reference_probs: ArrayLike) -> np.ndarray:
 
 
 def normalized_diversity(d: ArrayLike | float, acc: ArrayLike | float) -> np.ndarray | float:
-    """D / (1 − acc), with acc the accuracy of the sample itself (SPEC §5, §7).
+    """D / (1 − acc), with acc the accuracy of the sample itself (the authors' notebook).
 
     Where acc == 1 the ratio is undefined and NaN is returned (no warning). Floats in, float out;
     arrays in, float64 array out (broadcast).
@@ -120,7 +120,7 @@ def normalized_diversity(d: ArrayLike | float, acc: ArrayLike | float) -> np.nda
 
 
 def entropy_eps(p: np.ndarray, eps: float = JS_EPS) -> np.ndarray:
-    """H(p) = −Σ_c p_c log(p_c + eps) over the last axis (SPEC §5's smoothed entropy)."""
+    """H(p) = −Σ_c p_c log(p_c + eps) over the last axis (the authors' notebook)."""
     return -np.sum(p * np.log(p + eps), axis=-1)
 
 
@@ -128,8 +128,9 @@ def js_diversity(probs: ArrayLike, eps: float = JS_EPS) -> float:
     """Jensen–Shannon diversity of M predictors, averaged over examples.
 
     JS = mean_n [ H(mean_m p_mn) − mean_m H(p_mn) ] with H(p) = −Σ_c p_c log(p_c + 1e-5), exactly
-    as SPEC §5 (the 1e-5 keeps log finite at p = 0; it makes H slightly smaller than the Shannon
-    entropy but H stays concave, so JS ≥ 0, and identical predictors give JS = 0 up to rounding).
+    as the authors' notebook (the 1e-5 keeps log finite at p = 0; it makes H slightly smaller than
+    the Shannon entropy but H stays concave, so JS ≥ 0, and identical predictors give JS = 0 up to
+    rounding).
     probs: `[M, N, C]`. Computed in float64 over blocks of examples.
     """
     p = as_numpy(probs)

@@ -1,4 +1,4 @@
-"""Loss-landscape cross-sections (SPEC §8): planes through three weight vectors, linear paths.
+"""Loss-landscape cross-sections as in the paper: planes through three weight vectors, linear paths.
 
 A plane through o, θ1, θ2 has orthonormal axes u = (θ1−o)/‖θ1−o‖ and v = the part of θ2−o
 orthogonal to u, normalised (Gram–Schmidt); the point at coordinates (a, b) is θ = o + a·u + b·v.
@@ -228,7 +228,7 @@ class PlaneResult:
 
     `anchor_*`: the same metrics at o, θ1, θ2 themselves (`[3]`), evaluated exactly (the grid
     need not pass through the anchors). `agreement[name]`: fraction of examples whose predicted
-    class equals reference `name`'s (1 − disagreement, SPEC §5).
+    class equals reference `name`'s (1 − disagreement).
     """
 
     a_values: Tensor

@@ -1,4 +1,4 @@
-"""Accuracy, NLL, Brier score and ECE of one predictor (SPEC §6).
+"""Accuracy, NLL, Brier score and ECE of one predictor.
 
 Every function takes `probs[examples, classes]` (rows are probability vectors, e.g. one model's
 softmax outputs or an ensemble's mean) and `labels int[examples]`, as numpy arrays or torch

@@ -1,4 +1,4 @@
-"""Subspace sampling around one trajectory and the diversity–accuracy plane (SPEC §5, §7).
+"""Subspace sampling around one trajectory and the diversity–accuracy plane (Fort et al. 2019).
 
 Samplers turn a trajectory's last snapshots `snapshots[S, P]` (flat parameter vectors; the anchor
 θ* is the final one, `snapshots[-1]`) into sampled weight vectors `[K, P]`:
@@ -18,8 +18,9 @@ radius `10·U(0,1)`. That notebook has no dropout subspace; its scale here (p up
 modescape's choice. The notebook also re-draws a random sample (up to 5 tries) until its
 validation accuracy is ≥ 0.70; that filter needs an evaluation and is left to the caller.
 
-The plane (SPEC §7): each sample is a point (acc, D(θ, θ_ref)/(1 − acc)), against two reference
-curves for a predictor of accuracy a compared with a reference of accuracy a*.
+The plane (the paper's diversity-versus-accuracy plots): each sample is a point
+(acc, D(θ, θ_ref)/(1 − acc)), against two reference curves for a predictor of accuracy a
+compared with a reference of accuracy a*.
 """
 
 from __future__ import annotations

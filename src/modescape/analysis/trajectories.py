@@ -1,4 +1,4 @@
-"""Low-dimensional pictures of training trajectories in function space (SPEC §5).
+"""Low-dimensional pictures of training trajectories in function space (the paper's t-SNE).
 
 Each snapshot becomes one point: its softmax outputs on a fixed set of examples, flattened
 (`function_space_points`). All trajectories, and any subspace samples, are embedded in ONE joint

@@ -1,4 +1,4 @@
-"""Flat parameter vectors, cosine similarity and distances in weight space (SPEC §4).
+"""Flat parameter vectors, cosine similarity and distances in weight space (Fort et al. 2019).
 
 Which parameters form θ is a named choice, recorded with every result:
 - "all": every trainable parameter, kernels and biases (the paper);

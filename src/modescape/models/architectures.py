@@ -1,4 +1,5 @@
-"""The architectures of SPEC §2, for 1-D signals `(C, L)` and images `(C, H, W)` of any size.
+"""The paper's architectures and the seed notebooks' variants, for 1-D signals `(C, L)` and
+images `(C, H, W)` of any size.
 
 | arch / variant    | params (CIFAR-10) | initialisation                                         |
 |-------------------|-------------------|--------------------------------------------------------|
@@ -24,7 +25,7 @@ Choices where the sources leave room (each is what the source stack, TF/Keras, d
 - ResNet20 follows the Keras example's resnet_v1: convs keep their biases, projection shortcuts
   are a bare 1×1 conv (no BN), BatchNorm uses Keras' eps 1e-3 and momentum 0.99 (PyTorch
   `momentum=0.01`). Its stride-2 3×3 convs pad symmetrically (PyTorch), not Keras' bottom/right.
-- The paper's SmallCNN has no dropout layer (SPEC table); `dropout` is ignored for it and for
+- The paper's SmallCNN has no dropout layer; `dropout` is ignored for it and for
   ResNet20.
 
 Initialisation draws from the global torch RNG at construction: seed it first

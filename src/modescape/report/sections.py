@@ -1,4 +1,4 @@
-"""Report sections of the follow-up studies: loss landscape (SPEC §8), subspace sampling (§7)
+"""Report sections of the follow-up studies: loss landscape, subspace sampling
 and dataset shift (§9). Each reads its own results folder through `ctx.study(name)` and returns
 None when that study has not been run (`modescape landscape`, `subspace`, `shift`).
 """

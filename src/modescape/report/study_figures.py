@@ -86,7 +86,7 @@ def diversity_accuracy_figure(
     upper: np.ndarray,
     lower: np.ndarray,
 ) -> Figure:
-    """The diversity–accuracy plane (SPEC §7): x = accuracy (%), y = D(θ, θ_ref) / (1 − acc).
+    """The paper's diversity–accuracy plane: x = accuracy (%), y = D(θ, θ_ref) / (1 − acc).
 
     kind, method, member, accuracy, norm_diversity: [rows], the columns of subspace/plane.csv
     (kind "sample": one sample of `method`; kind "member": an independent member). The reference

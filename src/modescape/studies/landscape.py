@@ -1,4 +1,4 @@
-"""`modescape landscape`: loss-landscape planes, paths and permutation alignment of a run (SPEC §8).
+"""`modescape landscape`: loss-landscape planes, paths and permutation alignment of a run.
 
 Anchors are named from the run:
 

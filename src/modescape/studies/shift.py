@@ -1,4 +1,4 @@
-"""`modescape shift`: robustness under dataset shift (SPEC §9) for one run directory.
+"""`modescape shift`: robustness under dataset shift (as the paper's CIFAR-10-C) of one run.
 
 For every corruption and severity (0 = clean), the predictions of each member's final snapshot,
 each member's weight average, member 0's late snapshots and, when the run has subspace results,
@@ -223,7 +223,7 @@ def _metric_rows(corr: str, severity: int, probs: dict[str, np.ndarray], y: np.n
     for family, p in probs.items():
         if family in ("members", "late_snapshots"):
             continue
-        # A subspace model is the average of its samples' predictive distributions (SPEC §7).
+        # A subspace model averages its samples' predictive distributions (as in the paper).
         scores = (
             [evaluate(p.mean(0), y)]
             if family.startswith("subspace_")

@@ -1,4 +1,4 @@
-"""`modescape subspace`: subspace sampling around every member's trajectory (SPEC §5, §7).
+"""`modescape subspace`: subspace sampling around every member's trajectory (Fort et al. 2019).
 
 For each sampler and each member, `n_samples` weight vectors are drawn around the member's final
 snapshot (seeded per method and member), evaluated in batches, and their test predictions cached

@@ -260,7 +260,7 @@ def unflatten_named(
 
 
 def weight_average_state(run: Run, member: int, last: int = 10) -> dict[str, torch.Tensor]:
-    """Mean of the member's last `last` snapshots after initialisation (SPEC §6).
+    """Mean of the member's last `last` snapshots after initialisation (weight averaging).
 
     BatchNorm statistics are recomputed for the averaged weights (`BN_TRAIN_EXAMPLES`).
     """

@@ -44,7 +44,7 @@ Data chunks form the outer loop and weight points the inner one, so each data ch
 for all points of a weight chunk (and stays in cache while they run).
 
 BatchNorm: running statistics are *buffers*, not parameters. `buffers` gives them per point (or
-shared); `recompute_bn_buffers` recomputes them for off-trajectory points (SPEC §8).
+shared); `recompute_bn_buffers` recomputes them for off-trajectory points.
 """
 
 from __future__ import annotations
