@@ -18,27 +18,8 @@ Three strategies, all in `torch.inference_mode()` and eval mode (dropout off):
   `chunk` defaults to 32 and the data batch is cut so that chunk × batch ≈ `GROUPED_WORK`.
 - ``"vmap"``: `torch.func.vmap` over a stack of `chunk` weight points, one call per data chunk.
 
-``strategy="auto"`` is "grouped" for 1-D signals (when supported) and "loop" for images. Measured
-on the 2-core CPU this project targets, a host shared with other jobs (ms per weight point, best of
-interleaved repeats; benchmarks/bench_landscape.py, bench_subspace.py):
-
-| MNIST-1D SmallCNN (paper), 1,000 signals | 1 thread | 2 threads |
-|---|---|---|
-| direct loop, batch 128 (what peers do)   | 3.3–3.4  | 3.2 (quiet host) |
-| "loop", batch 256 / 1,000                | 2.5 / 2.0 | 1.7 / 1.16 (quiet host) |
-| "grouped", chunk 32 × batch 16–32        | 1.9–2.0  | — |
-| "grouped" via `ConvNd(groups=K)` (rejected) | —     | 1.23 (K=8), 1.41 (K=32), 3.8 (K=84) |
-
-The floor is arithmetic: 130 kFLOP per signal is 130 MFLOP per point, and the batched fp32
-matmuls run at ≈95 GFLOP/s per core at these shapes (≈1.4 ms/point on one core). So no fp32
-strategy can be 5x faster than the direct loop on one core (2.5x at most). bf16 (AMX, ≈330
-GFLOP/s per core here) would be, but bf16 outputs miss the 1e-4 agreement this engine guarantees,
-and torch's CPU `bmm` has no fp32-output bf16 variant (`out_dtype` is CUDA-only).
-
-For CIFAR-shaped SmallCNN (256 images) the channels_last "loop" takes
-9.4–10.6 ms/point and "grouped" 19–39 (im2col on 32×32 maps is memory-bound; oneDNN's direct
-convolutions win), vmap 0.2–0.3 s (slow generic kernels in inference), hence "auto" = "loop"
-for images.
+``strategy="auto"`` is "grouped" for 1-D signals (when supported) and "loop" for images: the
+faster of the two for each on CPU (timings and the arithmetic floor: benchmarks/README.md).
 
 Data chunks form the outer loop and weight points the inner one, so each data chunk is read once
 for all points of a weight chunk (and stays in cache while they run).

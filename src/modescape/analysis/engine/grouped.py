@@ -19,10 +19,9 @@ example), so that every layer is a batched matmul whose wide dimension is `prod(
   Linear is `baddbmm(bias, W[K, out, in], h[K, in, N])`. A ResNet `BasicBlock` adds its shortcut
   in the same layout. The network's output `[K, classes, N]` is returned as `[K, N, classes]`.
 
-Why not `ConvNd(groups=K)` on `[N, K·C, *S]` (the classic trick)? On the 2-core CPU this project
-targets, oneDNN's grouped kernels were no faster than K separate calls (MNIST-1D SmallCNN, 1,000
-signals, 2 threads: 1.23 ms/point at K=8, 1.41 at K=32, 3.8 at K=84, against 1.16 for the loop)
-and 2-6x slower for 2-D images. Measurements of this module: `batched`'s docstring.
+Why not `ConvNd(groups=K)` on `[N, K·C, *S]` (the classic trick)? On CPU, oneDNN's grouped
+kernels were no faster than K separate calls for 1-D signals and 2-6x slower for 2-D images
+(timings in benchmarks/README.md).
 
 `compile_grouped(model)` returns None for what it does not know (any other module, a conv with
 `groups`, dilation, string padding or a non-zero padding mode, a pool with dilation, an adaptive
