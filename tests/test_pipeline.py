@@ -1,0 +1,59 @@
+"""`run_pipeline` (train → every study → report) and `train_run`, the library calls behind
+`modescape run` and `modescape train`."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from conftest import cli, tiny_config
+
+from modescape.pipeline import run_pipeline, subspace_defaults, train_run
+from modescape.store.run import load_run
+
+
+@pytest.mark.slow  # every study and the report's figures: about half a minute on 2 cores
+def test_run_pipeline_end_to_end(tmp_path, caplog, capsys):
+    cfg = tiny_config(members=2, epochs=3).with_overrides(["data.mnist1d_samples=300"])
+    out = tmp_path / "run"
+    with caplog.at_level(logging.INFO, logger="modescape"):
+        index = run_pipeline(cfg, out)
+    assert index == out / "report" / "index.html" and index.is_file()
+    run = load_run(out)
+    assert run.finished_members() == [0, 1] and run.verify() == []
+    for study in ("analysis", "subspace", "landscape", "shift"):
+        assert (out / study / "summary.json").is_file(), study
+    # the pipeline reports its stages through logging (the CLI's handler), not on stdout
+    stages = [r.getMessage() for r in caplog.records if r.name == "modescape.pipeline"]
+    assert [s[:5] for s in stages[:3]] == ["[1/3]", "[2/3]", "[3/3]"]
+    assert "[1/3]" not in capsys.readouterr().out
+
+
+def test_subspace_defaults_shrink_to_short_runs():
+    short = subspace_defaults(tiny_config(epochs=1))
+    assert short.n_snapshots == 2 and short.rank == 1
+    full = subspace_defaults(tiny_config(epochs=40))
+    assert full.n_snapshots == 10 and full.rank == 5 and "lowrank" in full.methods
+
+
+def test_empty_selection_trains_nothing_and_says_so(tmp_path, caplog):
+    cfg = tiny_config(members=2, epochs=1)
+    with caplog.at_level(logging.WARNING, logger="modescape"):
+        path = train_run(cfg, tmp_path / "run", members=[])
+    assert "no member to train" in caplog.text
+    assert not list(path.glob("members/*/snapshots/*"))
+
+
+def test_empty_shard_through_the_cli(tmp_path):
+    out = tmp_path / "run"
+    args = ["--members", "2", "--epochs", "1", "--set", "data.mnist1d_samples=200"]
+    code, stdout, err = cli("train", *args, "--out", str(out), "--shard", "3/4")
+    assert code == 0, err
+    assert "trained no members" in stdout and "shard 3/4" in stdout
+    assert "trained 2" not in stdout
+    assert "no member to train" in err  # the library's warning, through the CLI's handler
+    assert json.loads((out / "config.json").read_text())["members"] == 2
+    code, stdout, err = cli("train", *args, "--out", str(out), "--shard", "1/4")
+    assert code == 0 and "trained 1 member(s)" in stdout
+    assert load_run(out).finished_members() == [1]
