@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -87,3 +88,82 @@ def test_unknown_key_in_file_is_named(tmp_path):
     f.write_text("{not json")
     with pytest.raises(ModescapeError, match="not valid JSON"):
         load_config(f)
+
+
+def _float_and_int_fields(cls, prefix=""):
+    """(key, kind) of every numeric field of a config section, recursively."""
+    import dataclasses
+
+    out = []
+    for f in dataclasses.fields(cls):
+        value = getattr(cls(), f.name)
+        if dataclasses.is_dataclass(value):
+            out += _float_and_int_fields(type(value), f"{prefix}{f.name}.")
+        elif isinstance(value, float):
+            out.append((prefix + f.name, float))
+        elif isinstance(value, int) and not isinstance(value, bool):
+            out.append((prefix + f.name, int))
+    return out
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+NUMERIC = [
+    (f"{s}.{k}", kind) for s, cls in SECTIONS.items() for k, kind in _float_and_int_fields(cls)
+] + [("members", int), ("seed", int)]
+
+
+@pytest.mark.parametrize("key", [k for k, kind in NUMERIC if kind is float])
+@pytest.mark.parametrize("bad", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_floats_are_refused_everywhere(key, bad):
+    with pytest.raises(
+        ModescapeError, match=rf"{key} must be a finite number|{key.split('.')[-1]}"
+    ):
+        RunConfig().with_overrides([f"{key}={bad}"])
+
+
+@pytest.mark.parametrize("key", [k for k, kind in NUMERIC if kind is int])
+def test_negative_counts_are_refused_everywhere(key):
+    with pytest.raises(ModescapeError, match=re.escape(f"{key} must be >= ")):
+        RunConfig().with_overrides([f"{key}=-1"])
+
+
+def test_every_numeric_field_is_covered():
+    keys = {k for k, _ in NUMERIC}
+    assert {"train.lr", "train.augment.brightness", "model.dropout", "data.val_size"} <= keys
+    assert len([k for k, kind in NUMERIC if kind is float]) >= 5
+
+
+def test_a_nan_never_reaches_config_json():
+    cfg = RunConfig()
+    with pytest.raises(ModescapeError, match=r"train\.lr must be a finite number, got nan"):
+        TrainConfig(lr=float("nan"))
+    assert "NaN" not in cfg.to_json() and "null" not in cfg.to_json().replace('"root": null', "")
+
+
+def test_config_file_problems_are_one_clear_error(tmp_path):
+    with pytest.raises(ModescapeError, match="is a directory"):
+        load_config(tmp_path)
+    big = tmp_path / "big.json"
+    big.write_text(" " * (2 << 20) + "{}")
+    with pytest.raises(ModescapeError, match="larger than"):
+        load_config(big)
+    f = tmp_path / "nan.json"
+    f.write_text('{"train": {"lr": NaN}}')
+    with pytest.raises(ModescapeError, match=r"train\.lr must be a finite number"):
+        load_config(f)
+
+
+def test_choices_come_from_the_option_enums():
+    from modescape.data.datasets import DATASETS, SCALINGS
+    from modescape.options import Arch, Dataset, Optimizer, Scaling, values
+
+    assert values(Dataset) == DATASETS and values(Scaling) == SCALINGS
+    with pytest.raises(ModescapeError, match=", ".join(values(Arch))):
+        ModelConfig(arch="vgg")
+    with pytest.raises(ModescapeError, match="batch sampler"):
+        TrainConfig(sampler="bootstrap")
+    # enum members are accepted and stored as the plain strings JSON keeps
+    cfg = preset(Dataset.MNIST1D, Arch.SMALLCNN)
+    assert json.loads(cfg.to_json())["model"]["arch"] == "smallcnn"
+    assert RunConfig.from_dict(json.loads(cfg.to_json())) == cfg
+    assert TrainConfig(optimizer=Optimizer.SGD).optimizer == "sgd"

@@ -31,22 +31,24 @@ from modescape.options import (
 MAX_CONFIG_BYTES = 1 << 20
 
 
-def _check_numbers(section: object, where: str) -> None:
-    """Every float field finite and every int field >= 0, named as `where.field` in the message.
+def _check_numbers(section: object, where: str, least: dict[str, int] | None = None) -> None:
+    """Every float field finite and every int field >= 0 (or `least[field]`), named as
+    `where.field` in the message.
 
     A NaN learning rate would be written as `null` into config.json and brick the run directory;
     every count, index and seed in a run config is non-negative."""
     for f in fields(section):  # type: ignore[arg-type]
         value = getattr(section, f.name)
         name = f"{where}.{f.name}" if where else f.name
+        low = (least or {}).get(f.name, 0)
         items = value if isinstance(value, tuple) else (value,)
         for v in items:
             if isinstance(v, bool):
                 continue
             if isinstance(v, float) and not math.isfinite(v):
                 raise ModescapeError(f"{name} must be a finite number, got {v}")
-            if isinstance(v, int) and v < 0:
-                raise ModescapeError(f"{name} must be >= 0, got {v}")
+            if isinstance(v, int) and v < low:
+                raise ModescapeError(f"{name} must be >= {low}, got {v}")
 
 
 @dataclass(frozen=True)
@@ -62,13 +64,9 @@ class DataConfig:
     def __post_init__(self) -> None:
         check_choice("dataset", self.name, Dataset)
         check_choice("scaling", self.scaling, Scaling)
-        _check_numbers(self, "data")
-        if self.name in ("cifar10", "cifar100", "folder") and not self.root:
+        _check_numbers(self, "data", {"mnist1d_samples": 20})
+        if self.name != Dataset.MNIST1D and not self.root:
             raise ModescapeError(f"dataset {self.name!r} needs data.root (a folder or archive)")
-        if self.val_size < 0:
-            raise ModescapeError(f"data.val_size must be >= 0, got {self.val_size}")
-        if self.mnist1d_samples < 20:
-            raise ModescapeError(f"data.mnist1d_samples must be >= 20, got {self.mnist1d_samples}")
 
 
 @dataclass(frozen=True)
@@ -78,6 +76,7 @@ class ModelConfig:
     dropout: float = 0.1  # probability, where the architecture has dropout
 
     def __post_init__(self) -> None:
+        _check_numbers(self, "model")
         check_choice("architecture", self.arch, Arch)
         check_choice("variant", self.variant, Variant)
         if self.arch == "resnet20" and self.variant != "paper":
@@ -122,10 +121,7 @@ class TrainConfig:
     channels_last: bool = True  # 2-D inputs only; the big lever on CPU (bench_training.py)
 
     def __post_init__(self) -> None:
-        _check_numbers(self, "train")
-        for name in ("batch_size", "lr_every", "snapshot_every"):
-            if getattr(self, name) < 1:
-                raise ModescapeError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        _check_numbers(self, "train", {"batch_size": 1, "lr_every": 1, "snapshot_every": 1})
         if self.lr <= 0 or not 0 < self.lr_factor <= 1 or self.weight_decay < 0:
             raise ModescapeError("train.lr must be > 0, lr_factor in (0, 1], weight_decay >= 0")
         check_choice("optimizer", self.optimizer, Optimizer)
@@ -153,9 +149,7 @@ class RunConfig:
     seed: int = 0  # base seed; member i's seed is derive_seed(seed, "member", i)
 
     def __post_init__(self) -> None:
-        _check_numbers(self, "")
-        if self.members < 1:
-            raise ModescapeError(f"members must be >= 1, got {self.members}")
+        _check_numbers(self, "", {"members": 1})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
