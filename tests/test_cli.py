@@ -3,6 +3,7 @@ import json
 import pytest
 from conftest import cli
 
+from modescape.config import RunConfig
 from modescape.store.run import load_run
 
 
@@ -124,3 +125,125 @@ def test_train_from_a_config_file_with_overrides(tmp_path, tiny_run):
     assert code == 0, err
     assert load_run(out).config == tiny_config()
     assert snapshot_bytes(out) == snapshot_bytes(tiny_run)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--config", "{tmp}", "--out", "{tmp}/x"], "is a directory"),
+        (["train", "--config", "{tmp}/c.json", "--recipe", "seed", "--out", "{tmp}/x"], "--recipe"),
+        (["train", "--set", "train.lr=NaN", "--out", "{tmp}/x"], "train.lr must be a finite"),
+        (["train", "--set", "train.lr=Infinity", "--out", "{tmp}/x"], "train.lr must be a finite"),
+        (["train", "--seed", "-1", "--out", "{tmp}/x"], "seed must be >= 0"),
+        (["train", "--workers", "0", "--out", "{tmp}/x"], "--workers must be >= 1"),
+        (["analyze", "{tmp}/norun", "--seed", "-1"], "--seed must be >= 0, got -1"),
+        (["analyze", "{tmp}/norun", "--late", "-2"], "--late must be >= 0"),
+        (["landscape", "{tmp}/norun", "--margin", "nan"], "--margin must be a finite number"),
+        (["landscape", "{tmp}/norun", "--path", "m0"], "--path needs two anchors"),
+        (["shift", "{tmp}/norun", "--max-examples", "-5"], "--max-examples must be >= 0"),
+        (["subspace", "{tmp}/norun", "--reference", "-1"], "--reference must be >= 0"),
+    ],
+)
+def test_bad_values_are_refused_before_anything_is_written(tmp_path, args, message):
+    (tmp_path / "c.json").write_text(RunConfig().to_json())
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    code, out, err = cli(*args)
+    assert code == 2, (out, err)
+    assert err.startswith("modescape: error: ") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_recipe_applies_without_config(tmp_path):
+    from modescape.cli import build_parser, resolve_config
+
+    args = build_parser().parse_args(["train", "--recipe", "seed", "--epochs", "2"])
+    cfg = resolve_config(args)
+    assert cfg.train.recipe == "seed" and cfg.train.lr_milestones == (9, 19, 29)
+    assert cfg.train.epochs == 2
+
+
+def test_study_flags_default_to_the_study_configs():
+    """Parsing a study command with no flag gives exactly the dataclass defaults, and every
+    scalar field of every study config has a flag."""
+    import dataclasses
+
+    from modescape.analysis.subspace import SubspaceConfig
+    from modescape.cli import build_parser
+    from modescape.cli_flags import config_from_args
+    from modescape.cli_studies import ANALYSIS_FLAGS, LANDSCAPE_FLAGS, SHIFT_FLAGS, SUBSPACE_FLAGS
+    from modescape.studies.landscape import LandscapeConfig
+    from modescape.studies.shift import ShiftConfig
+    from modescape.studies.weights_functions import AnalysisConfig
+
+    parser = build_parser()
+    for command, cls, flags in [
+        ("analyze", AnalysisConfig, ANALYSIS_FLAGS),
+        ("subspace", SubspaceConfig, SUBSPACE_FLAGS),
+        ("landscape", LandscapeConfig, LANDSCAPE_FLAGS),
+        ("shift", ShiftConfig, SHIFT_FLAGS),
+    ]:
+        args = parser.parse_args([command, "RUN"])
+        assert config_from_args(cls, args, flags) == cls(), command
+        exposed = {f.name for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+        assert exposed == {f.name for f in dataclasses.fields(cls)}, command
+
+
+def test_study_flags_reach_the_config():
+    from modescape.cli import build_parser
+    from modescape.cli_flags import config_from_args
+    from modescape.cli_studies import LANDSCAPE_FLAGS, SHIFT_FLAGS
+    from modescape.studies.landscape import LandscapeConfig
+    from modescape.studies.shift import ShiftConfig
+
+    parser = build_parser()
+    args = parser.parse_args(
+        ["landscape", "R", "--grid", "5", "--no-align", "--bn-policy", "keep",
+         "--anchors", "origin,m0,m2", "--path", "m0,m1", "--path", "m0@e2,m0"]
+    )  # fmt: skip
+    cfg = config_from_args(LandscapeConfig, args, LANDSCAPE_FLAGS)
+    assert (cfg.resolution, cfg.align, cfg.bn_policy) == (5, False, "keep")
+    assert cfg.planes == (("origin", "m0", "m2"),)
+    assert cfg.paths == (("m0", "m1"), ("m0@e2", "m0"))
+    args = parser.parse_args(["shift", "R", "--severities", "2-3", "--corruptions", "a,b"])
+    cfg = config_from_args(ShiftConfig, args, SHIFT_FLAGS)
+    assert cfg.severities == (2, 3) and cfg.corruptions == ("a", "b")
+
+
+def test_quiet_and_verbose_set_the_one_handler():
+    import io
+    import logging
+
+    from modescape.cli import build_parser, setup_logging
+
+    parser = build_parser()
+    assert parser.parse_args(["-q", "info", "R"]).verbosity == -1
+    assert parser.parse_args(["info", "R", "--verbose"]).verbosity == 1
+    assert parser.parse_args(["info", "R"]).verbosity == 0
+    logger = logging.getLogger("modescape.pipeline")
+    seen = {}
+    for verbosity in (-1, 0, 1):
+        stream = io.StringIO()
+        setup_logging(verbosity, stream)
+        logger.debug("debug line")
+        logger.info("info line")
+        logger.warning("warning line")
+        seen[verbosity] = stream.getvalue().splitlines()
+    assert seen[-1] == ["warning line"]
+    assert seen[0] == ["info line", "warning line"]
+    assert seen[1] == ["debug line", "info line", "warning line"]
+    ours = [h for h in logging.getLogger("modescape").handlers if getattr(h, "_modescape_cli", 0)]
+    assert len(ours) == 1  # replaced on every call, never stacked
+
+
+def test_help_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from modescape.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules, file=sys.stderr)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.stderr.strip() == "False" and "analyze" in r.stdout
