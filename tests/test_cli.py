@@ -136,6 +136,7 @@ def test_train_from_a_config_file_with_overrides(tmp_path, tiny_run):
         (["train", "--set", "train.lr=Infinity", "--out", "{tmp}/x"], "train.lr must be a finite"),
         (["train", "--seed", "-1", "--out", "{tmp}/x"], "seed must be >= 0"),
         (["train", "--workers", "0", "--out", "{tmp}/x"], "--workers must be >= 1"),
+        (["train", "--device", "tpu", "--out", "{tmp}/x"], "unknown device 'tpu'"),
         (["analyze", "{tmp}/norun", "--seed", "-1"], "--seed must be >= 0, got -1"),
         (["analyze", "{tmp}/norun", "--late", "-2"], "--late must be >= 0"),
         (["landscape", "{tmp}/norun", "--margin", "nan"], "--margin must be a finite number"),

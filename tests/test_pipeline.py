@@ -9,6 +9,7 @@ import logging
 import pytest
 from conftest import cli, tiny_config
 
+from modescape.errors import ModescapeError
 from modescape.pipeline import run_pipeline, subspace_defaults, train_run
 from modescape.store.run import load_run
 
@@ -57,3 +58,15 @@ def test_empty_shard_through_the_cli(tmp_path):
     code, stdout, err = cli("train", *args, "--out", str(out), "--shard", "1/4")
     assert code == 0 and "trained 1 member(s)" in stdout
     assert load_run(out).finished_members() == [1]
+
+
+def test_bad_launch_settings_leave_nothing_behind(tmp_path):
+    out = tmp_path / "run"
+    for kwargs, message in [
+        ({"device": "tpu"}, "unknown device 'tpu'"),
+        ({"executor": "cluster"}, "unknown executor 'cluster'"),
+        ({"executor": "local", "workers": 0}, "workers must be >= 1"),
+    ]:
+        with pytest.raises(ModescapeError, match=message):
+            train_run(tiny_config(members=1, epochs=1), out, **kwargs)
+        assert not out.exists()

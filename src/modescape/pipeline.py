@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from modescape.config import RunConfig
-from modescape.errors import ModescapeError
+from modescape.errors import ModescapeError, check_choice
+from modescape.options import Executor
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +36,19 @@ def train_run(
     An empty `members` (a shard with no member, e.g. `--shard 3/4` of 3 members) creates or
     checks the run directory and trains nothing, with a warning that says so."""
     from modescape.train.launch import run_members
-    from modescape.train.trainer import prepare_run, train
+    from modescape.train.trainer import prepare_run, resolve_device, train
 
+    # Checked before the run directory exists, so a typo leaves nothing behind.
+    check_choice("executor", executor, Executor)
+    if workers < 1 or retries < 0:
+        raise ModescapeError(f"workers must be >= 1 and retries >= 0, got {workers}, {retries}")
+    if executor != Executor.SLURM:  # SLURM tasks resolve the device on their own node
+        resolve_device(device)
     if members is not None and len(members) == 0:
         log.warning("no member to train in %s: the selection of %d member(s) is empty", out,
                     config.members)  # fmt: skip
         return prepare_run(out, config).path
-    if executor == "serial":
+    if executor == Executor.SERIAL:
         return train(config, out, members=members, device=device, progress=progress).path
     run = prepare_run(out, config)
     result = run_members(
