@@ -20,7 +20,7 @@ def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("e2e") / "demo"
     code, stdout, stderr = cli("run", "--out", str(out))
     assert code == 0, stderr
-    return out, stdout
+    return out, stdout + stderr  # progress is logged to stderr, results printed to stdout
 
 
 def test_run_writes_every_artifact(demo):
