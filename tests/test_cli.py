@@ -248,3 +248,13 @@ def test_help_does_not_import_torch():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.stderr.strip() == "False" and "analyze" in r.stdout
+
+
+def test_os_errors_are_one_line_naming_the_path(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    small = ["--epochs", "1", "--set", "data.mnist1d_samples=200"]
+    code, _, err = cli("train", *small, "--out", str(blocker / "run"))
+    assert code == 2 and "Traceback" not in err
+    assert err.startswith("modescape: error: ") and str(blocker) in err
+    assert err.count("\n") == 1

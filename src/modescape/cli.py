@@ -402,6 +402,10 @@ def main(argv: list[str] | None = None) -> int:
         message = " ".join(str(e).split())  # one line, whatever the message holds
         print(f"modescape: error: {message}", file=sys.stderr)
         return 2
+    except OSError as e:  # permissions, read-only or full disk, a name too long: not a bug
+        where = f": {e.filename}" if e.filename else ""
+        print(f"modescape: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("modescape: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
