@@ -258,3 +258,17 @@ def test_os_errors_are_one_line_naming_the_path(tmp_path):
     assert code == 2 and "Traceback" not in err
     assert err.startswith("modescape: error: ") and str(blocker) in err
     assert err.count("\n") == 1
+
+
+def test_a_flag_for_a_missing_field_is_a_bug_caught_at_build_time():
+    import argparse
+    from dataclasses import dataclass
+
+    from modescape.cli_flags import Flag, add_dataclass_flags
+
+    @dataclass(frozen=True)
+    class Settings:
+        grid: int = 3
+
+    with pytest.raises(TypeError, match="resolution"):
+        add_dataclass_flags(argparse.ArgumentParser(), Settings, {"resolution": Flag("--grid")})

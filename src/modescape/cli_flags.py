@@ -77,6 +77,9 @@ def add_dataclass_flags(
 ) -> argparse.ArgumentParser:
     """One flag per field of `cls` (see the module docstring); dest = the field's name."""
     hints = typing.get_type_hints(cls)
+    stale = sorted(set(flags) - set(hints))
+    if stale:  # a renamed field would otherwise lose its flag name silently
+        raise TypeError(f"flags for {cls.__name__} name no field: {', '.join(stale)}")
     g = parser.add_argument_group(f"settings ({cls.__name__})")
     for f in dataclasses.fields(cls):
         flag = flags.get(f.name, Flag())
