@@ -148,10 +148,11 @@ def _select_members(args: argparse.Namespace, n: int) -> list[int] | None:
 
 
 def _check_launch_flags(args: argparse.Namespace) -> None:
-    for flag in ("workers", "retries"):
-        if getattr(args, flag) < 0 or (flag == "workers" and args.workers < 1):
-            least = 1 if flag == "workers" else 0
-            raise ModescapeError(f"--{flag} must be >= {least}, got {getattr(args, flag)}")
+    """Named by their flags here; `train_run` checks them again for library callers."""
+    if args.workers < 1:
+        raise ModescapeError(f"--workers must be >= 1, got {args.workers}")
+    if args.retries < 0:
+        raise ModescapeError(f"--retries must be >= 0, got {args.retries}")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
