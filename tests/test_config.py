@@ -164,6 +164,7 @@ def test_choices_come_from_the_option_enums():
         TrainConfig(sampler="bootstrap")
     # enum members are accepted and stored as the plain strings JSON keeps
     cfg = preset(Dataset.MNIST1D, Arch.SMALLCNN)
+    assert type(cfg.model.arch) is str and type(cfg.data.name) is str
     assert json.loads(cfg.to_json())["model"]["arch"] == "smallcnn"
     assert RunConfig.from_dict(json.loads(cfg.to_json())) == cfg
     assert TrainConfig(optimizer=Optimizer.SGD).optimizer == "sgd"

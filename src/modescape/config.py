@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass, field, fields, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +63,8 @@ class DataConfig:
     mnist1d_seed: int = 42  # generator seed (the published dataset uses 42)
 
     def __post_init__(self) -> None:
-        check_choice("dataset", self.name, Dataset)
-        check_choice("scaling", self.scaling, Scaling)
+        _set_choice(self, "name", "dataset", Dataset)
+        _set_choice(self, "scaling", "scaling", Scaling)
         _check_numbers(self, "data", {"mnist1d_samples": 20})
         if self.name != Dataset.MNIST1D and not self.root:
             raise ModescapeError(f"dataset {self.name!r} needs data.root (a folder or archive)")
@@ -77,8 +78,8 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _check_numbers(self, "model")
-        check_choice("architecture", self.arch, Arch)
-        check_choice("variant", self.variant, Variant)
+        _set_choice(self, "arch", "architecture", Arch)
+        _set_choice(self, "variant", "variant", Variant)
         if self.arch == "resnet20" and self.variant != "paper":
             raise ModescapeError("resnet20 has only the 'paper' variant (canonical ResNet20v1)")
         if not 0.0 <= self.dropout < 1.0:
@@ -124,10 +125,10 @@ class TrainConfig:
         _check_numbers(self, "train", {"batch_size": 1, "lr_every": 1, "snapshot_every": 1})
         if self.lr <= 0 or not 0 < self.lr_factor <= 1 or self.weight_decay < 0:
             raise ModescapeError("train.lr must be > 0, lr_factor in (0, 1], weight_decay >= 0")
-        check_choice("optimizer", self.optimizer, Optimizer)
-        check_choice("schedule", self.schedule, Schedule)
-        check_choice("batch sampler", self.sampler, BatchSampler)
-        check_choice("precision", self.precision, Precision)
+        _set_choice(self, "optimizer", "optimizer", Optimizer)
+        _set_choice(self, "schedule", "schedule", Schedule)
+        _set_choice(self, "sampler", "batch sampler", BatchSampler)
+        _set_choice(self, "precision", "precision", Precision)
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate for 0-based `epoch`. Paper: 1.6e-3 / 2**floor(e / 10)."""
@@ -326,6 +327,12 @@ def _parse_value(raw: str) -> Any:
         return json.loads(raw)
     except json.JSONDecodeError:
         return raw
+
+
+def _set_choice(section: object, name: str, what: str, options: type[StrEnum]) -> None:
+    """Check a choice field and store it as the plain string (an enum member passed in would
+    otherwise show in reprs and compare by identity in `is` checks)."""
+    object.__setattr__(section, name, check_choice(what, getattr(section, name), options))
 
 
 def _check_choice(what: str, value: str, allowed: Any) -> None:
