@@ -134,6 +134,10 @@ def test_calibrated_cloud_spans_the_band(problem, method):
     assert cal.probe_accuracy <= cal.target_accuracy
     if method == "dropout":
         assert 0 < cal.scale <= DROPOUT_MAX
+    if method in ("random", "dropout"):
+        assert cal.centre_accuracy == ref
+    else:  # Gaussians are centred on the snapshots' mean
+        assert cal.centre_accuracy == float(accuracy_of(traj[-10:].mean(0, keepdim=True))[0])
     assert calibrate_scale(method, traj, 0, cfg, accuracy_of, floor=1 / C) == cal.scale
     acc = accuracy_of(sample_subspace(cfg, method, traj, 0, scale=cal.scale))
     # the criterion of the paper's plane: from within 2 points of the reference to 15 below

@@ -52,6 +52,7 @@ class Calibration:
     member: int
     scale: float
     reference_accuracy: float
+    centre_accuracy: float  # at scale 0: θ* for random/dropout, μ of the snapshots for Gaussians
     target_accuracy: float
     probe_accuracy: float  # mean accuracy of the probes at `scale`
     n_evaluations: int  # calls of accuracy_of
@@ -79,6 +80,9 @@ def calibrate(
         raise ModescapeError(f"floor must be in [0, 1), got {floor}")
     tail = trajectory_tail(config, method, trajectory)
     ref_acc = _accuracies(accuracy_of, tail[-1:])[0]
+    # Gaussians are centred on μ: when μ is below the reference, the cloud cannot get closer.
+    gaussian = method not in ("random", "dropout")
+    centre = _accuracies(accuracy_of, tail.mean(dim=0, keepdim=True))[0] if gaussian else ref_acc
     target = max(ref_acc - config.target_drop, (ref_acc + floor) / 2)
     seed = derive_seed(config.seed, "calibrate", method, member)
     cache: dict[float, float] = {}
@@ -110,9 +114,10 @@ def calibrate(
         member=member,
         scale=float(hi),
         reference_accuracy=ref_acc,
+        centre_accuracy=centre,
         target_accuracy=float(target),
         probe_accuracy=acc_at(hi),
-        n_evaluations=len(cache) + 1,
+        n_evaluations=len(cache) + 1 + int(gaussian),
         reached=reached,
     )
 

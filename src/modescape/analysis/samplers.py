@@ -146,11 +146,15 @@ def sample(
     *,
     rank: int = 5,
     sweep: bool | None = None,
+    stratified: bool = False,
 ) -> torch.Tensor:
     """Any of SAMPLERS on `snapshots[S, P]` (anchor = last row; "random"/"dropout" need S ≥ 1,
     the Gaussians S ≥ 2). `sweep`: a fresh scale·U(0,1) per sample (default: random and dropout
-    yes, the Gaussians no); False pins every sample at `scale`. Returns [n, P]."""
-    return _collect(_rows(method, snapshots, n, scale, seed, rank=rank, sweep=sweep), n)
+    yes, the Gaussians no); False pins every sample at `scale`. `stratified` (with a sweep): the
+    n values of U(0,1) are one per stratum [k/n, (k+1)/n), in a seeded random order, so the
+    cloud always reaches near scale 0 and near `scale`. Returns [n, P]."""
+    rows = _rows(method, snapshots, n, scale, seed, rank=rank, sweep=sweep, stratified=stratified)
+    return _collect(rows, n)
 
 
 def iter_samples(
@@ -163,11 +167,12 @@ def iter_samples(
     rank: int = 5,
     chunk: int = 8,
     sweep: bool | None = None,
+    stratified: bool = False,
 ) -> Iterator[torch.Tensor]:
     """`sample(...)` in pieces of at most `chunk` rows ([≤chunk, P] each); the concatenation is
     identical to `sample(...)` with the same seed, whatever the chunk."""
     _check_n(chunk, "chunk")
-    rows = _rows(method, snapshots, n, scale, seed, rank=rank, sweep=sweep)
+    rows = _rows(method, snapshots, n, scale, seed, rank=rank, sweep=sweep, stratified=stratified)
     while block := [row for _, row in zip(range(chunk), rows)]:
         yield torch.stack(block)
 
@@ -181,6 +186,7 @@ def _rows(
     *,
     rank: int = 5,
     sweep: bool | None = None,
+    stratified: bool = False,
 ) -> Iterator[torch.Tensor]:
     """Validate eagerly, then return a generator of n rows [P] (fitting happens once, here)."""
     if method not in SAMPLERS:
@@ -197,8 +203,14 @@ def _rows(
     def uniform() -> float:
         return float(torch.rand((), generator=gen, dtype=torch.float64))
 
+    # Stratum of each sample (drawn first, so chunked and whole draws agree).
+    strata = iter(torch.randperm(n, generator=gen).tolist()) if swept and stratified else None
+
     def level() -> float:  # this sample's scale: a fresh scale·U(0,1) when sweeping
-        return scale * uniform() if swept else scale
+        if not swept:
+            return scale
+        u = uniform()
+        return scale * ((next(strata) + u) / n if strata is not None else u)
 
     def normal(size: int) -> torch.Tensor:
         return torch.randn(size, generator=gen, dtype=dtype).to(device)

@@ -10,9 +10,13 @@ used here). Settings (`SubspaceConfig.mode`), from the authors' notebook (deepmi
   s = 10·U(0,1) drawn per sample, low-rank s = 6, dropout p = 0.1·U(0,1), 50 samples per method
   (the scaled low-rank variant is not in the notebook and gets the low-rank s). These were chosen
   for a ~1M-parameter CNN; on small networks they destroy the model.
-- "calibrated" (default): every sampler sweeps t·scale, t ~ U(0,1), with `scale` found per sampler
-  and member by `calibration.calibrate_scale` (the scale at which samples lose `target_drop`
-  accuracy), so the cloud spans the band from the reference's accuracy downwards on any network.
+- "calibrated" (default): every sampler sweeps t·scale, t ~ U(0,1) (stratified: one t in each
+  [k/n, (k+1)/n), in a seeded random order, so the cloud reaches both ends), with `scale` found
+  per sampler and member by `calibration.calibrate_scale` (the scale at which samples lose
+  `target_drop` accuracy), so the cloud spans the band from the reference's accuracy downwards on
+  any network. Gaussian samplers are centred on μ, the mean of the last snapshots: on a run whose
+  last snapshots are still improving, μ itself is below the reference and no scale brings their
+  cloud closer (`Calibration.centre_accuracy` says so).
   Until a scale is calibrated the config's `*_scale` fields are used, which default to the
   notebook's ensembling section (random 10, diagonal 1, low-rank 1, dropout 0.1; 30 samples per
   subspace model).
@@ -151,7 +155,8 @@ def sample_subspace(
     snapshots: [S, P], the trajectory (or its tail); the last `config.n_snapshots` are used and
     the anchor is the final one. Seeded by derive_seed(config.seed, "subspace", method, member).
     `scale`: the calibrated scale (`calibrate_scale`); None uses `config.scale(method)`. In
-    "calibrated" mode every sampler sweeps t·scale, t ~ U(0,1); in "paper" mode the notebook's.
+    "calibrated" mode every sampler sweeps t·scale, t ~ U(0,1) stratified (one t per
+    [k/n, (k+1)/n), seeded order); in "paper" mode the notebook's i.i.d. draws.
     Returns [n_samples, P].
     """
     if method not in config.methods:
@@ -159,8 +164,17 @@ def sample_subspace(
     tail = trajectory_tail(config, method, snapshots)
     s = config.scale(method) if scale is None else float(scale)
     seed = derive_seed(config.seed, "subspace", method, member)
+    # Calibrated clouds are stratified in t so that they reach both ends of the band.
+    stratified = config.mode is SamplerMode.CALIBRATED
     return sample(
-        method, tail, config.n_samples, s, seed, rank=config.rank, sweep=config.sweeps(method)
+        method,
+        tail,
+        config.n_samples,
+        s,
+        seed,
+        rank=config.rank,
+        sweep=config.sweeps(method),
+        stratified=stratified,
     )
 
 
