@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from modescape.analysis.engine import batched
 from modescape.analysis.engine.batched import BN_POLICIES, Scores, StateDict
 from modescape.analysis.geometry import COLLINEAR_RTOL as COLLINEAR_RTOL
-from modescape.analysis.geometry import anchored_grid
+from modescape.analysis.geometry import AnchoredGrid, anchored_grid
 from modescape.analysis.geometry import plane_axes as plane_axes
 from modescape.analysis.geometry import plane_grid as plane_grid
 from modescape.analysis.geometry import project_onto_plane as project_onto_plane
@@ -183,6 +183,35 @@ class PlaneResult:
     anchor_index: Tensor = field(default_factory=lambda: torch.zeros(3, 2, dtype=torch.int64))
 
 
+@dataclass(frozen=True)
+class _PlanePoints:
+    """Weights and BN buffers of whole grid rows; an anchor's node gets the anchor's own."""
+
+    grid: AnchoredGrid
+    coords: Tensor  # [3, 2] plane coordinates of o, θ1, θ2
+    u: Tensor
+    v: Tensor
+    anchors: tuple[tuple[Tensor, Tensor], ...]  # (params[P], buffers[B]) of o, θ1, θ2
+
+    def __call__(self, rows: list[int]) -> tuple[Tensor, Tensor]:
+        (po, bo), (_, b1), (_, b2) = self.anchors
+        Ra = len(self.grid.a_values)
+        a = self.grid.a_values.repeat(len(rows))
+        b = self.grid.b_values[rows].repeat_interleave(Ra)
+        params = (po.double() + a[:, None] * self.u.double() + b[:, None] * self.v.double()).float()
+        # Buffer interpolation needs coefficients on the anchors: θ − o = α(θ1−o) + β(θ2−o).
+        (a1, _), (a2, bb2) = self.coords[1].tolist(), self.coords[2].tolist()
+        beta = b / bb2
+        alpha = (a - beta * a2) / a1
+        bufs = bo + alpha[:, None].float() * (b1 - bo) + beta[:, None].float() * (b2 - bo)
+        # o + a·u + b·v is an anchor only up to round-off: put its own weights at its node.
+        for k, (row, col) in enumerate(self.grid.anchor_index.tolist()):
+            if row in rows:
+                at = rows.index(row) * Ra + col
+                params[at], bufs[at] = self.anchors[k]
+        return params, bufs
+
+
 def evaluate_plane(
     model: nn.Module,
     o: Anchor,
@@ -227,28 +256,10 @@ def evaluate_plane(
     u, v, coords = plane_axes(po, p1, p2)
     grid_spec = anchored_grid(coords, resolution, margin)
     a_vals, b_vals = grid_spec.a_values, grid_spec.b_values
-    # Grid point (row, column) -> the anchor whose own weights are used there.
-    at_anchor = {tuple(ij): k for k, ij in enumerate(grid_spec.anchor_index.tolist())}
-    exact = [(po, bo), (p1, b1), (p2, b2)]
     job = _Job(model, x, y, policy, train_x, bn_batches, bn_batch_size, engine)
     refs = _agreement_refs(job, reference_probs, {"theta1": (p1, b1), "theta2": (p2, b2)})
 
-    o64, u64, v64 = po.double(), u.double(), v.double()
-    # Buffer interpolation needs coefficients on the anchors: θ − o = α(θ1−o) + β(θ2−o).
-    (a1, _), (a2, bb2) = coords[1].tolist(), coords[2].tolist()
-
-    def points(rows: list[int]) -> tuple[Tensor, Tensor]:
-        a = a_vals.repeat(len(rows))
-        b = b_vals[rows].repeat_interleave(Ra)
-        params = (o64 + a[:, None] * u64 + b[:, None] * v64).float()
-        beta = b / bb2
-        alpha = (a - beta * a2) / a1
-        bufs = bo + alpha[:, None].float() * (b1 - bo) + beta[:, None].float() * (b2 - bo)
-        for j, i in enumerate(rows):  # o + a·u + b·v is the anchor only up to round-off
-            for col in range(Ra):
-                if (i, col) in at_anchor:
-                    params[j * Ra + col], bufs[j * Ra + col] = exact[at_anchor[i, col]]
-        return params, bufs
+    points = _PlanePoints(grid_spec, coords, u, v, ((po, bo), (p1, b1), (p2, b2)))
 
     # The anchors, exactly (a direct check that the grid is right where it passes near them).
     anchor = job.score(torch.stack([po, p1, p2]), torch.stack([bo, b1, b2]), refs)
@@ -267,7 +278,7 @@ def evaluate_plane(
     with tqdm(total=len(todo) * Ra, desc="plane", unit="pt", disable=disable) as bar:
         for s in range(0, len(todo), rows_per_block):
             rows = todo[s : s + rows_per_block]
-            params, bufs = points(rows)
+            params, bufs = points(rows)  # [len(rows)·Ra, P], [len(rows)·Ra, B]
             sc = job.score(params, bufs, refs, on_block=bar.update)
             for j, i in enumerate(rows):
                 cut = slice(j * Ra, (j + 1) * Ra)

@@ -20,7 +20,7 @@ entry positive), so samples do not depend on LAPACK's eigenvector signs.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -196,22 +196,31 @@ def _rows(
     _check_scale(method, scale)
     _check_snapshots(snapshots, need=1 if method in ("random", "dropout") else 2)
     gen = _generator(seed)
-    P = snapshots.shape[1]
-    dtype, device = snapshots.dtype, snapshots.device
-
-    # Draws are made on the CPU (same samples on any device), then moved.
-    def uniform() -> float:
-        return float(torch.rand((), generator=gen, dtype=torch.float64))
-
     # Stratum of each sample (drawn first, so chunked and whole draws agree).
     strata = iter(torch.randperm(n, generator=gen).tolist()) if swept and stratified else None
 
     def level() -> float:  # this sample's scale: a fresh scale·U(0,1) when sweeping
         if not swept:
             return scale
-        u = uniform()
+        u = float(torch.rand((), generator=gen, dtype=torch.float64))
         return scale * ((next(strata) + u) / n if strata is not None else u)
 
+    draw = _drawer(method, snapshots, rank, gen, level)
+    return (draw() for _ in range(n))
+
+
+def _drawer(
+    method: str,
+    snapshots: torch.Tensor,
+    rank: int,
+    gen: torch.Generator,
+    level: Callable[[], float],
+) -> Callable[[], torch.Tensor]:
+    """A function drawing one sample [P] of `method`; `level()` gives each sample's scale."""
+    P = snapshots.shape[1]
+    dtype, device = snapshots.dtype, snapshots.device
+
+    # Draws are made on the CPU (same samples on any device), then moved.
     def normal(size: int) -> torch.Tensor:
         return torch.randn(size, generator=gen, dtype=dtype).to(device)
 
@@ -248,7 +257,7 @@ def _rows(
             z = level() * normal(rank)
             return basis.mean + (z * coef) @ basis.components
 
-    return (draw() for _ in range(n))
+    return draw
 
 
 def _collect(rows: Iterator[torch.Tensor], n: int) -> torch.Tensor:

@@ -117,6 +117,23 @@ def _tsne_iterations_name() -> str:
     return "max_iter" if "max_iter" in inspect.signature(TSNE).parameters else "n_iter"
 
 
+def _tsne(x: np.ndarray, seed: int, **given: object) -> tuple[np.ndarray, dict]:
+    """sklearn's Barnes–Hut TSNE (angle 0.5) on x [K, D]: coords [K, 2] and what it used."""
+    kwargs = dict(given)
+    kwargs[_tsne_iterations_name()] = kwargs.pop("max_iter")
+    tsne = TSNE(n_components=2, method="barnes_hut", angle=0.5, random_state=seed, **kwargs)
+    coords = tsne.fit_transform(x)
+    return coords, {
+        "perplexity": float(given["perplexity"]),
+        "n_components": 2,
+        "angle": 0.5,
+        "tsne_method": "barnes_hut",
+        "kl_divergence": float(tsne.kl_divergence_),
+        "n_iter_run": int(tsne.n_iter_),
+        "learning_rate_used": float(tsne.learning_rate_),
+    }
+
+
 def embed_trajectories(
     points: ArrayLike,
     method: str = "tsne",
@@ -152,40 +169,20 @@ def embed_trajectories(
         settings["explained_variance_ratio"] = pca.explained_variance_ratio_.tolist()
         return TrajectoryEmbedding(coords=coords, settings=settings)
 
-    used = clamp_perplexity(perplexity, k)
-    tsne_kwargs = {
-        "n_components": 2,
-        "perplexity": used,
-        "learning_rate": learning_rate,
-        _tsne_iterations_name(): max_iter,
-        "early_exaggeration": early_exaggeration,
-        "metric": metric,
-        "init": init,
-        "method": "barnes_hut",
-        "angle": 0.5,
-        "random_state": seed,
-    }
-    tsne = TSNE(**tsne_kwargs)
-    coords = tsne.fit_transform(x)
-    settings.update(
-        {key: v for key, v in tsne_kwargs.items() if key not in ("random_state", "method")}
-    )
     given = {
         "perplexity": float(perplexity), "learning_rate": learning_rate, "init": init,
         "max_iter": max_iter, "early_exaggeration": early_exaggeration, "metric": metric,
     }  # fmt: skip
+    coords, info = _tsne(x, seed, **(given | {"perplexity": clamp_perplexity(perplexity, k)}))
     warnings = tsne_warnings(coords)
+    settings.update(given | info)
     settings.update(
         {
             "preset": "paper" if given == PAPER_TSNE else "custom",
             "warnings": list(warnings),
             "lead_with_pca": bool(warnings),
-            "tsne_method": tsne_kwargs["method"],
             "perplexity_requested": float(perplexity),
-            "perplexity_clamped": used != float(perplexity),
-            "kl_divergence": float(tsne.kl_divergence_),
-            "n_iter_run": int(tsne.n_iter_),
-            "learning_rate_used": float(tsne.learning_rate_),
+            "perplexity_clamped": info["perplexity"] != float(perplexity),
         }
     )
     return TrajectoryEmbedding(coords.astype(np.float64), settings, warnings)
