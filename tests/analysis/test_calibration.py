@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from modescape.analysis.calibration import DROPOUT_MAX, calibrate, calibrate_scale
+from modescape.analysis.calibration import (
+    DROPOUT_MAX,
+    calibrate,
+    calibrate_methods,
+    calibrate_scale,
+)
 from modescape.analysis.subspace import (
     PAPER_PLANE,
     SAMPLERS,
@@ -150,6 +155,9 @@ def test_calibration_is_deterministic_and_says_when_it_cannot_reach(problem, cap
     cfg = SubspaceConfig(n_snapshots=10, rank=5)
     a = calibrate("random", traj, 1, cfg, accuracy_of)
     assert a == calibrate("random", traj, 1, cfg, accuracy_of)
+    two = SubspaceConfig(methods=("random", "dropout"), n_snapshots=10, rank=5)
+    every = calibrate_methods(two, traj, 1, accuracy_of)
+    assert list(every) == ["random", "dropout"] and every["random"].scale == a.scale
     flat = traj[-1:].expand(10, -1).clone()  # σ = 0: no diagonal scale moves the model
     c = calibrate("diagonal", flat, 0, cfg, accuracy_of)
     assert not c.reached and "did not bracket" in caplog.text

@@ -135,6 +135,21 @@ def calibrate_scale(
     return calibrate(method, trajectory, member, config, accuracy_of, floor=floor).scale
 
 
+def calibrate_methods(
+    config: SubspaceConfig,
+    trajectory: torch.Tensor,
+    member: int,
+    accuracy_of: AccuracyFn,
+    *,
+    floor: float = 0.0,
+) -> dict[str, Calibration]:
+    """`calibrate` for every method of `config` around one member: {method: Calibration}."""
+    return {
+        m: calibrate(m, trajectory, member, config, accuracy_of, floor=floor)
+        for m in config.methods
+    }
+
+
 def _bracket_geometric(
     acc_at: Callable[[float], float], target: float, start: float
 ) -> tuple[float, float, bool]:
