@@ -72,14 +72,61 @@ def test_degenerate_planes_raise():
     landscape.plane_axes(o, o + d, o + d + 1e-3 * torch.randn(10))  # clearly not collinear
 
 
-def test_plane_grid_covers_anchors_with_margins():
+def test_plane_grid_covers_anchors_with_margins_and_anchors_are_nodes():
     coords = torch.tensor([[0.0, 0.0], [4.0, 0.0], [-1.0, 2.0]])
-    a, b = landscape.plane_grid(coords, resolution=11, margin=0.1)
-    assert len(a) == len(b) == 11
-    assert a[0] == pytest.approx(-1.5) and a[-1] == pytest.approx(4.5)  # margin 0.1 × span 5
-    assert b[0] == pytest.approx(-0.5) and b[-1] == pytest.approx(2.5)
+    g = landscape.anchored_grid(coords, resolution=11, margin=0.1)
+    a, b = g.a_values, g.b_values
+    assert (a, b) == (a, b) and len(a) >= 11 and len(b) >= 11
+    assert torch.equal(torch.stack(landscape.plane_grid(coords, 11, 0.1)[0:1]), a[None])
+    # margin 0.1 × span 5 = 0.5 at least, extended by whole nominal steps h = (span + 1)/10
+    assert g.step == pytest.approx((0.6, 0.3))
+    assert a[0] == pytest.approx(-1.6) and a[-1] == pytest.approx(4.6)
+    assert b[0] == pytest.approx(-0.6) and b[-1] == pytest.approx(2.6)
+    assert torch.all(a.diff() > 0) and torch.all(a.diff() <= 0.6 + 1e-12)
+    assert torch.all(b.diff() > 0) and torch.all(b.diff() <= 0.3 + 1e-12)
+    # each anchor's coordinates are exactly grid values
+    for k in range(3):
+        row, col = g.anchor_index[k].tolist()
+        assert (a[col].item(), b[row].item()) == tuple(coords[k].double().tolist())
     with pytest.raises(ModescapeError, match="resolution"):
         landscape.plane_grid(coords, resolution=1)
+    with pytest.raises(ModescapeError, match="margin"):
+        landscape.plane_grid(coords, margin=float("nan"))
+
+
+@pytest.mark.parametrize("resolution", [2, 5, 21, 40])
+def test_incommensurate_anchors_are_nodes_at_any_resolution(resolution):
+    # the case of issue 12: m0 at a = 14.26 fell between two cells of a 21-point grid
+    coords = torch.tensor([[0.0, 0.0], [14.26, 0.0], [3.3, 12.1]], dtype=torch.float64)
+    g = landscape.anchored_grid(coords, resolution, 0.2)
+    assert resolution <= len(g.a_values) <= resolution + 4
+    assert resolution <= len(g.b_values) <= resolution + 4
+    rows, cols = g.anchor_index[:, 0], g.anchor_index[:, 1]
+    assert torch.equal(g.a_values[cols], coords[:, 0]) and torch.equal(
+        g.b_values[rows], coords[:, 1]
+    )
+
+
+def test_anchor_node_of_the_plane_holds_the_anchors_own_values():
+    model = _model()
+    x, y = torch.randn(50, 1, 40), torch.randint(0, 10, (50,))
+    g = torch.Generator().manual_seed(5)
+    o = torch.zeros_like(batched.flatten_params(model.state_dict(), batched.param_names(model)))
+    base = batched.flatten_params(model.state_dict(), batched.param_names(model))
+    t1 = base + 0.01 * torch.randn(base.shape, generator=g)
+    t2 = base + 0.01 * torch.randn(base.shape, generator=g)
+    res = landscape.evaluate_plane(model, o, t1, t2, x, y, resolution=7, verbose=False)
+    assert res.loss.shape == (len(res.b_values), len(res.a_values))
+    for k, w in enumerate((o, t1, t2)):
+        node = tuple(res.anchor_index[k].tolist())
+        loss, acc, _ = _direct(model, w, x, y)
+        assert res.loss[node].item() == pytest.approx(loss, rel=1e-5)
+        assert res.accuracy[node].item() == pytest.approx(acc, abs=1e-6)
+    # agreement of θ1 with itself at its own node: exactly 1, and the map's maximum
+    n1, n2 = tuple(res.anchor_index[1].tolist()), tuple(res.anchor_index[2].tolist())
+    assert res.agreement["theta1"][n1].item() == 1.0 == res.agreement["theta1"].max().item()
+    assert res.agreement["theta2"][n2].item() == 1.0
+    assert res.settings["grid_shape"] == list(res.loss.shape)
 
 
 def test_plane_values_at_anchors_equal_direct_evaluation():
@@ -114,16 +161,16 @@ def test_plane_resumes_from_done_rows():
     model = _model()
     x, y = torch.randn(30, 1, 40), torch.randint(0, 10, (30,))
     o, t1, t2 = _commensurate_anchors(model, seed=1)
-    kw = dict(resolution=5, margin=0.2, verbose=False)
+    kw = dict(resolution=5, margin=0.25, verbose=False)  # nominal step 0.75: b rows -0.75..2.75
     seen = {}
     full = landscape.evaluate_plane(model, o, t1, t2, x, y, on_row=seen.__setitem__, **kw)
-    assert sorted(seen) == list(range(5))
+    assert sorted(seen) == list(range(len(full.b_values))) == list(range(6))
     done = {i: seen[i] for i in (0, 3)}
     redone = {}
     again = landscape.evaluate_plane(
         model, o, t1, t2, x, y, done_rows=done, on_row=redone.__setitem__, rows_per_block=2, **kw
     )
-    assert sorted(redone) == [1, 2, 4]
+    assert sorted(redone) == [1, 2, 4, 5]
     torch.testing.assert_close(again.loss, full.loss, atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(again.agreement["theta2"], full.agreement["theta2"])
 

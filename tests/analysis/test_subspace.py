@@ -132,6 +132,23 @@ def test_lowrank_basis_agrees_with_sklearn_pca():
 
 
 @pytest.mark.parametrize("variant", ["paper", "scaled"])
+def test_lowrank_samples_do_not_depend_on_eigenvector_signs(variant, monkeypatch):
+    snaps = trajectory(S=8, P=120)
+    want = lowrank_gaussian(snaps, 6, 1.5, rank=4, seed=3, variant=variant)
+    eigh = torch.linalg.eigh
+
+    def flipped(a):  # what another LAPACK may return: the same eigenvectors, some negated
+        w, u = eigh(a)
+        return w, u * torch.tensor([1.0, -1.0, 1.0, -1.0, -1.0, 1.0, -1.0, 1.0], dtype=u.dtype)
+
+    monkeypatch.setattr(torch.linalg, "eigh", flipped)
+    basis = lowrank_basis(snaps, 4)
+    peak = basis.components.gather(1, basis.components.abs().argmax(1, keepdim=True))
+    assert torch.all(peak > 0)
+    assert torch.equal(lowrank_gaussian(snaps, 6, 1.5, rank=4, seed=3, variant=variant), want)
+
+
+@pytest.mark.parametrize("variant", ["paper", "scaled"])
 def test_lowrank_samples_lie_in_span_of_centred_snapshots(variant):
     snaps = trajectory(S=8, P=150)
     theta = lowrank_gaussian(snaps, 50, 2.0, rank=4, seed=0, variant=variant).numpy()
@@ -185,13 +202,31 @@ def test_same_seed_same_samples_any_chunking(method):
     assert not torch.equal(a[0], a[1])  # fresh draws per sample
 
 
+def test_stratified_sweep_puts_one_radius_in_each_stratum():
+    anchor = torch.randn(1, 50, dtype=torch.float64)
+    n = 20
+    r = sample("random", anchor, n, 4.0, seed=5, stratified=True)
+    t = torch.linalg.vector_norm(r - anchor, dim=1) / 4.0
+    strata = torch.floor(t * n).long()
+    assert sorted(strata.tolist()) == list(range(n))  # exactly one t in each [k/n, (k+1)/n)
+    assert strata.tolist() != list(range(n))  # in a random order, not sorted
+    chunked = torch.cat(list(iter_samples("random", anchor, n, 4.0, 5, chunk=7, stratified=True)))
+    assert torch.equal(chunked, r)
+
+
 def test_sample_subspace_uses_last_snapshots_and_derived_seed():
     snaps = trajectory(S=14, P=80)
     cfg = SubspaceConfig(n_samples=5, n_snapshots=6, rank=3, seed=9)
     got = sample_subspace(cfg, "lowrank_scaled", snaps, member=2)
     seed = derive_seed(9, "subspace", "lowrank_scaled", 2)
-    want = lowrank_gaussian(snaps[-6:], 5, 1.0, rank=3, seed=seed, variant="scaled")
-    assert torch.equal(got, want)
+    # calibrated mode (default): every sampler sweeps scale·U(0,1), stratified; `scale=` overrides
+    kw = dict(rank=3, seed=seed, sweep=True, stratified=True)
+    assert torch.equal(got, sample("lowrank_scaled", snaps[-6:], 5, 1.0, **kw))
+    got = sample_subspace(cfg, "lowrank_scaled", snaps, member=2, scale=2.5)
+    assert torch.equal(got, sample("lowrank_scaled", snaps[-6:], 5, 2.5, **kw))
+    paper = SubspaceConfig(mode="paper", n_samples=5, n_snapshots=6, rank=3, seed=9)
+    want = lowrank_gaussian(snaps[-6:], 5, 6.0, rank=3, seed=seed, variant="scaled")
+    assert torch.equal(sample_subspace(paper, "lowrank_scaled", snaps, member=2), want)
     r = sample_subspace(cfg, "random", snaps, member=2)
     assert torch.all(torch.linalg.vector_norm(r - snaps[-1], dim=1) <= cfg.random_scale)
     assert not torch.equal(r, sample_subspace(cfg, "random", snaps, member=3))

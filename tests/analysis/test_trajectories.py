@@ -65,8 +65,48 @@ def test_tsne_reproducible_and_settings_recorded():
     s = a.settings
     assert s["perplexity"] == 5.0 and not s["perplexity_clamped"]
     assert s["method"] == "tsne" and s["tsne_method"] == "barnes_hut"
-    assert s["init"] == "pca" and s["metric"] == "euclidean" and s["seed"] == 7
+    assert s["init"] == "random" and s["metric"] == "euclidean" and s["seed"] == 7
+    assert s["learning_rate"] == 200.0 and s["preset"] == "custom"  # perplexity 5, 300 iterations
     assert s["max_iter"] == 300 and "sklearn_version" in s and s["n_points"] == len(x)
+
+
+def test_tsne_defaults_are_the_notebooks():
+    assert tj.PAPER_TSNE == {
+        "perplexity": 30.0,
+        "learning_rate": 200.0,
+        "init": "random",
+        "max_iter": 1000,
+        "early_exaggeration": 12.0,
+        "metric": "euclidean",
+    }
+    x, _ = two_trajectory_groups(per_group=50, seed=1)  # 100 points: 3·30 + 1 fits
+    emb = tj.embed_trajectories(x, seed=0)
+    s = emb.settings
+    assert s["preset"] == "paper" and s["perplexity"] == 30.0 and not s["perplexity_clamped"]
+    assert {k: s[k] for k in tj.PAPER_TSNE} == tj.PAPER_TSNE
+
+
+@pytest.mark.parametrize(
+    ("k", "p", "used"), [(33, 30.0, 32 / 3), (91, 30.0, 30.0), (90, 30.0, 89 / 3), (3, 30.0, 1.0)]
+)
+def test_perplexity_clamp_as_documented(k, p, used):
+    # Barnes–Hut needs 3p + 1 neighbours among K points (and p < K follows)
+    assert tj.clamp_perplexity(p, k) == pytest.approx(used)
+    assert tj.clamp_perplexity(p, k) < k
+
+
+def test_degenerate_or_small_embeddings_are_flagged():
+    rng = np.random.default_rng(0)
+    spread = rng.uniform(-10, 10, (60, 2))
+    assert tj.tsne_warnings(spread) == ()
+    few = tj.tsne_warnings(spread[:40])
+    assert len(few) == 1 and "40 points" in few[0]
+    collapsed = tj.tsne_warnings(0.05 * spread)  # span ≈ 1 unit
+    assert len(collapsed) == 1 and "degenerate" in collapsed[0]
+    x, _ = two_trajectory_groups(per_group=6, seed=3)  # 12 points
+    emb = tj.embed_trajectories(x, max_iter=250)
+    assert emb.lead_with_pca and emb.settings["lead_with_pca"]
+    assert any("12 points" in w for w in emb.settings["warnings"])
 
 
 def test_tsne_perplexity_clamped_below_point_count():

@@ -14,6 +14,7 @@ from modescape.data import corruptions as C
 from modescape.data.corruptions import (
     IMAGE_CORRUPTIONS,
     SIGNAL_CORRUPTIONS,
+    applicable_corruptions,
     corrupt,
     corruption_strip,
 )
@@ -255,6 +256,36 @@ def test_corruption_strip():
         np.testing.assert_array_equal(strip[i, 0], x)
         for s in range(1, 6):
             np.testing.assert_array_equal(strip[i, s], corrupt(x[None], name, s, seed=9)[0])
+
+
+@pytest.mark.parametrize("size", [8, 28, 32])
+@pytest.mark.parametrize("channels", [3, 1])
+def test_every_corruption_changes_small_images_at_every_severity(size, channels):
+    # Random pixels (the hardest case for a blur is a flat image, the easiest noise): at every
+    # size and severity most images change and the batch moves by a measurable mean amount.
+    x = np.random.default_rng(size).integers(0, 256, (8, size, size, channels), dtype=np.uint8)
+    names = applicable_corruptions(channels)
+    assert set(names) == set(IMAGE_CORRUPTIONS) - ({"saturate"} if channels == 1 else set())
+    for name in names:
+        for s in range(1, 6):
+            d = np.abs(corrupt(x, name, s, seed=0).astype(np.float64) - x)
+            changed = (d.reshape(len(x), -1) > 0).any(axis=1)
+            assert changed.mean() >= 0.5 and d.mean() > 0.05, (name, s, changed, d.mean())
+
+
+def test_gaussian_blur_is_not_a_no_op_on_8x8_images():
+    x = np.zeros((1, 8, 8, 3), np.uint8)
+    x[0, 4, 4] = 255  # one bright pixel: blurring must spread it to its neighbours
+    y = corrupt(x, "gaussian_blur", 1, seed=0)
+    assert y[0, 4, 4, 0] < 255 and y[0, 4, 5, 0] > 0 and y[0, 5, 4, 0] > 0
+
+
+def test_every_signal_corruption_changes_a_signal_at_every_severity():
+    x = np.random.default_rng(0).standard_normal((8, 40)).astype(np.float32)
+    for name in SIGNAL_CORRUPTIONS:
+        for s in range(1, 6):
+            d = np.abs(corrupt(x, name, s, seed=0) - x)
+            assert (d.max(axis=1) > 0).mean() >= 0.5 and d.mean() > 1e-3, (name, s)
 
 
 # ---- 1-D signals ------------------------------------------------------------------------------

@@ -28,79 +28,15 @@ from tqdm.auto import tqdm
 
 from modescape.analysis.engine import batched
 from modescape.analysis.engine.batched import BN_POLICIES, Scores, StateDict
+from modescape.analysis.geometry import COLLINEAR_RTOL as COLLINEAR_RTOL
+from modescape.analysis.geometry import AnchoredGrid, anchored_grid
+from modescape.analysis.geometry import plane_axes as plane_axes
+from modescape.analysis.geometry import plane_grid as plane_grid
+from modescape.analysis.geometry import project_onto_plane as project_onto_plane
 from modescape.errors import ModescapeError, choice_error
 
 Anchor = Tensor | StateDict
 RowValues = dict[str, Tensor]  # "loss", "accuracy", "agreement/<name>": each [len(a_values)]
-
-COLLINEAR_RTOL = 1e-5
-
-
-# ---------------------------------------------------------------------------------------------
-# geometry
-
-
-def plane_axes(
-    o: Tensor, t1: Tensor, t2: Tensor, *, rtol: float = COLLINEAR_RTOL
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Orthonormal axes of the plane through `o`, `t1`, `t2` (flat `[P]` vectors).
-
-    Returns `(u[P], v[P], coords[3, 2])`, coords being (a, b) of o, t1, t2. Computed in float64.
-    Raises ModescapeError when t1 coincides with o (‖t1−o‖ ≤ rtol·max(‖o‖, ‖t1‖, ‖t2‖)) or the
-    three points are collinear: the part of t2−o orthogonal to u has norm ≤ rtol·‖t2−o‖, i.e.
-    the angle between t2−o and t1−o is within about `rtol` radians of 0 or π.
-    """
-    o, t1, t2 = (t.detach().reshape(-1).double() for t in (o, t1, t2))
-    if not o.shape == t1.shape == t2.shape:
-        raise ModescapeError(f"anchors differ in size: {o.numel()}, {t1.numel()}, {t2.numel()}")
-    scale = max(o.norm(), t1.norm(), t2.norm(), torch.tensor(1e-30, dtype=torch.float64))
-    d1, d2 = t1 - o, t2 - o
-    n1 = d1.norm()
-    if n1 <= rtol * scale:
-        raise ModescapeError(
-            f"the plane is undefined: θ1 coincides with o (‖θ1−o‖ = {n1:.3g}, "
-            f"relative tolerance {rtol:g})"
-        )
-    u = d1 / n1
-    a2 = d2 @ u
-    w = d2 - a2 * u
-    w = w - (w @ u) * u  # a second Gram–Schmidt pass against round-off
-    nw = w.norm()
-    if nw <= rtol * max(d2.norm(), rtol * scale):
-        raise ModescapeError(
-            f"the plane is undefined: o, θ1, θ2 are (nearly) collinear (the part of θ2−o "
-            f"orthogonal to θ1−o has norm {nw:.3g} of {d2.norm():.3g}, relative tolerance {rtol:g})"
-        )
-    v = w / nw
-    coords = torch.tensor([[0.0, 0.0], [float(n1), 0.0], [float(a2), float(nw)]], dtype=o.dtype)
-    return u, v, coords
-
-
-def plane_grid(
-    anchor_coords: Tensor, resolution: int = 21, margin: float = 0.2
-) -> tuple[Tensor, Tensor]:
-    """Grid values `(a_values[R], b_values[R])` covering the anchors `[3, 2]` with margins.
-
-    Each axis spans [min − m, max + m] of the anchors' coordinates, with one absolute margin
-    m = margin × (the larger of the two spans), so the picture is not stretched along one axis.
-    """
-    if resolution < 2:
-        raise ModescapeError(f"resolution must be at least 2, got {resolution}")
-    if margin < 0:
-        raise ModescapeError(f"margin must be non-negative, got {margin}")
-    c = anchor_coords.double()
-    lo, hi = c.min(0).values, c.max(0).values
-    m = margin * float((hi - lo).max())
-    a = torch.linspace(float(lo[0]) - m, float(hi[0]) + m, resolution, dtype=torch.float64)
-    b = torch.linspace(float(lo[1]) - m, float(hi[1]) + m, resolution, dtype=torch.float64)
-    return a, b
-
-
-def project_onto_plane(flat_vectors: Tensor, o: Tensor, u: Tensor, v: Tensor) -> Tensor:
-    """Plane coordinates `[K, 2]` of `flat_vectors[K, P]` (orthogonal projection), float64."""
-    d = flat_vectors.double().reshape(-1, o.numel()) - o.double().reshape(1, -1)
-    return torch.stack([d @ u.double(), d @ v.double()], dim=1)
-
 
 # ---------------------------------------------------------------------------------------------
 # shared evaluation
@@ -226,9 +162,11 @@ def _agreement_refs(
 class PlaneResult:
     """Metrics on the plane through o, θ1, θ2; grid arrays are `[len(b_values), len(a_values)]`.
 
-    `anchor_*`: the same metrics at o, θ1, θ2 themselves (`[3]`), evaluated exactly (the grid
-    need not pass through the anchors). `agreement[name]`: fraction of examples whose predicted
-    class equals reference `name`'s (1 − disagreement).
+    The anchors are grid nodes: `anchor_index[k] = (row, column)` of o, θ1, θ2, and the grid
+    point there is evaluated with the anchor's own weights (and buffers), so e.g.
+    `agreement["theta1"][tuple(anchor_index[1])]` is θ1's agreement with itself. `anchor_*`: the
+    same metrics at o, θ1, θ2 from a separate evaluation (`[3]`). `agreement[name]`: fraction of
+    examples whose predicted class equals reference `name`'s (1 − disagreement).
     """
 
     a_values: Tensor
@@ -242,6 +180,36 @@ class PlaneResult:
     anchor_agreement: dict[str, Tensor]
     bn_policy: str
     settings: dict[str, object] = field(default_factory=dict)
+    anchor_index: Tensor = field(default_factory=lambda: torch.zeros(3, 2, dtype=torch.int64))
+
+
+@dataclass(frozen=True)
+class _PlanePoints:
+    """Weights and BN buffers of whole grid rows; an anchor's node gets the anchor's own."""
+
+    grid: AnchoredGrid
+    coords: Tensor  # [3, 2] plane coordinates of o, θ1, θ2
+    u: Tensor
+    v: Tensor
+    anchors: tuple[tuple[Tensor, Tensor], ...]  # (params[P], buffers[B]) of o, θ1, θ2
+
+    def __call__(self, rows: list[int]) -> tuple[Tensor, Tensor]:
+        (po, bo), (_, b1), (_, b2) = self.anchors
+        Ra = len(self.grid.a_values)
+        a = self.grid.a_values.repeat(len(rows))
+        b = self.grid.b_values[rows].repeat_interleave(Ra)
+        params = (po.double() + a[:, None] * self.u.double() + b[:, None] * self.v.double()).float()
+        # Buffer interpolation needs coefficients on the anchors: θ − o = α(θ1−o) + β(θ2−o).
+        (a1, _), (a2, bb2) = self.coords[1].tolist(), self.coords[2].tolist()
+        beta = b / bb2
+        alpha = (a - beta * a2) / a1
+        bufs = bo + alpha[:, None].float() * (b1 - bo) + beta[:, None].float() * (b2 - bo)
+        # o + a·u + b·v is an anchor only up to round-off: put its own weights at its node.
+        for k, (row, col) in enumerate(self.grid.anchor_index.tolist()):
+            if row in rows:
+                at = rows.index(row) * Ra + col
+                params[at], bufs[at] = self.anchors[k]
+        return params, bufs
 
 
 def evaluate_plane(
@@ -266,7 +234,8 @@ def evaluate_plane(
     verbose: bool = True,
     **engine: object,
 ) -> PlaneResult:
-    """Loss, accuracy and agreement on a `resolution²` grid over the plane through o, θ1, θ2.
+    """Loss, accuracy and agreement on a grid over the plane through o, θ1, θ2, with at least
+    `resolution` values per axis and the anchors on grid nodes (`geometry.anchored_grid`).
 
     Args:
         model: template network (structure, parameter order, default buffers); not modified.
@@ -277,7 +246,7 @@ def evaluate_plane(
         bn_policy, train_x, bn_batches, bn_batch_size: BatchNorm handling (module docstring).
         done_rows, on_row: resumption. Row i is `b_values[i]`; `on_row(i, values)` is called as
             each row is finished (persist it), and rows in `done_rows` are not recomputed.
-        rows_per_block: grid rows evaluated per engine call (points per call = rows × R);
+        rows_per_block: grid rows evaluated per engine call (points per call = rows × Ra);
             default enough rows for ≥ 64 points, which amortises the per-call set-up.
         progress: tqdm bar; None shows it only on a terminal. verbose: print the work estimate.
         engine: `strategy`, `batch_size`, `chunk`, `memory_budget_mb` for `batched.iter_logits`.
@@ -285,51 +254,41 @@ def evaluate_plane(
     policy = _resolve_policy(model, bn_policy, train_x)
     (po, bo), (p1, b1), (p2, b2) = (_flat_anchor(model, t) for t in (o, t1, t2))
     u, v, coords = plane_axes(po, p1, p2)
-    a_vals, b_vals = plane_grid(coords, resolution, margin)
+    grid_spec = anchored_grid(coords, resolution, margin)
+    a_vals, b_vals = grid_spec.a_values, grid_spec.b_values
     job = _Job(model, x, y, policy, train_x, bn_batches, bn_batch_size, engine)
     refs = _agreement_refs(job, reference_probs, {"theta1": (p1, b1), "theta2": (p2, b2)})
 
-    o64, u64, v64 = po.double(), u.double(), v.double()
-    # Buffer interpolation needs coefficients on the anchors: θ − o = α(θ1−o) + β(θ2−o).
-    (a1, _), (a2, bb2) = coords[1].tolist(), coords[2].tolist()
-
-    def points(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-        params = (o64 + a[:, None] * u64 + b[:, None] * v64).float()
-        beta = b / bb2
-        alpha = (a - beta * a2) / a1
-        bufs = bo + alpha[:, None].float() * (b1 - bo) + beta[:, None].float() * (b2 - bo)
-        return params, bufs
+    points = _PlanePoints(grid_spec, coords, u, v, ((po, bo), (p1, b1), (p2, b2)))
 
     # The anchors, exactly (a direct check that the grid is right where it passes near them).
     anchor = job.score(torch.stack([po, p1, p2]), torch.stack([bo, b1, b2]), refs)
 
-    R = resolution
-    rows_per_block = rows_per_block or max(1, -(-64 // R))
+    Ra, Rb = len(a_vals), len(b_vals)
+    rows_per_block = rows_per_block or max(1, -(-64 // Ra))
     done = dict(done_rows or {})
-    todo = [i for i in range(R) if i not in done]
+    todo = [i for i in range(Rb) if i not in done]
     if verbose:
         print(
-            f"modescape plane: {_work_estimate(model, x, len(todo) * R, job)}; "
+            f"modescape plane: {_work_estimate(model, x, len(todo) * Ra, job)}; "
             f"BatchNorm policy {policy!r}",
             file=sys.stderr,
         )
     disable = None if progress is None else not progress
-    with tqdm(total=len(todo) * R, desc="plane", unit="pt", disable=disable) as bar:
+    with tqdm(total=len(todo) * Ra, desc="plane", unit="pt", disable=disable) as bar:
         for s in range(0, len(todo), rows_per_block):
             rows = todo[s : s + rows_per_block]
-            a = a_vals.repeat(len(rows))
-            b = b_vals[rows].repeat_interleave(R)
-            params, bufs = points(a, b)
+            params, bufs = points(rows)  # [len(rows)·Ra, P], [len(rows)·Ra, B]
             sc = job.score(params, bufs, refs, on_block=bar.update)
             for j, i in enumerate(rows):
-                cut = slice(j * R, (j + 1) * R)
+                cut = slice(j * Ra, (j + 1) * Ra)
                 values = {"loss": sc.loss[cut], "accuracy": sc.accuracy[cut]}
                 values.update({f"agreement/{n}": t[cut] for n, t in sc.agreement.items()})
                 done[i] = values
                 if on_row is not None:
                     on_row(i, values)
 
-    grid = {key: torch.stack([done[i][key].float() for i in range(R)]) for key in done[0]}
+    grid = {key: torch.stack([done[i][key].float() for i in range(Rb)]) for key in done[0]}
     return PlaneResult(
         a_values=a_vals,
         b_values=b_vals,
@@ -341,8 +300,11 @@ def evaluate_plane(
         anchor_accuracy=anchor.accuracy,
         anchor_agreement=anchor.agreement,
         bn_policy=policy,
+        anchor_index=grid_spec.anchor_index,
         settings={
             "resolution": resolution,
+            "grid_shape": [Rb, Ra],
+            "grid": "anchored: the anchors' coordinates are nodes (geometry.anchored_grid)",
             "margin": margin,
             "bn_batches": bn_batches if policy == "recompute" else None,
             "bn_batch_size": bn_batch_size if policy == "recompute" else None,

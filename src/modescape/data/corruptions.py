@@ -15,10 +15,15 @@ Left out: frost (needs the authors' frost photographs) and spatter (built on Ope
 detector, distance transform and histogram equalisation).
 
 Image size: spatial parameters are in pixels for 32×32 images and are multiplied by
-min(H, W) / 32 (blur sigmas and radii, elastic displacements); zoom, pixelate and fog are relative
-to the image size already. At 32×32 every parameter is the published one.
+max(1, min(H, W) / 32) (blur sigmas and radii, motion-blur lengths); zoom, pixelate, fog and the
+elastic displacements are relative to the image size already. At 32×32 every parameter is the
+published one. Smaller images keep the published pixel values: shrinking them made Gaussian and
+defocus blur exact no-ops on 8×8 images (a sigma of 0.1 px has no weight on a neighbour), and a
+no-op must not enter a per-severity average. Every corruption changes an 8×8 colour image at
+every severity (tested).
 Grayscale (C = 1): brightness adds to the value directly (what HSV does to a gray pixel), snow uses
-the image as its own luminance, and saturate is the identity (a gray image has no saturation).
+the image as its own luminance, and saturate is the identity (a gray image has no saturation):
+`applicable_corruptions(channels)` leaves it out, and that is the list a sweep should use.
 
 Randomness: example i of a call gets its own generator, `derive_seed(seed, "corruption", name,
 start + i)`, so an example's result depends on its index in the whole data set (pass `start` for
@@ -135,6 +140,14 @@ def corrupt(x: np.ndarray, name: str, severity: int, seed: int, start: int = 0) 
     )
 
 
+def applicable_corruptions(channels: int) -> tuple[str, ...]:
+    """The image corruptions that change an image with `channels` channels (1 or 3): all of
+    IMAGE_CORRUPTIONS, less saturate for grayscale (an identity there)."""
+    if channels not in (1, 3):
+        raise ModescapeError(f"images have 1 or 3 channels, got {channels}")
+    return tuple(n for n in IMAGE_CORRUPTIONS if channels == 3 or n != "saturate")
+
+
 def corruption_strip(x_one_example: np.ndarray, names: Sequence[str], seed: int) -> np.ndarray:
     """Clean example and its five severities for each name: [len(names), 6, *x.shape]."""
     x = np.asarray(x_one_example)[None]
@@ -155,7 +168,8 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def _scale(x: np.ndarray) -> float:
-    return min(x.shape[1], x.shape[2]) / 32.0
+    # Never below 1: published pixel sizes are the smallest that still blur a pixel measurably.
+    return max(1.0, min(x.shape[1], x.shape[2]) / 32.0)
 
 
 # ---- noise ------------------------------------------------------------------------------------

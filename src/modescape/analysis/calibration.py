@@ -1,0 +1,182 @@
+"""Calibrated sampler scales: the scale at which subspace samples lose a target accuracy.
+
+The notebook's plane scales (random radius 70, diagonal s up to 10, low-rank s = 6) were chosen
+for a ~1M-parameter CNN; on a 6k-parameter network they wreck the model, on a larger one they may
+barely move it. The diversity–accuracy plane is meaningful only when the samples sweep from the
+reference's accuracy downwards, so for each sampler and member `calibrate` finds the scale σ* at
+which samples drawn at exactly σ* (no U(0,1) factor) have lost `target_drop` accuracy; sampling
+then draws t·σ*, t ~ U(0,1), and the cloud spans the band from the reference to ~target_drop below.
+
+Search, deterministic for a seed: the same `calibration_probes` samples (one seed per sampler and
+member, `derive_seed(seed, "calibrate", method, member)`, common random numbers across scales) are
+drawn at each probed scale and their mean accuracy compared with the target. For the scale-free
+samplers the bracket grows or shrinks geometrically by ×4 from the configured scale, then
+`calibration_steps` geometric bisections narrow it; dropout's p is bisected linearly in (0, 0.99].
+The returned scale is the bracket's upper end: probes at it reach the target.
+
+Target accuracy: max(ref − target_drop, (ref + floor)/2), with `floor` the accuracy the caller
+deems no better than guessing (e.g. 1/C): a weak reference is not asked to drop below chance.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from modescape.analysis.subspace import SAMPLERS, SubspaceConfig, sample, trajectory_tail
+from modescape.errors import ModescapeError, choice_error
+from modescape.seeding import derive_seed
+
+log = logging.getLogger(__name__)
+
+AccuracyFn = Callable[[torch.Tensor], torch.Tensor]  # weights [K, P] -> accuracies [K]
+DROPOUT_MAX = 0.99  # p = 1 drops every weight; the sampler needs p < 1
+_GROW = 4.0  # bracket growth factor per probe
+_MAX_GROW = 24  # probes while bracketing: a factor 4^24 ≈ 3e14 either way
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The calibrated scale of one sampler around one member, and how it was found.
+
+    `reached` is False when no probed scale reached the target (the scale is then the largest
+    probed, e.g. dropout at p = 0.99, or a diagonal Gaussian with σ = 0) or when even the
+    smallest probed scale was already below it (the scale is then the smallest probed).
+    """
+
+    method: str
+    member: int
+    scale: float
+    reference_accuracy: float
+    centre_accuracy: float  # at scale 0: θ* for random/dropout, μ of the snapshots for Gaussians
+    target_accuracy: float
+    probe_accuracy: float  # mean accuracy of the probes at `scale`
+    n_evaluations: int  # calls of accuracy_of
+    reached: bool
+
+
+def calibrate(
+    method: str,
+    trajectory: torch.Tensor,
+    member: int,
+    config: SubspaceConfig,
+    accuracy_of: AccuracyFn,
+    *,
+    floor: float = 0.0,
+) -> Calibration:
+    """Find the scale of `method` at which samples around `member` lose `config.target_drop`.
+
+    trajectory: [S, P] flat weights (the last `config.n_snapshots` are used, anchor = last row);
+    accuracy_of: evaluates weight vectors [K, P] and returns accuracies [K] (any float tensor);
+    floor: accuracy not to aim below (the target is max(ref − drop, (ref + floor)/2)).
+    """
+    if method not in SAMPLERS:
+        raise choice_error("subspace sampler", method, SAMPLERS)
+    if not 0 <= floor < 1:
+        raise ModescapeError(f"floor must be in [0, 1), got {floor}")
+    tail = trajectory_tail(config, method, trajectory)
+    ref_acc = _accuracies(accuracy_of, tail[-1:])[0]
+    # Gaussians are centred on μ: when μ is below the reference, the cloud cannot get closer.
+    gaussian = method not in ("random", "dropout")
+    centre = _accuracies(accuracy_of, tail.mean(dim=0, keepdim=True))[0] if gaussian else ref_acc
+    target = max(ref_acc - config.target_drop, (ref_acc + floor) / 2)
+    seed = derive_seed(config.seed, "calibrate", method, member)
+    cache: dict[float, float] = {}
+
+    def acc_at(scale: float) -> float:
+        if scale not in cache:
+            probes = sample(
+                method, tail, config.calibration_probes, scale, seed, rank=config.rank, sweep=False
+            )
+            cache[scale] = float(sum(_accuracies(accuracy_of, probes)) / len(probes))
+        return cache[scale]
+
+    if method == "dropout":
+        lo, hi, reached = _bracket_linear(acc_at, target)
+    else:
+        lo, hi, reached = _bracket_geometric(acc_at, target, config.scale(method))
+    if reached:
+        for _ in range(config.calibration_steps):
+            mid = (lo + hi) / 2 if method == "dropout" else math.sqrt(lo * hi)
+            lo, hi = (mid, hi) if acc_at(mid) > target else (lo, mid)
+    else:
+        log.warning(
+            "calibration of %s around member %d did not bracket accuracy %.3f "
+            "(reference %.3f); using scale %.4g",
+            method, member, target, ref_acc, hi,
+        )  # fmt: skip
+    return Calibration(
+        method=method,
+        member=member,
+        scale=float(hi),
+        reference_accuracy=ref_acc,
+        centre_accuracy=centre,
+        target_accuracy=float(target),
+        probe_accuracy=acc_at(hi),
+        n_evaluations=len(cache) + 1 + int(gaussian),
+        reached=reached,
+    )
+
+
+def calibrate_scale(
+    method: str,
+    trajectory: torch.Tensor,
+    member: int,
+    config: SubspaceConfig,
+    accuracy_of: AccuracyFn,
+    *,
+    floor: float = 0.0,
+) -> float:
+    """`calibrate(...).scale`: pass it to `sample_subspace(..., scale=...)`."""
+    return calibrate(method, trajectory, member, config, accuracy_of, floor=floor).scale
+
+
+def calibrate_methods(
+    config: SubspaceConfig,
+    trajectory: torch.Tensor,
+    member: int,
+    accuracy_of: AccuracyFn,
+    *,
+    floor: float = 0.0,
+) -> dict[str, Calibration]:
+    """`calibrate` for every method of `config` around one member: {method: Calibration}."""
+    return {
+        m: calibrate(m, trajectory, member, config, accuracy_of, floor=floor)
+        for m in config.methods
+    }
+
+
+def _bracket_geometric(
+    acc_at: Callable[[float], float], target: float, start: float
+) -> tuple[float, float, bool]:
+    """(lo, hi, found) with acc_at(lo) > target >= acc_at(hi), hi/lo = 4, from `start`."""
+    s = start
+    if acc_at(s) > target:
+        for _ in range(_MAX_GROW):
+            if acc_at(s * _GROW) <= target:
+                return s, s * _GROW, True
+            s *= _GROW
+        return s, s, False
+    for _ in range(_MAX_GROW):
+        if acc_at(s / _GROW) > target:
+            return s / _GROW, s, True
+        s /= _GROW
+    return s, s, False
+
+
+def _bracket_linear(acc_at: Callable[[float], float], target: float) -> tuple[float, float, bool]:
+    """Dropout: (0, DROPOUT_MAX) when p = 0.99 reaches the target (p → 0 is the reference)."""
+    return 0.0, DROPOUT_MAX, acc_at(DROPOUT_MAX) <= target
+
+
+def _accuracies(accuracy_of: AccuracyFn, weights: torch.Tensor) -> list[float]:
+    out = torch.as_tensor(accuracy_of(weights)).detach().reshape(-1)
+    if out.numel() != weights.shape[0] or not torch.isfinite(out.double()).all():
+        raise ModescapeError(
+            f"accuracy_of must return {weights.shape[0]} finite accuracies, got {out.tolist()}"
+        )
+    return out.double().tolist()
