@@ -50,12 +50,25 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str = "smallcnn"  # one of ARCHS
+    # one of ARCHS, a name given to `register_arch`, or an import path "package.module:factory"
+    arch: str = "smallcnn"
     variant: str = "paper"  # "paper" | "seed" (SPEC §2); resnet20 has "paper" only
     dropout: float = 0.1  # probability, where the architecture has dropout
+    # keyword arguments of the factory (built-ins: only {"padding": "torch" | "keras"})
+    arch_kwargs: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
-        _check_choice("architecture", self.arch, ARCHS)
+        if self.arch not in ARCHS:
+            from modescape.models.registry import is_known_arch  # torch only when needed
+
+            if not is_known_arch(self.arch):
+                _check_choice("architecture", self.arch, (*ARCHS, "<registered>", "pkg.mod:fn"))
+        if not isinstance(self.arch_kwargs, dict) or not all(
+            isinstance(k, str) for k in self.arch_kwargs
+        ):
+            raise ModescapeError(f"model.arch_kwargs must be an object, got {self.arch_kwargs!r}")
+        if self.arch in ARCHS and set(self.arch_kwargs) - {"padding"}:
+            raise ModescapeError("model.arch_kwargs of a built-in may only hold 'padding'")
         _check_choice("variant", self.variant, VARIANTS)
         if self.arch == "resnet20" and self.variant != "paper":
             raise ModescapeError("resnet20 has only the 'paper' variant (canonical ResNet20v1)")

@@ -259,7 +259,7 @@ def train_member(
 
 
 def _train(run: Run, member: int, data: Dataset, dev: torch.device, progress: bool) -> None:
-    from modescape.models.architectures import build_model
+    from modescape.models.registry import build_model
 
     cfg, tcfg = run.config, run.config.train
     seed = member_seed(cfg, member)
@@ -285,8 +285,9 @@ def _train(run: Run, member: int, data: Dataset, dev: torch.device, progress: bo
     elapsed_before = info["time_s"]
 
     torch.manual_seed(derive_seed(seed, "init"))
+    m = cfg.model
     model = build_model(
-        cfg.model.arch, cfg.model.variant, data.in_shape, data.num_classes, cfg.model.dropout
+        m.arch, m.variant, data.in_shape, data.num_classes, m.dropout, **m.arch_kwargs
     )
     rng = MemberRNG.fresh(seed, dev)
     spatial2d = len(data.in_shape) == 3
