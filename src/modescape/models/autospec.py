@@ -26,6 +26,7 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from modescape.errors import ModescapeError
+from modescape.models.specs import PermutationSpec
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _BNS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -133,13 +134,11 @@ def _shape(node: fx.Node) -> tuple[int, ...] | None:
     return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else None
 
 
-def auto_spec(model: nn.Module, probe: torch.Tensor):  # -> PermutationSpec (import cycle)
+def auto_spec(model: nn.Module, probe: torch.Tensor) -> PermutationSpec:
     """The permutation spec of `model`, traced with `torch.fx` on `probe (batch, *in_shape)`.
 
     The model is not modified (a copy is traced in eval mode).
     """
-    from modescape.models.alignment import PermutationSpec
-
     model = copy.deepcopy(model).eval()
     try:
         graph = _Tracer().trace(model)
