@@ -152,3 +152,24 @@ def test_custom_model_trains_one_step():
     changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
     assert "conv1.weight" in changed and "ln.weight" in changed and "bn1.running_mean" in changed
     assert torch.isfinite(loss)
+
+
+def test_a_run_of_a_custom_architecture_trains_reloads_and_aligns(tmp_path):
+    """Config → trainer → run directory → Run.model → alignment, all on the example factory."""
+    from conftest import tiny_config
+
+    from modescape.models.alignment import align_verified
+    from modescape.store.run import Run
+    from modescape.train.trainer import train
+
+    cfg = tiny_config(members=2, epochs=1)
+    cfg = cfg.with_overrides([f"model.arch={TINY}", 'model.arch_kwargs={"width": 4}'])
+    train(cfg, tmp_path / "run")
+    run = Run(tmp_path / "run")
+    assert run.config.model.arch_kwargs == {"width": 4}
+    model = run.model(0)
+    assert model.conv1.out_channels == 4 and has_batchnorm(model)
+    x = run.dataset().x_test[:32]
+    result = align_verified(run.state_dict(0), run.state_dict(1), model=model, probe=x)
+    assert result.max_abs_prob_diff < 1e-5
+    assert set(result.perms) == {"P0", "P1"}
