@@ -173,3 +173,21 @@ def test_a_run_of_a_custom_architecture_trains_reloads_and_aligns(tmp_path):
     result = align_verified(run.state_dict(0), run.state_dict(1), model=model, probe=x)
     assert result.max_abs_prob_diff < 1e-5
     assert set(result.perms) == {"P0", "P1"}
+
+
+def test_cli_trains_an_import_path_architecture_and_rejects_an_unknown_one(tmp_path):
+    from conftest import cli
+
+    from modescape.store.run import Run
+
+    out = tmp_path / "run"
+    code, _, err = cli(
+        "train", "--data", "mnist1d", "--arch", TINY, "--members", "1", "--epochs", "1",
+        "--set", "data.mnist1d_samples=200", "--set", 'model.arch_kwargs={"width": 3}',
+        "--out", str(out),
+    )  # fmt: skip
+    assert code == 0, err
+    assert Run(out).model(0).conv1.out_channels == 3
+    code, _, err = cli("train", "--arch", "tinynet", "--out", str(tmp_path / "bad"))
+    assert code == 2 and "unknown architecture 'tinynet'" in err
+    assert not (tmp_path / "bad").exists()
