@@ -245,3 +245,9 @@ def test_other_networks_need_a_model_and_a_probe():
         alignment.align(a, a, model=model)
     with pytest.raises(ModescapeError, match="'auto'"):
         alignment.align(a, a, model=model, probe=torch.randn(2, 3, 8, 8), spec="fx")
+
+
+def test_auto_spec_traces_keras_padded_convolutions_as_leaves():
+    model = build_model("resnet20", "paper", (3, 8, 8), 10, padding="keras")
+    auto = auto_spec(model, torch.randn(2, 3, 8, 8))
+    assert _partition(auto) == _partition(alignment.permutation_spec(model.state_dict(), "resnet20"))

@@ -190,4 +190,6 @@ def test_cli_trains_an_import_path_architecture_and_rejects_an_unknown_one(tmp_p
     assert Run(out).model(0).conv1.out_channels == 3
     code, _, err = cli("train", "--arch", "tinynet", "--out", str(tmp_path / "bad"))
     assert code == 2 and "unknown architecture 'tinynet'" in err
-    assert not (tmp_path / "bad").exists()
+    code, _, err = cli("train", "--arch", "no_such_mod_q:build", "--out", str(tmp_path / "bad"))
+    assert code == 2 and "cannot import 'no_such_mod_q'" in err
+    assert not (tmp_path / "bad").exists()  # refused before any file was written

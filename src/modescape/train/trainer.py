@@ -443,6 +443,11 @@ def prepare_run(out: str | Path, config: RunConfig, dataset: Dataset | None = No
     if (out / "config.json").exists():
         return init_run(out, config)  # checks the config matches; labels are already there
     data = open_dataset(config) if dataset is None else dataset
+    from modescape.models.registry import build_model
+
+    m = config.model  # an unbuildable model (import path, kwargs, shape) fails before any file
+    with torch.random.fork_rng(devices=[]):
+        build_model(m.arch, m.variant, data.in_shape, data.num_classes, m.dropout, **m.arch_kwargs)
     summary = {
         "name": data.name,
         "in_shape": list(data.in_shape),
