@@ -250,4 +250,5 @@ def test_other_networks_need_a_model_and_a_probe():
 def test_auto_spec_traces_keras_padded_convolutions_as_leaves():
     model = build_model("resnet20", "paper", (3, 8, 8), 10, padding="keras")
     auto = auto_spec(model, torch.randn(2, 3, 8, 8))
-    assert _partition(auto) == _partition(alignment.permutation_spec(model.state_dict(), "resnet20"))
+    hand = alignment.permutation_spec(model.state_dict(), "resnet20")
+    assert _partition(auto) == _partition(hand)
