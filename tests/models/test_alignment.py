@@ -252,3 +252,36 @@ def test_auto_spec_traces_keras_padded_convolutions_as_leaves():
     auto = auto_spec(model, torch.randn(2, 3, 8, 8))
     hand = alignment.permutation_spec(model.state_dict(), "resnet20")
     assert _partition(auto) == _partition(hand)
+
+
+class _FunctionalNet(nn.Module):
+    """Functional style: F.relu, x.mean over space, torch.flatten, x.view, a scaled residual."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(2, 6, 3, padding=1), nn.Conv2d(6, 6, 3, padding=1)
+        self.fc1, self.fc2 = nn.Linear(6 * 4 * 4, 5), nn.Linear(6, 5)
+        self.head = nn.Linear(5, 3)
+
+    def forward(self, x):
+        h = F.relu(self.c1(x))
+        h = F.relu(h + 0.5 * self.c2(h))
+        a = self.fc1(torch.flatten(F.max_pool2d(h, 2), 1))
+        b = self.fc2(h.mean((2, 3)).view(x.size(0), -1))
+        return self.head(torch.tanh(a + b))
+
+
+def test_auto_spec_follows_functional_code_and_keeps_the_function():
+    torch.manual_seed(0)
+    model = _FunctionalNet()
+    x = torch.randn(8, 2, 8, 8)
+    spec = auto_spec(model, x)
+    stream = spec.axes["c1.weight"][0]
+    assert spec.axes["c2.weight"][:2] == (stream, stream)
+    assert spec.axes["fc1.weight"] == (spec.axes["fc2.weight"][0], stream, None)
+    assert spec.views["fc1.weight"] == (5, 6, 16)  # channel-major blocks of 4 × 4
+    a = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.manual_seed(1)
+    b = _FunctionalNet().state_dict()
+    result = alignment.align_verified(a, b, model=model, probe=x)
+    assert result.max_abs_prob_diff < 1e-5 and set(result.perms) == {"P0", "P1"}

@@ -276,9 +276,9 @@ def _function(node: fx.Node, ins: list[_Act], b: _Builder) -> _Act | None:
             b.union(ins[0].perm, a.perm)
         return _Act(b.find(ins[0].perm), ins[0].axis, ins[0].block)
     if fn is torch.flatten and ins:
-        args = [*node.args[1:], 1, -1][:2] if len(node.args) > 1 else [1, -1]
-        start = node.kwargs.get("start_dim", args[0])
-        end = node.kwargs.get("end_dim", args[1] if len(node.args) > 2 else -1)
+        pos = list(node.args[1:3])  # torch.flatten(x, start_dim=0, end_dim=-1)
+        start = node.kwargs.get("start_dim", pos[0] if pos else 0)
+        end = node.kwargs.get("end_dim", pos[1] if len(pos) > 1 else -1)
         return _flatten(b, ins[0], _shape(node.args[0]), int(start), int(end))
     raise _unknown(f"function {getattr(fn, '__name__', fn)}")
 
@@ -287,7 +287,7 @@ def _method(node: fx.Node, ins: list[_Act], b: _Builder) -> _Act | None:
     name = str(node.target)
     if name in _IGNORED_METHODS or _shape(node) is None:
         return None
-    x = ins[0]
+    x = ins[0] if ins else _Act(FIXED, 1)
     if name in _PASS_METHODS:
         return x
     if name in _SHAPE_METHODS:
