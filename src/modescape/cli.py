@@ -41,7 +41,11 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("what to train (defaults: the MNIST-1D demo)")
     g.add_argument("--data", choices=values(Dataset), help="dataset (default mnist1d)")
     g.add_argument("--root", help="CIFAR archive/folder or image folder (train/<class>/*)")
-    g.add_argument("--arch", choices=values(Arch), help="architecture (default smallcnn)")
+    g.add_argument(
+        "--arch",
+        help=f"architecture: {', '.join(values(Arch))}, a registered name or "
+        "package.module:factory (default smallcnn; kwargs: --set model.arch_kwargs='{...}')",
+    )
     g.add_argument("--variant", choices=values(Variant), help="architecture variant")
     g.add_argument(
         "--recipe", choices=values(Recipe), help="training recipe (default: by data/arch)"
@@ -98,7 +102,8 @@ def resolve_config(args: argparse.Namespace) -> RunConfig | None:
 
 
 def default_out(cfg: RunConfig) -> Path:
-    return Path("runs") / f"{cfg.data.name}-{cfg.model.arch}-{cfg.model.variant}-s{cfg.seed}"
+    arch = cfg.model.arch.replace(":", ".")  # an import path: no ':' in folder names
+    return Path("runs") / f"{cfg.data.name}-{arch}-{cfg.model.variant}-s{cfg.seed}"
 
 
 def _config_for_run(args: argparse.Namespace, fallback_out: Path | None = None) -> RunConfig:

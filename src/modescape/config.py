@@ -26,6 +26,7 @@ from modescape.options import (
     Scaling,
     Schedule,
     Variant,
+    values,
 )
 
 # A run config is a few hundred bytes; anything far larger is not one (e.g. --config /dev/zero).
@@ -72,13 +73,27 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    # a built-in (options.Arch), a name given to `register_arch`, or "package.module:factory"
     arch: str = Arch.SMALLCNN.value
     variant: str = Variant.PAPER.value  # paper or seed notebooks; resnet20 has "paper" only
     dropout: float = 0.1  # probability, where the architecture has dropout
+    # keyword arguments of the factory (built-ins: only {"padding": "torch" | "keras"})
+    arch_kwargs: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         _check_numbers(self, "model")
-        _set_choice(self, "arch", "architecture", Arch)
+        builtins = values(Arch)
+        if self.arch not in builtins:
+            from modescape.models.registry import is_known_arch  # torch only when needed
+
+            if not is_known_arch(self.arch):
+                check_choice("architecture", self.arch, (*builtins, "<registered>", "pkg.mod:fn"))
+        if not isinstance(self.arch_kwargs, dict) or not all(
+            isinstance(k, str) for k in self.arch_kwargs
+        ):
+            raise ModescapeError(f"model.arch_kwargs must be an object, got {self.arch_kwargs!r}")
+        if self.arch in builtins and set(self.arch_kwargs) - {"padding"}:
+            raise ModescapeError("model.arch_kwargs of a built-in may only hold 'padding'")
         _set_choice(self, "variant", "variant", Variant)
         if self.arch == "resnet20" and self.variant != "paper":
             raise ModescapeError("resnet20 has only the 'paper' variant (canonical ResNet20v1)")

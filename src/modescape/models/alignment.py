@@ -11,124 +11,55 @@ permutation at a time — a linear assignment (`scipy.optimize.linear_sum_assign
 permutations held fixed — visiting the permutations in random order, until a full sweep no longer
 improves the objective.
 
-A *permutation spec* maps every state-dict entry to the permutation acting on each of its axes.
-Specs are derived from the structure of `modescape.models.architectures`:
-- SmallCNN / MediumCNN: one permutation per conv and hidden dense layer (the output channels);
-  a flatten head (paper variants) sees the last conv's channels in blocks of H·W (channel-major).
-- ResNet20v1: the residual stream carries one permutation per stage — the skip connections add
-  the stream to every block's output, so all of them must be permuted alike; a projection
-  shortcut (1×1 conv) starts the next stage's permutation. Each block's inner channels
-  (conv1 → bn1 → conv2) have their own. BatchNorm weights, biases *and running statistics* are
-  permuted with their channels.
+A *permutation spec* (`modescape.models.specs`) maps every state-dict entry to the permutation
+acting on each of its axes. `align` takes one from the caller (`spec=`: a `PermutationSpec`, or
+the `axes_to_perm` dictionary of the git-re-basin code, `{param_name: (perm_name or None per
+axis)}`), reads one from the network with `torch.fx` (`spec="auto"`, or any non-built-in network
+given as `model=`; `modescape.models.autospec`), or, for the built-ins, derives it from their
+structure (`permutation_spec`).
 The objective uses parameters only (running statistics are not weights).
+
+Every alignment is verified: the permuted network must give the same softmax as B on a probe batch
+(max |Δp| is logged and returned by `align_verified`); above `tolerance` (1e-4) the result is
+refused with a ModescapeError — a wrong spec silently changes the function otherwise.
 """
 
 from __future__ import annotations
 
-import re
+import copy
+import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
-from torch import Tensor
+from torch import Tensor, nn
 
 from modescape.errors import ModescapeError, choice_error
+from modescape.models import architectures
 from modescape.models.architectures import ARCHITECTURES
+from modescape.models.specs import (
+    PermutationSpec,
+    StateDict,
+    permutation_spec,
+    spec_from_axes_to_perm,
+)
 
-StateDict = Mapping[str, Tensor]
+__all__ = [
+    "AlignmentResult",
+    "PermutationSpec",
+    "align",
+    "align_verified",
+    "apply_permutation",
+    "permutation_spec",
+    "spec_from_axes_to_perm",
+    "weight_matching",
+]
 
-
-@dataclass(frozen=True)
-class PermutationSpec:
-    """`axes[key]`: the permutation name (or None) of each axis of `key`, in the shape `views[key]`
-    (the tensor is reshaped to it while permuting; default its own shape). `sizes[p]`: units."""
-
-    axes: dict[str, tuple[str | None, ...]]
-    views: dict[str, tuple[int, ...]]
-    sizes: dict[str, int]
-
-
-def _convnet_spec(state: StateDict) -> PermutationSpec:
-    """SmallCNN / MediumCNN: `features.<i>` convs, `neck.<i>` dense layers, then `head`."""
-    layers = sorted(
-        (k[: -len(".weight")] for k in state if re.fullmatch(r"features\.\d+\.weight", k)),
-        key=lambda k: int(k.split(".")[1]),
-    )
-    layers += sorted(
-        (k[: -len(".weight")] for k in state if re.fullmatch(r"neck\.\d+\.weight", k)),
-        key=lambda k: int(k.split(".")[1]),
-    )
-    if not layers or "head.weight" not in state:
-        raise ModescapeError("state dict does not look like a SmallCNN / MediumCNN")
-    axes: dict[str, tuple[str | None, ...]] = {}
-    views: dict[str, tuple[int, ...]] = {}
-    sizes: dict[str, int] = {}
-    prev: str | None = None
-    for i, layer in enumerate([*layers, "head"]):
-        w = state[f"{layer}.weight"]
-        out = f"P{i}" if layer != "head" else None
-        rest = (None,) * (w.dim() - 2)
-        if prev is not None and w.dim() == 2 and w.shape[1] != sizes[prev]:
-            # Linear after flatten: input index = channel · (H·W) + position (channel-major).
-            views[f"{layer}.weight"] = (w.shape[0], sizes[prev], w.shape[1] // sizes[prev])
-            rest = (None,)
-        axes[f"{layer}.weight"] = (out, prev, *rest)
-        if f"{layer}.bias" in state:
-            axes[f"{layer}.bias"] = (out,)
-        if out is not None:
-            sizes[out] = w.shape[0]
-        prev = out
-    return PermutationSpec(axes, views, sizes)
-
-
-def _resnet_spec(state: StateDict) -> PermutationSpec:
-    """ResNet20v1: `stem.0` conv, `stem.1` BN, `blocks.<i>.{conv1,bn1,conv2,bn2,shortcut}`,
-    `head`."""
-    axes: dict[str, tuple[str | None, ...]] = {}
-    sizes: dict[str, int] = {}
-
-    def conv(name: str, out: str, inp: str | None) -> None:
-        w = state[f"{name}.weight"]
-        axes[f"{name}.weight"] = (out, inp, *(None,) * (w.dim() - 2))
-        if f"{name}.bias" in state:
-            axes[f"{name}.bias"] = (out,)
-        sizes[out] = w.shape[0]
-
-    def bn(name: str, p: str) -> None:
-        for suffix in ("weight", "bias", "running_mean", "running_var"):
-            axes[f"{name}.{suffix}"] = (p,)
-
-    stage = 0
-    stream = f"res{stage}"
-    conv("stem.0", stream, None)
-    bn("stem.1", stream)
-    blocks = sorted({int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k))})
-    for b in blocks:
-        name = f"blocks.{b}"
-        inner, out = f"{name}.inner", stream
-        if f"{name}.shortcut.weight" in state:  # projection: a new stream (next stage)
-            stage += 1
-            out = f"res{stage}"
-            conv(f"{name}.shortcut", out, stream)
-        conv(f"{name}.conv1", inner, stream)
-        bn(f"{name}.bn1", inner)
-        conv(f"{name}.conv2", out, inner)
-        bn(f"{name}.bn2", out)
-        stream = out
-    axes["head.weight"] = (None, stream)
-    axes["head.bias"] = (None,)
-    return PermutationSpec(axes, {}, sizes)
-
-
-def permutation_spec(state: StateDict, arch: str, variant: str = "paper") -> PermutationSpec:
-    """The permutation spec of a `modescape.models.architectures` network, from its state dict."""
-    if arch not in ARCHITECTURES:
-        raise choice_error("architecture", arch, tuple(ARCHITECTURES))
-    if variant not in ARCHITECTURES[arch]:
-        raise choice_error(f"{arch} variant", variant, ARCHITECTURES[arch])
-    return _resnet_spec(state) if arch == "resnet20" else _convnet_spec(state)
+log = logging.getLogger(__name__)
 
 
 def _permuted(
@@ -201,29 +132,175 @@ def weight_matching(
     return perms
 
 
+@dataclass(frozen=True)
+class AlignmentResult:
+    """`state_dict`: B permuted onto A; `perms`: the permutations; `max_abs_prob_diff`: the
+    largest change of B's softmax on the probe batch (float rounding only, ≲1e-6)."""
+
+    state_dict: dict[str, Tensor]
+    perms: dict[str, Tensor]
+    spec: PermutationSpec
+    max_abs_prob_diff: float
+
+
 def align(
     model_a_state: StateDict,
     model_b_state: StateDict,
-    arch: str,
+    arch: str | None = None,
     variant: str = "paper",
     *,
+    spec: PermutationSpec | Mapping[str, Any] | str | None = None,
+    model: nn.Module | None = None,
+    probe: Tensor | None = None,
     seed: int = 0,
     max_sweeps: int = 100,
+    tolerance: float = 1e-4,
 ) -> dict[str, Tensor]:
     """Model B's state dict with its hidden units permuted to match model A's (weight matching).
 
-    The result computes the same function as B (running statistics permuted along), and is at
-    least as close to A in weight space. `seed` orders the layer visits.
+    The result computes the same function as B (running statistics permuted along; checked, see
+    `align_verified`, which takes the same arguments and also returns the permutations and the
+    max |Δp|), and is at least as close to A in weight space. `seed` orders the layer visits.
+
+    Args:
+        arch, variant: a built-in architecture (its spec is derived from its structure).
+        spec: a `PermutationSpec`, a git-re-basin `axes_to_perm` dict, or "auto" (torch.fx trace
+            of `model`); default: the built-in's spec, else "auto" when `model` is given.
+        model: a module of the network (any weights), to trace and to check the function with;
+            built from `arch` when it is a built-in.
+        probe: `(batch, *in_shape)` inputs for tracing and the check; default 16 standard normal
+            examples of the built-in's input shape (required for other networks).
+        tolerance: largest allowed change of any softmax probability on the probe.
     """
-    if set(model_a_state) != set(model_b_state):
+    return align_verified(
+        model_a_state, model_b_state, arch, variant, spec=spec, model=model, probe=probe,
+        seed=seed, max_sweeps=max_sweeps, tolerance=tolerance,
+    ).state_dict  # fmt: skip
+
+
+def align_verified(
+    model_a_state: StateDict,
+    model_b_state: StateDict,
+    arch: str | None = None,
+    variant: str = "paper",
+    *,
+    spec: PermutationSpec | Mapping[str, Any] | str | None = None,
+    model: nn.Module | None = None,
+    probe: Tensor | None = None,
+    seed: int = 0,
+    max_sweeps: int = 100,
+    tolerance: float = 1e-4,
+) -> AlignmentResult:
+    """`align`, returning the permutations and the verified max |Δp| as well."""
+    _check_same_tensors(model_a_state, model_b_state)
+    builtin = arch is not None and arch in ARCHITECTURES
+    if (
+        arch is not None
+        and not builtin
+        and model is None
+        and not isinstance(spec, PermutationSpec | Mapping)
+    ):
+        raise ModescapeError(
+            f"{choice_error('architecture', arch, tuple(ARCHITECTURES))}: for another network "
+            "pass model= (automatic spec) or spec="
+        )
+    if model is None and builtin:
+        model, shape = _builtin_model(model_a_state, arch, variant)
+        probe = probe if probe is not None else _probe(shape)
+    if model is None:
+        raise ModescapeError("align needs arch= (a built-in) or model= to verify the function")
+    if probe is None:
+        raise ModescapeError(
+            "align needs probe= (a batch of inputs) for a network that is not built-in"
+        )
+    resolved = _resolve_spec(spec, model_a_state, arch if builtin else None, variant, model, probe)
+    perms = weight_matching(
+        model_a_state, model_b_state, resolved, seed=seed, max_sweeps=max_sweeps
+    )
+    aligned = apply_permutation(model_b_state, resolved, perms)
+    delta = _max_prob_change(model, model_b_state, aligned, probe)
+    log.info("alignment: max |Δp| = %.2e on %d probe inputs", delta, len(probe))
+    if not delta <= tolerance:
+        raise ModescapeError(
+            f"alignment changed the network's function (max |Δp| = {delta:.2e} > {tolerance:g} "
+            "on the probe batch): the permutation spec does not describe this network"
+        )
+    return AlignmentResult(aligned, perms, resolved, delta)
+
+
+def _check_same_tensors(a: StateDict, b: StateDict) -> None:
+    if set(a) != set(b):
         raise ModescapeError(
             "the two state dicts hold different tensors: not the same architecture"
         )
-    for k in model_a_state:
-        if model_a_state[k].shape != model_b_state[k].shape:
-            raise ModescapeError(
-                f"{k}: shapes differ ({model_a_state[k].shape} vs {model_b_state[k].shape})"
-            )
-    spec = permutation_spec(model_a_state, arch, variant)
-    perms = weight_matching(model_a_state, model_b_state, spec, seed=seed, max_sweeps=max_sweeps)
-    return apply_permutation(model_b_state, spec, perms)
+    for k in a:
+        if a[k].shape != b[k].shape:
+            raise ModescapeError(f"{k}: shapes differ ({a[k].shape} vs {b[k].shape})")
+
+
+def _resolve_spec(
+    spec: Any, state: StateDict, arch: str | None, variant: str, model: nn.Module, probe: Tensor
+) -> PermutationSpec:
+    if isinstance(spec, PermutationSpec):
+        return spec
+    if spec is None and arch is not None:
+        return permutation_spec(state, arch, variant)
+    if spec is None or spec == "auto":
+        from modescape.models.autospec import auto_spec
+
+        return auto_spec(model, probe)
+    if isinstance(spec, str):
+        raise ModescapeError(
+            f"spec must be a PermutationSpec, an axes_to_perm dict or 'auto'; got {spec!r}"
+        )
+    return spec_from_axes_to_perm(spec, state)
+
+
+def _probe(in_shape: tuple[int, ...], n: int = 16) -> Tensor:
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(n, *in_shape, generator=g)
+
+
+def _max_prob_change(model: nn.Module, before: StateDict, after: StateDict, probe: Tensor) -> float:
+    model = copy.deepcopy(model).eval()
+    probs = []
+    for sd in (before, after):
+        model.load_state_dict(sd)
+        with torch.no_grad():
+            probs.append(torch.softmax(model(probe).double(), dim=-1))
+    return float((probs[0] - probs[1]).abs().max())
+
+
+def _builtin_model(state: StateDict, arch: str, variant: str) -> tuple[nn.Module, tuple[int, ...]]:
+    """A built-in model fitting `state`, and an input shape it accepts (for the probe)."""
+    first = next(v for k, v in state.items() if k.endswith("weight") and v.dim() >= 3)
+    channels, ndim = int(first.shape[1]), first.dim() - 2
+    spatial = _builtin_spatial(state, arch, variant, ndim, channels)
+    shape = (channels, *spatial)
+    with torch.random.fork_rng(devices=[]):
+        model = architectures.build_model(arch, variant, shape, int(state["head.weight"].shape[0]))
+    if model.state_dict()["head.weight"].shape != state["head.weight"].shape:
+        raise ModescapeError(f"the state dict does not look like a {arch} ({variant})")
+    return model, shape
+
+
+def _builtin_spatial(
+    state: StateDict, arch: str, variant: str, ndim: int, channels: int
+) -> tuple[int, ...]:
+    """Spatial input size for which the built-in's flatten head has the state dict's width."""
+    size = max(architectures.min_input_size(arch, variant), 8)
+    if arch == "resnet20" or variant != "paper":
+        return (size,) * ndim  # global pooling: any size
+    with torch.random.fork_rng(devices=[]):
+        features = architectures.build_model(arch, variant, (channels, *(64,) * ndim), 2).features
+    last = [m for m in features if isinstance(m, nn.Conv1d | nn.Conv2d)][-1].out_channels
+    cells = state["head.weight"].shape[1] // last
+    out_of = {}
+    for n in range(1, 4096):
+        out_of.setdefault(architectures._size_after(n, features), n)
+    if ndim == 1 and cells in out_of:
+        return (out_of[cells],)
+    for h in range(1, math.isqrt(cells) + 1):
+        if cells % h == 0 and h in out_of and cells // h in out_of:
+            return (out_of[h], out_of[cells // h])
+    raise ModescapeError(f"cannot find an input size for a {arch} head of width {cells * last}")

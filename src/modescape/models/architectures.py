@@ -24,7 +24,8 @@ Choices where the sources leave room (each is what the source stack, TF/Keras, d
   porting weights from Keras.
 - ResNet20 follows the Keras example's resnet_v1: convs keep their biases, projection shortcuts
   are a bare 1×1 conv (no BN), BatchNorm uses Keras' eps 1e-3 and momentum 0.99 (PyTorch
-  `momentum=0.01`). Its stride-2 3×3 convs pad symmetrically (PyTorch), not Keras' bottom/right.
+  `momentum=0.01`). Its stride-2 3×3 convs pad symmetrically (PyTorch) by default;
+  `padding="keras"` pads bottom/right as Keras does (needed for weights trained in Keras).
 - The paper's SmallCNN has no dropout layer; `dropout` is ignored for it and for
   ResNet20.
 
@@ -42,6 +43,7 @@ import torch
 from torch import nn
 
 from modescape.errors import ModescapeError, choice_error
+from modescape.models.layers import Padding, same_conv
 
 ARCHITECTURES: dict[str, tuple[str, ...]] = {
     "smallcnn": ("paper", "seed"),
@@ -103,17 +105,21 @@ class BasicBlock(nn.Module):
     `shortcut` is `nn.Identity` or, when the shape changes, a 1×1 strided conv (projection).
     """
 
-    def __init__(self, ndim: int, in_channels: int, channels: int, stride: int) -> None:
+    def __init__(
+        self, ndim: int, in_channels: int, channels: int, stride: int, padding: Padding
+    ) -> None:
         super().__init__()
         conv, norm = _CONV[ndim], _NORM[ndim]
-        self.conv1 = conv(in_channels, channels, 3, stride=stride, padding=1)
+        self.conv1 = same_conv(ndim, in_channels, channels, 3, stride, padding)
         self.bn1 = norm(channels, eps=_BN_EPS, momentum=_BN_MOMENTUM)
         self.conv2 = conv(channels, channels, 3, padding=1)
         self.bn2 = norm(channels, eps=_BN_EPS, momentum=_BN_MOMENTUM)
         self.relu = nn.ReLU()
         projection = stride != 1 or in_channels != channels
         self.shortcut = (
-            conv(in_channels, channels, 1, stride=stride) if projection else nn.Identity()
+            same_conv(ndim, in_channels, channels, 1, stride, padding)
+            if projection
+            else nn.Identity()
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -139,12 +145,15 @@ class ResNet(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------
-# Builders: (ndim, in_channels, num_classes, dropout, paper) → model. The flatten heads of the
-# paper CNNs are a placeholder `_UNSIZED` here; `build_model` sizes them from the input shape.
+# Builders: (ndim, in_channels, num_classes, dropout, paper, padding) → model. The flatten heads
+# of the paper CNNs are a placeholder `_UNSIZED` here; `build_model` sizes them from the input
+# shape.
 _UNSIZED = 1
 
 
-def _smallcnn(ndim: int, c: int, num_classes: int, dropout: float, paper: bool) -> ConvNet:
+def _smallcnn(
+    ndim: int, c: int, num_classes: int, dropout: float, paper: bool, padding: Padding
+) -> ConvNet:
     conv, pool = _CONV[ndim], _POOL[ndim]
     layers: list[nn.Module] = []
     for c_in, c_out in [(c, 16), (16, 32), (32, 32)]:
@@ -158,7 +167,9 @@ def _smallcnn(ndim: int, c: int, num_classes: int, dropout: float, paper: bool) 
     return ConvNet(nn.Sequential(*layers), neck, nn.Linear(32, num_classes))
 
 
-def _mediumcnn(ndim: int, c: int, num_classes: int, dropout: float, paper: bool) -> ConvNet:
+def _mediumcnn(
+    ndim: int, c: int, num_classes: int, dropout: float, paper: bool, padding: Padding
+) -> ConvNet:
     conv, pool = _CONV[ndim], _POOL[ndim]
     layers: list[nn.Module] = []
     if paper:
@@ -182,7 +193,9 @@ def _mediumcnn(ndim: int, c: int, num_classes: int, dropout: float, paper: bool)
     return ConvNet(nn.Sequential(*layers), neck, nn.Linear(32, num_classes))
 
 
-def _resnet20(ndim: int, c: int, num_classes: int, dropout: float, paper: bool) -> ResNet:
+def _resnet20(
+    ndim: int, c: int, num_classes: int, dropout: float, paper: bool, padding: Padding
+) -> ResNet:
     conv, norm = _CONV[ndim], _NORM[ndim]
     stem = nn.Sequential(
         conv(c, 16, 3, padding=1), norm(16, eps=_BN_EPS, momentum=_BN_MOMENTUM), nn.ReLU()
@@ -192,7 +205,7 @@ def _resnet20(ndim: int, c: int, num_classes: int, dropout: float, paper: bool) 
     for stage, channels in enumerate([16, 32, 64]):
         for i in range(3):  # n = 3 blocks per stage: 6n + 2 = 20 layers
             stride = 2 if stage > 0 and i == 0 else 1
-            blocks.append(BasicBlock(ndim, in_channels, channels, stride))
+            blocks.append(BasicBlock(ndim, in_channels, channels, stride, padding))
             in_channels = channels
     neck = nn.Sequential(_GAP[ndim](1), nn.Flatten())
     return ResNet(stem, nn.Sequential(*blocks), neck, nn.Linear(64, num_classes))
@@ -302,6 +315,7 @@ def build_model(
     in_shape: tuple[int, ...] = (3, 32, 32),
     num_classes: int = 10,
     dropout: float = 0.1,
+    padding: Padding | str = Padding.TORCH,
 ) -> nn.Module:
     """A freshly initialised model (from the global torch RNG) returning logits.
 
@@ -311,6 +325,8 @@ def build_model(
         num_classes: width of the final linear layer.
         dropout: rate of every dropout layer, in [0, 1); ignored by models without dropout
             (smallcnn paper, resnet20).
+        padding: "torch" (symmetric) or "keras" (Keras' "same" on strided convolutions; only
+            ResNet20 has any, the CNNs' convolutions all have stride 1).
 
     Returns:
         A module mapping `(batch, *in_shape)` to logits `(batch, num_classes)`. Flatten-based
@@ -329,9 +345,13 @@ def build_model(
         raise ModescapeError(f"num_classes must be an integer >= 2; got {num_classes!r}")
     if not 0.0 <= dropout < 1.0:
         raise ModescapeError(f"dropout must be in [0, 1); got {dropout}")
+    if padding not in tuple(Padding):
+        raise choice_error("padding", padding, [p.value for p in Padding])
 
     ndim, channels, spatial = len(shape) - 1, shape[0], shape[1:]
-    model = _BUILDERS[arch](ndim, channels, num_classes, dropout, variant == "paper")
+    model = _BUILDERS[arch](
+        ndim, channels, num_classes, dropout, variant == "paper", Padding(padding)
+    )
     if isinstance(model, ConvNet):
         out = _check_spatial(arch, variant, spatial, model.features)
         if variant == "paper":  # flatten head: its width follows from the input's size
@@ -369,7 +389,7 @@ def min_input_size(arch: str, variant: str = "paper") -> int:
     if arch == "resnet20":
         return 1  # strided convs with padding 1 map 1 → 1
     with torch.random.fork_rng(devices=[]):
-        features = _BUILDERS[arch](1, 1, 2, 0.0, variant == "paper").features
+        features = _BUILDERS[arch](1, 1, 2, 0.0, variant == "paper", Padding.TORCH).features
     return next(n for n in range(1, 1 << 16) if _size_after(n, features) >= 1)
 
 

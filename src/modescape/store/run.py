@@ -235,11 +235,12 @@ class Run:
 
     def build_model(self) -> nn.Module:
         """A freshly initialised model of the run's architecture (the global RNG is untouched)."""
-        from modescape.models.architectures import build_model
+        from modescape.models.registry import build_model
 
         m, d = self.config.model, self.data_summary
+        shape, classes = tuple(d["in_shape"]), d["num_classes"]
         with torch.random.fork_rng(devices=[]):
-            return build_model(m.arch, m.variant, tuple(d["in_shape"]), d["num_classes"], m.dropout)
+            return build_model(m.arch, m.variant, shape, classes, m.dropout, **m.arch_kwargs)
 
     def model(self, member: int, epoch: int = -1) -> nn.Module:
         """A ready `nn.Module` in eval mode holding that snapshot."""

@@ -269,7 +269,8 @@ def _alignment(run, model, pair, x, y, config, policy, bn):
 
     i, j = pair
     sd_i, sd_j = run.state_dict(i), run.state_dict(j)
-    aligned = align(sd_i, sd_j, run.config.model.arch, run.config.model.variant)
+    m = run.config.model  # model + probe: any architecture, function checked on the probe
+    aligned = align(sd_i, sd_j, m.arch, m.variant, model=model, probe=x[:256])
     names = param_names(model)
     vi, vj, va = (flatten_params(sd, names).double() for sd in (sd_i, sd_j, aligned))
     probs = []

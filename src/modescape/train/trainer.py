@@ -259,7 +259,7 @@ def train_member(
 
 
 def _train(run: Run, member: int, data: Dataset, dev: torch.device, progress: bool) -> None:
-    from modescape.models.architectures import build_model
+    from modescape.models.registry import build_model
 
     cfg, tcfg = run.config, run.config.train
     seed = member_seed(cfg, member)
@@ -285,8 +285,9 @@ def _train(run: Run, member: int, data: Dataset, dev: torch.device, progress: bo
     elapsed_before = info["time_s"]
 
     torch.manual_seed(derive_seed(seed, "init"))
+    m = cfg.model
     model = build_model(
-        cfg.model.arch, cfg.model.variant, data.in_shape, data.num_classes, cfg.model.dropout
+        m.arch, m.variant, data.in_shape, data.num_classes, m.dropout, **m.arch_kwargs
     )
     rng = MemberRNG.fresh(seed, dev)
     spatial2d = len(data.in_shape) == 3
@@ -442,6 +443,11 @@ def prepare_run(out: str | Path, config: RunConfig, dataset: Dataset | None = No
     if (out / "config.json").exists():
         return init_run(out, config)  # checks the config matches; labels are already there
     data = open_dataset(config) if dataset is None else dataset
+    from modescape.models.registry import build_model
+
+    m = config.model  # an unbuildable model (import path, kwargs, shape) fails before any file
+    with torch.random.fork_rng(devices=[]):
+        build_model(m.arch, m.variant, data.in_shape, data.num_classes, m.dropout, **m.arch_kwargs)
     summary = {
         "name": data.name,
         "in_shape": list(data.in_shape),

@@ -1,0 +1,1 @@
+"""Examples of bringing your own network to modescape (`--arch examples.tiny_factory:build`)."""
