@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import enum
 import math
 import types
 import typing
@@ -53,6 +54,8 @@ def _scalar_type(hint: Any) -> type | None:
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     if isinstance(hint, types.UnionType) and len(args) == 1:
         hint = args[0]
+    if isinstance(hint, type) and issubclass(hint, enum.StrEnum):
+        return str  # its choices come from the enum (`_choices`)
     return hint if hint in (int, float, str, bool) else None
 
 
@@ -60,6 +63,11 @@ def _default(f: dataclasses.Field) -> Any:
     if f.default is not dataclasses.MISSING:
         return f.default
     return f.default_factory()  # type: ignore[misc]
+
+
+def _enum_of(hint: Any) -> type[enum.StrEnum] | None:
+    """The str enum a field is typed with (its values are the flag's choices), else None."""
+    return hint if isinstance(hint, type) and issubclass(hint, enum.StrEnum) else None
 
 
 def _flag_name(field: str, flag: Flag) -> str:
@@ -100,7 +108,7 @@ def add_dataclass_flags(
             action = "store_false" if default else "store_true"
             g.add_argument(flag_text, dest=f.name, action=action, help=text)
         elif kind is not None:
-            options = FIELD_CHOICES.get(f.name)
+            options = FIELD_CHOICES.get(f.name) or _enum_of(hints[f.name])
             g.add_argument(
                 name, dest=f.name, type=kind, default=default, metavar=metavar,
                 choices=values(options) if options else None, help=f"{text} (default: {shown})",

@@ -82,6 +82,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _check_numbers(self, "model")
+        object.__setattr__(self, "arch", str(self.arch))  # an Arch member becomes its plain string
         builtins = values(Arch)
         if self.arch not in builtins:
             from modescape.models.registry import is_known_arch  # torch only when needed

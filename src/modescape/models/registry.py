@@ -1,7 +1,7 @@
 """Any PyTorch classifier as a modescape architecture: built-ins, registered names, import paths.
 
 An architecture name is resolved in this order:
-1. a built-in (`smallcnn`, `mediumcnn`, `resnet20`, with their variants, SPEC §2);
+1. a built-in (`smallcnn`, `mediumcnn`, `resnet20`, with their variants);
 2. a name given to `register_arch(name, factory)` in this process;
 3. an import path `"package.module:factory"` (the attribute may be dotted, `module:Class.make`).
 
