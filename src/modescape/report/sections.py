@@ -567,22 +567,28 @@ def _shift_reading(s: S.ShiftSummary, K: int, subspaces: list[str]) -> list[str]
             + (f" and {_pct(ens['accuracy'][-1])} for the ensemble." if ens else ".")
         )
     if "members" in js and len(s.members) > 1:
-        v = js["members"]
-        verb = "rises" if v[-1] > v[0] else ("falls" if v[-1] < v[0] else "stays")
-        line = f"Independent members' JS diversity {verb} from {v[0]:.3f} to {v[-1]:.3f}"
-        ratios = []
-        for f, what in [
-            (S.SHIFT_LATE_FAMILY, f"member {s.members[0]}'s late snapshots"),
-            *(
-                (f, f"{figures_study.method_label(f.removeprefix('subspace_'))} samples")
-                for f in subspaces
-            ),
-        ]:
-            if f in js and all(x > 0 for x in js[f]):
-                r = [a / b for a, b in zip(v, js[f])]
-                lo, hi = _ratio(min(r)), _ratio(max(r))
-                ratios.append(f"{lo if lo == hi else f'{lo}–{hi}'}× that of {what}")
-        if ratios:
-            line += f"; across severities it is {_join(ratios)}"
-        text.append(line + ".")
+        text.append(_shift_js_line(s, subspaces))
     return text
+
+
+def _shift_js_line(s: S.ShiftSummary, subspaces: list[str]) -> str:
+    """How independent members' JS diversity moves with severity, against the other families."""
+    js = s.by_severity.js
+    v = js["members"]
+    verb = "rises" if v[-1] > v[0] else ("falls" if v[-1] < v[0] else "stays")
+    line = f"Independent members' JS diversity {verb} from {v[0]:.3f} to {v[-1]:.3f}"
+    ratios = []
+    for f, what in [
+        (S.SHIFT_LATE_FAMILY, f"member {s.members[0]}'s late snapshots"),
+        *(
+            (f, f"{figures_study.method_label(f.removeprefix('subspace_'))} samples")
+            for f in subspaces
+        ),
+    ]:
+        if f in js and all(x > 0 for x in js[f]):
+            r = [a / b for a, b in zip(v, js[f])]
+            lo, hi = _ratio(min(r)), _ratio(max(r))
+            ratios.append(f"{lo if lo == hi else f'{lo}–{hi}'}× that of {what}")
+    if ratios:
+        line += f"; across severities it is {_join(ratios)}"
+    return line + "."
