@@ -146,3 +146,12 @@ def test_short_run_clamps_every_window_with_a_warning(tmp_path):
     shift = run_shift(tmp_path / "run", noise)
     assert shift.late_window == 2 and shift.families["late_snapshots_member0"] == 2
     assert [w.split(":")[0] for w in shift.warnings] == ["late window", "weight average"]
+
+
+def test_run_accessors_return_the_typed_summaries(analysed):
+    path, summary = analysed
+    run = load_run(path)
+    assert run.analysis == summary
+    assert run.analysis.disagreement.late_window == summary.disagreement.late_window
+    with pytest.raises(ModescapeError, match="modescape subspace"):
+        _ = run.subspace
