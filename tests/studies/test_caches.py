@@ -71,6 +71,9 @@ def test_subspace_predictions_follow_the_sampler_settings(tiny_run_copy):
     base = {"methods": ("random",), "n_snapshots": 3, "rank": 2}
     run_subspace(tiny_run_copy, SubspaceConfig(n_samples=2, **base))
     f = tiny_run_copy / "subspace/preds/random/m001.npy"
+    # "k samples around one trajectory" stops at the 2 samples drawn (3 members).
+    rows = read_csv(tiny_run_copy / "subspace/curves.csv")
+    assert {r["size"] for r in rows if r["family"] == "random"} == {"1", "2"}
     for cfg in (
         SubspaceConfig(n_samples=3, **base),
         SubspaceConfig(n_samples=3, random_scale=2.0, **base),

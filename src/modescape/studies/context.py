@@ -189,13 +189,13 @@ def unflatten_named(
     return unflatten(vector, names, shapes_of(model, names))
 
 
-def emit(log: Any, message: str) -> None:
-    """A progress message: to the deprecated `log` callable when a caller passes one (pipeline's
-    indented console lines), else to the module logger."""
+def emit(logger: logging.Logger, log: Any, message: str) -> None:
+    """A progress message to the study's logger, or to the deprecated `log` callable when a caller
+    still passes one (pipeline's indented console lines)."""
     if log is not None:
         log(message)
     else:
-        logging.getLogger("modescape.studies").info(message)
+        logger.info(message)
 
 
 class ResultWriter:

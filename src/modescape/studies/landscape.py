@@ -166,12 +166,14 @@ def run_landscape(
     )  # fmt: skip
     planes = []
     for anchors in config.planes or default_planes(ctx.run, members):
-        emit(log, f"landscape: plane {', '.join(anchors)} at {config.resolution}² points")
+        grid = f"{config.resolution}x{config.resolution}"
+        emit(logger, log, f"landscape: plane {', '.join(anchors)} at {grid}")
         planes.append(_plane(setup, anchors))
     paths, path_rows = _paths(setup, config.paths or default_paths(ctx.run, members), log)
     alignment = None
     if config.align and len(members) > 1:
-        emit(log, f"landscape: permutation alignment of member {members[1]} onto {members[0]}")
+        who = f"member {members[1]} onto member {members[0]}"
+        emit(logger, log, f"landscape: permutation alignment of {who}")
         alignment, rows, entry = _alignment(setup, members[:2])
         path_rows += rows
         paths.append(entry)
@@ -202,7 +204,7 @@ def _paths(setup: _Setup, pairs, log) -> tuple[list[S.PathEntry], list[list[Any]
     entries, rows = [], []
     for a, b in pairs:
         kind = "across members" if a.split("@")[0] != b.split("@")[0] else "within trajectory"
-        emit(log, f"landscape: path {a} -> {b} ({kind})")
+        emit(logger, log, f"landscape: path {a} -> {b} ({kind})")
         result = setup.path(setup.anchor(a), setup.anchor(b))
         entries.append(_path_entry(a, b, kind, result))
         rows += _path_rows(f"{a}->{b}", result)

@@ -196,7 +196,8 @@ def run_shift(
     out = ResultWriter(ctx.path / S.SHIFT)
     _, digest = open_cache(out.root / "preds", _cache_settings(ctx, config, members, inputs))
     out.files[f"preds/{S.SETTINGS}"] = digest
-    emit(log, f"dataset shift: {len(names)} corruptions x severities {list(config.severities)}")
+    sweep = f"{len(names)} corruptions x severities {list(config.severities)}"
+    emit(logger, log, f"dataset shift: {sweep}")
     metric_rows, js_rows = _sweep(ctx, names, inputs, families, config, out)
     header = ["corruption", "severity", "family", "size", "metric", "mean", "std"]
     out.csv(S.SHIFT_METRICS, header, metric_rows)

@@ -143,7 +143,8 @@ def _sample_predictions(
         folder = out.root / "preds" / method
         _, digest = open_cache(folder, sampler_settings(config, method))
         out.files[f"preds/{method}/{S.SETTINGS}"] = digest
-        emit(log, f"subspace: {config.n_samples} {method} samples around {len(members)} members")
+        around = f"around each of {len(members)} members"
+        emit(logger, log, f"subspace: {config.n_samples} {method} samples {around}")
         for m in members:
             rel = S.SUBSPACE_PREDS.format(method=method, member=m)
             f = out.root / rel
@@ -220,15 +221,14 @@ def _curve_rows(members, finals, wa, sample_probs, labels) -> list[list[Any]]:
         # A subspace model averages its samples; with ensembling, k members' subspace models.
         models = np.stack([by_member[m].mean(0) for m in members])
         add(f"{method}+ensemble", ensemble_curve(models, labels))
-        # Alone: k samples around one trajectory, averaged over members (mean ± std).
-        per_size = []
-        for k in range(1, M + 1):
+        # Alone: k samples around one trajectory, averaged over members (mean ± std); only
+        # sizes the samples reach (k <= n_samples), so a row labelled k averages k samples.
+        n_samples = min(len(by_member[m]) for m in members)
+        for k in range(1, min(M, n_samples) + 1):
             scores = [evaluate(by_member[m][:k].mean(0), labels) for m in members]
-            per_size.append(scores)
-        for i, scores in enumerate(per_size):
             for mt in METRICS:
                 vals = [s[mt] for s in scores]
-                rows.append([method, i + 1, mt, float(np.mean(vals)), float(np.std(vals))])
+                rows.append([method, k, mt, float(np.mean(vals)), float(np.std(vals))])
     return rows
 
 

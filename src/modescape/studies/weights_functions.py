@@ -174,7 +174,7 @@ def _prepare(ctx: RunContext, config: AnalysisConfig, allow_partial: bool, log) 
 
 def _weights(a: _Analysis) -> None:
     M, E = len(a.members), len(a.epochs)
-    emit(a.log, f"weight space: {M} members x {E} snapshots ({a.config.params} parameters)")
+    emit(logger, a.log, f"weight space: {M} members x {E} snapshots ({a.config.params} parameters)")
     names = select_parameter_names(a.ctx.build_model(), a.config.params)
     run = a.ctx.run
     snaps = [[LazySnapshot(run.snapshot_path(m, e)) for e in a.epochs] for m in a.members]
@@ -187,7 +187,8 @@ def _weights(a: _Analysis) -> None:
 
 
 def _functions(a: _Analysis) -> None:
-    emit(a.log, "function space: disagreement, agreement with final predictions, JS diversity")
+    what = "disagreement, agreement with final predictions, JS diversity"
+    emit(logger, a.log, f"function space: {what}")
     dis = disagreement_matrix(a.flat)
     a.out.npy(S.DISAGREEMENT, dis)
     a.out.npy(S.AGREEMENT_WITH_FINAL, agreement_with(a.flat, a.probs[:, -1]))
@@ -199,7 +200,7 @@ def _trajectories(a: _Analysis) -> None:
     n_sub = min(config.tsne_examples, len(a.labels))
     idx = fixed_subset(len(a.labels), n_sub, config.seed, config.tsne_subset)
     points = function_space_points(a.flat, idx)
-    emit(a.log, f"trajectories: joint t-SNE of {len(points)} snapshots on {n_sub} examples")
+    emit(logger, a.log, f"trajectories: joint t-SNE of {len(points)} snapshots on {n_sub} examples")
     embeddings = {}
     for method in ("tsne", "pca"):
         emb = embed_trajectories(
@@ -217,7 +218,7 @@ def _trajectories(a: _Analysis) -> None:
 
 
 def _ensembles(a: _Analysis) -> None:
-    emit(a.log, "ensembles: deep, snapshot and weight-averaged")
+    emit(logger, a.log, "ensembles: deep, snapshot and weight-averaged")
     probs, labels, config = a.probs, a.labels, a.config
     M, E = len(a.members), len(a.epochs)
     deep = ensemble_curve(probs[:, -1], labels, max_subsets=config.max_subsets, seed=config.seed)
