@@ -48,8 +48,7 @@ def clamp_window(what: str, requested: int, available: int, minimum: int = 1) ->
         f"{what}: asked for the last {requested} snapshots, but the run has {available} after "
         f"initialisation; used the last {n} (a window covers at most the later half)"
     )
-    logger.warning(warning)
-    return n, warning
+    return n, warning  # each study logs its warnings once, with its summary
 
 
 class RunContext:
@@ -110,8 +109,8 @@ class RunContext:
         """The member's last snapshots in a late window (clamped; see `clamp_window`)."""
         epochs = self.epochs_after_init(member)
         n, warning = clamp_window(what, requested, len(epochs), minimum=2)
-        if n < 2:  # one epoch after initialisation: the window takes the initialisation too
-            return self.run.snapshot_epochs(member)[-2:], warning
+        if n < 2 or n > len(epochs):  # one epoch after initialisation: take the init too
+            return self.run.snapshot_epochs(member)[-max(n, 2) :], warning
         return epochs[-n:], warning
 
     def trajectory_matrix(self, member: int) -> torch.Tensor:

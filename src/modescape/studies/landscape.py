@@ -196,6 +196,8 @@ def run_landscape(
         files=setup.out.files,
         warnings=_window_warnings(setup, planes, paths),
     )
+    for warning in summary.warnings:
+        logger.warning(warning)
     write_study_summary(ctx.run, S.LANDSCAPE, summary.to_dict())
     return summary
 

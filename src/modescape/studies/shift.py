@@ -215,6 +215,8 @@ def run_shift(
         example_corruptions=shown,
         warnings=warnings,
     )
+    for warning in summary.warnings:
+        logger.warning(warning)
     write_study_summary(ctx.run, S.SHIFT, summary.to_dict())
     return summary
 

@@ -124,6 +124,8 @@ def run_subspace(
         weight_average=wa_info,
         warnings=warnings,
     )
+    for warning in summary.warnings:
+        logger.warning(warning)
     write_study_summary(ctx.run, S.SUBSPACE, summary.to_dict())
     return summary
 

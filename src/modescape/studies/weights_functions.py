@@ -147,6 +147,8 @@ def analyze_run(
         if stage is not _training:
             a.timings[f"{stage.__name__.strip('_')}_s"] = time.perf_counter() - tick
     summary = _summary(a)
+    for warning in summary.warnings:
+        logger.warning(warning)
     write_study_summary(a.ctx.run, S.ANALYSIS, summary.to_dict())
     return summary
 
