@@ -205,3 +205,19 @@ def test_every_study_runs_on_a_batchnorm_network(tiny_image_folder, tmp_path):
     shift = run_shift(out, ShiftConfig(corruptions=("contrast",), severities=(1,)), **quiet)
     assert shift.families["subspace_random"] == 2
     assert load_run(out).verify() == []
+
+
+def test_studies_load_the_dataset_once(tiny_run_copy, monkeypatch):
+    import modescape.studies.context as context
+    from modescape.store.run import Run
+    from modescape.studies.weights_functions import analyze_run
+
+    calls = []
+    load = Run.dataset
+    monkeypatch.setattr(Run, "dataset", lambda self: calls.append(1) or load(self))
+    monkeypatch.setattr(context, "_LAST_DATASET", None)
+    ctx = RunContext(tiny_run_copy)
+    analyze_run(ctx)
+    run_landscape(ctx, LandscapeConfig(resolution=3, n_path_points=3, align=False))
+    run_shift(tiny_run_copy, ShiftConfig(corruptions=("translation",), severities=(2,)))
+    assert len(calls) == 1

@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 BN_TRAIN_EXAMPLES = 2048  # training examples per BatchNorm recomputation (a seeded subset)
 
+_LAST_DATASET: tuple[Any, Dataset] | None = None  # (data settings, dataset): see `dataset`
+
 
 def clamp_window(what: str, requested: int, available: int, minimum: int = 1) -> tuple[int, str]:
     """A window of the last `requested` snapshots, clamped to the later half of `available`
@@ -69,7 +71,14 @@ class RunContext:
 
     @cached_property
     def dataset(self) -> Dataset:
-        return self.run.dataset()
+        """The run's dataset, loaded once; the last one loaded is shared by every context of the
+        same data settings, so studies called one after another on a run path (as `modescape
+        run` does) do not reload and rehash it either."""
+        global _LAST_DATASET
+        key = self.run.config.data
+        if _LAST_DATASET is None or _LAST_DATASET[0] != key:
+            _LAST_DATASET = (key, self.run.dataset())
+        return _LAST_DATASET[1]
 
     def inputs(self, split: str = "test") -> torch.Tensor:
         """The run's scaled inputs of one split: [N, ...]."""
