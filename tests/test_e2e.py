@@ -40,8 +40,9 @@ def test_run_writes_every_artifact(demo):
 def test_function_space_diversity_across_members_exceeds_within_trajectory(demo):
     s = read_json(demo[0] / "analysis/summary.json")
     d = s["disagreement"]
-    # SPEC §5: independent members disagree more than late snapshots of any one trajectory.
-    assert d["late_window"] == 5
+    # The paper: independent members disagree more than late snapshots of any one trajectory.
+    # The late window is the notebooks' last 10 snapshots, half of this 20-epoch run: no clamp.
+    assert d["late_window"] == 10 and s["warnings"] == []
     assert d["across_members_min"] > max(d["late_within_per_member"])
     assert s["js_diversity"]["members"] > s["js_diversity"]["late_snapshots_mean"]
 
@@ -106,7 +107,7 @@ def test_shift_degrades_and_ensemble_keeps_its_lead(demo):
     assert all(e > m for e, m in zip(ens["accuracy"], single["accuracy"]))
     assert all(e < m for e, m in zip(ens["brier"], single["brier"]))
     js = s["js"]
-    assert all(a > b for a, b in zip(js["members"], js["late_snapshots"]))
+    assert all(a > b for a, b in zip(js["members"], js["late_snapshots_member0"]))
 
 
 def test_landscape_valleys(demo):
@@ -114,9 +115,12 @@ def test_landscape_valleys(demo):
     s = read_json(out / "landscape/summary.json")
     paths = {p["kind"]: p for p in s["paths"]}
     across, within = paths["across members"], paths["within trajectory"]
-    # Straight between two members the error rises above both ends; along one trajectory not.
+    # Straight between two members the error rises far above both ends; along one trajectory,
+    # from its snapshot half-way through training to its end (m0@e10 -> m0), much less (the
+    # demo: about 5 points, against over 20 between members).
     assert across["error_barrier"] > 0.2
-    assert abs(within["error_barrier"]) < 0.02
+    assert within["from"] == "m0@e10" and within["to"] == "m0"
+    assert within["error_barrier"] < min(0.1, across["error_barrier"] / 3)
     plane = s["planes"][0]
     folder = out / "landscape" / plane["dir"]
     anchors = read_json(folder / "anchors.json")

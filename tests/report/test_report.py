@@ -35,18 +35,17 @@ def analysed(tiny_run, tmp_path_factory) -> Path:
     for this module (like tiny_run_copy, module-scoped)."""
     dst = tmp_path_factory.mktemp("report") / "run"
     shutil.copytree(tiny_run, dst)
-    quiet = {"log": lambda *a: None}
-    analyze_run(dst, **quiet)
-    run_subspace(dst, SubspaceConfig(n_samples=4, n_snapshots=3, rank=2), **quiet)
-    run_shift(dst, ShiftConfig(corruptions=("gaussian_noise",), severities=(1, 3)), **quiet)
+    analyze_run(dst)
+    run_subspace(dst, SubspaceConfig(n_samples=4, n_snapshots=3, rank=2))
+    run_shift(dst, ShiftConfig(corruptions=("gaussian_noise",), severities=(1, 3)))
     config = LandscapeConfig(resolution=5, max_examples=200, n_path_points=5)
-    run_landscape(dst, config, **quiet)
+    run_landscape(dst, config)
     return dst
 
 
 @pytest.fixture(scope="module")
 def written(analysed) -> Path:
-    return report.write_report(analysed, log=lambda *a: None)
+    return report.write_report(analysed)
 
 
 def test_report_embeds_every_figure_and_writes_its_files(analysed, written):
@@ -86,6 +85,36 @@ def test_tables_hold_the_analysis_numbers(analysed, written):
     )
 
 
+def test_window_warnings_are_printed_next_to_their_figures(analysed, written):
+    """The tiny run has 4 epochs: every late window and weight average is clamped, and each
+    section that shows one says so."""
+    ctx = report.ReportContext(load_run(analysed))
+    assert ctx.summary.warnings  # late window and weight average
+    page = written.read_text()
+    for section in (report.run_section, report.function_section, report.ensemble_section):
+        text = " ".join(section(ctx).reading)
+        assert "Note: " in text and "a window covers at most the later half" in text
+    for section in (report.subspace_section, report.shift_section):
+        assert "Note: late window: asked for the last 10 snapshots" in " ".join(
+            section(ctx).reading
+        )
+    assert page.count("Note: ") >= 5
+
+
+def test_report_reads_the_corruption_examples_the_shift_study_wrote(analysed, monkeypatch):
+    import modescape.data.corruptions as corruptions
+
+    def regenerate(*args, **kwargs):
+        raise AssertionError("the report must not regenerate corruptions")
+
+    monkeypatch.setattr(corruptions, "corruption_strip", regenerate)
+    monkeypatch.setattr(corruptions, "corrupt", regenerate)
+    section = report.shift_section(report.ReportContext(load_run(analysed)))
+    assert "shift_examples" in [p.name for p in section.figures]
+    strip = np.load(analysed / "shift" / "examples.npy")
+    assert strip.shape[:2] == (1, 6)  # one corruption, clean + severities 1-5
+
+
 def test_sections_and_readings_quote_the_summary(analysed, written):
     page = written.read_text()
     s = json.loads((analysed / "analysis" / "summary.json").read_text())
@@ -111,11 +140,11 @@ def test_readings_follow_the_numbers_not_the_paper(analysed):
     """Made-up summaries where the paper's findings do not hold: the text must say so."""
     ctx = report.ReportContext(load_run(analysed))
     s = ctx.summary
-    s["single"]["accuracy"], s["ensemble"]["deep"]["accuracy"] = 0.80, 0.78
-    s["ensemble"]["snapshot_k"]["accuracy"] = 0.80
-    s["disagreement"]["across_members_mean"], s["disagreement"]["late_within_mean"] = 0.1, 0.2
-    s["cosine"]["across_members_mean"] = 0.7
-    s["cosine"]["consecutive_late_min_per_member"] = [0.5] * len(ctx.members)
+    s.single["accuracy"], s.ensemble["deep"]["accuracy"] = 0.80, 0.78
+    s.ensemble["snapshot_k"]["accuracy"] = 0.80
+    s.disagreement.across_members_mean, s.disagreement.late_within_mean = 0.1, 0.2
+    s.cosine.across_members_mean = 0.7
+    s.cosine.consecutive_late_min_per_member = [0.5] * len(ctx.members)
     ens = " ".join(report.ensemble_section(ctx).reading)
     assert "(it loses 2.0 points)" in ens
     assert "changes accuracy by less than 0.1 points" in ens
@@ -123,7 +152,7 @@ def test_readings_follow_the_numbers_not_the_paper(analysed):
     assert "at least as much as independent members" in fun
     weights = " ".join(report.weight_section(ctx).reading)
     assert "far from orthogonal" in weights and "no more similar (0.500)" in weights
-    s["ensemble"]["deep"]["accuracy"] = 0.832
+    s.ensemble["deep"]["accuracy"] = 0.832
     assert "(it gains 3.2 points)" in " ".join(report.ensemble_section(ctx).reading)
 
 
@@ -135,7 +164,7 @@ def test_run_path_and_section_text_are_html_escaped(analysed, tmp_path, monkeypa
         return report.Section("x<y", "A & B <i>", reading=["1 < 2 & <b>bold</b>"])
 
     monkeypatch.setattr(report, "SECTIONS", [report.run_section, custom, lambda ctx: None])
-    page = report.write_report(evil, tmp_path / "out", log=lambda *a: None).read_text()
+    page = report.write_report(evil, tmp_path / "out").read_text()
     assert "<script" not in page and "<b>" not in page and "<i>" not in page
     assert "&lt;script&gt;alert(1)&lt;" in page
     assert "1 &lt; 2 &amp; &lt;b&gt;bold&lt;/b&gt;" in page
@@ -154,7 +183,7 @@ def test_sections_without_results_are_skipped(analysed, tmp_path):
     shutil.copytree(analysed, run)
     shutil.rmtree(run / "analysis" / "trajectories")
     (run / "analysis" / "ensembles" / "curves.csv").unlink()
-    page = report.write_report(run, log=lambda *a: None).read_text()
+    page = report.write_report(run).read_text()
     assert "<h2>Trajectories" not in page and "<h2>Ensembles" not in page
     assert "<h2>Weight space" in page
 
@@ -171,7 +200,7 @@ def test_study_sections_are_absent_without_their_results(analysed, tmp_path):
     shutil.copytree(analysed, run, ignore=shutil.ignore_patterns(*STUDIES))
     ctx = report.ReportContext(load_run(run))
     assert all(fn(ctx) is None for fn in STUDIES.values())
-    page = report.write_report(run, log=lambda *a: None).read_text()
+    page = report.write_report(run).read_text()
     for title in ("Subspace sampling", "Dataset shift", "Loss-landscape"):
         assert f"<h2>{title}" not in page
     assert "<h2>Ensembles" in page
@@ -235,14 +264,14 @@ def test_shift_reading_says_where_the_ensemble_is_not_ahead(contrived):
     m["single"]["accuracy"] = [0.90, 0.70, 0.40]
     m[f"ensemble_{K}"]["accuracy"] = [0.93, 0.69, 0.45]  # behind at severity 1 only
     s["by_severity"]["js"]["members"] = [0.3, 0.2, 0.1]
-    s["by_severity"]["js"]["late_snapshots"] = [0.01, 0.02, 0.05]
+    s["by_severity"]["js"]["late_snapshots_member0"] = [0.01, 0.02, 0.05]
     write_json(f, s)
     text = section_text(contrived, report.shift_section)
     assert "falls from 90.0% (clean) to 40.0% at severity 3" in text
     assert f"the {K}-member ensemble is ahead at severities clean and 3 but not at 1." in text
     assert "at every severity (by" not in text
     assert "JS diversity falls from 0.300 to 0.100" in text
-    assert "it is 2–30× that of one trajectory's late snapshots" in text
+    assert "it is 2–30× that of member 0's late snapshots" in text
     m[f"ensemble_{K}"]["accuracy"] = [0.93, 0.72, 0.45]
     m["single"]["accuracy"][-1] = 0.95
     m[f"ensemble_{K}"]["accuracy"][-1] = 0.96

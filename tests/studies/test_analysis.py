@@ -2,9 +2,13 @@ import numpy as np
 import pytest
 import torch
 
+from modescape.analysis.subspace import SubspaceConfig
 from modescape.errors import ModescapeError
 from modescape.store.files import load_npy, read_csv, read_json, sha256_file
 from modescape.store.run import load_run
+from modescape.studies.schema import LATE_WINDOW, AnalysisSummary
+from modescape.studies.shift import ShiftConfig, run_shift
+from modescape.studies.subspace import run_subspace
 from modescape.studies.weights_functions import AnalysisConfig, analyze_run
 
 
@@ -14,7 +18,7 @@ def analysed(tiny_run, tmp_path_factory):
 
     dst = tmp_path_factory.mktemp("analysed") / "run"
     shutil.copytree(tiny_run, dst)
-    summary = analyze_run(dst, log=lambda _: None)
+    summary = analyze_run(dst)
     return dst, summary
 
 
@@ -40,7 +44,9 @@ def test_matrices_match_direct_computation(analysed):
 
 def test_summary_and_checksums(analysed):
     path, summary = analysed
-    assert summary == read_json(path / "analysis/summary.json")
+    stored = read_json(path / "analysis/summary.json")
+    assert summary.to_dict() == stored
+    assert AnalysisSummary.from_dict(stored) == summary  # one type writes and reads it
     for rel, digest in summary["files"].items():
         assert sha256_file(path / "analysis" / rel) == digest
     run = load_run(path)
@@ -91,8 +97,8 @@ def test_incomplete_run_is_named(tiny_run_copy):
     info["state"] = "running"
     f.write_text(json.dumps(info))
     with pytest.raises(ModescapeError, match=r"incomplete.*m2: running.*--partial"):
-        analyze_run(tiny_run_copy, log=lambda _: None)
-    summary = analyze_run(tiny_run_copy, allow_partial=True, log=lambda _: None)
+        analyze_run(tiny_run_copy)
+    summary = analyze_run(tiny_run_copy, allow_partial=True)
     assert summary["members"] == [0, 1]
 
 
@@ -112,3 +118,40 @@ def test_analysis_files_are_recorded_in_the_manifest(analysed, tmp_path):
     assert load_run(path).verify() == []
     (path / "analysis/weights/cosine.npy").write_bytes(b"tampered")
     assert load_run(path).verify() == ["checksum mismatch analysis/weights/cosine.npy"]
+
+
+def test_short_run_clamps_every_window_with_a_warning(tmp_path):
+    """3 epochs: the late window (10) and the weight average (10) would reach back to the first
+    epoch; both are cut to the later half of the trajectory and the summary says so."""
+    from conftest import tiny_config
+
+    from modescape.train.trainer import train
+
+    train(tiny_config(members=2, epochs=3), tmp_path / "run")
+    summary = analyze_run(tmp_path / "run")
+    assert AnalysisConfig().late == LATE_WINDOW == 10
+    assert summary.disagreement.late_window == 2
+    assert summary.weight_average["epochs_averaged"] == [3]
+    assert len(summary.warnings) == 2
+    late, average = summary.warnings
+    assert "late window" in late and "last 10 snapshots" in late and "last 2" in late
+    assert "weight average" in average and "last 1" in average
+    assert read_json(tmp_path / "run/analysis/summary.json")["warnings"] == summary.warnings
+
+    cfg = SubspaceConfig(methods=("random",), n_samples=2, n_snapshots=2, rank=1)
+    sub = run_subspace(tmp_path / "run", cfg)
+    assert sub.late_window == 2 and sub.weight_average["epochs_averaged"] == [3]
+    assert [w.split(":")[0] for w in sub.warnings] == ["late window", "weight average"]
+    noise = ShiftConfig(corruptions=("gaussian_noise",), severities=(1,))
+    shift = run_shift(tmp_path / "run", noise)
+    assert shift.late_window == 2 and shift.families["late_snapshots_member0"] == 2
+    assert [w.split(":")[0] for w in shift.warnings] == ["late window", "weight average"]
+
+
+def test_run_accessors_return_the_typed_summaries(analysed):
+    path, summary = analysed
+    run = load_run(path)
+    assert run.analysis == summary
+    assert run.analysis.disagreement.late_window == summary.disagreement.late_window
+    with pytest.raises(ModescapeError, match="modescape subspace"):
+        _ = run.subspace

@@ -8,6 +8,7 @@ from modescape.analysis.subspace import SubspaceConfig
 from modescape.errors import ModescapeError
 from modescape.store.files import load_npy, read_csv, read_json
 from modescape.store.run import load_run
+from modescape.studies.context import RunContext
 from modescape.studies.landscape import LandscapeConfig, resolve_anchor, run_landscape
 from modescape.studies.shift import (
     ShiftConfig,
@@ -18,7 +19,7 @@ from modescape.studies.shift import (
 )
 from modescape.studies.subspace import run_subspace, subspace_samples
 
-quiet = {"log": lambda _: None}
+quiet: dict = {}  # progress goes to logging
 
 
 def test_anchor_names(tiny_run):
@@ -28,7 +29,11 @@ def test_anchor_names(tiny_run):
     assert torch.equal(resolve_anchor(run, "init0")["head.bias"], run.state_dict(0, 0)["head.bias"])
     assert all(float(v.abs().sum()) == 0 for v in resolve_anchor(run, "origin").values())
     wa = resolve_anchor(run, "wa0")["head.bias"]
-    mean = torch.stack([run.state_dict(0, e)["head.bias"] for e in (1, 2, 3, 4)]).mean(0)
+    # The default window (10) is cut to the later half of a 4-epoch trajectory: epochs 3 and 4.
+    assert RunContext(run).weight_average_window(0, 10)[0] == [3, 4]
+    mean = torch.stack([run.state_dict(0, e)["head.bias"] for e in (3, 4)]).mean(0)
+    torch.testing.assert_close(wa, mean)
+    wa = resolve_anchor(run, "wa0", weight_average=2)["head.bias"]
     torch.testing.assert_close(wa, mean)
     with pytest.raises(ModescapeError, match="allowed: origin, m<i>"):
         resolve_anchor(run, "member0")
@@ -61,7 +66,7 @@ def test_landscape_resumes_from_finished_rows(tiny_run_copy):
     run_landscape(tiny_run_copy, cfg, **quiet)
     folder = tiny_run_copy / "landscape/planes/origin-m0-m1-r5"
     full = load_npy(folder / "loss.npy")
-    # Simulate a process killed after three rows: only their row files remain.
+    # Simulate a process killed after three rows: only their row files (and settings) remain.
     for f in folder.glob("*.npy"):
         f.unlink()
     (folder / "anchors.json").unlink()
@@ -152,10 +157,16 @@ def test_shift_reads_official_cifar10c_files(tmp_path):
     np.save(c10c / "labels.npy", np.tile(rng.integers(0, 10, n), 5).astype(np.uint8))
     np.save(c10c / "fog.npy", rng.integers(0, 256, (5 * n, 32, 32, 3), dtype=np.uint8))
     summary = run_shift(tmp_path / "run", ShiftConfig(cifar10c=str(c10c)), **quiet)
-    assert summary["corruptions"] == ["fog"]
-    assert summary["source"] == "CIFAR-10-C files"
+    assert summary.corruptions == ["fog"]
+    assert summary.source == "CIFAR-10-C files"
     preds = load_npy(tmp_path / "run/shift/preds/fog/s3/members.npy")
     assert preds.shape == (2, n, 10)
+    # Back to generated corruptions: the CIFAR-10-C predictions of "fog" are not reused.
+    summary = run_shift(tmp_path / "run", ShiftConfig(corruptions=("fog",), severities=(3,)))
+    assert summary.source.startswith("generated")
+    generated = load_npy(tmp_path / "run/shift/preds/fog/s3/members.npy")
+    assert generated.shape == (2, 20, 10)  # same shape as the files: only the cache key differs
+    assert not np.allclose(generated, preds)
 
 
 @pytest.fixture(scope="module")
@@ -192,5 +203,21 @@ def test_every_study_runs_on_a_batchnorm_network(tiny_image_folder, tmp_path):
     assert all(p["bn_policy"] == "recompute" for p in land["paths"])
     assert land["alignment"]["max_abs_prob_diff"] < 1e-4
     shift = run_shift(out, ShiftConfig(corruptions=("contrast",), severities=(1,)), **quiet)
-    assert shift["families"]["subspace_random"] == 2
+    assert shift.families["subspace_random"] == 2
     assert load_run(out).verify() == []
+
+
+def test_studies_load_the_dataset_once(tiny_run_copy, monkeypatch):
+    import modescape.studies.context as context
+    from modescape.store.run import Run
+    from modescape.studies.weights_functions import analyze_run
+
+    calls = []
+    load = Run.dataset
+    monkeypatch.setattr(Run, "dataset", lambda self: calls.append(1) or load(self))
+    monkeypatch.setattr(context, "_LAST_DATASET", None)
+    ctx = RunContext(tiny_run_copy)
+    analyze_run(ctx)
+    run_landscape(ctx, LandscapeConfig(resolution=3, n_path_points=3, align=False))
+    run_shift(tiny_run_copy, ShiftConfig(corruptions=("translation",), severities=(2,)))
+    assert len(calls) == 1

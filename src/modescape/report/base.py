@@ -1,8 +1,9 @@
 """What every report section is built from: `Plot`, `Table`, `Section`, the `ReportContext`
 a section reads the run through, and the helpers that turn numbers into words.
 
-Sections themselves live in `report.py` (training and analysis) and `report_study.py` (the
-follow-up studies); `report.py` registers them in `SECTIONS` and writes the page.
+Sections themselves live in `report/html.py` (training and analysis) and `report/sections.py`
+(the follow-up studies); `html.py` registers them in `SECTIONS` and writes the page. Study
+summaries are read as the typed records of `modescape.studies.schema`, never as loose dicts.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from matplotlib.figure import Figure
 from modescape.errors import ModescapeError
 from modescape.store.files import load_npy, read_json
 from modescape.store.run import Run
+from modescape.studies import schema as S
 
 
 @dataclass
@@ -77,33 +79,46 @@ class Results:
         return {name: _column([r[i] for r in body]) for i, name in enumerate(header)}
 
 
+class StudyResults(Results):
+    """Readers for one study's folder and its summary, typed (`studies.schema`)."""
+
+    def __init__(self, root: Path, summary: Any):
+        super().__init__(root)
+        self.summary = summary
+
+
 class ReportContext(Results):
     """What a section function may read: the run, the analysis summary and analysis files
     (`has`, `npy`, `json`, `csv` take paths inside analysis/; `study` opens the other folders)."""
 
     def __init__(self, run: Run):
-        super().__init__(run.path / "analysis")
+        super().__init__(run.path / S.ANALYSIS)
         self.run = run
         self.analysis = self.root
-        if not (self.analysis / "summary.json").exists():
+        if not (self.analysis / S.SUMMARY).exists():
             raise ModescapeError(
                 f"run {run.path} has not been analysed yet (no analysis/summary.json); "
                 f"run `modescape analyze {run.path}` first"
             )
-        self.summary: dict[str, Any] = read_json(self.analysis / "summary.json")
+        self.summary = S.AnalysisSummary.from_dict(read_json(self.analysis / S.SUMMARY))
 
     @property
     def members(self) -> list[int]:
-        return list(self.summary["members"])
+        return list(self.summary.members)
 
     @property
     def epochs(self) -> list[int]:
-        return list(self.summary["epochs"])
+        return list(self.summary.epochs)
 
-    def study(self, name: str) -> Results | None:
-        """Readers for `<run>/<name>/` when its summary.json exists (the study ran), else None."""
-        results = Results(self.run.path / name)
-        return results if results.has("summary.json") else None
+    def study(self, name: str) -> StudyResults | None:
+        """Readers for `<run>/<name>/` and its typed summary when its summary.json exists (the
+        study ran), else None."""
+        root = self.run.path / name
+        if not (root / S.SUMMARY).exists():
+            return None
+        data = read_json(root / S.SUMMARY)
+        kind = S.SUMMARY_TYPES.get(name)
+        return StudyResults(root, kind.from_dict(data) if kind else data)
 
     @cached_property
     def member_infos(self) -> list[dict[str, Any]]:
@@ -170,6 +185,11 @@ def _join(words: list[str]) -> str:
 
 def _severity_name(s: int) -> str:
     return "clean" if s == 0 else str(s)
+
+
+def _warned(warnings: list[str]) -> list[str]:
+    """A study's window warnings as reading paragraphs, printed next to its figures."""
+    return [f"Note: {w}." for w in warnings]
 
 
 def _where(flags: list[bool], severities: list[int]) -> str:

@@ -6,30 +6,31 @@
     <run>/report/tables/<name>.csv   every table (summary, members, ensembles)
 
 The page is a list of sections. Each section is built by a function in `SECTIONS` from a
-`ReportContext` (the run, `analysis/summary.json` and readers for the analysis files); it returns
+`ReportContext` (the run, the typed analysis summary and readers for the analysis files); it returns
 a `Section`, or None when the results it shows are absent, so a report of a run that lacks an
 optional analysis simply has fewer sections.
 
 Adding a section: a function of the context, registered in `SECTIONS`. `ctx.has/npy/json/csv`
-read analysis/; `ctx.study("subspace")` gives the same readers for another results folder, or
-None when that study has not been run:
+read analysis/; `ctx.study("subspace")` gives the same readers for another results folder and
+its typed summary (`studies.schema`), or None when that study has not been run:
 
     def my_section(ctx: ReportContext) -> Section | None:
         res = ctx.study("my_study")
         if res is None:
             return None                       # study not run: no section
-        s = res.json("summary.json")
+        s = res.summary
         return Section(
             "my_study", "My study",
-            reading=[f"Samples disagree with the reference on {s['dis']:.1%} of points."],
+            reading=[f"Samples disagree with the reference on {s.dis:.1%} of points."],
             figures=[Plot("my_plane", figures_study.some_figure(...), "What it shows.")],
         )
 
     SECTIONS.insert(5, my_section)             # page order = list order
 
 The follow-up studies (loss landscape, subspace sampling, dataset shift) are built this way, in
-`report_study.py`; `Plot`, `Table`, `Section`, `ReportContext` and the wording helpers live in
-`report_base.py` (and are importable from here).
+`report/sections.py`; `Plot`, `Table`, `Section`, `ReportContext` and the wording helpers live in
+`report/base.py` (and are importable from here). The report computes nothing a study should have
+written: it reads the studies' files (the corruption examples included).
 Readings are plain text (escaped when rendered); build their numbers from the analysis files,
 and phrase them so they stay true whatever the numbers turn out to be.
 """
@@ -40,6 +41,7 @@ import base64
 import csv
 import html
 import io
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -60,10 +62,14 @@ from modescape.report.base import (  # noqa: F401  (re-exported: the section-bui
     _near_one,
     _pct,
     _points,
+    _warned,
 )
 from modescape.report.sections import landscape_section, shift_section, subspace_section
 from modescape.store.files import atomic_write_bytes
 from modescape.store.run import Run, load_run
+from modescape.studies import schema as S
+
+logger = logging.getLogger(__name__)
 
 MEMBER_COLUMNS = ("member", "seed", "state", "epochs", "accuracy", "nll", "brier", "ece",
                   "min consecutive late cosine", "time (s)")  # fmt: skip
@@ -72,12 +78,10 @@ MEMBER_COLUMNS = ("member", "seed", "state", "epochs", "accuracy", "nll", "brier
 # ---- sections -------------------------------------------------------------------------------
 def run_section(ctx: ReportContext) -> Section:
     run, s, cfg = ctx.run, ctx.summary, ctx.run.config
-    manifest, data = run.manifest, run.data_summary
+    data = run.data_summary
     n_params = _parameter_count(run)
-    single = s["single_per_member"]
-    accs = [r["accuracy"] for r in single]
-    times = [info.get("time_s") for info in ctx.member_infos]
-    known = [t for t in times if t is not None]
+    accs = [r["accuracy"] for r in s.single_per_member]
+    known = [t for info in ctx.member_infos if (t := info.get("time_s")) is not None]
     M, E = len(ctx.members), ctx.epochs[-1]
     model = f"{cfg.model.arch} ({cfg.model.variant} variant, {n_params:,} parameters)"
     reading = [
@@ -86,20 +90,41 @@ def run_section(ctx: ReportContext) -> Section:
         f"({data.get('n_train', 0):,} training / {data.get('n_test', 0):,} test examples) "
         f"with the {cfg.train.recipe} recipe ({cfg.train.optimizer}, learning rate "
         f"{cfg.train.lr:g}, batch {cfg.train.batch_size}).",
-        f"On the {s['split']} set ({s['n_examples']:,} examples) a member reaches "
+        f"On the {s.split} set ({s.n_examples:,} examples) a member reaches "
         f"{_pct(np.mean(accs))} accuracy on average (range {_pct(min(accs))} to "
         f"{_pct(max(accs))})."
         + (f" Training took {sum(known):.0f} s of member time in total." if known else ""),
+        *_warned(s.warnings),
     ]
+    late = f"late disagreement (last {s.disagreement.late_window})"
+    tables = [
+        Table(
+            "summary",
+            ["setting", "value"],
+            _settings_rows(ctx, n_params),
+            "Data, model, recipe and versions.",
+            align_numbers=False,
+        ),
+        Table(
+            "members",
+            [*MEMBER_COLUMNS[:8], late, *MEMBER_COLUMNS[8:]],
+            _member_rows(ctx),
+            f"Final snapshot of each member on the {s.split} set.",
+        ),
+    ]
+    return Section("run", "Run summary", reading, tables=tables)
+
+
+def _settings_rows(ctx: ReportContext, n_params: int) -> list[list[Any]]:
+    run, s, cfg = ctx.run, ctx.summary, ctx.run.config
+    manifest, data = run.manifest, run.data_summary
     versions = manifest.get("versions", {})
-    rows = [
+    n = f"{data.get('n_train')} / {data.get('n_val')} / {data.get('n_test')}"
+    return [
         ["run", str(run.path)],
         ["created", manifest.get("created", "")],
         ["dataset", data.get("name", "")],
-        [
-            "examples (train / val / test)",
-            f"{data.get('n_train')} / {data.get('n_val')} / {data.get('n_test')}",
-        ],
+        ["examples (train / val / test)", n],
         ["architecture", cfg.model.arch],
         ["variant", cfg.model.variant],
         ["parameters", n_params],
@@ -109,71 +134,45 @@ def run_section(ctx: ReportContext) -> Section:
             f"{cfg.train.optimizer}, {cfg.train.lr:g}, {cfg.train.schedule}",
         ],
         ["batch size", cfg.train.batch_size],
-        ["epochs", E],
-        ["members", M],
+        ["epochs", ctx.epochs[-1]],
+        ["members", len(ctx.members)],
         ["base seed", cfg.seed],
-        ["analysis split", s["split"]],
-        ["weights compared", f"{s['parameters']['selection']} ({s['parameters']['count']:,})"],
+        ["analysis split", s.split],
+        ["weights compared", f"{s.parameters['selection']} ({s.parameters['count']:,})"],
     ] + [[f"version: {k}", v] for k, v in sorted(versions.items())]
-    late_dis = s["disagreement"]["late_within_per_member"]
-    late_cos = s["cosine"]["consecutive_late_min_per_member"]
-    member_rows = []
+
+
+def _member_rows(ctx: ReportContext) -> list[list[Any]]:
+    s, seeds = ctx.summary, ctx.run.manifest.get("seeds", {})
+    rows = []
     for i, m in enumerate(ctx.members):
-        r = single[i]
-        member_rows.append(
+        r, info = s.single_per_member[i], ctx.member_infos[i]
+        t = info.get("time_s")
+        rows.append(
             [
-                m,
-                manifest.get("seeds", {}).get(f"member_{m}", ""),
-                ctx.member_infos[i]["state"],
-                ctx.member_infos[i].get("epoch", ""),
-                r["accuracy"],
-                r["nll"],
-                r["brier"],
-                r["ece"],
-                late_dis[i],
-                late_cos[i],
-                times[i] if times[i] is not None else "",
+                m, seeds.get(f"member_{m}", ""), info["state"], info.get("epoch", ""),
+                r["accuracy"], r["nll"], r["brier"], r["ece"],
+                s.disagreement.late_within_per_member[i],
+                s.cosine.consecutive_late_min_per_member[i],
+                t if t is not None else "",
             ]
-        )
-    return Section(
-        "run",
-        "Run summary",
-        reading,
-        tables=[
-            Table(
-                "summary",
-                ["setting", "value"],
-                rows,
-                "Data, model, recipe and versions.",
-                align_numbers=False,
-            ),
-            Table(
-                "members",
-                [
-                    *MEMBER_COLUMNS[:8],
-                    f"late disagreement (last {s['disagreement']['late_window']})",
-                    *MEMBER_COLUMNS[8:],
-                ],
-                member_rows,
-                f"Final snapshot of each member on the {s['split']} set.",
-            ),
-        ],
-    )
+        )  # fmt: skip
+    return rows
 
 
 def weight_section(ctx: ReportContext) -> Section | None:
-    if not ctx.has("weights/cosine.npy"):
+    if not ctx.has(S.COSINE):
         return None
     s, M, E = ctx.summary, ctx.members, ctx.epochs
-    cos = ctx.npy("weights/cosine.npy")
-    late_min = float(np.min(s["cosine"]["consecutive_late_min_per_member"]))
-    sel = s["parameters"]
+    cos = ctx.npy(S.COSINE)
+    late_min = float(np.min(s.cosine.consecutive_late_min_per_member))
+    sel = s.parameters
     reading = [
         f"Cosine similarity of one flat vector of {sel['count']:,} raw parameters "
         f"(selection '{sel['selection']}'; BatchNorm running statistics are never included)."
     ]
     if len(M) > 1:
-        across = s["cosine"]["across_members_mean"]
+        across = s.cosine.across_members_mean
         late = _near_one(late_min)
         shape = ""
         if abs(across) < 0.1:
@@ -195,8 +194,8 @@ def weight_section(ctx: ReportContext) -> Section | None:
     plots = _matrix_plots(
         "cosine", cos, M, E, "Every snapshot against every other; white lines separate members."
     )
-    if ctx.has("weights/distance.npy"):
-        dist = ctx.npy("weights/distance.npy")
+    if ctx.has(S.DISTANCE):
+        dist = ctx.npy(S.DISTANCE)
         plots.append(
             Plot(
                 "distance_from_init",
@@ -224,18 +223,18 @@ def _matrix_plots(
 
 
 def function_section(ctx: ReportContext) -> Section | None:
-    if not ctx.has("functions/disagreement.npy"):
+    if not ctx.has(S.DISAGREEMENT):
         return None
     s, M, E = ctx.summary, ctx.members, ctx.epochs
-    dis = ctx.npy("functions/disagreement.npy")
-    d = s["disagreement"]
-    error = 1 - s["single"]["accuracy"]
-    late = f"the last {d['late_window']} snapshots of one trajectory"
-    js = s["js_diversity"]
+    dis = ctx.npy(S.DISAGREEMENT)
+    d = s.disagreement
+    error = 1 - s.single["accuracy"]
+    late = f"the last {d.late_window} snapshots of one trajectory"
+    js = s.js_diversity
     if len(M) > 1:
-        across, within = d["across_members_mean"], d["late_within_mean"]
+        across, within = d.across_members_mean, d.late_within_mean
         reading = [
-            f"Independent members disagree on {_pct(across)} of {s['split']} points; {late} on "
+            f"Independent members disagree on {_pct(across)} of {s.split} points; {late} on "
             f"{_pct(within)}. A member's own error rate is {_pct(error)} on average, so "
             f"members disagree on {across / error:.2f}× as many points as they get wrong."
             if error > 0
@@ -249,11 +248,12 @@ def function_section(ctx: ReportContext) -> Section | None:
                 else "Late snapshots of one trajectory disagree at least as much as independent "
                 "members do here; the trajectories may not have converged."
             ),
-            f"Jensen-Shannon diversity: {js['members']:.3f} nats across members' final "
-            f"predictions, {js['late_snapshots_mean']:.3f} across {late}.",
+            f"Jensen-Shannon diversity: {js.members:.3f} nats across members' final "
+            f"predictions, {js.late_snapshots_mean:.3f} across {late} (mean over members).",
         ]
     else:
-        reading = [f"One member only: {late} disagree on {_pct(d['late_within_mean'])}."]
+        reading = [f"One member only: {late} disagree on {_pct(d.late_within_mean)}."]
+    reading += _warned([w for w in s.warnings if w.startswith("late window")])
     plots = _matrix_plots(
         "disagreement",
         dis,
@@ -261,13 +261,11 @@ def function_section(ctx: ReportContext) -> Section | None:
         E,
         "Fraction of points where two snapshots predict different classes.",
     )
-    if ctx.has("functions/agreement_with_final.npy"):
+    if ctx.has(S.AGREEMENT_WITH_FINAL):
         plots.append(
             Plot(
                 "agreement_with_final",
-                figures.agreement_with_final_figure(
-                    ctx.npy("functions/agreement_with_final.npy"), M, E
-                ),
+                figures.agreement_with_final_figure(ctx.npy(S.AGREEMENT_WITH_FINAL), M, E),
                 "Each snapshot's agreement (1 − disagreement) with its own member's final "
                 "predictions (solid) and with the other members' (dashed, mean).",
             )
@@ -277,11 +275,11 @@ def function_section(ctx: ReportContext) -> Section | None:
 
 def trajectory_section(ctx: ReportContext) -> Section | None:
     plots, reading = [], []
-    emb = ctx.summary.get("embeddings", {})
+    emb = ctx.summary.embeddings
     for method, label in (("tsne", "t-SNE"), ("pca", "PCA")):
-        if not ctx.has(f"trajectories/{method}.csv"):
+        if not ctx.has(S.TRAJECTORY_CSV.format(method=method)):
             continue
-        t = ctx.csv(f"trajectories/{method}.csv")
+        t = ctx.csv(S.TRAJECTORY_CSV.format(method=method))
         fig = figures.trajectory_figure(t["member"], t["epoch"], t["x"], t["y"], method=label)
         plots.append(Plot(f"trajectories_{method}", fig, f"{label} of all snapshots, one fit."))
     if not plots:
@@ -289,7 +287,7 @@ def trajectory_section(ctx: ReportContext) -> Section | None:
     info = emb.get("tsne") or emb.get("pca") or {}
     reading.append(
         f"Each point is one snapshot, represented by its softmax outputs on "
-        f"{info.get('n_examples', 0):,} {ctx.summary['split']} examples; all "
+        f"{info.get('n_examples', 0):,} {ctx.summary.split} examples; all "
         f"{info.get('n_points', '?')} snapshots are embedded in one joint fit."
     )
     if "tsne" in emb:
@@ -308,20 +306,51 @@ def trajectory_section(ctx: ReportContext) -> Section | None:
 
 
 def ensemble_section(ctx: ReportContext) -> Section | None:
-    if not ctx.has("ensembles/curves.csv"):
+    if not ctx.has(S.ENSEMBLE_CURVES):
         return None
+    c = ctx.csv(S.ENSEMBLE_CURVES)
+    plots = [
+        Plot(
+            "ensemble_curves",
+            figures.ensemble_curves_figure(
+                c["family"], c["size"], c["metric"], c["mean"], c["std"]
+            ),
+            "Mean ± standard deviation over member subsets (deep) or members (snapshot, "
+            "weight average).",
+        )
+    ]
+    if ctx.has(S.RELIABILITY):
+        rel = ctx.json(S.RELIABILITY)
+        # Single member first, then the ensemble, whatever order the JSON keys come in.
+        order = sorted(rel, key=lambda key: (not key.startswith("single"), key))
+        diagrams = {_reliability_title(key): rel[key] for key in order}
+        plots.append(
+            Plot(
+                "reliability",
+                figures.reliability_figure(diagrams),
+                "Accuracy against confidence; bottom: examples per bin.",
+            )
+        )
+    header = ["family", "size"] + [
+        f"{mt} {x}" for mt in ("accuracy", "nll", "brier", "ece") for x in ("mean", "std")
+    ]
+    table = Table("ensembles", header, _ensemble_rows(c), "Metrics against ensemble size.")
+    return Section("ensembles", "Ensembles", _ensemble_reading(ctx), plots, [table])
+
+
+def _ensemble_reading(ctx: ReportContext) -> list[str]:
     s = ctx.summary
-    e, single, M = s["ensemble"], s["single"], len(ctx.members)
-    k = s["ensemble_size_compared"]
+    e, single, M = s.ensemble, s.single, len(ctx.members)
+    k = s.ensemble_size_compared
     deep, snap, deep_k = e["deep"], e["snapshot_k"], e["deep_k"]
-    n_avg = len(s.get("weight_average", {}).get("epochs_averaged", []))
+    n_avg = len(s.weight_average.get("epochs_averaged", []))
     wa_n = f"the last {n_avg}" if n_avg else "the last"
     base = single["accuracy"]
     wa = e["weight_average"]
     verdict = "."
     if deep["ece"] != single["ece"]:
         verdict = " (better calibrated)." if deep["ece"] < single["ece"] else " (worse calibrated)."
-    reading = [
+    return [
         f"A {M}-member deep ensemble reaches {_pct(deep['accuracy'])} accuracy vs "
         f"{_pct(base)} for the mean single member (it {_points(deep['accuracy'] - base)}); "
         f"NLL {deep['nll']:.3f} vs {single['nll']:.3f}, "
@@ -334,34 +363,15 @@ def ensemble_section(ctx: ReportContext) -> Section | None:
         f"member), against {_pct(deep_k['accuracy'])} for {_count(k, 'independent member')}. "
         f"Averaging the weights of {wa_n} snapshots gives one model with "
         f"{_pct(wa['accuracy'])} (it {_points(wa['accuracy'] - base)}).",
+        *_warned([w for w in s.warnings if w.startswith("weight average")]),
         f"Calibration (ECE, 15 equal-width bins): {_pct(single['ece'])} for a single member, "
         f"{_pct(deep['ece'])} for the deep ensemble"
         + verdict
         + " Bars above the diagonal in the reliability diagram mean under-confidence.",
     ]
-    c = ctx.csv("ensembles/curves.csv")
-    plots = [
-        Plot(
-            "ensemble_curves",
-            figures.ensemble_curves_figure(
-                c["family"], c["size"], c["metric"], c["mean"], c["std"]
-            ),
-            "Mean ± standard deviation over member subsets (deep) or members (snapshot, "
-            "weight average).",
-        )
-    ]
-    if ctx.has("ensembles/reliability.json"):
-        rel = ctx.json("ensembles/reliability.json")
-        # Single member first, then the ensemble, whatever order the JSON keys come in.
-        order = sorted(rel, key=lambda key: (not key.startswith("single"), key))
-        diagrams = {_reliability_title(key): rel[key] for key in order}
-        plots.append(
-            Plot(
-                "reliability",
-                figures.reliability_figure(diagrams),
-                "Accuracy against confidence; bottom: examples per bin.",
-            )
-        )
+
+
+def _ensemble_rows(c: dict[str, np.ndarray]) -> list[list[Any]]:
     rows = []
     for fam in dict.fromkeys(c["family"]):
         for size in sorted({int(x) for x in c["size"][c["family"] == fam]}):
@@ -374,17 +384,13 @@ def ensemble_section(ctx: ReportContext) -> Section | None:
             for mt in ("accuracy", "nll", "brier", "ece"):
                 row += list(vals.get(mt, ("", "")))
             rows.append(row)
-    header = ["family", "size"] + [
-        f"{mt} {x}" for mt in ("accuracy", "nll", "brier", "ece") for x in ("mean", "std")
-    ]
-    table = Table("ensembles", header, rows, "Metrics against ensemble size.")
-    return Section("ensembles", "Ensembles", reading, plots, [table])
+    return rows
 
 
 def training_section(ctx: ReportContext) -> Section | None:
-    if not ctx.has("training/curves.csv"):
+    if not ctx.has(S.TRAINING_CURVES):
         return None
-    c = ctx.csv("training/curves.csv")
+    c = ctx.csv(S.TRAINING_CURVES)
     keys = [k for k in c if k.endswith(("_loss", "_acc")) and np.isfinite(c[k]).any()]
     fig = figures.training_curves_figure(c["member"], c["epoch"], {k: c[k] for k in keys})
     last = c["epoch"] == c["epoch"].max()
@@ -432,9 +438,15 @@ def _parameter_count(run: Run) -> int:
 
 # ---- writing --------------------------------------------------------------------------------
 def write_report(
-    run_path: str | Path, out_dir: str | Path | None = None, *, log: Callable[[str], Any] = print
+    run_path: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    log: Callable[[str], Any] | None = None,
 ) -> Path:
-    """Write index.html, figures/*.png|pdf and tables/*.csv; return the path of index.html."""
+    """Write index.html, figures/*.png|pdf and tables/*.csv; return the path of index.html.
+
+    `log` is deprecated (the message goes to `logging`); a callable passed still gets it.
+    """
     start = time.perf_counter()
     ctx = ReportContext(load_run(run_path))
     out = Path(out_dir) if out_dir is not None else ctx.run.path / "report"
@@ -451,7 +463,11 @@ def write_report(
     page = render_html(ctx, sections, images)
     index = out / "index.html"
     atomic_write_bytes(index, page.encode())
-    log(f"report: {len(images)} figures in {time.perf_counter() - start:.1f} s -> {index}")
+    message = f"report: {len(images)} figures in {time.perf_counter() - start:.1f} s -> {index}"
+    if log is not None:
+        log(message)
+    else:
+        logger.info(message)
     return index
 
 

@@ -1,6 +1,7 @@
-"""Report sections of the follow-up studies: loss landscape, subspace sampling
-and dataset shift (§9). Each reads its own results folder through `ctx.study(name)` and returns
-None when that study has not been run (`modescape landscape`, `subspace`, `shift`).
+"""Report sections of the follow-up studies: loss landscape, subspace sampling and dataset shift
+(the paper's sections 3-5). Each reads its own results folder and typed summary through
+`ctx.study(name)` and returns None when that study has not been run (`modescape landscape`,
+`subspace`, `shift`). Nothing is computed here that a study should have written.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from modescape.report.base import (
     Plot,
     ReportContext,
     Section,
+    StudyResults,
     Table,
     _count,
     _join,
@@ -24,9 +26,10 @@ from modescape.report.base import (
     _ratio,
     _severity_name,
     _span,
+    _warned,
     _where,
 )
-from modescape.store.run import Run
+from modescape.studies import schema as S
 
 
 def _curve_at(c: dict[str, np.ndarray], family: str, metric: str, size: int) -> float:
@@ -35,47 +38,27 @@ def _curve_at(c: dict[str, np.ndarray], family: str, metric: str, size: int) -> 
 
 
 def subspace_section(ctx: ReportContext) -> Section | None:
-    res = ctx.study("subspace")
+    res = ctx.study(S.SUBSPACE)
     if res is None:
         return None
-    s = res.json("summary.json")
-    methods = [m for m in s["config"]["methods"] if m in s["plane"]]
-    ref, a_star = s["reference"], s["reference_accuracy"]
-    plane = res.csv("plane.csv")
+    s: S.SubspaceSummary = res.summary
+    methods = [m for m in s.config["methods"] if m in s.plane]
+    plane = res.csv(S.SUBSPACE_PLANE)
     reading = [
-        f"{s['config']['n_samples']} weight vectors per sampler are drawn around each member's "
-        f"final weights. In the diversity–accuracy plane the reference is member {ref} "
-        f"({_pct(a_star)} accuracy); a point's height is how often it disagrees with the "
-        "reference, divided by its own error rate (1.0: as many disagreements as errors)."
+        f"{s.config['n_samples']} weight vectors per sampler are drawn around each member's "
+        f"final weights. In the diversity–accuracy plane the reference is member {s.reference} "
+        f"({_pct(s.reference_accuracy)} accuracy); a point's height is how often it disagrees "
+        "with the reference, divided by its own error rate (1.0: as many disagreements as "
+        "errors)."
     ]
     reading += _plane_reading(s, methods, plane)
     reading += _subspace_js_reading(s, methods, plane)
-    c = res.csv("curves.csv") if res.has("curves.csv") else None
+    c = res.csv(S.SUBSPACE_CURVES) if res.has(S.SUBSPACE_CURVES) else None
     if c is not None:
         reading += _subspace_ensemble_reading(c, methods)
-    # No reference curves when the reference is no better than chance (a very short run).
-    curves = s["reference_curves"] or {"accuracy": [], "upper": [], "lower": []}
-    plots = [
-        Plot(
-            "subspace_plane",
-            figures_study.diversity_accuracy_figure(
-                plane["kind"],
-                plane["method"],
-                plane["member"],
-                plane["accuracy"],
-                plane["norm_diversity"],
-                reference_member=ref,
-                reference_accuracy=a_star,
-                curve_accuracy=np.asarray(curves["accuracy"]),
-                upper=np.asarray(curves["upper"], dtype=float),
-                lower=np.asarray(curves["lower"], dtype=float),
-            ),
-            "Every sample around the reference and every other member; dashed: expected "
-            "for errors independent of the reference's, dotted: the reference with a growing "
-            "share of its predictions replaced by random classes.",
-        )
-    ]
-    panels = {m: res.csv(f"tsne_{m}.csv") for m in methods if res.has(f"tsne_{m}.csv")}
+    reading += _warned(s.warnings)
+    plots = [_subspace_plane_plot(s, plane)]
+    panels = {m: res.csv(f) for m in methods if res.has(f := S.SUBSPACE_TSNE.format(method=m))}
     if panels:
         plots.append(
             Plot(
@@ -96,7 +79,38 @@ def subspace_section(ctx: ReportContext) -> Section | None:
                 "members); solid: ensembles of k members' models (mean ± std over subsets).",
             )
         )
-    js = s["js_diversity"]
+    plots.append(_subspace_js_plot(s, methods))
+    return Section(
+        "subspace", "Subspace sampling", reading, plots, [_subspace_table(s, methods, plane)]
+    )
+
+
+def _subspace_plane_plot(s: S.SubspaceSummary, plane: dict[str, np.ndarray]) -> Plot:
+    # No reference curves when the reference is no better than chance (a very short run).
+    curves = s.reference_curves or {"accuracy": [], "upper": [], "lower": []}
+    figure = figures_study.diversity_accuracy_figure(
+        plane["kind"],
+        plane["method"],
+        plane["member"],
+        plane["accuracy"],
+        plane["norm_diversity"],
+        reference_member=s.reference,
+        reference_accuracy=s.reference_accuracy,
+        curve_accuracy=np.asarray(curves["accuracy"]),
+        upper=np.asarray(curves["upper"], dtype=float),
+        lower=np.asarray(curves["lower"], dtype=float),
+    )
+    return Plot(
+        "subspace_plane",
+        figure,
+        "Every sample around the reference and every other member; dashed: expected "
+        "for errors independent of the reference's, dotted: the reference with a growing "
+        "share of its predictions replaced by random classes.",
+    )
+
+
+def _subspace_js_plot(s: S.SubspaceSummary, methods: list[str]) -> Plot:
+    js = s.js_diversity
     bars = {
         "independent members": js["independent_members"],
         "late snapshots": js["late_snapshots"],
@@ -108,17 +122,21 @@ def subspace_section(ctx: ReportContext) -> Section | None:
     for i, m in enumerate(methods):
         bars[figures_study.method_label(m)] = js[m]
         colors[figures_study.method_label(m)] = figures_study.method_color(m, i)
-    plots.append(
-        Plot(
-            "subspace_js",
-            figures_study.js_diversity_figure(bars, colors),
-            "Jensen–Shannon diversity of the members' final predictions, of one trajectory's "
-            "last 5 snapshots, and of each sampler's samples (mean over members).",
-        )
+    return Plot(
+        "subspace_js",
+        figures_study.js_diversity_figure(bars, colors),
+        "Jensen–Shannon diversity of the members' final predictions, of one trajectory's "
+        f"last {s.late_window} snapshots (mean over members), and of each sampler's samples "
+        "(mean over members).",
     )
+
+
+def _subspace_table(
+    s: S.SubspaceSummary, methods: list[str], plane: dict[str, np.ndarray]
+) -> Table:
     rows = []
     for m in methods:
-        p = s["plane"][m]
+        p = s.plane[m]
         acc = plane["accuracy"][(plane["kind"] == "sample") & (plane["method"] == m)]
         rows.append(
             [
@@ -129,34 +147,34 @@ def subspace_section(ctx: ReportContext) -> Section | None:
                 _num(p["best_sample_acc"]),
                 float(acc.min()),
                 float(acc.max()),
-                js[m],
+                s.js_diversity[m],
             ]
         )
-    table = Table(
-        "subspace",
-        [
-            "sampler",
-            "samples",
-            f"within {100 * s['plane'][methods[0]]['tol']:g} points",
-            "best normalised diversity",
-            "its accuracy",
-            "lowest accuracy",
-            "highest accuracy",
-            "JS diversity",
-        ],
-        rows,
-        f"Samples around member {ref}, against its accuracy {_pct(a_star)}.",
+    header = [
+        "sampler",
+        "samples",
+        f"within {100 * s.plane[methods[0]]['tol']:g} points",
+        "best normalised diversity",
+        "its accuracy",
+        "lowest accuracy",
+        "highest accuracy",
+        "JS diversity",
+    ]
+    caption = (
+        f"Samples around member {s.reference}, against its accuracy {_pct(s.reference_accuracy)}."
     )
-    return Section("subspace", "Subspace sampling", reading, plots, [table])
+    return Table("subspace", header, rows, caption)
 
 
-def _plane_reading(s: dict, methods: list[str], plane: dict[str, np.ndarray]) -> list[str]:
-    first = s["plane"][methods[0]]
+def _plane_reading(
+    s: S.SubspaceSummary, methods: list[str], plane: dict[str, np.ndarray]
+) -> list[str]:
+    first = s.plane[methods[0]]
     tol, a_star = f"{100 * first['tol']:g}", first["ref_acc"]
     members = [float(d) for d in first["member_norm_div"] if d is not None]
     close, far = [], []
     for m in methods:
-        p = s["plane"][m]
+        p = s.plane[m]
         label = figures_study.method_label(m)
         if p["n_within_tol"]:
             close.append(
@@ -179,7 +197,7 @@ def _plane_reading(s: dict, methods: list[str], plane: dict[str, np.ndarray]) ->
             "accuracy (ranges: the samples' accuracies)."
         )
     if members:
-        best = [_num(s["plane"][m]["best_sample_norm_div"]) for m in methods]
+        best = [_num(s.plane[m]["best_sample_norm_div"]) for m in methods]
         best = [b for b in best if not math.isnan(b)]
         line = (
             f"Independent members reach {_span([100 * d for d in members], '{:.0f}')}% "
@@ -199,18 +217,20 @@ def _plane_reading(s: dict, methods: list[str], plane: dict[str, np.ndarray]) ->
     return text
 
 
-def _subspace_js_reading(s: dict, methods: list[str], plane: dict[str, np.ndarray]) -> list[str]:
-    js = s["js_diversity"]
+def _subspace_js_reading(
+    s: S.SubspaceSummary, methods: list[str], plane: dict[str, np.ndarray]
+) -> list[str]:
+    js = s.js_diversity
     parts = [f"{figures_study.method_label(m)} {js[m]:.3g}" for m in methods]
     text = (
         f"Jensen–Shannon diversity: independent members {js['independent_members']:.3g}, one "
-        f"trajectory's last 5 snapshots {js['late_snapshots']:.3g}; samples of "
+        f"trajectory's last {s.late_window} snapshots {js['late_snapshots']:.3g}; samples of "
         f"{_join(parts)}."
     )
     above = [m for m in methods if js[m] > js["independent_members"]]
-    if above and len(s["members"]) > 1:
+    if above and len(s.members) > 1:
         member_acc = plane["accuracy"][plane["kind"] == "member"]
-        mean_member = float(np.mean([s["reference_accuracy"], *member_acc]))
+        mean_member = float(np.mean([s.reference_accuracy, *member_acc]))
         worse = []
         for m in above:
             acc = float(
@@ -259,51 +279,22 @@ def _subspace_ensemble_reading(c: dict[str, np.ndarray], methods: list[str]) -> 
 
 
 def landscape_section(ctx: ReportContext) -> Section | None:
-    res = ctx.study("landscape")
+    res = ctx.study(S.LANDSCAPE)
     if res is None:
         return None
-    s = res.json("summary.json")
+    s: S.LandscapeSummary = res.summary
     reading, plots = [], []
-    for plane in s.get("planes", []):
-        d = plane["dir"]
-        anchors = res.json(f"{d}/anchors.json")
-        names = list(anchors["names"])
-        agreements = {
-            n: res.npy(f"{d}/{_agreement_file(n)}")
-            for n in names
-            if res.has(f"{d}/{_agreement_file(n)}")
-        }
-        a, b = res.npy(f"{d}/a.npy"), res.npy(f"{d}/b.npy")
-        coords = np.asarray(anchors["coords"], dtype=float)
-        traj = res.csv(f"{d}/trajectories.csv") if res.has(f"{d}/trajectories.csv") else None
-        plots.append(
-            Plot(
-                f"landscape_{plane['name']}",
-                figures_study.landscape_plane_figure(
-                    a,
-                    b,
-                    res.npy(f"{d}/loss.npy"),
-                    res.npy(f"{d}/accuracy.npy"),
-                    agreements,
-                    names,
-                    coords,
-                    traj,
-                    title=f"Plane through {_join(names)} ({plane['resolution']}² points, "
-                    f"BatchNorm: {plane['bn_policy']})",
-                ),
-                f"Plane through {_join(names)}; stars: the anchors; lines: every snapshot of "
-                "each member projected onto the plane (circle: first snapshot).",
-            )
-        )
-        reading.append(_plane_text(plane, anchors, agreements, a, b))
-    paths = s.get("paths", [])
-    if paths and res.has("paths.csv"):
-        c = res.csv("paths.csv")
+    for plane in s.planes:
+        plot, text = _plane_plot(res, plane)
+        plots.append(plot)
+        reading.append(text)
+    if s.paths and res.has(S.LANDSCAPE_PATHS):
+        c = res.csv(S.LANDSCAPE_PATHS)
         drawn = []
-        for p in paths:
-            sel = np.flatnonzero(c["path"] == p["name"])
+        for p in s.paths:
+            sel = np.flatnonzero(c["path"] == p.name)
             sel = sel[np.argsort(c["alpha"][sel])]
-            drawn.append(p | {k: c[k][sel] for k in ("alpha", "loss", "error")})
+            drawn.append(p.to_dict() | {k: c[k][sel] for k in ("alpha", "loss", "error")})
         plots.append(
             Plot(
                 "landscape_paths",
@@ -316,13 +307,10 @@ def landscape_section(ctx: ReportContext) -> Section | None:
         "Anchors: origin is the zero vector, m<i> member i's final weights, m<i>@e<k> its "
         "weights after epoch k, init<i> its initialisation, wa<i> its weight average."
     )
-    reading[:0] = [names, *_paths_text(paths, s.get("alignment"))]
+    reading[:0] = [names, *_paths_text(s.paths, s.alignment), *_warned(s.warnings)]
     if not plots:
         return None
-    rows = [
-        [p["name"], p["kind"], p["from"], p["to"], p["error_barrier"], p["loss_barrier"]]
-        for p in paths
-    ]
+    rows = [[p.name, p.kind, p.from_, p.to, p.error_barrier, p.loss_barrier] for p in s.paths]
     tables = [
         Table(
             "landscape_paths",
@@ -334,6 +322,40 @@ def landscape_section(ctx: ReportContext) -> Section | None:
     return Section(
         "landscape", "Loss-landscape cross-sections", reading, plots, tables if rows else []
     )
+
+
+def _plane_plot(res: StudyResults, plane: S.PlaneEntry) -> tuple[Plot, str]:
+    d = plane.dir
+    anchors = res.json(f"{d}/{S.PLANE_ANCHORS}")
+    names = list(anchors["names"])
+    agreements = {
+        n: res.npy(f"{d}/{_agreement_file(n)}")
+        for n in names
+        if res.has(f"{d}/{_agreement_file(n)}")
+    }
+    a, b = res.npy(f"{d}/a.npy"), res.npy(f"{d}/b.npy")
+    coords = np.asarray(anchors["coords"], dtype=float)
+    f = f"{d}/{S.PLANE_TRAJECTORIES}"
+    traj = res.csv(f) if res.has(f) else None
+    figure = figures_study.landscape_plane_figure(
+        a,
+        b,
+        res.npy(f"{d}/loss.npy"),
+        res.npy(f"{d}/accuracy.npy"),
+        agreements,
+        names,
+        coords,
+        traj,
+        title=f"Plane through {_join(names)} ({plane.resolution}² points, "
+        f"BatchNorm: {plane.bn_policy})",
+    )
+    plot = Plot(
+        f"landscape_{plane.name}",
+        figure,
+        f"Plane through {_join(names)}; stars: the anchors; lines: every snapshot of "
+        "each member projected onto the plane (circle: first snapshot).",
+    )
+    return plot, _plane_text(plane, anchors, agreements, a, b)
 
 
 def _agreement_file(anchor: str) -> str:
@@ -350,14 +372,14 @@ def _points_up(barrier: float) -> str:
     return f"rises by {p:.1f} points above the endpoints' mean error (error barrier {barrier:.3f})"
 
 
-def _paths_text(paths: list[dict], alignment: dict | None) -> list[str]:
+def _paths_text(paths: list[S.PathEntry], alignment: dict | None) -> list[str]:
     text = [
-        f"Between {p['from']} and {p['to']} ({p['kind']}) the test error "
-        f"{_points_up(float(p['error_barrier']))}; loss barrier {float(p['loss_barrier']):.3f}."
+        f"Between {p.from_} and {p.to} ({p.kind}) the test error "
+        f"{_points_up(float(p.error_barrier))}; loss barrier {float(p.loss_barrier):.3f}."
         for p in paths
     ]
-    across = [float(p["error_barrier"]) for p in paths if p["kind"] == "across members"]
-    within = [float(p["error_barrier"]) for p in paths if p["kind"] == "within trajectory"]
+    across = [float(p.error_barrier) for p in paths if p.kind == "across members"]
+    within = [float(p.error_barrier) for p in paths if p.kind == "within trajectory"]
     if across and within:
         if min(across) > max(within):
             text.append(
@@ -383,11 +405,13 @@ def _paths_text(paths: list[dict], alignment: dict | None) -> list[str]:
     return text
 
 
-def _plane_text(plane: dict, anchors: dict, agreements: dict, a: np.ndarray, b: np.ndarray) -> str:
+def _plane_text(
+    plane: S.PlaneEntry, anchors: dict, agreements: dict, a: np.ndarray, b: np.ndarray
+) -> str:
     names = list(anchors["names"])
     coords = np.asarray(anchors["coords"], dtype=float)
     loss = ", ".join(f"{n} {float(v):.3f}" for n, v in zip(names, anchors["loss"]))
-    text = f"Plane {plane['name']}: test loss at the anchors {loss}."
+    text = f"Plane {plane.name}: test loss at the anchors {loss}."
     for name, agr in agreements.items():
         high = float(np.mean(agr >= 0.9))
         others = []
@@ -411,17 +435,67 @@ SHIFT_FAMILY_COLORS = {
 
 
 def shift_section(ctx: ReportContext) -> Section | None:
-    res = ctx.study("shift")
+    res = ctx.study(S.SHIFT)
     if res is None:
         return None
-    s = res.json("summary.json")
-    by, names = s["by_severity"], list(s["corruptions"])
-    sevs = [int(v) for v in by["severities"]]
-    c = res.csv("metrics.csv")
+    s: S.ShiftSummary = res.summary
+    by = s.by_severity
+    sevs = [int(v) for v in by.severities]
+    c = res.csv(S.SHIFT_METRICS)
     ens_sizes = c["size"][c["family"] == "ensemble"]
     K = int(ens_sizes.max()) if ens_sizes.size else 0
     subspaces = [f for f in dict.fromkeys(c["family"]) if f.startswith("subspace_")]
-    M = len(s["members"])
+    styles = _shift_styles(len(s.members), K, subspaces)
+    keep = (c["family"] != "ensemble") | (c["size"] == K)
+    plots = [
+        Plot(
+            "shift_boxplots",
+            figures_study.shift_boxplot_figure(
+                c["severity"][keep],
+                c["family"][keep],
+                c["metric"][keep],
+                c["mean"][keep],
+                styles,
+            ),
+            f"Each box: the {len(s.corruptions)} corruptions at one severity (median, quartiles, "
+            "whiskers to 1.5 IQR); clean is one value per family.",
+        )
+    ]
+    js_styles = {
+        "members": (figures.FAMILY_COLORS["deep"], "independent members"),
+        S.SHIFT_LATE_FAMILY: (
+            figures.FAMILY_COLORS["snapshot"],
+            f"member {s.members[0]}'s last {s.late_window} snapshots",
+        ),
+        "weight_average": (
+            figures.FAMILY_COLORS["weight_average"],
+            "weight averages of the members",
+        ),
+    }
+    js_styles |= {f: (styles[f][0], f"{styles[f][1]}'s samples") for f in subspaces}
+    plots.append(
+        Plot(
+            "shift_diversity",
+            figures_study.shift_diversity_figure(sevs, by.js, js_styles),
+            "Jensen–Shannon diversity within each family, averaged over corruptions.",
+        )
+    )
+    if s.example_corruptions and res.has(S.SHIFT_EXAMPLES):
+        plots.append(
+            Plot(
+                "shift_examples",
+                figures_study.corruption_strip_figure(
+                    res.npy(S.SHIFT_EXAMPLES), s.example_corruptions
+                ),
+                "The first test example under each corruption (as generated for the sweep).",
+            )
+        )
+    reading = _shift_reading(s, K, subspaces) + _warned(s.warnings)
+    return Section("shift", "Dataset shift", reading, plots, [_shift_table(by, K, subspaces)])
+
+
+def _shift_styles(M: int, K: int, subspaces: list[str]) -> dict[str, tuple[Any, str]]:
+    """family -> (colour, label) of the box plots."""
     styles: dict[str, tuple[Any, str]] = {
         "single": (SHIFT_FAMILY_COLORS["single"], f"single member (mean of {M})")
     }
@@ -434,88 +508,29 @@ def shift_section(ctx: ReportContext) -> Section | None:
     for i, f in enumerate(subspaces):
         m = f.removeprefix("subspace_")
         styles[f] = (figures_study.method_color(m, i), f"{figures_study.method_label(m)} model")
-    keep = (c["family"] != "ensemble") | (c["size"] == K)
-    plots = [
-        Plot(
-            "shift_boxplots",
-            figures_study.shift_boxplot_figure(
-                c["severity"][keep],
-                c["family"][keep],
-                c["metric"][keep],
-                c["mean"][keep],
-                styles,
-            ),
-            f"Each box: the {len(names)} corruptions at one severity (median, quartiles, "
-            "whiskers to 1.5 IQR); clean is one value per family.",
-        )
-    ]
-    js_styles = {
-        "members": (figures.FAMILY_COLORS["deep"], "independent members"),
-        "late_snapshots": (
-            figures.FAMILY_COLORS["snapshot"],
-            f"member {s['members'][0]}'s last {s['config']['late']} snapshots",
-        ),
-        "weight_average": (
-            figures.FAMILY_COLORS["weight_average"],
-            "weight averages of the members",
-        ),
-    }
-    js_styles |= {f: (styles[f][0], f"{styles[f][1]}'s samples") for f in subspaces}
-    plots.append(
-        Plot(
-            "shift_diversity",
-            figures_study.shift_diversity_figure(sevs, by["js"], js_styles),
-            "Jensen–Shannon diversity within each family, averaged over corruptions.",
-        )
-    )
-    strip = _corruption_strip(ctx.run, names, int(s["config"]["seed"]))
-    if strip is not None:
-        plots.append(
-            Plot(
-                "shift_examples",
-                figures_study.corruption_strip_figure(*strip),
-                "The first test example under each corruption (as generated for the sweep).",
-            )
-        )
-    reading = _shift_reading(s, K, subspaces)
-    metrics = by["metrics"]
+    return styles
+
+
+def _shift_table(by: S.BySeverity, K: int, subspaces: list[str]) -> Table:
+    metrics = by.metrics
     keys = ["single", f"ensemble_{K}" if K else "", "weight_average", *subspaces]
     rows = [[k, mt, *metrics[k][mt]] for k in keys if k in metrics for mt in metrics[k]]
-    rows += [[f, "js", *v] for f, v in by["js"].items()]
-    table = Table(
+    rows += [[f, "js", *v] for f, v in by.js.items()]
+    return Table(
         "shift",
-        ["family", "metric", *(_severity_name(v) for v in sevs)],
+        ["family", "metric", *(_severity_name(int(v)) for v in by.severities)],
         rows,
         "Means over corruptions per severity.",
     )
-    return Section("shift", "Dataset shift", reading, plots, [table])
 
 
-def _corruption_strip(run: Run, names: list[str], seed: int) -> tuple[np.ndarray, list[str]] | None:
-    from modescape.data.corruptions import IMAGE_CORRUPTIONS, SIGNAL_CORRUPTIONS, corruption_strip
-
-    data = run.dataset()
-    images = data.x_test.dim() == 4
-    allowed = IMAGE_CORRUPTIONS if images else SIGNAL_CORRUPTIONS
-    names = [n for n in names if n in allowed]  # CIFAR-10-C names this module cannot generate
-    if not names:
-        return None
-    if images:  # corruptions act on the uint8 pixels the scaled images came from
-        from modescape.studies.shift import to_uint8_images
-
-        x = to_uint8_images(data.x_test[:1], data.source)[0]
-    else:
-        x = data.x_test[0].numpy()
-    return corruption_strip(x, names, seed), names
-
-
-def _shift_reading(s: dict, K: int, subspaces: list[str]) -> list[str]:
-    by = s["by_severity"]
-    sevs, m, js = [int(v) for v in by["severities"]], by["metrics"], by["js"]
-    names = [n.replace("_", " ") for n in s["corruptions"]]
+def _shift_reading(s: S.ShiftSummary, K: int, subspaces: list[str]) -> list[str]:
+    by = s.by_severity
+    sevs, m, js = [int(v) for v in by.severities], by.metrics, by.js
+    names = [n.replace("_", " ") for n in s.corruptions]
     text = [
         f"Averages over {_count(len(names), 'corruption')} ({_join(names)}, "
-        f"{s['source']}) at severities {_join([str(v) for v in sevs if v])}; severity 0 is the "
+        f"{s.source}) at severities {_join([str(v) for v in sevs if v])}; severity 0 is the "
         "clean test set."
     ]
     single = m["single"]["accuracy"]
@@ -551,23 +566,29 @@ def _shift_reading(s: dict, K: int, subspaces: list[str]) -> list[str]:
             f"{_pct(m[best]['accuracy'][-1])}, against {_pct(last)} for a single member"
             + (f" and {_pct(ens['accuracy'][-1])} for the ensemble." if ens else ".")
         )
-    if "members" in js and len(s["members"]) > 1:
-        v = js["members"]
-        verb = "rises" if v[-1] > v[0] else ("falls" if v[-1] < v[0] else "stays")
-        line = f"Independent members' JS diversity {verb} from {v[0]:.3f} to {v[-1]:.3f}"
-        ratios = []
-        for f, what in [
-            ("late_snapshots", "one trajectory's late snapshots"),
-            *(
-                (f, f"{figures_study.method_label(f.removeprefix('subspace_'))} samples")
-                for f in subspaces
-            ),
-        ]:
-            if f in js and all(x > 0 for x in js[f]):
-                r = [a / b for a, b in zip(v, js[f])]
-                lo, hi = _ratio(min(r)), _ratio(max(r))
-                ratios.append(f"{lo if lo == hi else f'{lo}–{hi}'}× that of {what}")
-        if ratios:
-            line += f"; across severities it is {_join(ratios)}"
-        text.append(line + ".")
+    if "members" in js and len(s.members) > 1:
+        text.append(_shift_js_line(s, subspaces))
     return text
+
+
+def _shift_js_line(s: S.ShiftSummary, subspaces: list[str]) -> str:
+    """How independent members' JS diversity moves with severity, against the other families."""
+    js = s.by_severity.js
+    v = js["members"]
+    verb = "rises" if v[-1] > v[0] else ("falls" if v[-1] < v[0] else "stays")
+    line = f"Independent members' JS diversity {verb} from {v[0]:.3f} to {v[-1]:.3f}"
+    ratios = []
+    for f, what in [
+        (S.SHIFT_LATE_FAMILY, f"member {s.members[0]}'s late snapshots"),
+        *(
+            (f, f"{figures_study.method_label(f.removeprefix('subspace_'))} samples")
+            for f in subspaces
+        ),
+    ]:
+        if f in js and all(x > 0 for x in js[f]):
+            r = [a / b for a, b in zip(v, js[f])]
+            lo, hi = _ratio(min(r)), _ratio(max(r))
+            ratios.append(f"{lo if lo == hi else f'{lo}–{hi}'}× that of {what}")
+    if ratios:
+        line += f"; across severities it is {_join(ratios)}"
+    return line + "."

@@ -119,26 +119,7 @@ def diversity_accuracy_figure(
             zorder=2,
         )
     others = np.flatnonzero(kind == "member")
-    if others.size:
-        ax.scatter(
-            acc[others],
-            div[others],
-            s=150,
-            marker="D",
-            color=[member_color(int(member[r])) for r in others],
-            edgecolor="black",
-            linewidth=1.0,
-            zorder=4,
-            label="independent members",
-        )
-        for r in others:
-            ax.annotate(
-                f"m{member[r]}",
-                (acc[r], div[r]),
-                xytext=(7, 5),
-                textcoords="offset points",
-                fontsize=SMALL,
-            )
+    _plane_members(ax, acc[others], div[others], member[others])
     ax.scatter(
         [reference_accuracy * 100],
         [0.0],
@@ -150,7 +131,12 @@ def diversity_accuracy_figure(
         zorder=5,
         label=f"reference: member {reference_member} ({100 * reference_accuracy:.1f}%)",
     )
-    finite = np.concatenate([div[np.isfinite(div)], np.asarray(upper)[np.isfinite(upper)]])
+    _finish_plane(fig, ax, div, np.asarray(upper, dtype=float), bool(others.size))
+    return fig
+
+
+def _finish_plane(fig: Figure, ax, div: np.ndarray, upper: np.ndarray, members: bool) -> None:
+    finite = np.concatenate([div[np.isfinite(div)], upper[np.isfinite(upper)]])
     top = float(finite.max()) if finite.size else 1.0
     ax.set_ylim(-0.03 * top, 1.08 * top)
     ax.set_xlabel("accuracy (%)", fontsize=LABEL)
@@ -158,11 +144,29 @@ def diversity_accuracy_figure(
     fig.suptitle("Diversity–accuracy plane (reference: one member's final weights)", fontsize=TITLE)
     ax.grid(alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
-    if others.size:  # the members' legend entry in neutral grey, not the first member's colour
+    if members:  # the members' legend entry in neutral grey, not the first member's colour
         i = labels.index("independent members")
         handles[i] = Line2D([], [], ls="", marker="D", ms=10, mfc="#bbbbbb", mec="black")
     fig.legend(handles, labels, fontsize=SMALL, loc="outside right center")
-    return fig
+
+
+def _plane_members(ax, acc: np.ndarray, div: np.ndarray, member: np.ndarray) -> None:
+    """The independent members in the plane: diamonds in member colours, labelled m<i>."""
+    if not member.size:
+        return
+    ax.scatter(
+        acc,
+        div,
+        s=150,
+        marker="D",
+        color=[member_color(int(m)) for m in member],
+        edgecolor="black",
+        linewidth=1.0,
+        zorder=4,
+        label="independent members",
+    )
+    for a, d, m in zip(acc, div, member):
+        ax.annotate(f"m{m}", (a, d), xytext=(7, 5), textcoords="offset points", fontsize=SMALL)
 
 
 def subspace_tsne_figure(panels: Mapping[str, Mapping[str, np.ndarray]]) -> Figure:
@@ -329,33 +333,7 @@ def shift_boxplot_figure(
                 elif sel.any():  # one value (clean: the same for every corruption): a marker
                     single.append(value[sel][0] * scale)
                     single_pos.append(x)
-            color = styles[fam][0]
-            if single:
-                ax.scatter(
-                    single_pos,
-                    single,
-                    s=28,
-                    marker="s",
-                    color=color,
-                    edgecolor="black",
-                    linewidth=0.6,
-                    zorder=3,
-                )
-            if not data:
-                continue
-            ax.boxplot(
-                data,
-                positions=pos,
-                widths=width * 0.85,
-                patch_artist=True,
-                manage_ticks=False,
-                showfliers=True,
-                boxprops={"facecolor": color, "edgecolor": "black", "linewidth": 0.6},
-                medianprops={"color": "black", "linewidth": 1.0},
-                whiskerprops={"linewidth": 0.6},
-                capprops={"linewidth": 0.6},
-                flierprops={"markersize": 2.5, "markeredgecolor": color},
-            )
+            _family_boxes(ax, data, pos, single, single_pos, width, styles[fam][0])
         ax.set_xticks(range(len(sevs)), ["clean" if s == 0 else str(s) for s in sevs])
         ax.set_xlim(-0.6, len(sevs) - 0.4)
         ax.set_xlabel("corruption severity", fontsize=LABEL)
@@ -368,6 +346,36 @@ def shift_boxplot_figure(
     fig.legend(handles=handles, loc="outside lower center", ncols=min(n, 4), fontsize=SMALL)
     fig.suptitle("Dataset shift: spread over corruptions at each severity", fontsize=TITLE)
     return fig
+
+
+def _family_boxes(ax, data, pos, single, single_pos, width: float, color) -> None:
+    """One family's boxes (spread over corruptions) and square markers (a single value)."""
+    if single:
+        ax.scatter(
+            single_pos,
+            single,
+            s=28,
+            marker="s",
+            color=color,
+            edgecolor="black",
+            linewidth=0.6,
+            zorder=3,
+        )
+    if not data:
+        return
+    ax.boxplot(
+        data,
+        positions=pos,
+        widths=width * 0.85,
+        patch_artist=True,
+        manage_ticks=False,
+        showfliers=True,
+        boxprops={"facecolor": color, "edgecolor": "black", "linewidth": 0.6},
+        medianprops={"color": "black", "linewidth": 1.0},
+        whiskerprops={"linewidth": 0.6},
+        capprops={"linewidth": 0.6},
+        flierprops={"markersize": 2.5, "markeredgecolor": color},
+    )
 
 
 def shift_diversity_figure(
@@ -481,47 +489,10 @@ def landscape_plane_figure(
     axes = _grid(fig, n, ncols)
     A, B = np.meshgrid(a, b)
     for ax, (panel, Z, cbar_label, what) in zip(axes, panels):
-        if what == "loss":
-            finite = Z[np.isfinite(Z) & (Z > 0)]
-            lo, hi = (finite.min(), finite.max()) if finite.size else (1e-3, 1.0)
-            hi = max(hi, lo * 1.01)
-            levels = np.geomspace(lo, hi, 25)
-            norm, cmap = LogNorm(lo, hi), "viridis"
-            Z = np.clip(Z, lo, hi)
-        else:
-            levels, norm = np.linspace(0, 100, 21), Normalize(0, 100)
-            cmap = "magma" if what == "acc" else "cividis"
-        filled = ax.contourf(A, B, Z, levels=levels, norm=norm, cmap=cmap)
-        ax.contour(A, B, Z, levels=levels[::4], colors="white", linewidths=0.4, alpha=0.6)
-        cbar = fig.colorbar(filled, ax=ax, shrink=0.9)
-        cbar.set_label(cbar_label, fontsize=SMALL)
-        if what == "loss":  # round values (1-2-5 steps), not the contour levels
-            cbar.set_ticks(_log_ticks(levels[0], levels[-1]), labels=None)
-            cbar.ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
-            cbar.ax.yaxis.set_minor_formatter(NullFormatter())
+        _plane_panel(fig, ax, A, B, Z, cbar_label, what)
         if trajectories is not None:
             _draw_trajectories(ax, trajectories)
-        ax.scatter(
-            coords[:, 0],
-            coords[:, 1],
-            s=110,
-            marker="*",
-            color="white",
-            edgecolor="black",
-            linewidth=0.8,
-            zorder=5,
-        )
-        for name, (x, y) in zip(anchor_names, coords):
-            ax.annotate(
-                name,
-                (x, y),
-                xytext=(6, 6),
-                textcoords="offset points",
-                fontsize=SMALL,
-                color="black",
-                zorder=6,
-                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "alpha": 0.75, "lw": 0},
-            )
+        _draw_anchors(ax, anchor_names, coords)
         ax.set_xlim(a.min(), a.max())
         ax.set_ylim(b.min(), b.max())
         ax.set_aspect("equal")
@@ -531,6 +502,52 @@ def landscape_plane_figure(
     if title:
         fig.suptitle(title, fontsize=TITLE)
     return fig
+
+
+def _plane_panel(fig: Figure, ax, A, B, Z: np.ndarray, cbar_label: str, what: str) -> None:
+    """Filled contours of one quantity over the plane: loss on a log scale, else 0-100%."""
+    if what == "loss":
+        finite = Z[np.isfinite(Z) & (Z > 0)]
+        lo, hi = (finite.min(), finite.max()) if finite.size else (1e-3, 1.0)
+        hi = max(hi, lo * 1.01)
+        levels = np.geomspace(lo, hi, 25)
+        norm, cmap = LogNorm(lo, hi), "viridis"
+        Z = np.clip(Z, lo, hi)
+    else:
+        levels, norm = np.linspace(0, 100, 21), Normalize(0, 100)
+        cmap = "magma" if what == "acc" else "cividis"
+    filled = ax.contourf(A, B, Z, levels=levels, norm=norm, cmap=cmap)
+    ax.contour(A, B, Z, levels=levels[::4], colors="white", linewidths=0.4, alpha=0.6)
+    cbar = fig.colorbar(filled, ax=ax, shrink=0.9)
+    cbar.set_label(cbar_label, fontsize=SMALL)
+    if what == "loss":  # round values (1-2-5 steps), not the contour levels
+        cbar.set_ticks(_log_ticks(levels[0], levels[-1]), labels=None)
+        cbar.ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
+        cbar.ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _draw_anchors(ax, names: Sequence[str], coords: np.ndarray) -> None:
+    ax.scatter(
+        coords[:, 0],
+        coords[:, 1],
+        s=110,
+        marker="*",
+        color="white",
+        edgecolor="black",
+        linewidth=0.8,
+        zorder=5,
+    )
+    for name, (x, y) in zip(names, coords):
+        ax.annotate(
+            name,
+            (x, y),
+            xytext=(6, 6),
+            textcoords="offset points",
+            fontsize=SMALL,
+            color="black",
+            zorder=6,
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "alpha": 0.75, "lw": 0},
+        )
 
 
 def _log_ticks(lo: float, hi: float) -> list[float]:

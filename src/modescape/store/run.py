@@ -309,6 +309,44 @@ class Run:
                 f"0..{self.config.members - 1}"
             )
 
+    # ---- study results: typed summaries (modescape.studies.schema), read lazily ---------------
+    def study_summary(self, folder: str) -> Any:
+        """The typed summary of `<run>/<folder>/summary.json` (analysis, subspace, landscape,
+        shift); a ModescapeError naming the command to run when the study has not run."""
+        from modescape.studies import schema
+
+        f = self.path / folder / schema.SUMMARY
+        if folder not in schema.SUMMARY_TYPES:
+            raise ModescapeError(
+                f"no study {folder!r} (studies: {', '.join(schema.SUMMARY_TYPES)})"
+            )
+        if not f.exists():
+            command = "analyze" if folder == schema.ANALYSIS else folder
+            raise ModescapeError(
+                f"run {self.path} has no {folder} results; run `modescape {command} {self.path}`"
+            )
+        return schema.SUMMARY_TYPES[folder].from_dict(read_json(f))
+
+    @property
+    def analysis(self) -> Any:
+        """`AnalysisSummary` of `modescape analyze`."""
+        return self.study_summary("analysis")
+
+    @property
+    def subspace(self) -> Any:
+        """`SubspaceSummary` of `modescape subspace`."""
+        return self.study_summary("subspace")
+
+    @property
+    def landscape(self) -> Any:
+        """`LandscapeSummary` of `modescape landscape`."""
+        return self.study_summary("landscape")
+
+    @property
+    def shift(self) -> Any:
+        """`ShiftSummary` of `modescape shift`."""
+        return self.study_summary("shift")
+
 
 def open_dataset(config: RunConfig) -> Dataset:
     """The dataset a run config names (decoded arrays come from the cache after the first load)."""

@@ -6,19 +6,23 @@ Anchors are named from the run:
     m1            member 1's final snapshot          m1@e5   member 1 after epoch 5
     init1         member 1's initialisation (m1@e0)  wa1     member 1's weight average
 
-Results (each plane is resumable row by row; a finished plane or path is not recomputed):
+Results (each plane is resumable row by row; a finished plane is not recomputed, and its
+`settings.json` keys it on everything its values depend on: anchors, resolution, margin, examples,
+BatchNorm policy and weight-average window; other settings empty the folder and start again):
 
     landscape/planes/<name>/a.npy, b.npy             grid coordinates [R]
     landscape/planes/<name>/loss.npy, accuracy.npy   [R, R] indexed [b, a]
     landscape/planes/<name>/agreement_<anchor>.npy   [R, R] agreement with each snapshot anchor
     landscape/planes/<name>/anchors.json             names, plane coordinates, exact metrics
+    landscape/planes/<name>/settings.json            the settings the plane was computed with
     landscape/planes/<name>/trajectories.csv         member, epoch, a, b: every snapshot projected
     landscape/paths.csv                              path, alpha, loss, error, disagreement_from/_to
-    landscape/summary.json                           planes, paths with barriers, alignment
+    landscape/summary.json                           `LandscapeSummary`: planes, paths, alignment
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -28,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from modescape.analysis.engine.batched import flatten_params, has_batchnorm, param_names
+from modescape.analysis.engine.batched import flatten_params
 from modescape.analysis.landscape import (
     evaluate_plane,
     interpolate_path,
@@ -36,9 +40,13 @@ from modescape.analysis.landscape import (
     project_onto_plane,
 )
 from modescape.errors import ModescapeError
-from modescape.store.files import load_npy, save_npy, write_csv, write_json
-from modescape.store.run import Run, load_run, write_study_summary
-from modescape.studies.weights_functions import bn_training_subset, weight_average_state
+from modescape.store.files import load_npy
+from modescape.store.run import Run, write_study_summary
+from modescape.studies import schema as S
+from modescape.studies.cache import open_cache
+from modescape.studies.context import ResultWriter, RunContext, emit, open_context
+
+logger = logging.getLogger(__name__)
 
 _ANCHOR = re.compile(r"^(origin|m(\d+)(?:@e(\d+))?|init(\d+)|wa(\d+))$")
 
@@ -53,12 +61,15 @@ class LandscapeConfig:
     n_path_points: int = 25
     bn_policy: str = "recompute"  # "recompute" | "interpolate" | "keep" (networks with BN)
     align: bool = True  # permutation-align member 1 onto member 0 and compare
+    weight_average: int = S.WEIGHT_AVERAGE_WINDOW  # snapshots averaged by a wa<i> anchor
 
     def __post_init__(self) -> None:
         if self.resolution < 3:
             raise ModescapeError(f"landscape resolution must be >= 3, got {self.resolution}")
         if self.n_path_points < 2 or self.max_examples < 1 or self.margin < 0:
             raise ModescapeError("path points must be >= 2, max_examples >= 1, margin >= 0")
+        if self.weight_average < 1:
+            raise ModescapeError("landscape weight_average must be >= 1")
 
 
 def parse_anchors(text: str) -> tuple[str, str, str]:
@@ -68,20 +79,23 @@ def parse_anchors(text: str) -> tuple[str, str, str]:
     return names  # type: ignore[return-value]
 
 
-def resolve_anchor(run: Run, name: str) -> dict[str, torch.Tensor]:
+def resolve_anchor(
+    run: Run | RunContext, name: str, weight_average: int = S.WEIGHT_AVERAGE_WINDOW
+) -> dict[str, torch.Tensor]:
     """The state dict an anchor name stands for (grammar in the module docstring)."""
+    ctx = open_context(run)
     m = _ANCHOR.match(name)
     if m is None:
         raise ModescapeError(
             f"unknown anchor {name!r} (allowed: origin, m<i>, m<i>@e<epoch>, init<i>, wa<i>)"
         )
     if name == "origin":
-        return {k: torch.zeros_like(v) for k, v in run.build_model().state_dict().items()}
+        return {k: torch.zeros_like(v) for k, v in ctx.build_model().state_dict().items()}
     if m.group(2) is not None:
-        return run.state_dict(int(m.group(2)), int(m.group(3)) if m.group(3) else -1)
+        return ctx.run.state_dict(int(m.group(2)), int(m.group(3)) if m.group(3) else -1)
     if m.group(4) is not None:
-        return run.state_dict(int(m.group(4)), 0)
-    return weight_average_state(run, int(m.group(5)))
+        return ctx.run.state_dict(int(m.group(4)), 0)
+    return ctx.weight_average_state(int(m.group(5)), weight_average)
 
 
 def default_planes(run: Run, members: list[int]) -> tuple[tuple[str, str, str], ...]:
@@ -89,147 +103,186 @@ def default_planes(run: Run, members: list[int]) -> tuple[tuple[str, str, str], 
     its snapshot half-way along and its final weights."""
     if len(members) > 1:
         return (("origin", f"m{members[0]}", f"m{members[1]}"),)
-    epochs = run.snapshot_epochs(members[0])
-    return (("origin", f"m{members[0]}@e{epochs[len(epochs) // 2]}", f"m{members[0]}"),)
+    return (("origin", f"m{members[0]}@e{_middle_epoch(run, members[0])}", f"m{members[0]}"),)
 
 
 def default_paths(run: Run, members: list[int]) -> tuple[tuple[str, str], ...]:
-    """Across members (final weights of the first two) and within member 0 (its last snapshot and
-    the one two snapshots earlier)."""
-    epochs = run.snapshot_epochs(members[0])
-    late = epochs[-min(2, len(epochs) - 1) - 1]  # two epochs before the end
-    paths = [(f"m{members[0]}@e{late}", f"m{members[0]}")]
+    """Across members (final weights of the first two) and within member 0: its snapshot at the
+    middle of training to its final weights (m0@e{E/2} -> m0; a snapshot two epochs before the
+    end would be the weakest possible test of a trajectory's valley)."""
+    paths = [(f"m{members[0]}@e{_middle_epoch(run, members[0])}", f"m{members[0]}")]
     if len(members) > 1:
         paths.insert(0, (f"m{members[0]}", f"m{members[1]}"))
     return tuple(paths)
 
 
+def _middle_epoch(run: Run, member: int) -> int:
+    """The snapshot epoch nearest to half of the last one (E // 2)."""
+    epochs = run.snapshot_epochs(member)
+    return min(epochs, key=lambda e: (abs(e - epochs[-1] // 2), e))
+
+
+@dataclass
+class _Setup:
+    ctx: RunContext
+    config: LandscapeConfig
+    model: torch.nn.Module
+    x: torch.Tensor
+    y: torch.Tensor
+    policy: str
+    bn: dict[str, torch.Tensor]
+    out: ResultWriter
+
+    def anchor(self, name: str) -> dict[str, torch.Tensor]:
+        return resolve_anchor(self.ctx, name, self.config.weight_average)
+
+    def path(self, a: dict, b: dict) -> Any:
+        return interpolate_path(
+            self.model, a, b, self.x, self.y, self.config.n_path_points,
+            bn_policy=self.policy, **self.bn,
+        )  # fmt: skip
+
+
 def run_landscape(
-    path: str | Path,
+    path: str | Path | RunContext,
     config: LandscapeConfig | None = None,
     *,
     allow_partial: bool = False,
-    log: Callable[[str], Any] = print,
-) -> dict[str, Any]:
-    """Evaluate every configured plane and path of a run; write `<run>/landscape/`."""
+    log: Callable[[str], Any] | None = None,
+) -> S.LandscapeSummary:
+    """Evaluate every configured plane and path of a run; write `<run>/landscape/`.
+
+    `log` is deprecated (progress goes to `logging`); a callable passed still gets the messages.
+    """
     config = config or LandscapeConfig()
-    run = load_run(path)
-    members = run.require_complete(allow_partial)
-    out = run.path / "landscape"
-    data = run.dataset()
-    x, y = data.x_test[: config.max_examples], data.y_test[: config.max_examples]
-    model = run.build_model()
-    bn = {"train_x": bn_training_subset(run)} if has_batchnorm(model) else {}
-    policy = config.bn_policy if bn else "keep"  # nothing to recompute without BatchNorm
-    files: dict[str, str] = {}
-
+    ctx = open_context(path)
+    members = ctx.run.require_complete(allow_partial)
+    data = ctx.dataset
+    bn = {"train_x": ctx.bn_subset} if ctx.has_batchnorm else {}
+    setup = _Setup(
+        ctx, config, ctx.build_model(), data.x_test[: config.max_examples],
+        data.y_test[: config.max_examples], config.bn_policy if bn else "keep", bn,
+        ResultWriter(ctx.path / S.LANDSCAPE),
+    )  # fmt: skip
     planes = []
-    for anchors in config.planes or default_planes(run, members):
-        name = "-".join(anchors).replace("@", "_")
-        folder = out / "planes" / f"{name}-r{config.resolution}"
-        log(f"landscape: plane {', '.join(anchors)} at {config.resolution}x{config.resolution}")
-        files |= _plane(run, model, anchors, folder, x, y, config, policy, bn)
-        planes.append(
-            {
-                "name": name,
-                "anchors": list(anchors),
-                "dir": str(folder.relative_to(out)),
-                "resolution": config.resolution,
-                "bn_policy": policy if bn else "none",
-            }
-        )
-
-    path_rows, paths = [], []
-    for a, b in config.paths or default_paths(run, members):
-        kind = "across members" if a.split("@")[0] != b.split("@")[0] else "within trajectory"
-        log(f"landscape: path {a} -> {b} ({kind})")
-        result = interpolate_path(
-            model, resolve_anchor(run, a), resolve_anchor(run, b), x, y,
-            config.n_path_points, bn_policy=policy, **bn,
-        )  # fmt: skip
-        paths.append(_path_entry(a, b, kind, result))
-        path_rows += _path_rows(f"{a}->{b}", result)
-
+    for anchors in config.planes or default_planes(ctx.run, members):
+        grid = f"{config.resolution}x{config.resolution}"
+        emit(logger, log, f"landscape: plane {', '.join(anchors)} at {grid}")
+        planes.append(_plane(setup, anchors))
+    paths, path_rows = _paths(setup, config.paths or default_paths(ctx.run, members), log)
     alignment = None
     if config.align and len(members) > 1:
-        log(f"landscape: permutation alignment of member {members[1]} onto member {members[0]}")
-        alignment, rows, entry = _alignment(run, model, members[:2], x, y, config, policy, bn)
+        who = f"member {members[1]} onto member {members[0]}"
+        emit(logger, log, f"landscape: permutation alignment of {who}")
+        alignment, rows, entry = _alignment(setup, members[:2])
         path_rows += rows
         paths.append(entry)
         pair = (f"m{members[0]}", f"m{members[1]}")
-        before = next((p for p in paths if (p["from"], p["to"]) == pair), None)
+        before = next((p for p in paths if (p.from_, p.to) == pair), None)
         if before is None:
-            result = interpolate_path(
-                model, *(resolve_anchor(run, a) for a in pair), x, y,
-                config.n_path_points, bn_policy=policy, **bn,
-            )  # fmt: skip
+            result = setup.path(*(setup.anchor(a) for a in pair))
             before = _path_entry(*pair, "across members", result)
-        alignment["error_barrier_before"] = before["error_barrier"]
-        alignment["loss_barrier_before"] = before["loss_barrier"]
+        alignment["error_barrier_before"] = before.error_barrier
+        alignment["loss_barrier_before"] = before.loss_barrier
     header = ["path", "alpha", "loss", "error", "disagreement_from", "disagreement_to"]
-    files["paths.csv"] = write_csv(out / "paths.csv", header, path_rows)
-    summary = {
-        "config": asdict(config),
-        "members": members,
-        "num_examples": len(y),
-        "planes": planes,
-        "paths": paths,
-        "alignment": alignment,
-        "files": files,
-    }
-    write_study_summary(run, "landscape", summary)
+    setup.out.csv(S.LANDSCAPE_PATHS, header, path_rows)
+    summary = S.LandscapeSummary(
+        config=asdict(config),
+        members=members,
+        num_examples=len(setup.y),
+        planes=planes,
+        paths=paths,
+        alignment=alignment,
+        files=setup.out.files,
+        warnings=_window_warnings(setup, planes, paths),
+    )
+    for warning in summary.warnings:
+        logger.warning(warning)
+    write_study_summary(ctx.run, S.LANDSCAPE, summary.to_dict())
     return summary
 
 
-def _plane(run, model, anchors, folder: Path, x, y, config, policy, bn) -> dict[str, str]:
-    files: dict[str, str] = {}
-    rel = lambda f: str(f.relative_to(run.path / "landscape"))  # noqa: E731
-    if (folder / "anchors.json").exists():
-        return {}
-    states = [resolve_anchor(run, a) for a in anchors]
+def _paths(setup: _Setup, pairs, log) -> tuple[list[S.PathEntry], list[list[Any]]]:
+    entries, rows = [], []
+    for a, b in pairs:
+        kind = "across members" if a.split("@")[0] != b.split("@")[0] else "within trajectory"
+        emit(logger, log, f"landscape: path {a} -> {b} ({kind})")
+        result = setup.path(setup.anchor(a), setup.anchor(b))
+        entries.append(_path_entry(a, b, kind, result))
+        rows += _path_rows(f"{a}->{b}", result)
+    return entries, rows
+
+
+def _window_warnings(setup: _Setup, planes: list, paths: list) -> list[str]:
+    """A clamped weight-average window, for every wa<i> anchor used."""
+    names = {a for p in planes for a in p.anchors} | {a for p in paths for a in (p.from_, p.to)}
+    warnings = set()
+    for name in names:
+        if (m := _ANCHOR.match(name)) is not None and m.group(5) is not None:
+            _, warning = setup.ctx.weight_average_window(
+                int(m.group(5)), setup.config.weight_average
+            )
+            warnings |= {warning} if warning else set()
+    return sorted(warnings)
+
+
+def _plane(setup: _Setup, anchors: tuple[str, str, str]) -> S.PlaneEntry:
+    config = setup.config
+    name = "-".join(anchors).replace("@", "_")
+    folder = setup.out.root / "planes" / f"{name}-r{config.resolution}"
+    rel = str(folder.relative_to(setup.out.root))
+    settings = {
+        "anchors": list(anchors),
+        "resolution": config.resolution,
+        "margin": config.margin,
+        "n_examples": len(setup.y),
+        "bn_policy": setup.policy,
+        "weight_average": config.weight_average,
+    }
+    reusable, digest = open_cache(folder, settings)
+    setup.out.files[f"{rel}/{S.SETTINGS}"] = digest
+    if not (reusable and (folder / S.PLANE_ANCHORS).exists()):
+        _evaluate_plane(setup, anchors, folder, rel)
+    policy = setup.policy if setup.bn else "none"
+    return S.PlaneEntry(name, list(anchors), rel, config.resolution, policy)
+
+
+def _evaluate_plane(setup: _Setup, anchors, folder: Path, rel: str) -> None:
+    states = [setup.anchor(a) for a in anchors]
     refs = {}
     for a, sd in zip(anchors, states):
         if a != "origin":
             # Agreement with the anchor's own predictions (computed once, exactly).
-            m = run.build_model()
+            m = setup.ctx.build_model()
             m.load_state_dict(sd)
             with torch.inference_mode():
-                refs[a] = torch.softmax(m.eval()(x), dim=1)
+                refs[a] = torch.softmax(m.eval()(setup.x), dim=1)
     rows_dir = folder / "rows"
     done = {}
     for f in sorted(rows_dir.glob("r*.npy")) if rows_dir.exists() else []:
-        arr = load_npy(f)
         keys = ["loss", "accuracy", *[f"agreement/{a}" for a in refs]]
-        done[int(f.stem[1:])] = {k: torch.from_numpy(v) for k, v in zip(keys, arr)}
+        done[int(f.stem[1:])] = {k: torch.from_numpy(v) for k, v in zip(keys, load_npy(f))}
 
     def on_row(i: int, values: dict[str, torch.Tensor]) -> None:
+        from modescape.store.files import save_npy
+
         save_npy(rows_dir / f"r{i:03d}.npy", torch.stack(list(values.values())).numpy())
 
     result = evaluate_plane(
-        model, *states, x, y,
-        resolution=config.resolution, margin=config.margin, reference_probs=refs,
-        bn_policy=policy, done_rows=done, on_row=on_row, verbose=False, **bn,
+        setup.model, *states, setup.x, setup.y,
+        resolution=setup.config.resolution, margin=setup.config.margin, reference_probs=refs,
+        bn_policy=setup.policy, done_rows=done, on_row=on_row, verbose=False, **setup.bn,
     )  # fmt: skip
+    out = setup.out
     for key, arr in (("a", result.a_values), ("b", result.b_values)):
-        files[rel(folder / f"{key}.npy")] = save_npy(folder / f"{key}.npy", arr.numpy())
+        out.npy(f"{rel}/{key}.npy", arr.numpy())
     for key, arr in [("loss", result.loss), ("accuracy", result.accuracy)] + [
         (f"agreement_{a}", t) for a, t in result.agreement.items()
     ]:
-        f = folder / f"{key.replace('@', '_')}.npy"
-        files[rel(f)] = save_npy(f, arr.numpy().astype(np.float32))
-
-    # Every snapshot of every member, projected onto the plane.
-    names = param_names(model)
-    o, t1, t2 = (flatten_params(sd, names).double() for sd in states)
-    u, v, _ = plane_axes(o, t1, t2)
-    rows = []
-    for m in run.finished_members():
-        epochs = run.snapshot_epochs(m)
-        W = torch.stack([flatten_params(run.state_dict(m, e), names).double() for e in epochs])
-        for e, (a, b) in zip(epochs, project_onto_plane(W, o, u, v).tolist()):
-            rows.append([m, e, a, b])
-    f = folder / "trajectories.csv"
-    files[rel(f)] = write_csv(f, ["member", "epoch", "a", "b"], rows)
+        out.npy(f"{rel}/{key.replace('@', '_')}.npy", arr.numpy().astype(np.float32))
+    out.csv(
+        f"{rel}/{S.PLANE_TRAJECTORIES}", ["member", "epoch", "a", "b"], _projected(setup, states)
+    )
     anchors_info = {
         "names": list(anchors),
         "coords": result.anchor_coords.tolist(),
@@ -238,21 +291,34 @@ def _plane(run, model, anchors, folder: Path, x, y, config, policy, bn) -> dict[
         "bn_policy": result.bn_policy,
         "settings": result.settings,
     }
-    files[rel(folder / "anchors.json")] = write_json(folder / "anchors.json", anchors_info)
-    return files
+    out.json(f"{rel}/{S.PLANE_ANCHORS}", anchors_info)  # last: marks the plane finished
 
 
-def _path_entry(a: str, b: str, kind: str, result) -> dict[str, Any]:
-    return {
-        "name": f"{a}->{b}",
-        "from": a,
-        "to": b,
-        "kind": kind,
-        "error_barrier": result.error_barrier,
-        "loss_barrier": result.loss_barrier,
-        "endpoint_error": [float(result.error[0]), float(result.error[-1])],
-        "bn_policy": result.bn_policy,
-    }
+def _projected(setup: _Setup, states: list[dict]) -> list[list[Any]]:
+    """Every snapshot of every member projected onto the plane: rows member, epoch, a, b."""
+    run, names = setup.ctx.run, setup.ctx.param_names
+    o, t1, t2 = (flatten_params(sd, names).double() for sd in states)
+    u, v, _ = plane_axes(o, t1, t2)
+    rows = []
+    for m in run.finished_members():
+        epochs = run.snapshot_epochs(m)
+        W = torch.stack([flatten_params(run.state_dict(m, e), names).double() for e in epochs])
+        for e, (a, b) in zip(epochs, project_onto_plane(W, o, u, v).tolist()):
+            rows.append([m, e, a, b])
+    return rows
+
+
+def _path_entry(a: str, b: str, kind: str, result) -> S.PathEntry:
+    return S.PathEntry(
+        name=f"{a}->{b}",
+        from_=a,
+        to=b,
+        kind=kind,
+        error_barrier=result.error_barrier,
+        loss_barrier=result.loss_barrier,
+        endpoint_error=[float(result.error[0]), float(result.error[-1])],
+        bn_policy=result.bn_policy,
+    )
 
 
 def _path_rows(name: str, result) -> list[list[Any]]:
@@ -263,25 +329,23 @@ def _path_rows(name: str, result) -> list[list[Any]]:
     ]
 
 
-def _alignment(run, model, pair, x, y, config, policy, bn):
+def _alignment(setup: _Setup, pair: list[int]):
     """Weight-match member j onto member i: how much of their distance is permutation symmetry."""
     from modescape.models.alignment import align
 
+    run, names = setup.ctx.run, setup.ctx.param_names
     i, j = pair
     sd_i, sd_j = run.state_dict(i), run.state_dict(j)
     m = run.config.model  # model + probe: any architecture, function checked on the probe
-    aligned = align(sd_i, sd_j, m.arch, m.variant, model=model, probe=x[:256])
-    names = param_names(model)
+    aligned = align(sd_i, sd_j, m.arch, m.variant, model=setup.model, probe=setup.x[:256])
     vi, vj, va = (flatten_params(sd, names).double() for sd in (sd_i, sd_j, aligned))
     probs = []
     for sd in (sd_j, aligned):
-        m = run.build_model()
+        m = setup.ctx.build_model()
         m.load_state_dict(sd)
         with torch.inference_mode():
-            probs.append(torch.softmax(m.eval()(x), dim=1))
-    result = interpolate_path(
-        model, sd_i, aligned, x, y, config.n_path_points, bn_policy=policy, **bn
-    )
+            probs.append(torch.softmax(m.eval()(setup.x), dim=1))
+    result = setup.path(sd_i, aligned)
     entry = _path_entry(f"m{i}", f"m{j}-aligned", "aligned", result)
     info = {
         "members": [i, j],
@@ -291,7 +355,7 @@ def _alignment(run, model, pair, x, y, config, policy, bn):
         "loss_barrier_after": result.loss_barrier,
         "max_abs_prob_diff": float((probs[0] - probs[1]).abs().max()),
     }
-    return info, _path_rows(entry["name"], result), entry
+    return info, _path_rows(entry.name, result), entry
 
 
 def _cosine(p: torch.Tensor, q: torch.Tensor) -> float:

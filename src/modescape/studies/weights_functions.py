@@ -2,9 +2,9 @@
 
 This is the thin I/O shell around the pure functions in `weightspace`, `functionspace`,
 `ensembles`, `trajectories` and `metrics`: it reads snapshots and cached predictions from the run,
-calls them, and writes the results under `<run>/analysis/`:
+calls them, and writes the results under `<run>/analysis/` (names in `studies.schema`):
 
-    summary.json                   headline numbers, settings, sha256 of every file below
+    summary.json                   `AnalysisSummary`: headline numbers, settings, sha256 of files
     index.csv                      row i of the (members·epochs)² matrices = (member, epoch)
     weights/cosine.npy             [M·E, M·E] raw cosine similarity of flat weight vectors
     weights/distance.npy           [M·E, M·E] L2 distances
@@ -15,13 +15,16 @@ calls them, and writes the results under `<run>/analysis/`:
     ensembles/reliability.json     15 equal-width bins for a single member and the deep ensemble
     ensembles/weight_average.npy   probs [M, N, C] of each member's weight average
     training/curves.csv            per member and epoch: lr, train/val/test loss and accuracy
+
+Nothing is cached between calls: the analysis recomputes from the run's cached predictions.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,27 +37,36 @@ from modescape.analysis.metrics import METRICS, evaluate, reliability
 from modescape.analysis.trajectories import embed_trajectories, fixed_subset, function_space_points
 from modescape.analysis.weightspace import (
     PARAM_SELECTIONS,
-    average_state_dicts,
     select_parameter_names,
     trajectory_matrices,
 )
 from modescape.config import _check_choice
 from modescape.errors import ModescapeError
-from modescape.store.files import save_npy, write_csv, write_json
-from modescape.store.run import Run, load_run, write_study_summary
+from modescape.store.run import Run, write_study_summary
+from modescape.studies import schema as S
+from modescape.studies.context import (
+    BN_TRAIN_EXAMPLES,
+    ResultWriter,
+    RunContext,
+    clamp_window,
+    emit,
+    open_context,
+)
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class AnalysisConfig:
     split: str = "test"  # predictions to analyse: "test" or "val"
     params: str = "all"  # weights compared: "all" (paper) | "kernels_bn" (seed) | "no_bn_bias"
-    late: int = 5  # "late snapshots" = the last n of each trajectory
+    late: int = S.LATE_WINDOW  # "late snapshots" = the last n of each trajectory (notebook: 10)
     tsne_examples: int = 1024  # examples per point (seed notebooks: first 1,024 test images)
     tsne_subset: str = "first"  # "first" | "random" (seeded)
     tsne_perplexity: float = 30.0  # clamped below the number of points for small runs
     tsne_iter: int = 1000
     max_subsets: int = 100  # ensemble subsets per size before sampling
-    weight_average: int = 10  # snapshots averaged (the last n of each trajectory)
+    weight_average: int = S.WEIGHT_AVERAGE_WINDOW  # snapshots averaged (the last n)
     seed: int = 0  # t-SNE, subset sampling
 
     def __post_init__(self) -> None:
@@ -94,64 +106,103 @@ def common_epochs(run: Run, members: list[int]) -> list[int]:
     return epochs
 
 
+@dataclass
+class _Analysis:
+    """What the stages of one analysis share: inputs, the writer, and their results."""
+
+    ctx: RunContext
+    config: AnalysisConfig
+    members: list[int]
+    epochs: list[int]
+    labels: np.ndarray
+    probs: np.ndarray  # [M, E, N, C]
+    out: ResultWriter
+    late: int  # rows of the late window (clamped)
+    log: Callable[[str], Any] | None = None
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def flat(self) -> np.ndarray:
+        """probs[M·E, N, C]: row i·E + j is member i's snapshot j."""
+        return self.probs.reshape(-1, *self.probs.shape[2:])
+
+
 def analyze_run(
-    path: str | Path,
+    path: str | Path | RunContext,
     config: AnalysisConfig | None = None,
     *,
     allow_partial: bool = False,
-    log: Any = print,
-) -> dict[str, Any]:
-    """Run every analysis on a run directory; write `<run>/analysis/`; return the summary."""
-    config = config or AnalysisConfig()
-    run = load_run(path)
+    log: Callable[[str], Any] | None = None,
+) -> S.AnalysisSummary:
+    """Run every analysis on a run; write `<run>/analysis/`; return the summary.
+
+    `log` is deprecated (progress goes to `logging`); a callable passed still gets the messages.
+    """
+    a = _prepare(open_context(path), config or AnalysisConfig(), allow_partial, log)
+    for stage in (_weights, _functions, _trajectories, _ensembles, _training):
+        tick = time.perf_counter()
+        stage(a)
+        if stage is not _training:
+            a.timings[f"{stage.__name__.strip('_')}_s"] = time.perf_counter() - tick
+    summary = _summary(a)
+    for warning in summary.warnings:
+        logger.warning(warning)
+    write_study_summary(a.ctx.run, S.ANALYSIS, summary.to_dict())
+    return summary
+
+
+def _prepare(ctx: RunContext, config: AnalysisConfig, allow_partial: bool, log) -> _Analysis:
+    run = ctx.run
     members = run.require_complete(allow_partial)
     if config.split not in run.splits:
         raise ModescapeError(f"run {run.path} has no {config.split!r} split (has {run.splits})")
     epochs = common_epochs(run, members)
-    M, E = len(members), len(epochs)
-    out = run.path / "analysis"
-    files: dict[str, str] = {}
-    timings: dict[str, float] = {}
-
-    def save(rel: str, array: np.ndarray) -> None:
-        files[rel] = save_npy(out / rel, array)
-
-    def save_csv(rel: str, header: list[str], rows: list[list[Any]]) -> None:
-        files[rel] = write_csv(out / rel, header, rows)
-
-    tick = time.perf_counter()
-    labels = run.labels(config.split)
+    E = len(epochs)
+    late, warning = clamp_window("late window", config.late, E - 1, minimum=2)
     # probs[members, epochs, examples, classes]: 164 MB for 10 × 41 CIFAR-10 test sets.
     probs = np.stack(
         [np.stack([run.predictions(config.split, m, e) for e in epochs]) for m in members]
     )
-    save_csv("index.csv", ["row", "member", "epoch"], _index_rows(members, epochs))
+    a = _Analysis(
+        ctx, config, members, epochs, run.labels(config.split), probs,
+        ResultWriter(run.path / S.ANALYSIS), min(max(late, 2), E), log,
+    )  # fmt: skip
+    a.warnings += [warning] if warning else []
+    a.out.csv(S.INDEX_CSV, ["row", "member", "epoch"], _index_rows(members, epochs))
+    return a
 
-    # ---- weight space -----------------------------------------------------------------------
-    log(f"weight space: {M} members x {E} snapshots ({config.params} parameters)")
-    names = select_parameter_names(run.build_model(), config.params)
-    snaps = [[LazySnapshot(run.snapshot_path(m, e)) for e in epochs] for m in members]
+
+def _weights(a: _Analysis) -> None:
+    M, E = len(a.members), len(a.epochs)
+    emit(logger, a.log, f"weight space: {M} members x {E} snapshots ({a.config.params} parameters)")
+    names = select_parameter_names(a.ctx.build_model(), a.config.params)
+    run = a.ctx.run
+    snaps = [[LazySnapshot(run.snapshot_path(m, e)) for e in a.epochs] for m in a.members]
     mats = trajectory_matrices(snaps, names)
-    save("weights/cosine.npy", mats.cosine)
-    save("weights/distance.npy", mats.distance)
-    save("weights/norms.npy", mats.norms)
-    timings["weights_s"] = time.perf_counter() - tick
+    a.out.npy(S.COSINE, mats.cosine)
+    a.out.npy(S.DISTANCE, mats.distance)
+    a.out.npy(S.NORMS, mats.norms)
+    sd = a.ctx.build_model().state_dict()
+    a.results |= {"mats": mats, "n_params": int(sum(sd[n].numel() for n in names))}
 
-    # ---- function space -------------------------------------------------------------------
-    tick = time.perf_counter()
-    log("function space: disagreement, agreement with final predictions, JS diversity")
-    flat = probs.reshape(M * E, *probs.shape[2:])
-    dis = disagreement_matrix(flat)
-    save("functions/disagreement.npy", dis)
-    save("functions/agreement_with_final.npy", agreement_with(flat, probs[:, -1]))
-    timings["functions_s"] = time.perf_counter() - tick
 
-    # ---- trajectories -----------------------------------------------------------------------
-    tick = time.perf_counter()
-    n_sub = min(config.tsne_examples, len(labels))
-    idx = fixed_subset(len(labels), n_sub, config.seed, config.tsne_subset)
-    points = function_space_points(flat, idx)
-    log(f"trajectories: joint t-SNE of {len(points)} snapshots on {n_sub} examples")
+def _functions(a: _Analysis) -> None:
+    what = "disagreement, agreement with final predictions, JS diversity"
+    emit(logger, a.log, f"function space: {what}")
+    dis = disagreement_matrix(a.flat)
+    a.out.npy(S.DISAGREEMENT, dis)
+    a.out.npy(S.AGREEMENT_WITH_FINAL, agreement_with(a.flat, a.probs[:, -1]))
+    a.results["dis"] = dis
+
+
+def _trajectories(a: _Analysis) -> None:
+    config = a.config
+    n_sub = min(config.tsne_examples, len(a.labels))
+    idx = fixed_subset(len(a.labels), n_sub, config.seed, config.tsne_subset)
+    points = function_space_points(a.flat, idx)
+    emit(logger, a.log, f"trajectories: joint t-SNE of {len(points)} snapshots on {n_sub} examples")
     embeddings = {}
     for method in ("tsne", "pca"):
         emb = embed_trajectories(
@@ -161,19 +212,22 @@ def analyze_run(
             perplexity=config.tsne_perplexity,
             max_iter=config.tsne_iter,
         )
-        rows = [[m, e, *xy] for (_, m, e), xy in zip(_index_rows(members, epochs), emb.coords)]
-        save_csv(f"trajectories/{method}.csv", ["member", "epoch", "x", "y"], rows)
+        index = _index_rows(a.members, a.epochs)
+        rows = [[m, e, *xy] for (_, m, e), xy in zip(index, emb.coords)]
+        a.out.csv(S.TRAJECTORY_CSV.format(method=method), ["member", "epoch", "x", "y"], rows)
         embeddings[method] = emb.settings | {"examples": idx.tolist()[:16], "n_examples": n_sub}
-    timings["trajectories_s"] = time.perf_counter() - tick
+    a.results["embeddings"] = embeddings
 
-    # ---- ensembles ----------------------------------------------------------------------------
-    tick = time.perf_counter()
-    log("ensembles: deep, snapshot and weight-averaged")
+
+def _ensembles(a: _Analysis) -> None:
+    emit(logger, a.log, "ensembles: deep, snapshot and weight-averaged")
+    probs, labels, config = a.probs, a.labels, a.config
+    M, E = len(a.members), len(a.epochs)
     deep = ensemble_curve(probs[:, -1], labels, max_subsets=config.max_subsets, seed=config.seed)
-    k_snap = min(E - 1, max(M, config.late))  # epoch 0 (initialisation) never joins
+    k_snap = min(E - 1, max(M, a.late))  # epoch 0 (initialisation) never joins
     snap = snapshot_ensemble_curves(probs[:, E - k_snap :], labels)
-    wa_probs, wa_info = _weight_average_predictions(run, members, epochs, config)
-    save("ensembles/weight_average.npy", wa_probs)
+    wa_probs, wa_info = _weight_average_predictions(a)
+    a.out.npy(S.WEIGHT_AVERAGE_PROBS, wa_probs)
     wa = ensemble_curve(wa_probs, labels, max_subsets=config.max_subsets, seed=config.seed)
     curve_rows = []
     for family, curve in (("deep", deep), ("snapshot", snap), ("weight_average", wa)):
@@ -181,34 +235,20 @@ def analyze_run(
             for metric in METRICS:
                 mean, std = curve.mean[metric][i], curve.std[metric][i]
                 curve_rows.append([family, int(k), metric, mean, std, int(curve.count[i])])
-    save_csv(
-        "ensembles/curves.csv", ["family", "size", "metric", "mean", "std", "count"], curve_rows
-    )
+    a.out.csv(S.ENSEMBLE_CURVES, ["family", "size", "metric", "mean", "std", "count"], curve_rows)
     rel = {
         "single_member_0": asdict(reliability(probs[0, -1], labels)),
         f"deep_ensemble_{M}": asdict(reliability(ensemble_probs(probs[:, -1]), labels)),
     }
-    files["ensembles/reliability.json"] = write_json(out / "ensembles/reliability.json", rel)
-    timings["ensembles_s"] = time.perf_counter() - tick
+    a.out.json(S.RELIABILITY, rel)
+    a.results |= {"deep": deep, "snap": snap, "wa": wa, "wa_info": wa_info}
 
-    # ---- training curves --------------------------------------------------------------------
+
+def _training(a: _Analysis) -> None:
     keys = ["lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc"]
-    rows = [[m, r["epoch"], *(r.get(k) for k in keys)] for m in members for r in run.metrics(m)]
-    save_csv("training/curves.csv", ["member", "epoch", *keys], rows)
-
-    summary = _summary(run, members, epochs, probs, labels, mats, dis, deep, snap, wa, config)
-    summary |= {
-        "config": asdict(config),
-        "members": members,
-        "epochs": epochs,
-        "parameters": {"selection": config.params, "count": _count(run, names)},
-        "embeddings": embeddings,
-        "weight_average": wa_info,
-        "timings_s": {k: round(v, 3) for k, v in timings.items()},
-        "files": files,
-    }
-    write_study_summary(run, "analysis", summary)
-    return summary
+    run = a.ctx.run
+    rows = [[m, r["epoch"], *(r.get(k) for k in keys)] for m in a.members for r in run.metrics(m)]
+    a.out.csv(S.TRAINING_CURVES, ["member", "epoch", *keys], rows)
 
 
 def _index_rows(members: list[int], epochs: list[int]) -> list[list[int]]:
@@ -217,81 +257,24 @@ def _index_rows(members: list[int], epochs: list[int]) -> list[list[int]]:
     ]
 
 
-def _count(run: Run, names: list[str]) -> int:
-    sd = run.build_model().state_dict()
-    return int(sum(sd[n].numel() for n in names))
-
-
 def _off_diagonal(a: np.ndarray) -> np.ndarray:
     return a[~np.eye(len(a), dtype=bool)]
 
 
-BN_TRAIN_EXAMPLES = 2048  # training examples per BatchNorm recomputation (a seeded subset)
-
-
-def bn_training_subset(run: Run) -> torch.Tensor:
-    """The fixed, shuffled training examples used to recompute BatchNorm statistics."""
-    x = run.dataset().x_train
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
-    return x[perm[:BN_TRAIN_EXAMPLES]]
-
-
-def with_recomputed_bn(
-    run: Run, model: torch.nn.Module, flat: torch.Tensor
-) -> list[dict[str, torch.Tensor]]:
-    """State dicts for flat parameter vectors [K, P], BatchNorm statistics recomputed per point."""
-    from modescape.analysis.engine.batched import buffer_names, param_names, recompute_bn_buffers
-
-    base = model.state_dict()
-    sds = [base | unflatten_named(v, param_names(model), model) for v in flat]
-    bnames = buffer_names(model)
-    if bnames:
-        buffers = recompute_bn_buffers(model, flat, bn_training_subset(run))
-        sds = [sd | unflatten_named(b, bnames, model) for sd, b in zip(sds, buffers)]
-    return sds
-
-
-def unflatten_named(
-    vector: torch.Tensor, names: list[str], model: torch.nn.Module
-) -> dict[str, torch.Tensor]:
-    from modescape.analysis.engine.batched import shapes_of, unflatten
-
-    return unflatten(vector, names, shapes_of(model, names))
-
-
-def weight_average_state(run: Run, member: int, last: int = 10) -> dict[str, torch.Tensor]:
-    """Mean of the member's last `last` snapshots after initialisation (weight averaging).
-
-    BatchNorm statistics are recomputed for the averaged weights (`BN_TRAIN_EXAMPLES`).
-    """
-    from modescape.analysis.engine.batched import flatten_params, has_batchnorm, param_names
-
-    window = [e for e in run.snapshot_epochs(member) if e > 0][-last:]
-    avg = average_state_dicts([run.state_dict(member, e) for e in window])
-    model = run.build_model()
-    if has_batchnorm(model):
-        avg = with_recomputed_bn(run, model, flatten_params(avg, param_names(model))[None])[0]
-    return avg
-
-
-def _weight_average_predictions(
-    run: Run, members: list[int], epochs: list[int], config: AnalysisConfig
-) -> tuple[np.ndarray, dict[str, Any]]:
-    from modescape.analysis.engine.batched import evaluate_many, has_batchnorm
-
-    model = run.build_model()
-    x = getattr(run.dataset(), f"x_{config.split}")
-    states = [weight_average_state(run, m, config.weight_average) for m in members]
-    window = [e for e in epochs if e > 0][-config.weight_average :]
+def _weight_average_predictions(a: _Analysis) -> tuple[np.ndarray, dict[str, Any]]:
+    ctx, n = a.ctx, a.config.weight_average
+    window, warning = ctx.weight_average_window(a.members[0], n)
+    a.warnings += [warning] if warning else []
+    states = [ctx.weight_average_state(m, n) for m in a.members]
     info: dict[str, Any] = {"epochs_averaged": window}
-    if has_batchnorm(model):
+    if ctx.has_batchnorm:
         info["batchnorm"] = f"recomputed on {BN_TRAIN_EXAMPLES} training examples"
-    return evaluate_many(model, states, x).numpy().astype(np.float32), info
+    return ctx.evaluate(states, a.config.split), info
 
 
-def _summary(run, members, epochs, probs, labels, mats, dis, deep, snap, wa, config) -> dict:
-    M, E = len(members), len(epochs)
-    late = min(max(2, min(config.late, E - 1)), E)  # a short run: the last two snapshots
+def _summary(a: _Analysis) -> S.AnalysisSummary:
+    M, E, late, probs, labels = len(a.members), len(a.epochs), a.late, a.probs, a.labels
+    mats, dis, deep, snap, wa = (a.results[k] for k in ("mats", "dis", "deep", "snap", "wa"))
     finals = np.arange(M) * E + E - 1
     single = [evaluate(probs[i, -1], labels) for i in range(M)]
     late_dis, late_cos = [], []
@@ -308,30 +291,35 @@ def _summary(run, members, epochs, probs, labels, mats, dis, deep, snap, wa, con
         "snapshot_k": {mt: float(snap.mean[mt][k - 1]) for mt in METRICS},
         "weight_average": {mt: float(wa.mean[mt][0]) for mt in METRICS},
     }
-    return {
-        "run": str(run.path),
-        "split": config.split,
-        "n_examples": len(labels),
-        "single": {mt: float(np.mean([s[mt] for s in single])) for mt in METRICS},
-        "single_per_member": single,
-        "ensemble": at,
-        "ensemble_size_compared": k,
-        "disagreement": {
-            "across_members_mean": float(np.mean(across_dis)),
-            "across_members_min": float(np.min(across_dis)),
-            "late_within_mean": float(np.mean(late_dis)),
-            "late_within_per_member": late_dis,
-            "late_window": late,
-        },
-        "cosine": {
-            "across_members_mean": float(np.mean(across_cos)),
-            "across_members_max": float(np.max(across_cos)),
-            "consecutive_late_min_per_member": late_cos,
-        },
-        "js_diversity": {
-            "members": float(js_diversity(probs[:, -1])) if M > 1 else 0.0,
-            "late_snapshots_mean": float(
+    return S.AnalysisSummary(
+        run=str(a.ctx.path),
+        split=a.config.split,
+        n_examples=len(labels),
+        single={mt: float(np.mean([s[mt] for s in single])) for mt in METRICS},
+        single_per_member=single,
+        ensemble=at,
+        ensemble_size_compared=k,
+        disagreement=S.Disagreement(
+            float(np.mean(across_dis)),
+            float(np.min(across_dis)),
+            float(np.mean(late_dis)),
+            late_dis,
+            late,
+        ),
+        cosine=S.Cosine(float(np.mean(across_cos)), float(np.max(across_cos)), late_cos),
+        js_diversity=S.AnalysisJS(
+            members=float(js_diversity(probs[:, -1])) if M > 1 else 0.0,
+            late_snapshots_mean=float(
                 np.mean([js_diversity(probs[i, E - late :]) for i in range(M)])
             ),
-        },
-    }
+        ),
+        config=asdict(a.config),
+        members=a.members,
+        epochs=a.epochs,
+        parameters={"selection": a.config.params, "count": a.results["n_params"]},
+        embeddings=a.results["embeddings"],
+        weight_average=a.results["wa_info"],
+        timings_s={k: round(v, 3) for k, v in a.timings.items()},
+        files=a.out.files,
+        warnings=a.warnings,
+    )

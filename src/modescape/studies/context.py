@@ -1,0 +1,264 @@
+"""`RunContext`: what every study reads a run through, loaded once per run.
+
+A study receives a run directory or a `RunContext`; the context caches what several studies
+need, so `modescape run` loads the dataset once (not once per member and study), builds the
+architecture once, draws the BatchNorm-recompute subset once and averages each member's weights
+once per window.
+
+It also holds the helpers studies share (weight averages, BatchNorm recomputation, trajectory
+matrices, regenerated subspace samples), so no study imports another.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from modescape.analysis.weightspace import average_state_dicts
+from modescape.store.run import Run, load_run
+
+if TYPE_CHECKING:
+    from modescape.analysis.subspace import SubspaceConfig
+    from modescape.data.datasets import Dataset
+
+logger = logging.getLogger(__name__)
+
+BN_TRAIN_EXAMPLES = 2048  # training examples per BatchNorm recomputation (a seeded subset)
+
+_LAST_DATASET: tuple[Any, Dataset] | None = None  # (data settings, dataset): see `dataset`
+
+
+def clamp_window(what: str, requested: int, available: int, minimum: int = 1) -> tuple[int, str]:
+    """A window of the last `requested` snapshots, clamped to the later half of `available`
+    snapshots after initialisation (at least `minimum`); returns (size, warning or "").
+
+    The notebooks' windows are the last 10 of 40 epochs: late in training. On a short run the
+    same count would reach back to the first epochs, so it is shortened, and the summary says so.
+    """
+    limit = max(minimum, available // 2)
+    if requested <= limit:
+        return requested, ""
+    n = min(limit, available) if available >= minimum else available
+    warning = (
+        f"{what}: asked for the last {requested} snapshots, but the run has {available} after "
+        f"initialisation; used the last {n} (a window covers at most the later half)"
+    )
+    return n, warning  # each study logs its warnings once, with its summary
+
+
+class RunContext:
+    """One run opened for the studies, with the dataset, model, BatchNorm subset, trajectories
+    and weight averages cached on first use."""
+
+    def __init__(self, run: Run | str | Path):
+        self.run = run if isinstance(run, Run) else load_run(run)
+        self._trajectories: dict[int, torch.Tensor] = {}
+        self._averages: dict[tuple[int, tuple[int, ...]], dict[str, torch.Tensor]] = {}
+
+    def __repr__(self) -> str:
+        return f"RunContext({str(self.run.path)!r})"
+
+    @property
+    def path(self) -> Path:
+        return self.run.path
+
+    @cached_property
+    def dataset(self) -> Dataset:
+        """The run's dataset, loaded once; the last one loaded is shared by every context of the
+        same data settings, so studies called one after another on a run path (as `modescape
+        run` does) do not reload and rehash it either."""
+        global _LAST_DATASET
+        key = self.run.config.data
+        if _LAST_DATASET is None or _LAST_DATASET[0] != key:
+            _LAST_DATASET = (key, self.run.dataset())
+        return _LAST_DATASET[1]
+
+    def inputs(self, split: str = "test") -> torch.Tensor:
+        """The run's scaled inputs of one split: [N, ...]."""
+        return getattr(self.dataset, f"x_{split}")
+
+    @cached_property
+    def _template(self) -> nn.Module:
+        return self.run.build_model()
+
+    def build_model(self) -> nn.Module:
+        """A fresh copy of the run's (initialised) architecture, safe to load weights into."""
+        return copy.deepcopy(self._template)
+
+    @cached_property
+    def has_batchnorm(self) -> bool:
+        from modescape.analysis.engine.batched import has_batchnorm
+
+        return has_batchnorm(self._template)
+
+    @cached_property
+    def param_names(self) -> list[str]:
+        from modescape.analysis.engine.batched import param_names
+
+        return param_names(self._template)
+
+    @cached_property
+    def bn_subset(self) -> torch.Tensor:
+        """The fixed, shuffled training examples BatchNorm statistics are recomputed on."""
+        x = self.dataset.x_train
+        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+        return x[perm[:BN_TRAIN_EXAMPLES]]
+
+    def epochs_after_init(self, member: int) -> list[int]:
+        return [e for e in self.run.snapshot_epochs(member) if e > 0]
+
+    def late_epochs(self, member: int, requested: int, what: str) -> tuple[list[int], str]:
+        """The member's last snapshots in a late window (clamped; see `clamp_window`)."""
+        epochs = self.epochs_after_init(member)
+        n, warning = clamp_window(what, requested, len(epochs), minimum=2)
+        if n < 2 or n > len(epochs):  # one epoch after initialisation: take the init too
+            return self.run.snapshot_epochs(member)[-max(n, 2) :], warning
+        return epochs[-n:], warning
+
+    def trajectory_matrix(self, member: int) -> torch.Tensor:
+        """Flat parameter vectors of every snapshot after initialisation: [S, P] (float32)."""
+        if member not in self._trajectories:
+            names, run = self.param_names, self.run
+            self._trajectories[member] = torch.stack(
+                [
+                    torch.cat([run.state_dict(member, e)[n].reshape(-1) for n in names])
+                    for e in self.epochs_after_init(member)
+                ]
+            )
+        return self._trajectories[member]
+
+    def with_recomputed_bn(self, flat: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        """State dicts for flat parameter vectors [K, P], BatchNorm statistics recomputed per
+        point on `bn_subset` (networks without BatchNorm: the parameters only)."""
+        from modescape.analysis.engine.batched import buffer_names, recompute_bn_buffers
+
+        model = self._template
+        base = model.state_dict()
+        sds = [base | unflatten_named(v, self.param_names, model) for v in flat]
+        bnames = buffer_names(model)
+        if bnames:
+            buffers = recompute_bn_buffers(model, flat, self.bn_subset)
+            sds = [sd | unflatten_named(b, bnames, model) for sd, b in zip(sds, buffers)]
+        return sds
+
+    def weight_average_window(self, member: int, requested: int) -> tuple[list[int], str]:
+        """Epochs averaged into the member's weight average (clamped; see `clamp_window`)."""
+        epochs = self.epochs_after_init(member)
+        n, warning = clamp_window("weight average", requested, len(epochs), minimum=1)
+        return epochs[-n:], warning
+
+    def weight_average_state(self, member: int, requested: int) -> dict[str, torch.Tensor]:
+        """Mean of the member's weights over its weight-average window; BatchNorm statistics are
+        recomputed for the averaged weights (`BN_TRAIN_EXAMPLES` training examples)."""
+        from modescape.analysis.engine.batched import flatten_params
+
+        window, _ = self.weight_average_window(member, requested)
+        key = (member, tuple(window))
+        if key not in self._averages:
+            avg = average_state_dicts([self.run.state_dict(member, e) for e in window])
+            if self.has_batchnorm:
+                flat = flatten_params(avg, self.param_names)[None]
+                avg = self.with_recomputed_bn(flat)[0]
+            self._averages[key] = avg
+        return self._averages[key]
+
+    def evaluate(self, states: list[dict[str, torch.Tensor]], split: str = "test") -> np.ndarray:
+        """probs[len(states), N, C] (float32) of state dicts on one split."""
+        from modescape.analysis.engine.batched import evaluate_many
+
+        x = self.inputs(split)
+        return evaluate_many(self._template, states, x).numpy().astype(np.float32)
+
+    def subspace_samples(self, config: SubspaceConfig, method: str, member: int) -> torch.Tensor:
+        """The (re)generated samples of one sampler around one member: [n_samples, P]."""
+        from modescape.analysis.subspace import sample_subspace
+
+        return sample_subspace(config, method, self.trajectory_matrix(member), member)
+
+
+def open_context(run: RunContext | Run | str | Path) -> RunContext:
+    """The context for a study's argument: a path, a `Run` or an existing context."""
+    return run if isinstance(run, RunContext) else RunContext(run)
+
+
+def unflatten_named(
+    vector: torch.Tensor, names: list[str], model: nn.Module
+) -> dict[str, torch.Tensor]:
+    """A flat vector back to the named tensors of `model` it was flattened from."""
+    from modescape.analysis.engine.batched import shapes_of, unflatten
+
+    return unflatten(vector, names, shapes_of(model, names))
+
+
+def emit(logger: logging.Logger, log: Any, message: str) -> None:
+    """A progress message to the study's logger, or to the deprecated `log` callable when a caller
+    still passes one (pipeline's indented console lines)."""
+    if log is not None:
+        log(message)
+    else:
+        logger.info(message)
+
+
+class ResultWriter:
+    """Writes a study's files under one folder and keeps the sha256 of each (`files`, paths
+    relative to the folder), which the study summary lists and the manifest records."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.files: dict[str, str] = {}
+
+    def npy(self, rel: str, array: np.ndarray) -> None:
+        from modescape.store.files import save_npy
+
+        self.files[rel] = save_npy(self.root / rel, array)
+
+    def csv(self, rel: str, header: list[str], rows: list[list[Any]]) -> None:
+        from modescape.store.files import write_csv
+
+        self.files[rel] = write_csv(self.root / rel, header, rows)
+
+    def json(self, rel: str, obj: Any) -> None:
+        from modescape.store.files import write_json
+
+        self.files[rel] = write_json(self.root / rel, obj)
+
+
+def subspace_state_dicts(ctx: RunContext, max_samples: int | None = None) -> dict[str, list[dict]]:
+    """State dicts of the reference member's samples per sampler (the first `max_samples` of
+    each: the same ones `modescape subspace` evaluated, regenerated from its recorded settings),
+    keyed "subspace_<method>"; empty when `modescape subspace` has not run on this run."""
+    from modescape.analysis.subspace import SubspaceConfig
+    from modescape.store.files import read_json
+    from modescape.studies import schema as S
+
+    f = ctx.path / S.SUBSPACE / S.SUMMARY
+    if not f.exists():
+        return {}
+    summary = S.SubspaceSummary.from_dict(read_json(f))
+    config = subspace_config(SubspaceConfig, summary.config)
+    return {
+        f"subspace_{method}": ctx.with_recomputed_bn(
+            ctx.subspace_samples(config, method, summary.reference)[:max_samples]
+        )
+        for method in config.methods
+    }
+
+
+def subspace_config(cls: type, recorded: dict[str, Any]) -> Any:
+    """A config dataclass back from its JSON form (lists back to the tuples they were)."""
+    import dataclasses
+
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    kwargs = {
+        k: tuple(v) if isinstance(v, list) and isinstance(defaults.get(k), tuple) else v
+        for k, v in recorded.items()
+        if k in defaults
+    }
+    return cls(**kwargs)
