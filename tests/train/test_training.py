@@ -27,7 +27,9 @@ def test_run_layout_snapshots_and_checksums(tiny_run):
         np.testing.assert_allclose(traj.sum(-1), 1.0, atol=1e-5)
         assert len(run.metrics(m)) == 5
     files = run.manifest["files"]
-    assert len([f for f in files if f.endswith(".safetensors")]) == 3 * 5
+    assert len([f for f in files if "/snapshots/" in f]) == 3 * 5
+    assert all(f"members/m{m:03d}/resume.safetensors" in files for m in run.members)
+    assert "labels/test.npy" in files and "members/m000/member.json" in files
     assert all(sha256_file(tiny_run / rel) == digest for rel, digest in files.items())
     assert run.verify() == []
 
@@ -80,7 +82,13 @@ def test_resume_from_interrupted_epoch_is_byte_identical(tiny_run, tmp_path):
     )
     info = json.loads((mdir / "member.json").read_text())
     info.update(state="running", epoch=2)
+    rel = "members/m000/resume.safetensors"
+    info["files"][rel] = sha256_file(out / rel)  # what the commit of epoch 2 recorded
     (mdir / "member.json").write_text(json.dumps(info))
+    # A member that never finished has nothing in the manifest yet.
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["files"] = {k: v for k, v in manifest["files"].items() if "/m000/" not in k}
+    (out / "manifest.json").write_text(json.dumps(manifest))
     train_member(out, 0)
     ref = {k: v for k, v in snapshot_bytes(tiny_run).items() if "/m000/" in k}
     assert snapshot_bytes(out) == ref

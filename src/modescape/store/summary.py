@@ -1,0 +1,54 @@
+"""What `modescape info` and `modescape verify` report about a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from modescape.errors import ModescapeError
+from modescape.store.run import Run
+
+
+def verify_run(path: str | Path) -> list[str]:
+    """Every integrity problem of the run at `path` ([] when all is well): what `modescape
+    verify` lists."""
+    try:
+        return Run(path).verify()
+    except ModescapeError as e:
+        return [str(e)]
+
+
+def run_summary(run: Run) -> dict[str, Any]:
+    """What `modescape info` shows: config, data, and per member state, seed and accuracy;
+    "problems" lists integrity problems (the CLI exits non-zero when there are any)."""
+    problems = run.verify()
+    view = Run(run.path, trust=True)  # show what is there; the problems say what to distrust
+    manifest = view.manifest
+    members = []
+    for m in view.members:
+        try:
+            info, metrics = view.member_info(m), view.metrics(m)
+        except ModescapeError as e:
+            info, metrics = {"state": "unreadable", "reason": str(e)}, []
+        last = (metrics or [{}])[-1]
+        members.append(
+            {
+                "member": m,
+                "state": info["state"],
+                "epoch": info.get("epoch", 0),
+                "snapshots": len(info.get("snapshots", [])),
+                "seed": manifest.get("seeds", {}).get(f"member_{m}"),
+                "test_acc": last.get("test_acc"),
+                "val_acc": last.get("val_acc"),
+                "time_s": info.get("time_s"),
+                "reason": info.get("reason"),
+            }
+        )
+    return {
+        "path": str(run.path),
+        "config": manifest["config"],
+        "data": manifest.get("data", {}),
+        "versions": manifest.get("versions", {}),
+        "members": members,
+        "problems": problems,
+    }
