@@ -257,13 +257,27 @@ def _select_members(args: argparse.Namespace, n: int) -> list[int] | None:
     return None
 
 
-def cmd_info(args: argparse.Namespace) -> None:
+def cmd_verify(args: argparse.Namespace) -> int:
+    from modescape.store.run import verify_run
+
+    problems = verify_run(args.run)
+    for p in problems:
+        print(p)
+    print(
+        f"{len(problems)} problem(s) in {args.run}"
+        if problems
+        else f"{args.run}: all files verified"
+    )
+    return 1 if problems else 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
     from modescape.store.run import load_run, run_summary
 
-    summary = run_summary(load_run(args.run))
+    summary = run_summary(load_run(args.run, trust=True))
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True))
-        return
+        return 1 if summary["problems"] else 0
     cfg = summary["config"]
     print(f"run       {summary['path']}")
     print(
@@ -284,6 +298,8 @@ def cmd_info(args: argparse.Namespace) -> None:
         )
     if summary["problems"]:
         print("integrity problems:\n  " + "\n  ".join(summary["problems"]))
+        return 1
+    return 0
 
 
 def cmd_models(args: argparse.Namespace) -> None:
@@ -431,6 +447,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_info)
 
+    p = sub.add_parser("verify", help="check every file of a run against its recorded sha256")
+    p.add_argument("run", help="run directory")
+    p.set_defaults(func=cmd_verify)
+
     p = sub.add_parser("models", help="every architecture with its parameter count for a dataset")
     p.add_argument("--data", choices=DATASETS, help="dataset (default mnist1d)")
     p.add_argument("--root", help="dataset location, for image folders of other sizes")
@@ -447,11 +467,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     func: Callable[[argparse.Namespace], Any] = args.func
     try:
-        func(args)
+        code = func(args)
     except ModescapeError as e:
         print(f"modescape: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # permissions, read-only, disk full, name too long, not a directory
+        what = e.strerror or type(e).__name__
+        where = " ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+        print(f"modescape: error: {what.lower()}: {where}".rstrip(": "), file=sys.stderr)
+        return 2
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:  # a file that escaped the readers
+        print(f"modescape: error: cannot decode a file: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("modescape: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
-    return 0
+    return code if isinstance(code, int) else 0
