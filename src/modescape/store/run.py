@@ -89,8 +89,14 @@ class Run:
             if not self.path.exists():
                 raise ModescapeError(f"run directory not found: {self.path}")
             raise ModescapeError(f"{self.path} is not a modescape run (no config.json)")
-        read_manifest(self.path)  # format first: a newer run's config may not parse
-        self.config = RunConfig.from_dict(read_json(self.path / "config.json", expect=dict))
+        manifest = read_manifest(self.path)  # format first: a newer run's config may not parse
+        config = read_json(self.path / "config.json", expect=dict)
+        if not trust and manifest.get("config", config) != config:
+            raise ModescapeError(
+                f"{self.path / 'config.json'} differs from the config recorded in its manifest "
+                "(damaged or edited); pass --trust to read it anyway"
+            )
+        self.config = RunConfig.from_dict(config)
         self._manifest: tuple[tuple[int, int, int], dict[str, Any]] | None = None
 
     def __repr__(self) -> str:
@@ -392,9 +398,7 @@ class Run:
         try:
             info = Run(self.path, trust=True).member_info(member)
             if info["state"] == "finished" and rel not in recorded:
-                return [
-                    f"{rel} finished but not recorded in the manifest (rerun `modescape train`)"
-                ]
+                return [f"{rel}: finished but not recorded in the manifest (rerun train)"]
             if info["state"] == "finished":
                 self.metrics(member)  # decodes every line
         except ModescapeError as e:

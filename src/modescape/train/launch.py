@@ -490,7 +490,7 @@ def run_status(run_dir: str | Path) -> list[dict[str, Any]]:
     """
     from modescape.store.run import load_run
 
-    run = load_run(run_dir)
+    run = load_run(run_dir, trust=True)  # a display: `modescape verify` checks the files
     tasks = slurm_tasks(run.path)
     states = scheduler_states(sorted({t.split("_")[0] for t in tasks.values()}))
     rows = []
