@@ -9,6 +9,7 @@ from conftest import cli, tiny_config
 
 from modescape.errors import ModescapeError
 from modescape.store.files import save_npy, write_json
+from modescape.store.manifest import seal
 from modescape.store.run import FORMAT, init_run, load_run, verify_run
 from modescape.train.launch import run_status
 from modescape.train.trainer import prepare_run, train, train_member
@@ -60,7 +61,7 @@ def test_newer_format_is_refused_naming_both(tiny_run_copy):
     f = tiny_run_copy / "manifest.json"
     manifest = json.loads(f.read_text())
     manifest["format"] = "modescape-run/2"
-    f.write_text(json.dumps(manifest))
+    f.write_text(json.dumps(seal(manifest)))
     with pytest.raises(ModescapeError, match=f"modescape-run/2, newer than {FORMAT}"):
         load_run(tiny_run_copy)
 
@@ -123,7 +124,7 @@ def test_finish_interrupted_before_the_manifest_is_completed(tiny_run_copy):
     f = tiny_run_copy / "manifest.json"
     manifest = json.loads(f.read_text())
     manifest["files"] = {k: v for k, v in manifest["files"].items() if "/m002/" not in k}
-    f.write_text(json.dumps(manifest))
+    f.write_text(json.dumps(seal(manifest)))
     assert any("m002/member.json: finished but not recorded" in p for p in verify_run(f.parent))
     train(tiny_config(), tiny_run_copy)
     assert verify_run(tiny_run_copy) == []
@@ -177,3 +178,12 @@ def test_status_shows_a_dead_running_process_as_interrupted(tiny_run_copy):
     info.update(pid=os.getpid())
     write_json(f, info)
     assert run_status(tiny_run_copy)[0]["state"] == "running"
+
+
+def test_a_changed_byte_in_the_manifest_itself_is_found(tiny_run_copy):
+    f = tiny_run_copy / "manifest.json"
+    f.write_text(f.read_text().replace('"created": "2', '"created": "3', 1))
+    with pytest.raises(ModescapeError, match=r"checksum mismatch: .*manifest\.json"):
+        load_run(tiny_run_copy)
+    assert load_run(tiny_run_copy, trust=True).manifest["created"].startswith("3")
+    assert "manifest.json" in verify_run(tiny_run_copy)[0]

@@ -13,6 +13,7 @@ from conftest import cli, snapshot_bytes, tiny_config
 
 from modescape.config import AugmentConfig
 from modescape.store.files import sha256_file
+from modescape.store.manifest import seal
 from modescape.store.run import load_run
 from modescape.train.trainer import augment_batch, batch_order, train, train_member
 
@@ -88,7 +89,7 @@ def test_resume_from_interrupted_epoch_is_byte_identical(tiny_run, tmp_path):
     # A member that never finished has nothing in the manifest yet.
     manifest = json.loads((out / "manifest.json").read_text())
     manifest["files"] = {k: v for k, v in manifest["files"].items() if "/m000/" not in k}
-    (out / "manifest.json").write_text(json.dumps(manifest))
+    (out / "manifest.json").write_text(json.dumps(seal(manifest)))
     train_member(out, 0)
     ref = {k: v for k, v in snapshot_bytes(tiny_run).items() if "/m000/" in k}
     assert snapshot_bytes(out) == ref

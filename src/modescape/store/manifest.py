@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
+import json
 import os
 import platform
 import re
@@ -28,7 +30,14 @@ from modescape import __version__
 from modescape.config import RunConfig
 from modescape.errors import ModescapeError
 from modescape.seeding import derive_seed
-from modescape.store.files import killpoint, read_json, save_npy, write_json
+from modescape.store.files import (
+    _finite,
+    _json_default,
+    killpoint,
+    read_json,
+    save_npy,
+    write_json,
+)
 
 FORMAT = "modescape-run/1"
 _FORMAT_RE = re.compile(r"modescape-run/(\d+)")
@@ -62,10 +71,24 @@ def check_format(manifest: dict[str, Any], path: Path) -> None:
         )
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
-    """The manifest of run `path`, checked to be a manifest of a format this version reads."""
+def seal(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest with "sha256": the digest of everything else in it, so that a changed byte
+    in the manifest itself (not only in the files it lists) is found."""
+    body = {k: v for k, v in manifest.items() if k != "sha256"}
+    text = json.dumps(_finite(body), sort_keys=True, default=_json_default, separators=(",", ":"))
+    return body | {"sha256": hashlib.sha256(text.encode()).hexdigest()}
+
+
+def read_manifest(path: Path, trust: bool = False) -> dict[str, Any]:
+    """The manifest of run `path`, checked to be a manifest of a format this version reads and
+    (unless `trust`) unchanged since modescape wrote it."""
     manifest = read_json(path / "manifest.json", expect=dict)
     check_format(manifest, path)
+    if not trust and "sha256" in manifest and seal(manifest)["sha256"] != manifest["sha256"]:
+        raise ModescapeError(
+            f"checksum mismatch: {path / 'manifest.json'} was changed since modescape wrote it "
+            "(damaged or edited); pass --trust to read it anyway"
+        )
     if not isinstance(manifest.get("files", {}), dict):
         raise ModescapeError(f"corrupt manifest {path / 'manifest.json'}: 'files' is not an object")
     return manifest
@@ -122,7 +145,7 @@ def _write_new_run(
         "data": data or {},
         "files": files,
     }
-    write_json(tmp / "manifest.json", manifest)
+    write_json(tmp / "manifest.json", seal(manifest))
     killpoint("create.manifest")
     write_json(tmp / "config.json", config.to_dict())
     killpoint("create.config")
@@ -197,6 +220,7 @@ def update_manifest(path: str | Path, **changes: Any) -> dict[str, Any]:
                 manifest[key] = manifest[key] | value
             else:
                 manifest[key] = value
+        manifest = seal(manifest)
         write_json(path / "manifest.json", manifest)
     return manifest
 

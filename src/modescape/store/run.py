@@ -89,7 +89,8 @@ class Run:
             if not self.path.exists():
                 raise ModescapeError(f"run directory not found: {self.path}")
             raise ModescapeError(f"{self.path} is not a modescape run (no config.json)")
-        manifest = read_manifest(self.path)  # format first: a newer run's config may not parse
+        # The format first: a newer run's config may not parse.
+        manifest = read_manifest(self.path, trust)
         config = read_json(self.path / "config.json", expect=dict)
         if not trust and manifest.get("config", config) != config:
             raise ModescapeError(
@@ -108,7 +109,7 @@ class Run:
         st = (self.path / "manifest.json").stat()
         key = (st.st_ino, st.st_size, st.st_mtime_ns)
         if self._manifest is None or self._manifest[0] != key:
-            self._manifest = (key, read_manifest(self.path))
+            self._manifest = (key, read_manifest(self.path, self.trust))
         return self._manifest[1]
 
     @cached_property
