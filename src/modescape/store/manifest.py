@@ -111,6 +111,11 @@ def create_run(
         return path
     if path.exists() and not path.is_dir():
         raise ModescapeError(f"--out {path} exists and is not a directory")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ModescapeError(f"--out {path}: {parent} is a file, not a directory")
+            break
     _clear_interrupted_creation(path)
     if path.is_dir() and any(path.iterdir()) and not (path / "config.json").exists():
         raise ModescapeError(f"--out {path} exists, is not empty and holds no modescape run")

@@ -127,6 +127,9 @@ class Run:
             digest = (info or {}).get("files", {}).get(rel)
         return digest
 
+    def _rel(self, path: Path) -> str:
+        return str(path.relative_to(self.path))
+
     def verified(self, path: str | Path) -> Path:
         """`path` (inside the run), after checking it against its recorded sha256."""
         path = Path(path)
@@ -285,6 +288,10 @@ class Run:
     # ---- cached predictions --------------------------------------------------------------
     @property
     def splits(self) -> tuple[str, ...]:
+        """The evaluation splits with examples (from the data summary; older runs: labels)."""
+        d = self.data_summary
+        if all(f"n_{s}" in d for s in SPLITS):
+            return tuple(s for s in SPLITS if d[f"n_{s}"])
         return tuple(s for s in SPLITS if (self.path / "labels" / f"{s}.npy").exists())
 
     def _check_split(self, split: str) -> None:
@@ -338,6 +345,8 @@ class Run:
         """One dict per epoch, from metrics.jsonl ([] before the first epoch)."""
         f = self.member_dir(member) / "metrics.jsonl"
         if not f.exists():
+            if not self.trust and self.expected_digest(self._rel(f)) is not None:
+                raise ModescapeError(f"missing file {f} (recorded in the manifest of {self.path})")
             return []
         try:
             lines = self.verified(f).read_text().splitlines()
