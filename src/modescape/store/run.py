@@ -389,6 +389,10 @@ class Run:
     def verify(self) -> list[str]:
         """Problems found: recorded files missing or changed, unreadable or unrecorded members."""
         problems = []
+        try:  # the manifest's own seal and config.json, even when opened with trust=True
+            Run(self.path)
+        except ModescapeError as e:
+            problems.append(str(e))
         for rel, digest in sorted(self.manifest.get("files", {}).items()):
             f = self.path / rel
             if not f.exists():
