@@ -219,6 +219,8 @@ def update_manifest(path: str | Path, **changes: Any) -> dict[str, Any]:
     """Merge `changes` into the manifest under a lock; dict values are merged one level deep."""
     path = Path(path)
     with manifest_lock(path):
+        for tmp in path.glob(".manifest.json.*.tmp"):  # a killed writer's; we hold the lock
+            tmp.unlink(missing_ok=True)
         manifest = read_manifest(path)
         for key, value in changes.items():
             if isinstance(value, dict) and isinstance(manifest.get(key), dict):
