@@ -205,3 +205,21 @@ def test_pixel_unit_follows_the_data_scaling():
     unit = pixel_unit({"scaling": "standardize", "std": [2.0, 4.0, 8.0]}, (3, 32, 32))
     assert unit.shape == (1, 3, 1, 1) and unit.flatten().tolist() == [0.5, 0.25, 0.125]
     assert pixel_unit({"scaling": "none (MNIST-1D signals ...)"}, (1, 40)) == 1.0
+
+
+def test_damaged_resume_state_is_refused(tiny_run_copy):
+    from modescape.errors import ModescapeError
+    from modescape.store.files import write_json
+    from modescape.store.run import record_files
+
+    mdir = tiny_run_copy / "members/m000"
+    info = json.loads((mdir / "member.json").read_text())
+    info.update(state="running", epoch=4)
+    record_files(
+        tiny_run_copy, {"members/m000/member.json": write_json(mdir / "member.json", info)}
+    )
+    data = bytearray((mdir / "resume.safetensors").read_bytes())
+    data[-5] ^= 0x01  # one bit of the optimiser or RNG state
+    (mdir / "resume.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ModescapeError, match=r"resume\.safetensors is not the resume state"):
+        train_member(tiny_run_copy, 0)

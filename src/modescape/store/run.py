@@ -27,7 +27,6 @@ from torch import nn
 from modescape.config import RunConfig
 from modescape.errors import ModescapeError
 from modescape.store.files import (
-    cached_sha256,
     load_npy,
     load_safetensors,
     read_json,
@@ -388,36 +387,9 @@ class Run:
     # ---- integrity -----------------------------------------------------------------------
     def verify(self) -> list[str]:
         """Problems found: recorded files missing or changed, unreadable or unrecorded members."""
-        problems = []
-        try:  # the manifest's own seal and config.json, even when opened with trust=True
-            Run(self.path)
-        except ModescapeError as e:
-            problems.append(str(e))
-        for rel, digest in sorted(self.manifest.get("files", {}).items()):
-            f = self.path / rel
-            if not f.exists():
-                problems.append(f"missing {rel}")
-            elif cached_sha256(f) != digest:
-                problems.append(f"checksum mismatch {rel}")
-        recorded = self.manifest.get("files", {})
-        for split in SPLITS:
-            if self.data_summary.get(f"n_{split}") and f"labels/{split}.npy" not in recorded:
-                problems.append(f"labels/{split}.npy is not recorded in the manifest")
-        for m in self.members:
-            problems += self._member_problems(m, recorded)
-        return problems
+        from modescape.store.summary import run_problems
 
-    def _member_problems(self, member: int, recorded: dict[str, str]) -> list[str]:
-        rel = f"members/m{member:03d}/member.json"
-        try:
-            info = Run(self.path, trust=True).member_info(member)
-            if info["state"] == "finished" and rel not in recorded:
-                return [f"{rel}: finished but not recorded in the manifest (rerun train)"]
-            if info["state"] == "finished":
-                self.metrics(member)  # decodes every line
-        except ModescapeError as e:
-            return [str(e)]
-        return []
+        return run_problems(self)
 
     def _check_member(self, member: int) -> None:
         if not 0 <= member < self.config.members:
