@@ -207,3 +207,12 @@ def test_os_errors_are_one_line(tmp_path, out, what):
     assert code == 2 and err.startswith("modescape: error: ") and err.count("\n") == 1
     assert what in err and "Traceback" not in err
     assert f.read_text() == "x"
+
+
+def test_analyze_refuses_a_flipped_snapshot_byte(small_run, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(small_run, run_dir)
+    flip_at(0.7)(run_dir / "members/m001/snapshots/e0002.safetensors")
+    code, _, err = cli("analyze", str(run_dir))
+    assert code == 2 and "checksum mismatch" in err and "m001/snapshots/e0002" in err
+    assert not (run_dir / "analysis/summary.json").exists()

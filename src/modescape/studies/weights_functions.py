@@ -130,7 +130,7 @@ def analyze_run(
     # ---- weight space -----------------------------------------------------------------------
     log(f"weight space: {M} members x {E} snapshots ({config.params} parameters)")
     names = select_parameter_names(run.build_model(), config.params)
-    snaps = [[LazySnapshot(run.snapshot_path(m, e)) for e in epochs] for m in members]
+    snaps = [[LazySnapshot(run.verified(run.snapshot_path(m, e))) for e in epochs] for m in members]
     mats = trajectory_matrices(snaps, names)
     save("weights/cosine.npy", mats.cosine)
     save("weights/distance.npy", mats.distance)
