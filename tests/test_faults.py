@@ -216,3 +216,25 @@ def test_analyze_refuses_a_flipped_snapshot_byte(small_run, tmp_path):
     code, _, err = cli("analyze", str(run_dir))
     assert code == 2 and "checksum mismatch" in err and "m001/snapshots/e0002" in err
     assert not (run_dir / "analysis/summary.json").exists()
+
+
+def test_a_folder_that_gained_images_between_members_is_refused(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "pets"
+
+    def add_images(n: int, start: int = 0) -> None:
+        for split in ("train", "test"):
+            for k in range(start, start + n):
+                p = root / split / ("cat", "dog")[k % 2] / f"{k}.png"
+                p.parent.mkdir(parents=True, exist_ok=True)
+                Image.new("RGB", (16, 16), (k * 20 % 256, 0, 0)).save(p)
+
+    add_images(8)
+    out = str(tmp_path / "run")
+    flags = ("--data", "folder", "--root", str(root), "--members", "2", "--epochs", "1")
+    assert cli("train", *flags, "--out", out, "--member", "0")[0] == 0
+    add_images(2, start=8)
+    code, _, err = cli("train", *flags, "--out", out, "--member", "1")
+    assert code == 2 and "dataset changed" in err and "source_sha256" in err
+    assert not (tmp_path / "run/members/m001/snapshots").exists()
