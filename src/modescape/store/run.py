@@ -11,6 +11,12 @@
 
 Each member writes only below its own folder, so member jobs on different machines never race;
 the manifest is the one shared file and is updated under a file lock. Nothing here unpickles.
+
+Trust: the manifest carries its own sha256 and the sha256 of every file of the run (member files
+when the member finishes; until then member.json lists them). `Run` checks each file against it
+when reading (digests cached per process by path, inode, size and mtime); a mismatch is one
+ModescapeError naming the file unless the run is opened with `trust=True`. `verify_run` checks
+everything at once (`modescape verify`). The format version is checked on open.
 """
 
 from __future__ import annotations
