@@ -187,3 +187,17 @@ def test_a_changed_byte_in_the_manifest_itself_is_found(tiny_run_copy):
         load_run(tiny_run_copy)
     assert load_run(tiny_run_copy, trust=True).manifest["created"].startswith("3")
     assert "manifest.json" in verify_run(tiny_run_copy)[0]
+
+
+def test_default_trust_is_process_wide_and_off(tiny_run_copy):
+    from modescape.store.run import set_default_trust
+
+    flip(tiny_run_copy / "labels/test.npy", offset=-1)
+    with pytest.raises(ModescapeError, match="checksum mismatch"):
+        load_run(tiny_run_copy).labels()
+    set_default_trust(True)
+    try:
+        assert load_run(tiny_run_copy).labels().shape == (200,)
+        assert not load_run(tiny_run_copy, trust=False).trust
+    finally:
+        set_default_trust(False)

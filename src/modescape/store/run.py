@@ -87,9 +87,10 @@ class Run:
     ModescapeError naming the file, unless the run was opened with `trust=True`.
     """
 
-    def __init__(self, path: str | Path, *, trust: bool = False):
+    def __init__(self, path: str | Path, *, trust: bool | None = None):
         self.path = Path(path)
-        self.trust = trust
+        self.trust = _DEFAULT_TRUST[0] if trust is None else trust
+        trust = self.trust
         if not (self.path / "config.json").exists():
             if not self.path.exists():
                 raise ModescapeError(f"run directory not found: {self.path}")
@@ -421,9 +422,19 @@ def open_dataset(config: RunConfig) -> Dataset:
     )
 
 
-def load_run(path: str | Path, *, trust: bool = False) -> Run:
-    """Open a run; `trust=True` reads files even where their checksums do not match."""
+def load_run(path: str | Path, *, trust: bool | None = None) -> Run:
+    """Open a run; `trust=True` reads files even where their checksums do not match (default:
+    `set_default_trust`, off unless the CLI's --trust turned it on)."""
     return Run(path, trust=trust)
+
+
+_DEFAULT_TRUST = [False]
+
+
+def set_default_trust(trust: bool) -> None:
+    """Whether runs opened without an explicit `trust` skip checksum checks, process-wide: how
+    the CLI's `--trust` reaches every study without each one taking a flag."""
+    _DEFAULT_TRUST[0] = bool(trust)
 
 
 def write_member_info(run_path: str | Path, member: int, info: dict[str, Any]) -> str:
