@@ -233,3 +233,16 @@ def test_local_workers_die_with_their_parent(tmp_path):
     else:
         os.kill(worker, signal.SIGKILL)
         raise AssertionError("the worker outlived its parent")
+
+
+def test_launch_completes_a_finish_that_a_kill_interrupted(tiny_run_copy):
+    from modescape.store.manifest import seal
+    from modescape.store.run import verify_run
+
+    f = tiny_run_copy / "manifest.json"
+    manifest = json.loads(f.read_text())
+    manifest["files"] = {k: v for k, v in manifest["files"].items() if "/m002/" not in k}
+    f.write_text(json.dumps(seal(manifest)))
+    result = run_members(tiny_run_copy, executor="serial")
+    assert result.ok and result.attempts == {0: 0, 1: 0, 2: 1}
+    assert verify_run(tiny_run_copy) == []

@@ -143,7 +143,15 @@ def run_members(
 
         job_fn, run = train_member, load_run(run_dir)
         members = run.members if members is None else list(members)
-        finished = [m for m in members if run.member_status(m)["state"] == "finished"]
+        # A finished member whose manifest record a kill interrupted still runs: its job
+        # completes the record (in a moment, without training).
+        recorded = run.manifest.get("files", {})
+        finished = [
+            m
+            for m in members
+            if run.member_status(m)["state"] == "finished"
+            and f"members/m{m:03d}/member.json" in recorded
+        ]
     elif members is None:
         raise ModescapeError("run_members needs explicit members with a custom job_fn")
     todo = sorted(set(members) - set(finished))
