@@ -473,8 +473,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as e:  # permissions, read-only, disk full, name too long, not a directory
         what = e.strerror or type(e).__name__
-        where = " ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
-        print(f"modescape: error: {what.lower()}" + (f": {where}" if where else ""), file=sys.stderr)
+        where = "".join(f": {f}" for f in (e.filename, e.filename2) if f is not None)
+        print(f"modescape: error: {what.lower()}{where}", file=sys.stderr)
         return 2
     except (UnicodeDecodeError, json.JSONDecodeError) as e:  # a file that escaped the readers
         print(f"modescape: error: cannot decode a file: {e}", file=sys.stderr)
