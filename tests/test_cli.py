@@ -52,11 +52,11 @@ def test_corrupt_snapshot_is_reported_not_crashed(tiny_run_copy):
     snap = tiny_run_copy / "members/m000/snapshots/e0004.safetensors"
     snap.write_bytes(b"\x00" * 10)
     code, out, _ = cli("info", str(tiny_run_copy))
-    assert code == 0 and "checksum mismatch members/m000/snapshots/e0004.safetensors" in out
+    assert code == 1 and "checksum mismatch members/m000/snapshots/e0004.safetensors" in out
     from modescape.errors import ModescapeError
 
     with pytest.raises(ModescapeError, match="corrupt safetensors"):
-        load_run(tiny_run_copy).state_dict(0)
+        load_run(tiny_run_copy, trust=True).state_dict(0)
 
 
 def test_pickled_npy_is_refused(tiny_run_copy):
@@ -67,7 +67,7 @@ def test_pickled_npy_is_refused(tiny_run_copy):
     f = tiny_run_copy / "members/m000/preds/test/e0004.npy"
     np.save(f, np.array([{"evil": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(ModescapeError, match="unsafe"):
-        load_run(tiny_run_copy).predictions("test", 0)
+        load_run(tiny_run_copy, trust=True).predictions("test", 0)
 
 
 def test_python_dash_m_entry_point():

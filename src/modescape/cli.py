@@ -252,13 +252,24 @@ def cmd_status(args: argparse.Namespace) -> None:
     print(format_status(run_status(args.run)))
 
 
-def cmd_info(args: argparse.Namespace) -> None:
+def cmd_verify(args: argparse.Namespace) -> int:
+    from modescape.store.run import verify_run
+
+    problems = verify_run(args.run)
+    for p in problems:
+        print(p)
+    print(f"{len(problems)} problem(s) in {args.run}" if problems else f"{args.run}: all verified")
+    return 1 if problems else 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Exit status 1 when the run has integrity problems (they are listed, not raised)."""
     from modescape.store.run import load_run, run_summary
 
-    summary = run_summary(load_run(args.run))
+    summary = run_summary(load_run(args.run, trust=True))
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True))
-        return
+        return 1 if summary["problems"] else 0
     cfg, data = summary["config"], summary["data"]
     print(f"run       {summary['path']}")
     print(
@@ -278,6 +289,7 @@ def cmd_info(args: argparse.Namespace) -> None:
         )
     if summary["problems"]:
         print("integrity problems:\n  " + "\n  ".join(summary["problems"]))
+    return 1 if summary["problems"] else 0
 
 
 def cmd_models(args: argparse.Namespace) -> None:
@@ -314,6 +326,9 @@ def _build_readers(sub: Any) -> None:
     p.add_argument("run", help="run directory")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_info)
+    p = _subparser(sub, "verify", "check every file of a run against its recorded sha256")
+    p.add_argument("run", help="run directory")
+    p.set_defaults(func=cmd_verify)
     p = _subparser(sub, "models", "every architecture with its parameter count for a dataset")
     p.add_argument("--data", choices=values(Dataset), help="dataset (default mnist1d)")
     p.add_argument("--root", help="dataset location, for image folders of other sizes")
@@ -342,6 +357,10 @@ def _add_verbosity(p: argparse.ArgumentParser, default: Any) -> None:
 def _subparser(sub: Any, name: str, text: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=text, description=text)
     _add_verbosity(p, argparse.SUPPRESS)
+    p.add_argument(
+        "--trust", action="store_true", default=argparse.SUPPRESS,
+        help="read files whose checksum does not match the run's manifest (not recommended)",
+    )  # fmt: skip
     return p
 
 
@@ -357,6 +376,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"modescape {__version__}")
     _add_verbosity(parser, 0)
+    parser.add_argument("--trust", action="store_true", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _build_train(sub)
     _build_run(sub)
@@ -403,16 +423,29 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbosity)
     func: Callable[[argparse.Namespace], Any] = args.func
     try:
-        func(args)
+        if args.trust:
+            from modescape.store.run import set_default_trust
+
+            set_default_trust(True)
+        code = func(args)
     except ModescapeError as e:
         message = " ".join(str(e).split())  # one line, whatever the message holds
         print(f"modescape: error: {message}", file=sys.stderr)
         return 2
     except OSError as e:  # permissions, read-only or full disk, a name too long: not a bug
-        where = f": {e.filename}" if e.filename else ""
-        print(f"modescape: error: {e.strerror or e}{where}", file=sys.stderr)
+        what = e.strerror or type(e).__name__
+        where = "".join(f": {f}" for f in (e.filename, e.filename2) if f is not None)
+        print(f"modescape: error: {what.lower()}{where}", file=sys.stderr)
+        return 2
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:  # a file that escaped the readers
+        print(f"modescape: error: cannot decode a file: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("modescape: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
-    return 0
+    finally:
+        if args.trust:
+            from modescape.store.run import set_default_trust
+
+            set_default_trust(False)
+    return code if isinstance(code, int) else 0

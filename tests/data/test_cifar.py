@@ -347,3 +347,15 @@ def test_download_verifies_checksum_and_loads(tmp_path, http_dir, monkeypatch):
     (tmp_path / "other").mkdir()
     with pytest.raises(ModescapeError, match="download=True"):
         load_dataset("cifar10", tmp_path / "other", cache_dir=tmp_path / "cache")
+
+
+def test_decompression_bomb_is_refused_naming_the_file(tmp_path, monkeypatch):
+    root = tmp_path / "bomb"
+    for split in ("train", "test"):
+        for c in ("a", "b"):
+            (root / split / c).mkdir(parents=True)
+            Image.new("RGB", (8, 8)).save(root / split / c / "0.png")
+    # Pillow refuses images over 2 * MAX_IMAGE_PIXELS: make an 8x8 image "huge".
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)
+    with pytest.raises(ModescapeError, match=r"0\.png: image too large to decode"):
+        load_dataset("folder", root, cache_dir=tmp_path / "cache")

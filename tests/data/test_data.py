@@ -14,7 +14,7 @@ from mnist1d.data import get_dataset_args, make_dataset
 from PIL import Image
 
 from modescape.data import cifar
-from modescape.data.datasets import DATASETS, SCALINGS, load_dataset
+from modescape.data.datasets import DATASETS, SCALINGS, fingerprint, load_dataset
 from modescape.errors import ModescapeError
 
 REAL_CIFAR10 = SHARED / "datasets" / "cifar10-jpg.tar.gz"
@@ -153,6 +153,15 @@ def test_decoded_images_are_cached_and_not_decoded_again(tmp_path, monkeypatch):
     assert len(calls) > n_first and third.source["from_cache"] is False
     assert torch.equal(third.x_test, first.x_test)
 
+    # bytes flipped inside a cached array (still a valid .npy) are caught by its checksum
+    n_before = len(calls)
+    data = bytearray((folder / "x_train.npy").read_bytes())
+    data[-1] ^= 0xFF
+    (folder / "x_train.npy").write_bytes(bytes(data))
+    fifth = load_dataset("folder", root, cache_dir=cache, scaling="raw")
+    assert len(calls) > n_before and fifth.source["from_cache"] is False
+    assert torch.equal(fifth.x_train, first.x_train)
+
     # a changed folder is a different source: new key, decoded again
     n_before = len(calls)
     Image.fromarray(rng.integers(0, 256, (5, 4, 3), dtype=np.uint8)).save(root / "train/cat/9.png")
@@ -191,3 +200,32 @@ def test_real_cifar10_jpeg_archive(tmp_path):
     assert cached.source["from_cache"] is True and len(cached.x_val) == 500
     assert len(torch.unique(cached.y_val)) == 10  # the fixed order mixes classes
     assert torch.equal(cached.x_train, ds.x_train[:49_500])
+
+
+def _image_folder(root: Path, classes: tuple[str, ...], n: int = 4) -> None:
+    rng = np.random.default_rng(1)
+    for split in ("train", "test"):
+        for k in range(n):
+            p = root / split / classes[k % len(classes)] / f"{k}.png"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).save(p)
+
+
+def test_one_class_folder_is_refused(tmp_path):
+    _image_folder(tmp_path / "one", ("cat",))
+    with pytest.raises(ModescapeError, match=r"found 1 class \(cat\).*at least 2"):
+        load_dataset("folder", tmp_path / "one", cache_dir=tmp_path / "cache")
+
+
+def test_fingerprint_changes_with_the_data(tmp_path):
+    root = tmp_path / "pets"
+    _image_folder(root, ("cat", "dog"))
+    a = fingerprint(load_dataset("folder", root, cache_dir=tmp_path / "c"))
+    assert a == fingerprint(load_dataset("folder", root, cache_dir=tmp_path / "c"))
+    assert a["classes"] == ["cat", "dog"] and a["sizes"] == {"train": 4, "val": 0, "test": 4}
+    _image_folder(root, ("cat", "dog"), n=6)  # two more images per split
+    b = fingerprint(load_dataset("folder", root, cache_dir=tmp_path / "c"))
+    assert b["source_sha256"] != a["source_sha256"] and b["sizes"]["train"] == 6
+    m1 = fingerprint(load_dataset("mnist1d", mnist1d_samples=100, cache_dir=tmp_path / "c"))
+    m2 = fingerprint(load_dataset("mnist1d", mnist1d_samples=120, cache_dir=tmp_path / "c"))
+    assert m1["source_sha256"] != m2["source_sha256"]

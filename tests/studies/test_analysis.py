@@ -96,6 +96,10 @@ def test_incomplete_run_is_named(tiny_run_copy):
     info = json.loads(f.read_text())
     info["state"] = "running"
     f.write_text(json.dumps(info))
+    from modescape.store.files import sha256_file
+    from modescape.store.run import record_files
+
+    record_files(tiny_run_copy, {"members/m002/member.json": sha256_file(f)})  # edits verify
     with pytest.raises(ModescapeError, match=r"incomplete.*m2: running.*--partial"):
         analyze_run(tiny_run_copy)
     summary = analyze_run(tiny_run_copy, allow_partial=True)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -198,3 +201,48 @@ def test_status_without_a_scheduler(tmp_path):
     table = format_status(rows).splitlines()
     assert len(table) == 3 and "finished" in table[1] and "pending" in table[2]
     assert load_run(d).member_status(0)["state"] == "finished"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+def test_local_workers_die_with_their_parent(tmp_path):
+    """A worker set up like the local executor's is SIGKILLed when its parent dies."""
+    child = (
+        "import os, sys, time; from modescape.train.launch import die_with_parent;"
+        "die_with_parent(int(sys.argv[1])); print(os.getpid(), flush=True); time.sleep(60)"
+    )
+    parent = (
+        "import os, subprocess, sys, time;"
+        f"p = subprocess.Popen([sys.executable, '-c', {child!r}, str(os.getpid())]);"
+        "time.sleep(60)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True)
+    worker = int(proc.stdout.readline())
+    proc.kill()
+    proc.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            break
+        # A killed child stays a zombie until init reaps it; a zombie counts as gone.
+        stat = Path(f"/proc/{worker}/stat")
+        if not stat.exists() or stat.read_text().split()[2] in ("Z", "X"):
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(worker, signal.SIGKILL)
+        raise AssertionError("the worker outlived its parent")
+
+
+def test_launch_completes_a_finish_that_a_kill_interrupted(tiny_run_copy):
+    from modescape.store.manifest import seal
+    from modescape.store.run import verify_run
+
+    f = tiny_run_copy / "manifest.json"
+    manifest = json.loads(f.read_text())
+    manifest["files"] = {k: v for k, v in manifest["files"].items() if "/m002/" not in k}
+    f.write_text(json.dumps(seal(manifest)))
+    result = run_members(tiny_run_copy, executor="serial")
+    assert result.ok and result.attempts == {0: 0, 1: 0, 2: 1}
+    assert verify_run(tiny_run_copy) == []

@@ -13,6 +13,7 @@ from conftest import cli, snapshot_bytes, tiny_config
 
 from modescape.config import AugmentConfig
 from modescape.store.files import sha256_file
+from modescape.store.manifest import seal
 from modescape.store.run import load_run
 from modescape.train.trainer import augment_batch, batch_order, train, train_member
 
@@ -27,7 +28,9 @@ def test_run_layout_snapshots_and_checksums(tiny_run):
         np.testing.assert_allclose(traj.sum(-1), 1.0, atol=1e-5)
         assert len(run.metrics(m)) == 5
     files = run.manifest["files"]
-    assert len([f for f in files if f.endswith(".safetensors")]) == 3 * 5
+    assert len([f for f in files if "/snapshots/" in f]) == 3 * 5
+    assert all(f"members/m{m:03d}/resume.safetensors" in files for m in run.members)
+    assert "labels/test.npy" in files and "members/m000/member.json" in files
     assert all(sha256_file(tiny_run / rel) == digest for rel, digest in files.items())
     assert run.verify() == []
 
@@ -80,7 +83,13 @@ def test_resume_from_interrupted_epoch_is_byte_identical(tiny_run, tmp_path):
     )
     info = json.loads((mdir / "member.json").read_text())
     info.update(state="running", epoch=2)
+    rel = "members/m000/resume.safetensors"
+    info["files"][rel] = sha256_file(out / rel)  # what the commit of epoch 2 recorded
     (mdir / "member.json").write_text(json.dumps(info))
+    # A member that never finished has nothing in the manifest yet.
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["files"] = {k: v for k, v in manifest["files"].items() if "/m000/" not in k}
+    (out / "manifest.json").write_text(json.dumps(seal(manifest)))
     train_member(out, 0)
     ref = {k: v for k, v in snapshot_bytes(tiny_run).items() if "/m000/" in k}
     assert snapshot_bytes(out) == ref
@@ -196,3 +205,21 @@ def test_pixel_unit_follows_the_data_scaling():
     unit = pixel_unit({"scaling": "standardize", "std": [2.0, 4.0, 8.0]}, (3, 32, 32))
     assert unit.shape == (1, 3, 1, 1) and unit.flatten().tolist() == [0.5, 0.25, 0.125]
     assert pixel_unit({"scaling": "none (MNIST-1D signals ...)"}, (1, 40)) == 1.0
+
+
+def test_damaged_resume_state_is_refused(tiny_run_copy):
+    from modescape.errors import ModescapeError
+    from modescape.store.files import write_json
+    from modescape.store.run import record_files
+
+    mdir = tiny_run_copy / "members/m000"
+    info = json.loads((mdir / "member.json").read_text())
+    info.update(state="running", epoch=4)
+    record_files(
+        tiny_run_copy, {"members/m000/member.json": write_json(mdir / "member.json", info)}
+    )
+    data = bytearray((mdir / "resume.safetensors").read_bytes())
+    data[-5] ^= 0x01  # one bit of the optimiser or RNG state
+    (mdir / "resume.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ModescapeError, match=r"resume\.safetensors is not the resume state"):
+        train_member(tiny_run_copy, 0)

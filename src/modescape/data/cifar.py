@@ -460,6 +460,8 @@ def _decode(files: _Files, path: str) -> np.ndarray:
             if im.mode not in ("L", "RGB"):
                 raise ModescapeError(f"{path}: image mode {im.mode} (allowed: L, RGB, P, 1)")
             a = np.asarray(im, dtype=np.uint8)
+    except Image.DecompressionBombError as e:  # would decode to gigabytes: refuse, not hang
+        raise ModescapeError(f"{path}: image too large to decode ({e})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ModescapeError(f"{path}: unreadable image ({e})") from None
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)

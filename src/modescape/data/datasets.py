@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+import logging
 import os
 import random
 from collections.abc import Callable
@@ -31,12 +32,14 @@ import torch
 from modescape.data.cifar import DOWNLOADS, CifarArrays, find_source, read_source
 from modescape.errors import ModescapeError, choice_error
 from modescape.options import Dataset, Scaling, values
-from modescape.store.files import load_npy, read_json, save_npy, write_json
+from modescape.store.files import load_npy, read_json, save_npy, sha256_file, write_json
+
+log = logging.getLogger(__name__)
 
 DATASETS = values(Dataset)
 SCALINGS = values(Scaling)
 
-_CACHE_VERSION = 1  # bump whenever a reader's output changes, so old caches are rebuilt
+_CACHE_VERSION = 2  # bump whenever a reader's output changes, so old caches are rebuilt
 _ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
@@ -101,59 +104,15 @@ def load_dataset(
     if scaling not in SCALINGS:
         raise choice_error("scaling", scaling, SCALINGS)
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-
     if name == "mnist1d":
         arrays, source = _load_mnist1d(cache, mnist1d_samples, mnist1d_seed)
     else:
-        if root is None:
-            if not (download and name in DOWNLOADS):
-                raise ModescapeError(
-                    f"{name} needs root=<path to its archive or folder>"
-                    + (" (or download=True)" if name in DOWNLOADS else "")
-                )
-            root = cache / "downloads"
-        src = find_source(name, root, download=download)
-        folder = cache / f"{name}-{src.sha256[:16]}"
-        arrays, from_cache = _cached(folder, src.sha256, lambda: read_source(name, src))
-        source = {
-            "path": str(src.path),
-            "kind": src.kind,
-            "sha256": src.sha256,
-            "sha256_of": src.sha256_of,
-            "cache": str(folder),
-            "from_cache": from_cache,
-        }
-        if arrays.format == "image-folder":
-            source["order"] = "sorted paths, then a fixed permutation per split (seeded)"
+        arrays, source = _load_images(name, root, cache, download)
     source = {"dataset": name, "format": arrays.format, **source}
-
     x_all, y_all, x_test, y_test = _check(arrays, name)
-    n = len(y_all)
-    if (
-        isinstance(val_size, bool)
-        or not isinstance(val_size, (int, np.integer))
-        or not 0 <= val_size < n
-    ):
-        raise ModescapeError(
-            f"val_size must be an integer in 0..{n - 1} (the last val_size of {n} training "
-            f"examples are held out), got {val_size!r}"
-        )
+    cut = len(y_all) - _check_val_size(val_size, len(y_all))
     x_all, x_test = _to_float(x_all), _to_float(x_test)
-    cut = n - int(val_size)
-    if name == "mnist1d":
-        source["scaling"] = "none (MNIST-1D signals are standardised by the generator)"
-        source["scaling_requested"] = scaling
-    else:
-        source["scaling"] = scaling
-        if scaling == "unit":
-            x_all.div_(255.0)
-            x_test.div_(255.0)
-        elif scaling == "standardize":
-            mean, std = _channel_stats(x_all[:cut])
-            shape = (1, -1) + (1,) * (x_all.dim() - 2)
-            for x in (x_all, x_test):
-                x.sub_(mean.view(shape)).div_(std.view(shape))
-            source["mean"], source["std"] = mean.tolist(), std.tolist()
+    _scale(name, scaling, x_all, x_test, cut, source)
     source.update(val_size=int(val_size), n_train=cut, n_val=val_size, n_test=len(y_test))
     return Dataset(
         name=name,
@@ -166,6 +125,88 @@ def load_dataset(
         classes=arrays.classes,
         source=source,
     )
+
+
+def fingerprint(data: Dataset) -> dict[str, Any]:
+    """What identifies the data a run was trained on: the source checksum (archive bytes, folder
+    listing or generator recipe), the split sizes, the classes and the input shape. Recorded
+    when a run is created and compared before any member trains or resumes."""
+    src = data.source
+    identity = src.get("sha256")
+    if identity is None:  # generated data: the recipe is the identity
+        recipe = json.dumps(src.get("generator_args"), sort_keys=True)
+        identity = hashlib.sha256(recipe.encode()).hexdigest()
+    return {
+        "source_sha256": identity,
+        "sizes": {"train": len(data.y_train), "val": len(data.y_val), "test": len(data.y_test)},
+        "classes": list(data.classes),
+        "in_shape": list(data.in_shape),
+        "scaling": src.get("scaling"),
+    }
+
+
+def _load_images(
+    name: str, root: str | Path | None, cache: Path, download: bool
+) -> tuple[CifarArrays, dict[str, Any]]:
+    if root is None:
+        if not (download and name in DOWNLOADS):
+            raise ModescapeError(
+                f"{name} needs root=<path to its archive or folder>"
+                + (" (or download=True)" if name in DOWNLOADS else "")
+            )
+        root = cache / "downloads"
+    src = find_source(name, root, download=download)
+    folder = cache / f"{name}-{src.sha256[:16]}"
+    arrays, from_cache = _cached(folder, src.sha256, lambda: read_source(name, src))
+    source = {
+        "path": str(src.path),
+        "kind": src.kind,
+        "sha256": src.sha256,
+        "sha256_of": src.sha256_of,
+        "cache": str(folder),
+        "from_cache": from_cache,
+    }
+    if arrays.format == "image-folder":
+        source["order"] = "sorted paths, then a fixed permutation per split (seeded)"
+    return arrays, source
+
+
+def _check_val_size(val_size: Any, n: int) -> int:
+    if (
+        isinstance(val_size, bool)
+        or not isinstance(val_size, (int, np.integer))
+        or not 0 <= val_size < n
+    ):
+        raise ModescapeError(
+            f"val_size must be an integer in 0..{n - 1} (the last val_size of {n} training "
+            f"examples are held out), got {val_size!r}"
+        )
+    return int(val_size)
+
+
+def _scale(
+    name: str,
+    scaling: str,
+    x_all: torch.Tensor,
+    x_test: torch.Tensor,
+    cut: int,
+    source: dict[str, Any],
+) -> None:
+    """Scale pixels in place (statistics from the first `cut` = training rows); record how."""
+    if name == "mnist1d":
+        source["scaling"] = "none (MNIST-1D signals are standardised by the generator)"
+        source["scaling_requested"] = scaling
+        return
+    source["scaling"] = scaling
+    if scaling == "unit":
+        x_all.div_(255.0)
+        x_test.div_(255.0)
+    elif scaling == "standardize":
+        mean, std = _channel_stats(x_all[:cut])
+        shape = (1, -1) + (1,) * (x_all.dim() - 2)
+        for x in (x_all, x_test):
+            x.sub_(mean.view(shape)).div_(std.view(shape))
+        source["mean"], source["std"] = mean.tolist(), std.tolist()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,36 +249,48 @@ def _generate_mnist1d(args: Any) -> CifarArrays:
 
 
 def _cached(folder: Path, key: str, build: Callable[[], CifarArrays]) -> tuple[CifarArrays, bool]:
-    """Arrays from `folder` when it holds a complete cache for `key`; else build and store them.
+    """Arrays from `folder` when it holds a complete, intact cache for `key`; else build them.
 
-    `meta.json` is written last, so its presence marks a complete cache; a damaged or foreign
-    cache is rebuilt rather than trusted. Returns (arrays, whether they came from the cache).
+    `meta.json` is written last, so its presence marks a complete cache; it records each array's
+    sha256, checked on every load: a damaged or foreign cache is rebuilt rather than trusted.
+    Returns (arrays, whether they came from the cache).
     """
     meta_path = folder / "meta.json"
     if meta_path.is_file():
-        try:
-            meta = read_json(meta_path)
-            if meta.get("key") == key and meta.get("version") == _CACHE_VERSION:
-                arrays = {k: load_npy(folder / f"{k}.npy", mmap=True) for k in _ARRAY_KEYS}
-                if all(len(arrays[k]) == meta["sizes"][k] for k in _ARRAY_KEYS):
-                    return CifarArrays(
-                        **arrays, classes=tuple(meta["classes"]), format=meta["format"]
-                    ), True
-        except (ModescapeError, KeyError, TypeError):
-            pass
+        arrays = _read_cache(folder, key)
+        if arrays is not None:
+            return arrays, True
+        log.warning("decoded-data cache %s is damaged or stale; rebuilding it", folder)
         meta_path.unlink(missing_ok=True)
     arrays = build()
-    for k in _ARRAY_KEYS:
-        save_npy(folder / f"{k}.npy", getattr(arrays, k))
+    digests = {k: save_npy(folder / f"{k}.npy", getattr(arrays, k)) for k in _ARRAY_KEYS}
     meta = {
         "version": _CACHE_VERSION,
         "key": key,
         "format": arrays.format,
         "classes": list(arrays.classes),
         "sizes": {k: len(getattr(arrays, k)) for k in _ARRAY_KEYS},
+        "sha256": digests,
     }
     write_json(meta_path, meta)
     return arrays, False
+
+
+def _read_cache(folder: Path, key: str) -> CifarArrays | None:
+    """The cached arrays if meta.json matches `key` and every array its checksum, else None."""
+    try:
+        meta = read_json(folder / "meta.json", expect=dict)
+        if meta.get("key") != key or meta.get("version") != _CACHE_VERSION:
+            return None
+        for k in _ARRAY_KEYS:
+            if sha256_file(folder / f"{k}.npy") != meta["sha256"][k]:
+                return None
+        arrays = {k: load_npy(folder / f"{k}.npy", mmap=True) for k in _ARRAY_KEYS}
+        if any(len(arrays[k]) != meta["sizes"][k] for k in _ARRAY_KEYS):
+            return None
+        return CifarArrays(**arrays, classes=tuple(meta["classes"]), format=meta["format"])
+    except (ModescapeError, KeyError, TypeError, OSError):
+        return None
 
 
 def _check(a: CifarArrays, name: str) -> tuple[np.ndarray, torch.Tensor, np.ndarray, torch.Tensor]:
@@ -257,6 +310,11 @@ def _check(a: CifarArrays, name: str) -> tuple[np.ndarray, torch.Tensor, np.ndar
         )
     if len(a.y_train) == 0:
         raise ModescapeError(f"{name}: no training examples")
+    if len(a.classes) < 2:
+        raise ModescapeError(
+            f"{name}: found {len(a.classes)} class ({', '.join(a.classes)}); a classifier "
+            "needs at least 2 (one folder per class under train/ and test/)"
+        )
     y_train = torch.from_numpy(np.array(a.y_train, dtype=np.int64))
     y_test = torch.from_numpy(np.array(a.y_test, dtype=np.int64))
     return a.x_train, y_train, a.x_test, y_test

@@ -14,6 +14,7 @@ import io
 import json
 import math
 import os
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,67 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+# sha256 of files already hashed by this process, keyed by what changes when a file is rewritten
+# (atomic writes give a new inode), so a file read many times is hashed once.
+_DIGESTS: dict[tuple[str, int, int, int], str] = {}
+
+
+def cached_sha256(path: str | Path) -> str:
+    """sha256 of a file, cached per process by (path, inode, size, mtime)."""
+    path = Path(path)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = sha256_file(path)
+    return _DIGESTS[key]
+
+
+def verify_digest(path: str | Path, expected: str, what: str = "the run's manifest") -> None:
+    """Raise a ModescapeError naming `path` unless its sha256 is `expected`."""
+    path = Path(path)
+    if not path.exists():
+        raise ModescapeError(f"missing file {path} (recorded in {what})")
+    if cached_sha256(path) != expected:
+        raise ModescapeError(
+            f"checksum mismatch: {path} is not the file recorded in {what} (damaged or changed "
+            "since it was written); pass --trust to read it anyway"
+        )
+
+
+def killpoint(name: str) -> None:
+    """Fault injection: SIGKILL this process at write point `name` when asked to.
+
+    `MODESCAPE_KILL_AT=name` kills at the first time `name` is reached, `name@N` at the N-th.
+    Tests use it to prove that every write point is recoverable (no timing luck involved).
+    """
+    spec = os.environ.get("MODESCAPE_KILL_AT")
+    if not spec:
+        return
+    target, _, nth = spec.partition("@")
+    if target != name:
+        return
+    _KILL_COUNTS[name] = _KILL_COUNTS.get(name, 0) + 1
+    if _KILL_COUNTS[name] == int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_KILL_COUNTS: dict[str, int] = {}
+
+
+def remove_stale_tmp(folder: str | Path) -> int:
+    """Delete the temporary files of writes killed midway (`.<name>.*.tmp`) under `folder`.
+
+    Call it only while holding the lock that makes this process the folder's one writer.
+    Returns how many were removed.
+    """
+    removed = 0
+    for tmp in Path(folder).rglob(".*.tmp"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def write_json(path: str | Path, obj: Any) -> str:
     """Strict JSON (NaN and infinities become null, so any JSON reader accepts the file)."""
     text = json.dumps(
@@ -71,14 +133,26 @@ def write_json(path: str | Path, obj: Any) -> str:
     return atomic_write_bytes(path, text.encode())
 
 
-def read_json(path: str | Path) -> Any:
+def read_json(path: str | Path, expect: type | None = None) -> Any:
+    """Parse a JSON file; `expect` (e.g. dict) also checks the type of its top-level value."""
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        obj = json.loads(path.read_text())
     except FileNotFoundError:
         raise ModescapeError(f"missing file {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModescapeError(f"corrupt JSON file {path}: {e}") from None
+    except RecursionError:
+        raise ModescapeError(f"corrupt JSON file {path}: nested too deeply") from None
+    if expect is not None and not isinstance(obj, expect):
+        raise ModescapeError(
+            f"corrupt JSON file {path}: expected a {_JSON_NAMES.get(expect, expect.__name__)}, "
+            f"got {_JSON_NAMES.get(type(obj), type(obj).__name__)}"
+        )
+    return obj
+
+
+_JSON_NAMES = {dict: "JSON object", list: "JSON array", str: "string", int: "number"}
 
 
 def write_csv(path: str | Path, header: list[str], rows: list[list[Any]]) -> str:
@@ -97,6 +171,8 @@ def read_csv(path: str | Path) -> list[dict[str, str]]:
             return list(csv.DictReader(f))
     except FileNotFoundError:
         raise ModescapeError(f"missing file {path}") from None
+    except (csv.Error, UnicodeDecodeError) as e:
+        raise ModescapeError(f"corrupt CSV file {path}: {e}") from None
 
 
 def save_npy(path: str | Path, array: np.ndarray) -> str:
@@ -112,7 +188,8 @@ def load_npy(path: str | Path, mmap: bool = False) -> np.ndarray:
         return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
     except FileNotFoundError:
         raise ModescapeError(f"missing file {path}") from None
-    except (ValueError, OSError, EOFError) as e:
+    except (ValueError, OSError, EOFError, TypeError, SyntaxError) as e:
+        # np.load's header parser raises all of these on damaged files
         raise ModescapeError(f"corrupt or unsafe .npy file {path}: {e}") from None
 
 
@@ -124,9 +201,16 @@ def save_safetensors(
     One key because safetensors writes several metadata keys in hash order, and identical
     content must give identical bytes (resumed runs are compared byte for byte).
     """
+    return atomic_write_bytes(path, safetensors_bytes(tensors, metadata))
+
+
+def safetensors_bytes(
+    tensors: dict[str, torch.Tensor], metadata: dict[str, Any] | None = None
+) -> bytes:
+    """The bytes `save_safetensors` writes (to know their sha256 before they are written)."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     meta = None if metadata is None else {"modescape": json.dumps(metadata, sort_keys=True)}
-    return atomic_write_bytes(path, st_save(tensors, metadata=meta))
+    return st_save(tensors, metadata=meta)
 
 
 def read_safetensors_metadata(path: str | Path) -> dict[str, Any]:
@@ -138,9 +222,15 @@ def read_safetensors_metadata(path: str | Path) -> dict[str, Any]:
             meta = f.metadata() or {}
     except FileNotFoundError:
         raise ModescapeError(f"missing file {path}") from None
-    except (SafetensorError, ValueError, OSError) as e:
+    except (SafetensorError, ValueError, OSError, RuntimeError) as e:
         raise ModescapeError(f"corrupt safetensors file {path}: {e}") from None
-    return json.loads(meta["modescape"]) if "modescape" in meta else {}
+    try:
+        out = json.loads(meta["modescape"]) if "modescape" in meta else {}
+    except json.JSONDecodeError as e:
+        raise ModescapeError(f"corrupt safetensors metadata in {path}: {e}") from None
+    if not isinstance(out, dict):
+        raise ModescapeError(f"corrupt safetensors metadata in {path}: not a JSON object")
+    return out
 
 
 def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
@@ -149,7 +239,7 @@ def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
         return st_load(path.read_bytes())
     except FileNotFoundError:
         raise ModescapeError(f"missing file {path}") from None
-    except (SafetensorError, ValueError, OSError) as e:
+    except (SafetensorError, ValueError, RuntimeError, TypeError) as e:
         raise ModescapeError(f"corrupt safetensors file {path}: {e}") from None
 
 

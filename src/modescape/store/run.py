@@ -11,16 +11,17 @@
 
 Each member writes only below its own folder, so member jobs on different machines never race;
 the manifest is the one shared file and is updated under a file lock. Nothing here unpickles.
+
+Trust: the manifest carries its own sha256 and the sha256 of every file of the run (member files
+when the member finishes; until then member.json lists them). `Run` checks each file against it
+when reading (digests cached per process by path, inode, size and mtime); a mismatch is one
+ModescapeError naming the file unless the run is opened with `trust=True`. `verify_run` checks
+everything at once (`modescape verify`). The format version is checked on open.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import platform
-import sys
-import time
-from collections.abc import Iterator
+import json
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,105 +30,45 @@ import numpy as np
 import torch
 from torch import nn
 
-from modescape import __version__
 from modescape.config import RunConfig
 from modescape.errors import ModescapeError
-from modescape.seeding import derive_seed
 from modescape.store.files import (
     load_npy,
     load_safetensors,
     read_json,
-    sha256_file,
+    read_safetensors_metadata,
+    verify_digest,
     write_json,
+)
+from modescape.store.manifest import (  # noqa: F401  (re-exported: the store's public names)
+    FORMAT,
+    create_run,
+    member_seed,
+    package_versions,
+    read_manifest,
+    record_files,
+    update_manifest,
 )
 
 if TYPE_CHECKING:
     from modescape.data.datasets import Dataset
 
-FORMAT = "modescape-run/1"
 SPLITS = ("val", "test")
-
-
-def member_seed(config: RunConfig, member: int) -> int:
-    return derive_seed(config.seed, "member", member)
-
-
-def package_versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    versions = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for pkg in ("modescape", "torch", "numpy", "scipy", "scikit-learn", "safetensors", "mnist1d"):
-        with contextlib.suppress(md.PackageNotFoundError):
-            versions[pkg] = md.version(pkg)
-    return versions
+MEMBER_STATES = ("pending", "running", "interrupted", "finished", "failed")
+# Rewritten in place every epoch, so only the manifest (written when the member finishes) can
+# vouch for them; every other member file is written once and listed in member.json.
+_REWRITTEN = ("metrics.jsonl", "resume.safetensors")
 
 
 def init_run(
-    path: str | Path, config: RunConfig, data_summary: dict[str, Any] | None = None
+    path: str | Path,
+    config: RunConfig,
+    data_summary: dict[str, Any] | None = None,
+    labels: dict[str, np.ndarray] | None = None,
 ) -> Run:
-    """Create the run directory, or check that an existing one was written with `config`.
-
-    Idempotent: calling it again with the same config returns the existing run untouched.
-    """
-    path = Path(path)
-    if (path / "config.json").exists():
-        stored = RunConfig.from_dict(read_json(path / "config.json"))
-        if stored != config:
-            raise ModescapeError(
-                f"run directory {path} was written with another config "
-                f"(differs in: {', '.join(_config_diff(stored.to_dict(), config.to_dict()))}); "
-                "use a new --out directory, or the same settings to resume"
-            )
-        return Run(path)
-    if path.exists() and not path.is_dir():
-        raise ModescapeError(f"--out {path} exists and is not a directory")
-    if path.is_dir() and any(path.iterdir()):
-        raise ModescapeError(f"--out {path} exists, is not empty and holds no modescape run")
-    path.mkdir(parents=True, exist_ok=True)
-    manifest = {
-        "format": FORMAT,
-        "modescape_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "config": config.to_dict(),
-        "seeds": {"base": config.seed}
-        | {f"member_{i}": member_seed(config, i) for i in range(config.members)},
-        "versions": package_versions(),
-        "data": data_summary or {},
-        "files": {},
-    }
-    # config.json last: its presence marks a complete initialisation.
-    write_json(path / "manifest.json", manifest)
-    write_json(path / "config.json", config.to_dict())
-    return Run(path)
-
-
-@contextlib.contextmanager
-def _manifest_lock(path: Path) -> Iterator[None]:
-    with open(path / ".manifest.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def update_manifest(path: str | Path, **changes: Any) -> dict[str, Any]:
-    """Merge `changes` into the manifest under a lock; dict values are merged one level deep."""
-    path = Path(path)
-    with _manifest_lock(path):
-        manifest = read_json(path / "manifest.json")
-        for key, value in changes.items():
-            if isinstance(value, dict) and isinstance(manifest.get(key), dict):
-                manifest[key] = manifest[key] | value
-            else:
-                manifest[key] = value
-        write_json(path / "manifest.json", manifest)
-    return manifest
-
-
-def record_files(run_path: str | Path, files: dict[str, str]) -> None:
-    """Record sha256 checksums (paths relative to the run) in the manifest."""
-    update_manifest(run_path, files=files)
+    """Create the run directory atomically (see `store.manifest.create_run`), or check that an
+    existing one was written with `config`; return it opened."""
+    return Run(create_run(path, config, data_summary, labels))
 
 
 def write_study_summary(run: Run, folder: str, summary: dict[str, Any]) -> None:
@@ -139,26 +80,82 @@ def write_study_summary(run: Run, folder: str, summary: dict[str, Any]) -> None:
 
 
 class Run:
-    """A run directory opened for reading. Cheap to create; everything is read lazily."""
+    """A run directory opened for reading. Cheap to create; everything is read lazily.
 
-    def __init__(self, path: str | Path):
+    Every file read through it is checked against the sha256 recorded when it was written (the
+    manifest, or member.json for the files of an unfinished member); a mismatch is a
+    ModescapeError naming the file, unless the run was opened with `trust=True`.
+    """
+
+    def __init__(self, path: str | Path, *, trust: bool | None = None):
         self.path = Path(path)
+        self.trust = _DEFAULT_TRUST[0] if trust is None else trust
+        trust = self.trust
         if not (self.path / "config.json").exists():
             if not self.path.exists():
                 raise ModescapeError(f"run directory not found: {self.path}")
             raise ModescapeError(f"{self.path} is not a modescape run (no config.json)")
-        self.config = RunConfig.from_dict(read_json(self.path / "config.json"))
+        # The format first: a newer run's config may not parse.
+        manifest = read_manifest(self.path, trust)
+        config = read_json(self.path / "config.json", expect=dict)
+        if not trust and manifest.get("config", config) != config:
+            raise ModescapeError(
+                f"{self.path / 'config.json'} differs from the config recorded in its manifest "
+                "(damaged or edited); pass --trust to read it anyway"
+            )
+        self.config = RunConfig.from_dict(config)
+        self._manifest: tuple[tuple[int, int, int], dict[str, Any]] | None = None
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, members={self.config.members})"
 
     @property
     def manifest(self) -> dict[str, Any]:
-        return read_json(self.path / "manifest.json")
+        """manifest.json, reread only when the file changed (it is consulted on every read)."""
+        st = (self.path / "manifest.json").stat()
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if self._manifest is None or self._manifest[0] != key:
+            self._manifest = (key, read_manifest(self.path, self.trust))
+        return self._manifest[1]
 
     @cached_property
     def data_summary(self) -> dict[str, Any]:
         return self.manifest.get("data", {})
+
+    # ---- verification ----------------------------------------------------------------------
+    def expected_digest(self, rel: str) -> str | None:
+        """The sha256 recorded for `rel` (a path inside the run), or None if none is."""
+        digest = self.manifest.get("files", {}).get(rel)
+        parts = rel.split("/")
+        member_file = len(parts) > 2 and parts[0] == "members"
+        if digest is None and member_file and parts[-1] not in (*_REWRITTEN, "member.json"):
+            info = self._member_json(int(parts[1][1:]))
+            digest = (info or {}).get("files", {}).get(rel)
+        return digest
+
+    def _rel(self, path: Path) -> str:
+        return str(path.relative_to(self.path))
+
+    def verified(self, path: str | Path) -> Path:
+        """`path` (inside the run), after checking it against its recorded sha256."""
+        path = Path(path)
+        if not self.trust:
+            try:
+                rel = str(path.relative_to(self.path))
+            except ValueError:
+                return path
+            digest = self.expected_digest(rel)
+            if digest is not None:
+                verify_digest(path, digest, f"the manifest of {self.path}")
+        return path
+
+    def read_npy(self, rel: str, mmap: bool = False) -> np.ndarray:
+        """A verified `.npy` file of the run, e.g. a study output "analysis/weights/cosine.npy"."""
+        return load_npy(self.verified(self.path / rel), mmap=mmap)
+
+    def read_json(self, rel: str) -> Any:
+        """A verified JSON file of the run (e.g. "landscape/summary.json")."""
+        return read_json(self.verified(self.path / rel))
 
     # ---- members -------------------------------------------------------------------------
     @property
@@ -169,11 +166,41 @@ class Run:
         self._check_member(member)
         return self.path / "members" / f"m{member:03d}"
 
-    def member_info(self, member: int) -> dict[str, Any]:
+    def _member_json(self, member: int) -> dict[str, Any] | None:
         f = self.member_dir(member) / "member.json"
         if not f.exists():
-            return {"member": member, "state": "pending", "epoch": 0, "snapshots": []}
-        return read_json(f)
+            return None
+        info = read_json(self.verified(f), expect=dict)
+        if info.get("state") not in MEMBER_STATES or not isinstance(info.get("files", {}), dict):
+            raise ModescapeError(f'corrupt member file {f}: no valid "state" or "files"')
+        snaps = info.get("snapshots", [])
+        if not (isinstance(snaps, list) and all(isinstance(e, int) for e in snaps)):
+            raise ModescapeError(f'corrupt member file {f}: "snapshots" is not a list of epochs')
+        return info
+
+    def member_info(self, member: int) -> dict[str, Any]:
+        """member.json; rebuilt from the files on disk (state "interrupted") when it is lost."""
+        info = self._member_json(member)
+        return self._rebuilt_info(member) if info is None else info
+
+    def _rebuilt_info(self, member: int) -> dict[str, Any]:
+        mdir = self.member_dir(member)
+        resume = mdir / "resume.safetensors"
+        if not resume.exists():
+            return {"member": member, "state": "pending", "epoch": 0, "snapshots": [], "files": {}}
+        # Snapshots after the last committed epoch may be half-finished work: leave them out.
+        epoch = int(read_safetensors_metadata(resume).get("epoch", -1))
+        on_disk = [p.stem[1:] for p in (mdir / "snapshots").glob("e*.safetensors")]
+        snaps = sorted(int(e) for e in on_disk if e.isdigit() and int(e) <= epoch)
+        return {
+            "member": member,
+            "state": "interrupted",
+            "epoch": max(epoch, 0),
+            "snapshots": snaps,
+            "files": {},
+            "reason": f"member.json was lost; rebuilt from {len(snaps)} snapshots on disk "
+            f"(run `modescape train --out {self.path}` to restore it)",
+        }
 
     def member_status(self, member: int) -> dict[str, Any]:
         info = self.member_info(member)
@@ -181,6 +208,8 @@ class Run:
             "state": info["state"],
             "epoch": info.get("epoch", 0),
             "reason": info.get("reason"),
+            "pid": info.get("pid"),
+            "host": info.get("host"),
         }
 
     def finished_members(self) -> list[int]:
@@ -225,13 +254,28 @@ class Run:
 
         Keys come in the model's own `state_dict()` order (safetensors files do not keep it).
         """
-        tensors = load_safetensors(self.snapshot_path(member, self._epoch(member, epoch)))
+        path = self.verified(self.snapshot_path(member, self._epoch(member, epoch)))
+        tensors = load_safetensors(path)
+        expected = self._state_keys
+        if set(expected) - set(tensors):
+            missing = sorted(set(expected) - set(tensors))[:3]
+            raise ModescapeError(f"snapshot {path} lacks tensors of the run's model: {missing}")
+        for k, shape in self._state_shapes.items():
+            if tuple(tensors[k].shape) != shape:
+                raise ModescapeError(
+                    f"snapshot {path}: {k} has shape {tuple(tensors[k].shape)}, the run's model "
+                    f"needs {shape}"
+                )
         order = [k for k in self._state_keys if k in tensors]
         return {k: tensors[k] for k in order + sorted(set(tensors) - set(order))}
 
     @cached_property
+    def _state_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {k: tuple(v.shape) for k, v in self.build_model().state_dict().items()}
+
+    @property
     def _state_keys(self) -> list[str]:
-        return list(self.build_model().state_dict())
+        return list(self._state_shapes)
 
     def build_model(self) -> nn.Module:
         """A freshly initialised model of the run's architecture (the global RNG is untouched)."""
@@ -251,6 +295,10 @@ class Run:
     # ---- cached predictions --------------------------------------------------------------
     @property
     def splits(self) -> tuple[str, ...]:
+        """The evaluation splits with examples (from the data summary; older runs: labels)."""
+        d = self.data_summary
+        if all(f"n_{s}" in d for s in SPLITS):
+            return tuple(s for s in SPLITS if d[f"n_{s}"])
         return tuple(s for s in SPLITS if (self.path / "labels" / f"{s}.npy").exists())
 
     def _check_split(self, split: str) -> None:
@@ -260,7 +308,15 @@ class Run:
     def labels(self, split: str = "test") -> np.ndarray:
         """int64[examples]"""
         self._check_split(split)
-        return load_npy(self.path / "labels" / f"{split}.npy")
+        f = self.verified(self.path / "labels" / f"{split}.npy")
+        y = load_npy(f)
+        n = self.data_summary.get(f"n_{split}")
+        if y.ndim != 1 or y.dtype.kind not in "iu" or (n is not None and len(y) != n):
+            raise ModescapeError(
+                f"labels file {f} must hold int64[{n}] (the run's {split} examples), got "
+                f"{y.dtype}{list(y.shape)}"
+            )
+        return y
 
     def prediction_path(self, split: str, member: int, epoch: int) -> Path:
         return self.member_dir(member) / "preds" / split / f"e{epoch:04d}.npy"
@@ -268,7 +324,20 @@ class Run:
     def predictions(self, split: str, member: int, epoch: int = -1) -> np.ndarray:
         """float32 softmax probabilities [examples, classes] of one snapshot."""
         self._check_split(split)
-        return load_npy(self.prediction_path(split, member, self._epoch(member, epoch)))
+        f = self.verified(self.prediction_path(split, member, self._epoch(member, epoch)))
+        p = load_npy(f)
+        d = self.data_summary
+        want = (d.get(f"n_{split}"), d.get("num_classes"))
+        if (
+            p.ndim != 2
+            or p.dtype.kind != "f"
+            or any(w is not None and got != w for got, w in zip(p.shape, want))
+        ):
+            raise ModescapeError(
+                f"predictions file {f} must hold float32[{want[0]}, {want[1]}] (examples, "
+                f"classes), got {p.dtype}{list(p.shape)}"
+            )
+        return p
 
     def trajectory(self, split: str, member: int) -> np.ndarray:
         """probs[epochs, examples, classes] of every snapshot of one member, in epoch order."""
@@ -280,27 +349,55 @@ class Run:
         return np.stack([self.predictions(split, m, -1) for m in members])
 
     def metrics(self, member: int) -> list[dict[str, Any]]:
-        import json
-
+        """One dict per epoch, from metrics.jsonl ([] before the first epoch)."""
         f = self.member_dir(member) / "metrics.jsonl"
         if not f.exists():
+            if not self.trust and self.expected_digest(self._rel(f)) is not None:
+                raise ModescapeError(f"missing file {f} (recorded in the manifest of {self.path})")
             return []
-        return [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        try:
+            lines = self.verified(f).read_text().splitlines()
+        except UnicodeDecodeError as e:
+            raise ModescapeError(f"corrupt metrics file {f}: {e}") from None
+        out = []
+        for i, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ModescapeError(f"corrupt line {i} of {f}: {e}") from None
+            if not isinstance(record, dict):
+                raise ModescapeError(f"corrupt line {i} of {f}: not a JSON object")
+            out.append(record)
+        return out
 
     def dataset(self) -> Dataset:
         return open_dataset(self.config)
 
+    def check_dataset(self, data: Dataset) -> None:
+        """Refuse a dataset other than the one the run was created with (its fingerprint:
+        source checksum, split sizes, classes, input shape)."""
+        from modescape.data.datasets import fingerprint
+
+        recorded = self.data_summary.get("fingerprint")
+        if recorded is None:
+            return  # a run created before fingerprints were recorded
+        now = fingerprint(data)
+        diff = [k for k in sorted(set(recorded) | set(now)) if recorded.get(k) != now.get(k)]
+        if diff:
+            raise ModescapeError(
+                f"the dataset changed since run {self.path} was created (differs in: "
+                f"{', '.join(diff)}); members trained on other data cannot form one ensemble. "
+                "Restore the data, or start a new run with --out"
+            )
+
     # ---- integrity -----------------------------------------------------------------------
     def verify(self) -> list[str]:
-        """Problems found: files recorded in the manifest that are missing or changed."""
-        problems = []
-        for rel, digest in sorted(self.manifest.get("files", {}).items()):
-            f = self.path / rel
-            if not f.exists():
-                problems.append(f"missing {rel}")
-            elif sha256_file(f) != digest:
-                problems.append(f"checksum mismatch {rel}")
-        return problems
+        """Problems found: recorded files missing or changed, unreadable or unrecorded members."""
+        from modescape.store.summary import run_problems
+
+        return run_problems(self)
 
     def _check_member(self, member: int) -> None:
         if not 0 <= member < self.config.members:
@@ -364,50 +461,25 @@ def open_dataset(config: RunConfig) -> Dataset:
     )
 
 
-def load_run(path: str | Path) -> Run:
-    return Run(path)
+def load_run(path: str | Path, *, trust: bool | None = None) -> Run:
+    """Open a run; `trust=True` reads files even where their checksums do not match (default:
+    `set_default_trust`, off unless the CLI's --trust turned it on)."""
+    return Run(path, trust=trust)
 
 
-def run_summary(run: Run) -> dict[str, Any]:
-    """What `modescape info` shows: config, data, and per member state, seed and accuracy."""
-    manifest = run.manifest
-    members = []
-    for m in run.members:
-        info = run.member_info(m)
-        last = (run.metrics(m) or [{}])[-1]
-        members.append(
-            {
-                "member": m,
-                "state": info["state"],
-                "epoch": info.get("epoch", 0),
-                "snapshots": len(info.get("snapshots", [])),
-                "seed": manifest["seeds"].get(f"member_{m}"),
-                "test_acc": last.get("test_acc"),
-                "val_acc": last.get("val_acc"),
-                "time_s": info.get("time_s"),
-                "reason": info.get("reason"),
-            }
-        )
-    return {
-        "path": str(run.path),
-        "config": manifest["config"],
-        "data": manifest.get("data", {}),
-        "versions": manifest.get("versions", {}),
-        "members": members,
-        "problems": run.verify(),
-    }
+_DEFAULT_TRUST = [False]
 
 
-def write_member_info(run_path: str | Path, member: int, info: dict[str, Any]) -> None:
-    write_json(Path(run_path) / "members" / f"m{member:03d}" / "member.json", info)
+def set_default_trust(trust: bool) -> None:
+    """Whether runs opened without an explicit `trust` skip checksum checks, process-wide: how
+    the CLI's `--trust` reaches every study without each one taking a flag."""
+    _DEFAULT_TRUST[0] = bool(trust)
 
 
-def _config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
-    out = []
-    for key in sorted(set(a) | set(b)):
-        va, vb = a.get(key), b.get(key)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            out += _config_diff(va, vb, f"{prefix}{key}.")
-        elif va != vb:
-            out.append(f"{prefix}{key}: {va!r} -> {vb!r}")
-    return out
+def write_member_info(run_path: str | Path, member: int, info: dict[str, Any]) -> str:
+    """Write member.json; return its sha256."""
+    return write_json(Path(run_path) / "members" / f"m{member:03d}" / "member.json", info)
+
+
+# At the end: the summary module reads runs through `Run`, defined above.
+from modescape.store.summary import run_summary, verify_run  # noqa: E402, F401

@@ -179,7 +179,9 @@ def _weights(a: _Analysis) -> None:
     emit(logger, a.log, f"weight space: {M} members x {E} snapshots ({a.config.params} parameters)")
     names = select_parameter_names(a.ctx.build_model(), a.config.params)
     run = a.ctx.run
-    snaps = [[LazySnapshot(run.snapshot_path(m, e)) for e in a.epochs] for m in a.members]
+    snaps = [
+        [LazySnapshot(run.verified(run.snapshot_path(m, e))) for e in a.epochs] for m in a.members
+    ]
     mats = trajectory_matrices(snaps, names)
     a.out.npy(S.COSINE, mats.cosine)
     a.out.npy(S.DISTANCE, mats.distance)

@@ -27,7 +27,9 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -142,7 +144,15 @@ def run_members(
 
         job_fn, run = train_member, load_run(run_dir)
         members = run.members if members is None else list(members)
-        finished = [m for m in members if run.member_status(m)["state"] == "finished"]
+        # A finished member whose manifest record a kill interrupted still runs: its job
+        # completes the record (in a moment, without training).
+        recorded = run.manifest.get("files", {})
+        finished = [
+            m
+            for m in members
+            if run.member_status(m)["state"] == "finished"
+            and f"members/m{m:03d}/member.json" in recorded
+        ]
     elif members is None:
         raise ModescapeError("run_members needs explicit members with a custom job_fn")
     todo = sorted(set(members) - set(finished))
@@ -220,7 +230,23 @@ def worker_devices(
 _worker: dict[str, Any] = {}  # this worker process's device and thread count, set once
 
 
-def _init_worker(devices: Any, threads: int | None) -> None:
+def die_with_parent(parent_pid: int) -> None:
+    """Have the kernel SIGKILL this process when its parent dies (Linux), so a killed
+    `--executor local` parent leaves no orphaned workers training on; elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _init_worker(devices: Any, threads: int | None, parent_pid: int | None = None) -> None:
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
     # Each spawned worker takes one device off the queue, so GPUs are shared out one per worker.
     _worker["device"], _worker["threads"] = devices.get(), threads
     if threads is not None:
@@ -247,7 +273,7 @@ def _run_local(
         queue.put(d)
     outcome: dict[int, str | None] = {}
     with ProcessPoolExecutor(
-        workers, ctx, initializer=_init_worker, initargs=(queue, threads)
+        workers, ctx, initializer=_init_worker, initargs=(queue, threads, os.getpid())
     ) as pool:
         futures = {m: pool.submit(_worker_job, fn, str(run_dir), m) for m in members}
         for m, fut in futures.items():
@@ -473,7 +499,7 @@ def run_status(run_dir: str | Path) -> list[dict[str, Any]]:
     """
     from modescape.store.run import load_run
 
-    run = load_run(run_dir)
+    run = load_run(run_dir, trust=True)  # a display: `modescape verify` checks the files
     tasks = slurm_tasks(run.path)
     states = scheduler_states(sorted({t.split("_")[0] for t in tasks.values()}))
     rows = []
@@ -487,10 +513,19 @@ def run_status(run_dir: str | Path) -> list[dict[str, Any]]:
         elif state == "running" and sched is not None:
             # The run says running but its task is over: it was killed mid-training.
             state, reason = "interrupted", f"slurm task {job} ended {sched}"
+        elif state == "running" and job is None and _dead_here(s.get("host"), s.get("pid")):
+            state, reason = "interrupted", f"process {s['pid']} on {s['host']} is gone"
         rows.append(
             dict(member=m, state=state, epoch=s["epoch"], reason=reason, job=job, scheduler=sched)
         )
     return rows
+
+
+def _dead_here(host: str | None, pid: int | None) -> bool:
+    """Whether `pid` was a process of this host that no longer exists (other hosts: unknown)."""
+    from modescape.store.manifest import pid_alive
+
+    return host == socket.gethostname() and isinstance(pid, int) and not pid_alive(pid)
 
 
 def format_status(rows: list[dict[str, Any]]) -> str:

@@ -1,0 +1,248 @@
+"""Creating a run directory and keeping its manifest: format version, seeds, data, checksums.
+
+Creation is atomic: manifest.json, config.json and the labels are written into a hidden sibling
+folder (`.<name>.creating-<pid>`) that is renamed onto the run's path only when complete, so a
+process killed at any point leaves either no run or a whole one. A leftover creation folder of a
+dead process is removed by the next creation. Later changes to the manifest happen under a file
+lock, one read-modify-write at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modescape import __version__
+from modescape.config import RunConfig
+from modescape.errors import ModescapeError
+from modescape.seeding import derive_seed
+from modescape.store.files import (
+    _finite,
+    _json_default,
+    killpoint,
+    read_json,
+    save_npy,
+    write_json,
+)
+
+FORMAT = "modescape-run/1"
+_FORMAT_RE = re.compile(r"modescape-run/(\d+)")
+_CREATED_BY_INTERRUPTED = {"manifest.json", ".manifest.lock", "labels"}
+
+
+def member_seed(config: RunConfig, member: int) -> int:
+    return derive_seed(config.seed, "member", member)
+
+
+def package_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    versions = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for pkg in ("modescape", "torch", "numpy", "scipy", "scikit-learn", "safetensors", "mnist1d"):
+        with contextlib.suppress(md.PackageNotFoundError):
+            versions[pkg] = md.version(pkg)
+    return versions
+
+
+def check_format(manifest: dict[str, Any], path: Path) -> None:
+    """Refuse runs written by a newer modescape (or by something else entirely)."""
+    fmt = manifest.get("format")
+    m = _FORMAT_RE.fullmatch(fmt) if isinstance(fmt, str) else None
+    if m is None:
+        raise ModescapeError(f"{path / 'manifest.json'} has no modescape run format ({fmt!r})")
+    if int(m.group(1)) > int(_FORMAT_RE.fullmatch(FORMAT).group(1)):  # type: ignore[union-attr]
+        raise ModescapeError(
+            f"run {path} has format {fmt}, newer than {FORMAT} that modescape {__version__} "
+            "reads; upgrade modescape to read it"
+        )
+
+
+def seal(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest with "sha256": the digest of everything else in it, so that a changed byte
+    in the manifest itself (not only in the files it lists) is found."""
+    body = {k: v for k, v in manifest.items() if k != "sha256"}
+    text = json.dumps(_finite(body), sort_keys=True, default=_json_default, separators=(",", ":"))
+    return body | {"sha256": hashlib.sha256(text.encode()).hexdigest()}
+
+
+def read_manifest(path: Path, trust: bool = False) -> dict[str, Any]:
+    """The manifest of run `path`, checked to be a manifest of a format this version reads and
+    (unless `trust`) unchanged since modescape wrote it."""
+    manifest = read_json(path / "manifest.json", expect=dict)
+    check_format(manifest, path)
+    if not trust and "sha256" in manifest and seal(manifest)["sha256"] != manifest["sha256"]:
+        raise ModescapeError(
+            f"checksum mismatch: {path / 'manifest.json'} was changed since modescape wrote it "
+            "(damaged or edited); pass --trust to read it anyway"
+        )
+    if not isinstance(manifest.get("files", {}), dict):
+        raise ModescapeError(f"corrupt manifest {path / 'manifest.json'}: 'files' is not an object")
+    return manifest
+
+
+def create_run(
+    path: str | Path,
+    config: RunConfig,
+    data_summary: dict[str, Any] | None = None,
+    labels: dict[str, np.ndarray] | None = None,
+) -> Path:
+    """Create the run directory atomically, or check that an existing one has `config`.
+
+    `labels` (split -> int64[examples]) are written and recorded with the manifest. Idempotent:
+    calling it again with the same config leaves the existing run untouched. Returns the path.
+    """
+    path = Path(path)
+    if (path / "config.json").exists():
+        check_config(path, config)
+        return path
+    if path.exists() and not path.is_dir():
+        raise ModescapeError(f"--out {path} exists and is not a directory")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ModescapeError(f"--out {path}: {parent} is a file, not a directory")
+            break
+    _clear_interrupted_creation(path)
+    if path.is_dir() and any(path.iterdir()) and not (path / "config.json").exists():
+        raise ModescapeError(f"--out {path} exists, is not empty and holds no modescape run")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_dead_creations(path)
+    tmp = path.parent / f".{path.name}.creating-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        _write_new_run(tmp, config, data_summary, labels or {})
+        killpoint("create.rename")
+        _move_into_place(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    check_config(path, config)  # a concurrent creator may have won the race
+    return path
+
+
+def _write_new_run(
+    tmp: Path, config: RunConfig, data: dict[str, Any] | None, labels: dict[str, np.ndarray]
+) -> None:
+    files = {f"labels/{s}.npy": save_npy(tmp / "labels" / f"{s}.npy", y) for s, y in labels.items()}
+    killpoint("create.labels")
+    manifest = {
+        "format": FORMAT,
+        "modescape_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "config": config.to_dict(),
+        "seeds": {"base": config.seed}
+        | {f"member_{i}": member_seed(config, i) for i in range(config.members)},
+        "versions": package_versions(),
+        "data": data or {},
+        "files": files,
+    }
+    write_json(tmp / "manifest.json", seal(manifest))
+    killpoint("create.manifest")
+    write_json(tmp / "config.json", config.to_dict())
+    killpoint("create.config")
+
+
+def _move_into_place(tmp: Path, path: Path) -> None:
+    try:
+        os.rename(tmp, path)  # replaces an empty folder; fails on a non-empty one
+    except OSError as e:
+        if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+        if not (path / "config.json").exists():
+            msg = f"--out {path} exists, is not empty and holds no modescape run"
+            raise ModescapeError(msg) from None
+
+
+def _clear_interrupted_creation(path: Path) -> None:
+    """Remove what an older modescape (non-atomic creation) left when killed mid-creation:
+    a manifest (and labels) without config.json, and nothing else."""
+    if not (path / "manifest.json").is_file():
+        return
+    names = {p.name for p in path.iterdir() if not p.name.endswith(".tmp")}
+    if names <= _CREATED_BY_INTERRUPTED:
+        shutil.rmtree(path)
+
+
+def _remove_dead_creations(path: Path) -> None:
+    for tmp in path.parent.glob(f".{path.name}.creating-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def check_config(path: Path, config: RunConfig) -> None:
+    stored = RunConfig.from_dict(read_json(path / "config.json", expect=dict))
+    if stored != config:
+        raise ModescapeError(
+            f"run directory {path} was written with another config "
+            f"(differs in: {', '.join(config_diff(stored.to_dict(), config.to_dict()))}); "
+            "use a new --out directory, or the same settings to resume"
+        )
+
+
+@contextlib.contextmanager
+def manifest_lock(path: Path) -> Iterator[None]:
+    with open(path / ".manifest.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def update_manifest(path: str | Path, **changes: Any) -> dict[str, Any]:
+    """Merge `changes` into the manifest under a lock; dict values are merged one level deep."""
+    path = Path(path)
+    with manifest_lock(path):
+        for tmp in path.glob(".manifest.json.*.tmp"):  # a killed writer's; we hold the lock
+            tmp.unlink(missing_ok=True)
+        manifest = read_manifest(path)
+        for key, value in changes.items():
+            if isinstance(value, dict) and isinstance(manifest.get(key), dict):
+                manifest[key] = manifest[key] | value
+            else:
+                manifest[key] = value
+        manifest = seal(manifest)
+        write_json(path / "manifest.json", manifest)
+    return manifest
+
+
+def record_files(run_path: str | Path, files: dict[str, str]) -> None:
+    """Record sha256 checksums (paths relative to the run) in the manifest."""
+    update_manifest(run_path, files=files)
+
+
+def config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += config_diff(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            out.append(f"{prefix}{key}: {va!r} -> {vb!r}")
+    return out

@@ -1,0 +1,195 @@
+"""The pieces of one member's training loop: device, random streams, batches, augmentation,
+optimiser, prediction, and one epoch over the training data."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from modescape.config import AugmentConfig, TrainConfig
+from modescape.errors import ModescapeError, choice_error
+from modescape.seeding import derive_seed, torch_generator
+
+EVAL_BATCH = 1000  # examples per forward pass when caching predictions
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu" or device.startswith("cuda"):
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ModescapeError("--device cuda was asked for, but no CUDA GPU is available")
+        return torch.device(device)
+    raise choice_error("device", device, ("auto", "cpu", "cuda", "cuda:N"))
+
+
+@dataclass
+class MemberRNG:
+    """The three random streams of one member, besides initialisation."""
+
+    data: torch.Generator
+    augment: torch.Generator
+
+    @classmethod
+    def fresh(cls, seed: int, device: torch.device) -> MemberRNG:
+        torch.manual_seed(derive_seed(seed, "dropout"))
+        return cls(
+            torch_generator(derive_seed(seed, "data")),
+            torch_generator(derive_seed(seed, "augment"), device),
+        )
+
+    def state(self) -> dict[str, torch.Tensor]:
+        out = {
+            "rng.global": torch.get_rng_state(),
+            "rng.data": self.data.get_state(),
+            "rng.augment": self.augment.get_state(),
+        }
+        if torch.cuda.is_available():
+            out["rng.cuda"] = torch.cuda.get_rng_state()
+        return out
+
+    def restore(self, tensors: dict[str, torch.Tensor]) -> None:
+        torch.set_rng_state(tensors["rng.global"])
+        self.data.set_state(tensors["rng.data"])
+        self.augment.set_state(tensors["rng.augment"])
+        if "rng.cuda" in tensors and torch.cuda.is_available():
+            torch.cuda.set_rng_state(tensors["rng.cuda"])
+
+
+def batch_order(n: int, batch_size: int, sampler: str, gen: torch.Generator) -> list[torch.Tensor]:
+    """Index batches for one epoch: a fresh permutation, or draws with replacement (authors')."""
+    if sampler == "permutation":
+        return list(torch.randperm(n, generator=gen).split(batch_size))
+    return [
+        torch.randint(n, (batch_size,), generator=gen) for _ in range(math.ceil(n / batch_size))
+    ]
+
+
+def augment_batch(
+    x: torch.Tensor, cfg: AugmentConfig, pixel: torch.Tensor | float, gen: torch.Generator
+) -> torch.Tensor:
+    """Random pad-and-crop, horizontal flip and brightness on a batch x[B, C, *spatial].
+
+    `pixel` is the size of one [0, 1] pixel unit in the data's scaling (255 for raw pixels,
+    1/std per channel after standardisation), so brightness deltas mean the same in every scaling.
+    """
+    B, dev = x.shape[0], x.device
+    spatial = x.shape[2:]
+    if cfg.pad_crop:
+        p = cfg.pad_crop
+        padded = F.pad(x, (p, p) * len(spatial))
+        idx = [
+            torch.arange(B, device=dev).view(B, *([1] * (len(spatial) + 1))),
+            torch.arange(x.shape[1], device=dev).view(1, -1, *([1] * len(spatial))),
+        ]
+        for d, size in enumerate(spatial):
+            off = torch.randint(0, 2 * p + 1, (B,), generator=gen, device=dev)
+            shape = [B, 1] + [1] * len(spatial)
+            shape[2 + d] = size
+            idx.append(
+                (
+                    off.view(B, *([1] * (len(spatial) + 1)))
+                    + torch.arange(size, device=dev).view(shape[1:]).unsqueeze(0)
+                ).view(shape)
+            )
+        x = padded[tuple(idx)]
+    if cfg.flip and len(spatial) == 2:
+        flip = torch.rand(B, generator=gen, device=dev) < 0.5
+        x = torch.where(flip.view(B, 1, 1, 1), x.flip(-1), x)
+    if cfg.brightness > 0:
+        delta = (torch.rand(B, generator=gen, device=dev) * 2 - 1) * cfg.brightness
+        x = x + delta.view(B, *([1] * (x.dim() - 1))) * pixel
+    return x
+
+
+def pixel_unit(source: dict[str, Any], in_shape: tuple[int, ...]) -> torch.Tensor | float:
+    """One [0, 1] pixel unit in the data's own scaling (`Dataset.source["scaling"]`)."""
+    scaling = source.get("scaling")
+    if scaling == "raw":
+        return 255.0
+    if scaling == "standardize":
+        std = torch.as_tensor(source["std"], dtype=torch.float32)
+        return (1.0 / std).view(1, in_shape[0], *([1] * (len(in_shape) - 1)))
+    return 1.0  # "unit" pixels, or signals (MNIST-1D) that are not pixels at all
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(
+        model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay
+    )
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, x: torch.Tensor, batch: int = EVAL_BATCH) -> torch.Tensor:
+    """Softmax probabilities float32 [examples, classes], computed in eval mode."""
+    was_training = model.training
+    model.eval()
+    out = torch.cat(
+        [F.softmax(model(x[i : i + batch]).float(), dim=1) for i in range(0, len(x), batch)]
+    )
+    model.train(was_training)
+    return out
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
+    sd = opt.state_dict()
+    tensors = {
+        f"opt.{i}.{k}": v
+        for i, st in sd["state"].items()
+        for k, v in st.items()
+        if torch.is_tensor(v)
+    }
+    return tensors, sd["param_groups"]
+
+
+def load_optimizer(
+    opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: list
+) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("opt."):
+            _, i, name = key.split(".", 2)
+            state.setdefault(int(i), {})[name] = value
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+def train_epoch(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    tcfg: TrainConfig,
+    rng: MemberRNG,
+    pixel: torch.Tensor | float = 1.0,
+    autocast: torch.autocast | None = None,
+) -> dict[str, float]:
+    """One pass over the training data; returns mean train loss and accuracy."""
+    model.train()
+    dev = x_train.device
+    autocast = autocast or torch.autocast(dev.type, enabled=False)
+    loss_sum = torch.zeros((), device=dev)
+    correct = torch.zeros((), device=dev, dtype=torch.long)
+    seen = 0
+    for idx in batch_order(len(x_train), tcfg.batch_size, tcfg.sampler, rng.data):
+        idx = idx.to(dev)
+        xb, yb = x_train[idx], y_train[idx]
+        if tcfg.augment.enabled:
+            xb = augment_batch(xb, tcfg.augment, pixel, rng.augment)
+        with autocast:
+            logits = model(xb)
+            loss = F.cross_entropy(logits.float(), yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        # Accumulate on the device: one host sync per epoch, not per step.
+        loss_sum += loss.detach() * len(yb)
+        correct += (logits.argmax(1) == yb).sum()
+        seen += len(yb)
+    return {"train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen}
