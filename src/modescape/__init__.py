@@ -39,7 +39,9 @@ _EXPORTS: dict[str, str] = {
     "run_pipeline": "modescape.pipeline",
     "Run": "modescape.store.run",
     "load_run": "modescape.store.run",
-    "build_model": "modescape.models.architectures",
+    "verify_run": "modescape.store.run",
+    "build_model": "modescape.models.registry",
+    "register_arch": "modescape.models.registry",
     # pure analyses of arrays and weights
     "accuracy": "modescape.analysis.metrics",
     "nll": "modescape.analysis.metrics",
@@ -113,6 +115,7 @@ __all__ = [  # the public API; tests/test_api.py checks it matches _EXPORTS
     "nll",
     "preset",
     "recipe",
+    "register_arch",
     "run_landscape",
     "run_pipeline",
     "run_shift",
@@ -121,6 +124,7 @@ __all__ = [  # the public API; tests/test_api.py checks it matches _EXPORTS
     "stack_flat",
     "train",
     "train_run",
+    "verify_run",
     "write_report",
 ]
 

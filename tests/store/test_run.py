@@ -76,7 +76,7 @@ def test_newer_format_is_refused_naming_both(tiny_run_copy):
 )
 def test_bad_files_are_one_clear_error(tiny_run_copy, rel, content, message):
     (tiny_run_copy / rel).write_text(content)
-    code, _, err = cli("analyze", str(tiny_run_copy))
+    code, _, err = cli("-q", "analyze", str(tiny_run_copy))  # -q: no progress lines on stderr
     # Verified reads name the changed file; trusted reads say what is wrong with it.
     assert code == 2 and rel in err and err.count("\n") == 1
     if rel == "manifest.json":
