@@ -11,6 +11,7 @@ from PIL import Image
 from scipy import ndimage
 
 from modescape.data import corruptions as C
+from modescape.data import image_corruptions as IC
 from modescape.data.corruptions import (
     IMAGE_CORRUPTIONS,
     SIGNAL_CORRUPTIONS,
@@ -144,7 +145,7 @@ def test_clipped_zoom_matches_scipy_zoom_of_the_centre_crop():
             zoomed = ndimage.zoom(img[top : top + ch, top : top + ch], (z, z, 1), order=1)
             trim = (zoomed.shape[0] - 32) // 2
             ref.append(zoomed[trim : trim + 32, trim : trim + 32])
-        np.testing.assert_allclose(C._clipped_zoom(u, z), np.stack(ref), atol=1e-12)
+        np.testing.assert_allclose(IC._clipped_zoom(u, z), np.stack(ref), atol=1e-12)
 
 
 @pytest.mark.parametrize("mode", ["mirror", "reflect"])
@@ -157,16 +158,16 @@ def test_bilinear_matches_scipy_map_coordinates(mode):
                   for k in range(2)], axis=-1)
         for i in range(2)
     ])  # fmt: skip
-    np.testing.assert_allclose(C._bilinear(u, rows, cols, mode), ref, atol=1e-12)
+    np.testing.assert_allclose(IC._bilinear(u, rows, cols, mode), ref, atol=1e-12)
 
 
 def test_defocus_kernels_by_hand():
     # radius 0.3: the disk is one pixel, so the kernel is OpenCV's 3-tap Gaussian (sigma 0.4)
     g = np.exp(-np.array([1.0, 0.0, 1.0]) / (2 * 0.4**2))
     g /= g.sum()
-    np.testing.assert_allclose(C._defocus_kernel(0.3, 0.4), np.outer(g, g), atol=1e-15)
+    np.testing.assert_allclose(IC._defocus_kernel(0.3, 0.4), np.outer(g, g), atol=1e-15)
     # radius 1.5 covers the 3×3 block (1² + 1² ≤ 2.25); sigma 0.1 barely blurs it
-    k = C._defocus_kernel(1.5, 0.1)
+    k = IC._defocus_kernel(1.5, 0.1)
     np.testing.assert_allclose(k[1:-1, 1:-1], np.full((3, 3), 1 / 9), atol=1e-6)
     assert k.sum() == pytest.approx(1.0)
 
@@ -180,7 +181,7 @@ def test_motion_blur_at_angle_zero_is_a_one_sided_gaussian_along_rows():
     for col in range(20):
         for i in range(13):  # edge pixels repeat past the right border
             ref[0, :, col] += k[i] * x[0, :, min(col + i, 19)]
-    out = C._motion_blur_batch(x, radius, sigma, np.array([0.0]))
+    out = IC._motion_blur_batch(x, radius, sigma, np.array([0.0]))
     np.testing.assert_array_equal(out, np.rint(ref))
 
 
@@ -238,7 +239,7 @@ def test_glass_blur_severity_1_only_moves_pixels_up_or_left_by_one():
 
 def test_plasma_fractal_is_a_normalised_map_per_example():
     rngs = C._rngs(0, "fog", 0, 3)
-    m = C._plasma_fractal(rngs, 32, 2.0)
+    m = IC._plasma_fractal(rngs, 32, 2.0)
     assert m.shape == (3, 32, 32)
     np.testing.assert_allclose(m.min(axis=(1, 2)), 0)
     np.testing.assert_allclose(m.max(axis=(1, 2)), 1)
