@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from modescape.data.cifar import DOWNLOADS, CifarArrays, find_source, read_source
+from modescape.data.cifar import CifarArrays, read_source
+from modescape.data.sources import DOWNLOADS, find_source
 from modescape.errors import ModescapeError, choice_error
 from modescape.options import Dataset, Scaling, values
 from modescape.store.files import load_npy, read_json, save_npy, sha256_file, write_json
