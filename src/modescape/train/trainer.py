@@ -50,6 +50,7 @@ from modescape.store.run import (
     member_seed,
     open_dataset,
     record_files,
+    update_manifest,
     write_member_info,
 )
 from modescape.train.loop import (  # noqa: F401  (re-exported: the training API)
@@ -374,6 +375,7 @@ def prepare_run(out: str | Path, config: RunConfig, dataset: Dataset | None = No
     from modescape.data.datasets import fingerprint
 
     out = Path(out)
+    _refuse_imported(out)
     if (out / "config.json").exists() and dataset is None:
         return init_run(out, config)  # checks the config matches; members check the data
     data = open_dataset(config) if dataset is None else dataset
@@ -400,7 +402,25 @@ def prepare_run(out: str | Path, config: RunConfig, dataset: Dataset | None = No
     }
     run = init_run(out, config, summary, labels)
     _repair_labels(run, labels)
+    if "arch" not in run.manifest:  # where the network came from (import path, version, sha256)
+        from modescape.models.registry import describe_arch
+
+        update_manifest(run.path, arch=describe_arch(m.arch))
     return run
+
+
+def _refuse_imported(out: Path) -> None:
+    """Imported checkpoints have no optimiser or RNG state: there is nothing to resume."""
+    if not (out / "manifest.json").exists():
+        return
+    from modescape.store.manifest import read_manifest
+
+    imported = read_manifest(out, trust=True).get("imported")
+    if imported:
+        raise ModescapeError(
+            f"run {out} was imported from checkpoints ({imported.get('source', '?')}), not "
+            "trained by modescape: it cannot be resumed or extended; train a new run with --out"
+        )
 
 
 def _repair_labels(run: Run, labels: dict[str, np.ndarray]) -> None:
