@@ -237,6 +237,30 @@ def _build_run(sub: Any) -> None:
     p.set_defaults(func=cmd_run)
 
 
+def cmd_import(args: argparse.Namespace) -> None:
+    from modescape.store.importer import import_checkpoints
+
+    cfg = resolve_config(args) or preset()
+    run = import_checkpoints(args.source, args.out, cfg, pattern=args.pattern, fmt=args.format)
+    print(f"imported {run.config.members} member(s) into {run.path}")
+
+
+def _build_import(sub: Any) -> None:
+    # Literal here, not imported: building the parser must not import torch (store.importer).
+    p = _subparser(sub, "import", "turn existing checkpoints (PyTorch, safetensors, Keras .h5) "
+                   "into a run directory")  # fmt: skip
+    p.add_argument("source", help="folder holding the checkpoints")
+    p.add_argument("--out", required=True, help="new run directory")
+    p.add_argument(
+        "--pattern", default="seed{member}/ep{epoch}.pt",
+        help="path of a checkpoint below SOURCE with {epoch} and optionally {member} "
+        "(default seed{member}/ep{epoch}.pt)",
+    )  # fmt: skip
+    p.add_argument("--format", default="auto", choices=("auto", "torch", "safetensors", "keras"))
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_import)
+
+
 # ---- reading a run ----------------------------------------------------------------------------
 
 
@@ -380,6 +404,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _build_train(sub)
     _build_run(sub)
+    _build_import(sub)
     if command is None or command in STUDIES:
         from modescape.cli_studies import build_study_parsers
 

@@ -372,8 +372,6 @@ def _keeps_snapshot(tcfg: TrainConfig, epoch: int) -> bool:
 def prepare_run(out: str | Path, config: RunConfig, dataset: Dataset | None = None) -> Run:
     """Create the run directory with the labels of its evaluation splits and the dataset's
     fingerprint, atomically; or reopen it (repairing labels a killed older version left out)."""
-    from modescape.data.datasets import fingerprint
-
     out = Path(out)
     _refuse_imported(out)
     if (out / "config.json").exists() and dataset is None:
@@ -384,7 +382,21 @@ def prepare_run(out: str | Path, config: RunConfig, dataset: Dataset | None = No
     m = config.model  # an unbuildable model (import path, kwargs, shape) fails before any file
     with torch.random.fork_rng(devices=[]):
         build_model(m.arch, m.variant, data.in_shape, data.num_classes, m.dropout, **m.arch_kwargs)
-    summary = {
+    summary, labels = dataset_summary(data), eval_labels(data)
+    run = init_run(out, config, summary, labels)
+    _repair_labels(run, labels)
+    if "arch" not in run.manifest:  # where the network came from (import path, version, sha256)
+        from modescape.models.registry import describe_arch
+
+        update_manifest(run.path, arch=describe_arch(m.arch))
+    return run
+
+
+def dataset_summary(data: Dataset) -> dict[str, Any]:
+    """The manifest's "data" record: name, shapes, split sizes, classes and fingerprint."""
+    from modescape.data.datasets import fingerprint
+
+    return {
         "name": data.name,
         "in_shape": list(data.in_shape),
         "num_classes": data.num_classes,
@@ -395,18 +407,15 @@ def prepare_run(out: str | Path, config: RunConfig, dataset: Dataset | None = No
         "source": data.source,
         "fingerprint": fingerprint(data),
     }
-    labels = {
+
+
+def eval_labels(data: Dataset) -> dict[str, np.ndarray]:
+    """int64 labels of the evaluation splits that have examples ("val", "test")."""
+    return {
         s: getattr(data, f"y_{s}").numpy().astype(np.int64)
         for s in ("val", "test")
         if len(getattr(data, f"y_{s}"))
     }
-    run = init_run(out, config, summary, labels)
-    _repair_labels(run, labels)
-    if "arch" not in run.manifest:  # where the network came from (import path, version, sha256)
-        from modescape.models.registry import describe_arch
-
-        update_manifest(run.path, arch=describe_arch(m.arch))
-    return run
 
 
 def _refuse_imported(out: Path) -> None:
