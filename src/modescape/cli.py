@@ -23,6 +23,7 @@ from modescape.errors import ModescapeError
 from modescape.options import Arch, Dataset, Executor, Recipe, Variant, values
 
 log = logging.getLogger(__name__)
+TRACKERS = ("tensorboard", "wandb", "mlflow")  # train.tracking.TrackerKind, without torch
 
 EPILOG = """examples:
   modescape run                                   # MNIST-1D demo: train, every study, report
@@ -177,6 +178,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         retries=args.retries,
         slurm=_slurm_config(args) if args.executor == Executor.SLURM else None,
         progress=args.verbosity >= 0,
+        track=args.track,
     )
     if members == []:
         print(
@@ -194,7 +196,10 @@ def cmd_run(args: argparse.Namespace) -> None:
     _check_launch_flags(args)
     out = Path(args.out) if args.out else Path("runs/demo")
     cfg = _config_for_run(args, out)
-    run_pipeline(cfg, out, executor=args.executor, workers=args.workers, device=args.device)
+    run_pipeline(
+        cfg, out, executor=args.executor, workers=args.workers, device=args.device,
+        track=args.track,
+    )  # fmt: skip
 
 
 def _add_launch_flags(p: argparse.ArgumentParser) -> None:
@@ -207,6 +212,11 @@ def _add_launch_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--workers", type=int, default=2, help="processes for --executor local")
     p.add_argument("--retries", type=int, default=0, help="resubmissions of a failed member")
+    p.add_argument(
+        "--track", choices=TRACKERS,
+        help="also log each member's epochs to an experiment tracker (pip install "
+        "modescape[<tracker>]); not part of the run's config",
+    )  # fmt: skip
 
 
 def _build_train(sub: Any) -> None:
@@ -243,6 +253,21 @@ def cmd_import(args: argparse.Namespace) -> None:
     cfg = resolve_config(args) or preset()
     run = import_checkpoints(args.source, args.out, cfg, pattern=args.pattern, fmt=args.format)
     print(f"imported {run.config.members} member(s) into {run.path}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from modescape.train.tracking import export_run
+
+    where = export_run(args.run, args.to, args.logdir)
+    print(f"exported {args.run} to {args.to} ({where})")
+
+
+def _build_export(sub: Any) -> None:
+    p = _subparser(sub, "export", "write an existing run's metrics and config to a tracker")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--to", required=True, choices=TRACKERS)
+    p.add_argument("--logdir", help="TensorBoard folder (default <run>/tracking/tensorboard)")
+    p.set_defaults(func=cmd_export)
 
 
 def _build_import(sub: Any) -> None:
@@ -405,6 +430,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     _build_train(sub)
     _build_run(sub)
     _build_import(sub)
+    _build_export(sub)
     if command is None or command in STUDIES:
         from modescape.cli_studies import build_study_parsers
 

@@ -76,6 +76,7 @@ def train_member(
     progress: bool = False,
     threads: int | None = None,
     dataset: Dataset | None = None,
+    track: str | None = None,
 ) -> None:
     """Train one member of the run in `run_dir` to completion: skip if finished, resume if not.
 
@@ -84,6 +85,7 @@ def train_member(
     convolutions, where intra-op threads cost more than they gain) and torch's default otherwise;
     the thread count is restored afterwards and recorded in member.json. The dataset is checked
     against the fingerprint recorded when the run was created before anything is trained.
+    `track` ("tensorboard" | "wandb" | "mlflow") logs each epoch's record (`train.tracking`).
     """
     run = load_run(run_dir)
     run._check_member(member)
@@ -97,10 +99,18 @@ def train_member(
             threads = 1 if len(data.in_shape) == 2 else torch.get_num_threads()
         before = torch.get_num_threads()
         torch.set_num_threads(threads)
+        tracker = None
+        if track:
+            from modescape.train.tracking import open_tracker
+
+            tracker = open_tracker(track, run.path, member)
+            tracker.log_config(run.config.to_dict())
         try:
-            MemberTrainer(run, member, data, dev, progress).train()
+            MemberTrainer(run, member, data, dev, progress, tracker).train()
         finally:
             torch.set_num_threads(before)
+            if tracker is not None:
+                tracker.close()
 
 
 @contextlib.contextmanager
@@ -147,9 +157,16 @@ class MemberTrainer:
     """
 
     def __init__(
-        self, run: Run, member: int, data: Dataset, dev: torch.device, progress: bool = False
+        self,
+        run: Run,
+        member: int,
+        data: Dataset,
+        dev: torch.device,
+        progress: bool = False,
+        tracker: Any = None,
     ):
         self.run, self.member, self.dev, self.progress = run, member, dev, progress
+        self.tracker = tracker  # train.tracking.GuardedTracker: sees each committed record
         self.tcfg = run.config.train
         self.seed = member_seed(run.config, member)
         self.mdir = run.member_dir(member)
@@ -211,6 +228,7 @@ class MemberTrainer:
         if start == 0:
             self.write_epoch(0, None, None)
             self.commit(0)
+            self._track()
         autocast = torch.autocast(
             self.dev.type, dtype=torch.bfloat16, enabled=self.tcfg.precision == "bf16"
         )
@@ -227,6 +245,7 @@ class MemberTrainer:
                 stats = self._train_one(epoch, autocast)
                 self.write_epoch(epoch + 1, stats, self.tcfg.lr_at(epoch))
                 self.commit(epoch + 1)
+                self._track()
                 bar.set_postfix(
                     loss=f"{stats['train_loss']:.3f}",
                     test_acc=f"{self.records[-1].get('test_acc', float('nan')):.3f}",
@@ -237,6 +256,10 @@ class MemberTrainer:
                 write_member_info(self.run.path, self.member, self.info)
             raise
         self.finish()
+
+    def _track(self) -> None:
+        if self.tracker is not None:
+            self.tracker.log_epoch(self.records[-1])
 
     def _train_one(self, epoch: int, autocast: torch.autocast) -> dict[str, float]:
         lr = self.tcfg.lr_at(epoch)
@@ -452,10 +475,13 @@ def train(
     members: list[int] | None = None,
     device: str = "auto",
     progress: bool = False,
+    track: str | None = None,
 ) -> Run:
-    """Train (or finish) the given members of a run, one after another, in this process."""
+    """Train (or finish) the given members of a run, one after another, in this process.
+
+    `track`: an experiment tracker for every member ("tensorboard" | "wandb" | "mlflow")."""
     data = open_dataset(config)
     run = prepare_run(out, config, data)
     for m in run.members if members is None else members:
-        train_member(run.path, m, device=device, progress=progress, dataset=data)
+        train_member(run.path, m, device=device, progress=progress, dataset=data, track=track)
     return run
