@@ -112,3 +112,46 @@ def test_unknown_tracker_is_refused_before_training(tmp_path):
     code, _, err = cli("train", "--out", str(tmp_path / "r"), "--track", "neptune")
     assert code == 2 and "neptune" in err
     assert not (tmp_path / "r").exists()
+
+
+class _FakeWandbRun:
+    def __init__(self, calls, **kwargs):
+        self.calls = calls
+        calls.append(("init", kwargs))
+        self.config = self
+
+    def update(self, config, allow_val_change=False):
+        self.calls.append(("config", config))
+
+    def log(self, values, step):
+        self.calls.append(("log", step, values))
+
+    def finish(self):
+        self.calls.append(("finish",))
+
+
+def test_wandb_gets_one_offline_run_per_member_grouped_by_run(tmp_path, monkeypatch):
+    """The real package is not needed: a stand-in module records the calls."""
+    import types
+
+    from modescape.train.tracking import open_tracker
+
+    calls: list = []
+    fake = types.SimpleNamespace(init=lambda **kw: _FakeWandbRun(calls, **kw))
+    monkeypatch.setitem(__import__("sys").modules, "wandb", fake)
+    tracker = open_tracker("wandb", tmp_path / "myrun", 2)
+    tracker.log_config({"seed": 0})
+    tracker.log_epoch({"epoch": 1, "lr": None, "test_acc": 0.5})
+    tracker.close()
+    init = calls[0][1]
+    assert init["group"] == "myrun" and init["name"] == "m002" and init["mode"] == "offline"
+    assert calls[1:] == [("config", {"seed": 0}), ("log", 1, {"test_acc": 0.5}), ("finish",)]
+
+
+def test_missing_tracker_package_names_the_extra(tmp_path, monkeypatch):
+    from modescape.errors import ModescapeError
+    from modescape.train.tracking import open_tracker
+
+    monkeypatch.setitem(__import__("sys").modules, "mlflow", None)  # import fails
+    with pytest.raises(ModescapeError, match=r"pip install modescape\[mlflow\]"):
+        open_tracker("mlflow", tmp_path, 0)
