@@ -23,6 +23,7 @@ from modescape.errors import ModescapeError
 from modescape.options import Arch, Dataset, Executor, Recipe, Variant, values
 
 log = logging.getLogger(__name__)
+TRACKERS = ("tensorboard", "wandb", "mlflow")  # train.tracking.TrackerKind, without torch
 
 EPILOG = """examples:
   modescape run                                   # MNIST-1D demo: train, every study, report
@@ -177,6 +178,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         retries=args.retries,
         slurm=_slurm_config(args) if args.executor == Executor.SLURM else None,
         progress=args.verbosity >= 0,
+        track=args.track,
     )
     if members == []:
         print(
@@ -194,7 +196,10 @@ def cmd_run(args: argparse.Namespace) -> None:
     _check_launch_flags(args)
     out = Path(args.out) if args.out else Path("runs/demo")
     cfg = _config_for_run(args, out)
-    run_pipeline(cfg, out, executor=args.executor, workers=args.workers, device=args.device)
+    run_pipeline(
+        cfg, out, executor=args.executor, workers=args.workers, device=args.device,
+        track=args.track,
+    )  # fmt: skip
 
 
 def _add_launch_flags(p: argparse.ArgumentParser) -> None:
@@ -207,6 +212,11 @@ def _add_launch_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--workers", type=int, default=2, help="processes for --executor local")
     p.add_argument("--retries", type=int, default=0, help="resubmissions of a failed member")
+    p.add_argument(
+        "--track", choices=TRACKERS,
+        help="also log each member's epochs to an experiment tracker (pip install "
+        "modescape[<tracker>]); not part of the run's config",
+    )  # fmt: skip
 
 
 def _build_train(sub: Any) -> None:
@@ -235,6 +245,45 @@ def _build_run(sub: Any) -> None:
     p.add_argument("--out", help="run directory (default runs/demo)")
     _add_launch_flags(p)
     p.set_defaults(func=cmd_run)
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    from modescape.store.importer import import_checkpoints
+
+    cfg = resolve_config(args) or preset()
+    run = import_checkpoints(args.source, args.out, cfg, pattern=args.pattern, fmt=args.format)
+    print(f"imported {run.config.members} member(s) into {run.path}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from modescape.train.tracking import export_run
+
+    where = export_run(args.run, args.to, args.logdir)
+    print(f"exported {args.run} to {args.to} ({where})")
+
+
+def _build_export(sub: Any) -> None:
+    p = _subparser(sub, "export", "write an existing run's metrics and config to a tracker")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--to", required=True, choices=TRACKERS)
+    p.add_argument("--logdir", help="TensorBoard folder (default <run>/tracking/tensorboard)")
+    p.set_defaults(func=cmd_export)
+
+
+def _build_import(sub: Any) -> None:
+    # Literal here, not imported: building the parser must not import torch (store.importer).
+    p = _subparser(sub, "import", "turn existing checkpoints (PyTorch, safetensors, Keras .h5) "
+                   "into a run directory")  # fmt: skip
+    p.add_argument("source", help="folder holding the checkpoints")
+    p.add_argument("--out", required=True, help="new run directory")
+    p.add_argument(
+        "--pattern", default="seed{member}/ep{epoch}.pt",
+        help="path of a checkpoint below SOURCE with {epoch} and optionally {member} "
+        "(default seed{member}/ep{epoch}.pt)",
+    )  # fmt: skip
+    p.add_argument("--format", default="auto", choices=("auto", "torch", "safetensors", "keras"))
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_import)
 
 
 # ---- reading a run ----------------------------------------------------------------------------
@@ -380,6 +429,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _build_train(sub)
     _build_run(sub)
+    _build_import(sub)
+    _build_export(sub)
     if command is None or command in STUDIES:
         from modescape.cli_studies import build_study_parsers
 

@@ -30,11 +30,13 @@ def train_run(
     retries: int = 0,
     slurm: Any = None,
     progress: bool = True,
+    track: str | None = None,
 ) -> Path:
     """Create or reopen the run and train `members` (default all) with the chosen executor.
 
     An empty `members` (a shard with no member, e.g. `--shard 3/4` of 3 members) creates or
-    checks the run directory and trains nothing, with a warning that says so."""
+    checks the run directory and trains nothing, with a warning that says so. `track` names an
+    experiment tracker for every member (`train.tracking`; not part of the config)."""
     from modescape.train.launch import run_members
     from modescape.train.trainer import prepare_run, resolve_device, train
 
@@ -48,13 +50,28 @@ def train_run(
         log.warning("no member to train in %s: the selection of %d member(s) is empty", out,
                     config.members)  # fmt: skip
         return prepare_run(out, config).path
+    if track is not None:
+        from modescape.train.tracking import TrackerKind
+
+        check_choice("tracker", track, TrackerKind)
     if executor == Executor.SERIAL:
-        return train(config, out, members=members, device=device, progress=progress).path
+        return train(
+            config, out, members=members, device=device, progress=progress, track=track
+        ).path
     run = prepare_run(out, config)
+    job_fn = None
+    if track is not None:  # a picklable job function for the pool and SLURM tasks
+        import functools
+
+        from modescape.train.trainer import train_member
+
+        job_fn = functools.partial(train_member, track=track)
+        members = run.members if members is None else members
     result = run_members(
         run.path,
         members,
         executor,
+        job_fn=job_fn,
         workers=workers,
         device=device,
         retries=retries,
@@ -90,6 +107,7 @@ def run_pipeline(
     executor: str = "serial",
     workers: int = 2,
     device: str = "auto",
+    track: str | None = None,
 ) -> Path:
     """Train every member, run every study, write the report; return the report's path."""
     from modescape.report.html import write_report
@@ -104,7 +122,7 @@ def run_pipeline(
         "[1/3] training %d x %s on %s (%d epochs) in %s",
         config.members, config.model.arch, config.data.name, config.train.epochs, out,
     )  # fmt: skip
-    train_run(config, out, executor=executor, workers=workers, device=device)
+    train_run(config, out, executor=executor, workers=workers, device=device, track=track)
     log.info("[2/3] analysing %s", out)
     analyze_run(out)
     run_subspace(out, subspace_defaults(config))

@@ -39,10 +39,16 @@ def test_select_parameter_names():
 
 
 def test_unknown_module_type_is_an_error_not_a_silent_drop():
-    net = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4))
-    with pytest.raises(ModescapeError, match="LayerNorm"):
+    net = nn.Sequential(nn.Linear(4, 4), nn.PReLU())
+    with pytest.raises(ModescapeError, match="PReLU"):
         ws.select_parameter_names(net, "kernels_bn")
-    assert ws.select_parameter_names(net, "all") == ["0.weight", "0.bias", "1.weight", "1.bias"]
+    assert ws.select_parameter_names(net, "all") == ["0.weight", "0.bias", "1.weight"]
+
+
+def test_kernels_bn_treats_layernorm_and_groupnorm_as_norms():
+    net = nn.Sequential(nn.Conv1d(2, 4, 3), nn.GroupNorm(2, 4), nn.Flatten(), nn.LayerNorm(8))
+    assert ws.select_parameter_names(net, "kernels_bn") == ["0.weight", "1.weight", "3.weight"]
+    assert ws.select_parameter_names(net, "no_bn_bias") == ["0.weight"]
 
 
 def test_flatten_order_and_dtype():

@@ -14,10 +14,15 @@ BatchNorm (`bn_policy`, recorded in every result; "none" when the model has no B
 - "interpolate": buffers combined with the same coefficients as the weights, from the anchors'
   state dicts (an anchor given as a flat vector contributes the template model's buffers);
 - "keep": every point uses the template model's buffers as they are.
+Without `train_x`, "recompute" (the default) falls back to "interpolate" with a logged warning.
+
+`x` and `train_x` may also be torch Datasets or DataLoaders (materialised once, in order); the
+labels then come from `(x, y)` items when `y` is not given.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,12 +33,15 @@ from tqdm.auto import tqdm
 
 from modescape.analysis.engine import batched
 from modescape.analysis.engine.batched import BN_POLICIES, Scores, StateDict
+from modescape.analysis.engine.inputs import Inputs, inputs, inputs_and_labels
 from modescape.analysis.geometry import COLLINEAR_RTOL as COLLINEAR_RTOL
 from modescape.analysis.geometry import AnchoredGrid, anchored_grid
 from modescape.analysis.geometry import plane_axes as plane_axes
 from modescape.analysis.geometry import plane_grid as plane_grid
 from modescape.analysis.geometry import project_onto_plane as project_onto_plane
 from modescape.errors import ModescapeError, choice_error
+
+log = logging.getLogger(__name__)
 
 Anchor = Tensor | StateDict
 RowValues = dict[str, Tensor]  # "loss", "accuracy", "agreement/<name>": each [len(a_values)]
@@ -61,8 +69,23 @@ def _resolve_policy(model: nn.Module, bn_policy: str, train_x: Tensor | None) ->
     if not batched.has_batchnorm(model):
         return "none"
     if bn_policy == "recompute" and train_x is None:
-        raise ModescapeError("bn_policy 'recompute' needs training inputs (train_x)")
+        # The default policy must not make the plain call fail on a BatchNorm model; the
+        # result records "interpolate", so nobody mistakes it for recomputed statistics.
+        log.warning(
+            "bn_policy 'recompute' needs training inputs (train_x); without them the "
+            "BatchNorm statistics are interpolated between the anchors (bn_policy "
+            "'interpolate') instead. Pass train_x to recompute them at every point"
+        )
+        return "interpolate"
     return bn_policy
+
+
+def _data(
+    x: Inputs, y: Tensor | None, train_x: Inputs | None
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Tensors of the evaluation data (a Dataset / DataLoader materialised once)."""
+    x, y = inputs_and_labels(x, y)
+    return x, y, None if train_x is None else inputs(train_x, "training inputs")
 
 
 @dataclass(frozen=True)
@@ -217,14 +240,14 @@ def evaluate_plane(
     o: Anchor,
     t1: Anchor,
     t2: Anchor,
-    x: Tensor,
-    y: Tensor,
+    x: Inputs,
+    y: Tensor | None = None,
     *,
     resolution: int = 21,
     margin: float = 0.2,
     reference_probs: Mapping[str, Tensor] | None = None,
     bn_policy: str = "recompute",
-    train_x: Tensor | None = None,
+    train_x: Inputs | None = None,
     bn_batches: int = 8,
     bn_batch_size: int = 256,
     done_rows: Mapping[int, RowValues] | None = None,
@@ -240,7 +263,8 @@ def evaluate_plane(
     Args:
         model: template network (structure, parameter order, default buffers); not modified.
         o, t1, t2: anchors, flat `[P]` vectors or state dicts (which may carry BN buffers).
-        x, y: evaluation inputs `[N, ...]` and labels `int64[N]`.
+        x, y: evaluation inputs `[N, ...]` and labels `int64[N]` (or a Dataset / DataLoader
+            of `(x, y)` items, with y left out).
         reference_probs: `{name: probs[N, C]}` to measure agreement with; default θ1's and θ2's
             own predictions, named "theta1" and "theta2".
         bn_policy, train_x, bn_batches, bn_batch_size: BatchNorm handling (module docstring).
@@ -251,6 +275,7 @@ def evaluate_plane(
         progress: tqdm bar; None shows it only on a terminal. verbose: print the work estimate.
         engine: `strategy`, `batch_size`, `chunk`, `memory_budget_mb` for `batched.iter_logits`.
     """
+    x, y, train_x = _data(x, y, train_x)
     policy = _resolve_policy(model, bn_policy, train_x)
     (po, bo), (p1, b1), (p2, b2) = (_flat_anchor(model, t) for t in (o, t1, t2))
     u, v, coords = plane_axes(po, p1, p2)
@@ -342,13 +367,13 @@ def interpolate_path(
     model: nn.Module,
     t1: Anchor,
     t2: Anchor,
-    x: Tensor,
-    y: Tensor,
+    x: Inputs,
+    y: Tensor | None = None,
     n_points: int = 25,
     *,
     reference_probs: Mapping[str, Tensor] | None = None,
     bn_policy: str = "recompute",
-    train_x: Tensor | None = None,
+    train_x: Inputs | None = None,
     bn_batches: int = 8,
     bn_batch_size: int = 256,
     **engine: object,
@@ -356,6 +381,7 @@ def interpolate_path(
     """Evaluate `n_points` equally spaced points of the segment θ1 → θ2 (both ends included)."""
     if n_points < 2:
         raise ModescapeError(f"a path needs at least 2 points, got {n_points}")
+    x, y, train_x = _data(x, y, train_x)
     policy = _resolve_policy(model, bn_policy, train_x)
     (p1, b1), (p2, b2) = _flat_anchor(model, t1), _flat_anchor(model, t2)
     job = _Job(model, x, y, policy, train_x, bn_batches, bn_batch_size, engine)

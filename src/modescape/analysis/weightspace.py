@@ -2,7 +2,8 @@
 
 Which parameters form θ is a named choice, recorded with every result:
 - "all": every trainable parameter, kernels and biases (the paper);
-- "kernels_bn": convolution / linear kernels plus BatchNorm gammas (the seed notebooks);
+- "kernels_bn": convolution / linear kernels plus normalisation gammas (BatchNorm in the seed
+  notebooks; LayerNorm and GroupNorm treated alike for other networks);
 - "no_bn_bias": convolution / linear kernels only.
 BatchNorm running statistics are buffers, not parameters, and are never included.
 
@@ -27,11 +28,11 @@ import torch
 from torch import nn
 
 from modescape.errors import ModescapeError, choice_error
+from modescape.models.registry import norm_parameter_names
 from modescape.options import ParamSelection, values
 
 PARAM_SELECTIONS = values(ParamSelection)
 _KERNEL_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-_BN_MODULES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 StateDict = Mapping[str, torch.Tensor]
 
@@ -39,12 +40,15 @@ StateDict = Mapping[str, torch.Tensor]
 def select_parameter_names(model: nn.Module, selection: str = "all") -> list[str]:
     """Names (as in `model.state_dict()`) of the parameters that form θ, in model order.
 
-    Kernels are the `weight` of Conv1d/2d/3d and Linear modules; gammas the `weight` of
-    BatchNorm1d/2d/3d. For "kernels_bn" and "no_bn_bias", a parameter owned by any other module
-    type raises ModescapeError: silently dropping it would change what θ means.
+    Kernels are the `weight` of Conv1d/2d/3d and Linear modules; gammas the `weight` of the
+    normalisation layers `models.registry.norm_parameter_names` finds (BatchNorm, LayerNorm,
+    GroupNorm); their betas are biases, left out. For "kernels_bn" and "no_bn_bias", a parameter
+    owned by any other module type raises ModescapeError: silently dropping it would change what
+    θ means.
     """
     if selection not in PARAM_SELECTIONS:
         raise choice_error("parameter selection", selection, PARAM_SELECTIONS)
+    norms = {n for names in norm_parameter_names(model).values() for n in names}
     names = []
     for module_name, module in model.named_modules():
         for param_name, param in module.named_parameters(recurse=False):
@@ -56,13 +60,13 @@ def select_parameter_names(model: nn.Module, selection: str = "all") -> list[str
                 continue
             if isinstance(module, _KERNEL_MODULES):
                 keep = param_name == "weight"
-            elif isinstance(module, _BN_MODULES):
+            elif full in norms:
                 keep = param_name == "weight" and selection == "kernels_bn"
             else:
                 raise ModescapeError(
                     f"parameter {full!r} belongs to a {type(module).__name__}, which selection "
                     f"{selection!r} does not know how to treat (known: Conv1d/2d/3d, Linear, "
-                    "BatchNorm1d/2d/3d); use selection 'all'"
+                    "BatchNorm, LayerNorm, GroupNorm); use selection 'all'"
                 )
             if keep:
                 names.append(full)

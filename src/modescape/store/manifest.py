@@ -99,10 +99,12 @@ def create_run(
     config: RunConfig,
     data_summary: dict[str, Any] | None = None,
     labels: dict[str, np.ndarray] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     """Create the run directory atomically, or check that an existing one has `config`.
 
-    `labels` (split -> int64[examples]) are written and recorded with the manifest. Idempotent:
+    `labels` (split -> int64[examples]) are written and recorded with the manifest; `extra`
+    holds further top-level manifest entries written with it (e.g. "imported"). Idempotent:
     calling it again with the same config leaves the existing run untouched. Returns the path.
     """
     path = Path(path)
@@ -125,7 +127,7 @@ def create_run(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        _write_new_run(tmp, config, data_summary, labels or {})
+        _write_new_run(tmp, config, data_summary, labels or {}, extra or {})
         killpoint("create.rename")
         _move_into_place(tmp, path)
     finally:
@@ -135,7 +137,11 @@ def create_run(
 
 
 def _write_new_run(
-    tmp: Path, config: RunConfig, data: dict[str, Any] | None, labels: dict[str, np.ndarray]
+    tmp: Path,
+    config: RunConfig,
+    data: dict[str, Any] | None,
+    labels: dict[str, np.ndarray],
+    extra: dict[str, Any],
 ) -> None:
     files = {f"labels/{s}.npy": save_npy(tmp / "labels" / f"{s}.npy", y) for s, y in labels.items()}
     killpoint("create.labels")
@@ -149,7 +155,7 @@ def _write_new_run(
         "versions": package_versions(),
         "data": data or {},
         "files": files,
-    }
+    } | extra
     write_json(tmp / "manifest.json", seal(manifest))
     killpoint("create.manifest")
     write_json(tmp / "config.json", config.to_dict())

@@ -50,6 +50,7 @@ from modescape.store.run import (
     member_seed,
     open_dataset,
     record_files,
+    update_manifest,
     write_member_info,
 )
 from modescape.train.loop import (  # noqa: F401  (re-exported: the training API)
@@ -75,6 +76,7 @@ def train_member(
     progress: bool = False,
     threads: int | None = None,
     dataset: Dataset | None = None,
+    track: str | None = None,
 ) -> None:
     """Train one member of the run in `run_dir` to completion: skip if finished, resume if not.
 
@@ -83,6 +85,7 @@ def train_member(
     convolutions, where intra-op threads cost more than they gain) and torch's default otherwise;
     the thread count is restored afterwards and recorded in member.json. The dataset is checked
     against the fingerprint recorded when the run was created before anything is trained.
+    `track` ("tensorboard" | "wandb" | "mlflow") logs each epoch's record (`train.tracking`).
     """
     run = load_run(run_dir)
     run._check_member(member)
@@ -96,10 +99,18 @@ def train_member(
             threads = 1 if len(data.in_shape) == 2 else torch.get_num_threads()
         before = torch.get_num_threads()
         torch.set_num_threads(threads)
+        tracker = None
+        if track:
+            from modescape.train.tracking import open_tracker
+
+            tracker = open_tracker(track, run.path, member)
+            tracker.log_config(run.config.to_dict())
         try:
-            MemberTrainer(run, member, data, dev, progress).train()
+            MemberTrainer(run, member, data, dev, progress, tracker).train()
         finally:
             torch.set_num_threads(before)
+            if tracker is not None:
+                tracker.close()
 
 
 @contextlib.contextmanager
@@ -146,9 +157,16 @@ class MemberTrainer:
     """
 
     def __init__(
-        self, run: Run, member: int, data: Dataset, dev: torch.device, progress: bool = False
+        self,
+        run: Run,
+        member: int,
+        data: Dataset,
+        dev: torch.device,
+        progress: bool = False,
+        tracker: Any = None,
     ):
         self.run, self.member, self.dev, self.progress = run, member, dev, progress
+        self.tracker = tracker  # train.tracking.GuardedTracker: sees each committed record
         self.tcfg = run.config.train
         self.seed = member_seed(run.config, member)
         self.mdir = run.member_dir(member)
@@ -210,6 +228,7 @@ class MemberTrainer:
         if start == 0:
             self.write_epoch(0, None, None)
             self.commit(0)
+            self._track()
         autocast = torch.autocast(
             self.dev.type, dtype=torch.bfloat16, enabled=self.tcfg.precision == "bf16"
         )
@@ -226,6 +245,7 @@ class MemberTrainer:
                 stats = self._train_one(epoch, autocast)
                 self.write_epoch(epoch + 1, stats, self.tcfg.lr_at(epoch))
                 self.commit(epoch + 1)
+                self._track()
                 bar.set_postfix(
                     loss=f"{stats['train_loss']:.3f}",
                     test_acc=f"{self.records[-1].get('test_acc', float('nan')):.3f}",
@@ -236,6 +256,10 @@ class MemberTrainer:
                 write_member_info(self.run.path, self.member, self.info)
             raise
         self.finish()
+
+    def _track(self) -> None:
+        if self.tracker is not None:
+            self.tracker.log_epoch(self.records[-1])
 
     def _train_one(self, epoch: int, autocast: torch.autocast) -> dict[str, float]:
         lr = self.tcfg.lr_at(epoch)
@@ -371,9 +395,8 @@ def _keeps_snapshot(tcfg: TrainConfig, epoch: int) -> bool:
 def prepare_run(out: str | Path, config: RunConfig, dataset: Dataset | None = None) -> Run:
     """Create the run directory with the labels of its evaluation splits and the dataset's
     fingerprint, atomically; or reopen it (repairing labels a killed older version left out)."""
-    from modescape.data.datasets import fingerprint
-
     out = Path(out)
+    _refuse_imported(out)
     if (out / "config.json").exists() and dataset is None:
         return init_run(out, config)  # checks the config matches; members check the data
     data = open_dataset(config) if dataset is None else dataset
@@ -382,7 +405,21 @@ def prepare_run(out: str | Path, config: RunConfig, dataset: Dataset | None = No
     m = config.model  # an unbuildable model (import path, kwargs, shape) fails before any file
     with torch.random.fork_rng(devices=[]):
         build_model(m.arch, m.variant, data.in_shape, data.num_classes, m.dropout, **m.arch_kwargs)
-    summary = {
+    summary, labels = dataset_summary(data), eval_labels(data)
+    run = init_run(out, config, summary, labels)
+    _repair_labels(run, labels)
+    if "arch" not in run.manifest:  # where the network came from (import path, version, sha256)
+        from modescape.models.registry import describe_arch
+
+        update_manifest(run.path, arch=describe_arch(m.arch))
+    return run
+
+
+def dataset_summary(data: Dataset) -> dict[str, Any]:
+    """The manifest's "data" record: name, shapes, split sizes, classes and fingerprint."""
+    from modescape.data.datasets import fingerprint
+
+    return {
         "name": data.name,
         "in_shape": list(data.in_shape),
         "num_classes": data.num_classes,
@@ -393,14 +430,29 @@ def prepare_run(out: str | Path, config: RunConfig, dataset: Dataset | None = No
         "source": data.source,
         "fingerprint": fingerprint(data),
     }
-    labels = {
+
+
+def eval_labels(data: Dataset) -> dict[str, np.ndarray]:
+    """int64 labels of the evaluation splits that have examples ("val", "test")."""
+    return {
         s: getattr(data, f"y_{s}").numpy().astype(np.int64)
         for s in ("val", "test")
         if len(getattr(data, f"y_{s}"))
     }
-    run = init_run(out, config, summary, labels)
-    _repair_labels(run, labels)
-    return run
+
+
+def _refuse_imported(out: Path) -> None:
+    """Imported checkpoints have no optimiser or RNG state: there is nothing to resume."""
+    if not (out / "manifest.json").exists():
+        return
+    from modescape.store.manifest import read_manifest
+
+    imported = read_manifest(out, trust=True).get("imported")
+    if imported:
+        raise ModescapeError(
+            f"run {out} was imported from checkpoints ({imported.get('source', '?')}), not "
+            "trained by modescape: it cannot be resumed or extended; train a new run with --out"
+        )
 
 
 def _repair_labels(run: Run, labels: dict[str, np.ndarray]) -> None:
@@ -423,10 +475,13 @@ def train(
     members: list[int] | None = None,
     device: str = "auto",
     progress: bool = False,
+    track: str | None = None,
 ) -> Run:
-    """Train (or finish) the given members of a run, one after another, in this process."""
+    """Train (or finish) the given members of a run, one after another, in this process.
+
+    `track`: an experiment tracker for every member ("tensorboard" | "wandb" | "mlflow")."""
     data = open_dataset(config)
     run = prepare_run(out, config, data)
     for m in run.members if members is None else members:
-        train_member(run.path, m, device=device, progress=progress, dataset=data)
+        train_member(run.path, m, device=device, progress=progress, dataset=data, track=track)
     return run

@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from modescape.analysis.engine.grouped import GroupedNet, compile_grouped
+from modescape.analysis.engine.inputs import Inputs, inputs, inputs_and_labels
 from modescape.errors import ModescapeError, choice_error
 from modescape.options import BNPolicy, values
 
@@ -287,7 +288,7 @@ class _Evaluator:
 def iter_logits(
     model: nn.Module,
     weights: Weights,
-    x: Tensor,
+    x: Inputs,
     *,
     buffers: Tensor | None = None,
     strategy: str = "auto",
@@ -297,10 +298,12 @@ def iter_logits(
 ) -> Iterator[tuple[slice, slice, Tensor]]:
     """Yield `(point_slice, example_slice, logits[k, n, C])` blocks covering all K × N outputs.
 
+    `x`: inputs `[N, ...]`, or a torch Dataset / DataLoader (materialised once, in order).
     `buffers`: `[K, B]` per point, `[B]` shared, or None (the state dicts' own buffers when
     `weights` is a list of state dicts holding them, else the model's current buffers).
     Order: weight chunks outside, data chunks inside them, points innermost.
     """
+    x = inputs(x)
     params, own_buffers = as_flat(model, weights)
     K = params.shape[0]
     ev = _Evaluator(model, x)
@@ -341,7 +344,7 @@ def iter_logits(
 def evaluate_many(
     model: nn.Module,
     weights: Weights,
-    x: Tensor,
+    x: Inputs,
     *,
     output: str = "probs",
     buffers: Tensor | None = None,
@@ -353,10 +356,12 @@ def evaluate_many(
     """Predictions of K weight points on N examples: `[K, N, C]` float32.
 
     `weights`: `[K, P]` flat vectors (in `param_names(model)` order) or K state dicts.
+    `x`: inputs `[N, ...]`, or a torch Dataset / DataLoader (materialised once, in order).
     `output`: "probs" (softmax) or "logits". See `iter_logits` for the other arguments.
     """
     if output not in OUTPUTS:
         raise choice_error("output", output, OUTPUTS)
+    x = inputs(x)
     params, own_buffers = as_flat(model, weights)
     out: Tensor | None = None
     for ks, ns, logits in iter_logits(
@@ -392,8 +397,8 @@ class Scores:
 def score_many(
     model: nn.Module,
     weights: Weights,
-    x: Tensor,
-    y: Tensor,
+    x: Inputs,
+    y: Tensor | None = None,
     *,
     reference_preds: Mapping[str, Tensor] | None = None,
     on_block: Callable[[int], None] | None = None,
@@ -403,8 +408,10 @@ def score_many(
     the `[K, N, C]` probabilities. `reference_preds[name]`: class indices `int64[N]`.
 
     `on_block(num_points_done_in_block)` is called after each block (for progress bars).
+    `x` may be a Dataset / DataLoader whose items are `(x, y)`; then `y` may be left out.
     Other keyword arguments as `iter_logits`.
     """
+    x, y = inputs_and_labels(x, y)
     refs = dict(reference_preds or {})
     for name, r in refs.items():
         if r.shape != (x.shape[0],):
@@ -442,7 +449,7 @@ def score_many(
 def recompute_bn_buffers(
     model: nn.Module,
     weights: Weights,
-    train_x: Tensor,
+    train_x: Inputs,
     *,
     num_batches: int = 8,
     batch_size: int = 256,
@@ -456,6 +463,7 @@ def recompute_bn_buffers(
     statistics (the variance unbiased per batch, as PyTorch does). Dropout stays off. Pass a
     shuffled `train_x`. Data batches form the outer loop, so each batch is read once.
     """
+    train_x = inputs(train_x, "training inputs")
     params, _ = as_flat(model, weights)
     K = params.shape[0]
     net = copy.deepcopy(model)
