@@ -43,7 +43,7 @@ _EXPORTS: dict[str, str] = {
     "build_model": "modescape.models.registry",
     # your own model and checkpoints
     "register_arch": "modescape.models.registry",
-    "import_checkpoints": "modescape.store.importer",
+    "import_checkpoints": "modescape.train.importer",
     "export_run": "modescape.train.tracking",
     # pure analyses of arrays and weights
     "accuracy": "modescape.analysis.metrics",
@@ -180,16 +180,15 @@ if TYPE_CHECKING:  # what static checkers and IDEs see; never executed
     )
     from modescape.errors import ModescapeError
     from modescape.models.alignment import align
-    from modescape.models.architectures import build_model
-    from modescape.models.registry import register_arch
+    from modescape.models.registry import build_model, register_arch
     from modescape.pipeline import run_pipeline, train_run
     from modescape.report.html import write_report
     from modescape.seeding import derive_seed
-    from modescape.store.importer import import_checkpoints
     from modescape.store.run import Run, load_run
     from modescape.studies.landscape import LandscapeConfig, run_landscape
     from modescape.studies.shift import ShiftConfig, run_shift
     from modescape.studies.subspace import run_subspace
     from modescape.studies.weights_functions import AnalysisConfig, analyze_run
+    from modescape.train.importer import import_checkpoints
     from modescape.train.tracking import export_run
     from modescape.train.trainer import train

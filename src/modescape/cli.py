@@ -248,7 +248,7 @@ def _build_run(sub: Any) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> None:
-    from modescape.store.importer import import_checkpoints
+    from modescape.train.importer import import_checkpoints
 
     cfg = resolve_config(args) or preset()
     run = import_checkpoints(args.source, args.out, cfg, pattern=args.pattern, fmt=args.format)
@@ -271,7 +271,7 @@ def _build_export(sub: Any) -> None:
 
 
 def _build_import(sub: Any) -> None:
-    # Literal here, not imported: building the parser must not import torch (store.importer).
+    # Literal here, not imported: building the parser must not import torch (train.importer).
     p = _subparser(sub, "import", "turn existing checkpoints (PyTorch, safetensors, Keras .h5) "
                    "into a run directory")  # fmt: skip
     p.add_argument("source", help="folder holding the checkpoints")

@@ -16,9 +16,9 @@ from modescape.config import preset
 from modescape.errors import ModescapeError
 from modescape.models.registry import build_model
 from modescape.report.html import write_report
-from modescape.store.importer import find_checkpoints, import_checkpoints
 from modescape.store.run import load_run
 from modescape.studies.weights_functions import analyze_run
+from modescape.train.importer import find_checkpoints, import_checkpoints
 from tests.conftest import ROOT, cli
 
 FIXTURES = ROOT / "tests" / "models" / "fixtures"
