@@ -65,6 +65,7 @@ _EXPORTS: dict[str, str] = {
     "SubspaceConfig": "modescape.analysis.subspace",
     "evaluate_plane": "modescape.analysis.landscape",
     "PlaneResult": "modescape.analysis.landscape",
+    "PlaneOptions": "modescape.analysis.landscape",
     "interpolate_path": "modescape.analysis.landscape",
     "PathResult": "modescape.analysis.landscape",
     "align": "modescape.models.alignment",
@@ -88,6 +89,7 @@ __all__ = [  # the public API; tests/test_api.py checks it matches _EXPORTS
     "ModelConfig",
     "ModescapeError",
     "PathResult",
+    "PlaneOptions",
     "PlaneResult",
     "Run",
     "RunConfig",
@@ -154,6 +156,7 @@ if TYPE_CHECKING:  # what static checkers and IDEs see; never executed
     from modescape.analysis.functionspace import agreement_with, disagreement_matrix, js_diversity
     from modescape.analysis.landscape import (
         PathResult,
+        PlaneOptions,
         PlaneResult,
         evaluate_plane,
         interpolate_path,

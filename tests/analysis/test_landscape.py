@@ -229,3 +229,23 @@ def test_bn_policies_on_resnet():
         net(train_x[16:])
         loss2 = F.cross_entropy(net.eval()(x), y).item()
     assert path.loss[-1].item() == pytest.approx(loss2, rel=1e-5)
+
+
+def test_plane_options_and_keyword_settings_are_one_thing():
+    model = _model()
+    x, y = torch.randn(30, 1, 40), torch.randint(0, 10, (30,))
+    base = batched.flatten_params(model.state_dict(), batched.param_names(model))
+    g = torch.Generator().manual_seed(1)
+    t1, t2 = (base + 0.01 * torch.randn(base.shape, generator=g) for _ in range(2))
+    opts = landscape.PlaneOptions(resolution=5, margin=0.3, verbose=False)
+    a = landscape.evaluate_plane(model, torch.zeros_like(base), t1, t2, x, y, options=opts)
+    b = landscape.evaluate_plane(
+        model, torch.zeros_like(base), t1, t2, x, y, resolution=5, margin=0.3, verbose=False
+    )
+    assert torch.equal(a.loss, b.loss) and a.settings == b.settings
+    # a keyword overrides the options' field; an engine setting is recorded as such
+    c = landscape.evaluate_plane(
+        model, torch.zeros_like(base), t1, t2, x, y, options=opts, margin=0.5, batch_size=7
+    )
+    assert c.settings["margin"] == 0.5 and c.settings["batch_size"] == 7
+    assert c.a_values.min() < a.a_values.min()

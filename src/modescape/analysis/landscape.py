@@ -23,9 +23,8 @@ labels then come from `(x, y)` items when `y` is not given.
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 import torch
 from torch import Tensor, nn
@@ -235,6 +234,20 @@ class _PlanePoints:
         return params, bufs
 
 
+@dataclass(frozen=True)
+class PlaneOptions:
+    """How a plane is evaluated (every field can also be passed to `evaluate_plane` by name)."""
+
+    resolution: int = 21  # at least this many grid values per axis (anchors are grid nodes)
+    margin: float = 0.2  # fraction of the anchors' extent added on each side
+    bn_policy: str = "recompute"  # BatchNorm handling (module docstring)
+    bn_batches: int = 8  # training batches per recomputation ("recompute")
+    bn_batch_size: int = 256
+    rows_per_block: int | None = None  # grid rows per engine call; None: enough for >= 64 points
+    progress: bool | None = None  # tqdm bar; None shows it only on a terminal
+    verbose: bool = True  # log the work estimate before starting
+
+
 def evaluate_plane(
     model: nn.Module,
     o: Anchor,
@@ -243,19 +256,12 @@ def evaluate_plane(
     x: Inputs,
     y: Tensor | None = None,
     *,
-    resolution: int = 21,
-    margin: float = 0.2,
+    options: PlaneOptions | None = None,
     reference_probs: Mapping[str, Tensor] | None = None,
-    bn_policy: str = "recompute",
     train_x: Inputs | None = None,
-    bn_batches: int = 8,
-    bn_batch_size: int = 256,
     done_rows: Mapping[int, RowValues] | None = None,
     on_row: Callable[[int, RowValues], None] | None = None,
-    rows_per_block: int | None = None,
-    progress: bool | None = None,
-    verbose: bool = True,
-    **engine: object,
+    **settings: object,
 ) -> PlaneResult:
     """Loss, accuracy and agreement on a grid over the plane through o, θ1, θ2, with at least
     `resolution` values per axis and the anchors on grid nodes (`geometry.anchored_grid`).
@@ -265,41 +271,77 @@ def evaluate_plane(
         o, t1, t2: anchors, flat `[P]` vectors or state dicts (which may carry BN buffers).
         x, y: evaluation inputs `[N, ...]` and labels `int64[N]` (or a Dataset / DataLoader
             of `(x, y)` items, with y left out).
+        options: `PlaneOptions`; `settings` override its fields by name (`resolution=41`), and
+            the other names go to the engine (`strategy`, `batch_size`, `chunk`,
+            `memory_budget_mb` of `batched.iter_logits`).
         reference_probs: `{name: probs[N, C]}` to measure agreement with; default θ1's and θ2's
             own predictions, named "theta1" and "theta2".
-        bn_policy, train_x, bn_batches, bn_batch_size: BatchNorm handling (module docstring).
+        train_x: training inputs for the "recompute" BatchNorm policy.
         done_rows, on_row: resumption. Row i is `b_values[i]`; `on_row(i, values)` is called as
             each row is finished (persist it), and rows in `done_rows` are not recomputed.
-        rows_per_block: grid rows evaluated per engine call (points per call = rows × Ra);
-            default enough rows for ≥ 64 points, which amortises the per-call set-up.
-        progress: tqdm bar; None shows it only on a terminal. verbose: print the work estimate.
-        engine: `strategy`, `batch_size`, `chunk`, `memory_budget_mb` for `batched.iter_logits`.
     """
+    names = {f.name for f in fields(PlaneOptions)}
+    opts = replace(options or PlaneOptions(), **{k: v for k, v in settings.items() if k in names})
+    engine = {k: v for k, v in settings.items() if k not in names}
     x, y, train_x = _data(x, y, train_x)
-    policy = _resolve_policy(model, bn_policy, train_x)
+    policy = _resolve_policy(model, opts.bn_policy, train_x)
     (po, bo), (p1, b1), (p2, b2) = (_flat_anchor(model, t) for t in (o, t1, t2))
     u, v, coords = plane_axes(po, p1, p2)
-    grid_spec = anchored_grid(coords, resolution, margin)
-    a_vals, b_vals = grid_spec.a_values, grid_spec.b_values
-    job = _Job(model, x, y, policy, train_x, bn_batches, bn_batch_size, engine)
+    grid_spec = anchored_grid(coords, opts.resolution, opts.margin)
+    job = _Job(model, x, y, policy, train_x, opts.bn_batches, opts.bn_batch_size, engine)
     refs = _agreement_refs(job, reference_probs, {"theta1": (p1, b1), "theta2": (p2, b2)})
-
     points = _PlanePoints(grid_spec, coords, u, v, ((po, bo), (p1, b1), (p2, b2)))
-
     # The anchors, exactly (a direct check that the grid is right where it passes near them).
     anchor = job.score(torch.stack([po, p1, p2]), torch.stack([bo, b1, b2]), refs)
+    done = _evaluate_rows(job, points, refs, opts, dict(done_rows or {}), on_row)
 
-    Ra, Rb = len(a_vals), len(b_vals)
-    rows_per_block = rows_per_block or max(1, -(-64 // Ra))
-    done = dict(done_rows or {})
+    Rb, Ra = len(grid_spec.b_values), len(grid_spec.a_values)
+    grid = {key: torch.stack([done[i][key].float() for i in range(Rb)]) for key in done[0]}
+    return PlaneResult(
+        a_values=grid_spec.a_values,
+        b_values=grid_spec.b_values,
+        loss=grid["loss"],
+        accuracy=grid["accuracy"],
+        agreement={n: grid[f"agreement/{n}"] for n in refs},
+        anchor_coords=coords,
+        anchor_loss=anchor.loss,
+        anchor_accuracy=anchor.accuracy,
+        anchor_agreement=anchor.agreement,
+        bn_policy=policy,
+        anchor_index=grid_spec.anchor_index,
+        settings={
+            "resolution": opts.resolution,
+            "grid_shape": [Rb, Ra],
+            "grid": "anchored: the anchors' coordinates are nodes (geometry.anchored_grid)",
+            "margin": opts.margin,
+            "bn_batches": opts.bn_batches if policy == "recompute" else None,
+            "bn_batch_size": opts.bn_batch_size if policy == "recompute" else None,
+            "num_examples": int(x.shape[0]),
+            "references": list(refs),
+            **{k: v for k, v in engine.items() if isinstance(v, int | float | str)},
+        },
+    )
+
+
+def _evaluate_rows(
+    job: _Job,
+    points: _PlanePoints,
+    refs: Mapping[str, Tensor],
+    opts: PlaneOptions,
+    done: dict[int, RowValues],
+    on_row: Callable[[int, RowValues], None] | None,
+) -> dict[int, RowValues]:
+    """Every grid row not in `done`, a block of rows per engine call; `on_row` as each ends."""
+    Ra, Rb = len(points.grid.a_values), len(points.grid.b_values)
+    rows_per_block = opts.rows_per_block or max(1, -(-64 // Ra))
     todo = [i for i in range(Rb) if i not in done]
-    if verbose:
-        print(
-            f"modescape plane: {_work_estimate(model, x, len(todo) * Ra, job)}; "
-            f"BatchNorm policy {policy!r}",
-            file=sys.stderr,
+    if opts.verbose:
+        log.info(
+            "modescape plane: %s; BatchNorm policy %r",
+            _work_estimate(job.model, job.x, len(todo) * Ra, job),
+            job.policy,
         )
-    disable = None if progress is None else not progress
+    disable = None if opts.progress is None else not opts.progress
     with tqdm(total=len(todo) * Ra, desc="plane", unit="pt", disable=disable) as bar:
         for s in range(0, len(todo), rows_per_block):
             rows = todo[s : s + rows_per_block]
@@ -312,32 +354,7 @@ def evaluate_plane(
                 done[i] = values
                 if on_row is not None:
                     on_row(i, values)
-
-    grid = {key: torch.stack([done[i][key].float() for i in range(Rb)]) for key in done[0]}
-    return PlaneResult(
-        a_values=a_vals,
-        b_values=b_vals,
-        loss=grid["loss"],
-        accuracy=grid["accuracy"],
-        agreement={n: grid[f"agreement/{n}"] for n in refs},
-        anchor_coords=coords,
-        anchor_loss=anchor.loss,
-        anchor_accuracy=anchor.accuracy,
-        anchor_agreement=anchor.agreement,
-        bn_policy=policy,
-        anchor_index=grid_spec.anchor_index,
-        settings={
-            "resolution": resolution,
-            "grid_shape": [Rb, Ra],
-            "grid": "anchored: the anchors' coordinates are nodes (geometry.anchored_grid)",
-            "margin": margin,
-            "bn_batches": bn_batches if policy == "recompute" else None,
-            "bn_batch_size": bn_batch_size if policy == "recompute" else None,
-            "num_examples": int(x.shape[0]),
-            "references": list(refs),
-            **{k: v for k, v in engine.items() if isinstance(v, int | float | str)},
-        },
-    )
+    return done
 
 
 # ---------------------------------------------------------------------------------------------
