@@ -30,151 +30,26 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from modescape.analysis.engine import batched
-from modescape.analysis.engine.batched import BN_POLICIES, Scores, StateDict
-from modescape.analysis.engine.inputs import Inputs, inputs, inputs_and_labels
+from modescape.analysis.engine.inputs import Inputs
+from modescape.analysis.engine.points import (
+    Anchor,
+    PointJob,
+    agreement_refs,
+    flat_anchor,
+    prepare_data,
+    resolve_policy,
+    work_estimate,
+)
 from modescape.analysis.geometry import COLLINEAR_RTOL as COLLINEAR_RTOL
 from modescape.analysis.geometry import AnchoredGrid, anchored_grid
 from modescape.analysis.geometry import plane_axes as plane_axes
 from modescape.analysis.geometry import plane_grid as plane_grid
 from modescape.analysis.geometry import project_onto_plane as project_onto_plane
-from modescape.errors import ModescapeError, choice_error
+from modescape.errors import ModescapeError
 
 log = logging.getLogger(__name__)
 
-Anchor = Tensor | StateDict
 RowValues = dict[str, Tensor]  # "loss", "accuracy", "agreement/<name>": each [len(a_values)]
-
-# ---------------------------------------------------------------------------------------------
-# shared evaluation
-
-
-def _flat_anchor(model: nn.Module, anchor: Anchor) -> tuple[Tensor, Tensor]:
-    """(params[P], buffers[B]) of an anchor; a flat vector takes the template's buffers."""
-    if isinstance(anchor, Tensor):
-        bnames = batched.buffer_names(model)
-        return anchor.detach().reshape(-1).float(), batched.flatten_params(
-            model.state_dict(), bnames
-        )
-    params, buffers = batched.as_flat(model, [anchor])
-    if buffers is None:
-        buffers = batched.flatten_params(model.state_dict(), batched.buffer_names(model))[None]
-    return params[0], buffers[0]
-
-
-def _resolve_policy(model: nn.Module, bn_policy: str, train_x: Tensor | None) -> str:
-    if bn_policy not in BN_POLICIES:
-        raise choice_error("BatchNorm policy", bn_policy, BN_POLICIES)
-    if not batched.has_batchnorm(model):
-        return "none"
-    if bn_policy == "recompute" and train_x is None:
-        # The default policy must not make the plain call fail on a BatchNorm model; the
-        # result records "interpolate", so nobody mistakes it for recomputed statistics.
-        log.warning(
-            "bn_policy 'recompute' needs training inputs (train_x); without them the "
-            "BatchNorm statistics are interpolated between the anchors (bn_policy "
-            "'interpolate') instead. Pass train_x to recompute them at every point"
-        )
-        return "interpolate"
-    return bn_policy
-
-
-def _data(
-    x: Inputs, y: Tensor | None, train_x: Inputs | None
-) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Tensors of the evaluation data (a Dataset / DataLoader materialised once)."""
-    x, y = inputs_and_labels(x, y)
-    return x, y, None if train_x is None else inputs(train_x, "training inputs")
-
-
-@dataclass(frozen=True)
-class _Job:
-    """What every point evaluation shares: model, data, references, BN policy, engine options."""
-
-    model: nn.Module
-    x: Tensor
-    y: Tensor
-    policy: str
-    train_x: Tensor | None
-    bn_batches: int
-    bn_batch_size: int
-    engine: Mapping[str, object]
-
-    def buffers(self, params: Tensor, interpolated: Tensor) -> Tensor | None:
-        """Per-point buffers `[K, B]`; `interpolated` is used by the "interpolate" policy."""
-        if self.policy == "recompute":
-            assert self.train_x is not None
-            return batched.recompute_bn_buffers(
-                self.model,
-                params,
-                self.train_x,
-                num_batches=self.bn_batches,
-                batch_size=self.bn_batch_size,
-            )
-        if self.policy == "interpolate":
-            return interpolated
-        return None  # "keep" / "none": the template's buffers
-
-    def probs(self, params: Tensor, interpolated: Tensor) -> Tensor:
-        buffers = self.buffers(params, interpolated)
-        return batched.evaluate_many(self.model, params, self.x, buffers=buffers, **self.engine)
-
-    def score(
-        self,
-        params: Tensor,
-        interpolated: Tensor,
-        refs: Mapping[str, Tensor],
-        on_block: Callable[[int], None] | None = None,
-    ) -> Scores:
-        buffers = self.buffers(params, interpolated)
-        return batched.score_many(
-            self.model,
-            params,
-            self.x,
-            self.y,
-            buffers=buffers,
-            reference_preds=refs,
-            on_block=on_block,
-            **self.engine,
-        )
-
-
-def _work_estimate(model: nn.Module, x: Tensor, points: int, job: _Job) -> str:
-    """`points × examples` and, when countable, the forward FLOPs of the whole evaluation."""
-    text = f"{points:,} weight points × {x.shape[0]:,} examples"
-    if job.policy == "recompute":
-        assert job.train_x is not None
-        n_bn = min(job.train_x.shape[0], job.bn_batches * job.bn_batch_size)
-        text += f" (+ {n_bn:,} training examples per point for BatchNorm statistics)"
-        per_point = x.shape[0] + n_bn
-    else:
-        per_point = x.shape[0]
-    try:
-        from torch.utils.flop_counter import FlopCounterMode
-
-        counter = FlopCounterMode(display=False)
-        with counter, torch.inference_mode():
-            model.eval()(x[:1])
-        text += f" ≈ {counter.get_total_flops() * per_point * points / 1e12:.2f} TFLOP"
-    except Exception:
-        pass
-    return text
-
-
-def _agreement_refs(
-    job: _Job,
-    reference_probs: Mapping[str, Tensor] | None,
-    defaults: Mapping[str, tuple[Tensor, Tensor]],
-) -> dict[str, Tensor]:
-    """Reference class predictions `int64[N]`: given probabilities, else the named anchors'."""
-    if reference_probs is not None:
-        return {name: p.argmax(-1) for name, p in reference_probs.items()}
-    names = list(defaults)
-    params = torch.stack([defaults[n][0] for n in names])
-    bufs = torch.stack([defaults[n][1] for n in names])
-    probs = job.probs(params, bufs)
-    return {name: probs[i].argmax(-1) for i, name in enumerate(names)}
-
 
 # ---------------------------------------------------------------------------------------------
 # planes
@@ -283,13 +158,13 @@ def evaluate_plane(
     names = {f.name for f in fields(PlaneOptions)}
     opts = replace(options or PlaneOptions(), **{k: v for k, v in settings.items() if k in names})
     engine = {k: v for k, v in settings.items() if k not in names}
-    x, y, train_x = _data(x, y, train_x)
-    policy = _resolve_policy(model, opts.bn_policy, train_x)
-    (po, bo), (p1, b1), (p2, b2) = (_flat_anchor(model, t) for t in (o, t1, t2))
+    x, y, train_x = prepare_data(x, y, train_x)
+    policy = resolve_policy(model, opts.bn_policy, train_x)
+    (po, bo), (p1, b1), (p2, b2) = (flat_anchor(model, t) for t in (o, t1, t2))
     u, v, coords = plane_axes(po, p1, p2)
     grid_spec = anchored_grid(coords, opts.resolution, opts.margin)
-    job = _Job(model, x, y, policy, train_x, opts.bn_batches, opts.bn_batch_size, engine)
-    refs = _agreement_refs(job, reference_probs, {"theta1": (p1, b1), "theta2": (p2, b2)})
+    job = PointJob(model, x, y, policy, train_x, opts.bn_batches, opts.bn_batch_size, engine)
+    refs = agreement_refs(job, reference_probs, {"theta1": (p1, b1), "theta2": (p2, b2)})
     points = _PlanePoints(grid_spec, coords, u, v, ((po, bo), (p1, b1), (p2, b2)))
     # The anchors, exactly (a direct check that the grid is right where it passes near them).
     anchor = job.score(torch.stack([po, p1, p2]), torch.stack([bo, b1, b2]), refs)
@@ -309,22 +184,35 @@ def evaluate_plane(
         anchor_agreement=anchor.agreement,
         bn_policy=policy,
         anchor_index=grid_spec.anchor_index,
-        settings={
-            "resolution": opts.resolution,
-            "grid_shape": [Rb, Ra],
-            "grid": "anchored: the anchors' coordinates are nodes (geometry.anchored_grid)",
-            "margin": opts.margin,
-            "bn_batches": opts.bn_batches if policy == "recompute" else None,
-            "bn_batch_size": opts.bn_batch_size if policy == "recompute" else None,
-            "num_examples": int(x.shape[0]),
-            "references": list(refs),
-            **{k: v for k, v in engine.items() if isinstance(v, int | float | str)},
-        },
+        settings=_settings(opts, policy, [Rb, Ra], int(x.shape[0]), list(refs), engine),
     )
 
 
+def _settings(
+    opts: PlaneOptions,
+    policy: str,
+    grid_shape: list[int],
+    num_examples: int,
+    references: list[str],
+    engine: Mapping[str, object],
+) -> dict[str, object]:
+    """What a plane was computed with, as recorded beside it."""
+    recompute = policy == "recompute"
+    return {
+        "resolution": opts.resolution,
+        "grid_shape": grid_shape,
+        "grid": "anchored: the anchors' coordinates are nodes (geometry.anchored_grid)",
+        "margin": opts.margin,
+        "bn_batches": opts.bn_batches if recompute else None,
+        "bn_batch_size": opts.bn_batch_size if recompute else None,
+        "num_examples": num_examples,
+        "references": references,
+        **{k: v for k, v in engine.items() if isinstance(v, int | float | str)},
+    }
+
+
 def _evaluate_rows(
-    job: _Job,
+    job: PointJob,
     points: _PlanePoints,
     refs: Mapping[str, Tensor],
     opts: PlaneOptions,
@@ -338,7 +226,7 @@ def _evaluate_rows(
     if opts.verbose:
         log.info(
             "modescape plane: %s; BatchNorm policy %r",
-            _work_estimate(job.model, job.x, len(todo) * Ra, job),
+            work_estimate(job.model, job.x, len(todo) * Ra, job),
             job.policy,
         )
     disable = None if opts.progress is None else not opts.progress
@@ -398,11 +286,11 @@ def interpolate_path(
     """Evaluate `n_points` equally spaced points of the segment θ1 → θ2 (both ends included)."""
     if n_points < 2:
         raise ModescapeError(f"a path needs at least 2 points, got {n_points}")
-    x, y, train_x = _data(x, y, train_x)
-    policy = _resolve_policy(model, bn_policy, train_x)
-    (p1, b1), (p2, b2) = _flat_anchor(model, t1), _flat_anchor(model, t2)
-    job = _Job(model, x, y, policy, train_x, bn_batches, bn_batch_size, engine)
-    refs = _agreement_refs(job, reference_probs, {"theta1": (p1, b1), "theta2": (p2, b2)})
+    x, y, train_x = prepare_data(x, y, train_x)
+    policy = resolve_policy(model, bn_policy, train_x)
+    (p1, b1), (p2, b2) = flat_anchor(model, t1), flat_anchor(model, t2)
+    job = PointJob(model, x, y, policy, train_x, bn_batches, bn_batch_size, engine)
+    refs = agreement_refs(job, reference_probs, {"theta1": (p1, b1), "theta2": (p2, b2)})
     alphas = torch.linspace(0.0, 1.0, n_points, dtype=torch.float64)
     al = alphas[:, None]
     params = ((1 - al) * p1.double() + al * p2.double()).float()
