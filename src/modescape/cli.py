@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from modescape import __version__
+from modescape.cli_readers import build_reader_parsers
 from modescape.config import RunConfig, load_config, preset
 from modescape.errors import ModescapeError
 from modescape.options import Arch, Dataset, Executor, Recipe, Variant, values
@@ -286,105 +287,6 @@ def _build_import(sub: Any) -> None:
     p.set_defaults(func=cmd_import)
 
 
-# ---- reading a run ----------------------------------------------------------------------------
-
-
-def cmd_report(args: argparse.Namespace) -> None:
-    from modescape.report.html import write_report
-
-    write_report(args.run)  # logs where it wrote the report
-
-
-def cmd_status(args: argparse.Namespace) -> None:
-    from modescape.train.launch import format_status, run_status
-
-    print(format_status(run_status(args.run)))
-
-
-def cmd_verify(args: argparse.Namespace) -> int:
-    from modescape.store.run import verify_run
-
-    problems = verify_run(args.run)
-    for p in problems:
-        print(p)
-    print(f"{len(problems)} problem(s) in {args.run}" if problems else f"{args.run}: all verified")
-    return 1 if problems else 0
-
-
-def cmd_info(args: argparse.Namespace) -> int:
-    """Exit status 1 when the run has integrity problems (they are listed, not raised)."""
-    from modescape.store.run import load_run, run_summary
-
-    summary = run_summary(load_run(args.run, trust=True))
-    if args.json:
-        print(json.dumps(summary, indent=2, sort_keys=True))
-        return 1 if summary["problems"] else 0
-    cfg, data = summary["config"], summary["data"]
-    print(f"run       {summary['path']}")
-    print(
-        f"data      {cfg['data']['name']} {data.get('in_shape')} train/val/test "
-        f"{data.get('n_train')}/{data.get('n_val')}/{data.get('n_test')}"
-    )
-    print(
-        f"model     {cfg['model']['arch']} ({cfg['model']['variant']}), "
-        f"recipe {cfg['train']['recipe']}, {cfg['train']['epochs']} epochs, base seed {cfg['seed']}"
-    )
-    print(f"{'member':>6} {'state':>9} {'epoch':>5} {'snaps':>5} {'test acc':>8}  seed")
-    for m in summary["members"]:
-        acc = "-" if m["test_acc"] is None else f"{m['test_acc']:.4f}"
-        print(
-            f"{m['member']:>6} {m['state']:>9} {m['epoch']:>5} {m['snapshots']:>5} {acc:>8}"
-            f"  {m['seed']}"
-        )
-    if summary["problems"]:
-        print("integrity problems:\n  " + "\n  ".join(summary["problems"]))
-    return 1 if summary["problems"] else 0
-
-
-def cmd_models(args: argparse.Namespace) -> None:
-    from modescape.models.architectures import describe_models
-
-    if args.data in (None, Dataset.MNIST1D):
-        in_shape, classes = (1, 40), 10
-    elif args.data in (Dataset.CIFAR10, Dataset.CIFAR100) and not args.root:
-        in_shape, classes = (3, 32, 32), 10 if args.data == Dataset.CIFAR10 else 100
-    else:
-        from modescape.store.run import open_dataset
-
-        d = open_dataset(preset(args.data, root=args.root))
-        in_shape, classes = d.in_shape, d.num_classes
-    rows = describe_models(in_shape, classes)
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return
-    print(f"input {tuple(in_shape)}, {classes} classes")
-    print(f"{'arch':<10} {'variant':<8} {'params':>10}  description")
-    for r in rows:
-        params = "too small" if r["params"] is None else f"{r['params']:,}"
-        print(f"{r['arch']:<10} {r['variant']:<8} {params:>10}  {r['description']}")
-
-
-def _build_readers(sub: Any) -> None:
-    p = _subparser(sub, "report", "write <run>/report/index.html with every figure")
-    p.add_argument("run", help="run directory (analysed)")
-    p.set_defaults(func=cmd_report)
-    p = _subparser(sub, "status", "state of each member (and its SLURM task)")
-    p.add_argument("run", help="run directory")
-    p.set_defaults(func=cmd_status)
-    p = _subparser(sub, "info", "members, seeds, snapshots and accuracies of a run")
-    p.add_argument("run", help="run directory")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_info)
-    p = _subparser(sub, "verify", "check every file of a run against its recorded sha256")
-    p.add_argument("run", help="run directory")
-    p.set_defaults(func=cmd_verify)
-    p = _subparser(sub, "models", "every architecture with its parameter count for a dataset")
-    p.add_argument("--data", choices=values(Dataset), help="dataset (default mnist1d)")
-    p.add_argument("--root", help="dataset location, for image folders of other sizes")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_models)
-
-
 # ---- the parser, logging and main -------------------------------------------------------------
 
 STUDIES = ("analyze", "subspace", "landscape", "shift")
@@ -438,7 +340,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     else:
         for name in STUDIES:
             _subparser(sub, name, f"the {name} study (see modescape {name} --help)")
-    _build_readers(sub)
+    build_reader_parsers(sub, _subparser)
     return parser
 
 
