@@ -157,7 +157,7 @@ def import_checkpoints(
     `config` names the data and the model (arch, variant, arch_kwargs); its `members` and
     `train.epochs` are replaced by what the checkpoints hold. Returns the new run, opened.
     """
-    from modescape.train.trainer import dataset_summary, eval_labels
+    from modescape.train.prepare import dataset_summary, eval_labels
 
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):

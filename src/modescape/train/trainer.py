@@ -45,12 +45,10 @@ from modescape.store.files import (
 )
 from modescape.store.run import (
     Run,
-    init_run,
     load_run,
     member_seed,
     open_dataset,
     record_files,
-    update_manifest,
     write_member_info,
 )
 from modescape.train.loop import (  # noqa: F401  (re-exported: the training API)
@@ -65,6 +63,11 @@ from modescape.train.loop import (  # noqa: F401  (re-exported: the training API
     predict,
     resolve_device,
     train_epoch,
+)
+from modescape.train.prepare import (  # noqa: F401  (re-exported: the training API)
+    dataset_summary,
+    eval_labels,
+    prepare_run,
 )
 
 
@@ -390,82 +393,6 @@ class MemberTrainer:
 
 def _keeps_snapshot(tcfg: TrainConfig, epoch: int) -> bool:
     return epoch == 0 or epoch == tcfg.epochs or epoch % tcfg.snapshot_every == 0
-
-
-def prepare_run(out: str | Path, config: RunConfig, dataset: Dataset | None = None) -> Run:
-    """Create the run directory with the labels of its evaluation splits and the dataset's
-    fingerprint, atomically; or reopen it (repairing labels a killed older version left out)."""
-    out = Path(out)
-    _refuse_imported(out)
-    if (out / "config.json").exists() and dataset is None:
-        return init_run(out, config)  # checks the config matches; members check the data
-    data = open_dataset(config) if dataset is None else dataset
-    from modescape.models.registry import build_model
-
-    m = config.model  # an unbuildable model (import path, kwargs, shape) fails before any file
-    with torch.random.fork_rng(devices=[]):
-        build_model(m.arch, m.variant, data.in_shape, data.num_classes, m.dropout, **m.arch_kwargs)
-    summary, labels = dataset_summary(data), eval_labels(data)
-    run = init_run(out, config, summary, labels)
-    _repair_labels(run, labels)
-    if "arch" not in run.manifest:  # where the network came from (import path, version, sha256)
-        from modescape.models.registry import describe_arch
-
-        update_manifest(run.path, arch=describe_arch(m.arch))
-    return run
-
-
-def dataset_summary(data: Dataset) -> dict[str, Any]:
-    """The manifest's "data" record: name, shapes, split sizes, classes and fingerprint."""
-    from modescape.data.datasets import fingerprint
-
-    return {
-        "name": data.name,
-        "in_shape": list(data.in_shape),
-        "num_classes": data.num_classes,
-        "classes": list(data.classes),
-        "n_train": len(data.y_train),
-        "n_val": len(data.y_val),
-        "n_test": len(data.y_test),
-        "source": data.source,
-        "fingerprint": fingerprint(data),
-    }
-
-
-def eval_labels(data: Dataset) -> dict[str, np.ndarray]:
-    """int64 labels of the evaluation splits that have examples ("val", "test")."""
-    return {
-        s: getattr(data, f"y_{s}").numpy().astype(np.int64)
-        for s in ("val", "test")
-        if len(getattr(data, f"y_{s}"))
-    }
-
-
-def _refuse_imported(out: Path) -> None:
-    """Imported checkpoints have no optimiser or RNG state: there is nothing to resume."""
-    if not (out / "manifest.json").exists():
-        return
-    from modescape.store.manifest import read_manifest
-
-    imported = read_manifest(out, trust=True).get("imported")
-    if imported:
-        raise ModescapeError(
-            f"run {out} was imported from checkpoints ({imported.get('source', '?')}), not "
-            "trained by modescape: it cannot be resumed or extended; train a new run with --out"
-        )
-
-
-def _repair_labels(run: Run, labels: dict[str, np.ndarray]) -> None:
-    """Write and record labels a run lacks (one created by a version that could be killed
-    between config.json and the labels)."""
-    recorded = run.manifest.get("files", {})
-    files = {}
-    for split, y in labels.items():
-        rel = f"labels/{split}.npy"
-        if rel not in recorded:
-            files[rel] = save_npy(run.path / rel, y)
-    if files:
-        record_files(run.path, files)
 
 
 def train(
