@@ -38,22 +38,13 @@ def train_run(
     checks the run directory and trains nothing, with a warning that says so. `track` names an
     experiment tracker for every member (`train.tracking`; not part of the config)."""
     from modescape.train.launch import run_members
-    from modescape.train.trainer import prepare_run, resolve_device, train
+    from modescape.train.trainer import prepare_run, train
 
-    # Checked before the run directory exists, so a typo leaves nothing behind.
-    check_choice("executor", executor, Executor)
-    if workers < 1 or retries < 0:
-        raise ModescapeError(f"workers must be >= 1 and retries >= 0, got {workers}, {retries}")
-    if executor != Executor.SLURM:  # SLURM tasks resolve the device on their own node
-        resolve_device(device)
+    _check_launch(executor, workers, retries, device, track)
     if members is not None and len(members) == 0:
         log.warning("no member to train in %s: the selection of %d member(s) is empty", out,
                     config.members)  # fmt: skip
         return prepare_run(out, config).path
-    if track is not None:
-        from modescape.train.tracking import TrackerKind
-
-        check_choice("tracker", track, TrackerKind)
     if executor == Executor.SERIAL:
         return train(
             config, out, members=members, device=device, progress=progress, track=track
@@ -68,15 +59,9 @@ def train_run(
         job_fn = functools.partial(train_member, track=track)
         members = run.members if members is None else members
     result = run_members(
-        run.path,
-        members,
-        executor,
-        job_fn=job_fn,
-        workers=workers,
-        device=device,
-        retries=retries,
-        slurm=slurm,
-    )
+        run.path, members, executor, job_fn=job_fn, workers=workers, device=device,
+        retries=retries, slurm=slurm,
+    )  # fmt: skip
     for job_id in result.job_ids:
         log.info("SLURM array job %s (sacct -j %s shows its tasks)", job_id, job_id)
     if not result.ok:
@@ -86,6 +71,23 @@ def train_run(
             "run the same command again to resume them"
         )
     return run.path
+
+
+def _check_launch(
+    executor: str, workers: int, retries: int, device: str, track: str | None
+) -> None:
+    """Checked before the run directory exists, so a typo leaves nothing behind."""
+    from modescape.train.trainer import resolve_device
+
+    check_choice("executor", executor, Executor)
+    if workers < 1 or retries < 0:
+        raise ModescapeError(f"workers must be >= 1 and retries >= 0, got {workers}, {retries}")
+    if executor != Executor.SLURM:  # SLURM tasks resolve the device on their own node
+        resolve_device(device)
+    if track is not None:
+        from modescape.train.tracking import TrackerKind
+
+        check_choice("tracker", track, TrackerKind)
 
 
 def subspace_defaults(config: RunConfig) -> Any:
