@@ -20,6 +20,7 @@ float64 W (3.3 GB); only the float32 block being multiplied and the [M, M] resul
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -35,6 +36,8 @@ PARAM_SELECTIONS = values(ParamSelection)
 _KERNEL_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 StateDict = Mapping[str, torch.Tensor]
+Tensor = torch.Tensor
+Weights = Tensor | Sequence[StateDict]  # flat vectors [K, P] or K state dicts
 
 
 def select_parameter_names(model: nn.Module, selection: str = "all") -> list[str]:
@@ -81,6 +84,8 @@ def flatten(
     missing = [n for n in names if n not in state_dict]
     if missing:
         raise ModescapeError(f"state dict lacks {len(missing)} parameter(s), e.g. {missing[0]!r}")
+    if not names:
+        return torch.zeros(0, dtype=dtype)
     return torch.cat([state_dict[n].detach().reshape(-1).to("cpu", dtype) for n in names])
 
 
@@ -89,6 +94,62 @@ def stack_flat(
 ) -> torch.Tensor:
     """Flat vectors of several state dicts: Tensor[M, P]."""
     return torch.stack([flatten(sd, names, dtype) for sd in state_dicts])
+
+
+def param_names(model: nn.Module) -> list[str]:
+    """Names of the model's parameters, in the order of its flat vector (`named_parameters`)."""
+    return [name for name, _ in model.named_parameters()]
+
+
+def buffer_names(model: nn.Module) -> list[str]:
+    """Names of the floating-point buffers (BatchNorm running mean/var), in module order.
+
+    Integer buffers (`num_batches_tracked`) are left out: they never enter a forward pass in eval
+    mode and cannot be interpolated.
+    """
+    return [name for name, b in model.named_buffers() if b.is_floating_point()]
+
+
+def shapes_of(model: nn.Module, names: Sequence[str]) -> list[torch.Size]:
+    """Shapes of the named parameters or buffers of `model`."""
+    state = model.state_dict()
+    return [state[name].shape for name in names]
+
+
+def flatten_params(state_dict: StateDict, names: Sequence[str]) -> Tensor:
+    """`flatten` in float32, the precision networks are evaluated in: `[P]`."""
+    return flatten(state_dict, names, torch.float32)
+
+
+def unflatten(
+    vector: Tensor, names: Sequence[str], shapes: Sequence[torch.Size]
+) -> dict[str, Tensor]:
+    """Split `vector[..., P]` into named tensors of `shapes` (views, no copy; leading dims kept)."""
+    sizes = [math.prod(s) for s in shapes]
+    if vector.shape[-1] != sum(sizes):
+        raise ModescapeError(
+            f"flat vector has {vector.shape[-1]} entries, the model needs {sum(sizes)}"
+        )
+    lead = vector.shape[:-1]
+    parts = torch.split(vector, sizes, dim=-1)
+    return {n: p.view(*lead, *s) for n, p, s in zip(names, parts, shapes)}
+
+
+def as_flat(model: nn.Module, weights: Weights) -> tuple[Tensor, Tensor | None]:
+    """`weights` as `(params[K, P], buffers[K, B] or None)`.
+
+    A list of state dicts gives its buffers too (when they hold them); a tensor gives none.
+    """
+    if isinstance(weights, Tensor):
+        flat = weights.float()
+        if flat.dim() == 1:
+            flat = flat[None]
+        return flat, None
+    pnames, bnames = param_names(model), buffer_names(model)
+    params = torch.stack([flatten_params(sd, pnames) for sd in weights])
+    has_buffers = bool(bnames) and all(all(n in sd for n in bnames) for sd in weights)
+    buffers = torch.stack([flatten_params(sd, bnames) for sd in weights]) if has_buffers else None
+    return params, buffers
 
 
 def iter_param_chunks(

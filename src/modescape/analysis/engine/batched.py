@@ -31,8 +31,7 @@ shared); `recompute_bn_buffers` recomputes them for off-trajectory points.
 from __future__ import annotations
 
 import copy
-import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -42,84 +41,23 @@ from torch.func import functional_call, vmap
 
 from modescape.analysis.engine.grouped import GroupedNet, compile_grouped
 from modescape.analysis.engine.inputs import Inputs, inputs, inputs_and_labels
+from modescape.analysis.weightspace import StateDict as StateDict  # re-exported
+from modescape.analysis.weightspace import (
+    Weights,
+    as_flat,
+    buffer_names,
+    flatten_params,
+    param_names,
+    shapes_of,
+    unflatten,
+)
 from modescape.errors import ModescapeError, choice_error
+from modescape.models.registry import has_batchnorm as has_batchnorm  # re-exported
 from modescape.options import BNPolicy, values
 
 STRATEGIES = ("auto", "loop", "grouped", "vmap")
 OUTPUTS = ("probs", "logits")
 BN_POLICIES = values(BNPolicy)
-
-StateDict = Mapping[str, Tensor]
-Weights = Tensor | Sequence[StateDict]
-
-
-# ---------------------------------------------------------------------------------------------
-# flat vector <-> state dict
-
-
-def param_names(model: nn.Module) -> list[str]:
-    """Names of the model's parameters, in the order of its flat vector (`named_parameters`)."""
-    return [name for name, _ in model.named_parameters()]
-
-
-def buffer_names(model: nn.Module) -> list[str]:
-    """Names of the floating-point buffers (BatchNorm running mean/var), in module order.
-
-    Integer buffers (`num_batches_tracked`) are left out: they never enter a forward pass in eval
-    mode and cannot be interpolated.
-    """
-    return [name for name, b in model.named_buffers() if b.is_floating_point()]
-
-
-def shapes_of(model: nn.Module, names: Sequence[str]) -> list[torch.Size]:
-    """Shapes of the named parameters or buffers of `model`."""
-    state = model.state_dict()
-    return [state[name].shape for name in names]
-
-
-def flatten_params(state_dict: StateDict, names: Sequence[str]) -> Tensor:
-    """Concatenate the named tensors into one float32 vector `[P]` (in `names` order)."""
-    missing = [n for n in names if n not in state_dict]
-    if missing:
-        raise ModescapeError(f"state dict lacks {len(missing)} tensors, e.g. {missing[:3]}")
-    if not names:
-        return torch.zeros(0)
-    return torch.cat([state_dict[n].detach().reshape(-1).float().cpu() for n in names])
-
-
-def unflatten(
-    vector: Tensor, names: Sequence[str], shapes: Sequence[torch.Size]
-) -> dict[str, Tensor]:
-    """Split `vector[..., P]` into named tensors of `shapes` (views, no copy; leading dims kept)."""
-    sizes = [math.prod(s) for s in shapes]
-    if vector.shape[-1] != sum(sizes):
-        raise ModescapeError(
-            f"flat vector has {vector.shape[-1]} entries, the model needs {sum(sizes)}"
-        )
-    lead = vector.shape[:-1]
-    parts = torch.split(vector, sizes, dim=-1)
-    return {n: p.view(*lead, *s) for n, p, s in zip(names, parts, shapes)}
-
-
-def as_flat(model: nn.Module, weights: Weights) -> tuple[Tensor, Tensor | None]:
-    """`weights` as `(params[K, P], buffers[K, B] or None)`.
-
-    A list of state dicts gives its buffers too (when they hold them); a tensor gives none.
-    """
-    if isinstance(weights, Tensor):
-        flat = weights.float()
-        if flat.dim() == 1:
-            flat = flat[None]
-        return flat, None
-    pnames, bnames = param_names(model), buffer_names(model)
-    params = torch.stack([flatten_params(sd, pnames) for sd in weights])
-    has_buffers = bool(bnames) and all(all(n in sd for n in bnames) for sd in weights)
-    buffers = torch.stack([flatten_params(sd, bnames) for sd in weights]) if has_buffers else None
-    return params, buffers
-
-
-def has_batchnorm(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
 # ---------------------------------------------------------------------------------------------
