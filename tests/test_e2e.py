@@ -127,15 +127,16 @@ def test_landscape_valleys(demo):
     a, b = np.load(folder / "a.npy"), np.load(folder / "b.npy")
     agree0 = np.load(folder / "agreement_m0.npy")
     agree1 = np.load(folder / "agreement_m1.npy")
-
-    def nearest(coord):
-        return np.abs(b - coord[1]).argmin(), np.abs(a - coord[0]).argmin()
-
-    at_m0, at_m1 = nearest(anchors["coords"][1]), nearest(anchors["coords"][2])
-    # Agreement with member 0 is highest in member 0's region, and only there.
-    assert agree0[at_m0] > 0.95 and agree0[at_m0] > agree0[at_m1]
-    assert agree1[at_m1] > agree1[at_m0]
-    assert np.unravel_index(agree0.argmax(), agree0.shape) == at_m0
+    N = s["num_examples"]
+    # The anchors are grid nodes (row = b index, column = a index) holding their own weights.
+    (r0, c0), (r1, c1) = anchors["nodes"][1], anchors["nodes"][2]
+    assert (a[c0], b[r0]) == tuple(anchors["coords"][1])
+    assert (a[c1], b[r1]) == tuple(anchors["coords"][2])
+    # Member 0 agrees with itself at its node (up to batched-evaluation round-off on a few
+    # borderline examples), and each member's region agrees with it, not with the other.
+    assert agree0[r0, c0] >= 1 - 2 / N
+    assert agree0[r0, c0] > agree0[r1, c1] + 0.05
+    assert agree1[r1, c1] > agree1[r0, c0] + 0.05
 
 
 def test_alignment_keeps_function_and_shrinks_distance(demo):
