@@ -1,22 +1,26 @@
 """The run-level shells of the subspace, landscape and shift studies, on the tiny run."""
 
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 from modescape.analysis.subspace import SubspaceConfig
+from modescape.data.corruptions import applicable_corruptions
 from modescape.errors import ModescapeError
 from modescape.store.files import load_npy, read_csv, read_json
 from modescape.store.run import load_run
 from modescape.studies.context import RunContext
 from modescape.studies.landscape import LandscapeConfig, resolve_anchor, run_landscape
 from modescape.studies.shift import (
+    SEVERITIES,
     ShiftConfig,
     from_uint8_images,
     parse_severities,
     run_shift,
+    shift_inputs,
     to_uint8_images,
 )
 from modescape.studies.subspace import run_subspace, subspace_samples
@@ -128,6 +132,55 @@ def test_severity_parsing():
         parse_severities("high")
     with pytest.raises(ModescapeError, match=r"within 1\.\.5"):
         ShiftConfig(severities=(0, 6))
+
+
+def _image_context(channels: int) -> RunContext:
+    """A context over 4 random 8×8 test images, no run behind it (enough for `shift_inputs`)."""
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.integers(0, 256, (4, channels, 8, 8))).float() / 255
+    ctx = RunContext.__new__(RunContext)
+    ctx.__dict__["dataset"] = SimpleNamespace(
+        x_test=x, y_test=torch.zeros(4, dtype=torch.int64), source={"scaling": "unit"}
+    )
+    return ctx
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_shift_defaults_to_every_corruption_that_changes_the_images(channels):
+    ctx = _image_context(channels)
+    names, make = shift_inputs(ctx, ShiftConfig())
+    assert names == list(applicable_corruptions(channels))
+    assert ("saturate" in names) == (channels == 3)  # an identity on grayscale
+    clean, _ = make(names[0], 0)
+    for name in names:
+        for severity in SEVERITIES:
+            assert not torch.equal(make(name, severity)[0], clean), (name, severity)
+
+
+def test_shift_leaves_no_op_corruptions_out_of_every_average(tiny_run_copy, monkeypatch):
+    import modescape.studies.shift as shift
+
+    real = shift.corrupt
+
+    def translation_idle_at_1(x, name, severity, seed):
+        return x.copy() if (name, severity) == ("translation", 1) else real(x, name, severity, seed)
+
+    monkeypatch.setattr(shift, "corrupt", translation_idle_at_1)
+    cfg = ShiftConfig(corruptions=("gaussian_noise", "translation"), severities=(1, 5))
+    summary = run_shift(tiny_run_copy, cfg, **quiet)
+    assert summary.no_ops == [["translation", 1]]
+    assert any("translation at severity 1" in w for w in summary.warnings)
+    rows = read_csv(tiny_run_copy / "shift/metrics.csv")
+    pairs = {(r["corruption"], r["severity"]) for r in rows}
+    assert ("translation", "1") not in pairs and ("translation", "5") in pairs
+    # Severity 1's mean is gaussian noise's alone.
+    single = [
+        float(r["mean"])
+        for r in rows
+        if (r["corruption"], r["severity"], r["family"], r["metric"])
+        == ("gaussian_noise", "1", "single", "accuracy")
+    ]
+    assert summary.by_severity["metrics"]["single"]["accuracy"][1] == pytest.approx(single[0])
 
 
 def test_shift_sweep_on_signals(tiny_run_copy):

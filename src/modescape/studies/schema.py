@@ -292,6 +292,8 @@ class ShiftSummary(Record):
     late_window: int = LATE_WINDOW
     example_corruptions: list[str] = field(default_factory=list)  # rows of SHIFT_EXAMPLES
     warnings: list[str] = field(default_factory=list)
+    # [corruption, severity] pairs that left the inputs unchanged: in no average
+    no_ops: list[list[Any]] = field(default_factory=list)
 
 
 SUMMARY_TYPES: dict[str, type[Record]] = {
