@@ -47,7 +47,7 @@ from modescape.analysis.subspace import (
 )
 from modescape.analysis.trajectories import embed_trajectories, fixed_subset, function_space_points
 from modescape.errors import ModescapeError
-from modescape.store.files import load_npy, read_json, write_json
+from modescape.store.files import load_npy, read_json
 from modescape.store.run import Run, write_study_summary
 from modescape.studies import schema as S
 from modescape.studies.cache import open_cache
@@ -74,7 +74,9 @@ def sampler_settings(config: SubspaceConfig, method: str) -> dict[str, Any]:
         for k, v in asdict(config).items()
         if k != "methods" and not (k.endswith("_scale") and k != own)
     }
-    return settings | {"method": method, "split": "test"}
+    # "scales" marks caches drawn before calibration existed (same fields, other scales) as stale.
+    scales = "calibrated" if config.mode is SamplerMode.CALIBRATED else "config"
+    return settings | {"method": method, "split": "test", "scales": scales}
 
 
 def subspace_samples(
@@ -250,7 +252,7 @@ def _calibration(
         floor=1.0 / ctx.dataset.num_classes,  # a weak reference is not asked below chance
     )
     record = S.CalibrationRecord(**asdict(cal))
-    write_json(f, record.to_dict())
+    out.json(rel, record.to_dict())
     logger.info(
         "subspace: %s around member %d calibrated to scale %.4g (accuracy %.3f -> %.3f)",
         method, member, cal.scale, cal.reference_accuracy, cal.probe_accuracy,
