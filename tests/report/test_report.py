@@ -305,6 +305,58 @@ def test_subspace_reading_with_no_sample_near_the_reference(contrived):
     assert "No sample of the random subspace" not in text
 
 
+def test_subspace_section_states_mode_scales_and_every_reference(analysed):
+    s = read_json(analysed / "subspace" / "summary.json")
+    assert s["mode"] == "calibrated" and s["normalisation"] == "sample"
+    section = report.subspace_section(report.ReportContext(load_run(analysed)))
+    text = " ".join(section.reading)
+    assert 'Sampler settings: "calibrated"' in text and "never the test set" in text
+    assert "divided by the predictor's own error rate (the authors' notebook's" in text
+    # The headline numbers are mean ± std over every member as reference, default normalisation.
+    members = s["every_reference"]["sample"]["independent"]
+    assert f"is {members['mean']:.2f} ± {members['std']:.2f} for independent members" in text
+    tables = {t.name: t for t in section.tables}
+    scales = tables["subspace_scales"]
+    assert len(scales.rows) == len(s["config"]["methods"])
+    random = [c["scale"] for c in s["calibration"] if c["method"] == "random"]
+    assert f"{min(random):.3g}" in scales.rows[0][1] and f"{max(random):.3g}" in scales.rows[0][1]
+    refs = tables["subspace_references"]
+    assert refs.header[1:] == ["D / own error", "D / reference error"]
+    other = s["every_reference"]["reference"]["independent"]
+    assert refs.rows[0][2] == f"{other['mean']:.2f} ± {other['std']:.2f}"
+
+
+def test_subspace_section_in_paper_mode_has_no_scales_table(contrived):
+    f = contrived / "subspace" / "summary.json"
+    s = read_json(f)
+    s.update(mode="paper", calibration=[], normalisation="reference")
+    s["config"].update(random_scale=70.0, diagonal_scale=10.0, lowrank_scale=6.0, n_samples=50)
+    s["config"]["dropout_scale"] = 0.1
+    write_json(f, s)
+    section = report.subspace_section(report.ReportContext(load_run(contrived)))
+    text = " ".join(section.reading)
+    assert 'Sampler settings: "paper"' in text and "random radius 70·U(0,1)" in text
+    assert "divided by the reference's error rate" in text
+    assert "subspace_scales" not in {t.name for t in section.tables}
+
+
+def test_unreliable_tsne_is_said_and_pca_leads(contrived):
+    f = contrived / "analysis" / "summary.json"
+    s = read_json(f)
+    s["embeddings"]["tsne"].update(warnings=["only 15 points (t-SNE needs about 50)"])
+    s["embeddings"]["tsne"]["lead_with_pca"] = True
+    write_json(f, s)
+    section = report.trajectory_section(report.ReportContext(load_run(contrived)))
+    assert [p.name for p in section.figures] == ["trajectories_pca", "trajectories_tsne"]
+    assert "says little here (only 15 points" in " ".join(section.reading)
+    f = contrived / "subspace" / "summary.json"
+    s = read_json(f)
+    s["tsne"]["random"].update(warnings=["the points collapsed"], lead_with_pca=True)
+    write_json(f, s)
+    text = section_text(contrived, report.subspace_section)
+    assert "random subspace: the points collapsed" in text
+
+
 def test_landscape_reading_follows_barriers_and_agreement(contrived):
     f = contrived / "landscape" / "summary.json"
     s = read_json(f)

@@ -78,9 +78,14 @@ def test_subspace_predictions_follow_the_sampler_settings(tiny_run_copy):
         SubspaceConfig(n_samples=3, **base),
         SubspaceConfig(n_samples=3, random_scale=2.0, **base),
         SubspaceConfig(n_samples=3, random_scale=2.0, seed=5, **base),
+        SubspaceConfig(n_samples=3, random_scale=2.0, seed=5, target_drop=0.2, **base),
+        SubspaceConfig(n_samples=3, random_scale=2.0, seed=5, mode="paper", **base),
     ):
         summary = run_subspace(tiny_run_copy, cfg)
-        samples = subspace_samples(run, cfg, "random", 1)
+        # The calibrated scale (None in "paper" mode: the config's) the samples were drawn at.
+        scale = summary.scale("random", 1)
+        assert (scale is None) == (cfg.mode == "paper")
+        samples = subspace_samples(run, cfg, "random", 1, scale=scale)
         model = run.build_model().eval()
         expected = []
         for theta in samples:

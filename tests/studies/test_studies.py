@@ -1,20 +1,26 @@
 """The run-level shells of the subspace, landscape and shift studies, on the tiny run."""
 
+from dataclasses import replace
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
 
 from modescape.analysis.subspace import SubspaceConfig
+from modescape.data.corruptions import applicable_corruptions
 from modescape.errors import ModescapeError
 from modescape.store.files import load_npy, read_csv, read_json
 from modescape.store.run import load_run
 from modescape.studies.context import RunContext
 from modescape.studies.landscape import LandscapeConfig, resolve_anchor, run_landscape
 from modescape.studies.shift import (
+    SEVERITIES,
     ShiftConfig,
     from_uint8_images,
     parse_severities,
     run_shift,
+    shift_inputs,
     to_uint8_images,
 )
 from modescape.studies.subspace import run_subspace, subspace_samples
@@ -51,6 +57,15 @@ def test_landscape_anchor_values_equal_direct_metrics(tiny_run_copy):
         last = run.metrics(member)[-1]
         assert loss == pytest.approx(last["test_loss"], rel=1e-4)
         assert acc == pytest.approx(last["test_acc"], abs=1e-6)
+    # Each anchor sits on a grid node (row = b index, column = a index), exactly.
+    folder = tiny_run_copy / "landscape" / summary["planes"][0]["dir"]
+    a, b = load_npy(folder / "a.npy"), load_npy(folder / "b.npy")
+    assert len(anchors["nodes"]) == 3
+    for (row, col), coords in zip(anchors["nodes"], anchors["coords"]):
+        assert (a[col], b[row]) == tuple(coords)
+    agree = load_npy(folder / "agreement_m1.npy")
+    row, col = anchors["nodes"][2]
+    assert agree[row, col] == agree.max() and agree[row, col] > 0.99
     rows = read_csv(tiny_run_copy / "landscape/paths.csv")
     start = next(r for r in rows if r["path"] == "m0->m1" and float(r["alpha"]) == 0.0)
     assert float(start["error"]) == pytest.approx(1 - run.metrics(0)[-1]["test_acc"], abs=1e-6)
@@ -83,8 +98,9 @@ def test_collinear_anchors_are_refused(tiny_run_copy):
 
 
 def test_subspace_samples_reproducible_and_cached(tiny_run_copy):
-    cfg = SubspaceConfig(n_samples=4, n_snapshots=3, rank=2)
+    cfg = SubspaceConfig(n_samples=4, n_snapshots=3, rank=2, mode="paper")
     summary = run_subspace(tiny_run_copy, cfg, **quiet)
+    assert summary.mode == "paper" and summary.calibration == []
     run = load_run(tiny_run_copy)
     again = subspace_samples(run, cfg, "random", 1)
     assert torch.equal(again, subspace_samples(run, cfg, "random", 1))
@@ -116,6 +132,55 @@ def test_severity_parsing():
         parse_severities("high")
     with pytest.raises(ModescapeError, match=r"within 1\.\.5"):
         ShiftConfig(severities=(0, 6))
+
+
+def _image_context(channels: int) -> RunContext:
+    """A context over 4 random 8×8 test images, no run behind it (enough for `shift_inputs`)."""
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.integers(0, 256, (4, channels, 8, 8))).float() / 255
+    ctx = RunContext.__new__(RunContext)
+    ctx.__dict__["dataset"] = SimpleNamespace(
+        x_test=x, y_test=torch.zeros(4, dtype=torch.int64), source={"scaling": "unit"}
+    )
+    return ctx
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_shift_defaults_to_every_corruption_that_changes_the_images(channels):
+    ctx = _image_context(channels)
+    names, make = shift_inputs(ctx, ShiftConfig())
+    assert names == list(applicable_corruptions(channels))
+    assert ("saturate" in names) == (channels == 3)  # an identity on grayscale
+    clean, _ = make(names[0], 0)
+    for name in names:
+        for severity in SEVERITIES:
+            assert not torch.equal(make(name, severity)[0], clean), (name, severity)
+
+
+def test_shift_leaves_no_op_corruptions_out_of_every_average(tiny_run_copy, monkeypatch):
+    import modescape.studies.shift as shift
+
+    real = shift.corrupt
+
+    def translation_idle_at_1(x, name, severity, seed):
+        return x.copy() if (name, severity) == ("translation", 1) else real(x, name, severity, seed)
+
+    monkeypatch.setattr(shift, "corrupt", translation_idle_at_1)
+    cfg = ShiftConfig(corruptions=("gaussian_noise", "translation"), severities=(1, 5))
+    summary = run_shift(tiny_run_copy, cfg, **quiet)
+    assert summary.no_ops == [["translation", 1]]
+    assert any("translation at severity 1" in w for w in summary.warnings)
+    rows = read_csv(tiny_run_copy / "shift/metrics.csv")
+    pairs = {(r["corruption"], r["severity"]) for r in rows}
+    assert ("translation", "1") not in pairs and ("translation", "5") in pairs
+    # Severity 1's mean is gaussian noise's alone.
+    single = [
+        float(r["mean"])
+        for r in rows
+        if (r["corruption"], r["severity"], r["family"], r["metric"])
+        == ("gaussian_noise", "1", "single", "accuracy")
+    ]
+    assert summary.by_severity["metrics"]["single"]["accuracy"][1] == pytest.approx(single[0])
 
 
 def test_shift_sweep_on_signals(tiny_run_copy):
@@ -221,3 +286,72 @@ def test_studies_load_the_dataset_once(tiny_run_copy, monkeypatch):
     run_landscape(ctx, LandscapeConfig(resolution=3, n_path_points=3, align=False))
     run_shift(tiny_run_copy, ShiftConfig(corruptions=("translation",), severities=(2,)))
     assert len(calls) == 1
+
+
+def test_subspace_calibrated_scales_recorded_cached_and_keyed(tiny_run_copy):
+    cfg = SubspaceConfig(methods=("random", "diagonal"), n_samples=6, n_snapshots=3, rank=2)
+    assert cfg.mode == "calibrated"
+    summary = run_subspace(tiny_run_copy, cfg, **quiet)
+    assert summary.mode == "calibrated" and "training examples" in summary.calibration_data
+    assert [(c.method, c.member) for c in summary.calibration] == [
+        (m, i) for m in ("random", "diagonal") for i in (0, 1, 2)
+    ]
+    run = load_run(tiny_run_copy)
+    labels = run.labels("test")
+    for c in summary.calibration:
+        # The configured starting scale is the notebook's ensembling one; calibration moves it.
+        assert c.scale > 0 and c.scale != cfg.scale(c.method) and c.reached
+        assert c.probe_accuracy <= c.target_accuracy < c.reference_accuracy
+        # The samples on disk are those drawn at the recorded scale.
+        again = subspace_samples(
+            run, cfg, c.method, c.member, scale=summary.scale(c.method, c.member)
+        )
+        plain = subspace_samples(run, cfg, c.method, c.member)
+        assert not torch.equal(again, plain)
+    # Samples at t·scale with t ~ U(0,1) stratified: some near the reference, some far below.
+    for c in summary.calibration:
+        probs = load_npy(tiny_run_copy / f"subspace/preds/{c.method}/m{c.member:03d}.npy")
+        acc = (probs.argmax(-1) == labels).mean(1)
+        ref = run.metrics(c.member)[-1]["test_acc"]
+        assert acc.max() > acc.min() + 0.05, (c.method, c.member, acc)
+        assert acc.max() >= ref - 0.1
+    read_back = read_json(tiny_run_copy / "subspace/summary.json")
+    assert read_back["calibration"][0]["scale"] == summary.calibration[0].scale
+    assert read_back["mode"] == "calibrated"
+    # Unchanged settings: nothing is calibrated or drawn again.
+    cal = tiny_run_copy / "subspace/preds/random/m000.calibration.json"
+    before = cal.stat().st_mtime_ns
+    assert run_subspace(tiny_run_copy, cfg, **quiet).calibration == summary.calibration
+    assert cal.stat().st_mtime_ns == before
+    # A changed target drop calibrates again, to a smaller scale (a smaller drop).
+    smaller = run_subspace(tiny_run_copy, replace(cfg, target_drop=0.1), **quiet)
+    assert cal.stat().st_mtime_ns != before
+    for c_big, c_small in zip(summary.calibration, smaller.calibration):
+        assert c_small.scale < c_big.scale, (c_big.method, c_big.member)
+
+
+def test_subspace_plane_every_member_as_reference(tiny_run_copy):
+    cfg = SubspaceConfig(methods=("random",), n_samples=4, n_snapshots=3, rank=2, mode="paper")
+    summary = run_subspace(tiny_run_copy, cfg, **quiet)
+    assert set(summary.every_reference) == {"sample", "reference"}
+    run = load_run(tiny_run_copy)
+    labels = run.labels("test")
+    finals = run.final_predictions("test", [0, 1, 2])
+    acc = (finals.argmax(-1) == labels).mean(1)
+    for norm, sweeps in summary.every_reference.items():
+        assert set(sweeps) == {"independent", "random"} and sweeps["random"].sample_best
+        s = sweeps["independent"]
+        assert s.normalisation == norm and s.reference_acc == pytest.approx(acc.tolist())
+        # Recompute one pair by hand: member 2 against reference 0.
+        d = float((finals[2].argmax(-1) != finals[0].argmax(-1)).mean())
+        err = 1 - acc[2] if norm == "sample" else 1 - acc[0]
+        assert s.pairs[0][2] == pytest.approx(d / err)
+        assert s.pairs[0][0] is None  # the diagonal: no pair
+        per_ref = [np.mean([x for x in row if x is not None]) for row in s.pairs]
+        assert s.mean == pytest.approx(np.mean(per_ref)) and s.std == pytest.approx(np.std(per_ref))
+    # Member 0's plane (the figure's cloud) is kept beside the sweep.
+    assert summary.reference == 0 and summary.plane["random"]["normalisation"] == "sample"
+    read_back = read_json(tiny_run_copy / "subspace/summary.json")
+    assert read_back["every_reference"]["reference"]["independent"]["mean"] == pytest.approx(
+        summary.every_reference["reference"]["independent"].mean
+    )

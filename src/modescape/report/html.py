@@ -276,7 +276,12 @@ def function_section(ctx: ReportContext) -> Section | None:
 def trajectory_section(ctx: ReportContext) -> Section | None:
     plots, reading = [], []
     emb = ctx.summary.embeddings
-    for method, label in (("tsne", "t-SNE"), ("pca", "PCA")):
+    tsne = emb.get("tsne", {})
+    tsne_warnings = list(tsne.get("warnings") or [])
+    # A t-SNE of few points or a collapsed one says little: the PCA picture leads then.
+    pca_first = bool(tsne.get("lead_with_pca")) or bool(tsne_warnings)
+    order = [("tsne", "t-SNE"), ("pca", "PCA")]
+    for method, label in order[::-1] if pca_first else order:
         if not ctx.has(S.TRAJECTORY_CSV.format(method=method)):
             continue
         t = ctx.csv(S.TRAJECTORY_CSV.format(method=method))
@@ -290,10 +295,17 @@ def trajectory_section(ctx: ReportContext) -> Section | None:
         f"{info.get('n_examples', 0):,} {ctx.summary.split} examples; all "
         f"{info.get('n_points', '?')} snapshots are embedded in one joint fit."
     )
+    if pca_first:
+        why = "; ".join(tsne_warnings) or "the embedding was flagged as unreliable"
+        reading.append(
+            f"The t-SNE picture says little here ({why}), so the PCA picture comes first; "
+            "read the t-SNE one, if at all, only for which points are neighbours."
+        )
     if "tsne" in emb:
         reading.append(
-            f"t-SNE (perplexity {emb['tsne'].get('perplexity', '?')}, seed "
-            f"{emb['tsne'].get('seed', '?')}) keeps neighbours together but its distances are "
+            f"t-SNE (perplexity {tsne.get('perplexity', '?')}"
+            f"{', clamped for the number of points' if tsne.get('perplexity_clamped') else ''}, "
+            f"seed {tsne.get('seed', '?')}) keeps neighbours together but its distances are "
             "not to scale; compare which trajectories end near each other, not how far apart."
         )
     ratio = emb.get("pca", {}).get("explained_variance_ratio")

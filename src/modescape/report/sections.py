@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from modescape.report import figures
+from modescape.report import figures, subspace_text
 from modescape.report import study_figures as figures_study
 from modescape.report.base import (
     Plot,
@@ -44,13 +44,15 @@ def subspace_section(ctx: ReportContext) -> Section | None:
     s: S.SubspaceSummary = res.summary
     methods = [m for m in s.config["methods"] if m in s.plane]
     plane = res.csv(S.SUBSPACE_PLANE)
+    norm = subspace_text.NORMALISATION_WORDS.get(s.normalisation, s.normalisation)
     reading = [
         f"{s.config['n_samples']} weight vectors per sampler are drawn around each member's "
         f"final weights. In the diversity–accuracy plane the reference is member {s.reference} "
         f"({_pct(s.reference_accuracy)} accuracy); a point's height is how often it disagrees "
-        "with the reference, divided by its own error rate (1.0: as many disagreements as "
-        "errors)."
+        f"with the reference, divided by {norm} (1.0: as many disagreements as errors)."
     ]
+    reading += subspace_text.mode_reading(s, methods)
+    reading += subspace_text.every_reference_reading(s, methods)
     reading += _plane_reading(s, methods, plane)
     reading += _subspace_js_reading(s, methods, plane)
     c = res.csv(S.SUBSPACE_CURVES) if res.has(S.SUBSPACE_CURVES) else None
@@ -60,6 +62,7 @@ def subspace_section(ctx: ReportContext) -> Section | None:
     plots = [_subspace_plane_plot(s, plane)]
     panels = {m: res.csv(f) for m in methods if res.has(f := S.SUBSPACE_TSNE.format(method=m))}
     if panels:
+        reading += subspace_text.tsne_notes(s.tsne, list(panels))
         plots.append(
             Plot(
                 "subspace_tsne",
@@ -80,8 +83,13 @@ def subspace_section(ctx: ReportContext) -> Section | None:
             )
         )
     plots.append(_subspace_js_plot(s, methods))
+    tables = [
+        _subspace_table(s, methods, plane),
+        subspace_text.calibration_table(s, methods),
+        subspace_text.every_reference_table(s, methods),
+    ]
     return Section(
-        "subspace", "Subspace sampling", reading, plots, [_subspace_table(s, methods, plane)]
+        "subspace", "Subspace sampling", reading, plots, [t for t in tables if t is not None]
     )
 
 
@@ -160,8 +168,10 @@ def _subspace_table(
         "highest accuracy",
         "JS diversity",
     ]
+    err = "own" if s.normalisation == "sample" else "reference"
     caption = (
-        f"Samples around member {s.reference}, against its accuracy {_pct(s.reference_accuracy)}."
+        f"Samples around member {s.reference}, against its accuracy {_pct(s.reference_accuracy)} "
+        f"({s.mode} sampler settings; normalised diversity: D / {err} error)."
     )
     return Table("subspace", header, rows, caption)
 

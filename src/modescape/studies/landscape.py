@@ -13,7 +13,7 @@ BatchNorm policy and weight-average window; other settings empty the folder and 
     landscape/planes/<name>/a.npy, b.npy             grid coordinates [R]
     landscape/planes/<name>/loss.npy, accuracy.npy   [R, R] indexed [b, a]
     landscape/planes/<name>/agreement_<anchor>.npy   [R, R] agreement with each snapshot anchor
-    landscape/planes/<name>/anchors.json             names, plane coordinates, exact metrics
+    landscape/planes/<name>/anchors.json             names, plane coords, grid nodes, metrics
     landscape/planes/<name>/settings.json            the settings the plane was computed with
     landscape/planes/<name>/trajectories.csv         member, epoch, a, b: every snapshot projected
     landscape/paths.csv                              path, alpha, loss, error, disagreement_from/_to
@@ -40,7 +40,7 @@ from modescape.analysis.landscape import (
     project_onto_plane,
 )
 from modescape.errors import ModescapeError
-from modescape.store.files import load_npy
+from modescape.store.files import load_npy, read_json
 from modescape.store.run import Run, write_study_summary
 from modescape.studies import schema as S
 from modescape.studies.cache import open_cache
@@ -241,7 +241,9 @@ def _plane(setup: _Setup, anchors: tuple[str, str, str]) -> S.PlaneEntry:
     }
     reusable, digest = open_cache(folder, settings)
     setup.out.files[f"{rel}/{S.SETTINGS}"] = digest
-    if not (reusable and (folder / S.PLANE_ANCHORS).exists()):
+    done = reusable and (folder / S.PLANE_ANCHORS).exists()
+    # A plane finished before anchors.json recorded the anchors' grid nodes is written again.
+    if not (done and "nodes" in read_json(folder / S.PLANE_ANCHORS)):
         _evaluate_plane(setup, anchors, folder, rel)
     policy = setup.policy if setup.bn else "none"
     return S.PlaneEntry(name, list(anchors), rel, config.resolution, policy)
@@ -286,6 +288,9 @@ def _evaluate_plane(setup: _Setup, anchors, folder: Path, rel: str) -> None:
     anchors_info = {
         "names": list(anchors),
         "coords": result.anchor_coords.tolist(),
+        # (row, column) of each anchor's grid node: rows index b, columns a; the node holds the
+        # anchor's own weights, so e.g. agreement_m0[row, col] is exact at m0
+        "nodes": result.anchor_index.tolist(),
         "loss": result.anchor_loss.tolist(),
         "accuracy": result.anchor_accuracy.tolist(),
         "bn_policy": result.bn_policy,

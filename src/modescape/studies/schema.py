@@ -49,6 +49,8 @@ SUBSPACE_PLANE = "plane.csv"
 SUBSPACE_CURVES = "curves.csv"
 SUBSPACE_TSNE = "tsne_{method}.csv"
 SUBSPACE_CONFIG = "config.json"
+# the calibrated scale of one sampler around one member (cached beside its predictions)
+SUBSPACE_CALIBRATION = "preds/{method}/m{member:03d}.calibration.json"
 
 # landscape/
 LANDSCAPE_PATHS = "paths.csv"
@@ -100,6 +102,8 @@ def _dump(value: Any) -> Any:
         return value.to_dict()
     if isinstance(value, list):
         return [_dump(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _dump(v) for k, v in value.items()}
     return value
 
 
@@ -113,6 +117,9 @@ def _load(hint: Any, value: Any) -> Any:
     if origin is list:
         (item,) = typing.get_args(hint) or (Any,)
         return [_load(item, v) for v in value]
+    if origin is dict and len(typing.get_args(hint)) == 2:
+        item = typing.get_args(hint)[1]
+        return {k: _load(item, v) for k, v in value.items()}
     if isinstance(hint, type) and issubclass(hint, Record):
         return hint.from_dict(value)
     return value
@@ -169,6 +176,37 @@ class AnalysisSummary(Record):
 
 # ---- subspace ---------------------------------------------------------------------------------
 @dataclass
+class CalibrationRecord(Record):
+    """`analysis.calibration.Calibration` of one sampler around one member."""
+
+    method: str
+    member: int
+    scale: float  # the sampler's full scale: samples draw t·scale, t ~ U(0,1)
+    reference_accuracy: float  # on the calibration examples (training data), not test
+    centre_accuracy: float
+    target_accuracy: float
+    probe_accuracy: float
+    n_evaluations: int
+    reached: bool
+
+
+@dataclass
+class ReferenceSweepRecord(Record):
+    """`analysis.plane.ReferenceSweep`: every member as reference, one normalisation."""
+
+    normalisation: str  # "sample": D / own error (the notebook's); "reference": D / ref's error
+    tol: float
+    reference_acc: list[float]
+    pairs: list[list[float]]  # [reference][member], NaN (null) on the diagonal
+    per_reference: list[float]
+    mean: float | None  # over references of each one's mean over the other members (None: NaN)
+    std: float | None  # population std over references
+    sample_best: list[float] = field(default_factory=list)
+    sample_mean: float | None = None
+    sample_std: float | None = None
+
+
+@dataclass
 class SubspaceSummary(Record):
     config: dict[str, Any]  # the SubspaceConfig the cached samples were drawn with
     members: list[int]
@@ -183,6 +221,21 @@ class SubspaceSummary(Record):
     late_window: int = LATE_WINDOW
     weight_average: dict[str, Any] = field(default_factory=dict)  # window, source
     warnings: list[str] = field(default_factory=list)
+    mode: str = "calibrated"  # SubspaceConfig.mode: "paper" | "calibrated"
+    # calibrated mode: one record per (method, member); empty in paper mode
+    calibration: list[CalibrationRecord] = field(default_factory=list)
+    calibration_data: str = ""  # which examples the calibration accuracies were measured on
+    # the plane with every member as reference (mean ± std over references): normalisation
+    # ("sample", "reference") -> "independent" (members only) or a method (with its samples)
+    every_reference: dict[str, dict[str, ReferenceSweepRecord]] = field(default_factory=dict)
+    normalisation: str = "sample"  # the one the report leads with (the notebook's)
+
+    def scale(self, method: str, member: int) -> float | None:
+        """The calibrated scale of `method` around `member` (None: the config's scale)."""
+        for c in self.calibration:
+            if c.method == method and c.member == member:
+                return c.scale
+        return None
 
 
 # ---- landscape --------------------------------------------------------------------------------
@@ -239,6 +292,8 @@ class ShiftSummary(Record):
     late_window: int = LATE_WINDOW
     example_corruptions: list[str] = field(default_factory=list)  # rows of SHIFT_EXAMPLES
     warnings: list[str] = field(default_factory=list)
+    # [corruption, severity] pairs that left the inputs unchanged: in no average
+    no_ops: list[list[Any]] = field(default_factory=list)
 
 
 SUMMARY_TYPES: dict[str, type[Record]] = {

@@ -5,33 +5,45 @@ snapshot (seeded per method and member), evaluated in batches, and their test pr
 as `<run>/subspace/preds/<method>/m000.npy` (probs[samples, examples, classes]); an interrupted
 call resumes at the next (method, member) and a repeated one computes nothing. Each
 `preds/<method>/settings.json` holds the sampler settings its predictions were drawn with; other
-settings empty that folder and draw again. Results (names in `studies.schema`):
+settings (mode, target_drop, ...) empty that folder and draw again.
+
+Scales (`SubspaceConfig.mode`): "paper" uses the notebook's plane-section settings as they are;
+"calibrated" (default) first finds, per sampler and member, the scale at which samples lose
+`target_drop` accuracy (`analysis.calibration.calibrate`), measured on a fixed seeded subset of
+the TRAINING data (never test: the test split is what the plane reports), BatchNorm statistics
+recomputed per sample; samples then draw t·scale, t ~ U(0,1). Each calibration is cached as
+`preds/<method>/m000.calibration.json` and recorded in the summary. Results (`studies.schema`):
 
     subspace/plane.csv        kind, method, member, sample, accuracy, norm_diversity (vs member 0)
     subspace/curves.csv       family, size, metric, mean, std (ensembles with subspaces)
     subspace/tsne_<method>.csv  kind, member, index, x, y: trajectories + that method's clouds
-    subspace/summary.json     `SubspaceSummary`: JS diversity, plane summaries, reference curves
+    subspace/summary.json     `SubspaceSummary`: JS diversity, plane summaries (member 0 and
+                              every member as reference), reference curves, calibrations
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from modescape.analysis.calibration import calibrate
 from modescape.analysis.ensembles import ensemble_curve
 from modescape.analysis.functionspace import js_diversity
 from modescape.analysis.metrics import METRICS, evaluate
+from modescape.analysis.plane import every_reference
 from modescape.analysis.subspace import (
+    SamplerMode,
     SubspaceConfig,
     diversity_accuracy_points,
     plane_summary,
     reference_curves,
+    sample_subspace,
 )
 from modescape.analysis.trajectories import embed_trajectories, fixed_subset, function_space_points
 from modescape.errors import ModescapeError
@@ -49,6 +61,9 @@ from modescape.studies.context import (
 
 logger = logging.getLogger(__name__)
 
+CALIBRATION_EXAMPLES = 2048  # training examples the calibration accuracies are measured on
+PLANE_TOL = 0.02  # "close to the reference": within 2 accuracy points
+
 
 def sampler_settings(config: SubspaceConfig, method: str) -> dict[str, Any]:
     """Every setting the samples of `method` depend on (its own scale, not the other samplers'),
@@ -59,14 +74,52 @@ def sampler_settings(config: SubspaceConfig, method: str) -> dict[str, Any]:
         for k, v in asdict(config).items()
         if k != "methods" and not (k.endswith("_scale") and k != own)
     }
-    return settings | {"method": method, "split": "test"}
+    # "scales" marks caches drawn before calibration existed (same fields, other scales) as stale.
+    scales = "calibrated" if config.mode is SamplerMode.CALIBRATED else "config"
+    return settings | {"method": method, "split": "test", "scales": scales}
 
 
 def subspace_samples(
-    run: Run | RunContext, config: SubspaceConfig, method: str, member: int
+    run: Run | RunContext,
+    config: SubspaceConfig,
+    method: str,
+    member: int,
+    *,
+    scale: float | None = None,
 ) -> torch.Tensor:
-    """The (re)generated samples of one method around one member: [n_samples, P]."""
-    return open_context(run).subspace_samples(config, method, member)
+    """The (re)generated samples of one method around one member: [n_samples, P].
+
+    scale: the calibrated scale (`SubspaceSummary.scale(method, member)`); None: the config's.
+    """
+    ctx = open_context(run)
+    return sample_subspace(config, method, ctx.trajectory_matrix(member), member, scale=scale)
+
+
+def calibration_data(ctx: RunContext) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed, seeded subset of training examples calibration is measured on: x [n, ...],
+    y int [n] (n = min(CALIBRATION_EXAMPLES, training set))."""
+    x, y = ctx.dataset.x_train, torch.as_tensor(ctx.dataset.y_train)
+    # Seed 1: a different draw from the BatchNorm subset (seed 0), so the accuracy is not
+    # measured on the very batches the statistics were recomputed on.
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(1))
+    idx = perm[:CALIBRATION_EXAMPLES]
+    return x[idx], y[idx]
+
+
+def accuracy_function(ctx: RunContext) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`accuracy_of(weights[K, P]) -> accuracies[K]` on `calibration_data`, BatchNorm statistics
+    recomputed per weight vector where the network has BatchNorm."""
+    from modescape.analysis.engine.batched import evaluate_many, recompute_bn_buffers
+
+    x, y = calibration_data(ctx)
+    model = ctx.build_model()
+
+    def accuracy_of(weights: torch.Tensor) -> torch.Tensor:
+        buffers = recompute_bn_buffers(model, weights, ctx.bn_subset) if ctx.has_batchnorm else None
+        logits = evaluate_many(model, weights, x, output="logits", buffers=buffers)
+        return (logits.argmax(-1) == y).double().mean(dim=1)
+
+    return accuracy_of
 
 
 def run_subspace(
@@ -91,11 +144,12 @@ def run_subspace(
         raise ModescapeError(f"reference member {reference} is not among the finished {members}")
     out = ResultWriter(ctx.path / S.SUBSPACE)
     out.json(S.SUBSPACE_CONFIG, asdict(config))
-    sample_probs = _sample_predictions(ctx, config, members, out, log)
+    sample_probs, calibrations = _sample_predictions(ctx, config, members, out, log)
     labels = ctx.run.labels("test")
     finals = ctx.run.final_predictions("test", members)
     ref = finals[members.index(reference)]
     plane = _plane(out, config, members, reference, finals, sample_probs, labels)
+    sweeps = _every_reference(config, members, finals, sample_probs, labels)
     ref_acc = float(evaluate(ref, labels)["accuracy"])
     warnings: list[str] = []
     js = _js_diversity(ctx, config, members, finals, sample_probs, late, warnings)
@@ -123,6 +177,12 @@ def run_subspace(
         late_window=len(ctx.late_epochs(members[0], late, "late window")[0]),
         weight_average=wa_info,
         warnings=warnings,
+        mode=config.mode.value,
+        calibration=calibrations,
+        calibration_data=f"{len(calibration_data(ctx)[1])} training examples (seeded subset)"
+        if calibrations
+        else "",
+        every_reference=sweeps,
     )
     for warning in summary.warnings:
         logger.warning(warning)
@@ -132,33 +192,72 @@ def run_subspace(
 
 def _sample_predictions(
     ctx: RunContext, config: SubspaceConfig, members: list[int], out: ResultWriter, log
-) -> dict[str, dict[int, np.ndarray]]:
-    """probs[n_samples, N, C] per method and member: cached under preds/, else drawn and
-    evaluated (BatchNorm statistics recomputed per sample)."""
+) -> tuple[dict[str, dict[int, np.ndarray]], list[S.CalibrationRecord]]:
+    """probs[n_samples, N, C] per method and member: cached under preds/, else drawn (at the
+    calibrated scale in "calibrated" mode) and evaluated, BatchNorm statistics recomputed per
+    sample. Also returns the calibrations (empty in "paper" mode)."""
     from modescape.analysis.engine.batched import evaluate_many, recompute_bn_buffers
 
     x = ctx.inputs("test")
     model = ctx.build_model()
+    accuracy_of = accuracy_function(ctx) if config.mode is SamplerMode.CALIBRATED else None
     sample_probs: dict[str, dict[int, np.ndarray]] = {}
+    calibrations: list[S.CalibrationRecord] = []
     for method in config.methods:
         sample_probs[method] = {}
         folder = out.root / "preds" / method
         _, digest = open_cache(folder, sampler_settings(config, method))
         out.files[f"preds/{method}/{S.SETTINGS}"] = digest
         around = f"around each of {len(members)} members"
-        emit(logger, log, f"subspace: {config.n_samples} {method} samples {around}")
+        emit(logger, log, f"subspace: {config.n_samples} {method} samples {around} ({config.mode})")
         for m in members:
+            cal = _calibration(ctx, config, method, m, out, accuracy_of)
+            calibrations += [cal] if cal is not None else []
             rel = S.SUBSPACE_PREDS.format(method=method, member=m)
             f = out.root / rel
             if not f.exists():
-                samples = ctx.subspace_samples(config, method, m)
+                scale = cal.scale if cal is not None else None
+                samples = subspace_samples(ctx, config, method, m, scale=scale)
                 buffers = None
                 if ctx.has_batchnorm:
                     buffers = recompute_bn_buffers(model, samples, ctx.bn_subset)
                 probs = evaluate_many(model, samples, x, buffers=buffers).numpy()
                 out.npy(rel, probs.astype(np.float32))
             sample_probs[method][m] = load_npy(f)
-    return sample_probs
+    return sample_probs, calibrations
+
+
+def _calibration(
+    ctx: RunContext,
+    config: SubspaceConfig,
+    method: str,
+    member: int,
+    out: ResultWriter,
+    accuracy_of: Callable[[torch.Tensor], torch.Tensor] | None,
+) -> S.CalibrationRecord | None:
+    """The calibrated scale of `method` around `member` (None in "paper" mode): cached in the
+    method's settings-keyed folder, so a changed mode or target_drop calibrates again."""
+    if accuracy_of is None:
+        return None
+    rel = S.SUBSPACE_CALIBRATION.format(method=method, member=member)
+    f = out.root / rel
+    if f.exists():
+        return S.CalibrationRecord.from_dict(read_json(f))
+    cal = calibrate(
+        method,
+        ctx.trajectory_matrix(member),
+        member,
+        config,
+        accuracy_of,
+        floor=1.0 / ctx.dataset.num_classes,  # a weak reference is not asked below chance
+    )
+    record = S.CalibrationRecord(**asdict(cal))
+    out.json(rel, record.to_dict())
+    logger.info(
+        "subspace: %s around member %d calibrated to scale %.4g (accuracy %.3f -> %.3f)",
+        method, member, cal.scale, cal.reference_accuracy, cal.probe_accuracy,
+    )  # fmt: skip
+    return record
 
 
 def _plane(out, config, members, reference, finals, sample_probs, labels) -> dict[str, Any]:
@@ -179,6 +278,45 @@ def _plane(out, config, members, reference, finals, sample_probs, labels) -> dic
     header = ["kind", "method", "member", "sample", "accuracy", "norm_diversity"]
     out.csv(S.SUBSPACE_PLANE, header, rows)
     return plane
+
+
+def _every_reference(
+    config: SubspaceConfig,
+    members: list[int],
+    finals: np.ndarray,
+    sample_probs: dict[str, dict[int, np.ndarray]],
+    labels: np.ndarray,
+) -> dict[str, dict[str, S.ReferenceSweepRecord]]:
+    """Every member as reference in turn, under both normalisations: {normalisation:
+    {"independent": the members' normalised diversity, <method>: the same with, per reference,
+    its own samples' most diverse within PLANE_TOL of it}}. Empty with a single member."""
+    if len(members) < 2:
+        return {}
+    out: dict[str, dict[str, S.ReferenceSweepRecord]] = {}
+    for method in config.methods:
+        clouds = [sample_probs[method][m] for m in members]
+        sweeps = every_reference(finals, labels, sample_probs=clouds, tol=PLANE_TOL)
+        for norm, sweep in sweeps.items():
+            record = _sweep_record(sweep)
+            bare = replace(record, sample_best=[], sample_mean=None, sample_std=None)
+            out.setdefault(norm, {"independent": bare})[method] = record
+    return out
+
+
+def _sweep_record(sweep: Any) -> S.ReferenceSweepRecord:
+    d = asdict(sweep)
+    d = {k: [list(r) if isinstance(r, tuple) else r for r in v] if isinstance(v, tuple) else v
+         for k, v in d.items()}  # fmt: skip
+    return S.ReferenceSweepRecord(**{k: _nan_none(v) for k, v in d.items()})
+
+
+def _nan_none(v: Any) -> Any:
+    """NaN as None, as the summary's JSON stores it, so a fresh summary equals a read-back one."""
+    if isinstance(v, float):
+        return None if np.isnan(v) else v
+    if isinstance(v, list):
+        return [_nan_none(x) for x in v]
+    return v
 
 
 def _reference_curves(ref: np.ndarray, ref_acc: float) -> dict[str, list[float]] | None:
