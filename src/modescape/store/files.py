@@ -8,6 +8,7 @@ with `allow_pickle=False` for arrays.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -39,6 +40,19 @@ _UMASK = _current_umask()
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> str:
     """Write `data` to `path` atomically; return its sha256 (hex)."""
+    tmp, digest = stage_bytes(path, data)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return digest
+
+
+def stage_bytes(path: str | Path, data: bytes) -> tuple[Path, str]:
+    """Write `data` to a temporary file next to `path` (flushed to disk), to be moved onto it
+    with `os.replace` later; return (the temporary file, the sha256 of `data`). Staging first
+    lets a writer claim the disk space before recording what it will publish."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -48,11 +62,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> str:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return hashlib.sha256(data).hexdigest()
+    return Path(tmp), hashlib.sha256(data).hexdigest()
 
 
 def sha256_file(path: str | Path) -> str:
@@ -110,27 +123,33 @@ def killpoint(name: str) -> None:
 _KILL_COUNTS: dict[str, int] = {}
 
 
-def remove_stale_tmp(folder: str | Path) -> int:
-    """Delete the temporary files of writes killed midway (`.<name>.*.tmp`) under `folder`.
+def remove_stale_tmp(folder: str | Path, older_than: float | None = None) -> int:
+    """Delete the temporary files of writes killed midway (`.<name>.*.tmp`) under `folder`
+    (only those last modified before `older_than`, a `time.time()`, when given).
 
-    Call it only while holding the lock that makes this process the folder's one writer.
-    Returns how many were removed.
+    Call it only while holding the lock that makes this process the folder's one writer, or
+    with `older_than` = when this writer started. Returns how many were removed.
     """
     removed = 0
     for tmp in Path(folder).rglob(".*.tmp"):
-        if tmp.is_file():
-            tmp.unlink(missing_ok=True)
-            removed += 1
+        with contextlib.suppress(FileNotFoundError):
+            if tmp.is_file() and (older_than is None or tmp.stat().st_mtime < older_than):
+                tmp.unlink(missing_ok=True)
+                removed += 1
     return removed
 
 
 def write_json(path: str | Path, obj: Any) -> str:
     """Strict JSON (NaN and infinities become null, so any JSON reader accepts the file)."""
+    return atomic_write_bytes(path, json_bytes(obj))
+
+
+def json_bytes(obj: Any) -> bytes:
+    """The bytes `write_json` writes."""
     text = json.dumps(
         _finite(obj), indent=2, sort_keys=True, default=_json_default, allow_nan=False
     )
-    text += "\n"
-    return atomic_write_bytes(path, text.encode())
+    return (text + "\n").encode()
 
 
 def read_json(path: str | Path, expect: type | None = None) -> Any:

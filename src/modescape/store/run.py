@@ -22,6 +22,7 @@ everything at once (`modescape verify`). The format version is checked on open.
 from __future__ import annotations
 
 import json
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ from torch import nn
 from modescape.config import RunConfig
 from modescape.errors import ModescapeError
 from modescape.store.files import (
+    killpoint,
     load_npy,
     load_safetensors,
     read_json,
@@ -72,11 +74,37 @@ def init_run(
 
 
 def write_study_summary(run: Run, folder: str, summary: dict[str, Any]) -> None:
-    """Write `<run>/<folder>/summary.json` and record it and every file it lists (its "files",
-    relative to the folder) in the run's manifest, so `modescape info` verifies them too."""
-    digest = write_json(run.path / folder / "summary.json", summary)
-    files = {f"{folder}/{rel}": d for rel, d in summary.get("files", {}).items()}
-    record_files(run.path, files | {f"{folder}/summary.json": digest})
+    """Publish `<run>/<folder>/summary.json` and record it and every file it lists (its "files",
+    relative to the folder) in the run's manifest, replacing what was recorded under the folder.
+
+    The summary's bytes are staged first, then the manifest updated, then the summary renamed
+    into place: a full disk fails before anything is published (summary.json and the manifest
+    stay consistent), and a kill leaves at most a manifest ahead of summary.json, which `verify`
+    reports and a rerun of the study repairs. Kill points: "<folder>.summary" (before), and
+    "<folder>.manifest" (between the manifest update and the rename).
+    """
+    from modescape.store.files import json_bytes, remove_stale_tmp, stage_bytes
+    from modescape.store.manifest import replace_folder_files
+
+    killpoint(f"{folder}.summary")
+    target = run.path / folder / "summary.json"
+    tmp, digest = stage_bytes(target, json_bytes(summary))
+    try:
+        files = {f"{folder}/{rel}": d for rel, d in summary.get("files", {}).items()}
+        replace_folder_files(run.path, folder, files | {f"{folder}/summary.json": digest})
+        killpoint(f"{folder}.manifest")
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    # Temporary files of an earlier call killed mid-write (this call started after them).
+    remove_stale_tmp(run.path / folder, older_than=_started(target))
+
+
+def _started(target: Path) -> float:
+    """A time before this study call wrote anything: its summary's own mtime less a margin
+    (calls of one study never overlap by design; a kill's leftovers are older)."""
+    return target.stat().st_mtime - 1.0
 
 
 class Run:
@@ -422,7 +450,7 @@ class Run:
             raise ModescapeError(
                 f"run {self.path} has no {folder} results; run `modescape {command} {self.path}`"
             )
-        return schema.SUMMARY_TYPES[folder].from_dict(read_json(f))
+        return schema.SUMMARY_TYPES[folder].from_dict(self.read_json(f"{folder}/{schema.SUMMARY}"))
 
     @property
     def analysis(self) -> Any:

@@ -162,7 +162,7 @@ def run_landscape(
     setup = _Setup(
         ctx, config, ctx.build_model(), data.x_test[: config.max_examples],
         data.y_test[: config.max_examples], config.bn_policy if bn else "keep", bn,
-        ResultWriter(ctx.path / S.LANDSCAPE),
+        ResultWriter(ctx.path / S.LANDSCAPE, ctx.run),
     )  # fmt: skip
     planes = []
     for anchors in config.planes or default_planes(ctx.run, members):
@@ -243,6 +243,8 @@ def _plane(setup: _Setup, anchors: tuple[str, str, str]) -> S.PlaneEntry:
     setup.out.files[f"{rel}/{S.SETTINGS}"] = digest
     if not (reusable and (folder / S.PLANE_ANCHORS).exists()):
         _evaluate_plane(setup, anchors, folder, rel)
+    else:  # finished by an earlier call (perhaps killed before its summary): list its files
+        setup.out.reuse_folder(rel)
     policy = setup.policy if setup.bn else "none"
     return S.PlaneEntry(name, list(anchors), rel, config.resolution, policy)
 

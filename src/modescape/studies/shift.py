@@ -36,7 +36,6 @@ from modescape.analysis.metrics import METRICS, evaluate
 from modescape.config import _check_choice
 from modescape.data.corruptions import IMAGE_CORRUPTIONS, SIGNAL_CORRUPTIONS, corrupt
 from modescape.errors import ModescapeError
-from modescape.store.files import load_npy, read_json
 from modescape.store.run import write_study_summary
 from modescape.studies import schema as S
 from modescape.studies.cache import open_cache
@@ -193,7 +192,7 @@ def run_shift(
     families = model_families(ctx, members, config, warnings)
     # Subspace models, when `modescape subspace` has run on this run.
     families |= subspace_state_dicts(ctx, config.subspace_samples)
-    out = ResultWriter(ctx.path / S.SHIFT)
+    out = ResultWriter(ctx.path / S.SHIFT, ctx.run)
     _, digest = open_cache(out.root / "preds", _cache_settings(ctx, config, members, inputs))
     out.files[f"preds/{S.SETTINGS}"] = digest
     sweep = f"{len(names)} corruptions x severities {list(config.severities)}"
@@ -224,7 +223,7 @@ def run_shift(
 def _cache_settings(ctx: RunContext, config: ShiftConfig, members: list[int], inputs) -> dict:
     """Everything cached predictions depend on besides the corruption and severity (their path)."""
     subspace = ctx.path / S.SUBSPACE / S.SUMMARY
-    recorded = read_json(subspace) if subspace.exists() else None
+    recorded = ctx.run.read_json(f"{S.SUBSPACE}/{S.SUMMARY}") if subspace.exists() else None
     late, _ = ctx.late_epochs(members[0], config.late, "late window")
     return {
         "members": members,
@@ -256,8 +255,8 @@ def _sweep(ctx, names, inputs, families, config, out) -> tuple[list, list]:
             probs = {}
             for family, weights in families.items():
                 rel = S.SHIFT_PREDS.format(key=key, severity=severity, family=family)
-                if (out.root / rel).exists():
-                    probs[family] = load_npy(out.root / rel)
+                if (cached := out.reuse_npy(rel)) is not None:
+                    probs[family] = cached
                 else:
                     probs[family] = evaluate_many(model, weights, x).numpy().astype(np.float32)
                     out.npy(rel, probs[family])

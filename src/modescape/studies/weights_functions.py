@@ -77,20 +77,32 @@ class AnalysisConfig:
 
 
 class LazySnapshot(Mapping):
-    """A snapshot file as a read-only mapping that reads one tensor at a time."""
+    """A snapshot file as a read-only mapping that reads one tensor at a time; a damaged,
+    truncated or missing file is one ModescapeError naming it."""
 
     def __init__(self, path: Path):
-        from safetensors import safe_open
-
         self.path = path
-        with safe_open(str(path), framework="pt") as f:
+        with self._open() as f:
             self._keys = list(f.keys())
 
-    def __getitem__(self, key: str) -> torch.Tensor:
-        from safetensors import safe_open
+    def _open(self):
+        from safetensors import SafetensorError, safe_open
 
-        with safe_open(str(self.path), framework="pt") as f:
-            return f.get_tensor(key)
+        try:
+            return safe_open(str(self.path), framework="pt")
+        except FileNotFoundError:
+            raise ModescapeError(f"missing file {self.path}") from None
+        except (SafetensorError, ValueError, OSError, RuntimeError) as e:
+            raise ModescapeError(f"corrupt safetensors file {self.path}: {e}") from None
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        from safetensors import SafetensorError
+
+        with self._open() as f:
+            try:
+                return f.get_tensor(key)
+            except (SafetensorError, ValueError, OSError, RuntimeError) as e:
+                raise ModescapeError(f"corrupt safetensors file {self.path}: {e}") from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._keys)
@@ -159,6 +171,8 @@ def _prepare(ctx: RunContext, config: AnalysisConfig, allow_partial: bool, log) 
     if config.split not in run.splits:
         raise ModescapeError(f"run {run.path} has no {config.split!r} split (has {run.splits})")
     epochs = common_epochs(run, members)
+    for m in members:  # read (and verify) every metrics file before anything is written
+        run.metrics(m)
     E = len(epochs)
     late, warning = clamp_window("late window", config.late, E - 1, minimum=2)
     # probs[members, epochs, examples, classes]: 164 MB for 10 × 41 CIFAR-10 test sets.
@@ -167,7 +181,7 @@ def _prepare(ctx: RunContext, config: AnalysisConfig, allow_partial: bool, log) 
     )
     a = _Analysis(
         ctx, config, members, epochs, run.labels(config.split), probs,
-        ResultWriter(run.path / S.ANALYSIS), min(max(late, 2), E), log,
+        ResultWriter(run.path / S.ANALYSIS, run), min(max(late, 2), E), log,
     )  # fmt: skip
     a.warnings += [warning] if warning else []
     a.out.csv(S.INDEX_CSV, ["row", "member", "epoch"], _index_rows(members, epochs))
