@@ -55,7 +55,9 @@ def stage_bytes(path: str | Path, data: bytes) -> tuple[Path, str]:
     lets a writer claim the disk space before recording what it will publish."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # The writer's pid in the name tells a killed writer's leftovers from a live one's.
+    prefix = f".{path.name}.{os.getpid()}."
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give files the usual permissions
         with os.fdopen(fd, "wb") as f:
@@ -123,20 +125,36 @@ def killpoint(name: str) -> None:
 _KILL_COUNTS: dict[str, int] = {}
 
 
-def remove_stale_tmp(folder: str | Path, older_than: float | None = None) -> int:
-    """Delete the temporary files of writes killed midway (`.<name>.*.tmp`) under `folder`
-    (only those last modified before `older_than`, a `time.time()`, when given).
-
-    Call it only while holding the lock that makes this process the folder's one writer, or
-    with `older_than` = when this writer started. Returns how many were removed.
-    """
+def remove_stale_tmp(folder: str | Path, dead_only: bool = False) -> int:
+    """Delete the temporary files of writes killed midway (`.<name>.<pid>.*.tmp`) under
+    `folder`: all of them while holding the lock that makes this process the folder's one
+    writer, else (`dead_only`) those whose writer is no longer alive. Returns how many."""
     removed = 0
     for tmp in Path(folder).rglob(".*.tmp"):
+        if dead_only and _writer_alive(tmp.name):
+            continue
         with contextlib.suppress(FileNotFoundError):
-            if tmp.is_file() and (older_than is None or tmp.stat().st_mtime < older_than):
-                tmp.unlink(missing_ok=True)
+            if tmp.is_file():
+                tmp.unlink()
                 removed += 1
     return removed
+
+
+def _writer_alive(tmp_name: str) -> bool:
+    """Whether the process that named this temporary file still runs (unknown: assume so)."""
+    parts = tmp_name[: -len(".tmp")].rsplit(".", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return True
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return False  # this process is past its writes when it cleans up
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_json(path: str | Path, obj: Any) -> str:

@@ -97,14 +97,7 @@ def write_study_summary(run: Run, folder: str, summary: dict[str, Any]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    # Temporary files of an earlier call killed mid-write (this call started after them).
-    remove_stale_tmp(run.path / folder, older_than=_started(target))
-
-
-def _started(target: Path) -> float:
-    """A time before this study call wrote anything: its summary's own mtime less a margin
-    (calls of one study never overlap by design; a kill's leftovers are older)."""
-    return target.stat().st_mtime - 1.0
+    remove_stale_tmp(run.path / folder, dead_only=True)  # writes of a killed earlier call
 
 
 class Run:

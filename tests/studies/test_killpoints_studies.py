@@ -1,0 +1,202 @@
+"""A SIGKILL at every named write point of `analyze`, `subspace`, `landscape`, `shift` and
+`report`, then a rerun: complete, verified output equal to an uninterrupted run's.
+
+Kill points come from MODESCAPE_KILL_AT (`store.files.killpoint`), not timing: "<study>.write@N"
+before the N-th file a study writes, "<study>.summary" before its summary, "<study>.manifest"
+between the manifest update and the summary's rename; "report.write@N" and "report.index".
+The studies run in the order `modescape run` uses, each on a copy of the run as the previous
+one left it, so a case kills one study and reruns it. `benchmarks/fault_campaign.py` runs every
+write point; here a few per study (one of each unmarked, the rest `slow`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import cli, tiny_config
+
+from modescape.store.run import verify_run
+
+# Each study's command line: small enough for a few seconds per call on 2 shared cores.
+_COMMAND_LINES = {
+    "analysis": "analyze --tsne-iter 250",
+    "subspace": "subspace --methods random,diagonal --samples 3 --snapshots 2 --rank 1",
+    "landscape": "landscape --grid 3 --path-points 3 --max-examples 60",
+    "shift": "shift --severities 1-2 --max-examples 60 --corruptions gaussian_noise,translation",
+    "report": "report",
+}
+COMMANDS = {study: line.split() for study, line in _COMMAND_LINES.items()}
+STUDIES = tuple(COMMANDS)
+# Values that differ between two equal runs: wall-clock times and the run's own path.
+_VOLATILE_KEYS = ("timings_s", "time_s", "created")
+# Symbolic kill points, resolved against the reference's sequence of write points.
+QUICK = {"analysis": "summary", "subspace": "write-middle", "landscape": "after-plane"}
+QUICK |= {"shift": "manifest", "report": "index"}
+
+
+def run_cli_killed(run: Path, study: str, kill_at: str) -> int:
+    """The study's command in a fresh interpreter that SIGKILLs itself at `kill_at`."""
+    code = (
+        "import sys, torch; torch.set_num_threads(1); from modescape.cli import main;"
+        "sys.exit(main(sys.argv[1:]))"
+    )
+    env = os.environ | {"MODESCAPE_KILL_AT": kill_at, "OMP_NUM_THREADS": "1"}
+    args = [*COMMANDS[study], str(run)]
+    return subprocess.run([sys.executable, "-c", code, *args], env=env).returncode
+
+
+def record_write_points(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Patch every module's `killpoint` to record the names reached, in order."""
+    import modescape.report.html as html
+    import modescape.store.files as files
+    import modescape.store.run as store_run
+
+    seen: list[str] = []
+    for module in (files, store_run, html):
+        monkeypatch.setattr(module, "killpoint", seen.append)
+    return seen
+
+
+def study_folder(study: str) -> str:
+    return "report" if study == "report" else study
+
+
+def outputs(run: Path, study: str) -> dict[str, object]:
+    """The study's outputs, comparable across equal runs: arrays, CSV rows and JSON with the
+    run path and timings taken out (the report: its tables and the files it wrote)."""
+    root = run / study_folder(study)
+    out: dict[str, object] = {}
+    for p in sorted(root.rglob("*")):
+        rel = str(p.relative_to(root))
+        if not p.is_file() or p.name.startswith(".") or "/rows/" in f"/{rel}":
+            continue
+        if study == "report" and p.suffix != ".csv":
+            out[rel] = None  # figures embed dates; that they exist is what counts
+        elif p.suffix == ".npy":
+            out[rel] = np.load(p)
+        elif p.suffix == ".csv":
+            out[rel] = list(csv.reader(p.read_text().replace(str(run), "<run>").splitlines()))
+        elif p.suffix == ".json":
+            out[rel] = _strip(json.loads(p.read_text().replace(str(run), "<run>")))
+    return out
+
+
+def _strip(obj: object) -> object:
+    if isinstance(obj, dict):
+        return {k: _strip(v) for k, v in obj.items() if k not in _VOLATILE_KEYS}
+    if isinstance(obj, list):
+        return [_strip(v) for v in obj]
+    return obj
+
+
+def assert_same_outputs(got: dict[str, object], expected: dict[str, object]) -> None:
+    assert sorted(got) == sorted(expected)
+    for rel, value in expected.items():
+        if isinstance(value, np.ndarray):
+            np.testing.assert_allclose(got[rel], value, rtol=1e-6, atol=1e-7, err_msg=rel)
+        else:
+            assert got[rel] == value, rel
+
+
+class Stages:
+    """Copies of the run after each study (stage[s] = after study s), and the write points each
+    study reached, from one uninterrupted pass."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.points: dict[str, list[str]] = {}
+
+    def before(self, study: str) -> Path:
+        i = STUDIES.index(study)
+        return self.root / ("trained" if i == 0 else STUDIES[i - 1])
+
+    def after(self, study: str) -> Path:
+        return self.root / study
+
+    def kill_point(self, study: str, where: str) -> str:
+        """A symbolic kill point (`wheres`) as MODESCAPE_KILL_AT, e.g. "landscape.write@9"."""
+        names = self.points[study]
+        writes = [i for i, n in enumerate(names) if n.endswith(".write")]
+        if where in ("summary", "manifest", "index"):
+            return f"{study}.{where}"
+        if where == "after-plane":  # the first write after a finished plane (its anchors.json)
+            plane = next(self.after(study).glob("landscape/planes/*"))
+            done = [p for p in plane.iterdir() if p.is_file() and p.name != "settings.json"]
+            n = len(done) + 1
+        else:
+            n = {"write-first": 1, "write-middle": len(writes) // 2, "write-last": len(writes)}[
+                where
+            ]
+        return f"{names[writes[0]]}@{n}"
+
+
+@pytest.fixture(scope="module")
+def stages(tmp_path_factory) -> Stages:
+    from modescape.train.trainer import train
+
+    root = tmp_path_factory.mktemp("stages")
+    train(tiny_config(members=2, epochs=3, **{"data.mnist1d_samples": 400}), root / "trained")
+    stages = Stages(root)
+    previous = root / "trained"
+    for study in STUDIES:
+        shutil.copytree(previous, stages.after(study))
+        with pytest.MonkeyPatch.context() as mp:
+            seen = record_write_points(mp)
+            code, _, err = cli(*COMMANDS[study], str(stages.after(study)))
+        assert code == 0, err
+        stages.points[study] = seen
+        previous = stages.after(study)
+    return stages
+
+
+def test_every_study_names_its_write_points(stages):
+    for study in STUDIES:
+        names = set(stages.points[study])
+        folder = study_folder(study)
+        expected = {f"{folder}.write", f"{folder}.index"} if study == "report" else None
+        expected = expected or {f"{folder}.write", f"{folder}.summary", f"{folder}.manifest"}
+        assert names == expected, (study, names)
+
+
+def wheres(study: str) -> tuple[str, ...]:
+    if study == "report":
+        return ("write-first", "write-last", "index")
+    extra = ("after-plane",) if study == "landscape" else ()
+    return ("write-first", "write-middle", "write-last", *extra, "summary", "manifest")
+
+
+CASES = [
+    pytest.param(s, w, marks=() if QUICK[s] == w else pytest.mark.slow, id=f"{s}-{w}")
+    for s in STUDIES
+    for w in wheres(s)
+]
+
+
+@pytest.mark.parametrize("study, where", CASES)
+def test_kill_a_study_at_a_write_point_then_rerun(stages, tmp_path, study, where):
+    kill_at = stages.kill_point(study, where)
+    run = tmp_path / "run"
+    shutil.copytree(stages.before(study), run)
+    assert run_cli_killed(run, study, kill_at) == -signal.SIGKILL, f"not killed at {kill_at}"
+    code, _, err = cli(*COMMANDS[study], str(run))
+    assert code == 0, err
+    assert verify_run(run) == []
+    assert_same_outputs(outputs(run, study), outputs(stages.after(study), study))
+    assert not [p for p in run.rglob("*.tmp") if re.search(r"\.\d+\.\w+\.tmp$", p.name)]
+    if study != "report":
+        recorded = {k for k in _manifest_files(run) if k.startswith(f"{study}/")}
+        assert recorded == {k for k in _manifest_files(stages.after(study)) if k.startswith(study)}
+
+
+def _manifest_files(run: Path) -> dict[str, str]:
+    return json.loads((run / "manifest.json").read_text())["files"]
