@@ -200,3 +200,89 @@ def test_kill_a_study_at_a_write_point_then_rerun(stages, tmp_path, study, where
 
 def _manifest_files(run: Path) -> dict[str, str]:
     return json.loads((run / "manifest.json").read_text())["files"]
+
+
+# ---- every study output is verified when read ----------------------------------------------------
+def flip(path: Path, fraction: float = 0.6) -> None:
+    data = bytearray(path.read_bytes())
+    data[int(len(data) * fraction)] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+DAMAGED = (
+    "analysis/functions/disagreement.npy",
+    "analysis/summary.json",
+    "subspace/plane.csv",
+    "landscape/planes/*/loss.npy",
+    "shift/metrics.csv",
+    "shift/summary.json",
+)
+
+
+@pytest.mark.parametrize("pattern", DAMAGED)
+def test_report_refuses_a_flipped_byte_in_any_study_output(stages, tmp_path, pattern):
+    run = tmp_path / "run"
+    shutil.copytree(stages.after("shift"), run)  # every study, no report yet
+    target = next(run.glob(pattern))
+    flip(target)
+    code, _, err = cli("report", str(run))
+    last = err.strip().splitlines()[-1]
+    assert code == 2 and "Traceback" not in err
+    assert last.startswith("modescape: error: checksum mismatch") and str(target) in last
+    assert not (run / "report" / "index.html").exists()
+
+
+@pytest.mark.parametrize(
+    "study, pattern",
+    [
+        ("subspace", "subspace/preds/random/m000.npy"),
+        ("landscape", "landscape/planes/*/accuracy.npy"),
+        ("shift", "shift/preds/clean/s0/members.npy"),
+    ],
+)
+def test_a_rerun_refuses_a_flipped_byte_in_the_cache_it_reuses(stages, tmp_path, study, pattern):
+    run = tmp_path / "run"
+    shutil.copytree(stages.after(study), run)
+    target = next(run.glob(pattern))
+    flip(target)
+    summary = (run / study / "summary.json").read_bytes()
+    code, _, err = cli(*COMMANDS[study], str(run))
+    assert code == 2 and "checksum mismatch" in err and str(target) in err
+    assert (run / study / "summary.json").read_bytes() == summary  # nothing published
+    code, _, err = cli(*COMMANDS[study], "--trust", str(run))  # the user vouches for it
+    assert code == 0, err
+
+
+def test_a_landscape_path_naming_a_missing_snapshot_is_refused_before_any_plane(stages, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(stages.after("analysis"), run)
+    for bad, message in (("m0,m7", "member 7 is not a finished member"), ("m0@e9,m1", "epoch 9")):
+        code, _, err = cli(*COMMANDS["landscape"], "--path", bad, str(run))
+        assert code == 2 and message in err and err.count("\n") == 1, err
+    assert not (run / "landscape").exists()
+
+
+def test_shift_refuses_more_examples_than_the_run_has(stages, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(stages.after("analysis"), run)
+    code, _, err = cli("shift", "--max-examples", "1000000", str(run))
+    assert code == 2 and "--max-examples" in err and "test examples" in err, err
+    assert not (run / "shift").exists()
+
+
+def test_report_of_an_incomplete_run_says_so(tmp_path):
+    from modescape.report.base import ReportContext
+    from modescape.report.html import render_html
+    from modescape.store.run import load_run
+
+    run = tmp_path / "run"
+    cfg = tiny_config(members=2, epochs=2, **{"data.mnist1d_samples": 400})
+    cfg_file = tmp_path / "config.json"
+    cfg_file.write_text(cfg.to_json())
+    assert cli("train", "--config", str(cfg_file), "--out", str(run), "--member", "0")[0] == 0
+    assert cli("analyze", "--partial", "--tsne-iter", "250", str(run))[0] == 0
+    ctx = ReportContext(load_run(run))
+    assert (
+        len(ctx.notices) == 1 and "incomplete" in ctx.notices[0] and "m1 pending" in ctx.notices[0]
+    )
+    assert f'<p class="notice">{ctx.notices[0]}</p>' in render_html(ctx, [], {})

@@ -64,6 +64,11 @@ def stage_bytes(path: str | Path, data: bytes) -> tuple[Path, str]:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+    except OSError as e:  # a full disk names no file: name the one being written
+        Path(tmp).unlink(missing_ok=True)
+        if e.filename is None:
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

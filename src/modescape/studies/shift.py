@@ -40,8 +40,11 @@ from modescape.store.run import write_study_summary
 from modescape.studies import schema as S
 from modescape.studies.cache import open_cache
 from modescape.studies.context import (
+    MAX_SAMPLES,
     ResultWriter,
     RunContext,
+    check_examples,
+    check_int,
     emit,
     open_context,
     subspace_state_dicts,
@@ -69,10 +72,12 @@ class ShiftConfig:
         bad = [s for s in self.severities if s not in SEVERITIES]
         if bad or not self.severities:
             raise ModescapeError(f"severities must be within 1..5, got {list(self.severities)}")
-        if self.late < 2 or self.weight_average < 1 or self.subspace_samples < 1:
-            raise ModescapeError(
-                "shift late must be >= 2, weight_average and subspace_samples >= 1"
-            )
+        check_int("shift --late", self.late, 2)
+        check_int("shift --weight-average", self.weight_average, 1)
+        check_int("shift --subspace-samples", self.subspace_samples, 1, MAX_SAMPLES)
+        check_int("shift --seed", self.seed, 0, 2**32 - 1)
+        if self.max_examples is not None:  # at most the run's test examples: `run_shift`
+            check_int("shift --max-examples", self.max_examples, 1)
 
 
 def parse_severities(text: str) -> tuple[int, ...]:
@@ -80,6 +85,8 @@ def parse_severities(text: str) -> tuple[int, ...]:
     try:
         if "-" in text:
             lo, hi = (int(v) for v in text.split("-"))
+            if not 1 <= lo <= hi <= 5:  # checked before the range is built
+                raise ModescapeError(f"--severities {text!r}: a range within 1-5, e.g. 1-5")
             return tuple(range(lo, hi + 1))
         return tuple(int(v) for v in text.split(","))
     except ValueError:
@@ -187,6 +194,7 @@ def run_shift(
     config = config or ShiftConfig()
     ctx = open_context(path)
     members = ctx.run.require_complete(allow_partial)
+    check_examples("shift --max-examples", config.max_examples, len(ctx.dataset.y_test))
     names, inputs = shift_inputs(ctx, config)
     warnings: list[str] = []
     families = model_families(ctx, members, config, warnings)

@@ -48,6 +48,8 @@ from modescape.studies.context import (
     BN_TRAIN_EXAMPLES,
     ResultWriter,
     RunContext,
+    check_float,
+    check_int,
     clamp_window,
     emit,
     open_context,
@@ -72,8 +74,13 @@ class AnalysisConfig:
     def __post_init__(self) -> None:
         _check_choice("split", self.split, ("test", "val"))
         _check_choice("parameter selection", self.params, PARAM_SELECTIONS)
-        if self.late < 2 or self.weight_average < 1 or self.tsne_examples < 1:
-            raise ModescapeError("late must be >= 2, weight_average and tsne_examples >= 1")
+        check_int("analyze --late", self.late, 2)
+        check_int("analyze --weight-average", self.weight_average, 1)
+        check_int("analyze --tsne-examples", self.tsne_examples, 1)
+        check_float("analyze --tsne-perplexity", self.tsne_perplexity, 1e-3, 1e4)
+        check_int("analyze --tsne-iter", self.tsne_iter, 250)  # scikit-learn's least
+        check_int("analyze --max-subsets", self.max_subsets, 1)
+        check_int("analyze --seed", self.seed, 0, 2**32 - 1)  # NumPy and scikit-learn seeds
 
 
 class LazySnapshot(Mapping):
