@@ -238,3 +238,105 @@ def test_a_folder_that_gained_images_between_members_is_refused(tmp_path):
     code, _, err = cli("train", *flags, "--out", out, "--member", "1")
     assert code == 2 and "dataset changed" in err and "source_sha256" in err
     assert not (tmp_path / "run/members/m001/snapshots").exists()
+
+
+# ---- a full disk: one clear line, nothing already written damaged -------------------------------
+@contextlib.contextmanager
+def small_tmpfs(where: Path, size_bytes: int):
+    """A tmpfs of `size_bytes` mounted at `where` (skips where mounting is not allowed)."""
+    import subprocess
+
+    where.mkdir(parents=True)
+    size = f"size={-(-size_bytes // 4096) * 4}k"
+    try:
+        mounted = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", size, "tmpfs", str(where)], capture_output=True
+        )
+    except FileNotFoundError:
+        pytest.skip("no mount command here")
+    if mounted.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not allowed here: {mounted.stderr.decode().strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill(where: Path, leave: int) -> Path:
+    """Fill the file system of `where` up to `leave` free bytes; return the filler file."""
+    import os
+
+    st = os.statvfs(where)
+    filler = where / "filler"
+    filler.write_bytes(bytes(max(0, st.f_bavail * st.f_frsize - leave)))
+    return filler
+
+
+def _size(folder: Path) -> int:
+    return sum(p.stat().st_size + 4096 for p in folder.rglob("*") if p.is_file())
+
+
+def _full_disk_error(code: int, err: str) -> None:
+    last = err.strip().splitlines()[-1]
+    assert code == 2 and "Traceback" not in err, err
+    assert last.startswith("modescape: error: no space left on device: "), last
+
+
+def _consistent(run: Path) -> None:
+    """Nothing the manifest records was damaged; summary.json files match it."""
+    from modescape.store.files import sha256_file
+
+    problems = verify_run(run)
+    assert not [p for p in problems if "checksum mismatch" in p], problems
+    recorded = load_run(run).manifest["files"]
+    for summary in run.glob("*/summary.json"):
+        rel = str(summary.relative_to(run))
+        assert recorded.get(rel) == sha256_file(summary), rel
+
+
+def test_train_on_a_full_disk_is_one_line_and_resumes_once_space_is_freed(tmp_path):
+    cfg = tmp_path / "config.json"
+    cfg.write_text(tiny_config(members=2, epochs=2, **{"data.mnist1d_samples": 400}).to_json())
+    with small_tmpfs(tmp_path / "disk", 4 << 20) as disk:
+        filler = fill(disk, 48 << 10)  # room for the run's creation, not for its snapshots
+        code, _, err = cli("train", "--config", str(cfg), "--out", str(disk / "run"))
+        _full_disk_error(code, err)
+        if (disk / "run").exists():
+            _consistent(disk / "run")
+        filler.unlink()
+        assert cli("train", "--config", str(cfg), "--out", str(disk / "run"))[0] == 0
+        assert verify_run(disk / "run") == []
+
+
+@pytest.mark.parametrize("command", ["analyze", "report"])
+def test_a_study_or_report_on_a_full_disk_damages_nothing(small_run, tmp_path, command):
+    analyze = ("analyze", "--tsne-iter", "250")
+    with small_tmpfs(tmp_path / "disk", _size(small_run) + (8 << 20)) as disk:
+        run = disk / "run"
+        shutil.copytree(small_run, run)
+        if command == "report":
+            assert cli(*analyze, str(run))[0] == 0
+        fill(disk, 24 << 10)
+        code, _, err = cli(*analyze, str(run)) if command == "analyze" else cli("report", str(run))
+        _full_disk_error(code, err)
+        _consistent(run)
+        assert verify_run(run) == []
+        assert command == "report" or not (run / "analysis/summary.json").exists()
+
+
+def test_a_rerun_of_a_study_on_a_full_disk_keeps_summary_and_manifest_consistent(
+    small_run, tmp_path
+):
+    analyze = ("analyze", "--tsne-iter", "250")
+    with small_tmpfs(tmp_path / "disk", _size(small_run) + (8 << 20)) as disk:
+        run = disk / "run"
+        shutil.copytree(small_run, run)
+        assert cli(*analyze, str(run))[0] == 0
+        filler = fill(disk, 0)
+        code, _, err = cli(*analyze, "--seed", "1", str(run))
+        _full_disk_error(code, err)
+        _consistent(run)  # the earlier results, or none: never a summary of changed files
+        assert verify_run(run) == []
+        filler.unlink()
+        assert cli(*analyze, "--seed", "1", str(run))[0] == 0
+        assert verify_run(run) == []

@@ -254,6 +254,7 @@ class ResultWriter:
         self.root = Path(root)
         self.study = self.root.name
         self._run = run
+        self._unpublished = False
         self.files: dict[str, str] = {}
 
     @property
@@ -267,6 +268,33 @@ class ResultWriter:
         from modescape.store.files import killpoint
 
         killpoint(f"{self.study}.write")
+        if not self._unpublished:
+            self._unpublish()
+            self._unpublished = True
+
+    def _unpublish(self) -> None:
+        """Before the first write: take the folder's earlier results out of the manifest (all
+        but the settings-keyed caches, which are verified when reused) and remove its summary.
+        A call that then fails (a full disk) or is killed leaves the study "not run", never a
+        summary and manifest describing files that have since changed."""
+        from modescape.store.manifest import replace_folder_files
+
+        prefix = f"{self.study}/"
+        recorded = {k: v for k, v in self.run.manifest.get("files", {}).items()}
+        mine = {k: v for k, v in recorded.items() if k.startswith(prefix)}
+        kept = {k: v for k, v in mine.items() if self._in_cache(k[len(prefix) :])}
+        if kept != mine:
+            replace_folder_files(self.run.path, self.study, kept)
+        (self.root / "summary.json").unlink(missing_ok=True)
+
+    def _in_cache(self, rel: str) -> bool:
+        """Whether `rel` lies in a settings-keyed cache folder (one holding settings.json)."""
+        from modescape.studies.schema import SETTINGS
+
+        parts = rel.split("/")[:-1]
+        return any(
+            (self.root / "/".join(parts[: i + 1]) / SETTINGS).exists() for i in range(len(parts))
+        )
 
     def npy(self, rel: str, array: np.ndarray) -> None:
         from modescape.store.files import save_npy
