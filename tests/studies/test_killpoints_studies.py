@@ -140,11 +140,10 @@ class Stages:
         return f"{names[writes[0]]}@{n}"
 
 
-@pytest.fixture(scope="module")
-def stages(tmp_path_factory) -> Stages:
+def build_stages(root: Path) -> Stages:
+    """Train the tiny run under `root` and run every study on it, keeping a copy per stage."""
     from modescape.train.trainer import train
 
-    root = tmp_path_factory.mktemp("stages")
     train(tiny_config(members=2, epochs=3, **{"data.mnist1d_samples": 400}), root / "trained")
     stages = Stages(root)
     previous = root / "trained"
@@ -157,6 +156,11 @@ def stages(tmp_path_factory) -> Stages:
         stages.points[study] = seen
         previous = stages.after(study)
     return stages
+
+
+@pytest.fixture(scope="module")
+def stages(tmp_path_factory) -> Stages:
+    return build_stages(tmp_path_factory.mktemp("stages"))
 
 
 def test_every_study_names_its_write_points(stages):
@@ -184,8 +188,13 @@ CASES = [
 
 @pytest.mark.parametrize("study, where", CASES)
 def test_kill_a_study_at_a_write_point_then_rerun(stages, tmp_path, study, where):
-    kill_at = stages.kill_point(study, where)
-    run = tmp_path / "run"
+    kill_and_rerun(stages, study, stages.kill_point(study, where), tmp_path)
+
+
+def kill_and_rerun(stages: Stages, study: str, kill_at: str, work: Path) -> None:
+    """Kill `study` at `kill_at` on a copy of the run before it, rerun it, compare."""
+    run = work / "run"
+    shutil.rmtree(run, ignore_errors=True)
     shutil.copytree(stages.before(study), run)
     assert run_cli_killed(run, study, kill_at) == -signal.SIGKILL, f"not killed at {kill_at}"
     code, _, err = cli(*COMMANDS[study], str(run))
