@@ -59,10 +59,10 @@ def record_write_points(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Patch every module's `killpoint` to record the names reached, in order."""
     import modescape.report.html as html
     import modescape.store.files as files
-    import modescape.store.run as store_run
+    import modescape.store.manifest as manifest
 
     seen: list[str] = []
-    for module in (files, store_run, html):
+    for module in (files, manifest, html):
         monkeypatch.setattr(module, "killpoint", seen.append)
     return seen
 

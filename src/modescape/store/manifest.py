@@ -33,9 +33,12 @@ from modescape.seeding import derive_seed
 from modescape.store.files import (
     _finite,
     _json_default,
+    json_bytes,
     killpoint,
     read_json,
+    remove_stale_tmp,
     save_npy,
+    stage_bytes,
     write_json,
 )
 
@@ -267,3 +270,28 @@ def config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[
         elif va != vb:
             out.append(f"{prefix}{key}: {va!r} -> {vb!r}")
     return out
+
+
+def write_study_summary(run: Any, folder: str, summary: dict[str, Any]) -> None:
+    """Publish `<run>/<folder>/summary.json` and record it and every file it lists (its "files",
+    relative to the folder) in the manifest of `run` (a `Run`), replacing what was recorded
+    under the folder.
+
+    The summary's bytes are staged first, then the manifest updated, then the summary renamed
+    into place: a full disk fails before anything is published (summary.json and the manifest
+    stay consistent), and a kill leaves at most a manifest ahead of summary.json, which `verify`
+    reports and a rerun of the study repairs. Kill points: "<folder>.summary" (before), and
+    "<folder>.manifest" (between the manifest update and the rename).
+    """
+    killpoint(f"{folder}.summary")
+    target = run.path / folder / "summary.json"
+    tmp, digest = stage_bytes(target, json_bytes(summary))
+    try:
+        files = {f"{folder}/{rel}": d for rel, d in summary.get("files", {}).items()}
+        replace_folder_files(run.path, folder, files | {f"{folder}/summary.json": digest})
+        killpoint(f"{folder}.manifest")
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    remove_stale_tmp(run.path / folder, dead_only=True)  # writes of a killed earlier call

@@ -22,7 +22,6 @@ everything at once (`modescape verify`). The format version is checked on open.
 from __future__ import annotations
 
 import json
-import os
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +33,6 @@ from torch import nn
 from modescape.config import RunConfig
 from modescape.errors import ModescapeError
 from modescape.store.files import (
-    killpoint,
     load_npy,
     load_safetensors,
     read_json,
@@ -50,6 +48,7 @@ from modescape.store.manifest import (  # noqa: F401  (re-exported: the store's 
     read_manifest,
     record_files,
     update_manifest,
+    write_study_summary,
 )
 
 if TYPE_CHECKING:
@@ -71,33 +70,6 @@ def init_run(
     """Create the run directory atomically (see `store.manifest.create_run`), or check that an
     existing one was written with `config`; return it opened."""
     return Run(create_run(path, config, data_summary, labels))
-
-
-def write_study_summary(run: Run, folder: str, summary: dict[str, Any]) -> None:
-    """Publish `<run>/<folder>/summary.json` and record it and every file it lists (its "files",
-    relative to the folder) in the run's manifest, replacing what was recorded under the folder.
-
-    The summary's bytes are staged first, then the manifest updated, then the summary renamed
-    into place: a full disk fails before anything is published (summary.json and the manifest
-    stay consistent), and a kill leaves at most a manifest ahead of summary.json, which `verify`
-    reports and a rerun of the study repairs. Kill points: "<folder>.summary" (before), and
-    "<folder>.manifest" (between the manifest update and the rename).
-    """
-    from modescape.store.files import json_bytes, remove_stale_tmp, stage_bytes
-    from modescape.store.manifest import replace_folder_files
-
-    killpoint(f"{folder}.summary")
-    target = run.path / folder / "summary.json"
-    tmp, digest = stage_bytes(target, json_bytes(summary))
-    try:
-        files = {f"{folder}/{rel}": d for rel, d in summary.get("files", {}).items()}
-        replace_folder_files(run.path, folder, files | {f"{folder}/summary.json": digest})
-        killpoint(f"{folder}.manifest")
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    remove_stale_tmp(run.path / folder, dead_only=True)  # writes of a killed earlier call
 
 
 class Run:

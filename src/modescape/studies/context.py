@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from modescape.analysis.subspace import MAX_SAMPLES  # noqa: F401  (one bound for every study)
 from modescape.analysis.weightspace import average_state_dicts
 from modescape.store.run import Run, load_run
 
@@ -34,39 +33,6 @@ logger = logging.getLogger(__name__)
 BN_TRAIN_EXAMPLES = 2048  # training examples per BatchNorm recomputation (a seeded subset)
 
 _LAST_DATASET: tuple[Any, Dataset] | None = None  # (data settings, dataset): see `dataset`
-
-
-# Upper bounds checked before anything is allocated or written (issue: a `--grid 100000` or a
-# severity range of a billion exhausted memory before any check).
-MAX_GRID = 201  # grid points per axis of a landscape plane (201² = 40,401 evaluations)
-MAX_PATH_POINTS = 1001
-MAX_COUNT = 1_000_000  # windows, subsets, iterations: far beyond any run, far below a hang
-
-
-def check_int(what: str, value: Any, lo: int, hi: int = MAX_COUNT) -> None:
-    """Raise a ModescapeError naming `what` unless `value` is an integer in [lo, hi]."""
-    from modescape.errors import ModescapeError
-
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or not lo <= value <= hi:
-        raise ModescapeError(f"{what} must be an integer in [{lo}, {hi:,}], got {value!r}")
-
-
-def check_float(what: str, value: Any, lo: float, hi: float) -> None:
-    """Raise a ModescapeError naming `what` unless `value` is a finite number in [lo, hi]
-    (NaN and infinities are refused: they silently produce all-NaN results)."""
-    import math
-
-    from modescape.errors import ModescapeError
-
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or not lo <= value <= hi:
-        raise ModescapeError(f"{what} must be a finite number in [{lo}, {hi}], got {value!r}")
-
-
-def check_examples(what: str, value: int | None, available: int) -> None:
-    """An example count asked for explicitly must exist in the data (None: all of them)."""
-    if value is not None:
-        check_int(f"{what} (the run has {available:,} test examples)", value, 1, available)
 
 
 def clamp_window(what: str, requested: int, available: int, minimum: int = 1) -> tuple[int, str]:

@@ -44,16 +44,8 @@ from modescape.store.files import load_npy
 from modescape.store.run import Run, write_study_summary
 from modescape.studies import schema as S
 from modescape.studies.cache import open_cache
-from modescape.studies.context import (
-    MAX_GRID,
-    MAX_PATH_POINTS,
-    ResultWriter,
-    RunContext,
-    check_float,
-    check_int,
-    emit,
-    open_context,
-)
+from modescape.studies.context import ResultWriter, RunContext, emit, open_context
+from modescape.studies.limits import MAX_GRID, MAX_PATH_POINTS, check_float, check_int
 
 logger = logging.getLogger(__name__)
 

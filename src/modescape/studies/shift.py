@@ -40,15 +40,13 @@ from modescape.store.run import write_study_summary
 from modescape.studies import schema as S
 from modescape.studies.cache import open_cache
 from modescape.studies.context import (
-    MAX_SAMPLES,
     ResultWriter,
     RunContext,
-    check_examples,
-    check_int,
     emit,
     open_context,
     subspace_state_dicts,
 )
+from modescape.studies.limits import MAX_SAMPLES, check_examples, check_int
 
 logger = logging.getLogger(__name__)
 

@@ -48,12 +48,11 @@ from modescape.studies.context import (
     BN_TRAIN_EXAMPLES,
     ResultWriter,
     RunContext,
-    check_float,
-    check_int,
     clamp_window,
     emit,
     open_context,
 )
+from modescape.studies.limits import check_float, check_int
 
 logger = logging.getLogger(__name__)
 
