@@ -246,7 +246,7 @@ class ResultWriter:
         from modescape.store.manifest import replace_folder_files
 
         prefix = f"{self.study}/"
-        recorded = {k: v for k, v in self.run.manifest.get("files", {}).items()}
+        recorded = self.run.manifest.get("files", {})
         mine = {k: v for k, v in recorded.items() if k.startswith(prefix)}
         kept = {k: v for k, v in mine.items() if self._in_cache(k[len(prefix) :])}
         if kept != mine:
