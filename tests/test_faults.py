@@ -32,6 +32,8 @@ Reader = Callable[[Run], Any]
 def _member_reader(rel: str) -> Reader | None:
     """How a command reads the file at `rel` (None: only the trainer or verify reads it)."""
     parts = rel.split("/")
+    if parts[0] in STUDY_FOLDERS:
+        return lambda r: read_study_file(r, rel)
     if rel.startswith("labels/"):
         return lambda r: r.labels(Path(rel).stem)
     if rel in ("manifest.json", "config.json"):
@@ -48,6 +50,57 @@ def _member_reader(rel: str) -> Reader | None:
     if parts[2] == "preds":
         return lambda r: r.predictions(parts[3], m, epoch)
     return None
+
+
+STUDY_FOLDERS = ("analysis", "subspace", "landscape", "shift")
+
+
+def read_study_file(run: Run, rel: str) -> Any:
+    """A study output read as the report and the studies read it (verified, then decoded)."""
+    from modescape.store.files import read_csv
+
+    if rel.endswith(".npy"):
+        return run.read_npy(rel)
+    if rel.endswith(".json"):
+        return run.read_json(rel)
+    return read_csv(run.verified(run.path / rel))
+
+
+# Bad values on the command line: refused with one line naming the flag, before anything is
+# allocated or written. (argv, what the message must contain)
+BAD_VALUES = (
+    (["landscape", "--grid", "100000"], "--grid"),
+    (["landscape", "--margin", "nan"], "--margin"),
+    (["landscape", "--margin", "inf"], "--margin"),
+    (["landscape", "--path", "m0,foo"], "unknown anchor 'foo'"),
+    (["landscape", "--path", "m0,m9"], "member 9 is not a finished member"),
+    (["landscape", "--path", "m0@e99,m1"], "no snapshot at epoch 99"),
+    (["landscape", "--path-points", "100000"], "--path-points"),
+    (["shift", "--severities", "1-1000000000"], "--severities"),
+    (["shift", "--severities", "0,6"], "severities"),
+    (["shift", "--max-examples", "-5"], "--max-examples"),
+    (["shift", "--max-examples", "0"], "--max-examples"),
+    (["shift", "--max-examples", "1000000"], "--max-examples"),
+    (["shift", "--subspace-samples", "100000000"], "--subspace-samples"),
+    (["analyze", "--seed", "-1"], "--seed"),
+    (["analyze", "--tsne-perplexity", "nan"], "perplexity"),
+    (["analyze", "--max-subsets", "0"], "--max-subsets"),
+    (["subspace", "--samples", "100000000"], "n_samples"),
+    (["subspace", "--random-scale", "inf"], "random"),
+)
+
+
+def check_bad_value(source: Path, argv: list[str], what: str, work: Path) -> None:
+    """The command on a copy of the run: exit 2, one line naming `what`, nothing written."""
+    run_dir = work / "run"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    shutil.copytree(source, run_dir)
+    before = sorted(p.name for p in run_dir.iterdir())
+    code, _, err = cli(*argv, str(run_dir))
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert what in err, err
+    assert sorted(p.name for p in run_dir.iterdir()) == before  # no results folder started
+    assert verify_run(run_dir) == []
 
 
 # ---- faults: each takes the file's path and damages it ------------------------------------------
@@ -179,6 +232,11 @@ def test_damaged_file_is_reported_clearly(small_run, tmp_path, rel, fault):
     check_case(small_run, Case(rel, fault), tmp_path)
 
 
+@pytest.mark.parametrize("argv, what", BAD_VALUES, ids=[" ".join(a) for a, _ in BAD_VALUES])
+def test_bad_study_values_are_one_line_before_anything_is_written(small_run, tmp_path, argv, what):
+    check_bad_value(small_run, argv, what, tmp_path)
+
+
 def test_failed_start_leaves_no_run_directory(tmp_path):
     from PIL import Image
 
@@ -238,3 +296,118 @@ def test_a_folder_that_gained_images_between_members_is_refused(tmp_path):
     code, _, err = cli("train", *flags, "--out", out, "--member", "1")
     assert code == 2 and "dataset changed" in err and "source_sha256" in err
     assert not (tmp_path / "run/members/m001/snapshots").exists()
+
+
+# ---- a full disk: one clear line, nothing already written damaged -------------------------------
+@contextlib.contextmanager
+def small_tmpfs(where: Path, size_bytes: int):
+    """A tmpfs of `size_bytes` mounted at `where` (skips where mounting is not allowed)."""
+    import subprocess
+
+    where.mkdir(parents=True)
+    size = f"size={-(-size_bytes // 4096) * 4}k"
+    try:
+        mounted = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", size, "tmpfs", str(where)], capture_output=True
+        )
+    except FileNotFoundError:
+        pytest.skip("no mount command here")
+    if mounted.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not allowed here: {mounted.stderr.decode().strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill(where: Path, leave: int) -> Path:
+    """Fill the file system of `where` up to `leave` free bytes; return the filler file."""
+    import os
+
+    st = os.statvfs(where)
+    filler = where / "filler"
+    filler.write_bytes(bytes(max(0, st.f_bavail * st.f_frsize - leave)))
+    return filler
+
+
+def _size(folder: Path) -> int:
+    return sum(p.stat().st_size + 4096 for p in folder.rglob("*") if p.is_file())
+
+
+def _full_disk_error(code: int, err: str) -> None:
+    last = err.strip().splitlines()[-1]
+    assert code == 2 and "Traceback" not in err, err
+    assert last.startswith("modescape: error: no space left on device: "), last
+
+
+def _consistent(run: Path) -> None:
+    """Nothing the manifest records was damaged; summary.json files match it."""
+    from modescape.store.files import sha256_file
+
+    problems = verify_run(run)
+    assert not [p for p in problems if "checksum mismatch" in p], problems
+    recorded = load_run(run).manifest["files"]
+    for summary in run.glob("*/summary.json"):
+        rel = str(summary.relative_to(run))
+        assert recorded.get(rel) == sha256_file(summary), rel
+
+
+def test_train_on_a_full_disk_is_one_line_and_resumes_once_space_is_freed(tmp_path):
+    full_disk_train(tmp_path)
+
+
+def full_disk_train(tmp_path: Path) -> None:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    cfg = tmp_path / "config.json"
+    cfg.write_text(tiny_config(members=2, epochs=2, **{"data.mnist1d_samples": 400}).to_json())
+    with small_tmpfs(tmp_path / "disk", 4 << 20) as disk:
+        filler = fill(disk, 48 << 10)  # room for the run's creation, not for its snapshots
+        code, _, err = cli("train", "--config", str(cfg), "--out", str(disk / "run"))
+        _full_disk_error(code, err)
+        if (disk / "run").exists():
+            _consistent(disk / "run")
+        filler.unlink()
+        assert cli("train", "--config", str(cfg), "--out", str(disk / "run"))[0] == 0
+        assert verify_run(disk / "run") == []
+
+
+@pytest.mark.parametrize("command", ["analyze", "report"])
+def test_a_study_or_report_on_a_full_disk_damages_nothing(small_run, tmp_path, command):
+    full_disk_study(small_run, tmp_path, command)
+
+
+def full_disk_study(small_run: Path, tmp_path: Path, command: str) -> None:
+    analyze = ("analyze", "--tsne-iter", "250")
+    with small_tmpfs(tmp_path / "disk", _size(small_run) + (8 << 20)) as disk:
+        run = disk / "run"
+        shutil.copytree(small_run, run)
+        if command == "report":
+            assert cli(*analyze, str(run))[0] == 0
+        fill(disk, 24 << 10)
+        code, _, err = cli(*analyze, str(run)) if command == "analyze" else cli("report", str(run))
+        _full_disk_error(code, err)
+        _consistent(run)
+        assert verify_run(run) == []
+        assert command == "report" or not (run / "analysis/summary.json").exists()
+
+
+def test_a_rerun_of_a_study_on_a_full_disk_keeps_summary_and_manifest_consistent(
+    small_run, tmp_path
+):
+    full_disk_rerun(small_run, tmp_path)
+
+
+def full_disk_rerun(small_run: Path, tmp_path: Path) -> None:
+    analyze = ("analyze", "--tsne-iter", "250")
+    with small_tmpfs(tmp_path / "disk", _size(small_run) + (8 << 20)) as disk:
+        run = disk / "run"
+        shutil.copytree(small_run, run)
+        assert cli(*analyze, str(run))[0] == 0
+        filler = fill(disk, 0)
+        code, _, err = cli(*analyze, "--seed", "1", str(run))
+        _full_disk_error(code, err)
+        _consistent(run)  # the earlier results, or none: never a summary of changed files
+        assert verify_run(run) == []
+        filler.unlink()
+        assert cli(*analyze, "--seed", "1", str(run))[0] == 0
+        assert verify_run(run) == []

@@ -253,7 +253,8 @@ def contrived(analysed, tmp_path) -> Path:
 
 
 def section_text(run: Path, fn) -> str:
-    return " ".join(fn(report.ReportContext(load_run(run))).reading)
+    # trust: these tests rewrite study results by hand (the manifest no longer vouches for them)
+    return " ".join(fn(report.ReportContext(load_run(run, trust=True))).reading)
 
 
 def test_shift_reading_says_where_the_ensemble_is_not_ahead(contrived):

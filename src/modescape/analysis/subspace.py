@@ -54,6 +54,8 @@ from modescape.analysis.samplers import sample as sample
 from modescape.errors import ModescapeError, choice_error
 from modescape.seeding import derive_seed
 
+MAX_SAMPLES = 10_000  # samples per sampler and member
+
 
 class SamplerMode(enum.StrEnum):
     """Where the samplers' scales come from (see the module docstring)."""
@@ -113,6 +115,15 @@ class SubspaceConfig:
             if m not in SAMPLERS:
                 raise choice_error("subspace sampler", m, SAMPLERS)
         _check_n(self.n_samples, "subspace.n_samples")
+        # Upper bounds before anything is allocated ([n_samples, P] per sampler and member).
+        for name, value, most in (
+            ("n_samples", self.n_samples, MAX_SAMPLES),
+            ("n_snapshots", self.n_snapshots, 100_000),
+            ("calibration_probes", self.calibration_probes, 1_000),
+            ("calibration_steps", self.calibration_steps, 100),
+        ):
+            if isinstance(value, int) and value > most:
+                raise ModescapeError(f"subspace.{name} must be at most {most:,}, got {value:,}")
         if self.n_snapshots < 2:
             raise ModescapeError(f"subspace.n_snapshots must be >= 2, got {self.n_snapshots}")
         if not 1 <= self.rank <= self.n_snapshots - 1:

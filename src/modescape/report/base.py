@@ -55,52 +55,69 @@ class Section:
 
 
 class Results:
-    """Readers for one results folder of a run (analysis/, subspace/, shift/, landscape/)."""
+    """Readers for one results folder of a run (analysis/, subspace/, shift/, landscape/).
 
-    def __init__(self, root: Path):
+    Every read is checked against the sha256 the run's manifest recorded when the study wrote
+    the file (`Run.verified`): a changed byte is one ModescapeError naming the file, unless the
+    run was opened with trust (`--trust`)."""
+
+    def __init__(self, root: Path, run: Run):
         self.root = Path(root)
+        self.run = run
 
     def has(self, rel: str) -> bool:
         return (self.root / rel).exists()
 
+    def path(self, rel: str) -> Path:
+        """The verified path of a file in the folder (for readers other than these)."""
+        return self.run.verified(self.root / rel)
+
     def npy(self, rel: str) -> np.ndarray:
-        return load_npy(self.root / rel)
+        return load_npy(self.path(rel))
 
     def json(self, rel: str) -> Any:
-        return read_json(self.root / rel)
+        return read_json(self.path(rel))
 
     def csv(self, rel: str) -> dict[str, np.ndarray]:
         """Columns of a CSV file: numeric columns as float arrays (NaN for blanks), else str."""
-        with open(self.root / rel, newline="") as f:
-            rows = list(csv.reader(f))
+        f = self.path(rel)
+        try:
+            with open(f, newline="") as fh:
+                rows = list(csv.reader(fh))
+        except FileNotFoundError:
+            raise ModescapeError(f"missing file {f}") from None
+        except (csv.Error, UnicodeDecodeError) as e:
+            raise ModescapeError(f"corrupt CSV file {f}: {e}") from None
         if not rows:
-            raise ModescapeError(f"empty CSV file {self.root / rel}")
+            raise ModescapeError(f"empty CSV file {f}")
         header, body = rows[0], rows[1:]
+        if any(len(r) != len(header) for r in body):
+            raise ModescapeError(f"corrupt CSV file {f}: rows of unequal length")
         return {name: _column([r[i] for r in body]) for i, name in enumerate(header)}
 
 
 class StudyResults(Results):
     """Readers for one study's folder and its summary, typed (`studies.schema`)."""
 
-    def __init__(self, root: Path, summary: Any):
-        super().__init__(root)
+    def __init__(self, root: Path, run: Run, summary: Any):
+        super().__init__(root, run)
         self.summary = summary
 
 
 class ReportContext(Results):
     """What a section function may read: the run, the analysis summary and analysis files
-    (`has`, `npy`, `json`, `csv` take paths inside analysis/; `study` opens the other folders)."""
+    (`has`, `npy`, `json`, `csv` take paths inside analysis/; `study` opens the other folders).
+    `notices` are the page's banner lines (an incomplete run says so)."""
 
     def __init__(self, run: Run):
-        super().__init__(run.path / S.ANALYSIS)
-        self.run = run
+        super().__init__(run.path / S.ANALYSIS, run)
         self.analysis = self.root
         if not (self.analysis / S.SUMMARY).exists():
             raise ModescapeError(
                 f"run {run.path} has not been analysed yet (no analysis/summary.json); "
                 f"run `modescape analyze {run.path}` first"
             )
-        self.summary = S.AnalysisSummary.from_dict(read_json(self.analysis / S.SUMMARY))
+        self.summary = S.AnalysisSummary.from_dict(self.json(S.SUMMARY))
 
     @property
     def members(self) -> list[int]:
@@ -116,13 +133,34 @@ class ReportContext(Results):
         root = self.run.path / name
         if not (root / S.SUMMARY).exists():
             return None
-        data = read_json(root / S.SUMMARY)
+        data = self.run.read_json(f"{name}/{S.SUMMARY}")
         kind = S.SUMMARY_TYPES.get(name)
-        return StudyResults(root, kind.from_dict(data) if kind else data)
+        return StudyResults(root, self.run, kind.from_dict(data) if kind else data)
 
     @cached_property
     def member_infos(self) -> list[dict[str, Any]]:
         return [self.run.member_info(m) for m in self.members]
+
+    @cached_property
+    def notices(self) -> list[str]:
+        """Banner lines for the top of the page: the run is incomplete (members not finished,
+        or left out of the analysis)."""
+        states = {m: self.run.member_info(m)["state"] for m in self.run.members}
+        unfinished = [f"m{m} {state}" for m, state in states.items() if state != "finished"]
+        left_out = [m for m in self.run.members if m not in self.members]
+        out = []
+        if unfinished:
+            out.append(
+                f"This run is incomplete: {_count(len(unfinished), 'member')} of "
+                f"{len(states)} not finished ({', '.join(unfinished)}); the results below use "
+                f"{_count(len(self.members), 'finished member')} only."
+            )
+        elif left_out:
+            out.append(
+                f"The analysis covers {_count(len(self.members), 'member')} of "
+                f"{len(states)}; rerun `modescape analyze` to include all of them."
+            )
+        return out
 
 
 SectionFn = Callable[[ReportContext], Section | None]

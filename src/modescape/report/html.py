@@ -65,7 +65,7 @@ from modescape.report.base import (  # noqa: F401  (re-exported: the section-bui
     _warned,
 )
 from modescape.report.sections import landscape_section, shift_section, subspace_section
-from modescape.store.files import atomic_write_bytes
+from modescape.store.files import atomic_write_bytes, killpoint
 from modescape.store.run import Run, load_run
 from modescape.studies import schema as S
 
@@ -468,12 +468,14 @@ def write_report(
         for plot in sec.figures:
             files = figures.render_figure(plot.figure)
             for fmt, data in files.items():
+                killpoint("report.write")
                 atomic_write_bytes(out / "figures" / f"{plot.name}.{fmt}", data)
             images[plot.name] = files["png"]
         for table in sec.tables:
             atomic_write_bytes(out / "tables" / f"{table.name}.csv", _csv_bytes(table))
     page = render_html(ctx, sections, images)
     index = out / "index.html"
+    killpoint("report.index")
     atomic_write_bytes(index, page.encode())
     message = f"report: {len(images)} figures in {time.perf_counter() - start:.1f} s -> {index}"
     if log is not None:
@@ -539,6 +541,7 @@ def render_html(ctx: ReportContext, sections: list[Section], images: dict[str, b
         run=esc(str(ctx.run.path)),
         created=esc(time.strftime("%Y-%m-%d %H:%M")),
         nav=nav,
+        notices="".join(f'<p class="notice">{esc(n)}</p>' for n in ctx.notices),
         body="\n".join(body),
     )
 
@@ -555,6 +558,7 @@ h1 {{ font-size: 1.6em; margin: 24px 0 4px; }}
 h2 {{ font-size: 1.3em; margin-top: 40px; border-bottom: 1px solid #eee; }}
 nav a {{ margin-right: 16px; }}
 .meta {{ color: #666; font-size: 0.9em; word-break: break-all; }}
+.notice {{ background: #fff4e5; border-left: 4px solid #c05600; padding: 8px 12px; }}
 .reading {{ background: #f6f8fa; border-left: 4px solid #1f3b73; padding: 8px 12px;
            margin: 8px 0; }}
 figure {{ margin: 20px 0; }}
@@ -570,7 +574,7 @@ a {{ color: #1f5fbf; }}
 <body>
 <header><h1>{title}</h1>
 <p class="meta">Run: {run} · report written {created}</p>
-<nav>{nav}</nav></header>
+{notices}<nav>{nav}</nav></header>
 {body}
 </body></html>
 """

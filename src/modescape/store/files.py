@@ -8,6 +8,7 @@ with `allow_pickle=False` for arrays.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -39,20 +40,39 @@ _UMASK = _current_umask()
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> str:
     """Write `data` to `path` atomically; return its sha256 (hex)."""
+    tmp, digest = stage_bytes(path, data)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return digest
+
+
+def stage_bytes(path: str | Path, data: bytes) -> tuple[Path, str]:
+    """Write `data` to a temporary file next to `path` (flushed to disk), to be moved onto it
+    with `os.replace` later; return (the temporary file, the sha256 of `data`). Staging first
+    lets a writer claim the disk space before recording what it will publish."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # The writer's pid in the name tells a killed writer's leftovers from a live one's.
+    prefix = f".{path.name}.{os.getpid()}."
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give files the usual permissions
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+    except OSError as e:  # a full disk names no file: name the one being written
+        Path(tmp).unlink(missing_ok=True)
+        if e.filename is None:
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return hashlib.sha256(data).hexdigest()
+    return Path(tmp), hashlib.sha256(data).hexdigest()
 
 
 def sha256_file(path: str | Path) -> str:
@@ -110,27 +130,49 @@ def killpoint(name: str) -> None:
 _KILL_COUNTS: dict[str, int] = {}
 
 
-def remove_stale_tmp(folder: str | Path) -> int:
-    """Delete the temporary files of writes killed midway (`.<name>.*.tmp`) under `folder`.
-
-    Call it only while holding the lock that makes this process the folder's one writer.
-    Returns how many were removed.
-    """
+def remove_stale_tmp(folder: str | Path, dead_only: bool = False) -> int:
+    """Delete the temporary files of writes killed midway (`.<name>.<pid>.*.tmp`) under
+    `folder`: all of them while holding the lock that makes this process the folder's one
+    writer, else (`dead_only`) those whose writer is no longer alive. Returns how many."""
     removed = 0
     for tmp in Path(folder).rglob(".*.tmp"):
-        if tmp.is_file():
-            tmp.unlink(missing_ok=True)
-            removed += 1
+        if dead_only and _writer_alive(tmp.name):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if tmp.is_file():
+                tmp.unlink()
+                removed += 1
     return removed
+
+
+def _writer_alive(tmp_name: str) -> bool:
+    """Whether the process that named this temporary file still runs (unknown: assume so)."""
+    parts = tmp_name[: -len(".tmp")].rsplit(".", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return True
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return False  # this process is past its writes when it cleans up
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_json(path: str | Path, obj: Any) -> str:
     """Strict JSON (NaN and infinities become null, so any JSON reader accepts the file)."""
+    return atomic_write_bytes(path, json_bytes(obj))
+
+
+def json_bytes(obj: Any) -> bytes:
+    """The bytes `write_json` writes."""
     text = json.dumps(
         _finite(obj), indent=2, sort_keys=True, default=_json_default, allow_nan=False
     )
-    text += "\n"
-    return atomic_write_bytes(path, text.encode())
+    return (text + "\n").encode()
 
 
 def read_json(path: str | Path, expect: type | None = None) -> Any:

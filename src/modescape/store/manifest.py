@@ -20,7 +20,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +33,12 @@ from modescape.seeding import derive_seed
 from modescape.store.files import (
     _finite,
     _json_default,
+    json_bytes,
     killpoint,
     read_json,
+    remove_stale_tmp,
     save_npy,
+    stage_bytes,
     write_json,
 )
 
@@ -223,16 +226,24 @@ def manifest_lock(path: Path) -> Iterator[None]:
 
 def update_manifest(path: str | Path, **changes: Any) -> dict[str, Any]:
     """Merge `changes` into the manifest under a lock; dict values are merged one level deep."""
-    path = Path(path)
-    with manifest_lock(path):
-        for tmp in path.glob(".manifest.json.*.tmp"):  # a killed writer's; we hold the lock
-            tmp.unlink(missing_ok=True)
-        manifest = read_manifest(path)
+
+    def merge(manifest: dict[str, Any]) -> None:
         for key, value in changes.items():
             if isinstance(value, dict) and isinstance(manifest.get(key), dict):
                 manifest[key] = manifest[key] | value
             else:
                 manifest[key] = value
+
+    return _rewrite_manifest(Path(path), merge)
+
+
+def _rewrite_manifest(path: Path, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Read, change (in place) and reseal the manifest, one process at a time."""
+    with manifest_lock(path):
+        for tmp in path.glob(".manifest.json.*.tmp"):  # a killed writer's; we hold the lock
+            tmp.unlink(missing_ok=True)
+        manifest = read_manifest(path)
+        change(manifest)
         manifest = seal(manifest)
         write_json(path / "manifest.json", manifest)
     return manifest
@@ -241,6 +252,19 @@ def update_manifest(path: str | Path, **changes: Any) -> dict[str, Any]:
 def record_files(run_path: str | Path, files: dict[str, str]) -> None:
     """Record sha256 checksums (paths relative to the run) in the manifest."""
     update_manifest(run_path, files=files)
+
+
+def replace_folder_files(run_path: str | Path, folder: str, files: dict[str, str]) -> None:
+    """Record `files` (paths relative to the run) as everything under `<folder>/`: digests of
+    files an earlier call wrote there and this one did not are dropped (a study rerun with other
+    settings removes them)."""
+
+    def replace(manifest: dict[str, Any]) -> None:
+        old = manifest.get("files", {})
+        kept = {k: v for k, v in old.items() if not k.startswith(folder + "/")}
+        manifest["files"] = kept | files
+
+    _rewrite_manifest(Path(run_path), replace)
 
 
 def config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
@@ -252,3 +276,28 @@ def config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[
         elif va != vb:
             out.append(f"{prefix}{key}: {va!r} -> {vb!r}")
     return out
+
+
+def write_study_summary(run: Any, folder: str, summary: dict[str, Any]) -> None:
+    """Publish `<run>/<folder>/summary.json` and record it and every file it lists (its "files",
+    relative to the folder) in the manifest of `run` (a `Run`), replacing what was recorded
+    under the folder.
+
+    The summary's bytes are staged first, then the manifest updated, then the summary renamed
+    into place: a full disk fails before anything is published (summary.json and the manifest
+    stay consistent), and a kill leaves at most a manifest ahead of summary.json, which `verify`
+    reports and a rerun of the study repairs. Kill points: "<folder>.summary" (before), and
+    "<folder>.manifest" (between the manifest update and the rename).
+    """
+    killpoint(f"{folder}.summary")
+    target = run.path / folder / "summary.json"
+    tmp, digest = stage_bytes(target, json_bytes(summary))
+    try:
+        files = {f"{folder}/{rel}": d for rel, d in summary.get("files", {}).items()}
+        replace_folder_files(run.path, folder, files | {f"{folder}/summary.json": digest})
+        killpoint(f"{folder}.manifest")
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    remove_stale_tmp(run.path / folder, dead_only=True)  # writes of a killed earlier call

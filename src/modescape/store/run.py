@@ -48,6 +48,7 @@ from modescape.store.manifest import (  # noqa: F401  (re-exported: the store's 
     read_manifest,
     record_files,
     update_manifest,
+    write_study_summary,
 )
 
 if TYPE_CHECKING:
@@ -69,14 +70,6 @@ def init_run(
     """Create the run directory atomically (see `store.manifest.create_run`), or check that an
     existing one was written with `config`; return it opened."""
     return Run(create_run(path, config, data_summary, labels))
-
-
-def write_study_summary(run: Run, folder: str, summary: dict[str, Any]) -> None:
-    """Write `<run>/<folder>/summary.json` and record it and every file it lists (its "files",
-    relative to the folder) in the run's manifest, so `modescape info` verifies them too."""
-    digest = write_json(run.path / folder / "summary.json", summary)
-    files = {f"{folder}/{rel}": d for rel, d in summary.get("files", {}).items()}
-    record_files(run.path, files | {f"{folder}/summary.json": digest})
 
 
 class Run:
@@ -422,7 +415,7 @@ class Run:
             raise ModescapeError(
                 f"run {self.path} has no {folder} results; run `modescape {command} {self.path}`"
             )
-        return schema.SUMMARY_TYPES[folder].from_dict(read_json(f))
+        return schema.SUMMARY_TYPES[folder].from_dict(self.read_json(f"{folder}/{schema.SUMMARY}"))
 
     @property
     def analysis(self) -> Any:

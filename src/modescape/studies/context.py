@@ -208,47 +208,130 @@ def emit(logger: logging.Logger, log: Any, message: str) -> None:
 
 class ResultWriter:
     """Writes a study's files under one folder and keeps the sha256 of each (`files`, paths
-    relative to the folder), which the study summary lists and the manifest records."""
+    relative to the folder), which the study summary lists and the manifest records.
 
-    def __init__(self, root: Path):
+    Kill point `"<study>.write"` comes before every file (`<study>` is the folder's name), so
+    tests can SIGKILL a study at each of its writes (`store.files.killpoint`). Cached files
+    reused from an earlier call go through `reuse_npy` / `reuse_folder`: verified against the
+    manifest when it records them for the same cache settings, and listed in `files` again.
+    """
+
+    def __init__(self, root: Path, run: Run | None = None):
         self.root = Path(root)
+        self.study = self.root.name
+        self._run = run
+        self._unpublished = False
         self.files: dict[str, str] = {}
+
+    @property
+    def run(self) -> Run:
+        """The run the folder belongs to (opened on first use when none was given)."""
+        if self._run is None:
+            self._run = load_run(self.root.parent)
+        return self._run
+
+    def _before_write(self) -> None:
+        from modescape.store.files import killpoint
+
+        killpoint(f"{self.study}.write")
+        if not self._unpublished:
+            self._unpublish()
+            self._unpublished = True
+
+    def _unpublish(self) -> None:
+        """Before the first write: take the folder's earlier results out of the manifest (all
+        but the settings-keyed caches, which are verified when reused) and remove its summary.
+        A call that then fails (a full disk) or is killed leaves the study "not run", never a
+        summary and manifest describing files that have since changed."""
+        from modescape.store.manifest import replace_folder_files
+
+        prefix = f"{self.study}/"
+        recorded = self.run.manifest.get("files", {})
+        mine = {k: v for k, v in recorded.items() if k.startswith(prefix)}
+        kept = {k: v for k, v in mine.items() if self._in_cache(k[len(prefix) :])}
+        if kept != mine:
+            replace_folder_files(self.run.path, self.study, kept)
+        (self.root / "summary.json").unlink(missing_ok=True)
+
+    def _in_cache(self, rel: str) -> bool:
+        """Whether `rel` lies in a settings-keyed cache folder (one holding settings.json)."""
+        from modescape.studies.schema import SETTINGS
+
+        parts = rel.split("/")[:-1]
+        return any(
+            (self.root / "/".join(parts[: i + 1]) / SETTINGS).exists() for i in range(len(parts))
+        )
 
     def npy(self, rel: str, array: np.ndarray) -> None:
         from modescape.store.files import save_npy
 
+        self._before_write()
         self.files[rel] = save_npy(self.root / rel, array)
 
     def csv(self, rel: str, header: list[str], rows: list[list[Any]]) -> None:
         from modescape.store.files import write_csv
 
+        self._before_write()
         self.files[rel] = write_csv(self.root / rel, header, rows)
 
     def json(self, rel: str, obj: Any) -> None:
         from modescape.store.files import write_json
 
+        self._before_write()
         self.files[rel] = write_json(self.root / rel, obj)
 
+    # ---- reusing cached results ------------------------------------------------------------
+    def reuse_npy(self, rel: str) -> np.ndarray | None:
+        """A cached array written by an earlier call ([...] as written), verified and listed in
+        `files`; None when there is none."""
+        from modescape.store.files import load_npy
 
-def subspace_state_dicts(ctx: RunContext, max_samples: int | None = None) -> dict[str, list[dict]]:
-    """State dicts of the reference member's samples per sampler (the first `max_samples` of
-    each: the same ones `modescape subspace` evaluated, regenerated from its recorded settings),
-    keyed "subspace_<method>"; empty when `modescape subspace` has not run on this run."""
-    from modescape.analysis.subspace import SubspaceConfig
-    from modescape.store.files import read_json
-    from modescape.studies import schema as S
+        path = self.root / rel
+        if not path.exists():
+            return None
+        if rel not in self.files:  # not written by this call: an earlier call's result
+            self._reuse(rel)
+        return load_npy(path)
 
-    f = ctx.path / S.SUBSPACE / S.SUMMARY
-    if not f.exists():
-        return {}
-    summary = S.SubspaceSummary.from_dict(read_json(f))
-    config = subspace_config(SubspaceConfig, summary.config)
-    return {
-        f"subspace_{method}": ctx.with_recomputed_bn(
-            ctx.subspace_samples(config, method, summary.reference)[:max_samples]
-        )
-        for method in config.methods
-    }
+    def reuse_json(self, rel: str) -> Any:
+        """A cached JSON object written by an earlier call, verified and listed in `files`."""
+        from modescape.store.files import read_json
+
+        if rel not in self.files:
+            self._reuse(rel)
+        return read_json(self.root / rel)
+
+    def reuse_folder(self, rel: str) -> None:
+        """List (and verify) every finished file directly in the cached folder `rel`."""
+        for path in sorted((self.root / rel).iterdir()):
+            if path.is_file() and not path.name.startswith("."):
+                self._reuse(f"{rel}/{path.name}")
+
+    def _reuse(self, rel: str) -> None:
+        from modescape.store.files import cached_sha256
+
+        path = self.root / rel
+        if self._recorded_for_same_settings(rel):
+            self.run.verified(path)
+        self.files[rel] = cached_sha256(path)
+
+    def _recorded_for_same_settings(self, rel: str) -> bool:
+        """Whether the manifest's digest of `rel` belongs to the current cache: the nearest
+        enclosing cache's settings.json (listed in `files` by `open_cache`'s caller) has the
+        digest the manifest recorded with it. A cache emptied for new settings and refilled by
+        a killed call holds files the manifest has not seen yet: those are not checked."""
+        from modescape.studies.schema import SETTINGS
+
+        recorded = self.run.manifest.get("files", {})
+        if f"{self.study}/{rel}" not in recorded:
+            return False
+        parts = rel.split("/")[:-1]
+        while parts:
+            settings = "/".join([*parts, SETTINGS])
+            if settings in self.files:
+                return recorded.get(f"{self.study}/{settings}") == self.files[settings]
+            parts.pop()
+        return True
 
 
 def subspace_config(cls: type, recorded: dict[str, Any]) -> Any:

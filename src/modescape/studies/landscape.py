@@ -45,6 +45,7 @@ from modescape.store.run import Run, write_study_summary
 from modescape.studies import schema as S
 from modescape.studies.cache import open_cache
 from modescape.studies.context import ResultWriter, RunContext, emit, open_context
+from modescape.studies.limits import MAX_GRID, MAX_PATH_POINTS, check_float, check_int
 
 logger = logging.getLogger(__name__)
 
@@ -64,12 +65,47 @@ class LandscapeConfig:
     weight_average: int = S.WEIGHT_AVERAGE_WINDOW  # snapshots averaged by a wa<i> anchor
 
     def __post_init__(self) -> None:
-        if self.resolution < 3:
-            raise ModescapeError(f"landscape resolution must be >= 3, got {self.resolution}")
-        if self.n_path_points < 2 or self.max_examples < 1 or self.margin < 0:
-            raise ModescapeError("path points must be >= 2, max_examples >= 1, margin >= 0")
-        if self.weight_average < 1:
-            raise ModescapeError("landscape weight_average must be >= 1")
+        check_int("landscape --grid", self.resolution, 3, MAX_GRID)
+        check_int("landscape --path-points", self.n_path_points, 2, MAX_PATH_POINTS)
+        check_int("landscape --max-examples", self.max_examples, 1)  # more: all test examples
+        check_float("landscape --margin", self.margin, 0.0, 10.0)
+        check_int("landscape weight_average", self.weight_average, 1)
+        # Anchor names are checked here, before any plane is computed (`check_anchors` then
+        # checks them against the run).
+        for plane in self.planes or ():
+            if len(plane) != 3:
+                raise ModescapeError(f"--anchors needs three names, got {list(plane)}")
+        for path in self.paths or ():
+            if len(path) != 2:
+                raise ModescapeError(f"--path needs two anchors, e.g. m0,m1; got {list(path)}")
+        for name in {a for group in (*(self.planes or ()), *(self.paths or ())) for a in group}:
+            if _ANCHOR.match(name) is None:
+                raise ModescapeError(
+                    f"unknown anchor {name!r} in --anchors/--path "
+                    "(allowed: origin, m<i>, m<i>@e<epoch>, init<i>, wa<i>)"
+                )
+
+
+def check_anchors(ctx: RunContext, config: LandscapeConfig, members: list[int]) -> None:
+    """Every anchor of the configured planes and paths names a finished member (and a snapshot
+    it has): checked before the first plane is computed, not after."""
+    groups = (*(config.planes or ()), *(config.paths or ()))
+    for name in sorted({a for group in groups for a in group} - {"origin"}):
+        m = _ANCHOR.match(name)
+        assert m is not None  # LandscapeConfig checked the grammar
+        member = int(next(g for g in (m.group(2), m.group(4), m.group(5)) if g is not None))
+        if member not in members:
+            raise ModescapeError(
+                f"anchor {name!r}: member {member} is not a finished member of {ctx.path} "
+                f"(finished: {members})"
+            )
+        epoch = m.group(3)
+        if epoch is not None and int(epoch) not in ctx.run.snapshot_epochs(member):
+            epochs = ctx.run.snapshot_epochs(member)
+            raise ModescapeError(
+                f"anchor {name!r}: member {member} has no snapshot at epoch "
+                f"{int(epoch)} (has {epochs[0]}..{epochs[-1]})"
+            )
 
 
 def parse_anchors(text: str) -> tuple[str, str, str]:
@@ -157,12 +193,13 @@ def run_landscape(
     config = config or LandscapeConfig()
     ctx = open_context(path)
     members = ctx.run.require_complete(allow_partial)
+    check_anchors(ctx, config, members)
     data = ctx.dataset
     bn = {"train_x": ctx.bn_subset} if ctx.has_batchnorm else {}
     setup = _Setup(
         ctx, config, ctx.build_model(), data.x_test[: config.max_examples],
         data.y_test[: config.max_examples], config.bn_policy if bn else "keep", bn,
-        ResultWriter(ctx.path / S.LANDSCAPE),
+        ResultWriter(ctx.path / S.LANDSCAPE, ctx.run),
     )  # fmt: skip
     planes = []
     for anchors in config.planes or default_planes(ctx.run, members):
@@ -245,6 +282,8 @@ def _plane(setup: _Setup, anchors: tuple[str, str, str]) -> S.PlaneEntry:
     # A plane finished before anchors.json recorded the anchors' grid nodes is written again.
     if not (done and "nodes" in read_json(folder / S.PLANE_ANCHORS)):
         _evaluate_plane(setup, anchors, folder, rel)
+    else:  # finished by an earlier call (perhaps killed before its summary): list its files
+        setup.out.reuse_folder(rel)
     policy = setup.policy if setup.bn else "none"
     return S.PlaneEntry(name, list(anchors), rel, config.resolution, policy)
 

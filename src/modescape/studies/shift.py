@@ -44,7 +44,6 @@ from modescape.data.corruptions import (
     corrupt,
 )
 from modescape.errors import ModescapeError
-from modescape.store.files import load_npy, read_json
 from modescape.store.run import write_study_summary
 from modescape.studies import schema as S
 from modescape.studies.cache import open_cache
@@ -55,6 +54,7 @@ from modescape.studies.context import (
     open_context,
     subspace_config,
 )
+from modescape.studies.limits import MAX_SAMPLES, check_examples, check_int
 
 logger = logging.getLogger(__name__)
 
@@ -77,10 +77,12 @@ class ShiftConfig:
         bad = [s for s in self.severities if s not in SEVERITIES]
         if bad or not self.severities:
             raise ModescapeError(f"severities must be within 1..5, got {list(self.severities)}")
-        if self.late < 2 or self.weight_average < 1 or self.subspace_samples < 1:
-            raise ModescapeError(
-                "shift late must be >= 2, weight_average and subspace_samples >= 1"
-            )
+        check_int("shift --late", self.late, 2)
+        check_int("shift --weight-average", self.weight_average, 1)
+        check_int("shift --subspace-samples", self.subspace_samples, 1, MAX_SAMPLES)
+        check_int("shift --seed", self.seed, 0, 2**32 - 1)
+        if self.max_examples is not None:  # at most the run's test examples: `run_shift`
+            check_int("shift --max-examples", self.max_examples, 1)
 
 
 def parse_severities(text: str) -> tuple[int, ...]:
@@ -88,6 +90,8 @@ def parse_severities(text: str) -> tuple[int, ...]:
     try:
         if "-" in text:
             lo, hi = (int(v) for v in text.split("-"))
+            if not 1 <= lo <= hi <= 5:  # checked before the range is built
+                raise ModescapeError(f"--severities {text!r}: a range within 1-5, e.g. 1-5")
             return tuple(range(lo, hi + 1))
         return tuple(int(v) for v in text.split(","))
     except ValueError:
@@ -196,12 +200,13 @@ def run_shift(
     config = config or ShiftConfig()
     ctx = open_context(path)
     members = ctx.run.require_complete(allow_partial)
+    check_examples("shift --max-examples", config.max_examples, len(ctx.dataset.y_test))
     names, inputs = shift_inputs(ctx, config)
     warnings: list[str] = []
     families = model_families(ctx, members, config, warnings)
     # Subspace models, when `modescape subspace` has run on this run.
     families |= _subspace_families(ctx, config.subspace_samples)
-    out = ResultWriter(ctx.path / S.SHIFT)
+    out = ResultWriter(ctx.path / S.SHIFT, ctx.run)
     _, digest = open_cache(out.root / "preds", _cache_settings(ctx, config, members, inputs))
     out.files[f"preds/{S.SETTINGS}"] = digest
     sweep = f"{len(names)} corruptions x severities {list(config.severities)}"
@@ -237,7 +242,7 @@ def run_shift(
 def _cache_settings(ctx: RunContext, config: ShiftConfig, members: list[int], inputs) -> dict:
     """Everything cached predictions depend on besides the corruption and severity (their path)."""
     subspace = ctx.path / S.SUBSPACE / S.SUMMARY
-    recorded = read_json(subspace) if subspace.exists() else None
+    recorded = ctx.run.read_json(f"{S.SUBSPACE}/{S.SUMMARY}") if subspace.exists() else None
     late, _ = ctx.late_epochs(members[0], config.late, "late window")
     return {
         "members": members,
@@ -266,7 +271,7 @@ def _subspace_families(ctx: RunContext, max_samples: int) -> dict[str, list[dict
     f = ctx.path / S.SUBSPACE / S.SUMMARY
     if not f.exists():
         return {}
-    summary = S.SubspaceSummary.from_dict(read_json(f))
+    summary = S.SubspaceSummary.from_dict(ctx.run.read_json(f"{S.SUBSPACE}/{S.SUMMARY}"))
     config = subspace_config(SubspaceConfig, summary.config)
     ref = summary.reference
     out = {}
@@ -297,8 +302,8 @@ def _sweep(ctx, names, inputs, families, config, out, no_ops: list) -> tuple[lis
             probs = {}
             for family, weights in families.items():
                 rel = S.SHIFT_PREDS.format(key=key, severity=severity, family=family)
-                if (out.root / rel).exists():
-                    probs[family] = load_npy(out.root / rel)
+                if (cached := out.reuse_npy(rel)) is not None:
+                    probs[family] = cached
                 else:
                     probs[family] = evaluate_many(model, weights, x).numpy().astype(np.float32)
                     out.npy(rel, probs[family])

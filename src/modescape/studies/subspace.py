@@ -47,7 +47,6 @@ from modescape.analysis.subspace import (
 )
 from modescape.analysis.trajectories import embed_trajectories, fixed_subset, function_space_points
 from modescape.errors import ModescapeError
-from modescape.store.files import load_npy, read_json
 from modescape.store.run import Run, write_study_summary
 from modescape.studies import schema as S
 from modescape.studies.cache import open_cache
@@ -142,7 +141,7 @@ def run_subspace(
     members = ctx.run.require_complete(allow_partial)
     if reference not in members:
         raise ModescapeError(f"reference member {reference} is not among the finished {members}")
-    out = ResultWriter(ctx.path / S.SUBSPACE)
+    out = ResultWriter(ctx.path / S.SUBSPACE, ctx.run)
     out.json(S.SUBSPACE_CONFIG, asdict(config))
     sample_probs, calibrations = _sample_predictions(ctx, config, members, out, log)
     labels = ctx.run.labels("test")
@@ -223,7 +222,7 @@ def _sample_predictions(
                     buffers = recompute_bn_buffers(model, samples, ctx.bn_subset)
                 probs = evaluate_many(model, samples, x, buffers=buffers).numpy()
                 out.npy(rel, probs.astype(np.float32))
-            sample_probs[method][m] = load_npy(f)
+            sample_probs[method][m] = out.reuse_npy(rel)
     return sample_probs, calibrations
 
 
@@ -240,9 +239,8 @@ def _calibration(
     if accuracy_of is None:
         return None
     rel = S.SUBSPACE_CALIBRATION.format(method=method, member=member)
-    f = out.root / rel
-    if f.exists():
-        return S.CalibrationRecord.from_dict(read_json(f))
+    if (out.root / rel).exists():
+        return S.CalibrationRecord.from_dict(out.reuse_json(rel))
     cal = calibrate(
         method,
         ctx.trajectory_matrix(member),
@@ -383,10 +381,11 @@ def _weight_average_probs(
     f = ctx.path / S.ANALYSIS / S.WEIGHT_AVERAGE_PROBS
     summary = ctx.path / S.ANALYSIS / S.SUMMARY
     if f.exists() and summary.exists():
-        done = S.AnalysisSummary.from_dict(read_json(summary))
+        done = S.AnalysisSummary.from_dict(ctx.run.read_json(f"{S.ANALYSIS}/{S.SUMMARY}"))
         same = done.weight_average.get("epochs_averaged") == epochs
         if done.members == members and done.split == "test" and same:
-            return load_npy(f), info | {"source": f"{S.ANALYSIS}/{S.WEIGHT_AVERAGE_PROBS}"}
+            rel = f"{S.ANALYSIS}/{S.WEIGHT_AVERAGE_PROBS}"
+            return ctx.run.read_npy(rel), info | {"source": rel}
     states = [ctx.weight_average_state(m, window) for m in members]
     return ctx.evaluate(states, "test"), info
 

@@ -52,6 +52,7 @@ from modescape.studies.context import (
     emit,
     open_context,
 )
+from modescape.studies.limits import check_float, check_int
 
 logger = logging.getLogger(__name__)
 
@@ -72,25 +73,42 @@ class AnalysisConfig:
     def __post_init__(self) -> None:
         _check_choice("split", self.split, ("test", "val"))
         _check_choice("parameter selection", self.params, PARAM_SELECTIONS)
-        if self.late < 2 or self.weight_average < 1 or self.tsne_examples < 1:
-            raise ModescapeError("late must be >= 2, weight_average and tsne_examples >= 1")
+        check_int("analyze --late", self.late, 2)
+        check_int("analyze --weight-average", self.weight_average, 1)
+        check_int("analyze --tsne-examples", self.tsne_examples, 1)
+        check_float("analyze --tsne-perplexity", self.tsne_perplexity, 1e-3, 1e4)
+        check_int("analyze --tsne-iter", self.tsne_iter, 250)  # scikit-learn's least
+        check_int("analyze --max-subsets", self.max_subsets, 1)
+        check_int("analyze --seed", self.seed, 0, 2**32 - 1)  # NumPy and scikit-learn seeds
 
 
 class LazySnapshot(Mapping):
-    """A snapshot file as a read-only mapping that reads one tensor at a time."""
+    """A snapshot file as a read-only mapping that reads one tensor at a time; a damaged,
+    truncated or missing file is one ModescapeError naming it."""
 
     def __init__(self, path: Path):
-        from safetensors import safe_open
-
         self.path = path
-        with safe_open(str(path), framework="pt") as f:
+        with self._open() as f:
             self._keys = list(f.keys())
 
-    def __getitem__(self, key: str) -> torch.Tensor:
-        from safetensors import safe_open
+    def _open(self):
+        from safetensors import SafetensorError, safe_open
 
-        with safe_open(str(self.path), framework="pt") as f:
-            return f.get_tensor(key)
+        try:
+            return safe_open(str(self.path), framework="pt")
+        except FileNotFoundError:
+            raise ModescapeError(f"missing file {self.path}") from None
+        except (SafetensorError, ValueError, OSError, RuntimeError) as e:
+            raise ModescapeError(f"corrupt safetensors file {self.path}: {e}") from None
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        from safetensors import SafetensorError
+
+        with self._open() as f:
+            try:
+                return f.get_tensor(key)
+            except (SafetensorError, ValueError, OSError, RuntimeError) as e:
+                raise ModescapeError(f"corrupt safetensors file {self.path}: {e}") from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._keys)
@@ -159,6 +177,8 @@ def _prepare(ctx: RunContext, config: AnalysisConfig, allow_partial: bool, log) 
     if config.split not in run.splits:
         raise ModescapeError(f"run {run.path} has no {config.split!r} split (has {run.splits})")
     epochs = common_epochs(run, members)
+    for m in members:  # read (and verify) every metrics file before anything is written
+        run.metrics(m)
     E = len(epochs)
     late, warning = clamp_window("late window", config.late, E - 1, minimum=2)
     # probs[members, epochs, examples, classes]: 164 MB for 10 × 41 CIFAR-10 test sets.
@@ -167,7 +187,7 @@ def _prepare(ctx: RunContext, config: AnalysisConfig, allow_partial: bool, log) 
     )
     a = _Analysis(
         ctx, config, members, epochs, run.labels(config.split), probs,
-        ResultWriter(run.path / S.ANALYSIS), min(max(late, 2), E), log,
+        ResultWriter(run.path / S.ANALYSIS, run), min(max(late, 2), E), log,
     )  # fmt: skip
     a.warnings += [warning] if warning else []
     a.out.csv(S.INDEX_CSV, ["row", "member", "epoch"], _index_rows(members, epochs))
