@@ -334,7 +334,7 @@ def test_subspace_section_in_paper_mode_has_no_scales_table(contrived):
     s["config"].update(random_scale=70.0, diagonal_scale=10.0, lowrank_scale=6.0, n_samples=50)
     s["config"]["dropout_scale"] = 0.1
     write_json(f, s)
-    section = report.subspace_section(report.ReportContext(load_run(contrived)))
+    section = report.subspace_section(report.ReportContext(load_run(contrived, trust=True)))
     text = " ".join(section.reading)
     assert 'Sampler settings: "paper"' in text and "random radius 70·U(0,1)" in text
     assert "divided by the reference's error rate" in text
@@ -347,7 +347,7 @@ def test_unreliable_tsne_is_said_and_pca_leads(contrived):
     s["embeddings"]["tsne"].update(warnings=["only 15 points (t-SNE needs about 50)"])
     s["embeddings"]["tsne"]["lead_with_pca"] = True
     write_json(f, s)
-    section = report.trajectory_section(report.ReportContext(load_run(contrived)))
+    section = report.trajectory_section(report.ReportContext(load_run(contrived, trust=True)))
     assert [p.name for p in section.figures] == ["trajectories_pca", "trajectories_tsne"]
     assert "says little here (only 15 points" in " ".join(section.reading)
     f = contrived / "subspace" / "summary.json"
