@@ -125,13 +125,10 @@ class RunContext:
     def trajectory_matrix(self, member: int) -> torch.Tensor:
         """Flat parameter vectors of every snapshot after initialisation: [S, P] (float32)."""
         if member not in self._trajectories:
-            names, run = self.param_names, self.run
-            self._trajectories[member] = torch.stack(
-                [
-                    torch.cat([run.state_dict(member, e)[n].reshape(-1) for n in names])
-                    for e in self.epochs_after_init(member)
-                ]
-            )
+            from modescape.analysis.weightspace import stack_flat
+
+            sds = [self.run.state_dict(member, e) for e in self.epochs_after_init(member)]
+            self._trajectories[member] = stack_flat(sds, self.param_names, torch.float32)
         return self._trajectories[member]
 
     def with_recomputed_bn(self, flat: torch.Tensor) -> list[dict[str, torch.Tensor]]:
