@@ -21,7 +21,6 @@ everything at once (`modescape verify`). The format version is checked on open.
 
 from __future__ import annotations
 
-import json
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,9 +35,7 @@ from modescape.store.files import (
     load_npy,
     load_safetensors,
     read_json,
-    read_safetensors_metadata,
     verify_digest,
-    write_json,
 )
 from modescape.store.manifest import (  # noqa: F401  (re-exported: the store's public names)
     FORMAT,
@@ -50,12 +47,18 @@ from modescape.store.manifest import (  # noqa: F401  (re-exported: the store's 
     update_manifest,
     write_study_summary,
 )
+from modescape.store.members import (  # noqa: F401  (write_member_info, MEMBER_STATES: here too)
+    MEMBER_STATES,
+    check_member_info,
+    parse_metrics,
+    rebuilt_member_info,
+    write_member_info,
+)
 
 if TYPE_CHECKING:
     from modescape.data.datasets import Dataset
 
 SPLITS = ("val", "test")
-MEMBER_STATES = ("pending", "running", "interrupted", "finished", "failed")
 # Rewritten in place every epoch, so only the manifest (written when the member finishes) can
 # vouch for them; every other member file is written once and listed in member.json.
 _REWRITTEN = ("metrics.jsonl", "resume.safetensors")
@@ -163,13 +166,7 @@ class Run:
         f = self.member_dir(member) / "member.json"
         if not f.exists():
             return None
-        info = read_json(self.verified(f), expect=dict)
-        if info.get("state") not in MEMBER_STATES or not isinstance(info.get("files", {}), dict):
-            raise ModescapeError(f'corrupt member file {f}: no valid "state" or "files"')
-        snaps = info.get("snapshots", [])
-        if not (isinstance(snaps, list) and all(isinstance(e, int) for e in snaps)):
-            raise ModescapeError(f'corrupt member file {f}: "snapshots" is not a list of epochs')
-        return info
+        return check_member_info(read_json(self.verified(f), expect=dict), f)
 
     def member_info(self, member: int) -> dict[str, Any]:
         """member.json; rebuilt from the files on disk (state "interrupted") when it is lost."""
@@ -177,23 +174,7 @@ class Run:
         return self._rebuilt_info(member) if info is None else info
 
     def _rebuilt_info(self, member: int) -> dict[str, Any]:
-        mdir = self.member_dir(member)
-        resume = mdir / "resume.safetensors"
-        if not resume.exists():
-            return {"member": member, "state": "pending", "epoch": 0, "snapshots": [], "files": {}}
-        # Snapshots after the last committed epoch may be half-finished work: leave them out.
-        epoch = int(read_safetensors_metadata(resume).get("epoch", -1))
-        on_disk = [p.stem[1:] for p in (mdir / "snapshots").glob("e*.safetensors")]
-        snaps = sorted(int(e) for e in on_disk if e.isdigit() and int(e) <= epoch)
-        return {
-            "member": member,
-            "state": "interrupted",
-            "epoch": max(epoch, 0),
-            "snapshots": snaps,
-            "files": {},
-            "reason": f"member.json was lost; rebuilt from {len(snaps)} snapshots on disk "
-            f"(run `modescape train --out {self.path}` to restore it)",
-        }
+        return rebuilt_member_info(self.member_dir(member), member, self.path)
 
     def member_status(self, member: int) -> dict[str, Any]:
         info = self.member_info(member)
@@ -348,22 +329,7 @@ class Run:
             if not self.trust and self.expected_digest(self._rel(f)) is not None:
                 raise ModescapeError(f"missing file {f} (recorded in the manifest of {self.path})")
             return []
-        try:
-            lines = self.verified(f).read_text().splitlines()
-        except UnicodeDecodeError as e:
-            raise ModescapeError(f"corrupt metrics file {f}: {e}") from None
-        out = []
-        for i, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ModescapeError(f"corrupt line {i} of {f}: {e}") from None
-            if not isinstance(record, dict):
-                raise ModescapeError(f"corrupt line {i} of {f}: not a JSON object")
-            out.append(record)
-        return out
+        return parse_metrics(self.verified(f))
 
     def dataset(self) -> Dataset:
         return open_dataset(self.config)
@@ -467,11 +433,6 @@ def set_default_trust(trust: bool) -> None:
     """Whether runs opened without an explicit `trust` skip checksum checks, process-wide: how
     the CLI's `--trust` reaches every study without each one taking a flag."""
     _DEFAULT_TRUST[0] = bool(trust)
-
-
-def write_member_info(run_path: str | Path, member: int, info: dict[str, Any]) -> str:
-    """Write member.json; return its sha256."""
-    return write_json(Path(run_path) / "members" / f"m{member:03d}" / "member.json", info)
 
 
 # At the end: the summary module reads runs through `Run`, defined above.
