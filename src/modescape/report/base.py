@@ -12,6 +12,7 @@ import csv
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -26,15 +27,6 @@ from modescape.studies import schema as S
 
 
 @dataclass
-class Plot:
-    """One figure of a section: written to figures/<name>.png|pdf and embedded in the page."""
-
-    name: str
-    figure: Figure
-    caption: str = ""
-
-
-@dataclass
 class Table:
     """One table: written to tables/<name>.csv and shown in the page."""
 
@@ -45,6 +37,49 @@ class Table:
     align_numbers: bool = True  # right-align numeric cells; False: a left-aligned text table
 
 
+class ChartKind(StrEnum):
+    LINE = "line"  # series drawn as lines (with markers), e.g. ensemble accuracy vs size
+    SCATTER = "scatter"  # series drawn as points, e.g. t-SNE, the diversity-accuracy plane
+
+
+@dataclass
+class Series:
+    """One named series of a chart: points (x[i], y[i]), optional ± err[i] band or bars."""
+
+    name: str
+    x: list[float]
+    y: list[float]
+    err: list[float] | None = None
+    color: str | None = None  # "#rrggbb"; None: the chart's palette
+    labels: list[str] | None = None  # per-point hover text (e.g. "m0 e12"), else "x, y"
+
+
+@dataclass
+class Chart:
+    """The interactive twin of a figure: the plotted series, drawn in the page as inline SVG with
+    hover values, zoom and series toggling (the PNG/PDF stay the files for papers)."""
+
+    kind: ChartKind
+    x_label: str
+    y_label: str
+    series: list[Series]
+    x_log: bool = False
+    y_log: bool = False
+    y_range: tuple[float, float] | None = None  # None: from the data
+
+
+@dataclass
+class Plot:
+    """One figure of a section: written to figures/<name>.png|pdf, its numbers to
+    figures/<name>.csv (`data`), embedded in the page, interactive when it has a `chart`."""
+
+    name: str
+    figure: Figure
+    caption: str = ""
+    data: Table | None = None  # the numbers drawn, snake_case header, rounded to what they mean
+    chart: Chart | None = None
+
+
 @dataclass
 class Section:
     id: str  # HTML anchor
@@ -52,6 +87,9 @@ class Section:
     reading: list[str] = field(default_factory=list)  # plain-language paragraphs (plain text)
     figures: list[Plot] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
+    # The figure(s) of Fort et al. (2019) / the seed notebooks this section reproduces, one line
+    # shown under the title, e.g. "Fort et al. (2019), Figure 3 (function space similarity)".
+    reproduces: str = ""
 
 
 class Results:

@@ -1,0 +1,387 @@
+"""The sections about the run itself: summary, weight space, function space, trajectories,
+ensembles and training curves (the paper's Figures 2-5; the follow-up studies are in
+`report/sections.py`). Each is a function of a `ReportContext` returning a `Section` or None."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from modescape.report import figures
+from modescape.report.base import (
+    Plot,
+    ReportContext,
+    Section,
+    Table,
+    _count,
+    _near_one,
+    _pct,
+    _points,
+    _warned,
+)
+from modescape.store.run import Run
+from modescape.studies import schema as S
+
+MEMBER_COLUMNS = ("member", "seed", "state", "epochs", "accuracy", "nll", "brier", "ece",
+                  "min consecutive late cosine", "time (s)")  # fmt: skip
+
+
+# ---- sections -------------------------------------------------------------------------------
+def run_section(ctx: ReportContext) -> Section:
+    run, s, cfg = ctx.run, ctx.summary, ctx.run.config
+    data = run.data_summary
+    n_params = _parameter_count(run)
+    accs = [r["accuracy"] for r in s.single_per_member]
+    known = [t for info in ctx.member_infos if (t := info.get("time_s")) is not None]
+    M, E = len(ctx.members), ctx.epochs[-1]
+    model = f"{cfg.model.arch} ({cfg.model.variant} variant, {n_params:,} parameters)"
+    reading = [
+        f"{_count(M, 'independent member')}, each a {model}, trained for {_count(E, 'epoch')} on "
+        f"{data.get('name', '?')} "
+        f"({data.get('n_train', 0):,} training / {data.get('n_test', 0):,} test examples) "
+        f"with the {cfg.train.recipe} recipe ({cfg.train.optimizer}, learning rate "
+        f"{cfg.train.lr:g}, batch {cfg.train.batch_size}).",
+        f"On the {s.split} set ({s.n_examples:,} examples) a member reaches "
+        f"{_pct(np.mean(accs))} accuracy on average (range {_pct(min(accs))} to "
+        f"{_pct(max(accs))})."
+        + (f" Training took {sum(known):.0f} s of member time in total." if known else ""),
+        *_warned(s.warnings),
+    ]
+    late = f"late disagreement (last {s.disagreement.late_window})"
+    tables = [
+        Table(
+            "summary",
+            ["setting", "value"],
+            _settings_rows(ctx, n_params),
+            "Data, model, recipe and versions.",
+            align_numbers=False,
+        ),
+        Table(
+            "members",
+            [*MEMBER_COLUMNS[:8], late, *MEMBER_COLUMNS[8:]],
+            _member_rows(ctx),
+            f"Final snapshot of each member on the {s.split} set.",
+        ),
+    ]
+    return Section("run", "Run summary", reading, tables=tables)
+
+
+def _settings_rows(ctx: ReportContext, n_params: int) -> list[list[Any]]:
+    run, s, cfg = ctx.run, ctx.summary, ctx.run.config
+    manifest, data = run.manifest, run.data_summary
+    versions = manifest.get("versions", {})
+    n = f"{data.get('n_train')} / {data.get('n_val')} / {data.get('n_test')}"
+    return [
+        ["run", str(run.path)],
+        ["created", manifest.get("created", "")],
+        ["dataset", data.get("name", "")],
+        ["examples (train / val / test)", n],
+        ["architecture", cfg.model.arch],
+        ["variant", cfg.model.variant],
+        ["parameters", n_params],
+        ["recipe", cfg.train.recipe],
+        [
+            "optimizer, lr, schedule",
+            f"{cfg.train.optimizer}, {cfg.train.lr:g}, {cfg.train.schedule}",
+        ],
+        ["batch size", cfg.train.batch_size],
+        ["epochs", ctx.epochs[-1]],
+        ["members", len(ctx.members)],
+        ["base seed", cfg.seed],
+        ["analysis split", s.split],
+        ["weights compared", f"{s.parameters['selection']} ({s.parameters['count']:,})"],
+    ] + [[f"version: {k}", v] for k, v in sorted(versions.items())]
+
+
+def _member_rows(ctx: ReportContext) -> list[list[Any]]:
+    s, seeds = ctx.summary, ctx.run.manifest.get("seeds", {})
+    rows = []
+    for i, m in enumerate(ctx.members):
+        r, info = s.single_per_member[i], ctx.member_infos[i]
+        t = info.get("time_s")
+        rows.append(
+            [
+                m, seeds.get(f"member_{m}", ""), info["state"], info.get("epoch", ""),
+                r["accuracy"], r["nll"], r["brier"], r["ece"],
+                s.disagreement.late_within_per_member[i],
+                s.cosine.consecutive_late_min_per_member[i],
+                t if t is not None else "",
+            ]
+        )  # fmt: skip
+    return rows
+
+
+def weight_section(ctx: ReportContext) -> Section | None:
+    if not ctx.has(S.COSINE):
+        return None
+    s, M, E = ctx.summary, ctx.members, ctx.epochs
+    cos = ctx.npy(S.COSINE)
+    late_min = float(np.min(s.cosine.consecutive_late_min_per_member))
+    sel = s.parameters
+    reading = [
+        f"Cosine similarity of one flat vector of {sel['count']:,} raw parameters "
+        f"(selection '{sel['selection']}'; BatchNorm running statistics are never included)."
+    ]
+    if len(M) > 1:
+        across = s.cosine.across_members_mean
+        late = _near_one(late_min)
+        shape = ""
+        if abs(across) < 0.1:
+            shape = " (nearly orthogonal)"
+        elif abs(across) > 0.5:
+            shape = " (far from orthogonal)"
+        if late_min > across:
+            contrast = f"while consecutive late snapshots of one trajectory have at least {late}"
+        else:
+            contrast = (
+                f"and consecutive late snapshots of one trajectory are no more similar ({late})"
+            )
+        reading.append(
+            f"Final weights of different members have cosine similarity {across:.2f} on average"
+            f"{shape}, {contrast}."
+        )
+    else:
+        reading.append(f"Consecutive late snapshots reach cosine similarity {_near_one(late_min)}.")
+    plots = _matrix_plots(
+        "cosine", cos, M, E, "Every snapshot against every other; white lines separate members."
+    )
+    if ctx.has(S.DISTANCE):
+        dist = ctx.npy(S.DISTANCE)
+        plots.append(
+            Plot(
+                "distance_from_init",
+                figures.distance_from_init_figure(dist, M, E),
+                "How far each member's weights move from their initial values.",
+            )
+        )
+    return Section("weights", "Weight space", reading, plots)
+
+
+def _matrix_plots(
+    quantity: str, matrix: np.ndarray, M: list[int], E: list[int], caption: str
+) -> list[Plot]:
+    """The (members·epochs)² heatmap, the members' finals and member M[0]'s own trajectory."""
+    finals = np.arange(len(M)) * len(E) + len(E) - 1
+    plots = [Plot(f"{quantity}_all", figures.full_heatmap(matrix, M, E, quantity), caption)]
+    if len(M) > 1:
+        members = figures.across_members_heatmap(matrix[np.ix_(finals, finals)], M, quantity)
+        plots.append(Plot(f"{quantity}_members", members, "Final snapshots of the members."))
+    own = figures.within_trajectory_heatmap(matrix[: len(E), : len(E)], E, quantity, member=M[0])
+    plots.append(
+        Plot(f"{quantity}_trajectory", own, f"Snapshots of member {M[0]} against each other.")
+    )
+    return plots
+
+
+def function_section(ctx: ReportContext) -> Section | None:
+    if not ctx.has(S.DISAGREEMENT):
+        return None
+    s, M, E = ctx.summary, ctx.members, ctx.epochs
+    dis = ctx.npy(S.DISAGREEMENT)
+    d = s.disagreement
+    error = 1 - s.single["accuracy"]
+    late = f"the last {d.late_window} snapshots of one trajectory"
+    js = s.js_diversity
+    if len(M) > 1:
+        across, within = d.across_members_mean, d.late_within_mean
+        reading = [
+            f"Independent members disagree on {_pct(across)} of {s.split} points; {late} on "
+            f"{_pct(within)}. A member's own error rate is {_pct(error)} on average, so "
+            f"members disagree on {across / error:.2f}× as many points as they get wrong."
+            if error > 0
+            else f"Independent members disagree on {_pct(across)} of points; {late} on "
+            f"{_pct(within)}.",
+            (
+                f"Predictions of different members differ {across / within:.1f}× more than late "
+                "snapshots of one trajectory: independent initialisations reach functions one "
+                "trajectory does not."
+                if within > 0 and across > within
+                else "Late snapshots of one trajectory disagree at least as much as independent "
+                "members do here; the trajectories may not have converged."
+            ),
+            f"Jensen-Shannon diversity: {js.members:.3f} nats across members' final "
+            f"predictions, {js.late_snapshots_mean:.3f} across {late} (mean over members).",
+        ]
+    else:
+        reading = [f"One member only: {late} disagree on {_pct(d.late_within_mean)}."]
+    reading += _warned([w for w in s.warnings if w.startswith("late window")])
+    plots = _matrix_plots(
+        "disagreement",
+        dis,
+        M,
+        E,
+        "Fraction of points where two snapshots predict different classes.",
+    )
+    if ctx.has(S.AGREEMENT_WITH_FINAL):
+        plots.append(
+            Plot(
+                "agreement_with_final",
+                figures.agreement_with_final_figure(ctx.npy(S.AGREEMENT_WITH_FINAL), M, E),
+                "Each snapshot's agreement (1 − disagreement) with its own member's final "
+                "predictions (solid) and with the other members' (dashed, mean).",
+            )
+        )
+    return Section("functions", "Function space", reading, plots)
+
+
+def trajectory_section(ctx: ReportContext) -> Section | None:
+    plots, reading = [], []
+    emb = ctx.summary.embeddings
+    tsne = emb.get("tsne", {})
+    tsne_warnings = list(tsne.get("warnings") or [])
+    # A t-SNE of few points or a collapsed one says little: the PCA picture leads then.
+    pca_first = bool(tsne.get("lead_with_pca")) or bool(tsne_warnings)
+    order = [("tsne", "t-SNE"), ("pca", "PCA")]
+    for method, label in order[::-1] if pca_first else order:
+        if not ctx.has(S.TRAJECTORY_CSV.format(method=method)):
+            continue
+        t = ctx.csv(S.TRAJECTORY_CSV.format(method=method))
+        fig = figures.trajectory_figure(t["member"], t["epoch"], t["x"], t["y"], method=label)
+        plots.append(Plot(f"trajectories_{method}", fig, f"{label} of all snapshots, one fit."))
+    if not plots:
+        return None
+    info = emb.get("tsne") or emb.get("pca") or {}
+    reading.append(
+        f"Each point is one snapshot, represented by its softmax outputs on "
+        f"{info.get('n_examples', 0):,} {ctx.summary.split} examples; all "
+        f"{info.get('n_points', '?')} snapshots are embedded in one joint fit."
+    )
+    if pca_first:
+        why = "; ".join(tsne_warnings) or "the embedding was flagged as unreliable"
+        reading.append(
+            f"The t-SNE picture says little here ({why}), so the PCA picture comes first; "
+            "read the t-SNE one, if at all, only for which points are neighbours."
+        )
+    if "tsne" in emb:
+        reading.append(
+            f"t-SNE (perplexity {tsne.get('perplexity', '?')}"
+            f"{', clamped for the number of points' if tsne.get('perplexity_clamped') else ''}, "
+            f"seed {tsne.get('seed', '?')}) keeps neighbours together but its distances are "
+            "not to scale; compare which trajectories end near each other, not how far apart."
+        )
+    ratio = emb.get("pca", {}).get("explained_variance_ratio")
+    if ratio:
+        reading.append(
+            f"PCA is linear: its two axes explain {_pct(ratio[0])} and {_pct(ratio[1])} of the "
+            "variance of the predictions."
+        )
+    return Section("trajectories", "Trajectories in function space", reading, plots)
+
+
+def ensemble_section(ctx: ReportContext) -> Section | None:
+    if not ctx.has(S.ENSEMBLE_CURVES):
+        return None
+    c = ctx.csv(S.ENSEMBLE_CURVES)
+    plots = [
+        Plot(
+            "ensemble_curves",
+            figures.ensemble_curves_figure(
+                c["family"], c["size"], c["metric"], c["mean"], c["std"]
+            ),
+            "Mean ± standard deviation over member subsets (deep) or members (snapshot, "
+            "weight average).",
+        )
+    ]
+    if ctx.has(S.RELIABILITY):
+        rel = ctx.json(S.RELIABILITY)
+        # Single member first, then the ensemble, whatever order the JSON keys come in.
+        order = sorted(rel, key=lambda key: (not key.startswith("single"), key))
+        diagrams = {_reliability_title(key): rel[key] for key in order}
+        plots.append(
+            Plot(
+                "reliability",
+                figures.reliability_figure(diagrams),
+                "Accuracy against confidence; bottom: examples per bin.",
+            )
+        )
+    header = ["family", "size"] + [
+        f"{mt} {x}" for mt in ("accuracy", "nll", "brier", "ece") for x in ("mean", "std")
+    ]
+    table = Table("ensembles", header, _ensemble_rows(c), "Metrics against ensemble size.")
+    return Section("ensembles", "Ensembles", _ensemble_reading(ctx), plots, [table])
+
+
+def _ensemble_reading(ctx: ReportContext) -> list[str]:
+    s = ctx.summary
+    e, single, M = s.ensemble, s.single, len(ctx.members)
+    k = s.ensemble_size_compared
+    deep, snap, deep_k = e["deep"], e["snapshot_k"], e["deep_k"]
+    n_avg = len(s.weight_average.get("epochs_averaged", []))
+    wa_n = f"the last {n_avg}" if n_avg else "the last"
+    base = single["accuracy"]
+    wa = e["weight_average"]
+    verdict = "."
+    if deep["ece"] != single["ece"]:
+        verdict = " (better calibrated)." if deep["ece"] < single["ece"] else " (worse calibrated)."
+    return [
+        f"A {M}-member deep ensemble reaches {_pct(deep['accuracy'])} accuracy vs "
+        f"{_pct(base)} for the mean single member (it {_points(deep['accuracy'] - base)}); "
+        f"NLL {deep['nll']:.3f} vs {single['nll']:.3f}, "
+        f"Brier {deep['brier']:.3f} vs {single['brier']:.3f}."
+        if M > 1
+        else f"With one member there is no deep ensemble: the member reaches {_pct(base)} "
+        f"accuracy, NLL {single['nll']:.3f}, Brier {single['brier']:.3f}.",
+        f"A snapshot ensemble of the last {_count(k, 'snapshot')} of one trajectory reaches "
+        f"{_pct(snap['accuracy'])} (it {_points(snap['accuracy'] - base)} relative to a single "
+        f"member), against {_pct(deep_k['accuracy'])} for {_count(k, 'independent member')}. "
+        f"Averaging the weights of {wa_n} snapshots gives one model with "
+        f"{_pct(wa['accuracy'])} (it {_points(wa['accuracy'] - base)}).",
+        *_warned([w for w in s.warnings if w.startswith("weight average")]),
+        f"Calibration (ECE, 15 equal-width bins): {_pct(single['ece'])} for a single member, "
+        f"{_pct(deep['ece'])} for the deep ensemble"
+        + verdict
+        + " Bars above the diagonal in the reliability diagram mean under-confidence.",
+    ]
+
+
+def _ensemble_rows(c: dict[str, np.ndarray]) -> list[list[Any]]:
+    rows = []
+    for fam in dict.fromkeys(c["family"]):
+        for size in sorted({int(x) for x in c["size"][c["family"] == fam]}):
+            sel = (c["family"] == fam) & (c["size"] == size)
+            vals = {
+                str(mt): (mu, sd)
+                for mt, mu, sd in zip(c["metric"][sel], c["mean"][sel], c["std"][sel])
+            }
+            row = [fam, size]
+            for mt in ("accuracy", "nll", "brier", "ece"):
+                row += list(vals.get(mt, ("", "")))
+            rows.append(row)
+    return rows
+
+
+def training_section(ctx: ReportContext) -> Section | None:
+    if not ctx.has(S.TRAINING_CURVES):
+        return None
+    c = ctx.csv(S.TRAINING_CURVES)
+    keys = [k for k in c if k.endswith(("_loss", "_acc")) and np.isfinite(c[k]).any()]
+    fig = figures.training_curves_figure(c["member"], c["epoch"], {k: c[k] for k in keys})
+    last = c["epoch"] == c["epoch"].max()
+    reading = []
+    if {"train_acc", "test_acc"} <= set(keys):
+        tr, te = np.nanmean(c["train_acc"][last]), np.nanmean(c["test_acc"][last])
+        reading.append(
+            f"After the last epoch members average {_pct(tr)} training accuracy and "
+            f"{_pct(te)} test accuracy (gap {100 * (tr - te):.1f} points; training accuracy "
+            "is measured during the epoch, with dropout)."
+        )
+    styles = {"train": "solid", "test": "dashed", "val": "dotted"}
+    shown = [f"{ls} {split}" for split, ls in styles.items() if f"{split}_loss" in keys]
+    plots = [Plot("training_curves", fig, f"Per member: {', '.join(shown)}.")]
+    return Section("training", "Training curves", reading, plots)
+
+
+def _reliability_title(key: str) -> str:
+    head, _, num = key.rpartition("_")
+    if head == "single_member" and num.isdigit():
+        return f"Single member (m{num})"
+    if head == "deep_ensemble" and num.isdigit():
+        return f"Deep ensemble of {num} members"
+    return key.replace("_", " ")
+
+
+def _parameter_count(run: Run) -> int:
+    from modescape.models.architectures import count_parameters
+
+    return count_parameters(run.build_model())
