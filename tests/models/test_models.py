@@ -18,6 +18,7 @@ from modescape.models.architectures import (
     describe_models,
     min_input_size,
 )
+from modescape.models.layers import Dropout
 
 ALL = [(arch, variant) for arch, variants in ARCHITECTURES.items() for variant in variants]
 
@@ -298,7 +299,7 @@ def test_module_hierarchy_is_stable():
 
 
 def _types(seq: nn.Sequential) -> list[str]:
-    short = {nn.Conv2d: "conv", nn.ReLU: "relu", nn.MaxPool2d: "pool", nn.Dropout: "drop"}
+    short = {nn.Conv2d: "conv", nn.ReLU: "relu", nn.MaxPool2d: "pool", Dropout: "drop"}
     short |= {nn.AdaptiveAvgPool2d: "gap", nn.Flatten: "flatten", nn.Linear: "linear"}
     return [short[type(m)] for m in seq]
 

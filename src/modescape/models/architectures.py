@@ -13,7 +13,8 @@ Every model has the same simple hierarchy, so that weight-space code (flattening
 alignment) can walk it: `features` (or `stem` + `blocks` for the ResNet), `neck` (flatten or global
 average pool, plus the seed variants' dense-32 layer) and `head`, the final `nn.Linear` that
 returns logits (softmax belongs to the loss). Only standard modules are used: `ConvNd`,
-`MaxPoolNd`, `BatchNormNd`, `Dropout`, `Linear`, `ReLU`; `N` is 1 or 2 from the input shape.
+`MaxPoolNd`, `BatchNormNd`, `Dropout` (an `nn.Dropout` whose CPU mask is cheaper to draw,
+`layers.Dropout`), `Linear`, `ReLU`; `N` is 1 or 2 from the input shape.
 
 Choices where the sources leave room (each is what the source stack, TF/Keras, did):
 - "same" max-pooling (MediumCNN paper) is `ceil_mode=True`: output ceil(n/2), the last window
@@ -43,7 +44,7 @@ import torch
 from torch import nn
 
 from modescape.errors import ModescapeError, choice_error
-from modescape.models.layers import Padding, same_conv
+from modescape.models.layers import Dropout, Padding, same_conv
 
 ARCHITECTURES: dict[str, tuple[str, ...]] = {
     "smallcnn": ("paper", "seed"),
@@ -162,7 +163,7 @@ def _smallcnn(
         neck = nn.Sequential(nn.Flatten())
         return ConvNet(nn.Sequential(*layers), neck, nn.Linear(_UNSIZED, num_classes))
     neck = nn.Sequential(
-        _GAP[ndim](1), nn.Flatten(), nn.Linear(32, 32), nn.ReLU(), nn.Dropout(dropout)
+        _GAP[ndim](1), nn.Flatten(), nn.Linear(32, 32), nn.ReLU(), Dropout(dropout)
     )
     return ConvNet(nn.Sequential(*layers), neck, nn.Linear(32, num_classes))
 
@@ -178,7 +179,7 @@ def _mediumcnn(
             # The authors' order: conv → dropout → SAME maxpool → ReLU (no ReLU after the last).
             layers += [
                 conv(widths[i], widths[i + 1], 3, padding=1),
-                nn.Dropout(dropout),
+                Dropout(dropout),
                 pool(2, ceil_mode=True),
             ]
             if i < 3:
@@ -186,9 +187,9 @@ def _mediumcnn(
         neck = nn.Sequential(nn.Flatten())
         return ConvNet(nn.Sequential(*layers), neck, nn.Linear(_UNSIZED, num_classes))
     for c_in, c_out, pad in [(c, 32, 1), (32, 64, 0), (64, 128, 1), (128, 128, 1)]:
-        layers += [conv(c_in, c_out, 3, padding=pad), nn.ReLU(), nn.Dropout(dropout), pool(2)]
+        layers += [conv(c_in, c_out, 3, padding=pad), nn.ReLU(), Dropout(dropout), pool(2)]
     neck = nn.Sequential(
-        _GAP[ndim](1), nn.Flatten(), nn.Linear(128, 32), nn.ReLU(), nn.Dropout(dropout)
+        _GAP[ndim](1), nn.Flatten(), nn.Linear(128, 32), nn.ReLU(), Dropout(dropout)
     )
     return ConvNet(nn.Sequential(*layers), neck, nn.Linear(32, num_classes))
 
