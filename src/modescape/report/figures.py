@@ -253,6 +253,17 @@ def trajectory_figure(
     return fig
 
 
+def family_styles(family: Sequence[str]) -> dict[str, CurveStyle]:
+    """The default (colour, line style, label) of each ensemble family present in `family`:
+    deep, snapshot, weight_average in their `FAMILY_COLORS`, then others in member colours."""
+    present = set(np.asarray(family, dtype=str).tolist())
+    order = [f for f in FAMILY_COLORS if f in present] + sorted(present - set(FAMILY_COLORS))
+    return {
+        fam: (FAMILY_COLORS.get(fam, member_color(i)), "-", FAMILY_LABELS.get(fam, fam))
+        for i, fam in enumerate(order)
+    }
+
+
 def ensemble_curves_figure(
     family: Sequence[str],
     size: np.ndarray,
@@ -274,13 +285,7 @@ def ensemble_curves_figure(
     size = np.asarray(size, dtype=int)
     mean, std = np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
     if styles is None:
-        order = [f for f in FAMILY_COLORS if f in set(family)] + sorted(
-            set(family) - set(FAMILY_COLORS)
-        )
-        styles = {
-            fam: (FAMILY_COLORS.get(fam, member_color(i)), "-", FAMILY_LABELS.get(fam, fam))
-            for i, fam in enumerate(order)
-        }
+        styles = family_styles(family)
     fig = _figure(10.0, 7.4)
     axes = fig.subplots(2, 2).ravel()
     for ax, (name, (panel, ylabel, scale)) in zip(axes, METRIC_AXES.items()):
@@ -491,6 +496,7 @@ __all__ = [
     "across_members_heatmap",
     "distance_from_init_figure",
     "ensemble_curves_figure",
+    "family_styles",
     "figure_bytes",
     "full_heatmap",
     "member_color",

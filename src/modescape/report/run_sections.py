@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from modescape.report import figure_data as fd
 from modescape.report import figures
 from modescape.report.base import (
     Plot,
@@ -273,14 +274,18 @@ def ensemble_section(ctx: ReportContext) -> Section | None:
     if not ctx.has(S.ENSEMBLE_CURVES):
         return None
     c = ctx.csv(S.ENSEMBLE_CURVES)
+    cols = (c["family"], c["size"], c["metric"], c["mean"], c["std"])
+    caption = (
+        "Mean ± standard deviation over member subsets (deep) or members (snapshot, "
+        "weight average)."
+    )
     plots = [
         Plot(
             "ensemble_curves",
-            figures.ensemble_curves_figure(
-                c["family"], c["size"], c["metric"], c["mean"], c["std"]
-            ),
-            "Mean ± standard deviation over member subsets (deep) or members (snapshot, "
-            "weight average).",
+            figures.ensemble_curves_figure(*cols),
+            caption,
+            data=fd.curves_table("ensemble_curves", *cols, caption),
+            chart=fd.curves_chart(*cols, figures.family_styles(c["family"])),
         )
     ]
     if ctx.has(S.RELIABILITY):
