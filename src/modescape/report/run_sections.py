@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from modescape.report import figure_data as fd
-from modescape.report import figures
+from modescape.report import figures, provenance, references
 from modescape.report.base import (
     Plot,
     ReportContext,
@@ -20,12 +20,25 @@ from modescape.report.base import (
     _pct,
     _points,
     _warned,
+    frac,
+    sig,
 )
 from modescape.store.run import Run
 from modescape.studies import schema as S
 
 MEMBER_COLUMNS = ("member", "seed", "state", "epochs", "accuracy", "nll", "brier", "ece",
-                  "min consecutive late cosine", "time (s)")  # fmt: skip
+                  "min_consecutive_late_cosine", "time_s")  # fmt: skip
+
+
+def dataset_name(ctx: ReportContext) -> str:
+    return str(ctx.run.data_summary.get("name") or ctx.run.config.data.name)
+
+
+def compare(ctx: ReportContext, section: str, rows: list[tuple[str, str]], caption: str = ""):
+    """The section's "this run | paper/seed" table (`references.comparison_table`)."""
+    return references.comparison_table(
+        f"{section}_vs_published", dataset_name(ctx), str(ctx.run.config.model.arch), rows, caption
+    )
 
 
 # ---- sections -------------------------------------------------------------------------------
@@ -42,36 +55,75 @@ def run_section(ctx: ReportContext) -> Section:
         f"{data.get('name', '?')} "
         f"({data.get('n_train', 0):,} training / {data.get('n_test', 0):,} test examples) "
         f"with the {cfg.train.recipe} recipe ({cfg.train.optimizer}, learning rate "
-        f"{cfg.train.lr:g}, batch {cfg.train.batch_size}).",
+        f"{cfg.train.lr:g}, {cfg.train.schedule} schedule, batch {cfg.train.batch_size}, "
+        f"dropout {cfg.model.dropout:g}).",
         f"On the {s.split} set ({s.n_examples:,} examples) a member reaches "
         f"{_pct(np.mean(accs))} accuracy on average (range {_pct(min(accs))} to "
         f"{_pct(max(accs))})."
         + (f" Training took {sum(known):.0f} s of member time in total." if known else ""),
+        'Each section names the figure of Fort, Hu & Lakshminarayanan (2019), "Deep Ensembles: '
+        'A Loss Landscape Perspective", or of the seed notebooks it reproduces, and sets this '
+        "run's numbers beside the published ones. " + references.comparison_note(dataset_name(ctx)),
         *_warned(s.warnings),
     ]
-    late = f"late disagreement (last {s.disagreement.late_window})"
+    deep_10 = _curve_value(ctx, "deep", 10)
+    comparison = compare(
+        ctx,
+        "run",
+        [
+            ("single_accuracy", f"{_pct(s.single['accuracy'], 2)} (mean of {M})"),
+            (
+                "deep_10_accuracy",
+                _pct(deep_10, 1) if deep_10 is not None else f"n/a ({_count(M, 'member')})",
+            ),
+        ],
+        "The seed notebooks train 40 epochs with Adam and a step schedule.",
+    )
     tables = [
+        comparison,
         Table(
             "summary",
             ["setting", "value"],
             _settings_rows(ctx, n_params),
-            "Data, model, recipe and versions.",
+            "Data, model and recipe; every setting is in the configuration table below.",
             align_numbers=False,
         ),
         Table(
             "members",
-            [*MEMBER_COLUMNS[:8], late, *MEMBER_COLUMNS[8:]],
+            [
+                *MEMBER_COLUMNS[:8],
+                f"late_disagreement_last_{s.disagreement.late_window}",
+                *MEMBER_COLUMNS[8:],
+            ],
             _member_rows(ctx),
             f"Final snapshot of each member on the {s.split} set.",
         ),
+        provenance.config_table(ctx),
+        provenance.environment_table(ctx),
+        provenance.timings_table(ctx),
     ]
-    return Section("run", "Run summary", reading, tables=tables)
+    return Section(
+        "run",
+        "Run summary",
+        reading,
+        tables=tables,
+        reproduces="The setup of Fort et al. (2019), Section 3 (independent members trained "
+        "from random initialisations, one snapshot per epoch), and the seed notebooks' training.",
+    )
+
+
+def _curve_value(ctx: ReportContext, family: str, size: int, metric: str = "accuracy"):
+    """The mean of `metric` for `family` at ensemble size `size`, or None when not computed."""
+    if not ctx.has(S.ENSEMBLE_CURVES):
+        return None
+    c = ctx.csv(S.ENSEMBLE_CURVES)
+    sel = (c["family"] == family) & (c["size"] == size) & (c["metric"] == metric)
+    return float(c["mean"][sel][0]) if sel.any() else None
 
 
 def _settings_rows(ctx: ReportContext, n_params: int) -> list[list[Any]]:
     run, s, cfg = ctx.run, ctx.summary, ctx.run.config
     manifest, data = run.manifest, run.data_summary
-    versions = manifest.get("versions", {})
     n = f"{data.get('n_train')} / {data.get('n_val')} / {data.get('n_test')}"
     return [
         ["run", str(run.path)],
@@ -81,6 +133,7 @@ def _settings_rows(ctx: ReportContext, n_params: int) -> list[list[Any]]:
         ["architecture", cfg.model.arch],
         ["variant", cfg.model.variant],
         ["parameters", n_params],
+        ["dropout", cfg.model.dropout],
         ["recipe", cfg.train.recipe],
         [
             "optimizer, lr, schedule",
@@ -92,7 +145,9 @@ def _settings_rows(ctx: ReportContext, n_params: int) -> list[list[Any]]:
         ["base seed", cfg.seed],
         ["analysis split", s.split],
         ["weights compared", f"{s.parameters['selection']} ({s.parameters['count']:,})"],
-    ] + [[f"version: {k}", v] for k, v in sorted(versions.items())]
+        ["modescape", manifest.get("modescape_version", "")],
+        ["git commit", manifest.get("versions", {}).get("modescape_git_commit", "not recorded")],
+    ]
 
 
 def _member_rows(ctx: ReportContext) -> list[list[Any]]:
@@ -100,14 +155,13 @@ def _member_rows(ctx: ReportContext) -> list[list[Any]]:
     rows = []
     for i, m in enumerate(ctx.members):
         r, info = s.single_per_member[i], ctx.member_infos[i]
-        t = info.get("time_s")
         rows.append(
             [
                 m, seeds.get(f"member_{m}", ""), info["state"], info.get("epoch", ""),
-                r["accuracy"], r["nll"], r["brier"], r["ece"],
-                s.disagreement.late_within_per_member[i],
-                s.cosine.consecutive_late_min_per_member[i],
-                t if t is not None else "",
+                frac(r["accuracy"]), sig(r["nll"]), sig(r["brier"]), frac(r["ece"]),
+                frac(s.disagreement.late_within_per_member[i]),
+                frac(s.cosine.consecutive_late_min_per_member[i], 6),
+                sig(info.get("time_s")),
             ]
         )  # fmt: skip
     return rows

@@ -64,6 +64,18 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def machine_info() -> dict[str, Any]:
+    """The machine a run was created on: architecture, CPU model and count (members record
+    their own host, device and threads in member.json)."""
+    cpu = platform.processor()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {"machine": platform.machine(), "cpu": cpu, "cpu_count": os.cpu_count()}
+
+
 def source_commit() -> str | None:
     """The git commit of the modescape source tree in use ("+dirty" with uncommitted changes),
     or None when it is not a git checkout (an installed wheel) or git is missing."""
@@ -179,6 +191,7 @@ def _write_new_run(
         "seeds": {"base": config.seed}
         | {f"member_{i}": member_seed(config, i) for i in range(config.members)},
         "versions": package_versions(),
+        "machine": machine_info(),
         "data": data or {},
         "files": files,
     } | extra
