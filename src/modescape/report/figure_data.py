@@ -79,3 +79,76 @@ def curves_chart(
             )
         )
     return Chart(ChartKind.LINE, "ensemble size (models averaged)", ylabel, series)
+
+
+# ---- matrices and per-snapshot curves -------------------------------------------------------
+def snapshot_names(members: Sequence[int], epochs: Sequence[int]) -> list[str]:
+    """Column names of a (members·epochs)² matrix, member-major: m0_e0, m0_e1, ..."""
+    return [f"m{m}_e{e}" for m in members for e in epochs]
+
+
+def matrix_table(
+    name: str,
+    matrix: np.ndarray,
+    index: Mapping[str, Sequence[object]],
+    columns: Sequence[str],
+    caption: str,
+    *,
+    quantity: str,
+) -> Table:
+    """A heatmap's matrix, one CSV row per matrix row: the `index` columns (e.g. member,
+    epoch) then one column per matrix column. Cosine keeps 6 decimals (late snapshots differ
+    from 1 in the 4th), disagreement 4 (a fraction of at most 10,000 points), distances 4
+    significant digits."""
+    matrix = np.asarray(matrix, dtype=float)
+    keys = list(index)
+    if quantity == "cosine":
+        cells = [[frac(v, 6) for v in row] for row in matrix]
+    elif quantity == "disagreement":
+        cells = [[frac(v) for v in row] for row in matrix]
+    else:
+        cells = [[sig(v) for v in row] for row in matrix]
+    rows = [[index[k][i] for k in keys] + cells[i] for i in range(len(matrix))]
+    return Table(name, [*keys, *columns], rows, caption)
+
+
+def per_member_lines(
+    name: str,
+    members: Sequence[int],
+    epochs: Sequence[int],
+    columns: Mapping[str, np.ndarray],
+    caption: str,
+    round_fn=sig,
+) -> Table:
+    """One row per (member, epoch) with the named columns [M, E] (e.g. distance_from_init)."""
+    rows = []
+    for i, m in enumerate(members):
+        for j, e in enumerate(epochs):
+            rows.append([int(m), int(e), *(round_fn(c[i][j]) for c in columns.values())])
+    return Table(name, ["member", "epoch", *columns], rows, caption)
+
+
+def member_chart(
+    members: Sequence[int],
+    epochs: Sequence[int],
+    values: np.ndarray,
+    x_label: str,
+    y_label: str,
+    *,
+    suffix: str = "",
+    scale: float = 1.0,
+    kind: ChartKind = ChartKind.LINE,
+    extra: Sequence[Series] = (),
+) -> Chart:
+    """values [M, E] against epoch, one series per member in its member colour."""
+    series = [
+        Series(
+            f"member {m}{suffix}",
+            [int(e) for e in epochs],
+            [sig(v * scale, 5) for v in values[i]],
+            color=color(figures.member_color(int(m))),
+            labels=[f"m{m} e{e}" for e in epochs],
+        )
+        for i, m in enumerate(members)
+    ]
+    return Chart(kind, x_label, y_label, [*series, *extra])

@@ -203,28 +203,107 @@ def weight_section(ctx: ReportContext) -> Section | None:
     )
     if ctx.has(S.DISTANCE):
         dist = ctx.npy(S.DISTANCE)
+        n = len(E)
+        # row i·E of the distance matrix: member i's first snapshot against its own trajectory
+        from_init = np.array([dist[i * n, i * n : (i + 1) * n] for i in range(len(M))])
+        caption = "How far each member's weights move from their initial values."
         plots.append(
             Plot(
                 "distance_from_init",
                 figures.distance_from_init_figure(dist, M, E),
-                "How far each member's weights move from their initial values.",
+                caption,
+                data=fd.per_member_lines(
+                    "distance_from_init", M, E, {"l2_distance_from_init": from_init}, caption
+                ),
+                chart=fd.member_chart(
+                    M, E, from_init, "epoch", f"L2 distance from epoch-{E[0]} weights"
+                ),
             )
         )
-    return Section("weights", "Weight space", reading, plots)
+    cos_20_40 = _cosine_20_40(cos, M, E)
+    rows = [
+        ("cosine_members", f"{s.cosine.across_members_mean:.3f}" if len(M) > 1 else "n/a"),
+        (
+            "cosine_late",
+            f"{cos_20_40:.3f}" if cos_20_40 is not None else "n/a (no epochs 20 and 40)",
+        ),
+    ]
+    return Section(
+        "weights",
+        "Weight space",
+        reading,
+        plots,
+        [compare(ctx, "weights", rows)],
+        reproduces="Fort et al. (2019), Figure 2 (left: cosine similarity along one trajectory) "
+        "and Figure 3 (left: cosine similarity across independent members).",
+    )
+
+
+def _cosine_20_40(cos: np.ndarray, M: list[int], E: list[int]) -> float | None:
+    """Mean over members of cos(epoch 20, epoch 40) within one trajectory (the seed's number)."""
+    if 20 not in E or 40 not in E:
+        return None
+    i, j, n = E.index(20), E.index(40), len(E)
+    return float(np.mean([cos[k * n + i, k * n + j] for k in range(len(M))]))
 
 
 def _matrix_plots(
     quantity: str, matrix: np.ndarray, M: list[int], E: list[int], caption: str
 ) -> list[Plot]:
-    """The (members·epochs)² heatmap, the members' finals and member M[0]'s own trajectory."""
+    """The (members·epochs)² heatmap, the members' finals and member M[0]'s own trajectory, all
+    on one colour scale: a reader compares the trajectory's block with the members' matrix."""
     finals = np.arange(len(M)) * len(E) + len(E) - 1
-    plots = [Plot(f"{quantity}_all", figures.full_heatmap(matrix, M, E, quantity), caption)]
+    members_m = matrix[np.ix_(finals, finals)]
+    own = matrix[: len(E), : len(E)]
+    limits = figures.shared_limits(quantity, matrix, members_m, own)
+    scale = f" Colour scale {limits[0]:.2f}–{limits[1]:.2f}, shared by the three {quantity} maps."
+    snap = {"member": [m for m in M for _ in E], "epoch": [e for _ in M for e in E]}
+    plots = [
+        Plot(
+            f"{quantity}_all",
+            figures.full_heatmap(matrix, M, E, quantity, limits=limits),
+            caption + scale,
+            data=fd.matrix_table(
+                f"{quantity}_all",
+                matrix,
+                snap,
+                fd.snapshot_names(M, E),
+                caption,
+                quantity=quantity,
+            ),
+        )
+    ]
     if len(M) > 1:
-        members = figures.across_members_heatmap(matrix[np.ix_(finals, finals)], M, quantity)
-        plots.append(Plot(f"{quantity}_members", members, "Final snapshots of the members."))
-    own = figures.within_trajectory_heatmap(matrix[: len(E), : len(E)], E, quantity, member=M[0])
+        plots.append(
+            Plot(
+                f"{quantity}_members",
+                figures.across_members_heatmap(members_m, M, quantity, limits=limits),
+                "Final snapshots of the members." + scale,
+                data=fd.matrix_table(
+                    f"{quantity}_members",
+                    members_m,
+                    {"member": list(M)},
+                    [f"m{m}" for m in M],
+                    "Final snapshots of the members.",
+                    quantity=quantity,
+                ),
+            )
+        )
+    own_caption = f"Snapshots of member {M[0]} against each other."
     plots.append(
-        Plot(f"{quantity}_trajectory", own, f"Snapshots of member {M[0]} against each other.")
+        Plot(
+            f"{quantity}_trajectory",
+            figures.within_trajectory_heatmap(own, E, quantity, member=M[0], limits=limits),
+            own_caption + scale,
+            data=fd.matrix_table(
+                f"{quantity}_trajectory",
+                own,
+                {"epoch": list(E)},
+                [f"e{e}" for e in E],
+                own_caption,
+                quantity=quantity,
+            ),
+        )
     )
     return plots
 
@@ -242,8 +321,9 @@ def function_section(ctx: ReportContext) -> Section | None:
         across, within = d.across_members_mean, d.late_within_mean
         reading = [
             f"Independent members disagree on {_pct(across)} of {s.split} points; {late} on "
-            f"{_pct(within)}. A member's own error rate is {_pct(error)} on average, so "
-            f"members disagree on {across / error:.2f}× as many points as they get wrong."
+            f"{_pct(within)}. The mean member's error rate is {_pct(error)}, so "
+            f"members disagree on {across / error:.2f}× as many points as the mean member gets "
+            "wrong."
             if error > 0
             else f"Independent members disagree on {_pct(across)} of points; {late} on "
             f"{_pct(within)}.",
@@ -269,15 +349,48 @@ def function_section(ctx: ReportContext) -> Section | None:
         "Fraction of points where two snapshots predict different classes.",
     )
     if ctx.has(S.AGREEMENT_WITH_FINAL):
-        plots.append(
-            Plot(
-                "agreement_with_final",
-                figures.agreement_with_final_figure(ctx.npy(S.AGREEMENT_WITH_FINAL), M, E),
-                "Each snapshot's agreement (1 − disagreement) with its own member's final "
-                "predictions (solid) and with the other members' (dashed, mean).",
-            )
+        plots.append(_agreement_with_final_plot(ctx.npy(S.AGREEMENT_WITH_FINAL), M, E))
+    rows = [
+        ("disagreement_members", f"{d.across_members_mean:.3f}" if len(M) > 1 else "n/a"),
+        (
+            "disagreement_late",
+            f"{d.late_within_mean:.3f}"
+            + ("" if d.late_window == 10 else f" (last {d.late_window} snapshots)"),
+        ),
+    ]
+    return Section(
+        "functions",
+        "Function space",
+        reading,
+        plots,
+        [compare(ctx, "functions", rows)],
+        reproduces="Fort et al. (2019), Figure 2 (middle: disagreement along one trajectory) "
+        "and Figure 3 (right: disagreement across independent members).",
+    )
+
+
+def _agreement_with_final_plot(agreement: np.ndarray, M: list[int], E: list[int]) -> Plot:
+    n = len(E)
+    own = np.array([agreement[i * n : (i + 1) * n, i] for i in range(len(M))])
+    columns = {"agreement_own_final": own}
+    if len(M) > 1:
+        blocks = [agreement[i * n : (i + 1) * n] for i in range(len(M))]
+        columns["agreement_other_finals_mean"] = np.array(
+            [np.delete(b, i, axis=1).mean(axis=1) for i, b in enumerate(blocks)]
         )
-    return Section("functions", "Function space", reading, plots)
+    caption = (
+        "Each snapshot's agreement (1 − disagreement) with its own member's final "
+        "predictions (solid) and with the other members' (dashed, mean)."
+    )
+    return Plot(
+        "agreement_with_final",
+        figures.agreement_with_final_figure(agreement, M, E),
+        caption,
+        data=fd.per_member_lines("agreement_with_final", M, E, columns, caption, frac),
+        chart=fd.member_chart(
+            M, E, own, "epoch", "agreement with own final predictions (%)", scale=100.0
+        ),
+    )
 
 
 def trajectory_section(ctx: ReportContext) -> Section | None:
