@@ -152,3 +152,80 @@ def member_chart(
         for i, m in enumerate(members)
     ]
     return Chart(kind, x_label, y_label, [*series, *extra])
+
+
+# ---- trajectories, reliability, training ----------------------------------------------------
+def embedding_data(
+    name: str, member: np.ndarray, epoch: np.ndarray, x: np.ndarray, y: np.ndarray, method: str
+) -> tuple[Table, Chart]:
+    """A joint embedding of every snapshot: the table (member, epoch, x, y) and a scatter chart
+    with one series per member in epoch order, points labelled "m0 e12"."""
+    member, epoch = np.asarray(member, dtype=int), np.asarray(epoch, dtype=int)
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    order = np.lexsort((epoch, member))
+    rows = [[int(member[i]), int(epoch[i]), sig(x[i]), sig(y[i])] for i in order]
+    table = Table(name, ["member", "epoch", "x", "y"], rows, f"{method} coordinates.")
+    series = []
+    for m in np.unique(member):
+        idx = [i for i in order if member[i] == m]
+        series.append(
+            Series(
+                f"member {m}",
+                [sig(x[i]) for i in idx],
+                [sig(y[i]) for i in idx],
+                color=color(figures.member_color(int(m))),
+                labels=[f"m{m} e{epoch[i]}" for i in idx],
+            )
+        )
+    chart = Chart(ChartKind.SCATTER, f"{method} dimension 1", f"{method} dimension 2", series)
+    return table, chart
+
+
+def reliability_table(name: str, diagrams: Mapping[str, Mapping[str, np.ndarray]]) -> Table:
+    """One row per (diagram, confidence bin): its edges, example count, accuracy, confidence."""
+    rows = []
+    for title, d in diagrams.items():
+        edges = np.asarray(d["edges"], dtype=float)
+        for b, count in enumerate(np.asarray(d["counts"])):
+            rows.append(
+                [
+                    title, frac(edges[b]), frac(edges[b + 1]), int(count),
+                    frac(d["accuracy"][b]), frac(d["confidence"][b]),
+                ]
+            )  # fmt: skip
+    header = ["model", "bin_lower", "bin_upper", "examples", "accuracy", "mean_confidence"]
+    return Table(name, header, rows, "Reliability diagram bins (blank: empty bin).")
+
+
+def training_data(
+    member: np.ndarray, epoch: np.ndarray, curves: Mapping[str, np.ndarray], caption: str
+) -> tuple[Table, Chart]:
+    """Per-epoch training curves: table (member, epoch, <split>_<loss|acc>...) and a chart of
+    accuracy (%) against epoch, one series per member and split."""
+    member, epoch = np.asarray(member, dtype=int), np.asarray(epoch, dtype=int)
+    keys = list(curves)
+    order = np.lexsort((epoch, member))
+    rows = [
+        [int(member[i]), int(epoch[i]),
+         *((frac if k.endswith("_acc") else sig)(curves[k][i]) for k in keys)]
+        for i in order
+    ]  # fmt: skip
+    table = Table("training_curves", ["member", "epoch", *keys], rows, caption)
+    series = []
+    for split in ("train", "val", "test"):
+        key = f"{split}_acc"
+        if key not in curves:
+            continue
+        for m in np.unique(member):
+            idx = [i for i in order if member[i] == m and np.isfinite(curves[key][i])]
+            if idx:
+                series.append(
+                    Series(
+                        f"member {m} {split}",
+                        [int(epoch[i]) for i in idx],
+                        [sig(100 * curves[key][i], 5) for i in idx],
+                        color=color(figures.member_color(int(m))),
+                        labels=[f"m{m} e{epoch[i]} {split}" for i in idx],
+                    )
+                )
+    return table, Chart(ChartKind.LINE, "epoch", "accuracy (%)", series)

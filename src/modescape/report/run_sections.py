@@ -405,8 +405,11 @@ def trajectory_section(ctx: ReportContext) -> Section | None:
         if not ctx.has(S.TRAJECTORY_CSV.format(method=method)):
             continue
         t = ctx.csv(S.TRAJECTORY_CSV.format(method=method))
-        fig = figures.trajectory_figure(t["member"], t["epoch"], t["x"], t["y"], method=label)
-        plots.append(Plot(f"trajectories_{method}", fig, f"{label} of all snapshots, one fit."))
+        cols = (t["member"], t["epoch"], t["x"], t["y"])
+        fig = figures.trajectory_figure(*cols, method=label)
+        table, chart = fd.embedding_data(f"trajectories_{method}", *cols, label)
+        caption = f"{label} of all snapshots, one fit."
+        plots.append(Plot(f"trajectories_{method}", fig, caption, data=table, chart=chart))
     if not plots:
         return None
     info = emb.get("tsne") or emb.get("pca") or {}
@@ -423,7 +426,7 @@ def trajectory_section(ctx: ReportContext) -> Section | None:
         )
     if "tsne" in emb:
         reading.append(
-            f"t-SNE (perplexity {tsne.get('perplexity', '?')}"
+            f"t-SNE (perplexity {_g(tsne.get('perplexity'))}"
             f"{', clamped for the number of points' if tsne.get('perplexity_clamped') else ''}, "
             f"seed {tsne.get('seed', '?')}) keeps neighbours together but its distances are "
             "not to scale; compare which trajectories end near each other, not how far apart."
@@ -434,7 +437,29 @@ def trajectory_section(ctx: ReportContext) -> Section | None:
             f"PCA is linear: its two axes explain {_pct(ratio[0])} and {_pct(ratio[1])} of the "
             "variance of the predictions."
         )
-    return Section("trajectories", "Trajectories in function space", reading, plots)
+    rows = [("trajectories_modes", _ends_apart(ctx))]
+    return Section(
+        "trajectories",
+        "Trajectories in function space",
+        reading,
+        plots,
+        [compare(ctx, "trajectories", rows)],
+        reproduces="Fort et al. (2019), Figure 2 (right: t-SNE of the predictions along "
+        "trajectories from independent initialisations); the seed notebooks' t-SNE.",
+    )
+
+
+def _ends_apart(ctx: ReportContext) -> str:
+    """This run's side of the comparison in the run's own numbers (not the t-SNE picture, whose
+    distances are not to scale): how far apart the ends are compared to one trajectory's end."""
+    d = ctx.summary.disagreement
+    if len(ctx.members) < 2:
+        return "one member only"
+    ratio = f"{d.across_members_mean / d.late_within_mean:.1f}×" if d.late_within_mean > 0 else "∞×"
+    return (
+        f"final predictions of two members disagree {ratio} as much as the late snapshots of "
+        "one trajectory"
+    )
 
 
 def ensemble_section(ctx: ReportContext) -> Section | None:
@@ -465,13 +490,44 @@ def ensemble_section(ctx: ReportContext) -> Section | None:
                 "reliability",
                 figures.reliability_figure(diagrams),
                 "Accuracy against confidence; bottom: examples per bin.",
+                data=fd.reliability_table("reliability", diagrams),
             )
         )
     header = ["family", "size"] + [
-        f"{mt} {x}" for mt in ("accuracy", "nll", "brier", "ece") for x in ("mean", "std")
+        f"{mt}_{x}" for mt in ("accuracy", "nll", "brier", "ece") for x in ("mean", "std")
     ]
     table = Table("ensembles", header, _ensemble_rows(c), "Metrics against ensemble size.")
-    return Section("ensembles", "Ensembles", _ensemble_reading(ctx), plots, [table])
+    return Section(
+        "ensembles",
+        "Ensembles",
+        _ensemble_reading(ctx),
+        plots,
+        [_ensemble_comparison(ctx), table],
+        reproduces="Fort et al. (2019), Figures 7-8 (accuracy, Brier score and calibration "
+        "against ensemble size: independent members vs ensembles from one trajectory); the "
+        "seed notebooks' ensemble curves.",
+    )
+
+
+def _ensemble_comparison(ctx: ReportContext) -> Table:
+    s, M = ctx.summary, len(ctx.members)
+    k = s.ensemble_size_compared
+    deep_10 = _curve_value(ctx, "deep", 10)
+    gap = s.ensemble["deep_k"]["accuracy"] - s.ensemble["snapshot_k"]["accuracy"]
+    where = "ahead of" if gap > 0 else ("level with" if gap == 0 else "behind")
+    rows = [
+        ("single_accuracy", f"{_pct(s.single['accuracy'], 2)} (mean of {M})"),
+        (
+            "deep_10_accuracy",
+            _pct(deep_10) if deep_10 is not None else f"n/a ({_count(M, 'member')})",
+        ),
+        (
+            "deep_beats_snapshot",
+            f"{k} independent members {abs(100 * gap):.1f} points {where} the last {k} "
+            "snapshots of one trajectory",
+        ),
+    ]
+    return compare(ctx, "ensembles", rows)
 
 
 def _ensemble_reading(ctx: ReportContext) -> list[str]:
@@ -495,13 +551,14 @@ def _ensemble_reading(ctx: ReportContext) -> list[str]:
         else f"With one member there is no deep ensemble: the member reaches {_pct(base)} "
         f"accuracy, NLL {single['nll']:.3f}, Brier {single['brier']:.3f}.",
         f"A snapshot ensemble of the last {_count(k, 'snapshot')} of one trajectory reaches "
-        f"{_pct(snap['accuracy'])} (it {_points(snap['accuracy'] - base)} relative to a single "
-        f"member), against {_pct(deep_k['accuracy'])} for {_count(k, 'independent member')}. "
-        f"Averaging the weights of {wa_n} snapshots gives one model with "
-        f"{_pct(wa['accuracy'])} (it {_points(wa['accuracy'] - base)}).",
+        f"{_pct(snap['accuracy'])} (mean over members; it {_points(snap['accuracy'] - base)} "
+        f"relative to the mean single member), against {_pct(deep_k['accuracy'])} for "
+        f"{_count(k, 'independent member')}. Averaging the weights of {wa_n} snapshots gives "
+        f"one model with {_pct(wa['accuracy'])} (mean over members; it "
+        f"{_points(wa['accuracy'] - base)}).",
         *_warned([w for w in s.warnings if w.startswith("weight average")]),
-        f"Calibration (ECE, 15 equal-width bins): {_pct(single['ece'])} for a single member, "
-        f"{_pct(deep['ece'])} for the deep ensemble"
+        f"Calibration (ECE, 15 equal-width bins): {_pct(single['ece'])} for the mean single "
+        f"member, {_pct(deep['ece'])} for the deep ensemble"
         + verdict
         + " Bars above the diagonal in the reliability diagram mean under-confidence.",
     ]
@@ -516,9 +573,10 @@ def _ensemble_rows(c: dict[str, np.ndarray]) -> list[list[Any]]:
                 str(mt): (mu, sd)
                 for mt, mu, sd in zip(c["metric"][sel], c["mean"][sel], c["std"][sel])
             }
-            row = [fam, size]
+            row = [str(fam), size]
             for mt in ("accuracy", "nll", "brier", "ece"):
-                row += list(vals.get(mt, ("", "")))
+                mu, sd = vals.get(mt, (None, None))
+                row += [fd.rounded(mt, mu), fd.rounded(mt, sd)]
             rows.append(row)
     return rows
 
@@ -540,8 +598,21 @@ def training_section(ctx: ReportContext) -> Section | None:
         )
     styles = {"train": "solid", "test": "dashed", "val": "dotted"}
     shown = [f"{ls} {split}" for split, ls in styles.items() if f"{split}_loss" in keys]
-    plots = [Plot("training_curves", fig, f"Per member: {', '.join(shown)}.")]
-    return Section("training", "Training curves", reading, plots)
+    caption = f"Per member: {', '.join(shown)}."
+    table, chart = fd.training_data(c["member"], c["epoch"], {k: c[k] for k in keys}, caption)
+    plots = [Plot("training_curves", fig, caption, data=table, chart=chart)]
+    return Section(
+        "training",
+        "Training curves",
+        reading,
+        plots,
+        reproduces="The seed notebooks' training logs (loss and accuracy per epoch); the paper "
+        "trains 40 epochs with a learning rate halved every 10.",
+    )
+
+
+def _g(x: Any) -> str:
+    return "?" if x is None else f"{float(x):.3g}"
 
 
 def _reliability_title(key: str) -> str:
