@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.colors import to_hex
 
-from modescape.report import figures
+from modescape.report import figures, study_figures
 from modescape.report.base import Chart, ChartKind, Series, Table, frac, sig
 
 # metric -> how a CSV rounds it: fractions to 4 decimals, open-ended scores to 4 digits
@@ -229,3 +229,78 @@ def training_data(
                     )
                 )
     return table, Chart(ChartKind.LINE, "epoch", "accuracy (%)", series)
+
+
+# ---- loss landscape ---------------------------------------------------------------------------
+def plane_table(
+    name: str,
+    a: np.ndarray,
+    b: np.ndarray,
+    loss: np.ndarray,
+    accuracy: np.ndarray,
+    agreements: Mapping[str, np.ndarray],
+    anchors: Mapping[str, object],
+    trajectories: Mapping[str, np.ndarray] | None,
+    caption: str,
+) -> Table:
+    """Everything drawn on one plane, long form: kind "grid" (a, b, loss, accuracy, agreement
+    with each reference), "anchor" (its coordinates and loss, accuracy) and "snapshot" (every
+    snapshot projected onto the plane, name m<i> e<k>)."""
+    names = list(agreements)
+    header = ["kind", "name", "a", "b", "loss", "accuracy", *(f"agreement_{n}" for n in names)]
+    if len(names) >= 2:
+        header.append(f"agreement_{names[0]}_minus_{names[1]}")
+    rows: list[list[object]] = []
+    for j, bj in enumerate(np.asarray(b, dtype=float)):
+        for i, ai in enumerate(np.asarray(a, dtype=float)):
+            agr = [float(agreements[n][j, i]) for n in names]
+            row = ["grid", "", sig(ai), sig(bj), sig(loss[j, i]), frac(accuracy[j, i])]
+            row += [frac(v) for v in agr]
+            if len(names) >= 2:
+                row.append(frac(agr[0] - agr[1]))
+            rows.append(row)
+    blank = [None] * (len(header) - 6)
+    coords = np.asarray(anchors["coords"], dtype=float).reshape(-1, 2)  # type: ignore[arg-type]
+    for k, n in enumerate(anchors["names"]):  # type: ignore[arg-type]
+        loss_k = anchors.get("loss", [None] * len(coords))[k]  # type: ignore[attr-defined,index]
+        acc_k = anchors.get("accuracy", [None] * len(coords))[k]  # type: ignore[attr-defined,index]
+        rows.append(["anchor", n, sig(coords[k, 0]), sig(coords[k, 1]), sig(loss_k), frac(acc_k)])
+        rows[-1] += blank
+    if trajectories is not None:
+        member = np.asarray(trajectories["member"], dtype=int)
+        epoch = np.asarray(trajectories["epoch"], dtype=int)
+        for k in np.lexsort((epoch, member)):
+            rows.append(
+                ["snapshot", f"m{member[k]} e{epoch[k]}", sig(trajectories["a"][k]),
+                 sig(trajectories["b"][k]), None, None, *blank]
+            )  # fmt: skip
+    return Table(name, header, rows, caption)
+
+
+def paths_data(paths: Sequence[Mapping[str, object]], caption: str) -> tuple[Table, Chart]:
+    """Linear paths: table (path, kind, alpha, error, loss) and a chart of error (%) vs alpha."""
+    rows, series = [], []
+    for i, p in enumerate(paths):
+        alpha = np.asarray(p["alpha"], dtype=float)
+        error = np.asarray(p["error"], dtype=float)
+        loss = np.asarray(p["loss"], dtype=float)
+        rows += [
+            [p["name"], p["kind"], frac(x), frac(e), sig(v)] for x, e, v in zip(alpha, error, loss)
+        ]
+        c = study_path_color(str(p["kind"]), i)
+        series.append(
+            Series(
+                f"{p['name']} ({p['kind']})",
+                [frac(x) for x in alpha],
+                [sig(100 * e, 5) for e in error],
+                color=color(c),
+                labels=[f"{p['name']} α={x:.2f}" for x in alpha],
+            )
+        )
+    table = Table("landscape_paths", ["path", "kind", "alpha", "error", "loss"], rows, caption)
+    chart = Chart(ChartKind.LINE, "α (0 = first endpoint, 1 = second)", "test error (%)", series)
+    return table, chart
+
+
+def study_path_color(kind: str, i: int) -> object:
+    return study_figures.PATH_KIND_COLORS.get(kind, figures.member_color(i))

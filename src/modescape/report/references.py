@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from modescape.report.base import Table
+from modescape.report.base import ReportContext, Table
 
 PAPER = "Fort et al. (2019)"
 SEED = "seed notebooks"
@@ -139,6 +139,23 @@ def comparison_table(
     )
 
 
+def run_dataset(ctx: ReportContext) -> str:
+    return str(ctx.run.data_summary.get("name") or ctx.run.config.data.name)
+
+
+def section_table(
+    ctx: ReportContext, section: str, rows: Sequence[tuple[str, str]], caption: str = ""
+) -> Table:
+    """The `<section>_vs_published` table of a section of this run (`comparison_table`)."""
+    return comparison_table(
+        f"{section}_vs_published",
+        run_dataset(ctx),
+        str(ctx.run.config.model.arch),
+        rows,
+        caption,
+    )
+
+
 __all__ = [
     "REFERENCES",
     "Reference",
@@ -146,4 +163,6 @@ __all__ = [
     "comparison_table",
     "dataset_label",
     "lookup",
+    "run_dataset",
+    "section_table",
 ]

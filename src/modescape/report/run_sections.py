@@ -30,15 +30,8 @@ MEMBER_COLUMNS = ("member", "seed", "state", "epochs", "accuracy", "nll", "brier
                   "min_consecutive_late_cosine", "time_s")  # fmt: skip
 
 
-def dataset_name(ctx: ReportContext) -> str:
-    return str(ctx.run.data_summary.get("name") or ctx.run.config.data.name)
-
-
-def compare(ctx: ReportContext, section: str, rows: list[tuple[str, str]], caption: str = ""):
-    """The section's "this run | paper/seed" table (`references.comparison_table`)."""
-    return references.comparison_table(
-        f"{section}_vs_published", dataset_name(ctx), str(ctx.run.config.model.arch), rows, caption
-    )
+dataset_name = references.run_dataset
+compare = references.section_table
 
 
 # ---- sections -------------------------------------------------------------------------------
