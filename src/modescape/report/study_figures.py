@@ -170,8 +170,8 @@ def _plane_members(ax, acc: np.ndarray, div: np.ndarray, member: np.ndarray) -> 
 
 
 def subspace_tsne_figure(panels: Mapping[str, Mapping[str, np.ndarray]]) -> Figure:
-    """Joint t-SNE per sampler: trajectories as lines (circle = first snapshot), samples as a
-    lighter cloud in the same member's colour.
+    """Joint t-SNE per sampler: trajectories as lines (circle = first snapshot, star = final
+    snapshot), samples as a lighter cloud of squares in the same member's colour.
 
     panels: method -> columns of subspace/tsne_<method>.csv: kind ("trajectory" | "sample"),
     member, index (epoch order or sample number), x, y, each [points].
@@ -189,7 +189,12 @@ def subspace_tsne_figure(panels: Mapping[str, Mapping[str, np.ndarray]]) -> Figu
             members.add(int(k))
             c = member_color(int(k))
             cloud = (kind == "sample") & (mem == k)
-            ax.scatter(x[cloud], y[cloud], s=9, color=_lighter(c), zorder=1)
+            # the samples as a cloud: translucent squares in a lighter shade, edged in the
+            # member's colour so overlapping clouds of two members stay apart
+            ax.scatter(
+                x[cloud], y[cloud], s=22, marker="s", color=_lighter(c), edgecolor=c,
+                linewidth=0.5, alpha=0.8, zorder=1,
+            )  # fmt: skip
             rows = np.flatnonzero((kind == "trajectory") & (mem == k))
             rows = rows[np.argsort(idx[rows], kind="stable")]
             ax.plot(x[rows], y[rows], "-", color=c, lw=1.3, zorder=2)
@@ -204,6 +209,10 @@ def subspace_tsne_figure(panels: Mapping[str, Mapping[str, np.ndarray]]) -> Figu
                     linewidth=1.6,
                     zorder=3,
                 )
+                ax.scatter(
+                    x[rows[-1:]], y[rows[-1:]], s=150, marker="*", color=c, edgecolor="black",
+                    linewidth=0.6, zorder=4,
+                )  # fmt: skip
         ax.set_title(method_label(m), fontsize=TITLE - 1)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -214,8 +223,12 @@ def subspace_tsne_figure(panels: Mapping[str, Mapping[str, np.ndarray]]) -> Figu
         Line2D(
             [], [], ls="", marker="o", mfc="white", mec="black", mew=1.6, label="first snapshot"
         ),
-        Line2D([], [], ls="", marker="o", color=_lighter("black"), label="subspace samples"),
-    ]
+        Line2D([], [], ls="", marker="*", ms=11, color="black", label="final snapshot"),
+        Line2D(
+            [], [], ls="", marker="s", mfc=_lighter("black"), mec="black", mew=0.5,
+            label="samples around the final snapshot",
+        ),
+    ]  # fmt: skip
     fig.legend(
         handles=handles, loc="outside lower center", ncols=min(len(handles), 7), fontsize=SMALL
     )
@@ -238,6 +251,47 @@ def subspace_ensembles_figure(
     Columns of subspace/curves.csv. Family "<method>" (dashed): k samples around one trajectory;
     "<method>+ensemble" (solid): k members' subspace models; "deep", "weight_average+ensemble".
     """
+    styles = subspace_curve_styles(family)
+    methods = [
+        f for f in dict.fromkeys(np.asarray(family, dtype=str)) if "+" not in f and f != "deep"
+    ]
+    fig = ensemble_curves_figure(
+        family,
+        size,
+        metric,
+        mean,
+        std,
+        styles=styles,
+        title="Ensembles with subspace models (mean ± std over subsets or members)",
+    )
+    fig.set_size_inches(12.5, 8.0)
+    legend = fig.axes[0].get_legend()
+    if legend is not None:
+        legend.remove()
+    # A compact legend: one entry per colour (family or sampler) and one per line style,
+    # not one per (sampler, kind) pair.
+    handles = [Line2D([], [], color=FAMILY_COLORS["deep"], lw=2, label="deep ensemble")]
+    if "weight_average+ensemble" in styles:
+        handles.append(
+            Line2D([], [], color=FAMILY_COLORS["weight_average"], lw=2, label="weight averages")
+        )
+    handles += [
+        Line2D([], [], color=method_color(m, i), lw=2, label=method_label(m))
+        for i, m in enumerate(methods)
+    ]
+    handles += [
+        Line2D([], [], color="black", ls="-", lw=1.5, label="solid: ensemble of k members' models"),
+        Line2D(
+            [], [], color="black", ls="--", lw=1.5,
+            label="dashed: k samples around one member (mean over members)",
+        ),
+    ]  # fmt: skip
+    fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=SMALL)
+    return fig
+
+
+def subspace_curve_styles(family: Sequence[str]) -> dict[str, CurveStyle]:
+    """(colour, line style, label) of each family of subspace/curves.csv, in drawing order."""
     fams = list(dict.fromkeys(np.asarray(family, dtype=str)))
     styles: dict[str, CurveStyle] = {}
     if "deep" in fams:
@@ -251,25 +305,10 @@ def subspace_ensembles_figure(
     methods = [f for f in fams if "+" not in f and f != "deep"]
     for i, m in enumerate(methods):
         c = method_color(m, i)
-        styles[m] = (c, "--", f"{method_label(m)}: k samples, one trajectory")
+        styles[m] = (c, "--", f"{method_label(m)}: k samples, one member")
         if f"{m}+ensemble" in fams:
             styles[f"{m}+ensemble"] = (c, "-", f"{method_label(m)}: ensemble of k models")
-    fig = ensemble_curves_figure(
-        family,
-        size,
-        metric,
-        mean,
-        std,
-        styles=styles,
-        title="Ensembles with subspace models (mean ± std over subsets or members)",
-    )
-    fig.set_size_inches(13.0, 7.6)
-    legend = fig.axes[0].get_legend()
-    if legend is not None:
-        legend.remove()
-        handles, labels = fig.axes[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside right center", fontsize=SMALL)
-    return fig
+    return styles
 
 
 def js_diversity_figure(values: Mapping[str, float], colors: Mapping[str, object]) -> Figure:
@@ -680,6 +719,7 @@ __all__ = [
     "paths_figure",
     "shift_boxplot_figure",
     "shift_diversity_figure",
+    "subspace_curve_styles",
     "subspace_ensembles_figure",
     "subspace_tsne_figure",
 ]
