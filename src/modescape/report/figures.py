@@ -85,6 +85,12 @@ def _figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
+def grid_axes(fig: Figure, n: int, ncols: int) -> list:
+    """Exactly n axes in rows of `ncols` (no empty axes left over)."""
+    rows = -(-n // ncols)
+    return [fig.add_subplot(rows, ncols, i + 1) for i in range(n)]
+
+
 def _tick_positions(n: int, max_ticks: int = 12) -> np.ndarray:
     """Indices of at most ~max_ticks evenly spaced ticks over n cells, always including the last."""
     step = max(1, int(np.ceil(n / max_ticks)))
@@ -553,6 +559,7 @@ __all__ = [
     "family_styles",
     "figure_bytes",
     "full_heatmap",
+    "grid_axes",
     "member_color",
     "reliability_figure",
     "render_figure",
