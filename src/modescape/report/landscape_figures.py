@@ -1,6 +1,7 @@
-"""Figures of the loss-landscape study (Fort et al. 2019, Figure 5): planes through three weight
-vectors and linear paths between two. Same rules as `report.figures`: pure functions of arrays
-returning a `matplotlib.figure.Figure`, member i always in `member_color(i)`.
+"""Figures of the loss-landscape study (Fort et al. 2019, the loss-landscape plane): planes
+through three weight vectors and linear paths between two. Same rules as `report.figures`:
+pure functions of arrays returning a `matplotlib.figure.Figure`, member i always in
+`member_color(i)`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""The loss-landscape section: planes through three weight vectors (Fort et al. 2019, Figure 5),
-barriers along linear paths and the permutation alignment of two members. Reads
-`<run>/landscape/` through `ctx.study`; None when `modescape landscape` has not run.
+"""The loss-landscape section: planes through three weight vectors (Fort et al. 2019, the
+loss-landscape plane), barriers along linear paths and the permutation alignment of two
+members. Reads `<run>/landscape/` through `ctx.study`; None when `modescape landscape` has not run.
 """
 
 from __future__ import annotations
@@ -83,7 +83,8 @@ def landscape_section(ctx: ReportContext) -> Section | None:
         reading,
         plots,
         tables,
-        reproduces="Fort et al. (2019), Figure 5 (a radial cut through the origin and two "
+        reproduces="Fort et al. (2019), the loss-landscape figure (a radial cut through the origin "
+        "and two "
         "independent optima: loss, accuracy and agreement with each optimum); barriers along "
         "linear paths as in Frankle et al. (2020).",
     )

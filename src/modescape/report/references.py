@@ -40,7 +40,7 @@ REFERENCES: tuple[Reference, ...] = (
     Reference("deep_10_accuracy", "deep ensemble of 10 members, test accuracy", "≈83.2%",
               f"{SEED}, MediumCNN", "mediumcnn", 0.832),
     Reference("deep_beats_snapshot", "deep ensemble vs ensembles from one trajectory",
-              "independent members ahead", f"{PAPER}, Figures 7-8"),
+              "independent members ahead", f"{PAPER}, ensembles vs subspace methods"),
     # weight space
     Reference("cosine_members", "cosine of final weights of two members", "≈0 (orthogonal)",
               f"{PAPER}, Figure 3"),
@@ -61,20 +61,23 @@ REFERENCES: tuple[Reference, ...] = (
               "end in different modes", f"{PAPER}, Figures 2 and 4"),
     # subspace sampling
     Reference("norm_diversity_members", "normalised diversity of independent members",
-              "≈0.85-1.0", f"{PAPER}, Figure 6"),
+              "≈0.85-1.0", f"{PAPER}, diversity-accuracy plane"),
     Reference("subspace_band", "subspace samples in the diversity-accuracy plane",
-              "a band from the reference that never reaches the members", f"{PAPER}, Figure 6"),
+              "a band from the reference that never reaches the members",
+              f"{PAPER}, diversity-accuracy plane"),
     Reference("subspace_tsne", "subspace samples in function space (t-SNE)",
-              "stay near their own trajectory", f"{PAPER}, Figure 4"),
+              "stay near their own trajectory",
+              f"{PAPER}, t-SNE with subspace samples"),
     Reference("deep_beats_subspace", "deep ensemble vs samples around one trajectory",
-              "independent members ahead", f"{PAPER}, Figures 7-8"),
+              "independent members ahead", f"{PAPER}, ensembles vs subspace methods"),
     # loss landscape
     Reference("landscape_valleys", "independent optima on a plane through the origin",
               "separate low-loss valleys; agreement with each is high only in its own",
-              f"{PAPER}, Figure 5"),
+              f"{PAPER}, loss-landscape plane"),
     # dataset shift
     Reference("shift_ensemble", "deep ensemble vs single member and subspace models under shift",
-              "ensemble best at every severity", f"{PAPER}, Figure 9"),
+              "ensemble best at every severity",
+              f"{PAPER}, CIFAR-10-C"),
 )  # fmt: skip
 
 

@@ -370,7 +370,8 @@ def ensemble_section(ctx: ReportContext) -> Section | None:
         _ensemble_reading(ctx),
         plots,
         [_ensemble_comparison(ctx), table],
-        reproduces="Fort et al. (2019), Figures 7-8 (accuracy, Brier score and calibration "
+        reproduces="Fort et al. (2019), the ensemble-size figures (accuracy, Brier score and "
+        "calibration "
         "against ensemble size: independent members vs ensembles from one trajectory); the "
         "seed notebooks' ensemble curves.",
     )

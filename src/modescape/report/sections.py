@@ -110,9 +110,9 @@ def subspace_section(ctx: ReportContext) -> Section | None:
         reading,
         plots,
         [t for t in tables if t is not None],
-        reproduces="Fort et al. (2019), Figure 4 (t-SNE of trajectories with subspace "
-        "samples), Figure 6 (the diversity–accuracy plane) and Figures 7-8 (ensembles of "
-        "subspace models); the authors' notebook's samplers and normalisation.",
+        reproduces="Fort et al. (2019): the t-SNE of trajectories with subspace samples, "
+        "the diversity–accuracy plane and the ensembles of subspace models; the authors' "
+        "notebook's samplers and normalisation.",
     )
 
 

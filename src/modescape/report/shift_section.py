@@ -1,4 +1,4 @@
-"""The dataset-shift section (Fort et al. 2019, Figure 9; box plots after Ovadia et al. 2019):
+"""The dataset-shift section (Fort et al. 2019, CIFAR-10-C; box plots after Ovadia et al. 2019):
 metrics and diversity under corruptions of growing severity. Reads `<run>/shift/` through
 `ctx.study`; None when `modescape shift` has not run.
 """
@@ -128,7 +128,8 @@ def shift_section(ctx: ReportContext) -> Section | None:
         reading,
         plots,
         tables,
-        reproduces="Fort et al. (2019), Figure 9 (accuracy and Brier score on CIFAR-10-C at "
+        reproduces="Fort et al. (2019), the dataset-shift figure (accuracy and Brier score on "
+        "CIFAR-10-C at "
         "severities 0-5: ensembles against subspace models); box plots as in Ovadia et al. "
         "(2019).",
     )
