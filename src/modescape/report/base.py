@@ -225,6 +225,29 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
+def frac(x: Any, digits: int = 4) -> float | None:
+    """A fraction (accuracy, disagreement, cosine, ECE) rounded to `digits` decimals for a CSV:
+    0.3 not 0.30000001192 (float32 noise); None for a missing or non-finite value."""
+    v = _finite(x)
+    return None if v is None else round(v, digits)
+
+
+def sig(x: Any, digits: int = 4) -> float | None:
+    """A value on an open scale (loss, distance, JS diversity, t-SNE coordinate) rounded to
+    `digits` significant digits; None for a missing or non-finite value."""
+    v = _finite(x)
+    if v is None or v == 0:
+        return v
+    return round(v, digits - 1 - math.floor(math.log10(abs(v))))
+
+
+def _finite(x: Any) -> float | None:
+    if x is None:
+        return None
+    v = float(x)
+    return v if math.isfinite(v) else None
+
+
 def _pct(x: float, digits: int = 1) -> str:
     return f"{100 * x:.{digits}f}%"
 

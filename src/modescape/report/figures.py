@@ -79,6 +79,13 @@ def _limits(quantity: str, matrix: np.ndarray) -> tuple[float, float]:
     return 0.0, top if top > 0 else 1.0
 
 
+def shared_limits(quantity: str, *matrices: np.ndarray) -> tuple[float, float]:
+    """One (vmin, vmax) for heatmaps a reader compares side by side, so that one colour means
+    one value in all of them (0.10 is never orange in one and black in another)."""
+    flat = [np.asarray(m, dtype=float).ravel() for m in matrices]
+    return _limits(quantity, np.concatenate(flat) if flat else np.array([]))
+
+
 def _check_quantity(quantity: str) -> None:
     if quantity not in QUANTITIES:
         raise choice_error("heatmap quantity", quantity, tuple(QUANTITIES))
@@ -92,11 +99,12 @@ def _heatmap(
     labels: Sequence[str],
     ticks: np.ndarray,
     size: float = 5.6,
+    limits: tuple[float, float] | None = None,
 ) -> Figure:
     fig = _figure(size + 1.0, size)
     ax = fig.add_subplot()
     cbar_label, cmap = QUANTITIES[quantity]
-    vmin, vmax = _limits(quantity, matrix)
+    vmin, vmax = limits or _limits(quantity, matrix)
     image = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
     fig.colorbar(image, ax=ax, shrink=0.85).set_label(cbar_label, fontsize=LABEL)
     ax.set_xticks(ticks, [labels[t] for t in ticks])
@@ -108,9 +116,15 @@ def _heatmap(
 
 
 def within_trajectory_heatmap(
-    matrix: np.ndarray, epochs: Sequence[int], quantity: str, *, member: int = 0
+    matrix: np.ndarray,
+    epochs: Sequence[int],
+    quantity: str,
+    *,
+    member: int = 0,
+    limits: tuple[float, float] | None = None,
 ) -> Figure:
-    """Snapshot-vs-snapshot matrix [E, E] of one member's trajectory; ticks are epochs."""
+    """Snapshot-vs-snapshot matrix [E, E] of one member's trajectory; ticks are epochs.
+    `limits`: (vmin, vmax) shared with the heatmaps it is compared with (`shared_limits`)."""
     _check_quantity(quantity)
     matrix = np.asarray(matrix, dtype=float)
     name = NAMES[quantity]
@@ -121,12 +135,18 @@ def within_trajectory_heatmap(
         "epoch",
         [str(e) for e in epochs],
         _tick_positions(len(epochs)),
+        limits=limits,
     )
     return fig
 
 
 def across_members_heatmap(
-    matrix: np.ndarray, members: Sequence[int], quantity: str, *, annotate_max: int = 10
+    matrix: np.ndarray,
+    members: Sequence[int],
+    quantity: str,
+    *,
+    annotate_max: int = 10,
+    limits: tuple[float, float] | None = None,
 ) -> Figure:
     """Final-snapshot matrix [M, M] across members; cells are annotated when M <= annotate_max."""
     _check_quantity(quantity)
@@ -141,10 +161,11 @@ def across_members_heatmap(
         [f"m{m}" for m in members],
         np.arange(n),
         size=max(3.8, min(5.6, 0.6 * n + 2.5)),
+        limits=limits,
     )
     if n <= annotate_max:
         ax = fig.axes[0]
-        vmin, vmax = _limits(quantity, matrix)
+        vmin, vmax = limits or _limits(quantity, matrix)
         for i in range(n):
             for j in range(n):
                 dark = (matrix[i, j] - vmin) / (vmax - vmin) < 0.6
@@ -161,7 +182,12 @@ def across_members_heatmap(
 
 
 def full_heatmap(
-    matrix: np.ndarray, members: Sequence[int], epochs: Sequence[int], quantity: str
+    matrix: np.ndarray,
+    members: Sequence[int],
+    epochs: Sequence[int],
+    quantity: str,
+    *,
+    limits: tuple[float, float] | None = None,
 ) -> Figure:
     """The (members·epochs)² matrix, rows ordered member-major; lines separate the members.
 
@@ -177,7 +203,7 @@ def full_heatmap(
     fig = _figure(7.4, 6.4)
     ax = fig.add_subplot()
     cbar_label, cmap = QUANTITIES[quantity]
-    vmin, vmax = _limits(quantity, matrix)
+    vmin, vmax = limits or _limits(quantity, matrix)
     image = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
     fig.colorbar(image, ax=ax, shrink=0.85).set_label(cbar_label, fontsize=LABEL)
     for b in range(1, M):  # block separators between members
@@ -253,6 +279,17 @@ def trajectory_figure(
     return fig
 
 
+def family_styles(family: Sequence[str]) -> dict[str, CurveStyle]:
+    """The default (colour, line style, label) of each ensemble family present in `family`:
+    deep, snapshot, weight_average in their `FAMILY_COLORS`, then others in member colours."""
+    present = set(np.asarray(family, dtype=str).tolist())
+    order = [f for f in FAMILY_COLORS if f in present] + sorted(present - set(FAMILY_COLORS))
+    return {
+        fam: (FAMILY_COLORS.get(fam, member_color(i)), "-", FAMILY_LABELS.get(fam, fam))
+        for i, fam in enumerate(order)
+    }
+
+
 def ensemble_curves_figure(
     family: Sequence[str],
     size: np.ndarray,
@@ -274,13 +311,7 @@ def ensemble_curves_figure(
     size = np.asarray(size, dtype=int)
     mean, std = np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
     if styles is None:
-        order = [f for f in FAMILY_COLORS if f in set(family)] + sorted(
-            set(family) - set(FAMILY_COLORS)
-        )
-        styles = {
-            fam: (FAMILY_COLORS.get(fam, member_color(i)), "-", FAMILY_LABELS.get(fam, fam))
-            for i, fam in enumerate(order)
-        }
+        styles = family_styles(family)
     fig = _figure(10.0, 7.4)
     axes = fig.subplots(2, 2).ravel()
     for ax, (name, (panel, ylabel, scale)) in zip(axes, METRIC_AXES.items()):
@@ -493,12 +524,14 @@ __all__ = [
     "across_members_heatmap",
     "distance_from_init_figure",
     "ensemble_curves_figure",
+    "family_styles",
     "figure_bytes",
     "full_heatmap",
     "member_color",
     "reliability_figure",
     "render_figure",
     "save_figure",
+    "shared_limits",
     "training_curves_figure",
     "trajectory_figure",
     "within_trajectory_heatmap",

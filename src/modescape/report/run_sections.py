@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from modescape.report import figures
+from modescape.report import figure_data as fd
+from modescape.report import figures, provenance, references
 from modescape.report.base import (
     Plot,
     ReportContext,
@@ -19,12 +20,18 @@ from modescape.report.base import (
     _pct,
     _points,
     _warned,
+    frac,
+    sig,
 )
 from modescape.store.run import Run
 from modescape.studies import schema as S
 
 MEMBER_COLUMNS = ("member", "seed", "state", "epochs", "accuracy", "nll", "brier", "ece",
-                  "min consecutive late cosine", "time (s)")  # fmt: skip
+                  "min_consecutive_late_cosine", "time_s")  # fmt: skip
+
+
+dataset_name = references.run_dataset
+compare = references.section_table
 
 
 # ---- sections -------------------------------------------------------------------------------
@@ -41,36 +48,75 @@ def run_section(ctx: ReportContext) -> Section:
         f"{data.get('name', '?')} "
         f"({data.get('n_train', 0):,} training / {data.get('n_test', 0):,} test examples) "
         f"with the {cfg.train.recipe} recipe ({cfg.train.optimizer}, learning rate "
-        f"{cfg.train.lr:g}, batch {cfg.train.batch_size}).",
+        f"{cfg.train.lr:g}, {cfg.train.schedule} schedule, batch {cfg.train.batch_size}, "
+        f"dropout {cfg.model.dropout:g}).",
         f"On the {s.split} set ({s.n_examples:,} examples) a member reaches "
         f"{_pct(np.mean(accs))} accuracy on average (range {_pct(min(accs))} to "
         f"{_pct(max(accs))})."
         + (f" Training took {sum(known):.0f} s of member time in total." if known else ""),
+        'Each section names the figure of Fort, Hu & Lakshminarayanan (2019), "Deep Ensembles: '
+        'A Loss Landscape Perspective", or of the seed notebooks it reproduces, and sets this '
+        "run's numbers beside the published ones. " + references.comparison_note(dataset_name(ctx)),
         *_warned(s.warnings),
     ]
-    late = f"late disagreement (last {s.disagreement.late_window})"
+    deep_10 = _curve_value(ctx, "deep", 10)
+    comparison = compare(
+        ctx,
+        "run",
+        [
+            ("single_accuracy", f"{_pct(s.single['accuracy'], 2)} (mean of {M})"),
+            (
+                "deep_10_accuracy",
+                _pct(deep_10, 1) if deep_10 is not None else f"n/a ({_count(M, 'member')})",
+            ),
+        ],
+        "The seed notebooks train 40 epochs with Adam and a step schedule.",
+    )
     tables = [
+        comparison,
         Table(
             "summary",
             ["setting", "value"],
             _settings_rows(ctx, n_params),
-            "Data, model, recipe and versions.",
+            "Data, model and recipe; every setting is in the configuration table below.",
             align_numbers=False,
         ),
         Table(
             "members",
-            [*MEMBER_COLUMNS[:8], late, *MEMBER_COLUMNS[8:]],
+            [
+                *MEMBER_COLUMNS[:8],
+                f"late_disagreement_last_{s.disagreement.late_window}",
+                *MEMBER_COLUMNS[8:],
+            ],
             _member_rows(ctx),
             f"Final snapshot of each member on the {s.split} set.",
         ),
+        provenance.config_table(ctx),
+        provenance.environment_table(ctx),
+        provenance.timings_table(ctx),
     ]
-    return Section("run", "Run summary", reading, tables=tables)
+    return Section(
+        "run",
+        "Run summary",
+        reading,
+        tables=tables,
+        reproduces="The setup of Fort et al. (2019), Section 3 (independent members trained "
+        "from random initialisations, one snapshot per epoch), and the seed notebooks' training.",
+    )
+
+
+def _curve_value(ctx: ReportContext, family: str, size: int, metric: str = "accuracy"):
+    """The mean of `metric` for `family` at ensemble size `size`, or None when not computed."""
+    if not ctx.has(S.ENSEMBLE_CURVES):
+        return None
+    c = ctx.csv(S.ENSEMBLE_CURVES)
+    sel = (c["family"] == family) & (c["size"] == size) & (c["metric"] == metric)
+    return float(c["mean"][sel][0]) if sel.any() else None
 
 
 def _settings_rows(ctx: ReportContext, n_params: int) -> list[list[Any]]:
     run, s, cfg = ctx.run, ctx.summary, ctx.run.config
     manifest, data = run.manifest, run.data_summary
-    versions = manifest.get("versions", {})
     n = f"{data.get('n_train')} / {data.get('n_val')} / {data.get('n_test')}"
     return [
         ["run", str(run.path)],
@@ -80,6 +126,7 @@ def _settings_rows(ctx: ReportContext, n_params: int) -> list[list[Any]]:
         ["architecture", cfg.model.arch],
         ["variant", cfg.model.variant],
         ["parameters", n_params],
+        ["dropout", cfg.model.dropout],
         ["recipe", cfg.train.recipe],
         [
             "optimizer, lr, schedule",
@@ -91,7 +138,9 @@ def _settings_rows(ctx: ReportContext, n_params: int) -> list[list[Any]]:
         ["base seed", cfg.seed],
         ["analysis split", s.split],
         ["weights compared", f"{s.parameters['selection']} ({s.parameters['count']:,})"],
-    ] + [[f"version: {k}", v] for k, v in sorted(versions.items())]
+        ["modescape", manifest.get("modescape_version", "")],
+        ["git commit", manifest.get("versions", {}).get("modescape_git_commit", "not recorded")],
+    ]
 
 
 def _member_rows(ctx: ReportContext) -> list[list[Any]]:
@@ -99,14 +148,13 @@ def _member_rows(ctx: ReportContext) -> list[list[Any]]:
     rows = []
     for i, m in enumerate(ctx.members):
         r, info = s.single_per_member[i], ctx.member_infos[i]
-        t = info.get("time_s")
         rows.append(
             [
                 m, seeds.get(f"member_{m}", ""), info["state"], info.get("epoch", ""),
-                r["accuracy"], r["nll"], r["brier"], r["ece"],
-                s.disagreement.late_within_per_member[i],
-                s.cosine.consecutive_late_min_per_member[i],
-                t if t is not None else "",
+                frac(r["accuracy"]), sig(r["nll"]), sig(r["brier"]), frac(r["ece"]),
+                frac(s.disagreement.late_within_per_member[i]),
+                frac(s.cosine.consecutive_late_min_per_member[i], 6),
+                sig(info.get("time_s")),
             ]
         )  # fmt: skip
     return rows
@@ -148,28 +196,107 @@ def weight_section(ctx: ReportContext) -> Section | None:
     )
     if ctx.has(S.DISTANCE):
         dist = ctx.npy(S.DISTANCE)
+        n = len(E)
+        # row i·E of the distance matrix: member i's first snapshot against its own trajectory
+        from_init = np.array([dist[i * n, i * n : (i + 1) * n] for i in range(len(M))])
+        caption = "How far each member's weights move from their initial values."
         plots.append(
             Plot(
                 "distance_from_init",
                 figures.distance_from_init_figure(dist, M, E),
-                "How far each member's weights move from their initial values.",
+                caption,
+                data=fd.per_member_lines(
+                    "distance_from_init", M, E, {"l2_distance_from_init": from_init}, caption
+                ),
+                chart=fd.member_chart(
+                    M, E, from_init, "epoch", f"L2 distance from epoch-{E[0]} weights"
+                ),
             )
         )
-    return Section("weights", "Weight space", reading, plots)
+    cos_20_40 = _cosine_20_40(cos, M, E)
+    rows = [
+        ("cosine_members", f"{s.cosine.across_members_mean:.3f}" if len(M) > 1 else "n/a"),
+        (
+            "cosine_late",
+            f"{cos_20_40:.3f}" if cos_20_40 is not None else "n/a (no epochs 20 and 40)",
+        ),
+    ]
+    return Section(
+        "weights",
+        "Weight space",
+        reading,
+        plots,
+        [compare(ctx, "weights", rows)],
+        reproduces="Fort et al. (2019), Figure 2 (left: cosine similarity along one trajectory) "
+        "and Figure 3 (left: cosine similarity across independent members).",
+    )
+
+
+def _cosine_20_40(cos: np.ndarray, M: list[int], E: list[int]) -> float | None:
+    """Mean over members of cos(epoch 20, epoch 40) within one trajectory (the seed's number)."""
+    if 20 not in E or 40 not in E:
+        return None
+    i, j, n = E.index(20), E.index(40), len(E)
+    return float(np.mean([cos[k * n + i, k * n + j] for k in range(len(M))]))
 
 
 def _matrix_plots(
     quantity: str, matrix: np.ndarray, M: list[int], E: list[int], caption: str
 ) -> list[Plot]:
-    """The (members·epochs)² heatmap, the members' finals and member M[0]'s own trajectory."""
+    """The (members·epochs)² heatmap, the members' finals and member M[0]'s own trajectory, all
+    on one colour scale: a reader compares the trajectory's block with the members' matrix."""
     finals = np.arange(len(M)) * len(E) + len(E) - 1
-    plots = [Plot(f"{quantity}_all", figures.full_heatmap(matrix, M, E, quantity), caption)]
+    members_m = matrix[np.ix_(finals, finals)]
+    own = matrix[: len(E), : len(E)]
+    limits = figures.shared_limits(quantity, matrix, members_m, own)
+    scale = f" Colour scale {limits[0]:.2f}–{limits[1]:.2f}, shared by the three {quantity} maps."
+    snap = {"member": [m for m in M for _ in E], "epoch": [e for _ in M for e in E]}
+    plots = [
+        Plot(
+            f"{quantity}_all",
+            figures.full_heatmap(matrix, M, E, quantity, limits=limits),
+            caption + scale,
+            data=fd.matrix_table(
+                f"{quantity}_all",
+                matrix,
+                snap,
+                fd.snapshot_names(M, E),
+                caption,
+                quantity=quantity,
+            ),
+        )
+    ]
     if len(M) > 1:
-        members = figures.across_members_heatmap(matrix[np.ix_(finals, finals)], M, quantity)
-        plots.append(Plot(f"{quantity}_members", members, "Final snapshots of the members."))
-    own = figures.within_trajectory_heatmap(matrix[: len(E), : len(E)], E, quantity, member=M[0])
+        plots.append(
+            Plot(
+                f"{quantity}_members",
+                figures.across_members_heatmap(members_m, M, quantity, limits=limits),
+                "Final snapshots of the members." + scale,
+                data=fd.matrix_table(
+                    f"{quantity}_members",
+                    members_m,
+                    {"member": list(M)},
+                    [f"m{m}" for m in M],
+                    "Final snapshots of the members.",
+                    quantity=quantity,
+                ),
+            )
+        )
+    own_caption = f"Snapshots of member {M[0]} against each other."
     plots.append(
-        Plot(f"{quantity}_trajectory", own, f"Snapshots of member {M[0]} against each other.")
+        Plot(
+            f"{quantity}_trajectory",
+            figures.within_trajectory_heatmap(own, E, quantity, member=M[0], limits=limits),
+            own_caption + scale,
+            data=fd.matrix_table(
+                f"{quantity}_trajectory",
+                own,
+                {"epoch": list(E)},
+                [f"e{e}" for e in E],
+                own_caption,
+                quantity=quantity,
+            ),
+        )
     )
     return plots
 
@@ -187,8 +314,9 @@ def function_section(ctx: ReportContext) -> Section | None:
         across, within = d.across_members_mean, d.late_within_mean
         reading = [
             f"Independent members disagree on {_pct(across)} of {s.split} points; {late} on "
-            f"{_pct(within)}. A member's own error rate is {_pct(error)} on average, so "
-            f"members disagree on {across / error:.2f}× as many points as they get wrong."
+            f"{_pct(within)}. The mean member's error rate is {_pct(error)}, so "
+            f"members disagree on {across / error:.2f}× as many points as the mean member gets "
+            "wrong."
             if error > 0
             else f"Independent members disagree on {_pct(across)} of points; {late} on "
             f"{_pct(within)}.",
@@ -214,15 +342,48 @@ def function_section(ctx: ReportContext) -> Section | None:
         "Fraction of points where two snapshots predict different classes.",
     )
     if ctx.has(S.AGREEMENT_WITH_FINAL):
-        plots.append(
-            Plot(
-                "agreement_with_final",
-                figures.agreement_with_final_figure(ctx.npy(S.AGREEMENT_WITH_FINAL), M, E),
-                "Each snapshot's agreement (1 − disagreement) with its own member's final "
-                "predictions (solid) and with the other members' (dashed, mean).",
-            )
+        plots.append(_agreement_with_final_plot(ctx.npy(S.AGREEMENT_WITH_FINAL), M, E))
+    rows = [
+        ("disagreement_members", f"{d.across_members_mean:.3f}" if len(M) > 1 else "n/a"),
+        (
+            "disagreement_late",
+            f"{d.late_within_mean:.3f}"
+            + ("" if d.late_window == 10 else f" (last {d.late_window} snapshots)"),
+        ),
+    ]
+    return Section(
+        "functions",
+        "Function space",
+        reading,
+        plots,
+        [compare(ctx, "functions", rows)],
+        reproduces="Fort et al. (2019), Figure 2 (middle: disagreement along one trajectory) "
+        "and Figure 3 (right: disagreement across independent members).",
+    )
+
+
+def _agreement_with_final_plot(agreement: np.ndarray, M: list[int], E: list[int]) -> Plot:
+    n = len(E)
+    own = np.array([agreement[i * n : (i + 1) * n, i] for i in range(len(M))])
+    columns = {"agreement_own_final": own}
+    if len(M) > 1:
+        blocks = [agreement[i * n : (i + 1) * n] for i in range(len(M))]
+        columns["agreement_other_finals_mean"] = np.array(
+            [np.delete(b, i, axis=1).mean(axis=1) for i, b in enumerate(blocks)]
         )
-    return Section("functions", "Function space", reading, plots)
+    caption = (
+        "Each snapshot's agreement (1 − disagreement) with its own member's final "
+        "predictions (solid) and with the other members' (dashed, mean)."
+    )
+    return Plot(
+        "agreement_with_final",
+        figures.agreement_with_final_figure(agreement, M, E),
+        caption,
+        data=fd.per_member_lines("agreement_with_final", M, E, columns, caption, frac),
+        chart=fd.member_chart(
+            M, E, own, "epoch", "agreement with own final predictions (%)", scale=100.0
+        ),
+    )
 
 
 def trajectory_section(ctx: ReportContext) -> Section | None:
@@ -237,8 +398,11 @@ def trajectory_section(ctx: ReportContext) -> Section | None:
         if not ctx.has(S.TRAJECTORY_CSV.format(method=method)):
             continue
         t = ctx.csv(S.TRAJECTORY_CSV.format(method=method))
-        fig = figures.trajectory_figure(t["member"], t["epoch"], t["x"], t["y"], method=label)
-        plots.append(Plot(f"trajectories_{method}", fig, f"{label} of all snapshots, one fit."))
+        cols = (t["member"], t["epoch"], t["x"], t["y"])
+        fig = figures.trajectory_figure(*cols, method=label)
+        table, chart = fd.embedding_data(f"trajectories_{method}", *cols, label)
+        caption = f"{label} of all snapshots, one fit."
+        plots.append(Plot(f"trajectories_{method}", fig, caption, data=table, chart=chart))
     if not plots:
         return None
     info = emb.get("tsne") or emb.get("pca") or {}
@@ -255,7 +419,7 @@ def trajectory_section(ctx: ReportContext) -> Section | None:
         )
     if "tsne" in emb:
         reading.append(
-            f"t-SNE (perplexity {tsne.get('perplexity', '?')}"
+            f"t-SNE (perplexity {_g(tsne.get('perplexity'))}"
             f"{', clamped for the number of points' if tsne.get('perplexity_clamped') else ''}, "
             f"seed {tsne.get('seed', '?')}) keeps neighbours together but its distances are "
             "not to scale; compare which trajectories end near each other, not how far apart."
@@ -266,21 +430,47 @@ def trajectory_section(ctx: ReportContext) -> Section | None:
             f"PCA is linear: its two axes explain {_pct(ratio[0])} and {_pct(ratio[1])} of the "
             "variance of the predictions."
         )
-    return Section("trajectories", "Trajectories in function space", reading, plots)
+    rows = [("trajectories_modes", _ends_apart(ctx))]
+    return Section(
+        "trajectories",
+        "Trajectories in function space",
+        reading,
+        plots,
+        [compare(ctx, "trajectories", rows)],
+        reproduces="Fort et al. (2019), Figure 2 (right: t-SNE of the predictions along "
+        "trajectories from independent initialisations); the seed notebooks' t-SNE.",
+    )
+
+
+def _ends_apart(ctx: ReportContext) -> str:
+    """This run's side of the comparison in the run's own numbers (not the t-SNE picture, whose
+    distances are not to scale): how far apart the ends are compared to one trajectory's end."""
+    d = ctx.summary.disagreement
+    if len(ctx.members) < 2:
+        return "one member only"
+    ratio = f"{d.across_members_mean / d.late_within_mean:.1f}×" if d.late_within_mean > 0 else "∞×"
+    return (
+        f"final predictions of two members disagree {ratio} as much as the late snapshots of "
+        "one trajectory"
+    )
 
 
 def ensemble_section(ctx: ReportContext) -> Section | None:
     if not ctx.has(S.ENSEMBLE_CURVES):
         return None
     c = ctx.csv(S.ENSEMBLE_CURVES)
+    cols = (c["family"], c["size"], c["metric"], c["mean"], c["std"])
+    caption = (
+        "Mean ± standard deviation over member subsets (deep) or members (snapshot, "
+        "weight average)."
+    )
     plots = [
         Plot(
             "ensemble_curves",
-            figures.ensemble_curves_figure(
-                c["family"], c["size"], c["metric"], c["mean"], c["std"]
-            ),
-            "Mean ± standard deviation over member subsets (deep) or members (snapshot, "
-            "weight average).",
+            figures.ensemble_curves_figure(*cols),
+            caption,
+            data=fd.curves_table("ensemble_curves", *cols, caption),
+            chart=fd.curves_chart(*cols, figures.family_styles(c["family"])),
         )
     ]
     if ctx.has(S.RELIABILITY):
@@ -293,13 +483,44 @@ def ensemble_section(ctx: ReportContext) -> Section | None:
                 "reliability",
                 figures.reliability_figure(diagrams),
                 "Accuracy against confidence; bottom: examples per bin.",
+                data=fd.reliability_table("reliability", diagrams),
             )
         )
     header = ["family", "size"] + [
-        f"{mt} {x}" for mt in ("accuracy", "nll", "brier", "ece") for x in ("mean", "std")
+        f"{mt}_{x}" for mt in ("accuracy", "nll", "brier", "ece") for x in ("mean", "std")
     ]
     table = Table("ensembles", header, _ensemble_rows(c), "Metrics against ensemble size.")
-    return Section("ensembles", "Ensembles", _ensemble_reading(ctx), plots, [table])
+    return Section(
+        "ensembles",
+        "Ensembles",
+        _ensemble_reading(ctx),
+        plots,
+        [_ensemble_comparison(ctx), table],
+        reproduces="Fort et al. (2019), Figures 7-8 (accuracy, Brier score and calibration "
+        "against ensemble size: independent members vs ensembles from one trajectory); the "
+        "seed notebooks' ensemble curves.",
+    )
+
+
+def _ensemble_comparison(ctx: ReportContext) -> Table:
+    s, M = ctx.summary, len(ctx.members)
+    k = s.ensemble_size_compared
+    deep_10 = _curve_value(ctx, "deep", 10)
+    gap = s.ensemble["deep_k"]["accuracy"] - s.ensemble["snapshot_k"]["accuracy"]
+    where = "ahead of" if gap > 0 else ("level with" if gap == 0 else "behind")
+    rows = [
+        ("single_accuracy", f"{_pct(s.single['accuracy'], 2)} (mean of {M})"),
+        (
+            "deep_10_accuracy",
+            _pct(deep_10) if deep_10 is not None else f"n/a ({_count(M, 'member')})",
+        ),
+        (
+            "deep_beats_snapshot",
+            f"{k} independent members {abs(100 * gap):.1f} points {where} the last {k} "
+            "snapshots of one trajectory",
+        ),
+    ]
+    return compare(ctx, "ensembles", rows)
 
 
 def _ensemble_reading(ctx: ReportContext) -> list[str]:
@@ -323,13 +544,14 @@ def _ensemble_reading(ctx: ReportContext) -> list[str]:
         else f"With one member there is no deep ensemble: the member reaches {_pct(base)} "
         f"accuracy, NLL {single['nll']:.3f}, Brier {single['brier']:.3f}.",
         f"A snapshot ensemble of the last {_count(k, 'snapshot')} of one trajectory reaches "
-        f"{_pct(snap['accuracy'])} (it {_points(snap['accuracy'] - base)} relative to a single "
-        f"member), against {_pct(deep_k['accuracy'])} for {_count(k, 'independent member')}. "
-        f"Averaging the weights of {wa_n} snapshots gives one model with "
-        f"{_pct(wa['accuracy'])} (it {_points(wa['accuracy'] - base)}).",
+        f"{_pct(snap['accuracy'])} (mean over members; it {_points(snap['accuracy'] - base)} "
+        f"relative to the mean single member), against {_pct(deep_k['accuracy'])} for "
+        f"{_count(k, 'independent member')}. Averaging the weights of {wa_n} snapshots gives "
+        f"one model with {_pct(wa['accuracy'])} (mean over members; it "
+        f"{_points(wa['accuracy'] - base)}).",
         *_warned([w for w in s.warnings if w.startswith("weight average")]),
-        f"Calibration (ECE, 15 equal-width bins): {_pct(single['ece'])} for a single member, "
-        f"{_pct(deep['ece'])} for the deep ensemble"
+        f"Calibration (ECE, 15 equal-width bins): {_pct(single['ece'])} for the mean single "
+        f"member, {_pct(deep['ece'])} for the deep ensemble"
         + verdict
         + " Bars above the diagonal in the reliability diagram mean under-confidence.",
     ]
@@ -344,9 +566,10 @@ def _ensemble_rows(c: dict[str, np.ndarray]) -> list[list[Any]]:
                 str(mt): (mu, sd)
                 for mt, mu, sd in zip(c["metric"][sel], c["mean"][sel], c["std"][sel])
             }
-            row = [fam, size]
+            row = [str(fam), size]
             for mt in ("accuracy", "nll", "brier", "ece"):
-                row += list(vals.get(mt, ("", "")))
+                mu, sd = vals.get(mt, (None, None))
+                row += [fd.rounded(mt, mu), fd.rounded(mt, sd)]
             rows.append(row)
     return rows
 
@@ -368,8 +591,21 @@ def training_section(ctx: ReportContext) -> Section | None:
         )
     styles = {"train": "solid", "test": "dashed", "val": "dotted"}
     shown = [f"{ls} {split}" for split, ls in styles.items() if f"{split}_loss" in keys]
-    plots = [Plot("training_curves", fig, f"Per member: {', '.join(shown)}.")]
-    return Section("training", "Training curves", reading, plots)
+    caption = f"Per member: {', '.join(shown)}."
+    table, chart = fd.training_data(c["member"], c["epoch"], {k: c[k] for k in keys}, caption)
+    plots = [Plot("training_curves", fig, caption, data=table, chart=chart)]
+    return Section(
+        "training",
+        "Training curves",
+        reading,
+        plots,
+        reproduces="The seed notebooks' training logs (loss and accuracy per epoch); the paper "
+        "trains 40 epochs with a learning rate halved every 10.",
+    )
+
+
+def _g(x: Any) -> str:
+    return "?" if x is None else f"{float(x):.3g}"
 
 
 def _reliability_title(key: str) -> str:

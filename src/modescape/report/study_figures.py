@@ -15,7 +15,7 @@ from matplotlib.colors import LogNorm, Normalize, to_rgba
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import FormatStrFormatter, NullFormatter
+from matplotlib.ticker import FormatStrFormatter, MaxNLocator, NullFormatter
 
 from modescape.report.figures import (
     FAMILY_COLORS,
@@ -460,7 +460,8 @@ def landscape_plane_figure(
     *,
     title: str = "",
 ) -> Figure:
-    """Loss (log colour scale), accuracy and agreement with each anchor over one plane.
+    """Loss (log colour scale), accuracy, the difference of the agreements with the first two
+    anchors that have them (diverging scale) and each agreement (shared data-driven range).
 
     a [R], b [R]: grid coordinates; loss, accuracy and agreements[name]: [R, R] indexed [b, a].
     anchor_coords: [3, 2] (a, b) of `anchor_names`. trajectories: columns member, epoch, a, b of
@@ -469,27 +470,40 @@ def landscape_plane_figure(
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     loss, accuracy = np.asarray(loss, dtype=float), np.asarray(accuracy, dtype=float)
     coords = np.asarray(anchor_coords, dtype=float).reshape(-1, 2)
-    panels: list[tuple[str, np.ndarray, str, str]] = [
-        ("Test loss", loss, "cross-entropy loss (nats, log scale)", "loss"),
-        ("Test accuracy", accuracy * 100, "accuracy (%)", "acc"),
+    panels: list[tuple[str, np.ndarray, str, str, tuple[float, float] | None]] = [
+        ("Test loss", loss, "cross-entropy loss (nats, log scale)", "loss", None),
+        ("Test accuracy", accuracy * 100, "accuracy (%)", "acc", None),
     ]
-    for name, agr in agreements.items():
+    agr = {n: np.asarray(v, dtype=float) * 100 for n, v in agreements.items()}
+    names = list(agr)
+    if len(names) >= 2:
+        # The difference is what shows "each valley agrees with its own optimum": two members
+        # at ~90% agree on ~87% of points, so side by side on 0-100% the maps look the same.
+        first, second = names[:2]
+        diff = agr[first] - agr[second]
+        lim = agreement_difference_limit(diff)
         panels.append(
             (
-                f"Agreement with {name}",
-                np.asarray(agr, dtype=float) * 100,
-                f"agreement with {name} (%)",
-                "agr",
+                f"Agreement with {first} − with {second}",
+                diff,
+                f"agreement with {first} − with {second} (points)",
+                "diff",
+                (-lim, lim),
             )
         )
+    shared = agreement_range(list(agr.values()))
+    for name, values in agr.items():
+        panels.append(
+            (f"Agreement with {name}", values, f"agreement with {name} (%)", "agr", shared)
+        )
     n = len(panels)
-    ncols = 2 if n != 3 else 3
+    ncols = 3 if n in (3, 5, 6) else 2
     rows = -(-n // ncols)
     fig = _figure(5.0 * ncols, 4.3 * rows + 0.5)
     axes = _grid(fig, n, ncols)
     A, B = np.meshgrid(a, b)
-    for ax, (panel, Z, cbar_label, what) in zip(axes, panels):
-        _plane_panel(fig, ax, A, B, Z, cbar_label, what)
+    for ax, (panel, Z, cbar_label, what, limits) in zip(axes, panels):
+        _plane_panel(fig, ax, A, B, Z, cbar_label, what, limits)
         if trajectories is not None:
             _draw_trajectories(ax, trajectories)
         _draw_anchors(ax, anchor_names, coords)
@@ -504,14 +518,49 @@ def landscape_plane_figure(
     return fig
 
 
-def _plane_panel(fig: Figure, ax, A, B, Z: np.ndarray, cbar_label: str, what: str) -> None:
-    """Filled contours of one quantity over the plane: loss on a log scale, else 0-100%."""
+def agreement_difference_limit(diff: np.ndarray) -> float:
+    """Half-width (points) of the symmetric colour scale of an agreement difference: the largest
+    |difference| on the plane, at least 1 point so a flat map is not all noise."""
+    finite = np.abs(diff[np.isfinite(diff)])
+    return max(float(finite.max()) if finite.size else 1.0, 1.0)
+
+
+def agreement_range(maps: Sequence[np.ndarray]) -> tuple[float, float]:
+    """One data-driven range (%) for the agreement maps of a plane, shared by all of them,
+    widened to at least 5 points."""
+    finite = np.concatenate([m[np.isfinite(m)].ravel() for m in maps]) if maps else np.array([])
+    if not finite.size:
+        return 0.0, 100.0
+    lo, hi = float(finite.min()), float(finite.max())
+    if hi - lo < 5:
+        mid = (lo + hi) / 2
+        lo, hi = max(0.0, mid - 2.5), min(100.0, mid + 2.5)
+    return lo, hi
+
+
+def _plane_panel(
+    fig: Figure,
+    ax,
+    A,
+    B,
+    Z: np.ndarray,
+    cbar_label: str,
+    what: str,
+    limits: tuple[float, float] | None = None,
+) -> None:
+    """Filled contours of one quantity over the plane: loss on a log scale, accuracy on 0-100%,
+    agreement on `limits` (data-driven), an agreement difference on a diverging scale."""
     if what == "loss":
         finite = Z[np.isfinite(Z) & (Z > 0)]
         lo, hi = (finite.min(), finite.max()) if finite.size else (1e-3, 1.0)
         hi = max(hi, lo * 1.01)
         levels = np.geomspace(lo, hi, 25)
         norm, cmap = LogNorm(lo, hi), "viridis"
+        Z = np.clip(Z, lo, hi)
+    elif what in ("agr", "diff") and limits is not None:
+        lo, hi = limits
+        levels, norm = np.linspace(lo, hi, 21), Normalize(lo, hi)
+        cmap = "RdBu_r" if what == "diff" else "cividis"
         Z = np.clip(Z, lo, hi)
     else:
         levels, norm = np.linspace(0, 100, 21), Normalize(0, 100)
@@ -520,6 +569,9 @@ def _plane_panel(fig: Figure, ax, A, B, Z: np.ndarray, cbar_label: str, what: st
     ax.contour(A, B, Z, levels=levels[::4], colors="white", linewidths=0.4, alpha=0.6)
     cbar = fig.colorbar(filled, ax=ax, shrink=0.9)
     cbar.set_label(cbar_label, fontsize=SMALL)
+    if what in ("agr", "diff"):  # round values, not the contour levels
+        cbar.set_ticks(MaxNLocator(6).tick_values(*levels[[0, -1]]))
+        cbar.ax.set_ylim(levels[0], levels[-1])
     if what == "loss":  # round values (1-2-5 steps), not the contour levels
         cbar.set_ticks(_log_ticks(levels[0], levels[-1]), labels=None)
         cbar.ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
@@ -617,6 +669,8 @@ def paths_figure(paths: Sequence[Mapping[str, object]]) -> Figure:
 __all__ = [
     "METHOD_COLORS",
     "METHOD_LABELS",
+    "agreement_difference_limit",
+    "agreement_range",
     "corruption_strip_figure",
     "diversity_accuracy_figure",
     "js_diversity_figure",

@@ -58,7 +58,42 @@ def package_versions() -> dict[str, str]:
     for pkg in ("modescape", "torch", "numpy", "scipy", "scikit-learn", "safetensors", "mnist1d"):
         with contextlib.suppress(md.PackageNotFoundError):
             versions[pkg] = md.version(pkg)
+    commit = source_commit()
+    if commit:
+        versions["modescape_git_commit"] = commit
     return versions
+
+
+def machine_info() -> dict[str, Any]:
+    """The machine a run was created on: architecture, CPU model and count (members record
+    their own host, device and threads in member.json)."""
+    cpu = platform.processor()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {"machine": platform.machine(), "cpu": cpu, "cpu_count": os.cpu_count()}
+
+
+def source_commit() -> str | None:
+    """The git commit of the modescape source tree in use ("+dirty" with uncommitted changes),
+    or None when it is not a git checkout (an installed wheel) or git is missing."""
+    import subprocess
+
+    src = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(src), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no", "."],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}+dirty" if dirty else head or None
 
 
 def check_format(manifest: dict[str, Any], path: Path) -> None:
@@ -156,6 +191,7 @@ def _write_new_run(
         "seeds": {"base": config.seed}
         | {f"member_{i}": member_seed(config, i) for i in range(config.members)},
         "versions": package_versions(),
+        "machine": machine_info(),
         "data": data or {},
         "files": files,
     } | extra

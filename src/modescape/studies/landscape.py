@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -190,6 +191,7 @@ def run_landscape(
 
     `log` is deprecated (progress goes to `logging`); a callable passed still gets the messages.
     """
+    start = time.perf_counter()
     config = config or LandscapeConfig()
     ctx = open_context(path)
     members = ctx.run.require_complete(allow_partial)
@@ -233,6 +235,7 @@ def run_landscape(
         files=setup.out.files,
         warnings=_window_warnings(setup, planes, paths),
     )
+    summary.elapsed_s = round(time.perf_counter() - start, 3)
     for warning in summary.warnings:
         logger.warning(warning)
     write_study_summary(ctx.run, S.LANDSCAPE, summary.to_dict())

@@ -229,6 +229,7 @@ class SubspaceSummary(Record):
     # ("sample", "reference") -> "independent" (members only) or a method (with its samples)
     every_reference: dict[str, dict[str, ReferenceSweepRecord]] = field(default_factory=dict)
     normalisation: str = "sample"  # the one the report leads with (the notebook's)
+    elapsed_s: float | None = None  # wall time of the call that wrote this summary
 
     def scale(self, method: str, member: int) -> float | None:
         """The calibrated scale of `method` around `member` (None: the config's scale)."""
@@ -270,6 +271,7 @@ class LandscapeSummary(Record):
     alignment: dict[str, Any] | None
     files: dict[str, str]
     warnings: list[str] = field(default_factory=list)
+    elapsed_s: float | None = None  # wall time of the call that wrote this summary
 
 
 # ---- shift ------------------------------------------------------------------------------------
@@ -294,6 +296,7 @@ class ShiftSummary(Record):
     warnings: list[str] = field(default_factory=list)
     # [corruption, severity] pairs that left the inputs unchanged: in no average
     no_ops: list[list[Any]] = field(default_factory=list)
+    elapsed_s: float | None = None  # wall time of the call that wrote this summary
 
 
 SUMMARY_TYPES: dict[str, type[Record]] = {

@@ -25,6 +25,7 @@ by no family, enters no average, and the summary says so (`warnings`, `no_ops`).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -197,6 +198,7 @@ def run_shift(
 
     `log` is deprecated (progress goes to `logging`); a callable passed still gets the messages.
     """
+    start = time.perf_counter()
     config = config or ShiftConfig()
     ctx = open_context(path)
     members = ctx.run.require_complete(allow_partial)
@@ -233,6 +235,7 @@ def run_shift(
         warnings=warnings,
         no_ops=no_ops,
     )
+    summary.elapsed_s = round(time.perf_counter() - start, 3)
     for warning in summary.warnings:
         logger.warning(warning)
     write_study_summary(ctx.run, S.SHIFT, summary.to_dict())

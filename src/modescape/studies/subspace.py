@@ -24,6 +24,7 @@ recomputed per sample; samples then draw t·scale, t ~ U(0,1). Each calibration 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -136,6 +137,7 @@ def run_subspace(
     late: snapshots of one trajectory whose JS diversity is the baseline; weight_average: the
     window of the weight-averaged models in the ensemble curves. `log` is deprecated (logging).
     """
+    start = time.perf_counter()
     config = config or SubspaceConfig()
     ctx = open_context(path)
     members = ctx.run.require_complete(allow_partial)
@@ -183,6 +185,7 @@ def run_subspace(
         else "",
         every_reference=sweeps,
     )
+    summary.elapsed_s = round(time.perf_counter() - start, 3)
     for warning in summary.warnings:
         logger.warning(warning)
     write_study_summary(ctx.run, S.SUBSPACE, summary.to_dict())

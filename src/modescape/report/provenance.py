@@ -1,0 +1,126 @@
+"""What a reader needs to rerun or trust a run: the full resolved configuration of the run and of
+every study, the code and package versions, the machine, and the wall time of every stage.
+
+Everything is read from what the run recorded (manifest.json, member.json, the study summaries);
+nothing here asks the machine the report is written on, which may not be the one that trained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from modescape.report.base import ReportContext, Table, sig
+from modescape.studies import schema as S
+
+STUDIES = (S.ANALYSIS, S.SUBSPACE, S.LANDSCAPE, S.SHIFT)
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested settings as (dotted key, value) pairs in key order: {"train": {"lr": 1e-3}} ->
+    [("train.lr", 0.001)]. Lists stay one value, written as JSON-like text."""
+    out: list[tuple[str, Any]] = []
+    for key in sorted(d):
+        value, name = d[key], f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out += flatten(value, f"{name}.")
+        else:
+            out.append((name, _text(value)))
+    return out
+
+
+def _text(value: Any) -> Any:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(str(_text(v)) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{}"
+    if hasattr(value, "value"):  # a str enum
+        return str(value.value)
+    return value
+
+
+def config_table(ctx: ReportContext) -> Table:
+    """Every field of the run's configuration and of each study's settings, as `scope, key,
+    value` rows (scope: run, analysis, subspace, landscape, shift)."""
+    rows = [["run", k, v] for k, v in flatten(ctx.run.config.to_dict())]
+    for name in STUDIES:
+        settings = study_config(ctx, name)
+        if settings is not None:
+            rows += [[name, k, v] for k, v in flatten(settings)]
+    return Table(
+        "config",
+        ["scope", "key", "value"],
+        rows,
+        "The full resolved configuration of the run (config.json) and the settings each study "
+        "ran with (its summary.json), flattened as section.key.",
+        align_numbers=False,
+    )
+
+
+def study_config(ctx: ReportContext, name: str) -> dict[str, Any] | None:
+    if name == S.ANALYSIS:
+        return dict(ctx.summary.config)
+    res = ctx.study(name)
+    if res is None:
+        return None
+    config = res.summary.config if hasattr(res.summary, "config") else res.summary.get("config")
+    return dict(config or {})
+
+
+def environment_table(ctx: ReportContext) -> Table:
+    """Code version, git commit, package versions and the machines, as recorded."""
+    manifest = ctx.run.manifest
+    versions = dict(manifest.get("versions", {}))
+    rows: list[list[Any]] = [
+        ["modescape version", manifest.get("modescape_version", versions.get("modescape", "?"))],
+        ["git commit", versions.pop("modescape_git_commit", "not recorded")],
+        ["run format", manifest.get("format", "?")],
+        ["created", manifest.get("created", "?")],
+    ]
+    machine = dict(manifest.get("machine") or {})
+    machine["platform"] = versions.pop("platform", "not recorded")
+    rows += [[f"package: {k}", v] for k, v in sorted(versions.items()) if k != "modescape"]
+    rows += [[f"machine: {k}", v] for k, v in sorted(machine.items())]
+    hosts = sorted(
+        {
+            f"{i.get('host', '?')} ({i.get('device', '?')}, {i.get('threads', '?')} thread"
+            f"{'' if i.get('threads') == 1 else 's'})"
+            for i in ctx.member_infos
+        }
+    )
+    rows.append(["members trained on", "; ".join(hosts)])
+    return Table(
+        "environment",
+        ["item", "value"],
+        rows,
+        "Recorded when the run was created (versions, machine) and by each member (host).",
+        align_numbers=False,
+    )
+
+
+def timings_table(ctx: ReportContext) -> Table:
+    """Wall time of every stage: each member's training, each analysis stage, each study."""
+    rows: list[list[Any]] = []
+    for m, info in zip(ctx.members, ctx.member_infos):
+        rows.append(["training", f"member {m}", sig(info.get("time_s"))])
+    for stage, t in ctx.summary.timings_s.items():
+        rows.append(["analysis", stage.removesuffix("_s"), sig(t)])
+    for name in STUDIES[1:]:
+        res = ctx.study(name)
+        if res is not None:
+            t = getattr(res.summary, "elapsed_s", None)
+            rows.append([name, "total", sig(t)])
+    return Table(
+        "timings",
+        ["stage", "part", "wall_time_s"],
+        rows,
+        "Wall time in seconds (blank: not recorded by the version that ran the stage; a study "
+        "that reused cached results records the time of its last call).",
+    )
+
+
+__all__ = ["config_table", "environment_table", "flatten", "study_config", "timings_table"]
