@@ -184,6 +184,12 @@ def _settings_section(ctxs: list[ReportContext], labels: list[str]) -> CompareSe
     return CompareSection("settings", "Settings", reading, [], tables, extra, [every])
 
 
+def _f(x: Any) -> float:
+    """A plotted value rounded to 4 significant digits, as in the chart's CSV (NaN stays)."""
+    x = float(x)
+    return float(f"{x:.4g}") if math.isfinite(x) else math.nan
+
+
 def _r(x: Any) -> Any:
     """A number rounded to 4 significant digits (NaN and None: blank)."""
     if x is None:
@@ -283,7 +289,7 @@ def _ensemble_section(ctxs: list[ReportContext], labels: list[str]) -> CompareSe
             sel = (t["family"] == "deep") & (t["metric"] == metric)
             order = np.argsort(t["size"][sel])
             size, mean, std = (t[k][sel][order] for k in ("size", "mean", "std"))
-            series.append(Series(lab, list(size), list(mean), list(std)))
+            series.append(Series(lab, list(size), [_f(m) for m in mean], [_f(d) for d in std]))
             rows += [[lab, int(k), _r(m), _r(d)] for k, m, d in zip(size, mean, std)]
         chart = Chart(ChartKind.LINE, "ensemble size", nice, series)
         data = Table(f"ensemble_{metric}", ["run", "size", f"{metric}_mean", f"{metric}_std"], rows)
@@ -314,7 +320,7 @@ def _training_section(ctxs: list[ReportContext], labels: list[str]) -> CompareSe
                 if col is None or not np.isfinite(col).any():
                     continue
                 means = [_nanmean(col[t["epoch"] == e]) for e in epochs]
-                series.append(Series(f"{lab}: {split}", epochs, means))
+                series.append(Series(f"{lab}: {split}", epochs, [_f(m) for m in means]))
                 rows += [[lab, split, e, _r(m)] for e, m in zip(epochs, means)]
         if not series:
             continue
@@ -345,7 +351,7 @@ def _subspace_section(ctxs: list[ReportContext], labels: list[str]) -> CompareSe
             sel = t["method"] == method
             acc, div = t["accuracy"][sel], t["norm_diversity"][sel]
             name = "independent members" if method == "independent" else f"{method} samples"
-            series.append(Series(f"{lab}: {name}", list(acc), list(div)))
+            series.append(Series(f"{lab}: {name}", [_f(a) for a in acc], [_f(d) for d in div]))
             rows += [[lab, method, _r(a), _r(d)] for a, d in zip(acc, div)]
     chart = Chart(ChartKind.SCATTER, "accuracy", "normalised diversity", series)
     data = Table("subspace_plane", ["run", "method", "accuracy", "norm_diversity"], rows)
@@ -377,7 +383,8 @@ def _shift_section(ctxs: list[ReportContext], labels: list[str]) -> CompareSecti
             if fam != "single" and not fam.startswith("ensemble_"):
                 continue
             name = "single member" if fam == "single" else f"ensemble of {fam.split('_')[1]}"
-            series.append(Series(f"{lab}: {name}", list(by.severities), list(m["accuracy"])))
+            acc = [_f(a) for a in m["accuracy"]]
+            series.append(Series(f"{lab}: {name}", list(by.severities), acc))
             rows += [[lab, fam, int(v), _r(a)] for v, a in zip(by.severities, m["accuracy"])]
     chart = Chart(ChartKind.LINE, "corruption severity", "accuracy", series)
     data = Table("shift_accuracy", ["run", "family", "severity", "accuracy_mean"], rows)

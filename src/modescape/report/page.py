@@ -109,7 +109,8 @@ def _td(value: Any, label: str, align_numbers: bool = True) -> str:
 def table_html(table: Table, href: str | None = None) -> str:
     """A table with its caption and CSV link; cells carry their column name for the narrow
     (one card per row) layout."""
-    head = "".join(f"<th>{esc(str(h))}</th>" for h in table.header)
+    # snake_case headers may break after an underscore (a narrow column, not a wide table)
+    head = "".join(f"<th>{esc(str(h)).replace('_', '_<wbr>')}</th>" for h in table.header)
     labels = [str(h) for h in table.header]
     rows = "".join(
         "<tr>" + "".join(_td(v, lab, table.align_numbers) for v, lab in zip(row, labels)) + "</tr>"
