@@ -247,3 +247,31 @@ def test_agreement_with_final_figure_lines():
     np.testing.assert_allclose(dashed[0].get_ydata(), [20, 30, 40])  # member 0 vs member 1's
     with pytest.raises(ValueError, match="expected"):
         agreement_with_final_figure(agreement[:4], members, epochs)
+
+
+def test_heatmaps_compared_side_by_side_share_one_colour_scale():
+    rng = np.random.default_rng(0)
+    members, epochs = [0, 1, 2], [0, 1, 2, 3]
+    full = rng.uniform(0, 0.6, size=(12, 12))
+    finals = np.arange(3) * 4 + 3
+    across, own = full[np.ix_(finals, finals)], full[:4, :4]
+    limits = figures.shared_limits("disagreement", full, across, own)
+    assert limits == (0.0, pytest.approx(full.max()))
+    figs = [
+        figures.full_heatmap(full, members, epochs, "disagreement", limits=limits),
+        figures.across_members_heatmap(across, members, "disagreement", limits=limits),
+        figures.within_trajectory_heatmap(own, epochs, "disagreement", limits=limits),
+    ]
+    assert {fig.axes[0].images[0].get_clim() for fig in figs} == {limits}
+    # Without shared limits each would scale to its own maximum.
+    alone = figures.within_trajectory_heatmap(own, epochs, "disagreement")
+    assert alone.axes[0].images[0].get_clim()[1] == pytest.approx(own.max())
+    lo, hi = figures.shared_limits("cosine", np.array([[1.0, -0.2], [-0.2, 1.0]]))
+    assert (lo, hi) == (-0.2, 1.0)
+
+
+def test_metric_values_are_clipped_to_their_domain():
+    np.testing.assert_allclose(figures.clip_to_domain("ece", [-5.0, 3.0, 120.0]), [0, 3, 100])
+    np.testing.assert_allclose(figures.clip_to_domain("nll", [-0.1, 7.0]), [0, 7])
+    np.testing.assert_allclose(figures.clip_to_domain("brier", [-0.1, 2.5]), [0, 2])
+    np.testing.assert_allclose(figures.clip_to_domain("other", [-1.0]), [-1])

@@ -115,20 +115,24 @@ def test_subspace_tsne_one_panel_per_method_lines_and_lighter_clouds():
         rows = rows[np.argsort(cols["index"][rows])]
         np.testing.assert_allclose(line.get_xdata(), cols["x"][rows])
         assert line.get_color() == member_color(m)
-    sc = scatters(ax)  # per member: its cloud, then its start marker
-    assert len(sc) == 4
-    for m, cloud, start in zip((0, 1), sc[::2], sc[1::2]):
+    sc = scatters(ax)  # per member: its cloud, its start marker, its end marker
+    assert len(sc) == 6
+    for m, cloud, start, end in zip((0, 1), sc[::3], sc[1::3], sc[2::3]):
         sel = (cols["kind"] == "sample") & (cols["member"] == m)
         np.testing.assert_allclose(cloud.get_offsets(), np.c_[cols["x"][sel], cols["y"][sel]])
         light, full = cloud.get_facecolor()[0], np.array(member_color(m))
         assert np.all(light[:3] >= full[:3]) and np.any(light[:3] > full[:3])  # lighter
+        rows = np.flatnonzero((cols["kind"] == "trajectory") & (cols["member"] == m))
+        last = rows[np.argmax(cols["index"][rows])]
+        np.testing.assert_allclose(end.get_offsets(), [[cols["x"][last], cols["y"][last]]])
         first = (cols["kind"] == "trajectory") & (cols["member"] == m) & (cols["index"] == 0)
         np.testing.assert_allclose(start.get_offsets(), np.c_[cols["x"][first], cols["y"][first]])
     assert legend_texts(fig) == [
         "member 0",
         "member 1",
         "first snapshot",
-        "subspace samples",
+        "final snapshot",
+        "samples around the final snapshot",
     ]
 
 
@@ -152,12 +156,33 @@ def test_subspace_ensembles_reuse_the_ensemble_figure_with_sampler_styles():
         assert styles == ["-", "-", "--", "-"]  # samples around one trajectory: dashed
         assert to_rgba(ax.lines[2].get_color()) == to_rgba(ax.lines[3].get_color())
     assert ax.get_legend() is None  # the legend sits outside the panels
+    # compact: one entry per colour and one per line style, not one per (sampler, kind)
     assert legend_texts(fig) == [
         "deep ensemble",
-        "ensemble of weight averages",
-        "random subspace: k samples, one trajectory",
-        "random subspace: ensemble of k models",
+        "weight averages",
+        "random subspace",
+        "solid: ensemble of k members' models",
+        "dashed: k samples around one member (mean over members)",
     ]
+
+
+def test_subspace_ensembles_axes_and_bands_stay_in_each_metric_domain():
+    """A wide std must not push ECE, NLL or Brier below 0 or accuracy past 100%."""
+    rows = []
+    for fam in ("deep", "random", "random+ensemble"):
+        for k in (1, 2, 3):
+            for mt, mu in (("accuracy", 0.97), ("nll", 0.05), ("brier", 0.04), ("ece", 0.01)):
+                rows.append((fam, k, mt, mu, 0.2))
+    family, size, metric, mean, std = (np.array(c) for c in zip(*rows))
+    fig = figures_study.subspace_ensembles_figure(family, size, metric, mean, std)
+    panels = [ax for ax in fig.axes if ax.lines]
+    for ax, name in zip(panels, figures.METRIC_AXES):
+        lo, hi = figures.METRIC_DOMAIN[name]
+        bottom, top = ax.get_ylim()
+        assert bottom >= lo and top <= hi, name
+        for band in ax.collections:
+            ys = np.concatenate([p.vertices[:, 1] for p in band.get_paths()])
+            assert ys.min() >= lo and ys.max() <= hi, name
 
 
 @pytest.mark.parametrize("spread, log", [(1.0, False), (100.0, True)])
@@ -269,13 +294,22 @@ def test_landscape_plane_panels_colourbars_anchors_and_trajectories():
     assert [ax.get_title() for ax in panels] == [
         "Test loss",
         "Test accuracy",
+        "Agreement with m0 − with m1",
         "Agreement with m0",
         "Agreement with m1",
     ]
-    assert len(colorbars) == 4
-    assert "log" in colorbars[0].get_ylabel() and "agreement with m1" in colorbars[3].get_ylabel()
+    assert len(colorbars) == 5
+    assert "log" in colorbars[0].get_ylabel() and "agreement with m1" in colorbars[4].get_ylabel()
     assert isinstance(panels[0].collections[0].norm, LogNorm)
     assert panels[0].collections[0].norm.vmin == pytest.approx(loss.min())
+    # The difference is on a symmetric diverging scale reaching the largest |difference|.
+    diff = 100 * (agr["m0"] - agr["m1"])
+    norm = panels[2].collections[0].norm
+    assert norm.vmin == pytest.approx(-np.abs(diff).max()) and norm.vmax == -norm.vmin
+    # Both agreement maps share one data-driven range (not 0-100%).
+    lo, hi = 100 * min(v.min() for v in agr.values()), 100 * max(v.max() for v in agr.values())
+    for ax in panels[3:]:
+        assert (ax.collections[0].norm.vmin, ax.collections[0].norm.vmax) == pytest.approx((lo, hi))
     for ax in panels:
         assert sorted(t.get_text() for t in ax.texts) == ["m0", "m1", "origin"]
         stars = scatters(ax)[-1]
@@ -320,3 +354,11 @@ def test_paths_figure_one_line_per_path_and_barriers_in_the_legend():
         "m0->m1 (across members; error barrier 39.0 points, loss barrier 1.700)",
         "m0@e3->m0 (within trajectory; error barrier 0.0 points, loss barrier 0.000)",
     ]
+
+
+def test_agreement_scales_are_data_driven():
+    assert figures_study.agreement_difference_limit(np.array([-3.0, 12.0, np.nan])) == 12.0
+    assert figures_study.agreement_difference_limit(np.zeros(3)) == 1.0  # never a 0-wide scale
+    maps = [np.array([86.0, 90.0]), np.array([87.0, 93.0])]
+    assert figures_study.agreement_range(maps) == (86.0, 93.0)
+    assert figures_study.agreement_range([np.array([99.0, 100.0])]) == (97.0, 100.0)

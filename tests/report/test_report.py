@@ -1,10 +1,12 @@
-"""The HTML report of a real (tiny) analysed run, its files, its readings, and a real browser."""
+"""The HTML report of a real (tiny) analysed run: its files, its readings, its figure data (the
+browser checks are in test_browser.py)."""
 
 from __future__ import annotations
 
 import base64
 import csv
 import json
+import math
 import re
 import shutil
 from pathlib import Path
@@ -49,14 +51,14 @@ def test_tables_hold_the_analysis_numbers(analysed, written):
         rows = list(csv.DictReader(f))
     assert [int(r["member"]) for r in rows] == summary["members"]
     for row, single in zip(rows, summary["single_per_member"]):
-        assert float(row["accuracy"]) == pytest.approx(single["accuracy"])
-        assert float(row["time (s)"]) > 0
+        assert float(row["accuracy"]) == pytest.approx(single["accuracy"], abs=5e-5)
+        assert float(row["time_s"]) > 0
     with open(written.parent / "tables" / "ensembles.csv") as f:
         ens = list(csv.DictReader(f))
     deep = [r for r in ens if r["family"] == "deep"]
     assert [int(r["size"]) for r in deep] == list(range(1, len(summary["members"]) + 1))
-    assert float(deep[-1]["accuracy mean"]) == pytest.approx(
-        summary["ensemble"]["deep"]["accuracy"]
+    assert float(deep[-1]["accuracy_mean"]) == pytest.approx(
+        summary["ensemble"]["deep"]["accuracy"], abs=5e-5
     )
 
 
@@ -192,8 +194,8 @@ def test_study_sections_quote_their_results_and_are_escaped(analysed, written):
         rows = {r["sampler"]: r for r in csv.DictReader(f)}
     assert list(rows) == list(sub["config"]["methods"])
     for m, r in rows.items():
-        assert float(r["JS diversity"]) == pytest.approx(sub["js_diversity"][m])
-        assert int(r["within 2 points"]) == sub["plane"][m]["n_within_tol"]
+        assert float(r["js_diversity"]) == pytest.approx(sub["js_diversity"][m], rel=5e-4)
+        assert int(r["within_2_points"]) == sub["plane"][m]["n_within_tol"]
     shift = read_json(analysed / "shift" / "summary.json")
     acc = shift["by_severity"]["metrics"]["single"]["accuracy"]
     assert (
@@ -341,6 +343,8 @@ def test_landscape_reading_follows_barriers_and_agreement(contrived):
             p["kind"], -0.01
         )
     s["alignment"].update(cosine_before=0.1, cosine_after=0.05)
+    s["alignment"].update(error_barrier_before=0.2, error_barrier_after=0.1)
+    s["alignment"].update(loss_barrier_before=0.5, loss_barrier_after=0.7)
     write_json(f, s)
     plane = contrived / "landscape" / s["planes"][0]["dir"]
     a, b = np.load(plane / "a.npy"), np.load(plane / "b.npy")
@@ -355,8 +359,220 @@ def test_landscape_reading_follows_barriers_and_agreement(contrived):
     assert "rises by 5.0 points above the endpoints' mean error (error barrier 0.050)" in text
     assert "never rises above the mean of its endpoints' errors (error barrier -0.010)" in text
     assert "does not raise the cosine similarity of their weights (0.100 → 0.050)" in text
+    # Both barriers are stated; when they disagree the reading says so.
+    assert "lowers the error barrier (0.200 → 0.100) and raises the loss barrier (0.500 → " in text
+    assert "The two barriers move in opposite directions: read both." in text
     share = 100 / agr.size
     assert (
         f"Agreement with m0's predictions is 90% or more on {share:.0f}% of the plane; at m1 it "
         "is 25%." in text
     )
+    # The difference map's reading: at m1, agreement with m0 (25%) minus with m1 (100%).
+    m1 = np.load(plane / "agreement_m1.npy")
+    at_m1 = 100 * (0.25 - m1[np.abs(b - y1).argmin(), np.abs(a - x1).argmin()])
+    closer = 100 * np.mean(agr > m1)
+    assert "Agreement with m0 minus agreement with m1 is " in text
+    assert f"{at_m1:+.0f} at m1; the plane agrees more with m0 on {closer:.0f}% of" in text
+
+
+# ---- every figure's numbers ------------------------------------------------------------------
+SNAKE = re.compile(r"^[a-z0-9_]+$")
+CHARTED = {
+    "ensemble_curves",
+    "trajectories_tsne",
+    "trajectories_pca",
+    "distance_from_init",
+    "agreement_with_final",
+    "training_curves",
+    "subspace_plane",
+    "subspace_ensembles",
+    "landscape_paths",
+    "shift_boxplots",
+    "shift_diversity",
+}
+
+
+@pytest.fixture(scope="module")
+def plots(analysed) -> dict:
+    ctx = report.ReportContext(load_run(analysed))
+    sections = [sec for fn in report.SECTIONS if (sec := fn(ctx)) is not None]
+    out = {p.name: p for sec in sections for p in sec.figures}
+    assert len(out) == sum(len(sec.figures) for sec in sections)  # names are unique
+    return out
+
+
+def column(table, name: str) -> np.ndarray:
+    i = table.header.index(name)
+    return np.array([np.nan if r[i] is None else r[i] for r in table.rows], dtype=float)
+
+
+def rows_where(table, **match) -> list[list]:
+    idx = {k: table.header.index(k) for k in match}
+    return [r for r in table.rows if all(r[i] == match[k] for k, i in idx.items())]
+
+
+def test_every_figure_has_its_numbers_rounded_with_snake_case_headers(plots):
+    assert len(plots) >= 20
+    for name, plot in plots.items():
+        table = plot.data
+        assert table is not None, name
+        assert table.rows, name
+        assert all(SNAKE.match(h) for h in table.header), (name, table.header)
+        for row in table.rows:
+            assert len(row) == len(table.header), name
+            for v in row:
+                if isinstance(v, float):
+                    # rounded to what it means: no float32 noise like 0.30000001192
+                    assert math.isfinite(v) and float(f"{v:.6g}") == v, (name, v)
+        if name in CHARTED:
+            assert plot.chart is not None and plot.chart.series, name
+            for s in plot.chart.series:
+                assert len(s.x) == len(s.y), (name, s.name)
+                for extra in (s.err, s.labels):
+                    assert extra is None or len(extra) == len(s.x), (name, s.name)
+
+
+def test_figure_numbers_equal_the_run_results(analysed, plots):
+    """Each figure's table against the analysis and study files, read here independently."""
+    A, summary = analysed / "analysis", read_json(analysed / "analysis" / "summary.json")
+    M, E = len(summary["members"]), len(summary["epochs"])
+    finals = np.arange(M) * E + E - 1
+    for q, atol in (("cosine", 5e-7), ("disagreement", 5e-5)):
+        mat = np.load(A / ("weights" if q == "cosine" else "functions") / f"{q}.npy")
+        for name, expect in (
+            (f"{q}_all", mat),
+            (f"{q}_members", mat[np.ix_(finals, finals)]),
+            (f"{q}_trajectory", mat[:E, :E]),
+        ):
+            t = plots[name].data
+            skip = 2 if name.endswith("_all") else 1  # member, epoch / member / epoch
+            got = np.array([r[skip:] for r in t.rows], dtype=float)
+            np.testing.assert_allclose(got, expect, atol=atol, err_msg=name)
+    dist = np.load(A / "weights" / "distance.npy")
+    got = column(plots["distance_from_init"].data, "l2_distance_from_init").reshape(M, E)
+    expect = np.array([dist[i * E, i * E : (i + 1) * E] for i in range(M)])
+    np.testing.assert_allclose(got, expect, rtol=5e-4, atol=1e-12)
+    agr = np.load(A / "functions" / "agreement_with_final.npy")
+    got = column(plots["agreement_with_final"].data, "agreement_own_final").reshape(M, E)
+    np.testing.assert_allclose(got, [agr[i * E : (i + 1) * E, i] for i in range(M)], atol=5e-5)
+    for method in ("tsne", "pca"):
+        with open(A / "trajectories" / f"{method}.csv") as f:
+            pts = {(int(r["member"]), int(r["epoch"])): r for r in csv.DictReader(f)}
+        for m, e, x, y in plots[f"trajectories_{method}"].data.rows:
+            assert x == pytest.approx(float(pts[m, e]["x"]), rel=5e-4)
+            assert y == pytest.approx(float(pts[m, e]["y"]), rel=5e-4)
+    # ensembles: the headline deep-ensemble numbers of the summary
+    t = plots["ensemble_curves"].data
+    for metric, value in summary["ensemble"]["deep"].items():
+        (row,) = rows_where(t, family="deep", ensemble_size=M, metric=metric)
+        assert row[3] == pytest.approx(value, rel=5e-4, abs=5e-5), metric
+    single = rows_where(t, family="deep", ensemble_size=1, metric="accuracy")[0][3]
+    assert single == pytest.approx(summary["single"]["accuracy"], abs=5e-5)
+    rel = read_json(A / "ensembles" / "reliability.json")
+    t = plots["reliability"].data
+    assert sum(column(t, "examples")) == sum(sum(d["counts"]) for d in rel.values())
+    test_acc = column(plots["training_curves"].data, "test_acc").reshape(M, E)
+    for i, m in enumerate(summary["members"]):
+        last = json.loads((analysed / "members" / f"m{m:03d}" / "metrics.jsonl").read_text()
+                          .splitlines()[-1])  # fmt: skip
+        assert test_acc[i, -1] == pytest.approx(last["test_acc"], abs=5e-5)
+        assert test_acc[i, -1] == pytest.approx(summary["single_per_member"][i]["accuracy"],
+                                                abs=5e-5)  # fmt: skip
+
+
+def test_study_figure_numbers_equal_the_study_summaries(analysed, plots):
+    sub = read_json(analysed / "subspace" / "summary.json")
+    t = plots["subspace_plane"].data
+    for m, p in sub["plane"].items():
+        rows = rows_where(t, kind="sample", method=m)
+        assert len(rows) == p["n_samples"]
+        near = [r for r in rows if abs(r[4] - p["ref_acc"]) <= p["tol"] + 1e-9]
+        assert len(near) == p["n_within_tol"], m
+        if near:
+            assert max(r[5] for r in near) == pytest.approx(p["best_sample_norm_div"], abs=5e-5)
+    members = rows_where(t, kind="member")
+    first = next(iter(sub["plane"].values()))
+    expect = [d for d in first["member_norm_div"] if d is not None]
+    assert sorted(r[5] for r in members) == pytest.approx(sorted(expect), abs=5e-5)
+    js = {r[0]: r[1] for r in plots["subspace_js"].data.rows}
+    assert js["independent members"] == pytest.approx(sub["js_diversity"]["independent_members"],
+                                                      rel=5e-4)  # fmt: skip
+    analysis = read_json(analysed / "analysis" / "summary.json")
+    M = len(analysis["members"])
+    (deep,) = rows_where(
+        plots["subspace_ensembles"].data, family="deep", ensemble_size=M, metric="accuracy"
+    )
+    assert deep[3] == pytest.approx(analysis["ensemble"]["deep"]["accuracy"], abs=5e-5)
+    assert {r[0] for r in plots["subspace_tsne"].data.rows} == set(sub["config"]["methods"])
+    # landscape: the barrier recomputed from the drawn path equals the summary's
+    land = read_json(analysed / "landscape" / "summary.json")
+    t = plots["landscape_paths"].data
+    for p in land["paths"]:
+        err = [r[3] for r in rows_where(t, path=p["name"])]
+        barrier = max(err) - (err[0] + err[-1]) / 2
+        assert barrier == pytest.approx(p["error_barrier"], abs=2e-4), p["name"]
+    for plane in land["planes"]:
+        t = plots[f"landscape_{plane['name']}"].data
+        loss = np.load(analysed / "landscape" / plane["dir"] / "loss.npy")
+        grid = column(t, "loss")[[r[0] == "grid" for r in t.rows]]
+        np.testing.assert_allclose(grid, loss.ravel(), rtol=5e-4)
+        anchors = read_json(analysed / "landscape" / plane["dir"] / "anchors.json")
+        got = {r[1]: r[4] for r in rows_where(t, kind="anchor")}
+        assert got == pytest.approx(dict(zip(anchors["names"], anchors["loss"])), rel=5e-4)
+    # shift: the means over corruptions the summary reports, per severity
+    shift = read_json(analysed / "shift" / "summary.json")
+    by = shift["by_severity"]
+    t = plots["shift_boxplots"].data
+    for i, sev in enumerate(by["severities"]):
+        values = [r[5] for r in rows_where(t, severity=sev, family="single", metric="accuracy")]
+        assert np.mean(values) == pytest.approx(by["metrics"]["single"]["accuracy"][i], abs=5e-5)
+    got = {r[0]: r[1:] for r in plots["shift_diversity"].data.rows}
+    for fam, values in by["js"].items():
+        assert got[fam] == pytest.approx(values, rel=5e-4), fam
+
+
+def test_every_section_names_what_it_reproduces_and_compares_with_published_values(analysed):
+    ctx = report.ReportContext(load_run(analysed))
+    sections = [sec for fn in report.SECTIONS if (sec := fn(ctx)) is not None]
+    for sec in sections:
+        assert "Fort et al. (2019)" in sec.reproduces or "seed notebooks" in sec.reproduces
+    compared = {sec.id: t for sec in sections for t in sec.tables if t.name.endswith("_published")}
+    assert set(compared) >= {"run", "weights", "functions", "ensembles", "subspace", "shift"}
+    for t in compared.values():
+        assert t.header == ["quantity", "this_run", "paper_or_seed_cifar10", "source"]
+        # MNIST-1D: a proxy, so the comparison is said to be qualitative
+        assert "MNIST-1D" in t.caption and "qualitative" in t.caption
+    run = compared["run"]
+    assert [run.rows[0][0], run.rows[0][2]] == ["single-member test accuracy", "64.36%"]
+    s = ctx.summary
+    fun = {r[0]: r for r in compared["functions"].rows}
+    row = fun["disagreement between two members' test predictions"]
+    assert row[1] == f"{s.disagreement.across_members_mean:.3f}" and row[2] == "≈0.27"
+    text = " ".join(sections[0].reading)
+    assert "Deep Ensembles: A Loss Landscape Perspective" in text and "proxy" in text
+
+
+def test_run_section_shows_the_full_configuration_and_provenance(analysed):
+    ctx = report.ReportContext(load_run(analysed))
+    tables = {t.name: t for t in report.run_section(ctx).tables}
+    config = {(r[0], r[1]): r[2] for r in tables["config"].rows}
+    cfg = ctx.run.config
+    for key, value in (
+        ("train.lr", cfg.train.lr),
+        ("train.schedule", cfg.train.schedule),
+        ("model.dropout", cfg.model.dropout),
+        ("train.batch_size", cfg.train.batch_size),
+    ):
+        assert config["run", key] == value, key
+    sub = read_json(analysed / "subspace" / "summary.json")["config"]
+    assert config["subspace", "rank"] == sub["rank"]
+    assert config["subspace", "random_scale"] == sub["random_scale"]
+    assert config["analysis", "tsne_perplexity"] == ctx.summary.config["tsne_perplexity"]
+    assert ("shift", "severities") in config and ("landscape", "resolution") in config
+    env = {r[0]: r[1] for r in tables["environment"].rows}
+    assert env["modescape version"] and "package: torch" in env and "machine: cpu" in env
+    assert env["git commit"]  # a commit hash, or "not recorded" outside a checkout
+    timings = {(r[0], r[1]): r[2] for r in tables["timings"].rows}
+    assert timings["training", "member 0"] > 0
+    for study in ("subspace", "landscape", "shift"):
+        assert timings[study, "total"] > 0, study

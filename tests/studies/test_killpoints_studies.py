@@ -38,7 +38,7 @@ _COMMAND_LINES = {
 COMMANDS = {study: line.split() for study, line in _COMMAND_LINES.items()}
 STUDIES = tuple(COMMANDS)
 # Values that differ between two equal runs: wall-clock times and the run's own path.
-_VOLATILE_KEYS = ("timings_s", "time_s", "created")
+_VOLATILE_KEYS = ("timings_s", "time_s", "elapsed_s", "created")
 # Symbolic kill points, resolved against the reference's sequence of write points.
 QUICK = {"analysis": "summary", "subspace": "write-middle", "landscape": "after-plane"}
 QUICK |= {"shift": "manifest", "report": "index"}

@@ -304,3 +304,96 @@ def paths_data(paths: Sequence[Mapping[str, object]], caption: str) -> tuple[Tab
 
 def study_path_color(kind: str, i: int) -> object:
     return study_figures.PATH_KIND_COLORS.get(kind, figures.member_color(i))
+
+
+# ---- subspace sampling ----------------------------------------------------------------------
+def plane_points_data(
+    plane: Mapping[str, np.ndarray], curves: Mapping[str, Sequence[float]] | None, caption: str
+) -> tuple[Table, Chart]:
+    """The diversity–accuracy plane: every point of subspace/plane.csv and the reference curves
+    (kind "upper_curve" / "lower_curve"); chart: one scatter series per sampler, the members,
+    and the curves, accuracy in %."""
+    kind, method = np.asarray(plane["kind"], dtype=str), np.asarray(plane["method"], dtype=str)
+    member = np.asarray(plane["member"], dtype=int)
+    acc = np.asarray(plane["accuracy"], dtype=float)
+    div = np.asarray(plane["norm_diversity"], dtype=float)
+    sample = np.asarray(plane["sample"]) if "sample" in plane else np.full(len(kind), np.nan)
+    rows: list[list[object]] = [
+        [
+            str(kind[i]),
+            str(method[i]),
+            int(member[i]),
+            _int_or_none(sample[i]),
+            frac(acc[i]),
+            frac(div[i]),
+        ]
+        for i in range(len(kind))
+    ]
+    series = []
+    for i, m in enumerate(dict.fromkeys(method[kind == "sample"])):
+        sel = np.flatnonzero((kind == "sample") & (method == m))
+        series.append(
+            Series(
+                f"{study_figures.method_label(m)} samples",
+                [sig(100 * acc[j], 5) for j in sel],
+                [frac(div[j]) for j in sel],
+                color=color(study_figures.method_color(m, i)),
+                labels=[f"{m} around m{member[j]}, sample {_int_or_none(sample[j])}" for j in sel],
+            )
+        )
+    others = np.flatnonzero(kind == "member")
+    if others.size:
+        series.append(
+            Series(
+                "independent members",
+                [sig(100 * acc[j], 5) for j in others],
+                [frac(div[j]) for j in others],
+                color="#555555",
+                labels=[f"m{member[j]}" for j in others],
+            )
+        )
+    if curves and len(curves.get("accuracy", [])):
+        grid = np.asarray(curves["accuracy"], dtype=float)
+        for name, label in (("upper", "independent errors"), ("lower", "perturbed reference")):
+            values = np.asarray(curves[name], dtype=float)
+            rows += [
+                [f"{name}_curve", "", None, None, frac(a), frac(v)] for a, v in zip(grid, values)
+            ]
+            series.append(
+                Series(
+                    f"reference curve: {label}",
+                    [sig(100 * a, 5) for a in grid],
+                    [frac(v) for v in values],
+                    color="#000000",
+                )
+            )
+    header = ["kind", "method", "member", "sample", "accuracy", "norm_diversity"]
+    table = Table("subspace_plane", header, rows, caption)
+    chart = Chart(
+        ChartKind.SCATTER,
+        "accuracy (%)",
+        "disagreement with reference / (1 − accuracy)",
+        series,
+    )
+    return table, chart
+
+
+def _int_or_none(x: object) -> int | None:
+    v = float(x)  # type: ignore[arg-type]
+    return None if not np.isfinite(v) else int(v)
+
+
+def tsne_panels_table(panels: Mapping[str, Mapping[str, np.ndarray]], caption: str) -> Table:
+    """Every point of every sampler's joint t-SNE: method, kind, member, index, x, y."""
+    rows = []
+    for m, cols in panels.items():
+        for k, mem, i, x, y in zip(
+            cols["kind"], cols["member"], cols["index"], cols["x"], cols["y"]
+        ):
+            rows.append([m, str(k), int(mem), int(i), sig(x), sig(y)])
+    return Table("subspace_tsne", ["method", "kind", "member", "index", "x", "y"], rows, caption)
+
+
+def js_table(name: str, values: Mapping[str, float], caption: str) -> Table:
+    rows = [[label, sig(v)] for label, v in values.items()]
+    return Table(name, ["family", "js_diversity_nats"], rows, caption)

@@ -53,6 +53,29 @@ METRIC_AXES = {
 }
 
 
+# metric -> the values it can take, in the units drawn (METRIC_AXES scale): a ± std band or an
+# axis must not run past them (an ECE axis at -10% reads as a bug)
+METRIC_DOMAIN = {
+    "accuracy": (0.0, 100.0),
+    "nll": (0.0, np.inf),
+    "brier": (0.0, 2.0),
+    "ece": (0.0, 100.0),
+}
+
+
+def clip_to_domain(metric: str, values: np.ndarray) -> np.ndarray:
+    """`values` (in drawn units) clipped to what `metric` can take; unknown metrics unchanged."""
+    lo, hi = METRIC_DOMAIN.get(metric, (-np.inf, np.inf))
+    return np.clip(np.asarray(values, dtype=float), lo, hi)
+
+
+def clip_axis(ax, metric: str) -> None:
+    """Keep a metric's y axis inside its domain (after autoscaling from the data)."""
+    lo, hi = METRIC_DOMAIN.get(metric, (-np.inf, np.inf))
+    bottom, top = ax.get_ylim()
+    ax.set_ylim(max(bottom, lo), min(top, hi))
+
+
 def member_color(member: int) -> tuple[float, float, float, float]:
     """The colour of member `member` in every figure (tab10, cycling)."""
     return colormaps["tab10"](member % 10)
@@ -60,6 +83,12 @@ def member_color(member: int) -> tuple[float, float, float, float]:
 
 def _figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+
+
+def grid_axes(fig: Figure, n: int, ncols: int) -> list:
+    """Exactly n axes in rows of `ncols` (no empty axes left over)."""
+    rows = -(-n // ncols)
+    return [fig.add_subplot(rows, ncols, i + 1) for i in range(n)]
 
 
 def _tick_positions(n: int, max_ticks: int = 12) -> np.ndarray:
@@ -322,7 +351,9 @@ def ensemble_curves_figure(
                 continue
             k, mu, sd = size[rows], mean[rows] * scale, std[rows] * scale
             ax.plot(k, mu, ls, marker="o", color=c, ms=4, lw=1.8, label=label)
-            ax.fill_between(k, mu - sd, mu + sd, color=c, alpha=0.14, lw=0)
+            band = clip_to_domain(name, mu - sd), clip_to_domain(name, mu + sd)
+            ax.fill_between(k, *band, color=c, alpha=0.14, lw=0)
+        clip_axis(ax, name)
         ax.set_title(panel, fontsize=TITLE)
         ax.set_xlabel("ensemble size (models averaged)", fontsize=LABEL)
         ax.set_ylabel(ylabel, fontsize=LABEL)
@@ -521,12 +552,16 @@ def save_figure(fig: Figure, stem: str | Path) -> list[Path]:
 
 
 __all__ = [
+    "METRIC_DOMAIN",
     "across_members_heatmap",
+    "clip_axis",
+    "clip_to_domain",
     "distance_from_init_figure",
     "ensemble_curves_figure",
     "family_styles",
     "figure_bytes",
     "full_heatmap",
+    "grid_axes",
     "member_color",
     "reliability_figure",
     "render_figure",

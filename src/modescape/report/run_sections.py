@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from modescape.report import figure_data as fd
-from modescape.report import figures, provenance, references
+from modescape.report import figures, references
 from modescape.report.base import (
     Plot,
     ReportContext,
@@ -21,145 +21,19 @@ from modescape.report.base import (
     _points,
     _warned,
     frac,
-    sig,
 )
-from modescape.store.run import Run
+from modescape.report.run_summary import (  # noqa: F401  (re-exported)
+    MEMBER_COLUMNS,
+    _curve_value,
+    run_section,
+)
 from modescape.studies import schema as S
-
-MEMBER_COLUMNS = ("member", "seed", "state", "epochs", "accuracy", "nll", "brier", "ece",
-                  "min_consecutive_late_cosine", "time_s")  # fmt: skip
-
 
 dataset_name = references.run_dataset
 compare = references.section_table
 
 
 # ---- sections -------------------------------------------------------------------------------
-def run_section(ctx: ReportContext) -> Section:
-    run, s, cfg = ctx.run, ctx.summary, ctx.run.config
-    data = run.data_summary
-    n_params = _parameter_count(run)
-    accs = [r["accuracy"] for r in s.single_per_member]
-    known = [t for info in ctx.member_infos if (t := info.get("time_s")) is not None]
-    M, E = len(ctx.members), ctx.epochs[-1]
-    model = f"{cfg.model.arch} ({cfg.model.variant} variant, {n_params:,} parameters)"
-    reading = [
-        f"{_count(M, 'independent member')}, each a {model}, trained for {_count(E, 'epoch')} on "
-        f"{data.get('name', '?')} "
-        f"({data.get('n_train', 0):,} training / {data.get('n_test', 0):,} test examples) "
-        f"with the {cfg.train.recipe} recipe ({cfg.train.optimizer}, learning rate "
-        f"{cfg.train.lr:g}, {cfg.train.schedule} schedule, batch {cfg.train.batch_size}, "
-        f"dropout {cfg.model.dropout:g}).",
-        f"On the {s.split} set ({s.n_examples:,} examples) a member reaches "
-        f"{_pct(np.mean(accs))} accuracy on average (range {_pct(min(accs))} to "
-        f"{_pct(max(accs))})."
-        + (f" Training took {sum(known):.0f} s of member time in total." if known else ""),
-        'Each section names the figure of Fort, Hu & Lakshminarayanan (2019), "Deep Ensembles: '
-        'A Loss Landscape Perspective", or of the seed notebooks it reproduces, and sets this '
-        "run's numbers beside the published ones. " + references.comparison_note(dataset_name(ctx)),
-        *_warned(s.warnings),
-    ]
-    deep_10 = _curve_value(ctx, "deep", 10)
-    comparison = compare(
-        ctx,
-        "run",
-        [
-            ("single_accuracy", f"{_pct(s.single['accuracy'], 2)} (mean of {M})"),
-            (
-                "deep_10_accuracy",
-                _pct(deep_10, 1) if deep_10 is not None else f"n/a ({_count(M, 'member')})",
-            ),
-        ],
-        "The seed notebooks train 40 epochs with Adam and a step schedule.",
-    )
-    tables = [
-        comparison,
-        Table(
-            "summary",
-            ["setting", "value"],
-            _settings_rows(ctx, n_params),
-            "Data, model and recipe; every setting is in the configuration table below.",
-            align_numbers=False,
-        ),
-        Table(
-            "members",
-            [
-                *MEMBER_COLUMNS[:8],
-                f"late_disagreement_last_{s.disagreement.late_window}",
-                *MEMBER_COLUMNS[8:],
-            ],
-            _member_rows(ctx),
-            f"Final snapshot of each member on the {s.split} set.",
-        ),
-        provenance.config_table(ctx),
-        provenance.environment_table(ctx),
-        provenance.timings_table(ctx),
-    ]
-    return Section(
-        "run",
-        "Run summary",
-        reading,
-        tables=tables,
-        reproduces="The setup of Fort et al. (2019), Section 3 (independent members trained "
-        "from random initialisations, one snapshot per epoch), and the seed notebooks' training.",
-    )
-
-
-def _curve_value(ctx: ReportContext, family: str, size: int, metric: str = "accuracy"):
-    """The mean of `metric` for `family` at ensemble size `size`, or None when not computed."""
-    if not ctx.has(S.ENSEMBLE_CURVES):
-        return None
-    c = ctx.csv(S.ENSEMBLE_CURVES)
-    sel = (c["family"] == family) & (c["size"] == size) & (c["metric"] == metric)
-    return float(c["mean"][sel][0]) if sel.any() else None
-
-
-def _settings_rows(ctx: ReportContext, n_params: int) -> list[list[Any]]:
-    run, s, cfg = ctx.run, ctx.summary, ctx.run.config
-    manifest, data = run.manifest, run.data_summary
-    n = f"{data.get('n_train')} / {data.get('n_val')} / {data.get('n_test')}"
-    return [
-        ["run", str(run.path)],
-        ["created", manifest.get("created", "")],
-        ["dataset", data.get("name", "")],
-        ["examples (train / val / test)", n],
-        ["architecture", cfg.model.arch],
-        ["variant", cfg.model.variant],
-        ["parameters", n_params],
-        ["dropout", cfg.model.dropout],
-        ["recipe", cfg.train.recipe],
-        [
-            "optimizer, lr, schedule",
-            f"{cfg.train.optimizer}, {cfg.train.lr:g}, {cfg.train.schedule}",
-        ],
-        ["batch size", cfg.train.batch_size],
-        ["epochs", ctx.epochs[-1]],
-        ["members", len(ctx.members)],
-        ["base seed", cfg.seed],
-        ["analysis split", s.split],
-        ["weights compared", f"{s.parameters['selection']} ({s.parameters['count']:,})"],
-        ["modescape", manifest.get("modescape_version", "")],
-        ["git commit", manifest.get("versions", {}).get("modescape_git_commit", "not recorded")],
-    ]
-
-
-def _member_rows(ctx: ReportContext) -> list[list[Any]]:
-    s, seeds = ctx.summary, ctx.run.manifest.get("seeds", {})
-    rows = []
-    for i, m in enumerate(ctx.members):
-        r, info = s.single_per_member[i], ctx.member_infos[i]
-        rows.append(
-            [
-                m, seeds.get(f"member_{m}", ""), info["state"], info.get("epoch", ""),
-                frac(r["accuracy"]), sig(r["nll"]), sig(r["brier"]), frac(r["ece"]),
-                frac(s.disagreement.late_within_per_member[i]),
-                frac(s.cosine.consecutive_late_min_per_member[i], 6),
-                sig(info.get("time_s")),
-            ]
-        )  # fmt: skip
-    return rows
-
-
 def weight_section(ctx: ReportContext) -> Section | None:
     if not ctx.has(S.COSINE):
         return None
@@ -615,9 +489,3 @@ def _reliability_title(key: str) -> str:
     if head == "deep_ensemble" and num.isdigit():
         return f"Deep ensemble of {num} members"
     return key.replace("_", " ")
-
-
-def _parameter_count(run: Run) -> int:
-    from modescape.models.architectures import count_parameters
-
-    return count_parameters(run.build_model())

@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from modescape.report import figures, subspace_text
+from modescape.report import figure_data as fd
+from modescape.report import figures, references, subspace_text
 from modescape.report import study_figures as figures_study
 from modescape.report.base import (
     Plot,
@@ -24,6 +25,8 @@ from modescape.report.base import (
     _pct,
     _span,
     _warned,
+    frac,
+    sig,
 )
 from modescape.report.landscape_section import landscape_section
 from modescape.report.shift_section import shift_section
@@ -52,6 +55,7 @@ def subspace_section(ctx: ReportContext) -> Section | None:
         f"with the reference, divided by {norm} (1.0: as many disagreements as errors)."
     ]
     reading += subspace_text.mode_reading(s, methods)
+    reading += subspace_text.lowrank_note(s, methods)
     reading += subspace_text.every_reference_reading(s, methods)
     reading += _plane_reading(s, methods, plane)
     reading += _subspace_js_reading(s, methods, plane)
@@ -62,35 +66,92 @@ def subspace_section(ctx: ReportContext) -> Section | None:
     plots = [_subspace_plane_plot(s, plane)]
     panels = {m: res.csv(f) for m in methods if res.has(f := S.SUBSPACE_TSNE.format(method=m))}
     if panels:
+        reading += subspace_text.tsne_reading(panels)
         reading += subspace_text.tsne_notes(s.tsne, list(panels))
+        caption = (
+            "One joint t-SNE per sampler of all snapshots and that sampler's samples "
+            "(softmax outputs on a fixed set of test examples); circle: first snapshot, star: "
+            "final snapshot, squares: the samples drawn around it; distances are not to scale."
+        )
         plots.append(
             Plot(
                 "subspace_tsne",
                 figures_study.subspace_tsne_figure(panels),
-                "One joint t-SNE per sampler of all snapshots and that sampler's samples "
-                "(softmax outputs on a fixed set of test examples); distances are not to scale.",
+                caption,
+                data=fd.tsne_panels_table(panels, caption),
             )
         )
     if c is not None:
+        cols = (c["family"], c["size"], c["metric"], c["mean"], c["std"])
+        caption = (
+            "Dashed: the average of k samples around one member (mean ± std over members); "
+            "solid: ensembles of k members' models (mean ± std over subsets). Bands are "
+            "clipped to each metric's range."
+        )
         plots.append(
             Plot(
                 "subspace_ensembles",
-                figures_study.subspace_ensembles_figure(
-                    c["family"], c["size"], c["metric"], c["mean"], c["std"]
-                ),
-                "Dashed: the average of k samples around one trajectory (mean ± std over "
-                "members); solid: ensembles of k members' models (mean ± std over subsets).",
+                figures_study.subspace_ensembles_figure(*cols),
+                caption,
+                data=fd.curves_table("subspace_ensembles", *cols, caption),
+                chart=fd.curves_chart(*cols, figures_study.subspace_curve_styles(c["family"])),
             )
         )
     plots.append(_subspace_js_plot(s, methods))
     tables = [
+        _comparison(ctx, s, methods, c),
         _subspace_table(s, methods, plane),
         subspace_text.calibration_table(s, methods),
         subspace_text.every_reference_table(s, methods),
     ]
     return Section(
-        "subspace", "Subspace sampling", reading, plots, [t for t in tables if t is not None]
+        "subspace",
+        "Subspace sampling",
+        reading,
+        plots,
+        [t for t in tables if t is not None],
+        reproduces="Fort et al. (2019), Figure 4 (t-SNE of trajectories with subspace "
+        "samples), Figure 6 (the diversity–accuracy plane) and Figures 7-8 (ensembles of "
+        "subspace models); the authors' notebook's samplers and normalisation.",
     )
+
+
+def _comparison(
+    ctx: ReportContext,
+    s: S.SubspaceSummary,
+    methods: list[str],
+    c: dict[str, np.ndarray] | None,
+) -> Table:
+    by_norm = s.every_reference.get(s.normalisation) or {}
+    members = by_norm.get("independent")
+    norm_div = (
+        f"{_num(members.mean):.2f} ± {_num(members.std):.2f} (every member as reference)"
+        if members is not None and not math.isnan(_num(members.mean))
+        else "n/a"
+    )
+    best = [_num(s.plane[m]["best_sample_norm_div"]) for m in methods]
+    best = [b for b in best if not math.isnan(b)]
+    band = (
+        f"most diverse sample near the reference's accuracy: {max(best):.2f}"
+        if best
+        else "no sample near the reference's accuracy"
+    )
+    rows = [("norm_diversity_members", norm_div), ("subspace_band", band)]
+    if c is not None:
+        M = int(c["size"][c["family"] == "deep"].max()) if (c["family"] == "deep").any() else 0
+        deep = _curve_at(c, "deep", "accuracy", M)
+        alone = {m: _curve_at(c, m, "accuracy", M) for m in methods}
+        alone = {m: v for m, v in alone.items() if not math.isnan(v)}
+        if M and alone:
+            top = max(alone, key=alone.get)
+            rows.append(
+                (
+                    "deep_beats_subspace",
+                    f"{M} members {_pct(deep)}; {M} samples around one member at most "
+                    f"{_pct(alone[top])} ({figures_study.method_label(top)}, mean over members)",
+                )
+            )
+    return references.section_table(ctx, "subspace", rows)
 
 
 def _subspace_plane_plot(s: S.SubspaceSummary, plane: dict[str, np.ndarray]) -> Plot:
@@ -108,13 +169,13 @@ def _subspace_plane_plot(s: S.SubspaceSummary, plane: dict[str, np.ndarray]) -> 
         upper=np.asarray(curves["upper"], dtype=float),
         lower=np.asarray(curves["lower"], dtype=float),
     )
-    return Plot(
-        "subspace_plane",
-        figure,
+    caption = (
         "Every sample around the reference and every other member; dashed: expected "
         "for errors independent of the reference's, dotted: the reference with a growing "
-        "share of its predictions replaced by random classes.",
+        "share of its predictions replaced by random classes."
     )
+    table, chart = fd.plane_points_data(plane, s.reference_curves, caption)
+    return Plot("subspace_plane", figure, caption, data=table, chart=chart)
 
 
 def _subspace_js_plot(s: S.SubspaceSummary, methods: list[str]) -> Plot:
@@ -130,12 +191,16 @@ def _subspace_js_plot(s: S.SubspaceSummary, methods: list[str]) -> Plot:
     for i, m in enumerate(methods):
         bars[figures_study.method_label(m)] = js[m]
         colors[figures_study.method_label(m)] = figures_study.method_color(m, i)
+    caption = (
+        "Jensen–Shannon diversity of the members' final predictions, of one trajectory's "
+        f"last {s.late_window} snapshots (mean over members), and of each sampler's samples "
+        "(mean over members)."
+    )
     return Plot(
         "subspace_js",
         figures_study.js_diversity_figure(bars, colors),
-        "Jensen–Shannon diversity of the members' final predictions, of one trajectory's "
-        f"last {s.late_window} snapshots (mean over members), and of each sampler's samples "
-        "(mean over members).",
+        caption,
+        data=fd.js_table("subspace_js", bars, caption),
     )
 
 
@@ -151,22 +216,22 @@ def _subspace_table(
                 m,
                 p["n_samples"],
                 p["n_within_tol"],
-                _num(p["best_sample_norm_div"]),
-                _num(p["best_sample_acc"]),
-                float(acc.min()),
-                float(acc.max()),
-                s.js_diversity[m],
+                frac(p["best_sample_norm_div"]),
+                frac(p["best_sample_acc"]),
+                frac(acc.min()),
+                frac(acc.max()),
+                sig(s.js_diversity[m]),
             ]
         )
     header = [
         "sampler",
         "samples",
-        f"within {100 * s.plane[methods[0]]['tol']:g} points",
-        "best normalised diversity",
-        "its accuracy",
-        "lowest accuracy",
-        "highest accuracy",
-        "JS diversity",
+        f"within_{100 * s.plane[methods[0]]['tol']:g}_points",
+        "best_norm_diversity",
+        "best_norm_diversity_accuracy",
+        "lowest_accuracy",
+        "highest_accuracy",
+        "js_diversity",
     ]
     err = "own" if s.normalisation == "sample" else "reference"
     caption = (
@@ -239,19 +304,20 @@ def _subspace_js_reading(
     )
     above = [m for m in methods if js[m] > js["independent_members"]]
     if above and len(s.members) > 1:
-        member_acc = plane["accuracy"][plane["kind"] == "member"]
-        mean_member = float(np.mean([s.reference_accuracy, *member_acc]))
+        # the plane's samples are drawn around the reference only: compare them with the
+        # reference's own accuracy, not with the mean member
         worse = []
         for m in above:
             acc = float(
                 plane["accuracy"][(plane["kind"] == "sample") & (plane["method"] == m)].mean()
             )
-            if acc < mean_member:
+            if acc < s.reference_accuracy:
                 worse.append(f"{figures_study.method_label(m)} {_pct(acc)}")
         if worse:
             text += (
                 f" Samplers more diverse than the members buy it with accuracy: their samples "
-                f"average {_join(worse)}, against {_pct(mean_member)} for a member."
+                f"around member {s.reference} average {_join(worse)}, against "
+                f"{_pct(s.reference_accuracy)} for member {s.reference} itself."
             )
     return [text]
 
@@ -282,7 +348,8 @@ def _subspace_ensemble_reading(c: dict[str, np.ndarray], methods: list[str]) -> 
     if alone:
         top = max(alone, key=alone.get)
         text += (
-            f" {M} samples around a single trajectory reach at most {_pct(alone[top])} "
-            f"({figures_study.method_label(top)})."
+            f" The average of {M} samples around one member reaches at most "
+            f"{_pct(alone[top])} ({figures_study.method_label(top)}, mean over members), "
+            f"against {_pct(_curve_at(c, 'deep', 'accuracy', 1))} for the mean single member."
         )
     return [text]

@@ -11,11 +11,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib import colormaps
-from matplotlib.colors import LogNorm, Normalize, to_rgba
+from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import FormatStrFormatter, MaxNLocator, NullFormatter
 
 from modescape.report.figures import (
     FAMILY_COLORS,
@@ -26,6 +25,7 @@ from modescape.report.figures import (
     CurveStyle,
     _figure,
     ensemble_curves_figure,
+    grid_axes,
     member_color,
 )
 
@@ -44,11 +44,6 @@ METHOD_LABELS = {
     "lowrank": "low-rank Gaussian",
     "lowrank_scaled": "low-rank Gaussian (scaled)",
 }
-PATH_KIND_COLORS = {
-    "across members": "#1f3b73",
-    "within trajectory": "#d95f02",
-    "aligned": "#1b9e77",
-}
 
 
 def method_color(method: str, i: int = 0) -> tuple[float, float, float, float]:
@@ -64,12 +59,6 @@ def _lighter(color, amount: float = 0.55) -> tuple[float, float, float, float]:
     """`color` mixed with white: the sample clouds of a member next to its trajectory."""
     r, g, b, _ = to_rgba(color)
     return (r + (1 - r) * amount, g + (1 - g) * amount, b + (1 - b) * amount, 1.0)
-
-
-def _grid(fig: Figure, n: int, ncols: int) -> list:
-    """Exactly n axes in rows of `ncols` (no empty axes left over)."""
-    rows = -(-n // ncols)
-    return [fig.add_subplot(rows, ncols, i + 1) for i in range(n)]
 
 
 # ---- subspace sampling -----------------------------------------------------------------------
@@ -170,8 +159,8 @@ def _plane_members(ax, acc: np.ndarray, div: np.ndarray, member: np.ndarray) -> 
 
 
 def subspace_tsne_figure(panels: Mapping[str, Mapping[str, np.ndarray]]) -> Figure:
-    """Joint t-SNE per sampler: trajectories as lines (circle = first snapshot), samples as a
-    lighter cloud in the same member's colour.
+    """Joint t-SNE per sampler: trajectories as lines (circle = first snapshot, star = final
+    snapshot), samples as a lighter cloud of squares in the same member's colour.
 
     panels: method -> columns of subspace/tsne_<method>.csv: kind ("trajectory" | "sample"),
     member, index (epoch order or sample number), x, y, each [points].
@@ -179,7 +168,7 @@ def subspace_tsne_figure(panels: Mapping[str, Mapping[str, np.ndarray]]) -> Figu
     n = len(panels)
     ncols = min(n, 3)
     fig = _figure(4.0 * ncols + 0.4, 3.9 * (-(-n // ncols)) + 0.6)
-    axes = _grid(fig, n, ncols)
+    axes = grid_axes(fig, n, ncols)
     members: set[int] = set()
     for ax, (m, cols) in zip(axes, panels.items()):
         kind = np.asarray(cols["kind"], dtype=str)
@@ -189,7 +178,12 @@ def subspace_tsne_figure(panels: Mapping[str, Mapping[str, np.ndarray]]) -> Figu
             members.add(int(k))
             c = member_color(int(k))
             cloud = (kind == "sample") & (mem == k)
-            ax.scatter(x[cloud], y[cloud], s=9, color=_lighter(c), zorder=1)
+            # the samples as a cloud: translucent squares in a lighter shade, edged in the
+            # member's colour so overlapping clouds of two members stay apart
+            ax.scatter(
+                x[cloud], y[cloud], s=22, marker="s", color=_lighter(c), edgecolor=c,
+                linewidth=0.5, alpha=0.8, zorder=1,
+            )  # fmt: skip
             rows = np.flatnonzero((kind == "trajectory") & (mem == k))
             rows = rows[np.argsort(idx[rows], kind="stable")]
             ax.plot(x[rows], y[rows], "-", color=c, lw=1.3, zorder=2)
@@ -204,6 +198,10 @@ def subspace_tsne_figure(panels: Mapping[str, Mapping[str, np.ndarray]]) -> Figu
                     linewidth=1.6,
                     zorder=3,
                 )
+                ax.scatter(
+                    x[rows[-1:]], y[rows[-1:]], s=150, marker="*", color=c, edgecolor="black",
+                    linewidth=0.6, zorder=4,
+                )  # fmt: skip
         ax.set_title(method_label(m), fontsize=TITLE - 1)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -214,8 +212,12 @@ def subspace_tsne_figure(panels: Mapping[str, Mapping[str, np.ndarray]]) -> Figu
         Line2D(
             [], [], ls="", marker="o", mfc="white", mec="black", mew=1.6, label="first snapshot"
         ),
-        Line2D([], [], ls="", marker="o", color=_lighter("black"), label="subspace samples"),
-    ]
+        Line2D([], [], ls="", marker="*", ms=11, color="black", label="final snapshot"),
+        Line2D(
+            [], [], ls="", marker="s", mfc=_lighter("black"), mec="black", mew=0.5,
+            label="samples around the final snapshot",
+        ),
+    ]  # fmt: skip
     fig.legend(
         handles=handles, loc="outside lower center", ncols=min(len(handles), 7), fontsize=SMALL
     )
@@ -238,6 +240,47 @@ def subspace_ensembles_figure(
     Columns of subspace/curves.csv. Family "<method>" (dashed): k samples around one trajectory;
     "<method>+ensemble" (solid): k members' subspace models; "deep", "weight_average+ensemble".
     """
+    styles = subspace_curve_styles(family)
+    methods = [
+        f for f in dict.fromkeys(np.asarray(family, dtype=str)) if "+" not in f and f != "deep"
+    ]
+    fig = ensemble_curves_figure(
+        family,
+        size,
+        metric,
+        mean,
+        std,
+        styles=styles,
+        title="Ensembles with subspace models (mean ± std over subsets or members)",
+    )
+    fig.set_size_inches(12.5, 8.0)
+    legend = fig.axes[0].get_legend()
+    if legend is not None:
+        legend.remove()
+    # A compact legend: one entry per colour (family or sampler) and one per line style,
+    # not one per (sampler, kind) pair.
+    handles = [Line2D([], [], color=FAMILY_COLORS["deep"], lw=2, label="deep ensemble")]
+    if "weight_average+ensemble" in styles:
+        handles.append(
+            Line2D([], [], color=FAMILY_COLORS["weight_average"], lw=2, label="weight averages")
+        )
+    handles += [
+        Line2D([], [], color=method_color(m, i), lw=2, label=method_label(m))
+        for i, m in enumerate(methods)
+    ]
+    handles += [
+        Line2D([], [], color="black", ls="-", lw=1.5, label="solid: ensemble of k members' models"),
+        Line2D(
+            [], [], color="black", ls="--", lw=1.5,
+            label="dashed: k samples around one member (mean over members)",
+        ),
+    ]  # fmt: skip
+    fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=SMALL)
+    return fig
+
+
+def subspace_curve_styles(family: Sequence[str]) -> dict[str, CurveStyle]:
+    """(colour, line style, label) of each family of subspace/curves.csv, in drawing order."""
     fams = list(dict.fromkeys(np.asarray(family, dtype=str)))
     styles: dict[str, CurveStyle] = {}
     if "deep" in fams:
@@ -251,25 +294,10 @@ def subspace_ensembles_figure(
     methods = [f for f in fams if "+" not in f and f != "deep"]
     for i, m in enumerate(methods):
         c = method_color(m, i)
-        styles[m] = (c, "--", f"{method_label(m)}: k samples, one trajectory")
+        styles[m] = (c, "--", f"{method_label(m)}: k samples, one member")
         if f"{m}+ensemble" in fams:
             styles[f"{m}+ensemble"] = (c, "-", f"{method_label(m)}: ensemble of k models")
-    fig = ensemble_curves_figure(
-        family,
-        size,
-        metric,
-        mean,
-        std,
-        styles=styles,
-        title="Ensembles with subspace models (mean ± std over subsets or members)",
-    )
-    fig.set_size_inches(13.0, 7.6)
-    legend = fig.axes[0].get_legend()
-    if legend is not None:
-        legend.remove()
-        handles, labels = fig.axes[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside right center", fontsize=SMALL)
-    return fig
+    return styles
 
 
 def js_diversity_figure(values: Mapping[str, float], colors: Mapping[str, object]) -> Figure:
@@ -447,228 +475,19 @@ def corruption_strip_figure(strip: np.ndarray, names: Sequence[str]) -> Figure:
     return fig
 
 
-# ---- loss landscape --------------------------------------------------------------------------
-def landscape_plane_figure(
-    a: np.ndarray,
-    b: np.ndarray,
-    loss: np.ndarray,
-    accuracy: np.ndarray,
-    agreements: Mapping[str, np.ndarray],
-    anchor_names: Sequence[str],
-    anchor_coords: np.ndarray,
-    trajectories: Mapping[str, np.ndarray] | None = None,
-    *,
-    title: str = "",
-) -> Figure:
-    """Loss (log colour scale), accuracy, the difference of the agreements with the first two
-    anchors that have them (diverging scale) and each agreement (shared data-driven range).
-
-    a [R], b [R]: grid coordinates; loss, accuracy and agreements[name]: [R, R] indexed [b, a].
-    anchor_coords: [3, 2] (a, b) of `anchor_names`. trajectories: columns member, epoch, a, b of
-    every snapshot projected onto the plane, drawn as lines in member colours (circle = first).
-    """
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    loss, accuracy = np.asarray(loss, dtype=float), np.asarray(accuracy, dtype=float)
-    coords = np.asarray(anchor_coords, dtype=float).reshape(-1, 2)
-    panels: list[tuple[str, np.ndarray, str, str, tuple[float, float] | None]] = [
-        ("Test loss", loss, "cross-entropy loss (nats, log scale)", "loss", None),
-        ("Test accuracy", accuracy * 100, "accuracy (%)", "acc", None),
-    ]
-    agr = {n: np.asarray(v, dtype=float) * 100 for n, v in agreements.items()}
-    names = list(agr)
-    if len(names) >= 2:
-        # The difference is what shows "each valley agrees with its own optimum": two members
-        # at ~90% agree on ~87% of points, so side by side on 0-100% the maps look the same.
-        first, second = names[:2]
-        diff = agr[first] - agr[second]
-        lim = agreement_difference_limit(diff)
-        panels.append(
-            (
-                f"Agreement with {first} − with {second}",
-                diff,
-                f"agreement with {first} − with {second} (points)",
-                "diff",
-                (-lim, lim),
-            )
-        )
-    shared = agreement_range(list(agr.values()))
-    for name, values in agr.items():
-        panels.append(
-            (f"Agreement with {name}", values, f"agreement with {name} (%)", "agr", shared)
-        )
-    n = len(panels)
-    ncols = 3 if n in (3, 5, 6) else 2
-    rows = -(-n // ncols)
-    fig = _figure(5.0 * ncols, 4.3 * rows + 0.5)
-    axes = _grid(fig, n, ncols)
-    A, B = np.meshgrid(a, b)
-    for ax, (panel, Z, cbar_label, what, limits) in zip(axes, panels):
-        _plane_panel(fig, ax, A, B, Z, cbar_label, what, limits)
-        if trajectories is not None:
-            _draw_trajectories(ax, trajectories)
-        _draw_anchors(ax, anchor_names, coords)
-        ax.set_xlim(a.min(), a.max())
-        ax.set_ylim(b.min(), b.max())
-        ax.set_aspect("equal")
-        ax.set_title(panel, fontsize=TITLE - 1)
-        ax.set_xlabel("a (along u)", fontsize=SMALL)
-        ax.set_ylabel("b (along v)", fontsize=SMALL)
-    if title:
-        fig.suptitle(title, fontsize=TITLE)
-    return fig
-
-
-def agreement_difference_limit(diff: np.ndarray) -> float:
-    """Half-width (points) of the symmetric colour scale of an agreement difference: the largest
-    |difference| on the plane, at least 1 point so a flat map is not all noise."""
-    finite = np.abs(diff[np.isfinite(diff)])
-    return max(float(finite.max()) if finite.size else 1.0, 1.0)
-
-
-def agreement_range(maps: Sequence[np.ndarray]) -> tuple[float, float]:
-    """One data-driven range (%) for the agreement maps of a plane, shared by all of them,
-    widened to at least 5 points."""
-    finite = np.concatenate([m[np.isfinite(m)].ravel() for m in maps]) if maps else np.array([])
-    if not finite.size:
-        return 0.0, 100.0
-    lo, hi = float(finite.min()), float(finite.max())
-    if hi - lo < 5:
-        mid = (lo + hi) / 2
-        lo, hi = max(0.0, mid - 2.5), min(100.0, mid + 2.5)
-    return lo, hi
-
-
-def _plane_panel(
-    fig: Figure,
-    ax,
-    A,
-    B,
-    Z: np.ndarray,
-    cbar_label: str,
-    what: str,
-    limits: tuple[float, float] | None = None,
-) -> None:
-    """Filled contours of one quantity over the plane: loss on a log scale, accuracy on 0-100%,
-    agreement on `limits` (data-driven), an agreement difference on a diverging scale."""
-    if what == "loss":
-        finite = Z[np.isfinite(Z) & (Z > 0)]
-        lo, hi = (finite.min(), finite.max()) if finite.size else (1e-3, 1.0)
-        hi = max(hi, lo * 1.01)
-        levels = np.geomspace(lo, hi, 25)
-        norm, cmap = LogNorm(lo, hi), "viridis"
-        Z = np.clip(Z, lo, hi)
-    elif what in ("agr", "diff") and limits is not None:
-        lo, hi = limits
-        levels, norm = np.linspace(lo, hi, 21), Normalize(lo, hi)
-        cmap = "RdBu_r" if what == "diff" else "cividis"
-        Z = np.clip(Z, lo, hi)
-    else:
-        levels, norm = np.linspace(0, 100, 21), Normalize(0, 100)
-        cmap = "magma" if what == "acc" else "cividis"
-    filled = ax.contourf(A, B, Z, levels=levels, norm=norm, cmap=cmap)
-    ax.contour(A, B, Z, levels=levels[::4], colors="white", linewidths=0.4, alpha=0.6)
-    cbar = fig.colorbar(filled, ax=ax, shrink=0.9)
-    cbar.set_label(cbar_label, fontsize=SMALL)
-    if what in ("agr", "diff"):  # round values, not the contour levels
-        cbar.set_ticks(MaxNLocator(6).tick_values(*levels[[0, -1]]))
-        cbar.ax.set_ylim(levels[0], levels[-1])
-    if what == "loss":  # round values (1-2-5 steps), not the contour levels
-        cbar.set_ticks(_log_ticks(levels[0], levels[-1]), labels=None)
-        cbar.ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
-        cbar.ax.yaxis.set_minor_formatter(NullFormatter())
-
-
-def _draw_anchors(ax, names: Sequence[str], coords: np.ndarray) -> None:
-    ax.scatter(
-        coords[:, 0],
-        coords[:, 1],
-        s=110,
-        marker="*",
-        color="white",
-        edgecolor="black",
-        linewidth=0.8,
-        zorder=5,
-    )
-    for name, (x, y) in zip(names, coords):
-        ax.annotate(
-            name,
-            (x, y),
-            xytext=(6, 6),
-            textcoords="offset points",
-            fontsize=SMALL,
-            color="black",
-            zorder=6,
-            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "alpha": 0.75, "lw": 0},
-        )
-
-
-def _log_ticks(lo: float, hi: float) -> list[float]:
-    """1, 2, 5 × powers of ten within [lo, hi] (at least the two ends when none fall inside)."""
-    powers = range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
-    ticks = [m * 10.0**p for p in powers for m in (1, 2, 5) if lo <= m * 10.0**p <= hi]
-    return ticks if len(ticks) >= 2 else [lo, hi]
-
-
-def _draw_trajectories(ax, t: Mapping[str, np.ndarray]) -> None:
-    member, epoch = np.asarray(t["member"], dtype=int), np.asarray(t["epoch"], dtype=int)
-    x, y = np.asarray(t["a"], dtype=float), np.asarray(t["b"], dtype=float)
-    for m in np.unique(member):
-        rows = np.flatnonzero(member == m)
-        rows = rows[np.argsort(epoch[rows], kind="stable")]
-        c = member_color(int(m))
-        ax.plot(x[rows], y[rows], "-", color=c, lw=1.4, zorder=3)
-        ax.scatter(
-            x[rows[:1]],
-            y[rows[:1]],
-            s=30,
-            marker="o",
-            facecolor="white",
-            edgecolor=c,
-            linewidth=1.5,
-            zorder=4,
-        )
-
-
-def paths_figure(paths: Sequence[Mapping[str, object]]) -> Figure:
-    """Test error and loss along linear paths θ(α) = (1−α)θ1 + αθ2, one line per path.
-
-    Each path: name, kind ("across members" | "within trajectory" | "aligned"), alpha [P],
-    error [P] (fraction), loss [P], error_barrier, loss_barrier (legend).
-    """
-    fig = _figure(12.0, 4.8)
-    err_ax, loss_ax = fig.subplots(1, 2)
-    styles = ("-", "--", ":", "-.")
-    seen: dict[str, int] = {}
-    for i, p in enumerate(paths):
-        kind = str(p["kind"])
-        c = PATH_KIND_COLORS.get(kind, member_color(i))
-        ls = styles[seen.get(kind, 0) % len(styles)]
-        seen[kind] = seen.get(kind, 0) + 1
-        label = (
-            f"{p['name']} ({kind}; error barrier {100 * float(p['error_barrier']):.1f} "
-            f"points, loss barrier {float(p['loss_barrier']):.3f})"
-        )
-        alpha = np.asarray(p["alpha"], dtype=float)
-        err_ax.plot(
-            alpha, 100 * np.asarray(p["error"], dtype=float), ls, color=c, lw=1.7, label=label
-        )
-        loss_ax.plot(alpha, np.asarray(p["loss"], dtype=float), ls, color=c, lw=1.7)
-    for ax, ylabel, title in (
-        (err_ax, "test error (%)", "Error along the path"),
-        (loss_ax, "test loss (nats)", "Loss along the path"),
-    ):
-        ax.set_xlabel("α (0 = first endpoint, 1 = second)", fontsize=LABEL)
-        ax.set_ylabel(ylabel, fontsize=LABEL)
-        ax.set_title(title, fontsize=TITLE)
-        ax.set_xlim(0, 1)
-        ax.grid(alpha=0.3)
-    fig.legend(loc="outside lower center", fontsize=SMALL, ncols=1 if len(paths) > 3 else 2)
-    return fig
-
+# The loss-landscape figures live in report/landscape_figures.py; importable from here too.
+from modescape.report.landscape_figures import (  # noqa: E402
+    PATH_KIND_COLORS,
+    agreement_difference_limit,
+    agreement_range,
+    landscape_plane_figure,
+    paths_figure,
+)
 
 __all__ = [
     "METHOD_COLORS",
     "METHOD_LABELS",
+    "PATH_KIND_COLORS",
     "agreement_difference_limit",
     "agreement_range",
     "corruption_strip_figure",
@@ -680,6 +499,7 @@ __all__ = [
     "paths_figure",
     "shift_boxplot_figure",
     "shift_diversity_figure",
+    "subspace_curve_styles",
     "subspace_ensembles_figure",
     "subspace_tsne_figure",
 ]

@@ -6,7 +6,10 @@ t-SNE caveats. Read from `SubspaceSummary` only (nothing is computed here).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
+
+import numpy as np
 
 from modescape.report import study_figures as figures_study
 from modescape.report.base import Table, _join, _num, _span
@@ -44,6 +47,53 @@ def mode_reading(s: S.SubspaceSummary, methods: list[str]) -> list[str]:
         names = _join(sorted({f"{figures_study.method_label(c.method)}" for c in missed}))
         text += f" The bisection did not bracket its target for {names} (see the table)."
     return [text]
+
+
+def lowrank_note(s: S.SubspaceSummary, methods: list[str]) -> list[str]:
+    """What tells the two low-rank Gaussian samplers apart, when either is shown."""
+    if not {"lowrank", "lowrank_scaled"} & set(methods):
+        return []
+    k = s.config.get("rank", "k")
+    n = s.config.get("n_snapshots", "the last")
+    return [
+        f"Both low-rank Gaussian samplers draw θ = μ + z·V around the mean μ of the last {n} "
+        f"snapshots, along their top {k} principal directions V, with z ~ N(0, s²I). "
+        '"Low-rank" leaves the directions at unit length, as the authors\' notebook does, so '
+        'every direction moves the weights equally far; "low-rank (scaled)" scales each '
+        "direction by the snapshots' spread along it (SWAG-style), so s is measured in units of "
+        "the trajectory's own late movement rather than of distance in weight space."
+    ]
+
+
+def tsne_reading(panels: Mapping[str, Mapping[str, np.ndarray]]) -> list[str]:
+    """Whose final snapshot each sampler's samples sit next to in its t-SNE map: t-SNE keeps
+    neighbours, so "nearest final snapshot" can be read even though distances cannot."""
+    parts = []
+    for m, cols in panels.items():
+        kind = np.asarray(cols["kind"], dtype=str)
+        mem, idx = np.asarray(cols["member"], dtype=int), np.asarray(cols["index"], dtype=int)
+        xy = np.stack([np.asarray(cols["x"], float), np.asarray(cols["y"], float)], axis=1)
+        ends = {}
+        for k in np.unique(mem[kind == "trajectory"]):
+            rows = np.flatnonzero((kind == "trajectory") & (mem == k))
+            ends[int(k)] = xy[rows[np.argmax(idx[rows])]]
+        samples = np.flatnonzero(kind == "sample")
+        if len(ends) < 2 or not samples.size:
+            continue
+        owners = np.array(list(ends))
+        centres = np.stack([ends[k] for k in owners])
+        dist = np.linalg.norm(xy[samples, None, :] - centres[None], axis=2)
+        own = float(np.mean(owners[dist.argmin(axis=1)] == mem[samples]))
+        parts.append(f"{figures_study.method_label(m)} {100 * own:.0f}%")
+    if not parts:
+        return []
+    return [
+        "In the t-SNE maps each member's trajectory runs from its circle to its star, and the "
+        "squares are the samples drawn around its final snapshot. Share of samples whose "
+        f"nearest final snapshot in the map is their own member's: {_join(parts)} (100%: "
+        "every cloud stays by its own member, one mode each; t-SNE keeps neighbours, not "
+        "distances)."
+    ]
 
 
 def calibration_table(s: S.SubspaceSummary, methods: list[str]) -> Table | None:
