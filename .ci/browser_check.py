@@ -22,7 +22,7 @@ contains the point's own hover text (`data-t`).
 
 The page is laid out at `--width` CSS pixels (a phone when under 600: mobile emulation, so the
 page's `<meta name="viewport">` applies). The screenshot is the whole page, or its first
-`--shot-height` pixels.
+`--shot-height` pixels (from the element `--shot-from` selects).
 
 It drives Chromium through the DevTools protocol over `--remote-debugging-port`, with a minimal
 stdlib websocket client (text frames, client-side masking, fragmentation, ping), so it needs no
@@ -292,6 +292,7 @@ def check_page(
     overflow: bool = False,
     hover: str | None = None,
     shot_height: int | None = None,
+    shot_from: str | None = None,
 ) -> dict:
     """Load `html` in headless Chromium; return what was seen (see the module docstring)."""
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -316,9 +317,14 @@ def check_page(
                 result["overflow"] = evaluate(cdp, OVERFLOW_JS % width)
             if screenshot is not None:
                 height = int(evaluate(cdp, "document.documentElement.scrollHeight"))
-                height = min(height, shot_height or 16384, 16384)
-                set_viewport(cdp, width, height)
-                shot = cdp.call("Page.captureScreenshot", format="png")
+                top = 0
+                if shot_from is not None:  # start at this element (e.g. a section)
+                    js = f"document.querySelector({json.dumps(shot_from)})?.offsetTop ?? 0"
+                    top = int(evaluate(cdp, js))
+                height = min(height - top, shot_height or 16384, 16384)
+                set_viewport(cdp, width, top + height)
+                clip = {"x": 0, "y": top, "width": width, "height": height, "scale": 1}
+                shot = cdp.call("Page.captureScreenshot", format="png", clip=clip)
                 screenshot.write_bytes(base64.b64decode(shot["data"]))
                 set_viewport(cdp, width, 4000)
             if hover is not None:
@@ -379,6 +385,7 @@ def main() -> int:
     parser.add_argument("--overflow", action="store_true", help="fail on anything too wide")
     parser.add_argument("--hover", metavar="SELECTOR", help="hover this chart point")
     parser.add_argument("--shot-height", type=int, default=None, help="crop the screenshot")
+    parser.add_argument("--shot-from", metavar="SELECTOR", help="screenshot from this element")
     args = parser.parse_args()
     if not args.html.is_file():
         print(json.dumps({"ok": False, "error": f"no such file: {args.html}"}))
@@ -392,6 +399,7 @@ def main() -> int:
             overflow=args.overflow,
             hover=args.hover,
             shot_height=args.shot_height,
+            shot_from=args.shot_from,
         )
     except (OSError, RuntimeError, TimeoutError, ConnectionError) as e:
         print(json.dumps({"ok": False, "error": f"{type(e).__name__}: {e}"}))

@@ -4,10 +4,10 @@
     python scripts/screenshots.py                 # trains the MNIST-1D demo into a temp folder
     python scripts/screenshots.py --run runs/demo # or reuse an analysed run (report rewritten)
 
-Writes docs/report-1400.png (a desktop window) and docs/report-400.png (a phone), each the first
-screens of the page in headless Chromium (`.ci/browser_check.py`, which also checks the page:
-no console error, no request, nothing wider than the viewport, the ensemble curve's tooltip
-shows on hover); then downscaled and palette-quantised to stay small
+Writes docs/report-1400.png (a desktop window) and docs/report-400.png (a phone), each a few
+screens of the page from its Ensembles section in headless Chromium (`.ci/browser_check.py`,
+which also checks the page: no console error, no request, nothing wider than the viewport, the
+ensemble curve's tooltip shows on hover); then downscaled and palette-quantised to stay small
 (< 500 kB each). Needs chromium on PATH; the demo takes about a minute on two cores.
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-SHOTS = {1400: 2000, 400: 2400}  # width -> CSS pixels of page height kept
+SHOTS = {1400: 1600, 400: 2400}  # width -> CSS pixels of page height kept, from "Ensembles"
 
 
 def browser_check():
@@ -73,7 +73,7 @@ def main() -> int:
             raw = Path(tmp) / f"raw-{width}.png"
             result = check.check_page(
                 index, raw, 60, width, overflow=True, shot_height=height,
-                hover="#fig-ensemble_curves .pt",
+                hover="#fig-ensemble_curves .pt", shot_from="#ensembles",
             )  # fmt: skip
             if not result["ok"]:
                 print(f"the page is not clean at {width} px: {result}", file=sys.stderr)
