@@ -1,17 +1,28 @@
 #!/usr/bin/env python3
 """Open an HTML file in headless Chromium and report what a person's browser would see.
 
-    python .ci/browser_check.py report/index.html [--screenshot page.png] [--timeout 20]
+    python .ci/browser_check.py report/index.html [--width 400] [--overflow]
+        [--hover '#fig-ensemble_curves .pt'] [--screenshot page.png [--shot-height 2400]]
+        [--timeout 20]
 
 Prints one JSON object and exits 0 when the page is clean, 1 when it is not, 2 on usage or
 browser trouble:
 
-    {"ok": true, "title": ..., "console_errors": [...], "network": [...],
-     "images": [{"alt": ..., "complete": true, "naturalWidth": 1234}, ...]}
+    {"ok": true, "title": ..., "width": 400, "console_errors": [...], "network": [...],
+     "images": [{"alt": ..., "complete": true, "naturalWidth": 1234}, ...],
+     "charts": 3, "overflow": {"ok": true, "wide": [...]},
+     "hover": {"ok": true, "tooltip": "deep: ensemble size 1 · accuracy 0.8123", ...}}
 
 "clean" = no console error, no uncaught exception, no error logged by the browser (failed
-loads, blocked content), no request other than file: and data: URLs, and every <img> decoded
-with naturalWidth > 0.
+loads, blocked content), no request other than file: and data: URLs, every <img> decoded with
+naturalWidth > 0 and every chart <svg> drawn (non-empty box); with --overflow, no element's box
+reaches past the viewport's right (or left) edge; with --hover, moving the mouse over the first
+element the CSS selector matches (a chart point) shows the page's tooltip (#tip), and its text
+contains the point's own hover text (`data-t`).
+
+The page is laid out at `--width` CSS pixels (a phone when under 600: mobile emulation, so the
+page's `<meta name="viewport">` applies). The screenshot is the whole page, or its first
+`--shot-height` pixels (from the element `--shot-from` selects).
 
 It drives Chromium through the DevTools protocol over `--remote-debugging-port`, with a minimal
 stdlib websocket client (text frames, client-side masking, fragmentation, ping), so it needs no
@@ -56,6 +67,52 @@ IMAGES_JS = """
   await Promise.all(imgs.map(i => i.decode().catch(() => null)));
   return imgs.map(i => ({alt: i.alt.slice(0, 80), complete: i.complete,
                          naturalWidth: i.naturalWidth, naturalHeight: i.naturalHeight}));
+})()
+"""
+
+
+# Every element whose box reaches past the viewport (the layout's width, not the page's).
+OVERFLOW_JS = """
+((width) => {
+  const W = Math.min(width, document.documentElement.clientWidth), wide = [];
+  for (const e of document.querySelectorAll('body *')) {
+    const r = e.getBoundingClientRect();
+    if (r.width === 0 && r.height === 0) continue;
+    if (r.right > W + 0.5 || r.left < -0.5)
+      wide.push({tag: e.tagName.toLowerCase(), id: e.id, cls: String(e.className.baseVal ??
+                 e.className).slice(0, 40), left: Math.round(r.left), right: Math.round(r.right)});
+  }
+  return {ok: wide.length === 0, viewport: W, scrollWidth: document.documentElement.scrollWidth,
+          count: wide.length, wide: wide.slice(0, 20)};
+})(%d)
+"""
+
+# Every chart <svg> has a drawn box; the count of charts.
+CHARTS_JS = """
+[...document.querySelectorAll('.chart svg')].map(s => {
+  const r = s.getBoundingClientRect();
+  return {width: Math.round(r.width), height: Math.round(r.height),
+          points: s.querySelectorAll('circle').length};
+})
+"""
+
+# The hover target: scrolled into view, its centre (viewport coordinates) and hover text.
+TARGET_JS = """
+((sel) => {
+  const e = document.querySelector(sel);
+  if (!e) return null;
+  e.scrollIntoView({block: 'center'});
+  const r = e.getBoundingClientRect();
+  return {x: r.left + r.width / 2, y: r.top + r.height / 2, text: e.dataset.t || ''};
+})(%s)
+"""
+
+TOOLTIP_JS = """
+(() => {
+  const t = document.getElementById('tip');
+  if (!t) return {text: '', visible: false};
+  const r = t.getBoundingClientRect();
+  return {text: t.textContent, visible: getComputedStyle(t).display !== 'none' && r.width > 0};
 })()
 """
 
@@ -196,14 +253,53 @@ def page_websocket(port: int, deadline: float) -> str:
     raise TimeoutError("chromium has no page target")
 
 
+def evaluate(cdp: DevTools, expression: str, awaits: bool = False):
+    result = cdp.call(
+        "Runtime.evaluate", expression=expression, awaitPromise=awaits, returnByValue=True
+    )["result"]
+    return result.get("value")
+
+
+def set_viewport(cdp: DevTools, width: int, height: int) -> None:
+    cdp.call(
+        "Emulation.setDeviceMetricsOverride",
+        width=width,
+        height=height,
+        deviceScaleFactor=1,
+        mobile=width < 600,
+    )
+
+
+def hover_check(cdp: DevTools, selector: str) -> dict:
+    """Move the mouse over the first element `selector` matches; read the tooltip."""
+    target = evaluate(cdp, TARGET_JS % json.dumps(selector))
+    if target is None:
+        return {"ok": False, "selector": selector, "error": "no element matches"}
+    for dx in (40, 0):  # arrive from beside the point, as a person's mouse does
+        cdp.call("Input.dispatchMouseEvent", type="mouseMoved", x=target["x"] + dx, y=target["y"])
+    evaluate(cdp, "new Promise(r => requestAnimationFrame(() => r(0)))", awaits=True)
+    tip = evaluate(cdp, TOOLTIP_JS)
+    ok = bool(tip["visible"] and target["text"] and target["text"] in tip["text"])
+    return {"ok": ok, "selector": selector, "point": target["text"], **tip}
+
+
 def check_page(
-    html: Path, screenshot: Path | None = None, timeout: float = 20.0, width: int = 1280
+    html: Path,
+    screenshot: Path | None = None,
+    timeout: float = 20.0,
+    width: int = 1280,
+    *,
+    overflow: bool = False,
+    hover: str | None = None,
+    shot_height: int | None = None,
+    shot_from: str | None = None,
 ) -> dict:
     """Load `html` in headless Chromium; return what was seen (see the module docstring)."""
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
     if binary is None:
         raise FileNotFoundError("chromium is not on PATH (apt-get install chromium)")
     deadline = time.monotonic() + timeout
+    result: dict = {"width": width}
     with tempfile.TemporaryDirectory(prefix="modescape-chromium-") as profile:
         proc, port = start_chromium(binary, Path(profile), timeout)
         try:
@@ -211,38 +307,30 @@ def check_page(
             cdp = DevTools(ws)
             for domain in ("Page", "Runtime", "Log", "Network"):
                 cdp.call(f"{domain}.enable")
-            cdp.call(
-                "Emulation.setDeviceMetricsOverride",
-                width=width,
-                height=4000,
-                deviceScaleFactor=1,
-                mobile=False,
-            )
+            set_viewport(cdp, width, 4000)
             cdp.call("Page.navigate", url=html.resolve().as_uri())
             cdp.wait_for("Page.loadEventFired", deadline)
-            images = cdp.call(
-                "Runtime.evaluate", expression=IMAGES_JS, awaitPromise=True, returnByValue=True
-            )["result"]["value"]
-            title = cdp.call("Runtime.evaluate", expression="document.title", returnByValue=True)[
-                "result"
-            ]["value"]
+            images = evaluate(cdp, IMAGES_JS, awaits=True)
+            result["title"] = evaluate(cdp, "document.title")
+            charts = evaluate(cdp, CHARTS_JS)
+            if overflow:
+                result["overflow"] = evaluate(cdp, OVERFLOW_JS % width)
             if screenshot is not None:
-                height = cdp.call(
-                    "Runtime.evaluate",
-                    expression="document.documentElement.scrollHeight",
-                    returnByValue=True,
-                )["result"]["value"]
-                cdp.call(
-                    "Emulation.setDeviceMetricsOverride",
-                    width=width,
-                    height=min(int(height), 16384),
-                    deviceScaleFactor=1,
-                    mobile=False,
-                )
-                shot = cdp.call("Page.captureScreenshot", format="png")
+                height = int(evaluate(cdp, "document.documentElement.scrollHeight"))
+                top = 0
+                if shot_from is not None:  # start at this element (e.g. a section)
+                    js = f"document.querySelector({json.dumps(shot_from)})?.offsetTop ?? 0"
+                    top = int(evaluate(cdp, js))
+                height = min(height - top, shot_height or 16384, 16384)
+                set_viewport(cdp, width, top + height)
+                clip = {"x": 0, "y": top, "width": width, "height": height, "scale": 1}
+                shot = cdp.call("Page.captureScreenshot", format="png", clip=clip)
                 screenshot.write_bytes(base64.b64decode(shot["data"]))
+                set_viewport(cdp, width, 4000)
+            if hover is not None:
+                result["hover"] = hover_check(cdp, hover)
             # Drain events that arrived meanwhile (console messages are sent asynchronously).
-            cdp.call("Runtime.evaluate", expression="0")
+            evaluate(cdp, "0")
             ws.close()
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -270,12 +358,21 @@ def check_page(
             if not url.startswith(("file:", "data:")):
                 network.append(url[:200])
     bad_images = [i for i in images if not (i["complete"] and i["naturalWidth"] > 0)]
+    bad_charts = [c for c in charts if not (c["width"] > 0 and c["height"] > 0)]
+    ok = not errors and not network and not bad_images and not bad_charts
+    ok = (
+        ok
+        and result.get("overflow", {}).get("ok", True)
+        and result.get("hover", {}).get("ok", True)
+    )
     return {
-        "ok": not errors and not network and not bad_images,
-        "title": title,
+        "ok": ok,
+        **result,
         "console_errors": errors,
         "network": network,
         "images": images,
+        "charts": len(charts),
+        "bad_charts": bad_charts,
     }
 
 
@@ -284,12 +381,26 @@ def main() -> int:
     parser.add_argument("html", type=Path)
     parser.add_argument("--screenshot", type=Path, default=None)
     parser.add_argument("--timeout", type=float, default=20.0)
+    parser.add_argument("--width", type=int, default=1280, help="viewport width (CSS px)")
+    parser.add_argument("--overflow", action="store_true", help="fail on anything too wide")
+    parser.add_argument("--hover", metavar="SELECTOR", help="hover this chart point")
+    parser.add_argument("--shot-height", type=int, default=None, help="crop the screenshot")
+    parser.add_argument("--shot-from", metavar="SELECTOR", help="screenshot from this element")
     args = parser.parse_args()
     if not args.html.is_file():
         print(json.dumps({"ok": False, "error": f"no such file: {args.html}"}))
         return 2
     try:
-        result = check_page(args.html, args.screenshot, args.timeout)
+        result = check_page(
+            args.html,
+            args.screenshot,
+            args.timeout,
+            args.width,
+            overflow=args.overflow,
+            hover=args.hover,
+            shot_height=args.shot_height,
+            shot_from=args.shot_from,
+        )
     except (OSError, RuntimeError, TimeoutError, ConnectionError) as e:
         print(json.dumps({"ok": False, "error": f"{type(e).__name__}: {e}"}))
         return 2

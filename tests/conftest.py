@@ -72,6 +72,47 @@ def snapshot_bytes(run: Path) -> dict[str, bytes]:
     }
 
 
+@pytest.fixture(scope="session")
+def analysed(tiny_run, tmp_path_factory) -> Path:
+    """tiny_run copied, analysed and put through every follow-up study (small settings) once
+    (the report, page, compare and browser tests share it)."""
+    from modescape.analysis.subspace import SubspaceConfig
+    from modescape.studies.landscape import LandscapeConfig, run_landscape
+    from modescape.studies.shift import ShiftConfig, run_shift
+    from modescape.studies.subspace import run_subspace
+    from modescape.studies.weights_functions import analyze_run
+
+    dst = tmp_path_factory.mktemp("report") / "run"
+    shutil.copytree(tiny_run, dst)
+    analyze_run(dst)
+    run_subspace(dst, SubspaceConfig(n_samples=4, n_snapshots=3, rank=2))
+    run_shift(dst, ShiftConfig(corruptions=("gaussian_noise",), severities=(1, 3)))
+    config = LandscapeConfig(resolution=5, max_examples=200, n_path_points=5)
+    run_landscape(dst, config)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def written(analysed) -> Path:
+    """The report of `analysed`, written once a session."""
+    from modescape.report.html import write_report
+
+    return write_report(analysed)
+
+
+@pytest.fixture(scope="session")
+def second_run(tmp_path_factory) -> Path:
+    """Another analysed run to compare with `analysed`: 2 members, 3 epochs, seed 1, no
+    follow-up study; its folder is also called "run" (labels must tell the two apart)."""
+    from modescape.studies.weights_functions import analyze_run
+    from modescape.train.trainer import train
+
+    out = tmp_path_factory.mktemp("second") / "run"
+    train(tiny_config(members=2, epochs=3, seed=1), out)
+    analyze_run(out)
+    return out
+
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"  # CI and developers have ../shared beside the checkout
 CIFAR10_CLASSES = (

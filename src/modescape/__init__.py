@@ -78,6 +78,7 @@ _EXPORTS: dict[str, str] = {
     "ShiftConfig": "modescape.studies.shift",
     "run_shift": "modescape.studies.shift",
     "write_report": "modescape.report.html",
+    "compare_runs": "modescape.report.compare",
 }
 
 __all__ = [  # the public API; tests/test_api.py checks it matches _EXPORTS
@@ -104,6 +105,7 @@ __all__ = [  # the public API; tests/test_api.py checks it matches _EXPORTS
     "average_state_dicts",
     "brier",
     "build_model",
+    "compare_runs",
     "cosine_matrix",
     "derive_seed",
     "disagreement_matrix",
@@ -185,6 +187,7 @@ if TYPE_CHECKING:  # what static checkers and IDEs see; never executed
     from modescape.models.alignment import align
     from modescape.models.registry import build_model, register_arch
     from modescape.pipeline import run_pipeline, train_run
+    from modescape.report.compare import compare_runs
     from modescape.report.html import write_report
     from modescape.seeding import derive_seed
     from modescape.store.run import Run, load_run

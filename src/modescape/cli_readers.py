@@ -1,4 +1,4 @@
-"""The `modescape` commands that read a run: report, status, verify, info, models.
+"""The `modescape` commands that read a run: report, compare, status, verify, info, models.
 
 Each is one library call; `build_reader_parsers` adds their parsers (see `modescape.cli`).
 """
@@ -18,6 +18,12 @@ def cmd_report(args: argparse.Namespace) -> None:
     from modescape.report.html import write_report
 
     write_report(args.run)  # logs where it wrote the report
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from modescape.report.compare import compare_runs
+
+    compare_runs(args.runs, args.out)  # logs where it wrote the page
 
 
 def cmd_status(args: argparse.Namespace) -> None:
@@ -93,6 +99,12 @@ def build_reader_parsers(sub: Any, _subparser: Callable[..., argparse.ArgumentPa
     p = _subparser(sub, "report", "write <run>/report/index.html with every figure")
     p.add_argument("run", help="run directory (analysed)")
     p.set_defaults(func=cmd_report)
+    p = _subparser(sub, "compare", "one page putting two or more analysed runs side by side")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (analysed), 2 or more")
+    p.add_argument(
+        "--out", default="comparison", help="folder for index.html (default ./comparison)"
+    )
+    p.set_defaults(func=cmd_compare)
     p = _subparser(sub, "status", "state of each member (and its SLURM task)")
     p.add_argument("run", help="run directory")
     p.set_defaults(func=cmd_status)

@@ -516,24 +516,26 @@ def agreement_with_final_figure(
     return fig
 
 
-def figure_bytes(fig: Figure, fmt: str) -> bytes:
-    """Render `fig` as "png" (at DPI) or "pdf"; returns the file's bytes."""
+def figure_bytes(fig: Figure, fmt: str, scale: float = 1) -> bytes:
+    """Render `fig` as "png" (at `scale` × DPI: 2 for high-density screens) or "pdf"; returns the
+    file's bytes."""
     if fmt not in ("png", "pdf"):
         raise choice_error("figure format", fmt, ("png", "pdf"))
     buf = io.BytesIO()
     # Fixed metadata keeps PDFs byte-identical across runs (no creation date).
     meta = {"Software": None} if fmt == "png" else {"CreationDate": None, "Producer": None}
-    fig.savefig(buf, format=fmt, dpi=DPI, metadata=meta)
+    fig.savefig(buf, format=fmt, dpi=DPI * scale, metadata=meta)
     return buf.getvalue()
 
 
-def render_figure(fig: Figure) -> dict[str, bytes]:
-    """{"png": ..., "pdf": ...} of `fig`; the PDF reuses the layout computed for the PNG.
+def render_figure(fig: Figure, scale: float = 1) -> dict[str, bytes]:
+    """{"png": ..., "pdf": ...} of `fig` (the PNG at `scale` × DPI); the PDF reuses the layout
+    computed for the PNG.
 
     Constrained layout is about half the cost of a figure, and repeating it can move artists by
     a hair, so the layout is frozen after the first render: both files show the same layout.
     """
-    png = figure_bytes(fig, "png")
+    png = figure_bytes(fig, "png", scale)
     fig.set_layout_engine("none")
     return {"png": png, "pdf": figure_bytes(fig, "pdf")}
 

@@ -1,9 +1,13 @@
 """`modescape report`: one self-contained HTML page with every figure and table of a run.
 
-    <run>/report/index.html          the page: figures embedded as base64 PNG, inline CSS, no
-                                     scripts, fonts or anything fetched from the network
-    <run>/report/figures/<name>.png  every figure, also as .pdf
+    <run>/report/index.html          the page: interactive SVG charts and base64 PNGs, inline
+                                     CSS and script, nothing fetched from the network
+    <run>/report/figures/<name>.png  every figure (2x DPI), also as .pdf, its numbers as .csv
     <run>/report/tables/<name>.csv   every table (summary, members, ensembles)
+    <run>/report/data.json           every figure's numbers and plotted series
+
+The page itself (layout, table of contents, figure numbers, print and dark styles) is
+`report/page.py`; the charts of Plots that carry a `chart` are `report/interactive.py`.
 
 The page is a list of sections. Each section is built by a function in `SECTIONS` from a
 `ReportContext` (the run, the typed analysis summary and readers for the analysis files); it returns
@@ -37,18 +41,11 @@ and phrase them so they stay true whatever the numbers turn out to be.
 
 from __future__ import annotations
 
-import base64
-import csv
-import html
-import io
 import logging
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from modescape.report import figures
 from modescape.report.base import (  # noqa: F401  (re-exported: the section-building API)
@@ -64,6 +61,15 @@ from modescape.report.base import (  # noqa: F401  (re-exported: the section-bui
     _points,
     _warned,
 )
+from modescape.report.interactive import chart_data
+from modescape.report.page import (
+    FigureBlock,
+    csv_bytes,
+    figure_html,
+    page_html,
+    section_html,
+    table_html,
+)
 from modescape.report.run_sections import (  # noqa: F401  (re-exported)
     MEMBER_COLUMNS,
     ensemble_section,
@@ -74,7 +80,7 @@ from modescape.report.run_sections import (  # noqa: F401  (re-exported)
     weight_section,
 )
 from modescape.report.sections import landscape_section, shift_section, subspace_section
-from modescape.store.files import atomic_write_bytes, killpoint
+from modescape.store.files import atomic_write_bytes, killpoint, write_json
 from modescape.store.run import load_run
 
 logger = logging.getLogger(__name__)
@@ -93,15 +99,21 @@ SECTIONS: list[SectionFn] = [
 
 
 # ---- writing --------------------------------------------------------------------------------
+PNG_SCALE = 2  # page PNGs are rendered at 2× DPI and shown at their 1× CSS size
+
+
 def write_report(
     run_path: str | Path,
     out_dir: str | Path | None = None,
     *,
     log: Callable[[str], Any] | None = None,
 ) -> Path:
-    """Write index.html, figures/*.png|pdf and tables/*.csv; return the path of index.html.
+    """Write index.html, figures/*.png|pdf|csv, tables/*.csv and data.json; return the path of
+    index.html.
 
-    `log` is deprecated (the message goes to `logging`); a callable passed still gets it.
+    Every figure's numbers go to figures/<name>.csv (when its Plot has `data`) and every
+    figure's data and plotted series to data.json. `log` is deprecated (the message goes to
+    `logging`); a callable passed still gets it.
     """
     start = time.perf_counter()
     ctx = ReportContext(load_run(run_path))
@@ -110,18 +122,25 @@ def write_report(
     images: dict[str, bytes] = {}
     for sec in sections:
         for plot in sec.figures:
-            files = figures.render_figure(plot.figure)
+            files = figures.render_figure(plot.figure, scale=PNG_SCALE)
             for fmt, data in files.items():
                 killpoint("report.write")
                 atomic_write_bytes(out / "figures" / f"{plot.name}.{fmt}", data)
+            if plot.data is not None:
+                atomic_write_bytes(out / "figures" / f"{plot.name}.csv", csv_bytes(plot.data))
             images[plot.name] = files["png"]
         for table in sec.tables:
-            atomic_write_bytes(out / "tables" / f"{table.name}.csv", _csv_bytes(table))
+            atomic_write_bytes(out / "tables" / f"{table.name}.csv", csv_bytes(table))
+    write_json(out / "data.json", report_data(ctx.run.path.name, sections))
     page = render_html(ctx, sections, images)
     index = out / "index.html"
     killpoint("report.index")
     atomic_write_bytes(index, page.encode())
-    message = f"report: {len(images)} figures in {time.perf_counter() - start:.1f} s -> {index}"
+    size = len(page.encode()) / 2**20
+    message = (
+        f"report: {len(images)} figures in {time.perf_counter() - start:.1f} s, "
+        f"page {size:.1f} MB -> {index}"
+    )
     if log is not None:
         log(message)
     else:
@@ -129,96 +148,60 @@ def write_report(
     return index
 
 
-def _csv_bytes(table: Table) -> bytes:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(table.header)
-    writer.writerows(table.rows)
-    return buf.getvalue().encode()
+_csv_bytes = csv_bytes  # the old private name
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, float | np.floating):
-        return "" if math.isnan(value) else _near_one(float(value), 4, "g")
-    if isinstance(value, int | np.integer) and not isinstance(value, bool):
-        return f"{value:,}" if abs(value) < 10**12 else str(value)  # seeds stay unformatted
-    return str(value)
+def report_data(run: str, sections: list[Section]) -> dict[str, Any]:
+    """data.json: for every figure, its number, section, caption, files, the table of numbers
+    drawn (`columns`, `rows`) and the plotted series of its chart (NaN is written as null)."""
+    out: list[dict[str, Any]] = []
+    for sec in sections:
+        for plot in sec.figures:
+            entry: dict[str, Any] = {
+                "number": len(out) + 1,
+                "name": plot.name,
+                "section": sec.id,
+                "caption": plot.caption,
+                "files": [f"figures/{plot.name}.{ext}" for ext in ("png", "pdf")],
+            }
+            if plot.data is not None:
+                entry["files"].append(f"figures/{plot.name}.csv")
+                entry["columns"] = list(plot.data.header)
+                entry["rows"] = [list(r) for r in plot.data.rows]
+            if plot.chart is not None:
+                entry["chart"] = chart_data(plot.chart)
+            out.append(entry)
+    return {"run": run, "figures": out}
 
 
-def _td(value: Any, align_numbers: bool = True) -> str:
-    numeric = isinstance(value, int | float | np.number) and not isinstance(value, bool)
-    css = ' class="num"' if numeric and align_numbers else ""
-    return f"<td{css}>{html.escape(_cell(value))}</td>"
+def figure_blocks(sections: list[Section], images: dict[str, bytes]) -> list[list[FigureBlock]]:
+    """The page's figures of each section, with the links to their files."""
+    blocks = []
+    for sec in sections:
+        row = []
+        for plot in sec.figures:
+            links = [("PNG", f"figures/{plot.name}.png"), ("PDF", f"figures/{plot.name}.pdf")]
+            if plot.data is not None:
+                links.append(("CSV", f"figures/{plot.name}.csv"))
+            row.append(FigureBlock(plot.name, plot.caption, images[plot.name], plot.chart, links))
+        blocks.append(row)
+    return blocks
 
 
 def render_html(ctx: ReportContext, sections: list[Section], images: dict[str, bytes]) -> str:
     """The page as one string; everything taken from files is HTML-escaped."""
-    esc = html.escape
-    title = f"modescape report: {ctx.run.path.name}"
-    nav = "".join(f'<a href="#{esc(s.id)}">{esc(s.title)}</a>' for s in sections)
-    body = []
-    for sec in sections:
-        parts = [f'<section id="{esc(sec.id)}"><h2>{esc(sec.title)}</h2>']
-        parts += [f'<p class="reading">{esc(p)}</p>' for p in sec.reading]
-        for plot in sec.figures:
-            data = base64.b64encode(images[plot.name]).decode()
-            parts.append(
-                f'<figure><img src="data:image/png;base64,{data}" alt="{esc(plot.caption)}">'
-                f"<figcaption>{esc(plot.caption)} "
-                f'<a href="figures/{esc(plot.name)}.png">PNG</a> · '
-                f'<a href="figures/{esc(plot.name)}.pdf">PDF</a></figcaption></figure>'
-            )
-        for table in sec.tables:
-            head = "".join(f"<th>{esc(str(h))}</th>" for h in table.header)
-            rows = "".join(
-                "<tr>" + "".join(_td(v, table.align_numbers) for v in row) + "</tr>"
-                for row in table.rows
-            )
-            parts.append(
-                f'<div class="table"><table><caption>{esc(table.caption)} '
-                f'<a href="tables/{esc(table.name)}.csv">CSV</a></caption>'
-                f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>"
-            )
-        body.append("".join(parts) + "</section>")
-    return _PAGE.format(
-        title=esc(title),
-        run=esc(str(ctx.run.path)),
-        created=esc(time.strftime("%Y-%m-%d %H:%M")),
-        nav=nav,
-        notices="".join(f'<p class="notice">{esc(n)}</p>' for n in ctx.notices),
-        body="\n".join(body),
+    body, number = [], 0
+    for sec, figs in zip(sections, figure_blocks(sections, images)):
+        parts = []
+        for fig in figs:
+            number += 1
+            parts.append(figure_html(fig, number, PNG_SCALE))
+        parts += [table_html(t, f"tables/{t.name}.csv") for t in sec.tables]
+        body.append(section_html(sec.id, sec.title, parts, sec.reading, sec.reproduces))
+    return page_html(
+        f"modescape report: {ctx.run.path.name}",
+        [f"Run: {ctx.run.path} · report written {time.strftime('%Y-%m-%d %H:%M')}"],
+        [(s.id, s.title) for s in sections],
+        body,
+        ctx.notices,
     )
-
-
-_PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>
-body {{ font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222;
-       max-width: 1100px; margin: 0 auto; padding: 0 24px 48px; }}
-header {{ border-bottom: 1px solid #ddd; margin-bottom: 8px; }}
-h1 {{ font-size: 1.6em; margin: 24px 0 4px; }}
-h2 {{ font-size: 1.3em; margin-top: 40px; border-bottom: 1px solid #eee; }}
-nav a {{ margin-right: 16px; }}
-.meta {{ color: #666; font-size: 0.9em; word-break: break-all; }}
-.notice {{ background: #fff4e5; border-left: 4px solid #c05600; padding: 8px 12px; }}
-.reading {{ background: #f6f8fa; border-left: 4px solid #1f3b73; padding: 8px 12px;
-           margin: 8px 0; }}
-figure {{ margin: 20px 0; }}
-figure img {{ max-width: 100%; height: auto; display: block; }}
-figcaption, caption {{ color: #555; font-size: 0.9em; text-align: left; }}
-.table {{ overflow-x: auto; margin: 16px 0; }}
-table {{ border-collapse: collapse; font-size: 0.85em; }}
-th, td {{ border: 1px solid #ddd; padding: 3px 8px; text-align: left; }}
-th {{ background: #f0f0f0; }}
-td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
-a {{ color: #1f5fbf; }}
-</style></head>
-<body>
-<header><h1>{title}</h1>
-<p class="meta">Run: {run} · report written {created}</p>
-{notices}<nav>{nav}</nav></header>
-{body}
-</body></html>
-"""

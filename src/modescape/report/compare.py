@@ -1,0 +1,423 @@
+"""`modescape compare RUN_A RUN_B [...]`: one page that puts two or more analysed runs side by side.
+
+    <out>/index.html          the page (same layout and interactive charts as the report)
+    <out>/figures/<name>.csv  the numbers of every chart, one row per plotted point
+    <out>/tables/<name>.csv   the settings that differ, every setting, the numbers at a glance
+    <out>/data.json           the runs and every chart's plotted series
+
+The page holds a config diff (the settings that differ, every setting one click away), the
+at-a-glance numbers in one table (a column per run; study numbers when a run has the study), and
+overlaid curves: ensemble accuracy and NLL against size, training curves, the diversity–accuracy
+plane (runs with a subspace study) and accuracy under shift (runs with a shift study).
+
+Everything is read through the typed readers (`load_run`, `ReportContext`, the studies' summaries
+in `studies.schema`), each file checked against its recorded sha256: nothing is recomputed. Runs
+are labelled by their directory name, with as many parent folders as it takes to tell them apart.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modescape.errors import ModescapeError
+from modescape.report.base import Chart, ChartKind, ReportContext, Series, Table
+from modescape.report.interactive import chart_data
+from modescape.report.page import (
+    FigureBlock,
+    csv_bytes,
+    figure_html,
+    page_html,
+    section_html,
+    table_html,
+)
+from modescape.store.files import atomic_write_bytes, write_json
+from modescape.store.run import load_run
+from modescape.studies import schema as S
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ChartPlot:
+    """One chart of the comparison and the table of its numbers (figures/<name>.csv)."""
+
+    name: str
+    caption: str
+    chart: Chart
+    data: Table
+
+
+@dataclass
+class CompareSection:
+    id: str
+    title: str
+    reading: list[str]
+    charts: list[ChartPlot]
+    tables: list[Table]
+    extra: str = ""  # HTML after the tables (the full settings in a <details>)
+    written: list[Table] = field(default_factory=list)  # also written to tables/ (in `extra`)
+
+
+def compare_runs(runs: Sequence[str | Path], out: str | Path = "comparison") -> Path:
+    """Write a page comparing two or more analysed runs to `out`; return the path of its
+    index.html. A missing run, a run not analysed yet or fewer than two runs is one
+    ModescapeError."""
+    start = time.perf_counter()
+    if len(runs) < 2:
+        raise ModescapeError(f"compare needs at least two runs, got {len(runs)}")
+    ctxs = [ReportContext(load_run(r)) for r in runs]
+    labels = run_labels([c.run.path for c in ctxs])
+    out = Path(out)
+    sections = [s for s in _sections(ctxs, labels) if s is not None]
+    for sec in sections:
+        for c in sec.charts:
+            atomic_write_bytes(out / "figures" / f"{c.name}.csv", csv_bytes(c.data))
+        for t in sec.tables + sec.written:
+            atomic_write_bytes(out / "tables" / f"{t.name}.csv", csv_bytes(t))
+    write_json(out / "data.json", _data(ctxs, labels, sections))
+    body, number = [], 0
+    for sec in sections:
+        parts = []
+        for c in sec.charts:
+            number += 1
+            links = [("CSV", f"figures/{c.name}.csv")]
+            parts.append(
+                figure_html(FigureBlock(c.name, c.caption, chart=c.chart, links=links), number)
+            )
+        parts += [table_html(t, f"tables/{t.name}.csv") for t in sec.tables]
+        body.append(section_html(sec.id, sec.title, [*parts, sec.extra], sec.reading))
+    page = page_html(
+        f"modescape comparison: {' vs '.join(labels)}",
+        [f"{label}: {c.run.path}" for label, c in zip(labels, ctxs)]
+        + [f"written {time.strftime('%Y-%m-%d %H:%M')}"],
+        [(s.id, s.title) for s in sections],
+        body,
+        [f"{label}: {n}" for label, c in zip(labels, ctxs) for n in c.notices],
+    )
+    index = out / "index.html"
+    atomic_write_bytes(index, page.encode())
+    logger.info(
+        f"compare: {len(ctxs)} runs, {number} charts in {time.perf_counter() - start:.1f} s "
+        f"-> {index}"
+    )
+    return index
+
+
+def run_labels(paths: Sequence[Path]) -> list[str]:
+    """Directory names, with parent folders added until they differ ('a/run', 'b/run'); equal
+    paths get ' (2)', ' (3)'."""
+    parts = [Path(p).resolve().parts for p in paths]
+    depth = 1
+    while depth < max(len(p) for p in parts):
+        labels = ["/".join(p[-depth:]) for p in parts]
+        if len(set(labels)) == len(labels):
+            return labels
+        depth += 1
+    labels = [p[-1] for p in parts]  # the same folder given twice
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if seen[label] == 1 else f"{label} ({seen[label]})")
+    return out
+
+
+def _sections(ctxs: list[ReportContext], labels: list[str]) -> list[CompareSection | None]:
+    return [
+        _settings_section(ctxs, labels),
+        _glance_section(ctxs, labels),
+        _ensemble_section(ctxs, labels),
+        _training_section(ctxs, labels),
+        _subspace_section(ctxs, labels),
+        _shift_section(ctxs, labels),
+    ]
+
+
+# ---- settings and numbers ---------------------------------------------------------------------
+def flat_config(ctx: ReportContext) -> dict[str, Any]:
+    """The run's resolved config as dotted keys ('train.lr': 0.003)."""
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            out[prefix] = value
+
+    walk("", ctx.run.config.to_dict())
+    return out
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return ", ".join(_text(v) for v in value)
+    return "" if value is None else str(value)
+
+
+def _settings_section(ctxs: list[ReportContext], labels: list[str]) -> CompareSection:
+    configs = [flat_config(c) for c in ctxs]
+    keys = list(dict.fromkeys(k for cfg in configs for k in cfg))
+    rows = [[k, *(_text(cfg.get(k, "")) for cfg in configs)] for k in keys]
+    differ = [r for r in rows if len(set(r[1:])) > 1]
+    header = ["setting", *labels]
+    diff = Table("settings_differ", header, differ, "Settings that differ.", align_numbers=False)
+    every = Table("settings", header, rows, "Every setting of the runs' configs.", False)
+    reading = [
+        f"{len(differ)} of {len(rows)} settings differ between the runs."
+        if differ
+        else f"The runs' configs are identical ({len(rows)} settings); only chance differs."
+    ]
+    extra = (
+        f'<details class="all-settings"><summary>Show all {len(rows)} settings</summary>'
+        f"{table_html(every, 'tables/settings.csv')}</details>"
+    )
+    tables = [diff] if differ else []
+    return CompareSection("settings", "Settings", reading, [], tables, extra, [every])
+
+
+def _f(x: Any) -> float:
+    """A plotted value rounded to 4 significant digits, as in the chart's CSV (NaN stays)."""
+    x = float(x)
+    return float(f"{x:.4g}") if math.isfinite(x) else math.nan
+
+
+def _r(x: Any) -> Any:
+    """A number rounded to 4 significant digits (NaN and None: blank)."""
+    if x is None:
+        return ""
+    if isinstance(x, float | np.floating):
+        return "" if not math.isfinite(x) else float(f"{float(x):.4g}")
+    return x
+
+
+def glance_rows(ctx: ReportContext) -> dict[str, Any]:
+    """The numbers at a glance of one run: quantity -> value (rounded; studies when present)."""
+    s, cfg = ctx.summary, ctx.run.config
+    e = s.ensemble
+    M, K = len(ctx.members), s.ensemble_size_compared
+    rows: dict[str, Any] = {
+        "dataset": ctx.run.data_summary.get("name", cfg.data.name),
+        "architecture": f"{cfg.model.arch} ({cfg.model.variant})",
+        "recipe": cfg.train.recipe,
+        "members": M,
+        "epochs": ctx.epochs[-1],
+        "base seed": cfg.seed,
+        "analysis split (examples)": f"{s.split} ({s.n_examples:,})",
+        "mean single accuracy": _r(s.single["accuracy"]),
+        "deep ensemble accuracy (all members)": _r(e["deep"]["accuracy"]),
+        "mean single NLL": _r(s.single["nll"]),
+        "deep ensemble NLL": _r(e["deep"]["nll"]),
+        "mean single ECE": _r(s.single["ece"]),
+        "deep ensemble ECE": _r(e["deep"]["ece"]),
+        "snapshots in the snapshot ensemble": K,
+        "snapshot ensemble accuracy": _r(e["snapshot_k"]["accuracy"]),
+        "weight average accuracy": _r(e["weight_average"]["accuracy"]),
+        "disagreement across members": _r(s.disagreement.across_members_mean),
+        "late window (snapshots)": s.disagreement.late_window,
+        "late disagreement within a trajectory": _r(s.disagreement.late_within_mean),
+        "cosine across members": _r(s.cosine.across_members_mean),
+        "JS diversity across members": _r(s.js_diversity.members),
+    }
+    sub = ctx.study(S.SUBSPACE)
+    if sub is not None:
+        for method, v in sub.summary.js_diversity.items():
+            rows[f"subspace: JS diversity, {method.replace('_', ' ')}"] = _r(v)
+    shift = ctx.study(S.SHIFT)
+    if shift is not None:
+        by = shift.summary.by_severity
+        sev = by.severities[-1]
+        rows["shift: highest severity"] = sev
+        sizes = [int(f.split("_")[1]) for f in by.metrics if f.startswith("ensemble_")]
+        rows["shift: single accuracy at the highest severity"] = _r(
+            by.metrics["single"]["accuracy"][-1]
+        )
+        if sizes:
+            rows["shift: largest ensemble (members)"] = max(sizes)
+            rows["shift: largest ensemble's accuracy at the highest severity"] = _r(
+                by.metrics[f"ensemble_{max(sizes)}"]["accuracy"][-1]
+            )
+    land = ctx.study(S.LANDSCAPE)
+    if land is not None:
+        for kind in ("across members", "within trajectory", "aligned"):
+            paths = [p for p in land.summary.paths if p.kind == kind]
+            if paths:
+                rows[f"landscape: error barrier, {kind} ({paths[0].name})"] = _r(
+                    paths[0].error_barrier
+                )
+    return rows
+
+
+def _glance_section(ctxs: list[ReportContext], labels: list[str]) -> CompareSection:
+    per_run = [glance_rows(c) for c in ctxs]
+    keys = list(dict.fromkeys(k for r in per_run for k in r))
+    rows = [[k, *(r.get(k, "") for r in per_run)] for k in keys]
+    table = Table(
+        "at_a_glance",
+        ["quantity", *labels],
+        rows,
+        "Each run's summary numbers (blank: the run lacks that study).",
+    )
+    acc = [(lab, c.summary.ensemble["deep"]["accuracy"]) for lab, c in zip(labels, ctxs)]
+    best = max(acc, key=lambda a: a[1])
+    reading = [
+        f"The deep ensemble of {best[0]} is the most accurate ({100 * best[1]:.1f}%); "
+        + ", ".join(f"{lab} {100 * a:.1f}%" for lab, a in acc)
+        + "."
+    ]
+    return CompareSection("glance", "At a glance", reading, [], [table])
+
+
+# ---- charts -------------------------------------------------------------------------------------
+def _ensemble_section(ctxs: list[ReportContext], labels: list[str]) -> CompareSection | None:
+    have = [(lab, c) for lab, c in zip(labels, ctxs) if c.has(S.ENSEMBLE_CURVES)]
+    if not have:
+        return None
+    charts = []
+    for metric, nice in (("accuracy", "accuracy"), ("nll", "NLL")):
+        series, rows = [], []
+        for lab, c in have:
+            t = c.csv(S.ENSEMBLE_CURVES)
+            sel = (t["family"] == "deep") & (t["metric"] == metric)
+            order = np.argsort(t["size"][sel])
+            size, mean, std = (t[k][sel][order] for k in ("size", "mean", "std"))
+            series.append(Series(lab, list(size), [_f(m) for m in mean], [_f(d) for d in std]))
+            rows += [[lab, int(k), _r(m), _r(d)] for k, m, d in zip(size, mean, std)]
+        chart = Chart(ChartKind.LINE, "ensemble size", nice, series)
+        data = Table(f"ensemble_{metric}", ["run", "size", f"{metric}_mean", f"{metric}_std"], rows)
+        charts.append(
+            ChartPlot(
+                f"ensemble_{metric}",
+                f"Deep ensemble {nice} against ensemble size, one line per run (mean ± standard "
+                "deviation over member subsets).",
+                chart,
+                data,
+            )
+        )
+    return CompareSection("ensembles", "Ensembles", [], charts, [])
+
+
+def _training_section(ctxs: list[ReportContext], labels: list[str]) -> CompareSection | None:
+    have = [(lab, c) for lab, c in zip(labels, ctxs) if c.has(S.TRAINING_CURVES)]
+    if not have:
+        return None
+    charts = []
+    for quantity, nice in (("acc", "accuracy"), ("loss", "loss")):
+        series, rows = [], []
+        for lab, c in have:
+            t = c.csv(S.TRAINING_CURVES)
+            epochs = sorted({int(e) for e in t["epoch"]})
+            for split in ("train", "val", "test"):
+                col = t.get(f"{split}_{quantity}")
+                if col is None or not np.isfinite(col).any():
+                    continue
+                means = [_nanmean(col[t["epoch"] == e]) for e in epochs]
+                series.append(Series(f"{lab}: {split}", epochs, [_f(m) for m in means]))
+                rows += [[lab, split, e, _r(m)] for e, m in zip(epochs, means)]
+        if not series:
+            continue
+        chart = Chart(ChartKind.LINE, "epoch", f"{nice} (mean over members)", series)
+        name = f"training_{quantity}"
+        data = Table(name, ["run", "split", "epoch", f"{nice}_mean"], rows)
+        caption = (
+            f"Training curves: {nice} after each epoch, mean over each run's members (training "
+            "accuracy is measured during the epoch)."
+        )
+        charts.append(ChartPlot(name, caption, chart, data))
+    return CompareSection("training", "Training curves", [], charts, []) if charts else None
+
+
+def _nanmean(v: np.ndarray) -> float:
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else math.nan
+
+
+def _subspace_section(ctxs: list[ReportContext], labels: list[str]) -> CompareSection | None:
+    have = [(lab, res) for lab, c in zip(labels, ctxs) if (res := c.study(S.SUBSPACE))]
+    if not have:
+        return None
+    series, rows = [], []
+    for lab, res in have:
+        t = res.csv(S.SUBSPACE_PLANE)
+        for method in dict.fromkeys(t["method"]):
+            sel = t["method"] == method
+            acc, div = t["accuracy"][sel], t["norm_diversity"][sel]
+            name = "independent members" if method == "independent" else f"{method} samples"
+            series.append(Series(f"{lab}: {name}", [_f(a) for a in acc], [_f(d) for d in div]))
+            rows += [[lab, method, _r(a), _r(d)] for a, d in zip(acc, div)]
+    chart = Chart(ChartKind.SCATTER, "accuracy", "normalised diversity", series)
+    data = Table("subspace_plane", ["run", "method", "accuracy", "norm_diversity"], rows)
+    caption = (
+        "Diversity–accuracy plane: each subspace sample and each independent member against its "
+        "run's reference member (normalised diversity as in each run's subspace study)."
+    )
+    refs = ", ".join(f"{lab}: member {res.summary.reference}" for lab, res in have)
+    reading = [f"Reference members: {refs}."]
+    if len(have) < len(ctxs):
+        reading.append("Runs without a subspace study are left out of this chart.")
+    return CompareSection(
+        "subspace",
+        "Subspace sampling",
+        reading,
+        [ChartPlot("subspace_plane", caption, chart, data)],
+        [],
+    )
+
+
+def _shift_section(ctxs: list[ReportContext], labels: list[str]) -> CompareSection | None:
+    have = [(lab, res) for lab, c in zip(labels, ctxs) if (res := c.study(S.SHIFT))]
+    if not have:
+        return None
+    series, rows = [], []
+    for lab, res in have:
+        by = res.summary.by_severity
+        for fam, m in by.metrics.items():
+            if fam != "single" and not fam.startswith("ensemble_"):
+                continue
+            name = "single member" if fam == "single" else f"ensemble of {fam.split('_')[1]}"
+            acc = [_f(a) for a in m["accuracy"]]
+            series.append(Series(f"{lab}: {name}", list(by.severities), acc))
+            rows += [[lab, fam, int(v), _r(a)] for v, a in zip(by.severities, m["accuracy"])]
+    chart = Chart(ChartKind.LINE, "corruption severity", "accuracy", series)
+    data = Table("shift_accuracy", ["run", "family", "severity", "accuracy_mean"], rows)
+    caption = (
+        "Accuracy under corruption (mean over each run's corruptions; severity 0 is the clean "
+        "test set), single members and ensembles."
+    )
+    corr = "; ".join(f"{lab}: {', '.join(res.summary.corruptions)}" for lab, res in have)
+    reading = [f"Corruptions: {corr}."]
+    if len(have) < len(ctxs):
+        reading.append("Runs without a shift study are left out of this chart.")
+    return CompareSection(
+        "shift", "Dataset shift", reading, [ChartPlot("shift_accuracy", caption, chart, data)], []
+    )
+
+
+def _data(
+    ctxs: list[ReportContext], labels: list[str], sections: list[CompareSection]
+) -> dict[str, Any]:
+    figs = []
+    for sec in sections:
+        for c in sec.charts:
+            figs.append(
+                {
+                    "number": len(figs) + 1,
+                    "name": c.name,
+                    "section": sec.id,
+                    "caption": c.caption,
+                    "files": [f"figures/{c.name}.csv"],
+                    "columns": list(c.data.header),
+                    "rows": [list(r) for r in c.data.rows],
+                    "chart": chart_data(c.chart),
+                }
+            )
+    runs = [{"label": lab, "path": str(c.run.path)} for lab, c in zip(labels, ctxs)]
+    return {"runs": runs, "figures": figs}
