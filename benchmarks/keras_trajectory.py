@@ -11,6 +11,10 @@ snapshots) next to those of a modescape run of the same experiment:
     python benchmarks/keras_trajectory.py --root ../shared/datasets/cifar10-jpg.tar.gz \\
         --members 2 --out runs/keras-c10 --compare runs/seed-c10
 
+`--continue-from RUN` instead checks the update rule itself: from member 0's final weights *and*
+Adam state, one more epoch at the last stage's learning rate in PyTorch and in Keras (weights,
+moments and step count copied), printing the share of test labels each changes.
+
 Predictions are saved per member (`<out>/k<i>/e<epoch>.npy`, argmax labels and probabilities);
 a rerun skips the members already finished.
 """
@@ -89,6 +93,75 @@ def modescape_members(run: Path, epochs: int) -> tuple[list[list[np.ndarray]], l
     return labels, finals
 
 
+def _to_keras_layout(v: np.ndarray) -> np.ndarray:
+    """A PyTorch conv (O, I, H, W) or dense (out, in) tensor in Keras' layout."""
+    return v.transpose(2, 3, 1, 0) if v.ndim == 4 else (v.T if v.ndim == 2 else v)
+
+
+def continue_one_epoch(tf, run: Path, data, seeds: int = 2, lr: float = 2e-4) -> None:
+    """One more epoch from member 0's final weights and Adam state, in both stacks."""
+    import torch
+    import torch.nn.functional as F
+    from safetensors.torch import load_file
+
+    from modescape.models.architectures import build_model
+
+    resume = load_file(run / "members" / "m000" / "resume.safetensors")
+    weights = {k.removeprefix("model."): v for k, v in resume.items() if k.startswith("model.")}
+    x_train, y_train, x_test = data
+
+    def torch_model():
+        model = build_model("smallcnn", "seed", (3, 32, 32), 10)
+        model.load_state_dict(weights)
+        return model
+
+    @torch.inference_mode()
+    def labels(model) -> np.ndarray:
+        model.eval()
+        xs = torch.from_numpy(x_test).permute(0, 3, 1, 2)
+        chunks = [model(xs[i : i + 1000]).argmax(1) for i in range(0, len(xs), 1000)]
+        return torch.cat(chunks).numpy()
+
+    params = list(torch_model().parameters())
+    adam = {i: {k: resume[f"opt.{i}.{k}"] for k in ("step", "exp_avg", "exp_avg_sq")}
+            for i in range(len(params))}  # fmt: skip
+    before = labels(torch_model())
+    xt, yt = torch.from_numpy(x_train).permute(0, 3, 1, 2), torch.from_numpy(y_train)
+    for seed in range(seeds):
+        torch.manual_seed(seed)
+        model = torch_model().train()
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        opt.load_state_dict({
+            "state": {i: {k: v.clone() for k, v in st.items()} for i, st in adam.items()},
+            "param_groups": [{**opt.param_groups[0], "params": list(range(len(params)))}],
+        })  # fmt: skip
+        for idx in torch.randperm(len(xt)).split(128):
+            loss = F.cross_entropy(model(xt[idx]), yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        changed_torch = np.mean(labels(model) != before)
+
+        tf.keras.utils.set_random_seed(seed)
+        keras = seed_model(tf, "smallcnn")
+        keras.set_weights([_to_keras_layout(w.detach().numpy()) for w in params])
+        kopt = tf.keras.optimizers.Adam(lr)
+        keras.compile(kopt, "sparse_categorical_crossentropy")
+        kopt.build(keras.trainable_variables)
+        for i in range(len(params)):
+            kopt._momentums[i].assign(_to_keras_layout(adam[i]["exp_avg"].numpy()))
+            kopt._velocities[i].assign(_to_keras_layout(adam[i]["exp_avg_sq"].numpy()))
+        kopt.iterations.assign(int(adam[0]["step"]))
+        same = np.mean(keras.predict(x_test, batch_size=1000, verbose=0).argmax(-1) == before)
+        keras.fit(x_train, y_train, batch_size=128, epochs=1, shuffle=True, verbose=0)
+        after = keras.predict(x_test, batch_size=1000, verbose=0).argmax(-1)
+        print(
+            f"data order {seed}: one more epoch at lr {lr:g} from member 0's final weights and "
+            f"Adam state changes {changed_torch:.4f} of the test labels in PyTorch, "
+            f"{np.mean(after != before):.4f} in Keras (Keras copy agreed on {same:.4f} before)"
+        )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--root", required=True, help="CIFAR-10 archive or image folder")
@@ -98,6 +171,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="runs/keras-c10")
     p.add_argument("--compare", help="a modescape run of the same experiment")
+    p.add_argument("--continue-from", help="a modescape run: one more epoch in both stacks")
     args = p.parse_args()
     tf = import_tensorflow(args.threads)
 
@@ -108,6 +182,9 @@ def main() -> None:
     x_train = data.x_train.permute(0, 2, 3, 1).numpy()
     x_test = data.x_test.permute(0, 2, 3, 1).numpy()
     y_train, y_test = data.y_train.numpy(), data.y_test.numpy()
+    if args.continue_from:
+        continue_one_epoch(tf, Path(args.continue_from), (x_train, y_train, x_test))
+        return
     out = Path(args.out)
     for k in range(args.members):
         train_member(tf, args.arch, (x_train, y_train, x_test), k, out / f"k{k}", args.epochs)
