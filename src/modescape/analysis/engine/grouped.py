@@ -42,8 +42,10 @@ the one-point-at-a-time loop.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -179,6 +181,8 @@ class _Conv(Step):
         self.w_name = prefix + "weight"
         self.b_name = prefix + "bias" if m.bias is not None else None
         self.key = prefix + "weight:grouped"
+        self.out_channels = m.out_channels
+        self._bound: dict[tuple, _Bound] = {}
         self.kernel, self.stride = tuple(m.kernel_size), tuple(m.stride)
         self.padding = tuple(m.padding)  # type: ignore[arg-type]  (string padding rejected)
         self.keras = isinstance(m, _KERAS)
@@ -208,44 +212,65 @@ class _Conv(Step):
                 ws[0, :, :, C] = t[self.b_name]  # type: ignore[index]
             t[self.key + ":shift"] = ws
 
-    def __call__(self, h: Tensor, shared: bool, t: Stacked, ws: Workspace) -> tuple[Tensor, bool]:
-        K, Co = t[self.w_name].shape[:2]
-        src = _examples_last(h)[None] if shared else h  # [Kb, C, *S, N], Kb = 1 when shared
-        Kb, C, *S, N = src.shape
+    def _bind(self, src_shape: Sequence[int], K: int, dtype: torch.dtype, ws: Workspace) -> _Bound:
+        """Buffers and views for an input `[Kb, C, *S, N]` (Kb = 1: shared), made once per shape."""
+        key = (tuple(src_shape), K, dtype)
+        bound = self._bound.get(key)
+        if bound is not None:
+            return bound
+        Kb, C, *S, N = src_shape
+        Co = self.out_channels
         pads = self.pads(S)
         padded = [n + a + b for n, (a, b) in zip(S, pads)]
         out = [(n - k) // s + 1 for n, k, s in zip(padded, self.kernel, self.stride)]
         e = int(self.b_name is not None)
-        y = ws.get(self, "out", (K, Co, *out, N), h.dtype)
-        interior = (slice(None), slice(0, C), *(slice(a, a + n) for n, (a, _) in zip(S, pads)))
-        if self.shift and not shared:
-            buf = ws.get(
-                self,
-                "in",
-                (Kb, C + e, *padded, N),
-                h.dtype,
-                _zeros_and_ones_channel(C if e else None),
-            )
-            buf[interior] = src
-            flat, w, L = buf.view(Kb, C + e, -1), t[self.key + ":shift"], out[0]
-            dst = y.view(K, Co, -1)
-            for j in range(self.kernel[0]):  # view: positions j .. j+L-1, all examples
-                view = flat[:, :, j * N : (j + L) * N]
-                torch.bmm(w[j], view, out=dst) if j == 0 else dst.baddbmm_(w[j], view)
-            return y, False
+        bound = _Bound(y=ws.get(self, "out", (K, Co, *out, N), dtype))
+        inner = (slice(None), slice(0, C), *(slice(a, a + n) for n, (a, _) in zip(S, pads)))
+        if self.shift and Kb == K:  # not for the shared input: its columns are built only once
+            ones = _zeros_and_ones_channel(C if e else None)
+            buf = ws.get(self, "in", (Kb, C + e, *padded, N), dtype, ones)
+            flat, L = buf.view(Kb, C + e, -1), out[0]
+            bound.padded, bound.interior = buf, buf[inner]
+            bound.shifted = [flat[:, :, j * N : (j + L) * N] for j in range(self.kernel[0])]
+            bound.dst = bound.y.view(K, Co, -1)
+            return self._bound.setdefault(key, bound)
         if any(a or b for a, b in pads):
-            buf = ws.get(self, "in", (Kb, C, *padded, N), h.dtype, _zeros_and_ones_channel(None))
-            buf[interior] = src
-            src = buf
-        d, rows = len(S), C * math.prod(self.kernel)
+            buf = ws.get(self, "in", (Kb, C, *padded, N), dtype, _zeros_and_ones_channel(None))
+            bound.padded, bound.interior = buf, buf[inner]
+        rows = C * math.prod(self.kernel)
 
         def ones_row(cols: Tensor) -> None:
             cols[:, rows:] = 1.0
 
-        cols = ws.get(self, "cols", (Kb, rows + e, math.prod(out) * N), h.dtype, ones_row)
-        st = src.stride()
+        cols = ws.get(self, "cols", (Kb, rows + e, math.prod(out) * N), dtype, ones_row)
+        bound.cols, bound.out = cols, out
+        bound.col_rows = cols[:, :rows].view(Kb, C, *self.kernel, *out, N)
+        bound.dst = bound.y.view(K * Co, -1) if Kb == 1 and K > 1 else bound.y.view(K, Co, -1)
+        return self._bound.setdefault(key, bound)
+
+    def interior(self, h: Tensor, t: Stacked, ws: Workspace) -> Tensor | None:
+        """Where the step before may write this conv's input `h` directly (saving a copy)."""
+        return self._bind(h.shape, _num_points(t), h.dtype, ws).interior
+
+    def __call__(self, h: Tensor, shared: bool, t: Stacked, ws: Workspace) -> tuple[Tensor, bool]:
+        K = _num_points(t)
+        src = _examples_last(h)[None] if shared else h  # [Kb, C, *S, N], Kb = 1 when shared
+        b = self._bind(src.shape, K, h.dtype, ws)
+        if b.interior is not None:
+            if not (
+                src.data_ptr() == b.interior.data_ptr() and src.stride() == b.interior.stride()
+            ):
+                b.interior.copy_(src)  # (else the step before wrote it there)
+            src = b.padded
+        if b.shifted:  # 1-D, stride 1: positions j .. j+L-1 of the padded input, all examples
+            w = t[self.key + ":shift"]
+            torch.bmm(w[0], b.shifted[0], out=b.dst)
+            for j in range(1, len(b.shifted)):
+                b.dst.baddbmm_(w[j], b.shifted[j])
+            return b.y, False
+        d, st = len(self.kernel), src.stride()
         windows = src.as_strided(
-            (Kb, C, *self.kernel, *out, N),
+            b.col_rows.shape,
             (
                 st[0],
                 st[1],
@@ -254,13 +279,27 @@ class _Conv(Step):
                 st[-1],
             ),
         )
-        cols[:, :rows].view(Kb, C, *self.kernel, *out, N).copy_(windows)
+        b.col_rows.copy_(windows)
         w = t[self.key]
-        if shared:  # the columns of the shared input, once: one matmul [K·out, rows] for all
-            torch.mm(w.view(K * Co, -1), cols[0], out=y.view(K * Co, -1))
+        if b.dst.dim() == 2:  # the shared input's columns, once: one matmul [K·out, rows]
+            torch.mm(w.view(b.dst.shape[0], -1), b.cols[0], out=b.dst)
         else:
-            torch.bmm(w, cols, out=y.view(K, Co, -1))
-        return y, False
+            torch.bmm(w, b.cols.expand(K, -1, -1), out=b.dst)
+        return b.y, False
+
+
+@dataclass
+class _Bound:
+    """A conv's buffers and views for one input shape (see `_Conv._bind`)."""
+
+    y: Tensor  # output [K, out, *S', N]
+    dst: Tensor = field(default_factory=lambda: torch.empty(0))  # y as the matmul's output
+    padded: Tensor = field(default_factory=lambda: torch.empty(0))  # zero-padded input buffer
+    interior: Tensor | None = None  # the input's place inside `padded`
+    shifted: list[Tensor] = field(default_factory=list)  # 1-D stride 1: operand per offset
+    cols: Tensor = field(default_factory=lambda: torch.empty(0))  # im2col [Kb, rows(+1), S'·N]
+    col_rows: Tensor = field(default_factory=lambda: torch.empty(0))
+    out: list[int] = field(default_factory=list)
 
 
 class _MaxPool(Step):
@@ -332,8 +371,16 @@ class _Norm(Step):
 
 
 class _ReLU(Step):
+    def __init__(self) -> None:
+        self.into: _Conv | None = None  # the conv right after, whose padded input it can write
+
     def __call__(self, h: Tensor, shared: bool, t: Stacked, ws: Workspace) -> tuple[Tensor, bool]:
-        return (F.relu(h), True) if shared else (h.clamp_min_(0.0), False)
+        if shared:
+            return F.relu(h), True
+        dst = None if self.into is None else self.into.interior(h, t, ws)
+        if dst is None:
+            return h.clamp_min_(0.0), False
+        return torch.clamp_min(h, 0.0, out=dst), False
 
 
 class _Flatten(Step):
@@ -422,6 +469,9 @@ def _compile(items: Sequence[tuple[nn.Module, str]]) -> list[Step] | None:
         if step is None:
             return None
         steps += step if isinstance(step, list) else [step]
+    for before, after in itertools.pairwise(steps):
+        if isinstance(before, _ReLU) and isinstance(after, _Conv):
+            before.into = after
     return steps
 
 
