@@ -100,9 +100,11 @@ def test_auto_picks_grouped_for_small_signal_networks_and_loop_otherwise(monkeyp
     monkeypatch.setattr(batched, "GROUPED_MAX_ACTIVATION_BYTES", 1)
     assert batched.auto_strategy(small, x1) == "loop"
     monkeypatch.undo()
-    p = batched.plan(small, torch.randn(4000, 1, 40), 100, batch_size=1000)
+    p = batched.plan(small, torch.randn(4000, 1, 40), 96, batch_size=1000)
     assert p.chunk == batched.GROUPED_CHUNK
     assert p.chunk * p.batch_size <= batched.GROUPED_WORK
+    assert batched.plan(small, x1, 84).chunk == 14  # equal chunks, not 5 × 16 + 4
+    assert batched.plan(small, x1, 3).chunk == 3
 
 
 def test_grouped_blocks_are_deterministic_fresh_and_leave_inputs_alone():

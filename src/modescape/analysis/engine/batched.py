@@ -152,8 +152,9 @@ def plan(
     the data batch is cut to `LOOP_ACTIVATION_BYTES` of activations (larger ones leave cache); for
     "vmap" activations grow with chunk × batch_size, and "auto" makes the chunk as large as the
     budget allows at the requested batch size (at most 64: wider gave no further gain). For
-    "grouped" the chunk defaults to `GROUPED_CHUNK` and the data batch shrinks so that
-    chunk × batch stays near `GROUPED_WORK` point-examples (`batch_size` is then an upper bound).
+    "grouped" the chunk defaults to `GROUPED_CHUNK` (evened out: the K points in equal chunks) and
+    the data batch shrinks so that chunk × batch stays near `GROUPED_WORK` point-examples
+    (`batch_size` is then an upper bound).
     """
     if batch_size < 1:
         raise ModescapeError(f"batch_size must be positive, got {batch_size}")
@@ -174,6 +175,8 @@ def plan(
         batch = max(1, min(batch, LOOP_ACTIVATION_BYTES // per_example))
     if strategy == "grouped":
         chunk_n = min(chunk_n, max_examples)
+        if chunk == "auto":  # equal chunks: 84 points as 6 × 14, not 5 × 16 + 4
+            chunk_n = -(-num_points // -(-num_points // chunk_n)) if num_points > 0 else chunk_n
         batch = max(1, min(batch, GROUPED_WORK // chunk_n, max_examples // chunk_n))
     return Plan(strategy, batch, chunk_n)
 
