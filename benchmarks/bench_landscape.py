@@ -44,7 +44,15 @@ from modescape.analysis import landscape
 from modescape.analysis.engine import batched
 from modescape.models.architectures import build_model
 
-CIFAR_JPG = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg.tar.gz"
+# The shared datasets folder beside the checkout (or beside a folder of worktrees holding it).
+CIFAR_JPG = next(
+    (
+        p / "shared/datasets/cifar10-jpg.tar.gz"
+        for p in Path(__file__).resolve().parents[1:4]
+        if (p / "shared/datasets/cifar10-jpg.tar.gz").exists()
+    ),
+    Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg.tar.gz",
+)
 
 
 def cifar_images(n: int) -> tuple[torch.Tensor, torch.Tensor, str]:
