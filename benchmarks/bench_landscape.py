@@ -18,8 +18,9 @@ side in one process, repeats interleaved and the best of each kept (the host is 
 - the direct loop on evaluate_plane's grid: `vector_to_parameters` into the model, batches of
   128, fp32 NCHW (what most code does); its losses must match evaluate_plane's to 1e-4.
 
-Printed: seconds, the speed-ups against loss-landscapes and against the direct loop, the largest
-relative difference of the losses, the thread count and the load average before each setup.
+Printed: wall seconds (and process CPU seconds, which an oversubscribed host's wall time hides),
+the speed-ups against loss-landscapes and against the direct loop, the largest relative
+difference of the losses, the thread count and the load average before each setup.
 Without loss-landscapes its column is skipped with a note on how to install it:
 `pip install loss-landscapes==3.0.6` (or `pip install --no-deps --target DIR <wheel>` and DIR on
 PYTHONPATH); it is never a dependency of modescape.
@@ -167,10 +168,13 @@ def run_case(name, x, y, source, args, repeats: int) -> None:
     pts = their_grid(anchors, R)
     best = dict.fromkeys(("plane", "peer", "ll", "engine"), float("inf"))
 
+    cpu = dict(best)  # process CPU seconds: what an oversubscribed host's wall time hides
+
     def timed(key, f):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         out = f()
         best[key] = min(best[key], time.perf_counter() - t)
+        cpu[key] = min(cpu[key], time.process_time() - c)
         return out
 
     for _ in range(repeats):  # interleaved: a neighbour's burst should not hit one side only
@@ -195,26 +199,30 @@ def run_case(name, x, y, source, args, repeats: int) -> None:
         rel_ll = _rel(ours, theirs)
         print(
             f"  loss-landscapes planar_interpolation, loss only          {best['ll']:7.2f} s  "
-            f"({best['ll'] / n * 1e3:.2f} ms/point)"
+            f"({best['ll'] / n * 1e3:.2f} ms/point; CPU {cpu['ll']:.2f} s)"
         )
         print(
             f"  modescape score_many, same {n} points, loss + accuracy    {best['engine']:7.2f} s  "
-            f"({best['engine'] / n * 1e3:.2f} ms/point) | {best['ll'] / best['engine']:4.2f}x "
-            f"loss-landscapes | max rel. diff of losses {rel_ll:.1e}"
+            f"({best['engine'] / n * 1e3:.2f} ms/point; CPU {cpu['engine']:.2f} s) | "
+            f"{best['ll'] / best['engine']:4.2f}x loss-landscapes (CPU time "
+            f"{cpu['ll'] / cpu['engine']:4.2f}x) | max rel. diff of losses {rel_ll:.1e}"
         )
         assert rel_ll <= 1e-4, "modescape disagrees with loss-landscapes"
     line = (
         f"  modescape evaluate_plane, {n} points + extras            {best['plane']:7.2f} s  "
-        f"({best['plane'] / n * 1e3:.2f} ms/point)"
+        f"({best['plane'] / n * 1e3:.2f} ms/point; CPU {cpu['plane']:.2f} s)"
     )
     if ll is not None:
-        line += f" | {best['ll'] / best['plane']:4.2f}x loss-landscapes"
+        line += (
+            f" | {best['ll'] / best['plane']:4.2f}x loss-landscapes "
+            f"(CPU time {cpu['ll'] / cpu['plane']:4.2f}x)"
+        )
     print(line + f" (best of {repeats})")
     if not args.skip_peer:
         rel = _rel(res.loss, peer)
         print(
             f"  direct loop (batch 128, NCHW) on evaluate_plane's grid   {best['peer']:7.2f} s  "
-            f"({best['peer'] / n * 1e3:.2f} ms/point) | evaluate_plane "
+            f"({best['peer'] / n * 1e3:.2f} ms/point; CPU {cpu['peer']:.2f} s) | evaluate_plane "
             f"{best['peer'] / best['plane']:4.2f}x faster | max rel. diff of losses {rel:.1e}"
         )
         assert rel <= 1e-4, "modescape's plane disagrees with the direct loop"
