@@ -1,27 +1,35 @@
-"""Loss plane: modescape's `evaluate_plane` against the one-point-at-a-time loop peers use.
+"""Loss plane: modescape against loss-landscapes and against the one-point-at-a-time loop.
 
     python benchmarks/bench_landscape.py [--resolution 21] [--examples 2000] [--mnist-examples 1000]
-        [--repeats 1] [--mnist-repeats 3] [--skip-peer]
+        [--repeats 1] [--mnist-repeats 3] [--threads N] [--skip-peer] [--no-loss-landscapes]
 
-For each case (SmallCNN paper on 2,000 CIFAR-10 test images, SmallCNN paper on 1,000 MNIST-1D
-signals) the same 21×21 plane through three independently initialised networks is computed twice,
-side by side in one process, repeats interleaved and the best of each kept (the host is shared):
-(i) the direct loop: for each grid point, `vector_to_parameters` into the model, one pass over
-the data in batches of 128, fp32 NCHW; (ii) `modescape.analysis.landscape.evaluate_plane` with its
-defaults (which also evaluates the three anchors and the agreement references). Printed: seconds
-for each, the speed-up, the largest relative difference of the losses (must be ≤ 1e-4), the
-thread count and the load average before the case.
+Two setups: SmallCNN (paper) on 1,000 MNIST-1D signals and on 2,000 CIFAR-10 test images, each
+with a 21×21 plane through three independently initialised networks. Everything is timed side by
+side in one process, repeats interleaved and the best of each kept (the host is shared):
 
-If the optional package `loss-landscapes` (PyPI, 3.0.6) is importable, its
-`planar_interpolation` is timed as well, against modescape's engine on *its* grid (staggered:
-odd columns are shifted by one step; axes (θ1−o)/steps and (θ2−o)/steps, not orthogonalised).
-It is a benchmark-only dependency: `pip install loss-landscapes` (or `--target` a folder on
-PYTHONPATH).
+- loss-landscapes 3.0.6 `planar_interpolation` (PyPI; optional, benchmark-only): at each of its
+  R×R points the parameters are moved in place and the *loss only* is computed, one forward pass
+  over all examples at once. Its grid is staggered (odd columns shifted by one step) with axes
+  (θ1−o)/R and (θ2−o)/R, not orthogonalised.
+- modescape's engine (`batched.score_many`, defaults, `strategy="auto"`) on exactly those R×R
+  points: loss *and* accuracy. Like for like with the line above; the losses must agree to 1e-4.
+- modescape `landscape.evaluate_plane` (defaults) on its own R×R grid: loss, accuracy and
+  agreement with θ1 and θ2 at every point, plus the three anchors and the two reference passes.
+- the direct loop on evaluate_plane's grid: `vector_to_parameters` into the model, batches of
+  128, fp32 NCHW (what most code does); its losses must match evaluate_plane's to 1e-4.
+
+Printed: wall seconds (and process CPU seconds, which an oversubscribed host's wall time hides),
+the speed-ups against loss-landscapes and against the direct loop, the largest relative
+difference of the losses, the thread count and the load average before each setup.
+Without loss-landscapes its column is skipped with a note on how to install it:
+`pip install loss-landscapes==3.0.6` (or `pip install --no-deps --target DIR <wheel>` and DIR on
+PYTHONPATH); it is never a dependency of modescape.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import io
 import os
 import tarfile
@@ -37,7 +45,15 @@ from modescape.analysis import landscape
 from modescape.analysis.engine import batched
 from modescape.models.architectures import build_model
 
-CIFAR_JPG = Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg.tar.gz"
+# The shared datasets folder beside the checkout (or beside a folder of worktrees holding it).
+CIFAR_JPG = next(
+    (
+        p / "shared/datasets/cifar10-jpg.tar.gz"
+        for p in Path(__file__).resolve().parents[1:4]
+        if (p / "shared/datasets/cifar10-jpg.tar.gz").exists()
+    ),
+    Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg.tar.gz",
+)
 
 
 def cifar_images(n: int) -> tuple[torch.Tensor, torch.Tensor, str]:
@@ -90,39 +106,40 @@ def peer_plane(model, o, u, v, a_values, b_values, x, y, batch=128) -> torch.Ten
     return loss
 
 
-def loss_landscapes_vs_engine(model, anchors, x, y, steps) -> None:
+def _loss_landscapes():
     try:
         import loss_landscapes
         import loss_landscapes.metrics
     except ImportError:
-        print("  loss-landscapes not installed: skipped (pip install loss-landscapes)")
-        return
+        return None
+    return loss_landscapes
+
+
+def their_plane(model, anchors, x, y, steps, ll) -> np.ndarray:
+    """loss-landscapes' planar_interpolation: loss only, all examples in one forward pass."""
     nets = []
     for w in anchors:
-        net = build_model("smallcnn", "paper", tuple(x.shape[1:]), 10)
+        net = copy.deepcopy(model)
         torch.nn.utils.vector_to_parameters(w, net.parameters())
         nets.append(net.eval())
-    metric = loss_landscapes.metrics.Loss(torch.nn.CrossEntropyLoss(), x, y)
-    t = time.perf_counter()
+    metric = ll.metrics.Loss(torch.nn.CrossEntropyLoss(), x, y)
     with torch.no_grad():
-        theirs = loss_landscapes.planar_interpolation(
-            *nets, metric, steps=steps, deepcopy_model=True
-        )
-    t_theirs = time.perf_counter() - t
-    # Their grid: column i, row j is start + i·d1 + (j + [i even])·d2, d_k = (θk − start) / steps.
+        return ll.planar_interpolation(*nets, metric, steps=steps, deepcopy_model=True)
+
+
+def their_grid(anchors, steps) -> torch.Tensor:
+    """loss-landscapes' points: column i, row j is o + i·d1 + (j + [i even])·d2, d = (θ − o)/R."""
     o, t1, t2 = (w.double() for w in anchors)
     d1, d2 = (t1 - o) / steps, (t2 - o) / steps
     i, j = np.meshgrid(np.arange(steps), np.arange(steps), indexing="ij")
     jj = j + (i % 2 == 0)
     pts = o + torch.tensor(i.ravel())[:, None] * d1 + torch.tensor(jj.ravel())[:, None] * d2
-    t = time.perf_counter()
-    ours = batched.score_many(model, pts.float(), x, y).loss.view(steps, steps)
-    t_ours = time.perf_counter() - t
-    rel = ((ours.double() - torch.tensor(theirs)).abs() / torch.tensor(theirs).abs()).max()
-    print(
-        f"  loss-landscapes planar_interpolation {t_theirs:7.1f} s | modescape engine, same grid "
-        f"{t_ours:6.1f} s | speed-up {t_theirs / t_ours:4.1f}x | max rel. diff {rel:.1e}"
-    )
+    return pts.float()
+
+
+def _rel(a, b) -> float:
+    a, b = torch.as_tensor(a).double().reshape(-1), torch.as_tensor(b).double().reshape(-1)
+    return float(((a - b).abs() / b.abs()).max())
 
 
 def run_case(name, x, y, source, args, repeats: int) -> None:
@@ -134,35 +151,81 @@ def run_case(name, x, y, source, args, repeats: int) -> None:
         anchors.append(batched.flatten_params(net.state_dict(), batched.param_names(net)))
     model = build_model("smallcnn", "paper", in_shape, 10)
     R = args.resolution
+    strategy = batched.plan(model, x, R * R).strategy
     print(
         f"\n{name}: SmallCNN (paper), {len(x):,} {source}, {R}×{R} plane, "
-        f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}"
+        f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}, "
+        f'modescape strategy "{strategy}"'
     )
-    u, v, _ = landscape.plane_axes(*anchors)
-    t_ours = t_peer = float("inf")
-    for _ in range(repeats):  # interleaved: a neighbour's burst should not hit one side only
-        t = time.perf_counter()
-        res = landscape.evaluate_plane(
-            model, *anchors, x, y, resolution=R, margin=0.2, verbose=False, progress=False
-        )
-        t_ours = min(t_ours, time.perf_counter() - t)
-        if not args.skip_peer:
-            t = time.perf_counter()
-            peer = peer_plane(model, anchors[0], u, v, res.a_values, res.b_values, x, y)
-            t_peer = min(t_peer, time.perf_counter() - t)
-    print(
-        f"  modescape evaluate_plane            {t_ours:7.2f} s  "
-        f"({t_ours / R**2 * 1e3:.2f} ms/point, best of {repeats})"
-    )
-    if not args.skip_peer:
-        rel = ((res.loss.double() - peer.double()).abs() / peer.double().abs()).max()
+    ll = _loss_landscapes() if args.loss_landscapes else None
+    if args.loss_landscapes and ll is None:
         print(
-            f"  direct loop (batch 128, NCHW)       {t_peer:7.2f} s  ({t_peer / R**2 * 1e3:.2f} "
-            f"ms/point) | speed-up {t_peer / t_ours:4.1f}x | max rel. diff of losses {rel:.1e}"
+            "  loss-landscapes not installed: its column is skipped. Install it for the benchmark "
+            "only: pip install loss-landscapes==3.0.6 (or pip install --no-deps --target DIR "
+            "<wheel> and DIR on PYTHONPATH)"
+        )
+    u, v, _ = landscape.plane_axes(*anchors)
+    pts = their_grid(anchors, R)
+    best = dict.fromkeys(("plane", "peer", "ll", "engine"), float("inf"))
+
+    cpu = dict(best)  # process CPU seconds: what an oversubscribed host's wall time hides
+
+    def timed(key, f):
+        t, c = time.perf_counter(), time.process_time()
+        out = f()
+        best[key] = min(best[key], time.perf_counter() - t)
+        cpu[key] = min(cpu[key], time.process_time() - c)
+        return out
+
+    for _ in range(repeats):  # interleaved: a neighbour's burst should not hit one side only
+        res = timed(
+            "plane",
+            lambda: landscape.evaluate_plane(
+                model, *anchors, x, y, resolution=R, margin=0.2, verbose=False, progress=False
+            ),
+        )
+        if ll is not None:
+            theirs = timed("ll", lambda: their_plane(model, anchors, x, y, R, ll))
+            ours = timed("engine", lambda: batched.score_many(model, pts, x, y).loss)
+        if not args.skip_peer:
+            peer = timed(
+                "peer",
+                lambda res=res: peer_plane(
+                    model, anchors[0], u, v, res.a_values, res.b_values, x, y
+                ),
+            )
+    n = R * R
+    if ll is not None:
+        rel_ll = _rel(ours, theirs)
+        print(
+            f"  loss-landscapes planar_interpolation, loss only          {best['ll']:7.2f} s  "
+            f"({best['ll'] / n * 1e3:.2f} ms/point; CPU {cpu['ll']:.2f} s)"
+        )
+        print(
+            f"  modescape score_many, same {n} points, loss + accuracy    {best['engine']:7.2f} s  "
+            f"({best['engine'] / n * 1e3:.2f} ms/point; CPU {cpu['engine']:.2f} s) | "
+            f"{best['ll'] / best['engine']:4.2f}x loss-landscapes (CPU time "
+            f"{cpu['ll'] / cpu['engine']:4.2f}x) | max rel. diff of losses {rel_ll:.1e}"
+        )
+        assert rel_ll <= 1e-4, "modescape disagrees with loss-landscapes"
+    line = (
+        f"  modescape evaluate_plane, {n} points + extras            {best['plane']:7.2f} s  "
+        f"({best['plane'] / n * 1e3:.2f} ms/point; CPU {cpu['plane']:.2f} s)"
+    )
+    if ll is not None:
+        line += (
+            f" | {best['ll'] / best['plane']:4.2f}x loss-landscapes "
+            f"(CPU time {cpu['ll'] / cpu['plane']:4.2f}x)"
+        )
+    print(line + f" (best of {repeats})")
+    if not args.skip_peer:
+        rel = _rel(res.loss, peer)
+        print(
+            f"  direct loop (batch 128, NCHW) on evaluate_plane's grid   {best['peer']:7.2f} s  "
+            f"({best['peer'] / n * 1e3:.2f} ms/point; CPU {cpu['peer']:.2f} s) | evaluate_plane "
+            f"{best['peer'] / best['plane']:4.2f}x faster | max rel. diff of losses {rel:.1e}"
         )
         assert rel <= 1e-4, "modescape's plane disagrees with the direct loop"
-    if args.loss_landscapes:
-        loss_landscapes_vs_engine(model, anchors, x, y, R)
 
 
 def main() -> None:

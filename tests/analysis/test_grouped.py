@@ -83,13 +83,69 @@ def _assert_close_scaled(got, ref):
     torch.testing.assert_close(got, ref, atol=atol, rtol=1e-5)
 
 
-def test_auto_picks_grouped_for_signals_and_loop_for_images():
-    m1 = build_model("smallcnn", "paper", (1, 40))
-    m2 = build_model("smallcnn", "paper", (3, 16, 16))
-    assert batched.plan(m1, torch.randn(8, 1, 40), 100).strategy == "grouped"
-    assert batched.plan(m2, torch.randn(8, 3, 16, 16), 100).strategy == "loop"
-    p = batched.plan(m1, torch.randn(4000, 1, 40), 100, batch_size=1000)
+def test_auto_picks_grouped_for_small_signal_networks_and_loop_otherwise(monkeypatch):
+    x1, x8, x16 = torch.randn(8, 1, 40), torch.randn(8, 3, 8, 8), torch.randn(8, 3, 16, 16)
+    small = build_model("smallcnn", "paper", (1, 40))  # ≈18 KiB of activations per signal
+    wide = build_model("mediumcnn", "paper", (1, 40))  # ≈112 KiB
+    assert batched.activation_bytes_per_example(small, x1) <= batched.GROUPED_MAX_ACTIVATION_BYTES
+    assert batched.activation_bytes_per_example(wide, x1) > batched.GROUPED_MAX_ACTIVATION_BYTES
+    assert batched.plan(small, x1, 100).strategy == "grouped"
+    assert batched.plan(wide, x1, 100).strategy == "loop"
+    # Images always "loop", however small (im2col loses to oneDNN's direct 2-D convolutions).
+    assert batched.plan(build_model("smallcnn", "paper", (3, 8, 8)), x8, 100).strategy == "loop"
+    assert batched.plan(build_model("smallcnn", "paper", (3, 16, 16)), x16, 100).strategy == "loop"
+    # The rule is the threshold: moving it moves the choice.
+    monkeypatch.setattr(batched, "GROUPED_MAX_ACTIVATION_BYTES", 10**9)
+    assert batched.auto_strategy(wide, x1) == "grouped"
+    monkeypatch.setattr(batched, "GROUPED_MAX_ACTIVATION_BYTES", 1)
+    assert batched.auto_strategy(small, x1) == "loop"
+    monkeypatch.undo()
+    p = batched.plan(small, torch.randn(4000, 1, 40), 96, batch_size=1000)
+    assert p.chunk == batched.GROUPED_CHUNK
     assert p.chunk * p.batch_size <= batched.GROUPED_WORK
+    assert batched.plan(small, x1, 84).chunk == 14  # equal chunks, not 5 × 16 + 4
+    assert batched.plan(small, x1, 3).chunk == 3
+
+
+def test_grouped_blocks_are_deterministic_fresh_and_leave_inputs_alone():
+    """Reused buffers: partial chunks and data blocks, repeated calls give the same bytes; every
+    block yielded is a new tensor; the inputs are not written to."""
+    torch.manual_seed(0)
+    model = build_model("smallcnn", "paper", (1, 40), 10)
+    x = torch.randn(23, 1, 40)
+    x0 = x.clone()
+    flat = _points(model, 5)
+    kw = dict(strategy="grouped", batch_size=8, chunk=2)
+    blocks = list(batched.iter_logits(model, flat, x, **kw))
+    assert len({b.data_ptr() for _, _, b in blocks}) == len(blocks)
+    got = torch.empty(5, 23, 10)
+    for ks, ns, b in blocks:
+        got[ks, ns] = b
+    _assert_close_scaled(got, _direct(model, flat, x))
+    again = batched.evaluate_many(model, flat, x, output="logits", **kw)
+    assert torch.equal(got, again)
+    assert torch.equal(x, x0)
+    y = torch.randint(0, 10, (23,))
+    s1, s2 = (batched.score_many(model, flat, x, y, **kw) for _ in range(2))
+    assert torch.equal(s1.loss, s2.loss) and torch.equal(s1.accuracy, s2.accuracy)
+    ref = torch.stack([F.cross_entropy(lg, y) for lg in _direct(model, flat, x)])
+    torch.testing.assert_close(s1.loss, ref, rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("ndim", [1, 2])
+def test_keras_same_padding_resnet(ndim):
+    """Keras' asymmetric "same" padding on strided convs (even sizes pad only after)."""
+    torch.manual_seed(0)
+    in_shape = (2, 12) if ndim == 1 else (3, 8, 6)
+    model = build_model("resnet20", "paper", in_shape, 5, padding="keras")
+    assert grouped.compile_grouped(model) is not None
+    x = torch.randn(7, *in_shape)
+    flat = _points(model, 3)
+    bufs = _random_buffers(model, 3)
+    got = batched.evaluate_many(
+        model, flat, x, buffers=bufs, output="logits", strategy="grouped", batch_size=4, chunk=2
+    )
+    _assert_close_scaled(got, _direct(model, flat, x, bufs))
 
 
 def test_unsupported_model_falls_back_to_loop():

@@ -13,13 +13,17 @@ Three strategies, all in `torch.inference_mode()` and eval mode (dropout off):
   per call, which costs more than a small 1-D network's forward). For 4-D inputs the copy and the
   data are channels_last.
 - ``"grouped"`` (`engine.grouped`): `chunk` points in ONE forward pass, every layer a batched
-  matmul over the stacked weights (im2col convolutions). SmallCNN, MediumCNN and ResNet20 (and
-  `nn.Sequential`s of their layer types) are supported; anything else falls back to "loop".
-  `chunk` defaults to 32 and the data batch is cut so that chunk × batch ≈ `GROUPED_WORK`.
+  matmul over the stacked weights (shifted-view or im2col convolutions), its buffers reused from
+  block to block. SmallCNN, MediumCNN and ResNet20 (and `nn.Sequential`s of their layer types)
+  are supported; anything else falls back to "loop". `chunk` defaults to `GROUPED_CHUNK` and the
+  data batch is cut so that chunk × batch ≈ `GROUPED_WORK`.
 - ``"vmap"``: `torch.func.vmap` over a stack of `chunk` weight points, one call per data chunk.
 
-``strategy="auto"`` is "grouped" for 1-D signals (when supported) and "loop" for images: the
-faster of the two for each on CPU (timings and the arithmetic floor: benchmarks/README.md).
+``strategy="auto"`` (the rule, `auto_strategy`): "grouped" for 1-D signals `x[N, C, L]` when the
+model is supported and one example's activations (every module output of one forward pass) take
+at most `GROUPED_MAX_ACTIVATION_BYTES`: a small network, whose per-point call overhead outweighs
+its arithmetic. "loop" otherwise: images (oneDNN's direct 2-D convolutions beat im2col even for
+8×8 maps) and larger 1-D networks. Timings and the arithmetic floor: benchmarks/README.md.
 
 Data chunks form the outer loop and weight points the inner one, so each data chunk is read once
 for all points of a weight chunk (and stays in cache while they run).
@@ -35,7 +39,6 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
@@ -68,17 +71,35 @@ BN_POLICIES = values(BNPolicy)
 # Activation bytes of one "loop" forward: CIFAR SmallCNN (≈240 KB per image), 1 thread, ms per
 # point for 2,000 images at batch 32/64/128/256: 71/70/82/152 (channels_last); 225 at 128 NCHW.
 LOOP_ACTIVATION_BYTES = 16 * 2**20
-# Point-examples per grouped call (chunk × data batch): ≈512 was fastest for the MNIST-1D
-# SmallCNN (256-2,048 within 20%); larger blocks fall out of cache.
+# Point-examples per grouped call (chunk × data batch) and points per chunk: 16 × 32 was among
+# the fastest for the MNIST-1D SmallCNN (8-16 points × 32-64 examples within noise; 32-64 points
+# ≈15% slower); larger blocks fall out of cache.
 GROUPED_WORK = 512
+GROUPED_CHUNK = 16
+# "auto" groups 1-D networks up to this many activation bytes per example: MNIST-1D SmallCNN
+# (≈18 KiB) and MediumCNN seed (≈59 KiB) ran faster grouped, MediumCNN paper (≈112 KiB) slower.
+GROUPED_MAX_ACTIVATION_BYTES = 64 * 1024
 
 
-def _resolve_strategy(strategy: str, model: nn.Module, x: Tensor) -> str:
-    """ "auto": "grouped" for 1-D signals when the model is supported, else "loop"."""
+def auto_strategy(model: nn.Module, x: Tensor, per_example: int | None = None) -> str:
+    """What `strategy="auto"` runs: "grouped" for small 1-D networks, else "loop" (see above).
+
+    `per_example`: `activation_bytes_per_example(model, x)` if already known.
+    """
+    if x.dim() != 3 or compile_grouped(model) is None:
+        return "loop"
+    if per_example is None:
+        per_example = activation_bytes_per_example(model, x)
+    return "grouped" if per_example <= GROUPED_MAX_ACTIVATION_BYTES else "loop"
+
+
+def _resolve_strategy(
+    strategy: str, model: nn.Module, x: Tensor, per_example: int | None = None
+) -> str:
     if strategy not in STRATEGIES:
         raise choice_error("evaluation strategy", strategy, STRATEGIES)
     if strategy == "auto":
-        return "grouped" if x.dim() == 3 and compile_grouped(model) is not None else "loop"
+        return auto_strategy(model, x, per_example)
     if strategy == "grouped" and compile_grouped(model) is None:
         return "loop"  # a structure grouped.py does not know (documented fallback)
     return strategy
@@ -131,18 +152,19 @@ def plan(
     the data batch is cut to `LOOP_ACTIVATION_BYTES` of activations (larger ones leave cache); for
     "vmap" activations grow with chunk × batch_size, and "auto" makes the chunk as large as the
     budget allows at the requested batch size (at most 64: wider gave no further gain). For
-    "grouped" the chunk defaults to 32 and the data batch shrinks so that chunk × batch stays
-    near `GROUPED_WORK` point-examples (`batch_size` is then an upper bound).
+    "grouped" the chunk defaults to `GROUPED_CHUNK` (evened out: the K points in equal chunks) and
+    the data batch shrinks so that chunk × batch stays near `GROUPED_WORK` point-examples
+    (`batch_size` is then an upper bound).
     """
-    strategy = _resolve_strategy(strategy, model, x)
     if batch_size < 1:
         raise ModescapeError(f"batch_size must be positive, got {batch_size}")
-    budget = memory_budget_mb * 2**20
     per_example = activation_bytes_per_example(model, x)
+    strategy = _resolve_strategy(strategy, model, x, per_example)
+    budget = memory_budget_mb * 2**20
     max_examples = max(int(budget // per_example), 1)  # examples (× points) alive at once
     batch = min(batch_size, x.shape[0], max_examples)
     if chunk == "auto":
-        chunk_n = {"vmap": max_examples // batch, "grouped": 32}.get(strategy, 64)
+        chunk_n = {"vmap": max_examples // batch, "grouped": GROUPED_CHUNK}.get(strategy, 64)
         chunk_n = min(max(chunk_n, 1), 64)
     elif isinstance(chunk, int) and chunk >= 1:
         chunk_n = chunk
@@ -153,6 +175,8 @@ def plan(
         batch = max(1, min(batch, LOOP_ACTIVATION_BYTES // per_example))
     if strategy == "grouped":
         chunk_n = min(chunk_n, max_examples)
+        if chunk == "auto":  # equal chunks: 84 points as 6 × 14, not 5 × 16 + 4
+            chunk_n = -(-num_points // -(-num_points // chunk_n)) if num_points > 0 else chunk_n
         batch = max(1, min(batch, GROUPED_WORK // chunk_n, max_examples // chunk_n))
     return Plan(strategy, batch, chunk_n)
 
@@ -363,14 +387,15 @@ def score_many(
     agree = {name: torch.zeros(K, dtype=torch.float64) for name in refs}
     y = y.long()
     for ks, ns, logits in iter_logits(model, params, x, **kwargs):  # type: ignore[arg-type]
-        k, n, C = logits.shape
+        k, n, _ = logits.shape
         yb = y[ns]
-        ce = F.cross_entropy(logits.reshape(k * n, C), yb.repeat(k), reduction="none")
-        loss_sum[ks] += ce.view(k, n).double().sum(1)
+        # Cross-entropy as logsumexp − the label's logit: log_softmax over 10 classes costs 3x.
+        ce = torch.logsumexp(logits, -1) - logits.gather(-1, yb.expand(k, n)[..., None])[..., 0]
+        loss_sum[ks] += ce.sum(1, dtype=torch.float64)
         pred = logits.argmax(-1)
-        correct[ks] += (pred == yb).double().sum(1)
+        correct[ks] += (pred == yb).sum(1)
         for name, r in refs.items():
-            agree[name][ks] += (pred == r[ns]).double().sum(1)
+            agree[name][ks] += (pred == r[ns]).sum(1)
         if on_block is not None and ns.stop == x.shape[0]:
             on_block(k)
     N = x.shape[0]

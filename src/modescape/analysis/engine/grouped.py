@@ -6,18 +6,29 @@ batched. Here the K copies of the network run side by side and every layer is on
 of them. Activations are laid out *examples last*, `h[K, C, *S, N]` (point, channel, spatial,
 example), so that every layer is a batched matmul whose wide dimension is `prod(S)·N`:
 
-- ConvNd: the zero-padded input is unfolded into columns `[K, C·prod(k), prod(S')·N]` and
-  multiplied by the stacked weights `[K, out, C·prod(k)]` (`baddbmm`). The first conv sees the
-  *shared* input, so its columns are built once and multiplied by all K weights in one matmul
-  `[K·out, C·prod(k)]`.
+- ConvNd: the input is copied into a zero-padded buffer `[K, C(+1), *S_padded, N]`. A 1-D conv of
+  stride 1 is then `k` accumulated batched matmuls `W[:, :, :, j] @ padded[..., j:j+L', :]`: with
+  examples last, shifting by one position is an offset of N in the flattened `(L, N)` axis, so
+  every operand is a plain strided view (no im2col copy). Other convs (2-D, strided) copy the
+  windows into columns `[K, C·prod(k), prod(S')·N]` (one `as_strided` copy) and multiply by
+  `[K, out, C·prod(k)]`. The bias rides along as an extra input channel of ones (a column of the
+  stacked weights), so no separate broadcast-add. The first conv sees the *shared* input, so its
+  operands are built once and multiplied by all K weights in one matmul `[K·out, C·k]`.
+  Keras' asymmetric "same" padding (`layers.KerasSameConv*`) is padding like any other.
 - MaxPool: the elementwise maximum of the kernel's strided slices, one spatial axis at a time
-  (max-pooling is separable), padded with -inf; ceil_mode as PyTorch. ReLU is elementwise.
+  (max-pooling is separable), padded with -inf; ceil_mode as PyTorch. ReLU is elementwise (in
+  place, after the pool: ReLU → MaxPool equals MaxPool → ReLU on the smaller map).
   AdaptiveAvgPool to size 1 is a mean. Dropout is the identity (eval mode).
-- BatchNorm (eval) is per channel: `F.batch_norm` on `[1, K·C, prod(S)·N]` with the K points'
-  running statistics and affine parameters concatenated.
+- BatchNorm (eval) is per channel: `h·α + β` in place, with `α = γ/sqrt(var + eps)` and
+  `β = b − mean·α` prepared once per weight chunk (what PyTorch's CPU kernel computes).
 - Flatten is a free view `[K, C·prod(S), N]` (channel-major per example, as `nn.Flatten`);
   Linear is `baddbmm(bias, W[K, out, in], h[K, in, N])`. A ResNet `BasicBlock` adds its shortcut
-  in the same layout. The network's output `[K, classes, N]` is returned as `[K, N, classes]`.
+  in the same layout. The network's output `[K, classes, N]` is returned as a new `[K, N, classes]`.
+
+Every intermediate lives in a buffer owned by the `GroupedNet` and reused from call to call (one
+per layer, role and shape): allocating fresh activations per call made the allocator return and
+re-fault pages on every pass, which cost more than the arithmetic. So a `GroupedNet` is not
+re-entrant (one call at a time); the returned logits are a fresh tensor.
 
 Why not `ConvNd(groups=K)` on `[N, K·C, *S]` (the classic trick)? On CPU, oneDNN's grouped
 kernels were no faster than K separate calls for 1-D signals and 2-6x slower for 2-D images
@@ -33,37 +44,80 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Mapping, Sequence
-from functools import reduce
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from modescape.models.architectures import BasicBlock, ConvNet, ResNet
+from modescape.models.layers import KerasSameConv1d, KerasSameConv2d
 
-Stacked = Mapping[str, Tensor]  # parameter / buffer name -> tensor[K, *shape]
-# One layer for all K points: h[K, C, *S, N] (or [K, F, N] after Flatten) -> the same layout.
-# The network input is the shared x[N, C, *S]; `shared` says h is still that tensor.
-Step = Callable[[Tensor, bool, Stacked], tuple[Tensor, bool]]
+# parameter / buffer name -> tensor[K, *shape], plus tensors the steps derive from them once per
+# weight chunk (`Step.prepare`, names ending in ":grouped", inserted after the parameters).
+Stacked = dict[str, Tensor]
 
 _CONVS = (nn.Conv1d, nn.Conv2d)
+_KERAS = (KerasSameConv1d, KerasSameConv2d)
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 _MAXPOOLS = (nn.MaxPool1d, nn.MaxPool2d)
 _AVGPOOLS = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
 _IDENTITY = (nn.Dropout, nn.Identity)  # Dropout: eval mode
 
 
+class Workspace:
+    """Buffers reused from call to call, one per (owner step, role, shape, dtype)."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple, Tensor] = {}
+
+    def get(
+        self,
+        owner: object,
+        role: str,
+        shape: Sequence[int],
+        dtype: torch.dtype,
+        init: Callable[[Tensor], object] | None = None,
+    ) -> Tensor:
+        """The buffer; `init(buffer)` runs once, when it is allocated (borders, rows of ones)."""
+        key = (id(owner), role, tuple(shape), dtype)
+        buf = self._buffers.get(key)
+        if buf is None:
+            buf = torch.empty(tuple(shape), dtype=dtype)
+            if init is not None:
+                init(buf)
+            self._buffers[key] = buf
+        return buf
+
+
+class Step:
+    """One layer for all K points: `h[K, C, *S, N]` (or `[K, F, N]` after Flatten) -> the same.
+
+    The network input is the shared `x[N, C, *S]`; `shared` says h is still that tensor (never
+    written to). A step may overwrite a non-shared `h` in place (it is a buffer of an earlier
+    step that nothing reads again).
+    """
+
+    def prepare(self, t: Stacked) -> None:
+        """Derive this step's operands from the stacked weights (once per weight chunk)."""
+
+    def __call__(self, h: Tensor, shared: bool, t: Stacked, ws: Workspace) -> tuple[Tensor, bool]:
+        raise NotImplementedError
+
+
 class GroupedNet:
     """The template's structure, run for K points at once.
 
-    `stack(params[K, P], buffers[K, B], ...)` splits flat vectors into `{name: [K, *shape]}`
-    (once per weight chunk); `net(stacked, x[N, *in_shape])` returns logits `[K, N, classes]`.
+    `stack(params[K, P], buffers[K, B], ...)` splits flat vectors into `{name: [K, *shape]}` and
+    prepares each layer's operands (once per weight chunk); `net(stacked, x[N, *in_shape])`
+    returns logits `[K, N, classes]` (a new tensor). Not re-entrant: see the module docstring.
     """
 
     def __init__(self, steps: Sequence[Step], pnames: Sequence[str], bnames: Sequence[str]):
         self.steps = list(steps)
         self.pnames, self.bnames = list(pnames), list(bnames)
+        self.workspace = Workspace()
 
     def stack(
         self,
@@ -71,8 +125,8 @@ class GroupedNet:
         buffers: Tensor,
         pshapes: Sequence[torch.Size],
         bshapes: Sequence[torch.Size],
-    ) -> dict[str, Tensor]:
-        out: dict[str, Tensor] = {}
+    ) -> Stacked:
+        out: Stacked = {}
         for names, shapes, flat in (
             (self.pnames, pshapes, params),
             (self.bnames, bshapes, buffers),
@@ -80,156 +134,285 @@ class GroupedNet:
             sizes = [math.prod(s) for s in shapes]
             for name, part, shape in zip(names, torch.split(flat, sizes, -1), shapes):
                 out[name] = part.reshape(flat.shape[0], *shape).contiguous()
+        for step in self.steps:
+            step.prepare(out)
         return out
 
     def __call__(self, stacked: Stacked, x: Tensor) -> Tensor:
-        h, _ = _run(self.steps, x, True, stacked)
-        return h.transpose(1, 2)  # [K, classes, N] -> [K, N, classes]
+        h, _ = _run(self.steps, x, True, stacked, self.workspace)
+        return h.transpose(1, 2).contiguous()  # [K, classes, N] -> a new [K, N, classes]
 
 
-def _run(steps: Sequence[Step], h: Tensor, shared: bool, t: Stacked) -> tuple[Tensor, bool]:
+def _run(
+    steps: Sequence[Step], h: Tensor, shared: bool, t: Stacked, ws: Workspace
+) -> tuple[Tensor, bool]:
     for step in steps:
-        h, shared = step(h, shared, t)
+        h, shared = step(h, shared, t, ws)
     return h, shared
 
 
+def _num_points(t: Stacked) -> int:
+    return next(iter(t.values())).shape[0]  # a parameter: prepared entries come after
+
+
 def _examples_last(x: Tensor) -> Tensor:
-    """`x[N, C, *S]` -> `[C, *S, N]` (contiguous)."""
-    return x.permute(*range(1, x.dim()), 0).contiguous()
+    """`x[N, C, *S]` -> a `[C, *S, N]` view."""
+    return x.permute(*range(1, x.dim()), 0)
 
 
 def _stacked(h: Tensor, shared: bool, t: Stacked) -> Tensor:
     """The shared input as K identical points `[K, C, *S, N]` (an expanded view)."""
     if not shared:
         return h
-    K = next(iter(t.values())).shape[0]
-    return _examples_last(h).expand(K, *([-1] * h.dim()))
+    return _examples_last(h).expand(_num_points(t), *([-1] * h.dim()))
 
 
-def _conv_step(m: nn.Conv1d | nn.Conv2d, prefix: str) -> Step:
-    w_name, b_name = prefix + "weight", prefix + "bias" if m.bias is not None else None
+def _zeros_and_ones_channel(channel: int | None) -> Callable[[Tensor], None]:
+    def init(buf: Tensor) -> None:
+        buf.zero_()
+        if channel is not None:
+            buf[:, channel] = 1.0
 
-    def step(h: Tensor, shared: bool, t: Stacked) -> tuple[Tensor, bool]:
-        w = t[w_name]
-        K, out_ch = w.shape[:2]
-        if shared:  # columns built once; one matmul [K·out, C·k] @ [C·k, S'·N] for all points
-            cols, size = _columns(_examples_last(h)[None], m)
-            w2 = w.reshape(K * out_ch, -1)
-            y = w2 @ cols[0] if b_name is None else torch.addmm(t[b_name].view(-1, 1), w2, cols[0])
+    return init
+
+
+class _Conv(Step):
+    def __init__(self, m: nn.Conv1d | nn.Conv2d, prefix: str):
+        self.w_name = prefix + "weight"
+        self.b_name = prefix + "bias" if m.bias is not None else None
+        self.key = prefix + "weight:grouped"
+        self.out_channels = m.out_channels
+        self._bound: dict[tuple, _Bound] = {}
+        self.kernel, self.stride = tuple(m.kernel_size), tuple(m.stride)
+        self.padding = tuple(m.padding)  # type: ignore[arg-type]  (string padding rejected)
+        self.keras = isinstance(m, _KERAS)
+        # 1-D, stride 1: k shifted views of the padded input, no im2col copy.
+        self.shift = len(self.kernel) == 1 and self.stride == (1,)
+
+    def pads(self, size: Sequence[int]) -> list[tuple[int, int]]:
+        """(before, after) zero padding per spatial axis for an input of `size`."""
+        if not self.keras:
+            return [(p, p) for p in self.padding]
+        out = []
+        for n, k, s in zip(size, self.kernel, self.stride):
+            total = max((-(-n // s) - 1) * s + k - n, 0)  # Keras' "same" (layers.py)
+            out.append((total // 2, total - total // 2))
+        return out
+
+    def prepare(self, t: Stacked) -> None:
+        w = t[self.w_name]  # [K, out, C, *k]
+        K, Co, C = w.shape[:3]
+        bias = [] if self.b_name is None else [t[self.b_name][:, :, None]]
+        # [K, out, C·prod(k)(+1)]: the im2col rows in the weight's (in, *k) order
+        t[self.key] = torch.cat([w.reshape(K, Co, -1), *bias], 2).contiguous()
+        if self.shift:  # [k, K, out, C(+1)]: one matrix per kernel offset, the bias in the first
+            ws = w.new_zeros(self.kernel[0], K, Co, C + len(bias))
+            ws[..., :C] = w.permute(3, 0, 1, 2)
+            if bias:
+                ws[0, :, :, C] = t[self.b_name]  # type: ignore[index]
+            t[self.key + ":shift"] = ws
+
+    def _bind(self, src_shape: Sequence[int], K: int, dtype: torch.dtype, ws: Workspace) -> _Bound:
+        """Buffers and views for an input `[Kb, C, *S, N]` (Kb = 1: shared), made once per shape."""
+        key = (tuple(src_shape), K, dtype)
+        bound = self._bound.get(key)
+        if bound is not None:
+            return bound
+        Kb, C, *S, N = src_shape
+        Co = self.out_channels
+        pads = self.pads(S)
+        padded = [n + a + b for n, (a, b) in zip(S, pads)]
+        out = [(n - k) // s + 1 for n, k, s in zip(padded, self.kernel, self.stride)]
+        e = int(self.b_name is not None)
+        bound = _Bound(y=ws.get(self, "out", (K, Co, *out, N), dtype))
+        inner = (slice(None), slice(0, C), *(slice(a, a + n) for n, (a, _) in zip(S, pads)))
+        if self.shift and Kb == K:  # not for the shared input: its columns are built only once
+            ones = _zeros_and_ones_channel(C if e else None)
+            buf = ws.get(self, "in", (Kb, C + e, *padded, N), dtype, ones)
+            flat, L = buf.view(Kb, C + e, -1), out[0]
+            bound.padded, bound.interior = buf, buf[inner]
+            bound.shifted = [flat[:, :, j * N : (j + L) * N] for j in range(self.kernel[0])]
+            bound.dst = bound.y.view(K, Co, -1)
+            return self._bound.setdefault(key, bound)
+        if any(a or b for a, b in pads):
+            buf = ws.get(self, "in", (Kb, C, *padded, N), dtype, _zeros_and_ones_channel(None))
+            bound.padded, bound.interior = buf, buf[inner]
+        rows = C * math.prod(self.kernel)
+
+        def ones_row(cols: Tensor) -> None:
+            cols[:, rows:] = 1.0
+
+        cols = ws.get(self, "cols", (Kb, rows + e, math.prod(out) * N), dtype, ones_row)
+        bound.cols, bound.out = cols, out
+        bound.col_rows = cols[:, :rows].view(Kb, C, *self.kernel, *out, N)
+        bound.dst = bound.y.view(K * Co, -1) if Kb == 1 and K > 1 else bound.y.view(K, Co, -1)
+        return self._bound.setdefault(key, bound)
+
+    def interior(self, h: Tensor, t: Stacked, ws: Workspace) -> Tensor | None:
+        """Where the step before may write this conv's input `h` directly (saving a copy)."""
+        return self._bind(h.shape, _num_points(t), h.dtype, ws).interior
+
+    def __call__(self, h: Tensor, shared: bool, t: Stacked, ws: Workspace) -> tuple[Tensor, bool]:
+        K = _num_points(t)
+        src = _examples_last(h)[None] if shared else h  # [Kb, C, *S, N], Kb = 1 when shared
+        b = self._bind(src.shape, K, h.dtype, ws)
+        if b.interior is not None:
+            if not (
+                src.data_ptr() == b.interior.data_ptr() and src.stride() == b.interior.stride()
+            ):
+                b.interior.copy_(src)  # (else the step before wrote it there)
+            src = b.padded
+        if b.shifted:  # 1-D, stride 1: positions j .. j+L-1 of the padded input, all examples
+            w = t[self.key + ":shift"]
+            torch.bmm(w[0], b.shifted[0], out=b.dst)
+            for j in range(1, len(b.shifted)):
+                b.dst.baddbmm_(w[j], b.shifted[j])
+            return b.y, False
+        d, st = len(self.kernel), src.stride()
+        windows = src.as_strided(
+            b.col_rows.shape,
+            (
+                st[0],
+                st[1],
+                *st[2 : 2 + d],
+                *(s * x for s, x in zip(self.stride, st[2 : 2 + d])),
+                st[-1],
+            ),
+        )
+        b.col_rows.copy_(windows)
+        w = t[self.key]
+        if b.dst.dim() == 2:  # the shared input's columns, once: one matmul [K·out, rows]
+            torch.mm(w.view(b.dst.shape[0], -1), b.cols[0], out=b.dst)
         else:
-            cols, size = _columns(h, m)
-            w3 = w.reshape(K, out_ch, -1)
-            y = w3 @ cols if b_name is None else torch.baddbmm(t[b_name][:, :, None], w3, cols)
-        return y.view(K, out_ch, *size), False
-
-    return step
+            torch.bmm(w, b.cols.expand(K, -1, -1), out=b.dst)
+        return b.y, False
 
 
-def _columns(h: Tensor, m: nn.Conv1d | nn.Conv2d) -> tuple[Tensor, tuple[int, ...]]:
-    """im2col: `h[K, C, *S, N]` -> `cols[K, C·prod(k), prod(S')·N]` and `(*S', N)`.
+@dataclass
+class _Bound:
+    """A conv's buffers and views for one input shape (see `_Conv._bind`)."""
 
-    One copy per kernel offset straight from `h` (zero padding written only where a window
-    reaches past the border), instead of a padded copy followed by a reshaping one.
-    """
-    K, C, *S, N = h.shape
-    ks, ss, ps = m.kernel_size, m.stride, m.padding
-    out = [(n + 2 * p - k) // s + 1 for n, k, s, p in zip(S, ks, ss, ps)]
-    cols = h.new_empty(K, C, *ks, *out, N)  # rows in the weight's (in, *k) order
-    for offsets in itertools.product(*(range(k) for k in ks)):
-        dst = cols[(slice(None), slice(None), *offsets)]  # [K, C, *S', N]
-        src_idx, dst_idx = [], []
-        for n, o, s, p, j in zip(S, out, ss, ps, offsets):
-            # output position i reads input i·s + j − p, valid when it lies in [0, n)
-            lo = min(max(-((j - p) // s), 0), o)  # ceil((p − j) / s), clipped to [0, o]
-            hi = max(min((n - 1 - j + p) // s + 1, o), lo)
-            dst_idx.append(slice(lo, hi))
-            start = lo * s + j - p
-            src_idx.append(
-                slice(start, start + (hi - lo - 1) * s + 1, s) if hi > lo else slice(0, 0)
-            )
-        for axis, (sl, o) in enumerate(zip(dst_idx, out)):  # the border: zero padding
-            if sl.start > 0:
-                dst.narrow(2 + axis, 0, sl.start).zero_()
-            if sl.stop < o:
-                dst.narrow(2 + axis, sl.stop, o - sl.stop).zero_()
-        dst[(slice(None), slice(None), *dst_idx)] = h[(slice(None), slice(None), *src_idx)]
-    return cols.view(K, C * math.prod(ks), -1), (*out, N)
+    y: Tensor  # output [K, out, *S', N]
+    dst: Tensor = field(default_factory=lambda: torch.empty(0))  # y as the matmul's output
+    padded: Tensor = field(default_factory=lambda: torch.empty(0))  # zero-padded input buffer
+    interior: Tensor | None = None  # the input's place inside `padded`
+    shifted: list[Tensor] = field(default_factory=list)  # 1-D stride 1: operand per offset
+    cols: Tensor = field(default_factory=lambda: torch.empty(0))  # im2col [Kb, rows(+1), S'·N]
+    col_rows: Tensor = field(default_factory=lambda: torch.empty(0))
+    out: list[int] = field(default_factory=list)
 
 
-def _maxpool_step(m: nn.MaxPool1d | nn.MaxPool2d) -> Step:
-    d = 1 if isinstance(m, nn.MaxPool1d) else 2
+class _MaxPool(Step):
+    def __init__(self, m: nn.MaxPool1d | nn.MaxPool2d):
+        d = 1 if isinstance(m, nn.MaxPool1d) else 2
 
-    def per_axis(v: int | tuple[int, ...]) -> tuple[int, ...]:
-        return tuple(v) if isinstance(v, tuple) else (v,) * d
+        def per_axis(v: int | tuple[int, ...]) -> tuple[int, ...]:
+            return tuple(v) if isinstance(v, tuple) else (v,) * d
 
-    ks, ss = per_axis(m.kernel_size), per_axis(m.stride or m.kernel_size)
-    ps = per_axis(m.padding)
+        self.kernel, self.stride = per_axis(m.kernel_size), per_axis(m.stride or m.kernel_size)
+        self.padding, self.ceil_mode = per_axis(m.padding), m.ceil_mode
 
-    def step(h: Tensor, shared: bool, t: Stacked) -> tuple[Tensor, bool]:
+    def __call__(self, h: Tensor, shared: bool, t: Stacked, ws: Workspace) -> tuple[Tensor, bool]:
         h = _stacked(h, shared, t)
-        for i, (k, s, p) in enumerate(zip(ks, ss, ps)):
-            h = _max_along(h, 2 + i, k, s, p, m.ceil_mode)
+        for i, (k, s, p) in enumerate(zip(self.kernel, self.stride, self.padding)):
+            h = self._along(h, 2 + i, k, s, p, ws)
         return h, False
 
-    return step
+    def _along(self, h: Tensor, dim: int, k: int, s: int, p: int, ws: Workspace) -> Tensor:
+        """1-D max-pooling of `h` along `dim`, with PyTorch's output size (incl. ceil_mode)."""
+        n = h.shape[dim]
+        span = n + 2 * p - k
+        out = (-(-span // s) if self.ceil_mode else span // s) + 1
+        if self.ceil_mode and (out - 1) * s >= n + p:  # PyTorch drops a window starting in padding
+            out -= 1
+        right = max((out - 1) * s + k - n - p, 0)  # what the last window reads past the end
+        if p or right:
+            shape = list(h.shape)
+            shape[dim] = n + p + right
+            padded = ws.get(self, f"pad{dim}", shape, h.dtype, lambda b: b.fill_(-math.inf))
+            padded.narrow(dim, p, n).copy_(h)
+            h = padded
+        stop = (out - 1) * s + 1
+        views = [
+            h.narrow(dim, j, stop)[(slice(None),) * dim + (slice(None, None, s),)] for j in range(k)
+        ]
+        dst = ws.get(self, f"max{dim}", views[0].shape, h.dtype)
+        if k == 1:
+            return dst.copy_(views[0])
+        torch.maximum(views[0], views[1], out=dst)
+        for v in views[2:]:
+            torch.maximum(dst, v, out=dst)
+        return dst
 
 
-def _max_along(h: Tensor, dim: int, k: int, s: int, p: int, ceil_mode: bool) -> Tensor:
-    """1-D max-pooling of `h` along `dim`, with PyTorch's output size (incl. ceil_mode)."""
-    n = h.shape[dim]
-    span = n + 2 * p - k
-    out = (-(-span // s) if ceil_mode else span // s) + 1
-    if ceil_mode and (out - 1) * s >= n + p:  # PyTorch drops a last window starting in padding
-        out -= 1
-    right = max((out - 1) * s + k - n - p, 0)  # what the last window reads past the end
-    if p or right:
-        shape = list(h.shape)
-        shape[dim] = n + p + right
-        padded = h.new_full(shape, -math.inf)
-        padded.narrow(dim, p, n).copy_(h)
-        h = padded
-    stop = (out - 1) * s + 1
-    return reduce(torch.maximum, [h.narrow(dim, j, stop)[_every(dim, s)] for j in range(k)])
+class _AvgPool(Step):
+    def __call__(self, h: Tensor, shared: bool, t: Stacked, ws: Workspace) -> tuple[Tensor, bool]:
+        h = _stacked(h, shared, t)  # adaptive pool to 1: the mean over the spatial axes
+        return h.mean(dim=tuple(range(2, h.dim() - 1)), keepdim=True), False
 
 
-def _every(dim: int, s: int) -> tuple[slice, ...]:
-    return (slice(None),) * dim + (slice(None, None, s),)
+class _Norm(Step):
+    def __init__(self, m: nn.BatchNorm1d | nn.BatchNorm2d, prefix: str):
+        self.names = [prefix + n for n in ("running_mean", "running_var", "weight", "bias")]
+        self.key, self.eps = prefix + "affine:grouped", m.eps
+
+    def prepare(self, t: Stacked) -> None:
+        mean, var, w, b = (t.get(n) for n in self.names)
+        assert mean is not None and var is not None  # compile_grouped checked
+        alpha = torch.rsqrt(var + self.eps) if w is None else w * torch.rsqrt(var + self.eps)
+        beta = -mean * alpha if b is None else b - mean * alpha
+        t[self.key] = torch.stack([alpha, beta])  # [2, K, C]
+
+    def __call__(self, h: Tensor, shared: bool, t: Stacked, ws: Workspace) -> tuple[Tensor, bool]:
+        h = _stacked(h, shared, t)
+        alpha, beta = (v.view(*v.shape, *[1] * (h.dim() - 2)) for v in t[self.key])
+        dst = ws.get(self, "out", h.shape, h.dtype) if shared else h
+        return torch.addcmul(beta, h, alpha, out=dst), False
 
 
-def _avgpool_step(h: Tensor, shared: bool, t: Stacked) -> tuple[Tensor, bool]:
-    h = _stacked(h, shared, t)  # adaptive pool to 1: the mean over the spatial axes
-    return h.mean(dim=tuple(range(2, h.dim() - 1)), keepdim=True), False
+class _ReLU(Step):
+    def __init__(self) -> None:
+        self.into: _Conv | None = None  # the conv right after, whose padded input it can write
+
+    def __call__(self, h: Tensor, shared: bool, t: Stacked, ws: Workspace) -> tuple[Tensor, bool]:
+        if shared:
+            return F.relu(h), True
+        dst = None if self.into is None else self.into.interior(h, t, ws)
+        if dst is None:
+            return h.clamp_min_(0.0), False
+        return torch.clamp_min(h, 0.0, out=dst), False
 
 
-def _norm_step(m: nn.BatchNorm1d | nn.BatchNorm2d, prefix: str) -> Step:
-    names = [prefix + n for n in ("running_mean", "running_var", "weight", "bias")]
-
-    def step(h: Tensor, shared: bool, t: Stacked) -> tuple[Tensor, bool]:
-        h = _stacked(h, shared, t).contiguous()
-        mean, var, w, b = (t[n].reshape(-1) if n in t else None for n in names)
-        flat = h.view(1, h.shape[0] * h.shape[1], -1)
-        return F.batch_norm(flat, mean, var, w, b, False, 0.0, m.eps).view(h.shape), False
-
-    return step
+class _Flatten(Step):
+    def __call__(self, h: Tensor, shared: bool, t: Stacked, ws: Workspace) -> tuple[Tensor, bool]:
+        h = _stacked(h, shared, t)  # [K, C, *S, N] -> [K, C·prod(S), N]: channel-major features
+        return h.reshape(h.shape[0], -1, h.shape[-1]), False
 
 
-def _relu_step(h: Tensor, shared: bool, t: Stacked) -> tuple[Tensor, bool]:
-    return F.relu(h), shared
+class _Linear(Step):
+    def __init__(self, prefix: str, has_bias: bool):
+        self.w_name, self.b_name = prefix + "weight", prefix + "bias" if has_bias else None
+
+    def __call__(self, h: Tensor, shared: bool, t: Stacked, ws: Workspace) -> tuple[Tensor, bool]:
+        w = t[self.w_name]  # [K, out, in] @ h[K, in, N]
+        dst = ws.get(self, "out", (w.shape[0], w.shape[1], h.shape[-1]), h.dtype)
+        if self.b_name is None:
+            return torch.bmm(w, h, out=dst), False
+        return torch.baddbmm(t[self.b_name][:, :, None], w, h, out=dst), False
 
 
-def _flatten_step(h: Tensor, shared: bool, t: Stacked) -> tuple[Tensor, bool]:
-    h = _stacked(h, shared, t)  # [K, C, *S, N] -> [K, C·prod(S), N]: channel-major features
-    return h.reshape(h.shape[0], -1, h.shape[-1]), False
+class _Block(Step):
+    def __init__(self, main: list[Step], shortcut: list[Step]):
+        self.main, self.shortcut = main, shortcut
 
+    def prepare(self, t: Stacked) -> None:
+        for step in self.main + self.shortcut:
+            step.prepare(t)
 
-def _linear_step(prefix: str, has_bias: bool) -> Step:
-    def step(h: Tensor, shared: bool, t: Stacked) -> tuple[Tensor, bool]:
-        w = t[prefix + "weight"]  # [K, out, in] @ h[K, in, N]
-        if has_bias:
-            return torch.baddbmm(t[prefix + "bias"][:, :, None], w, h), False
-        return torch.bmm(w, h), False
-
-    return step
+    def __call__(self, h: Tensor, shared: bool, t: Stacked, ws: Workspace) -> tuple[Tensor, bool]:
+        y, _ = _run(self.main, h, shared, t, ws)  # ends in bn2: a buffer of conv2, ours to change
+        s, s_shared = _run(self.shortcut, h, shared, t, ws)
+        return y.add_(_stacked(s, s_shared, t)).clamp_min_(0.0), False
 
 
 def _block_step(block: BasicBlock, prefix: str) -> Step | None:
@@ -243,15 +426,9 @@ def _block_step(block: BasicBlock, prefix: str) -> Step | None:
         ]
     )
     shortcut = _compile([(block.shortcut, prefix + "shortcut.")])
-    if main is None or shortcut is None:
+    if main is None or shortcut is None or not isinstance(main[-1], _Norm):
         return None
-
-    def step(h: Tensor, shared: bool, t: Stacked) -> tuple[Tensor, bool]:
-        y, _ = _run(main, h, shared, t)
-        s, s_shared = _run(shortcut, h, shared, t)
-        return F.relu(y + _stacked(s, s_shared, t)), False
-
-    return step
+    return _Block(main, shortcut)
 
 
 def _compile(items: Sequence[tuple[nn.Module, str]]) -> list[Step] | None:
@@ -270,20 +447,21 @@ def _compile(items: Sequence[tuple[nn.Module, str]]) -> list[Step] | None:
             step = _compile(children)
         elif isinstance(m, _CONVS):
             plain = m.groups == 1 and m.padding_mode == "zeros" and not isinstance(m.padding, str)
-            if plain and set(m.dilation) == {1}:
-                step = _conv_step(m, prefix)
+            keras_ok = not isinstance(m, _KERAS) or set(m.padding) == {0}  # type: ignore[arg-type]
+            if plain and keras_ok and set(m.dilation) == {1}:
+                step = _Conv(m, prefix)
         elif isinstance(m, _NORMS):
-            step = _norm_step(m, prefix) if m.running_mean is not None else None
+            step = _Norm(m, prefix) if m.running_mean is not None else None
         elif isinstance(m, nn.Linear):
-            step = _linear_step(prefix, m.bias is not None)
+            step = _Linear(prefix, m.bias is not None)
         elif isinstance(m, nn.Flatten):
-            step = _flatten_step if (m.start_dim, m.end_dim) == (1, -1) else None
+            step = _Flatten() if (m.start_dim, m.end_dim) == (1, -1) else None
         elif isinstance(m, nn.ReLU):
-            step = _relu_step
+            step = _ReLU()
         elif isinstance(m, _MAXPOOLS):
-            step = _maxpool_step(m) if set(_tuple(m.dilation)) == {1} else None
+            step = _MaxPool(m) if set(_tuple(m.dilation)) == {1} else None
         elif isinstance(m, _AVGPOOLS):
-            step = _avgpool_step if set(_tuple(m.output_size)) == {1} else None
+            step = _AvgPool() if set(_tuple(m.output_size)) == {1} else None
         elif isinstance(m, _IDENTITY):
             step = []
         elif isinstance(m, BasicBlock):
@@ -291,6 +469,9 @@ def _compile(items: Sequence[tuple[nn.Module, str]]) -> list[Step] | None:
         if step is None:
             return None
         steps += step if isinstance(step, list) else [step]
+    for before, after in itertools.pairwise(steps):
+        if isinstance(before, _ReLU) and isinstance(after, _Conv):
+            before.into = after
     return steps
 
 
@@ -310,7 +491,7 @@ def compile_grouped(model: nn.Module) -> GroupedNet | None:
     else:
         return None
     steps = _compile(parts)
-    if steps is None or _flatten_step not in steps:
+    if steps is None or not any(isinstance(s, _Flatten) for s in steps):
         return None
     pnames = [n for n, _ in model.named_parameters()]
     bnames = [n for n, b in model.named_buffers() if b.is_floating_point()]
