@@ -1,0 +1,67 @@
+"""The shift study's batched sweep (every family per chunk of corrupted examples, in one engine
+call) against the per-family evaluation on whole corrupted test sets it replaced."""
+
+import numpy as np
+import pytest
+import torch
+
+from modescape.analysis.engine.batched import evaluate_many
+from modescape.store.files import load_npy
+from modescape.studies import schema as S
+from modescape.studies.context import RunContext
+from modescape.studies.shift import (
+    FamilyStack,
+    ShiftConfig,
+    model_families,
+    run_shift,
+    shift_inputs,
+)
+
+
+def test_batched_sweep_equals_per_family_evaluation(tiny_run_copy, monkeypatch):
+    import modescape.studies.shift as shift
+
+    monkeypatch.setattr(shift, "SHIFT_CHUNK", 70)  # several chunks, the last one short
+    cfg = ShiftConfig(corruptions=("gaussian_noise", "time_warp"), severities=(2, 5))
+    run_shift(tiny_run_copy, cfg)
+    ctx = RunContext(tiny_run_copy)
+    members = ctx.run.finished_members()
+    families = model_families(ctx, members, cfg)
+    names, inputs = shift_inputs(ctx, cfg)
+    model = ctx.build_model()
+    for name, severity in [("clean", 0)] + [(n, s) for n in names for s in cfg.severities]:
+        x, _ = inputs(name, severity)  # the whole corrupted test set at once, as before
+        for family, weights in families.items():
+            expected = evaluate_many(model, weights, x).numpy()
+            rel = S.SHIFT_PREDS.format(key=name, severity=severity, family=family)
+            got = load_npy(tiny_run_copy / S.SHIFT / rel)
+            np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0, err_msg=rel)
+
+
+def test_family_stack_evaluates_a_shared_model_once(tiny_run):
+    ctx = RunContext(tiny_run)
+    run = ctx.run
+    last = run.snapshot_epochs(0)[-1]
+    families = {
+        "members": [run.state_dict(0), run.state_dict(1)],
+        "late": [run.state_dict(0, last - 1), run.state_dict(0, last)],  # m0's final again
+    }
+    stack = FamilyStack(ctx.build_model(), families)
+    assert len(stack.params) == 3
+    assert stack.rows == {"members": [0, 1], "late": [2, 0]}
+
+
+@pytest.mark.parametrize("name", ["gaussian_noise", "zoom_blur", "jpeg_compression"])
+def test_image_corruption_chunks_equal_the_whole_set(name):
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.integers(0, 256, (9, 3, 8, 8))).float() / 255
+    ctx = RunContext.__new__(RunContext)
+    ctx.__dict__["dataset"] = SimpleNamespace(
+        x_test=x, y_test=torch.zeros(9, dtype=torch.int64), source={"scaling": "unit"}
+    )
+    _, make = shift_inputs(ctx, ShiftConfig(corruptions=(name,)))
+    whole, _ = make(name, 3)
+    parts = torch.cat([make(name, 3, a, a + 4)[0] for a in range(0, 9, 4)])
+    assert torch.equal(parts, whole)
