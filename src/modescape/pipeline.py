@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,22 @@ def subspace_defaults(config: RunConfig) -> Any:
     return SubspaceConfig(methods=SAMPLERS, n_snapshots=n, rank=min(5, n - 1))
 
 
+def study_stages(config: RunConfig) -> list[tuple[str, Callable[[Path], Any]]]:
+    """What `run_pipeline` runs after training, in order: (study name, function of the run
+    directory), with the settings it uses (benchmarks time them one by one)."""
+    from modescape.studies.landscape import run_landscape
+    from modescape.studies.shift import run_shift
+    from modescape.studies.subspace import run_subspace
+    from modescape.studies.weights_functions import analyze_run
+
+    return [
+        ("analyze", analyze_run),
+        ("subspace", lambda path: run_subspace(path, subspace_defaults(config))),
+        ("landscape", run_landscape),
+        ("shift", run_shift),
+    ]
+
+
 def estimate_run(config: RunConfig) -> Any:
     """The estimated cost of `run_pipeline(config)` here: training and each study, from a short
     timed probe (`modescape.estimate`); `.lines()` prints it."""
@@ -131,10 +148,6 @@ def run_pipeline(
     `estimate`: first log the estimated cost of each stage (a probe of a few seconds; on CPU
     only, as the probe times this process's CPU)."""
     from modescape.report.html import write_report
-    from modescape.studies.landscape import run_landscape
-    from modescape.studies.shift import run_shift
-    from modescape.studies.subspace import run_subspace
-    from modescape.studies.weights_functions import analyze_run
 
     out = Path(out)
     started = time.perf_counter()
@@ -148,10 +161,8 @@ def run_pipeline(
     )  # fmt: skip
     train_run(config, out, executor=executor, workers=workers, device=device, track=track)
     log.info("[2/3] analysing %s", out)
-    analyze_run(out)
-    run_subspace(out, subspace_defaults(config))
-    run_landscape(out)
-    run_shift(out)
+    for _, stage in study_stages(config):
+        stage(out)
     log.info("[3/3] writing the report in %s", out / "report")
     index = write_report(out)
     log.info("done in %.0f s: open %s", time.perf_counter() - started, index)
