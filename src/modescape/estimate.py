@@ -102,7 +102,7 @@ def estimate_run(
     from modescape.store.run import open_dataset
 
     if data is None:
-        data = open_dataset(config)
+        data = open_dataset(config, pixels="uint8")  # the probe scales the few it uses
     if rates is None:
         rates = probe_rates(config, data)
     shape = _Shape(
@@ -163,6 +163,7 @@ def probe_rates(config: RunConfig, data: Any) -> Rates:
 def _time_training(config: RunConfig, data: Any) -> float:
     import torch
 
+    from modescape.data.datasets import scale_pixels
     from modescape.train.loop import MemberRNG, make_optimizer, pixel_unit, train_epoch
 
     tcfg = config.train
@@ -174,7 +175,7 @@ def _time_training(config: RunConfig, data: Any) -> float:
     pixel = pixel_unit(data.source, tuple(data.x_train.shape[1:]))
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=tcfg.precision == "bf16")
     n = min(len(data.x_train), tcfg.batch_size * PROBE_STEPS)
-    x = data.x_train[:n].contiguous(memory_format=fmt)
+    x = scale_pixels(data.x_train[:n], data.source).contiguous(memory_format=fmt)
     y = data.y_train[:n]
     steps = math.ceil(n / tcfg.batch_size)
     warm = min(n, tcfg.batch_size)
@@ -197,20 +198,22 @@ def _time_forward(config: RunConfig, data: Any) -> float:
 
     from modescape.analysis.engine.batched import evaluate_many, param_names
     from modescape.analysis.weightspace import flatten_params
+    from modescape.data.datasets import scale_pixels
 
     model = _model(config, data)
     flat = flatten_params(model.state_dict(), param_names(model))
     points = flat + 0.01 * torch.randn(PROBE_POINTS, flat.numel())
-    x = data.x_test[:PROBE_EXAMPLES]
+    x = scale_pixels(data.x_test[:PROBE_EXAMPLES], data.source)
     evaluate_many(model, points[:1], x[:64])  # warm-up: first-call allocations
     return _best(lambda: evaluate_many(model, points, x)) / (PROBE_POINTS * len(x))
 
 
 def _time_corruptions(data: Any) -> dict[str, float]:
     from modescape.data.corruptions import applicable_corruptions, corrupt
+    from modescape.data.datasets import scale_pixels
     from modescape.studies.shift import to_uint8_images
 
-    u8 = to_uint8_images(data.x_test[:PROBE_CORRUPT], data.source)
+    u8 = to_uint8_images(scale_pixels(data.x_test[:PROBE_CORRUPT], data.source), data.source)
     rates = {}
     for name in applicable_corruptions(u8.shape[-1]):
         t = time.perf_counter()

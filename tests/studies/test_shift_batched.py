@@ -9,8 +9,8 @@ from modescape.analysis.engine.batched import evaluate_many
 from modescape.store.files import load_npy
 from modescape.studies import schema as S
 from modescape.studies.context import RunContext
+from modescape.studies.inference import ModelStack
 from modescape.studies.shift import (
-    FamilyStack,
     ShiftConfig,
     model_families,
     run_shift,
@@ -18,13 +18,47 @@ from modescape.studies.shift import (
 )
 
 
-def test_batched_sweep_equals_per_family_evaluation(tiny_run_copy, monkeypatch):
+@pytest.fixture(scope="module")
+def tiny_image_run(tmp_path_factory):
+    """Two SmallCNN (seed) members trained one epoch on 60 random 32×32 images, 30 test."""
+    from PIL import Image
+
+    from modescape.config import preset
+    from modescape.train.trainer import train
+
+    root = tmp_path_factory.mktemp("imgs")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("test", 3)):
+        for c in range(10):
+            (root / split / f"c{c}").mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / f"c{c}" / f"{i}.png")
+    cfg = preset("cifar10", "smallcnn", "seed", root=str(root), members=2, epochs=2)
+    out = root.parent / "image_run"
+    train(cfg.with_overrides(["train.batch_size=16"]), out)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["signals", "images"])
+def test_batched_sweep_equals_per_family_evaluation(kind, tiny_run, tiny_image_run, tmp_path):
+    """The sweep's predictions (frozen models for images, several chunks) equal the eager
+    engine's on each whole corrupted set, family by family, to 1e-5."""
+    import shutil
+
     import modescape.studies.shift as shift
 
-    monkeypatch.setattr(shift, "SHIFT_CHUNK", 70)  # several chunks, the last one short
-    cfg = ShiftConfig(corruptions=("gaussian_noise", "time_warp"), severities=(2, 5))
-    run_shift(tiny_run_copy, cfg)
-    ctx = RunContext(tiny_run_copy)
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run if kind == "signals" else tiny_image_run, run)
+    corruptions = ("gaussian_noise", "time_warp") if kind == "signals" else ("zoom_blur", "fog")
+    cfg = ShiftConfig(corruptions=corruptions, severities=(2, 5))
+    chunk = shift.SHIFT_CHUNK
+    try:
+        shift.SHIFT_CHUNK = 7  # several chunks, the last one short
+        run_shift(run, cfg)
+    finally:
+        shift.SHIFT_CHUNK = chunk
+    ctx = RunContext(run)
     members = ctx.run.finished_members()
     families = model_families(ctx, members, cfg)
     names, inputs = shift_inputs(ctx, cfg)
@@ -34,7 +68,7 @@ def test_batched_sweep_equals_per_family_evaluation(tiny_run_copy, monkeypatch):
         for family, weights in families.items():
             expected = evaluate_many(model, weights, x).numpy()
             rel = S.SHIFT_PREDS.format(key=name, severity=severity, family=family)
-            got = load_npy(tiny_run_copy / S.SHIFT / rel)
+            got = load_npy(run / S.SHIFT / rel)
             np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0, err_msg=rel)
 
 
@@ -46,8 +80,8 @@ def test_family_stack_evaluates_a_shared_model_once(tiny_run):
         "members": [run.state_dict(0), run.state_dict(1)],
         "late": [run.state_dict(0, last - 1), run.state_dict(0, last)],  # m0's final again
     }
-    stack = FamilyStack(ctx.build_model(), families)
-    assert len(stack.params) == 3
+    stack = ModelStack(ctx.build_model(), families)
+    assert len(stack) == 3
     assert stack.rows == {"members": [0, 1], "late": [2, 0]}
 
 

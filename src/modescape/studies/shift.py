@@ -54,6 +54,7 @@ from modescape.studies.context import (
     open_context,
     subspace_config,
 )
+from modescape.studies.inference import ModelStack
 from modescape.studies.limits import MAX_SAMPLES, check_examples, check_int
 
 logger = logging.getLogger(__name__)
@@ -153,7 +154,7 @@ def shift_inputs(
         if config.max_examples is None
         else min(config.max_examples, len(data.y_test))
     )
-    x_clean, y_clean = data.x_test[:n], data.y_test[:n].numpy()
+    x_clean, y_clean = ctx.inputs("test")[:n], data.y_test[:n].numpy()
     images = data.x_test.dim() == 4
     if config.cifar10c:
         from modescape.data.cifar10c import available_corruptions, load_cifar10c
@@ -307,7 +308,7 @@ def _sweep(ctx, names, inputs, families, config, out, no_ops: list) -> tuple[lis
     (`_evaluate_setting`); a setting whose predictions are all cached is not generated again."""
     metric_rows: list[list[Any]] = []
     js_rows: list[list[Any]] = []
-    stack = FamilyStack(ctx.build_model(), families)
+    stack = ModelStack(ctx.build_model(), families)
     for name in names:
         for severity in (0, *config.severities):
             if severity == 0 and name != names[0]:
@@ -335,44 +336,11 @@ def _sweep(ctx, names, inputs, families, config, out, no_ops: list) -> tuple[lis
     return metric_rows, js_rows
 
 
-class FamilyStack:
-    """Every family's weight points as one stack of distinct points (a model in two families,
-    e.g. member 0's final snapshot among its late snapshots, is evaluated once)."""
-
-    def __init__(self, model: torch.nn.Module, families: dict[str, list[dict]]):
-        from modescape.analysis.weightspace import as_flat
-
-        self.model = model
-        params: list[torch.Tensor] = []
-        buffers: list[torch.Tensor | None] = []
-        seen: dict[bytes, int] = {}
-        self.rows: dict[str, list[int]] = {}
-        for family, weights in families.items():
-            p, b = as_flat(model, weights)
-            self.rows[family] = []
-            for i in range(len(p)):
-                key = p[i].numpy().tobytes() + (b"" if b is None else b[i].numpy().tobytes())
-                if key not in seen:
-                    seen[key] = len(params)
-                    params.append(p[i])
-                    buffers.append(None if b is None else b[i])
-                self.rows[family].append(seen[key])
-        self.params = torch.stack(params)
-        self.buffers = None if any(b is None for b in buffers) else torch.stack(buffers)  # type: ignore[arg-type]
-
-    def evaluate(self, rows: list[int], x: torch.Tensor) -> torch.Tensor:
-        """probs[len(rows), n, C] of the stacked points `rows` on inputs x[n, ...]."""
-        from modescape.analysis.engine.batched import evaluate_many
-
-        buffers = None if self.buffers is None else self.buffers[rows]
-        return evaluate_many(self.model, self.params[rows], x, buffers=buffers)
-
-
 SHIFT_CHUNK = 2000  # examples corrupted and evaluated at a time: bounds the corrupted copy
 
 
 def _evaluate_setting(
-    stack: FamilyStack, families: list[str], inputs, name: str, severity: int
+    stack: ModelStack, families: list[str], inputs, name: str, severity: int
 ) -> dict[str, np.ndarray] | None:
     """probs[models, N, C] (float32) per family at one (corruption, severity), the examples
     corrupted chunk by chunk and each chunk evaluated by every needed point in one engine call;
@@ -386,7 +354,7 @@ def _evaluate_setting(
         x, _ = inputs(name, severity, a, a + SHIFT_CHUNK)
         if unchanged:
             unchanged = torch.equal(x, inputs(name, 0, a, a + SHIFT_CHUNK)[0])
-        probs = stack.evaluate(rows, x)
+        probs = stack.probs(rows, x)
         if out is None:
             out = torch.empty(len(rows), n, probs.shape[-1])
         out[:, a : a + len(x)] = probs
@@ -407,7 +375,8 @@ def _write_examples(ctx: RunContext, names: list[str], config: ShiftConfig, out)
     if not shown:
         return []
     # Images: corruptions act on the uint8 pixels the scaled images came from.
-    x = to_uint8_images(data.x_test[:1], data.source)[0] if images else data.x_test[0].numpy()
+    x_test = ctx.inputs("test")
+    x = to_uint8_images(x_test[:1], data.source)[0] if images else x_test[0].numpy()
     out.npy(S.SHIFT_EXAMPLES, corruption_strip(x, shown, config.seed))
     return shown
 

@@ -97,12 +97,12 @@ def subspace_samples(
 def calibration_data(ctx: RunContext) -> tuple[torch.Tensor, torch.Tensor]:
     """The fixed, seeded subset of training examples calibration is measured on: x [n, ...],
     y int [n] (n = min(CALIBRATION_EXAMPLES, training set))."""
-    x, y = ctx.dataset.x_train, torch.as_tensor(ctx.dataset.y_train)
+    y = torch.as_tensor(ctx.dataset.y_train)
     # Seed 1: a different draw from the BatchNorm subset (seed 0), so the accuracy is not
     # measured on the very batches the statistics were recomputed on.
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(1))
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(1))
     idx = perm[:CALIBRATION_EXAMPLES]
-    return x[idx], y[idx]
+    return ctx.train_inputs(idx), y[idx]
 
 
 def accuracy_function(ctx: RunContext) -> Callable[[torch.Tensor], torch.Tensor]:
