@@ -195,7 +195,7 @@ def _sample_predictions(
     """probs[n_samples, N, C] per method and member: cached under preds/, else drawn (at the
     calibrated scale in "calibrated" mode) and evaluated, BatchNorm statistics recomputed per
     sample. Also returns the calibrations (empty in "paper" mode)."""
-    from modescape.analysis.engine.batched import evaluate_many, recompute_bn_buffers
+    from modescape.studies.inference import ModelStack
 
     x = ctx.inputs("test")
     model = ctx.build_model()
@@ -217,10 +217,9 @@ def _sample_predictions(
             if not f.exists():
                 scale = cal.scale if cal is not None else None
                 samples = subspace_samples(ctx, config, method, m, scale=scale)
-                buffers = None
-                if ctx.has_batchnorm:
-                    buffers = recompute_bn_buffers(model, samples, ctx.bn_subset)
-                probs = evaluate_many(model, samples, x, buffers=buffers).numpy()
+                # BatchNorm statistics recomputed per sample; images run frozen for inference.
+                stack = ModelStack(model, {"samples": ctx.with_recomputed_bn(samples)})
+                probs = stack.probs(stack.rows["samples"], x).numpy()
                 out.npy(rel, probs.astype(np.float32))
             sample_probs[method][m] = out.reuse_npy(rel)
     return sample_probs, calibrations

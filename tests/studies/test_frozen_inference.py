@@ -1,5 +1,5 @@
-"""The shift study's batched sweep (every family per chunk of corrupted examples, in one engine
-call) against the per-family evaluation on whole corrupted test sets it replaced."""
+"""The studies' frozen, batched evaluation (shift: every family per chunk of corrupted examples;
+subspace: each sample frozen) against the eager per-family evaluation it replaced."""
 
 import numpy as np
 import pytest
@@ -99,3 +99,22 @@ def test_image_corruption_chunks_equal_the_whole_set(name):
     whole, _ = make(name, 3)
     parts = torch.cat([make(name, 3, a, a + 4)[0] for a in range(0, 9, 4)])
     assert torch.equal(parts, whole)
+
+
+def test_subspace_predictions_of_images_equal_the_eager_engine(tiny_image_run, tmp_path):
+    import shutil
+
+    from modescape.analysis.subspace import SubspaceConfig
+    from modescape.studies.subspace import run_subspace, subspace_samples
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_image_run, run)
+    # Calibrated scales (the default): samples that lose ~30 points, as `modescape run` draws.
+    cfg = SubspaceConfig(methods=("random", "diagonal"), n_samples=3, n_snapshots=2, rank=1)
+    summary = run_subspace(run, cfg, late=2, weight_average=1)
+    ctx = RunContext(run)
+    for method in cfg.methods:
+        samples = subspace_samples(ctx, cfg, method, 1, scale=summary.scale(method, 1))
+        expected = evaluate_many(ctx.build_model(), samples, ctx.inputs("test")).numpy()
+        got = load_npy(run / S.SUBSPACE / S.SUBSPACE_PREDS.format(method=method, member=1))
+        np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
