@@ -44,8 +44,12 @@ def test_image_corruptions_add_to_the_shift_estimate(data):
 
     shape = _Shape(n_train=100, n_test=50, images=True, channels=3, batchnorm=False)
     slow = Rates(train_step=0.01, forward=1e-5, corrupt={"zoom_blur": 0.01})
+    from modescape.pipeline import subspace_defaults
+    from modescape.studies.shift import ShiftConfig
+
     cfg = tiny_config()
-    gained = _shift(cfg, shape, slow).seconds - _shift(cfg, shape, RATES).seconds
+    args = (ShiftConfig(), subspace_defaults(cfg))
+    gained = _shift(cfg, shape, slow, *args).seconds - _shift(cfg, shape, RATES, *args).seconds
     assert gained == pytest.approx(5 * 50 * 0.01)  # five severities of 50 images
 
 
@@ -58,3 +62,13 @@ def test_run_budget_prints_the_estimate_and_runs_nothing(tmp_path):
     assert code == 0
     assert "training" in stdout and "subspace" in stdout and "studies =" in stdout
     assert not out.exists()
+
+
+def test_other_study_settings_are_priced(data):
+    from modescape.studies.shift import ShiftConfig
+
+    full = estimate_run(tiny_config(), rates=RATES, data=data)
+    fewer = ShiftConfig(corruptions=("gaussian_noise",), max_examples=100)
+    cheap = estimate_run(tiny_config(), rates=RATES, data=data, studies={"shift": fewer})
+    assert cheap.seconds("shift") < full.seconds("shift") / 2
+    assert cheap.training == full.training

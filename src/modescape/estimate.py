@@ -38,6 +38,13 @@ class Rates:
     train_step: float  # one optimiser step of batch_size examples
     forward: float  # one example through one weight point (evaluation engine, inference)
     corrupt: dict[str, float] = field(default_factory=dict)  # one image, per corruption
+    frozen: float | None = None  # one example through a model frozen for inference (None: forward)
+    freeze: float = 0.0  # freezing one model (`studies.inference`)
+
+    @property
+    def stacked(self) -> float:
+        """Per example and model in `studies.inference.ModelStack` (shift, subspace samples)."""
+        return self.forward if self.frozen is None else self.frozen
 
 
 @dataclass(frozen=True)
@@ -91,12 +98,18 @@ def _duration(seconds: float) -> str:
 
 
 def estimate_run(
-    config: RunConfig, *, rates: Rates | None = None, data: Any = None
+    config: RunConfig,
+    *,
+    rates: Rates | None = None,
+    data: Any = None,
+    studies: dict[str, Any] | None = None,
 ) -> CostEstimate:
     """The cost of `modescape run` with `config`: training and each study, in seconds.
 
     `rates`: measured rates to reuse (default: `probe_rates`, a few seconds); `data`: the loaded
-    dataset (default: loaded here, from the decoding cache after the first time)."""
+    dataset (default: loaded here, from the decoding cache after the first time); `studies`:
+    study settings other than the pipeline's ({"subspace": SubspaceConfig, "landscape":
+    LandscapeConfig, "shift": ShiftConfig}), to price alternatives."""
     import torch
 
     from modescape.store.run import open_dataset
@@ -112,12 +125,18 @@ def estimate_run(
         channels=int(data.x_train.shape[1]),
         batchnorm=_has_batchnorm(config, data),
     )
+    from modescape.pipeline import subspace_defaults
+    from modescape.studies.landscape import LandscapeConfig
+    from modescape.studies.shift import ShiftConfig
+
+    chosen = {"subspace": subspace_defaults(config), "landscape": LandscapeConfig()}
+    chosen |= {"shift": ShiftConfig()} | (studies or {})
     stages = [
         _training(config, shape, rates),
         _analyze(config, shape, rates),
-        _subspace(config, shape, rates),
-        _landscape(config, shape, rates),
-        _shift(config, shape, rates),
+        _subspace(config, shape, rates, chosen["subspace"]),
+        _landscape(config, shape, rates, chosen["landscape"]),
+        _shift(config, shape, rates, chosen["shift"], chosen["subspace"]),
     ]
     return CostEstimate(stages, rates, torch.get_num_threads(), "cpu")
 
@@ -156,8 +175,9 @@ def probe_rates(config: RunConfig, data: Any) -> Rates:
         torch.manual_seed(0)
         step = _time_training(config, data)
         forward = _time_forward(config, data)
+        frozen, freeze = _time_frozen(config, data) if data.x_test.dim() == 4 else (None, 0.0)
     corrupt = _time_corruptions(data) if data.x_test.dim() == 4 else {}
-    return Rates(train_step=step, forward=forward, corrupt=corrupt)
+    return Rates(step, forward, corrupt, frozen, freeze)
 
 
 def _time_training(config: RunConfig, data: Any) -> float:
@@ -208,6 +228,24 @@ def _time_forward(config: RunConfig, data: Any) -> float:
     return _best(lambda: evaluate_many(model, points, x)) / (PROBE_POINTS * len(x))
 
 
+def _time_frozen(config: RunConfig, data: Any) -> tuple[float, float]:
+    """(seconds per example and model, seconds to freeze one model) of `ModelStack`."""
+    from modescape.data.datasets import scale_pixels
+    from modescape.studies.inference import ModelStack
+
+    model = _model(config, data)
+    state = model.state_dict()
+    states = [{k: v + 0.01 * i for k, v in state.items()} for i in range(PROBE_POINTS)]
+    stack = ModelStack(model, {"probe": states})
+    x = scale_pixels(data.x_test[:PROBE_EXAMPLES], data.source)
+    rows = stack.rows["probe"]
+    t = time.perf_counter()
+    stack.probs(rows, x)  # freezes every model, then runs it
+    first = time.perf_counter() - t
+    steady = _best(lambda: stack.probs(rows, x))
+    return steady / (len(rows) * len(x)), max(first - steady, 0.0) / len(rows)
+
+
 def _time_corruptions(data: Any) -> dict[str, float]:
     from modescape.data.corruptions import applicable_corruptions, corrupt
     from modescape.data.datasets import scale_pixels
@@ -248,29 +286,25 @@ def _analyze(config: RunConfig, shape: _Shape, rates: Rates) -> Stage:
     return Stage("analyze", forwards * rates.forward, f"{M} weight averages on {shape.n_test}")
 
 
-def _subspace(config: RunConfig, shape: _Shape, rates: Rates) -> Stage:
+def _subspace(config: RunConfig, shape: _Shape, rates: Rates, sc: Any) -> Stage:
     from modescape.analysis.subspace import SamplerMode
-    from modescape.pipeline import subspace_defaults
     from modescape.studies.subspace import CALIBRATION_EXAMPLES
 
-    sc = subspace_defaults(config)
     M, G, n = config.members, len(sc.methods), sc.n_samples
     assert n is not None  # SubspaceConfig fills it in
     bn = _bn_forwards(shape)
-    samples = G * M * n * (shape.n_test + bn)
+    models = G * M * n
+    samples = models * (shape.n_test * rates.stacked + rates.freeze + bn * rates.forward)
     calibration = 0
     if sc.mode is SamplerMode.CALIBRATED:
         probes = (sc.calibration_steps + CALIBRATION_EVALS) * sc.calibration_probes
         calibration = G * M * probes * (min(CALIBRATION_EXAMPLES, shape.n_train) + bn)
-    seconds = (samples + calibration) * rates.forward
+    seconds = samples + calibration * rates.forward
     work = f"{G} samplers x {M} members x {n} samples on {shape.n_test}, calibration"
     return Stage("subspace", seconds, work)
 
 
-def _landscape(config: RunConfig, shape: _Shape, rates: Rates) -> Stage:
-    from modescape.studies.landscape import LandscapeConfig
-
-    lc = LandscapeConfig()
+def _landscape(config: RunConfig, shape: _Shape, rates: Rates, lc: Any) -> Stage:
     n = min(lc.max_examples, shape.n_test)
     planes = 1
     paths = 2 + (1 if lc.align else 0) if config.members > 1 else 1
@@ -280,22 +314,22 @@ def _landscape(config: RunConfig, shape: _Shape, rates: Rates) -> Stage:
     return Stage("landscape", points * (n + bn) * rates.forward, work)
 
 
-def _shift(config: RunConfig, shape: _Shape, rates: Rates) -> Stage:
+def _shift(config: RunConfig, shape: _Shape, rates: Rates, shc: Any, sc: Any) -> Stage:
     from modescape.data.corruptions import applicable_corruptions
-    from modescape.pipeline import subspace_defaults
     from modescape.studies.context import clamp_window
-    from modescape.studies.shift import DEMO_SIGNAL, ShiftConfig
+    from modescape.studies.shift import DEMO_SIGNAL
 
-    sc, shc = subspace_defaults(config), ShiftConfig()
     epochs = config.train.epochs // config.train.snapshot_every
     late, _ = clamp_window("", shc.late, epochs, minimum=2)
     M = config.members
     models = 2 * M + max(late, 2) - 1 + len(sc.methods) * min(shc.subspace_samples, sc.n_samples)
-    names = applicable_corruptions(shape.channels) if shape.images else DEMO_SIGNAL
+    names = shc.corruptions or (
+        applicable_corruptions(shape.channels) if shape.images else DEMO_SIGNAL
+    )
     settings = 1 + len(names) * len(shc.severities)
-    n = shape.n_test
+    n = shape.n_test if shc.max_examples is None else min(shc.max_examples, shape.n_test)
     corrupting = len(shc.severities) * n * sum(rates.corrupt.get(c, 0.0) for c in names)
-    seconds = models * settings * n * rates.forward + corrupting
+    seconds = models * (settings * n * rates.stacked + rates.freeze) + corrupting
     work = f"{models} models x {settings} settings on {n} examples"
     return Stage("shift", seconds, work)
 

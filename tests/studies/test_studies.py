@@ -281,7 +281,7 @@ def test_studies_load_the_dataset_once(tiny_run_copy, monkeypatch):
 
     calls = []
     load = Run.dataset
-    monkeypatch.setattr(Run, "dataset", lambda self: calls.append(1) or load(self))
+    monkeypatch.setattr(Run, "dataset", lambda self, **kw: calls.append(1) or load(self, **kw))
     monkeypatch.setattr(context, "_LAST_DATASET", None)
     ctx = RunContext(tiny_run_copy)
     analyze_run(ctx)
