@@ -72,3 +72,11 @@ def test_other_study_settings_are_priced(data):
     cheap = estimate_run(tiny_config(), rates=RATES, data=data, studies={"shift": fewer})
     assert cheap.seconds("shift") < full.seconds("shift") / 2
     assert cheap.training == full.training
+
+
+def test_study_budget_prints_an_estimate_and_runs_nothing(tiny_run_copy):
+    code, stdout, _ = cli("shift", str(tiny_run_copy), "--budget")
+    assert code == 0 and stdout.startswith("estimated shift: ")
+    assert not (tiny_run_copy / "shift").exists()
+    code, stdout, _ = cli("subspace", str(tiny_run_copy), "--samples", "4", "--budget")
+    assert code == 0 and "x 4 samples" in stdout

@@ -334,6 +334,21 @@ def _shift(config: RunConfig, shape: _Shape, rates: Rates, shc: Any, sc: Any) ->
     return Stage("shift", seconds, work)
 
 
+def estimate_study(run: Any, study: str, config: Any = None) -> Stage:
+    """The estimated cost of one study (`STUDIES`) on an existing run with `config` (None: the
+    settings `modescape run` uses); shift counts the subspace models of the pipeline's settings."""
+    from modescape.store.run import load_run
+
+    if study not in STUDIES:
+        from modescape.errors import choice_error
+
+        raise choice_error("study", study, STUDIES)
+    r = load_run(run)
+    studies = {study: config} if config is not None and study != "analyze" else None
+    est = estimate_run(r.config, studies=studies)
+    return next(s for s in est.stages if s.name == study)
+
+
 def log_estimate(estimate: CostEstimate) -> None:
     for line in estimate.lines():
         logger.info(line)
