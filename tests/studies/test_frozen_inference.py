@@ -118,3 +118,27 @@ def test_subspace_predictions_of_images_equal_the_eager_engine(tiny_image_run, t
         expected = evaluate_many(ctx.build_model(), samples, ctx.inputs("test")).numpy()
         got = load_npy(run / S.SUBSPACE / S.SUBSPACE_PREDS.format(method=method, member=1))
         np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+
+
+def test_custom_architectures_run_eagerly():
+    """A trace keeps one branch of data-dependent code: only modescape's own architectures
+    are frozen; a custom one gives the eager model's predictions on every input."""
+    from torch import nn
+
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(12, 3)
+
+        def forward(self, x):
+            y = self.lin(x.flatten(1))
+            return y if x.sum() > 0 else -y
+
+    net = Branchy().eval()
+    stack = ModelStack(net, {"f": [net.state_dict()]})
+    x = torch.cat([torch.ones(8, 3, 2, 2), -torch.ones(8, 3, 2, 2)])
+    for part in (x[:8], x[8:]):
+        with torch.no_grad():
+            expected = net(part).softmax(-1)
+        assert torch.allclose(stack.probs([0], part)[0], expected, atol=1e-6)
+    assert stack._frozen == {}

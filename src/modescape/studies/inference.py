@@ -7,9 +7,9 @@ member 0's final snapshot among its late snapshots, is evaluated once) and, for 
 through TorchScript frozen for inference (`torch.jit.freeze` + `optimize_for_inference`: oneDNN
 convolutions with the ReLUs fused and the weights pre-packed), about 2x the throughput of the
 eager channels_last loop for CIFAR-10's SmallCNN on this project's 2-core CPU
-(benchmarks/README.md); probabilities agree with the eager ones to ~1e-6. A model that cannot be
-traced, and 1-D signals (where the evaluation engine's grouped strategy wins), go through
-`analysis.engine.batched.evaluate_many` instead.
+(benchmarks/README.md); probabilities agree with the eager ones to ~1e-6. Custom architectures (a
+trace records one path through the code), models that cannot be traced and 1-D signals (where
+the evaluation engine's grouped strategy wins) go through `analysis.engine.batched.evaluate_many`.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class ModelStack:
 
     def probs(self, rows: list[int], x: torch.Tensor) -> torch.Tensor:
         """Softmax probabilities of the models `rows` on inputs x[n, ...]: [len(rows), n, C]."""
-        frozen = [self._freeze(r, x) for r in rows] if x.dim() == 4 else [None] * len(rows)
+        frozen = [self._freeze(r, x) for r in rows] if self._freezable(x) else [None] * len(rows)
         if any(f is None for f in frozen):
             from modescape.analysis.engine.batched import evaluate_many
 
@@ -68,17 +68,23 @@ class ModelStack:
                 out.append(torch.cat(logits).float().softmax(-1))
         return torch.stack(out)
 
+    def _freezable(self, x: torch.Tensor) -> bool:
+        """Images through one of modescape's own architectures (whose forward pass takes the
+        same path for every input, so a trace is the model): custom ones run eagerly."""
+        return x.dim() == 4 and type(self.model).__module__.startswith("modescape.models.")
+
     def _freeze(self, row: int, x: torch.Tensor) -> torch.jit.ScriptModule | None:
         if row not in self._frozen:
-            self._frozen[row] = freeze(self.model, self.states[row], x[:2])
+            self._frozen[row] = freeze(self.model, self.states[row], x[:2], x[:8])
         return self._frozen[row]
 
 
 def freeze(
-    model: nn.Module, state: dict[str, torch.Tensor], example: torch.Tensor
+    model: nn.Module, state: dict[str, torch.Tensor], example: torch.Tensor, check: torch.Tensor
 ) -> torch.jit.ScriptModule | None:
     """`model` with `state` loaded, traced on `example` and frozen for inference (eval mode);
-    None when tracing or freezing fails (the caller falls back to the eager engine)."""
+    None when tracing or freezing fails, or when the frozen model's probabilities on `check`
+    differ from the eager model's by more than 1e-4 (the caller then runs it eagerly)."""
     net = copy.deepcopy(model).eval()
     net.load_state_dict(state)
     try:
@@ -87,7 +93,13 @@ def freeze(
             # seconds here; when it goes, `freeze` returns None and the eager engine takes over.
             warnings.simplefilter("ignore", DeprecationWarning)
             traced = torch.jit.trace(net, example, check_trace=False)
-            return torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+            frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+            # A guard, not a proof: a trace records one path through the code.
+            same = torch.allclose(frozen(check).softmax(-1), net(check).softmax(-1), atol=1e-4)
     except Exception as err:  # any model TorchScript cannot take: evaluated eagerly instead
         logger.debug("cannot freeze %s for inference (%s); evaluating it eagerly", type(net), err)
         return None
+    if not same:
+        logger.debug("frozen %s differs from the eager model; evaluating it eagerly", type(net))
+        return None
+    return frozen
