@@ -18,6 +18,7 @@ PACKAGE = SRC / "modescape"
 STUDY_INFRASTRUCTURE = {
     "modescape.studies.cache",
     "modescape.studies.context",
+    "modescape.studies.inference",
     "modescape.studies.limits",
     "modescape.studies.schema",
 }

@@ -197,6 +197,11 @@ def cmd_run(args: argparse.Namespace) -> None:
     _check_launch_flags(args)
     out = Path(args.out) if args.out else Path("runs/demo")
     cfg = _config_for_run(args, out)
+    if args.budget:
+        from modescape.pipeline import estimate_run
+
+        print("\n".join(estimate_run(cfg).lines()))
+        return
     run_pipeline(
         cfg, out, executor=args.executor, workers=args.workers, device=args.device,
         track=args.track,
@@ -244,6 +249,11 @@ def _build_run(sub: Any) -> None:
     p = _subparser(sub, "run", "train, analyse and write the report (default: MNIST-1D demo)")
     _add_config_flags(p)
     p.add_argument("--out", help="run directory (default runs/demo)")
+    p.add_argument(
+        "--budget", action="store_true",
+        help="print the estimated time of training and of each study on this machine (from a "
+        "probe of a few seconds) and exit without running",
+    )  # fmt: skip
     _add_launch_flags(p)
     p.set_defaults(func=cmd_run)
 

@@ -101,11 +101,27 @@ def _study_parser(
     p.add_argument("run", help="run directory")
     add_dataclass_flags(p, cls, flags)
     p.add_argument("--partial", action="store_true", help="use the finished members only")
+    p.add_argument(
+        "--budget", action="store_true",
+        help="print the estimated time on this machine (a probe of a few seconds) and exit",
+    )  # fmt: skip
     return p
+
+
+def _budget(args: argparse.Namespace, study: str, cfg: Any) -> bool:
+    """With --budget: print the study's estimated cost and say so (the command then stops)."""
+    if args.budget:
+        from modescape.estimate import estimate_study
+
+        s = estimate_study(args.run, study, cfg)
+        print(f"estimated {study}: {s.seconds:.0f} s ({s.work})")
+    return bool(args.budget)
 
 
 def cmd_analyze(args: argparse.Namespace) -> None:
     cfg = config_from_args(AnalysisConfig, args, ANALYSIS_FLAGS)
+    if _budget(args, "analyze", cfg):
+        return
     summary = analyze_run(args.run, cfg, allow_partial=args.partial)
     d, c = summary["disagreement"], summary["cosine"]
     print(
@@ -120,6 +136,8 @@ def cmd_subspace(args: argparse.Namespace) -> None:
     if args.reference < 0:
         raise ModescapeError(f"--reference must be >= 0, got {args.reference}")
     cfg = config_from_args(SubspaceConfig, args, SUBSPACE_FLAGS)
+    if _budget(args, "subspace", cfg):
+        return
     summary = run_subspace(args.run, cfg, reference=args.reference, allow_partial=args.partial)
     for method in summary["plane"]:
         print(f"{method:>15}: JS diversity {summary['js_diversity'][method]:.4f}")
@@ -129,6 +147,8 @@ def cmd_subspace(args: argparse.Namespace) -> None:
 
 def cmd_landscape(args: argparse.Namespace) -> None:
     cfg = config_from_args(LandscapeConfig, args, LANDSCAPE_FLAGS)
+    if _budget(args, "landscape", cfg):
+        return
     summary = run_landscape(args.run, cfg, allow_partial=args.partial)
     for p in summary["paths"]:
         print(f"{p['name']:>24} ({p['kind']}): error barrier {p['error_barrier']:.3f}")
@@ -137,6 +157,8 @@ def cmd_landscape(args: argparse.Namespace) -> None:
 
 def cmd_shift(args: argparse.Namespace) -> None:
     cfg = config_from_args(ShiftConfig, args, SHIFT_FLAGS)
+    if _budget(args, "shift", cfg):
+        return
     summary = run_shift(args.run, cfg, allow_partial=args.partial)
     acc = summary["by_severity"]["metrics"]["single"]["accuracy"]
     print(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,12 @@ def _check_launch(
         check_choice("tracker", track, TrackerKind)
 
 
+def _resolved_cpu(device: str) -> bool:
+    from modescape.train.trainer import resolve_device
+
+    return resolve_device(device).type == "cpu"
+
+
 def subspace_defaults(config: RunConfig) -> Any:
     """The paper's subspace settings, shrunk to what a short run has (`modescape run --epochs 3`):
     the Gaussians need at least two snapshots after initialisation."""
@@ -102,6 +109,30 @@ def subspace_defaults(config: RunConfig) -> Any:
     return SubspaceConfig(methods=SAMPLERS, n_snapshots=n, rank=min(5, n - 1))
 
 
+def study_stages(config: RunConfig) -> list[tuple[str, Callable[[Path], Any]]]:
+    """What `run_pipeline` runs after training, in order: (study name, function of the run
+    directory), with the settings it uses (benchmarks time them one by one)."""
+    from modescape.studies.landscape import run_landscape
+    from modescape.studies.shift import run_shift
+    from modescape.studies.subspace import run_subspace
+    from modescape.studies.weights_functions import analyze_run
+
+    return [
+        ("analyze", analyze_run),
+        ("subspace", lambda path: run_subspace(path, subspace_defaults(config))),
+        ("landscape", run_landscape),
+        ("shift", run_shift),
+    ]
+
+
+def estimate_run(config: RunConfig) -> Any:
+    """The estimated cost of `run_pipeline(config)` here: training and each study, from a short
+    timed probe (`modescape.estimate`); `.lines()` prints it."""
+    from modescape.estimate import estimate_run as estimate
+
+    return estimate(config)
+
+
 def run_pipeline(
     config: RunConfig,
     out: str | Path,
@@ -110,26 +141,28 @@ def run_pipeline(
     workers: int = 2,
     device: str = "auto",
     track: str | None = None,
+    estimate: bool = True,
 ) -> Path:
-    """Train every member, run every study, write the report; return the report's path."""
+    """Train every member, run every study, write the report; return the report's path.
+
+    `estimate`: first log the estimated cost of each stage (a probe of a few seconds; on CPU
+    only, as the probe times this process's CPU)."""
     from modescape.report.html import write_report
-    from modescape.studies.landscape import run_landscape
-    from modescape.studies.shift import run_shift
-    from modescape.studies.subspace import run_subspace
-    from modescape.studies.weights_functions import analyze_run
 
     out = Path(out)
     started = time.perf_counter()
+    if estimate and _resolved_cpu(device) and executor == Executor.SERIAL:
+        from modescape.estimate import log_estimate
+
+        log_estimate(estimate_run(config))
     log.info(
         "[1/3] training %d x %s on %s (%d epochs) in %s",
         config.members, config.model.arch, config.data.name, config.train.epochs, out,
     )  # fmt: skip
     train_run(config, out, executor=executor, workers=workers, device=device, track=track)
     log.info("[2/3] analysing %s", out)
-    analyze_run(out)
-    run_subspace(out, subspace_defaults(config))
-    run_landscape(out)
-    run_shift(out)
+    for _, stage in study_stages(config):
+        stage(out)
     log.info("[3/3] writing the report in %s", out / "report")
     index = write_report(out)
     log.info("done in %.0f s: open %s", time.perf_counter() - started, index)

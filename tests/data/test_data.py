@@ -229,3 +229,34 @@ def test_fingerprint_changes_with_the_data(tmp_path):
     m1 = fingerprint(load_dataset("mnist1d", mnist1d_samples=100, cache_dir=tmp_path / "c"))
     m2 = fingerprint(load_dataset("mnist1d", mnist1d_samples=120, cache_dir=tmp_path / "c"))
     assert m1["source_sha256"] != m2["source_sha256"]
+
+
+@pytest.mark.parametrize("scaling", ["raw", "unit", "standardize"])
+def test_uint8_and_channels_last_images_hold_the_same_inputs(tmp_path, scaling):
+    """pixels="uint8" scaled by `scale_pixels` and pixels="channels_last" equal the float
+    dataset bit for bit (the studies and the trainer rely on it)."""
+    from PIL import Image
+
+    from modescape.data.datasets import scale_pixels
+
+    root = tmp_path / "imgs"
+    rng = np.random.default_rng(1)
+    for split, n in (("train", 8), ("test", 4)):
+        for k in range(n):
+            p = root / split / ("a", "b")[k % 2] / f"{k}.png"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (6, 5, 3), dtype=np.uint8)).save(p)
+    kw = {"cache_dir": tmp_path / "cache", "scaling": scaling, "val_size": 2}
+    ref = load_dataset("folder", root, **kw)
+    u8 = load_dataset("folder", root, pixels="uint8", **kw)
+    cl = load_dataset("folder", root, pixels="channels_last", **kw)
+    assert u8.x_train.dtype == torch.uint8
+    assert u8.source | {"from_cache": None} == ref.source | {"from_cache": None}
+    for split in ("train", "val", "test"):
+        x = getattr(ref, f"x_{split}")
+        assert torch.equal(scale_pixels(getattr(u8, f"x_{split}"), u8.source), x)
+        assert torch.equal(scale_pixels(getattr(u8, f"x_{split}")[1:3], u8.source), x[1:3])
+        assert torch.equal(getattr(cl, f"x_{split}"), x)
+    assert cl.x_train.is_contiguous(memory_format=torch.channels_last)
+    with pytest.raises(ModescapeError, match="pixels"):
+        load_dataset("folder", root, pixels="int8", **kw)

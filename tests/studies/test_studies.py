@@ -162,8 +162,10 @@ def test_shift_leaves_no_op_corruptions_out_of_every_average(tiny_run_copy, monk
 
     real = shift.corrupt
 
-    def translation_idle_at_1(x, name, severity, seed):
-        return x.copy() if (name, severity) == ("translation", 1) else real(x, name, severity, seed)
+    def translation_idle_at_1(x, name, severity, seed, start=0):
+        if (name, severity) == ("translation", 1):
+            return x.copy()
+        return real(x, name, severity, seed, start)
 
     monkeypatch.setattr(shift, "corrupt", translation_idle_at_1)
     cfg = ShiftConfig(corruptions=("gaussian_noise", "translation"), severities=(1, 5))
@@ -279,7 +281,7 @@ def test_studies_load_the_dataset_once(tiny_run_copy, monkeypatch):
 
     calls = []
     load = Run.dataset
-    monkeypatch.setattr(Run, "dataset", lambda self: calls.append(1) or load(self))
+    monkeypatch.setattr(Run, "dataset", lambda self, **kw: calls.append(1) or load(self, **kw))
     monkeypatch.setattr(context, "_LAST_DATASET", None)
     ctx = RunContext(tiny_run_copy)
     analyze_run(ctx)

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 DATASETS = values(Dataset)
 SCALINGS = values(Scaling)
+PIXELS = ("float", "channels_last", "uint8")  # how `load_dataset` holds images
 
 _CACHE_VERSION = 2  # bump whenever a reader's output changes, so old caches are rebuilt
 _ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -87,6 +88,7 @@ def load_dataset(
     cache_dir: str | Path | None = None,
     mnist1d_samples: int = 5000,
     mnist1d_seed: int = 42,
+    pixels: str = "float",
 ) -> Dataset:
     """Load dataset `name` ("mnist1d" | "cifar10" | "cifar100" | "folder").
 
@@ -99,6 +101,10 @@ def load_dataset(
       already standardised by the generator, so scaling is not applied to them (and recorded so).
     download: fetch the official python archive into `root` (default `<cache_dir>/downloads`)
       when it holds no copy of the dataset.
+    pixels: images only (signals are always float32): "float" (float32, NCHW), "channels_last"
+      (the same float32 values in channels_last memory format: what training on CPU uses, so no
+      second copy is made) or "uint8" (the decoded pixels, 4× smaller; `scale_pixels(x, source)`
+      turns any slice of them into exactly the floats "float" would have held).
     """
     if name not in DATASETS:
         raise choice_error("dataset", name, DATASETS)
@@ -110,10 +116,17 @@ def load_dataset(
     else:
         arrays, source = _load_images(name, root, cache, download)
     source = {"dataset": name, "format": arrays.format, **source}
+    if pixels not in PIXELS:
+        raise choice_error("pixels", pixels, PIXELS)
     x_all, y_all, x_test, y_test = _check(arrays, name)
     cut = len(y_all) - _check_val_size(val_size, len(y_all))
-    x_all, x_test = _to_float(x_all), _to_float(x_test)
-    _scale(name, scaling, x_all, x_test, cut, source)
+    if pixels == "uint8" and x_all.dtype == np.uint8:
+        x_all, x_test = (torch.from_numpy(np.array(x)) for x in (x_all, x_test))
+        _scaling_stats(name, scaling, x_all, cut, source)
+    else:
+        cl = pixels == "channels_last" and x_all.ndim == 4
+        x_all, x_test = _to_float(x_all, channels_last=cl), _to_float(x_test, channels_last=cl)
+        _scale(name, scaling, x_all, x_test, cut, source)
     source.update(val_size=int(val_size), n_train=cut, n_val=val_size, n_test=len(y_test))
     return Dataset(
         name=name,
@@ -183,6 +196,33 @@ def _check_val_size(val_size: Any, n: int) -> int:
             f"examples are held out), got {val_size!r}"
         )
     return int(val_size)
+
+
+def scale_pixels(x: torch.Tensor, source: dict[str, Any]) -> torch.Tensor:
+    """uint8 pixels `[N, C, H, W]` (a `pixels="uint8"` dataset's, any slice) → the float32 inputs
+    the "float" dataset holds for them: the same conversion and in-place operations, so equal
+    bit for bit. Float inputs are returned as they are."""
+    if x.dtype != torch.uint8:
+        return x
+    out = x.float()
+    if source.get("scaling") == "unit":
+        out.div_(255.0)
+    elif source.get("scaling") == "standardize":
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        mean = torch.tensor(source["mean"], dtype=torch.float32)
+        std = torch.tensor(source["std"], dtype=torch.float32)
+        out.sub_(mean.view(shape)).div_(std.view(shape))
+    return out
+
+
+def _scaling_stats(
+    name: str, scaling: str, x_all: torch.Tensor, cut: int, source: dict[str, Any]
+) -> None:
+    """What `_scale` records, without scaling (uint8 pixels are scaled by `scale_pixels`)."""
+    source["scaling"] = scaling
+    if scaling == "standardize":
+        mean, std = _channel_stats(x_all[:cut])
+        source["mean"], source["std"] = mean.tolist(), std.tolist()
 
 
 def _scale(
@@ -321,10 +361,11 @@ def _check(a: CifarArrays, name: str) -> tuple[np.ndarray, torch.Tensor, np.ndar
     return a.x_train, y_train, a.x_test, y_test
 
 
-def _to_float(x: np.ndarray, chunk: int = 8192) -> torch.Tensor:
+def _to_float(x: np.ndarray, chunk: int = 8192, channels_last: bool = False) -> torch.Tensor:
     """float32 copy of a (possibly memory-mapped) array, by chunks: torch's uint8→float cast is
     3× faster here than numpy's, and the chunks never hold a second full copy in memory."""
-    out = torch.empty(x.shape, dtype=torch.float32)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    out = torch.empty(x.shape, dtype=torch.float32, memory_format=fmt)
     for i in range(0, len(x), chunk):
         out[i : i + chunk] = torch.from_numpy(np.array(x[i : i + chunk]))  # copy: mmap is read-only
     return out

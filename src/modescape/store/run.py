@@ -331,8 +331,9 @@ class Run:
             return []
         return parse_metrics(self.verified(f))
 
-    def dataset(self) -> Dataset:
-        return open_dataset(self.config)
+    def dataset(self, pixels: str = "float") -> Dataset:
+        """The run's dataset (`pixels`: how images are held, see `load_dataset`)."""
+        return open_dataset(self.config, pixels=pixels)
 
     def check_dataset(self, data: Dataset) -> None:
         """Refuse a dataset other than the one the run was created with (its fingerprint:
@@ -404,8 +405,9 @@ class Run:
         return self.study_summary("shift")
 
 
-def open_dataset(config: RunConfig) -> Dataset:
-    """The dataset a run config names (decoded arrays come from the cache after the first load)."""
+def open_dataset(config: RunConfig, pixels: str = "float") -> Dataset:
+    """The dataset a run config names (decoded arrays come from the cache after the first load).
+    `pixels`: "float", "channels_last" or "uint8" images (`data.datasets.load_dataset`)."""
     from modescape.data.datasets import load_dataset
 
     d = config.data
@@ -417,6 +419,7 @@ def open_dataset(config: RunConfig) -> Dataset:
         download=d.download,
         mnist1d_samples=d.mnist1d_samples,
         mnist1d_seed=d.mnist1d_seed,
+        pixels=pixels,
     )
 
 

@@ -77,12 +77,30 @@ class RunContext:
         global _LAST_DATASET
         key = self.run.config.data
         if _LAST_DATASET is None or _LAST_DATASET[0] != key:
-            _LAST_DATASET = (key, self.run.dataset())
+            _LAST_DATASET = None  # the old one can go before the new one is loaded
+            # Images stay uint8 pixels (a quarter of the float size): the studies scale the
+            # test split (`inputs`) and the training subsets they use (`train_inputs`).
+            _LAST_DATASET = (key, self.run.dataset(pixels="uint8"))
         return _LAST_DATASET[1]
 
     def inputs(self, split: str = "test") -> torch.Tensor:
-        """The run's scaled inputs of one split: [N, ...]."""
-        return getattr(self.dataset, f"x_{split}")
+        """The run's scaled inputs of one split: [N, ...] float32 (scaled once per context)."""
+        if split not in self._scaled:
+            from modescape.data.datasets import scale_pixels
+
+            x = getattr(self.dataset, f"x_{split}")
+            self._scaled[split] = scale_pixels(x, self.dataset.source)
+        return self._scaled[split]
+
+    @cached_property
+    def _scaled(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def train_inputs(self, index: torch.Tensor) -> torch.Tensor:
+        """Scaled training inputs `x_train[index]`: [len(index), ...] float32."""
+        from modescape.data.datasets import scale_pixels
+
+        return scale_pixels(self.dataset.x_train[index], self.dataset.source)
 
     @cached_property
     def _template(self) -> nn.Module:
@@ -107,9 +125,9 @@ class RunContext:
     @cached_property
     def bn_subset(self) -> torch.Tensor:
         """The fixed, shuffled training examples BatchNorm statistics are recomputed on."""
-        x = self.dataset.x_train
-        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
-        return x[perm[:BN_TRAIN_EXAMPLES]]
+        n = len(self.dataset.y_train)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+        return self.train_inputs(perm[:BN_TRAIN_EXAMPLES])
 
     def epochs_after_init(self, member: int) -> list[int]:
         return [e for e in self.run.snapshot_epochs(member) if e > 0]

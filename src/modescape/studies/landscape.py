@@ -199,7 +199,7 @@ def run_landscape(
     data = ctx.dataset
     bn = {"train_x": ctx.bn_subset} if ctx.has_batchnorm else {}
     setup = _Setup(
-        ctx, config, ctx.build_model(), data.x_test[: config.max_examples],
+        ctx, config, ctx.build_model(), ctx.inputs("test")[: config.max_examples],
         data.y_test[: config.max_examples], config.bn_policy if bn else "keep", bn,
         ResultWriter(ctx.path / S.LANDSCAPE, ctx.run),
     )  # fmt: skip

@@ -55,6 +55,7 @@ from modescape.studies.context import (
     open_context,
     subspace_config,
 )
+from modescape.studies.inference import ModelStack
 from modescape.studies.limits import MAX_SAMPLES, check_examples, check_int
 
 logger = logging.getLogger(__name__)
@@ -144,8 +145,9 @@ def model_families(
 
 def shift_inputs(
     run: RunContext | Any, config: ShiftConfig
-) -> tuple[list[str], Callable[[str, int], tuple[torch.Tensor, np.ndarray]]]:
-    """The corruption names, and a function (name, severity) → (x, labels) for severity 0..5."""
+) -> tuple[list[str], Callable[..., tuple[torch.Tensor, np.ndarray]]]:
+    """The corruption names, and a function (name, severity, start=0, stop=None) → (x, labels) of
+    test examples start..stop (default all) at severity 0..5 (0: clean)."""
     ctx = open_context(run)
     data = ctx.dataset
     n = (
@@ -153,7 +155,7 @@ def shift_inputs(
         if config.max_examples is None
         else min(config.max_examples, len(data.y_test))
     )
-    x_clean, y_clean = data.x_test[:n], data.y_test[:n].numpy()
+    x_clean, y_clean = ctx.inputs("test")[:n], data.y_test[:n].numpy()
     images = data.x_test.dim() == 4
     if config.cifar10c:
         from modescape.data.cifar10c import available_corruptions, load_cifar10c
@@ -162,11 +164,20 @@ def shift_inputs(
         if ctx.run.config.data.name != "cifar10":
             raise ModescapeError("--cifar10c applies to runs trained on cifar10")
 
-        def load(name: str, severity: int) -> tuple[torch.Tensor, np.ndarray]:
+        last: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+
+        def load(
+            name: str, severity: int, start: int = 0, stop: int | None = None
+        ) -> tuple[torch.Tensor, np.ndarray]:
+            part = slice(start, n if stop is None else min(stop, n))
             if severity == 0:
-                return x_clean, y_clean
-            x, y = load_cifar10c(config.cifar10c, name, severity)
-            return from_uint8_images(x[:n], data.source), y[:n]
+                return x_clean[part], y_clean[part]
+            if (name, severity) not in last:  # each file read once per sweep
+                x, y = load_cifar10c(config.cifar10c, name, severity)
+                last.clear()
+                last[(name, severity)] = (x[:n], y[:n])
+            x, y = last[(name, severity)]
+            return from_uint8_images(x[part], data.source), y[part]
 
         return names, load
 
@@ -177,12 +188,19 @@ def shift_inputs(
         _check_choice(f"corruption for {'images' if images else '1-D signals'}", name, allowed)
     u8 = to_uint8_images(x_clean, data.source) if images else None
 
-    def make(name: str, severity: int) -> tuple[torch.Tensor, np.ndarray]:
+    def make(
+        name: str, severity: int, start: int = 0, stop: int | None = None
+    ) -> tuple[torch.Tensor, np.ndarray]:
+        # Each example draws from its own generator (`corrupt`'s `start`): a chunk's
+        # corruption equals the same rows of the whole test set's.
+        part = slice(start, n if stop is None else min(stop, n))
         if severity == 0:
-            return x_clean, y_clean
+            return x_clean[part], y_clean[part]
         if images:
-            return from_uint8_images(corrupt(u8, name, severity, config.seed), data.source), y_clean
-        return torch.from_numpy(corrupt(x_clean.numpy(), name, severity, config.seed)), y_clean
+            x = corrupt(u8[part], name, severity, config.seed, start=start)
+            return from_uint8_images(x, data.source), y_clean[part]
+        x = corrupt(x_clean[part].numpy(), name, severity, config.seed, start=start)
+        return torch.from_numpy(x), y_clean[part]
 
     return names, make
 
@@ -287,33 +305,65 @@ def _subspace_families(ctx: RunContext, max_samples: int) -> dict[str, list[dict
 
 def _sweep(ctx, names, inputs, families, config, out, no_ops: list) -> tuple[list, list]:
     """Predictions of every family at every (corruption, severity), cached; their rows. A
-    corruption that leaves the inputs unchanged at a severity is appended to `no_ops` instead."""
+    corruption that leaves the inputs unchanged at a severity is appended to `no_ops` instead.
+
+    Every family's models go through each chunk of corrupted examples in one engine call
+    (`_evaluate_setting`); a setting whose predictions are all cached is not generated again."""
     metric_rows: list[list[Any]] = []
     js_rows: list[list[Any]] = []
-    model = ctx.build_model()
-    from modescape.analysis.engine.batched import evaluate_many
-
+    stack = ModelStack(ctx.build_model(), families)
     for name in names:
         for severity in (0, *config.severities):
             if severity == 0 and name != names[0]:
                 continue  # clean predictions are shared by every corruption
             key = "clean" if severity == 0 else name
-            x, y = inputs(name, severity)
-            if severity and torch.equal(x, inputs(name, 0)[0]):
-                no_ops.append([name, severity])
-                continue
-            probs = {}
-            for family, weights in families.items():
-                rel = S.SHIFT_PREDS.format(key=key, severity=severity, family=family)
-                if (cached := out.reuse_npy(rel)) is not None:
-                    probs[family] = cached
-                else:
-                    probs[family] = evaluate_many(model, weights, x).numpy().astype(np.float32)
-                    out.npy(rel, probs[family])
+            rels = {f: S.SHIFT_PREDS.format(key=key, severity=severity, family=f) for f in families}
+            # A no-op setting is never written, so a fully cached setting is not one.
+            probs = {f: p for f, r in rels.items() if (p := out.reuse_npy(r)) is not None}
+            y = inputs(name, 0)[1]
+            if len(probs) < len(families):
+                missing = [f for f in families if f not in probs]
+                # Every family, not only the missing ones: a point's predictions then never
+                # depend on which files an interrupted call left (batched strategies group
+                # points, and a different group may differ in the last bits).
+                fresh = _evaluate_setting(stack, list(families), inputs, name, severity)
+                if fresh is None:
+                    no_ops.append([name, severity])
+                    continue
+                for f in missing:
+                    out.npy(rels[f], fresh[f])
+                probs = {f: probs[f] if f in probs else fresh[f] for f in families}
             for corr in names if severity == 0 else [name]:
                 metric_rows += _metric_rows(corr, severity, probs, y)
                 js_rows += [[corr, severity, fam, js_diversity(p)] for fam, p in probs.items()]
     return metric_rows, js_rows
+
+
+SHIFT_CHUNK = 2000  # examples corrupted and evaluated at a time: bounds the corrupted copy
+
+
+def _evaluate_setting(
+    stack: ModelStack, families: list[str], inputs, name: str, severity: int
+) -> dict[str, np.ndarray] | None:
+    """probs[models, N, C] (float32) per family at one (corruption, severity), the examples
+    corrupted chunk by chunk and each chunk evaluated by every needed point in one engine call;
+    None when the corruption leaves every input unchanged (a no-op)."""
+    rows = sorted({r for f in families for r in stack.rows[f]})
+    where = {r: i for i, r in enumerate(rows)}
+    n = len(inputs(name, 0)[1])
+    out: torch.Tensor | None = None
+    unchanged = severity != 0
+    for a in range(0, n, SHIFT_CHUNK):
+        x, _ = inputs(name, severity, a, a + SHIFT_CHUNK)
+        if unchanged:
+            unchanged = torch.equal(x, inputs(name, 0, a, a + SHIFT_CHUNK)[0])
+        probs = stack.probs(rows, x)
+        if out is None:
+            out = torch.empty(len(rows), n, probs.shape[-1])
+        out[:, a : a + len(x)] = probs
+    if unchanged or out is None:
+        return None
+    return {f: out[[where[r] for r in stack.rows[f]]].numpy().astype(np.float32) for f in families}
 
 
 def _write_examples(ctx: RunContext, names: list[str], config: ShiftConfig, out) -> list[str]:
@@ -328,7 +378,8 @@ def _write_examples(ctx: RunContext, names: list[str], config: ShiftConfig, out)
     if not shown:
         return []
     # Images: corruptions act on the uint8 pixels the scaled images came from.
-    x = to_uint8_images(data.x_test[:1], data.source)[0] if images else data.x_test[0].numpy()
+    x_test = ctx.inputs("test")
+    x = to_uint8_images(x_test[:1], data.source)[0] if images else x_test[0].numpy()
     out.npy(S.SHIFT_EXAMPLES, corruption_strip(x, shown, config.seed))
     return shown
 

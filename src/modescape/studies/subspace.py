@@ -98,12 +98,12 @@ def subspace_samples(
 def calibration_data(ctx: RunContext) -> tuple[torch.Tensor, torch.Tensor]:
     """The fixed, seeded subset of training examples calibration is measured on: x [n, ...],
     y int [n] (n = min(CALIBRATION_EXAMPLES, training set))."""
-    x, y = ctx.dataset.x_train, torch.as_tensor(ctx.dataset.y_train)
+    y = torch.as_tensor(ctx.dataset.y_train)
     # Seed 1: a different draw from the BatchNorm subset (seed 0), so the accuracy is not
     # measured on the very batches the statistics were recomputed on.
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(1))
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(1))
     idx = perm[:CALIBRATION_EXAMPLES]
-    return x[idx], y[idx]
+    return ctx.train_inputs(idx), y[idx]
 
 
 def accuracy_function(ctx: RunContext) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -198,7 +198,7 @@ def _sample_predictions(
     """probs[n_samples, N, C] per method and member: cached under preds/, else drawn (at the
     calibrated scale in "calibrated" mode) and evaluated, BatchNorm statistics recomputed per
     sample. Also returns the calibrations (empty in "paper" mode)."""
-    from modescape.analysis.engine.batched import evaluate_many, recompute_bn_buffers
+    from modescape.studies.inference import ModelStack
 
     x = ctx.inputs("test")
     model = ctx.build_model()
@@ -220,10 +220,9 @@ def _sample_predictions(
             if not f.exists():
                 scale = cal.scale if cal is not None else None
                 samples = subspace_samples(ctx, config, method, m, scale=scale)
-                buffers = None
-                if ctx.has_batchnorm:
-                    buffers = recompute_bn_buffers(model, samples, ctx.bn_subset)
-                probs = evaluate_many(model, samples, x, buffers=buffers).numpy()
+                # BatchNorm statistics recomputed per sample; images run frozen for inference.
+                stack = ModelStack(model, {"samples": ctx.with_recomputed_bn(samples)})
+                probs = stack.probs(stack.rows["samples"], x).numpy()
                 out.npy(rel, probs.astype(np.float32))
             sample_probs[method][m] = out.reuse_npy(rel)
     return sample_probs, calibrations

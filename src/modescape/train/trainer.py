@@ -96,7 +96,7 @@ def train_member(
         if _complete_finish(run, member):
             return
         dev = resolve_device(device)
-        data = run.dataset() if dataset is None else dataset
+        data = run.dataset(training_pixels(run.config)) if dataset is None else dataset
         run.check_dataset(data)
         if threads is None:
             threads = 1 if len(data.in_shape) == 2 else torch.get_num_threads()
@@ -395,6 +395,12 @@ def _keeps_snapshot(tcfg: TrainConfig, epoch: int) -> bool:
     return epoch == 0 or epoch == tcfg.epochs or epoch % tcfg.snapshot_every == 0
 
 
+def training_pixels(config: RunConfig) -> str:
+    """How the trainer wants images loaded: already in the memory format it trains in, so that
+    it holds one copy of the training set, not the loaded one and its channels_last copy."""
+    return "channels_last" if config.train.channels_last else "float"
+
+
 def train(
     config: RunConfig,
     out: str | Path,
@@ -407,7 +413,7 @@ def train(
     """Train (or finish) the given members of a run, one after another, in this process.
 
     `track`: an experiment tracker for every member ("tensorboard" | "wandb" | "mlflow")."""
-    data = open_dataset(config)
+    data = open_dataset(config, pixels=training_pixels(config))
     run = prepare_run(out, config, data)
     for m in run.members if members is None else members:
         train_member(run.path, m, device=device, progress=progress, dataset=data, track=track)

@@ -1,0 +1,354 @@
+"""What `modescape run` will cost here: training and each study, from a short timed probe.
+
+The probe (a few seconds) times, on this machine and with the run's own model, data and thread
+count: a few training steps of the configured recipe (`train_epoch` on a slice of the training
+data), a forward pass of a few weight points over test examples through the evaluation engine
+(what every study spends its time in) and, for images, each corruption of the shift study on a
+small batch. The estimate multiplies those rates by the work each stage does with the settings
+`modescape run` uses (members, epochs, samples, grid, corruptions, ...). Fixed costs that do not
+scale with the model (t-SNE, file writes, dataset decoding) are left out, so short runs are
+underestimated by a few seconds per stage.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from modescape.config import RunConfig
+
+logger = logging.getLogger(__name__)
+
+PROBE_STEPS = 3  # training steps per timed repeat (after one untimed warm-up step)
+PROBE_REPEATS = 3  # each rate is the best of this many repeats: shared hosts are noisy
+PROBE_POINTS = 4  # weight points per timed evaluation
+PROBE_EXAMPLES = 512  # test examples per timed evaluation
+PROBE_CORRUPT = 32  # images per timed corruption
+CALIBRATION_EVALS = 4  # evaluations per calibration besides its bisection steps (measured 3-6)
+STUDIES = ("analyze", "subspace", "landscape", "shift")
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Seconds per unit of work, measured by `probe_rates` (or given, in tests)."""
+
+    train_step: float  # one optimiser step of batch_size examples
+    forward: float  # one example through one weight point (evaluation engine, inference)
+    corrupt: dict[str, float] = field(default_factory=dict)  # one image, per corruption
+    frozen: float | None = None  # one example through a model frozen for inference (None: forward)
+    freeze: float = 0.0  # freezing one model (`studies.inference`)
+
+    @property
+    def stacked(self) -> float:
+        """Per example and model in `studies.inference.ModelStack` (shift, subspace samples)."""
+        return self.forward if self.frozen is None else self.frozen
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    seconds: float
+    work: str  # what was counted, e.g. "5 members x 40 epochs x 391 steps"
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """Estimated seconds of each stage of `modescape run` on this machine."""
+
+    stages: list[Stage]
+    rates: Rates
+    threads: int
+    device: str
+
+    def seconds(self, name: str) -> float:
+        return next(s.seconds for s in self.stages if s.name == name)
+
+    @property
+    def training(self) -> float:
+        return self.seconds("training")
+
+    @property
+    def studies(self) -> float:
+        return sum(s.seconds for s in self.stages if s.name in STUDIES)
+
+    @property
+    def total(self) -> float:
+        return sum(s.seconds for s in self.stages)
+
+    def lines(self) -> list[str]:
+        """A printable table: one line per stage, then totals and the studies/training ratio."""
+        out = [f"estimated cost on {self.device} ({self.threads} threads), from a timed probe:"]
+        out += [f"  {s.name:10s} {_duration(s.seconds):>9s}   {s.work}" for s in self.stages]
+        ratio = self.studies / self.training if self.training > 0 else math.inf
+        out.append(
+            f"  {'total':10s} {_duration(self.total):>9s}   studies = {ratio:.0%} of training"
+        )
+        return out
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def estimate_run(
+    config: RunConfig,
+    *,
+    rates: Rates | None = None,
+    data: Any = None,
+    studies: dict[str, Any] | None = None,
+) -> CostEstimate:
+    """The cost of `modescape run` with `config`: training and each study, in seconds.
+
+    `rates`: measured rates to reuse (default: `probe_rates`, a few seconds); `data`: the loaded
+    dataset (default: loaded here, from the decoding cache after the first time); `studies`:
+    study settings other than the pipeline's ({"subspace": SubspaceConfig, "landscape":
+    LandscapeConfig, "shift": ShiftConfig}), to price alternatives."""
+    import torch
+
+    from modescape.store.run import open_dataset
+
+    if data is None:
+        data = open_dataset(config, pixels="uint8")  # the probe scales the few it uses
+    if rates is None:
+        rates = probe_rates(config, data)
+    shape = _Shape(
+        n_train=len(data.y_train),
+        n_test=len(data.y_test),
+        images=data.x_train.dim() == 4,
+        channels=int(data.x_train.shape[1]),
+        batchnorm=_has_batchnorm(config, data),
+    )
+    from modescape.pipeline import subspace_defaults
+    from modescape.studies.landscape import LandscapeConfig
+    from modescape.studies.shift import ShiftConfig
+
+    chosen = {"subspace": subspace_defaults(config), "landscape": LandscapeConfig()}
+    chosen |= {"shift": ShiftConfig()} | (studies or {})
+    stages = [
+        _training(config, shape, rates),
+        _analyze(config, shape, rates),
+        _subspace(config, shape, rates, chosen["subspace"]),
+        _landscape(config, shape, rates, chosen["landscape"]),
+        _shift(config, shape, rates, chosen["shift"], chosen["subspace"]),
+    ]
+    return CostEstimate(stages, rates, torch.get_num_threads(), "cpu")
+
+
+@dataclass(frozen=True)
+class _Shape:
+    n_train: int
+    n_test: int
+    images: bool
+    channels: int
+    batchnorm: bool
+
+
+def _has_batchnorm(config: RunConfig, data: Any) -> bool:
+    from modescape.models.registry import has_batchnorm
+
+    return has_batchnorm(_model(config, data))
+
+
+def _model(config: RunConfig, data: Any) -> Any:
+    from modescape.models.registry import build_model
+
+    m = config.model
+    in_shape = tuple(data.x_train.shape[1:])
+    return build_model(m.arch, m.variant, in_shape, len(data.classes), m.dropout, **m.arch_kwargs)
+
+
+# ---- the probe ----------------------------------------------------------------------------------
+
+
+def probe_rates(config: RunConfig, data: Any) -> Rates:
+    """Time a few training steps, an evaluation and (images) each corruption, here and now."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):  # the probe draws; training's draws stay the same
+        torch.manual_seed(0)
+        step = _time_training(config, data)
+        forward = _time_forward(config, data)
+        frozen, freeze = _time_frozen(config, data) if data.x_test.dim() == 4 else (None, 0.0)
+    corrupt = _time_corruptions(data) if data.x_test.dim() == 4 else {}
+    return Rates(step, forward, corrupt, frozen, freeze)
+
+
+def _time_training(config: RunConfig, data: Any) -> float:
+    import torch
+
+    from modescape.data.datasets import scale_pixels
+    from modescape.train.loop import MemberRNG, make_optimizer, pixel_unit, train_epoch
+
+    tcfg = config.train
+    cl = tcfg.channels_last and data.x_train.dim() == 4
+    fmt = torch.channels_last if cl else torch.contiguous_format
+    model = _model(config, data).to(memory_format=fmt)
+    opt = make_optimizer(model, tcfg)
+    rng = MemberRNG.fresh(0, torch.device("cpu"))
+    pixel = pixel_unit(data.source, tuple(data.x_train.shape[1:]))
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=tcfg.precision == "bf16")
+    n = min(len(data.x_train), tcfg.batch_size * PROBE_STEPS)
+    x = scale_pixels(data.x_train[:n], data.source).contiguous(memory_format=fmt)
+    y = data.y_train[:n]
+    steps = math.ceil(n / tcfg.batch_size)
+    warm = min(n, tcfg.batch_size)
+    train_epoch(model, opt, x[:warm], y[:warm], tcfg, rng, pixel, autocast)
+    return _best(lambda: train_epoch(model, opt, x, y, tcfg, rng, pixel, autocast)) / steps
+
+
+def _best(fn: Any) -> float:
+    """Shortest of PROBE_REPEATS timed calls (seconds)."""
+    times = []
+    for _ in range(PROBE_REPEATS):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def _time_forward(config: RunConfig, data: Any) -> float:
+    import torch
+
+    from modescape.analysis.engine.batched import evaluate_many, param_names
+    from modescape.analysis.weightspace import flatten_params
+    from modescape.data.datasets import scale_pixels
+
+    model = _model(config, data)
+    flat = flatten_params(model.state_dict(), param_names(model))
+    points = flat + 0.01 * torch.randn(PROBE_POINTS, flat.numel())
+    x = scale_pixels(data.x_test[:PROBE_EXAMPLES], data.source)
+    evaluate_many(model, points[:1], x[:64])  # warm-up: first-call allocations
+    return _best(lambda: evaluate_many(model, points, x)) / (PROBE_POINTS * len(x))
+
+
+def _time_frozen(config: RunConfig, data: Any) -> tuple[float, float]:
+    """(seconds per example and model, seconds to freeze one model) of `ModelStack`."""
+    from modescape.data.datasets import scale_pixels
+    from modescape.studies.inference import ModelStack
+
+    model = _model(config, data)
+    state = model.state_dict()
+    states = [{k: v + 0.01 * i for k, v in state.items()} for i in range(PROBE_POINTS)]
+    stack = ModelStack(model, {"probe": states})
+    x = scale_pixels(data.x_test[:PROBE_EXAMPLES], data.source)
+    rows = stack.rows["probe"]
+    t = time.perf_counter()
+    stack.probs(rows, x)  # freezes every model, then runs it
+    first = time.perf_counter() - t
+    steady = _best(lambda: stack.probs(rows, x))
+    return steady / (len(rows) * len(x)), max(first - steady, 0.0) / len(rows)
+
+
+def _time_corruptions(data: Any) -> dict[str, float]:
+    from modescape.data.corruptions import applicable_corruptions, corrupt
+    from modescape.data.datasets import scale_pixels
+    from modescape.studies.shift import to_uint8_images
+
+    u8 = to_uint8_images(scale_pixels(data.x_test[:PROBE_CORRUPT], data.source), data.source)
+    rates = {}
+    for name in applicable_corruptions(u8.shape[-1]):
+        t = time.perf_counter()
+        corrupt(u8, name, 3, seed=0)
+        rates[name] = (time.perf_counter() - t) / len(u8)
+    return rates
+
+
+# ---- the work of each stage ----------------------------------------------------------------------
+
+
+def _training(config: RunConfig, shape: _Shape, rates: Rates) -> Stage:
+    t = config.train
+    steps = math.ceil(shape.n_train / t.batch_size)
+    snapshots = t.epochs // t.snapshot_every + 1  # each snapshot's test predictions
+    per_member = t.epochs * steps * rates.train_step + snapshots * shape.n_test * rates.forward
+    work = f"{config.members} members x {t.epochs} epochs x {steps} steps"
+    return Stage("training", config.members * per_member, work)
+
+
+def _bn_forwards(shape: _Shape) -> int:
+    """Training examples per BatchNorm recomputation of one off-trajectory point (in train mode:
+    counted as two forwards each)."""
+    from modescape.studies.context import BN_TRAIN_EXAMPLES
+
+    return 2 * min(BN_TRAIN_EXAMPLES, shape.n_train) if shape.batchnorm else 0
+
+
+def _analyze(config: RunConfig, shape: _Shape, rates: Rates) -> Stage:
+    M = config.members
+    forwards = M * (shape.n_test + _bn_forwards(shape))  # each member's weight average
+    return Stage("analyze", forwards * rates.forward, f"{M} weight averages on {shape.n_test}")
+
+
+def _subspace(config: RunConfig, shape: _Shape, rates: Rates, sc: Any) -> Stage:
+    from modescape.analysis.subspace import SamplerMode
+    from modescape.studies.subspace import CALIBRATION_EXAMPLES
+
+    M, G, n = config.members, len(sc.methods), sc.n_samples
+    assert n is not None  # SubspaceConfig fills it in
+    bn = _bn_forwards(shape)
+    models = G * M * n
+    samples = models * (shape.n_test * rates.stacked + rates.freeze + bn * rates.forward)
+    calibration = 0
+    if sc.mode is SamplerMode.CALIBRATED:
+        probes = (sc.calibration_steps + CALIBRATION_EVALS) * sc.calibration_probes
+        calibration = G * M * probes * (min(CALIBRATION_EXAMPLES, shape.n_train) + bn)
+    seconds = samples + calibration * rates.forward
+    work = f"{G} samplers x {M} members x {n} samples on {shape.n_test}, calibration"
+    return Stage("subspace", seconds, work)
+
+
+def _landscape(config: RunConfig, shape: _Shape, rates: Rates, lc: Any) -> Stage:
+    n = min(lc.max_examples, shape.n_test)
+    planes = 1
+    paths = 2 + (1 if lc.align else 0) if config.members > 1 else 1
+    points = planes * lc.resolution**2 + paths * lc.n_path_points
+    bn = _bn_forwards(shape) if lc.bn_policy == "recompute" else 0
+    work = f"{planes} plane of {lc.resolution}x{lc.resolution} and {paths} paths on {n}"
+    return Stage("landscape", points * (n + bn) * rates.forward, work)
+
+
+def _shift(config: RunConfig, shape: _Shape, rates: Rates, shc: Any, sc: Any) -> Stage:
+    from modescape.data.corruptions import applicable_corruptions
+    from modescape.studies.context import clamp_window
+    from modescape.studies.shift import DEMO_SIGNAL
+
+    epochs = config.train.epochs // config.train.snapshot_every
+    late, _ = clamp_window("", shc.late, epochs, minimum=2)
+    M = config.members
+    models = 2 * M + max(late, 2) - 1 + len(sc.methods) * min(shc.subspace_samples, sc.n_samples)
+    names = shc.corruptions or (
+        applicable_corruptions(shape.channels) if shape.images else DEMO_SIGNAL
+    )
+    settings = 1 + len(names) * len(shc.severities)
+    n = shape.n_test if shc.max_examples is None else min(shc.max_examples, shape.n_test)
+    corrupting = len(shc.severities) * n * sum(rates.corrupt.get(c, 0.0) for c in names)
+    seconds = models * (settings * n * rates.stacked + rates.freeze) + corrupting
+    work = f"{models} models x {settings} settings on {n} examples"
+    return Stage("shift", seconds, work)
+
+
+def estimate_study(run: Any, study: str, config: Any = None) -> Stage:
+    """The estimated cost of one study (`STUDIES`) on an existing run with `config` (None: the
+    settings `modescape run` uses); shift counts the subspace models of the pipeline's settings."""
+    from modescape.store.run import load_run
+
+    if study not in STUDIES:
+        from modescape.errors import choice_error
+
+        raise choice_error("study", study, STUDIES)
+    r = load_run(run)
+    studies = {study: config} if config is not None and study != "analyze" else None
+    est = estimate_run(r.config, studies=studies)
+    return next(s for s in est.stages if s.name == study)
+
+
+def log_estimate(estimate: CostEstimate) -> None:
+    for line in estimate.lines():
+        logger.info(line)

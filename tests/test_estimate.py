@@ -1,0 +1,82 @@
+"""The cost estimate of `modescape run`: a timed probe, and work that scales with the config."""
+
+import pytest
+from conftest import cli, tiny_config
+
+from modescape.estimate import STUDIES, Rates, estimate_run, probe_rates
+from modescape.store.run import open_dataset
+
+RATES = Rates(train_step=0.01, forward=1e-5, corrupt={})
+
+
+@pytest.fixture(scope="module")
+def data():
+    return open_dataset(tiny_config())
+
+
+def test_probe_measures_positive_rates(data):
+    rates = probe_rates(tiny_config(), data)
+    assert rates.train_step > 0 and rates.forward > 0
+    assert rates.corrupt == {}  # signals: no image corruptions to time
+    est = estimate_run(tiny_config(), rates=rates, data=data)
+    assert [s.name for s in est.stages] == ["training", *STUDIES]
+    assert all(s.seconds > 0 for s in est.stages)
+    assert est.total == pytest.approx(est.training + est.studies)
+    text = "\n".join(est.lines())
+    assert "shift" in text and "% of training" in text
+
+
+def test_estimate_scales_with_members_and_epochs(data):
+    def cost(**kw):
+        return estimate_run(tiny_config(**kw), rates=RATES, data=data)
+
+    base, members, epochs = cost(members=3, epochs=4), cost(members=6, epochs=4), cost(epochs=8)
+    assert members.training == pytest.approx(2 * base.training)
+    assert epochs.training > 1.9 * base.training  # twice the steps, plus one more test pass each
+    for name in ("analyze", "subspace", "shift"):  # the landscape's planes: two members at most
+        assert members.seconds(name) > base.seconds(name)
+    assert members.seconds("landscape") == base.seconds("landscape")
+    assert epochs.seconds("shift") >= base.seconds("shift")  # a longer late window, never less
+
+
+def test_image_corruptions_add_to_the_shift_estimate(data):
+    from modescape.estimate import _Shape, _shift
+
+    shape = _Shape(n_train=100, n_test=50, images=True, channels=3, batchnorm=False)
+    slow = Rates(train_step=0.01, forward=1e-5, corrupt={"zoom_blur": 0.01})
+    from modescape.pipeline import subspace_defaults
+    from modescape.studies.shift import ShiftConfig
+
+    cfg = tiny_config()
+    args = (ShiftConfig(), subspace_defaults(cfg))
+    gained = _shift(cfg, shape, slow, *args).seconds - _shift(cfg, shape, RATES, *args).seconds
+    assert gained == pytest.approx(5 * 50 * 0.01)  # five severities of 50 images
+
+
+def test_run_budget_prints_the_estimate_and_runs_nothing(tmp_path):
+    out = tmp_path / "run"
+    code, stdout, _ = cli(
+        "run", "--out", str(out), "--members", "2", "--epochs", "2", "--set",
+        "data.mnist1d_samples=200", "--budget",
+    )  # fmt: skip
+    assert code == 0
+    assert "training" in stdout and "subspace" in stdout and "studies =" in stdout
+    assert not out.exists()
+
+
+def test_other_study_settings_are_priced(data):
+    from modescape.studies.shift import ShiftConfig
+
+    full = estimate_run(tiny_config(), rates=RATES, data=data)
+    fewer = ShiftConfig(corruptions=("gaussian_noise",), max_examples=100)
+    cheap = estimate_run(tiny_config(), rates=RATES, data=data, studies={"shift": fewer})
+    assert cheap.seconds("shift") < full.seconds("shift") / 2
+    assert cheap.training == full.training
+
+
+def test_study_budget_prints_an_estimate_and_runs_nothing(tiny_run_copy):
+    code, stdout, _ = cli("shift", str(tiny_run_copy), "--budget")
+    assert code == 0 and stdout.startswith("estimated shift: ")
+    assert not (tiny_run_copy / "shift").exists()
+    code, stdout, _ = cli("subspace", str(tiny_run_copy), "--samples", "4", "--budget")
+    assert code == 0 and "x 4 samples" in stdout
