@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from modescape.errors import ModescapeError
-from modescape.report.base import Chart, ChartKind, ReportContext, Series, Table
+from modescape.report.base import Chart, ChartKind, ReportContext, Series, Table, sig
 from modescape.report.interactive import chart_data
 from modescape.report.page import (
     FigureBlock,
@@ -186,8 +186,8 @@ def _settings_section(ctxs: list[ReportContext], labels: list[str]) -> CompareSe
 
 def _f(x: Any) -> float:
     """A plotted value rounded to 4 significant digits, as in the chart's CSV (NaN stays)."""
-    x = float(x)
-    return float(f"{x:.4g}") if math.isfinite(x) else math.nan
+    v = sig(x)
+    return math.nan if v is None else v
 
 
 def _r(x: Any) -> Any:
@@ -195,7 +195,8 @@ def _r(x: Any) -> Any:
     if x is None:
         return ""
     if isinstance(x, float | np.floating):
-        return "" if not math.isfinite(x) else float(f"{float(x):.4g}")
+        v = sig(x)
+        return "" if v is None else v
     return x
 
 
