@@ -134,7 +134,8 @@ class TrainConfig:
     sampler: str = BatchSampler.PERMUTATION.value  # see options.BatchSampler
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     snapshot_every: int = 1  # keep a snapshot every n epochs (epoch 0 and the last always kept)
-    precision: str = Precision.FP32.value  # bf16: autocast (recorded; not bit-exact with fp32)
+    # "auto" is resolved to bf16 or fp32 when the run is created, and recorded (train.loop)
+    precision: str = Precision.AUTO.value
     channels_last: bool = True  # 2-D inputs only; the big lever on CPU (bench_training.py)
 
     def __post_init__(self) -> None:

@@ -184,7 +184,13 @@ def _time_training(config: RunConfig, data: Any) -> float:
     import torch
 
     from modescape.data.datasets import scale_pixels
-    from modescape.train.loop import MemberRNG, make_optimizer, pixel_unit, train_epoch
+    from modescape.train.loop import (
+        MemberRNG,
+        make_optimizer,
+        pixel_unit,
+        resolve_precision,
+        train_epoch,
+    )
 
     tcfg = config.train
     cl = tcfg.channels_last and data.x_train.dim() == 4
@@ -193,7 +199,9 @@ def _time_training(config: RunConfig, data: Any) -> float:
     opt = make_optimizer(model, tcfg)
     rng = MemberRNG.fresh(0, torch.device("cpu"))
     pixel = pixel_unit(data.source, tuple(data.x_train.shape[1:]))
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=tcfg.precision == "bf16")
+    in_shape = tuple(data.x_train.shape[1:])
+    precision = resolve_precision(tcfg.precision, torch.device("cpu"), in_shape)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
     n = min(len(data.x_train), tcfg.batch_size * PROBE_STEPS)
     x = scale_pixels(data.x_train[:n], data.source).contiguous(memory_format=fmt)
     y = data.y_train[:n]

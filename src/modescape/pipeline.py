@@ -45,12 +45,12 @@ def train_run(
     if members is not None and len(members) == 0:
         log.warning("no member to train in %s: the selection of %d member(s) is empty", out,
                     config.members)  # fmt: skip
-        return prepare_run(out, config).path
+        return prepare_run(out, config, device=device).path
     if executor == Executor.SERIAL:
         return train(
             config, out, members=members, device=device, progress=progress, track=track
         ).path
-    run = prepare_run(out, config)
+    run = prepare_run(out, config, device=device)
     job_fn = None
     if track is not None:  # a picklable job function for the pool and SLURM tasks
         import functools

@@ -306,7 +306,8 @@ def _types(seq: nn.Sequential) -> list[str]:
 
 def test_layer_order_follows_spec():
     small = build_model("smallcnn", "paper")
-    assert _types(small.features) == ["conv", "relu", "pool"] * 3
+    # The sources' conv → ReLU → pool, with ReLU moved after the pool (same function, below).
+    assert _types(small.features) == ["conv", "pool", "relu"] * 3
     assert _types(small.neck) == ["flatten"]
     seed = build_model("smallcnn", "seed")
     assert _types(seed.neck) == ["gap", "flatten", "linear", "relu", "drop"]
@@ -321,7 +322,7 @@ def test_layer_order_follows_spec():
     with torch.no_grad():
         assert (medium.eval().features(torch.randn(2, 3, 32, 32)) < 0).any()
     medium_seed = build_model("mediumcnn", "seed")
-    assert _types(medium_seed.features) == ["conv", "relu", "drop", "pool"] * 4
+    assert _types(medium_seed.features) == ["conv", "drop", "pool", "relu"] * 4
     convs = [m for m in medium_seed.features if isinstance(m, nn.Conv2d)]
     assert [(c.out_channels, c.padding) for c in convs] == [
         (32, (1, 1)),
@@ -329,3 +330,51 @@ def test_layer_order_follows_spec():
         (128, (1, 1)),
         (128, (1, 1)),
     ]
+
+
+def _source_order(model: nn.Module) -> nn.Module:
+    """A copy with the sources' order: ReLU straight after each conv (before dropout and pool)."""
+    import copy
+
+    model = copy.deepcopy(model)
+    out: list[nn.Module] = []
+    for m in model.features:
+        if isinstance(m, nn.ReLU):
+            conv = max(i for i, o in enumerate(out) if isinstance(o, nn.Conv1d | nn.Conv2d))
+            out.insert(conv + 1, m)
+        else:
+            out.append(m)
+    model.features = nn.Sequential(*out)
+    return model
+
+
+@pytest.mark.parametrize(
+    "arch, variant, in_shape",
+    [
+        ("smallcnn", "paper", (3, 32, 32)),
+        ("smallcnn", "seed", (3, 32, 32)),
+        ("smallcnn", "seed", (1, 40)),
+        ("mediumcnn", "seed", (3, 32, 32)),
+    ],
+)
+def test_relu_after_pool_is_the_sources_function(arch, variant, in_shape):
+    """ReLU after max-pool (and dropout) gives the sources' outputs and gradients bit for bit,
+    in training mode with the same dropout masks, and in eval mode."""
+    torch.manual_seed(0)
+    ours = build_model(arch, variant, in_shape, dropout=0.3)
+    theirs = _source_order(ours)
+    names = [type(m).__name__ for m in theirs.features]
+    assert names[1] == "ReLU" and names != [type(m).__name__ for m in ours.features]
+    x = torch.randn(16, *in_shape)
+    y = torch.randint(0, 10, (16,))
+    for training in (True, False):
+        outs, grads = [], []
+        for model in (ours, theirs):
+            model.train(training).zero_grad()
+            torch.manual_seed(1)  # the same dropout masks for both
+            logits = model(x)
+            F.cross_entropy(logits, y).backward()
+            outs.append(logits.detach())
+            grads.append([p.grad.clone() for p in model.parameters()])
+        assert torch.equal(outs[0], outs[1])
+        assert all(torch.equal(a, b) for a, b in zip(*grads, strict=True))

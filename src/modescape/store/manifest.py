@@ -10,6 +10,7 @@ lock, one read-modify-write at a time.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import hashlib
@@ -242,6 +243,9 @@ def pid_alive(pid: int) -> bool:
 
 def check_config(path: Path, config: RunConfig) -> None:
     stored = RunConfig.from_dict(read_json(path / "config.json", expect=dict))
+    if config.train.precision == "auto":  # "auto" reopens a run in the precision it was created in
+        train = dataclasses.replace(config.train, precision=stored.train.precision)
+        config = dataclasses.replace(config, train=train)
     if stored != config:
         raise ModescapeError(
             f"run directory {path} was written with another config "

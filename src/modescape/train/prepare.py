@@ -3,6 +3,7 @@ fingerprint, the evaluation labels and where the network comes from, written ato
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,14 @@ from modescape.store.files import save_npy
 from modescape.store.run import Run, init_run, open_dataset, record_files, update_manifest
 
 
-def prepare_run(out: str | Path, config: RunConfig, dataset: Dataset | None = None) -> Run:
+def prepare_run(
+    out: str | Path, config: RunConfig, dataset: Dataset | None = None, device: str = "auto"
+) -> Run:
     """Create the run directory with the labels of its evaluation splits and the dataset's
-    fingerprint, atomically; or reopen it (repairing labels a killed older version left out)."""
+    fingerprint, atomically; or reopen it (repairing labels a killed older version left out).
+
+    A new run records its precision resolved for `device` and the data (`train.precision`
+    "auto": `train.loop.resolve_precision`); an existing one keeps the precision it has."""
     out = Path(out)
     _refuse_imported(out)
     if (out / "config.json").exists() and dataset is None:
@@ -30,6 +36,8 @@ def prepare_run(out: str | Path, config: RunConfig, dataset: Dataset | None = No
     with torch.random.fork_rng(devices=[]):
         build_model(m.arch, m.variant, data.in_shape, data.num_classes, m.dropout, **m.arch_kwargs)
     summary, labels = dataset_summary(data), eval_labels(data)
+    if not (out / "config.json").exists():
+        config = with_precision(config, data.in_shape, device)
     run = init_run(out, config, summary, labels)
     _repair_labels(run, labels)
     if "arch" not in run.manifest:  # where the network came from (import path, version, sha256)
@@ -37,6 +45,20 @@ def prepare_run(out: str | Path, config: RunConfig, dataset: Dataset | None = No
 
         update_manifest(run.path, arch=describe_arch(m.arch))
     return run
+
+
+def with_precision(config: RunConfig, in_shape: tuple[int, ...], device: str) -> RunConfig:
+    """`config` with "auto" precision resolved for `device` ("auto" | "cpu" | "cuda[:N]")."""
+    from modescape.train.loop import resolve_device, resolve_precision
+
+    if config.train.precision != "auto":
+        return config
+    try:
+        dev = resolve_device(device)
+    except ModescapeError:  # e.g. SLURM: "cuda" asked for on a login node without one
+        dev = torch.device("cuda" if device.startswith("cuda") else "cpu")
+    precision = resolve_precision(config.train.precision, dev, tuple(in_shape))
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, precision=precision))
 
 
 def dataset_summary(data: Dataset) -> dict[str, Any]:

@@ -62,6 +62,7 @@ from modescape.train.loop import (  # noqa: F401  (re-exported: the training API
     pixel_unit,
     predict,
     resolve_device,
+    resolve_precision,
     train_epoch,
 )
 from modescape.train.prepare import (  # noqa: F401  (re-exported: the training API)
@@ -169,6 +170,7 @@ class MemberTrainer:
         tracker: Any = None,
     ):
         self.run, self.member, self.dev, self.progress = run, member, dev, progress
+        self.in_shape = tuple(data.in_shape)
         self.tracker = tracker  # train.tracking.GuardedTracker: sees each committed record
         self.tcfg = run.config.train
         self.seed = member_seed(run.config, member)
@@ -190,6 +192,9 @@ class MemberTrainer:
             "pid": os.getpid(),
             "device": str(self.dev),
             "threads": torch.get_num_threads(),
+            # A run created with "auto" records the resolved precision in its config; one written
+            # by other code may still say "auto", resolved here for this device and data.
+            "precision": resolve_precision(self.tcfg.precision, self.dev, self.in_shape),
             "files": {},
             "time_s": 0.0,
         }
@@ -233,7 +238,7 @@ class MemberTrainer:
             self.commit(0)
             self._track()
         autocast = torch.autocast(
-            self.dev.type, dtype=torch.bfloat16, enabled=self.tcfg.precision == "bf16"
+            self.dev.type, dtype=torch.bfloat16, enabled=self.info["precision"] == "bf16"
         )
         bar = tqdm(
             range(start, self.tcfg.epochs),
@@ -414,7 +419,7 @@ def train(
 
     `track`: an experiment tracker for every member ("tensorboard" | "wandb" | "mlflow")."""
     data = open_dataset(config, pixels=training_pixels(config))
-    run = prepare_run(out, config, data)
+    run = prepare_run(out, config, data, device)
     for m in run.members if members is None else members:
         train_member(run.path, m, device=device, progress=progress, dataset=data, track=track)
     return run
