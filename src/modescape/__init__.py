@@ -16,9 +16,17 @@ torch nor any study until one of its names is touched.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# Tensors of 2 MB and more (a CIFAR-10 convnet's activations) on transparent huge pages: a fresh
+# allocation then faults in 512x fewer pages. Without it a MediumCNN (paper) bf16 training step
+# spent about a fifth of its CPU time in page faults, zero-filling freshly mapped memory
+# (benchmarks/README.md). PyTorch reads the variable at its first large allocation, so it takes
+# effect when modescape is imported before any big tensor exists; a value already set is kept.
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 # name -> module that defines it. Grouped by layer, from configuration to the report.
 _EXPORTS: dict[str, str] = {

@@ -29,7 +29,7 @@ def test_resolve_precision_rule():
     for given in ("fp32", "bf16"):
         assert resolve_precision(given, CPU, signals) == given
         assert type(resolve_precision(given, CPU, images)) is str
-    with pytest.raises(ModescapeError, match="precision.*auto.*fp32.*bf16"):
+    with pytest.raises(ModescapeError, match=r"precision.*auto.*fp32.*bf16"):
         resolve_precision("fp16", CPU, images)
 
 
@@ -66,8 +66,18 @@ def test_auto_is_recorded_resolved_and_reopens(tmp_path):
         train(_config(root, other), out, device="cpu")
 
 
+@pytest.fixture
+def one_thread():
+    """The killed subprocess trains on one thread: so does everything it is compared with
+    (results are byte-identical at the same thread count)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no bf16 instructions")
-def test_bf16_training_resumes_byte_identical_after_sigkill(tmp_path):
+def test_bf16_training_resumes_byte_identical_after_sigkill(tmp_path, one_thread):
     root = _image_folder(tmp_path / "images")
     config = _config(root, "bf16")
     reference = tmp_path / "reference"

@@ -223,3 +223,37 @@ def test_damaged_resume_state_is_refused(tiny_run_copy):
     (mdir / "resume.safetensors").write_bytes(bytes(data))
     with pytest.raises(ModescapeError, match=r"resume\.safetensors is not the resume state"):
         train_member(tiny_run_copy, 0)
+
+
+def test_optimizer_state_restored_in_the_parameters_memory_format():
+    """Fused Adam walks moments as flat memory: after a save/load round trip through the resume
+    format, a channels_last conv must continue exactly as without the round trip."""
+    import copy
+
+    from modescape.store.files import safetensors_bytes
+    from modescape.train.loop import load_optimizer, optimizer_tensors
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 8, 3).to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(conv.parameters(), lr=1e-2, fused=True)
+    x = torch.randn(4, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+
+    def step(model, optimizer):
+        optimizer.zero_grad()
+        model(x).square().mean().backward()
+        optimizer.step()
+
+    for _ in range(3):
+        step(conv, opt)
+    tensors, groups = optimizer_tensors(opt)
+    from safetensors.torch import load
+
+    restored = load(safetensors_bytes(tensors, {}))
+    conv2 = copy.deepcopy(conv)
+    opt2 = torch.optim.Adam(conv2.parameters(), lr=1e-2, fused=True)
+    load_optimizer(opt2, restored, json.loads(json.dumps(groups)))
+    assert opt2.state[conv2.weight]["exp_avg"].stride() == conv2.weight.stride()
+    for _ in range(2):
+        step(conv, opt)
+        step(conv2, opt2)
+    assert torch.equal(conv.weight, conv2.weight) and torch.equal(conv.bias, conv2.bias)

@@ -147,7 +147,13 @@ def pixel_unit(source: dict[str, Any], in_shape: tuple[int, ...]) -> torch.Tenso
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # The fused kernel: one pass per parameter instead of a dozen elementwise ops, 5-30%
+        # of a small CNN's training step on CPU (benchmarks/README.md). Same update rule.
+        fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda")
+                    for p in model.parameters())  # fmt: skip
+        return torch.optim.Adam(
+            model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None
+        )
     return torch.optim.SGD(
         model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay
     )
@@ -189,6 +195,18 @@ def load_optimizer(
             _, i, name = key.split(".", 2)
             state.setdefault(int(i), {})[name] = value
     opt.load_state_dict({"state": state, "param_groups": groups})
+    # Stored tensors come back contiguous; a channels_last parameter's moments must be laid out
+    # as the parameter is: the fused Adam kernel walks parameter, gradient and moments as flat
+    # memory, so a mismatch would silently mix elements.
+    for group in opt.param_groups:
+        for p in group["params"]:
+            for name, value in opt.state.get(p, {}).items():
+                if (
+                    torch.is_tensor(value)
+                    and value.shape == p.shape
+                    and value.stride() != p.stride()
+                ):
+                    opt.state[p][name] = torch.empty_like(p, dtype=value.dtype).copy_(value)
 
 
 def train_epoch(
