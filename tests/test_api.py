@@ -62,7 +62,8 @@ def test_train_is_callable_and_still_the_subpackage(tmp_path):
     run = ms.train(cfg, tmp_path / "run")
     assert isinstance(run, ms.Run)
     assert run.finished_members() == [0]
-    assert ms.load_run(tmp_path / "run").config == cfg
+    # What "auto" precision resolved to is recorded (1-D signals: fp32); the rest as given.
+    assert ms.load_run(tmp_path / "run").config == cfg.with_overrides(["train.precision=fp32"])
 
 
 def test_errors_surface_as_modescape_error():

@@ -66,7 +66,21 @@ def test_same_seed_same_mask_and_the_global_generator_advances():
     assert torch.equal(a, b) and not torch.equal(b, c)
 
 
-def test_bf16_input_stays_bf16():
+def test_bf16_input_stays_bf16_and_is_scaled_exactly():
+    """The kept values are x / 0.9 rounded once to bf16, not x times a bf16-rounded 1/0.9."""
     torch.manual_seed(5)
-    out = Dropout(0.1)(torch.ones(1000, dtype=torch.bfloat16))
+    x = torch.rand(100_000).to(torch.bfloat16) + 1
+    out = Dropout(0.1)(x)
     assert out.dtype == torch.bfloat16
+    kept = out != 0
+    expected = (x.float() * (65536 / (65536 - round(0.1 * 65536)))).to(torch.bfloat16)
+    assert torch.equal(out[kept], expected[kept])
+
+
+def test_inplace_matches_out_of_place():
+    x = torch.randn(4, 8, 6, 6)
+    torch.manual_seed(6)
+    a = Dropout(0.2)(x)
+    torch.manual_seed(6)
+    b = Dropout(0.2, inplace=True)(x.clone())
+    assert torch.equal(a, b)
