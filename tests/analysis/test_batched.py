@@ -167,3 +167,15 @@ def test_bn_recompute_resnet_matches_manual_loop():
             net(train_x[16:32])
             ref = net.eval()(x)
         torch.testing.assert_close(got[k], ref, atol=1e-5, rtol=1e-5)
+
+
+def test_scores_flushed_in_pieces_equal_whole_chunks(monkeypatch):
+    """`score_many` scores a chunk's logits at once up to SCORE_BLOCK; smaller pieces agree."""
+    model = _model((1, 40), "smallcnn", "paper")
+    x, y = torch.randn(50, 1, 40), torch.randint(0, 10, (50,))
+    pts = _points(model, 6)
+    whole = batched.score_many(model, pts, x, y, strategy="loop", batch_size=8)
+    monkeypatch.setattr(batched, "SCORE_BLOCK", 1)  # every data batch on its own
+    pieces = batched.score_many(model, pts, x, y, strategy="loop", batch_size=8)
+    torch.testing.assert_close(pieces.loss, whole.loss, rtol=1e-6, atol=0)
+    assert torch.equal(pieces.accuracy, whole.accuracy)
