@@ -14,7 +14,7 @@ side in one process, repeats interleaved and the best of each kept (the host is 
 - modescape's engine (`batched.score_many`, defaults, `strategy="auto"`) on exactly those R×R
   points: loss *and* accuracy. Like for like with the line above; the losses must agree to 1e-4.
 - modescape `landscape.evaluate_plane` (defaults) on its own R×R grid: loss, accuracy and
-  agreement with θ1 and θ2 at every point, plus the three anchors and the two reference passes.
+  agreement with θ1 and θ2 at every point, plus the two reference passes (θ1, θ2).
 - the direct loop on evaluate_plane's grid: `vector_to_parameters` into the model, batches of
   128, fp32 NCHW (what most code does); its losses must match evaluate_plane's to 1e-4.
 

@@ -167,3 +167,30 @@ def test_bn_recompute_resnet_matches_manual_loop():
             net(train_x[16:32])
             ref = net.eval()(x)
         torch.testing.assert_close(got[k], ref, atol=1e-5, rtol=1e-5)
+
+
+def test_scores_flushed_in_pieces_equal_whole_chunks(monkeypatch):
+    """`score_many` scores a chunk's logits at once up to SCORE_BLOCK; smaller pieces agree."""
+    model = _model((1, 40), "smallcnn", "paper")
+    x, y = torch.randn(50, 1, 40), torch.randint(0, 10, (50,))
+    pts = _points(model, 6)
+    whole = batched.score_many(model, pts, x, y, strategy="loop", batch_size=8)
+    monkeypatch.setattr(batched, "SCORE_BLOCK", 1)  # every data batch on its own
+    pieces = batched.score_many(model, pts, x, y, strategy="loop", batch_size=8)
+    torch.testing.assert_close(pieces.loss, whole.loss, rtol=1e-6, atol=0)
+    assert torch.equal(pieces.accuracy, whole.accuracy)
+
+
+@pytest.mark.parametrize("threads,chunk", [(1, 16), (2, 32)])
+def test_grouped_plan_scales_with_threads(threads, chunk):
+    model = _model((1, 40), "smallcnn", "paper")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        p = batched.plan(model, torch.randn(1000, 1, 40), 441, strategy="grouped")
+    finally:
+        torch.set_num_threads(before)
+    assert (p.chunk, p.batch_size) == (
+        -(-441 // -(-441 // chunk)),
+        batched.GROUPED_WORK * threads // p.chunk,
+    )

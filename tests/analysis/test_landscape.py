@@ -249,3 +249,21 @@ def test_plane_options_and_keyword_settings_are_one_thing():
     )
     assert c.settings["margin"] == 0.5 and c.settings["batch_size"] == 7
     assert c.a_values.min() < a.a_values.min()
+
+
+def test_plane_in_one_call_equals_rows_in_blocks_and_anchor_values_are_their_nodes():
+    model = _model()
+    x, y = torch.randn(40, 1, 40), torch.randint(0, 10, (40,))
+    o, t1, t2 = _commensurate_anchors(model, seed=2)
+    kw = dict(resolution=7, margin=0.25, verbose=False)
+    one = landscape.evaluate_plane(model, o, t1, t2, x, y, **kw)  # no on_row: one engine call
+    blocks = landscape.evaluate_plane(model, o, t1, t2, x, y, rows_per_block=2, **kw)
+    torch.testing.assert_close(one.loss, blocks.loss, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(one.accuracy, blocks.accuracy)
+    nodes = tuple(one.anchor_index.t())
+    assert torch.equal(one.anchor_loss, one.loss[nodes])
+    assert torch.equal(one.anchor_agreement["theta1"], one.agreement["theta1"][nodes])
+    for k, w in enumerate((o, t1, t2)):
+        loss, acc, _ = _direct(model, w, x, y)
+        assert one.anchor_loss[k].item() == pytest.approx(loss, rel=1e-5)
+        assert one.anchor_accuracy[k].item() == pytest.approx(acc, abs=1e-6)

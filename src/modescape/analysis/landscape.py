@@ -62,7 +62,7 @@ class PlaneResult:
     The anchors are grid nodes: `anchor_index[k] = (row, column)` of o, θ1, θ2, and the grid
     point there is evaluated with the anchor's own weights (and buffers), so e.g.
     `agreement["theta1"][tuple(anchor_index[1])]` is θ1's agreement with itself. `anchor_*`: the
-    same metrics at o, θ1, θ2 from a separate evaluation (`[3]`). `agreement[name]`: fraction of
+    same metrics at o, θ1, θ2 (`[3]`), read from those nodes. `agreement[name]`: fraction of
     examples whose predicted class equals reference `name`'s (1 − disagreement).
     """
 
@@ -118,7 +118,9 @@ class PlaneOptions:
     bn_policy: str = "recompute"  # BatchNorm handling (module docstring)
     bn_batches: int = 8  # training batches per recomputation ("recompute")
     bn_batch_size: int = 256
-    rows_per_block: int | None = None  # grid rows per engine call; None: enough for >= 64 points
+    # Grid rows per engine call. None: all rows in one call, or, with `on_row` (resumable
+    # runs), enough rows for >= 64 points, so that finished rows are persisted as they come.
+    rows_per_block: int | None = None
     progress: bool | None = None  # tqdm bar; None shows it only on a terminal
     verbose: bool = True  # log the work estimate before starting
 
@@ -166,12 +168,12 @@ def evaluate_plane(
     job = PointJob(model, x, y, policy, train_x, opts.bn_batches, opts.bn_batch_size, engine)
     refs = agreement_refs(job, reference_probs, {"theta1": (p1, b1), "theta2": (p2, b2)})
     points = _PlanePoints(grid_spec, coords, u, v, ((po, bo), (p1, b1), (p2, b2)))
-    # The anchors, exactly (a direct check that the grid is right where it passes near them).
-    anchor = job.score(torch.stack([po, p1, p2]), torch.stack([bo, b1, b2]), refs)
     done = _evaluate_rows(job, points, refs, opts, dict(done_rows or {}), on_row)
 
     Rb, Ra = len(grid_spec.b_values), len(grid_spec.a_values)
     grid = {key: torch.stack([done[i][key].float() for i in range(Rb)]) for key in done[0]}
+    # The anchors' nodes were evaluated with the anchors' own weights and buffers (_PlanePoints).
+    at = tuple(grid_spec.anchor_index.t())
     return PlaneResult(
         a_values=grid_spec.a_values,
         b_values=grid_spec.b_values,
@@ -179,9 +181,9 @@ def evaluate_plane(
         accuracy=grid["accuracy"],
         agreement={n: grid[f"agreement/{n}"] for n in refs},
         anchor_coords=coords,
-        anchor_loss=anchor.loss,
-        anchor_accuracy=anchor.accuracy,
-        anchor_agreement=anchor.agreement,
+        anchor_loss=grid["loss"][at],
+        anchor_accuracy=grid["accuracy"][at],
+        anchor_agreement={n: grid[f"agreement/{n}"][at] for n in refs},
         bn_policy=policy,
         anchor_index=grid_spec.anchor_index,
         settings=_settings(opts, policy, [Rb, Ra], int(x.shape[0]), list(refs), engine),
@@ -221,8 +223,11 @@ def _evaluate_rows(
 ) -> dict[int, RowValues]:
     """Every grid row not in `done`, a block of rows per engine call; `on_row` as each ends."""
     Ra, Rb = len(points.grid.a_values), len(points.grid.b_values)
-    rows_per_block = opts.rows_per_block or max(1, -(-64 // Ra))
     todo = [i for i in range(Rb) if i not in done]
+    # One call amortises the engine's per-call set-up (planning, compiling, buffers) and keeps
+    # every chunk full: with blocks of 84 points the MNIST-1D plane took 10-20% longer.
+    whole = max(1, len(todo)) if on_row is None else max(1, -(-64 // Ra))
+    rows_per_block = opts.rows_per_block or whole
     if opts.verbose:
         log.info(
             "modescape plane: %s; BatchNorm policy %r",
