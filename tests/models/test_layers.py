@@ -86,3 +86,35 @@ def test_inplace_matches_out_of_place():
     torch.manual_seed(6)
     b = Dropout(0.2, inplace=True)(x.clone())
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_mask_is_the_documented_lane_threshold_of_the_draws(dtype, channels_last):
+    """Recomputed from the same int64 draws with a plain comparison: lane >= round(65536 p) -
+    32768 keeps an element, in memory order, scaled by 65536 / (65536 - round(65536 p))."""
+    x = torch.rand(6, 5, 4, 3, dtype=torch.float64).add_(1).to(dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    torch.manual_seed(7)
+    out = Dropout(0.3)(x)
+    torch.manual_seed(7)
+    draws = torch.randint(-(2**63), 2**63 - 1, ((x.numel() + 3) // 4,), dtype=torch.int64)
+    lanes = draws.view(torch.int16)[: x.numel()]
+    dropped = round(0.3 * 65536)
+    if channels_last:
+        keep = (lanes >= dropped - 32768).view(6, 4, 3, 5).permute(0, 3, 1, 2)
+    else:
+        keep = (lanes >= dropped - 32768).view(x.shape)
+    scale = torch.tensor(65536 / (65536 - dropped), dtype=dtype)
+    assert out.dtype == dtype
+    assert torch.equal(out, torch.where(keep, x * scale, torch.zeros((), dtype=dtype)))
+
+
+@pytest.mark.parametrize(("p", "rate"), [(1e-9, 1 / 65536), (1 - 1e-9, 65535 / 65536)])
+def test_extreme_rates_stay_finite_and_within_one_lane_step(p, rate):
+    torch.manual_seed(8)
+    out = Dropout(p)(torch.ones(1_000_000))
+    assert torch.isfinite(out).all()
+    binomial_std = (rate * (1 - rate) / 1e6) ** 0.5
+    assert abs((out == 0).float().mean().item() - rate) < 5 * binomial_std + 1e-6
