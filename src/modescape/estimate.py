@@ -23,6 +23,7 @@ from modescape.config import RunConfig
 logger = logging.getLogger(__name__)
 
 PROBE_STEPS = 3  # training steps per timed repeat (after one untimed warm-up step)
+PROBE_WARMUP = 3  # untimed calls first: oneDNN and TorchScript take ~3 calls to reach speed
 PROBE_REPEATS = 3  # each rate is the best of this many repeats: shared hosts are noisy
 PROBE_POINTS = 4  # weight points per timed evaluation
 PROBE_EXAMPLES = 512  # test examples per timed evaluation
@@ -43,7 +44,7 @@ class Rates:
 
     @property
     def stacked(self) -> float:
-        """Per example and model in `studies.inference.ModelStack` (shift, subspace samples)."""
+        """Per example and model in `studies.inference.ModelStack` (the shift study)."""
         return self.forward if self.frozen is None else self.frozen
 
 
@@ -212,7 +213,13 @@ def _time_training(config: RunConfig, data: Any) -> float:
 
 
 def _best(fn: Any) -> float:
-    """Shortest of PROBE_REPEATS timed calls (seconds)."""
+    """Shortest of PROBE_REPEATS timed calls (seconds), after PROBE_WARMUP untimed ones.
+
+    Why the warm-up: cold, the first calls ran 2-4x slower (training steps 3 calls, frozen
+    models 3-4: TorchScript profiles its first runs), and a cold probe priced the CIFAR-10
+    SmallCNN studies at 3-4x what they took."""
+    for _ in range(PROBE_WARMUP):
+        fn()
     times = []
     for _ in range(PROBE_REPEATS):
         t = time.perf_counter()
@@ -302,7 +309,7 @@ def _subspace(config: RunConfig, shape: _Shape, rates: Rates, sc: Any) -> Stage:
     assert n is not None  # SubspaceConfig fills it in
     bn = _bn_forwards(shape)
     models = G * M * n
-    samples = models * (shape.n_test * rates.stacked + rates.freeze + bn * rates.forward)
+    samples = models * (shape.n_test + bn) * rates.forward  # the eager engine, not frozen
     calibration = 0
     if sc.mode is SamplerMode.CALIBRATED:
         probes = (sc.calibration_steps + CALIBRATION_EVALS) * sc.calibration_probes

@@ -5,11 +5,14 @@ subspace samples) over 86 corrupted copies of the test set: each model is worth 
 `ModelStack` keeps every distinct model of several families once (a model in two families, like
 member 0's final snapshot among its late snapshots, is evaluated once) and, for images, runs each
 through TorchScript frozen for inference (`torch.jit.freeze` + `optimize_for_inference`: oneDNN
-convolutions with the ReLUs fused and the weights pre-packed), about 2x the throughput of the
-eager channels_last loop for CIFAR-10's SmallCNN on this project's 2-core CPU
-(benchmarks/README.md); probabilities agree with the eager ones to ~1e-6. Custom architectures (a
-trace records one path through the code), models that cannot be traced and 1-D signals (where
-the evaluation engine's grouped strategy wins) go through `analysis.engine.batched.evaluate_many`.
+convolutions with the ReLUs fused and the weights pre-packed): once warm, 1.15-1.25x the
+throughput of the evaluation engine's eager loop for CIFAR-10's SmallCNN on this project's 2-core
+CPU (benchmarks/README.md); probabilities agree with the eager ones to ~1e-6. Freezing costs
+0.1-0.3 s per model and TorchScript never frees a trace (~1.5 MB per model), so only models
+evaluated many times belong here: a model seen once (a subspace sample) is faster eagerly.
+Custom architectures (a trace records one path through the code), models that cannot be traced
+and 1-D signals (where the evaluation engine's grouped strategy wins) go through
+`analysis.engine.batched.evaluate_many`.
 """
 
 from __future__ import annotations

@@ -198,10 +198,6 @@ def _sample_predictions(
     """probs[n_samples, N, C] per method and member: cached under preds/, else drawn (at the
     calibrated scale in "calibrated" mode) and evaluated, BatchNorm statistics recomputed per
     sample. Also returns the calibrations (empty in "paper" mode)."""
-    from modescape.studies.inference import ModelStack
-
-    x = ctx.inputs("test")
-    model = ctx.build_model()
     accuracy_of = accuracy_function(ctx) if config.mode is SamplerMode.CALIBRATED else None
     sample_probs: dict[str, dict[int, np.ndarray]] = {}
     calibrations: list[S.CalibrationRecord] = []
@@ -220,10 +216,11 @@ def _sample_predictions(
             if not f.exists():
                 scale = cal.scale if cal is not None else None
                 samples = subspace_samples(ctx, config, method, m, scale=scale)
-                # BatchNorm statistics recomputed per sample; images run frozen for inference.
-                stack = ModelStack(model, {"samples": ctx.with_recomputed_bn(samples)})
-                probs = stack.probs(stack.rows["samples"], x).numpy()
-                out.npy(rel, probs.astype(np.float32))
+                # BatchNorm statistics recomputed per sample. Each sample sees the test set once:
+                # the eager engine, not `ModelStack`, whose per-model freezing cost more than it
+                # saved here (30 SmallCNN samples on 10,000 images: 9.9 s frozen, 5.8 s eager)
+                # and whose TorchScript traces are never freed (~1.5 MB per model).
+                out.npy(rel, ctx.evaluate(ctx.with_recomputed_bn(samples), "test"))
             sample_probs[method][m] = out.reuse_npy(rel)
     return sample_probs, calibrations
 
