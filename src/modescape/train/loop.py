@@ -42,7 +42,7 @@ def resolve_precision(precision: str, device: torch.device, in_shape: tuple[int,
     """ "auto" → "bf16" for images [C, H, W] trained on a CPU with bf16 instructions, "fp32"
     otherwise; "fp32" and "bf16" are returned as given.
 
-    Why: bf16 autocast trained the CIFAR-10 models 1.2-1.9x faster than fp32 on such CPUs
+    Why: bf16 autocast trained the CIFAR-10 models 1.2-2.6x faster than fp32 on such CPUs
     (benchmarks/bench_keras.py), and the seed's SmallCNN recipe reached the same test accuracy
     (two bf16 members 62.9% and 63.3% against ten fp32 members' 63.0% ± 1.0). On 1-D signals the
     convolutions are too small to gain, and CPUs without bf16 instructions emulate it slowly;
