@@ -13,14 +13,21 @@ side in one process, repeats interleaved and the best of each kept (the host is 
   (θ1−o)/R and (θ2−o)/R, not orthogonalised.
 - modescape's engine (`batched.score_many`, defaults, `strategy="auto"`) on exactly those R×R
   points: loss *and* accuracy. Like for like with the line above; the losses must agree to 1e-4.
-- modescape `landscape.evaluate_plane` (defaults) on its own R×R grid: loss, accuracy and
-  agreement with θ1 and θ2 at every point, plus the two reference passes (θ1, θ2).
+- modescape `landscape.evaluate_plane` (defaults) on its own grid: loss, accuracy and
+  agreement with θ1 and θ2 at every point, plus the two reference passes (θ1, θ2). Its grid puts
+  the anchors on nodes, so `resolution=R` gives at least R values per axis (23×23 = 529 points
+  for R = 21 on these anchors): the script passes the largest resolution whose grid has at most
+  R×R points, so both sides evaluate about as many points, and prints the grid it got.
 - the direct loop on evaluate_plane's grid: `vector_to_parameters` into the model, batches of
   128, fp32 NCHW (what most code does); its losses must match evaluate_plane's to 1e-4.
 
 Printed: wall seconds (and process CPU seconds, which an oversubscribed host's wall time hides),
 the speed-ups against loss-landscapes and against the direct loop, the largest relative
-difference of the losses, the thread count and the load average before each setup.
+difference of the losses, the thread count and the load average before each setup, and whether
+tensors of 2 MB and more go on transparent huge pages (`THP_MEM_ALLOC_ENABLE`: `import modescape`
+turns it on, PyTorch's default is off). Both sides share that setting; it matters to
+loss-landscapes, which allocates every activation of a 2,000-image pass afresh at every point
+(benchmarks/README.md has both measurements).
 Without loss-landscapes its column is skipped with a note on how to install it:
 `pip install loss-landscapes==3.0.6` (or `pip install --no-deps --target DIR <wheel>` and DIR on
 PYTHONPATH); it is never a dependency of modescape.
@@ -43,6 +50,7 @@ from PIL import Image
 
 from modescape.analysis import landscape
 from modescape.analysis.engine import batched
+from modescape.analysis.geometry import anchored_grid
 from modescape.models.architectures import build_model
 
 # The shared datasets folder beside the checkout (or beside a folder of worktrees holding it).
@@ -54,6 +62,9 @@ CIFAR_JPG = next(
     ),
     Path(__file__).resolve().parents[2] / "shared/datasets/cifar10-jpg.tar.gz",
 )
+
+
+MARGIN = 0.2  # evaluate_plane's default margin around the anchors
 
 
 def cifar_images(n: int) -> tuple[torch.Tensor, torch.Tensor, str]:
@@ -142,6 +153,20 @@ def _rel(a, b) -> float:
     return float(((a - b).abs() / b.abs()).max())
 
 
+def _thp() -> str:
+    """PyTorch's transparent-huge-page setting for large tensors in this process."""
+    return "on" if os.environ.get("THP_MEM_ALLOC_ENABLE") == "1" else "off"
+
+
+def plane_resolution(coords: torch.Tensor, R: int, margin: float) -> int:
+    """The largest `resolution` ≤ R whose anchored grid has at most R×R points."""
+    for r in range(R, 1, -1):
+        g = anchored_grid(coords, r, margin)
+        if len(g.a_values) * len(g.b_values) <= R * R:
+            return r
+    return 2
+
+
 def run_case(name, x, y, source, args, repeats: int) -> None:
     in_shape = tuple(x.shape[1:])
     anchors = []
@@ -155,7 +180,7 @@ def run_case(name, x, y, source, args, repeats: int) -> None:
     print(
         f"\n{name}: SmallCNN (paper), {len(x):,} {source}, {R}×{R} plane, "
         f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}, "
-        f'modescape strategy "{strategy}"'
+        f'modescape strategy "{strategy}", huge pages {_thp()}'
     )
     ll = _loss_landscapes() if args.loss_landscapes else None
     if args.loss_landscapes and ll is None:
@@ -164,8 +189,11 @@ def run_case(name, x, y, source, args, repeats: int) -> None:
             "only: pip install loss-landscapes==3.0.6 (or pip install --no-deps --target DIR "
             "<wheel> and DIR on PYTHONPATH)"
         )
-    u, v, _ = landscape.plane_axes(*anchors)
+    u, v, coords = landscape.plane_axes(*anchors)
     pts = their_grid(anchors, R)
+    plane_res = plane_resolution(coords, R, MARGIN)
+    grid = anchored_grid(coords, plane_res, MARGIN)
+    n_plane = len(grid.a_values) * len(grid.b_values)
     best = dict.fromkeys(("plane", "peer", "ll", "engine"), float("inf"))
 
     cpu = dict(best)  # process CPU seconds: what an oversubscribed host's wall time hides
@@ -181,7 +209,14 @@ def run_case(name, x, y, source, args, repeats: int) -> None:
         res = timed(
             "plane",
             lambda: landscape.evaluate_plane(
-                model, *anchors, x, y, resolution=R, margin=0.2, verbose=False, progress=False
+                model,
+                *anchors,
+                x,
+                y,
+                resolution=plane_res,
+                margin=MARGIN,
+                verbose=False,
+                progress=False,
             ),
         )
         if ll is not None:
@@ -208,9 +243,11 @@ def run_case(name, x, y, source, args, repeats: int) -> None:
             f"{cpu['ll'] / cpu['engine']:4.2f}x) | max rel. diff of losses {rel_ll:.1e}"
         )
         assert rel_ll <= 1e-4, "modescape disagrees with loss-landscapes"
+    shape = f"{len(grid.b_values)}×{len(grid.a_values)}"
     line = (
-        f"  modescape evaluate_plane, {n} points + extras            {best['plane']:7.2f} s  "
-        f"({best['plane'] / n * 1e3:.2f} ms/point; CPU {cpu['plane']:.2f} s)"
+        f"  modescape evaluate_plane, {shape} = {n_plane} points + extras "
+        f"{best['plane']:7.2f} s  "
+        f"({best['plane'] / n_plane * 1e3:.2f} ms/point; CPU {cpu['plane']:.2f} s)"
     )
     if ll is not None:
         line += (
@@ -222,8 +259,9 @@ def run_case(name, x, y, source, args, repeats: int) -> None:
         rel = _rel(res.loss, peer)
         print(
             f"  direct loop (batch 128, NCHW) on evaluate_plane's grid   {best['peer']:7.2f} s  "
-            f"({best['peer'] / n * 1e3:.2f} ms/point; CPU {cpu['peer']:.2f} s) | evaluate_plane "
-            f"{best['peer'] / best['plane']:4.2f}x faster | max rel. diff of losses {rel:.1e}"
+            f"({best['peer'] / n_plane * 1e3:.2f} ms/point; CPU {cpu['peer']:.2f} s) | "
+            f"evaluate_plane {best['peer'] / best['plane']:4.2f}x faster | "
+            f"max rel. diff of losses {rel:.1e}"
         )
         assert rel <= 1e-4, "modescape's plane disagrees with the direct loop"
 
