@@ -80,3 +80,59 @@ def test_study_budget_prints_an_estimate_and_runs_nothing(tiny_run_copy):
     assert not (tiny_run_copy / "shift").exists()
     code, stdout, _ = cli("subspace", str(tiny_run_copy), "--samples", "4", "--budget")
     assert code == 0 and "x 4 samples" in stdout
+
+
+def test_probe_times_training_at_the_members_thread_count(data, monkeypatch):
+    """1-D members train on one thread (`member_threads`): the probe times them so, and leaves
+    the caller's thread count as it was."""
+    import torch
+
+    from modescape import estimate
+    from modescape.train.trainer import member_threads
+
+    seen = {}
+
+    def spy(config, data):
+        seen["threads"] = torch.get_num_threads()
+        return 0.01
+
+    monkeypatch.setattr(estimate, "_time_training", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        probe_rates(tiny_config(), data)
+        assert seen["threads"] == member_threads(tuple(data.x_train.shape[1:])) == 1
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert member_threads((3, 32, 32)) == torch.get_num_threads()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_probe_evaluates_a_whole_grouped_chunk(data, monkeypatch, threads):
+    """The "grouped" engine shares each call among a chunk of points: probing fewer points
+    would price each point at several times its cost."""
+    import torch
+
+    from modescape import estimate
+    from modescape.analysis.engine import batched
+
+    calls = []
+    real = batched.evaluate_many
+
+    def counting(model, points, x, **kw):
+        calls.append(len(points))
+        return real(model, points, x, **kw)
+
+    monkeypatch.setattr(batched, "evaluate_many", counting)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        rate = estimate._time_forward(tiny_config(), data)
+        model = estimate._model(tiny_config(), data)
+        expected = batched.plan(model, data.x_test[:64].float(), 10**6)
+    finally:
+        torch.set_num_threads(before)
+    assert rate > 0
+    assert expected.strategy == "grouped"  # a 1-D SmallCNN
+    assert max(calls) == max(estimate.PROBE_POINTS, expected.chunk) > estimate.PROBE_POINTS

@@ -1,13 +1,15 @@
 """What `modescape run` will cost here: training and each study, from a short timed probe.
 
 The probe (a few seconds) times, on this machine and with the run's own model, data and thread
-count: a few training steps of the configured recipe (`train_epoch` on a slice of the training
-data), a forward pass of a few weight points over test examples through the evaluation engine
-(what every study spends its time in) and, for images, each corruption of the shift study on a
-small batch. The estimate multiplies those rates by the work each stage does with the settings
-`modescape run` uses (members, epochs, samples, grid, corruptions, ...). Fixed costs that do not
-scale with the model (t-SNE, file writes, dataset decoding) are left out, so short runs are
-underestimated by a few seconds per stage.
+counts: a few training steps of the configured recipe (`train_epoch` on a slice of the training
+data, at the thread count members train with: one for 1-D signals), a forward pass of weight
+points over test examples through the evaluation engine (what every study spends its time in;
+as many points as the engine runs at once, since the "grouped" strategy shares each call among
+them) and, for images, each corruption of the shift study on a small batch. The estimate
+multiplies those rates by the work each stage does with the settings `modescape run` uses
+(members, epochs, samples, grid, corruptions, ...). Fixed costs that do not scale with the model
+(t-SNE, file writes, dataset decoding) are left out, so short runs are underestimated by a few
+seconds per stage.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ logger = logging.getLogger(__name__)
 PROBE_STEPS = 3  # training steps per timed repeat (after one untimed warm-up step)
 PROBE_WARMUP = 3  # untimed calls first: oneDNN and TorchScript take ~3 calls to reach speed
 PROBE_REPEATS = 3  # each rate is the best of this many repeats: shared hosts are noisy
-PROBE_POINTS = 4  # weight points per timed evaluation
+PROBE_POINTS = 4  # weight points per timed evaluation (at least; "grouped": its whole chunk)
 PROBE_EXAMPLES = 512  # test examples per timed evaluation
 PROBE_CORRUPT = 32  # images per timed corruption
 CALIBRATION_EVALS = 4  # evaluations per calibration besides its bisection steps (measured 3-6)
@@ -87,6 +89,7 @@ class CostEstimate:
         out.append(
             f"  {'total':10s} {_duration(self.total):>9s}   studies = {ratio:.0%} of training"
         )
+        out.append("  not counted: fixed costs (data decoding, t-SNE, the report's figures)")
         return out
 
 
@@ -172,9 +175,16 @@ def probe_rates(config: RunConfig, data: Any) -> Rates:
     """Time a few training steps, an evaluation and (images) each corruption, here and now."""
     import torch
 
+    from modescape.train.trainer import member_threads
+
     with torch.random.fork_rng(devices=[]):  # the probe draws; training's draws stay the same
         torch.manual_seed(0)
-        step = _time_training(config, data)
+        before = torch.get_num_threads()
+        torch.set_num_threads(member_threads(tuple(data.x_train.shape[1:])))
+        try:
+            step = _time_training(config, data)
+        finally:
+            torch.set_num_threads(before)
         forward = _time_forward(config, data)
         frozen, freeze = _time_frozen(config, data) if data.x_test.dim() == 4 else (None, 0.0)
     corrupt = _time_corruptions(data) if data.x_test.dim() == 4 else {}
@@ -231,16 +241,21 @@ def _best(fn: Any) -> float:
 def _time_forward(config: RunConfig, data: Any) -> float:
     import torch
 
-    from modescape.analysis.engine.batched import evaluate_many, param_names
+    from modescape.analysis.engine.batched import evaluate_many, param_names, plan
     from modescape.analysis.weightspace import flatten_params
     from modescape.data.datasets import scale_pixels
 
     model = _model(config, data)
     flat = flatten_params(model.state_dict(), param_names(model))
-    points = flat + 0.01 * torch.randn(PROBE_POINTS, flat.numel())
     x = scale_pixels(data.x_test[:PROBE_EXAMPLES], data.source)
+    # "grouped" runs a whole chunk of points in each call, so a few points would price every
+    # point at several times its cost (MNIST-1D, 2 threads: 4 points 11 µs per example and
+    # point, 32 points 2.2 µs); "loop" runs one point at a time.
+    chunk = plan(model, x, 10**6)
+    k = max(PROBE_POINTS, chunk.chunk if chunk.strategy == "grouped" else 0)
+    points = flat + 0.01 * torch.randn(k, flat.numel())
     evaluate_many(model, points[:1], x[:64])  # warm-up: first-call allocations
-    return _best(lambda: evaluate_many(model, points, x)) / (PROBE_POINTS * len(x))
+    return _best(lambda: evaluate_many(model, points, x)) / (k * len(x))
 
 
 def _time_frozen(config: RunConfig, data: Any) -> tuple[float, float]:

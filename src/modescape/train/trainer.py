@@ -100,7 +100,7 @@ def train_member(
         data = run.dataset(training_pixels(run.config)) if dataset is None else dataset
         run.check_dataset(data)
         if threads is None:
-            threads = 1 if len(data.in_shape) == 2 else torch.get_num_threads()
+            threads = member_threads(data.in_shape)
         before = torch.get_num_threads()
         torch.set_num_threads(threads)
         tracker = None
@@ -394,6 +394,12 @@ class MemberTrainer:
                     raise ModescapeError(f"checksum mismatch: {path} is damaged")
                 self.info["files"][rel] = digest
         return snaps
+
+
+def member_threads(in_shape: tuple[int, ...]) -> int:
+    """CPU threads a member trains with by default: 1 for 1-D signals `[C, L]` (tiny
+    convolutions, where intra-op threads cost more than they gain), else torch's default."""
+    return 1 if len(in_shape) == 2 else torch.get_num_threads()
 
 
 def _keeps_snapshot(tcfg: TrainConfig, epoch: int) -> bool:
