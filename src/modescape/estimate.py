@@ -251,8 +251,8 @@ def _time_forward(config: RunConfig, data: Any) -> float:
     # "grouped" runs a whole chunk of points in each call, so a few points would price every
     # point at several times its cost (MNIST-1D, 2 threads: 4 points 11 µs per example and
     # point, 32 points 2.2 µs); "loop" runs one point at a time.
-    chunk = plan(model, x, 10**6)
-    k = max(PROBE_POINTS, chunk.chunk if chunk.strategy == "grouped" else 0)
+    engine = plan(model, x, 10**6)
+    k = max(PROBE_POINTS, engine.chunk if engine.strategy == "grouped" else 0)
     points = flat + 0.01 * torch.randn(k, flat.numel())
     evaluate_many(model, points[:1], x[:64])  # warm-up: first-call allocations
     return _best(lambda: evaluate_many(model, points, x)) / (k * len(x))
