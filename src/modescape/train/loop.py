@@ -218,15 +218,21 @@ def train_epoch(
     rng: MemberRNG,
     pixel: torch.Tensor | float = 1.0,
     autocast: torch.autocast | None = None,
+    order: list[torch.Tensor] | None = None,
 ) -> dict[str, float]:
-    """One pass over the training data; returns mean train loss and accuracy."""
+    """One pass over the training data; returns mean train loss and accuracy.
+
+    `order`: the index batches to take instead of a fresh `batch_order` (spawning stops and
+    resumes an epoch part-way, `train.spawn`); the data generator is then not drawn from."""
     model.train()
     dev = x_train.device
     autocast = autocast or torch.autocast(dev.type, enabled=False)
     loss_sum = torch.zeros((), device=dev)
     correct = torch.zeros((), device=dev, dtype=torch.long)
     seen = 0
-    for idx in batch_order(len(x_train), tcfg.batch_size, tcfg.sampler, rng.data):
+    if order is None:
+        order = batch_order(len(x_train), tcfg.batch_size, tcfg.sampler, rng.data)
+    for idx in order:
         idx = idx.to(dev)
         xb, yb = x_train[idx], y_train[idx]
         if tcfg.augment.enabled:
@@ -241,4 +247,5 @@ def train_epoch(
         loss_sum += loss.detach() * len(yb)
         correct += (logits.argmax(1) == yb).sum()
         seen += len(yb)
+    seen = max(seen, 1)  # an empty `order` (a spawn point at an epoch's last step) trains nothing
     return {"train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen}
