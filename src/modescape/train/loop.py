@@ -139,7 +139,7 @@ def pixel_unit(source: dict[str, Any], in_shape: tuple[int, ...]) -> torch.Tenso
     scaling = source.get("scaling")
     if scaling == "raw":
         return 255.0
-    if scaling == "standardize":
+    if scaling in ("standardize", "normalize"):  # "normalize": std in [0, 1] pixel units
         std = torch.as_tensor(source["std"], dtype=torch.float32)
         return (1.0 / std).view(1, in_shape[0], *([1] * (len(in_shape) - 1)))
     return 1.0  # "unit" pixels, or signals (MNIST-1D) that are not pixels at all
