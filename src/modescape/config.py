@@ -63,11 +63,35 @@ class DataConfig:
     scaling: str = Scaling.UNIT.value  # see options.Scaling
     mnist1d_samples: int = 5000  # generator's num_samples; 80% train / 20% test
     mnist1d_seed: int = 42  # generator seed (the published dataset uses 42)
+    # seeded, stratified subsets (0 = the whole split): small runs on real data (data.subsets);
+    # train_size counts the pool the last val_size examples are held out from
+    train_size: int = 0
+    test_size: int = 0
+    subset_seed: int = 0
+    # scaling "normalize": per-channel mean / std in [0, 1] pixel units (torchvision Normalize)
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    # a user function applied to the scaled inputs: a register_transform name or "pkg.mod:fn"
+    transform: str = ""  # "" = none
 
     def __post_init__(self) -> None:
         _set_choice(self, "name", "dataset", Dataset)
         _set_choice(self, "scaling", "scaling", Scaling)
         _check_numbers(self, "data", {"mnist1d_samples": 20})
+        if self.scaling == Scaling.NORMALIZE and self.name != Dataset.MNIST1D:
+            if not self.mean or len(self.mean) != len(self.std) or min(self.std) <= 0:
+                raise ModescapeError(
+                    'data.scaling "normalize" needs data.mean and data.std, one number per '
+                    "channel in [0, 1] pixel units and std > 0, e.g. --set "
+                    "data.mean=[0.4914,0.4822,0.4465] --set data.std=[0.247,0.2435,0.2616]"
+                )
+        elif self.mean or self.std:
+            raise ModescapeError('data.mean and data.std apply only to data.scaling "normalize"')
+        if self.train_size and self.val_size >= self.train_size:
+            raise ModescapeError(
+                f"data.val_size ({self.val_size}) must be smaller than data.train_size "
+                f"({self.train_size}): the validation split is held out of the training subset"
+            )
         if self.name != Dataset.MNIST1D and not self.root:
             raise ModescapeError(f"dataset {self.name!r} needs data.root (a folder or archive)")
 
@@ -371,6 +395,13 @@ def _coerce(cls: type, name: str, value: Any) -> Any:
     """Check a JSON value against the field's declared type (no silent str->int surprises)."""
     default = next(f for f in fields(cls) if f.name == name)
     sample = default.default if default.default is not dataclasses.MISSING else None
+    if name in ("mean", "std"):
+        ok = isinstance(value, (list, tuple)) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        )
+        if not ok:
+            raise ModescapeError(f"data.{name} must be a list of numbers, got {value!r}")
+        return tuple(float(v) for v in value)
     if name == "lr_milestones":
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) for v in value):
             raise ModescapeError(f"{name} must be a list of integers, got {value!r}")

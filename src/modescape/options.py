@@ -23,6 +23,9 @@ class Scaling(StrEnum):
     RAW = "raw"  # raw pixel values (the paper)
     UNIT = "unit"  # pixels / 255 (the seed notebooks)
     STANDARDIZE = "standardize"  # per-channel mean 0, std 1
+    # pixels / 255, then (x - mean) / std per channel with the given data.mean / data.std:
+    # torchvision's ToTensor + Normalize(mean, std), what most PyTorch image pipelines feed
+    NORMALIZE = "normalize"
 
 
 class Arch(StrEnum):

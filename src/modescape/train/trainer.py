@@ -110,11 +110,21 @@ def train_member(
             tracker = open_tracker(track, run.path, member)
             tracker.log_config(run.config.to_dict())
         try:
-            MemberTrainer(run, member, data, dev, progress, tracker).train()
+            trainer_class(run)(run, member, data, dev, progress, tracker).train()
         finally:
             torch.set_num_threads(before)
             if tracker is not None:
                 tracker.close()
+
+
+def trainer_class(run: Run) -> type[MemberTrainer]:
+    """The trainer of the run's members: `train.spawn.ChildTrainer` for a run of spawned
+    children (they start from a parent's state, not from their own initialisation)."""
+    if "spawn" in run.manifest:
+        from modescape.train.spawn import ChildTrainer
+
+        return ChildTrainer
+    return MemberTrainer
 
 
 @contextlib.contextmanager
