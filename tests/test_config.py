@@ -176,11 +176,12 @@ def test_every_range_is_enforced_at_both_ends(key):
     allowed = RANGES[key]
     is_int = isinstance(allowed.lo, int) and isinstance(allowed.hi, int)
     above = allowed.hi + 1 if is_int else allowed.hi * 2 + 1
-    value = f"[{above}]" if key == "train.lr_milestones" else str(above)
+    listed = key in ("train.lr_milestones", "data.mean", "data.std")
+    value = f"[{above}]" if listed else str(above)
     with pytest.raises(ModescapeError, match=re.escape(key) + r" must be (in|>=|>)"):
         RunConfig().with_overrides([f"{key}={value}"])
     below = allowed.lo - 1 if is_int else allowed.lo - 0.5
-    value = f"[{below}]" if key == "train.lr_milestones" else str(below)
+    value = f"[{below}]" if listed else str(below)
     with pytest.raises(ModescapeError, match=re.escape(key)):
         RunConfig().with_overrides([f"{key}={value}"])
 
@@ -188,7 +189,7 @@ def test_every_range_is_enforced_at_both_ends(key):
 def test_ranges_cover_every_numeric_field_and_are_documented():
     from pathlib import Path
 
-    numeric = {k for k, _ in NUMERIC} | {"train.lr_milestones"}
+    numeric = {k for k, _ in NUMERIC} | {"train.lr_milestones", "data.mean", "data.std"}
     assert numeric == set(RANGES)
     doc = (Path(__file__).parents[1] / "docs/settings.md").read_text()
     for key, allowed in RANGES.items():

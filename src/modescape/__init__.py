@@ -51,6 +51,7 @@ _EXPORTS: dict[str, str] = {
     "build_model": "modescape.models.registry",
     # your own model and checkpoints
     "register_arch": "modescape.models.registry",
+    "register_transform": "modescape.data.transforms",
     "import_checkpoints": "modescape.train.importer",
     "export_run": "modescape.train.tracking",
     # pure analyses of arrays and weights
@@ -133,6 +134,7 @@ __all__ = [  # the public API; tests/test_api.py checks it matches _EXPORTS
     "preset",
     "recipe",
     "register_arch",
+    "register_transform",
     "run_landscape",
     "run_pipeline",
     "run_shift",
@@ -191,6 +193,7 @@ if TYPE_CHECKING:  # what static checkers and IDEs see; never executed
         preset,
         recipe,
     )
+    from modescape.data.transforms import register_transform
     from modescape.errors import ModescapeError
     from modescape.models.alignment import align
     from modescape.models.registry import build_model, register_arch

@@ -96,7 +96,7 @@ def test_collinear_anchors_are_refused(tiny_run_copy):
         LandscapeConfig(planes=(("m0@e0", "m0@e0", "m1"),), resolution=3, align=False)
     # different names, one point: refused before any plane's folder is written
     cfg = LandscapeConfig(planes=(("m0@e4", "m0", "m1"),), resolution=3, align=False)
-    with pytest.raises(ModescapeError, match="m0@e4,m0,m1: the plane is undefined.*coincides"):
+    with pytest.raises(ModescapeError, match=r"m0@e4,m0,m1: the plane is undefined.*coincides"):
         run_landscape(tiny_run_copy, cfg, **quiet)
     assert not (tiny_run_copy / "landscape").exists()
 

@@ -106,27 +106,18 @@ def parse_severities(text: str) -> tuple[int, ...]:
 
 def to_uint8_images(x: torch.Tensor, source: dict[str, Any]) -> np.ndarray:
     """Scaled float images [N, C, H, W] back to the uint8 pixels [N, H, W, C] they came from."""
-    scaling = source.get("scaling")
-    if scaling == "unit":
-        x = x * 255.0
-    elif scaling == "standardize":
-        mean = torch.tensor(source["mean"]).view(1, -1, 1, 1)
-        std = torch.tensor(source["std"]).view(1, -1, 1, 1)
-        x = x * std + mean
+    from modescape.data.datasets import unscale_pixels
+
+    x = unscale_pixels(x, source)
     return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def from_uint8_images(u8: np.ndarray, source: dict[str, Any]) -> torch.Tensor:
     """uint8 pixels [N, H, W, C] → the run's scaled float images [N, C, H, W]."""
-    x = torch.from_numpy(np.ascontiguousarray(u8)).permute(0, 3, 1, 2).float()
-    scaling = source.get("scaling")
-    if scaling == "unit":
-        x = x / 255.0
-    elif scaling == "standardize":
-        mean = torch.tensor(source["mean"]).view(1, -1, 1, 1)
-        std = torch.tensor(source["std"]).view(1, -1, 1, 1)
-        x = (x - mean) / std
-    return x.contiguous()
+    from modescape.data.datasets import scale_pixels
+
+    x = torch.from_numpy(np.ascontiguousarray(u8)).permute(0, 3, 1, 2)
+    return scale_pixels(x, source).contiguous()
 
 
 def model_families(
