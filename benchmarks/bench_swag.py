@@ -38,6 +38,7 @@ def config(args: argparse.Namespace):
     milestones = sorted({max(1, round(m * args.epochs / 40)) for m in (9, 19, 29)})
     sets = [
         f"data.train_size={args.train_size}",
+        f"data.test_size={args.test_size}",
         f"train.lr_milestones={json.dumps(milestones)}",
         f"train.collect.epochs={args.collect_epochs}",
         f"train.collect.every_steps={args.collect_every}",
@@ -60,6 +61,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", required=True, help="CIFAR-10 archive or image folder")
     ap.add_argument("--train-size", type=int, default=10_000)
+    ap.add_argument("--test-size", type=int, default=0, help="0: the whole test set")
     ap.add_argument("--members", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--collect-epochs", type=int, default=10)
@@ -73,8 +75,9 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"load {os.getloadavg()[0]:.1f} at start")  # fmt: skip
     print(
-        f"CIFAR-10, seed SmallCNN, {args.train_size} training images (stratified), full test "
-        f"set; {args.members} members x {args.epochs} epochs (Adam 1.6e-3, x0.5 at "
+        f"CIFAR-10, seed SmallCNN, {args.train_size} training images (stratified), "
+        f"{args.test_size or 'all 10000'} test images; {args.members} members x {args.epochs} "
+        f"epochs (Adam 1.6e-3, x0.5 at "
         f"{list(cfg.train.lr_milestones)}) + a collection phase of {args.collect_epochs} "
         f"epochs at lr {args.collect_lr}, one iterate every {args.collect_every} steps"
     )

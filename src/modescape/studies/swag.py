@@ -16,17 +16,19 @@ statistics or snapshot they came from). Results (paths under `<run>/swag/`):
                   MultiSWAG of M members), "deep" = the deep ensemble of final snapshots
     samples.csv   method, size, metric, mean, std: one member's predictive against its number of
                   samples (mean over members)
-    plane.csv     method, member, sample, accuracy, norm_diversity against member 0's final
-                  snapshot (the paper's diversity–accuracy plane)
-    tsne.csv      kind, member, index, x, y: the trajectories with each member's samples
-    summary.json  `SwagSummary`
+    plane.csv     kind, method, member, sample, accuracy, norm_diversity: member 0's samples
+                  and the other members against member 0's final snapshot (the paper's
+                  diversity–accuracy plane; the subspace study's columns)
+    tsne.csv      kind, method, member, index, x, y: one joint t-SNE of the trajectories and up
+                  to 10 samples per method and member
+    summary.json  `studies.schema.SwagSummary`
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,7 @@ import torch
 
 from modescape.analysis.ensembles import ensemble_curve
 from modescape.analysis.metrics import METRICS, evaluate
-from modescape.analysis.plane import diversity_accuracy_points
+from modescape.analysis.plane import diversity_accuracy_points, reference_curves
 from modescape.analysis.swag import (
     SwagConfig,
     SwagMoments,
@@ -50,38 +52,16 @@ from modescape.options import SwagMethod
 from modescape.seeding import derive_seed
 from modescape.store.files import load_safetensors, read_safetensors_metadata
 from modescape.store.run import write_study_summary
+from modescape.studies import schema as S
 from modescape.studies.cache import open_cache
 from modescape.studies.context import BN_TRAIN_EXAMPLES, ResultWriter, RunContext, open_context
 
 logger = logging.getLogger(__name__)
 
-FOLDER = "swag"
+FOLDER = S.SWAG
 SWAG_FILE = "swag.safetensors"  # train.collect writes it next to each member's snapshots
 EVALUATED = ("swa", "swag", "swag_diag", "mc_dropout")  # methods with predictions of their own
 SAMPLE_SIZES = (1, 2, 5, 10, 20, 30, 50, 100)
-
-
-@dataclass
-class SwagSummary:
-    """What `modescape swag` found (summary.json); `table` holds one row per method:
-    {method, members, models, accuracy, nll, brier, ece, forwards, collect_epochs}."""
-
-    config: dict[str, Any]
-    members: list[int]
-    table: list[dict[str, Any]]
-    collection: dict[str, Any]
-    batchnorm: str
-    skipped: dict[str, str] = field(default_factory=dict)
-    files: dict[str, str] = field(default_factory=dict)
-    tsne: dict[str, Any] = field(default_factory=dict)
-    elapsed_s: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SwagSummary:
-        return cls(**d)
 
 
 def read_moments(ctx: RunContext, member: int) -> tuple[SwagMoments, dict[str, Any], str]:
@@ -103,7 +83,7 @@ def read_moments(ctx: RunContext, member: int) -> tuple[SwagMoments, dict[str, A
     return moments, meta, digest
 
 
-def run_swag(path: str | Path | RunContext, config: SwagConfig | None = None) -> SwagSummary:
+def run_swag(path: str | Path | RunContext, config: SwagConfig | None = None) -> S.SwagSummary:
     """Evaluate every method of `config` around every finished member and compare them."""
     start = time.perf_counter()
     config = config or SwagConfig()
@@ -120,15 +100,15 @@ def run_swag(path: str | Path | RunContext, config: SwagConfig | None = None) ->
         )
         for m in probs
     }
-    out.csv("curves.csv", ["family", "size", "metric", "mean", "std"], _curves(models, labels))
+    out.csv(S.SWAG_CURVES, ["family", "size", "metric", "mean", "std"], _curves(models, labels))
     out.csv(
         "samples.csv", ["method", "size", "metric", "mean", "std"], _sample_curves(probs, labels)
     )
-    out.csv("plane.csv", ["method", "member", "sample", "accuracy", "norm_diversity"],
-            _plane(probs, finals, labels))  # fmt: skip
+    header = ["kind", "method", "member", "sample", "accuracy", "norm_diversity"]
+    out.csv(S.SWAG_PLANE, header, _plane(probs, finals, labels))
     tsne_rows, tsne = _tsne(ctx, members, probs, labels, config)
-    out.csv("tsne.csv", ["kind", "member", "index", "x", "y"], tsne_rows)
-    summary = SwagSummary(
+    out.csv(S.SWAG_TSNE, ["kind", "method", "member", "index", "x", "y"], tsne_rows)
+    summary = S.SwagSummary(
         config=asdict(config),
         members=members,
         table=_table(config, models, probs, labels, collection),
@@ -139,6 +119,7 @@ def run_swag(path: str | Path | RunContext, config: SwagConfig | None = None) ->
         skipped=skipped,
         files=out.files,
         tsne=tsne,
+        plane=_reference_curves(finals[0], labels),
     )
     summary.elapsed_s = round(time.perf_counter() - start, 3)
     write_study_summary(ctx.run, FOLDER, summary.to_dict())
@@ -176,7 +157,7 @@ def _predictions(
                 source = ctx.run.expected_digest(ctx.run._rel(snap)) or ""
             settings = _settings(config, method, m, source)
             folder = f"preds/{method}/m{m:03d}"
-            rel = f"{folder}/probs.npy"
+            rel = S.SWAG_PREDS.format(method=method, member=m)
             fresh, digest = open_cache(out.root / folder, settings)
             out.files[f"{folder}/settings.json"] = digest
             cached = out.root / rel
@@ -239,17 +220,28 @@ def _sample_curves(probs: dict[str, dict[int, np.ndarray]], labels: np.ndarray) 
 
 
 def _plane(probs, finals: np.ndarray, labels: np.ndarray) -> list[list[Any]]:
-    """Every sample against member 0's final snapshot, and the other members (the paper's
-    independent solutions) as method "independent"."""
+    """Member 0's samples of every method against its final snapshot, and the other members
+    (the paper's independent solutions), in the subspace study's plane.csv columns."""
     ref = finals[0]
     rows = []
-    acc, div = diversity_accuracy_points(ref, finals[1:], labels)
-    rows += [["independent", i + 1, 0, a, d] for i, (a, d) in enumerate(zip(acc, div))]
     for method, per_member in probs.items():
-        for member, p in per_member.items():
-            acc, div = diversity_accuracy_points(ref, p, labels)
-            rows += [[method, member, j, a, d] for j, (a, d) in enumerate(zip(acc, div))]
-    return [[*r[:3], float(r[3]), None if not np.isfinite(r[4]) else float(r[4])] for r in rows]
+        acc, div = diversity_accuracy_points(ref, per_member[0], labels)
+        rows += [["sample", method, 0, j, a, d] for j, (a, d) in enumerate(zip(acc, div))]
+    acc, div = diversity_accuracy_points(ref, finals[1:], labels)
+    rows += [["member", "independent", i + 1, 0, a, d] for i, (a, d) in enumerate(zip(acc, div))]
+    return [[*r[:4], float(r[4]), float(r[5]) if np.isfinite(r[5]) else None] for r in rows]
+
+
+def _reference_curves(ref: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """The plane's reference curves around member 0 (none for a reference at chance level)."""
+    ref_acc = float((ref.argmax(-1) == labels).mean())
+    C = ref.shape[-1]
+    if ref_acc <= 1.0 / C:
+        return {"reference_accuracy": ref_acc, "curves": None}
+    grid = np.linspace(1.0 / C, ref_acc, 50)
+    upper, lower = reference_curves(ref_acc, C, grid)
+    curves = {"accuracy": grid.tolist(), "upper": upper.tolist(), "lower": lower.tolist()}
+    return {"reference_accuracy": ref_acc, "curves": curves}
 
 
 def _tsne(ctx: RunContext, members, probs, labels, config: SwagConfig):
@@ -258,12 +250,12 @@ def _tsne(ctx: RunContext, members, probs, labels, config: SwagConfig):
     idx = fixed_subset(len(labels), min(1024, len(labels)))
     traj = [(m, e, run.predictions("test", m, e)) for m in members for e in run.snapshot_epochs(m)]
     points = [function_space_points(p, idx) for _, _, p in traj]
-    meta = [["trajectory", m, e] for m, e, _ in traj]
+    meta = [["trajectory", "", m, e] for m, e, _ in traj]
     for method, per_member in probs.items():
         for m, p in per_member.items():
             for i in range(min(10, p.shape[0])):
                 points.append(function_space_points(p[i], idx))
-                meta.append([method, m, i])
+                meta.append(["sample", method, m, i])
     emb = embed_trajectories(np.stack(points), "tsne", seed=config.seed)
     rows = [[*row, float(x), float(y)] for row, (x, y) in zip(meta, emb.coords)]
     return rows, emb.settings
