@@ -19,6 +19,7 @@ from modescape.errors import ModescapeError, check_choice, choice_error
 from modescape.options import (
     Arch,
     BatchSampler,
+    CollectSchedule,
     Dataset,
     Optimizer,
     Precision,
@@ -143,6 +144,52 @@ class AugmentConfig:
 
 
 @dataclass(frozen=True)
+class CollectConfig:
+    """A collection phase after the main schedule whose iterates feed SWA and SWAG (Izmailov et
+    al. 2018; Maddox et al. 2019). Off by default (epochs = 0): a run without it writes the same
+    config.json and files as before the phase existed (`RunConfig.to_dict` leaves it out)."""
+
+    epochs: int = 0  # epochs after train.epochs (0 = off; Maddox et al.: 140 of 300)
+    lr: float = 0.0  # constant lr, or each cycle's start; 0 = the main schedule's last lr
+    schedule: str = CollectSchedule.CONSTANT.value  # see options.CollectSchedule
+    lr_min: float = 0.0  # "cyclic": the lr at the end of each cycle, where an iterate is collected
+    every_steps: int = 0  # collect every n optimiser steps (the cycle length); 0 = once per epoch
+    max_rank: int = 20  # SWAG's K: deviation columns kept (the last K iterates)
+
+    def __post_init__(self) -> None:
+        _check_numbers(self, "train.collect")
+        _set_choice(self, "schedule", "collection schedule", CollectSchedule)
+        if self.lr < 0 or self.lr_min < 0:
+            raise ModescapeError("train.collect.lr and train.collect.lr_min must be >= 0")
+        if self.schedule == CollectSchedule.CYCLIC and not self.lr_min < (self.lr or math.inf):
+            raise ModescapeError("a cyclic collection phase needs collect.lr_min < collect.lr")
+        if self.max_rank > 1000:
+            raise ModescapeError(
+                f"train.collect.max_rank must be at most 1000, got {self.max_rank}"
+            )
+
+    @property
+    def enabled(self) -> bool:
+        return self.epochs > 0
+
+    def lr_at_step(self, step: int, steps_per_epoch: int, base_lr: float) -> float:
+        """The lr of the collection phase's 0-based optimiser step `step`; `base_lr` stands in
+        for lr = 0. "cyclic": α(i) = (1 − t)·lr + t·lr_min, t = (i mod c + 1)/c, c the cycle
+        (Izmailov et al. 2018, eq. 2), so the collected last step of a cycle runs at lr_min."""
+        top = self.lr or base_lr
+        if self.schedule == CollectSchedule.CONSTANT:
+            return top
+        cycle = self.every_steps or steps_per_epoch
+        t = (step % cycle + 1) / cycle
+        return (1 - t) * top + t * self.lr_min
+
+    def collects_after(self, step: int, steps_per_epoch: int) -> bool:
+        """Whether the iterate after 0-based collection step `step` is collected."""
+        every = self.every_steps or steps_per_epoch
+        return (step + 1) % every == 0
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     recipe: str = Recipe.PAPER.value  # the preset these values came from (recorded, informative)
     epochs: int = 40
@@ -161,6 +208,7 @@ class TrainConfig:
     # "auto" is resolved to bf16 or fp32 when the run is created, and recorded (train.loop)
     precision: str = Precision.AUTO.value
     channels_last: bool = True  # 2-D inputs only; the big lever on CPU (bench_training.py)
+    collect: CollectConfig = field(default_factory=CollectConfig)  # SWA/SWAG phase, off by default
 
     def __post_init__(self) -> None:
         _check_numbers(self, "train", {"batch_size": 1, "lr_every": 1, "snapshot_every": 1})
@@ -194,7 +242,12 @@ class RunConfig:
         _check_numbers(self, "", {"members": 1})
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The config as JSON-ready dicts. A collection phase that is off is left out, so runs
+        without one keep the config.json (and manifest checksums) they had before it existed."""
+        d = dataclasses.asdict(self)
+        if not self.train.collect.enabled:
+            del d["train"]["collect"]
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -205,7 +258,7 @@ class RunConfig:
 
     def with_overrides(self, assignments: list[str]) -> RunConfig:
         """Apply `section.key=value` strings (values parsed as JSON, else taken as strings)."""
-        d = self.to_dict()
+        d = dataclasses.asdict(self)  # every section, the collection phase included
         for item in assignments:
             key, sep, raw = item.partition("=")
             if not sep:
@@ -334,6 +387,7 @@ _SECTIONS: dict[tuple[type, str], type] = {
     (RunConfig, "model"): ModelConfig,
     (RunConfig, "train"): TrainConfig,
     (TrainConfig, "augment"): AugmentConfig,
+    (TrainConfig, "collect"): CollectConfig,
 }
 
 

@@ -50,6 +50,15 @@ class Schedule(StrEnum):
     CONSTANT = "constant"
 
 
+class CollectSchedule(StrEnum):
+    """The learning rate of a SWA/SWAG collection phase (Izmailov et al. 2018)."""
+
+    CONSTANT = "constant"  # collect.lr throughout
+    CYCLIC = (
+        "cyclic"  # each cycle falls linearly from collect.lr to collect.lr_min; collect at its end
+    )
+
+
 class BatchSampler(StrEnum):
     """How a training epoch draws its minibatches."""
 

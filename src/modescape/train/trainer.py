@@ -190,6 +190,11 @@ class MemberTrainer:
         self.records: list[dict[str, Any]] = []
         self._clock = (time.time(), self.info["time_s"])
         self._build(data)
+        self.collector = None  # the SWA/SWAG collection phase (train.collect), when enabled
+        if self.tcfg.collect.enabled:
+            from modescape.train.collect import Collector
+
+            self.collector = Collector(self)
 
     def _new_info(self) -> dict[str, Any]:
         info: dict[str, Any] = {
@@ -251,7 +256,7 @@ class MemberTrainer:
             self.dev.type, dtype=torch.bfloat16, enabled=self.info["precision"] == "bf16"
         )
         bar = tqdm(
-            range(start, self.tcfg.epochs),
+            range(min(start, self.tcfg.epochs), self.tcfg.epochs),
             desc=f"member {self.member}",
             initial=start,
             total=self.tcfg.epochs,
@@ -268,6 +273,8 @@ class MemberTrainer:
                     loss=f"{stats['train_loss']:.3f}",
                     test_acc=f"{self.records[-1].get('test_acc', float('nan')):.3f}",
                 )
+            if self.collector is not None:
+                self.collector.run(max(start, self.tcfg.epochs), autocast)
         except BaseException as e:
             if not isinstance(e, KeyboardInterrupt):
                 self.info.update(state="failed", reason=f"{type(e).__name__}: {e}")
@@ -341,6 +348,10 @@ class MemberTrainer:
         tensors |= {f"model.{k}": v for k, v in self.model.state_dict().items()}
         tensors |= self.rng.state()
         meta = {"epoch": epoch, "param_groups": groups, "records": self.records}
+        if self.collector is not None and epoch > self.tcfg.epochs:
+            more_tensors, more_meta = self.collector.state()
+            tensors |= more_tensors
+            meta |= more_meta
         data = safetensors_bytes(tensors, meta)
         resume = self.mdir / "resume.safetensors"
         self.info["resume_previous"] = self.info["files"].get(self._rel(resume))
@@ -373,6 +384,8 @@ class MemberTrainer:
         load_optimizer(self.opt, opt_tensors, meta["param_groups"])
         self.rng.restore(tensors)
         epoch, self.records = int(meta["epoch"]), meta["records"]
+        if self.collector is not None:
+            self.collector.restore(tensors, meta)
         kept = [e for e in self.previous.get("snapshots", []) if e <= epoch]
         if self.previous["state"] == "interrupted":  # member.json was lost: rebuild its record
             kept = self._rebuild_files(epoch)
