@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -71,6 +71,9 @@ from modescape.train.prepare import (  # noqa: F401  (re-exported: the training 
     prepare_run,
 )
 
+if TYPE_CHECKING:
+    from modescape.train.tracking import Tracking
+
 
 def train_member(
     run_dir: str | Path,
@@ -80,7 +83,7 @@ def train_member(
     progress: bool = False,
     threads: int | None = None,
     dataset: Dataset | None = None,
-    track: str | None = None,
+    track: str | Tracking | None = None,
 ) -> None:
     """Train one member of the run in `run_dir` to completion: skip if finished, resume if not.
 
@@ -442,7 +445,7 @@ def train(
     members: list[int] | None = None,
     device: str = "auto",
     progress: bool = False,
-    track: str | None = None,
+    track: str | Tracking | None = None,
 ) -> Run:
     """Train (or finish) the given members of a run, one after another, in this process.
 
