@@ -118,6 +118,20 @@ class BNPolicy(StrEnum):
     KEEP = "keep"  # the first anchor's
 
 
+class CurveShape(StrEnum):
+    """How a connector between two modes is parametrised by its bends (Garipov et al. 2018)."""
+
+    BEZIER = "bezier"  # θ(t) = Σ_k C(n−1, k) t^k (1−t)^(n−1−k) w_k (Garipov's default)
+    POLYCHAIN = "polychain"  # piecewise linear through the bends (Fort & Jastrzebski 2019)
+
+
+class CurveRecipe(StrEnum):
+    """How a connector is trained."""
+
+    GARIPOV = "garipov"  # SGD momentum 0.9; lr constant for 50%, linear to 1% at 90%, then flat
+    RUN = "run"  # the run's own optimiser and learning-rate schedule (e.g. the paper's Adam)
+
+
 class SubspaceMethod(StrEnum):
     RANDOM = "random"
     DROPOUT = "dropout"

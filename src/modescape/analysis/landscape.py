@@ -26,6 +26,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -273,6 +274,13 @@ class PathResult:
     settings: dict[str, object] = field(default_factory=dict)
 
 
+def barrier(values: Tensor | np.ndarray) -> float:
+    """max over the path − mean of its two ends (Frankle et al. 2020), of `values[n_points]`
+    ordered from one end to the other; used for straight paths and curves alike."""
+    v = torch.as_tensor(np.asarray(values, dtype=np.float64))
+    return float(v.max() - (v[0] + v[-1]) / 2)
+
+
 def interpolate_path(
     model: nn.Module,
     t1: Anchor,
@@ -307,8 +315,8 @@ def interpolate_path(
         loss=sc.loss,
         error=error,
         disagreement={n: 1.0 - a for n, a in sc.agreement.items()},
-        error_barrier=float(error.max() - (error[0] + error[-1]) / 2),
-        loss_barrier=float(sc.loss.max() - (sc.loss[0] + sc.loss[-1]) / 2),
+        error_barrier=barrier(error),
+        loss_barrier=barrier(sc.loss),
         bn_policy=policy,
         settings={
             "n_points": n_points,
