@@ -124,12 +124,18 @@ def study_stages(config: RunConfig) -> list[tuple[str, Callable[[Path], Any]]]:
     from modescape.studies.subspace import run_subspace
     from modescape.studies.weights_functions import analyze_run
 
-    return [
+    stages = [
         ("analyze", analyze_run),
         ("subspace", lambda path: run_subspace(path, subspace_defaults(config))),
         ("landscape", run_landscape),
         ("shift", run_shift),
     ]
+    if config.train.collect.enabled:  # SWA, SWAG, MultiSWAG, MC dropout (`modescape swag`)
+        from modescape.analysis.swag import SwagConfig
+        from modescape.studies.swag import run_swag
+
+        stages.insert(2, ("swag", lambda path: run_swag(path, SwagConfig())))
+    return stages
 
 
 def estimate_run(config: RunConfig) -> Any:

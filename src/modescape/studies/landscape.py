@@ -206,6 +206,9 @@ def run_landscape(
     )  # fmt: skip
     wanted = config.planes or default_planes(ctx.run, members)
     _check_planes(setup, wanted)
+    aligned = None
+    if config.align and len(members) > 1:  # first: a network it cannot align costs no plane
+        aligned = _aligned_member(setup, members[:2])
     planes = []
     for anchors in wanted:
         grid = f"{config.resolution}x{config.resolution}"
@@ -216,7 +219,7 @@ def run_landscape(
     if config.align and len(members) > 1:
         who = f"member {members[1]} onto member {members[0]}"
         emit(logger, log, f"landscape: permutation alignment of {who}")
-        alignment, rows, entry = _alignment(setup, members[:2])
+        alignment, rows, entry = _alignment(setup, members[:2], aligned)
         path_rows += rows
         paths.append(entry)
         pair = (f"m{members[0]}", f"m{members[1]}")
@@ -390,15 +393,28 @@ def _path_rows(name: str, result) -> list[list[Any]]:
     ]
 
 
-def _alignment(setup: _Setup, pair: list[int]):
-    """Weight-match member j onto member i: how much of their distance is permutation symmetry."""
+def _aligned_member(setup: _Setup, pair: list[int]) -> dict[str, torch.Tensor]:
+    """Member j weight-matched onto member i (its function checked on a probe batch), or one
+    error naming the flag that skips the alignment."""
     from modescape.models.alignment import align
 
+    run = setup.ctx.run
+    m = run.config.model  # model + probe: any architecture, function checked on the probe
+    try:
+        return align(run.state_dict(pair[0]), run.state_dict(pair[1]), m.arch, m.variant,
+                     model=setup.model, probe=setup.x[:256])  # fmt: skip
+    except ModescapeError as e:
+        raise ModescapeError(
+            f"{e}; to study the landscape without it: modescape landscape --no-align "
+            "(LandscapeConfig(align=False))"
+        ) from None
+
+
+def _alignment(setup: _Setup, pair: list[int], aligned: dict[str, torch.Tensor]):
+    """Weight-match member j onto member i: how much of their distance is permutation symmetry."""
     run, names = setup.ctx.run, setup.ctx.param_names
     i, j = pair
     sd_i, sd_j = run.state_dict(i), run.state_dict(j)
-    m = run.config.model  # model + probe: any architecture, function checked on the probe
-    aligned = align(sd_i, sd_j, m.arch, m.variant, model=setup.model, probe=setup.x[:256])
     vi, vj, va = (flatten_params(sd, names).double() for sd in (sd_i, sd_j, aligned))
     probs = []
     for sd in (sd_j, aligned):

@@ -45,6 +45,7 @@ from modescape.data.corruptions import (
     corrupt,
 )
 from modescape.errors import ModescapeError
+from modescape.progress import Progress
 from modescape.store.run import write_study_summary
 from modescape.studies import schema as S
 from modescape.studies.cache import open_cache
@@ -307,10 +308,13 @@ def _sweep(ctx, names, inputs, families, config, out, no_ops: list) -> tuple[lis
     metric_rows: list[list[Any]] = []
     js_rows: list[list[Any]] = []
     stack = ModelStack(ctx.build_model(), families)
+    settings = 1 + len(names) * len(config.severities)
+    bar = Progress(settings, "dataset shift", "settings (corruption x severity)", logger=logger)
     for name in names:
         for severity in (0, *config.severities):
             if severity == 0 and name != names[0]:
                 continue  # clean predictions are shared by every corruption
+            bar.update()
             key = "clean" if severity == 0 else name
             rels = {f: S.SHIFT_PREDS.format(key=key, severity=severity, family=f) for f in families}
             # A no-op setting is never written, so a fully cached setting is not one.
@@ -331,6 +335,7 @@ def _sweep(ctx, names, inputs, families, config, out, no_ops: list) -> tuple[lis
             for corr in names if severity == 0 else [name]:
                 metric_rows += _metric_rows(corr, severity, probs, y)
                 js_rows += [[corr, severity, fam, js_diversity(p)] for fam, p in probs.items()]
+    bar.close()
     return metric_rows, js_rows
 
 

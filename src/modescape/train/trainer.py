@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from modescape.config import RunConfig, TrainConfig
 from modescape.data.datasets import Dataset
 from modescape.errors import ModescapeError
+from modescape.progress import Progress
 from modescape.seeding import derive_seed
 from modescape.store.files import (
     atomic_write_bytes,
@@ -266,16 +267,25 @@ class MemberTrainer:
             disable=not (self.progress and sys.stderr.isatty()),
             leave=False,
         )
+        # where no bar draws (nohup, SLURM): log lines with an ETA
+        todo = self.tcfg.epochs - min(start, self.tcfg.epochs)
+        lines = (
+            Progress(todo, f"member {self.member}", "epochs", bar=False) if bar.disable else None
+        )
         try:
             for epoch in bar:
                 stats = self._train_one(epoch, autocast)
                 self.write_epoch(epoch + 1, stats, self.tcfg.lr_at(epoch))
                 self.commit(epoch + 1)
                 self._track()
+                if lines is not None:
+                    lines.update()
                 bar.set_postfix(
                     loss=f"{stats['train_loss']:.3f}",
                     test_acc=f"{self.records[-1].get('test_acc', float('nan')):.3f}",
                 )
+            if lines is not None:
+                lines.close()
             if self.collector is not None:
                 self.collector.run(max(start, self.tcfg.epochs), autocast)
         except BaseException as e:
