@@ -59,6 +59,16 @@ class CollectSchedule(StrEnum):
     )
 
 
+class SwagMethod(StrEnum):
+    """The single-mode methods of the literature (`modescape swag`, analysis/swag.py)."""
+
+    SWA = "swa"  # mean of the collected iterates (Izmailov et al. 2018)
+    SWAG = "swag"  # diagonal + low-rank Gaussian (Maddox et al. 2019)
+    SWAG_DIAG = "swag_diag"  # SWAG's diagonal part alone
+    MULTISWAG = "multiswag"  # SWAG samples of every member pooled (Wilson & Izmailov 2020)
+    MC_DROPOUT = "mc_dropout"  # dropout on at test time (Gal & Ghahramani 2016)
+
+
 class BatchSampler(StrEnum):
     """How a training epoch draws its minibatches."""
 
@@ -79,6 +89,13 @@ class Recipe(StrEnum):
     SEED = "seed"
     DEMO = "demo"
     RESNET = "resnet"
+
+
+class Profile(StrEnum):
+    """Named sizes of a whole `modescape run` (`modescape.profiles`)."""
+
+    PAPER = "paper"  # the paper's settings: the default
+    QUICK = "quick"  # minutes on a laptop CPU, real data included: subsets, fewer epochs
 
 
 class Executor(StrEnum):
