@@ -416,6 +416,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         for name in STUDIES:
             _subparser(sub, name, f"the {name} study (see modescape {name} --help)")
     build_reader_parsers(sub, _subparser)
+    if command in (None, "spawn"):  # its settings import torch: only when asked for
+        from modescape.cli_spawn import build_spawn_parser
+
+        build_spawn_parser(sub, _subparser)
+    else:
+        _subparser(sub, "spawn", "spawn children from a member (see modescape spawn --help)")
     return parser
 
 

@@ -24,6 +24,7 @@ from modescape.options import (
     Dataset,
     Optimizer,
     Precision,
+    Profile,
     Recipe,
     Scaling,
     Schedule,
@@ -302,6 +303,10 @@ class TrainConfig:
         return self.lr * self.lr_factor**drops
 
 
+# DataConfig fields newer than the first runs: written to config.json only when set
+_NEWER_DATA_FIELDS = ("train_size", "test_size", "subset_seed", "mean", "std", "transform")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
@@ -309,16 +314,27 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     members: int = 5  # independent random initialisations
     seed: int = 0  # base seed; member i's seed is derive_seed(seed, "member", i)
+    # the named profile these settings came from (`modescape.profiles`); "" = the paper's
+    profile: str = ""
 
     def __post_init__(self) -> None:
         _check_numbers(self, "")
+        if self.profile:
+            _set_choice(self, "profile", "profile", Profile)
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as JSON-ready dicts. A collection phase that is off is left out, so runs
-        without one keep the config.json (and manifest checksums) they had before it existed."""
+        """The config as JSON-ready dicts. A collection phase that is off is left out, and so
+        are the data subsets, normalisation, transform and profile while unused, so runs without
+        them keep the config.json (and manifest checksums) they had before they existed."""
         d = dataclasses.asdict(self)
         if not self.train.collect.enabled:
             del d["train"]["collect"]
+        defaults = dataclasses.asdict(DataConfig())
+        for key in _NEWER_DATA_FIELDS:
+            if d["data"][key] == defaults[key]:
+                del d["data"][key]
+        if not d["profile"]:
+            del d["profile"]
         return d
 
     def to_json(self) -> str:

@@ -91,6 +91,13 @@ class Recipe(StrEnum):
     RESNET = "resnet"
 
 
+class Profile(StrEnum):
+    """Named sizes of a whole `modescape run` (`modescape.profiles`)."""
+
+    PAPER = "paper"  # the paper's settings: the default
+    QUICK = "quick"  # minutes on a laptop CPU, real data included: subsets, fewer epochs
+
+
 class Executor(StrEnum):
     SERIAL = "serial"  # this process
     LOCAL = "local"  # a pool of local processes
