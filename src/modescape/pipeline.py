@@ -11,11 +11,14 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modescape.config import RunConfig
 from modescape.errors import ModescapeError, check_choice
 from modescape.options import Executor
+
+if TYPE_CHECKING:
+    from modescape.train.tracking import Tracking
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +34,7 @@ def train_run(
     retries: int = 0,
     slurm: Any = None,
     progress: bool = True,
-    track: str | None = None,
+    track: str | Tracking | None = None,
 ) -> Path:
     """Create or reopen the run and train `members` (default all) with the chosen executor.
 
@@ -75,7 +78,7 @@ def train_run(
 
 
 def _check_launch(
-    executor: str, workers: int, retries: int, device: str, track: str | None
+    executor: str, workers: int, retries: int, device: str, track: str | Tracking | None
 ) -> None:
     """Checked before the run directory exists, so a typo leaves nothing behind."""
     from modescape.train.trainer import resolve_device
@@ -86,9 +89,9 @@ def _check_launch(
     if executor != Executor.SLURM:  # SLURM tasks resolve the device on their own node
         resolve_device(device)
     if track is not None:
-        from modescape.train.tracking import TrackerKind
+        from modescape.train.tracking import check_tracking
 
-        check_choice("tracker", track, TrackerKind)
+        check_tracking(track)
 
 
 def _resolved_cpu(device: str) -> bool:
@@ -140,7 +143,7 @@ def run_pipeline(
     executor: str = "serial",
     workers: int = 2,
     device: str = "auto",
-    track: str | None = None,
+    track: str | Tracking | None = None,
     estimate: bool = True,
 ) -> Path:
     """Train every member, run every study, write the report; return the report's path.

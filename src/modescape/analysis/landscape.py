@@ -28,7 +28,6 @@ from dataclasses import dataclass, field, fields, replace
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from modescape.analysis.engine.inputs import Inputs
 from modescape.analysis.engine.points import (
@@ -46,6 +45,7 @@ from modescape.analysis.geometry import plane_axes as plane_axes
 from modescape.analysis.geometry import plane_grid as plane_grid
 from modescape.analysis.geometry import project_onto_plane as project_onto_plane
 from modescape.errors import ModescapeError
+from modescape.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -234,8 +234,8 @@ def _evaluate_rows(
             work_estimate(job.model, job.x, len(todo) * Ra, job),
             job.policy,
         )
-    disable = None if opts.progress is None else not opts.progress
-    with tqdm(total=len(todo) * Ra, desc="plane", unit="pt", disable=disable) as bar:
+    # a bar on a terminal (or as `opts.progress` says), else log lines with an ETA
+    with Progress(len(todo) * Ra, "plane", "points", logger=log, bar=opts.progress) as bar:
         for s in range(0, len(todo), rows_per_block):
             rows = todo[s : s + rows_per_block]
             params, bufs = points(rows)  # [len(rows)·Ra, P], [len(rows)·Ra, B]
