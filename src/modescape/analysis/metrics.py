@@ -7,8 +7,11 @@ numbers do not depend on whether the caller kept float32 or float64 predictions.
 
 Conventions, stated once:
 - the prediction is `argmax` over classes; ties go to the lowest class index (as in torch);
-- NLL clamps `p[y]` below at `eps` (default 1e-12) so that a float32 softmax that underflowed to
-  exactly 0 gives a large finite loss (−log 1e-12 ≈ 27.6) instead of `inf`;
+- NLL is `−mean_n log p_n[y_n]` in float64 with no clamp: a clamp (e.g. at 1e-12, −log ≈ 27.6)
+  understates the loss of confidently wrong predictions, which strong dataset shift produces.
+  With logits, `nll_from_logits` takes log-softmax in float64; an ensemble's NLL is the
+  log-mean-exp over members of their log-probabilities (`ensemble_nll`). A float32 probability
+  that underflowed to exactly 0 (log-odds beyond ~103) gives `inf`, which is what it states;
 - Brier is `mean_n Σ_c (p_c − 1[c = y])²`, not divided by C, so it lies in [0, 2];
 - ECE uses `n_bins` equal-width bins of the confidence `max_c p_c`, closed on the right:
   (0, 1/B], (1/B, 2/B], ..., ((B−1)/B, 1] (Guo et al. 2017), ECE = Σ_b |B_b|/N · |acc_b − conf_b|.
@@ -27,7 +30,6 @@ from modescape.errors import ModescapeError
 
 ArrayLike = np.ndarray | torch.Tensor
 
-NLL_EPS = 1e-12
 ECE_BINS = 15
 
 
@@ -62,11 +64,44 @@ def accuracy(probs: ArrayLike, labels: ArrayLike) -> float:
     return float(np.mean(p.argmax(axis=1) == y))
 
 
-def nll(probs: ArrayLike, labels: ArrayLike, eps: float = NLL_EPS) -> float:
-    """Negative log-likelihood `−mean_n log max(p_n[y_n], eps)` in nats."""
+def nll(probs: ArrayLike, labels: ArrayLike) -> float:
+    """Negative log-likelihood `−mean_n log p_n[y_n]` in nats (float64, no clamp)."""
     p, y = check_probs_labels(probs, labels)
-    p_true = p[np.arange(len(y)), y]
-    return float(-np.mean(np.log(np.maximum(p_true, eps))))
+    with np.errstate(divide="ignore"):  # p = 0: an infinite loss, as stated
+        return float(-np.mean(np.log(p[np.arange(len(y)), y])))
+
+
+def nll_from_logits(logits: ArrayLike, labels: ArrayLike) -> float:
+    """`nll` of `softmax(logits[N, C])`, from log-softmax in float64 (exact where a float32
+    softmax would round the true class's probability to 0)."""
+    z = torch.as_tensor(as_numpy(logits, np.float64))
+    _, y = check_probs_labels(z.numpy(), labels)
+    logp = torch.log_softmax(z, dim=1)
+    return float(-logp[torch.arange(len(y)), torch.from_numpy(y)].mean())
+
+
+def ensemble_log_probs(log_probs: ArrayLike) -> np.ndarray:
+    """log of the members' mean distribution, float64 [N, C] from log_probs[M, N, C]:
+    log-mean-exp over members (no probability is formed, so none underflows)."""
+    lp = as_numpy(log_probs, np.float64)
+    if lp.ndim != 3 or lp.shape[0] == 0:
+        raise ModescapeError(f"log_probs must be [models, examples, classes], got {lp.shape}")
+    top = lp.max(axis=0)
+    finite = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        return finite + np.log(np.exp(lp - finite).mean(axis=0))
+
+
+def ensemble_nll(probs: ArrayLike, labels: ArrayLike) -> float:
+    """NLL of the members' mean distribution from probs[M, N, C]: `−mean_n log mean_m
+    p_m,n[y_n]`, as the log-mean-exp of the members' log-probabilities in float64."""
+    p = as_numpy(probs, np.float64)
+    if p.ndim != 3 or p.shape[0] == 0:
+        raise ModescapeError(f"probs must be [models, examples, classes], got shape {p.shape}")
+    _, y = check_probs_labels(p[0], labels)
+    true = p[:, np.arange(len(y)), y][:, :, None]  # [M, N, 1]: only the true class is needed
+    with np.errstate(divide="ignore"):
+        return float(-np.mean(ensemble_log_probs(np.log(true))))
 
 
 def brier(probs: ArrayLike, labels: ArrayLike) -> float:
@@ -130,3 +165,14 @@ def evaluate(probs: ArrayLike, labels: ArrayLike) -> dict[str, float]:
     """All four metrics of one predictor: {"accuracy", "nll", "brier", "ece"}."""
     p, y = check_probs_labels(probs, labels)
     return {"accuracy": accuracy(p, y), "nll": nll(p, y), "brier": brier(p, y), "ece": ece(p, y)}
+
+
+def evaluate_ensemble(probs: ArrayLike, labels: ArrayLike) -> dict[str, float]:
+    """`evaluate` of the members' mean distribution, from probs[M, N, C]: the mean taken in
+    float64 (a float32 mean rounds near-equal classes into ties that move the accuracy), the NLL
+    by `ensemble_nll`."""
+    p = as_numpy(probs)
+    if p.ndim != 3 or p.shape[0] == 0:
+        raise ModescapeError(f"probs must be [models, examples, classes], got shape {p.shape}")
+    out = evaluate(p.mean(axis=0, dtype=np.float64), labels)
+    return out | {"nll": ensemble_nll(p, labels)}

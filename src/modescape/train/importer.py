@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from modescape.config import RunConfig, recipe_for
@@ -293,7 +292,7 @@ def _write_member(
     run: Run, member: int, checkpoints: list[Checkpoint], source: _Source, data: Any
 ) -> None:
     """Snapshot, predictions and metrics of every checkpoint, then member.json (finished)."""
-    from modescape.train.loop import predict
+    from modescape.train.loop import evaluate_split
 
     model = run.build_model()
     files: dict[str, str] = {}
@@ -304,9 +303,7 @@ def _write_member(
         for split in run.splits:
             x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
             with torch.no_grad():
-                probs = predict(model, x)
-            record[f"{split}_loss"] = F.nll_loss(probs.clamp_min(1e-12).log(), y).item()
-            record[f"{split}_acc"] = (probs.argmax(1) == y).float().mean().item()
+                probs, record[f"{split}_loss"], record[f"{split}_acc"] = evaluate_split(model, x, y)
             path = run.prediction_path(split, member, c.epoch)
             files[_rel(run, path)] = save_npy(path, probs.numpy().astype("float32"))
         path = run.snapshot_path(member, c.epoch)
