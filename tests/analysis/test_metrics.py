@@ -62,7 +62,10 @@ def test_brier_range_and_nll_unclamped():
     wrong = np.array([[1.0, 0.0], [0.0, 1.0]])
     assert metrics.brier(wrong, np.array([1, 0])) == pytest.approx(2.0)
     assert metrics.brier(wrong, np.array([0, 1])) == 0.0
-    assert metrics.nll(wrong, np.array([1, 0])) == np.inf  # p = 0 is an infinite loss
+    # p = 0 (a float32 softmax's underflow): float32's smallest positive, a lower bound
+    assert metrics.nll(wrong, np.array([1, 0])) == pytest.approx(149 * np.log(2))
+    members = np.stack([wrong, wrong[::-1]])  # the other member gives the true class p = 1
+    assert metrics.ensemble_nll(members, np.array([1, 0])) == pytest.approx(np.log(2))
 
 
 def test_nll_below_1e_12_is_minus_log_p():

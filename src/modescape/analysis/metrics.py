@@ -10,8 +10,11 @@ Conventions, stated once:
 - NLL is `−mean_n log p_n[y_n]` in float64 with no clamp: a clamp (e.g. at 1e-12, −log ≈ 27.6)
   understates the loss of confidently wrong predictions, which strong dataset shift produces.
   With logits, `nll_from_logits` takes log-softmax in float64; an ensemble's NLL is the
-  log-mean-exp over members of their log-probabilities (`ensemble_nll`). A float32 probability
-  that underflowed to exactly 0 (log-odds beyond ~103) gives `inf`, which is what it states;
+  log-mean-exp over members of their log-probabilities (`ensemble_nll`). The one exception is a
+  probability of exactly 0, which a float32 softmax stores when the true class trails by more
+  than ~103 nats: its true value is below float32's range, so it counts as float32's smallest
+  positive 2^-149 (103.3 nats, the least loss it can have: the NLL is then a lower bound, and a
+  warning says how many examples); `nll_from_logits` has no such limit;
 - Brier is `mean_n Σ_c (p_c − 1[c = y])²`, not divided by C, so it lies in [0, 2];
 - ECE uses `n_bins` equal-width bins of the confidence `max_c p_c`, closed on the right:
   (0, 1/B], (1/B, 2/B], ..., ((B−1)/B, 1] (Guo et al. 2017), ECE = Σ_b |B_b|/N · |acc_b − conf_b|.
@@ -21,6 +24,7 @@ Conventions, stated once:
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +35,8 @@ from modescape.errors import ModescapeError
 ArrayLike = np.ndarray | torch.Tensor
 
 ECE_BINS = 15
+FLOAT32_TINY = float(np.finfo(np.float32).smallest_subnormal)  # 2^-149
+log = logging.getLogger(__name__)
 
 
 def as_numpy(x: ArrayLike, dtype: type | np.dtype | None = None) -> np.ndarray:
@@ -65,10 +71,22 @@ def accuracy(probs: ArrayLike, labels: ArrayLike) -> float:
 
 
 def nll(probs: ArrayLike, labels: ArrayLike) -> float:
-    """Negative log-likelihood `−mean_n log p_n[y_n]` in nats (float64, no clamp)."""
+    """Negative log-likelihood `−mean_n log p_n[y_n]` in nats (float64; p = 0: see above)."""
     p, y = check_probs_labels(probs, labels)
-    with np.errstate(divide="ignore"):  # p = 0: an infinite loss, as stated
-        return float(-np.mean(np.log(p[np.arange(len(y)), y])))
+    return float(-np.mean(_log_true(p[np.arange(len(y)), y])))
+
+
+def _log_true(p_true: np.ndarray) -> np.ndarray:
+    """log p in float64, a p of exactly 0 (below float32's range) taken as 2^-149."""
+    zero = p_true <= 0
+    if zero.any():
+        log.warning(
+            "%d of %d true-class probabilities are 0 (a float32 softmax underflowed): each "
+            "counts as 2^-149, so the NLL is a lower bound",
+            int(zero.sum()), zero.size,
+        )  # fmt: skip
+        p_true = np.where(zero, FLOAT32_TINY, p_true)
+    return np.log(p_true)
 
 
 def nll_from_logits(logits: ArrayLike, labels: ArrayLike) -> float:
@@ -100,8 +118,10 @@ def ensemble_nll(probs: ArrayLike, labels: ArrayLike) -> float:
         raise ModescapeError(f"probs must be [models, examples, classes], got shape {p.shape}")
     _, y = check_probs_labels(p[0], labels)
     true = p[:, np.arange(len(y)), y][:, :, None]  # [M, N, 1]: only the true class is needed
-    with np.errstate(divide="ignore"):
-        return float(-np.mean(ensemble_log_probs(np.log(true))))
+    if (true.max(axis=0) > 0).all():  # a member's 0 is then no limit: log-mean-exp is exact
+        with np.errstate(divide="ignore"):
+            return float(-np.mean(ensemble_log_probs(np.log(true))))
+    return float(-np.mean(ensemble_log_probs(_log_true(true))))
 
 
 def brier(probs: ArrayLike, labels: ArrayLike) -> float:
