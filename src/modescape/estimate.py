@@ -31,7 +31,7 @@ PROBE_POINTS = 4  # weight points per timed evaluation (at least; "grouped": its
 PROBE_EXAMPLES = 512  # test examples per timed evaluation
 PROBE_CORRUPT = 32  # images per timed corruption
 CALIBRATION_EVALS = 4  # evaluations per calibration besides its bisection steps (measured 3-6)
-STUDIES = ("analyze", "subspace", "landscape", "shift")
+STUDIES = ("analyze", "subspace", "landscape", "shift")  # and "swag" with train.collect
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class CostEstimate:
 
     @property
     def studies(self) -> float:
-        return sum(s.seconds for s in self.stages if s.name in STUDIES)
+        return sum(s.seconds for s in self.stages if s.name in (*STUDIES, "swag"))
 
     @property
     def total(self) -> float:
@@ -142,6 +142,8 @@ def estimate_run(
         _landscape(config, shape, rates, chosen["landscape"]),
         _shift(config, shape, rates, chosen["shift"], chosen["subspace"]),
     ]
+    if config.train.collect.enabled:
+        stages.insert(3, _swag(config, shape, rates))
     return CostEstimate(stages, rates, torch.get_num_threads(), "cpu")
 
 
@@ -297,8 +299,10 @@ def _training(config: RunConfig, shape: _Shape, rates: Rates) -> Stage:
     t = config.train
     steps = math.ceil(shape.n_train / t.batch_size)
     snapshots = t.epochs // t.snapshot_every + 1  # each snapshot's test predictions
-    per_member = t.epochs * steps * rates.train_step + snapshots * shape.n_test * rates.forward
-    work = f"{config.members} members x {t.epochs} epochs x {steps} steps"
+    # a collection phase (train.collect): more epochs, each with one test evaluation
+    epochs, evals = t.epochs + t.collect.epochs, snapshots + t.collect.epochs
+    per_member = epochs * steps * rates.train_step + evals * shape.n_test * rates.forward
+    work = f"{config.members} members x {epochs} epochs x {steps} steps"
     return Stage("training", config.members * per_member, work)
 
 
@@ -332,6 +336,18 @@ def _subspace(config: RunConfig, shape: _Shape, rates: Rates, sc: Any) -> Stage:
     seconds = samples + calibration * rates.forward
     work = f"{G} samplers x {M} members x {n} samples on {shape.n_test}, calibration"
     return Stage("subspace", seconds, work)
+
+
+def _swag(config: RunConfig, shape: _Shape, rates: Rates) -> Stage:
+    """`modescape swag` with its defaults: per member one SWA model and n SWAG and n
+    SWAG-Diagonal samples (BatchNorm recomputed each), T MC-dropout passes."""
+    from modescape.analysis.swag import SwagConfig
+
+    sc, M = SwagConfig(), config.members
+    points = M * (1 + 2 * sc.n_samples)
+    seconds = points * (shape.n_test + _bn_forwards(shape)) + M * sc.mc_passes * shape.n_test
+    work = f"{M} members x (1 + 2 x {sc.n_samples} samples + {sc.mc_passes} passes)"
+    return Stage("swag", seconds * rates.forward, work)
 
 
 def _landscape(config: RunConfig, shape: _Shape, rates: Rates, lc: Any) -> Stage:

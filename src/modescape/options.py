@@ -59,6 +59,16 @@ class CollectSchedule(StrEnum):
     )
 
 
+class SwagMethod(StrEnum):
+    """The single-mode methods of the literature (`modescape swag`, analysis/swag.py)."""
+
+    SWA = "swa"  # mean of the collected iterates (Izmailov et al. 2018)
+    SWAG = "swag"  # diagonal + low-rank Gaussian (Maddox et al. 2019)
+    SWAG_DIAG = "swag_diag"  # SWAG's diagonal part alone
+    MULTISWAG = "multiswag"  # SWAG samples of every member pooled (Wilson & Izmailov 2020)
+    MC_DROPOUT = "mc_dropout"  # dropout on at test time (Gal & Ghahramani 2016)
+
+
 class BatchSampler(StrEnum):
     """How a training epoch draws its minibatches."""
 
@@ -93,6 +103,13 @@ class ImportOrigin(StrEnum):
     STATED = "stated"
 
 
+class Profile(StrEnum):
+    """Named sizes of a whole `modescape run` (`modescape.profiles`)."""
+
+    PAPER = "paper"  # the paper's settings: the default
+    QUICK = "quick"  # minutes on a laptop CPU, real data included: subsets, fewer epochs
+
+
 class Executor(StrEnum):
     SERIAL = "serial"  # this process
     LOCAL = "local"  # a pool of local processes
@@ -118,6 +135,20 @@ class BNPolicy(StrEnum):
     RECOMPUTE = "recompute"  # recomputed on a training subset
     INTERPOLATE = "interpolate"  # interpolated like the weights
     KEEP = "keep"  # the first anchor's
+
+
+class CurveShape(StrEnum):
+    """How a connector between two modes is parametrised by its bends (Garipov et al. 2018)."""
+
+    BEZIER = "bezier"  # θ(t) = Σ_k C(n−1, k) t^k (1−t)^(n−1−k) w_k (Garipov's default)
+    POLYCHAIN = "polychain"  # piecewise linear through the bends (Fort & Jastrzebski 2019)
+
+
+class CurveRecipe(StrEnum):
+    """How a connector is trained."""
+
+    GARIPOV = "garipov"  # SGD momentum 0.9; lr constant for 50%, linear to 1% at 90%, then flat
+    RUN = "run"  # the run's own optimiser and learning-rate schedule (e.g. the paper's Adam)
 
 
 class SubspaceMethod(StrEnum):

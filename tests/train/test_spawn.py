@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import cli
 
 from modescape.errors import ModescapeError
 from modescape.store.files import load_safetensors
@@ -72,6 +73,10 @@ def test_children_start_from_the_parent_and_differ_by_seed(parent, children):
     assert run.manifest["spawn_replay"]["verified_epochs"] == [0, 1, 2, 3, 4]
     assert verify_run(children) == []
     assert [r["state"] for r in run_status(children)] == ["finished"] * 4
+    code, out, _ = cli("verify", str(children))  # the readers treat it like any run
+    assert code == 0
+    code, out, _ = cli("status", str(children))
+    assert code == 0 and out.count("finished") == 4
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(parent, children, tmp_path):

@@ -80,6 +80,7 @@ from modescape.report.run_sections import (  # noqa: F401  (re-exported)
     weight_section,
 )
 from modescape.report.sections import landscape_section, shift_section, subspace_section
+from modescape.report.swag_section import swag_section
 from modescape.store.files import atomic_write_bytes, killpoint, write_json
 from modescape.store.run import load_run
 
@@ -93,6 +94,7 @@ SECTIONS: list[SectionFn] = [
     landscape_section,
     ensemble_section,
     subspace_section,
+    swag_section,
     shift_section,
     training_section,
 ]

@@ -29,6 +29,7 @@ SETTINGS = "settings.json"  # the resolved settings a cache folder was computed 
 
 # <run>/<folder>/ of each study
 ANALYSIS, SUBSPACE, LANDSCAPE, SHIFT = "analysis", "subspace", "landscape", "shift"
+SWAG = "swag"
 
 # analysis/
 INDEX_CSV = "index.csv"
@@ -299,9 +300,37 @@ class ShiftSummary(Record):
     elapsed_s: float | None = None  # wall time of the call that wrote this summary
 
 
+# swag/ (`modescape swag`)
+SWAG_PREDS = "preds/{method}/m{member:03d}/probs.npy"
+SWAG_CURVES = "curves.csv"
+SWAG_SAMPLES = "samples.csv"
+SWAG_PLANE = "plane.csv"
+SWAG_TSNE = "tsne.csv"
+
+
+@dataclass
+class SwagSummary(Record):
+    """`modescape swag` (summary.json). `table`: one row per method, {method, members, forwards
+    (test-set forward passes), collect_epochs (collection-phase epochs, all members), accuracy,
+    nll, brier, ece}; `collection`: iterates per member and the collection phase's settings;
+    `plane`: member 0's reference accuracy and the plane's reference curves (or None)."""
+
+    config: dict[str, Any]
+    members: list[int]
+    table: list[dict[str, Any]]
+    collection: dict[str, Any]
+    batchnorm: str
+    skipped: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+    tsne: dict[str, Any] = field(default_factory=dict)
+    plane: dict[str, Any] = field(default_factory=dict)
+    elapsed_s: float | None = None
+
+
 SUMMARY_TYPES: dict[str, type[Record]] = {
     ANALYSIS: AnalysisSummary,
     SUBSPACE: SubspaceSummary,
     LANDSCAPE: LandscapeSummary,
     SHIFT: ShiftSummary,
+    SWAG: SwagSummary,
 }
