@@ -10,8 +10,9 @@ import pytest
 from conftest import cli, tiny_config
 
 from modescape.errors import ModescapeError
-from modescape.pipeline import run_pipeline, subspace_defaults, train_run
+from modescape.pipeline import run_pipeline, train_run
 from modescape.store.run import load_run
+from modescape.studies.subspace import pipeline_settings
 
 
 @pytest.mark.slow  # every study and the report's figures: about half a minute on 2 cores
@@ -32,9 +33,9 @@ def test_run_pipeline_end_to_end(tmp_path, caplog, capsys):
 
 
 def test_subspace_defaults_shrink_to_short_runs():
-    short = subspace_defaults(tiny_config(epochs=1))
+    short = pipeline_settings(tiny_config(epochs=1))
     assert short.n_snapshots == 2 and short.rank == 1
-    full = subspace_defaults(tiny_config(epochs=40))
+    full = pipeline_settings(tiny_config(epochs=40))
     assert full.n_snapshots == 10 and full.rank == 5 and "lowrank" in full.methods
 
 
