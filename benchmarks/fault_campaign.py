@@ -6,7 +6,7 @@
 Categories: bit flips (ten positions per file), truncation, deletion, wrong shapes, foreign
 formats (JSON, PNG, pickle, object .npy), a concurrent second writer, and a SIGKILL at every
 named write point of `train` followed by a rerun. Each case asserts what tests/test_faults.py
-and tests/train/test_killpoints.py assert (the same functions). Prints "N cases / N passed";
+and tests/training/test_killpoints.py assert (the same functions). Prints "N cases / N passed";
 exits non-zero if any case failed.
 """
 

@@ -41,6 +41,23 @@ def tiny_run(tmp_path_factory) -> Path:
     return out
 
 
+def spawn_parent_config():
+    """MNIST-1D, 2 members, 5 epochs, lr halved every epoch from epoch 2: children spawned late
+    stay in one mode within seconds of training (tests/training/test_spawn.py, instability)."""
+    sets = {"data.mnist1d_samples": 2000, "train.lr": 0.004, "train.lr_start": 2}
+    return tiny_config(members=2, epochs=5, **sets, **{"train.lr_every": 1})
+
+
+@pytest.fixture(scope="session")
+def spawn_parent(tmp_path_factory) -> Path:
+    """A finished run to spawn children from (read-only)."""
+    from modescape.training.trainer import train
+
+    out = tmp_path_factory.mktemp("runs") / "spawn_parent"
+    train(spawn_parent_config(), out, device="cpu")
+    return out
+
+
 @pytest.fixture
 def tiny_run_copy(tiny_run, tmp_path) -> Path:
     """A private copy of the tiny run, for tests that damage or extend it."""

@@ -51,7 +51,12 @@ _EXPORTS: dict[str, str] = {
     "build_model": "modescape.models.registry",
     # your own model and checkpoints
     "register_arch": "modescape.models.registry",
+    "register_transform": "modescape.data.transforms",
     "import_checkpoints": "modescape.training.importer",
+    # spawned children (instability analysis)
+    "spawn": "modescape.training.spawn",
+    "InstabilityConfig": "modescape.studies.spawn_measures",
+    "run_instability": "modescape.studies.spawn_measures",
     "export_run": "modescape.training.tracking",
     # pure analyses of arrays and weights
     "accuracy": "modescape.analysis.metrics",
@@ -94,6 +99,7 @@ __all__ = [  # the public API; tests/test_api.py checks it matches _EXPORTS
     "AugmentConfig",
     "DataConfig",
     "EnsembleCurve",
+    "InstabilityConfig",
     "LandscapeConfig",
     "ModelConfig",
     "ModescapeError",
@@ -133,11 +139,14 @@ __all__ = [  # the public API; tests/test_api.py checks it matches _EXPORTS
     "preset",
     "recipe",
     "register_arch",
+    "register_transform",
+    "run_instability",
     "run_landscape",
     "run_pipeline",
     "run_shift",
     "run_subspace",
     "select_parameter_names",
+    "spawn",
     "stack_flat",
     "train",
     "train_run",
@@ -190,6 +199,7 @@ if TYPE_CHECKING:  # what static checkers and IDEs see; never executed
         preset,
         recipe,
     )
+    from modescape.data.transforms import register_transform
     from modescape.errors import ModescapeError
     from modescape.models.alignment import align
     from modescape.models.registry import build_model, register_arch

@@ -180,7 +180,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         retries=args.retries,
         slurm=_slurm_config(args) if args.executor == Executor.SLURM else None,
         progress=args.verbosity >= 0,
-        track=args.track,
+        track=_tracking(args),
     )
     if members == []:
         print(
@@ -205,7 +205,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         return
     run_pipeline(
         cfg, out, executor=args.executor, workers=args.workers, device=args.device,
-        track=args.track,
+        track=_tracking(args),
     )  # fmt: skip
 
 
@@ -224,6 +224,28 @@ def _add_launch_flags(p: argparse.ArgumentParser) -> None:
         help="also log each member's epochs to an experiment tracker (pip install "
         "modescape[<tracker>]); not part of the run's config",
     )  # fmt: skip
+    _add_track_option(p)
+
+
+def _add_track_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--track-option", action="append", default=[], metavar="KEY=VALUE",
+        help="a tracker setting, over its environment variable: tensorboard logdir; wandb "
+        "project, entity, mode, dir, group, tags, job_type (WANDB_*); mlflow tracking_uri, "
+        "experiment (MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_NAME)",
+    )  # fmt: skip
+
+
+def _tracking(args: argparse.Namespace, kind: str | None = None) -> Any:
+    """The `Tracking` of --track (or export's --to) and --track-option; None when untracked."""
+    kind = kind or args.track
+    if kind is None:
+        if args.track_option:
+            raise ModescapeError("--track-option needs --track")
+        return None
+    from modescape.training.tracking import Tracking
+
+    return Tracking.parse(kind, args.track_option)
 
 
 def _build_train(sub: Any) -> None:
@@ -270,7 +292,7 @@ def cmd_import(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from modescape.training.tracking import export_run
 
-    where = export_run(args.run, args.to, args.logdir)
+    where = export_run(args.run, _tracking(args, args.to), args.logdir)
     print(f"exported {args.run} to {args.to} ({where})")
 
 
@@ -279,6 +301,7 @@ def _build_export(sub: Any) -> None:
     p.add_argument("run", help="run directory")
     p.add_argument("--to", required=True, choices=TRACKERS)
     p.add_argument("--logdir", help="TensorBoard folder (default <run>/tracking/tensorboard)")
+    _add_track_option(p)
     p.set_defaults(func=cmd_export)
 
 

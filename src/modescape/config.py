@@ -19,6 +19,7 @@ from modescape.errors import ModescapeError, check_choice, choice_error
 from modescape.options import (
     Arch,
     BatchSampler,
+    CollectSchedule,
     Dataset,
     Optimizer,
     Precision,
@@ -62,11 +63,35 @@ class DataConfig:
     scaling: str = Scaling.UNIT.value  # see options.Scaling
     mnist1d_samples: int = 5000  # generator's num_samples; 80% train / 20% test
     mnist1d_seed: int = 42  # generator seed (the published dataset uses 42)
+    # seeded, stratified subsets (0 = the whole split): small runs on real data (data.subsets);
+    # train_size counts the pool the last val_size examples are held out from
+    train_size: int = 0
+    test_size: int = 0
+    subset_seed: int = 0
+    # scaling "normalize": per-channel mean / std in [0, 1] pixel units (torchvision Normalize)
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    # a user function applied to the scaled inputs: a register_transform name or "pkg.mod:fn"
+    transform: str = ""  # "" = none
 
     def __post_init__(self) -> None:
         _set_choice(self, "name", "dataset", Dataset)
         _set_choice(self, "scaling", "scaling", Scaling)
         _check_numbers(self, "data", {"mnist1d_samples": 20})
+        if self.scaling == Scaling.NORMALIZE and self.name != Dataset.MNIST1D:
+            if not self.mean or len(self.mean) != len(self.std) or min(self.std) <= 0:
+                raise ModescapeError(
+                    'data.scaling "normalize" needs data.mean and data.std, one number per '
+                    "channel in [0, 1] pixel units and std > 0, e.g. --set "
+                    "data.mean=[0.4914,0.4822,0.4465] --set data.std=[0.247,0.2435,0.2616]"
+                )
+        elif self.mean or self.std:
+            raise ModescapeError('data.mean and data.std apply only to data.scaling "normalize"')
+        if self.train_size and self.val_size >= self.train_size:
+            raise ModescapeError(
+                f"data.val_size ({self.val_size}) must be smaller than data.train_size "
+                f"({self.train_size}): the validation split is held out of the training subset"
+            )
         if self.name != Dataset.MNIST1D and not self.root:
             raise ModescapeError(f"dataset {self.name!r} needs data.root (a folder or archive)")
 
@@ -119,6 +144,52 @@ class AugmentConfig:
 
 
 @dataclass(frozen=True)
+class CollectConfig:
+    """A collection phase after the main schedule whose iterates feed SWA and SWAG (Izmailov et
+    al. 2018; Maddox et al. 2019). Off by default (epochs = 0): a run without it writes the same
+    config.json and files as before the phase existed (`RunConfig.to_dict` leaves it out)."""
+
+    epochs: int = 0  # epochs after train.epochs (0 = off; Maddox et al.: 140 of 300)
+    lr: float = 0.0  # constant lr, or each cycle's start; 0 = the main schedule's last lr
+    schedule: str = CollectSchedule.CONSTANT.value  # see options.CollectSchedule
+    lr_min: float = 0.0  # "cyclic": the lr at the end of each cycle, where an iterate is collected
+    every_steps: int = 0  # collect every n optimiser steps (the cycle length); 0 = once per epoch
+    max_rank: int = 20  # SWAG's K: deviation columns kept (the last K iterates)
+
+    def __post_init__(self) -> None:
+        _check_numbers(self, "train.collect")
+        _set_choice(self, "schedule", "collection schedule", CollectSchedule)
+        if self.lr < 0 or self.lr_min < 0:
+            raise ModescapeError("train.collect.lr and train.collect.lr_min must be >= 0")
+        if self.schedule == CollectSchedule.CYCLIC and not self.lr_min < (self.lr or math.inf):
+            raise ModescapeError("a cyclic collection phase needs collect.lr_min < collect.lr")
+        if self.max_rank > 1000:
+            raise ModescapeError(
+                f"train.collect.max_rank must be at most 1000, got {self.max_rank}"
+            )
+
+    @property
+    def enabled(self) -> bool:
+        return self.epochs > 0
+
+    def lr_at_step(self, step: int, steps_per_epoch: int, base_lr: float) -> float:
+        """The lr of the collection phase's 0-based optimiser step `step`; `base_lr` stands in
+        for lr = 0. "cyclic": α(i) = (1 − t)·lr + t·lr_min, t = (i mod c + 1)/c, c the cycle
+        (Izmailov et al. 2018, eq. 2), so the collected last step of a cycle runs at lr_min."""
+        top = self.lr or base_lr
+        if self.schedule == CollectSchedule.CONSTANT:
+            return top
+        cycle = self.every_steps or steps_per_epoch
+        t = (step % cycle + 1) / cycle
+        return (1 - t) * top + t * self.lr_min
+
+    def collects_after(self, step: int, steps_per_epoch: int) -> bool:
+        """Whether the iterate after 0-based collection step `step` is collected."""
+        every = self.every_steps or steps_per_epoch
+        return (step + 1) % every == 0
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     recipe: str = Recipe.PAPER.value  # the preset these values came from (recorded, informative)
     epochs: int = 40
@@ -137,6 +208,7 @@ class TrainConfig:
     # "auto" is resolved to bf16 or fp32 when the run is created, and recorded (train.loop)
     precision: str = Precision.AUTO.value
     channels_last: bool = True  # 2-D inputs only; the big lever on CPU (bench_training.py)
+    collect: CollectConfig = field(default_factory=CollectConfig)  # SWA/SWAG phase, off by default
 
     def __post_init__(self) -> None:
         _check_numbers(self, "train", {"batch_size": 1, "lr_every": 1, "snapshot_every": 1})
@@ -170,7 +242,12 @@ class RunConfig:
         _check_numbers(self, "", {"members": 1})
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The config as JSON-ready dicts. A collection phase that is off is left out, so runs
+        without one keep the config.json (and manifest checksums) they had before it existed."""
+        d = dataclasses.asdict(self)
+        if not self.train.collect.enabled:
+            del d["train"]["collect"]
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -181,7 +258,7 @@ class RunConfig:
 
     def with_overrides(self, assignments: list[str]) -> RunConfig:
         """Apply `section.key=value` strings (values parsed as JSON, else taken as strings)."""
-        d = self.to_dict()
+        d = dataclasses.asdict(self)  # every section, the collection phase included
         for item in assignments:
             key, sep, raw = item.partition("=")
             if not sep:
@@ -310,6 +387,7 @@ _SECTIONS: dict[tuple[type, str], type] = {
     (RunConfig, "model"): ModelConfig,
     (RunConfig, "train"): TrainConfig,
     (TrainConfig, "augment"): AugmentConfig,
+    (TrainConfig, "collect"): CollectConfig,
 }
 
 
@@ -317,6 +395,13 @@ def _coerce(cls: type, name: str, value: Any) -> Any:
     """Check a JSON value against the field's declared type (no silent str->int surprises)."""
     default = next(f for f in fields(cls) if f.name == name)
     sample = default.default if default.default is not dataclasses.MISSING else None
+    if name in ("mean", "std"):
+        ok = isinstance(value, (list, tuple)) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        )
+        if not ok:
+            raise ModescapeError(f"data.{name} must be a list of numbers, got {value!r}")
+        return tuple(float(v) for v in value)
     if name == "lr_milestones":
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) for v in value):
             raise ModescapeError(f"{name} must be a list of integers, got {value!r}")

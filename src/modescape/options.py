@@ -23,6 +23,9 @@ class Scaling(StrEnum):
     RAW = "raw"  # raw pixel values (the paper)
     UNIT = "unit"  # pixels / 255 (the seed notebooks)
     STANDARDIZE = "standardize"  # per-channel mean 0, std 1
+    # pixels / 255, then (x - mean) / std per channel with the given data.mean / data.std:
+    # torchvision's ToTensor + Normalize(mean, std), what most PyTorch image pipelines feed
+    NORMALIZE = "normalize"
 
 
 class Arch(StrEnum):
@@ -45,6 +48,15 @@ class Schedule(StrEnum):
     STEP = "step"  # lr * factor^(1 + (e - start) // every) from epoch `start` on
     MILESTONES = "milestones"  # lr * factor^(number of milestones reached)
     CONSTANT = "constant"
+
+
+class CollectSchedule(StrEnum):
+    """The learning rate of a SWA/SWAG collection phase (Izmailov et al. 2018)."""
+
+    CONSTANT = "constant"  # collect.lr throughout
+    CYCLIC = (
+        "cyclic"  # each cycle falls linearly from collect.lr to collect.lr_min; collect at its end
+    )
 
 
 class BatchSampler(StrEnum):
@@ -94,6 +106,20 @@ class BNPolicy(StrEnum):
     RECOMPUTE = "recompute"  # recomputed on a training subset
     INTERPOLATE = "interpolate"  # interpolated like the weights
     KEEP = "keep"  # the first anchor's
+
+
+class CurveShape(StrEnum):
+    """How a connector between two modes is parametrised by its bends (Garipov et al. 2018)."""
+
+    BEZIER = "bezier"  # θ(t) = Σ_k C(n−1, k) t^k (1−t)^(n−1−k) w_k (Garipov's default)
+    POLYCHAIN = "polychain"  # piecewise linear through the bends (Fort & Jastrzebski 2019)
+
+
+class CurveRecipe(StrEnum):
+    """How a connector is trained."""
+
+    GARIPOV = "garipov"  # SGD momentum 0.9; lr constant for 50%, linear to 1% at 90%, then flat
+    RUN = "run"  # the run's own optimiser and learning-rate schedule (e.g. the paper's Adam)
 
 
 class SubspaceMethod(StrEnum):

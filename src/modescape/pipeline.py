@@ -11,12 +11,15 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modescape.config import RunConfig
 from modescape.errors import ModescapeError, check_choice
 from modescape.options import Executor
 from modescape.registry import Study, studies
+
+if TYPE_CHECKING:
+    from modescape.training.tracking import Tracking
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +35,7 @@ def train_run(
     retries: int = 0,
     slurm: Any = None,
     progress: bool = True,
-    track: str | None = None,
+    track: str | Tracking | None = None,
 ) -> Path:
     """Create or reopen the run and train `members` (default all) with the chosen executor.
 
@@ -76,7 +79,7 @@ def train_run(
 
 
 def _check_launch(
-    executor: str, workers: int, retries: int, device: str, track: str | None
+    executor: str, workers: int, retries: int, device: str, track: str | Tracking | None
 ) -> None:
     """Checked before the run directory exists, so a typo leaves nothing behind."""
     from modescape.training.trainer import resolve_device
@@ -87,9 +90,9 @@ def _check_launch(
     if executor != Executor.SLURM:  # SLURM tasks resolve the device on their own node
         resolve_device(device)
     if track is not None:
-        from modescape.training.tracking import TrackerKind
+        from modescape.training.tracking import check_tracking
 
-        check_choice("tracker", track, TrackerKind)
+        check_tracking(track)
 
 
 def _resolved_cpu(device: str) -> bool:
@@ -124,7 +127,7 @@ def run_pipeline(
     executor: str = "serial",
     workers: int = 2,
     device: str = "auto",
-    track: str | None = None,
+    track: str | Tracking | None = None,
     estimate: bool = True,
 ) -> Path:
     """Train every member, run every study, write the report; return the report's path.

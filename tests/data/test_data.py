@@ -182,7 +182,7 @@ def test_bad_options_are_named(tmp_path):
     with pytest.raises(ModescapeError, match="mnist1d_samples"):
         load_dataset("mnist1d", cache_dir=tmp_path, mnist1d_samples=0)
     assert DATASETS == ("mnist1d", "cifar10", "cifar100", "folder")
-    assert SCALINGS == ("raw", "unit", "standardize")
+    assert SCALINGS == ("raw", "unit", "standardize", "normalize")
 
 
 @pytest.mark.slow

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from modescape.store.run import load_run
-from modescape.training.tracking import GuardedTracker, flat_config, scalars
+from modescape.training.tracker_backends import flat_config, scalars
+from modescape.training.tracking import GuardedTracker
 from modescape.training.trainer import train
 from tests.conftest import cli, snapshot_bytes, tiny_config
 
@@ -136,6 +137,9 @@ def test_wandb_gets_one_offline_run_per_member_grouped_by_run(tmp_path, monkeypa
 
     from modescape.training.tracking import open_tracker
 
+    for env in ("WANDB_MODE", "WANDB_PROJECT", "WANDB_DIR", "WANDB_RUN_GROUP"):
+        monkeypatch.delenv(env, raising=False)
+
     calls: list = []
     fake = types.SimpleNamespace(init=lambda **kw: _FakeWandbRun(calls, **kw))
     monkeypatch.setitem(__import__("sys").modules, "wandb", fake)
@@ -145,6 +149,7 @@ def test_wandb_gets_one_offline_run_per_member_grouped_by_run(tmp_path, monkeypa
     tracker.close()
     init = calls[0][1]
     assert init["group"] == "myrun" and init["name"] == "m002" and init["mode"] == "offline"
+    assert init["project"] == "modescape" and init["resume"] == "allow"
     assert calls[1:] == [("config", {"seed": 0}), ("log", 1, {"test_acc": 0.5}), ("finish",)]
 
 
@@ -155,3 +160,19 @@ def test_missing_tracker_package_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "mlflow", None)  # import fails
     with pytest.raises(ModescapeError, match=r"pip install modescape\[mlflow\]"):
         open_tracker("mlflow", tmp_path, 0)
+
+
+def test_track_options_are_named_and_checked_before_training(tmp_path):
+    from modescape.errors import ModescapeError
+    from modescape.training.tracking import Tracking
+
+    spec = Tracking.parse("wandb", ["project=p", "tags=a,b"])
+    assert spec.settings()["project"] == "p" and spec.settings()["tags"] == "a,b"
+    with pytest.raises(ModescapeError, match=r"unknown --track-option for mlflow: 'projekt'"):
+        Tracking.parse("mlflow", ["projekt=x"])
+    with pytest.raises(ModescapeError, match="KEY=VALUE"):
+        Tracking.parse("mlflow", ["experiment"])
+    code, _, err = cli("train", "--out", str(tmp_path / "r"), "--track", "tensorboard",
+                       "--track-option", "project=x")  # fmt: skip
+    assert code == 2 and "allowed: logdir" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()

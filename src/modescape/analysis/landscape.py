@@ -26,9 +26,9 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 
+import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from modescape.analysis.engine.inputs import Inputs
 from modescape.analysis.engine.points import (
@@ -46,6 +46,7 @@ from modescape.analysis.geometry import plane_axes as plane_axes
 from modescape.analysis.geometry import plane_grid as plane_grid
 from modescape.analysis.geometry import project_onto_plane as project_onto_plane
 from modescape.errors import ModescapeError
+from modescape.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -234,8 +235,8 @@ def _evaluate_rows(
             work_estimate(job.model, job.x, len(todo) * Ra, job),
             job.policy,
         )
-    disable = None if opts.progress is None else not opts.progress
-    with tqdm(total=len(todo) * Ra, desc="plane", unit="pt", disable=disable) as bar:
+    # a bar on a terminal (or as `opts.progress` says), else log lines with an ETA
+    with Progress(len(todo) * Ra, "plane", "points", logger=log, bar=opts.progress) as bar:
         for s in range(0, len(todo), rows_per_block):
             rows = todo[s : s + rows_per_block]
             params, bufs = points(rows)  # [len(rows)·Ra, P], [len(rows)·Ra, B]
@@ -273,6 +274,13 @@ class PathResult:
     settings: dict[str, object] = field(default_factory=dict)
 
 
+def barrier(values: Tensor | np.ndarray) -> float:
+    """max over the path − mean of its two ends (Frankle et al. 2020), of `values[n_points]`
+    ordered from one end to the other; used for straight paths and curves alike."""
+    v = torch.as_tensor(np.asarray(values, dtype=np.float64))
+    return float(v.max() - (v[0] + v[-1]) / 2)
+
+
 def interpolate_path(
     model: nn.Module,
     t1: Anchor,
@@ -307,8 +315,8 @@ def interpolate_path(
         loss=sc.loss,
         error=error,
         disagreement={n: 1.0 - a for n, a in sc.agreement.items()},
-        error_barrier=float(error.max() - (error[0] + error[-1]) / 2),
-        loss_barrier=float(sc.loss.max() - (sc.loss[0] + sc.loss[-1]) / 2),
+        error_barrier=barrier(error),
+        loss_barrier=barrier(sc.loss),
         bn_policy=policy,
         settings={
             "n_points": n_points,

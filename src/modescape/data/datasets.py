@@ -7,6 +7,12 @@ training examples (paper: 500; seed notebooks: 0, i.e. none). Pixel scaling is a
 - "raw":         pixel values 0..255 as floats (the paper feeds raw pixels)
 - "unit":        pixels / 255 (the seed notebooks)
 - "standardize": per channel, minus the train-split mean, over the train-split std
+- "normalize":   pixels / 255, then per channel minus `mean`, over `std` (both given: the
+                 values of torchvision's `ToTensor()` + `Normalize(mean, std)`)
+
+`train_size` / `test_size` keep a seeded, stratified subset of a split (`data.subsets`), and
+`transform` names a user function applied after the scaling (`data.transforms`); both are
+recorded in `source` and in the fingerprint.
 
 Decoded sources are cached as uint8 `.npy` arrays plus a JSON file, keyed by the sha256 of the
 source (see `cifar.find_source`), under `cache_dir` (default `$MODESCAPE_CACHE` or
@@ -89,6 +95,12 @@ def load_dataset(
     mnist1d_samples: int = 5000,
     mnist1d_seed: int = 42,
     pixels: str = "float",
+    train_size: int = 0,
+    test_size: int = 0,
+    subset_seed: int = 0,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    transform: str | None = None,
 ) -> Dataset:
     """Load dataset `name` ("mnist1d" | "cifar10" | "cifar100" | "folder").
 
@@ -105,6 +117,10 @@ def load_dataset(
       (the same float32 values in channels_last memory format: what training on CPU uses, so no
       second copy is made) or "uint8" (the decoded pixels, 4× smaller; `scale_pixels(x, source)`
       turns any slice of them into exactly the floats "float" would have held).
+    train_size, test_size: keep a stratified subset of that many examples (0: all), drawn with
+      `subset_seed`; the training subset includes the `val_size` held-out examples' pool.
+    mean, std: per-channel values of scaling "normalize" (in [0, 1] pixel units).
+    transform: a `data.transforms` name applied to the scaled float inputs.
     """
     if name not in DATASETS:
         raise choice_error("dataset", name, DATASETS)
@@ -119,7 +135,14 @@ def load_dataset(
     if pixels not in PIXELS:
         raise choice_error("pixels", pixels, PIXELS)
     x_all, y_all, x_test, y_test = _check(arrays, name)
+    x_all, y_all, x_test, y_test = _subsets(
+        (x_all, y_all, x_test, y_test), train_size, test_size, subset_seed, source
+    )
     cut = len(y_all) - _check_val_size(val_size, len(y_all))
+    if scaling == "normalize" and name != "mnist1d":
+        source["mean"], source["std"] = _check_normalize(mean, std, x_all.shape[1])
+    if transform:
+        source["transform"] = str(transform)
     if pixels == "uint8" and x_all.dtype == np.uint8:
         x_all, x_test = (torch.from_numpy(np.array(x)) for x in (x_all, x_test))
         _scaling_stats(name, scaling, x_all, cut, source)
@@ -127,6 +150,8 @@ def load_dataset(
         cl = pixels == "channels_last" and x_all.ndim == 4
         x_all, x_test = _to_float(x_all, channels_last=cl), _to_float(x_test, channels_last=cl)
         _scale(name, scaling, x_all, x_test, cut, source)
+        if transform:
+            x_all, x_test = (_transformed(transform, x, cl) for x in (x_all, x_test))
     source.update(val_size=int(val_size), n_train=cut, n_val=val_size, n_test=len(y_test))
     return Dataset(
         name=name,
@@ -156,7 +181,62 @@ def fingerprint(data: Dataset) -> dict[str, Any]:
         "classes": list(data.classes),
         "in_shape": list(data.in_shape),
         "scaling": src.get("scaling"),
+        # only where used, so the fingerprints of runs made before these settings still match
+        **{k: src[k] for k in ("subset", "mean", "std", "transform") if k in src},
     }
+
+
+def _subsets(
+    arrays: tuple[Any, torch.Tensor, Any, torch.Tensor],
+    train_size: int,
+    test_size: int,
+    seed: int,
+    source: dict[str, Any],
+) -> tuple[Any, torch.Tensor, Any, torch.Tensor]:
+    """The stratified subsets asked for (rows picked before any float copy is made)."""
+    if not train_size and not test_size:
+        return arrays
+    from modescape.data.subsets import stratified_subset
+
+    out = list(arrays)
+    for i, (what, n) in enumerate((("train", train_size), ("test", test_size))):
+        y = arrays[2 * i + 1]
+        keep = stratified_subset(y.numpy(), n, seed, what)
+        if len(keep) < len(y):
+            out[2 * i] = np.asarray(arrays[2 * i][keep])  # a memory map reads only these rows
+            out[2 * i + 1] = y[torch.from_numpy(keep)]
+    source["subset"] = {
+        "method": "stratified by class, seeded (modescape.data.subsets)",
+        "train_size": int(train_size),
+        "test_size": int(test_size),
+        "seed": int(seed),
+        "of": {"train": len(arrays[1]), "test": len(arrays[3])},
+    }
+    return out[0], out[1], out[2], out[3]
+
+
+def _check_normalize(mean: Any, std: Any, channels: int) -> tuple[list[float], list[float]]:
+    """mean and std of scaling "normalize": one finite number per channel, std > 0."""
+    ok = all(
+        isinstance(v, (list, tuple))
+        and len(v) == channels
+        and all(isinstance(a, (int, float)) and np.isfinite(a) for a in v)
+        for v in (mean, std)
+    )
+    if not ok or any(s <= 0 for s in std):
+        raise ModescapeError(
+            f'scaling "normalize" needs data.mean and data.std with one number per channel '
+            f"({channels}), std > 0 (in [0, 1] pixel units, as torchvision's Normalize), got "
+            f"mean={mean!r}, std={std!r}"
+        )
+    return [float(a) for a in mean], [float(a) for a in std]
+
+
+def _transformed(name: str, x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    from modescape.data.transforms import apply_transform
+
+    out = apply_transform(name, x)
+    return out.contiguous(memory_format=torch.channels_last) if channels_last else out
 
 
 def _load_images(
@@ -205,14 +285,36 @@ def scale_pixels(x: torch.Tensor, source: dict[str, Any]) -> torch.Tensor:
     if x.dtype != torch.uint8:
         return x
     out = x.float()
-    if source.get("scaling") == "unit":
-        out.div_(255.0)
-    elif source.get("scaling") == "standardize":
+    _scale_inplace(source, out)
+    if source.get("transform"):
+        from modescape.data.transforms import apply_transform
+
+        out = apply_transform(source["transform"], out)
+    return out
+
+
+def _scale_inplace(source: dict[str, Any], x: torch.Tensor) -> None:
+    """Float pixels 0..255 → the recorded scaling, in place (one code path for every caller)."""
+    scaling = source.get("scaling")
+    if scaling in ("unit", "normalize"):
+        x.div_(255.0)
+    if scaling in ("standardize", "normalize"):
         shape = (1, -1) + (1,) * (x.dim() - 2)
         mean = torch.tensor(source["mean"], dtype=torch.float32)
         std = torch.tensor(source["std"], dtype=torch.float32)
-        out.sub_(mean.view(shape)).div_(std.view(shape))
-    return out
+        x.sub_(mean.view(shape)).div_(std.view(shape))
+
+
+def unscale_pixels(x: torch.Tensor, source: dict[str, Any]) -> torch.Tensor:
+    """The inverse of the recorded scaling: scaled float images → float pixels 0..255."""
+    scaling = source.get("scaling")
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    if scaling in ("standardize", "normalize"):
+        std = torch.tensor(source["std"], dtype=torch.float32).view(shape)
+        x = x * std + torch.tensor(source["mean"], dtype=torch.float32).view(shape)
+    if scaling in ("unit", "normalize"):
+        x = x * 255.0
+    return x
 
 
 def _scaling_stats(
@@ -238,16 +340,9 @@ def _scale(
         source["scaling"] = "none (MNIST-1D signals are standardised by the generator)"
         source["scaling_requested"] = scaling
         return
-    source["scaling"] = scaling
-    if scaling == "unit":
-        x_all.div_(255.0)
-        x_test.div_(255.0)
-    elif scaling == "standardize":
-        mean, std = _channel_stats(x_all[:cut])
-        shape = (1, -1) + (1,) * (x_all.dim() - 2)
-        for x in (x_all, x_test):
-            x.sub_(mean.view(shape)).div_(std.view(shape))
-        source["mean"], source["std"] = mean.tolist(), std.tolist()
+    _scaling_stats(name, scaling, x_all, cut, source)
+    for x in (x_all, x_test):
+        _scale_inplace(source, x)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -413,6 +413,12 @@ def open_dataset(config: RunConfig, pixels: str = "float") -> Dataset:
         mnist1d_samples=d.mnist1d_samples,
         mnist1d_seed=d.mnist1d_seed,
         pixels=pixels,
+        train_size=d.train_size,
+        test_size=d.test_size,
+        subset_seed=d.subset_seed,
+        mean=d.mean or None,
+        std=d.std or None,
+        transform=d.transform or None,
     )
 
 

@@ -44,6 +44,7 @@ from modescape.data.corruptions import (
     corrupt,
 )
 from modescape.errors import ModescapeError, check_choice
+from modescape.progress import Progress
 from modescape.registry import Flag, split_list
 from modescape.store import schema as S
 from modescape.store.manifest import write_study_summary
@@ -101,27 +102,18 @@ def parse_severities(text: str) -> tuple[int, ...]:
 
 def to_uint8_images(x: torch.Tensor, source: dict[str, Any]) -> np.ndarray:
     """Scaled float images [N, C, H, W] back to the uint8 pixels [N, H, W, C] they came from."""
-    scaling = source.get("scaling")
-    if scaling == "unit":
-        x = x * 255.0
-    elif scaling == "standardize":
-        mean = torch.tensor(source["mean"]).view(1, -1, 1, 1)
-        std = torch.tensor(source["std"]).view(1, -1, 1, 1)
-        x = x * std + mean
+    from modescape.data.datasets import unscale_pixels
+
+    x = unscale_pixels(x, source)
     return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def from_uint8_images(u8: np.ndarray, source: dict[str, Any]) -> torch.Tensor:
     """uint8 pixels [N, H, W, C] → the run's scaled float images [N, C, H, W]."""
-    x = torch.from_numpy(np.ascontiguousarray(u8)).permute(0, 3, 1, 2).float()
-    scaling = source.get("scaling")
-    if scaling == "unit":
-        x = x / 255.0
-    elif scaling == "standardize":
-        mean = torch.tensor(source["mean"]).view(1, -1, 1, 1)
-        std = torch.tensor(source["std"]).view(1, -1, 1, 1)
-        x = (x - mean) / std
-    return x.contiguous()
+    from modescape.data.datasets import scale_pixels
+
+    x = torch.from_numpy(np.ascontiguousarray(u8)).permute(0, 3, 1, 2)
+    return scale_pixels(x, source).contiguous()
 
 
 def model_families(
@@ -307,10 +299,13 @@ def _sweep(ctx, names, inputs, families, config, out, no_ops: list) -> tuple[lis
     metric_rows: list[list[Any]] = []
     js_rows: list[list[Any]] = []
     stack = ModelStack(ctx.build_model(), families)
+    settings = 1 + len(names) * len(config.severities)
+    bar = Progress(settings, "dataset shift", "settings (corruption x severity)", logger=logger)
     for name in names:
         for severity in (0, *config.severities):
             if severity == 0 and name != names[0]:
                 continue  # clean predictions are shared by every corruption
+            bar.update()
             key = "clean" if severity == 0 else name
             rels = {f: S.SHIFT_PREDS.format(key=key, severity=severity, family=f) for f in families}
             # A no-op setting is never written, so a fully cached setting is not one.
@@ -331,6 +326,7 @@ def _sweep(ctx, names, inputs, families, config, out, no_ops: list) -> tuple[lis
             for corr in names if severity == 0 else [name]:
                 metric_rows += _metric_rows(corr, severity, probs, y)
                 js_rows += [[corr, severity, fam, js_diversity(p)] for fam, p in probs.items()]
+    bar.close()
     return metric_rows, js_rows
 
 

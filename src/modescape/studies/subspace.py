@@ -50,6 +50,7 @@ from modescape.analysis.subspace import (
 from modescape.analysis.trajectories import embed_trajectories, fixed_subset, function_space_points
 from modescape.config import RunConfig
 from modescape.errors import ModescapeError
+from modescape.progress import Progress
 from modescape.registry import Flag, split_list
 from modescape.store import schema as S
 from modescape.store.manifest import write_study_summary
@@ -203,6 +204,8 @@ def _sample_predictions(
     accuracy_of = accuracy_function(ctx) if config.mode is SamplerMode.CALIBRATED else None
     sample_probs: dict[str, dict[int, np.ndarray]] = {}
     calibrations: list[S.CalibrationRecord] = []
+    units = "members' sample sets (calibration, sampling, evaluation)"
+    bar = Progress(len(config.methods) * len(members), "subspace", units, logger=logger)
     for method in config.methods:
         sample_probs[method] = {}
         folder = out.root / "preds" / method
@@ -224,6 +227,8 @@ def _sample_predictions(
                 # and whose TorchScript traces are never freed (~1.5 MB per model).
                 out.npy(rel, ctx.evaluate(ctx.with_recomputed_bn(samples), "test"))
             sample_probs[method][m] = out.reuse_npy(rel)
+            bar.update()
+    bar.close()
     return sample_probs, calibrations
 
 

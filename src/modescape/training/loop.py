@@ -4,6 +4,7 @@ optimiser, prediction, and one epoch over the training data."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,7 +140,7 @@ def pixel_unit(source: dict[str, Any], in_shape: tuple[int, ...]) -> torch.Tenso
     scaling = source.get("scaling")
     if scaling == "raw":
         return 255.0
-    if scaling == "standardize":
+    if scaling in ("standardize", "normalize"):  # "normalize": std in [0, 1] pixel units
         std = torch.as_tensor(source["std"], dtype=torch.float32)
         return (1.0 / std).view(1, in_shape[0], *([1] * (len(in_shape) - 1)))
     return 1.0  # "unit" pixels, or signals (MNIST-1D) that are not pixels at all
@@ -218,15 +219,29 @@ def train_epoch(
     rng: MemberRNG,
     pixel: torch.Tensor | float = 1.0,
     autocast: torch.autocast | None = None,
+    order: list[torch.Tensor] | None = None,
+    *,
+    step_lr: Callable[[int], float] | None = None,
+    after_step: Callable[[int], None] | None = None,
 ) -> dict[str, float]:
-    """One pass over the training data; returns mean train loss and accuracy."""
+    """One pass over the training data; returns mean train loss and accuracy.
+
+    `order`: the index batches to take instead of a fresh `batch_order` (spawning stops and
+    resumes an epoch part-way, `train.spawn`); the data generator is then not drawn from.
+    A collection phase (train.collect) sets the lr of each step (`step_lr(i)`, i the 0-based
+    step of this epoch) and looks at the weights after it (`after_step(i)`)."""
     model.train()
     dev = x_train.device
     autocast = autocast or torch.autocast(dev.type, enabled=False)
     loss_sum = torch.zeros((), device=dev)
     correct = torch.zeros((), device=dev, dtype=torch.long)
     seen = 0
-    for idx in batch_order(len(x_train), tcfg.batch_size, tcfg.sampler, rng.data):
+    if order is None:
+        order = batch_order(len(x_train), tcfg.batch_size, tcfg.sampler, rng.data)
+    for step, idx in enumerate(order):
+        if step_lr is not None:
+            for group in opt.param_groups:
+                group["lr"] = step_lr(step)
         idx = idx.to(dev)
         xb, yb = x_train[idx], y_train[idx]
         if tcfg.augment.enabled:
@@ -237,8 +252,11 @@ def train_epoch(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if after_step is not None:
+            after_step(step)
         # Accumulate on the device: one host sync per epoch, not per step.
         loss_sum += loss.detach() * len(yb)
         correct += (logits.argmax(1) == yb).sum()
         seen += len(yb)
+    seen = max(seen, 1)  # an empty `order` (a spawn point at an epoch's last step) trains nothing
     return {"train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen}

@@ -3,26 +3,32 @@ Weights & Biases or MLflow (optional extras: `pip install modescape[tensorboard]
 
 One tracker run per member, grouped by run directory: TensorBoard writes
 `<logdir>/m000/`, `<logdir>/m001/`, ... (default logdir `<run>/tracking/tensorboard`); W&B uses
-the run directory's name as the group and `m000` as the run name (offline unless `WANDB_MODE`
-says otherwise); MLflow an experiment named after the run directory with one MLflow run per
-member. The record logged is exactly the line metrics.jsonl gets (every number but "epoch",
-which is the step).
+the run directory's name as the group and `m000` as the run name; MLflow an experiment named
+after the run directory with one MLflow run per member. Each is configured as its users
+configure it: its environment variables (WANDB_PROJECT, WANDB_MODE, WANDB_DIR,
+MLFLOW_TRACKING_URI, ...) and `--track-option KEY=VALUE` (`Tracking`; the table of settings is
+in `train.tracker_backends`). The record logged is exactly the line metrics.jsonl gets (every
+number but "epoch", which is the step).
 
 Trackers never change what is trained: every call runs with the global torch, NumPy and Python
 random states saved and restored (a tracker library may draw from them, e.g. for run ids), and
 the trainer's own generators are private. A tracked run's snapshots are byte-identical to an
 untracked one's. Tracking is an option of the launch (`--track`), not of the RunConfig, so
 tracked and untracked runs share their config and can be resumed either way.
-`export_run` writes an existing run to a tracker afterwards (for offline cluster nodes).
+`export_run` writes an existing run to a tracker afterwards (for offline cluster nodes); a
+member already exported is skipped (W&B, MLflow) or the export refused (TensorBoard).
+Any failure of a tracker library reaches the user as one ModescapeError line.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import hashlib
 import logging
+import os
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,7 +36,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from modescape.errors import ModescapeError, check_choice
+from modescape.errors import ModescapeError, check_choice, choice_error
+from modescape.training.tracker_backends import BACKENDS, OPTIONS, import_tracker
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +46,6 @@ class TrackerKind(StrEnum):
     TENSORBOARD = "tensorboard"
     WANDB = "wandb"
     MLFLOW = "mlflow"
-
-
-class MemberTracker(Protocol):
-    """One member's tracker run."""
-
-    def log_config(self, config: dict[str, Any]) -> None: ...
-
-    def log_epoch(self, record: dict[str, Any]) -> None: ...
-
-    def close(self) -> None: ...
 
 
 @contextlib.contextmanager
@@ -66,150 +63,145 @@ def rng_untouched() -> Iterator[None]:
             torch.cuda.set_rng_state_all(cuda)
 
 
-def scalars(record: dict[str, Any]) -> dict[str, float]:
-    """The numbers of a metrics record, without the step ("epoch") and unset values (lr None)."""
-    return {
-        k: float(v)
-        for k, v in sorted(record.items())
-        if k != "epoch" and isinstance(v, int | float) and not isinstance(v, bool)
-    }
+class MemberTracker(Protocol):
+    """One member's tracker run."""
+
+    def log_config(self, config: dict[str, Any]) -> None: ...
+
+    def log_epoch(self, record: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
 
 
-def flat_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """`{"train.lr": 0.0016, ...}`: nested config sections as dotted keys (tracker params)."""
-    out: dict[str, Any] = {}
-    for k, v in config.items():
-        if isinstance(v, dict) and v:
-            out |= flat_config(v, f"{prefix}{k}.")
-        else:
-            out[f"{prefix}{k}"] = json.dumps(v) if isinstance(v, list | tuple | dict) else v
-    return out
+@dataclass(frozen=True)
+class Tracking:
+    """A tracker and its `--track-option` settings (validated here, picklable for workers)."""
+
+    kind: str
+    options: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", check_choice("tracker", self.kind, TrackerKind))
+        for key, _ in self.options:
+            if key not in OPTIONS[self.kind]:
+                raise choice_error(f"--track-option for {self.kind}:", key, OPTIONS[self.kind])
+
+    @classmethod
+    def parse(cls, kind: str, assignments: Sequence[str] = ()) -> Tracking:
+        """From `--track KIND --track-option KEY=VALUE ...`."""
+        pairs = []
+        for item in assignments:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise ModescapeError(f"--track-option expects KEY=VALUE, got {item!r}")
+            pairs.append((key.strip(), value.strip()))
+        return cls(kind, tuple(pairs))
+
+    def settings(self) -> dict[str, str]:
+        """Every option's value: `--track-option`, else the tracker's environment variable."""
+        given = dict(self.options)
+        out = {}
+        for key, env in OPTIONS[self.kind].items():
+            value = given.get(key) or (os.environ.get(env) if env else None)
+            if value:
+                out[key] = value
+        return out
 
 
-class _TensorBoard:
-    def __init__(self, logdir: Path, member: int):
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as e:
-            raise ModescapeError(
-                "--track tensorboard needs the tensorboard package: pip install "
-                f"modescape[tensorboard] ({e})"
-            ) from None
-        self.writer = SummaryWriter(log_dir=str(logdir / f"m{member:03d}"))
-
-    def log_config(self, config: dict[str, Any]) -> None:
-        self.writer.add_text("config", f"```\n{json.dumps(config, indent=2, sort_keys=True)}\n```")
-
-    def log_epoch(self, record: dict[str, Any]) -> None:
-        for k, v in scalars(record).items():
-            self.writer.add_scalar(k, v, global_step=int(record["epoch"]))
-        self.writer.flush()  # an epoch is minutes: make it visible now, not at close
-
-    def close(self) -> None:
-        self.writer.close()
+def as_tracking(track: str | Tracking) -> Tracking:
+    return track if isinstance(track, Tracking) else Tracking(str(track))
 
 
-class _WandB:
-    def __init__(self, run_path: Path, member: int):
-        wandb = _import("wandb")
-        self.wandb = wandb
-        self.run = wandb.init(
-            project="modescape",
-            group=run_path.name,
-            name=f"m{member:03d}",
-            dir=str(run_path / "tracking"),
-            mode="offline",
-            reinit=True,
-        )
-
-    def log_config(self, config: dict[str, Any]) -> None:
-        self.run.config.update(config, allow_val_change=True)
-
-    def log_epoch(self, record: dict[str, Any]) -> None:
-        self.run.log(scalars(record), step=int(record["epoch"]))
-
-    def close(self) -> None:
-        self.run.finish()
+def check_tracking(track: str | Tracking) -> Tracking:
+    """Checked before any work: the tracker's name, options and package."""
+    spec = as_tracking(track)
+    if spec.kind != TrackerKind.TENSORBOARD:  # tensorboard's import is checked by its writer
+        with rng_untouched():
+            import_tracker(spec.kind)
+    return spec
 
 
-class _MLflow:
-    def __init__(self, run_path: Path, member: int):
-        mlflow = _import("mlflow")
-        self.mlflow = mlflow
-        uri = (run_path / "tracking" / "mlruns").resolve().as_uri()
-        self.client = mlflow.MlflowClient(tracking_uri=uri)
-        name = run_path.resolve().name
-        exp = self.client.get_experiment_by_name(name)
-        exp_id = exp.experiment_id if exp is not None else self.client.create_experiment(name)
-        self.run_id = self.client.create_run(exp_id, run_name=f"m{member:03d}").info.run_id
+def run_key(run_path: Path) -> str:
+    """A stable identity of a run for its tracker runs: its creation record, not its path."""
+    from modescape.store.manifest import read_manifest
 
-    def log_config(self, config: dict[str, Any]) -> None:
-        for k, v in flat_config(config).items():
-            self.client.log_param(self.run_id, k, v)
-
-    def log_epoch(self, record: dict[str, Any]) -> None:
-        for k, v in scalars(record).items():
-            self.client.log_metric(self.run_id, k, v, step=int(record["epoch"]))
-
-    def close(self) -> None:
-        self.client.set_terminated(self.run_id)
-
-
-def _import(name: str) -> Any:
     try:
-        return __import__(name)
-    except ImportError as e:
-        raise ModescapeError(
-            f"--track {name} needs the {name} package: pip install modescape[{name}] ({e})"
-        ) from None
+        m = read_manifest(run_path, trust=True)
+        text = f"{m.get('created')}|{m.get('config')}"
+    except (ModescapeError, OSError):
+        text = str(run_path.resolve())
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+@contextlib.contextmanager
+def one_line_errors(kind: str) -> Iterator[None]:
+    """A tracker library's exception (a traceback of its internals) as one ModescapeError."""
+    try:
+        yield
+    except ModescapeError:
+        raise
+    except Exception as e:  # any library error: the user needs its message, not its frames
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        raise ModescapeError(f"{kind} tracker failed: {type(e).__name__}: {first}") from None
 
 
 class GuardedTracker:
-    """A tracker whose every call leaves the global random states as they were."""
+    """A tracker whose every call leaves the global random states as they were, and whose
+    library errors are one line."""
 
-    def __init__(self, inner: MemberTracker):
+    def __init__(self, inner: MemberTracker, kind: str = "tracker"):
         self.inner = inner
+        self.kind = kind
+        self.skip = bool(getattr(inner, "skip", False))
 
     def log_config(self, config: dict[str, Any]) -> None:
-        with rng_untouched():
+        with rng_untouched(), one_line_errors(self.kind):
             self.inner.log_config(config)
 
     def log_epoch(self, record: dict[str, Any]) -> None:
-        with rng_untouched():
+        with rng_untouched(), one_line_errors(self.kind):
             self.inner.log_epoch(record)
 
     def close(self) -> None:
-        with rng_untouched():
+        with rng_untouched(), one_line_errors(self.kind):
             self.inner.close()
 
 
 def open_tracker(
-    kind: str, run_path: str | Path, member: int, logdir: str | Path | None = None
+    kind: str | Tracking,
+    run_path: str | Path,
+    member: int,
+    logdir: str | Path | None = None,
+    *,
+    job: str = "train",
 ) -> GuardedTracker:
-    """A tracker run for `member` of the run at `run_path` (`logdir`: TensorBoard only)."""
-    check_choice("tracker", kind, TrackerKind)
+    """A tracker run for `member` of the run at `run_path` (`logdir`: TensorBoard only;
+    `job`: "train" continues a resumed member's tracker run, "export" marks a skip)."""
+    spec = as_tracking(kind)
     run_path = Path(run_path)
-    with rng_untouched():
-        if kind == TrackerKind.TENSORBOARD:
-            folder = Path(logdir) if logdir else run_path / "tracking" / "tensorboard"
-            inner: MemberTracker = _TensorBoard(folder, member)
-        elif kind == TrackerKind.WANDB:
-            inner = _WandB(run_path, member)
-        else:
-            inner = _MLflow(run_path, member)
-    return GuardedTracker(inner)
+    settings = spec.settings()
+    if logdir is not None:
+        settings["logdir"] = str(logdir)
+    with rng_untouched(), one_line_errors(spec.kind):
+        inner = BACKENDS[spec.kind](settings, run_path, member, run_key(run_path), job)
+    return GuardedTracker(inner, spec.kind)
 
 
-def export_run(run_path: str | Path, kind: str, logdir: str | Path | None = None) -> Path:
+def export_run(
+    run_path: str | Path, kind: str | Tracking, logdir: str | Path | None = None
+) -> Path:
     """Write every member's metrics and the config of an existing run to a tracker; returns the
-    TensorBoard logdir (or the run's tracking folder). Refuses a TensorBoard logdir that
-    already holds a member's events (exporting twice would double every curve)."""
+    TensorBoard logdir (or the run's tracking folder). Idempotent: W&B and MLflow skip members
+    already exported; a TensorBoard logdir that already holds a member's events is refused
+    (exporting twice would double every curve)."""
     from modescape.store.run import load_run
 
     run = load_run(run_path)
-    check_choice("tracker", kind, TrackerKind)
-    folder = Path(logdir) if logdir else run.path / "tracking" / str(kind)
-    if kind == TrackerKind.TENSORBOARD:
+    spec = check_tracking(kind)
+    if spec.kind == TrackerKind.TENSORBOARD:
+        logdir = logdir or spec.settings().get("logdir")
+    folder = Path(logdir) if logdir else run.path / "tracking" / str(spec.kind)
+    if spec.kind == TrackerKind.TENSORBOARD:
         taken = [m for m in run.members if any((folder / f"m{m:03d}").glob("events.*"))]
         if taken:
             raise ModescapeError(
@@ -217,16 +209,20 @@ def export_run(run_path: str | Path, kind: str, logdir: str | Path | None = None
                 "export into another --logdir"
             )
     config = run.manifest.get("config", run.config.to_dict())
+    done = 0
     for m in run.members:
         records = run.metrics(m)
         if not records:
             continue
-        tracker = open_tracker(kind, run.path, m, folder)
+        tracker = open_tracker(spec, run.path, m, folder if logdir else None, job="export")
+        if tracker.skip:
+            continue
         try:
             tracker.log_config(config)
             for record in records:
                 tracker.log_epoch(record)
         finally:
             tracker.close()
-    log.info("exported %d member(s) of %s to %s", len(run.members), run.path, kind)
+        done += 1
+    log.info("exported %d member(s) of %s to %s", done, run.path, spec.kind)
     return folder

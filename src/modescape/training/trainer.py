@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from modescape.config import RunConfig, TrainConfig
 from modescape.data.datasets import Dataset
 from modescape.errors import ModescapeError
+from modescape.progress import Progress
 from modescape.seeding import derive_seed
 from modescape.store.files import (
     atomic_write_bytes,
@@ -66,6 +67,9 @@ from modescape.training.prepare import (  # noqa: F401  (re-exported: the traini
     prepare_run,
 )
 
+if TYPE_CHECKING:
+    from modescape.training.tracking import Tracking
+
 
 def train_member(
     run_dir: str | Path,
@@ -75,7 +79,7 @@ def train_member(
     progress: bool = False,
     threads: int | None = None,
     dataset: Dataset | None = None,
-    track: str | None = None,
+    track: str | Tracking | None = None,
 ) -> None:
     """Train one member of the run in `run_dir` to completion: skip if finished, resume if not.
 
@@ -105,11 +109,21 @@ def train_member(
             tracker = open_tracker(track, run.path, member)
             tracker.log_config(run.config.to_dict())
         try:
-            MemberTrainer(run, member, data, dev, progress, tracker).fit()
+            trainer_class(run)(run, member, data, dev, progress, tracker).fit()
         finally:
             torch.set_num_threads(before)
             if tracker is not None:
                 tracker.close()
+
+
+def trainer_class(run: Run) -> type[MemberTrainer]:
+    """The trainer of the run's members: `train.spawn.ChildTrainer` for a run of spawned
+    children (they start from a parent's state, not from their own initialisation)."""
+    if "spawn" in run.manifest:
+        from modescape.training.spawn import ChildTrainer
+
+        return ChildTrainer
+    return MemberTrainer
 
 
 @contextlib.contextmanager
@@ -175,6 +189,11 @@ class MemberTrainer:
         self.records: list[dict[str, Any]] = []
         self._clock = (time.time(), self.info["time_s"])
         self._build(data)
+        self.collector = None  # the SWA/SWAG collection phase (train.collect), when enabled
+        if self.tcfg.collect.enabled:
+            from modescape.training.collect import Collector
+
+            self.collector = Collector(self)
 
     def _new_info(self) -> dict[str, Any]:
         info: dict[str, Any] = {
@@ -236,12 +255,17 @@ class MemberTrainer:
             self.dev.type, dtype=torch.bfloat16, enabled=self.info["precision"] == "bf16"
         )
         bar = tqdm(
-            range(start, self.tcfg.epochs),
+            range(min(start, self.tcfg.epochs), self.tcfg.epochs),
             desc=f"member {self.member}",
             initial=start,
             total=self.tcfg.epochs,
             disable=not (self.progress and sys.stderr.isatty()),
             leave=False,
+        )
+        # where no bar draws (nohup, SLURM): log lines with an ETA
+        todo = self.tcfg.epochs - min(start, self.tcfg.epochs)
+        lines = (
+            Progress(todo, f"member {self.member}", "epochs", bar=False) if bar.disable else None
         )
         try:
             for epoch in bar:
@@ -249,10 +273,16 @@ class MemberTrainer:
                 self.write_epoch(epoch + 1, stats, self.tcfg.lr_at(epoch))
                 self.commit(epoch + 1)
                 self._track()
+                if lines is not None:
+                    lines.update()
                 bar.set_postfix(
                     loss=f"{stats['train_loss']:.3f}",
                     test_acc=f"{self.records[-1].get('test_acc', float('nan')):.3f}",
                 )
+            if lines is not None:
+                lines.close()
+            if self.collector is not None:
+                self.collector.run(max(start, self.tcfg.epochs), autocast)
         except BaseException as e:
             if not isinstance(e, KeyboardInterrupt):
                 self.info.update(state="failed", reason=f"{type(e).__name__}: {e}")
@@ -326,6 +356,10 @@ class MemberTrainer:
         tensors |= {f"model.{k}": v for k, v in self.model.state_dict().items()}
         tensors |= self.rng.state()
         meta = {"epoch": epoch, "param_groups": groups, "records": self.records}
+        if self.collector is not None and epoch > self.tcfg.epochs:
+            more_tensors, more_meta = self.collector.state()
+            tensors |= more_tensors
+            meta |= more_meta
         data = safetensors_bytes(tensors, meta)
         resume = self.mdir / "resume.safetensors"
         self.info["resume_previous"] = self.info["files"].get(self._rel(resume))
@@ -358,6 +392,8 @@ class MemberTrainer:
         load_optimizer(self.opt, opt_tensors, meta["param_groups"])
         self.rng.restore(tensors)
         epoch, self.records = int(meta["epoch"]), meta["records"]
+        if self.collector is not None:
+            self.collector.restore(tensors, meta)
         kept = [e for e in self.previous.get("snapshots", []) if e <= epoch]
         if self.previous["state"] == "interrupted":  # member.json was lost: rebuild its record
             kept = self._rebuild_files(epoch)
@@ -414,7 +450,7 @@ def train(
     members: list[int] | None = None,
     device: str = "auto",
     progress: bool = False,
-    track: str | None = None,
+    track: str | Tracking | None = None,
 ) -> Run:
     """Train (or finish) the given members of a run, one after another, in this process.
 

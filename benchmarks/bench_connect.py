@@ -1,0 +1,155 @@
+"""A low-loss curve between two of the seed's CIFAR-10 SmallCNNs, against the straight line.
+
+Trains two members of the seed notebooks' recipe (SmallCNN seed variant, Adam, batch 128, lr
+1.6e-3 with the seed's halvings, pixels / 255) — on a per-class subset of the training images and
+with fewer epochs when asked, both printed — then a quadratic Bézier curve between them
+(`modescape connect`, Garipov et al. 2018's recipe by default), and prints:
+
+- the straight line's test-error barrier, the curve's, and the curve's maximum test error
+  against the ends' mean (the target: within 2 points);
+- the midpoint's disagreement with each end against the ends' disagreement with each other
+  (the paper v1's "not connected in the space of predictions");
+- wall time of each stage and peak RSS.
+
+    python benchmarks/bench_connect.py --root ../shared/datasets/cifar10-jpg.tar.gz \\
+        --train-per-class 400 --test-per-class 100 --epochs 10 --curve-epochs 10 \\
+        --out runs/c10-connect
+
+`--run RUN` uses an existing run's members 0 and 1 instead (e.g. benchmarks/reproduce_seed.py's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import resource
+import tarfile
+import time
+from pathlib import Path
+
+import modescape as ms
+from modescape.studies.connect import connect_config, fit_curve
+
+# Garipov et al. 2018, Table 1 (CIFAR-10, test error %): ends and along the Bézier curve.
+GARIPOV = {"VGG16": ((6.79, 6.94), (6.79, 7.75)), "PreResNet164": ((4.75, 4.76), (4.45, 4.97))}
+
+
+def subset_folder(archive: Path, out: Path, train_per_class: int, test_per_class: int) -> Path:
+    """The first n images (by file name) of each class of an image-folder archive, extracted."""
+    root = out / f"cifar10-{train_per_class}-{test_per_class}"
+    if (root / ".complete").exists():
+        return root
+    keep = {"train": train_per_class, "test": test_per_class}
+    with tarfile.open(archive) as tar:
+        members = [m for m in tar.getmembers() if m.isfile() and m.name.endswith(".jpg")]
+        by_class: dict[tuple[str, str], list[tarfile.TarInfo]] = {}
+        for m in members:
+            split, cls = Path(m.name).parts[-3:-1]
+            by_class.setdefault((split, cls), []).append(m)
+        for (split, cls), items in sorted(by_class.items()):
+            for m in sorted(items, key=lambda m: m.name)[: keep[split]]:
+                dest = root / split / cls / Path(m.name).name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(tar.extractfile(m).read())  # type: ignore[union-attr]
+    (root / ".complete").write_text("")
+    return root
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--root", help="CIFAR-10 image-folder archive (.tar.gz)")
+    p.add_argument("--run", help="an existing run: connect its members 0 and 1")
+    p.add_argument("--train-per-class", type=int, default=5000)
+    p.add_argument("--test-per-class", type=int, default=1000)
+    p.add_argument("--epochs", type=int, default=40, help="members' epochs (seed: 40)")
+    p.add_argument("--curve-epochs", type=int, default=20)
+    p.add_argument("--recipe", default="garipov", choices=["garipov", "run"])
+    p.add_argument("--lr", type=float, default=0.015, help="the garipov recipe's SGD rate")
+    p.add_argument("--points", type=int, default=61)
+    p.add_argument("--max-examples", type=int, default=10000, help="test examples per t")
+    p.add_argument("--train-examples", type=int, default=2000, help="training examples per t")
+    p.add_argument("--out", default="runs/c10-connect")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    t0 = time.perf_counter()
+    if args.run:
+        run_dir = Path(args.run)
+    else:
+        if not args.root:
+            p.error("--root or --run is needed")
+        out = Path(args.out)
+        full = args.train_per_class >= 5000 and args.test_per_class >= 1000
+        data = "cifar10" if full else "folder"
+        root = (
+            args.root
+            if full
+            else str(
+                subset_folder(
+                    Path(args.root), out.parent, args.train_per_class, args.test_per_class
+                )
+            )
+        )
+        cfg = ms.preset(
+            data, "smallcnn", "seed", root=root, members=2, epochs=args.epochs, variant="seed"
+        )
+        run_dir = ms.train(cfg, out).path
+    t1 = time.perf_counter()
+    cc = connect_config(
+        epochs=args.curve_epochs,
+        recipe=args.recipe,
+        lr=args.lr,
+        points=args.points,
+        train_examples=args.train_examples,
+        max_examples=args.max_examples,
+        plane_resolution=0,
+        fge=None,
+    )
+    s = fit_curve(run_dir, cc)
+    t2 = time.perf_counter()
+    report(run_dir, args, s, t1 - t0, t2 - t1)
+
+
+def report(run_dir: Path, args: argparse.Namespace, s, train_s: float, curve_s: float) -> None:
+    run = ms.load_run(run_dir)
+    data = run.data_summary
+    print(
+        f"\nrun {run_dir}: {run.config.model.arch} ({run.config.model.variant}), "
+        f"{run.config.train.recipe} recipe, {run.config.train.epochs} epochs, data {data}"
+    )
+    print(
+        f"curve: {args.recipe} recipe, {args.curve_epochs} epochs, {args.points} t values, "
+        f"{s.num_examples} test examples, BatchNorm policy {s.bn_policy}"
+    )
+    ends = (s.stats["test_error"]["max"], s.line_stats["test_error"]["max"])
+    mid = s.midpoint
+    err0 = s.line_stats["test_error"]
+    end_mean = s.stats["test_error"]["max"] - s.error_barrier
+    print(f"ends' test error: mean {100 * end_mean:.2f}%")
+    print(
+        f"straight line: test-error barrier {100 * s.line_error_barrier:.2f} points "
+        f"(max {100 * ends[1]:.2f}%), train-loss barrier {s.line_loss_barrier:.3f}"
+    )
+    print(
+        f"curve:         test-error barrier {100 * s.error_barrier:.2f} points "
+        f"(max {100 * ends[0]:.2f}%), train-loss barrier {s.loss_barrier:.3f}; target "
+        f"within 2 points: {'met' if s.error_barrier <= 0.02 else 'NOT met'}"
+    )
+    print(
+        f"midpoint (t = {mid['t']}): disagreement with end 0 {mid['disagreement_end0']:.3f}, "
+        f"with end 1 {mid['disagreement_end1']:.3f}; ends with each other "
+        f"{mid['ends_disagreement']:.3f}; test error {100 * mid['test_error']:.2f}% "
+        f"(line midpoint {100 * mid['line_test_error']:.2f}%)"
+    )
+    print(f"length in weight space: curve {s.length:.2f}, line {s.line_length:.2f}")
+    del err0
+    for name, ((e0, e1), (c0, c1)) in GARIPOV.items():
+        print(f"Garipov et al. 2018, {name}: ends {e0}-{e1}%, Bézier curve {c0}-{c1}%")
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(
+        f"wall time: members {train_s:.0f} s, curve (train + evaluate) {curve_s:.0f} s; "
+        f"peak RSS {rss:.2f} GB"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,370 @@
+"""`modescape connect`: a low-loss curve between two members, and the functions along it.
+
+Connected in loss, apart in function (Fort, Hu & Lakshminarayanan 2019, v1: "while low-loss
+connectors between modes exist, they are not connected in the space of predictions"): a curve
+θ(t) with fixed ends at two members is trained as Garipov et al. (2018), then scored at many t
+against the straight line between the same ends, drawn in its plane, and ensembled; Fast
+Geometric Ensembling from the first end is trained beside it (`analysis.connect`).
+
+Results, under `<run>/connect/`:
+
+    curves/<pair>-<shape><n>/settings.json       what the curve was trained with (cache key)
+    curves/<pair>-<shape><n>/state.safetensors   resume state after the last finished epoch
+    curves/<pair>-<shape><n>/bends/eNNNN.safetensors   the free bends after each epoch
+    profile.csv, line.csv     t and every metric along the curve / the straight line
+    plane/a.npy, b.npy, loss.npy, accuracy.npy, agreement_end0.npy, agreement_end1.npy
+    plane/curve.csv           t, a, b, off_plane (the curve), line_a, line_b
+    ensembles.csv             kind (curve, fge), size, accuracy, nll, brier, ece
+    fge/sNNN.safetensors      FGE snapshots;  fge/points.csv  accuracy, diversity of each
+    summary.json              `ConnectSummary`
+
+Training is resumable after a kill at any point (kill point "connect.epoch" after each epoch's
+files): every epoch depends only on the state file, so the bends come out the same bytes as an
+uninterrupted run's on the same machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from modescape.analysis.connect.ensembles import FGEConfig, curve_ensemble_curve, train_fge
+from modescape.analysis.connect.evaluate import evaluate_curve, summarize_curve
+from modescape.analysis.connect.fit import CurveConfig, CurveFit, check_ends, flat_params
+from modescape.analysis.connect.plane import curve_plane
+from modescape.analysis.functionspace import agreement_with, normalized_diversity
+from modescape.analysis.landscape import PlaneOptions
+from modescape.analysis.metrics import METRICS, evaluate
+from modescape.errors import ModescapeError
+from modescape.seeding import derive_seed
+from modescape.store import schema as S
+from modescape.store.files import (
+    atomic_write_bytes,
+    killpoint,
+    load_safetensors,
+    safetensors_bytes,
+    save_safetensors,
+)
+from modescape.store.manifest import write_study_summary
+from modescape.studies.cache import open_cache
+from modescape.studies.context import ResultWriter, RunContext, open_context
+
+logger = logging.getLogger(__name__)
+
+CONNECT = "connect"
+_END = re.compile(r"^m(\d+)(?:@e(\d+))?$")
+
+
+@dataclass(frozen=True)
+class ConnectConfig:
+    """The connector study: which pair, the curve (`CurveConfig`), the plane and FGE."""
+
+    pair: tuple[str, str] = ("m0", "m1")
+    curve: CurveConfig = field(default_factory=CurveConfig)
+    max_examples: int = 2000  # evaluation (test) examples at every t and plane point
+    plane_resolution: int = 15  # 0: no plane
+    fge: FGEConfig | None = field(default_factory=FGEConfig)  # None: no FGE
+
+    def __post_init__(self) -> None:
+        if len(self.pair) != 2:
+            raise ModescapeError(f"--pair needs two members, e.g. m0,m1; got {list(self.pair)}")
+        for name in self.pair:
+            if _END.match(name) is None:
+                raise ModescapeError(
+                    f"unknown curve end {name!r} in --pair (allowed: m<i>, m<i>@e<epoch>)"
+                )
+        if self.pair[0] == self.pair[1]:
+            raise ModescapeError(
+                f"--pair {','.join(self.pair)}: the two ends are the same snapshot; "
+                "name two different members or snapshots (e.g. m0,m1)"
+            )
+        if self.max_examples < 1 or (0 < self.plane_resolution < 3) or self.plane_resolution < 0:
+            raise ModescapeError("connect needs max_examples >= 1 and plane_resolution 0 or >= 3")
+
+
+def parse_pair(text: str) -> tuple[str, str]:
+    names = tuple(a.strip() for a in text.split(","))
+    if len(names) != 2:
+        raise ModescapeError(f"--pair needs two members, e.g. m0,m1; got {text!r}")
+    return names  # type: ignore[return-value]
+
+
+@dataclass
+class ConnectSummary(S.Record):
+    """`<run>/connect/summary.json`: the curve against the straight line, ensembles, FGE."""
+
+    config: dict[str, Any]
+    pair: list[str]
+    curve_folder: str  # relative to the run
+    bn_policy: str
+    num_examples: int
+    error_barrier: float
+    loss_barrier: float
+    line_error_barrier: float
+    line_loss_barrier: float
+    length: float
+    line_length: float
+    midpoint: dict[str, float]
+    stats: dict[str, dict[str, float]]
+    line_stats: dict[str, dict[str, float]]
+    plane: dict[str, Any] | None = None
+    ensembles: dict[str, Any] = field(default_factory=dict)
+    epochs_trained: list[dict[str, float]] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+
+def _end_state(ctx: RunContext, name: str, members: list[int]) -> dict[str, torch.Tensor]:
+    m = _END.match(name)
+    assert m is not None  # ConnectConfig checked the grammar
+    member = int(m.group(1))
+    if member not in members:
+        raise ModescapeError(
+            f"curve end {name!r}: member {member} is not a finished member of {ctx.path} "
+            f"(finished: {members})"
+        )
+    epochs = ctx.run.snapshot_epochs(member)
+    if m.group(2) is not None and int(m.group(2)) not in epochs:
+        raise ModescapeError(
+            f"curve end {name!r}: member {member} has no snapshot at epoch {int(m.group(2))} "
+            f"(has {epochs[0]}..{epochs[-1]})"
+        )
+    return ctx.run.state_dict(member, int(m.group(2)) if m.group(2) else -1)
+
+
+def _train_inputs(ctx: RunContext) -> tuple[torch.Tensor, torch.Tensor]:
+    data = ctx.dataset
+    return ctx.train_inputs(torch.arange(len(data.y_train))), data.y_train
+
+
+def fit_curve(
+    path: str | Path | RunContext,
+    config: ConnectConfig | None = None,
+    *,
+    allow_partial: bool = False,
+) -> ConnectSummary:
+    """Train (or resume) the configured curve of a run, evaluate it; write `<run>/connect/`."""
+    start = time.perf_counter()
+    config = config or ConnectConfig()
+    ctx = open_context(path)
+    members = ctx.run.require_complete(allow_partial)
+    ends = [_end_state(ctx, name, members) for name in config.pair]
+    model = ctx.build_model()
+    check_ends(flat_params(model, ends[0]), flat_params(model, ends[1]))
+    out = ResultWriter(ctx.path / CONNECT, ctx.run)
+    x_train, y_train = _train_inputs(ctx)
+    fit, folder, epochs = _train_curve(ctx, config, model, ends, x_train, y_train, out)
+    bends = fit.bends()
+    n = min(config.max_examples, len(ctx.dataset.y_test))
+    x, y = ctx.inputs("test")[:n], ctx.dataset.y_test[:n]
+    c = config.curve
+    perm = torch.randperm(len(y_train), generator=torch.Generator().manual_seed(0))
+    keep = perm[: c.train_examples] if c.train_examples else perm
+    tx, ty = x_train[keep], y_train[keep]
+    common = {"points": c.points, "bn_batches": c.bn_batches, "bn_batch_size": c.bn_batch_size}
+    logger.info("connect: %d points along the curve and the straight line", c.points)
+    prof = evaluate_curve(model, bends, c.shape, x, y, tx, ty, keep_probs=True, **common)
+    line = evaluate_curve(model, bends[[0, -1]], c.shape, x, y, tx, ty, **common)
+    summ = summarize_curve(prof, line, bends, c.shape)
+    for name, p in (("profile.csv", prof), ("line.csv", line)):
+        cols = p.columns()
+        out.csv(name, list(cols), np.stack(list(cols.values()), 1).tolist())
+    plane = None
+    if config.plane_resolution:
+        plane = _plane(config, model, bends, x, y, tx, prof.probs, out)
+    ens = _ensembles(ctx, config, model, ends[0], prof, x, y, x_train, y_train, out)
+    summary = ConnectSummary(
+        config=_config_dict(config),
+        pair=list(config.pair),
+        curve_folder=f"{CONNECT}/{folder}",
+        bn_policy=prof.bn_policy,
+        num_examples=n,
+        **{k: v for k, v in summ.to_dict().items()},
+        plane=plane,
+        ensembles=ens,
+        epochs_trained=epochs,
+        files=out.files,
+    )
+    summary.elapsed_s = round(time.perf_counter() - start, 3)
+    write_study_summary(ctx.run, CONNECT, summary.to_dict())
+    return summary
+
+
+def _config_dict(config: ConnectConfig) -> dict[str, Any]:
+    d = asdict(config)
+    d["pair"] = list(config.pair)
+    return d
+
+
+def _curve_settings(ctx: RunContext, config: ConnectConfig) -> dict[str, Any]:
+    """Everything the trained bends depend on (the cache key of the curve's folder)."""
+    t = ctx.run.config.train
+    fit_keys = ("shape", "bends", "epochs", "recipe", "lr", "weight_decay", "batch_size")
+    return {
+        "pair": list(config.pair),
+        **{k: getattr(config.curve, k) for k in fit_keys},
+        "run_seed": ctx.run.config.seed,
+        "run_recipe": {
+            "optimizer": t.optimizer,
+            "lr": t.lr,
+            "batch_size": t.batch_size,
+            "schedule": [t.lr_at(e) for e in range(config.curve.epochs)],
+        },
+    }
+
+
+def _train_curve(
+    ctx: RunContext,
+    config: ConnectConfig,
+    model: torch.nn.Module,
+    ends: list[dict[str, torch.Tensor]],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    out: ResultWriter,
+) -> tuple[CurveFit, str, list[dict[str, float]]]:
+    """The trained curve, resumed from its folder's state file when there is one."""
+    c = config.curve
+    rel = f"curves/{'-'.join(config.pair).replace('@', '_')}-{c.shape}{c.bends}"
+    folder = out.root / rel
+    settings = _curve_settings(ctx, config)
+    _, digest = open_cache(folder, settings)
+    out.files[f"{rel}/{S.SETTINGS}"] = digest
+    t = ctx.run.config.train
+    seed = derive_seed(ctx.run.config.seed, CONNECT, *config.pair, c.shape, c.bends)
+    fit = CurveFit(
+        model,
+        ends[0],
+        ends[1],
+        c,
+        seed=seed,
+        batch_size=t.batch_size,
+        optimizer=t.optimizer,
+        lr_at=t.lr_at,
+    )
+    state_path = folder / "state.safetensors"
+    records: list[dict[str, float]] = []
+    if state_path.exists():
+        tensors = load_safetensors(state_path)
+        fit.load_state(tensors)
+        records = _records(tensors)
+        logger.info("connect: resuming the curve after epoch %d", fit.epoch)
+    while fit.epoch < c.epochs:
+        records.append(fit.train_epoch(x, y))
+        save_safetensors(folder / "bends" / f"e{fit.epoch:04d}.safetensors", _named_bends(fit))
+        killpoint("connect.bends")
+        state = fit.state() | {
+            "records": torch.tensor([[r["lr"], r["train_loss"]] for r in records])
+        }
+        atomic_write_bytes(state_path, safetensors_bytes(state, {"epoch": fit.epoch}))
+        killpoint("connect.epoch")
+        logger.info(
+            "connect: curve epoch %d/%d, loss %.4f", fit.epoch, c.epochs, records[-1]["train_loss"]
+        )
+    out.reuse_folder(rel)
+    out.reuse_folder(f"{rel}/bends")
+    return fit, rel, records
+
+
+def _records(tensors: dict[str, torch.Tensor]) -> list[dict[str, float]]:
+    rows = tensors.get("records", torch.zeros(0, 2)).tolist()
+    return [{"epoch": i + 1, "lr": lr, "train_loss": loss} for i, (lr, loss) in enumerate(rows)]
+
+
+def _named_bends(fit: CurveFit) -> dict[str, torch.Tensor]:
+    """The free bends as `bend<k>.<parameter name>` tensors (k = 1 .. n−2)."""
+    from modescape.analysis.weightspace import unflatten
+
+    out: dict[str, torch.Tensor] = {}
+    for k, vector in enumerate(fit.free.detach(), start=1):
+        for name, t in unflatten(vector.clone(), fit.pnames, fit.pshapes).items():
+            out[f"bend{k}.{name}"] = t.contiguous()
+    return out
+
+
+def _plane(config, model, bends, x, y, train_x, probs, out: ResultWriter) -> dict[str, Any]:
+    logger.info(
+        "connect: the curve's plane at %d×%d", config.plane_resolution, config.plane_resolution
+    )
+    cp = curve_plane(
+        model,
+        bends,
+        config.curve.shape,
+        x,
+        y,
+        train_x,
+        end_probs=probs[[0, -1]],
+        options=PlaneOptions(resolution=config.plane_resolution, verbose=False, progress=False),
+        points=config.curve.points,
+    )
+    p = cp.plane
+    arrays = {"a": p.a_values, "b": p.b_values, "loss": p.loss, "accuracy": p.accuracy}
+    arrays |= {f"agreement_{k}": v for k, v in p.agreement.items()}
+    for key, arr in arrays.items():
+        out.npy(f"plane/{key}.npy", arr.numpy().astype(np.float64 if key in "ab" else np.float32))
+    rows = np.column_stack([cp.t, cp.curve_coords, cp.off_plane, cp.line_coords]).tolist()
+    out.csv("plane/curve.csv", ["t", "a", "b", "off_plane", "line_a", "line_b"], rows)
+    return {
+        "third": cp.third,
+        "anchor_coords": p.anchor_coords.tolist(),
+        "max_off_plane": float(cp.off_plane.max()),
+        "bn_policy": p.bn_policy,
+        "resolution": config.plane_resolution,
+    }
+
+
+def _ensembles(ctx, config, model, end0, prof, x, y, x_train, y_train, out) -> dict[str, Any]:
+    """Ensembles of points along the curve and, unless switched off, FGE from the first end."""
+    rows, result = [], {}
+    curve = curve_ensemble_curve(prof.probs, y, prof.t, config.curve.ensemble_size)
+    rows += [
+        ["curve", int(k), *[float(curve.mean[m][i]) for m in METRICS]]
+        for i, k in enumerate(curve.sizes)
+    ]
+    result["curve"] = {"t": [prof.t[s[0]].tolist() for s in curve.subsets]}
+    if config.fge is not None:
+        logger.info(
+            "connect: FGE, %d cycles of %d epochs", config.fge.cycles, config.fge.cycle_epochs
+        )
+        net = ctx.build_model()
+        net.load_state_dict(end0)
+        seed = derive_seed(ctx.run.config.seed, CONNECT, "fge", config.pair[0])
+        snaps = train_fge(
+            net, x_train, y_train, config.fge, seed=seed, batch_size=ctx.run.config.train.batch_size
+        )
+        for i, sd in enumerate(snaps):
+            out._before_write()
+            rel = f"fge/s{i:03d}.safetensors"
+            out.files[rel] = save_safetensors(out.root / rel, sd, {"cycle": i})
+        from modescape.analysis.engine.batched import evaluate_many
+
+        probs = evaluate_many(model, snaps, x).numpy()
+        start = prof.probs[0].numpy()
+        acc = np.array([evaluate(p, y.numpy())["accuracy"] for p in probs])
+        dis = 1.0 - agreement_with(probs, start)[:, 0]
+        points = [
+            [i, a, d, float(normalized_diversity(d, a))] for i, (a, d) in enumerate(zip(acc, dis))
+        ]
+        out.csv(
+            "fge/points.csv", ["snapshot", "accuracy", "disagreement_start", "diversity"], points
+        )
+        for k in range(1, len(probs) + 1):
+            ev = evaluate(probs[:k].mean(0), y.numpy())
+            rows.append(["fge", k, *[ev[m] for m in METRICS]])
+        result["fge"] = {"snapshots": len(snaps), "config": asdict(config.fge)}
+    out.csv("ensembles.csv", ["kind", "size", *METRICS], rows)
+    return result
+
+
+def connect_config(**overrides: Any) -> ConnectConfig:
+    """A `ConnectConfig` with `CurveConfig` fields given by name too (`epochs=4`, `shape=...`)."""
+    curve_keys = set(CurveConfig.__dataclass_fields__)
+    curve = replace(CurveConfig(), **{k: v for k, v in overrides.items() if k in curve_keys})
+    rest = {k: v for k, v in overrides.items() if k not in curve_keys}
+    return ConnectConfig(curve=curve, **rest)

@@ -1,0 +1,228 @@
+"""`modescape spawn`'s measures: instability of the children of each spawn point.
+
+Reads a spawn run (`train.spawn`) and its parent, and writes `<spawn run>/instability/`:
+summary.json (`InstabilitySummary`: per spawn point the children's `analysis.instability.PairLevel`,
+the two reference levels, the onset of stability and the reading in words) and
+`trajectories.npy` (a joint 2-D embedding of the children's and the parent's function-space
+trajectories, `analysis.trajectories`) with `trajectory_index.npy` ([points, 3]: spawn point
+(-1: parent), child, epoch of each row).
+
+References (Fort, Hu & Lakshminarayanan 2019, arXiv:1912.02757, place "same trajectory" and
+"different initialisation" at the two ends): within a trajectory, the parent member's final
+snapshot against its snapshot `late` epochs earlier (the window clamped to the later half of
+training); across initialisations, the parent member against up to `across` other members of
+the parent run (all pairs of that group).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from modescape.analysis.instability import (
+    FRANKLE_ALPHAS,
+    STABLE_BARRIER,
+    PairLevel,
+    pair_level,
+    pairs,
+    stability_onset,
+    stability_reading,
+)
+from modescape.analysis.landscape import interpolate_path
+from modescape.analysis.trajectories import embed_trajectories, function_space_points
+from modescape.analysis.weightspace import select_parameter_names, stack_flat
+from modescape.errors import ModescapeError
+from modescape.store.files import save_npy
+from modescape.store.manifest import write_study_summary
+from modescape.store.run import Run, load_run
+from modescape.studies.context import clamp_window
+
+log = logging.getLogger(__name__)
+
+FOLDER = "instability"
+
+
+@dataclass(frozen=True)
+class InstabilityConfig:
+    """Settings of the instability measures (validated here; every one is recorded)."""
+
+    examples: int = 1000  # test examples each path point is scored on (the first ones)
+    alphas: int = FRANKLE_ALPHAS  # evenly spaced points per linear path, ends included
+    late: int = 10  # within-trajectory reference: final snapshot vs `late` epochs earlier
+    across: int = 2  # other members of the parent run in the across-initialisation group
+    bn_batches: int = 8  # training batches per BatchNorm recomputation
+    threshold: float = STABLE_BARRIER
+    embed_examples: int = 256  # test examples per function-space point of the embedding
+    embed: str = "pca"  # "pca" | "tsne"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("examples", "alphas", "late", "bn_batches", "embed_examples"):
+            if getattr(self, name) < (2 if name == "alphas" else 1):
+                raise ModescapeError(f"instability.{name} must be >= 1 (alphas >= 2)")
+        if self.across < 1:
+            raise ModescapeError("instability.across must be >= 1")
+        if not 0 < self.threshold < 1:
+            raise ModescapeError(f"instability.threshold must be in (0, 1), got {self.threshold}")
+        if self.embed not in ("pca", "tsne"):
+            raise ModescapeError(f"instability.embed must be 'pca' or 'tsne', got {self.embed!r}")
+
+
+@dataclass
+class PointLevel:
+    """One spawn point's children, measured."""
+
+    at: float
+    epoch: int
+    step: int
+    level: PairLevel
+
+
+@dataclass
+class InstabilitySummary:
+    parent: str
+    member: int
+    children: int
+    points: list[PointLevel]
+    within: PairLevel | None
+    across: PairLevel | None
+    within_epochs: list[int]
+    across_members: list[int]
+    onset: float | None
+    reading: str
+    bn_policy: str
+    settings: dict[str, Any]
+    files: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> InstabilitySummary:
+        def level(v: dict | None) -> PairLevel | None:
+            return None if v is None else PairLevel(**(v | {"accuracy": tuple(v["accuracy"])}))
+
+        points = [PointLevel(**(p | {"level": level(p["level"])})) for p in d["points"]]
+        return cls(**(d | {"points": points, "within": level(d["within"])}
+                      | {"across": level(d["across"])}))  # fmt: skip
+
+
+class _Measure:
+    """What every group's measurement shares: template model, data, parameter names."""
+
+    def __init__(self, run: Run, config: InstabilityConfig):
+        self.config = config
+        self.model = run.build_model()
+        data = run.dataset()
+        n = min(config.examples, len(data.y_test))
+        self.x, self.y, self.train_x = data.x_test[:n], data.y_test[:n], data.x_train
+        self.names = select_parameter_names(self.model, "all")
+        self.policy = "none"
+
+    def level(self, states: list[dict[str, torch.Tensor]], probs: np.ndarray, labels) -> PairLevel:
+        paths = []
+        for i, j in pairs(len(states)):
+            path = interpolate_path(
+                self.model, states[i], states[j], self.x, self.y, self.config.alphas,
+                train_x=self.train_x, bn_batches=self.config.bn_batches,
+            )  # fmt: skip
+            self.policy = path.bn_policy
+            paths.append(path)
+        return pair_level(probs, labels, stack_flat(states, self.names), paths)
+
+
+def run_instability(
+    run_dir: str | Path, config: InstabilityConfig | None = None
+) -> InstabilitySummary:
+    """Measure every spawn point of the spawn run at `run_dir` and write `instability/`."""
+    config = config or InstabilityConfig()
+    run = load_run(run_dir)
+    spawn = run.manifest.get("spawn")
+    if not spawn:
+        raise ModescapeError(f"{run.path} is not a spawn run: create one with `modescape spawn`")
+    run.require_complete()
+    parent, member, n = load_run(spawn["parent"]), int(spawn["member"]), int(spawn["children"])
+    if n < 2:
+        raise ModescapeError(f"{run.path} has 1 child per spawn point; measures need >= 2")
+    meas, labels = _Measure(run, config), run.labels("test")
+    points = []
+    for p, point in enumerate(spawn["points"]):
+        kids = [p * n + c for c in range(n)]
+        probs = np.stack([run.predictions("test", m) for m in kids])
+        level = meas.level([run.state_dict(m) for m in kids], probs, labels)
+        points.append(PointLevel(point["at"], point["epoch"], point["step"], level))
+        log.info("spawn point %g: error barrier %.4f", point["at"], level.error_barrier)
+    within, within_epochs = _within(parent, member, meas, config)
+    across, across_members = _across(parent, member, meas, config)
+    at = [p.at for p in points]
+    barriers = [p.level.error_barrier for p in points]
+    disagreements = [p.level.disagreement for p in points]
+    summary = InstabilitySummary(
+        parent=spawn["parent"], member=member, children=n, points=points,
+        within=within, across=across, within_epochs=within_epochs, across_members=across_members,
+        onset=stability_onset(at, barriers, config.threshold),
+        reading=stability_reading(at, barriers, disagreements, within, across, config.threshold),
+        bn_policy=meas.policy,
+        settings=dataclasses.asdict(config) | {"examples_used": len(meas.y)},
+    )  # fmt: skip
+    summary.files = _write_embedding(run, parent, member, config)
+    write_study_summary(run, FOLDER, summary.to_dict())
+    return summary
+
+
+def _within(parent: Run, member: int, meas: _Measure, cfg: InstabilityConfig):
+    epochs = parent.snapshot_epochs(member)
+    w, warning = clamp_window("instability late window", cfg.late, len(epochs) - 1)
+    if warning:
+        log.warning(warning)
+    if w < 1:
+        return None, []
+    pick = [epochs[-1 - w], epochs[-1]]
+    probs = np.stack([parent.predictions("test", member, e) for e in pick])
+    states = [parent.state_dict(member, e) for e in pick]
+    return meas.level(states, probs, parent.labels("test")), pick
+
+
+def _across(parent: Run, member: int, meas: _Measure, cfg: InstabilityConfig):
+    others = [m for m in parent.finished_members() if m != member][: cfg.across]
+    if not others:
+        return None, []
+    group = [member, *others]
+    probs = np.stack([parent.predictions("test", m) for m in group])
+    states = [parent.state_dict(m) for m in group]
+    return meas.level(states, probs, parent.labels("test")), group
+
+
+def _write_embedding(run: Run, parent: Run, member: int, cfg: InstabilityConfig) -> dict:
+    """One joint embedding of the children's trajectories and the parent member's."""
+    rows, index = [], []
+    spawn = run.manifest["spawn"]
+    n = int(spawn["children"])
+    k = min(cfg.embed_examples, len(run.labels("test")))
+    for e in parent.snapshot_epochs(member):
+        rows.append(parent.predictions("test", member, e)[:k])
+        index.append((-1, 0, e))
+    for m in run.members:
+        p, c = divmod(m, n)
+        for e in run.snapshot_epochs(m):
+            rows.append(run.predictions("test", m, e)[:k])
+            index.append((p, c, e))
+    emb = embed_trajectories(function_space_points(np.stack(rows)), cfg.embed, seed=cfg.seed)
+    folder = run.path / FOLDER
+    return {
+        "trajectories.npy": save_npy(folder / "trajectories.npy", emb.coords),
+        "trajectory_index.npy": save_npy(
+            folder / "trajectory_index.npy", np.asarray(index, dtype=np.int64)
+        ),
+    }
+
+
+def read_instability(run: Run) -> InstabilitySummary:
+    """The summary `run_instability` wrote (checked against the manifest)."""
+    return InstabilitySummary.from_dict(run.read_json(f"{FOLDER}/summary.json"))

@@ -1,0 +1,43 @@
+"""The instability figures draw what they are given: the children's curve, both reference
+levels, the threshold and the onset; trajectories one line per child plus the parent's."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from modescape.report.spawn_figures import instability_figure, spawn_trajectories_figure
+
+
+def test_instability_figure_draws_references_threshold_and_onset():
+    fig = instability_figure(
+        [0, 0.5, 1, 4],
+        {"error_barrier": [0.3, 0.1, 0.01, 0.0], "disagreement": [0.4, 0.2, 0.05, 0.02]},
+        within={"error_barrier": 0.005, "disagreement": 0.03},
+        across={"error_barrier": 0.5, "disagreement": 0.45},
+        onset=1.0,
+    )
+    barrier, disagreement = fig.axes
+    assert np.allclose(barrier.lines[0].get_ydata(), [30, 10, 1, 0])
+    levels = sorted(float(line.get_ydata()[0]) for line in barrier.lines[1:4])
+    assert levels == [0.5, 2.0, 50.0]  # within, threshold, across (percent)
+    assert float(barrier.lines[-1].get_xdata()[0]) == 1.0  # the onset
+    assert len(disagreement.lines) == 4  # curve, two references, onset: no threshold
+    assert barrier.get_xscale() == "symlog"
+
+
+def test_no_onset_no_references():
+    fig = instability_figure([0, 1], {"error_barrier": [0.3, 0.2]}, None, None, None)
+    (ax,) = fig.axes
+    assert len(ax.lines) == 2  # the curve and the threshold
+
+
+def test_trajectories_one_line_per_child_and_the_parent():
+    index = np.array([(-1, 0, e) for e in range(4)] + [(p, c, e) for p in (0, 1) for c in (0, 1)
+                                                       for e in (2, 3)])  # fmt: skip
+    coords = np.random.default_rng(0).normal(size=(len(index), 2))
+    fig = spawn_trajectories_figure(coords, index)
+    (ax,) = fig.axes
+    paths = [line for line in ax.lines if line.get_linestyle() == "-"]
+    assert len(paths) == 5  # the parent and four children
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["parent", "children of spawn point 0", "children of spawn point 1"]
