@@ -108,12 +108,13 @@ class Run:
 
     @cached_property
     def data_summary(self) -> dict[str, Any]:
-        return self.manifest.get("data", {})
+        data: dict[str, Any] = self.manifest.get("data", {})
+        return data
 
     # ---- verification ----------------------------------------------------------------------
     def expected_digest(self, rel: str) -> str | None:
         """The sha256 recorded for `rel` (a path inside the run), or None if none is."""
-        digest = self.manifest.get("files", {}).get(rel)
+        digest: str | None = self.manifest.get("files", {}).get(rel)
         parts = rel.split("/")
         member_file = len(parts) > 2 and parts[0] == "members"
         if digest is None and member_file and parts[-1] not in (*_REWRITTEN, "member.json"):

@@ -93,8 +93,8 @@ class Record:
         return cls(**kwargs)
 
 
-def _key(f: dataclasses.Field) -> str:
-    return f.metadata.get("key", f.name)
+def _key(f: dataclasses.Field[Any]) -> str:
+    return str(f.metadata.get("key", f.name))
 
 
 def _dump(value: Any) -> Any:
