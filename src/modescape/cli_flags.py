@@ -44,6 +44,14 @@ class Flag:
     default: str | None = None  # words for a default that is None or a structure
 
 
+def nonempty(text: str) -> str:
+    """An argparse type for names and paths: '' is refused, not read as "the default" (`--out ''`
+    used to write runs/<default>, `--arch ''` to train the default architecture)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
 def split_list(text: str) -> tuple[str, ...]:
     """'a, b,c' → ('a', 'b', 'c')."""
     return tuple(s.strip() for s in text.split(",") if s.strip())

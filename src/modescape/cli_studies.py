@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from modescape.analysis.subspace import SubspaceConfig
-from modescape.cli_flags import Flag, add_dataclass_flags, config_from_args, split_list
+from modescape.cli_flags import Flag, add_dataclass_flags, config_from_args, nonempty, split_list
 from modescape.errors import ModescapeError
 from modescape.studies.landscape import LandscapeConfig, parse_anchors, run_landscape
 from modescape.studies.shift import ShiftConfig, parse_severities, run_shift
@@ -98,7 +98,7 @@ def _study_parser(
     flags: dict[str, Flag],
 ) -> argparse.ArgumentParser:
     p = subparser(sub, name, text)
-    p.add_argument("run", help="run directory")
+    p.add_argument("run", type=nonempty, help="run directory")
     add_dataclass_flags(p, cls, flags)
     p.add_argument("--partial", action="store_true", help="use the finished members only")
     p.add_argument(

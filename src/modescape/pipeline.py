@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modescape.config import RunConfig
+from modescape.config import LAUNCH_RANGES, RunConfig, check_range
 from modescape.errors import ModescapeError, check_choice
 from modescape.options import Executor
 
@@ -84,9 +84,13 @@ def _check_launch(
     from modescape.train.trainer import resolve_device
 
     check_choice("executor", executor, Executor)
-    if workers < 1 or retries < 0:
-        raise ModescapeError(f"workers must be >= 1 and retries >= 0, got {workers}, {retries}")
-    if executor != Executor.SLURM:  # SLURM tasks resolve the device on their own node
+    check_range("workers", workers, LAUNCH_RANGES["workers"])
+    check_range("retries", retries, LAUNCH_RANGES["retries"])
+    if executor == Executor.SLURM:  # SLURM tasks resolve the device on their own node
+        from modescape.train.slurm import check_slurm_available
+
+        check_slurm_available()
+    else:
         resolve_device(device)
     if track is not None:
         from modescape.train.tracking import check_tracking

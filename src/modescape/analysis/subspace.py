@@ -137,8 +137,8 @@ class SubspaceConfig:
             raise ModescapeError(f"subspace.target_drop must be in (0, 1), got {self.target_drop}")
         _check_n(self.calibration_probes, "subspace.calibration_probes")
         _check_n(self.calibration_steps, "subspace.calibration_steps")
-        if self.seed < 0:
-            raise ModescapeError(f"subspace.seed must be >= 0, got {self.seed}")
+        if not 0 <= self.seed <= 2**63 - 1:  # derive_seed's range: a larger one is a typo
+            raise ModescapeError(f"subspace.seed must be in [0, 2**63 - 1], got {self.seed}")
 
     def scale(self, method: str) -> float:
         """The configured scale of `method` (before any calibration)."""

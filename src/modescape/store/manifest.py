@@ -160,15 +160,22 @@ def create_run(
     _clear_interrupted_creation(path)
     if path.is_dir() and any(path.iterdir()) and not (path / "config.json").exists():
         raise ModescapeError(f"--out {path} exists, is not empty and holds no modescape run")
+    made = [p for p in path.parents if not p.exists()]  # removed again if creation fails
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_dead_creations(path)
     tmp = path.parent / f".{path.name}.creating-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     try:
+        tmp.mkdir()
         _write_new_run(tmp, config, data_summary, labels or {}, extra or {})
         killpoint("create.rename")
         _move_into_place(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for parent in made:  # innermost first; only what this call made and left empty
+            with contextlib.suppress(OSError):
+                parent.rmdir()
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     check_config(path, config)  # a concurrent creator may have won the race

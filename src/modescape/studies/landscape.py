@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from modescape.analysis.engine.batched import flatten_params
+from modescape.analysis.engine.points import flat_anchor
 from modescape.analysis.landscape import (
     evaluate_plane,
     interpolate_path,
@@ -74,8 +75,8 @@ class LandscapeConfig:
         # Anchor names are checked here, before any plane is computed (`check_anchors` then
         # checks them against the run).
         for plane in self.planes or ():
-            if len(plane) != 3:
-                raise ModescapeError(f"--anchors needs three names, got {list(plane)}")
+            if len(plane) != 3 or len(set(plane)) != 3:  # a plane needs three distinct points
+                raise ModescapeError(f"--anchors needs three different names, got {list(plane)}")
         for path in self.paths or ():
             if len(path) != 2:
                 raise ModescapeError(f"--path needs two anchors, e.g. m0,m1; got {list(path)}")
@@ -203,11 +204,13 @@ def run_landscape(
         data.y_test[: config.max_examples], config.bn_policy if bn else "keep", bn,
         ResultWriter(ctx.path / S.LANDSCAPE, ctx.run),
     )  # fmt: skip
+    wanted = config.planes or default_planes(ctx.run, members)
+    _check_planes(setup, wanted)
     aligned = None
     if config.align and len(members) > 1:  # first: a network it cannot align costs no plane
         aligned = _aligned_member(setup, members[:2])
     planes = []
-    for anchors in config.planes or default_planes(ctx.run, members):
+    for anchors in wanted:
         grid = f"{config.resolution}x{config.resolution}"
         emit(logger, log, f"landscape: plane {', '.join(anchors)} at {grid}")
         planes.append(_plane(setup, anchors))
@@ -267,6 +270,17 @@ def _window_warnings(setup: _Setup, planes: list, paths: list) -> list[str]:
             )
             warnings |= {warning} if warning else set()
     return sorted(warnings)
+
+
+def _check_planes(setup: _Setup, planes: Any) -> None:
+    """Refuse a plane whose anchors coincide or are collinear (e.g. m0 and m0@e<last>) before
+    any plane's cache folder is written: `plane_axes` raises the ModescapeError naming why."""
+    for anchors in planes:
+        flats = [flat_anchor(setup.model, setup.anchor(a))[0] for a in anchors]
+        try:
+            plane_axes(*flats)
+        except ModescapeError as e:
+            raise ModescapeError(f"--anchors {','.join(anchors)}: {e}") from None
 
 
 def _plane(setup: _Setup, anchors: tuple[str, str, str]) -> S.PlaneEntry:

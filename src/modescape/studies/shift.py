@@ -77,6 +77,10 @@ class ShiftConfig:
     subspace_samples: int = 10  # samples per subspace model under shift (paper: 10-30)
 
     def __post_init__(self) -> None:
+        if self.corruptions is not None and not self.corruptions:  # `--corruptions ''`
+            raise ModescapeError(
+                "shift --corruptions names no corruption (leave it out for the default set)"
+            )
         bad = [s for s in self.severities if s not in SEVERITIES]
         if bad or not self.severities:
             raise ModescapeError(f"severities must be within 1..5, got {list(self.severities)}")

@@ -1,18 +1,58 @@
-"""What `modescape spawn` will cost here, priced before it starts, with `estimate`'s probe.
+"""`modescape spawn`: price the spawn, train the children, measure their instability.
 
-Stages: the replay of the parent to the last spawn point (`train.spawn`), the children's
-training (each child's remaining steps, plus its snapshots' predictions) and the instability
-measures (30-point paths between every pair of children of each spawn point and the two
-reference groups, BatchNorm statistics recomputed at every point where the model has them).
-Children are independent jobs: with an executor that runs them in parallel, the children's
-stage divides by the number running at once.
+`spawn_run` is the one library call behind the command; its price (`estimate_spawn`, from the
+estimate's timed probe) is logged before anything is trained. The stages: the replay of the
+parent to the last spawn point (`train.spawn`), the children's training (each child's remaining
+steps, plus its snapshots' predictions) and the instability measures (30-point paths between
+every pair of children of each spawn point and the two reference groups, BatchNorm statistics
+recomputed at every point where the model has them). Children are independent jobs: with an
+executor that runs them in parallel, the children's stage divides by the number running at once.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from modescape.estimate import CostEstimate, Rates, Stage, _duration, probe_rates
+
+log = logging.getLogger(__name__)
+
+
+def spawn_run(
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    *,
+    member: int = 0,
+    at: Sequence[float] = (0.0,),
+    children: int = 2,
+    seed: int | None = None,
+    measures: Any = None,
+    price: bool = True,
+    **launch: Any,
+) -> tuple[Any, Any]:
+    """Price, spawn and measure: `train.spawn.spawn` then `run_instability` on its run.
+
+    `launch`: executor, workers, device, slurm, retries, threads, shard (as `spawn` takes them).
+    Returns (the children's Run, the InstabilitySummary, or None when a shard left children
+    untrained or a spawn point has a single child). Rerunning resumes."""
+    from modescape.store.run import load_run
+    from modescape.studies.spawn_measures import InstabilityConfig, run_instability
+    from modescape.train.spawn import plan_spawn, spawn
+
+    measures = measures or InstabilityConfig()
+    plan = plan_spawn(run_dir, member, at, children, seed)  # bad input fails before any work
+    if price:
+        for line in spawn_lines(estimate_spawn(plan, measures)):
+            log.info(line)
+    kids = spawn(run_dir, out, member=member, at=at, children=children, seed=seed, **launch)
+    kids = load_run(kids.path)
+    if children < 2 or kids.finished_members() != kids.members:
+        log.info("instability measures wait for every child (>= 2 per spawn point): %s", kids.path)
+        return kids, None
+    return kids, run_instability(kids.path, measures)
 
 
 def spawn_stages(

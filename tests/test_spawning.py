@@ -6,7 +6,7 @@ import pytest
 
 from modescape.config import preset
 from modescape.estimate import Rates
-from modescape.spawn_estimate import spawn_lines, spawn_stages
+from modescape.spawning import spawn_lines, spawn_stages
 from modescape.studies.spawn_measures import InstabilityConfig
 from modescape.train.spawn import SpawnPlan, spawn_points
 
