@@ -44,6 +44,14 @@ def test_resnet_milestones():
     assert t.augment == AugmentConfig(pad_crop=4, flip=True)
 
 
+def test_seed_resnet_gets_the_seed_recipe_and_augmentation():
+    cfg = preset("cifar10", "resnet20", root="/data/c10", variant="seed")
+    assert cfg.train.recipe == "seed" and cfg.data.scaling == "unit"
+    assert cfg.train.augment == AugmentConfig(pad_crop=4, flip=False, brightness=0.5)
+    assert cfg.train.lr_milestones == (9, 19, 29) and cfg.train.epochs == 40
+    assert preset("cifar10", "resnet20", root="/data/c10").train.recipe == "resnet"
+
+
 def test_json_round_trip(tmp_path):
     cfg = preset("cifar10", "resnet20", root="/data/c10")
     assert RunConfig.from_dict(json.loads(cfg.to_json())) == cfg
@@ -71,7 +79,7 @@ def test_overrides_apply_and_validate():
         (lambda: DataConfig(name="imagenet"), "allowed: mnist1d, cifar10"),
         (lambda: DataConfig(name="cifar10"), "needs data.root"),
         (lambda: ModelConfig(arch="vgg"), "allowed: smallcnn"),
-        (lambda: ModelConfig(arch="resnet20", variant="seed"), "only the 'paper'"),
+        (lambda: ModelConfig(arch="resnet20", variant="keras"), "allowed: paper, seed"),
         (lambda: ModelConfig(dropout=1.0), "dropout"),
         (lambda: TrainConfig(optimizer="lion"), "allowed: adam, sgd"),
     ],

@@ -30,7 +30,7 @@ from modescape.config import (
     preset,
 )
 from modescape.errors import ModescapeError
-from modescape.options import Arch, Dataset, Executor, Recipe, Variant, values
+from modescape.options import Arch, Dataset, Executor, ImportOrigin, Recipe, Variant, values
 
 log = logging.getLogger(__name__)
 TRACKERS = ("tensorboard", "wandb", "mlflow")  # train.tracking.TrackerKind, without torch
@@ -324,7 +324,10 @@ def cmd_import(args: argparse.Namespace) -> None:
     from modescape.train.importer import import_checkpoints
 
     cfg = resolve_config(args) or preset()
-    run = import_checkpoints(args.source, args.out, cfg, pattern=args.pattern, fmt=args.format)
+    run = import_checkpoints(
+        args.source, args.out, cfg, pattern=args.pattern, fmt=args.format, origin=args.origin,
+        epoch_offset=args.epoch_offset, keras_config=args.keras_config,
+    )  # fmt: skip
     print(f"imported {run.config.members} member(s) into {run.path}")
 
 
@@ -348,7 +351,7 @@ def _build_export(sub: Any) -> None:
 
 def _build_import(sub: Any) -> None:
     # Literal here, not imported: building the parser must not import torch (train.importer).
-    p = _subparser(sub, "import", "turn existing checkpoints (PyTorch, safetensors, Keras .h5) "
+    p = _subparser(sub, "import", "turn existing checkpoints (PyTorch, safetensors, Keras) "
                    "into a run directory")  # fmt: skip
     p.add_argument("source", type=nonempty, help="folder holding the checkpoints")
     p.add_argument("--out", type=nonempty, required=True, help="new run directory")
@@ -358,6 +361,22 @@ def _build_import(sub: Any) -> None:
         "(default seed{member}/ep{epoch}.pt)",
     )  # fmt: skip
     p.add_argument("--format", default="auto", choices=("auto", "torch", "safetensors", "keras"))
+    p.add_argument(
+        "--origin", choices=values(ImportOrigin),
+        help="where the files came from (required for Keras files): seed-notebooks = the "
+        "authors' notebooks (pixels / 255, seed recipe, file {k} saved after epoch k+1); "
+        "stated = epochs as named plus --epoch-offset (0 = initialisation), pixels as "
+        "data.scaling (default for PyTorch / safetensors files)",
+    )  # fmt: skip
+    p.add_argument(
+        "--epoch-offset", type=int,
+        help="added to {epoch} to give the epochs trained (with --origin stated; default 0)",
+    )  # fmt: skip
+    p.add_argument(
+        "--keras-config", metavar="FILE",
+        help="the graph of weights-only Keras files: a .keras, a model.save .h5 or "
+        "model.to_json() output",
+    )  # fmt: skip
     _add_config_flags(p)
     p.set_defaults(func=cmd_import)
 

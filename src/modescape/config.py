@@ -182,7 +182,7 @@ class DataConfig:
 class ModelConfig:
     # a built-in (options.Arch), a name given to `register_arch`, or "package.module:factory"
     arch: str = Arch.SMALLCNN.value
-    variant: str = Variant.PAPER.value  # paper or seed notebooks; resnet20 has "paper" only
+    variant: str = Variant.PAPER.value  # paper or seed notebooks (models.architectures)
     dropout: float = 0.1  # probability, where the architecture has dropout
     # keyword arguments of the factory (built-ins: only {"padding": "torch" | "keras"})
     arch_kwargs: dict[str, Any] = field(default_factory=dict, hash=False)
@@ -205,8 +205,6 @@ class ModelConfig:
         if self.arch in builtins and set(self.arch_kwargs) - {"padding"}:
             raise ModescapeError("model.arch_kwargs of a built-in may only hold 'padding'")
         _set_choice(self, "variant", "variant", Variant)
-        if self.arch == "resnet20" and self.variant != "paper":
-            raise ModescapeError("resnet20 has only the 'paper' variant (canonical ResNet20v1)")
 
 
 @dataclass(frozen=True)
@@ -395,6 +393,15 @@ def recipe(name: str, **overrides: Any) -> TrainConfig:
     return TrainConfig(recipe=name, **{**_RECIPES[name], **overrides})
 
 
+def recipe_for(name: str, arch: str) -> TrainConfig:
+    """A recipe as it applies to `arch`: the seed notebooks' ResNet runs add their augmentation
+    (4-pixel pad-and-crop, brightness max delta 0.5 on [0, 1] pixels, no flips)."""
+    train = recipe(name)
+    if name == "seed" and arch == "resnet20":
+        train = replace(train, augment=AugmentConfig(pad_crop=4, brightness=0.5))
+    return train
+
+
 def preset(
     data: str = "mnist1d",
     arch: str = "smallcnn",
@@ -407,11 +414,11 @@ def preset(
     variant: str = "paper",
 ) -> RunConfig:
     """A sensible RunConfig for a dataset/architecture pair: the one-liner behind the CLI."""
+    if recipe_name is None and arch == "resnet20" and variant == "seed":
+        recipe_name = "seed"  # the seed's ResNet with its own recipe and augmentation
     if recipe_name is None:
         recipe_name = "demo" if data == "mnist1d" else "resnet" if arch == "resnet20" else "paper"
-    train = recipe(recipe_name)
-    if recipe_name == "seed" and arch == "resnet20":
-        train = replace(train, augment=AugmentConfig(pad_crop=4, brightness=0.5))
+    train = recipe_for(recipe_name, arch)
     if epochs is not None:
         train = replace(train, epochs=epochs)
     scaling = "raw" if recipe_name == "paper" and data != "mnist1d" else "unit"

@@ -91,6 +91,18 @@ class Recipe(StrEnum):
     RESNET = "resnet"
 
 
+class ImportOrigin(StrEnum):
+    """Where imported checkpoints came from, which fixes what a file does not record: how the
+    model's inputs were scaled and what the number in its name means."""
+
+    # The authors' seed notebooks (Keras): pixels / 255, the seed recipe, and the file named
+    # `..._checkpoint_{k}` written by `on_epoch_end(k)` (0-based), i.e. after epoch k + 1.
+    SEED_NOTEBOOKS = "seed-notebooks"
+    # Anything else: {epoch} + --epoch-offset is the number of epochs trained (0: the
+    # initialisation), and the run's data.scaling is what the model was trained on.
+    STATED = "stated"
+
+
 class Profile(StrEnum):
     """Named sizes of a whole `modescape run` (`modescape.profiles`)."""
 

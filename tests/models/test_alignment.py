@@ -18,6 +18,8 @@ CASES = [
     ("mediumcnn", "seed", (1, 40)),
     ("resnet20", "paper", (3, 8, 8)),
     ("smallcnn", "paper", (1, 40)),
+    ("resnet20", "seed", (3, 32, 32)),
+    ("resnet20", "seed", (1, 40)),
 ]
 
 
