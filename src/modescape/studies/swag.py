@@ -60,12 +60,15 @@ EVALUATED = ("swa", "swag", "swag_diag", "mc_dropout")  # methods with predictio
 SAMPLE_SIZES = (1, 2, 5, 10, 20, 30, 50, 100)
 
 
-def run_swag(path: str | Path | RunContext, config: SwagConfig | None = None) -> S.SwagSummary:
-    """Evaluate every method of `config` around every finished member and compare them."""
+def run_swag(
+    path: str | Path | RunContext, config: SwagConfig | None = None, *, allow_partial: bool = False
+) -> S.SwagSummary:
+    """Evaluate every method of `config` around every finished member and compare them
+    (`allow_partial`: the finished members of an unfinished run)."""
     start = time.perf_counter()
     config = config or SwagConfig()
     ctx = open_context(path)
-    members = ctx.run.require_complete(False)
+    members = ctx.run.require_complete(allow_partial)
     out = ResultWriter(ctx.path / FOLDER, ctx.run)
     out.json("config.json", asdict(config))
     probs, skipped, collection = _predictions(ctx, config, members, out)
@@ -82,7 +85,7 @@ def run_swag(path: str | Path | RunContext, config: SwagConfig | None = None) ->
         "samples.csv", ["method", "size", "metric", "mean", "std"], _sample_curves(probs, labels)
     )
     header = ["kind", "method", "member", "sample", "accuracy", "norm_diversity"]
-    out.csv(S.SWAG_PLANE, header, _plane(probs, finals, labels))
+    out.csv(S.SWAG_PLANE, header, _plane(probs, members, finals, labels))
     tsne_rows, tsne = _tsne(ctx, members, probs, labels, config)
     out.csv(S.SWAG_TSNE, ["kind", "method", "member", "index", "x", "y"], tsne_rows)
     summary = S.SwagSummary(
@@ -196,16 +199,17 @@ def _sample_curves(probs: dict[str, dict[int, np.ndarray]], labels: np.ndarray) 
     return rows
 
 
-def _plane(probs, finals: np.ndarray, labels: np.ndarray) -> list[list[Any]]:
-    """Member 0's samples of every method against its final snapshot, and the other members
-    (the paper's independent solutions), in the subspace study's plane.csv columns."""
-    ref = finals[0]
+def _plane(probs, members: list[int], finals: np.ndarray, labels: np.ndarray) -> list[list[Any]]:
+    """The first member's samples of every method against its final snapshot, and the other
+    members (the paper's independent solutions), in the subspace study's plane.csv columns."""
+    ref, first = finals[0], members[0]
     rows = []
     for method, per_member in probs.items():
-        acc, div = diversity_accuracy_points(ref, per_member[0], labels)
-        rows += [["sample", method, 0, j, a, d] for j, (a, d) in enumerate(zip(acc, div))]
-    acc, div = diversity_accuracy_points(ref, finals[1:], labels)
-    rows += [["member", "independent", i + 1, 0, a, d] for i, (a, d) in enumerate(zip(acc, div))]
+        acc, div = diversity_accuracy_points(ref, per_member[first], labels)
+        rows += [["sample", method, first, j, a, d] for j, (a, d) in enumerate(zip(acc, div))]
+    if len(members) > 1:
+        acc, div = diversity_accuracy_points(ref, finals[1:], labels)
+        rows += [["member", "independent", m, 0, a, d] for m, a, d in zip(members[1:], acc, div)]
     return [[*r[:4], float(r[4]), float(r[5]) if np.isfinite(r[5]) else None] for r in rows]
 
 
