@@ -12,7 +12,7 @@ from modescape.profiles import PROFILES, apply_profile, describe, study_settings
 def test_quick_sizes_the_run_and_explicit_settings_win():
     base = preset("cifar10", "smallcnn", root="x")
     quick = apply_profile(base, "quick", ["members=2"])
-    assert (quick.data.train_size, quick.data.test_size) == (5000, 1000)
+    assert (quick.data.train_size, quick.data.test_size) == (2000, 1000)
     assert quick.members == 2 and quick.train.epochs == 10 and quick.profile == "quick"
     assert quick.to_dict()["profile"] == "quick"
     assert RunConfig.from_dict(quick.to_dict()) == quick
@@ -21,7 +21,7 @@ def test_quick_sizes_the_run_and_explicit_settings_win():
     assert "train_size" not in base.to_dict()["data"]
     with pytest.raises(ModescapeError, match=r"unknown profile 'fast' \(allowed: paper, quick"):
         apply_profile(base, "fast")
-    assert "5,000 training" in describe("quick") and describe("") == "the paper's settings"
+    assert "2,000 training" in describe("quick") and describe("") == "the paper's settings"
 
 
 def test_every_study_setting_of_a_profile_exists():

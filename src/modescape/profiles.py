@@ -1,7 +1,7 @@
 """Named profiles: the sizes of a whole `modescape run`, training and every study, in one word.
 
 The paper's settings are the default (`paper`: nothing changed). `quick` makes a run on real
-data finish in minutes on a laptop CPU: seeded, stratified subsets of the data (5,000 training
+data finish in minutes on a laptop CPU: seeded, stratified subsets of the data (2,000 training
 and 1,000 test examples; `data.subsets`), 3 members of 10 epochs, and smaller studies (fewer
 t-SNE examples, subspace samples, plane points, corruption severities and examples). Every
 number it changes is listed in `PROFILES` and recorded where it takes effect (the run's
@@ -34,10 +34,10 @@ class ProfileSpec:
 PROFILES: dict[str, ProfileSpec] = {
     Profile.PAPER: ProfileSpec("the paper's settings"),
     Profile.QUICK: ProfileSpec(
-        "minutes on a laptop CPU: stratified subsets of 5,000 training and 1,000 test "
+        "minutes on a laptop CPU: stratified subsets of 2,000 training and 1,000 test "
         "examples, 3 members x 10 epochs, smaller studies",
         config=(
-            "data.train_size=5000",
+            "data.train_size=2000",
             "data.test_size=1000",
             "members=3",
             "train.epochs=10",

@@ -154,11 +154,20 @@ def shift_inputs(
     x_clean, y_clean = ctx.inputs("test")[:n], data.y_test[:n].numpy()
     images = data.x_test.dim() == 4
     if config.cifar10c:
-        from modescape.data.cifar10c import available_corruptions, load_cifar10c
+        from modescape.data.cifar10c import (
+            CIFAR10C_CORRUPTIONS,
+            available_corruptions,
+            load_cifar10c,
+        )
 
         names = list(config.corruptions or available_corruptions(config.cifar10c))
         if ctx.run.config.data.name != "cifar10":
             raise ModescapeError("--cifar10c applies to runs trained on cifar10")
+        if not names:  # e.g. a folder with labels.npy alone: nothing to evaluate
+            raise ModescapeError(
+                f"--cifar10c {config.cifar10c} holds no <corruption>.npy file (allowed names: "
+                f"{', '.join(CIFAR10C_CORRUPTIONS)})"
+            )
 
         last: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
 
