@@ -17,6 +17,7 @@ from modescape.errors import ModescapeError
 from modescape.models.registry import build_model
 from modescape.report.html import write_report
 from modescape.store.run import load_run
+from modescape.store.summary import run_summary
 from modescape.studies.weights_functions import analyze_run
 from modescape.train.importer import find_checkpoints, import_checkpoints
 from tests.conftest import ROOT, cli
@@ -198,6 +199,9 @@ def test_seed_notebook_series_imports_as_trained(tmp_path):
         np.testing.assert_allclose(run.predictions("test", 0, k + 1), ref["probs"][k], atol=1e-5)
     imported = json.loads((run.path / "manifest.json").read_text())["imported"]
     assert imported["origin"] == "seed-notebooks" and imported["epoch_offset"] == 1
+    origin = run_summary(run)["origin"]
+    assert origin.startswith("imported, not trained here: 3 keras file(s)")
+    assert "seed notebooks' Keras files (pixels / 255" in origin
 
 
 def test_keras_files_need_their_origin(tmp_path):
