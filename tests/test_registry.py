@@ -109,7 +109,7 @@ def analysis_and_params(params_study, monkeypatch):
 def test_every_builtin_declaration_resolves():
     """Each string reference names an existing object (a renamed function fails here)."""
     names = [s.name for s in studies()]
-    assert names == ["analysis", "subspace", "landscape", "shift"]
+    assert names == ["analysis", "subspace", "swag", "landscape", "shift"]
     for s in studies():
         for what in ("runner", "settings", "summary", "cost", "outcome"):
             assert callable(s.get(what)), (s.name, what)
@@ -219,4 +219,9 @@ def test_cli_flags_of_every_builtin_study_name_real_fields():
 def test_the_pipeline_runs_every_registered_study_in_order(params_study):
     from modescape.pipeline import study_stages
 
-    assert [name for name, _ in study_stages(tiny_config())] == [s.name for s in studies()]
+    cfg = tiny_config()
+    expected = [s.name for s in studies() if s.applies_to(cfg)]
+    assert [name for name, _ in study_stages(cfg)] == expected
+    assert "params" in expected and "swag" not in expected  # swag: runs with a collection phase
+    with_swag = cfg.with_overrides(["train.collect.epochs=2"])
+    assert "swag" in [name for name, _ in study_stages(with_swag)]

@@ -76,6 +76,7 @@ _EXPORTS: dict[str, str] = {
     "average_state_dicts": "modescape.analysis.weightspace",
     "embed_trajectories": "modescape.analysis.trajectories",
     "SubspaceConfig": "modescape.analysis.subspace",
+    "SwagConfig": "modescape.analysis.swag",
     "evaluate_plane": "modescape.analysis.landscape",
     "PlaneResult": "modescape.analysis.landscape",
     "PlaneOptions": "modescape.analysis.landscape",
@@ -90,6 +91,7 @@ _EXPORTS: dict[str, str] = {
     "run_landscape": "modescape.studies.landscape",
     "ShiftConfig": "modescape.studies.shift",
     "run_shift": "modescape.studies.shift",
+    "run_swag": "modescape.studies.swag",
     "write_report": "modescape.report.html",
     "compare_runs": "modescape.report.compare",
 }
@@ -110,6 +112,7 @@ __all__ = [  # the public API; tests/test_api.py checks it matches _EXPORTS
     "RunConfig",
     "ShiftConfig",
     "SubspaceConfig",
+    "SwagConfig",
     "TrainConfig",
     "__version__",
     "accuracy",
@@ -145,6 +148,7 @@ __all__ = [  # the public API; tests/test_api.py checks it matches _EXPORTS
     "run_pipeline",
     "run_shift",
     "run_subspace",
+    "run_swag",
     "select_parameter_names",
     "spawn",
     "stack_flat",
@@ -181,6 +185,7 @@ if TYPE_CHECKING:  # what static checkers and IDEs see; never executed
     )
     from modescape.analysis.metrics import accuracy, brier, ece, evaluate, nll
     from modescape.analysis.subspace import SubspaceConfig
+    from modescape.analysis.swag import SwagConfig
     from modescape.analysis.trajectories import embed_trajectories
     from modescape.analysis.weightspace import (
         average_state_dicts,
@@ -213,6 +218,7 @@ if TYPE_CHECKING:  # what static checkers and IDEs see; never executed
     from modescape.studies.landscape import LandscapeConfig, run_landscape
     from modescape.studies.shift import ShiftConfig, run_shift
     from modescape.studies.subspace import run_subspace
+    from modescape.studies.swag import run_swag
     from modescape.training.importer import import_checkpoints
     from modescape.training.tracking import export_run
     from modescape.training.trainer import train

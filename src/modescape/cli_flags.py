@@ -31,6 +31,14 @@ FIELD_CHOICES: dict[str, type[StrEnum]] = {
 }
 
 
+def nonempty(text: str) -> str:
+    """An argparse type for names and paths: '' is refused, not read as "the default" (`--out ''`
+    used to write runs/<default>, `--arch ''` to train the default architecture)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
 def _scalar_type(hint: Any) -> type | None:
     """int/float/str/bool for `int`, `int | None`, ...; None for anything else (tuples)."""
     args = [a for a in typing.get_args(hint) if a is not type(None)]

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from modescape.cli_flags import add_dataclass_flags, config_from_args
+from modescape.cli_flags import add_dataclass_flags, config_from_args, nonempty
 from modescape.errors import ModescapeError
 from modescape.registry import Study, studies, study
 
@@ -22,7 +22,7 @@ def _study_parser(
     subparser: Callable[..., argparse.ArgumentParser], sub: Any, s: Study
 ) -> argparse.ArgumentParser:
     p = subparser(sub, s.cli, s.help)
-    p.add_argument("run", help="run directory")
+    p.add_argument("run", type=nonempty, help="run directory")
     add_dataclass_flags(p, s.get("settings"), s.cli_flags())
     for a in s.arguments:
         p.add_argument(a.flag, dest=a.dest, type=int, default=a.default, help=a.help)

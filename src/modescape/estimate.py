@@ -133,7 +133,11 @@ def estimate_run(
     )
     chosen = {s.name: s.default_settings(config) for s in registry.studies()} | (studies or {})
     stages = [_training(config, shape, rates)]
-    stages += [s.get("cost")(config, shape, rates, chosen) for s in registry.studies()]
+    stages += [
+        s.get("cost")(config, shape, rates, chosen)
+        for s in registry.studies()
+        if s.applies_to(config)
+    ]
     return CostEstimate(stages, rates, torch.get_num_threads(), "cpu")
 
 
@@ -291,8 +295,10 @@ def _training(config: RunConfig, shape: DataShape, rates: Rates) -> Stage:
     t = config.train
     steps = math.ceil(shape.n_train / t.batch_size)
     snapshots = t.epochs // t.snapshot_every + 1  # each snapshot's test predictions
-    per_member = t.epochs * steps * rates.train_step + snapshots * shape.n_test * rates.forward
-    work = f"{config.members} members x {t.epochs} epochs x {steps} steps"
+    # a collection phase (train.collect): more epochs, each with one test evaluation
+    epochs, evals = t.epochs + t.collect.epochs, snapshots + t.collect.epochs
+    per_member = epochs * steps * rates.train_step + evals * shape.n_test * rates.forward
+    work = f"{config.members} members x {epochs} epochs x {steps} steps"
     return Stage("training", config.members * per_member, work)
 
 
@@ -329,10 +335,23 @@ def subspace_cost(
     calibration = 0
     if sc.mode is SamplerMode.CALIBRATED:
         probes = (sc.calibration_steps + CALIBRATION_EVALS) * sc.calibration_probes
+        probes += sc.calibration_check  # the fresh samples at the calibrated scale
         calibration = G * M * probes * (min(CALIBRATION_EXAMPLES, shape.n_train) + bn)
     seconds = samples + calibration * rates.forward
     work = f"{G} samplers x {M} members x {n} samples on {shape.n_test}, calibration"
     return Stage("subspace", seconds, work)
+
+
+def swag_cost(
+    config: RunConfig, shape: DataShape, rates: Rates, chosen: Mapping[str, Any]
+) -> Stage:
+    """`modescape swag`: per member one SWA model and n SWAG and n SWAG-Diagonal samples
+    (BatchNorm recomputed each), T MC-dropout passes."""
+    sc, M = chosen["swag"], config.members
+    points = M * (1 + 2 * sc.n_samples)
+    seconds = points * (shape.n_test + _bn_forwards(shape)) + M * sc.mc_passes * shape.n_test
+    work = f"{M} members x (1 + 2 x {sc.n_samples} samples + {sc.mc_passes} passes)"
+    return Stage("swag", seconds * rates.forward, work)
 
 
 def landscape_cost(

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modescape.config import RunConfig
+from modescape.config import LAUNCH_RANGES, RunConfig, check_range
 from modescape.errors import ModescapeError, check_choice
 from modescape.options import Executor
 from modescape.registry import Study, studies
@@ -85,9 +85,13 @@ def _check_launch(
     from modescape.training.trainer import resolve_device
 
     check_choice("executor", executor, Executor)
-    if workers < 1 or retries < 0:
-        raise ModescapeError(f"workers must be >= 1 and retries >= 0, got {workers}, {retries}")
-    if executor != Executor.SLURM:  # SLURM tasks resolve the device on their own node
+    check_range("workers", workers, LAUNCH_RANGES["workers"])
+    check_range("retries", retries, LAUNCH_RANGES["retries"])
+    if executor == Executor.SLURM:  # SLURM tasks resolve the device on their own node
+        from modescape.training.slurm import check_slurm_available
+
+        check_slurm_available()
+    else:
         resolve_device(device)
     if track is not None:
         from modescape.training.tracking import check_tracking
@@ -103,9 +107,11 @@ def _resolved_cpu(device: str) -> bool:
 
 def study_stages(config: RunConfig) -> list[tuple[str, Callable[[Path], Any]]]:
     """What `run_pipeline` runs after training, in order: (study name, function of the run
-    directory) for every registered study (`modescape.registry`), each with the settings
-    `modescape run` uses for `config` (benchmarks time them one by one)."""
-    return [(s.name, _stage(s, s.default_settings(config))) for s in studies()]
+    directory) for every registered study that applies to `config` (`modescape.registry`), each
+    with the settings `modescape run` uses for it (benchmarks time them one by one)."""
+    return [
+        (s.name, _stage(s, s.default_settings(config))) for s in studies() if s.applies_to(config)
+    ]
 
 
 def _stage(study: Study, settings: Any) -> Callable[[Path], Any]:

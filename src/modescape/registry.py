@@ -94,6 +94,7 @@ class Study:
     pages: tuple[Page, ...] = ()
     flags: Ref = None
     defaults: Ref = None
+    applies: Ref = None  # applies(run_config) -> bool: does `modescape run` run it (None: always)
     arguments: tuple[Argument, ...] = ()
     command: str = ""  # the CLI subcommand when users type another word than `name`
 
@@ -108,6 +109,10 @@ class Study:
     def default_settings(self, run_config: Any) -> Any:
         """The settings `modescape run` uses for a run of `run_config`."""
         return self.get("settings")() if self.defaults is None else self.get("defaults")(run_config)
+
+    def applies_to(self, run_config: Any) -> bool:
+        """Whether `modescape run` runs (and `--budget` prices) the study for `run_config`."""
+        return self.applies is None or bool(self.get("applies")(run_config))
 
     def cli_flags(self) -> Mapping[str, Flag]:
         return {} if self.flags is None else self.get("flags")
@@ -158,6 +163,18 @@ BUILTIN: tuple[Study, ...] = (
         flags=_S + "subspace:CLI_FLAGS",
         arguments=(Argument("--reference", "reference", 0, "member of the diversity plane"),),
         pages=(Page(70, _R + "subspace:subspace_section"),),
+    ),
+    Study(
+        name="swag",
+        help="SWA, SWAG, SWAG-Diagonal, MultiSWAG and MC dropout around every member",
+        runner=_S + "swag:run_swag",
+        settings="modescape.analysis.swag:SwagConfig",
+        summary=_SCHEMA + "SwagSummary",
+        cost=_E + "swag_cost",
+        outcome=_S + "swag:outcome",
+        flags=_S + "swag:CLI_FLAGS",
+        applies=_S + "swag:applies",
+        pages=(Page(75, _R + "swag:swag_section"),),
     ),
     Study(
         name="landscape",

@@ -99,7 +99,10 @@ def test_import_path_found_from_cwd_without_it_on_sys_path(monkeypatch, tmp_path
         ("examples.tiny_factory:nope", "has no attribute 'nope'"),
         ("examples.tiny_factory:TinyNet.forward.__name__", "is not callable"),
         ("torch.nn:Identity.__init__.__doc__", "is not callable"),
-        ("builtins:len", "cannot be called"),
+        ("builtins:len", "'len' is the builtin function .*builtins.len, not a model factory"),
+        ("builtins:eval", "builtins.eval, not a model factory"),
+        ("collections:OrderedDict", "the class collections.OrderedDict, not a model factory"),
+        ("os.path:join", r"calling the function .*join\(in_shape=.* raised TypeError"),
     ],
 )
 def test_bad_architectures_give_one_clear_error(arch, message):

@@ -83,3 +83,13 @@ def test_factory_kwargs_are_the_ones_the_factory_names():
 
     hp = {"width": 4, "lr": 0.1, "num_classes": 10}
     assert factory_kwargs(hp, factory) == {"width": 4}
+
+
+def test_near_chance_is_flagged_only_when_every_member_is_there():
+    from modescape.training.checkpoints import near_chance_message
+
+    msg = near_chance_message({0: 0.10, 1: 0.11}, 10, "raw")
+    assert "near chance" in msg and "m0 0.100, m1 0.110" in msg and "'raw'" in msg
+    assert near_chance_message({0: 0.10, 1: 0.62}, 10, "raw") is None
+    assert near_chance_message({0: 0.55}, 2, "unit") is not None
+    assert near_chance_message({}, 10, "unit") is None

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import cli
 
 from modescape.errors import ModescapeError
 from modescape.store.files import load_safetensors
@@ -73,6 +74,10 @@ def test_children_start_from_the_parent_and_differ_by_seed(parent, children):
     assert run.manifest["spawn_replay"]["verified_epochs"] == [0, 1, 2, 3, 4]
     assert verify_run(children) == []
     assert [r["state"] for r in run_status(children)] == ["finished"] * 4
+    code, out, _ = cli("verify", str(children))  # the readers treat it like any run
+    assert code == 0
+    code, out, _ = cli("status", str(children))
+    assert code == 0 and out.count("finished") == 4
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(parent, children, tmp_path):
@@ -97,6 +102,24 @@ def test_replayed_state_is_the_parents_optimiser_state(parent):
         assert torch.equal(v, resume[k]), k
     assert any(k.startswith("opt.") and k.endswith("exp_avg_sq") for k in got)
     assert replay["verified_epochs"] == [0, 1, 2, 3, 4, 5]
+
+
+def test_a_replay_that_differs_is_refused_or_reset(parent, monkeypatch):
+    """Pretend the replay missed the parent's snapshot at epoch 2 (as on a GPU)."""
+    import modescape.training.spawn as sp
+
+    par = load_run(parent)
+    plan = plan_spawn(parent, 0, [2], 1, 0)
+    exact, _ = replay_parent(par, plan, "cpu")
+    real = sp.snapshot_digest
+    monkeypatch.setattr(
+        sp, "snapshot_digest", lambda model, e, m: "0" * 64 if e == 2 else real(model, e, m)
+    )
+    with pytest.raises(ModescapeError, match="did not reproduce its snapshot at epoch 2"):
+        replay_parent(par, plan, "cpu")
+    approx, replay = replay_parent(par, plan, "cpu", exact=False)
+    assert replay["verified_epochs"] == [0, 1] and replay["reset_epochs"] == [2]
+    assert approx == exact  # the stored weights are the replayed ones here
 
 
 def test_resume_after_kill_and_shards(parent, children, tmp_path):

@@ -184,6 +184,8 @@ def read_json(path: str | Path, expect: type | None = None) -> Any:
         raise ModescapeError(f"missing file {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModescapeError(f"corrupt JSON file {path}: {e}") from None
+    except ValueError:  # valid JSON with an integer of more digits than Python converts
+        raise ModescapeError(f"corrupt JSON file {path}: an integer too long to read") from None
     except RecursionError:
         raise ModescapeError(f"corrupt JSON file {path}: nested too deeply") from None
     if expect is not None and not isinstance(obj, expect):

@@ -29,6 +29,7 @@ SETTINGS = "settings.json"  # the resolved settings a cache folder was computed 
 
 # <run>/<folder>/ of each study
 ANALYSIS, SUBSPACE, LANDSCAPE, SHIFT = "analysis", "subspace", "landscape", "shift"
+SWAG = "swag"
 
 # analysis/
 INDEX_CSV = "index.csv"
@@ -188,6 +189,8 @@ class CalibrationRecord(Record):
     probe_accuracy: float
     n_evaluations: int
     reached: bool
+    # fresh samples at `scale` (subspace.calibration_check): what the drop is beyond the probes
+    check_accuracies: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -297,3 +300,30 @@ class ShiftSummary(Record):
     # [corruption, severity] pairs that left the inputs unchanged: in no average
     no_ops: list[list[Any]] = field(default_factory=list)
     elapsed_s: float | None = None  # wall time of the call that wrote this summary
+
+
+# swag/ (`modescape swag`)
+SWAG_PREDS = "preds/{method}/m{member:03d}/probs.npy"
+SWAG_CURVES = "curves.csv"
+SWAG_SAMPLES = "samples.csv"
+SWAG_PLANE = "plane.csv"
+SWAG_TSNE = "tsne.csv"
+
+
+@dataclass
+class SwagSummary(Record):
+    """`modescape swag` (summary.json). `table`: one row per method, {method, members, forwards
+    (test-set forward passes), collect_epochs (collection-phase epochs, all members), accuracy,
+    nll, brier, ece}; `collection`: iterates per member and the collection phase's settings;
+    `plane`: member 0's reference accuracy and the plane's reference curves (or None)."""
+
+    config: dict[str, Any]
+    members: list[int]
+    table: list[dict[str, Any]]
+    collection: dict[str, Any]
+    batchnorm: str
+    skipped: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+    tsne: dict[str, Any] = field(default_factory=dict)
+    plane: dict[str, Any] = field(default_factory=dict)
+    elapsed_s: float | None = None

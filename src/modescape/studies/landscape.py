@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from modescape.analysis.engine.batched import flatten_params
+from modescape.analysis.engine.points import flat_anchor
 from modescape.analysis.landscape import (
     evaluate_plane,
     interpolate_path,
@@ -75,8 +76,8 @@ class LandscapeConfig:
         # Anchor names are checked here, before any plane is computed (`check_anchors` then
         # checks them against the run).
         for plane in self.planes or ():
-            if len(plane) != 3:
-                raise ModescapeError(f"--anchors needs three names, got {list(plane)}")
+            if len(plane) != 3 or len(set(plane)) != 3:  # a plane needs three distinct points
+                raise ModescapeError(f"--anchors needs three different names, got {list(plane)}")
         for path in self.paths or ():
             if len(path) != 2:
                 raise ModescapeError(f"--path needs two anchors, e.g. m0,m1; got {list(path)}")
@@ -200,8 +201,13 @@ def run_landscape(
         data.y_test[: config.max_examples], config.bn_policy if bn else "keep", bn,
         ResultWriter(ctx.path / S.LANDSCAPE, ctx.run),
     )  # fmt: skip
+    wanted = config.planes or default_planes(ctx.run, members)
+    _check_planes(setup, wanted)
+    aligned = None
+    if config.align and len(members) > 1:  # first: a network it cannot align costs no plane
+        aligned = _aligned_member(setup, members[:2])
     planes = []
-    for anchors in config.planes or default_planes(ctx.run, members):
+    for anchors in wanted:
         grid = f"{config.resolution}x{config.resolution}"
         logger.info(f"landscape: plane {', '.join(anchors)} at {grid}")
         planes.append(_plane(setup, anchors))
@@ -210,7 +216,7 @@ def run_landscape(
     if config.align and len(members) > 1:
         who = f"member {members[1]} onto member {members[0]}"
         logger.info(f"landscape: permutation alignment of {who}")
-        alignment, rows, entry = _alignment(setup, members[:2])
+        alignment, rows, entry = _alignment(setup, members[:2], aligned)
         path_rows += rows
         paths.append(entry)
         pair = (f"m{members[0]}", f"m{members[1]}")
@@ -261,6 +267,17 @@ def _window_warnings(setup: _Setup, planes: list, paths: list) -> list[str]:
             )
             warnings |= {warning} if warning else set()
     return sorted(warnings)
+
+
+def _check_planes(setup: _Setup, planes: Any) -> None:
+    """Refuse a plane whose anchors coincide or are collinear (e.g. m0 and m0@e<last>) before
+    any plane's cache folder is written: `plane_axes` raises the ModescapeError naming why."""
+    for anchors in planes:
+        flats = [flat_anchor(setup.model, setup.anchor(a))[0] for a in anchors]
+        try:
+            plane_axes(*flats)
+        except ModescapeError as e:
+            raise ModescapeError(f"--anchors {','.join(anchors)}: {e}") from None
 
 
 def _plane(setup: _Setup, anchors: tuple[str, str, str]) -> S.PlaneEntry:
@@ -373,15 +390,28 @@ def _path_rows(name: str, result) -> list[list[Any]]:
     ]
 
 
-def _alignment(setup: _Setup, pair: list[int]):
-    """Weight-match member j onto member i: how much of their distance is permutation symmetry."""
+def _aligned_member(setup: _Setup, pair: list[int]) -> dict[str, torch.Tensor]:
+    """Member j weight-matched onto member i (its function checked on a probe batch), or one
+    error naming the flag that skips the alignment."""
     from modescape.models.alignment import align
 
+    run = setup.ctx.run
+    m = run.config.model  # model + probe: any architecture, function checked on the probe
+    try:
+        return align(run.state_dict(pair[0]), run.state_dict(pair[1]), m.arch, m.variant,
+                     model=setup.model, probe=setup.x[:256])  # fmt: skip
+    except ModescapeError as e:
+        raise ModescapeError(
+            f"{e}; to study the landscape without it: modescape landscape --no-align "
+            "(LandscapeConfig(align=False))"
+        ) from None
+
+
+def _alignment(setup: _Setup, pair: list[int], aligned: dict[str, torch.Tensor]):
+    """Weight-match member j onto member i: how much of their distance is permutation symmetry."""
     run, names = setup.ctx.run, setup.ctx.param_names
     i, j = pair
     sd_i, sd_j = run.state_dict(i), run.state_dict(j)
-    m = run.config.model  # model + probe: any architecture, function checked on the probe
-    aligned = align(sd_i, sd_j, m.arch, m.variant, model=setup.model, probe=setup.x[:256])
     vi, vj, va = (flatten_params(sd, names).double() for sd in (sd_i, sd_j, aligned))
     probs = []
     for sd in (sd_j, aligned):

@@ -114,3 +114,24 @@ def mismatch_message(
     if shapes:
         parts.append(f"{len(shapes)} shape(s) differ, first {shapes[0]}")
     return "; ".join(parts)
+
+
+def near_chance_message(
+    accuracies: Mapping[int, float], num_classes: int, scaling: str, margin: float = 0.5
+) -> str | None:
+    """A warning when every imported member scores within `margin` x chance of chance
+    (1 / classes) on the test split: the usual sign of inputs preprocessed otherwise than in the
+    checkpoint's own pipeline. None when one member does better."""
+    if not accuracies or num_classes < 2:
+        return None
+    chance = 1.0 / num_classes
+    if max(accuracies.values()) > chance * (1 + margin):
+        return None
+    shown = ", ".join(f"m{m} {a:.3f}" for m, a in sorted(accuracies.items())[:SHOWN])
+    return (
+        f"the imported snapshots score near chance on the test split ({shown}; chance "
+        f"{chance:.3f}): are the inputs preprocessed as in the checkpoints' own pipeline? "
+        f"data.scaling is {scaling!r}; torchvision's ToTensor + Normalize(mean, std) is "
+        "--set data.scaling=normalize --set data.mean=[...] --set data.std=[...], ToTensor "
+        "alone data.scaling=unit, raw 0-255 pixels data.scaling=raw"
+    )

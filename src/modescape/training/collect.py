@@ -23,7 +23,7 @@ import torch
 from modescape.analysis.swag import SwagMoments, collect, empty_moments
 from modescape.analysis.weightspace import param_names
 from modescape.store.files import atomic_write_bytes, killpoint, save_safetensors
-from modescape.training.loop import predict, train_epoch
+from modescape.training.loop import evaluate_split, train_epoch
 
 if TYPE_CHECKING:
     from modescape.training.trainer import MemberTrainer
@@ -96,12 +96,9 @@ class Collector:
         record: dict[str, Any] = {"epoch": epoch, "collected": self.moments.n} | stats
         record["lr_last"] = t.opt.param_groups[0]["lr"]
         for split, x in t.x_eval.items():
-            probs = predict(t.model, x)
-            y = t.y_eval[split]
-            record[f"{split}_loss"] = torch.nn.functional.nll_loss(
-                probs.clamp_min(1e-12).log(), y
-            ).item()
-            record[f"{split}_acc"] = (probs.argmax(1) == y).float().mean().item()
+            _, record[f"{split}_loss"], record[f"{split}_acc"] = evaluate_split(
+                t.model, x, t.y_eval[split]
+            )
         self.records = [r for r in self.records if r["epoch"] < epoch] + [record]
         text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.records)
         path = t.mdir / COLLECT_METRICS

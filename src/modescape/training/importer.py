@@ -8,8 +8,16 @@ Sources, mapped to (member, epoch) by a pattern relative to the source folder, e
   wraps the state dict under "state_dict", "model_state_dict" or "model" is unwrapped, and a
   DataParallel "module." prefix dropped;
 - safetensors files;
-- the seed notebooks' Keras `.h5` checkpoints of the built-ins (`models.keras`, h5py needed);
-  the model is then built with Keras' asymmetric padding (`arch_kwargs={"padding": "keras"}`).
+- Keras files (`models.keras`, h5py needed): `model.save` `.h5` (the seed notebooks'
+  checkpoints), Keras 3 `.keras` archives and `.weights.h5` files, for the built-ins (then built
+  with Keras' asymmetric padding, `arch_kwargs={"padding": "keras"}`) and any registered factory.
+
+A file does not record how its model's inputs were scaled or what the number in its name means,
+so `origin` (options.ImportOrigin) says it: "seed-notebooks" (the authors' Keras notebooks: pixels
+/ 255, the seed recipe, `..._checkpoint_{k}.h5` saved by `on_epoch_end(k)`, i.e. after epoch
+k + 1: stored as epoch k + 1) or "stated" (epoch = {epoch} + `epoch_offset`, where 0 is the
+initialisation; pixels as the config's data.scaling). Keras files need it said; PyTorch and
+safetensors files default to "stated" with offset 0. Both are recorded in the manifest.
 
 The run gets what a trained one has: snapshots in safetensors (the model's own state dict, so
 keys and buffers are the run's), predictions and metrics on the run's evaluation splits, labels,
@@ -29,17 +37,18 @@ import os
 import pickle
 import re
 import shutil
+import warnings
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from modescape.config import RunConfig
+from modescape.config import RunConfig, recipe_for
 from modescape.errors import ModescapeError, check_choice
+from modescape.options import Arch, ImportOrigin, Scaling, values
 from modescape.store.files import atomic_write_bytes, save_npy, save_safetensors, sha256_file
 from modescape.store.manifest import create_run, record_files
 from modescape.store.members import write_member_info
@@ -107,16 +116,21 @@ def read_state_dict(path: Path, fmt: str = ImportFormat.AUTO) -> dict[str, torch
         except Exception as e:  # safetensors raises its own types for damaged headers
             raise ModescapeError(f"cannot read {path} as safetensors: {e}") from None
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first.split(". ")[0]  # torch's first sentence; the rest is about torch versions
         raise ModescapeError(
             f"refused {path}: it is a pickle that needs more than tensors to load ({first}); "
             "modescape reads only weights_only=True checkpoints. Save model.state_dict() "
             "instead of the model, or convert the file to safetensors"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise ModescapeError(f"cannot read {path} as a PyTorch checkpoint: {e}") from None
+    except Exception as e:  # any other file (a text file, a truncated zip) fails in its own way
+        raise ModescapeError(
+            f"cannot read {path} as a PyTorch checkpoint ({type(e).__name__}: {str(e)[:200]})"
+        ) from None
     return _unwrap(obj, path)
 
 
@@ -152,22 +166,29 @@ def import_checkpoints(
     *,
     pattern: str = DEFAULT_PATTERN,
     fmt: str = ImportFormat.AUTO,
+    origin: str | None = None,
+    epoch_offset: int | None = None,
+    keras_config: str | Path | None = None,
 ) -> Run:
     """Make the run `out` from the checkpoints under `source` (see the module docstring).
 
     `config` names the data and the model (arch, variant, arch_kwargs); its `members` and
-    `train.epochs` are replaced by what the checkpoints hold. Returns the new run, opened.
+    `train.epochs` are replaced by what the checkpoints hold. `origin` and `epoch_offset`: see
+    the module docstring; `keras_config` gives a weights-only Keras file its graph
+    (`models.keras.read_keras`). Returns the new run, opened.
     """
     from modescape.training.prepare import dataset_summary, eval_labels
 
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ModescapeError(f"--out {out} exists and is not empty: import into a new folder")
-    checkpoints = find_checkpoints(source, pattern)
-    kinds = {_format_of(c.path, fmt) for c in checkpoints}
+    found = find_checkpoints(source, pattern)
+    kinds = {_format_of(c.path, fmt) for c in found}
     if len(kinds) > 1:
         raise ModescapeError(f"mixed checkpoint formats under {source}: {sorted(kinds)}")
     kind = kinds.pop()
+    origin, offset, config = _resolve_origin(kind, origin, epoch_offset, config)
+    checkpoints = _shift_epochs(found, offset)
     originals = sorted({c.member for c in checkpoints})
     config = _import_config(config, kind, len(originals), max(c.epoch for c in checkpoints))
     data = open_dataset(config)
@@ -175,9 +196,13 @@ def import_checkpoints(
         "source": str(Path(source).resolve()),
         "format": kind.value,
         "pattern": pattern,
+        "origin": origin,
+        "epoch_offset": offset,
         "members": {str(i): orig for i, orig in enumerate(originals)},
-        "files": {str(c.path.relative_to(source)): sha256_file(c.path) for c in checkpoints},
+        "files": {str(c.path.relative_to(source)): sha256_file(c.path) for c in found},
     }
+    if keras_config is not None:
+        imported["keras_config"] = {"path": str(keras_config), "sha256": sha256_file(keras_config)}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.importing-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -187,7 +212,7 @@ def import_checkpoints(
         run = load_run(tmp)
         for new, orig in enumerate(originals):
             mine = [c for c in checkpoints if c.member == orig]
-            _write_member(run, new, mine, kind, data)
+            _write_member(run, new, mine, _Source(kind, keras_config), data)
         os.rename(tmp, out)  # `out` is absent or empty: the run appears whole or not at all
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -196,9 +221,45 @@ def import_checkpoints(
     return load_run(out)
 
 
+def _resolve_origin(
+    kind: ImportFormat, origin: str | None, epoch_offset: int | None, config: RunConfig
+) -> tuple[str, int, RunConfig]:
+    """(origin, epoch offset, config with the origin's scaling and recipe); refuses to guess
+    either for Keras files, which record neither."""
+    if epoch_offset is not None and (isinstance(epoch_offset, bool) or epoch_offset < 0):
+        raise ModescapeError(f"--epoch-offset must be an integer >= 0, got {epoch_offset!r}")
+    if origin is None:
+        if kind == ImportFormat.KERAS:
+            raise ModescapeError(
+                "Keras files record neither their pixel scaling nor what their epoch numbers "
+                "mean: pass --origin seed-notebooks (the authors' notebooks: pixels / 255, "
+                "file {k} saved after epoch k + 1) or --origin stated (epochs as named plus "
+                f"--epoch-offset, 0 = initialisation; pixels as data.scaling, now "
+                f"{config.data.scaling!r}; allowed: {', '.join(values(Scaling))})"
+            )
+        origin = ImportOrigin.STATED
+    origin = check_choice("import origin", origin, ImportOrigin)
+    if origin == ImportOrigin.SEED_NOTEBOOKS:
+        if epoch_offset not in (None, 1):
+            raise ModescapeError(
+                "--origin seed-notebooks names the file saved after epoch k + 1 `{k}`, an "
+                f"--epoch-offset of 1; got --epoch-offset {epoch_offset}"
+            )
+        train = recipe_for("seed", config.model.arch)
+        data = dataclasses.replace(config.data, scaling=Scaling.UNIT.value)
+        config = dataclasses.replace(config, data=data, train=train)
+        return origin, 1, config
+    return origin, epoch_offset or 0, config
+
+
+def _shift_epochs(checkpoints: list[Checkpoint], offset: int) -> list[Checkpoint]:
+    return [Checkpoint(c.member, c.epoch + offset, c.path) for c in checkpoints]
+
+
 def _import_config(config: RunConfig, kind: ImportFormat, members: int, epochs: int) -> RunConfig:
     model = config.model
-    if kind == ImportFormat.KERAS and "padding" not in model.arch_kwargs:
+    builtin = model.arch in values(Arch)
+    if kind == ImportFormat.KERAS and builtin and "padding" not in model.arch_kwargs:
         # Keras pads stride-2 "same" convolutions asymmetrically; the model must do the same.
         model = dataclasses.replace(model, arch_kwargs={**model.arch_kwargs, "padding": "keras"})
     train = dataclasses.replace(config.train, epochs=epochs)
@@ -211,14 +272,20 @@ def _describe(config: RunConfig) -> dict[str, Any]:
     return describe_arch(config.model.arch)
 
 
-def _load_into(model: nn.Module, c: Checkpoint, kind: ImportFormat, run: Run) -> None:
-    if kind == ImportFormat.KERAS:
-        from modescape.models.keras import load_keras_h5
+@dataclass(frozen=True)
+class _Source:
+    kind: ImportFormat
+    keras_config: str | Path | None = None
 
-        m, d = run.config.model, run.data_summary
-        state = load_keras_h5(c.path, m.arch, m.variant, tuple(d["in_shape"]), d["num_classes"])
+
+def _load_into(model: nn.Module, c: Checkpoint, source: _Source, run: Run) -> None:
+    if source.kind == ImportFormat.KERAS:
+        from modescape.models.keras import load_keras
+
+        in_shape = tuple(run.data_summary["in_shape"])
+        state = load_keras(c.path, model, in_shape, source.keras_config)
     else:
-        state = read_state_dict(c.path, kind)
+        state = read_state_dict(c.path, source.kind)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
@@ -229,23 +296,21 @@ def _load_into(model: nn.Module, c: Checkpoint, kind: ImportFormat, run: Run) ->
 
 
 def _write_member(
-    run: Run, member: int, checkpoints: list[Checkpoint], kind: ImportFormat, data: Any
+    run: Run, member: int, checkpoints: list[Checkpoint], source: _Source, data: Any
 ) -> None:
     """Snapshot, predictions and metrics of every checkpoint, then member.json (finished)."""
-    from modescape.training.loop import predict
+    from modescape.training.loop import evaluate_split
 
     model = run.build_model()
     files: dict[str, str] = {}
     records: list[dict[str, Any]] = []
     for c in checkpoints:
-        _load_into(model, c, kind, run)
+        _load_into(model, c, source, run)
         record: dict[str, Any] = {"epoch": c.epoch, "lr": None}
         for split in run.splits:
             x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
             with torch.no_grad():
-                probs = predict(model, x)
-            record[f"{split}_loss"] = F.nll_loss(probs.clamp_min(1e-12).log(), y).item()
-            record[f"{split}_acc"] = (probs.argmax(1) == y).float().mean().item()
+                probs, record[f"{split}_loss"], record[f"{split}_acc"] = evaluate_split(model, x, y)
             path = run.prediction_path(split, member, c.epoch)
             files[_rel(run, path)] = save_npy(path, probs.numpy().astype("float32"))
         path = run.snapshot_path(member, c.epoch)
@@ -262,7 +327,7 @@ def _write_member(
         "epoch": checkpoints[-1].epoch,
         "snapshots": [c.epoch for c in checkpoints],
         "files": files,
-        "time_s": 0.0,
+        "time_s": None,  # not trained here
         "imported": True,
     }
     digest = write_member_info(run.path, member, info)

@@ -165,15 +165,32 @@ def predict(model: nn.Module, x: torch.Tensor, batch: int | None = None) -> torc
     """Softmax probabilities float32 [examples, classes] of inputs x[examples, ...], computed in
     eval mode, `batch` examples per pass (default: `EVAL_BATCH`, or `EVAL_BATCH_IMAGES` for
     images [examples, C, H, W])."""
+    return F.softmax(predict_logits(model, x, batch), dim=1)
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, x: torch.Tensor, batch: int | None = None) -> torch.Tensor:
+    """The logits float32 [examples, classes] behind `predict`."""
     if batch is None:
         batch = EVAL_BATCH_IMAGES if x.dim() == 4 else EVAL_BATCH
     was_training = model.training
     model.eval()
-    out = torch.cat(
-        [F.softmax(model(x[i : i + batch]).float(), dim=1) for i in range(0, len(x), batch)]
-    )
+    out = torch.cat([model(x[i : i + batch]).float() for i in range(0, len(x), batch)])
     model.train(was_training)
     return out
+
+
+@torch.inference_mode()
+def evaluate_split(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, float, float]:
+    """(probabilities float32 as `predict`, NLL, accuracy) on one split. The NLL is
+    −mean log-softmax of the true class in float64, unclamped (a probability clamped at 1e-12
+    would cap each example's loss at 27.6 nats)."""
+    logits = predict_logits(model, x)
+    probs = F.softmax(logits, dim=1)
+    nll = F.nll_loss(F.log_softmax(logits.double(), dim=1), y.to(logits.device)).item()
+    return probs, nll, (probs.argmax(1) == y.to(probs.device)).float().mean().item()
 
 
 def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from modescape.config import SLURM_RANGES, check_range
 from modescape.errors import ModescapeError
 from modescape.store.files import read_json, write_json
 
@@ -50,15 +51,17 @@ class SlurmConfig:
     poll_s: float = 2.0  # how often to ask the scheduler while waiting
 
     def __post_init__(self) -> None:
-        for name in ("time", "cpus_per_task", "array_parallelism"):
-            if getattr(self, name) < 1:
-                raise ModescapeError(f"slurm {name} must be >= 1, got {getattr(self, name)}")
-        if self.gpus_per_node < 0:
-            raise ModescapeError(f"slurm gpus_per_node must be >= 0, got {self.gpus_per_node}")
-        if self.mem_gb is not None and self.mem_gb <= 0:
-            raise ModescapeError(f"slurm mem_gb must be > 0, got {self.mem_gb}")
-        if self.poll_s <= 0:
-            raise ModescapeError(f"slurm poll_s must be > 0, got {self.poll_s}")
+        for name, allowed in SLURM_RANGES.items():
+            value = getattr(self, name)
+            if value is not None:
+                check_range(f"slurm {name}", value, allowed)
+
+
+def check_slurm_available() -> None:
+    """Refuse the SLURM executor where it cannot submit: before the run directory exists."""
+    _import_submitit()
+    if shutil.which("sbatch") is None:
+        raise ModescapeError("the slurm executor needs SLURM's sbatch on PATH")
 
 
 # ---- SLURM ------------------------------------------------------------------------------------

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from modescape.config import RunConfig, TrainConfig
@@ -52,6 +51,7 @@ from modescape.training.loop import (  # noqa: F401  (re-exported: the training 
     MemberRNG,
     augment_batch,
     batch_order,
+    evaluate_split,
     load_optimizer,
     make_optimizer,
     optimizer_tensors,
@@ -327,10 +327,9 @@ class MemberTrainer:
         record: dict[str, Any] = {"epoch": epoch, "lr": lr} | (train_stats or {})
         keep = _keeps_snapshot(self.tcfg, epoch)
         for split, x in self.x_eval.items():
-            probs = predict(self.model, x)
-            y = self.y_eval[split]
-            record[f"{split}_loss"] = F.nll_loss(probs.clamp_min(1e-12).log(), y).item()
-            record[f"{split}_acc"] = (probs.argmax(1) == y).float().mean().item()
+            probs, record[f"{split}_loss"], record[f"{split}_acc"] = evaluate_split(
+                self.model, x, self.y_eval[split]
+            )
             if keep:
                 path = run.prediction_path(split, self.member, epoch)
                 files[self._rel(path)] = save_npy(path, probs.cpu().numpy().astype(np.float32))

@@ -38,6 +38,12 @@ METHOD_COLORS = {
     "diagonal": _DARK2(2),
     "lowrank": _DARK2(3),
     "lowrank_scaled": _DARK2(5),
+    # the literature's single-mode methods (`modescape swag`)
+    "swa": "#8c564b",
+    "swag": "#d62728",
+    "swag_diag": "#e377c2",
+    "mc_dropout": "#17becf",
+    "multiswag": "#9467bd",
 }
 METHOD_LABELS = {
     "random": "random subspace",
@@ -45,6 +51,11 @@ METHOD_LABELS = {
     "diagonal": "diagonal Gaussian",
     "lowrank": "low-rank Gaussian",
     "lowrank_scaled": "low-rank Gaussian (scaled)",
+    "swa": "SWA",
+    "swag": "SWAG",
+    "multiswag": "MultiSWAG",
+    "swag_diag": "SWAG-Diagonal",
+    "mc_dropout": "MC dropout",
 }
 
 

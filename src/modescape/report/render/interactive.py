@@ -373,9 +373,11 @@ for (const c of document.querySelectorAll('.chart')) {
   });
   draw(c);
   c.w = c.clientWidth;
-  new ResizeObserver(() => {
+  // redrawn in the next frame: drawing inside the observer's callback resizes what it observes
+  // ("ResizeObserver loop completed with undelivered notifications" at 400 px)
+  new ResizeObserver(() => requestAnimationFrame(() => {
     if (c.clientWidth !== c.w) { c.w = c.clientWidth; draw(c); }
-  }).observe(c);
+  })).observe(c);
 }
 })();
 """
