@@ -202,7 +202,7 @@ def test_a_lost_study_output_is_refused_never_dropped(analysed, tmp_path, remove
 
 
 def test_the_report_is_in_the_manifest_and_verified(analysed, tmp_path):
-    from modescape.store.run import verify_run
+    from modescape.store.summary import verify_run
 
     run = tmp_path / "run"
     shutil.copytree(analysed, run, ignore=shutil.ignore_patterns("report"))
