@@ -129,12 +129,9 @@ def estimate_run(
         channels=int(data.x_train.shape[1]),
         batchnorm=_has_batchnorm(config, data),
     )
-    from modescape.pipeline import subspace_defaults
-    from modescape.studies.landscape import LandscapeConfig
-    from modescape.studies.shift import ShiftConfig
+    from modescape.pipeline import study_defaults
 
-    chosen = {"subspace": subspace_defaults(config), "landscape": LandscapeConfig()}
-    chosen |= {"shift": ShiftConfig()} | (studies or {})
+    chosen = study_defaults(config) | (studies or {})  # the run's profile included
     stages = [
         _training(config, shape, rates),
         _analyze(config, shape, rates),

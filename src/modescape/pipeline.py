@@ -116,6 +116,23 @@ def subspace_defaults(config: RunConfig) -> Any:
     return SubspaceConfig(methods=SAMPLERS, n_snapshots=n, rank=min(5, n - 1))
 
 
+def study_defaults(config: RunConfig) -> dict[str, Any]:
+    """The settings `modescape run` gives each study (by results folder): the paper's, fitted to
+    a short run (`subspace_defaults`), then sized by the run's profile (`profiles`)."""
+    from modescape.profiles import study_settings
+    from modescape.studies.landscape import LandscapeConfig
+    from modescape.studies.shift import ShiftConfig
+    from modescape.studies.weights_functions import AnalysisConfig
+
+    chosen = {
+        "analysis": AnalysisConfig(),
+        "subspace": subspace_defaults(config),
+        "landscape": LandscapeConfig(),
+        "shift": ShiftConfig(),
+    }
+    return {name: study_settings(config.profile, name, s) for name, s in chosen.items()}
+
+
 def study_stages(config: RunConfig) -> list[tuple[str, Callable[[Path], Any]]]:
     """What `run_pipeline` runs after training, in order: (study name, function of the run
     directory), with the settings it uses (benchmarks time them one by one)."""
@@ -124,11 +141,12 @@ def study_stages(config: RunConfig) -> list[tuple[str, Callable[[Path], Any]]]:
     from modescape.studies.subspace import run_subspace
     from modescape.studies.weights_functions import analyze_run
 
+    chosen = study_defaults(config)
     stages = [
-        ("analyze", analyze_run),
-        ("subspace", lambda path: run_subspace(path, subspace_defaults(config))),
-        ("landscape", run_landscape),
-        ("shift", run_shift),
+        ("analyze", lambda path: analyze_run(path, chosen["analysis"])),
+        ("subspace", lambda path: run_subspace(path, chosen["subspace"])),
+        ("landscape", lambda path: run_landscape(path, chosen["landscape"])),
+        ("shift", lambda path: run_shift(path, chosen["shift"])),
     ]
     if config.train.collect.enabled:  # SWA, SWAG, MultiSWAG, MC dropout (`modescape swag`)
         from modescape.analysis.swag import SwagConfig

@@ -222,7 +222,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 @media (max-width: 700px) {
   .page { padding: 0 10px 32px; }
   .toc { margin: 0 -10px; padding: 0 10px; }
-  td, th { overflow-wrap: break-word; }  /* a word breaks only where it cannot fit alone */
+  td, th { overflow-wrap: anywhere; }
   .cards table, .cards caption, .cards tbody, .cards tr, .cards td { display: block; }
   .cards thead { display: none; }
   .cards tr { border-top: 1px solid var(--rule); padding: 4px 0; }
