@@ -6,7 +6,8 @@
 Trains the seed notebooks' SmallCNN (it has dropout, so MC dropout applies) with the seed recipe's
 optimiser (Adam) on a stratified subset of the training set, its lr milestones scaled to
 `--epochs`, then a collection phase (`train.collect`) at a constant lr, and runs `modescape swag`
-(30 SWAG samples per member, 30 MC-dropout passes). Prints, side by side, test accuracy, NLL,
+(`--samples` SWAG samples per member, default 30 as
+Maddox et al.; `--passes` MC-dropout passes, default 30). Prints, side by side, test accuracy, NLL,
 Brier and ECE of each method with its cost (training epochs, test-set forward passes, wall
 time), and whether the orderings Maddox et al. 2019 (SWAG's NLL below SWA's and SGD's) and
 Wilson & Izmailov 2020 (MultiSWAG at least as good as the deep ensemble of the same size)
@@ -67,6 +68,9 @@ def main() -> None:
     ap.add_argument("--collect-epochs", type=int, default=10)
     ap.add_argument("--collect-every", type=int, default=39, help="optimiser steps")
     ap.add_argument("--collect-lr", type=float, default=8e-4)
+    ap.add_argument("--samples", type=int, default=30, help="SWAG samples per member")
+    ap.add_argument("--passes", type=int, default=30, help="MC-dropout passes per member")
+    ap.add_argument("--diag", action="store_true", help="also SWAG-Diagonal")
     ap.add_argument("--out", default=None, help="run directory (default: a temporary one)")
     args = ap.parse_args()
     tmp = None if args.out else tempfile.TemporaryDirectory()
@@ -85,14 +89,17 @@ def main() -> None:
     train(cfg, out)
     t_train = time.perf_counter() - tick
     tick = time.perf_counter()
-    summary = run_swag(out, SwagConfig())
+    methods = ("swa", "swag", "multiswag", "mc_dropout") + (("swag_diag",) if args.diag else ())
+    swag_cfg = SwagConfig(methods=methods, n_samples=args.samples, mc_passes=args.passes)
+    summary = run_swag(out, swag_cfg)
     t_study = time.perf_counter() - tick
     run = load_run(out)
     main_s, collect_s = phase_times(run)
     M, E, C = args.members, args.epochs, args.collect_epochs
     print(f"\ntraining {t_train:.0f} s wall (optimiser: main schedule {main_s:.0f} s, collection "
           f"{collect_s:.0f} s, all members); swag study {t_study:.0f} s; "
-          f"iterates per member {summary.collection['iterates']}")  # fmt: skip
+          f"iterates per member {summary.collection['iterates']}; {args.samples} SWAG samples "
+          f"and {args.passes} MC-dropout passes per member")  # fmt: skip
     print("\n| method | members | accuracy | NLL | Brier | ECE | training epochs | test forwards |")
     print("|---|---|---|---|---|---|---|---|")
     rows = {r["method"]: r for r in summary.table}

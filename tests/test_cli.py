@@ -273,3 +273,14 @@ def test_a_flag_for_a_missing_field_is_a_bug_caught_at_build_time():
 
     with pytest.raises(TypeError, match="resolution"):
         add_dataclass_flags(argparse.ArgumentParser(), Settings, {"resolution": Flag("--grid")})
+
+
+def test_status_says_when_a_members_record_is_lost(tiny_run_copy):
+    code, out, _ = cli("status", str(tiny_run_copy))
+    assert code == 0 and "missing" not in out
+    (tiny_run_copy / "members/m001/member.json").unlink()
+    code, out, err = cli("status", str(tiny_run_copy))
+    assert code == 1, (out, err)
+    assert "member.json of member(s) 1 is missing" in out
+    row = next(line for line in out.splitlines() if line.split()[:1] == ["1"])
+    assert "interrupted" in row and "member.json was lost" in row

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 
+import numpy as np
 import pytest
 from conftest import cli, tiny_config
 
@@ -37,6 +38,11 @@ def test_run_pipeline_end_to_end(tmp_path, caplog, capsys):
     curves = (out / "report" / "figures" / "swag_ensembles.csv").read_text()
     for family in ("deep", "swa+ensemble", "swag+ensemble", "mc_dropout+ensemble", "lowrank"):
         assert family in curves, family  # beside the deep ensemble and the paper's samplers
+    # under dataset shift too, with the very weights the swag study evaluated
+    families = run.study_summary("shift").families
+    assert {"subspace_swa", "subspace_swag", "subspace_multiswag"} <= set(families)
+    clean = np.load(out / "shift/preds/clean/s0/subspace_swa.npy")
+    np.testing.assert_allclose(clean, np.load(out / "swag/preds/swa/m000/probs.npy"), atol=1e-5)
     # the pipeline reports its stages through logging (the CLI's handler), not on stdout
     stages = [r.getMessage() for r in caplog.records if r.name == "modescape.pipeline"]
     assert [s[:5] for s in stages[:3]] == ["[1/3]", "[2/3]", "[3/3]"]

@@ -29,10 +29,19 @@ def cmd_compare(args: argparse.Namespace) -> None:
     compare_runs(args.runs, args.out)  # logs where it wrote the page
 
 
-def cmd_status(args: argparse.Namespace) -> None:
+def cmd_status(args: argparse.Namespace) -> int:
+    """Exit status 1 when a member's record (member.json) is lost: the state shown is rebuilt."""
     from modescape.train.launch import format_status, run_status
 
-    print(format_status(run_status(args.run)))
+    rows = run_status(args.run)
+    print(format_status(rows))
+    lost = [r["member"] for r in rows if r.get("lost")]
+    if lost:
+        print(
+            f"member.json of member(s) {', '.join(map(str, lost))} is missing; "
+            f"`modescape train --out {args.run}` restores it; `modescape verify` lists all problems"
+        )
+    return 1 if lost else 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

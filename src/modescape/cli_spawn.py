@@ -38,7 +38,7 @@ def cmd_spawn(args: argparse.Namespace) -> None:
     kids, summary = spawn_run(
         args.run, args.out, member=args.member, at=at, children=args.children, seed=args.seed,
         measures=measures, executor=args.executor, workers=args.workers, device=args.device,
-        retries=args.retries, shard=args.shard,
+        retries=args.retries, shard=args.shard, exact=not args.approximate_replay,
         slurm=_slurm_config(args) if args.executor == Executor.SLURM else None,
     )  # fmt: skip
     print(f"spawned {len(kids.members)} children in {kids.path}")
@@ -62,6 +62,11 @@ def build_spawn_parser(sub: Any, subparser: Callable[..., argparse.ArgumentParse
     p.add_argument("--seed", type=int, help="base seed of the children (default: from the run's)")
     p.add_argument("--out", help="the children's run directory (default <run>-spawn-m<member>)")
     p.add_argument("--shard", metavar="I/N", help="train the children with index = I mod N")
+    p.add_argument(
+        "--approximate-replay", action="store_true",
+        help="accept a replay of the parent that is not bit-exact (a parent trained on a GPU or "
+        "another machine): restart it from the parent's stored weights at each snapshot",
+    )  # fmt: skip
     p.add_argument(
         "--budget", action="store_true",
         help="print the estimated time of the replay, the children and the measures, and exit",

@@ -329,6 +329,7 @@ def _subspace(config: RunConfig, shape: _Shape, rates: Rates, sc: Any) -> Stage:
     calibration = 0
     if sc.mode is SamplerMode.CALIBRATED:
         probes = (sc.calibration_steps + CALIBRATION_EVALS) * sc.calibration_probes
+        probes += sc.calibration_check  # the fresh samples at the calibrated scale
         calibration = G * M * probes * (min(CALIBRATION_EXAMPLES, shape.n_train) + bn)
     seconds = samples + calibration * rates.forward
     work = f"{G} samplers x {M} members x {n} samples on {shape.n_test}, calibration"

@@ -57,12 +57,13 @@ def test_every_file_a_run_reads_is_verified(tiny_run_copy, rel, reader):
         reader(load_run(tiny_run_copy))
 
 
-def test_newer_format_is_refused_naming_both(tiny_run_copy):
+@pytest.mark.parametrize("fmt, word", [("modescape-run/2", "newer"), ("modescape-run/0", "older")])
+def test_another_format_is_refused_naming_both(tiny_run_copy, fmt, word):
     f = tiny_run_copy / "manifest.json"
     manifest = json.loads(f.read_text())
-    manifest["format"] = "modescape-run/2"
+    manifest["format"] = fmt
     f.write_text(json.dumps(seal(manifest)))
-    with pytest.raises(ModescapeError, match=f"modescape-run/2, newer than {FORMAT}"):
+    with pytest.raises(ModescapeError, match=f"{fmt}, {word} than {FORMAT}"):
         load_run(tiny_run_copy)
 
 

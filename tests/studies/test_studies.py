@@ -226,6 +226,9 @@ def test_shift_reads_official_cifar10c_files(tmp_path):
     c10c.mkdir()
     n = 20
     np.save(c10c / "labels.npy", np.tile(rng.integers(0, 10, n), 5).astype(np.uint8))
+    with pytest.raises(ModescapeError, match=r"holds no <corruption>\.npy file"):  # labels alone
+        run_shift(tmp_path / "run", ShiftConfig(cifar10c=str(c10c)), **quiet)
+    assert not (tmp_path / "run/shift").exists()
     np.save(c10c / "fog.npy", rng.integers(0, 256, (5 * n, 32, 32, 3), dtype=np.uint8))
     summary = run_shift(tmp_path / "run", ShiftConfig(cifar10c=str(c10c)), **quiet)
     assert summary.corruptions == ["fog"]

@@ -17,6 +17,7 @@ from modescape.errors import ModescapeError
 from modescape.models.registry import build_model
 from modescape.report.html import write_report
 from modescape.store.run import load_run
+from modescape.store.summary import run_summary
 from modescape.studies.weights_functions import analyze_run
 from modescape.train.importer import find_checkpoints, import_checkpoints
 from tests.conftest import ROOT, cli
@@ -133,6 +134,28 @@ def test_pickled_model_is_refused_not_executed(tmp_path):
     assert not (tmp_path / "run").exists()  # nothing half-made is left behind
 
 
+@pytest.mark.parametrize("kind", ["raw pickle", "symlink to a text file", "empty"])
+def test_foreign_checkpoint_files_are_one_error_without_warnings(tmp_path, kind):
+    import collections
+    import pickle
+    import warnings
+
+    src = tmp_path / "ckpt" / "seed0"
+    src.mkdir(parents=True)
+    if kind == "raw pickle":  # protocol 4: torch warns about it before refusing
+        (src / "ep0.pt").write_bytes(pickle.dumps(collections.Counter(a=1), protocol=4))
+    elif kind == "empty":
+        (src / "ep0.pt").write_bytes(b"")
+    else:  # like a checkpoint symlinked to /etc/passwd
+        (tmp_path / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+        (src / "ep0.pt").symlink_to(tmp_path / "passwd")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ModescapeError, match=r"refused .*weights_only|cannot read .*ep0\.pt"):
+            import_checkpoints(tmp_path / "ckpt", tmp_path / "run", _config())
+    assert not (tmp_path / "run").exists()
+
+
 def test_wrong_architecture_and_bad_patterns_are_named(tmp_path):
     src = tmp_path / "ckpt" / "seed0"
     src.mkdir(parents=True)
@@ -176,6 +199,9 @@ def test_seed_notebook_series_imports_as_trained(tmp_path):
         np.testing.assert_allclose(run.predictions("test", 0, k + 1), ref["probs"][k], atol=1e-5)
     imported = json.loads((run.path / "manifest.json").read_text())["imported"]
     assert imported["origin"] == "seed-notebooks" and imported["epoch_offset"] == 1
+    origin = run_summary(run)["origin"]
+    assert origin.startswith("imported, not trained here: 3 keras file(s)")
+    assert "seed notebooks' Keras files (pixels / 255" in origin
 
 
 def test_keras_files_need_their_origin(tmp_path):

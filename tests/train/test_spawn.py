@@ -103,6 +103,24 @@ def test_replayed_state_is_the_parents_optimiser_state(parent):
     assert replay["verified_epochs"] == [0, 1, 2, 3, 4, 5]
 
 
+def test_a_replay_that_differs_is_refused_or_reset(parent, monkeypatch):
+    """Pretend the replay missed the parent's snapshot at epoch 2 (as on a GPU)."""
+    import modescape.train.spawn as sp
+
+    par = load_run(parent)
+    plan = plan_spawn(parent, 0, [2], 1, 0)
+    exact, _ = replay_parent(par, plan, "cpu")
+    real = sp.snapshot_digest
+    monkeypatch.setattr(
+        sp, "snapshot_digest", lambda model, e, m: "0" * 64 if e == 2 else real(model, e, m)
+    )
+    with pytest.raises(ModescapeError, match="did not reproduce its snapshot at epoch 2"):
+        replay_parent(par, plan, "cpu")
+    approx, replay = replay_parent(par, plan, "cpu", exact=False)
+    assert replay["verified_epochs"] == [0, 1] and replay["reset_epochs"] == [2]
+    assert approx == exact  # the stored weights are the replayed ones here
+
+
 def test_resume_after_kill_and_shards(parent, children, tmp_path):
     out = tmp_path / "killed"
     code = (

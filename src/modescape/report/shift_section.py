@@ -218,9 +218,10 @@ def _shift_styles(M: int, K: int, subspaces: list[str]) -> dict[str, tuple[Any, 
     )
     for i, f in enumerate(subspaces):
         m = f.removeprefix("subspace_")
+        whose = "every member's samples" if m == "multiswag" else "one member's samples"
         styles[f] = (
             figures_study.method_color(m, i),
-            f"{figures_study.method_label(m)} model (one member's samples)",
+            f"{figures_study.method_label(m)} model ({whose})",
         )
     return styles
 

@@ -41,6 +41,7 @@ METHOD_COLORS = {
     "swag": "#d62728",
     "swag_diag": "#e377c2",
     "mc_dropout": "#17becf",
+    "multiswag": "#9467bd",
 }
 METHOD_LABELS = {
     "random": "random subspace",
@@ -49,7 +50,8 @@ METHOD_LABELS = {
     "lowrank": "low-rank Gaussian",
     "lowrank_scaled": "low-rank Gaussian (scaled)",
     "swa": "SWA",
-    "swag": "SWAG (ensemble: MultiSWAG)",
+    "swag": "SWAG",
+    "multiswag": "MultiSWAG",
     "swag_diag": "SWAG-Diagonal",
     "mc_dropout": "MC dropout",
 }

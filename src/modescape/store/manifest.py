@@ -98,15 +98,21 @@ def source_commit() -> str | None:
 
 
 def check_format(manifest: dict[str, Any], path: Path) -> None:
-    """Refuse runs written by a newer modescape (or by something else entirely)."""
+    """Refuse runs of another format version (newer or older) or of something else entirely."""
     fmt = manifest.get("format")
     m = _FORMAT_RE.fullmatch(fmt) if isinstance(fmt, str) else None
     if m is None:
         raise ModescapeError(f"{path / 'manifest.json'} has no modescape run format ({fmt!r})")
-    if int(m.group(1)) > int(_FORMAT_RE.fullmatch(FORMAT).group(1)):  # type: ignore[union-attr]
+    version, current = int(m.group(1)), int(_FORMAT_RE.fullmatch(FORMAT).group(1))  # type: ignore[union-attr]
+    if version > current:
         raise ModescapeError(
             f"run {path} has format {fmt}, newer than {FORMAT} that modescape {__version__} "
             "reads; upgrade modescape to read it"
+        )
+    if version < current:  # no migration exists: reading it as current would misread its files
+        raise ModescapeError(
+            f"run {path} has format {fmt}, older than {FORMAT} that modescape {__version__} "
+            "reads, and no migration from it exists; retrain it with this version"
         )
 
 

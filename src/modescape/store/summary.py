@@ -47,12 +47,36 @@ def run_summary(run: Run) -> dict[str, Any]:
         )
     return {
         "path": str(run.path),
+        "origin": describe_origin(manifest),
         "config": manifest["config"],
         "data": manifest.get("data", {}),
         "versions": manifest.get("versions", {}),
         "members": members,
         "problems": problems,
     }
+
+
+_ORIGINS = {
+    "seed-notebooks": "the seed notebooks' Keras files (pixels / 255; file {k} saved after "
+    "epoch k + 1)",
+    "stated": "epochs as named{offset}; pixels as data.scaling",
+}
+
+
+def describe_origin(manifest: dict[str, Any]) -> str:
+    """One line saying where a run's snapshots came from: trained here, or imported (from
+    which files, of which format and origin). `modescape info` and the report show it."""
+    imported = manifest.get("imported")
+    if not imported:
+        return "trained by modescape"
+    offset = int(imported.get("epoch_offset") or 0)
+    how = _ORIGINS.get(str(imported.get("origin")), "origin not recorded")
+    how = how.replace("{offset}", f" + {offset}" if offset else "")
+    files = imported.get("files", {})
+    return (
+        f"imported, not trained here: {len(files)} {imported.get('format', '?')} file(s) "
+        f"matching {imported.get('pattern')!r} under {imported.get('source')} ({how})"
+    )
 
 
 def run_problems(run: Run) -> list[str]:

@@ -53,6 +53,9 @@ def clamp_window(what: str, requested: int, available: int, minimum: int = 1) ->
     return n, warning  # each study logs its warnings once, with its summary
 
 
+SWAG_FILE = "swag.safetensors"  # a member's collection-phase statistics (train.collect)
+
+
 class RunContext:
     """One run opened for the studies, with the dataset, model, BatchNorm subset, trajectories
     and weight averages cached on first use."""
@@ -196,6 +199,29 @@ class RunContext:
         from modescape.analysis.subspace import sample_subspace
 
         return sample_subspace(config, method, self.trajectory_matrix(member), member)
+
+    def swag_moments(self, member: int) -> tuple[Any, dict[str, Any], str]:
+        """Member `member`'s SWAG statistics from its collection phase (`train.collect`), checked
+        against their recorded sha256: (`analysis.swag.SwagMoments`, the file's metadata, its
+        sha256). Shared by `modescape swag` and the shift study's SWAG families."""
+        from modescape.analysis.swag import SwagMoments
+        from modescape.errors import ModescapeError
+        from modescape.store.files import load_safetensors, read_safetensors_metadata
+
+        path = self.run.member_dir(member) / SWAG_FILE
+        if not path.exists():
+            raise ModescapeError(
+                f"member {member} of {self.path} has no SWAG statistics ({path.name}): train "
+                "the run with a collection phase (--set train.collect.epochs=N), or use the "
+                "methods that need none (mc_dropout)"
+            )
+        self.run.verified(path)
+        t, meta = load_safetensors(path), read_safetensors_metadata(path)
+        if meta.get("param_names") != self.param_names:
+            raise ModescapeError(f"{path} does not hold this architecture's parameters")
+        moments = SwagMoments(t["mean"], t["sq_mean"], t["deviations"], meta["n"], meta["max_rank"])
+        digest = self.run.expected_digest(str(path.relative_to(self.path))) or ""
+        return moments, meta, digest
 
 
 def open_context(run: RunContext | Run | str | Path) -> RunContext:

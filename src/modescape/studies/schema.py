@@ -189,6 +189,8 @@ class CalibrationRecord(Record):
     probe_accuracy: float
     n_evaluations: int
     reached: bool
+    # fresh samples at `scale` (subspace.calibration_check): what the drop is beyond the probes
+    check_accuracies: list[float] = field(default_factory=list)
 
 
 @dataclass

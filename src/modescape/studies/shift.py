@@ -154,11 +154,20 @@ def shift_inputs(
     x_clean, y_clean = ctx.inputs("test")[:n], data.y_test[:n].numpy()
     images = data.x_test.dim() == 4
     if config.cifar10c:
-        from modescape.data.cifar10c import available_corruptions, load_cifar10c
+        from modescape.data.cifar10c import (
+            CIFAR10C_CORRUPTIONS,
+            available_corruptions,
+            load_cifar10c,
+        )
 
         names = list(config.corruptions or available_corruptions(config.cifar10c))
         if ctx.run.config.data.name != "cifar10":
             raise ModescapeError("--cifar10c applies to runs trained on cifar10")
+        if not names:  # e.g. a folder with labels.npy alone: nothing to evaluate
+            raise ModescapeError(
+                f"--cifar10c {config.cifar10c} holds no <corruption>.npy file (allowed names: "
+                f"{', '.join(CIFAR10C_CORRUPTIONS)})"
+            )
 
         last: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
 
@@ -220,8 +229,10 @@ def run_shift(
     names, inputs = shift_inputs(ctx, config)
     warnings: list[str] = []
     families = model_families(ctx, members, config, warnings)
-    # Subspace models, when `modescape subspace` has run on this run.
+    # Subspace models, when `modescape subspace` has run on this run; SWA/SWAG/MultiSWAG models
+    # when `modescape swag` has.
     families |= _subspace_families(ctx, config.subspace_samples)
+    families |= _swag_families(ctx, config.subspace_samples)
     out = ResultWriter(ctx.path / S.SHIFT, ctx.run)
     _, digest = open_cache(out.root / "preds", _cache_settings(ctx, config, members, inputs))
     out.files[f"preds/{S.SETTINGS}"] = digest
@@ -269,6 +280,16 @@ def _cache_settings(ctx: RunContext, config: ShiftConfig, members: list[int], in
         "late_epochs": late,
         "weight_average_epochs": ctx.weight_average_window(members[0], config.weight_average)[0],
         "subspace_samples": config.subspace_samples,
+        # `modescape swag`'s settings and the statistics its SWAG families are drawn from
+        "swag": None
+        if not (ctx.path / S.SWAG / S.SUMMARY).exists()
+        else {
+            "config": ctx.run.read_json(f"{S.SWAG}/{S.SUMMARY}")["config"],
+            "statistics": {
+                str(m): ctx.run.expected_digest(f"members/m{m:03d}/swag.safetensors")
+                for m in members
+            },
+        },
         "subspace": None
         if recorded is None
         else {
@@ -296,6 +317,49 @@ def _subspace_families(ctx: RunContext, max_samples: int) -> dict[str, list[dict
         scale = summary.scale(method, ref)  # None in "paper" mode: the config's scale
         samples = sample_subspace(config, method, ctx.trajectory_matrix(ref), ref, scale=scale)
         out[f"subspace_{method}"] = ctx.with_recomputed_bn(samples[:max_samples])
+    return out
+
+
+def _swag_families(ctx: RunContext, max_samples: int) -> dict[str, list[dict]]:
+    """The single-mode methods of `modescape swag`, as the subspace families are (one model
+    averaging its samples, keyed "subspace_<method>" so the section and tables treat them
+    alike): member 0's SWA weights, its first `max_samples` SWAG and SWAG-Diagonal samples, and
+    MultiSWAG pooling the first ⌈max_samples / M⌉ SWAG samples of each member — the very samples
+    the study evaluated (same seeds). MC dropout is a forward-pass method, not weight vectors:
+    not evaluated under shift. Empty when `modescape swag` has not run on this run."""
+    import math
+
+    from modescape.analysis.swag import SwagConfig, swa_weights, swag_samples
+    from modescape.seeding import derive_seed
+
+    if not (ctx.path / S.SWAG / S.SUMMARY).exists():
+        return {}
+    summary = S.SwagSummary.from_dict(ctx.run.read_json(f"{S.SWAG}/{S.SUMMARY}"))
+    config = SwagConfig(**(summary.config | {"methods": tuple(summary.config["methods"])}))
+    methods = set(config.methods) - {"mc_dropout"}
+    if not methods:
+        return {}
+    members = summary.members
+    moments = {m: ctx.swag_moments(m)[0] for m in members}
+
+    def draws(method: str, member: int, n: int) -> torch.Tensor:
+        variant, scale = (
+            ("diag", config.diag_scale) if method == "swag_diag" else ("full", config.scale)
+        )
+        seed = derive_seed(config.seed, "swag", method, member)
+        return swag_samples(moments[member], n, seed, variant=variant, scale=scale)
+
+    k = min(max_samples, config.n_samples)
+    out = {}
+    if "swa" in methods:
+        out["subspace_swa"] = ctx.with_recomputed_bn(swa_weights(moments[members[0]])[None])
+    for method in ("swag", "swag_diag"):
+        if method in methods:
+            out[f"subspace_{method}"] = ctx.with_recomputed_bn(draws(method, members[0], k))
+    if "multiswag" in methods:
+        each = math.ceil(k / len(members))
+        pooled = torch.cat([draws("swag", m, each) for m in members])
+        out["subspace_multiswag"] = ctx.with_recomputed_bn(pooled)
     return out
 
 

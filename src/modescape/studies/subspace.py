@@ -253,7 +253,7 @@ def _calibration(
         accuracy_of,
         floor=1.0 / ctx.dataset.num_classes,  # a weak reference is not asked below chance
     )
-    record = S.CalibrationRecord(**asdict(cal))
+    record = S.CalibrationRecord(**asdict(cal) | {"check_accuracies": list(cal.check_accuracies)})
     out.json(rel, record.to_dict())
     logger.info(
         "subspace: %s around member %d calibrated to scale %.4g (accuracy %.3f -> %.3f)",

@@ -40,17 +40,14 @@ from modescape.analysis.metrics import METRICS, evaluate
 from modescape.analysis.plane import diversity_accuracy_points, reference_curves
 from modescape.analysis.swag import (
     SwagConfig,
-    SwagMoments,
     dropout_layers,
     mc_dropout_probs,
     swa_weights,
     swag_samples,
 )
 from modescape.analysis.trajectories import embed_trajectories, fixed_subset, function_space_points
-from modescape.errors import ModescapeError
 from modescape.options import SwagMethod
 from modescape.seeding import derive_seed
-from modescape.store.files import load_safetensors, read_safetensors_metadata
 from modescape.store.run import write_study_summary
 from modescape.studies import schema as S
 from modescape.studies.cache import open_cache
@@ -59,28 +56,8 @@ from modescape.studies.context import BN_TRAIN_EXAMPLES, ResultWriter, RunContex
 logger = logging.getLogger(__name__)
 
 FOLDER = S.SWAG
-SWAG_FILE = "swag.safetensors"  # train.collect writes it next to each member's snapshots
 EVALUATED = ("swa", "swag", "swag_diag", "mc_dropout")  # methods with predictions of their own
 SAMPLE_SIZES = (1, 2, 5, 10, 20, 30, 50, 100)
-
-
-def read_moments(ctx: RunContext, member: int) -> tuple[SwagMoments, dict[str, Any], str]:
-    """Member `member`'s SWAG statistics, checked against their recorded sha256: (moments,
-    the file's metadata, its sha256)."""
-    path = ctx.run.member_dir(member) / SWAG_FILE
-    if not path.exists():
-        raise ModescapeError(
-            f"member {member} of {ctx.path} has no SWAG statistics ({path.name}): train the run "
-            "with a collection phase (--set train.collect.epochs=N) or leave out swa, swag, "
-            "swag_diag and multiswag (--methods mc_dropout)"
-        )
-    ctx.run.verified(path)
-    t, meta = load_safetensors(path), read_safetensors_metadata(path)
-    if meta.get("param_names") != ctx.param_names:
-        raise ModescapeError(f"{path} does not hold this architecture's parameters")
-    moments = SwagMoments(t["mean"], t["sq_mean"], t["deviations"], meta["n"], meta["max_rank"])
-    digest = ctx.run.expected_digest(ctx.run._rel(path)) or ""
-    return moments, meta, digest
 
 
 def run_swag(path: str | Path | RunContext, config: SwagConfig | None = None) -> S.SwagSummary:
@@ -139,9 +116,9 @@ def _predictions(
         wanted.discard(SwagMethod.MC_DROPOUT)
         skipped["mc_dropout"] = "the architecture has no dropout layers (try model.variant=seed)"
         logger.warning("swag: MC dropout skipped: %s", skipped["mc_dropout"])
-    moments: dict[int, tuple[SwagMoments, dict[str, Any], str]] = {}
+    moments: dict[int, tuple[Any, dict[str, Any], str]] = {}
     if wanted & {"swa", "swag", "swag_diag"}:
-        moments = {m: read_moments(ctx, m) for m in members}
+        moments = {m: ctx.swag_moments(m) for m in members}
     collection = {}
     if moments:
         meta = moments[members[0]][1]

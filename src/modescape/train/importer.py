@@ -37,6 +37,7 @@ import os
 import pickle
 import re
 import shutil
+import warnings
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -114,16 +115,21 @@ def read_state_dict(path: Path, fmt: str = ImportFormat.AUTO) -> dict[str, torch
         except Exception as e:  # safetensors raises its own types for damaged headers
             raise ModescapeError(f"cannot read {path} as safetensors: {e}") from None
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first.split(". ")[0]  # torch's first sentence; the rest is about torch versions
         raise ModescapeError(
             f"refused {path}: it is a pickle that needs more than tensors to load ({first}); "
             "modescape reads only weights_only=True checkpoints. Save model.state_dict() "
             "instead of the model, or convert the file to safetensors"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise ModescapeError(f"cannot read {path} as a PyTorch checkpoint: {e}") from None
+    except Exception as e:  # any other file (a text file, a truncated zip) fails in its own way
+        raise ModescapeError(
+            f"cannot read {path} as a PyTorch checkpoint ({type(e).__name__}: {str(e)[:200]})"
+        ) from None
     return _unwrap(obj, path)
 
 

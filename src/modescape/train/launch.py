@@ -271,7 +271,9 @@ def run_status(run_dir: str | Path) -> list[dict[str, Any]]:
     """One row per member: the run directory's state merged with the scheduler's view.
 
     Row keys: member, state ("pending" | "queued" | "running" | "interrupted" | "finished" |
-    "failed"), epoch, reason, job (SLURM task id or None), scheduler (its SLURM state or None).
+    "failed"), epoch, reason, job (SLURM task id or None), scheduler (its SLURM state or None),
+    lost (the manifest records the member's member.json but it is gone: the state shown is
+    rebuilt from the files on disk).
     """
     from modescape.store.run import load_run
 
@@ -279,8 +281,11 @@ def run_status(run_dir: str | Path) -> list[dict[str, Any]]:
     tasks = slurm_tasks(run.path)
     states = scheduler_states(sorted({t.split("_")[0] for t in tasks.values()}))
     rows = []
+    recorded = run.manifest.get("files", {})
     for m in run.members:
         s = run.member_status(m)
+        rel = f"{run.member_dir(m).relative_to(run.path).as_posix()}/member.json"
+        lost = rel in recorded and not (run.path / rel).is_file()
         job = tasks.get(m)
         sched = states.get(job) if job else None
         state, reason = s["state"], s["reason"]
@@ -292,8 +297,9 @@ def run_status(run_dir: str | Path) -> list[dict[str, Any]]:
         elif state == "running" and job is None and _dead_here(s.get("host"), s.get("pid")):
             state, reason = "interrupted", f"process {s['pid']} on {s['host']} is gone"
         rows.append(
-            dict(member=m, state=state, epoch=s["epoch"], reason=reason, job=job, scheduler=sched)
-        )
+            dict(member=m, state=state, epoch=s["epoch"], reason=reason, job=job, scheduler=sched,
+                 lost=lost)
+        )  # fmt: skip
     return rows
 
 

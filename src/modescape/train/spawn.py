@@ -215,7 +215,7 @@ def create_spawn_run(plan: SpawnPlan, out: str | Path) -> Run:
     return load_run(out)
 
 
-def ensure_states(run: Run, plan: SpawnPlan, device: str = "auto") -> None:
+def ensure_states(run: Run, plan: SpawnPlan, device: str = "auto", exact: bool = True) -> None:
     """Write the spawn states the run lacks, by replaying the parent (see the module doc)."""
     recorded = run.manifest.get("files", {})
     missing = [
@@ -225,7 +225,7 @@ def ensure_states(run: Run, plan: SpawnPlan, device: str = "auto") -> None:
     ]
     if not missing:
         return
-    states, replay = replay_parent(load_run(plan.parent), plan, device)
+    states, replay = replay_parent(load_run(plan.parent), plan, device, exact)
     files = {}
     for i in missing:
         files[state_rel(i)] = atomic_write_bytes(run.path / state_rel(i), states[i])
@@ -234,39 +234,56 @@ def ensure_states(run: Run, plan: SpawnPlan, device: str = "auto") -> None:
     update_manifest(run.path, spawn_replay=replay)
 
 
-def replay_parent(parent: Run, plan: SpawnPlan, device: str = "auto") -> tuple[list[bytes], dict]:
+def replay_parent(
+    parent: Run, plan: SpawnPlan, device: str = "auto", exact: bool = True
+) -> tuple[list[bytes], dict]:
     """The parent's state at every spawn point (safetensors bytes: "model.*", "opt.*", metadata
     with the optimiser's param_groups), replayed from its initialisation; every parent snapshot
-    passed on the way is checked against its recorded sha256."""
+    passed on the way is checked against its recorded sha256.
+
+    A mismatch (another device, torch build or thread count; GPU training is not bitwise
+    deterministic) is an error when `exact`; otherwise the replay continues from the parent's
+    stored weights at that epoch (logged, and recorded as `reset_epochs`), so the children start
+    from the parent's true weights with an optimiser state replayed approximately."""
     info = parent.member_info(plan.member)
     data = parent.dataset(training_pixels(parent.config))
     parent.check_dataset(data)
-    dev = resolve_device(device)
+    dev = resolve_device(_replay_device(device, info))
     threads = int(info.get("threads") or member_threads(data.in_shape))
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         tr = MemberTrainer(parent, plan.member, data, dev)
-        states, verified = _replay(tr, plan, info)
+        states, checked = _replay(tr, plan, info, exact)
     finally:
         torch.set_num_threads(before)
     replay = {"device": str(dev), "threads": threads, "precision": tr.info["precision"]}
-    log.info("replayed member %d of %s; verified snapshots %s", plan.member, parent.path, verified)
-    return states, replay | {"verified_epochs": verified}
+    log.info("replayed member %d of %s; snapshots checked %s", plan.member, parent.path, checked)
+    return states, replay | checked
 
 
-def _replay(tr: MemberTrainer, plan: SpawnPlan, info: dict[str, Any]) -> tuple[list[bytes], list]:
+def _replay_device(device: str, info: dict[str, Any]) -> str:
+    """ "auto": the device the parent trained on, where this machine has it."""
+    if device != "auto":
+        return device
+    recorded = str(info.get("device", "cpu"))
+    return recorded if recorded == "cpu" or torch.cuda.is_available() else "auto"
+
+
+def _replay(
+    tr: MemberTrainer, plan: SpawnPlan, info: dict[str, Any], exact: bool
+) -> tuple[list[bytes], dict[str, list[int]]]:
     parent, tcfg = tr.run, tr.tcfg
     autocast = torch.autocast(
         tr.dev.type, dtype=torch.bfloat16, enabled=tr.info["precision"] == "bf16"
     )
     states: dict[int, bytes] = {}
-    verified = []
+    checked: dict[str, list[int]] = {"verified_epochs": [], "reset_epochs": []}
     last = plan.points[-1]
     for epoch in range(last.epoch + 1):
         if epoch in parent.snapshot_epochs(plan.member):
-            _check_replayed(tr, epoch, info)
-            verified.append(epoch)
+            same = _check_replayed(tr, epoch, info, exact)
+            checked["verified_epochs" if same else "reset_epochs"].append(epoch)
         here = [i for i, p in enumerate(plan.points) if p.epoch == epoch]
         if epoch == last.epoch and last.step == 0 and len(here) == 1:
             states[here[0]] = _state_bytes(tr, plan.points[here[0]])
@@ -282,7 +299,7 @@ def _replay(tr: MemberTrainer, plan: SpawnPlan, info: dict[str, Any]) -> tuple[l
             states[i] = _state_bytes(tr, plan.points[i])
         if epoch < last.epoch:
             _train_steps(tr, order[done:], autocast)
-    return [states[i] for i in range(len(plan.points))], verified
+    return [states[i] for i in range(len(plan.points))], checked
 
 
 def _train_steps(tr: MemberTrainer, order: list[torch.Tensor], autocast: torch.autocast) -> None:
@@ -291,21 +308,36 @@ def _train_steps(tr: MemberTrainer, order: list[torch.Tensor], autocast: torch.a
                     autocast, order=order)  # fmt: skip
 
 
-def _check_replayed(tr: MemberTrainer, epoch: int, info: dict[str, Any]) -> None:
-    """The replayed weights must be the parent's snapshot, byte for byte (the trainer writes
-    snapshots with exactly this metadata)."""
+def snapshot_digest(model: torch.nn.Module, epoch: int, member: int) -> str:
+    """The sha256 of the snapshot the trainer would write of `model` (same bytes, same
+    metadata)."""
+    meta = {"epoch": epoch, "member": member}
+    return hashlib.sha256(safetensors_bytes(model.state_dict(), meta)).hexdigest()
+
+
+def _check_replayed(tr: MemberTrainer, epoch: int, info: dict[str, Any], exact: bool) -> bool:
+    """Whether the replayed weights are the parent's snapshot, byte for byte. If not: an error
+    when `exact`, else the model takes the snapshot's weights (and False is returned)."""
     parent = tr.run
-    rel = parent._rel(parent.snapshot_path(tr.member, epoch))
-    expected = parent.expected_digest(rel)
-    meta = {"epoch": epoch, "member": tr.member}
-    got = hashlib.sha256(safetensors_bytes(tr.model.state_dict(), meta)).hexdigest()
-    if expected is not None and got != expected:
+    expected = parent.expected_digest(parent._rel(parent.snapshot_path(tr.member, epoch)))
+    if expected is None or snapshot_digest(tr.model, epoch, tr.member) == expected:
+        return True
+    if exact:
         raise ModescapeError(
             f"replaying member {tr.member} of {parent.path} did not reproduce its snapshot at "
-            f"epoch {epoch}: spawning needs the parent's device, precision and thread count "
-            f"(it trained on {info.get('device')}, {info.get('precision')}, "
-            f"{info.get('threads')} threads; the replay ran on {tr.dev}) and the same torch build"
+            f"epoch {epoch}: an exact replay needs the parent's device, precision and thread "
+            f"count (it trained on {info.get('device')}, {info.get('precision')}, "
+            f"{info.get('threads')} threads; the replay ran on {tr.dev}) and the same torch "
+            "build; pass --approximate-replay (exact=False) to restart the replay from the "
+            "parent's stored weights at each snapshot instead"
         )
+    log.warning(
+        "replay of member %d differs from its snapshot at epoch %d: continuing from the stored "
+        "weights (the optimiser state is the replay's, approximately the parent's)",
+        tr.member, epoch,
+    )  # fmt: skip
+    tr.model.load_state_dict(parent.state_dict(tr.member, epoch))
+    return False
 
 
 def _state_bytes(tr: MemberTrainer, point: SpawnPoint) -> bytes:
@@ -384,10 +416,13 @@ def spawn(
     retries: int = 0,
     threads: int | None = None,
     shard: str | None = None,
+    exact: bool = True,
 ) -> Run:
     """Spawn `children` children from `member` of the run at each of `at` (epochs; 0 = the
     shared initialisation, fractions by step) and train them; rerunning resumes. Returns the
-    children's run (default folder: `<run>-spawn-m<member>`). Failures of children raise."""
+    children's run (default folder: `<run>-spawn-m<member>`). Failures of children raise.
+    `exact=False` accepts a replay that does not reproduce the parent bit for bit
+    (`replay_parent`)."""
     from modescape.train.launch import _check_launch, run_members, shard_members
 
     _check_launch(executor, workers, retries, threads)
@@ -399,7 +434,7 @@ def spawn(
     )
     run = create_spawn_run(plan, out)
     members = run.members if shard is None else shard_members(len(run.members), shard)
-    ensure_states(run, plan, device)
+    ensure_states(run, plan, device, exact)
     result = run_members(
         run.path, members, executor, workers=workers, device=device, slurm=slurm,
         retries=retries, threads=threads,
