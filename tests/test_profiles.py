@@ -32,7 +32,7 @@ def test_every_study_setting_of_a_profile_exists():
     try:
         from modescape.studies.analysis import AnalysisConfig
     except ImportError:  # the module's name before the study registry
-        from modescape.studies.weights_functions import AnalysisConfig
+        from modescape.studies.analysis import AnalysisConfig
     settings = {"analysis": AnalysisConfig(), "subspace": SubspaceConfig(),
                 "landscape": LandscapeConfig(), "shift": ShiftConfig()}  # fmt: skip
     for name, spec in PROFILES.items():
@@ -71,10 +71,8 @@ def test_run_prices_and_runs_the_profile_with_explicit_flags_winning(tmp_path):
 
 
 def test_the_report_states_the_profile():
-    try:
-        from modescape.report.sections.run import _profile_note
-    except ImportError:  # before the report was organised by study
-        from modescape.report.run_summary import _profile_note
+    from modescape.report.sections.run import _profile_note
+
     assert _profile_note("") == []
     (note,) = _profile_note("quick")
     assert "Sized by profile 'quick'" in note and "2,000 training" in note
