@@ -12,11 +12,11 @@ import pytest
 from modescape.analysis.subspace import SubspaceConfig
 from modescape.config import preset
 from modescape.errors import ModescapeError
+from modescape.studies.analysis import AnalysisConfig, analyze_run
 from modescape.studies.landscape import LandscapeConfig, run_landscape
 from modescape.studies.shift import ShiftConfig, run_shift
 from modescape.studies.subspace import run_subspace
-from modescape.studies.weights_functions import AnalysisConfig, analyze_run
-from modescape.train.importer import import_checkpoints
+from modescape.training.importer import import_checkpoints
 from tests.conftest import ROOT
 
 FIXTURES = ROOT / "tests" / "models" / "fixtures"
