@@ -136,3 +136,15 @@ def test_probe_evaluates_a_whole_grouped_chunk(data, monkeypatch, threads):
     assert rate > 0
     assert expected.strategy == "grouped"  # a 1-D SmallCNN
     assert max(calls) == max(estimate.PROBE_POINTS, expected.chunk) > estimate.PROBE_POINTS
+
+
+def test_collection_phase_prices_its_epochs_and_the_swag_study(data):
+    base = estimate_run(tiny_config(epochs=4), rates=RATES, data=data)
+    on = estimate_run(tiny_config(epochs=4, **{"train.collect.epochs": 4}), rates=RATES, data=data)
+    assert "swag" not in [s.name for s in base.stages]
+    assert [s.name for s in on.stages] == ["training", "analyze", "subspace", "swag", "landscape",
+                                           "shift"]  # fmt: skip
+    # twice the epochs; fewer test passes (collection epochs keep no snapshot) than twice
+    assert 1.8 * base.training < on.training < 2 * base.training
+    assert on.studies == pytest.approx(base.studies + on.seconds("swag"))
+    assert "8 epochs" in next(s.work for s in on.stages if s.name == "training")
