@@ -47,7 +47,7 @@ def main() -> None:
 
     import modescape as ms
     from modescape.studies.spawn_measures import InstabilityConfig, run_instability
-    from modescape.train.spawn import parse_at, spawn
+    from modescape.training.spawn import parse_at, spawn
 
     logging.basicConfig(level=logging.WARNING)
     cfg = ms.preset("cifar10", "smallcnn", "seed", root=args.root, members=2, variant="seed")

@@ -29,7 +29,7 @@ from modescape.analysis.swag import SwagConfig
 from modescape.config import preset
 from modescape.store.run import load_run
 from modescape.studies.swag import run_swag
-from modescape.train.trainer import train
+from modescape.training.trainer import train
 
 
 def config(args: argparse.Namespace):

@@ -11,8 +11,9 @@ import pytest
 from conftest import cli, tiny_config
 
 from modescape.errors import ModescapeError
-from modescape.pipeline import run_pipeline, subspace_defaults, train_run
+from modescape.pipeline import run_pipeline, train_run
 from modescape.store.run import load_run
+from modescape.studies.subspace import pipeline_settings
 
 
 @pytest.mark.slow  # every study and the report's figures: about half a minute on 2 cores
@@ -29,7 +30,7 @@ def test_run_pipeline_end_to_end(tmp_path, caplog, capsys):
     assert run.finished_members() == [0, 1] and run.verify() == []
     for study in ("analysis", "subspace", "swag", "landscape", "shift"):
         assert (out / study / "summary.json").is_file(), study
-    methods = [r["method"] for r in run.study_summary("swag").table]
+    methods = [r["method"] for r in run.study("swag").table]
     assert {"SWA", "SWAG", "MultiSWAG", "MC dropout"} <= set(methods)
     html = index.read_text()
     assert "SWA, SWAG, MultiSWAG and MC dropout" in html
@@ -39,7 +40,7 @@ def test_run_pipeline_end_to_end(tmp_path, caplog, capsys):
     for family in ("deep", "swa+ensemble", "swag+ensemble", "mc_dropout+ensemble", "lowrank"):
         assert family in curves, family  # beside the deep ensemble and the paper's samplers
     # under dataset shift too, with the very weights the swag study evaluated
-    families = run.study_summary("shift").families
+    families = run.study("shift").families
     assert {"subspace_swa", "subspace_swag", "subspace_multiswag"} <= set(families)
     clean = np.load(out / "shift/preds/clean/s0/subspace_swa.npy")
     np.testing.assert_allclose(clean, np.load(out / "swag/preds/swa/m000/probs.npy"), atol=1e-5)
@@ -50,9 +51,9 @@ def test_run_pipeline_end_to_end(tmp_path, caplog, capsys):
 
 
 def test_subspace_defaults_shrink_to_short_runs():
-    short = subspace_defaults(tiny_config(epochs=1))
+    short = pipeline_settings(tiny_config(epochs=1))
     assert short.n_snapshots == 2 and short.rank == 1
-    full = subspace_defaults(tiny_config(epochs=40))
+    full = pipeline_settings(tiny_config(epochs=40))
     assert full.n_snapshots == 10 and full.rank == 5 and "lowrank" in full.methods
 
 

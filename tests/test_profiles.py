@@ -32,7 +32,7 @@ def test_every_study_setting_of_a_profile_exists():
     try:
         from modescape.studies.analysis import AnalysisConfig
     except ImportError:  # the module's name before the study registry
-        from modescape.studies.weights_functions import AnalysisConfig
+        from modescape.studies.analysis import AnalysisConfig
     settings = {"analysis": AnalysisConfig(), "subspace": SubspaceConfig(),
                 "landscape": LandscapeConfig(), "shift": ShiftConfig()}  # fmt: skip
     for name, spec in PROFILES.items():

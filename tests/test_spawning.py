@@ -8,7 +8,7 @@ from modescape.config import preset
 from modescape.estimate import Rates
 from modescape.spawning import spawn_lines, spawn_stages
 from modescape.studies.spawn_measures import InstabilityConfig
-from modescape.train.spawn import SpawnPlan, spawn_points
+from modescape.training.spawn import SpawnPlan, spawn_points
 
 
 def test_stages_count_the_work_of_the_plan():

@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 from modescape import __version__
 from modescape.cli_flags import nonempty
 from modescape.cli_readers import build_reader_parsers
+from modescape.cli_studies import build_study_parsers
 from modescape.config import (
     LAUNCH_RANGES,
     RANGES,
@@ -149,7 +150,7 @@ def _config_for_run(args: argparse.Namespace, fallback_out: Path | None = None) 
 
 
 def _slurm_config(args: argparse.Namespace) -> Any:
-    from modescape.train.launch import SlurmConfig
+    from modescape.training.launch import SlurmConfig
 
     extra = {}
     for item in args.slurm_option:
@@ -172,7 +173,7 @@ def _select_members(args: argparse.Namespace, n: int) -> list[int] | None:
     if args.member is not None and args.shard:
         raise ModescapeError("use either --member or --shard, not both")
     if args.shard:
-        from modescape.train.launch import shard_members
+        from modescape.training.launch import shard_members
 
         return shard_members(n, args.shard)
     if args.member is not None:
@@ -274,7 +275,7 @@ def _tracking(args: argparse.Namespace, kind: str | None = None) -> Any:
         if args.track_option:
             raise ModescapeError("--track-option needs --track")
         return None
-    from modescape.train.tracking import Tracking
+    from modescape.training.tracking import Tracking
 
     return Tracking.parse(kind, args.track_option)
 
@@ -321,7 +322,7 @@ def _build_run(sub: Any) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> None:
-    from modescape.train.importer import import_checkpoints
+    from modescape.training.importer import import_checkpoints
 
     cfg = resolve_config(args) or preset()
     run = import_checkpoints(
@@ -332,7 +333,7 @@ def cmd_import(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from modescape.train.tracking import export_run
+    from modescape.training.tracking import export_run
 
     where = export_run(args.run, _tracking(args, args.to), args.logdir)
     print(f"exported {args.run} to {args.to} ({where})")
@@ -383,8 +384,6 @@ def _build_import(sub: Any) -> None:
 
 # ---- the parser, logging and main -------------------------------------------------------------
 
-STUDIES = ("analyze", "subspace", "landscape", "shift")
-
 
 def _add_verbosity(p: argparse.ArgumentParser, default: Any) -> None:
     """-q/-v before or after the command: the subcommand's copy must not reset the global one."""
@@ -427,13 +426,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     _build_run(sub)
     _build_import(sub)
     _build_export(sub)
-    if command is None or command in STUDIES:
-        from modescape.cli_studies import build_study_parsers
-
-        build_study_parsers(sub, _subparser)
-    else:
-        for name in STUDIES:
-            _subparser(sub, name, f"the {name} study (see modescape {name} --help)")
+    build_study_parsers(sub, _subparser, command)
     build_reader_parsers(sub, _subparser)
     if command in (None, "spawn"):  # its settings import torch: only when asked for
         from modescape.cli_spawn import build_spawn_parser

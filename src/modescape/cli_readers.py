@@ -31,7 +31,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Exit status 1 when a member's record (member.json) is lost: the state shown is rebuilt."""
-    from modescape.train.launch import format_status, run_status
+    from modescape.training.launch import format_status, run_status
 
     rows = run_status(args.run)
     print(format_status(rows))
@@ -46,7 +46,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Exit status 1 when the run has problems (listed on stdout); 2 when there is no run."""
-    from modescape.store.run import verify_run
+    from modescape.store.summary import verify_run
 
     if not Path(args.run).is_dir():
         raise ModescapeError(f"run directory not found: {args.run}")
@@ -59,7 +59,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     """Exit status 1 when the run has integrity problems (they are listed, not raised)."""
-    from modescape.store.run import load_run, run_summary
+    from modescape.store.run import load_run
+    from modescape.store.summary import run_summary
 
     summary = run_summary(load_run(args.run, trust=True))
     if args.json:
@@ -82,6 +83,12 @@ def cmd_info(args: argparse.Namespace) -> int:
             f"{m['member']:>6} {m['state']:>9} {m['epoch']:>5} {m['snapshots']:>5} {acc:>8}"
             f"  {m['seed']}"
         )
+    ran = [name for name, done in summary["studies"].items() if done]
+    missing = [name for name, done in summary["studies"].items() if not done]
+    print(
+        f"studies   {', '.join(ran) or 'none run'}"
+        + (f" (not run: {', '.join(missing)})" if missing else "")
+    )
     if summary["problems"]:
         print("integrity problems:\n  " + "\n  ".join(summary["problems"]))
     return 1 if summary["problems"] else 0

@@ -26,7 +26,7 @@ def cmd_spawn(args: argparse.Namespace) -> None:
     from modescape.options import Executor
     from modescape.spawning import estimate_spawn, spawn_lines, spawn_run
     from modescape.studies.spawn_measures import InstabilityConfig
-    from modescape.train.spawn import parse_at, plan_spawn
+    from modescape.training.spawn import parse_at, plan_spawn
 
     _check_launch_flags(args)
     measures = config_from_args(InstabilityConfig, args, SPAWN_FLAGS)

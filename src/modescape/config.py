@@ -549,8 +549,3 @@ def _set_choice(section: object, name: str, what: str, options: type[StrEnum]) -
     """Check a choice field and store it as the plain string (an enum member passed in would
     otherwise show in reprs and compare by identity in `is` checks)."""
     object.__setattr__(section, name, check_choice(what, getattr(section, name), options))
-
-
-def _check_choice(what: str, value: str, allowed: Any) -> None:
-    """Kept for the studies that still import it; new code uses `errors.check_choice`."""
-    check_choice(what, value, allowed)

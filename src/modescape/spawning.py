@@ -40,7 +40,7 @@ def spawn_run(
     untrained or a spawn point has a single child). Rerunning resumes."""
     from modescape.store.run import load_run
     from modescape.studies.spawn_measures import InstabilityConfig, run_instability
-    from modescape.train.spawn import plan_spawn, spawn
+    from modescape.training.spawn import plan_spawn, spawn
 
     measures = measures or InstabilityConfig()
     plan = plan_spawn(run_dir, member, at, children, seed)  # bad input fails before any work

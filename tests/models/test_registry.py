@@ -163,7 +163,7 @@ def test_a_run_of_a_custom_architecture_trains_reloads_and_aligns(tmp_path):
 
     from modescape.models.alignment import align_verified
     from modescape.store.run import Run
-    from modescape.train.trainer import train
+    from modescape.training.trainer import train
 
     cfg = tiny_config(members=2, epochs=1)
     cfg = cfg.with_overrides([f"model.arch={TINY}", 'model.arch_kwargs={"width": 4}'])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from modescape.analysis.instability import PairLevel
-from modescape.report.spawn_section import instability_section_from
+from modescape.report.sections.spawn import instability_section_from
 from modescape.studies.spawn_measures import InstabilitySummary, PointLevel
 
 

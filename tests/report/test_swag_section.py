@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from modescape.report.swag_section import plane_reading, table_reading
+from modescape.report.sections.swag import plane_reading, table_reading
 
 
 def _rows(**nll):

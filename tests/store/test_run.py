@@ -9,10 +9,11 @@ from conftest import cli, tiny_config
 
 from modescape.errors import ModescapeError
 from modescape.store.files import save_npy, write_json
-from modescape.store.manifest import seal
-from modescape.store.run import FORMAT, init_run, load_run, verify_run
-from modescape.train.launch import run_status
-from modescape.train.trainer import prepare_run, train, train_member
+from modescape.store.manifest import FORMAT, seal
+from modescape.store.run import init_run, load_run
+from modescape.store.summary import verify_run
+from modescape.training.launch import run_status
+from modescape.training.trainer import prepare_run, train, train_member
 
 
 def flip(path, offset=-20):

@@ -9,7 +9,7 @@ from torch import nn
 from modescape.errors import ModescapeError
 from modescape.models import registry
 from modescape.studies.landscape import LandscapeConfig, run_landscape
-from modescape.train.trainer import train
+from modescape.training.trainer import train
 from tests.conftest import tiny_config
 
 

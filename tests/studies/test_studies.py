@@ -210,7 +210,7 @@ def test_shift_reads_official_cifar10c_files(tmp_path):
     from PIL import Image
 
     from modescape.config import preset
-    from modescape.train.trainer import train
+    from modescape.training.trainer import train
 
     rng = np.random.default_rng(0)
     classes = [f"c{i}" for i in range(10)]
@@ -262,8 +262,8 @@ def test_every_study_runs_on_a_batchnorm_network(tiny_image_folder, tmp_path):
     """ResNet20 (BatchNorm): weight averages, subspace samples and plane points all get their
     BatchNorm statistics recomputed, and each study records that policy."""
     from modescape.config import preset
-    from modescape.studies.weights_functions import analyze_run
-    from modescape.train.trainer import train
+    from modescape.studies.analysis import analyze_run
+    from modescape.training.trainer import train
 
     cfg = preset("folder", "resnet20", "paper", root=str(tiny_image_folder), members=2, epochs=2)
     out = tmp_path / "resnet"
@@ -284,7 +284,7 @@ def test_every_study_runs_on_a_batchnorm_network(tiny_image_folder, tmp_path):
 def test_studies_load_the_dataset_once(tiny_run_copy, monkeypatch):
     import modescape.studies.context as context
     from modescape.store.run import Run
-    from modescape.studies.weights_functions import analyze_run
+    from modescape.studies.analysis import analyze_run
 
     calls = []
     load = Run.dataset

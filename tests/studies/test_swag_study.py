@@ -14,7 +14,7 @@ from modescape.errors import ModescapeError
 from modescape.store.files import load_safetensors
 from modescape.store.run import load_run, verify_run
 from modescape.studies.swag import run_swag
-from modescape.train.trainer import train
+from modescape.training.trainer import train
 
 CONFIG = SwagConfig(n_samples=6, mc_passes=4)
 

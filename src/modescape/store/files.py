@@ -229,7 +229,8 @@ def load_npy(path: str | Path, mmap: bool = False) -> np.ndarray:
     """Load a `.npy` array; never unpickles. `mmap=True` maps it read-only instead of reading it."""
     path = Path(path)
     try:
-        return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+        array: np.ndarray = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+        return array
     except FileNotFoundError:
         raise ModescapeError(f"missing file {path}") from None
     except (ValueError, OSError, EOFError, TypeError, SyntaxError) as e:

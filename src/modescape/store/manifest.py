@@ -127,7 +127,7 @@ def seal(manifest: dict[str, Any]) -> dict[str, Any]:
 def read_manifest(path: Path, trust: bool = False) -> dict[str, Any]:
     """The manifest of run `path`, checked to be a manifest of a format this version reads and
     (unless `trust`) unchanged since modescape wrote it."""
-    manifest = read_json(path / "manifest.json", expect=dict)
+    manifest: dict[str, Any] = read_json(path / "manifest.json", expect=dict)
     check_format(manifest, path)
     if not trust and "sha256" in manifest and seal(manifest)["sha256"] != manifest["sha256"]:
         raise ModescapeError(

@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -42,11 +41,13 @@ from modescape.analysis.landscape import (
     project_onto_plane,
 )
 from modescape.errors import ModescapeError
+from modescape.registry import Flag
+from modescape.store import schema as S
 from modescape.store.files import load_npy, read_json
-from modescape.store.run import Run, write_study_summary
-from modescape.studies import schema as S
+from modescape.store.manifest import write_study_summary
+from modescape.store.run import Run
 from modescape.studies.cache import open_cache
-from modescape.studies.context import ResultWriter, RunContext, emit, open_context
+from modescape.studies.context import ResultWriter, RunContext, open_context
 from modescape.studies.limits import MAX_GRID, MAX_PATH_POINTS, check_float, check_int
 
 logger = logging.getLogger(__name__)
@@ -186,12 +187,8 @@ def run_landscape(
     config: LandscapeConfig | None = None,
     *,
     allow_partial: bool = False,
-    log: Callable[[str], Any] | None = None,
 ) -> S.LandscapeSummary:
-    """Evaluate every configured plane and path of a run; write `<run>/landscape/`.
-
-    `log` is deprecated (progress goes to `logging`); a callable passed still gets the messages.
-    """
+    """Evaluate every configured plane and path of a run; write `<run>/landscape/`."""
     start = time.perf_counter()
     config = config or LandscapeConfig()
     ctx = open_context(path)
@@ -212,13 +209,13 @@ def run_landscape(
     planes = []
     for anchors in wanted:
         grid = f"{config.resolution}x{config.resolution}"
-        emit(logger, log, f"landscape: plane {', '.join(anchors)} at {grid}")
+        logger.info(f"landscape: plane {', '.join(anchors)} at {grid}")
         planes.append(_plane(setup, anchors))
-    paths, path_rows = _paths(setup, config.paths or default_paths(ctx.run, members), log)
+    paths, path_rows = _paths(setup, config.paths or default_paths(ctx.run, members))
     alignment = None
     if config.align and len(members) > 1:
         who = f"member {members[1]} onto member {members[0]}"
-        emit(logger, log, f"landscape: permutation alignment of {who}")
+        logger.info(f"landscape: permutation alignment of {who}")
         alignment, rows, entry = _alignment(setup, members[:2], aligned)
         path_rows += rows
         paths.append(entry)
@@ -248,11 +245,11 @@ def run_landscape(
     return summary
 
 
-def _paths(setup: _Setup, pairs, log) -> tuple[list[S.PathEntry], list[list[Any]]]:
+def _paths(setup: _Setup, pairs) -> tuple[list[S.PathEntry], list[list[Any]]]:
     entries, rows = [], []
     for a, b in pairs:
         kind = "across members" if a.split("@")[0] != b.split("@")[0] else "within trajectory"
-        emit(logger, log, f"landscape: path {a} -> {b} ({kind})")
+        logger.info(f"landscape: path {a} -> {b} ({kind})")
         result = setup.path(setup.anchor(a), setup.anchor(b))
         entries.append(_path_entry(a, b, kind, result))
         rows += _path_rows(f"{a}->{b}", result)
@@ -437,3 +434,43 @@ def _alignment(setup: _Setup, pair: list[int], aligned: dict[str, torch.Tensor])
 
 def _cosine(p: torch.Tensor, q: torch.Tensor) -> float:
     return float(p @ q / (p.norm() * q.norm()))
+
+
+# ---- the study's declaration (`modescape.registry`) ----------------------------------------------
+def parse_paths(items: list[str]) -> tuple[tuple[str, str], ...] | None:
+    """Repeated `--path A,B` values → ((A, B), ...); None when there is none."""
+    paths = tuple(tuple(a.strip() for a in p.split(",")) for p in items)
+    if any(len(p) != 2 for p in paths):
+        raise ModescapeError("--path needs two anchors, e.g. --path m0,m1")
+    return paths or None  # type: ignore[return-value]
+
+
+CLI_FLAGS = {
+    "planes": Flag(
+        "--anchors",
+        "three of: origin, m<i>, m<i>@e<epoch>, init<i>, wa<i>",
+        parse=lambda text: (parse_anchors(text),),
+        metavar="A,B,C",
+        default="origin and two members' ends",
+    ),
+    "paths": Flag(
+        "--path",
+        "a linear path between two anchors (repeatable)",
+        parse=parse_paths,
+        metavar="A,B",
+        append=True,
+        default="across members and within member 0",
+    ),
+    "resolution": Flag("--grid", "grid points per axis"),
+    "margin": Flag(help="extra extent around the anchors (fraction)"),
+    "max_examples": Flag(help="test examples per point"),
+    "n_path_points": Flag("--path-points", "points along each path"),
+    "bn_policy": Flag(help="BatchNorm statistics of each point"),
+    "align": Flag(help="skip the permutation alignment of member 1 onto member 0"),
+}
+
+
+def outcome(summary: S.LandscapeSummary, run: Path) -> list[str]:
+    """What `modescape landscape` prints when done."""
+    lines = [f"{p.name:>24} ({p.kind}): error barrier {p.error_barrier:.3f}" for p in summary.paths]
+    return [*lines, f"results in {run / S.LANDSCAPE}"]

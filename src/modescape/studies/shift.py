@@ -7,7 +7,7 @@ reference member's subspace models (their first `subspace_samples` samples), are
 `<run>/shift/preds/<corruption>/s<k>/<family>.npy` (probs[models, examples, classes]): a second
 call computes nothing. `preds/settings.json` keys that cache on everything the predictions depend
 on (examples, seed, source of the corruptions, windows, subspace settings); other settings empty
-it first. From them (names in `studies.schema`):
+it first. From them (names in `store.schema`):
 
     shift/metrics.csv     corruption, severity, family, size, metric, mean, std
     shift/diversity.csv   corruption, severity, family, js
@@ -37,22 +37,21 @@ import torch
 from modescape.analysis.ensembles import ensemble_curve
 from modescape.analysis.functionspace import js_diversity
 from modescape.analysis.metrics import METRICS, evaluate
-from modescape.config import _check_choice
 from modescape.data.corruptions import (
     IMAGE_CORRUPTIONS,
     SIGNAL_CORRUPTIONS,
     applicable_corruptions,
     corrupt,
 )
-from modescape.errors import ModescapeError
+from modescape.errors import ModescapeError, check_choice
 from modescape.progress import Progress
-from modescape.store.run import write_study_summary
-from modescape.studies import schema as S
+from modescape.registry import Flag, split_list
+from modescape.store import schema as S
+from modescape.store.manifest import write_study_summary
 from modescape.studies.cache import open_cache
 from modescape.studies.context import (
     ResultWriter,
     RunContext,
-    emit,
     open_context,
     subspace_config,
 )
@@ -190,7 +189,7 @@ def shift_inputs(
     default = applicable_corruptions(data.x_test.shape[1]) if images else DEMO_SIGNAL
     names = list(config.corruptions or default)
     for name in names:
-        _check_choice(f"corruption for {'images' if images else '1-D signals'}", name, allowed)
+        check_choice(f"corruption for {'images' if images else '1-D signals'}", name, allowed)
     u8 = to_uint8_images(x_clean, data.source) if images else None
 
     def make(
@@ -215,12 +214,8 @@ def run_shift(
     config: ShiftConfig | None = None,
     *,
     allow_partial: bool = False,
-    log: Callable[[str], Any] | None = None,
 ) -> S.ShiftSummary:
-    """Evaluate the run under every corruption and severity; write `<run>/shift/`.
-
-    `log` is deprecated (progress goes to `logging`); a callable passed still gets the messages.
-    """
+    """Evaluate the run under every corruption and severity; write `<run>/shift/`."""
     start = time.perf_counter()
     config = config or ShiftConfig()
     ctx = open_context(path)
@@ -237,7 +232,7 @@ def run_shift(
     _, digest = open_cache(out.root / "preds", _cache_settings(ctx, config, members, inputs))
     out.files[f"preds/{S.SETTINGS}"] = digest
     sweep = f"{len(names)} corruptions x severities {list(config.severities)}"
-    emit(logger, log, f"dataset shift: {sweep}")
+    logger.info(f"dataset shift: {sweep}")
     no_ops: list[list[Any]] = []
     metric_rows, js_rows = _sweep(ctx, names, inputs, families, config, out, no_ops)
     if no_ops:
@@ -484,3 +479,29 @@ def _by_severity(metric_rows: list, js_rows: list, severities: tuple[int, ...]) 
             # NaN where every corruption was a no-op at that severity
             table[key] = [float(np.mean(by_sev[s])) if s in by_sev else np.nan for s in severities]
     return out
+
+
+# ---- the study's declaration (`modescape.registry`) ----------------------------------------------
+CLI_FLAGS = {
+    "corruptions": Flag(
+        help="comma-separated names", parse=split_list, metavar="C1,C2", default="a small set"
+    ),
+    "severities": Flag(help="e.g. 1-5 or 1,3,5", parse=parse_severities, metavar="S"),
+    "late": Flag(help="member 0's last snapshots, for diversity along one trajectory"),
+    "weight_average": Flag(help="last snapshots averaged per member"),
+    "max_examples": Flag(help="evaluate on the first n test examples", default="all"),
+    "seed": Flag(help="seed of the generated corruptions"),
+    "cifar10c": Flag(help="use the official CIFAR-10-C .npy files", metavar="DIR"),
+    "subspace_samples": Flag(help="samples per subspace model under shift"),
+}
+
+
+def outcome(summary: S.ShiftSummary, run: Path) -> list[str]:
+    """What `modescape shift` prints when done."""
+    by = summary.by_severity
+    acc = by.metrics["single"]["accuracy"]
+    text = ", ".join(f"{s}: {a:.3f}" for s, a in zip(by.severities, acc))
+    return [
+        f"mean single-member accuracy by severity: {text}",
+        f"results in {run / S.SHIFT}",
+    ]

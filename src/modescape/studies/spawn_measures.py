@@ -39,7 +39,8 @@ from modescape.analysis.trajectories import embed_trajectories, function_space_p
 from modescape.analysis.weightspace import select_parameter_names, stack_flat
 from modescape.errors import ModescapeError
 from modescape.store.files import save_npy
-from modescape.store.run import Run, load_run, write_study_summary
+from modescape.store.manifest import write_study_summary
+from modescape.store.run import Run, load_run
 from modescape.studies.context import clamp_window
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ statistics or snapshot they came from). Results (paths under `<run>/swag/`):
                   diversity–accuracy plane; the subspace study's columns)
     tsne.csv      kind, method, member, index, x, y: one joint t-SNE of the trajectories and up
                   to 10 samples per method and member
-    summary.json  `studies.schema.SwagSummary`
+    summary.json  `store.schema.SwagSummary`
 """
 
 from __future__ import annotations
@@ -46,10 +46,12 @@ from modescape.analysis.swag import (
     swag_samples,
 )
 from modescape.analysis.trajectories import embed_trajectories, fixed_subset, function_space_points
+from modescape.config import RunConfig
 from modescape.options import SwagMethod
+from modescape.registry import Flag, split_list
 from modescape.seeding import derive_seed
-from modescape.store.run import write_study_summary
-from modescape.studies import schema as S
+from modescape.store import schema as S
+from modescape.store.manifest import write_study_summary
 from modescape.studies.cache import open_cache
 from modescape.studies.context import BN_TRAIN_EXAMPLES, ResultWriter, RunContext, open_context
 
@@ -270,3 +272,29 @@ def _table(config, models, probs, labels, collection) -> list[dict[str, Any]]:
     if "mc_dropout" in probs:
         rows.append(row("MC dropout", "mc_dropout", 1, per_member["mc_dropout"], 0))
     return rows
+
+
+# ---- the study's declaration (`modescape.registry`) ----------------------------------------------
+CLI_FLAGS = {
+    "methods": Flag(help="comma-separated methods", parse=split_list, metavar="M1,M2"),
+    "n_samples": Flag("--samples", "SWAG samples per member"),
+    "scale": Flag(help="SWAG's covariance scale s"),
+    "diag_scale": Flag(help="SWAG-Diagonal's variance scale"),
+    "mc_passes": Flag(help="MC-dropout forward passes per member"),
+    "seed": Flag(help="base seed of the samples"),
+}
+
+
+def applies(config: RunConfig) -> bool:
+    """`modescape run` runs (and prices) the study only for runs with a collection phase: SWA
+    and SWAG need its statistics (`train.collect`)."""
+    return bool(config.train.collect.enabled)
+
+
+def outcome(summary: S.SwagSummary, run: Path) -> list[str]:
+    """What `modescape swag` prints when done: each method's accuracy and NLL."""
+    lines = [
+        f"{row['method']:>15}: accuracy {row['accuracy']:.4f}, NLL {row['nll']:.4f}"
+        for row in summary.table
+    ]
+    return [*lines, f"results in {run / S.SWAG}"]
