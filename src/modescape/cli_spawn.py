@@ -11,15 +11,15 @@ HELP = "spawn children from a member part-way through training and measure their
 
 
 def cmd_spawn(args: argparse.Namespace) -> None:
-    from modescape.cli import _check_launch_flags, _slurm_config
-    from modescape.cli_flags import config_from_args
-    from modescape.config import MAX_SEED, Range, check_range
+    from modescape.cli_flags import config_from_args, slurm_config
+    from modescape.config import LAUNCH_RANGES, MAX_SEED, Range, check_range
     from modescape.options import Executor
     from modescape.spawning import estimate_spawn, spawn_lines, spawn_run
     from modescape.studies.spawn_measures import CLI_FLAGS, InstabilityConfig
     from modescape.training.spawn import parse_at, plan_spawn
 
-    _check_launch_flags(args)
+    for name, allowed in LAUNCH_RANGES.items():
+        check_range(f"--{name}", getattr(args, name), allowed)
     # Before the plan: 10**9 children would be planned (and their seeds derived) for minutes.
     check_range("--children", args.children, Range(1, 1000))
     if args.seed is not None:
@@ -34,7 +34,7 @@ def cmd_spawn(args: argparse.Namespace) -> None:
         args.run, args.out, member=args.member, at=at, children=args.children, seed=args.seed,
         measures=measures, executor=args.executor, workers=args.workers, device=args.device,
         retries=args.retries, shard=args.shard, exact=not args.approximate_replay,
-        slurm=_slurm_config(args) if args.executor == Executor.SLURM else None,
+        slurm=slurm_config(args) if args.executor == Executor.SLURM else None,
     )  # fmt: skip
     print(f"spawned {len(kids.members)} children in {kids.path}")
     if summary is not None:
