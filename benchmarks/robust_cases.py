@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import os
 import resource
 import shutil
@@ -27,22 +28,37 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-MAX_SECONDS = 10.0  # "a few seconds" before refusing, on a loaded 2-core machine
+# "A few seconds" before refusing: measured beyond the start-up of a command that imports torch
+# and builds a model (`modescape models`), timed on the same machine, so a loaded host (where
+# importing torch alone took 10-30 s) does not count as work done before the refusal.
+MAX_SECONDS = 5.0
+_BASELINE: list[float] = []
 MAX_RSS_BYTES = 1 << 30  # the archive case: well below the 2 GiB bound modescape states
 Case = tuple[str, Callable[[], None]]
 
 
-def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    """`modescape ARGS` in a subprocess, killed after 60 s; asserts it refused within
-    MAX_SECONDS and returns (status, stdout, stderr)."""
+def run_cli(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, timed: bool = False
+) -> tuple[int, str, str]:
+    """`modescape ARGS` in a subprocess; `timed`: asserts it ended within MAX_SECONDS of the
+    start-up baseline (the cases of sizes and archives: no hang). Returns (status, out, err)."""
+    if timed and not _BASELINE:
+        _BASELINE.append(_timed(["models", "--data", "cifar10"], cwd, None)[0])
+    elapsed, r = _timed(args, cwd, env)
+    limit = _BASELINE[0] + MAX_SECONDS if timed else math.inf
+    assert elapsed < limit, f"{args}: took {elapsed:.1f} s (start-up {_BASELINE[0]:.1f} s)"
+    return r.returncode, r.stdout, r.stderr
+
+
+def _timed(
+    args: list[str], cwd: Path, env: dict[str, str] | None
+) -> tuple[float, subprocess.CompletedProcess]:
     tick = time.perf_counter()
     r = subprocess.run(
         [sys.executable, "-m", "modescape", *args], cwd=cwd, capture_output=True, text=True,
-        timeout=60, env={**os.environ, **(env or {})},
+        timeout=300, env={**os.environ, **(env or {})},
     )  # fmt: skip
-    elapsed = time.perf_counter() - tick
-    assert elapsed < MAX_SECONDS, f"{args}: took {elapsed:.1f} s"
-    return r.returncode, r.stdout, r.stderr
+    return time.perf_counter() - tick, r
 
 
 def one_line(code: int, out: str, err: str, what: str = "") -> None:
@@ -62,10 +78,12 @@ def _nothing_written(work: Path, before: set[str]) -> None:
     assert after == before, sorted(after - before)
 
 
-def refused_in(work: Path, args: list[str], what: str, env: dict[str, str] | None = None) -> None:
+def refused_in(
+    work: Path, args: list[str], what: str, env: dict[str, str] | None = None, timed: bool = False
+) -> None:
     """In an empty-but-for-inputs folder: exit 2, one line naming `what`, nothing written."""
     before = {str(p.relative_to(work)) for p in work.rglob("*")}
-    one_line(*run_cli(args, work, env), what)
+    one_line(*run_cli(args, work, env, timed), what)
     _nothing_written(work, before)
 
 
@@ -84,7 +102,7 @@ def size_cases(tmp: Path) -> list[Case]:
     ]
     return [
         (f"1 size: train {' '.join(a)}",
-         lambda a=a, m=m: refused_in(_empty(w), ["train", *a, "--out", "o"], m))
+         lambda a=a, m=m: refused_in(_empty(w), ["train", *a, "--out", "o"], m, timed=True))
         for a, m in bad
     ]  # fmt: skip
 
@@ -113,7 +131,7 @@ def archive_case(tmp: Path) -> None:
     )
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     refused_in(work, ["train", "--data", "cifar10", "--root", str(archive), "--out", "o"],
-               "data_batch_1 holds 1,500,000,000 bytes")  # fmt: skip
+               "data_batch_1 holds 1,500,000,000 bytes", timed=True)  # fmt: skip
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # KiB on Linux
     assert peak < MAX_RSS_BYTES or before * 1024 >= peak, f"peak RSS {peak:,} bytes"
 
@@ -305,10 +323,10 @@ def tiny_folder(
 
 
 def tiny_folder_report_case(tmp: Path) -> None:
-    """4: `run` on 3 classes × 3 one-colour PNGs of 8×8 (class names with markup) ends in a
+    """4: `run` on 3 classes × 3 random PNGs of 8×8 (class names with markup) ends in a
     report; no class name reaches the page as markup."""
     work = _empty(tmp / "tiny-folder")
-    root = tiny_folder(work / "imgs", ("cat", "<b>dog</b>", "bird&co"), flat=True)
+    root = tiny_folder(work / "imgs", ("cat", "<b>dog</b>", "bird&co"))
     r = subprocess.run(
         [sys.executable, "-m", "modescape", "-q", "run", "--data", "folder", "--root", str(root),
          "--members", "2", "--epochs", "2", "--set", "train.batch_size=4", "--out", "run"],

@@ -116,9 +116,7 @@ def read_state_dict(path: Path, fmt: str = ImportFormat.AUTO) -> dict[str, torch
         except Exception as e:  # safetensors raises its own types for damaged headers
             raise ModescapeError(f"cannot read {path} as safetensors: {e}") from None
     try:
-        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing
-            warnings.simplefilter("ignore")
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = _torch_load(path)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         first = first.split(". ")[0]  # torch's first sentence; the rest is about torch versions
@@ -140,12 +138,20 @@ def lightning_record(path: Path) -> dict[str, Any] | None:
     from modescape.training.checkpoints import lightning_meta
 
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = _torch_load(path)
     except Exception:  # unreadable: `read_state_dict` says why when the weights are read
         return None
     meta = lightning_meta(obj)
     # JSON for the manifest: a hyper-parameter JSON cannot hold is recorded as its text
     return json.loads(json.dumps(meta, default=str)) if meta is not None else None
+
+
+def _torch_load(path: Path) -> Any:
+    """`torch.load(weights_only=True)` without torch's warnings: it warns about a raw pickle's
+    protocol just before refusing it, a second message in front of modescape's one line."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
