@@ -36,7 +36,7 @@ import torch
 
 from modescape.analysis.ensembles import ensemble_curve
 from modescape.analysis.functionspace import js_diversity
-from modescape.analysis.metrics import METRICS, evaluate
+from modescape.analysis.metrics import METRICS, evaluate, evaluate_ensemble
 from modescape.data.corruptions import (
     IMAGE_CORRUPTIONS,
     SIGNAL_CORRUPTIONS,
@@ -456,7 +456,7 @@ def _metric_rows(corr: str, severity: int, probs: dict[str, np.ndarray], y: np.n
             continue
         # A subspace model is the average of its samples' predictive distributions (the paper, §4).
         scores = (
-            [evaluate(p.mean(0), y)]
+            [evaluate_ensemble(p, y)]  # float64 mean, log-mean-exp NLL
             if family.startswith("subspace_")
             else [evaluate(q, y) for q in p]
         )
