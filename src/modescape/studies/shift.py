@@ -451,6 +451,9 @@ def _metric_rows(corr: str, severity: int, probs: dict[str, np.ndarray], y: np.n
         family = "single" if k == 1 else "ensemble"
         for mt in METRICS:
             rows.append([corr, severity, family, int(k), mt, curve.mean[mt][i], curve.std[mt][i]])
+    for pos, p in enumerate(members):  # each member alone: "member_<position in members>"
+        score = evaluate(p, y)
+        rows += [[corr, severity, f"member_{pos}", 1, mt, score[mt], 0.0] for mt in METRICS]
     for family, p in probs.items():
         if family in ("members", S.SHIFT_LATE_FAMILY):
             continue
