@@ -62,7 +62,9 @@ def _check_connected_apart(run_dir: Path, summary, fixed_ends: bool = True) -> N
 @pytest.mark.slow
 def test_bezier_between_demo_members(tmp_path):
     run = ms.train(tiny_config(members=2, epochs=12, **_MEMBERS), tmp_path / "run")
-    cfg = connect_config(epochs=8, recipe="run", train_examples=1000, plane_resolution=0, fge=None)
+    cfg = connect_config(
+        epochs=8, recipe="run", train_examples=1000, plane_resolution=0, fge_cycles=0
+    )
     summary = fit_curve(run.path, cfg)
     _check_connected_apart(run.path, summary)
     assert summary.bn_policy == "none"
@@ -82,9 +84,10 @@ def test_polychain_with_batchnorm_factory_model(tmp_path):
         ["model.arch=connect_bn_net", 'model.arch_kwargs={"width": 8}']
     )
     run = ms.train(config, tmp_path / "run")
+    # Garipov's recipe (SGD, annealed to 1%): a curve still at Adam's full rate ends noisy
     cfg = connect_config(
-        epochs=8, recipe="run", shape="polychain", bends=4, train_examples=1000,
-        plane_resolution=7, fge=ms_fge(),
+        epochs=8, recipe="garipov", lr=0.05, shape="polychain", bends=4, train_examples=1000,
+        plane_resolution=7, **_FGE,
     )  # fmt: skip
     summary = fit_curve(run.path, cfg)
     assert summary.bn_policy == "recompute"
@@ -97,15 +100,12 @@ def test_polychain_with_batchnorm_factory_model(tmp_path):
     assert verify_run(run.path) == []
 
 
-def ms_fge():
-    from modescape.analysis.connect.ensembles import FGEConfig
-
-    return FGEConfig(cycles=2, cycle_epochs=1, lr1=0.01, lr2=0.001)
+_FGE = {"fge_cycles": 2, "fge_cycle_epochs": 1, "fge_lr1": 0.01, "fge_lr2": 0.001}
 
 
 def test_quadratic_bezier_plane_and_verify(tiny_run_copy):
     cfg = connect_config(epochs=2, points=5, train_examples=200, max_examples=100,
-                         plane_resolution=5, fge=ms_fge())  # fmt: skip
+                         plane_resolution=5, **_FGE)  # fmt: skip
     summary = fit_curve(tiny_run_copy, cfg)
     assert summary.plane["third"].startswith("middle bend")
     assert summary.plane["max_off_plane"] < 1e-4 * summary.line_length
@@ -141,7 +141,9 @@ _KILL_CODE = (
     "from modescape.studies.connect import connect_config, fit_curve;"
     "fit_curve(sys.argv[1], connect_config(**eval(sys.argv[2])))"
 )
-_SMALL = dict(epochs=3, points=3, train_examples=100, max_examples=50, plane_resolution=0, fge=None)
+_SMALL = dict(
+    epochs=3, points=3, train_examples=100, max_examples=50, plane_resolution=0, fge_cycles=0
+)
 
 
 @pytest.mark.parametrize(

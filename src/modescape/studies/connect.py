@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,19 +64,35 @@ _END = re.compile(r"^m(\d+)(?:@e(\d+))?$")
 
 @dataclass(frozen=True)
 class ConnectConfig:
-    """The connector study: which pair, the curve (`CurveConfig`), the plane and FGE."""
+    """The connector study, flat (every field is a flag): the pair, the curve (`CurveConfig`'s
+    fields), the evaluation, the plane and FGE (`FGEConfig`'s fields, prefixed `fge_`)."""
 
     pair: tuple[str, str] = ("m0", "m1")
-    curve: CurveConfig = field(default_factory=CurveConfig)
+    shape: str = CurveConfig.shape
+    bends: int = CurveConfig.bends
+    epochs: int = CurveConfig.epochs
+    recipe: str = CurveConfig.recipe
+    lr: float = CurveConfig.lr
+    weight_decay: float = CurveConfig.weight_decay
+    batch_size: int = CurveConfig.batch_size
+    points: int = CurveConfig.points
+    bn_batches: int = CurveConfig.bn_batches
+    bn_batch_size: int = CurveConfig.bn_batch_size
+    train_examples: int = CurveConfig.train_examples
+    ensemble_size: int = CurveConfig.ensemble_size
     max_examples: int = 2000  # evaluation (test) examples at every t and plane point
     plane_resolution: int = 15  # 0: no plane
-    fge: FGEConfig | None = field(default_factory=FGEConfig)  # None: no FGE
+    fge_cycles: int = FGEConfig.cycles  # 0: no FGE
+    fge_cycle_epochs: int = FGEConfig.cycle_epochs
+    fge_lr1: float = FGEConfig.lr1
+    fge_lr2: float = FGEConfig.lr2
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "pair", tuple(self.pair))
         if len(self.pair) != 2:
             raise ModescapeError(f"--pair needs two members, e.g. m0,m1; got {list(self.pair)}")
         for name in self.pair:
-            if _END.match(name) is None:
+            if _END.match(str(name)) is None:
                 raise ModescapeError(
                     f"unknown curve end {name!r} in --pair (allowed: m<i>, m<i>@e<epoch>)"
                 )
@@ -85,8 +101,26 @@ class ConnectConfig:
                 f"--pair {','.join(self.pair)}: the two ends are the same snapshot; "
                 "name two different members or snapshots (e.g. m0,m1)"
             )
-        if self.max_examples < 1 or (0 < self.plane_resolution < 3) or self.plane_resolution < 0:
-            raise ModescapeError("connect needs max_examples >= 1 and plane_resolution 0 or >= 3")
+        if self.max_examples < 1:
+            raise ModescapeError(f"connect max_examples must be >= 1, got {self.max_examples}")
+        if self.plane_resolution < 0 or 0 < self.plane_resolution < 3:
+            raise ModescapeError(
+                "connect plane_resolution must be 0 (no plane) or >= 3, "
+                f"got {self.plane_resolution}"
+            )
+        if self.fge_cycles < 0:
+            raise ModescapeError(f"connect fge_cycles must be >= 0, got {self.fge_cycles}")
+        _ = self.curve, self.fge  # their own checks
+
+    @property
+    def curve(self) -> CurveConfig:
+        return CurveConfig(**{f: getattr(self, f) for f in CurveConfig.__dataclass_fields__})
+
+    @property
+    def fge(self) -> FGEConfig | None:
+        if self.fge_cycles == 0:
+            return None
+        return FGEConfig(self.fge_cycles, self.fge_cycle_epochs, self.fge_lr1, self.fge_lr2)
 
 
 def parse_pair(text: str) -> tuple[str, str]:
@@ -363,8 +397,5 @@ def _ensembles(ctx, config, model, end0, prof, x, y, x_train, y_train, out) -> d
 
 
 def connect_config(**overrides: Any) -> ConnectConfig:
-    """A `ConnectConfig` with `CurveConfig` fields given by name too (`epochs=4`, `shape=...`)."""
-    curve_keys = set(CurveConfig.__dataclass_fields__)
-    curve = replace(CurveConfig(), **{k: v for k, v in overrides.items() if k in curve_keys})
-    rest = {k: v for k, v in overrides.items() if k not in curve_keys}
-    return ConnectConfig(curve=curve, **rest)
+    """`ConnectConfig(**overrides)`; kept for callers that build the settings by name."""
+    return ConnectConfig(**overrides)
