@@ -11,10 +11,16 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from modescape.report.figures import LABEL, SMALL, TITLE, grid_axes, new_figure
+from modescape.report.figures import DPI, LABEL, SMALL, TITLE, grid_axes
 
 CURVE, LINE = "#1f3b73", "#d95f02"
 END_COLORS = ("#1b9e77", "#7570b3")
+
+
+def new_figure(width: float, height: float) -> Figure:
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+
+
 FAMILY_COLORS = {
     "deep ensemble": "#1f3b73",
     "snapshot ensemble": "#d95f02",
@@ -47,7 +53,6 @@ def profile_figure(curve: Mapping[str, np.ndarray], line: Mapping[str, np.ndarra
         ax.legend(fontsize=SMALL)
     ax_err.set_title("Error: connected in loss", fontsize=TITLE)
     ax_agr.set_title("Predictions: apart in function", fontsize=TITLE)
-    fig.tight_layout()
     return fig
 
 
@@ -72,8 +77,9 @@ def curve_plane_figure(
         if title.lower().endswith("loss"):
             positive = v[v > 0]
             lo = positive.min() if positive.size else 1e-3
-            cs = ax.contourf(a, b, np.maximum(v, lo), levels=20, cmap="viridis_r",
-                             norm=LogNorm(lo, max(v.max(), lo * 1.01)))  # fmt: skip
+            hi = max(float(v.max()), lo * 1.01)
+            cs = ax.contourf(a, b, np.clip(v, lo, hi), levels=np.geomspace(lo, hi, 21),
+                             cmap="viridis_r", norm=LogNorm(lo, hi))  # fmt: skip
         else:
             cs = ax.contourf(a, b, 100 * v, levels=20, cmap="viridis")
         fig.colorbar(cs, ax=ax, shrink=0.85).ax.tick_params(labelsize=SMALL)
@@ -87,7 +93,6 @@ def curve_plane_figure(
         ax.set_title(title, fontsize=LABEL)
         ax.set_aspect("equal", adjustable="box")
         ax.tick_params(labelsize=SMALL)
-    fig.tight_layout()
     return fig
 
 
@@ -117,7 +122,6 @@ def ensembles_figure(
         ax.tick_params(labelsize=SMALL)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=SMALL)
-    fig.tight_layout()
     return fig
 
 
@@ -135,5 +139,4 @@ def overlay_profiles_figure(profiles: Sequence[tuple[str, Mapping[str, np.ndarra
         ax.tick_params(labelsize=SMALL)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=SMALL)
-    fig.tight_layout()
     return fig
