@@ -5,7 +5,7 @@ one connected region. Pure functions of arrays returning a `matplotlib.figure.Fi
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 from matplotlib.colors import LogNorm
@@ -119,23 +119,6 @@ def ensembles_figure(
     ax_plane.set_xlabel("test accuracy (%)", fontsize=LABEL)
     ax_plane.set_ylabel("disagreement / own error", fontsize=LABEL)
     for ax in (ax_curve, ax_plane):
-        ax.tick_params(labelsize=SMALL)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=SMALL)
-    return fig
-
-
-def overlay_profiles_figure(profiles: Sequence[tuple[str, Mapping[str, np.ndarray]]]) -> Figure:
-    """`modescape compare`: the test error and agreement with end 0 along each run's curve."""
-    fig = new_figure(10, 3.8)
-    ax_err, ax_agr = grid_axes(fig, 2, 2)
-    for name, cols in profiles:
-        t = np.asarray(cols["t"], dtype=float)
-        ax_err.plot(t, 100 * np.asarray(cols["test_error"]), label=name)
-        ax_agr.plot(t, 100 * np.asarray(cols["agreement_end0"]), label=name)
-    for ax, label in ((ax_err, "test error (%)"), (ax_agr, "agreement with end 0 (%)")):
-        ax.set_xlabel("t along the curve", fontsize=LABEL)
-        ax.set_ylabel(label, fontsize=LABEL)
         ax.tick_params(labelsize=SMALL)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=SMALL)
