@@ -124,7 +124,7 @@ def main() -> None:
     print(f"after the probe: peak RSS {peak_rss_mb():.0f} MB, {load()}")
     if not args.reuse:
         from modescape.store.run import open_dataset
-        from modescape.train.trainer import prepare_run, train_member, training_pixels
+        from modescape.training.trainer import prepare_run, train_member, training_pixels
 
         data = open_dataset(cfg, pixels=training_pixels(cfg))  # as `modescape run` loads it
         run = prepare_run(out, cfg, data)
@@ -146,7 +146,7 @@ def main() -> None:
         rows.append((name, time.perf_counter() - t))
         print(f"{name}: {rows[-1][1]:.0f} s, peak RSS {peak_rss_mb():.0f} MB, {load()}", flush=True)
     train_s = sum(training)
-    studies_s = sum(s for n, s in rows if n not in ("analyze", "report"))
+    studies_s = sum(s for n, s in rows if n not in ("analysis", "report"))
     ratio = studies_s / train_s if train_s else float("nan")
     print("\nstage          wall (s)   estimate (s)")
     print(f"training       {train_s:8.0f}   {est.training:8.0f}   per member {training}")
@@ -157,7 +157,7 @@ def main() -> None:
     print(
         f"studies (subspace + landscape + shift) / training = {ratio:.0%} "
         f"(target <= {TARGET_RATIO:.0%}: {'met' if ratio <= TARGET_RATIO else 'NOT met'}); "
-        f"with analyze: {(studies_s + dict(rows).get('analyze', 0)) / train_s:.0%}"
+        f"with the analysis: {(studies_s + dict(rows).get('analysis', 0)) / train_s:.0%}"
     )
     print(
         f"peak RSS {rss:.0f} MB (target <= {TARGET_RSS_MB}: "

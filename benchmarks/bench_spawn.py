@@ -1,7 +1,7 @@
 """Instability analysis on CIFAR-10: when does the seed notebooks' SmallCNN commit to a mode?
 
     python benchmarks/bench_spawn.py --root /path/to/cifar10-jpg.tar.gz [--out DIR]
-        [--train-size 10000] [--test-size 2000] [--epochs 12] [--at 0,0.25,0.5,1,2,4,8]
+        [--train-size 3000] [--test-size 1000] [--epochs 5] [--at 0,0.5,1,2,3]
         [--children 2]
 
 Trains a parent run (2 members: the second is the "different initialisation" reference),
@@ -11,7 +11,8 @@ prints per spawn point the error and loss barrier on the straight line between c
 evenly spaced α, Frankle et al. 2020), their disagreement, JS diversity, weight cosine and L2
 distance, beside the within-trajectory and across-initialisation references, then the onset of
 stability (first spawn point with a barrier below 2%). A subset of CIFAR-10 and fewer epochs
-than the recipe's 40 keep it to minutes on a CPU: the closing lines say which were used.
+than the recipe's 40 keep it to minutes on a free 2-core CPU (the defaults: 3,000 training and
+1,000 test images, 5 epochs); the closing lines say which were used.
 
 Frankle, Dziugaite, Roy & Carbin 2020 ("Linear Mode Connectivity and the Lottery Ticket
 Hypothesis", arXiv:1912.05671, Figure 3): ResNet-20 on CIFAR-10 (SGD with momentum, lr 0.1
@@ -34,19 +35,19 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", default="/work/shared/datasets/cifar10-jpg.tar.gz")
     ap.add_argument("--out", default="runs/bench_spawn")
-    ap.add_argument("--train-size", type=int, default=10_000)
-    ap.add_argument("--test-size", type=int, default=2_000)
-    ap.add_argument("--epochs", type=int, default=12)
-    ap.add_argument("--at", default="0,0.25,0.5,1,2,4,8")
+    ap.add_argument("--train-size", type=int, default=3_000)
+    ap.add_argument("--test-size", type=int, default=1_000)
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--at", default="0,0.5,1,2,3")
     ap.add_argument("--children", type=int, default=2)
-    ap.add_argument("--examples", type=int, default=2_000, help="test examples per path point")
+    ap.add_argument("--examples", type=int, default=1_000, help="test examples per path point")
     args = ap.parse_args()
 
     import logging
 
     import modescape as ms
     from modescape.studies.spawn_measures import InstabilityConfig, run_instability
-    from modescape.train.spawn import parse_at, spawn
+    from modescape.training.spawn import parse_at, spawn
 
     logging.basicConfig(level=logging.WARNING)
     cfg = ms.preset("cifar10", "smallcnn", "seed", root=args.root, members=2, variant="seed")

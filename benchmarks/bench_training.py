@@ -24,8 +24,8 @@ from modescape.config import preset
 from modescape.data.datasets import load_dataset
 from modescape.models.architectures import build_model
 from modescape.store.run import load_run
-from modescape.train.loop import resolve_precision
-from modescape.train.trainer import train
+from modescape.training.loop import resolve_precision
+from modescape.training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,7 +6,7 @@
 Categories: bit flips (ten positions per file), truncation, deletion, wrong shapes, foreign
 formats (JSON, PNG, pickle, object .npy), a concurrent second writer, and a SIGKILL at every
 named write point of `train` followed by a rerun. Each case asserts what tests/test_faults.py
-and tests/train/test_killpoints.py assert (the same functions). Prints "N cases / N passed";
+and tests/training/test_killpoints.py assert (the same functions). Prints "N cases / N passed";
 exits non-zero if any case failed.
 """
 
@@ -45,7 +45,7 @@ def concurrent_writer_case(run: Path, work: Path) -> None:
     import fcntl
 
     from modescape.errors import ModescapeError
-    from modescape.train.trainer import train_member
+    from modescape.training.trainer import train_member
 
     copy = work / "run"
     shutil.rmtree(copy, ignore_errors=True)
@@ -66,8 +66,9 @@ def concurrent_writer_case(run: Path, work: Path) -> None:
 def kill_case(kill_at: str, reference: Path, work: Path) -> None:
     from test_killpoints import outputs, run_killed, small_config
 
-    from modescape.store.run import load_run, verify_run
-    from modescape.train.trainer import train
+    from modescape.store.run import load_run
+    from modescape.store.summary import verify_run
+    from modescape.training.trainer import train
 
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         from test_killpoints import KILL_POINTS, small_config
         from test_killpoints_studies import DAMAGED, build_stages, kill_and_rerun
 
-        from modescape.train.trainer import train
+        from modescape.training.trainer import train
 
         run = tmp / "reference"
         train(small_config(), run, device="cpu")

@@ -34,7 +34,7 @@ def tiny_config(members: int = 3, epochs: int = 4, seed: int = 0, **sets: object
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """A finished 3-member, 4-epoch run shared (read-only) by the tests that only read it."""
-    from modescape.train.trainer import train
+    from modescape.training.trainer import train
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     train(tiny_config(), out)
@@ -43,7 +43,7 @@ def tiny_run(tmp_path_factory) -> Path:
 
 def spawn_parent_config():
     """MNIST-1D, 2 members, 5 epochs, lr halved every epoch from epoch 2: children spawned late
-    stay in one mode within seconds of training (tests/train/test_spawn.py, instability)."""
+    stay in one mode within seconds of training (tests/training/test_spawn.py, instability)."""
     sets = {"data.mnist1d_samples": 2000, "train.lr": 0.004, "train.lr_start": 2}
     return tiny_config(members=2, epochs=5, **sets, **{"train.lr_every": 1})
 
@@ -51,7 +51,7 @@ def spawn_parent_config():
 @pytest.fixture(scope="session")
 def spawn_parent(tmp_path_factory) -> Path:
     """A finished run to spawn children from (read-only)."""
-    from modescape.train.trainer import train
+    from modescape.training.trainer import train
 
     out = tmp_path_factory.mktemp("runs") / "spawn_parent"
     train(spawn_parent_config(), out, device="cpu")
@@ -94,10 +94,10 @@ def analysed(tiny_run, tmp_path_factory) -> Path:
     """tiny_run copied, analysed and put through every follow-up study (small settings) once
     (the report, page, compare and browser tests share it)."""
     from modescape.analysis.subspace import SubspaceConfig
+    from modescape.studies.analysis import analyze_run
     from modescape.studies.landscape import LandscapeConfig, run_landscape
     from modescape.studies.shift import ShiftConfig, run_shift
     from modescape.studies.subspace import run_subspace
-    from modescape.studies.weights_functions import analyze_run
 
     dst = tmp_path_factory.mktemp("report") / "run"
     shutil.copytree(tiny_run, dst)
@@ -121,8 +121,8 @@ def written(analysed) -> Path:
 def second_run(tmp_path_factory) -> Path:
     """Another analysed run to compare with `analysed`: 2 members, 3 epochs, seed 1, no
     follow-up study; its folder is also called "run" (labels must tell the two apart)."""
-    from modescape.studies.weights_functions import analyze_run
-    from modescape.train.trainer import train
+    from modescape.studies.analysis import analyze_run
+    from modescape.training.trainer import train
 
     out = tmp_path_factory.mktemp("second") / "run"
     train(tiny_config(members=2, epochs=3, seed=1), out)

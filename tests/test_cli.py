@@ -170,21 +170,12 @@ def test_study_flags_default_to_the_study_configs():
     scalar field of every study config has a flag."""
     import dataclasses
 
-    from modescape.analysis.subspace import SubspaceConfig
     from modescape.cli import build_parser
     from modescape.cli_flags import config_from_args
-    from modescape.cli_studies import ANALYSIS_FLAGS, LANDSCAPE_FLAGS, SHIFT_FLAGS, SUBSPACE_FLAGS
-    from modescape.studies.landscape import LandscapeConfig
-    from modescape.studies.shift import ShiftConfig
-    from modescape.studies.weights_functions import AnalysisConfig
+    from modescape.registry import studies
 
     parser = build_parser()
-    for command, cls, flags in [
-        ("analyze", AnalysisConfig, ANALYSIS_FLAGS),
-        ("subspace", SubspaceConfig, SUBSPACE_FLAGS),
-        ("landscape", LandscapeConfig, LANDSCAPE_FLAGS),
-        ("shift", ShiftConfig, SHIFT_FLAGS),
-    ]:
+    for command, cls, flags in [(s.cli, s.get("settings"), s.cli_flags()) for s in studies()]:
         args = parser.parse_args([command, "RUN"])
         assert config_from_args(cls, args, flags) == cls(), command
         exposed = {f.name for f in dataclasses.fields(cls) if hasattr(args, f.name)}
@@ -194,8 +185,9 @@ def test_study_flags_default_to_the_study_configs():
 def test_study_flags_reach_the_config():
     from modescape.cli import build_parser
     from modescape.cli_flags import config_from_args
-    from modescape.cli_studies import LANDSCAPE_FLAGS, SHIFT_FLAGS
+    from modescape.studies.landscape import CLI_FLAGS as LANDSCAPE_FLAGS
     from modescape.studies.landscape import LandscapeConfig
+    from modescape.studies.shift import CLI_FLAGS as SHIFT_FLAGS
     from modescape.studies.shift import ShiftConfig
 
     parser = build_parser()
@@ -273,3 +265,14 @@ def test_a_flag_for_a_missing_field_is_a_bug_caught_at_build_time():
 
     with pytest.raises(TypeError, match="resolution"):
         add_dataclass_flags(argparse.ArgumentParser(), Settings, {"resolution": Flag("--grid")})
+
+
+def test_status_says_when_a_members_record_is_lost(tiny_run_copy):
+    code, out, _ = cli("status", str(tiny_run_copy))
+    assert code == 0 and "missing" not in out
+    (tiny_run_copy / "members/m001/member.json").unlink()
+    code, out, err = cli("status", str(tiny_run_copy))
+    assert code == 1, (out, err)
+    assert "member.json of member(s) 1 is missing" in out
+    row = next(line for line in out.splitlines() if line.split()[:1] == ["1"])
+    assert "interrupted" in row and "member.json was lost" in row

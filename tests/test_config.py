@@ -4,6 +4,7 @@ import re
 import pytest
 
 from modescape.config import (
+    RANGES,
     AugmentConfig,
     DataConfig,
     ModelConfig,
@@ -43,6 +44,14 @@ def test_resnet_milestones():
     assert t.augment == AugmentConfig(pad_crop=4, flip=True)
 
 
+def test_seed_resnet_gets_the_seed_recipe_and_augmentation():
+    cfg = preset("cifar10", "resnet20", root="/data/c10", variant="seed")
+    assert cfg.train.recipe == "seed" and cfg.data.scaling == "unit"
+    assert cfg.train.augment == AugmentConfig(pad_crop=4, flip=False, brightness=0.5)
+    assert cfg.train.lr_milestones == (9, 19, 29) and cfg.train.epochs == 40
+    assert preset("cifar10", "resnet20", root="/data/c10").train.recipe == "resnet"
+
+
 def test_json_round_trip(tmp_path):
     cfg = preset("cifar10", "resnet20", root="/data/c10")
     assert RunConfig.from_dict(json.loads(cfg.to_json())) == cfg
@@ -70,7 +79,7 @@ def test_overrides_apply_and_validate():
         (lambda: DataConfig(name="imagenet"), "allowed: mnist1d, cifar10"),
         (lambda: DataConfig(name="cifar10"), "needs data.root"),
         (lambda: ModelConfig(arch="vgg"), "allowed: smallcnn"),
-        (lambda: ModelConfig(arch="resnet20", variant="seed"), "only the 'paper'"),
+        (lambda: ModelConfig(arch="resnet20", variant="keras"), "allowed: paper, seed"),
         (lambda: ModelConfig(dropout=1.0), "dropout"),
         (lambda: TrainConfig(optimizer="lion"), "allowed: adam, sgd"),
     ],
@@ -168,3 +177,45 @@ def test_choices_come_from_the_option_enums():
     assert json.loads(cfg.to_json())["model"]["arch"] == "smallcnn"
     assert RunConfig.from_dict(json.loads(cfg.to_json())) == cfg
     assert TrainConfig(optimizer=Optimizer.SGD).optimizer == "sgd"
+
+
+@pytest.mark.parametrize("key", sorted(RANGES))
+def test_every_range_is_enforced_at_both_ends(key):
+    allowed = RANGES[key]
+    is_int = isinstance(allowed.lo, int) and isinstance(allowed.hi, int)
+    above = allowed.hi + 1 if is_int else allowed.hi * 2 + 1
+    listed = key in ("train.lr_milestones", "data.mean", "data.std")
+    value = f"[{above}]" if listed else str(above)
+    with pytest.raises(ModescapeError, match=re.escape(key) + r" must be (in|>=|>)"):
+        RunConfig().with_overrides([f"{key}={value}"])
+    below = allowed.lo - 1 if is_int else allowed.lo - 0.5
+    value = f"[{below}]" if listed else str(below)
+    with pytest.raises(ModescapeError, match=re.escape(key)):
+        RunConfig().with_overrides([f"{key}={value}"])
+
+
+def test_ranges_cover_every_numeric_field_and_are_documented():
+    from pathlib import Path
+
+    numeric = {k for k, _ in NUMERIC} | {"train.lr_milestones", "data.mean", "data.std"}
+    assert numeric == set(RANGES)
+    doc = (Path(__file__).parents[1] / "docs/settings.md").read_text()
+    for key, allowed in RANGES.items():
+        assert f"| `{key}` | {allowed} |" in doc, key
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[" * 200_000 + "]" * 200_000, "nested too deeply"),
+        ('{"members": ' + "9" * 5000 + "}", "more digits than Python converts"),
+        ('{"members": 99999999999999999999}', r"members must be in \[1, 10,000\]"),
+        ('{"train": {"lr_milestones": ' + "[" * 500 + "]" * 500 + "}}", "list of integers"),
+    ],
+)
+def test_hostile_config_files_are_one_short_error(tmp_path, text, message):
+    f = tmp_path / "c.json"
+    f.write_text(text)
+    with pytest.raises(ModescapeError, match=message) as e:
+        load_config(f)
+    assert len(str(e.value)) < 400 and "\n" not in str(e.value)

@@ -3,7 +3,8 @@
 import pytest
 from conftest import cli, tiny_config
 
-from modescape.estimate import STUDIES, Rates, estimate_run, probe_rates
+from modescape.estimate import Rates, estimate_run, probe_rates
+from modescape.registry import studies
 from modescape.store.run import open_dataset
 
 RATES = Rates(train_step=0.01, forward=1e-5, corrupt={})
@@ -19,7 +20,8 @@ def test_probe_measures_positive_rates(data):
     assert rates.train_step > 0 and rates.forward > 0
     assert rates.corrupt == {}  # signals: no image corruptions to time
     est = estimate_run(tiny_config(), rates=rates, data=data)
-    assert [s.name for s in est.stages] == ["training", *STUDIES]
+    expected = [s.name for s in studies() if s.applies_to(tiny_config())]
+    assert [s.name for s in est.stages] == ["training", *expected]
     assert all(s.seconds > 0 for s in est.stages)
     assert est.total == pytest.approx(est.training + est.studies)
     text = "\n".join(est.lines())
@@ -33,23 +35,23 @@ def test_estimate_scales_with_members_and_epochs(data):
     base, members, epochs = cost(members=3, epochs=4), cost(members=6, epochs=4), cost(epochs=8)
     assert members.training == pytest.approx(2 * base.training)
     assert epochs.training > 1.9 * base.training  # twice the steps, plus one more test pass each
-    for name in ("analyze", "subspace", "shift"):  # the landscape's planes: two members at most
+    for name in ("analysis", "subspace", "shift"):  # the landscape's planes: two members at most
         assert members.seconds(name) > base.seconds(name)
     assert members.seconds("landscape") == base.seconds("landscape")
     assert epochs.seconds("shift") >= base.seconds("shift")  # a longer late window, never less
 
 
 def test_image_corruptions_add_to_the_shift_estimate(data):
-    from modescape.estimate import _Shape, _shift
-
-    shape = _Shape(n_train=100, n_test=50, images=True, channels=3, batchnorm=False)
-    slow = Rates(train_step=0.01, forward=1e-5, corrupt={"zoom_blur": 0.01})
-    from modescape.pipeline import subspace_defaults
+    from modescape.estimate import DataShape, shift_cost
     from modescape.studies.shift import ShiftConfig
+    from modescape.studies.subspace import pipeline_settings
 
+    shape = DataShape(n_train=100, n_test=50, images=True, channels=3, batchnorm=False)
+    slow = Rates(train_step=0.01, forward=1e-5, corrupt={"zoom_blur": 0.01})
     cfg = tiny_config()
-    args = (ShiftConfig(), subspace_defaults(cfg))
-    gained = _shift(cfg, shape, slow, *args).seconds - _shift(cfg, shape, RATES, *args).seconds
+    chosen = {"shift": ShiftConfig(), "subspace": pipeline_settings(cfg)}
+    gained = shift_cost(cfg, shape, slow, chosen).seconds
+    gained -= shift_cost(cfg, shape, RATES, chosen).seconds
     assert gained == pytest.approx(5 * 50 * 0.01)  # five severities of 50 images
 
 
@@ -88,7 +90,7 @@ def test_probe_times_training_at_the_members_thread_count(data, monkeypatch):
     import torch
 
     from modescape import estimate
-    from modescape.train.trainer import member_threads
+    from modescape.training.trainer import member_threads
 
     seen = {}
 
@@ -136,3 +138,19 @@ def test_probe_evaluates_a_whole_grouped_chunk(data, monkeypatch, threads):
     assert rate > 0
     assert expected.strategy == "grouped"  # a 1-D SmallCNN
     assert max(calls) == max(estimate.PROBE_POINTS, expected.chunk) > estimate.PROBE_POINTS
+
+
+def test_landscape_cost_counts_the_configured_planes(data):
+    """`LandscapeConfig.planes` is priced plane by plane (not as one plane whatever it holds)."""
+    from modescape.studies.landscape import LandscapeConfig
+
+    one = LandscapeConfig(planes=(("origin", "m0", "m1"),))
+    two = LandscapeConfig(planes=(("origin", "m0", "m1"), ("m0", "m1", "init0")))
+    est = {
+        n: estimate_run(tiny_config(), rates=RATES, data=data, studies={"landscape": lc})
+        for n, lc in ((1, one), (2, two))
+    }
+    grid = one.resolution**2 * min(one.max_examples, len(data.y_test)) * RATES.forward
+    extra = est[2].seconds("landscape") - est[1].seconds("landscape")
+    assert extra == pytest.approx(grid)
+    assert "2 planes of" in next(s.work for s in est[2].stages if s.name == "landscape")

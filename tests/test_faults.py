@@ -24,7 +24,8 @@ from conftest import cli, tiny_config
 
 from modescape.errors import ModescapeError
 from modescape.store.files import save_npy, save_safetensors
-from modescape.store.run import Run, load_run, verify_run
+from modescape.store.run import Run, load_run
+from modescape.store.summary import verify_run
 
 Reader = Callable[[Run], Any]
 
@@ -218,7 +219,7 @@ def check_case(source: Path, case: Case, work: Path) -> None:
 
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory) -> Path:
-    from modescape.train.trainer import train
+    from modescape.training.trainer import train
 
     out = tmp_path_factory.mktemp("faults") / "run"
     train(tiny_config(members=2, epochs=2, **{"data.mnist1d_samples": 400}), out, device="cpu")

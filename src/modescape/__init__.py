@@ -41,23 +41,23 @@ _EXPORTS: dict[str, str] = {
     "recipe": "modescape.config",
     "load_config": "modescape.config",
     "derive_seed": "modescape.seeding",
-    # training and run directories (`ms.train` is the callable `modescape.train` package)
-    "train": "modescape.train",
+    # training and run directories
+    "train": "modescape.training.trainer",
     "train_run": "modescape.pipeline",
     "run_pipeline": "modescape.pipeline",
     "Run": "modescape.store.run",
     "load_run": "modescape.store.run",
-    "verify_run": "modescape.store.run",
+    "verify_run": "modescape.store.summary",
     "build_model": "modescape.models.registry",
     # your own model and checkpoints
     "register_arch": "modescape.models.registry",
     "register_transform": "modescape.data.transforms",
-    "import_checkpoints": "modescape.train.importer",
+    "import_checkpoints": "modescape.training.importer",
     # spawned children (instability analysis)
-    "spawn": "modescape.train.spawn",
+    "spawn": "modescape.training.spawn",
     "InstabilityConfig": "modescape.studies.spawn_measures",
     "run_instability": "modescape.studies.spawn_measures",
-    "export_run": "modescape.train.tracking",
+    "export_run": "modescape.training.tracking",
     # pure analyses of arrays and weights
     "accuracy": "modescape.analysis.metrics",
     "nll": "modescape.analysis.metrics",
@@ -76,6 +76,7 @@ _EXPORTS: dict[str, str] = {
     "average_state_dicts": "modescape.analysis.weightspace",
     "embed_trajectories": "modescape.analysis.trajectories",
     "SubspaceConfig": "modescape.analysis.subspace",
+    "SwagConfig": "modescape.analysis.swag",
     "evaluate_plane": "modescape.analysis.landscape",
     "PlaneResult": "modescape.analysis.landscape",
     "PlaneOptions": "modescape.analysis.landscape",
@@ -83,13 +84,14 @@ _EXPORTS: dict[str, str] = {
     "PathResult": "modescape.analysis.landscape",
     "align": "modescape.models.alignment",
     # studies of a run directory, and the report
-    "AnalysisConfig": "modescape.studies.weights_functions",
-    "analyze_run": "modescape.studies.weights_functions",
+    "AnalysisConfig": "modescape.studies.analysis",
+    "analyze_run": "modescape.studies.analysis",
     "run_subspace": "modescape.studies.subspace",
     "LandscapeConfig": "modescape.studies.landscape",
     "run_landscape": "modescape.studies.landscape",
     "ShiftConfig": "modescape.studies.shift",
     "run_shift": "modescape.studies.shift",
+    "run_swag": "modescape.studies.swag",
     "write_report": "modescape.report.html",
     "compare_runs": "modescape.report.compare",
 }
@@ -110,6 +112,7 @@ __all__ = [  # the public API; tests/test_api.py checks it matches _EXPORTS
     "RunConfig",
     "ShiftConfig",
     "SubspaceConfig",
+    "SwagConfig",
     "TrainConfig",
     "__version__",
     "accuracy",
@@ -145,6 +148,7 @@ __all__ = [  # the public API; tests/test_api.py checks it matches _EXPORTS
     "run_pipeline",
     "run_shift",
     "run_subspace",
+    "run_swag",
     "select_parameter_names",
     "spawn",
     "stack_flat",
@@ -160,8 +164,7 @@ def __getattr__(name: str) -> Any:
     if module_name is None:
         raise AttributeError(f"module 'modescape' has no attribute {name!r}")
     module = importlib.import_module(module_name)
-    # `train` is a subpackage that is also callable; everything else is an attribute.
-    value = module if module_name == f"{__name__}.{name}" else getattr(module, name)
+    value = getattr(module, name)
     globals()[name] = value  # later lookups skip this function
     return value
 
@@ -182,6 +185,7 @@ if TYPE_CHECKING:  # what static checkers and IDEs see; never executed
     )
     from modescape.analysis.metrics import accuracy, brier, ece, evaluate, nll
     from modescape.analysis.subspace import SubspaceConfig
+    from modescape.analysis.swag import SwagConfig
     from modescape.analysis.trajectories import embed_trajectories
     from modescape.analysis.weightspace import (
         average_state_dicts,
@@ -209,10 +213,12 @@ if TYPE_CHECKING:  # what static checkers and IDEs see; never executed
     from modescape.report.html import write_report
     from modescape.seeding import derive_seed
     from modescape.store.run import Run, load_run
+    from modescape.store.summary import verify_run
+    from modescape.studies.analysis import AnalysisConfig, analyze_run
     from modescape.studies.landscape import LandscapeConfig, run_landscape
     from modescape.studies.shift import ShiftConfig, run_shift
     from modescape.studies.subspace import run_subspace
-    from modescape.studies.weights_functions import AnalysisConfig, analyze_run
-    from modescape.train.importer import import_checkpoints
-    from modescape.train.tracking import export_run
-    from modescape.train.trainer import train
+    from modescape.studies.swag import run_swag
+    from modescape.training.importer import import_checkpoints
+    from modescape.training.tracking import export_run
+    from modescape.training.trainer import train

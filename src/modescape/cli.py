@@ -15,13 +15,23 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from modescape import __version__
+from modescape.cli_flags import nonempty
 from modescape.cli_readers import build_reader_parsers
-from modescape.config import RunConfig, load_config, preset
+from modescape.cli_studies import build_study_parsers
+from modescape.config import (
+    LAUNCH_RANGES,
+    RANGES,
+    SLURM_RANGES,
+    RunConfig,
+    check_range,
+    load_config,
+    preset,
+)
 from modescape.errors import ModescapeError
-from modescape.options import Arch, Dataset, Executor, Recipe, Variant, values
+from modescape.options import Arch, Dataset, Executor, ImportOrigin, Recipe, Variant, values
 
 log = logging.getLogger(__name__)
 TRACKERS = ("tensorboard", "wandb", "mlflow")  # train.tracking.TrackerKind, without torch
@@ -36,15 +46,28 @@ EPILOG = """examples:
   modescape info runs/demo
 """
 
+
+class Parser(argparse.ArgumentParser):
+    """argparse with every usage error as one line on stderr (`modescape: error: ...`, exit 2),
+    like every other error: the usage block argparse prints first buried the message."""
+
+    def error(self, message: str) -> NoReturn:
+        text = " ".join(message.split())
+        self.exit(2, f"modescape: error: {text} (see {self.prog} --help)\n")
+
+
 # ---- the run config: flags, --config, --set ---------------------------------------------------
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("what to train (defaults: the MNIST-1D demo)")
     g.add_argument("--data", choices=values(Dataset), help="dataset (default mnist1d)")
-    g.add_argument("--root", help="CIFAR archive/folder or image folder (train/<class>/*)")
+    g.add_argument(
+        "--root", type=nonempty, help="CIFAR archive/folder or image folder (train/<class>/*)"
+    )
     g.add_argument(
         "--arch",
+        type=nonempty,
         help=f"architecture: {', '.join(values(Arch))}, a registered name or "
         "package.module:factory (default smallcnn; kwargs: --set model.arch_kwargs='{...}')",
     )
@@ -52,16 +75,22 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--recipe", choices=values(Recipe), help="training recipe (default: by data/arch)"
     )
-    g.add_argument("--members", type=int, help="independent members (default 5)")
-    g.add_argument("--epochs", type=int, help="epochs per member (default: the recipe's)")
-    g.add_argument("--seed", type=int, help="base seed (default 0)")
-    g.add_argument("--config", metavar="FILE.json", help="a full RunConfig as JSON")
+    g.add_argument(
+        "--members", type=int, help=f"independent members (default 5; {RANGES['members']})"
+    )
+    g.add_argument(
+        "--epochs", type=int,
+        help=f"epochs per member (default: the recipe's; {RANGES['train.epochs']})",
+    )  # fmt: skip
+    g.add_argument("--seed", type=int, help=f"base seed (default 0; {RANGES['seed']})")
+    g.add_argument("--config", type=nonempty, metavar="FILE.json", help="a full RunConfig as JSON")
     g.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="SECTION.KEY=VALUE",
-        help="override one config field, e.g. --set train.lr=0.001 (repeatable)",
+        help="override one config field, e.g. --set train.lr=0.001 (repeatable; every field "
+        "and its range: docs/settings.md)",
     )
 
 
@@ -121,7 +150,7 @@ def _config_for_run(args: argparse.Namespace, fallback_out: Path | None = None) 
 
 
 def _slurm_config(args: argparse.Namespace) -> Any:
-    from modescape.train.launch import SlurmConfig
+    from modescape.training.launch import SlurmConfig
 
     extra = {}
     for item in args.slurm_option:
@@ -144,7 +173,7 @@ def _select_members(args: argparse.Namespace, n: int) -> list[int] | None:
     if args.member is not None and args.shard:
         raise ModescapeError("use either --member or --shard, not both")
     if args.shard:
-        from modescape.train.launch import shard_members
+        from modescape.training.launch import shard_members
 
         return shard_members(n, args.shard)
     if args.member is not None:
@@ -156,10 +185,8 @@ def _select_members(args: argparse.Namespace, n: int) -> list[int] | None:
 
 def _check_launch_flags(args: argparse.Namespace) -> None:
     """Named by their flags here; `train_run` checks them again for library callers."""
-    if args.workers < 1:
-        raise ModescapeError(f"--workers must be >= 1, got {args.workers}")
-    if args.retries < 0:
-        raise ModescapeError(f"--retries must be >= 0, got {args.retries}")
+    for name, allowed in LAUNCH_RANGES.items():
+        check_range(f"--{name}", getattr(args, name), allowed)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -216,8 +243,14 @@ def _add_launch_flags(p: argparse.ArgumentParser) -> None:
         choices=values(Executor),
         help="where members train: this process, a local pool, or SLURM array tasks",
     )
-    p.add_argument("--workers", type=int, default=2, help="processes for --executor local")
-    p.add_argument("--retries", type=int, default=0, help="resubmissions of a failed member")
+    p.add_argument(
+        "--workers", type=int, default=2,
+        help=f"processes for --executor local (default 2; {LAUNCH_RANGES['workers']})",
+    )  # fmt: skip
+    p.add_argument(
+        "--retries", type=int, default=0,
+        help=f"resubmissions of a failed member (default 0; {LAUNCH_RANGES['retries']})",
+    )  # fmt: skip
     p.add_argument(
         "--track", choices=TRACKERS,
         help="also log each member's epochs to an experiment tracker (pip install "
@@ -242,7 +275,7 @@ def _tracking(args: argparse.Namespace, kind: str | None = None) -> Any:
         if args.track_option:
             raise ModescapeError("--track-option needs --track")
         return None
-    from modescape.train.tracking import Tracking
+    from modescape.training.tracking import Tracking
 
     return Tracking.parse(kind, args.track_option)
 
@@ -250,17 +283,25 @@ def _tracking(args: argparse.Namespace, kind: str | None = None) -> Any:
 def _build_train(sub: Any) -> None:
     p = _subparser(sub, "train", "train members and keep a snapshot after every epoch")
     _add_config_flags(p)
-    p.add_argument("--out", help="run directory (default runs/<data>-<arch>-<variant>-s<seed>)")
+    p.add_argument(
+        "--out", type=nonempty, help="run directory (default runs/<data>-<arch>-<variant>-s<seed>)"
+    )
     p.add_argument("--member", type=int, help="train only this member (0-based)")
     p.add_argument("--shard", metavar="I/N", help="train members with index = I mod N")
     _add_launch_flags(p)
     g = p.add_argument_group("SLURM (--executor slurm; needs pip install modescape[slurm])")
     g.add_argument("--partition", help="partition (default: the cluster's default)")
-    g.add_argument("--time", type=int, default=60, help="minutes per member task (default 60)")
-    g.add_argument("--cpus-per-task", type=int, default=1)
-    g.add_argument("--gpus-per-node", type=int, default=0)
-    g.add_argument("--mem-gb", type=float)
-    g.add_argument("--max-running", type=int, default=64, help="cap on tasks running at once")
+    r = SLURM_RANGES
+    g.add_argument(
+        "--time", type=int, default=60, help=f"minutes per member task (default 60; {r['time']})"
+    )
+    g.add_argument("--cpus-per-task", type=int, default=1, help=f"{r['cpus_per_task']}")
+    g.add_argument("--gpus-per-node", type=int, default=0, help=f"{r['gpus_per_node']}")
+    g.add_argument("--mem-gb", type=float, help=f"{r['mem_gb']} (default: the partition's)")
+    g.add_argument(
+        "--max-running", type=int, default=64,
+        help=f"cap on tasks running at once (default 64; {r['array_parallelism']})",
+    )  # fmt: skip
     g.add_argument(
         "--slurm-option", action="append", default=[], metavar="KEY=VALUE", help="sbatch option"
     )
@@ -270,7 +311,7 @@ def _build_train(sub: Any) -> None:
 def _build_run(sub: Any) -> None:
     p = _subparser(sub, "run", "train, analyse and write the report (default: MNIST-1D demo)")
     _add_config_flags(p)
-    p.add_argument("--out", help="run directory (default runs/demo)")
+    p.add_argument("--out", type=nonempty, help="run directory (default runs/demo)")
     p.add_argument(
         "--budget", action="store_true",
         help="print the estimated time of training and of each study on this machine (from a "
@@ -281,15 +322,18 @@ def _build_run(sub: Any) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> None:
-    from modescape.train.importer import import_checkpoints
+    from modescape.training.importer import import_checkpoints
 
     cfg = resolve_config(args) or preset()
-    run = import_checkpoints(args.source, args.out, cfg, pattern=args.pattern, fmt=args.format)
+    run = import_checkpoints(
+        args.source, args.out, cfg, pattern=args.pattern, fmt=args.format, origin=args.origin,
+        epoch_offset=args.epoch_offset, keras_config=args.keras_config,
+    )  # fmt: skip
     print(f"imported {run.config.members} member(s) into {run.path}")
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from modescape.train.tracking import export_run
+    from modescape.training.tracking import export_run
 
     where = export_run(args.run, _tracking(args, args.to), args.logdir)
     print(f"exported {args.run} to {args.to} ({where})")
@@ -297,32 +341,48 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def _build_export(sub: Any) -> None:
     p = _subparser(sub, "export", "write an existing run's metrics and config to a tracker")
-    p.add_argument("run", help="run directory")
+    p.add_argument("run", type=nonempty, help="run directory")
     p.add_argument("--to", required=True, choices=TRACKERS)
-    p.add_argument("--logdir", help="TensorBoard folder (default <run>/tracking/tensorboard)")
+    p.add_argument(
+        "--logdir", type=nonempty, help="TensorBoard folder (default <run>/tracking/tensorboard)"
+    )
     _add_track_option(p)
     p.set_defaults(func=cmd_export)
 
 
 def _build_import(sub: Any) -> None:
     # Literal here, not imported: building the parser must not import torch (train.importer).
-    p = _subparser(sub, "import", "turn existing checkpoints (PyTorch, safetensors, Keras .h5) "
+    p = _subparser(sub, "import", "turn existing checkpoints (PyTorch, safetensors, Keras) "
                    "into a run directory")  # fmt: skip
-    p.add_argument("source", help="folder holding the checkpoints")
-    p.add_argument("--out", required=True, help="new run directory")
+    p.add_argument("source", type=nonempty, help="folder holding the checkpoints")
+    p.add_argument("--out", type=nonempty, required=True, help="new run directory")
     p.add_argument(
         "--pattern", default="seed{member}/ep{epoch}.pt",
         help="path of a checkpoint below SOURCE with {epoch} and optionally {member} "
         "(default seed{member}/ep{epoch}.pt)",
     )  # fmt: skip
     p.add_argument("--format", default="auto", choices=("auto", "torch", "safetensors", "keras"))
+    p.add_argument(
+        "--origin", choices=values(ImportOrigin),
+        help="where the files came from (required for Keras files): seed-notebooks = the "
+        "authors' notebooks (pixels / 255, seed recipe, file {k} saved after epoch k+1); "
+        "stated = epochs as named plus --epoch-offset (0 = initialisation), pixels as "
+        "data.scaling (default for PyTorch / safetensors files)",
+    )  # fmt: skip
+    p.add_argument(
+        "--epoch-offset", type=int,
+        help="added to {epoch} to give the epochs trained (with --origin stated; default 0)",
+    )  # fmt: skip
+    p.add_argument(
+        "--keras-config", metavar="FILE",
+        help="the graph of weights-only Keras files: a .keras, a model.save .h5 or "
+        "model.to_json() output",
+    )  # fmt: skip
     _add_config_flags(p)
     p.set_defaults(func=cmd_import)
 
 
 # ---- the parser, logging and main -------------------------------------------------------------
-
-STUDIES = ("analyze", "subspace", "landscape", "shift")
 
 
 def _add_verbosity(p: argparse.ArgumentParser, default: Any) -> None:
@@ -351,7 +411,7 @@ def _subparser(sub: Any, name: str, text: str) -> argparse.ArgumentParser:
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The whole CLI. With `command`, the other study commands get no flags: reading the study
     configs imports torch, which `modescape info` or `--help` should not pay for."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="modescape",
         description="Why deep ensembles work: train independent members, keep every snapshot, "
         "and compare them in weight space and function space.",
@@ -366,14 +426,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     _build_run(sub)
     _build_import(sub)
     _build_export(sub)
-    if command is None or command in STUDIES:
-        from modescape.cli_studies import build_study_parsers
-
-        build_study_parsers(sub, _subparser)
-    else:
-        for name in STUDIES:
-            _subparser(sub, name, f"the {name} study (see modescape {name} --help)")
+    build_study_parsers(sub, _subparser, command)
     build_reader_parsers(sub, _subparser)
+    if command in (None, "spawn"):  # its settings import torch: only when asked for
+        from modescape.cli_spawn import build_spawn_parser
+
+        build_spawn_parser(sub, _subparser)
+    else:
+        _subparser(sub, "spawn", "spawn children from a member (see modescape spawn --help)")
     return parser
 
 
@@ -404,7 +464,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(_command_of(argv) or "")
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
+        # Bare `modescape`: the help (stdout) shows what to type, but no command ran: exit 2
+        # with the one-line error every other usage mistake gets.
         parser.print_help()
+        print("modescape: error: no command given (see modescape --help)", file=sys.stderr)
         return 2
     setup_logging(args.verbosity)
     func: Callable[[argparse.Namespace], Any] = args.func

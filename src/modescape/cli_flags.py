@@ -15,13 +15,12 @@ import enum
 import math
 import types
 import typing
-from collections.abc import Callable
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from modescape.errors import ModescapeError
 from modescape.options import BNPolicy, ParamSelection, Split, SubsetMode, values
+from modescape.registry import Flag
 
 # The option enum behind each str field that names a choice (same field name in every study).
 FIELD_CHOICES: dict[str, type[StrEnum]] = {
@@ -32,21 +31,12 @@ FIELD_CHOICES: dict[str, type[StrEnum]] = {
 }
 
 
-@dataclass(frozen=True)
-class Flag:
-    """How one config field appears on the command line."""
-
-    name: str | None = None  # the flag, e.g. "--grid"; default "--" + field name with dashes
-    help: str = ""
-    parse: Callable[[Any], Any] | None = None  # the flag's text (list if append) → field value
-    metavar: str | None = None
-    append: bool = False  # repeatable; `parse` receives the list of values
-    default: str | None = None  # words for a default that is None or a structure
-
-
-def split_list(text: str) -> tuple[str, ...]:
-    """'a, b,c' → ('a', 'b', 'c')."""
-    return tuple(s.strip() for s in text.split(",") if s.strip())
+def nonempty(text: str) -> str:
+    """An argparse type for names and paths: '' is refused, not read as "the default" (`--out ''`
+    used to write runs/<default>, `--arch ''` to train the default architecture)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
 
 
 def _scalar_type(hint: Any) -> type | None:

@@ -8,9 +8,12 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from modescape.cli_flags import nonempty
 from modescape.config import preset
+from modescape.errors import ModescapeError
 from modescape.options import Dataset, values
 
 
@@ -26,15 +29,27 @@ def cmd_compare(args: argparse.Namespace) -> None:
     compare_runs(args.runs, args.out)  # logs where it wrote the page
 
 
-def cmd_status(args: argparse.Namespace) -> None:
-    from modescape.train.launch import format_status, run_status
+def cmd_status(args: argparse.Namespace) -> int:
+    """Exit status 1 when a member's record (member.json) is lost: the state shown is rebuilt."""
+    from modescape.training.launch import format_status, run_status
 
-    print(format_status(run_status(args.run)))
+    rows = run_status(args.run)
+    print(format_status(rows))
+    lost = [r["member"] for r in rows if r.get("lost")]
+    if lost:
+        print(
+            f"member.json of member(s) {', '.join(map(str, lost))} is missing; "
+            f"`modescape train --out {args.run}` restores it; `modescape verify` lists all problems"
+        )
+    return 1 if lost else 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from modescape.store.run import verify_run
+    """Exit status 1 when the run has problems (listed on stdout); 2 when there is no run."""
+    from modescape.store.summary import verify_run
 
+    if not Path(args.run).is_dir():
+        raise ModescapeError(f"run directory not found: {args.run}")
     problems = verify_run(args.run)
     for p in problems:
         print(p)
@@ -44,7 +59,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     """Exit status 1 when the run has integrity problems (they are listed, not raised)."""
-    from modescape.store.run import load_run, run_summary
+    from modescape.store.run import load_run
+    from modescape.store.summary import run_summary
 
     summary = run_summary(load_run(args.run, trust=True))
     if args.json:
@@ -67,6 +83,12 @@ def cmd_info(args: argparse.Namespace) -> int:
             f"{m['member']:>6} {m['state']:>9} {m['epoch']:>5} {m['snapshots']:>5} {acc:>8}"
             f"  {m['seed']}"
         )
+    ran = [name for name, done in summary["studies"].items() if done]
+    missing = [name for name, done in summary["studies"].items() if not done]
+    print(
+        f"studies   {', '.join(ran) or 'none run'}"
+        + (f" (not run: {', '.join(missing)})" if missing else "")
+    )
     if summary["problems"]:
         print("integrity problems:\n  " + "\n  ".join(summary["problems"]))
     return 1 if summary["problems"] else 0
@@ -97,26 +119,37 @@ def cmd_models(args: argparse.Namespace) -> None:
 
 def build_reader_parsers(sub: Any, _subparser: Callable[..., argparse.ArgumentParser]) -> None:
     p = _subparser(sub, "report", "write <run>/report/index.html with every figure")
-    p.add_argument("run", help="run directory (analysed)")
+    p.add_argument("run", type=nonempty, help="run directory (analysed)")
     p.set_defaults(func=cmd_report)
     p = _subparser(sub, "compare", "one page putting two or more analysed runs side by side")
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (analysed), 2 or more")
     p.add_argument(
-        "--out", default="comparison", help="folder for index.html (default ./comparison)"
+        "runs",
+        nargs="+",
+        type=nonempty,
+        metavar="RUN",
+        help="run directories (analysed), 2 or more",
+    )
+    p.add_argument(
+        "--out",
+        type=nonempty,
+        default="comparison",
+        help="folder for index.html (default ./comparison)",
     )
     p.set_defaults(func=cmd_compare)
     p = _subparser(sub, "status", "state of each member (and its SLURM task)")
-    p.add_argument("run", help="run directory")
+    p.add_argument("run", type=nonempty, help="run directory")
     p.set_defaults(func=cmd_status)
     p = _subparser(sub, "info", "members, seeds, snapshots and accuracies of a run")
-    p.add_argument("run", help="run directory")
+    p.add_argument("run", type=nonempty, help="run directory")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_info)
     p = _subparser(sub, "verify", "check every file of a run against its recorded sha256")
-    p.add_argument("run", help="run directory")
+    p.add_argument("run", type=nonempty, help="run directory")
     p.set_defaults(func=cmd_verify)
     p = _subparser(sub, "models", "every architecture with its parameter count for a dataset")
     p.add_argument("--data", choices=values(Dataset), help="dataset (default mnist1d)")
-    p.add_argument("--root", help="dataset location, for image folders of other sizes")
+    p.add_argument(
+        "--root", type=nonempty, help="dataset location, for image folders of other sizes"
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_models)

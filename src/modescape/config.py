@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import reprlib
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from pathlib import Path
@@ -23,6 +24,7 @@ from modescape.options import (
     Dataset,
     Optimizer,
     Precision,
+    Profile,
     Recipe,
     Scaling,
     Schedule,
@@ -34,24 +36,104 @@ from modescape.options import (
 MAX_CONFIG_BYTES = 1 << 20
 
 
-def _check_numbers(section: object, where: str, least: dict[str, int] | None = None) -> None:
-    """Every float field finite and every int field >= 0 (or `least[field]`), named as
-    `where.field` in the message.
+@dataclass(frozen=True)
+class Range:
+    """The allowed values of one numeric setting: [lo, hi], either end open when marked."""
 
-    A NaN learning rate would be written as `null` into config.json and brick the run directory;
-    every count, index and seed in a run config is non-negative."""
+    lo: float
+    hi: float
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def __contains__(self, v: float) -> bool:
+        above = v > self.lo if self.lo_open else v >= self.lo
+        below = v < self.hi if self.hi_open else v <= self.hi
+        return above and below
+
+    def __str__(self) -> str:
+        ends = "(" if self.lo_open else "[", ")" if self.hi_open else "]"
+        return f"{ends[0]}{self.lo:,}, {self.hi:,}{ends[1]}"
+
+
+# Every numeric setting of a run, with the values it may take (docs/settings.md lists them; a
+# test keeps the two in step). The upper ends are far beyond any sensible run and far below a
+# value that would hang or exhaust memory before the first epoch: `--members 1000000000` used to
+# spend minutes deriving seeds, `--epochs 10**15` to run until killed.
+MAX_SEED = 2**63 - 1  # derive_seed's outputs are 63-bit; torch and NumPy accept any of them
+RANGES: dict[str, Range] = {
+    "members": Range(1, 10_000),
+    "seed": Range(0, MAX_SEED),
+    "data.val_size": Range(0, 10_000_000),
+    "data.mnist1d_samples": Range(20, 1_000_000),
+    "data.mnist1d_seed": Range(0, 2**32 - 1),  # mnist1d seeds NumPy's legacy RNG: 32 bits
+    "data.train_size": Range(0, 10_000_000),
+    "data.test_size": Range(0, 10_000_000),
+    "data.subset_seed": Range(0, MAX_SEED),
+    "data.mean": Range(0.0, 1.0),  # each channel's; in [0, 1] pixel units
+    "data.std": Range(0.0, 10.0, lo_open=True),
+    "model.dropout": Range(0.0, 1.0, hi_open=True),
+    "train.epochs": Range(0, 10_000),
+    "train.batch_size": Range(1, 65_536),
+    "train.lr": Range(0.0, 10.0, lo_open=True),
+    "train.lr_every": Range(1, 10_000),
+    "train.lr_start": Range(0, 10_000),
+    "train.lr_factor": Range(0.0, 1.0, lo_open=True),
+    "train.lr_milestones": Range(0, 10_000),  # each milestone; at most MAX_MILESTONES of them
+    "train.weight_decay": Range(0.0, 10.0),
+    "train.snapshot_every": Range(1, 10_000),
+    "train.augment.pad_crop": Range(0, 256),
+    "train.augment.brightness": Range(0.0, 1.0),
+    "train.collect.epochs": Range(0, 10_000),
+    "train.collect.lr": Range(0.0, 10.0),  # 0: the main schedule's last lr
+    "train.collect.lr_min": Range(0.0, 10.0),
+    "train.collect.every_steps": Range(0, 10_000_000),
+    "train.collect.max_rank": Range(0, 1000),
+}
+MAX_MILESTONES = 100  # values of a list setting (milestones, a mean or std per channel)
+
+# How members are launched: not part of a run's config, checked the same way (`train --help`).
+LAUNCH_RANGES: dict[str, Range] = {"workers": Range(1, 256), "retries": Range(0, 100)}
+SLURM_RANGES: dict[str, Range] = {
+    "time": Range(1, 525_600),  # minutes: a year
+    "cpus_per_task": Range(1, 1024),
+    "gpus_per_node": Range(0, 64),
+    "mem_gb": Range(0.0, 100_000.0, lo_open=True),
+    "array_parallelism": Range(1, 100_000),
+    "poll_s": Range(0.0, 3600.0, lo_open=True),
+}
+
+
+def check_range(name: str, value: object, allowed: Range) -> None:
+    """A ModescapeError naming `name`, its range and the value unless `value` lies in it.
+
+    NaN is refused first: it would be written as `null` into config.json and brick the run."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ModescapeError(f"{name} must be a finite number, got {value} (range {allowed})")
+    if value in allowed:  # type: ignore[operator]
+        return
+    shown = f"{value:.4g}" if isinstance(value, float) else f"{value:,}"
+    low = value <= allowed.lo if allowed.lo_open else value < allowed.lo  # type: ignore[operator]
+    if low and not allowed.lo_open:
+        raise ModescapeError(f"{name} must be >= {allowed.lo:,} (range {allowed}), got {shown}")
+    if low:
+        raise ModescapeError(f"{name} must be > {allowed.lo:,} (range {allowed}), got {shown}")
+    raise ModescapeError(f"{name} must be in {allowed}, got {shown}")
+
+
+def _check_numbers(section: object, where: str) -> None:
+    """Every numeric field of `section` within its `RANGES` entry, named as `where.field`."""
     for f in fields(section):  # type: ignore[arg-type]
         value = getattr(section, f.name)
         name = f"{where}.{f.name}" if where else f.name
-        low = (least or {}).get(f.name, 0)
+        if name not in RANGES:
+            continue
         items = value if isinstance(value, tuple) else (value,)
+        if isinstance(value, tuple) and len(value) > MAX_MILESTONES:  # milestones, mean, std
+            raise ModescapeError(f"{name} holds at most {MAX_MILESTONES} values, got {len(value)}")
         for v in items:
-            if isinstance(v, bool):
-                continue
-            if isinstance(v, float) and not math.isfinite(v):
-                raise ModescapeError(f"{name} must be a finite number, got {v}")
-            if isinstance(v, int) and v < low:
-                raise ModescapeError(f"{name} must be >= {low}, got {v}")
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise ModescapeError(f"{name} must be a number in {RANGES[name]}, got {v!r}")
+            check_range(name, v, RANGES[name])
 
 
 @dataclass(frozen=True)
@@ -77,7 +159,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         _set_choice(self, "name", "dataset", Dataset)
         _set_choice(self, "scaling", "scaling", Scaling)
-        _check_numbers(self, "data", {"mnist1d_samples": 20})
+        _check_numbers(self, "data")
         if self.scaling == Scaling.NORMALIZE and self.name != Dataset.MNIST1D:
             if not self.mean or len(self.mean) != len(self.std) or min(self.std) <= 0:
                 raise ModescapeError(
@@ -100,7 +182,7 @@ class DataConfig:
 class ModelConfig:
     # a built-in (options.Arch), a name given to `register_arch`, or "package.module:factory"
     arch: str = Arch.SMALLCNN.value
-    variant: str = Variant.PAPER.value  # paper or seed notebooks; resnet20 has "paper" only
+    variant: str = Variant.PAPER.value  # paper or seed notebooks (models.architectures)
     dropout: float = 0.1  # probability, where the architecture has dropout
     # keyword arguments of the factory (built-ins: only {"padding": "torch" | "keras"})
     arch_kwargs: dict[str, Any] = field(default_factory=dict, hash=False)
@@ -117,14 +199,12 @@ class ModelConfig:
         if not isinstance(self.arch_kwargs, dict) or not all(
             isinstance(k, str) for k in self.arch_kwargs
         ):
-            raise ModescapeError(f"model.arch_kwargs must be an object, got {self.arch_kwargs!r}")
+            raise ModescapeError(
+                f"model.arch_kwargs must be an object, got {reprlib.repr(self.arch_kwargs)}"
+            )
         if self.arch in builtins and set(self.arch_kwargs) - {"padding"}:
             raise ModescapeError("model.arch_kwargs of a built-in may only hold 'padding'")
         _set_choice(self, "variant", "variant", Variant)
-        if self.arch == "resnet20" and self.variant != "paper":
-            raise ModescapeError("resnet20 has only the 'paper' variant (canonical ResNet20v1)")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ModescapeError(f"model.dropout must be in [0, 1), got {self.dropout}")
 
 
 @dataclass(frozen=True)
@@ -135,8 +215,6 @@ class AugmentConfig:
 
     def __post_init__(self) -> None:
         _check_numbers(self, "train.augment")
-        if self.pad_crop < 0 or self.brightness < 0:
-            raise ModescapeError("augment.pad_crop and augment.brightness must be >= 0")
 
     @property
     def enabled(self) -> bool:
@@ -159,14 +237,8 @@ class CollectConfig:
     def __post_init__(self) -> None:
         _check_numbers(self, "train.collect")
         _set_choice(self, "schedule", "collection schedule", CollectSchedule)
-        if self.lr < 0 or self.lr_min < 0:
-            raise ModescapeError("train.collect.lr and train.collect.lr_min must be >= 0")
         if self.schedule == CollectSchedule.CYCLIC and not self.lr_min < (self.lr or math.inf):
             raise ModescapeError("a cyclic collection phase needs collect.lr_min < collect.lr")
-        if self.max_rank > 1000:
-            raise ModescapeError(
-                f"train.collect.max_rank must be at most 1000, got {self.max_rank}"
-            )
 
     @property
     def enabled(self) -> bool:
@@ -211,9 +283,8 @@ class TrainConfig:
     collect: CollectConfig = field(default_factory=CollectConfig)  # SWA/SWAG phase, off by default
 
     def __post_init__(self) -> None:
-        _check_numbers(self, "train", {"batch_size": 1, "lr_every": 1, "snapshot_every": 1})
-        if self.lr <= 0 or not 0 < self.lr_factor <= 1 or self.weight_decay < 0:
-            raise ModescapeError("train.lr must be > 0, lr_factor in (0, 1], weight_decay >= 0")
+        _check_numbers(self, "train")
+        _set_choice(self, "recipe", "recipe", Recipe)
         _set_choice(self, "optimizer", "optimizer", Optimizer)
         _set_choice(self, "schedule", "schedule", Schedule)
         _set_choice(self, "sampler", "batch sampler", BatchSampler)
@@ -230,6 +301,10 @@ class TrainConfig:
         return self.lr * self.lr_factor**drops
 
 
+# DataConfig fields newer than the first runs: written to config.json only when set
+_NEWER_DATA_FIELDS = ("train_size", "test_size", "subset_seed", "mean", "std", "transform")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
@@ -237,16 +312,27 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     members: int = 5  # independent random initialisations
     seed: int = 0  # base seed; member i's seed is derive_seed(seed, "member", i)
+    # the named profile these settings came from (`modescape.profiles`); "" = the paper's
+    profile: str = ""
 
     def __post_init__(self) -> None:
-        _check_numbers(self, "", {"members": 1})
+        _check_numbers(self, "")
+        if self.profile:
+            _set_choice(self, "profile", "profile", Profile)
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as JSON-ready dicts. A collection phase that is off is left out, so runs
-        without one keep the config.json (and manifest checksums) they had before it existed."""
+        """The config as JSON-ready dicts. A collection phase that is off is left out, and so
+        are the data subsets, normalisation, transform and profile while unused, so runs without
+        them keep the config.json (and manifest checksums) they had before they existed."""
         d = dataclasses.asdict(self)
         if not self.train.collect.enabled:
             del d["train"]["collect"]
+        defaults = dataclasses.asdict(DataConfig())
+        for key in _NEWER_DATA_FIELDS:
+            if d["data"][key] == defaults[key]:
+                del d["data"][key]
+        if not d["profile"]:
+            del d["profile"]
         return d
 
     def to_json(self) -> str:
@@ -307,6 +393,15 @@ def recipe(name: str, **overrides: Any) -> TrainConfig:
     return TrainConfig(recipe=name, **{**_RECIPES[name], **overrides})
 
 
+def recipe_for(name: str, arch: str) -> TrainConfig:
+    """A recipe as it applies to `arch`: the seed notebooks' ResNet runs add their augmentation
+    (4-pixel pad-and-crop, brightness max delta 0.5 on [0, 1] pixels, no flips)."""
+    train = recipe(name)
+    if name == "seed" and arch == "resnet20":
+        train = replace(train, augment=AugmentConfig(pad_crop=4, brightness=0.5))
+    return train
+
+
 def preset(
     data: str = "mnist1d",
     arch: str = "smallcnn",
@@ -319,11 +414,11 @@ def preset(
     variant: str = "paper",
 ) -> RunConfig:
     """A sensible RunConfig for a dataset/architecture pair: the one-liner behind the CLI."""
+    if recipe_name is None and arch == "resnet20" and variant == "seed":
+        recipe_name = "seed"  # the seed's ResNet with its own recipe and augmentation
     if recipe_name is None:
         recipe_name = "demo" if data == "mnist1d" else "resnet" if arch == "resnet20" else "paper"
-    train = recipe(recipe_name)
-    if recipe_name == "seed" and arch == "resnet20":
-        train = replace(train, augment=AugmentConfig(pad_crop=4, brightness=0.5))
+    train = recipe_for(recipe_name, arch)
     if epochs is not None:
         train = replace(train, epochs=epochs)
     scaling = "raw" if recipe_name == "paper" and data != "mnist1d" else "unit"
@@ -353,8 +448,9 @@ def load_config(path: str | Path) -> RunConfig:
         raise ModescapeError(f"config file not found: {path}") from None
     except OSError as e:
         raise ModescapeError(f"cannot read config file {path}: {e.strerror or e}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModescapeError(f"config file {path} is not valid JSON: {e}") from None
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, and the
+        # two a hostile file can still provoke: 200,000 nested brackets, a 5,000-digit integer
+        raise ModescapeError(f"config file {path} is not valid JSON: {_why(e)}") from None
     if not isinstance(d, dict):
         raise ModescapeError(f"config file {path} must hold a JSON object")
     return RunConfig.from_dict(d)
@@ -362,7 +458,9 @@ def load_config(path: str | Path) -> RunConfig:
 
 def _from_dict(cls: type, d: Any, where: str) -> Any:
     if not isinstance(d, dict):
-        raise ModescapeError(f"config section {where or 'root'!r} must be an object, got {d!r}")
+        raise ModescapeError(
+            f"config section {where or 'root'!r} must be an object, got {reprlib.repr(d)}"
+        )
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(d) - set(known))
     if unknown:
@@ -404,11 +502,11 @@ def _coerce(cls: type, name: str, value: Any) -> Any:
         return tuple(float(v) for v in value)
     if name == "lr_milestones":
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) for v in value):
-            raise ModescapeError(f"{name} must be a list of integers, got {value!r}")
+            raise ModescapeError(f"{name} must be a list of integers, got {reprlib.repr(value)}")
         return tuple(value)
     if name == "root":
         if value is not None and not isinstance(value, str):
-            raise ModescapeError(f"data.root must be a path string, got {value!r}")
+            raise ModescapeError(f"data.root must be a path string, got {reprlib.repr(value)}")
         return value
     if isinstance(sample, bool):
         ok = isinstance(value, bool)
@@ -423,7 +521,9 @@ def _coerce(cls: type, name: str, value: Any) -> Any:
         ok = True
     if not ok:
         kind = type(sample).__name__
-        raise ModescapeError(f"config key {name!r} must be of type {kind}, got {value!r}")
+        raise ModescapeError(
+            f"config key {name!r} must be of type {kind}, got {reprlib.repr(value)}"
+        )
     return value
 
 
@@ -432,14 +532,20 @@ def _parse_value(raw: str) -> Any:
         return json.loads(raw)
     except json.JSONDecodeError:
         return raw
+    except (ValueError, RecursionError) as e:  # valid JSON, but too deep or too many digits
+        raise ModescapeError(f"--set value {reprlib.repr(raw)} is not usable: {_why(e)}") from None
+
+
+def _why(e: BaseException) -> str:
+    """A parser's complaint in a few words (RecursionError's own text is about Python)."""
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    if "integer string conversion" in str(e):
+        return "an integer with more digits than Python converts (4,300)"
+    return reprlib.repr(str(e)) if len(str(e)) > 200 else str(e)
 
 
 def _set_choice(section: object, name: str, what: str, options: type[StrEnum]) -> None:
     """Check a choice field and store it as the plain string (an enum member passed in would
     otherwise show in reprs and compare by identity in `is` checks)."""
     object.__setattr__(section, name, check_choice(what, getattr(section, name), options))
-
-
-def _check_choice(what: str, value: str, allowed: Any) -> None:
-    """Kept for the studies that still import it; new code uses `errors.check_choice`."""
-    check_choice(what, value, allowed)

@@ -17,9 +17,11 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from modescape import registry
 from modescape.config import RunConfig
 
 logger = logging.getLogger(__name__)
@@ -31,7 +33,6 @@ PROBE_POINTS = 4  # weight points per timed evaluation (at least; "grouped": its
 PROBE_EXAMPLES = 512  # test examples per timed evaluation
 PROBE_CORRUPT = 32  # images per timed corruption
 CALIBRATION_EVALS = 4  # evaluations per calibration besides its bisection steps (measured 3-6)
-STUDIES = ("analyze", "subspace", "landscape", "shift")
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class CostEstimate:
 
     @property
     def studies(self) -> float:
-        return sum(s.seconds for s in self.stages if s.name in STUDIES)
+        return sum(s.seconds for s in self.stages if s.name != "training")
 
     @property
     def total(self) -> float:
@@ -112,8 +113,9 @@ def estimate_run(
 
     `rates`: measured rates to reuse (default: `probe_rates`, a few seconds); `data`: the loaded
     dataset (default: loaded here, from the decoding cache after the first time); `studies`:
-    study settings other than the pipeline's ({"subspace": SubspaceConfig, "landscape":
-    LandscapeConfig, "shift": ShiftConfig}), to price alternatives."""
+    settings other than the pipeline's for some studies, by name ({"landscape": LandscapeConfig,
+    ...}), to price alternatives. One stage per registered study (`modescape.registry`), priced
+    by its `cost`."""
     import torch
 
     from modescape.store.run import open_dataset
@@ -122,31 +124,27 @@ def estimate_run(
         data = open_dataset(config, pixels="uint8")  # the probe scales the few it uses
     if rates is None:
         rates = probe_rates(config, data)
-    shape = _Shape(
+    shape = DataShape(
         n_train=len(data.y_train),
         n_test=len(data.y_test),
         images=data.x_train.dim() == 4,
         channels=int(data.x_train.shape[1]),
         batchnorm=_has_batchnorm(config, data),
     )
-    from modescape.pipeline import subspace_defaults
-    from modescape.studies.landscape import LandscapeConfig
-    from modescape.studies.shift import ShiftConfig
-
-    chosen = {"subspace": subspace_defaults(config), "landscape": LandscapeConfig()}
-    chosen |= {"shift": ShiftConfig()} | (studies or {})
-    stages = [
-        _training(config, shape, rates),
-        _analyze(config, shape, rates),
-        _subspace(config, shape, rates, chosen["subspace"]),
-        _landscape(config, shape, rates, chosen["landscape"]),
-        _shift(config, shape, rates, chosen["shift"], chosen["subspace"]),
+    chosen = {s.name: s.default_settings(config) for s in registry.studies()} | (studies or {})
+    stages = [_training(config, shape, rates)]
+    stages += [
+        s.get("cost")(config, shape, rates, chosen)
+        for s in registry.studies()
+        if s.applies_to(config)
     ]
     return CostEstimate(stages, rates, torch.get_num_threads(), "cpu")
 
 
 @dataclass(frozen=True)
-class _Shape:
+class DataShape:
+    """What a cost model needs to know about the run's data."""
+
     n_train: int
     n_test: int
     images: bool
@@ -175,7 +173,7 @@ def probe_rates(config: RunConfig, data: Any) -> Rates:
     """Time a few training steps, an evaluation and (images) each corruption, here and now."""
     import torch
 
-    from modescape.train.trainer import member_threads
+    from modescape.training.trainer import member_threads
 
     with torch.random.fork_rng(devices=[]):  # the probe draws; training's draws stay the same
         torch.manual_seed(0)
@@ -195,7 +193,7 @@ def _time_training(config: RunConfig, data: Any) -> float:
     import torch
 
     from modescape.data.datasets import scale_pixels
-    from modescape.train.loop import (
+    from modescape.training.loop import (
         MemberRNG,
         make_optimizer,
         pixel_unit,
@@ -293,16 +291,18 @@ def _time_corruptions(data: Any) -> dict[str, float]:
 # ---- the work of each stage ----------------------------------------------------------------------
 
 
-def _training(config: RunConfig, shape: _Shape, rates: Rates) -> Stage:
+def _training(config: RunConfig, shape: DataShape, rates: Rates) -> Stage:
     t = config.train
     steps = math.ceil(shape.n_train / t.batch_size)
     snapshots = t.epochs // t.snapshot_every + 1  # each snapshot's test predictions
-    per_member = t.epochs * steps * rates.train_step + snapshots * shape.n_test * rates.forward
-    work = f"{config.members} members x {t.epochs} epochs x {steps} steps"
+    # a collection phase (train.collect): more epochs, each with one test evaluation
+    epochs, evals = t.epochs + t.collect.epochs, snapshots + t.collect.epochs
+    per_member = epochs * steps * rates.train_step + evals * shape.n_test * rates.forward
+    work = f"{config.members} members x {epochs} epochs x {steps} steps"
     return Stage("training", config.members * per_member, work)
 
 
-def _bn_forwards(shape: _Shape) -> int:
+def _bn_forwards(shape: DataShape) -> int:
     """Training examples per BatchNorm recomputation of one off-trajectory point (in train mode:
     counted as two forwards each)."""
     from modescape.studies.context import BN_TRAIN_EXAMPLES
@@ -310,16 +310,23 @@ def _bn_forwards(shape: _Shape) -> int:
     return 2 * min(BN_TRAIN_EXAMPLES, shape.n_train) if shape.batchnorm else 0
 
 
-def _analyze(config: RunConfig, shape: _Shape, rates: Rates) -> Stage:
+def analysis_cost(
+    config: RunConfig, shape: DataShape, rates: Rates, chosen: Mapping[str, Any]
+) -> Stage:
+    """The analysis study: each member's weight average evaluated on the test split."""
     M = config.members
     forwards = M * (shape.n_test + _bn_forwards(shape))  # each member's weight average
-    return Stage("analyze", forwards * rates.forward, f"{M} weight averages on {shape.n_test}")
+    return Stage("analysis", forwards * rates.forward, f"{M} weight averages on {shape.n_test}")
 
 
-def _subspace(config: RunConfig, shape: _Shape, rates: Rates, sc: Any) -> Stage:
+def subspace_cost(
+    config: RunConfig, shape: DataShape, rates: Rates, chosen: Mapping[str, Any]
+) -> Stage:
+    """Every sampler's samples around every member, and (calibrated mode) its calibration."""
     from modescape.analysis.subspace import SamplerMode
     from modescape.studies.subspace import CALIBRATION_EXAMPLES
 
+    sc = chosen["subspace"]
     M, G, n = config.members, len(sc.methods), sc.n_samples
     assert n is not None  # SubspaceConfig fills it in
     bn = _bn_forwards(shape)
@@ -328,23 +335,46 @@ def _subspace(config: RunConfig, shape: _Shape, rates: Rates, sc: Any) -> Stage:
     calibration = 0
     if sc.mode is SamplerMode.CALIBRATED:
         probes = (sc.calibration_steps + CALIBRATION_EVALS) * sc.calibration_probes
+        probes += sc.calibration_check  # the fresh samples at the calibrated scale
         calibration = G * M * probes * (min(CALIBRATION_EXAMPLES, shape.n_train) + bn)
     seconds = samples + calibration * rates.forward
     work = f"{G} samplers x {M} members x {n} samples on {shape.n_test}, calibration"
     return Stage("subspace", seconds, work)
 
 
-def _landscape(config: RunConfig, shape: _Shape, rates: Rates, lc: Any) -> Stage:
+def swag_cost(
+    config: RunConfig, shape: DataShape, rates: Rates, chosen: Mapping[str, Any]
+) -> Stage:
+    """`modescape swag`: per member one SWA model and n SWAG and n SWAG-Diagonal samples
+    (BatchNorm recomputed each), T MC-dropout passes."""
+    sc, M = chosen["swag"], config.members
+    points = M * (1 + 2 * sc.n_samples)
+    seconds = points * (shape.n_test + _bn_forwards(shape)) + M * sc.mc_passes * shape.n_test
+    work = f"{M} members x (1 + 2 x {sc.n_samples} samples + {sc.mc_passes} passes)"
+    return Stage("swag", seconds * rates.forward, work)
+
+
+def landscape_cost(
+    config: RunConfig, shape: DataShape, rates: Rates, chosen: Mapping[str, Any]
+) -> Stage:
+    """Every plane's grid and every path's points (`LandscapeConfig.planes`; None: one plane)."""
+    lc = chosen["landscape"]
     n = min(lc.max_examples, shape.n_test)
-    planes = 1
+    planes = len(lc.planes) if lc.planes else 1
     paths = 2 + (1 if lc.align else 0) if config.members > 1 else 1
     points = planes * lc.resolution**2 + paths * lc.n_path_points
     bn = _bn_forwards(shape) if lc.bn_policy == "recompute" else 0
-    work = f"{planes} plane of {lc.resolution}x{lc.resolution} and {paths} paths on {n}"
+    grid = f"{lc.resolution}x{lc.resolution}"
+    work = f"{planes} plane{'' if planes == 1 else 's'} of {grid} and {paths} paths on {n}"
     return Stage("landscape", points * (n + bn) * rates.forward, work)
 
 
-def _shift(config: RunConfig, shape: _Shape, rates: Rates, shc: Any, sc: Any) -> Stage:
+def shift_cost(
+    config: RunConfig, shape: DataShape, rates: Rates, chosen: Mapping[str, Any]
+) -> Stage:
+    """Every model (members, late snapshots, subspace samples of the subspace settings priced)
+    under every corruption and severity, and the corrupting itself."""
+    shc, sc = chosen["shift"], chosen["subspace"]
     from modescape.data.corruptions import applicable_corruptions
     from modescape.studies.context import clamp_window
     from modescape.studies.shift import DEMO_SIGNAL
@@ -364,19 +394,15 @@ def _shift(config: RunConfig, shape: _Shape, rates: Rates, shc: Any, sc: Any) ->
     return Stage("shift", seconds, work)
 
 
-def estimate_study(run: Any, study: str, config: Any = None) -> Stage:
-    """The estimated cost of one study (`STUDIES`) on an existing run with `config` (None: the
+def estimate_study(run: Any, name: str, config: Any = None) -> Stage:
+    """The estimated cost of one registered study on an existing run with `config` (None: the
     settings `modescape run` uses); shift counts the subspace models of the pipeline's settings."""
     from modescape.store.run import load_run
 
-    if study not in STUDIES:
-        from modescape.errors import choice_error
-
-        raise choice_error("study", study, STUDIES)
+    s = registry.study(name)
     r = load_run(run)
-    studies = {study: config} if config is not None and study != "analyze" else None
-    est = estimate_run(r.config, studies=studies)
-    return next(s for s in est.stages if s.name == study)
+    est = estimate_run(r.config, studies=None if config is None else {s.name: config})
+    return next(stage for stage in est.stages if stage.name == s.name)
 
 
 def log_estimate(estimate: CostEstimate) -> None:

@@ -59,6 +59,16 @@ class CollectSchedule(StrEnum):
     )
 
 
+class SwagMethod(StrEnum):
+    """The single-mode methods of the literature (`modescape swag`, analysis/swag.py)."""
+
+    SWA = "swa"  # mean of the collected iterates (Izmailov et al. 2018)
+    SWAG = "swag"  # diagonal + low-rank Gaussian (Maddox et al. 2019)
+    SWAG_DIAG = "swag_diag"  # SWAG's diagonal part alone
+    MULTISWAG = "multiswag"  # SWAG samples of every member pooled (Wilson & Izmailov 2020)
+    MC_DROPOUT = "mc_dropout"  # dropout on at test time (Gal & Ghahramani 2016)
+
+
 class BatchSampler(StrEnum):
     """How a training epoch draws its minibatches."""
 
@@ -79,6 +89,25 @@ class Recipe(StrEnum):
     SEED = "seed"
     DEMO = "demo"
     RESNET = "resnet"
+
+
+class ImportOrigin(StrEnum):
+    """Where imported checkpoints came from, which fixes what a file does not record: how the
+    model's inputs were scaled and what the number in its name means."""
+
+    # The authors' seed notebooks (Keras): pixels / 255, the seed recipe, and the file named
+    # `..._checkpoint_{k}` written by `on_epoch_end(k)` (0-based), i.e. after epoch k + 1.
+    SEED_NOTEBOOKS = "seed-notebooks"
+    # Anything else: {epoch} + --epoch-offset is the number of epochs trained (0: the
+    # initialisation), and the run's data.scaling is what the model was trained on.
+    STATED = "stated"
+
+
+class Profile(StrEnum):
+    """Named sizes of a whole `modescape run` (`modescape.profiles`)."""
+
+    PAPER = "paper"  # the paper's settings: the default
+    QUICK = "quick"  # minutes on a laptop CPU, real data included: subsets, fewer epochs
 
 
 class Executor(StrEnum):

@@ -13,12 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modescape.config import RunConfig
+from modescape.config import LAUNCH_RANGES, RunConfig, check_range
 from modescape.errors import ModescapeError, check_choice
 from modescape.options import Executor
+from modescape.registry import Study, studies
 
 if TYPE_CHECKING:
-    from modescape.train.tracking import Tracking
+    from modescape.training.tracking import Tracking
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,8 @@ def train_run(
     An empty `members` (a shard with no member, e.g. `--shard 3/4` of 3 members) creates or
     checks the run directory and trains nothing, with a warning that says so. `track` names an
     experiment tracker for every member (`train.tracking`; not part of the config)."""
-    from modescape.train.launch import run_members
-    from modescape.train.trainer import prepare_run, train
+    from modescape.training.launch import run_members
+    from modescape.training.trainer import prepare_run, train
 
     _check_launch(executor, workers, retries, device, track)
     if members is not None and len(members) == 0:
@@ -58,7 +59,7 @@ def train_run(
     if track is not None:  # a picklable job function for the pool and SLURM tasks
         import functools
 
-        from modescape.train.trainer import train_member
+        from modescape.training.trainer import train_member
 
         job_fn = functools.partial(train_member, track=track)
         members = run.members if members is None else members
@@ -81,51 +82,40 @@ def _check_launch(
     executor: str, workers: int, retries: int, device: str, track: str | Tracking | None
 ) -> None:
     """Checked before the run directory exists, so a typo leaves nothing behind."""
-    from modescape.train.trainer import resolve_device
+    from modescape.training.trainer import resolve_device
 
     check_choice("executor", executor, Executor)
-    if workers < 1 or retries < 0:
-        raise ModescapeError(f"workers must be >= 1 and retries >= 0, got {workers}, {retries}")
-    if executor != Executor.SLURM:  # SLURM tasks resolve the device on their own node
+    check_range("workers", workers, LAUNCH_RANGES["workers"])
+    check_range("retries", retries, LAUNCH_RANGES["retries"])
+    if executor == Executor.SLURM:  # SLURM tasks resolve the device on their own node
+        from modescape.training.slurm import check_slurm_available
+
+        check_slurm_available()
+    else:
         resolve_device(device)
     if track is not None:
-        from modescape.train.tracking import check_tracking
+        from modescape.training.tracking import check_tracking
 
         check_tracking(track)
 
 
 def _resolved_cpu(device: str) -> bool:
-    from modescape.train.trainer import resolve_device
+    from modescape.training.trainer import resolve_device
 
     return resolve_device(device).type == "cpu"
 
 
-def subspace_defaults(config: RunConfig) -> Any:
-    """The paper's subspace settings, shrunk to what a short run has (`modescape run --epochs 3`):
-    the Gaussians need at least two snapshots after initialisation."""
-    from modescape.analysis.subspace import SAMPLERS, SubspaceConfig
-
-    kept = config.train.epochs // config.train.snapshot_every
-    if kept < 2:
-        return SubspaceConfig(methods=("random", "dropout"), n_snapshots=2, rank=1)
-    n = min(10, kept)
-    return SubspaceConfig(methods=SAMPLERS, n_snapshots=n, rank=min(5, n - 1))
-
-
 def study_stages(config: RunConfig) -> list[tuple[str, Callable[[Path], Any]]]:
     """What `run_pipeline` runs after training, in order: (study name, function of the run
-    directory), with the settings it uses (benchmarks time them one by one)."""
-    from modescape.studies.landscape import run_landscape
-    from modescape.studies.shift import run_shift
-    from modescape.studies.subspace import run_subspace
-    from modescape.studies.weights_functions import analyze_run
-
+    directory) for every registered study that applies to `config` (`modescape.registry`), each
+    with the settings `modescape run` uses for it (benchmarks time them one by one)."""
     return [
-        ("analyze", analyze_run),
-        ("subspace", lambda path: run_subspace(path, subspace_defaults(config))),
-        ("landscape", run_landscape),
-        ("shift", run_shift),
+        (s.name, _stage(s, s.default_settings(config))) for s in studies() if s.applies_to(config)
     ]
+
+
+def _stage(study: Study, settings: Any) -> Callable[[Path], Any]:
+    return lambda path: study.get("runner")(path, settings)
 
 
 def estimate_run(config: RunConfig) -> Any:

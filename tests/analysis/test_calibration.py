@@ -21,7 +21,7 @@ from modescape.analysis.subspace import (
     sample_subspace,
 )
 from modescape.errors import ModescapeError
-from modescape.seeding import torch_generator
+from modescape.seeding import derive_seed, torch_generator
 
 D, H, C, N = 6, 12, 4, 600
 P = D * H + H + H * C + C
@@ -148,6 +148,29 @@ def test_calibrated_cloud_spans_the_band(problem, method):
     # the criterion of the paper's plane: from within 2 points of the reference to 15 below
     assert float(acc.max()) >= ref - 0.02, acc
     assert float(acc.min()) <= ref - 0.15, acc
+
+
+def test_fresh_samples_at_the_calibrated_scale_are_reported(problem):
+    """The check samples are drawn at the calibrated scale with their own seed: their mean and
+    spread are those of an independent direct evaluation, and not the probes'."""
+    traj, accuracy_of = problem
+    cfg = SubspaceConfig(n_snapshots=10, rank=5, calibration_check=12)
+    for method in ("random", "diagonal"):
+        cal = calibrate(method, traj, 0, cfg, accuracy_of, floor=1 / C)
+        assert len(cal.check_accuracies) == 12
+        seed = derive_seed(cfg.seed, "calibration-check", method, 0)
+        fresh = sample(method, traj[-10:], 12, cal.scale, seed, rank=5, sweep=False)
+        direct = accuracy_of(fresh).double()
+        assert cal.check_mean == pytest.approx(float(direct.mean()), abs=1e-12)
+        assert cal.check_std == pytest.approx(float(direct.std(correction=0)), abs=1e-12)
+        assert cal.check_std > 0  # single samples scatter: the spread is worth stating
+        probe_seed = derive_seed(cfg.seed, "calibrate", method, 0)
+        probes = sample(
+            method, traj[-10:], cfg.calibration_probes, cal.scale, probe_seed, rank=5, sweep=False
+        )
+        assert not torch.equal(probes, fresh)
+    with pytest.raises(ModescapeError, match="calibration_check"):
+        SubspaceConfig(calibration_check=0)
 
 
 def test_calibration_is_deterministic_and_says_when_it_cannot_reach(problem, caplog):

@@ -80,3 +80,31 @@ def test_batchnorm_without_train_x_falls_back_to_interpolate(caplog):
         model, {k: v * 0 for k, v in s1.items()}, s1, s2, x, y, resolution=3, progress=False
     )
     assert plane.bn_policy == "interpolate"
+
+
+def test_a_shuffled_loader_gives_the_same_barrier_on_every_call():
+    """BatchNorm statistics recomputed from `train_x` do not depend on the loader's order."""
+    model, (x, y) = _bn_net(), _data(64)
+    other = {k: v * 0.9 + 0.05 for k, v in model.state_dict().items()}
+    loader = DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True)
+    xs, ys = materialize(loader)
+    assert torch.equal(xs, x) and torch.equal(ys, y)  # read in the dataset's order
+    paths = [
+        landscape.interpolate_path(model, model.state_dict(), other, x, y, n_points=5,
+                                   train_x=loader, bn_batches=1, bn_batch_size=16)
+        for _ in range(2)
+    ]  # fmt: skip
+    ref = landscape.interpolate_path(model, model.state_dict(), other, x, y, n_points=5,
+                                     train_x=x, bn_batches=1, bn_batch_size=16)  # fmt: skip
+    assert paths[0].loss_barrier == paths[1].loss_barrier == ref.loss_barrier
+
+
+def test_plane_settings_by_their_cli_name_or_a_clear_error():
+    model, (x, y) = _bn_net(), _data()
+    sd = model.state_dict()
+    t1 = {k: v * 1.1 for k, v in sd.items()}
+    t2 = {k: v * 0.9 + 0.01 for k, v in sd.items()}
+    plane = landscape.evaluate_plane(model, sd, t1, t2, x, y, grid=5, train_x=x)
+    assert len(plane.a_values) >= 5  # grid= is the CLI's --grid: the resolution
+    with pytest.raises(ModescapeError, match=r"unknown keyword argument 'gird'.*resolution"):
+        landscape.evaluate_plane(model, sd, t1, t2, x, y, gird=5, train_x=x)

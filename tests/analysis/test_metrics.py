@@ -58,12 +58,48 @@ def test_hand_case():
     assert metrics.ece(p, y) == pytest.approx(0.125 + 0.3 + 0.075)
 
 
-def test_brier_range_and_nll_clamp():
+def test_brier_range_and_nll_unclamped():
     wrong = np.array([[1.0, 0.0], [0.0, 1.0]])
     assert metrics.brier(wrong, np.array([1, 0])) == pytest.approx(2.0)
     assert metrics.brier(wrong, np.array([0, 1])) == 0.0
-    assert metrics.nll(wrong, np.array([1, 0])) == pytest.approx(-np.log(metrics.NLL_EPS))
-    assert metrics.nll(wrong, np.array([1, 0]), eps=1e-3) == pytest.approx(-np.log(1e-3))
+    # p = 0 (a float32 softmax's underflow): float32's smallest positive, a lower bound
+    assert metrics.nll(wrong, np.array([1, 0])) == pytest.approx(149 * np.log(2))
+    members = np.stack([wrong, wrong[::-1]])  # the other member gives the true class p = 1
+    assert metrics.ensemble_nll(members, np.array([1, 0])) == pytest.approx(np.log(2))
+
+
+def test_nll_below_1e_12_is_minus_log_p():
+    """True-class probabilities of 1e-15 .. 1e-30 (float32 holds them): −log p, not a clamp's
+    27.6; from logits through log-softmax in float64, and for ensembles log-mean-exp."""
+    p_true = np.array([1e-15, 1e-20, 1e-30, 0.5])
+    probs = np.stack([p_true, 1 - p_true], axis=1).astype(np.float32)
+    y = np.zeros(4, dtype=np.int64)
+    direct = -np.mean(np.log(probs[:, 0].astype(np.float64)))
+    assert metrics.nll(probs, y) == pytest.approx(direct, rel=1e-12)
+    assert metrics.nll(probs, y) > 37  # a 1e-12 clamp would give 21.0
+    logits = np.array([[-80.0, 0.0], [0.0, 0.0]])  # p_true = sigmoid(-80) ≈ 1.8e-35
+    expected = np.mean([np.logaddexp(0, 80.0), np.log(2)])
+    assert metrics.nll_from_logits(logits, np.array([0, 0])) == pytest.approx(expected, rel=1e-12)
+    # ensembles: −log of the mean probability; one member at 1e-30, one at 1e-20
+    members = np.stack([probs, probs[[1, 0, 2, 3]]])  # [2, 4, 2]
+    mean_true = members[:, :, 0].astype(np.float64).mean(axis=0)
+    assert metrics.ensemble_nll(members, y) == pytest.approx(-np.mean(np.log(mean_true)), 1e-12)
+    logp = np.log(members.astype(np.float64))
+    np.testing.assert_allclose(
+        np.exp(metrics.ensemble_log_probs(logp)), members.astype(np.float64).mean(0), rtol=1e-12
+    )
+    assert metrics.evaluate_ensemble(members, y)["nll"] == metrics.ensemble_nll(members, y)
+
+
+def test_ensemble_mean_is_float64():
+    """Three members whose float32 mean rounds two classes into a tie (argmax: class 0), while
+    the exact mean prefers class 1."""
+    members = np.array(
+        [[[0.5, 0.5]], [[0.49999997, 0.5]], [[0.49999994, 0.50000006]]], dtype=np.float32
+    )
+    m32 = members.mean(axis=0)
+    assert m32[0, 0] == m32[0, 1]  # the float32 tie this guards against
+    assert metrics.evaluate_ensemble(members, np.array([1]))["accuracy"] == 1.0
 
 
 def test_ece_bins_closed_on_the_right():

@@ -359,3 +359,87 @@ def test_decompression_bomb_is_refused_naming_the_file(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)
     with pytest.raises(ModescapeError, match=r"0\.png: image too large to decode"):
         load_dataset("folder", root, cache_dir=tmp_path / "cache")
+
+
+# ---- bounds: what a hostile archive or folder can make modescape hold ---------------------------
+
+
+def _tgz_with_declared_member(out: Path, name: str, size: int) -> Path:
+    """A .tar.gz whose index declares `name` with `size` bytes but carries only 1 KB of it: a
+    reader that checks the header refuses at once; one that reads first would try `size`."""
+    import gzip
+
+    info = tarfile.TarInfo(name)
+    info.size = size
+    with gzip.open(out, "wb") as f:
+        f.write(info.tobuf(format=tarfile.GNU_FORMAT) + b"\0" * 1024)
+    return out
+
+
+@pytest.mark.parametrize(
+    "member, size",
+    [
+        ("cifar-10-batches-py/data_batch_1", 1_500_000_000),
+        ("cifar-10-batches-py/batches.meta", 50_000_000),
+        ("train/cat/0.png", 1 << 30),
+        ("cifar-10-batches-py/readme.html", 3 << 30),
+    ],
+)
+def test_an_oversized_member_is_refused_from_the_index(tmp_path, member, size):
+    import time
+
+    archive = _tgz_with_declared_member(tmp_path / "big.tar.gz", member, size)
+    tick = time.perf_counter()
+    with pytest.raises(ModescapeError, match=rf"{member.split('/')[-1]}.* {size:,} bytes|bytes:"):
+        read_source("cifar10", find_source("cifar10", archive))
+    assert time.perf_counter() - tick < 5  # refused at the header, not after reading
+
+
+def test_a_batch_file_larger_than_a_batch_is_refused_unread(tmp_path):
+    xtr, ytr, xte, yte = fake_images()
+    d = write_python10(tmp_path / "py", xtr, ytr, xte, yte)
+    with open(d / "data_batch_3", "r+b") as f:  # sparse: no disk used
+        f.truncate(1_500_000_000)
+    with pytest.raises(ModescapeError, match=r"data_batch_3 holds 1,500,000,000 bytes.*33,554,432"):
+        read_source("cifar10", find_source("cifar10", d))
+
+
+def test_an_archive_within_the_limits_still_reads(tmp_path):
+    xtr, ytr, xte, yte = fake_images()
+    archive = make_tgz(write_python10(tmp_path / "py", xtr, ytr, xte, yte), tmp_path / "c.tgz")
+    got = read_source("cifar10", find_source("cifar10", archive))
+    assert as_multiset(got.x_train, got.y_train) == as_multiset(xtr, ytr)
+    assert got.classes == CLASSES10
+
+
+def test_decoded_images_beyond_the_bound_are_refused_before_allocation(tmp_path, monkeypatch):
+    xtr, ytr, xte, yte = fake_images()
+    d = write_folder(tmp_path / "f", xtr, ytr, xte, yte)
+    monkeypatch.setattr(cifar, "MAX_DECODED_BYTES", 3072 * 19)  # one image fewer than train has
+    with pytest.raises(ModescapeError, match=r"train: 20 images of shape \(3, 32, 32\)"):
+        read_source("folder", find_source("folder", d))
+
+
+@pytest.mark.parametrize(
+    "batch, meta, message",
+    [
+        ({b"labels": [b"x"] * 4}, None, "labels must be a list of integers"),
+        ({b"labels": None}, None, "labels must be a list of integers, got None"),
+        ({b"labels": [2**70] * 4}, None, "labels must be a list of integers|int64"),
+        ({b"labels": [True] * 4}, None, "labels must be a list of integers"),
+        (None, {b"label_names": 5}, "class names must be a list of strings, got 5"),
+        (None, {b"label_names": [1, 2]}, "class names must be a list of strings"),
+        (None, {b"label_names": [b"\xff\xfe"] * 10}, "not UTF-8"),
+    ],
+)
+def test_malformed_python_batches_are_one_error(tmp_path, batch, meta, message):
+    xtr, ytr, xte, yte = fake_images()
+    d = write_python10(tmp_path / "py", xtr, ytr, xte, yte)
+    if batch is not None:
+        (d / "data_batch_1").write_bytes(
+            py2_pickle({b"data": np.zeros((4, 3072), np.uint8), **batch})
+        )
+    if meta is not None:
+        (d / "batches.meta").write_bytes(py2_pickle(meta))
+    with pytest.raises(ModescapeError, match=message):
+        read_source("cifar10", find_source("cifar10", d))

@@ -18,6 +18,8 @@ CASES = [
     ("mediumcnn", "seed", (1, 40)),
     ("resnet20", "paper", (3, 8, 8)),
     ("smallcnn", "paper", (1, 40)),
+    ("resnet20", "seed", (3, 32, 32)),
+    ("resnet20", "seed", (1, 40)),
 ]
 
 
@@ -230,11 +232,23 @@ class _CatNet(nn.Module):
         return self.head(torch.cat([self.a(x), self.b(x)], dim=1))
 
 
-def test_auto_spec_fixes_what_it_cannot_permute_and_refuses_what_it_cannot_follow():
+class _BranchyNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(x) if x.sum() > 0 else -self.fc(x)  # data-dependent: fx cannot trace
+
+
+def test_auto_spec_fixes_what_it_cannot_permute_and_refuses_what_it_cannot_trace():
     spec = auto_spec(_GroupNormNet(), torch.randn(2, 1, 8))
     assert spec.axes["conv.weight"] == (None, None, None) and spec.sizes == {}
-    with pytest.raises(ModescapeError, match="cannot follow function cat"):
-        auto_spec(_CatNet(), torch.randn(2, 4))
+    # a concatenation along the units: both branches' units stay in place
+    spec = auto_spec(_CatNet(), torch.randn(2, 4))
+    assert spec.sizes == {} and spec.axes["a.weight"] == (None, None)
+    with pytest.raises(ModescapeError, match=r"torch\.fx cannot trace _BranchyNet"):
+        auto_spec(_BranchyNet(), torch.randn(2, 4))
 
 
 def test_other_networks_need_a_model_and_a_probe():

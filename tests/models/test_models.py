@@ -62,11 +62,33 @@ def test_resnet20_hand_count_is_consistent():
         ("mediumcnn", "paper", 971_146),
         ("mediumcnn", "seed", 245_290),
         ("resnet20", "paper", RESNET20_PARAMS),
+        ("resnet20", "seed", 571_114),
     ],
 )
 def test_parameter_counts_match_spec(arch, variant, expected):
     model = build_model(arch, variant, (3, 32, 32), 10)
     assert count_parameters(model) == expected
+
+
+def test_seed_resnet_is_the_notebooks_bottleneck_network():
+    """575,114 parameters as Keras counts them (BatchNorm moving statistics included); one
+    projection and one identity bottleneck per stage; 1-D on MNIST-1D's (1, 40) signals."""
+    model = build_model("resnet20", "seed")
+    buffers = sum(b.numel() for name, b in model.named_buffers() if "running" in name)
+    assert count_parameters(model) + buffers == 575_114
+    blocks = list(model.blocks)
+    assert [isinstance(b.shortcut, nn.Conv2d) for b in blocks] == [True, False] * 3
+    assert [b.conv3.out_channels for b in blocks] == [64, 64, 128, 128, 256, 256]
+    assert [b.conv2.stride[0] for b in blocks] == [1, 1, 2, 1, 2, 1]
+    assert all(b.shortcut.bias is not None for b in blocks[::2])  # a bare conv, no BN
+    assert isinstance(model.neck[0], nn.BatchNorm2d) and model.neck[2].kernel_size == 8
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        h = model.blocks(model.stem(x))
+    assert h.shape == (2, 256, 8, 8)
+    one_d = build_model("resnet20", "seed", (1, 40)).eval()
+    assert one_d(torch.randn(2, 1, 40)).shape == (2, 10)
+    assert min_input_size("resnet20", "seed") == 29
 
 
 def test_count_parameters_excludes_bn_running_stats_and_frozen():
@@ -80,6 +102,10 @@ def test_count_parameters_excludes_bn_running_stats_and_frozen():
 @pytest.mark.parametrize(("arch", "variant"), ALL)
 @pytest.mark.parametrize("in_shape", [(1, 40), (1, 28, 28), (3, 32, 32), (3, 64, 64)])
 def test_output_shape_any_input(arch, variant, in_shape):
+    if min(in_shape[1:]) < min_input_size(arch, variant):  # the seed ResNet's pool of 8 at 1/4
+        with pytest.raises(ModescapeError, match="needs inputs of at least"):
+            build_model(arch, variant, in_shape)
+        return
     torch.manual_seed(0)
     model = build_model(arch, variant, in_shape, num_classes=7).eval()
     with torch.no_grad():
@@ -250,8 +276,8 @@ def test_unpooled_models_accept_tiny_inputs():
 def test_unknown_names_list_allowed_values():
     with pytest.raises(ModescapeError, match="smallcnn, mediumcnn, resnet20"):
         build_model("vgg")
-    with pytest.raises(ModescapeError, match=r"'seed' \(allowed: paper\)"):
-        build_model("resnet20", "seed")
+    with pytest.raises(ModescapeError, match=r"'keras' \(allowed: paper, seed\)"):
+        build_model("resnet20", "keras")
     with pytest.raises(ModescapeError, match="paper, seed"):
         min_input_size("smallcnn", "keras")
 

@@ -99,7 +99,10 @@ def test_import_path_found_from_cwd_without_it_on_sys_path(monkeypatch, tmp_path
         ("examples.tiny_factory:nope", "has no attribute 'nope'"),
         ("examples.tiny_factory:TinyNet.forward.__name__", "is not callable"),
         ("torch.nn:Identity.__init__.__doc__", "is not callable"),
-        ("builtins:len", "cannot be called"),
+        ("builtins:len", "'len' is the builtin function .*builtins.len, not a model factory"),
+        ("builtins:eval", "builtins.eval, not a model factory"),
+        ("collections:OrderedDict", "the class collections.OrderedDict, not a model factory"),
+        ("os.path:join", r"calling the function .*join\(in_shape=.* raised TypeError"),
     ],
 )
 def test_bad_architectures_give_one_clear_error(arch, message):
@@ -160,7 +163,7 @@ def test_a_run_of_a_custom_architecture_trains_reloads_and_aligns(tmp_path):
 
     from modescape.models.alignment import align_verified
     from modescape.store.run import Run
-    from modescape.train.trainer import train
+    from modescape.training.trainer import train
 
     cfg = tiny_config(members=2, epochs=1)
     cfg = cfg.with_overrides([f"model.arch={TINY}", 'model.arch_kwargs={"width": 4}'])

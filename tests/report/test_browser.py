@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from modescape.report.compare import compare_runs
-from modescape.report.interactive import value_text
+from modescape.report.render.interactive import value_text
 
 ROOT = Path(__file__).resolve().parents[2]
 

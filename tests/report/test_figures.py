@@ -15,7 +15,7 @@ from scipy.spatial.distance import cdist
 
 from modescape.analysis.metrics import reliability
 from modescape.errors import ModescapeError
-from modescape.report import figures
+from modescape.report.figures import analysis as figures
 
 
 def tick_labels(axis) -> list[str]:
@@ -234,7 +234,7 @@ def test_ensemble_curves_styles_pick_order_colour_and_line_style():
 
 
 def test_agreement_with_final_figure_lines():
-    from modescape.report.figures import agreement_with_final_figure
+    from modescape.report.figures.analysis import agreement_with_final_figure
 
     members, epochs = [0, 1], [0, 1, 2]
     agreement = np.array([[0.1, 0.2], [0.5, 0.3], [1.0, 0.4], [0.2, 0.1], [0.3, 0.6], [0.4, 1.0]])

@@ -8,9 +8,10 @@ from matplotlib.collections import PathCollection
 from matplotlib.colors import LogNorm, to_rgba
 from matplotlib.patches import PathPatch
 
-from modescape.report import figures
-from modescape.report import study_figures as figures_study
-from modescape.report.figures import member_color
+from modescape.report.figures import analysis as figures
+from modescape.report.figures import landscape as landscape_figures
+from modescape.report.figures import studies as figures_study
+from modescape.report.figures.analysis import member_color
 
 
 def scatters(ax) -> list[PathCollection]:
@@ -286,7 +287,7 @@ def test_landscape_plane_panels_colourbars_anchors_and_trajectories():
         "a": np.array([10.0, 1.0, 0.5, 3.0]),
         "b": np.array([0.0, 1.0, 1.0, 8.0]),
     }
-    fig = figures_study.landscape_plane_figure(
+    fig = landscape_figures.landscape_plane_figure(
         a, b, loss, acc, agr, ["origin", "m0", "m1"], coords, traj, title="plane"
     )
     panels = [ax for ax in fig.axes if ax.get_title()]
@@ -343,13 +344,13 @@ def test_paths_figure_one_line_per_path_and_barriers_in_the_legend():
             "loss_barrier": 0.0,
         },
     ]
-    fig = figures_study.paths_figure(paths)
+    fig = landscape_figures.paths_figure(paths)
     err_ax, loss_ax = fig.axes
     assert len(err_ax.lines) == 2 and len(loss_ax.lines) == 2
     np.testing.assert_allclose(err_ax.lines[0].get_ydata(), [10, 30, 50, 30, 12])
     np.testing.assert_allclose(loss_ax.lines[0].get_ydata(), [0.3, 1, 2, 1, 0.3])
-    assert err_ax.lines[0].get_color() == figures_study.PATH_KIND_COLORS["across members"]
-    assert err_ax.lines[1].get_color() == figures_study.PATH_KIND_COLORS["within trajectory"]
+    assert err_ax.lines[0].get_color() == landscape_figures.PATH_KIND_COLORS["across members"]
+    assert err_ax.lines[1].get_color() == landscape_figures.PATH_KIND_COLORS["within trajectory"]
     assert legend_texts(fig) == [
         "m0->m1 (across members; error barrier 39.0 points, loss barrier 1.700)",
         "m0@e3->m0 (within trajectory; error barrier 0.0 points, loss barrier 0.000)",
@@ -357,8 +358,8 @@ def test_paths_figure_one_line_per_path_and_barriers_in_the_legend():
 
 
 def test_agreement_scales_are_data_driven():
-    assert figures_study.agreement_difference_limit(np.array([-3.0, 12.0, np.nan])) == 12.0
-    assert figures_study.agreement_difference_limit(np.zeros(3)) == 1.0  # never a 0-wide scale
+    assert landscape_figures.agreement_difference_limit(np.array([-3.0, 12.0, np.nan])) == 12.0
+    assert landscape_figures.agreement_difference_limit(np.zeros(3)) == 1.0  # never a 0-wide scale
     maps = [np.array([86.0, 90.0]), np.array([87.0, 93.0])]
-    assert figures_study.agreement_range(maps) == (86.0, 93.0)
-    assert figures_study.agreement_range([np.array([99.0, 100.0])]) == (97.0, 100.0)
+    assert landscape_figures.agreement_range(maps) == (86.0, 93.0)
+    assert landscape_figures.agreement_range([np.array([99.0, 100.0])]) == (97.0, 100.0)

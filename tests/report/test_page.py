@@ -8,17 +8,17 @@ import math
 import re
 
 from modescape.report import html as report
-from modescape.report.base import Chart, ChartKind, Series, Table
-from modescape.report.interactive import chart_data, chart_svg, ticks, value_text
-from modescape.report.page import FigureBlock, csv_bytes, figure_html, png_size
+from modescape.report.base import Chart, ChartKind, ReportContext, Series, Table
+from modescape.report.render.interactive import chart_data, chart_svg, ticks, value_text
+from modescape.report.render.page import FigureBlock, csv_bytes, figure_html, png_size
 from modescape.store.files import json_bytes
 from modescape.store.run import load_run
 
 
 def test_every_figure_with_data_has_its_csv_and_its_series_in_data_json(written):
     out = written.parent
-    ctx = report.ReportContext(load_run(written.parent.parent))
-    sections = [s for fn in report.SECTIONS if (s := fn(ctx)) is not None]
+    ctx = ReportContext(load_run(written.parent.parent))
+    sections = [s for fn in report.section_functions() if (s := fn(ctx)) is not None]
     plots = [p for s in sections for p in s.figures]
     data = json.loads((out / "data.json").read_text())
     entries = {f["name"]: f for f in data["figures"]}

@@ -16,6 +16,17 @@ import pytest
 
 from modescape.errors import ModescapeError
 from modescape.report import html as report
+from modescape.report.base import ReportContext, Section
+from modescape.report.sections.analysis import (
+    ensemble_section,
+    function_section,
+    trajectory_section,
+    weight_section,
+)
+from modescape.report.sections.landscape import landscape_section
+from modescape.report.sections.run import run_section
+from modescape.report.sections.shift import shift_section
+from modescape.report.sections.subspace import subspace_section
 from modescape.store.files import read_json, save_npy, write_json
 from modescape.store.run import load_run
 
@@ -65,13 +76,13 @@ def test_tables_hold_the_analysis_numbers(analysed, written):
 def test_window_warnings_are_printed_next_to_their_figures(analysed, written):
     """The tiny run has 4 epochs: every late window and weight average is clamped, and each
     section that shows one says so."""
-    ctx = report.ReportContext(load_run(analysed))
+    ctx = ReportContext(load_run(analysed))
     assert ctx.summary.warnings  # late window and weight average
     page = written.read_text()
-    for section in (report.run_section, report.function_section, report.ensemble_section):
+    for section in (run_section, function_section, ensemble_section):
         text = " ".join(section(ctx).reading)
         assert "Note: " in text and "a window covers at most the later half" in text
-    for section in (report.subspace_section, report.shift_section):
+    for section in (subspace_section, shift_section):
         assert "Note: late window: asked for the last 10 snapshots" in " ".join(
             section(ctx).reading
         )
@@ -86,7 +97,7 @@ def test_report_reads_the_corruption_examples_the_shift_study_wrote(analysed, mo
 
     monkeypatch.setattr(corruptions, "corruption_strip", regenerate)
     monkeypatch.setattr(corruptions, "corrupt", regenerate)
-    section = report.shift_section(report.ReportContext(load_run(analysed)))
+    section = shift_section(ReportContext(load_run(analysed)))
     assert "shift_examples" in [p.name for p in section.figures]
     strip = np.load(analysed / "shift" / "examples.npy")
     assert strip.shape[:2] == (1, 6)  # one corruption, clean + severities 1-5
@@ -115,22 +126,22 @@ def test_sections_and_readings_quote_the_summary(analysed, written):
 
 def test_readings_follow_the_numbers_not_the_paper(analysed):
     """Made-up summaries where the paper's findings do not hold: the text must say so."""
-    ctx = report.ReportContext(load_run(analysed))
+    ctx = ReportContext(load_run(analysed))
     s = ctx.summary
     s.single["accuracy"], s.ensemble["deep"]["accuracy"] = 0.80, 0.78
     s.ensemble["snapshot_k"]["accuracy"] = 0.80
     s.disagreement.across_members_mean, s.disagreement.late_within_mean = 0.1, 0.2
     s.cosine.across_members_mean = 0.7
     s.cosine.consecutive_late_min_per_member = [0.5] * len(ctx.members)
-    ens = " ".join(report.ensemble_section(ctx).reading)
+    ens = " ".join(ensemble_section(ctx).reading)
     assert "(it loses 2.0 points)" in ens
     assert "changes accuracy by less than 0.1 points" in ens
-    fun = " ".join(report.function_section(ctx).reading)
+    fun = " ".join(function_section(ctx).reading)
     assert "at least as much as independent members" in fun
-    weights = " ".join(report.weight_section(ctx).reading)
+    weights = " ".join(weight_section(ctx).reading)
     assert "far from orthogonal" in weights and "no more similar (0.500)" in weights
     s.ensemble["deep"]["accuracy"] = 0.832
-    assert "(it gains 3.2 points)" in " ".join(report.ensemble_section(ctx).reading)
+    assert "(it gains 3.2 points)" in " ".join(ensemble_section(ctx).reading)
 
 
 def test_run_path_and_section_text_are_html_escaped(analysed, tmp_path, monkeypatch):
@@ -138,9 +149,11 @@ def test_run_path_and_section_text_are_html_escaped(analysed, tmp_path, monkeypa
     shutil.copytree(analysed, evil)
 
     def custom(ctx):
-        return report.Section("x<y", "A & B <i>", reading=["1 < 2 & <b>bold</b>"])
+        return Section("x<y", "A & B <i>", reading=["1 < 2 & <b>bold</b>"])
 
-    monkeypatch.setattr(report, "SECTIONS", [report.run_section, custom, lambda ctx: None])
+    monkeypatch.setattr(
+        report, "section_functions", lambda: [run_section, custom, lambda ctx: None]
+    )
     page = report.write_report(evil, tmp_path / "out").read_text()
     assert "<script>alert" not in page and "<b>" not in page and "<i>" not in page
     assert "&lt;script&gt;alert(1)&lt;" in page
@@ -166,16 +179,16 @@ def test_sections_without_results_are_skipped(analysed, tmp_path):
 
 
 STUDIES = {
-    "subspace": report.subspace_section,
-    "shift": report.shift_section,
-    "landscape": report.landscape_section,
+    "subspace": subspace_section,
+    "shift": shift_section,
+    "landscape": landscape_section,
 }
 
 
 def test_study_sections_are_absent_without_their_results(analysed, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(analysed, run, ignore=shutil.ignore_patterns(*STUDIES))
-    ctx = report.ReportContext(load_run(run))
+    ctx = ReportContext(load_run(run))
     assert all(fn(ctx) is None for fn in STUDIES.values())
     page = report.write_report(run).read_text()
     for title in ("Subspace sampling", "Dataset shift", "Loss-landscape"):
@@ -231,7 +244,7 @@ def contrived(analysed, tmp_path) -> Path:
 
 def section_text(run: Path, fn) -> str:
     # trust: these tests rewrite study results by hand (the manifest no longer vouches for them)
-    return " ".join(fn(report.ReportContext(load_run(run, trust=True))).reading)
+    return " ".join(fn(ReportContext(load_run(run, trust=True))).reading)
 
 
 def test_shift_reading_says_where_the_ensemble_is_not_ahead(contrived):
@@ -244,7 +257,7 @@ def test_shift_reading_says_where_the_ensemble_is_not_ahead(contrived):
     s["by_severity"]["js"]["members"] = [0.3, 0.2, 0.1]
     s["by_severity"]["js"]["late_snapshots_member0"] = [0.01, 0.02, 0.05]
     write_json(f, s)
-    text = section_text(contrived, report.shift_section)
+    text = section_text(contrived, shift_section)
     assert "falls from 90.0% (clean) to 40.0% at severity 3" in text
     assert f"the {K}-member ensemble is ahead at severities clean and 3 but not at 1." in text
     assert "at every severity (by" not in text
@@ -254,7 +267,7 @@ def test_shift_reading_says_where_the_ensemble_is_not_ahead(contrived):
     m["single"]["accuracy"][-1] = 0.95
     m[f"ensemble_{K}"]["accuracy"][-1] = 0.96
     write_json(f, s)
-    text = section_text(contrived, report.shift_section)
+    text = section_text(contrived, shift_section)
     assert "rises from 90.0% (clean) to 95.0% at severity 3" in text
     assert "is ahead at every severity (by 1.0–3.0 points)" in text
 
@@ -265,7 +278,7 @@ def test_subspace_reading_with_no_sample_near_the_reference(contrived):
     for p in s["plane"].values():
         p.update(n_within_tol=0, best_sample_norm_div=None, best_sample_acc=None)
     write_json(f, s)
-    text = section_text(contrived, report.subspace_section)
+    text = section_text(contrived, subspace_section)
     assert "the most diverse sample of each sampler" not in text
     assert "No sample of the random subspace (" in text
     assert "with no sample at comparable accuracy to compare against" in text
@@ -277,7 +290,7 @@ def test_subspace_reading_with_no_sample_near_the_reference(contrived):
         best_sample_acc=s["reference_accuracy"],
     )
     write_json(f, s)
-    text = section_text(contrived, report.subspace_section)
+    text = section_text(contrived, subspace_section)
     assert f"random subspace {100 * (max(members) + 0.1):.0f}% (2 of 4 samples" in text
     assert f"is at least as diverse as {len(members)} member" in text
     assert "No sample of the random subspace" not in text
@@ -286,7 +299,7 @@ def test_subspace_reading_with_no_sample_near_the_reference(contrived):
 def test_subspace_section_states_mode_scales_and_every_reference(analysed):
     s = read_json(analysed / "subspace" / "summary.json")
     assert s["mode"] == "calibrated" and s["normalisation"] == "sample"
-    section = report.subspace_section(report.ReportContext(load_run(analysed)))
+    section = subspace_section(ReportContext(load_run(analysed)))
     text = " ".join(section.reading)
     assert 'Sampler settings: "calibrated"' in text and "never the test set" in text
     assert "divided by the predictor's own error rate (the authors' notebook's" in text
@@ -311,7 +324,7 @@ def test_subspace_section_in_paper_mode_has_no_scales_table(contrived):
     s["config"].update(random_scale=70.0, diagonal_scale=10.0, lowrank_scale=6.0, n_samples=50)
     s["config"]["dropout_scale"] = 0.1
     write_json(f, s)
-    section = report.subspace_section(report.ReportContext(load_run(contrived, trust=True)))
+    section = subspace_section(ReportContext(load_run(contrived, trust=True)))
     text = " ".join(section.reading)
     assert 'Sampler settings: "paper"' in text and "random radius 70·U(0,1)" in text
     assert "divided by the reference's error rate" in text
@@ -324,14 +337,14 @@ def test_unreliable_tsne_is_said_and_pca_leads(contrived):
     s["embeddings"]["tsne"].update(warnings=["only 15 points (t-SNE needs about 50)"])
     s["embeddings"]["tsne"]["lead_with_pca"] = True
     write_json(f, s)
-    section = report.trajectory_section(report.ReportContext(load_run(contrived, trust=True)))
+    section = trajectory_section(ReportContext(load_run(contrived, trust=True)))
     assert [p.name for p in section.figures] == ["trajectories_pca", "trajectories_tsne"]
     assert "says little here (only 15 points" in " ".join(section.reading)
     f = contrived / "subspace" / "summary.json"
     s = read_json(f)
     s["tsne"]["random"].update(warnings=["the points collapsed"], lead_with_pca=True)
     write_json(f, s)
-    text = section_text(contrived, report.subspace_section)
+    text = section_text(contrived, subspace_section)
     assert "random subspace: the points collapsed" in text
 
 
@@ -354,7 +367,7 @@ def test_landscape_reading_follows_barriers_and_agreement(contrived):
     agr[np.abs(b - y0).argmin(), np.abs(a - x0).argmin()] = 1.0  # high only at m0 itself
     agr[np.abs(b - y1).argmin(), np.abs(a - x1).argmin()] = 0.25
     save_npy(plane / "agreement_m0.npy", agr)
-    text = section_text(contrived, report.landscape_section)
+    text = section_text(contrived, landscape_section)
     assert "Some path within a trajectory has an error barrier at least as high" in text
     assert "rises by 5.0 points above the endpoints' mean error (error barrier 0.050)" in text
     assert "never rises above the mean of its endpoints' errors (error barrier -0.010)" in text
@@ -394,8 +407,8 @@ CHARTED = {
 
 @pytest.fixture(scope="module")
 def plots(analysed) -> dict:
-    ctx = report.ReportContext(load_run(analysed))
-    sections = [sec for fn in report.SECTIONS if (sec := fn(ctx)) is not None]
+    ctx = ReportContext(load_run(analysed))
+    sections = [sec for fn in report.section_functions() if (sec := fn(ctx)) is not None]
     out = {p.name: p for sec in sections for p in sec.figures}
     assert len(out) == sum(len(sec.figures) for sec in sections)  # names are unique
     return out
@@ -532,8 +545,8 @@ def test_study_figure_numbers_equal_the_study_summaries(analysed, plots):
 
 
 def test_every_section_names_what_it_reproduces_and_compares_with_published_values(analysed):
-    ctx = report.ReportContext(load_run(analysed))
-    sections = [sec for fn in report.SECTIONS if (sec := fn(ctx)) is not None]
+    ctx = ReportContext(load_run(analysed))
+    sections = [sec for fn in report.section_functions() if (sec := fn(ctx)) is not None]
     for sec in sections:
         assert "Fort et al. (2019)" in sec.reproduces or "seed notebooks" in sec.reproduces
     compared = {sec.id: t for sec in sections for t in sec.tables if t.name.endswith("_published")}
@@ -553,8 +566,8 @@ def test_every_section_names_what_it_reproduces_and_compares_with_published_valu
 
 
 def test_run_section_shows_the_full_configuration_and_provenance(analysed):
-    ctx = report.ReportContext(load_run(analysed))
-    tables = {t.name: t for t in report.run_section(ctx).tables}
+    ctx = ReportContext(load_run(analysed))
+    tables = {t.name: t for t in run_section(ctx).tables}
     config = {(r[0], r[1]): r[2] for r in tables["config"].rows}
     cfg = ctx.run.config
     for key, value in (

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from modescape.report.spawn_figures import instability_figure, spawn_trajectories_figure
+from modescape.report.figures.spawn import instability_figure, spawn_trajectories_figure
 
 
 def test_instability_figure_draws_references_threshold_and_onset():

@@ -9,10 +9,11 @@ from conftest import cli, tiny_config
 
 from modescape.errors import ModescapeError
 from modescape.store.files import save_npy, write_json
-from modescape.store.manifest import seal
-from modescape.store.run import FORMAT, init_run, load_run, verify_run
-from modescape.train.launch import run_status
-from modescape.train.trainer import prepare_run, train, train_member
+from modescape.store.manifest import FORMAT, seal
+from modescape.store.run import init_run, load_run
+from modescape.store.summary import verify_run
+from modescape.training.launch import run_status
+from modescape.training.trainer import prepare_run, train, train_member
 
 
 def flip(path, offset=-20):
@@ -57,12 +58,13 @@ def test_every_file_a_run_reads_is_verified(tiny_run_copy, rel, reader):
         reader(load_run(tiny_run_copy))
 
 
-def test_newer_format_is_refused_naming_both(tiny_run_copy):
+@pytest.mark.parametrize("fmt, word", [("modescape-run/2", "newer"), ("modescape-run/0", "older")])
+def test_another_format_is_refused_naming_both(tiny_run_copy, fmt, word):
     f = tiny_run_copy / "manifest.json"
     manifest = json.loads(f.read_text())
-    manifest["format"] = "modescape-run/2"
+    manifest["format"] = fmt
     f.write_text(json.dumps(seal(manifest)))
-    with pytest.raises(ModescapeError, match=f"modescape-run/2, newer than {FORMAT}"):
+    with pytest.raises(ModescapeError, match=f"{fmt}, {word} than {FORMAT}"):
         load_run(tiny_run_copy)
 
 

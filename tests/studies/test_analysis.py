@@ -6,10 +6,10 @@ from modescape.analysis.subspace import SubspaceConfig
 from modescape.errors import ModescapeError
 from modescape.store.files import load_npy, read_csv, read_json, sha256_file
 from modescape.store.run import load_run
-from modescape.studies.schema import LATE_WINDOW, AnalysisSummary
+from modescape.store.schema import LATE_WINDOW, AnalysisSummary
+from modescape.studies.analysis import AnalysisConfig, analyze_run
 from modescape.studies.shift import ShiftConfig, run_shift
 from modescape.studies.subspace import run_subspace
-from modescape.studies.weights_functions import AnalysisConfig, analyze_run
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_incomplete_run_is_named(tiny_run_copy):
     info["state"] = "running"
     f.write_text(json.dumps(info))
     from modescape.store.files import sha256_file
-    from modescape.store.run import record_files
+    from modescape.store.manifest import record_files
 
     record_files(tiny_run_copy, {"members/m002/member.json": sha256_file(f)})  # edits verify
     with pytest.raises(ModescapeError, match=r"incomplete.*m2: running.*--partial"):
@@ -129,7 +129,7 @@ def test_short_run_clamps_every_window_with_a_warning(tmp_path):
     epoch; both are cut to the later half of the trajectory and the summary says so."""
     from conftest import tiny_config
 
-    from modescape.train.trainer import train
+    from modescape.training.trainer import train
 
     train(tiny_config(members=2, epochs=3), tmp_path / "run")
     summary = analyze_run(tmp_path / "run")

@@ -13,12 +13,12 @@ from modescape.analysis.metrics import evaluate
 from modescape.analysis.subspace import SubspaceConfig
 from modescape.store.files import load_npy, read_csv, read_json
 from modescape.store.run import load_run
+from modescape.studies.analysis import AnalysisConfig, analyze_run
 from modescape.studies.cache import open_cache
 from modescape.studies.context import RunContext
 from modescape.studies.landscape import LandscapeConfig, run_landscape
 from modescape.studies.shift import ShiftConfig, run_shift
 from modescape.studies.subspace import run_subspace, subspace_samples
-from modescape.studies.weights_functions import AnalysisConfig, analyze_run
 
 
 def test_open_cache_empties_a_folder_of_other_settings(tmp_path):
@@ -148,7 +148,7 @@ def test_subspace_reuses_analysis_weight_averages_only_for_the_same_window(tiny_
 
 
 def test_subspace_does_not_reuse_weight_averages_of_another_split(tmp_path):
-    from modescape.train.trainer import train
+    from modescape.training.trainer import train
 
     train(tiny_config(members=2, epochs=2, **{"data.val_size": 100}), tmp_path / "run")
     analyze_run(tmp_path / "run", AnalysisConfig(split="val"))

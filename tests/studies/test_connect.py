@@ -17,7 +17,8 @@ import modescape as ms
 from modescape.analysis.functionspace import disagreement_matrix
 from modescape.errors import ModescapeError
 from modescape.store.files import read_csv
-from modescape.store.run import load_run, verify_run
+from modescape.store.run import load_run
+from modescape.store.summary import verify_run
 from modescape.studies.connect import connect_config, fit_curve
 
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from modescape.analysis.engine.batched import evaluate_many
+from modescape.store import schema as S
 from modescape.store.files import load_npy
-from modescape.studies import schema as S
 from modescape.studies.context import RunContext
 from modescape.studies.inference import ModelStack
 from modescape.studies.shift import (
@@ -24,7 +24,7 @@ def tiny_image_run(tmp_path_factory):
     from PIL import Image
 
     from modescape.config import preset
-    from modescape.train.trainer import train
+    from modescape.training.trainer import train
 
     root = tmp_path_factory.mktemp("imgs")
     rng = np.random.default_rng(0)

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from conftest import cli, tiny_config
 
-from modescape.store.run import verify_run
+from modescape.store.summary import verify_run
 
 # Each study's command line: small enough for a few seconds per call on 2 shared cores.
 _COMMAND_LINES = {
@@ -142,7 +142,7 @@ class Stages:
 
 def build_stages(root: Path) -> Stages:
     """Train the tiny run under `root` and run every study on it, keeping a copy per stage."""
-    from modescape.train.trainer import train
+    from modescape.training.trainer import train
 
     train(tiny_config(members=2, epochs=3, **{"data.mnist1d_samples": 400}), root / "trained")
     stages = Stages(root)

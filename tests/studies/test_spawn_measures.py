@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from modescape.errors import ModescapeError
-from modescape.store.run import load_run, verify_run
+from modescape.store.run import load_run
+from modescape.store.summary import verify_run
 from modescape.studies.spawn_measures import InstabilityConfig, read_instability, run_instability
-from modescape.train.spawn import spawn
+from modescape.training.spawn import spawn
 
 
 @pytest.fixture(scope="module")

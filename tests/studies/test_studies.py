@@ -92,9 +92,13 @@ def test_landscape_resumes_from_finished_rows(tiny_run_copy):
 
 
 def test_collinear_anchors_are_refused(tiny_run_copy):
-    cfg = LandscapeConfig(planes=(("m0@e0", "m0@e0", "m1"),), resolution=3, align=False)
-    with pytest.raises(ModescapeError, match="coincides"):
+    with pytest.raises(ModescapeError, match="three different names"):
+        LandscapeConfig(planes=(("m0@e0", "m0@e0", "m1"),), resolution=3, align=False)
+    # different names, one point: refused before any plane's folder is written
+    cfg = LandscapeConfig(planes=(("m0@e4", "m0", "m1"),), resolution=3, align=False)
+    with pytest.raises(ModescapeError, match=r"m0@e4,m0,m1: the plane is undefined.*coincides"):
         run_landscape(tiny_run_copy, cfg, **quiet)
+    assert not (tiny_run_copy / "landscape").exists()
 
 
 def test_subspace_samples_reproducible_and_cached(tiny_run_copy):
@@ -206,7 +210,7 @@ def test_shift_reads_official_cifar10c_files(tmp_path):
     from PIL import Image
 
     from modescape.config import preset
-    from modescape.train.trainer import train
+    from modescape.training.trainer import train
 
     rng = np.random.default_rng(0)
     classes = [f"c{i}" for i in range(10)]
@@ -222,6 +226,9 @@ def test_shift_reads_official_cifar10c_files(tmp_path):
     c10c.mkdir()
     n = 20
     np.save(c10c / "labels.npy", np.tile(rng.integers(0, 10, n), 5).astype(np.uint8))
+    with pytest.raises(ModescapeError, match=r"holds no <corruption>\.npy file"):  # labels alone
+        run_shift(tmp_path / "run", ShiftConfig(cifar10c=str(c10c)), **quiet)
+    assert not (tmp_path / "run/shift").exists()
     np.save(c10c / "fog.npy", rng.integers(0, 256, (5 * n, 32, 32, 3), dtype=np.uint8))
     summary = run_shift(tmp_path / "run", ShiftConfig(cifar10c=str(c10c)), **quiet)
     assert summary.corruptions == ["fog"]
@@ -255,8 +262,8 @@ def test_every_study_runs_on_a_batchnorm_network(tiny_image_folder, tmp_path):
     """ResNet20 (BatchNorm): weight averages, subspace samples and plane points all get their
     BatchNorm statistics recomputed, and each study records that policy."""
     from modescape.config import preset
-    from modescape.studies.weights_functions import analyze_run
-    from modescape.train.trainer import train
+    from modescape.studies.analysis import analyze_run
+    from modescape.training.trainer import train
 
     cfg = preset("folder", "resnet20", "paper", root=str(tiny_image_folder), members=2, epochs=2)
     out = tmp_path / "resnet"
@@ -277,7 +284,7 @@ def test_every_study_runs_on_a_batchnorm_network(tiny_image_folder, tmp_path):
 def test_studies_load_the_dataset_once(tiny_run_copy, monkeypatch):
     import modescape.studies.context as context
     from modescape.store.run import Run
-    from modescape.studies.weights_functions import analyze_run
+    from modescape.studies.analysis import analyze_run
 
     calls = []
     load = Run.dataset

@@ -1,12 +1,13 @@
 """Metrics against ensemble size: deep ensembles and snapshot ensembles (Fort et al. 2019).
 
-An ensemble averages member probabilities, p_ens = mean_m p_m. For a size k, the deep-ensemble
-curve averages the metrics of every k-member subset when there are at most `max_subsets` of them,
-else of `max_subsets` distinct subsets drawn at random; the draw for size k uses the generator
-seeded with `derive_seed(seed, "ensemble_subsets", k)`, so it does not depend on which other sizes
-were asked for. Standard deviations are over subsets (or members) with ddof = 0, so a single
-subset has std 0. Weight averaging needs a model to evaluate, so it lives with the caller
-(`weightspace.average_state_dicts` averages the weights).
+An ensemble averages member probabilities, p_ens = mean_m p_m (in float64; its NLL is the
+log-mean-exp of the members' log-probabilities, `metrics.evaluate_ensemble`). For a size k, the
+deep-ensemble curve averages the metrics of every k-member subset when there are at most
+`max_subsets` of them, else of `max_subsets` distinct subsets drawn at random; the draw for
+size k uses the generator seeded with `derive_seed(seed, "ensemble_subsets", k)`, so it does not
+depend on which other sizes were asked for. Standard deviations are over subsets (or members)
+with ddof = 0, so a single subset has std 0. Weight averaging needs a model to evaluate, so it
+lives with the caller (`weightspace.average_state_dicts` averages the weights).
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from modescape.analysis.metrics import METRICS, ArrayLike, as_numpy, check_probs_labels, evaluate
+from modescape.analysis.metrics import (
+    METRICS,
+    ArrayLike,
+    as_numpy,
+    check_probs_labels,
+    evaluate_ensemble,
+)
 from modescape.errors import ModescapeError
 from modescape.seeding import derive_seed, numpy_rng
 
@@ -135,7 +142,7 @@ def ensemble_curve(
     per_size, subsets, sampled = [], [], []
     for k in ks:
         chosen, was_sampled = choose_subsets(m, int(k), max_subsets, seed)
-        per_size.append([evaluate(ensemble_probs(p, s), y) for s in chosen])
+        per_size.append([evaluate_ensemble(p[s], y) for s in chosen])
         subsets.append(chosen)
         sampled.append(was_sampled)
     settings = {"kind": "deep", "max_subsets": max_subsets, "seed": seed, "std_ddof": 0}
@@ -153,7 +160,7 @@ def snapshot_ensemble_curve(
     e = p.shape[0]
     ks = _check_sizes(sizes, e)
     subsets = [np.arange(e - int(k), e, dtype=np.int64)[None] for k in ks]
-    per_size = [[evaluate(ensemble_probs(p, s[0]), y)] for s in subsets]
+    per_size = [[evaluate_ensemble(p[s[0]], y)] for s in subsets]
     return _summarise(ks, per_size, subsets, [False] * len(ks), {"kind": "snapshot", "std_ddof": 0})
 
 

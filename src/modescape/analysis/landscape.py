@@ -45,7 +45,7 @@ from modescape.analysis.geometry import AnchoredGrid, anchored_grid
 from modescape.analysis.geometry import plane_axes as plane_axes
 from modescape.analysis.geometry import plane_grid as plane_grid
 from modescape.analysis.geometry import project_onto_plane as project_onto_plane
-from modescape.errors import ModescapeError
+from modescape.errors import ModescapeError, choice_error
 from modescape.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -126,6 +126,18 @@ class PlaneOptions:
     verbose: bool = True  # log the work estimate before starting
 
 
+ENGINE_SETTINGS = ("strategy", "batch_size", "chunk", "memory_budget_mb")  # batched.iter_logits
+
+
+def engine_settings(settings: dict[str, object], also: tuple[str, ...] = ()) -> dict[str, object]:
+    """The keyword arguments meant for the engine; an unknown one is a ModescapeError naming
+    what is allowed (not a TypeError from deep inside the engine)."""
+    for k in settings:
+        if k not in ENGINE_SETTINGS:
+            raise choice_error("keyword argument", k, (*also, *ENGINE_SETTINGS))
+    return settings
+
+
 def evaluate_plane(
     model: nn.Module,
     o: Anchor,
@@ -159,8 +171,11 @@ def evaluate_plane(
             each row is finished (persist it), and rows in `done_rows` are not recomputed.
     """
     names = {f.name for f in fields(PlaneOptions)}
+    if "grid" in settings:  # the CLI's name for it (--grid)
+        settings["resolution"] = settings.pop("grid")
     opts = replace(options or PlaneOptions(), **{k: v for k, v in settings.items() if k in names})
-    engine = {k: v for k, v in settings.items() if k not in names}
+    engine = engine_settings({k: v for k, v in settings.items() if k not in names},
+                             (*sorted(names), "grid"))  # fmt: skip
     x, y, train_x = prepare_data(x, y, train_x)
     policy = resolve_policy(model, opts.bn_policy, train_x)
     (po, bo), (p1, b1), (p2, b2) = (flat_anchor(model, t) for t in (o, t1, t2))
@@ -302,6 +317,7 @@ def interpolate_path(
     x, y, train_x = prepare_data(x, y, train_x)
     policy = resolve_policy(model, bn_policy, train_x)
     (p1, b1), (p2, b2) = flat_anchor(model, t1), flat_anchor(model, t2)
+    engine = engine_settings(engine, ("n_points", "bn_policy", "bn_batches", "bn_batch_size"))
     job = PointJob(model, x, y, policy, train_x, bn_batches, bn_batch_size, engine)
     refs = agreement_refs(job, reference_probs, {"theta1": (p1, b1), "theta2": (p2, b2)})
     alphas = torch.linspace(0.0, 1.0, n_points, dtype=torch.float64)

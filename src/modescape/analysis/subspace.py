@@ -95,6 +95,9 @@ class SubspaceConfig:
     target_drop: float = 0.30  # calibration: accuracy the full-scale samples lose (0.30 = 30 pts)
     calibration_probes: int = 4  # calibration: samples averaged per probed scale
     calibration_steps: int = 12  # calibration: bisection steps once the scale is bracketed
+    # calibration: fresh samples drawn at the calibrated scale, whose accuracies (mean and
+    # spread) say what the drop is for samples the search never saw
+    calibration_check: int = 16
     seed: int = 0  # base seed; method m, member i draw from derive_seed(seed, "subspace", m, i)
 
     def __post_init__(self) -> None:
@@ -121,6 +124,7 @@ class SubspaceConfig:
             ("n_snapshots", self.n_snapshots, 100_000),
             ("calibration_probes", self.calibration_probes, 1_000),
             ("calibration_steps", self.calibration_steps, 100),
+            ("calibration_check", self.calibration_check, 1_000),
         ):
             if isinstance(value, int) and value > most:
                 raise ModescapeError(f"subspace.{name} must be at most {most:,}, got {value:,}")
@@ -137,8 +141,9 @@ class SubspaceConfig:
             raise ModescapeError(f"subspace.target_drop must be in (0, 1), got {self.target_drop}")
         _check_n(self.calibration_probes, "subspace.calibration_probes")
         _check_n(self.calibration_steps, "subspace.calibration_steps")
-        if self.seed < 0:
-            raise ModescapeError(f"subspace.seed must be >= 0, got {self.seed}")
+        _check_n(self.calibration_check, "subspace.calibration_check")
+        if not 0 <= self.seed <= 2**63 - 1:  # derive_seed's range: a larger one is a typo
+            raise ModescapeError(f"subspace.seed must be in [0, 2**63 - 1], got {self.seed}")
 
     def scale(self, method: str) -> float:
         """The configured scale of `method` (before any calibration)."""

@@ -42,13 +42,49 @@ from torch import nn
 
 from modescape.analysis.metrics import ArrayLike, as_numpy
 from modescape.analysis.samplers import Seed, _check_n, _generator
-from modescape.errors import ModescapeError, choice_error
+from modescape.errors import ModescapeError, check_choice, choice_error
+from modescape.options import SwagMethod, values
 from modescape.seeding import derive_seed
 
 MAX_RANK = 20  # K in Maddox et al. 2019 (their `max_num_models`)
 SWAG_VARIANTS = ("full", "diag")
 DEFAULT_SCALE = {"full": 0.5, "diag": 1.0}  # Σ = ½(diag + DDᵀ/(K−1)); SWAG-Diagonal N(θ̄, σ²)
 VAR_CLAMP = 0.0  # σ² = max(E[θ²] − θ̄², 0): cancellation can make it slightly negative
+SWAG_METHODS = values(SwagMethod)
+
+
+@dataclass(frozen=True)
+class SwagConfig:
+    """Settings of the SWA/SWAG/MultiSWAG/MC-dropout study (defaults: the authors' papers)."""
+
+    methods: tuple[str, ...] = SWAG_METHODS
+    n_samples: int = 30  # SWAG samples per member at test time (Maddox et al. 2019: 30)
+    scale: float = 0.5  # SWAG's s: Σ = s·(diag σ² + DDᵀ/(K−1)) (paper: 0.5)
+    diag_scale: float = 1.0  # SWAG-Diagonal's s: N(θ̄, s·diag σ²)
+    mc_passes: int = 30  # MC-dropout forward passes per member
+    seed: int = 0  # member m draws from derive_seed(seed, "swag", method, m)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "methods", tuple(self.methods))
+        if not self.methods:
+            raise ModescapeError("swag.methods must name at least one method")
+        for m in self.methods:
+            check_choice("swag method", m, SwagMethod)
+        for name in ("n_samples", "mc_passes"):
+            _check_n(getattr(self, name), f"swag.{name}")
+            if getattr(self, name) > 10_000:
+                raise ModescapeError(f"swag.{name} must be at most 10,000")
+        for name in ("scale", "diag_scale"):
+            v = getattr(self, name)
+            if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
+                raise ModescapeError(f"swag.{name} must be a finite number > 0, got {v!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ModescapeError(f"swag.seed must be an integer >= 0, got {self.seed!r}")
+
+    @property
+    def needs_collection(self) -> bool:
+        """Whether a method needs the collection phase's statistics (all but MC dropout)."""
+        return any(m != SwagMethod.MC_DROPOUT for m in self.methods)
 
 
 @dataclass(frozen=True)

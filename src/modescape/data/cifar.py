@@ -142,12 +142,37 @@ def _pixels(data: Any, labels: Any, n_classes: int, where: str) -> tuple[np.ndar
         raise ModescapeError(f"{where}: expected uint8 data of shape (N, 3072), got {data!r:.80}")
     if data.shape[1] != 3072:
         raise ModescapeError(f"{where}: expected data of shape (N, 3072), got {data.shape}")
-    y = np.asarray(labels, dtype=np.int64).reshape(-1)
+    y = _labels(labels, where)
     if len(y) != len(data):
         raise ModescapeError(f"{where}: {len(data)} images but {len(y)} labels")
     if len(y) and (y.min() < 0 or y.max() >= n_classes):
         raise ModescapeError(f"{where}: labels outside 0..{n_classes - 1}")
     return data.reshape(-1, 3, 32, 32), y
+
+
+def _labels(labels: Any, where: str) -> np.ndarray:
+    """int64 labels from a batch's list (or array) of integers; anything else is named."""
+    ok = isinstance(labels, list | tuple | np.ndarray)
+    if ok and not isinstance(labels, np.ndarray):
+        ok = all(isinstance(v, int) and not isinstance(v, bool) for v in labels)
+    if ok and isinstance(labels, np.ndarray):
+        ok = labels.dtype.kind in "iu"
+    if not ok:
+        raise ModescapeError(f"{where}: labels must be a list of integers, got {labels!r:.80}")
+    try:
+        return np.asarray(labels, dtype=np.int64).reshape(-1)
+    except OverflowError:  # a Python int beyond int64
+        raise ModescapeError(f"{where}: labels outside the int64 range") from None
+
+
+def _class_names(names: Any, where: str) -> tuple[str, ...]:
+    """Class names from a meta file's list of bytes or str."""
+    if not isinstance(names, list | tuple) or not all(isinstance(c, bytes | str) for c in names):
+        raise ModescapeError(f"{where}: class names must be a list of strings, got {names!r:.80}")
+    try:
+        return tuple(c.decode() if isinstance(c, bytes) else c for c in names)
+    except UnicodeDecodeError:
+        raise ModescapeError(f"{where}: class names are not UTF-8 text") from None
 
 
 def _read_python(name: str, files: _Files, prefix: str) -> CifarArrays:
@@ -156,13 +181,15 @@ def _read_python(name: str, files: _Files, prefix: str) -> CifarArrays:
 
     if name == "cifar10":
         meta_key, label_key, train, test = "label_names", "labels", _CIFAR10_BATCHES, "test_batch"
-        meta = load("batches.meta")
+        meta_file = "batches.meta"
     else:
         meta_key, label_key, train, test = "fine_label_names", "fine_labels", ("train",), "test"
-        meta = load("meta")
+        meta_file = "meta"
+    files.load([prefix + r for r in (meta_file, *train, test)])
+    meta = load(meta_file)
     if meta_key not in meta:
         raise ModescapeError(f"{prefix}meta file lacks {meta_key!r} (has {sorted(meta)})")
-    classes = tuple(c.decode() if isinstance(c, bytes) else str(c) for c in meta[meta_key])
+    classes = _class_names(meta[meta_key], prefix + meta_file)
 
     def split(rels: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
         xs, ys = [], []
@@ -187,7 +214,11 @@ def _read_binary(name: str, files: _Files, prefix: str) -> CifarArrays:
         names_file = "fine_label_names.txt"
     if prefix + names_file not in files.names:
         raise ModescapeError(f"missing {prefix}{names_file} (the class names)")
-    text = files.read(prefix + names_file).decode()
+    files.load([prefix + r for r in (names_file, *train, test)])
+    try:
+        text = files.read(prefix + names_file).decode()
+    except UnicodeDecodeError:
+        raise ModescapeError(f"{prefix}{names_file}: class names are not UTF-8 text") from None
     classes = tuple(line.strip() for line in text.splitlines() if line.strip())
     record = n_label_bytes + 3072
 
@@ -233,10 +264,12 @@ def _read_folder(name: str, files: _Files, prefix: str) -> CifarArrays:
             f"{prefix}test/ has classes {unknown} that train/ lacks (train/ classes: "
             f"{', '.join(classes)})"
         )
+    files.load([p for split in by_split.values() for ps in split.values() for p in ps])
     first = _decode(files, by_split["train"][classes[0]][0])
     out = []
     for split in ("train", "test"):
         paths = [(p, c) for c, name_ in enumerate(classes) for p in by_split[split].get(name_, [])]
+        _check_decoded_size(len(paths), first.shape, prefix + split)
         x = np.empty((len(paths), *first.shape), dtype=np.uint8)
         for i, (p, _) in enumerate(paths):
             img = _decode(files, p)
@@ -250,6 +283,20 @@ def _read_folder(name: str, files: _Files, prefix: str) -> CifarArrays:
         order = numpy_rng(derive_seed(0, "image-folder-order", split)).permutation(len(y))
         out += [x[order], y[order]]
     return CifarArrays(*out, classes, "image-folder")
+
+
+MAX_DECODED_BYTES = 2 << 30  # the decoded images of one split, allocated at once
+
+
+def _check_decoded_size(n: int, shape: tuple[int, ...], where: str) -> None:
+    """Refuse a split whose decoded images would exceed MAX_DECODED_BYTES before allocating it
+    (the first image's size times the count: every image must share it)."""
+    need = n * int(np.prod(shape))
+    if need > MAX_DECODED_BYTES:
+        raise ModescapeError(
+            f"{where}: {n:,} images of shape {tuple(shape)} decode to {need:,} bytes, more than "
+            f"the {MAX_DECODED_BYTES:,} modescape holds (resize the images or use fewer)"
+        )
 
 
 def _decode(files: _Files, path: str) -> np.ndarray:

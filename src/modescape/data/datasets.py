@@ -38,12 +38,13 @@ import torch
 from modescape.data.cifar import CifarArrays, read_source
 from modescape.data.sources import DOWNLOADS, find_source
 from modescape.errors import ModescapeError, choice_error
-from modescape.options import Dataset, Scaling, values
+from modescape.options import Dataset as DatasetName
+from modescape.options import Scaling, values
 from modescape.store.files import load_npy, read_json, save_npy, sha256_file, write_json
 
 log = logging.getLogger(__name__)
 
-DATASETS = values(Dataset)
+DATASETS = values(DatasetName)
 SCALINGS = values(Scaling)
 PIXELS = ("float", "channels_last", "uint8")  # how `load_dataset` holds images
 

@@ -106,30 +106,119 @@ def _walk(root: Path) -> list[tuple[str, int, int]]:
     return sorted(out)
 
 
-class _Files:
-    """Read-only view of the regular files of a folder or a tar archive, by relative path."""
+# Bounds on what reading a source may hold, checked against the sizes an archive's index or a
+# folder's listing declares, before a byte is read: a 1.5 GB zero-filled `data_batch_1` in a
+# small .tar.gz must be refused at its header, not after decompressing it into memory.
+MAX_MEMBERS = 500_000  # files in an archive (CIFAR as images: 60,000)
+MAX_HELD_BYTES = 2 << 30  # member bytes of one archive held in memory at once
+MAX_IMAGE_BYTES = 64 << 20  # one image file
+_MIB = 1 << 20
+# The official files' sizes, with room for pickle overhead: a CIFAR-10 batch is 10,000 images of
+# 3,072 bytes (30.7 MB), CIFAR-100's train file 50,000 (153.7 MB); class-name files are tiny.
+_FILE_LIMITS = {
+    "train": 160 * _MIB, "train.bin": 160 * _MIB, "test": 32 * _MIB, "test.bin": 32 * _MIB,
+    "test_batch": 32 * _MIB, "test_batch.bin": 32 * _MIB,
+    **{b: 32 * _MIB for b in _CIFAR10_BATCHES}, **{b + ".bin": 32 * _MIB for b in _CIFAR10_BATCHES},
+}  # fmt: skip
+_META_NAMES = ("batches.meta", "meta", "batches.meta.txt", "fine_label_names.txt")
+_OTHER_LIMIT = 160 * _MIB  # a file of no known role: never read, but an archive must skip it
 
-    def __init__(self, names: list[str], read: Callable[[str], bytes]):
-        self.names = sorted(names)
-        self.read = read
+
+def file_limit(rel: str) -> int:
+    """The largest size a file of a CIFAR layout or an image folder may have (bytes)."""
+    base = rel.rsplit("/", 1)[-1]
+    if base in _FILE_LIMITS:
+        return _FILE_LIMITS[base]
+    if base in _META_NAMES:
+        return _MIB
+    return MAX_IMAGE_BYTES if base.lower().endswith(IMAGE_SUFFIXES) else _OTHER_LIMIT
+
+
+def _too_large(where: Path, rel: str, size: int) -> ModescapeError:
+    return ModescapeError(
+        f"{where}: {rel} holds {size:,} bytes, more than such a file may have "
+        f"({file_limit(rel):,}): not a dataset file"
+    )
+
+
+class _Files:
+    """Read-only view of the regular files of a folder or a tar archive, by relative path.
+
+    `names` and `sizes` come from the folder's listing or the archive's index; a reader calls
+    `load(rels)` with the files it needs, which checks their sizes against `file_limit` before
+    anything is read (an archive's index was checked whole: each member against its limit,
+    their total against MAX_HELD_BYTES) and reads an archive's in one pass; then `read`."""
+
+    def __init__(self, sizes: dict[str, int], where: Path, archive: bool):
+        self.sizes = sizes
+        self.names = sorted(sizes)
+        self.where = where
+        self.archive = archive
+        self._held: dict[str, bytes] = {}
 
     @classmethod
     def from_dir(cls, root: Path) -> _Files:
-        return cls([rel for rel, _, _ in _walk(root)], lambda rel: (root / rel).read_bytes())
+        return cls({rel: size for rel, size, _ in _walk(root)}, root, archive=False)
 
     @classmethod
     def from_tar(cls, path: Path) -> _Files:
-        # One sequential pass: a .tar.gz cannot seek cheaply, and CIFAR fits in memory.
-        members: dict[str, bytes] = {}
+        """The archive's index: regular members' names and declared sizes (no content read)."""
+        sizes: dict[str, int] = {}
+        total = 0
         try:
             with tarfile.open(path, "r:*") as tf:
-                for m in tf:
+                for i, m in enumerate(tf):  # each header is checked before its data is skipped
+                    name = m.name.removeprefix("./")
+                    if i >= MAX_MEMBERS or total + m.size > MAX_HELD_BYTES:
+                        raise ModescapeError(
+                            f"archive {path} holds more than {MAX_MEMBERS:,} members or "
+                            f"{MAX_HELD_BYTES:,} bytes: larger than any dataset modescape reads "
+                            "from an archive (extract it and pass the folder)"
+                        )
                     if m.isfile():
-                        name = m.name.removeprefix("./")
-                        members[name] = tf.extractfile(m).read()  # type: ignore[union-attr]
-        except (tarfile.TarError, OSError, EOFError) as e:
+                        if m.size > file_limit(name):
+                            raise _too_large(path, name, m.size)
+                        sizes[name] = m.size
+                        total += m.size
+                    tf.members.clear()  # the index is `sizes`: keep no TarInfo per member
+        except (tarfile.TarError, OSError, EOFError, ValueError) as e:
             raise ModescapeError(f"cannot read archive {path}: {e}") from None
-        return cls(list(members), members.__getitem__)
+        return cls(sizes, path, archive=True)
+
+    def load(self, rels: list[str]) -> None:
+        """Check the files a reader needs against their limits; an archive's are read now, in
+        one sequential pass (a .tar.gz cannot seek cheaply)."""
+        for rel in rels:
+            if self.sizes[rel] > file_limit(rel):
+                raise _too_large(self.where, rel, self.sizes[rel])
+        if not self.archive:
+            return
+        wanted = set(rels) - set(self._held)
+        try:
+            with tarfile.open(self.where, "r:*") as tf:
+                for m in tf:
+                    name = m.name.removeprefix("./")
+                    if m.isfile() and name in wanted and m.size == self.sizes[name]:
+                        self._held[name] = tf.extractfile(m).read()  # type: ignore[union-attr]
+                    tf.members.clear()
+        except (tarfile.TarError, OSError, EOFError, ValueError) as e:
+            raise ModescapeError(f"cannot read archive {self.where}: {e}") from None
+        missing = sorted(wanted - set(self._held))
+        if missing:
+            raise ModescapeError(f"archive {self.where} changed while read: {missing[0]}")
+
+    def read(self, rel: str) -> bytes:
+        if rel not in self.sizes:
+            raise ModescapeError(f"{self.where}: missing {rel}")
+        if self.archive:
+            if rel not in self._held:
+                self.load([rel])
+            return self._held[rel]
+        with open(self.where / rel, "rb") as f:  # at most the limit, whatever the file became
+            data = f.read(file_limit(rel) + 1)
+        if len(data) > file_limit(rel):
+            raise _too_large(self.where, rel, max(len(data), self.sizes[rel]))
+        return data
 
 
 def _find_layout(

@@ -8,6 +8,10 @@ images `(C, H, W)` of any size.
 | mediumcnn / paper | 971,146           | authors' TF code: Glorot-uniform weights *and* biases  |
 | mediumcnn / seed  | 245,290           | Keras defaults: Glorot-uniform weights, zero biases    |
 | resnet20 / paper  | 273,066           | Keras CIFAR example: truncated He-normal, zero biases  |
+| resnet20 / seed   | 571,114 (+4,000)  | as the paper ResNet20 (Keras `he_normal`, zero biases) |
+
+The seed's ResNet has 571,114 trainable parameters; Keras' `count_params`, which the seed
+notebooks print, adds the 4,000 BatchNorm moving means and variances: 575,114.
 
 Every model has the same simple hierarchy, so that weight-space code (flattening, permutation
 alignment) can walk it: `features` (or `stem` + `blocks` for the ResNet), `neck` (flatten or global
@@ -27,6 +31,12 @@ Choices where the sources leave room (each is what the source stack, TF/Keras, d
   are a bare 1×1 conv (no BN), BatchNorm uses Keras' eps 1e-3 and momentum 0.99 (PyTorch
   `momentum=0.01`). Its stride-2 3×3 convs pad symmetrically (PyTorch) by default;
   `padding="keras"` pads bottom/right as Keras does (needed for weights trained in Keras).
+- The seed notebooks' "ResNet20v1" is the bottleneck ResNet of keras-idiomatic-programmer's
+  `resnet_cifar10.py` (n = 2, one identity block per group): stem conv 16 → BN → ReLU; three
+  stages of a projection block and an identity block, each 1×1 conv F → BN → ReLU → 3×3 conv F
+  (stride 1/2/2, on the 3×3) → BN → ReLU → 1×1 conv F·e → BN, added to the shortcut (a bare
+  strided 1×1 conv in the projection block) → ReLU, with F = 16/64/128 and e = 4/2/2; then
+  BN → ReLU → average pool 8 (Keras' valid pooling) → flatten → linear. Every conv has a bias.
 - ReLU is applied after max-pooling where the sources pool after it (SmallCNN; MediumCNN seed,
   whose dropout also comes before the pool): max-pooling commutes with ReLU, and ReLU and
   dropout with each other (dropout scales by 0 or a positive factor), so outputs and gradients
@@ -55,10 +65,14 @@ from modescape.models.layers import Dropout, Padding, same_conv
 ARCHITECTURES: dict[str, tuple[str, ...]] = {
     "smallcnn": ("paper", "seed"),
     "mediumcnn": ("paper", "seed"),
-    "resnet20": ("paper",),
+    "resnet20": ("paper", "seed"),
 }
 
 _DESCRIPTIONS: dict[tuple[str, str], str] = {
+    ("resnet20", "seed"): (
+        "the seed notebooks' bottleneck ResNet: conv16-BN-ReLU, 3 stages × (projection + identity "
+        "bottleneck block), F 16/64/128 × 4/2/2; BN-ReLU, avg pool 8 → linear"
+    ),
     ("smallcnn", "paper"): (
         "3 × (conv3 same → ReLU → maxpool2), channels 16-32-32; flatten → linear"
     ),
@@ -132,6 +146,36 @@ class BasicBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.relu(self.bn1(self.conv1(x)))
         y = self.bn2(self.conv2(y))
+        return self.relu(y + self.shortcut(x))
+
+
+class Bottleneck(nn.Module):
+    """The seed's bottleneck block (post-activation, He et al. 2016 fig. 5):
+    relu(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x)))))))) + shortcut(x)); conv1 and conv3 are
+    1×1, conv2 is the 3×3 carrying the stride; `shortcut` is `nn.Identity` or a bare strided 1×1
+    conv (projection) when the shape changes.
+    """
+
+    def __init__(
+        self, ndim: int, c_in: int, f: int, expansion: int, stride: int, padding: Padding
+    ) -> None:
+        super().__init__()
+        conv, norm, out = _CONV[ndim], _NORM[ndim], f * expansion
+        self.conv1 = conv(c_in, f, 1)
+        self.bn1 = norm(f, eps=_BN_EPS, momentum=_BN_MOMENTUM)
+        self.conv2 = same_conv(ndim, f, f, 3, stride, padding)
+        self.bn2 = norm(f, eps=_BN_EPS, momentum=_BN_MOMENTUM)
+        self.conv3 = conv(f, out, 1)
+        self.bn3 = norm(out, eps=_BN_EPS, momentum=_BN_MOMENTUM)
+        self.relu = nn.ReLU()
+        # Keras' 1×1 "valid" conv at stride 2 keeps ceil(n / 2) positions, as PyTorch's does.
+        projection = stride != 1 or c_in != out
+        self.shortcut = conv(c_in, out, 1, stride=stride) if projection else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.relu(self.bn1(self.conv1(x)))
+        y = self.relu(self.bn2(self.conv2(y)))
+        y = self.bn3(self.conv3(y))
         return self.relu(y + self.shortcut(x))
 
 
@@ -218,6 +262,36 @@ def _resnet20(
             in_channels = channels
     neck = nn.Sequential(_GAP[ndim](1), nn.Flatten())
     return ResNet(stem, nn.Sequential(*blocks), neck, nn.Linear(64, num_classes))
+
+
+# The seed ResNet's stages: (F, expansion, stride), each a projection and an identity block.
+_SEED_STAGES = ((16, 4, 1), (64, 2, 2), (128, 2, 2))
+_SEED_POOL = 8
+
+
+def _resnet20_seed(ndim: int, c: int, num_classes: int, padding: Padding) -> ResNet:
+    conv, norm = _CONV[ndim], _NORM[ndim]
+    stem = nn.Sequential(
+        conv(c, 16, 3, padding=1), norm(16, eps=_BN_EPS, momentum=_BN_MOMENTUM), nn.ReLU()
+    )
+    blocks: list[nn.Module] = []
+    in_channels = 16
+    for f, expansion, stride in _SEED_STAGES:
+        blocks.append(Bottleneck(ndim, in_channels, f, expansion, stride, padding))
+        blocks.append(Bottleneck(ndim, f * expansion, f, expansion, 1, padding))
+        in_channels = f * expansion
+    pool = nn.AvgPool1d(_SEED_POOL) if ndim == 1 else nn.AvgPool2d(_SEED_POOL)
+    neck = nn.Sequential(
+        norm(in_channels, eps=_BN_EPS, momentum=_BN_MOMENTUM), nn.ReLU(), pool, nn.Flatten()
+    )
+    return ResNet(stem, nn.Sequential(*blocks), neck, nn.Linear(_UNSIZED, num_classes))
+
+
+def _seed_resnet_cells(n: int) -> int:
+    """Positions along one axis of size `n` left after the seed ResNet's strides and pool."""
+    for _, _, stride in _SEED_STAGES:
+        n = -(-n // stride)
+    return n // _SEED_POOL
 
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {
@@ -358,6 +432,8 @@ def build_model(
         raise choice_error("padding", padding, [p.value for p in Padding])
 
     ndim, channels, spatial = len(shape) - 1, shape[0], shape[1:]
+    if (arch, variant) == ("resnet20", "seed"):
+        return _build_seed_resnet(ndim, channels, spatial, num_classes, Padding(padding))
     model = _BUILDERS[arch](
         ndim, channels, num_classes, dropout, variant == "paper", Padding(padding)
     )
@@ -373,6 +449,21 @@ def build_model(
         _init_glorot_all(model)
     else:
         _init_keras_default(model)
+    return model
+
+
+def _build_seed_resnet(
+    ndim: int, channels: int, spatial: tuple[int, ...], num_classes: int, padding: Padding
+) -> ResNet:
+    cells = [_seed_resnet_cells(n) for n in spatial]
+    if min(cells) < 1:
+        raise ModescapeError(
+            f"resnet20 (seed) needs inputs of at least {min_input_size('resnet20', 'seed')} "
+            f"along every spatial axis to survive its pooling; got spatial shape {spatial}"
+        )
+    model = _resnet20_seed(ndim, channels, num_classes, padding)
+    model.head = nn.Linear(model.neck[0].num_features * math.prod(cells), num_classes)
+    _init_he_normal(model)
     return model
 
 
@@ -395,6 +486,8 @@ def count_parameters(model: nn.Module) -> int:
 def min_input_size(arch: str, variant: str = "paper") -> int:
     """Smallest spatial size (per axis) that survives the model's pooling."""
     _check_names(arch, variant)
+    if (arch, variant) == ("resnet20", "seed"):
+        return next(n for n in range(1, 1 << 16) if _seed_resnet_cells(n) >= 1)
     if arch == "resnet20":
         return 1  # strided convs with padding 1 map 1 → 1
     with torch.random.fork_rng(devices=[]):

@@ -1,20 +1,29 @@
 """Permutation specs read from the network itself: a `torch.fx` trace of the forward pass.
 
-Works for plain convolution / dense / normalisation / residual networks (the kind of network the
-paper studies). Every traced tensor carries, for its channel axis, a permutation *variable*; a
+Works for convolution / dense / normalisation / residual networks (the kind of network the
+paper studies) and for the blocks of ConvNeXt, MobileNet, DenseNet and ViT: a depthwise
+convolution carries its input's permutation to its output (channel c only sees channel c), a
+parameter combined elementwise with activations (a layer scale, a position embedding) is
+permuted with them, and `permute` / `transpose` move the channel axis.
+
+Every traced tensor carries, for its channel axis, a permutation *variable*; a
 Conv or Linear layer starts a new one for its outputs, elementwise ops, pooling and BatchNorm pass
 it on, a residual addition unites the variables of its operands (they must be permuted alike), a
 flatten turns a channel into a block of features. The network's inputs and outputs cannot be
 permuted: their variables, and all united with them, stay fixed. Where the trace meets something
 whose effect on channels it cannot tell (a reshape other than a flatten, a GroupNorm whose groups
-mix several channels, a normalisation over a flattened block), it conservatively fixes the
-channels involved; where it meets an operation it does not know at all, it stops with a
-ModescapeError asking for a spec. `align` checks every result on a probe batch anyway.
+mix several channels, a normalisation over a flattened block, a grouped convolution, a
+concatenation along the channels, attention, any operation it does not know), it conservatively
+fixes the channels involved: nothing is permuted across such an operation, so the function is
+kept and the alignment covers the rest (e.g. the MLP hidden units of every transformer block;
+attention heads are not permuted as blocks). `align` checks every result on a probe batch anyway,
+and a network torch.fx cannot trace is refused with a ModescapeError.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import operator
 from collections.abc import Iterator
@@ -27,6 +36,8 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from modescape.errors import ModescapeError
 from modescape.models.specs import PermutationSpec
+
+log = logging.getLogger(__name__)
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _BNS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -157,6 +168,10 @@ def auto_spec(model: nn.Module, probe: torch.Tensor) -> PermutationSpec:
         act = _visit(node, acts, modules, b)
         if act is not None and _shape(node) is not None:
             acts[node] = act
+    stored = set(model.state_dict())
+    for key in [k for k in b.axes if k not in stored]:  # e.g. a non-persistent buffer
+        for p in b.axes.pop(key):
+            b.union(p, FIXED)  # cannot be permuted, so neither can what it combines with
     names: dict[str, str] = {}
     for axes in b.axes.values():
         for p in axes:
@@ -184,17 +199,10 @@ def _visit(
     if node.op == "call_module":
         return _module(node, modules[str(node.target)], ins, b)
     if node.op == "call_function":
-        return _function(node, ins, b)
+        return _function(node, ins, b, acts)
     if node.op == "call_method":
         return _method(node, ins, b)
     raise ModescapeError(f"automatic permutation spec: unknown fx node {node.op}")
-
-
-def _unknown(what: str) -> ModescapeError:
-    return ModescapeError(
-        f"automatic permutation spec: cannot follow {what} through the network; pass spec= "
-        "(a PermutationSpec or a git-re-basin axes_to_perm dict)"
-    )
 
 
 def _fix_unless(b: _Builder, a: _Act, ok: bool) -> _Act:
@@ -211,7 +219,7 @@ def _module(node: fx.Node, m: nn.Module, ins: list[_Act], b: _Builder) -> _Act:
     ndim = len(shape) if shape else 2
     if isinstance(m, _CONVS):
         if m.groups != 1:
-            raise _unknown(f"grouped convolution {name}")
+            return _grouped_conv(b, name, m, x)
         x = _fix_unless(b, x, x.axis == 1 and x.block == 1)
         out = b.new(m.out_channels)
         b.entry(f"{name}.weight", (out, x.perm, *(None,) * (m.weight.dim() - 2)))
@@ -247,7 +255,29 @@ def _module(node: fx.Node, m: nn.Module, ins: list[_Act], b: _Builder) -> _Act:
         return _flatten(b, x, shape, m.start_dim, m.end_dim)
     if isinstance(m, _PASS_MODULES):
         return x
-    raise _unknown(f"module {name} ({type(m).__name__})")
+    return _opaque(b, ins, f"module {name} ({type(m).__name__})")
+
+
+def _grouped_conv(b: _Builder, name: str, m: nn.Module, x: _Act) -> _Act:
+    """Depthwise: output channel c is a function of input channel c alone, so the input's
+    permutation carries through (weight `[C, 1, k...]` permuted on axis 0). Other grouped
+    convolutions mix channels within groups: fixed on both sides."""
+    if m.groups == m.in_channels == m.out_channels and x.axis == 1 and x.block == 1:
+        b.entry(f"{name}.weight", (x.perm, *(None,) * (m.weight.dim() - 1)))
+        if m.bias is not None:
+            b.entry(f"{name}.bias", (x.perm,))
+        return _Act(x.perm, 1)
+    b.union(x.perm, FIXED)
+    return _Act(FIXED, 1)
+
+
+def _opaque(b: _Builder, ins: list[_Act], what: str) -> _Act:
+    """An operation whose effect on channels is not modelled: its inputs' channels are fixed and
+    its output starts fixed, so no permutation crosses it (the function is kept)."""
+    log.debug("automatic permutation spec: %s keeps its channels in place", what)
+    for a in ins:
+        b.union(a.perm, FIXED)
+    return _Act(FIXED, 1)
 
 
 def _flatten(b: _Builder, x: _Act, shape: tuple[int, ...] | None, start: int, end: int) -> _Act:
@@ -262,13 +292,16 @@ def _flatten(b: _Builder, x: _Act, shape: tuple[int, ...] | None, start: int, en
     return _fix_unless(b, x, False)
 
 
-def _function(node: fx.Node, ins: list[_Act], b: _Builder) -> _Act | None:
+def _function(
+    node: fx.Node, ins: list[_Act], b: _Builder, acts: dict[fx.Node, _Act]
+) -> _Act | None:
     fn = node.target
     if _shape(node) is None:
         return None  # sizes, shapes: no tensor
     if fn in _PASS_FUNCTIONS and ins:
         return ins[0]
     if fn in _JOIN_FUNCTIONS and ins:
+        ins = _join_parameters(node, acts, b) or ins
         for a in ins[1:]:
             if a.axis != ins[0].axis or a.block != ins[0].block:
                 b.union(a.perm, FIXED)
@@ -280,7 +313,52 @@ def _function(node: fx.Node, ins: list[_Act], b: _Builder) -> _Act | None:
         start = node.kwargs.get("start_dim", pos[0] if pos else 0)
         end = node.kwargs.get("end_dim", pos[1] if len(pos) > 1 else -1)
         return _flatten(b, ins[0], _shape(node.args[0]), int(start), int(end))
-    raise _unknown(f"function {getattr(fn, '__name__', fn)}")
+    if fn in (torch.permute, torch.transpose) and ins:
+        return _moved(node, ins[0], b, "permute" if fn is torch.permute else "transpose")
+    return _opaque(b, ins, f"function {getattr(fn, '__name__', fn)}")
+
+
+def _join_parameters(node: fx.Node, acts: dict[fx.Node, _Act], b: _Builder) -> list[_Act]:
+    """An elementwise op of activations and parameters (`x * gamma`, `x + pos_embed`): each
+    parameter whose size on the activations' channel axis matches is permuted with them
+    (recorded as an entry) instead of fixing the channels. Returns the activations' acts, or []
+    when there is nothing of the kind."""
+    args = list(_tensor_args(node.args))
+    params = [a for a in args if a.op == "get_attr"]
+    others = [acts[a] for a in args if a.op != "get_attr" and a in acts]
+    out = _shape(node)
+    if not params or not others or out is None or others[0].block != 1:
+        return []
+    x = others[0]
+    for p in params:
+        shape = _shape(p) or ()
+        pos = x.axis - (len(out) - len(shape))
+        if not (0 <= pos < len(shape)) or x.perm == FIXED or shape[pos] != out[x.axis]:
+            b.union(x.perm, FIXED)
+            return []
+    for p in params:
+        shape = _shape(p) or ()
+        pos = x.axis - (len(out) - len(shape))
+        b.entry(str(p.target), tuple(x.perm if i == pos else None for i in range(len(shape))))
+    return others
+
+
+def _moved(node: fx.Node, x: _Act, b: _Builder, how: str) -> _Act:
+    """The channel axis after `permute(dims)` / `transpose(d0, d1)`."""
+    n = len(_shape(node) or ())
+    if x.block != 1 or not n:
+        return _fix_unless(b, x, False)
+    args = list(node.args[1:]) or list(node.kwargs.values())
+    if how == "permute":
+        if len(args) == 1 and isinstance(args[0], list | tuple):
+            args = list(args[0])  # x.permute((0, 2, 3, 1)) as well as x.permute(0, 2, 3, 1)
+        dims = [int(d) % n for d in args]
+        if sorted(dims) != list(range(n)):
+            return _fix_unless(b, x, False)
+        return _Act(x.perm, dims.index(x.axis))
+    d0, d1 = (int(d) % n for d in args[:2])
+    axis = d1 if x.axis == d0 else d0 if x.axis == d1 else x.axis
+    return _Act(x.perm, axis)
 
 
 def _method(node: fx.Node, ins: list[_Act], b: _Builder) -> _Act | None:
@@ -297,6 +375,8 @@ def _method(node: fx.Node, ins: list[_Act], b: _Builder) -> _Act | None:
         if before and after and len(after) == 2 and after[0] == before[0]:
             return _flatten(b, x, before, 1, -1)
         return _fix_unless(b, x, False)
+    if name in ("permute", "transpose"):
+        return _moved(node, x, b, name)
     if name in ("mean", "sum", "amax"):
         before = _shape(node.args[0]) or ()
         dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
@@ -306,4 +386,4 @@ def _method(node: fx.Node, ins: list[_Act], b: _Builder) -> _Act | None:
         if dims and x.axis not in dims and x.block == 1:
             return _Act(x.perm, x.axis if keep else x.axis - sum(d < x.axis for d in dims))
         return _fix_unless(b, x, False)
-    raise _unknown(f"method .{name}()")
+    return _opaque(b, ins, f"method .{name}()")

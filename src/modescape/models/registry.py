@@ -122,8 +122,24 @@ def resolve_factory(arch: str) -> Factory:
             )
         obj = getattr(obj, part)
     if not callable(obj):
-        raise ModescapeError(f"architecture {arch!r}: {attr!r} is not callable")
+        raise ModescapeError(
+            f"architecture {arch!r}: {attr!r} is not callable (a {type(obj).__name__}); {_FACTORY}"
+        )
+    if getattr(obj, "__module__", None) == "builtins" or (
+        isinstance(obj, type) and not issubclass(obj, nn.Module)
+    ):  # `builtins:eval` would be called with the input shape: refuse what cannot be a factory
+        raise ModescapeError(
+            f"architecture {arch!r}: {attr!r} is {_describe(obj)}, not a model factory; {_FACTORY}"
+        )
     return obj
+
+
+_FACTORY = "a factory is a callable factory(in_shape, num_classes, **kwargs) returning an nn.Module"
+
+
+def _describe(obj: Any) -> str:
+    kind = "class" if isinstance(obj, type) else type(obj).__name__.replace("_", " ")
+    return f"the {kind} {getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', obj)}"
 
 
 def build_model(
@@ -162,10 +178,18 @@ def build_model(
                 f"architecture {arch!r}: the factory cannot be called as "
                 f"factory(in_shape, num_classes{''.join(f', {k}=…' for k in call_kwargs)}): {e}"
             ) from e
-    model = factory(shape, num_classes, **call_kwargs)
+    try:
+        model = factory(shape, num_classes, **call_kwargs)
+    except Exception as e:  # the user's code: name it and what it raised (-v: the traceback)
+        log.debug("architecture %s: the factory raised", arch, exc_info=True)
+        raise ModescapeError(
+            f"architecture {arch!r}: calling {_describe(factory)}(in_shape={shape}, "
+            f"num_classes={num_classes}) raised {type(e).__name__}: {e}; {_FACTORY}"
+        ) from None
     if not isinstance(model, nn.Module):
         raise ModescapeError(
-            f"architecture {arch!r}: the factory returned {type(model).__name__}, not an nn.Module"
+            f"architecture {arch!r}: the factory returned {type(model).__name__}, not an "
+            f"nn.Module; {_FACTORY}"
         )
     return model
 

@@ -6,8 +6,10 @@
   ResNet20v1: the residual stream carries one permutation per stage — the skip connections add
   the stream to every block's output, so all of them must be permuted alike; a projection
   shortcut (1×1 conv) starts the next stage's permutation. Each block's inner channels
-  (conv1 → bn1 → conv2) have their own. BatchNorm weights, biases *and running statistics* are
-  permuted with their channels.
+  (conv1 → bn1 → conv2) have their own. The seed's bottleneck ResNet likewise, with two inner
+  permutations per block (conv1 → bn1, conv2 → bn2), conv3 → bn3 writing the stream, and the
+  classifier's BatchNorm (`neck.0`) on the last stream. BatchNorm weights, biases *and running
+  statistics* are permuted with their channels.
 - `spec_from_axes_to_perm(axes_to_perm, state)`: the dictionary format of the git-re-basin code
   (Ainsworth, Hayase & Srinivasa 2022) and its PyTorch ports.
 - `modescape.models.autospec.auto_spec(model, probe)`: any plain network, from a torch.fx trace.
@@ -110,13 +112,56 @@ def _resnet_spec(state: StateDict) -> PermutationSpec:
     return PermutationSpec(axes, {}, sizes)
 
 
+def _bottleneck_spec(state: StateDict) -> PermutationSpec:
+    """The seed's ResNet: `stem`, `blocks.<i>.{conv1,bn1,conv2,bn2,conv3,bn3[,shortcut]}`,
+    `neck.0` (BatchNorm), `head` (after a 1×1 pooled map: one position per channel)."""
+    axes: dict[str, tuple[str | None, ...]] = {}
+    views: dict[str, tuple[int, ...]] = {}
+    sizes: dict[str, int] = {}
+
+    def conv(name: str, out: str, inp: str | None, bn: str | None = None) -> None:
+        w = state[f"{name}.weight"]
+        axes[f"{name}.weight"] = (out, inp, *(None,) * (w.dim() - 2))
+        axes[f"{name}.bias"] = (out,)
+        sizes[out] = w.shape[0]
+        if bn is not None:
+            for suffix in ("weight", "bias", "running_mean", "running_var"):
+                axes[f"{bn}.{suffix}"] = (out,)
+
+    stage, stream = 0, "res0"
+    conv("stem.0", stream, None, "stem.1")
+    blocks = sorted({int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k))})
+    for b in blocks:
+        name, out = f"blocks.{b}", stream
+        if f"{name}.shortcut.weight" in state:  # projection: a new stream (next stage)
+            stage += 1
+            out = f"res{stage}"
+            conv(f"{name}.shortcut", out, stream)
+        conv(f"{name}.conv1", f"{name}.a", stream, f"{name}.bn1")
+        conv(f"{name}.conv2", f"{name}.b", f"{name}.a", f"{name}.bn2")
+        conv(f"{name}.conv3", out, f"{name}.b", f"{name}.bn3")
+        stream = out
+    for suffix in ("weight", "bias", "running_mean", "running_var"):
+        axes[f"neck.0.{suffix}"] = (stream,)
+    head = state["head.weight"]
+    if head.shape[1] != sizes[stream]:  # a flatten of several pooled positions, channel-major
+        views["head.weight"] = (head.shape[0], sizes[stream], head.shape[1] // sizes[stream])
+        axes["head.weight"] = (None, stream, None)
+    else:
+        axes["head.weight"] = (None, stream)
+    axes["head.bias"] = (None,)
+    return PermutationSpec(axes, views, sizes)
+
+
 def permutation_spec(state: StateDict, arch: str, variant: str = "paper") -> PermutationSpec:
     """The permutation spec of a `modescape.models.architectures` network, from its state dict."""
     if arch not in ARCHITECTURES:
         raise choice_error("architecture", arch, tuple(ARCHITECTURES))
     if variant not in ARCHITECTURES[arch]:
         raise choice_error(f"{arch} variant", variant, ARCHITECTURES[arch])
-    return _resnet_spec(state) if arch == "resnet20" else _convnet_spec(state)
+    if arch == "resnet20":
+        return _bottleneck_spec(state) if variant == "seed" else _resnet_spec(state)
+    return _convnet_spec(state)
 
 
 def spec_from_axes_to_perm(axes_to_perm: Any, state: StateDict) -> PermutationSpec:

@@ -1,9 +1,10 @@
 """What every report section is built from: `Plot`, `Table`, `Section`, the `ReportContext`
-a section reads the run through, and the helpers that turn numbers into words.
+a section reads the run through (the shared wording is `report/wording.py`).
 
-Sections themselves live in `report/html.py` (training and analysis) and `report/sections.py`
-(the follow-up studies); `html.py` registers them in `SECTIONS` and writes the page. Study
-summaries are read as the typed records of `modescape.studies.schema`, never as loose dicts.
+Sections themselves live in `report/sections/<study>.py` (`run.py`: the run's own overview);
+each study's registry entry (`modescape.registry`) places its sections on the page, and
+`report/html.py` writes the page. Study summaries are read as the typed records of
+`modescape.store.schema`, never as loose dicts.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from modescape.errors import ModescapeError
+from modescape.report import wording
+from modescape.store import schema as S
 from modescape.store.files import load_npy, read_json
 from modescape.store.run import Run
-from modescape.studies import schema as S
 
 
 @dataclass
@@ -135,7 +137,7 @@ class Results:
 
 
 class StudyResults(Results):
-    """Readers for one study's folder and its summary, typed (`studies.schema`)."""
+    """Readers for one study's folder and its summary, typed (`store.schema`)."""
 
     def __init__(self, root: Path, run: Run, summary: Any):
         super().__init__(root, run)
@@ -171,9 +173,7 @@ class ReportContext(Results):
         root = self.run.path / name
         if not (root / S.SUMMARY).exists():
             return None
-        data = self.run.read_json(f"{name}/{S.SUMMARY}")
-        kind = S.SUMMARY_TYPES.get(name)
-        return StudyResults(root, self.run, kind.from_dict(data) if kind else data)
+        return StudyResults(root, self.run, self.run.study(name))
 
     @cached_property
     def member_infos(self) -> list[dict[str, Any]]:
@@ -189,13 +189,13 @@ class ReportContext(Results):
         out = []
         if unfinished:
             out.append(
-                f"This run is incomplete: {_count(len(unfinished), 'member')} of "
+                f"This run is incomplete: {wording.count(len(unfinished), 'member')} of "
                 f"{len(states)} not finished ({', '.join(unfinished)}); the results below use "
-                f"{_count(len(self.members), 'finished member')} only."
+                f"{wording.count(len(self.members), 'finished member')} only."
             )
         elif left_out:
             out.append(
-                f"The analysis covers {_count(len(self.members), 'member')} of "
+                f"The analysis covers {wording.count(len(self.members), 'member')} of "
                 f"{len(states)}; rerun `modescape analyze` to include all of them."
             )
         return out
@@ -209,94 +209,3 @@ def _column(values: list[str]) -> np.ndarray:
         return np.array([float(v) if v != "" else math.nan for v in values])
     except ValueError:
         return np.array(values, dtype=str)
-
-
-def _near_one(x: float, digits: int = 3, style: str = "f") -> str:
-    """`x` with enough digits that a value just below 1 never prints as 1 (0.99996, not 1.000)."""
-    while True:
-        text = f"{x:.{digits}{style}}"
-        if x == 1.0 or float(text) != 1.0 or digits >= 8:
-            return text
-        digits += 1
-
-
-def _count(n: int, noun: str) -> str:
-    """'1 member', '5 members'."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-def frac(x: Any, digits: int = 4) -> float | None:
-    """A fraction (accuracy, disagreement, cosine, ECE) rounded to `digits` decimals for a CSV:
-    0.3 not 0.30000001192 (float32 noise); None for a missing or non-finite value."""
-    v = _finite(x)
-    return None if v is None else round(v, digits)
-
-
-def sig(x: Any, digits: int = 4) -> float | None:
-    """A value on an open scale (loss, distance, JS diversity, t-SNE coordinate) rounded to
-    `digits` significant digits; None for a missing or non-finite value."""
-    v = _finite(x)
-    if v is None or v == 0:
-        return v
-    return round(v, digits - 1 - math.floor(math.log10(abs(v))))
-
-
-def _finite(x: Any) -> float | None:
-    if x is None:
-        return None
-    v = float(x)
-    return v if math.isfinite(v) else None
-
-
-def _pct(x: float, digits: int = 1) -> str:
-    return f"{100 * x:.{digits}f}%"
-
-
-def _points(delta: float) -> str:
-    """An accuracy difference (fractions) in words: 'gains 3.2 points' / 'loses ...'."""
-    p = 100 * delta
-    if abs(p) < 0.05:
-        return "changes accuracy by less than 0.1 points"
-    return f"{'gains' if p > 0 else 'loses'} {abs(p):.1f} points"
-
-
-def _num(x: Any) -> float:
-    """A JSON number, with null (written for NaN) back as NaN."""
-    return math.nan if x is None else float(x)
-
-
-def _span(values: list[float], fmt: str = "{:.2f}") -> str:
-    """'0.12' or '0.12–0.34' (min–max)."""
-    lo, hi = min(values), max(values)
-    return (
-        fmt.format(lo) if fmt.format(lo) == fmt.format(hi) else f"{fmt.format(lo)}–{fmt.format(hi)}"
-    )
-
-
-def _ratio(x: float) -> str:
-    return f"{x:.0f}" if x >= 10 else f"{x:.2g}"
-
-
-def _join(words: list[str]) -> str:
-    """'a', 'a and b', 'a, b and c'."""
-    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
-
-
-def _severity_name(s: int) -> str:
-    return "clean" if s == 0 else str(s)
-
-
-def _warned(warnings: list[str]) -> list[str]:
-    """A study's window warnings as reading paragraphs, printed next to its figures."""
-    return [f"Note: {w}." for w in warnings]
-
-
-def _where(flags: list[bool], severities: list[int]) -> str:
-    """'at every severity' / 'at no severity' / 'at severities clean and 1 but not at 2, 3'."""
-    yes = [_severity_name(s) for s, f in zip(severities, flags) if f]
-    no = [_severity_name(s) for s, f in zip(severities, flags) if not f]
-    if not no:
-        return "at every severity"
-    if not yes:
-        return "at no severity"
-    return f"at severities {_join(yes)} but not at {_join(no)}"

@@ -11,7 +11,7 @@ overlaid curves: ensemble accuracy and NLL against size, training curves, the di
 plane (runs with a subspace study) and accuracy under shift (runs with a shift study).
 
 Everything is read through the typed readers (`load_run`, `ReportContext`, the studies' summaries
-in `studies.schema`), each file checked against its recorded sha256: nothing is recomputed. Runs
+in `store.schema`), each file checked against its recorded sha256: nothing is recomputed. Runs
 are labelled by their directory name, with as many parent folders as it takes to tell them apart.
 """
 
@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 
 from modescape.errors import ModescapeError
-from modescape.report.base import Chart, ChartKind, ReportContext, Series, Table, sig
-from modescape.report.interactive import chart_data
-from modescape.report.page import (
+from modescape.report.base import Chart, ChartKind, ReportContext, Series, Table
+from modescape.report.render.interactive import chart_data
+from modescape.report.render.page import (
     FigureBlock,
     csv_bytes,
     figure_html,
@@ -38,9 +38,10 @@ from modescape.report.page import (
     section_html,
     table_html,
 )
+from modescape.report.wording import sig
+from modescape.store import schema as S
 from modescape.store.files import atomic_write_bytes, write_json
 from modescape.store.run import load_run
-from modescape.studies import schema as S
 
 logger = logging.getLogger(__name__)
 

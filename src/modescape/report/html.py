@@ -7,62 +7,30 @@
     <run>/report/data.json           every figure's numbers and plotted series
 
 The page itself (layout, table of contents, figure numbers, print and dark styles) is
-`report/page.py`; the charts of Plots that carry a `chart` are `report/interactive.py`.
+`report/render/page.py`; the charts of Plots that carry a `chart` are
+`report/render/interactive.py`.
 
-The page is a list of sections. Each section is built by a function in `SECTIONS` from a
-`ReportContext` (the run, the typed analysis summary and readers for the analysis files); it returns
-a `Section`, or None when the results it shows are absent, so a report of a run that lacks an
-optional analysis simply has fewer sections.
-
-Adding a section: a function of the context, registered in `SECTIONS`. `ctx.has/npy/json/csv`
-read analysis/; `ctx.study("subspace")` gives the same readers for another results folder and
-its typed summary (`studies.schema`), or None when that study has not been run:
-
-    def my_section(ctx: ReportContext) -> Section | None:
-        res = ctx.study("my_study")
-        if res is None:
-            return None                       # study not run: no section
-        s = res.summary
-        return Section(
-            "my_study", "My study",
-            reading=[f"Samples disagree with the reference on {s.dis:.1%} of points."],
-            figures=[Plot("my_plane", figures_study.some_figure(...), "What it shows.")],
-        )
-
-    SECTIONS.insert(5, my_section)             # page order = list order
-
-The follow-up studies (loss landscape, subspace sampling, dataset shift) are built this way, in
-`report/sections.py`; `Plot`, `Table`, `Section`, `ReportContext` and the wording helpers live in
-`report/base.py` (and are importable from here). The report computes nothing a study should have
+The page is a list of sections, in page order: the run's overview (`report/sections/run.py`),
+then every section that a registered study declares (`modescape.registry`: `Study.pages`, each
+a function of a `ReportContext` in `report/sections/<study>.py` at a position of the page). A
+section function returns a `Section`, or None when the results it shows are absent, so a report
+of a run that lacks an optional study simply has fewer sections. `Plot`, `Table`, `Section` and
+`ReportContext` live in `report/base.py`. The report computes nothing a study should have
 written: it reads the studies' files (the corruption examples included).
-Readings are plain text (escaped when rendered); build their numbers from the analysis files,
-and phrase them so they stay true whatever the numbers turn out to be.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from modescape.report import figures
-from modescape.report.base import (  # noqa: F401  (re-exported: the section-building API)
-    Plot,
-    ReportContext,
-    Results,
-    Section,
-    SectionFn,
-    Table,
-    _count,
-    _near_one,
-    _pct,
-    _points,
-    _warned,
-)
-from modescape.report.interactive import chart_data
-from modescape.report.page import (
+from modescape.registry import resolve, studies
+from modescape.report.base import ReportContext, Section, SectionFn
+from modescape.report.figures import analysis as figures
+from modescape.report.render.interactive import chart_data
+from modescape.report.render.page import (
     FigureBlock,
     csv_bytes,
     figure_html,
@@ -70,32 +38,19 @@ from modescape.report.page import (
     section_html,
     table_html,
 )
-from modescape.report.run_sections import (  # noqa: F401  (re-exported)
-    MEMBER_COLUMNS,
-    ensemble_section,
-    function_section,
-    run_section,
-    training_section,
-    trajectory_section,
-    weight_section,
-)
-from modescape.report.sections import landscape_section, shift_section, subspace_section
+from modescape.report.sections.run import run_section
 from modescape.store.files import atomic_write_bytes, killpoint, write_json
 from modescape.store.run import load_run
 
 logger = logging.getLogger(__name__)
 
-SECTIONS: list[SectionFn] = [
-    run_section,
-    weight_section,
-    function_section,
-    trajectory_section,
-    landscape_section,
-    ensemble_section,
-    subspace_section,
-    shift_section,
-    training_section,
-]
+
+def section_functions() -> list[SectionFn]:
+    """The page's section functions in page order: the run's overview, then the sections every
+    registered study declares (`Study.pages`), by their position (ties: registry order)."""
+    pages = [page for s in studies() for page in s.pages]
+    ordered = sorted(range(len(pages)), key=lambda i: (pages[i].order, i))
+    return [run_section, *(resolve(pages[i].build) for i in ordered)]
 
 
 # ---- writing --------------------------------------------------------------------------------
@@ -105,20 +60,17 @@ PNG_SCALE = 2  # page PNGs are rendered at 2× DPI and shown at their 1× CSS si
 def write_report(
     run_path: str | Path,
     out_dir: str | Path | None = None,
-    *,
-    log: Callable[[str], Any] | None = None,
 ) -> Path:
     """Write index.html, figures/*.png|pdf|csv, tables/*.csv and data.json; return the path of
     index.html.
 
     Every figure's numbers go to figures/<name>.csv (when its Plot has `data`) and every
-    figure's data and plotted series to data.json. `log` is deprecated (the message goes to
-    `logging`); a callable passed still gets it.
+    figure's data and plotted series to data.json.
     """
     start = time.perf_counter()
     ctx = ReportContext(load_run(run_path))
     out = Path(out_dir) if out_dir is not None else ctx.run.path / "report"
-    sections = [sec for fn in SECTIONS if (sec := fn(ctx)) is not None]
+    sections = [sec for fn in section_functions() if (sec := fn(ctx)) is not None]
     images: dict[str, bytes] = {}
     for sec in sections:
         for plot in sec.figures:
@@ -137,18 +89,11 @@ def write_report(
     killpoint("report.index")
     atomic_write_bytes(index, page.encode())
     size = len(page.encode()) / 2**20
-    message = (
-        f"report: {len(images)} figures in {time.perf_counter() - start:.1f} s, "
-        f"page {size:.1f} MB -> {index}"
-    )
-    if log is not None:
-        log(message)
-    else:
-        logger.info(message)
+    logger.info(
+        "report: %d figures in %.1f s, page %.1f MB -> %s",
+        len(images), time.perf_counter() - start, size, index,
+    )  # fmt: skip
     return index
-
-
-_csv_bytes = csv_bytes  # the old private name
 
 
 def report_data(run: str, sections: list[Section]) -> dict[str, Any]:

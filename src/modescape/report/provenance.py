@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from modescape.report.base import ReportContext, Table, sig
-from modescape.studies import schema as S
-
-STUDIES = (S.ANALYSIS, S.SUBSPACE, S.LANDSCAPE, S.SHIFT)
+from modescape.registry import studies
+from modescape.report.base import ReportContext, Table
+from modescape.report.wording import sig
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -45,9 +44,9 @@ def _text(value: Any) -> Any:
 
 def config_table(ctx: ReportContext) -> Table:
     """Every field of the run's configuration and of each study's settings, as `scope, key,
-    value` rows (scope: run, analysis, subspace, landscape, shift)."""
+    value` rows (scope: run, then each registered study that ran)."""
     rows = [["run", k, v] for k, v in flatten(ctx.run.config.to_dict())]
-    for name in STUDIES:
+    for name in (s.name for s in studies()):
         settings = study_config(ctx, name)
         if settings is not None:
             rows += [[name, k, v] for k, v in flatten(settings)]
@@ -62,13 +61,11 @@ def config_table(ctx: ReportContext) -> Table:
 
 
 def study_config(ctx: ReportContext, name: str) -> dict[str, Any] | None:
-    if name == S.ANALYSIS:
-        return dict(ctx.summary.config)
+    """The settings study `name` ran with (its summary's `config`), None when it has not run."""
     res = ctx.study(name)
     if res is None:
         return None
-    config = res.summary.config if hasattr(res.summary, "config") else res.summary.get("config")
-    return dict(config or {})
+    return dict(getattr(res.summary, "config", None) or {})
 
 
 def environment_table(ctx: ReportContext) -> Table:
@@ -107,13 +104,15 @@ def timings_table(ctx: ReportContext) -> Table:
     rows: list[list[Any]] = []
     for m, info in zip(ctx.members, ctx.member_infos):
         rows.append(["training", f"member {m}", sig(info.get("time_s"))])
-    for stage, t in ctx.summary.timings_s.items():
-        rows.append(["analysis", stage.removesuffix("_s"), sig(t)])
-    for name in STUDIES[1:]:
+    for name in (s.name for s in studies()):
         res = ctx.study(name)
-        if res is not None:
-            t = getattr(res.summary, "elapsed_s", None)
-            rows.append([name, "total", sig(t)])
+        if res is None:
+            continue
+        stages = getattr(res.summary, "timings_s", None)  # per stage (the analysis) or in total
+        if stages is not None:
+            rows += [[name, stage.removesuffix("_s"), sig(t)] for stage, t in stages.items()]
+        else:
+            rows.append([name, "total", sig(getattr(res.summary, "elapsed_s", None))])
     return Table(
         "timings",
         ["stage", "part", "wall_time_s"],

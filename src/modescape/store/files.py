@@ -184,6 +184,8 @@ def read_json(path: str | Path, expect: type | None = None) -> Any:
         raise ModescapeError(f"missing file {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModescapeError(f"corrupt JSON file {path}: {e}") from None
+    except ValueError:  # valid JSON with an integer of more digits than Python converts
+        raise ModescapeError(f"corrupt JSON file {path}: an integer too long to read") from None
     except RecursionError:
         raise ModescapeError(f"corrupt JSON file {path}: nested too deeply") from None
     if expect is not None and not isinstance(obj, expect):
@@ -227,7 +229,8 @@ def load_npy(path: str | Path, mmap: bool = False) -> np.ndarray:
     """Load a `.npy` array; never unpickles. `mmap=True` maps it read-only instead of reading it."""
     path = Path(path)
     try:
-        return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+        array: np.ndarray = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+        return array
     except FileNotFoundError:
         raise ModescapeError(f"missing file {path}") from None
     except (ValueError, OSError, EOFError, TypeError, SyntaxError) as e:

@@ -98,15 +98,21 @@ def source_commit() -> str | None:
 
 
 def check_format(manifest: dict[str, Any], path: Path) -> None:
-    """Refuse runs written by a newer modescape (or by something else entirely)."""
+    """Refuse runs of another format version (newer or older) or of something else entirely."""
     fmt = manifest.get("format")
     m = _FORMAT_RE.fullmatch(fmt) if isinstance(fmt, str) else None
     if m is None:
         raise ModescapeError(f"{path / 'manifest.json'} has no modescape run format ({fmt!r})")
-    if int(m.group(1)) > int(_FORMAT_RE.fullmatch(FORMAT).group(1)):  # type: ignore[union-attr]
+    version, current = int(m.group(1)), int(_FORMAT_RE.fullmatch(FORMAT).group(1))  # type: ignore[union-attr]
+    if version > current:
         raise ModescapeError(
             f"run {path} has format {fmt}, newer than {FORMAT} that modescape {__version__} "
             "reads; upgrade modescape to read it"
+        )
+    if version < current:  # no migration exists: reading it as current would misread its files
+        raise ModescapeError(
+            f"run {path} has format {fmt}, older than {FORMAT} that modescape {__version__} "
+            "reads, and no migration from it exists; retrain it with this version"
         )
 
 
@@ -121,7 +127,7 @@ def seal(manifest: dict[str, Any]) -> dict[str, Any]:
 def read_manifest(path: Path, trust: bool = False) -> dict[str, Any]:
     """The manifest of run `path`, checked to be a manifest of a format this version reads and
     (unless `trust`) unchanged since modescape wrote it."""
-    manifest = read_json(path / "manifest.json", expect=dict)
+    manifest: dict[str, Any] = read_json(path / "manifest.json", expect=dict)
     check_format(manifest, path)
     if not trust and "sha256" in manifest and seal(manifest)["sha256"] != manifest["sha256"]:
         raise ModescapeError(
@@ -160,15 +166,22 @@ def create_run(
     _clear_interrupted_creation(path)
     if path.is_dir() and any(path.iterdir()) and not (path / "config.json").exists():
         raise ModescapeError(f"--out {path} exists, is not empty and holds no modescape run")
+    made = [p for p in path.parents if not p.exists()]  # removed again if creation fails
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_dead_creations(path)
     tmp = path.parent / f".{path.name}.creating-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     try:
+        tmp.mkdir()
         _write_new_run(tmp, config, data_summary, labels or {}, extra or {})
         killpoint("create.rename")
         _move_into_place(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for parent in made:  # innermost first; only what this call made and left empty
+            with contextlib.suppress(OSError):
+                parent.rmdir()
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     check_config(path, config)  # a concurrent creator may have won the race

@@ -37,28 +37,20 @@ from modescape.store.files import (
     read_json,
     verify_digest,
 )
-from modescape.store.manifest import (  # noqa: F401  (re-exported: the store's public names)
-    FORMAT,
-    create_run,
-    member_seed,
-    package_versions,
-    read_manifest,
-    record_files,
-    update_manifest,
-    write_study_summary,
-)
-from modescape.store.members import (  # noqa: F401  (write_member_info, MEMBER_STATES: here too)
-    MEMBER_STATES,
-    check_member_info,
-    parse_metrics,
-    rebuilt_member_info,
-    write_member_info,
-)
+from modescape.store.integrity import SPLITS, run_problems
+from modescape.store.manifest import create_run, read_manifest
+from modescape.store.members import check_member_info, parse_metrics, rebuilt_member_info
 
 if TYPE_CHECKING:
     from modescape.data.datasets import Dataset
+    from modescape.store.schema import (
+        AnalysisSummary,
+        LandscapeSummary,
+        ShiftSummary,
+        SubspaceSummary,
+    )
 
-SPLITS = ("val", "test")
+SUMMARY = "summary.json"  # <run>/<study>/summary.json: every study's typed summary
 # Rewritten in place every epoch, so only the manifest (written when the member finishes) can
 # vouch for them; every other member file is written once and listed in member.json.
 _REWRITTEN = ("metrics.jsonl", "resume.safetensors")
@@ -116,12 +108,13 @@ class Run:
 
     @cached_property
     def data_summary(self) -> dict[str, Any]:
-        return self.manifest.get("data", {})
+        data: dict[str, Any] = self.manifest.get("data", {})
+        return data
 
     # ---- verification ----------------------------------------------------------------------
     def expected_digest(self, rel: str) -> str | None:
         """The sha256 recorded for `rel` (a path inside the run), or None if none is."""
-        digest = self.manifest.get("files", {}).get(rel)
+        digest: str | None = self.manifest.get("files", {}).get(rel)
         parts = rel.split("/")
         member_file = len(parts) > 2 and parts[0] == "members"
         if digest is None and member_file and parts[-1] not in (*_REWRITTEN, "member.json"):
@@ -355,8 +348,6 @@ class Run:
     # ---- integrity -----------------------------------------------------------------------
     def verify(self) -> list[str]:
         """Problems found: recorded files missing or changed, unreadable or unrecorded members."""
-        from modescape.store.summary import run_problems
-
         return run_problems(self)
 
     def _check_member(self, member: int) -> None:
@@ -366,43 +357,46 @@ class Run:
                 f"0..{self.config.members - 1}"
             )
 
-    # ---- study results: typed summaries (modescape.studies.schema), read lazily ---------------
-    def study_summary(self, folder: str) -> Any:
-        """The typed summary of `<run>/<folder>/summary.json` (analysis, subspace, landscape,
-        shift); a ModescapeError naming the command to run when the study has not run."""
-        from modescape.studies import schema
+    # ---- study results: typed summaries, read lazily ------------------------------------------
+    def study(self, name: str) -> Any:
+        """The typed summary of the registered study `name` (`<run>/<name>/summary.json`, read
+        with the study's summary type, see `modescape.registry`); a ModescapeError naming the
+        command to run when the study has not run."""
+        from modescape.registry import study
 
-        f = self.path / folder / schema.SUMMARY
-        if folder not in schema.SUMMARY_TYPES:
+        s = study(name)
+        rel = f"{s.name}/{SUMMARY}"
+        if not (self.path / rel).exists():
             raise ModescapeError(
-                f"no study {folder!r} (studies: {', '.join(schema.SUMMARY_TYPES)})"
+                f"run {self.path} has no {s.name} results; run `modescape {s.cli} {self.path}`"
             )
-        if not f.exists():
-            command = "analyze" if folder == schema.ANALYSIS else folder
-            raise ModescapeError(
-                f"run {self.path} has no {folder} results; run `modescape {command} {self.path}`"
-            )
-        return schema.SUMMARY_TYPES[folder].from_dict(self.read_json(f"{folder}/{schema.SUMMARY}"))
+        return s.get("summary").from_dict(self.read_json(rel))
+
+    def studies_run(self) -> list[str]:
+        """The registered studies whose results this run has (summary.json written)."""
+        from modescape.registry import studies
+
+        return [s.name for s in studies() if (self.path / s.name / SUMMARY).exists()]
 
     @property
-    def analysis(self) -> Any:
+    def analysis(self) -> AnalysisSummary:
         """`AnalysisSummary` of `modescape analyze`."""
-        return self.study_summary("analysis")
+        return self.study("analysis")  # type: ignore[no-any-return]
 
     @property
-    def subspace(self) -> Any:
+    def subspace(self) -> SubspaceSummary:
         """`SubspaceSummary` of `modescape subspace`."""
-        return self.study_summary("subspace")
+        return self.study("subspace")  # type: ignore[no-any-return]
 
     @property
-    def landscape(self) -> Any:
+    def landscape(self) -> LandscapeSummary:
         """`LandscapeSummary` of `modescape landscape`."""
-        return self.study_summary("landscape")
+        return self.study("landscape")  # type: ignore[no-any-return]
 
     @property
-    def shift(self) -> Any:
+    def shift(self) -> ShiftSummary:
         """`ShiftSummary` of `modescape shift`."""
-        return self.study_summary("shift")
+        return self.study("shift")  # type: ignore[no-any-return]
 
 
 def open_dataset(config: RunConfig, pixels: str = "float") -> Dataset:
@@ -442,7 +436,3 @@ def set_default_trust(trust: bool) -> None:
     """Whether runs opened without an explicit `trust` skip checksum checks, process-wide: how
     the CLI's `--trust` reaches every study without each one taking a flag."""
     _DEFAULT_TRUST[0] = bool(trust)
-
-
-# At the end: the summary module reads runs through `Run`, defined above.
-from modescape.store.summary import run_summary, verify_run  # noqa: E402, F401

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from modescape.store.files import read_json, write_json
-from modescape.studies.schema import SETTINGS
+from modescape.store.schema import SETTINGS
 
 logger = logging.getLogger(__name__)
 

@@ -44,6 +44,7 @@ from modescape.analysis.landscape import PlaneOptions
 from modescape.analysis.metrics import METRICS, evaluate
 from modescape.errors import ModescapeError
 from modescape.seeding import derive_seed
+from modescape.store import schema as S
 from modescape.store.files import (
     atomic_write_bytes,
     killpoint,
@@ -51,8 +52,7 @@ from modescape.store.files import (
     safetensors_bytes,
     save_safetensors,
 )
-from modescape.store.run import write_study_summary
-from modescape.studies import schema as S
+from modescape.store.manifest import write_study_summary
 from modescape.studies.cache import open_cache
 from modescape.studies.context import ResultWriter, RunContext, open_context
 

@@ -25,7 +25,6 @@ from modescape.analysis.weightspace import average_state_dicts
 from modescape.store.run import Run, load_run
 
 if TYPE_CHECKING:
-    from modescape.analysis.subspace import SubspaceConfig
     from modescape.data.datasets import Dataset
 
 logger = logging.getLogger(__name__)
@@ -51,6 +50,9 @@ def clamp_window(what: str, requested: int, available: int, minimum: int = 1) ->
         f"initialisation; used the last {n} (a window covers at most the later half)"
     )
     return n, warning  # each study logs its warnings once, with its summary
+
+
+SWAG_FILE = "swag.safetensors"  # a member's collection-phase statistics (train.collect)
 
 
 class RunContext:
@@ -191,11 +193,28 @@ class RunContext:
         x = self.inputs(split)
         return evaluate_many(self._template, states, x).numpy().astype(np.float32)
 
-    def subspace_samples(self, config: SubspaceConfig, method: str, member: int) -> torch.Tensor:
-        """The (re)generated samples of one sampler around one member: [n_samples, P]."""
-        from modescape.analysis.subspace import sample_subspace
+    def swag_moments(self, member: int) -> tuple[Any, dict[str, Any], str]:
+        """Member `member`'s SWAG statistics from its collection phase (`train.collect`), checked
+        against their recorded sha256: (`analysis.swag.SwagMoments`, the file's metadata, its
+        sha256). Shared by `modescape swag` and the shift study's SWAG families."""
+        from modescape.analysis.swag import SwagMoments
+        from modescape.errors import ModescapeError
+        from modescape.store.files import load_safetensors, read_safetensors_metadata
 
-        return sample_subspace(config, method, self.trajectory_matrix(member), member)
+        path = self.run.member_dir(member) / SWAG_FILE
+        if not path.exists():
+            raise ModescapeError(
+                f"member {member} of {self.path} has no SWAG statistics ({path.name}): train "
+                "the run with a collection phase (--set train.collect.epochs=N), or use the "
+                "methods that need none (mc_dropout)"
+            )
+        self.run.verified(path)
+        t, meta = load_safetensors(path), read_safetensors_metadata(path)
+        if meta.get("param_names") != self.param_names:
+            raise ModescapeError(f"{path} does not hold this architecture's parameters")
+        moments = SwagMoments(t["mean"], t["sq_mean"], t["deviations"], meta["n"], meta["max_rank"])
+        digest = self.run.expected_digest(str(path.relative_to(self.path))) or ""
+        return moments, meta, digest
 
 
 def open_context(run: RunContext | Run | str | Path) -> RunContext:
@@ -210,15 +229,6 @@ def unflatten_named(
     from modescape.analysis.engine.batched import shapes_of, unflatten
 
     return unflatten(vector, names, shapes_of(model, names))
-
-
-def emit(logger: logging.Logger, log: Any, message: str) -> None:
-    """A progress message to the study's logger, or to the deprecated `log` callable when a caller
-    still passes one (pipeline's indented console lines)."""
-    if log is not None:
-        log(message)
-    else:
-        logger.info(message)
 
 
 class ResultWriter:
@@ -270,7 +280,7 @@ class ResultWriter:
 
     def _in_cache(self, rel: str) -> bool:
         """Whether `rel` lies in a settings-keyed cache folder (one holding settings.json)."""
-        from modescape.studies.schema import SETTINGS
+        from modescape.store.schema import SETTINGS
 
         parts = rel.split("/")[:-1]
         return any(
@@ -335,7 +345,7 @@ class ResultWriter:
         enclosing cache's settings.json (listed in `files` by `open_cache`'s caller) has the
         digest the manifest recorded with it. A cache emptied for new settings and refilled by
         a killed call holds files the manifest has not seen yet: those are not checked."""
-        from modescape.studies.schema import SETTINGS
+        from modescape.store.schema import SETTINGS
 
         recorded = self.run.manifest.get("files", {})
         if f"{self.study}/{rel}" not in recorded:

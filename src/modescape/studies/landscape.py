@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 
 from modescape.analysis.engine.batched import flatten_params
+from modescape.analysis.engine.points import flat_anchor
 from modescape.analysis.landscape import (
     evaluate_plane,
     interpolate_path,
@@ -41,11 +41,13 @@ from modescape.analysis.landscape import (
     project_onto_plane,
 )
 from modescape.errors import ModescapeError
+from modescape.registry import Flag
+from modescape.store import schema as S
 from modescape.store.files import load_npy, read_json
-from modescape.store.run import Run, write_study_summary
-from modescape.studies import schema as S
+from modescape.store.manifest import write_study_summary
+from modescape.store.run import Run
 from modescape.studies.cache import open_cache
-from modescape.studies.context import ResultWriter, RunContext, emit, open_context
+from modescape.studies.context import ResultWriter, RunContext, open_context
 from modescape.studies.limits import MAX_GRID, MAX_PATH_POINTS, check_float, check_int
 
 logger = logging.getLogger(__name__)
@@ -74,8 +76,8 @@ class LandscapeConfig:
         # Anchor names are checked here, before any plane is computed (`check_anchors` then
         # checks them against the run).
         for plane in self.planes or ():
-            if len(plane) != 3:
-                raise ModescapeError(f"--anchors needs three names, got {list(plane)}")
+            if len(plane) != 3 or len(set(plane)) != 3:  # a plane needs three distinct points
+                raise ModescapeError(f"--anchors needs three different names, got {list(plane)}")
         for path in self.paths or ():
             if len(path) != 2:
                 raise ModescapeError(f"--path needs two anchors, e.g. m0,m1; got {list(path)}")
@@ -185,12 +187,8 @@ def run_landscape(
     config: LandscapeConfig | None = None,
     *,
     allow_partial: bool = False,
-    log: Callable[[str], Any] | None = None,
 ) -> S.LandscapeSummary:
-    """Evaluate every configured plane and path of a run; write `<run>/landscape/`.
-
-    `log` is deprecated (progress goes to `logging`); a callable passed still gets the messages.
-    """
+    """Evaluate every configured plane and path of a run; write `<run>/landscape/`."""
     start = time.perf_counter()
     config = config or LandscapeConfig()
     ctx = open_context(path)
@@ -203,17 +201,22 @@ def run_landscape(
         data.y_test[: config.max_examples], config.bn_policy if bn else "keep", bn,
         ResultWriter(ctx.path / S.LANDSCAPE, ctx.run),
     )  # fmt: skip
+    wanted = config.planes or default_planes(ctx.run, members)
+    _check_planes(setup, wanted)
+    aligned = None
+    if config.align and len(members) > 1:  # first: a network it cannot align costs no plane
+        aligned = _aligned_member(setup, members[:2])
     planes = []
-    for anchors in config.planes or default_planes(ctx.run, members):
+    for anchors in wanted:
         grid = f"{config.resolution}x{config.resolution}"
-        emit(logger, log, f"landscape: plane {', '.join(anchors)} at {grid}")
+        logger.info(f"landscape: plane {', '.join(anchors)} at {grid}")
         planes.append(_plane(setup, anchors))
-    paths, path_rows = _paths(setup, config.paths or default_paths(ctx.run, members), log)
+    paths, path_rows = _paths(setup, config.paths or default_paths(ctx.run, members))
     alignment = None
     if config.align and len(members) > 1:
         who = f"member {members[1]} onto member {members[0]}"
-        emit(logger, log, f"landscape: permutation alignment of {who}")
-        alignment, rows, entry = _alignment(setup, members[:2])
+        logger.info(f"landscape: permutation alignment of {who}")
+        alignment, rows, entry = _alignment(setup, members[:2], aligned)
         path_rows += rows
         paths.append(entry)
         pair = (f"m{members[0]}", f"m{members[1]}")
@@ -242,11 +245,11 @@ def run_landscape(
     return summary
 
 
-def _paths(setup: _Setup, pairs, log) -> tuple[list[S.PathEntry], list[list[Any]]]:
+def _paths(setup: _Setup, pairs) -> tuple[list[S.PathEntry], list[list[Any]]]:
     entries, rows = [], []
     for a, b in pairs:
         kind = "across members" if a.split("@")[0] != b.split("@")[0] else "within trajectory"
-        emit(logger, log, f"landscape: path {a} -> {b} ({kind})")
+        logger.info(f"landscape: path {a} -> {b} ({kind})")
         result = setup.path(setup.anchor(a), setup.anchor(b))
         entries.append(_path_entry(a, b, kind, result))
         rows += _path_rows(f"{a}->{b}", result)
@@ -264,6 +267,17 @@ def _window_warnings(setup: _Setup, planes: list, paths: list) -> list[str]:
             )
             warnings |= {warning} if warning else set()
     return sorted(warnings)
+
+
+def _check_planes(setup: _Setup, planes: Any) -> None:
+    """Refuse a plane whose anchors coincide or are collinear (e.g. m0 and m0@e<last>) before
+    any plane's cache folder is written: `plane_axes` raises the ModescapeError naming why."""
+    for anchors in planes:
+        flats = [flat_anchor(setup.model, setup.anchor(a))[0] for a in anchors]
+        try:
+            plane_axes(*flats)
+        except ModescapeError as e:
+            raise ModescapeError(f"--anchors {','.join(anchors)}: {e}") from None
 
 
 def _plane(setup: _Setup, anchors: tuple[str, str, str]) -> S.PlaneEntry:
@@ -376,15 +390,28 @@ def _path_rows(name: str, result) -> list[list[Any]]:
     ]
 
 
-def _alignment(setup: _Setup, pair: list[int]):
-    """Weight-match member j onto member i: how much of their distance is permutation symmetry."""
+def _aligned_member(setup: _Setup, pair: list[int]) -> dict[str, torch.Tensor]:
+    """Member j weight-matched onto member i (its function checked on a probe batch), or one
+    error naming the flag that skips the alignment."""
     from modescape.models.alignment import align
 
+    run = setup.ctx.run
+    m = run.config.model  # model + probe: any architecture, function checked on the probe
+    try:
+        return align(run.state_dict(pair[0]), run.state_dict(pair[1]), m.arch, m.variant,
+                     model=setup.model, probe=setup.x[:256])  # fmt: skip
+    except ModescapeError as e:
+        raise ModescapeError(
+            f"{e}; to study the landscape without it: modescape landscape --no-align "
+            "(LandscapeConfig(align=False))"
+        ) from None
+
+
+def _alignment(setup: _Setup, pair: list[int], aligned: dict[str, torch.Tensor]):
+    """Weight-match member j onto member i: how much of their distance is permutation symmetry."""
     run, names = setup.ctx.run, setup.ctx.param_names
     i, j = pair
     sd_i, sd_j = run.state_dict(i), run.state_dict(j)
-    m = run.config.model  # model + probe: any architecture, function checked on the probe
-    aligned = align(sd_i, sd_j, m.arch, m.variant, model=setup.model, probe=setup.x[:256])
     vi, vj, va = (flatten_params(sd, names).double() for sd in (sd_i, sd_j, aligned))
     probs = []
     for sd in (sd_j, aligned):
@@ -407,3 +434,43 @@ def _alignment(setup: _Setup, pair: list[int]):
 
 def _cosine(p: torch.Tensor, q: torch.Tensor) -> float:
     return float(p @ q / (p.norm() * q.norm()))
+
+
+# ---- the study's declaration (`modescape.registry`) ----------------------------------------------
+def parse_paths(items: list[str]) -> tuple[tuple[str, str], ...] | None:
+    """Repeated `--path A,B` values → ((A, B), ...); None when there is none."""
+    paths = tuple(tuple(a.strip() for a in p.split(",")) for p in items)
+    if any(len(p) != 2 for p in paths):
+        raise ModescapeError("--path needs two anchors, e.g. --path m0,m1")
+    return paths or None  # type: ignore[return-value]
+
+
+CLI_FLAGS = {
+    "planes": Flag(
+        "--anchors",
+        "three of: origin, m<i>, m<i>@e<epoch>, init<i>, wa<i>",
+        parse=lambda text: (parse_anchors(text),),
+        metavar="A,B,C",
+        default="origin and two members' ends",
+    ),
+    "paths": Flag(
+        "--path",
+        "a linear path between two anchors (repeatable)",
+        parse=parse_paths,
+        metavar="A,B",
+        append=True,
+        default="across members and within member 0",
+    ),
+    "resolution": Flag("--grid", "grid points per axis"),
+    "margin": Flag(help="extra extent around the anchors (fraction)"),
+    "max_examples": Flag(help="test examples per point"),
+    "n_path_points": Flag("--path-points", "points along each path"),
+    "bn_policy": Flag(help="BatchNorm statistics of each point"),
+    "align": Flag(help="skip the permutation alignment of member 1 onto member 0"),
+}
+
+
+def outcome(summary: S.LandscapeSummary, run: Path) -> list[str]:
+    """What `modescape landscape` prints when done."""
+    lines = [f"{p.name:>24} ({p.kind}): error barrier {p.error_barrier:.3f}" for p in summary.paths]
+    return [*lines, f"results in {run / S.LANDSCAPE}"]

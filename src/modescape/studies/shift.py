@@ -7,7 +7,7 @@ reference member's subspace models (their first `subspace_samples` samples), are
 `<run>/shift/preds/<corruption>/s<k>/<family>.npy` (probs[models, examples, classes]): a second
 call computes nothing. `preds/settings.json` keys that cache on everything the predictions depend
 on (examples, seed, source of the corruptions, windows, subspace settings); other settings empty
-it first. From them (names in `studies.schema`):
+it first. From them (names in `store.schema`):
 
     shift/metrics.csv     corruption, severity, family, size, metric, mean, std
     shift/diversity.csv   corruption, severity, family, js
@@ -37,22 +37,21 @@ import torch
 from modescape.analysis.ensembles import ensemble_curve
 from modescape.analysis.functionspace import js_diversity
 from modescape.analysis.metrics import METRICS, evaluate
-from modescape.config import _check_choice
 from modescape.data.corruptions import (
     IMAGE_CORRUPTIONS,
     SIGNAL_CORRUPTIONS,
     applicable_corruptions,
     corrupt,
 )
-from modescape.errors import ModescapeError
+from modescape.errors import ModescapeError, check_choice
 from modescape.progress import Progress
-from modescape.store.run import write_study_summary
-from modescape.studies import schema as S
+from modescape.registry import Flag, split_list
+from modescape.store import schema as S
+from modescape.store.manifest import write_study_summary
 from modescape.studies.cache import open_cache
 from modescape.studies.context import (
     ResultWriter,
     RunContext,
-    emit,
     open_context,
     subspace_config,
 )
@@ -77,6 +76,10 @@ class ShiftConfig:
     subspace_samples: int = 10  # samples per subspace model under shift (paper: 10-30)
 
     def __post_init__(self) -> None:
+        if self.corruptions is not None and not self.corruptions:  # `--corruptions ''`
+            raise ModescapeError(
+                "shift --corruptions names no corruption (leave it out for the default set)"
+            )
         bad = [s for s in self.severities if s not in SEVERITIES]
         if bad or not self.severities:
             raise ModescapeError(f"severities must be within 1..5, got {list(self.severities)}")
@@ -150,11 +153,20 @@ def shift_inputs(
     x_clean, y_clean = ctx.inputs("test")[:n], data.y_test[:n].numpy()
     images = data.x_test.dim() == 4
     if config.cifar10c:
-        from modescape.data.cifar10c import available_corruptions, load_cifar10c
+        from modescape.data.cifar10c import (
+            CIFAR10C_CORRUPTIONS,
+            available_corruptions,
+            load_cifar10c,
+        )
 
         names = list(config.corruptions or available_corruptions(config.cifar10c))
         if ctx.run.config.data.name != "cifar10":
             raise ModescapeError("--cifar10c applies to runs trained on cifar10")
+        if not names:  # e.g. a folder with labels.npy alone: nothing to evaluate
+            raise ModescapeError(
+                f"--cifar10c {config.cifar10c} holds no <corruption>.npy file (allowed names: "
+                f"{', '.join(CIFAR10C_CORRUPTIONS)})"
+            )
 
         last: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
 
@@ -177,7 +189,7 @@ def shift_inputs(
     default = applicable_corruptions(data.x_test.shape[1]) if images else DEMO_SIGNAL
     names = list(config.corruptions or default)
     for name in names:
-        _check_choice(f"corruption for {'images' if images else '1-D signals'}", name, allowed)
+        check_choice(f"corruption for {'images' if images else '1-D signals'}", name, allowed)
     u8 = to_uint8_images(x_clean, data.source) if images else None
 
     def make(
@@ -202,12 +214,8 @@ def run_shift(
     config: ShiftConfig | None = None,
     *,
     allow_partial: bool = False,
-    log: Callable[[str], Any] | None = None,
 ) -> S.ShiftSummary:
-    """Evaluate the run under every corruption and severity; write `<run>/shift/`.
-
-    `log` is deprecated (progress goes to `logging`); a callable passed still gets the messages.
-    """
+    """Evaluate the run under every corruption and severity; write `<run>/shift/`."""
     start = time.perf_counter()
     config = config or ShiftConfig()
     ctx = open_context(path)
@@ -216,13 +224,15 @@ def run_shift(
     names, inputs = shift_inputs(ctx, config)
     warnings: list[str] = []
     families = model_families(ctx, members, config, warnings)
-    # Subspace models, when `modescape subspace` has run on this run.
+    # Subspace models, when `modescape subspace` has run on this run; SWA/SWAG/MultiSWAG models
+    # when `modescape swag` has.
     families |= _subspace_families(ctx, config.subspace_samples)
+    families |= _swag_families(ctx, config.subspace_samples)
     out = ResultWriter(ctx.path / S.SHIFT, ctx.run)
     _, digest = open_cache(out.root / "preds", _cache_settings(ctx, config, members, inputs))
     out.files[f"preds/{S.SETTINGS}"] = digest
     sweep = f"{len(names)} corruptions x severities {list(config.severities)}"
-    emit(logger, log, f"dataset shift: {sweep}")
+    logger.info(f"dataset shift: {sweep}")
     no_ops: list[list[Any]] = []
     metric_rows, js_rows = _sweep(ctx, names, inputs, families, config, out, no_ops)
     if no_ops:
@@ -265,6 +275,16 @@ def _cache_settings(ctx: RunContext, config: ShiftConfig, members: list[int], in
         "late_epochs": late,
         "weight_average_epochs": ctx.weight_average_window(members[0], config.weight_average)[0],
         "subspace_samples": config.subspace_samples,
+        # `modescape swag`'s settings and the statistics its SWAG families are drawn from
+        "swag": None
+        if not (ctx.path / S.SWAG / S.SUMMARY).exists()
+        else {
+            "config": ctx.run.read_json(f"{S.SWAG}/{S.SUMMARY}")["config"],
+            "statistics": {
+                str(m): ctx.run.expected_digest(f"members/m{m:03d}/swag.safetensors")
+                for m in members
+            },
+        },
         "subspace": None
         if recorded is None
         else {
@@ -292,6 +312,49 @@ def _subspace_families(ctx: RunContext, max_samples: int) -> dict[str, list[dict
         scale = summary.scale(method, ref)  # None in "paper" mode: the config's scale
         samples = sample_subspace(config, method, ctx.trajectory_matrix(ref), ref, scale=scale)
         out[f"subspace_{method}"] = ctx.with_recomputed_bn(samples[:max_samples])
+    return out
+
+
+def _swag_families(ctx: RunContext, max_samples: int) -> dict[str, list[dict]]:
+    """The single-mode methods of `modescape swag`, as the subspace families are (one model
+    averaging its samples, keyed "subspace_<method>" so the section and tables treat them
+    alike): member 0's SWA weights, its first `max_samples` SWAG and SWAG-Diagonal samples, and
+    MultiSWAG pooling the first ⌈max_samples / M⌉ SWAG samples of each member — the very samples
+    the study evaluated (same seeds). MC dropout is a forward-pass method, not weight vectors:
+    not evaluated under shift. Empty when `modescape swag` has not run on this run."""
+    import math
+
+    from modescape.analysis.swag import SwagConfig, swa_weights, swag_samples
+    from modescape.seeding import derive_seed
+
+    if not (ctx.path / S.SWAG / S.SUMMARY).exists():
+        return {}
+    summary = S.SwagSummary.from_dict(ctx.run.read_json(f"{S.SWAG}/{S.SUMMARY}"))
+    config = SwagConfig(**(summary.config | {"methods": tuple(summary.config["methods"])}))
+    methods = set(config.methods) - {"mc_dropout"}
+    if not methods:
+        return {}
+    members = summary.members
+    moments = {m: ctx.swag_moments(m)[0] for m in members}
+
+    def draws(method: str, member: int, n: int) -> torch.Tensor:
+        variant, scale = (
+            ("diag", config.diag_scale) if method == "swag_diag" else ("full", config.scale)
+        )
+        seed = derive_seed(config.seed, "swag", method, member)
+        return swag_samples(moments[member], n, seed, variant=variant, scale=scale)
+
+    k = min(max_samples, config.n_samples)
+    out = {}
+    if "swa" in methods:
+        out["subspace_swa"] = ctx.with_recomputed_bn(swa_weights(moments[members[0]])[None])
+    for method in ("swag", "swag_diag"):
+        if method in methods:
+            out[f"subspace_{method}"] = ctx.with_recomputed_bn(draws(method, members[0], k))
+    if "multiswag" in methods:
+        each = math.ceil(k / len(members))
+        pooled = torch.cat([draws("swag", m, each) for m in members])
+        out["subspace_multiswag"] = ctx.with_recomputed_bn(pooled)
     return out
 
 
@@ -416,3 +479,29 @@ def _by_severity(metric_rows: list, js_rows: list, severities: tuple[int, ...]) 
             # NaN where every corruption was a no-op at that severity
             table[key] = [float(np.mean(by_sev[s])) if s in by_sev else np.nan for s in severities]
     return out
+
+
+# ---- the study's declaration (`modescape.registry`) ----------------------------------------------
+CLI_FLAGS = {
+    "corruptions": Flag(
+        help="comma-separated names", parse=split_list, metavar="C1,C2", default="a small set"
+    ),
+    "severities": Flag(help="e.g. 1-5 or 1,3,5", parse=parse_severities, metavar="S"),
+    "late": Flag(help="member 0's last snapshots, for diversity along one trajectory"),
+    "weight_average": Flag(help="last snapshots averaged per member"),
+    "max_examples": Flag(help="evaluate on the first n test examples", default="all"),
+    "seed": Flag(help="seed of the generated corruptions"),
+    "cifar10c": Flag(help="use the official CIFAR-10-C .npy files", metavar="DIR"),
+    "subspace_samples": Flag(help="samples per subspace model under shift"),
+}
+
+
+def outcome(summary: S.ShiftSummary, run: Path) -> list[str]:
+    """What `modescape shift` prints when done."""
+    by = summary.by_severity
+    acc = by.metrics["single"]["accuracy"]
+    text = ", ".join(f"{s}: {a:.3f}" for s, a in zip(by.severities, acc))
+    return [
+        f"mean single-member accuracy by severity: {text}",
+        f"results in {run / S.SHIFT}",
+    ]

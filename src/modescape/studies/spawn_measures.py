@@ -39,7 +39,8 @@ from modescape.analysis.trajectories import embed_trajectories, function_space_p
 from modescape.analysis.weightspace import select_parameter_names, stack_flat
 from modescape.errors import ModescapeError
 from modescape.store.files import save_npy
-from modescape.store.run import Run, load_run, write_study_summary
+from modescape.store.manifest import write_study_summary
+from modescape.store.run import Run, load_run
 from modescape.studies.context import clamp_window
 
 log = logging.getLogger(__name__)
@@ -59,12 +60,13 @@ class InstabilityConfig:
     threshold: float = STABLE_BARRIER
     embed_examples: int = 256  # test examples per function-space point of the embedding
     embed: str = "pca"  # "pca" | "tsne"
-    seed: int = 0
+    embed_seed: int = 0  # t-SNE's seed
 
     def __post_init__(self) -> None:
         for name in ("examples", "alphas", "late", "bn_batches", "embed_examples"):
-            if getattr(self, name) < (2 if name == "alphas" else 1):
-                raise ModescapeError(f"instability.{name} must be >= 1 (alphas >= 2)")
+            least = 2 if name == "alphas" else 1  # a path needs both ends
+            if getattr(self, name) < least:
+                raise ModescapeError(f"instability.{name} must be >= {least}")
         if self.across < 1:
             raise ModescapeError("instability.across must be >= 1")
         if not 0 < self.threshold < 1:
@@ -212,7 +214,7 @@ def _write_embedding(run: Run, parent: Run, member: int, cfg: InstabilityConfig)
         for e in run.snapshot_epochs(m):
             rows.append(run.predictions("test", m, e)[:k])
             index.append((p, c, e))
-    emb = embed_trajectories(function_space_points(np.stack(rows)), cfg.embed, seed=cfg.seed)
+    emb = embed_trajectories(function_space_points(np.stack(rows)), cfg.embed, seed=cfg.embed_seed)
     folder = run.path / FOLDER
     return {
         "trajectories.npy": save_npy(folder / "trajectories.npy", emb.coords),

@@ -12,7 +12,7 @@ Scales (`SubspaceConfig.mode`): "paper" uses the notebook's plane-section settin
 `target_drop` accuracy (`analysis.calibration.calibrate`), measured on a fixed seeded subset of
 the TRAINING data (never test: the test split is what the plane reports), BatchNorm statistics
 recomputed per sample; samples then draw t·scale, t ~ U(0,1). Each calibration is cached as
-`preds/<method>/m000.calibration.json` and recorded in the summary. Results (`studies.schema`):
+`preds/<method>/m000.calibration.json` and recorded in the summary. Results (`store.schema`):
 
     subspace/plane.csv        kind, method, member, sample, accuracy, norm_diversity (vs member 0)
     subspace/curves.csv       family, size, metric, mean, std (ensembles with subspaces)
@@ -39,6 +39,7 @@ from modescape.analysis.functionspace import js_diversity
 from modescape.analysis.metrics import METRICS, evaluate
 from modescape.analysis.plane import every_reference
 from modescape.analysis.subspace import (
+    SAMPLERS,
     SamplerMode,
     SubspaceConfig,
     diversity_accuracy_points,
@@ -47,16 +48,18 @@ from modescape.analysis.subspace import (
     sample_subspace,
 )
 from modescape.analysis.trajectories import embed_trajectories, fixed_subset, function_space_points
+from modescape.config import RunConfig
 from modescape.errors import ModescapeError
 from modescape.progress import Progress
-from modescape.store.run import Run, write_study_summary
-from modescape.studies import schema as S
+from modescape.registry import Flag, split_list
+from modescape.store import schema as S
+from modescape.store.manifest import write_study_summary
+from modescape.store.run import Run
 from modescape.studies.cache import open_cache
 from modescape.studies.context import (
     BN_TRAIN_EXAMPLES,
     ResultWriter,
     RunContext,
-    emit,
     open_context,
 )
 
@@ -131,12 +134,11 @@ def run_subspace(
     allow_partial: bool = False,
     late: int = S.LATE_WINDOW,
     weight_average: int = S.WEIGHT_AVERAGE_WINDOW,
-    log: Callable[[str], Any] | None = None,
 ) -> S.SubspaceSummary:
     """Sample, evaluate and analyse every subspace method around every member.
 
     late: snapshots of one trajectory whose JS diversity is the baseline; weight_average: the
-    window of the weight-averaged models in the ensemble curves. `log` is deprecated (logging).
+    window of the weight-averaged models in the ensemble curves.
     """
     start = time.perf_counter()
     config = config or SubspaceConfig()
@@ -146,7 +148,7 @@ def run_subspace(
         raise ModescapeError(f"reference member {reference} is not among the finished {members}")
     out = ResultWriter(ctx.path / S.SUBSPACE, ctx.run)
     out.json(S.SUBSPACE_CONFIG, asdict(config))
-    sample_probs, calibrations = _sample_predictions(ctx, config, members, out, log)
+    sample_probs, calibrations = _sample_predictions(ctx, config, members, out)
     labels = ctx.run.labels("test")
     finals = ctx.run.final_predictions("test", members)
     ref = finals[members.index(reference)]
@@ -194,7 +196,7 @@ def run_subspace(
 
 
 def _sample_predictions(
-    ctx: RunContext, config: SubspaceConfig, members: list[int], out: ResultWriter, log
+    ctx: RunContext, config: SubspaceConfig, members: list[int], out: ResultWriter
 ) -> tuple[dict[str, dict[int, np.ndarray]], list[S.CalibrationRecord]]:
     """probs[n_samples, N, C] per method and member: cached under preds/, else drawn (at the
     calibrated scale in "calibrated" mode) and evaluated, BatchNorm statistics recomputed per
@@ -210,7 +212,7 @@ def _sample_predictions(
         _, digest = open_cache(folder, sampler_settings(config, method))
         out.files[f"preds/{method}/{S.SETTINGS}"] = digest
         around = f"around each of {len(members)} members"
-        emit(logger, log, f"subspace: {config.n_samples} {method} samples {around} ({config.mode})")
+        logger.info(f"subspace: {config.n_samples} {method} samples {around} ({config.mode})")
         for m in members:
             cal = _calibration(ctx, config, method, m, out, accuracy_of)
             calibrations += [cal] if cal is not None else []
@@ -253,7 +255,7 @@ def _calibration(
         accuracy_of,
         floor=1.0 / ctx.dataset.num_classes,  # a weak reference is not asked below chance
     )
-    record = S.CalibrationRecord(**asdict(cal))
+    record = S.CalibrationRecord(**asdict(cal) | {"check_accuracies": list(cal.check_accuracies)})
     out.json(rel, record.to_dict())
     logger.info(
         "subspace: %s around member %d calibrated to scale %.4g (accuracy %.3f -> %.3f)",
@@ -271,7 +273,7 @@ def _plane(out, config, members, reference, finals, sample_probs, labels) -> dic
         acc, div = diversity_accuracy_points(ref, sample_probs[method][reference], labels)
         rows += [["sample", method, reference, i, a, d] for i, (a, d) in enumerate(zip(acc, div))]
         plane[method] = asdict(
-            plane_summary(ref, sample_probs[method][reference], others, labels, tol=0.02)
+            plane_summary(ref, sample_probs[method][reference], others, labels, tol=PLANE_TOL)
         )
     if len(others):
         acc, div = diversity_accuracy_points(ref, others, labels)
@@ -405,3 +407,36 @@ def _joint_tsne(run, members, probs_by_member, labels) -> tuple[list[list[Any]],
             meta.append(["sample", m, i])
     emb = embed_trajectories(np.stack(points), "tsne", seed=0)
     return [[*row, *xy] for row, xy in zip(meta, emb.coords)], emb.settings
+
+
+# ---- the study's declaration (`modescape.registry`) ----------------------------------------------
+CLI_FLAGS = {
+    "methods": Flag(help="comma-separated samplers", parse=split_list, metavar="M1,M2"),
+    "n_samples": Flag("--samples", "samples per member and method"),
+    "n_snapshots": Flag("--snapshots", "last snapshots for the Gaussians"),
+    "rank": Flag(help="PCA components of the low-rank Gaussian"),
+    "random_scale": Flag(help="radius scale of the random sampler"),
+    "dropout_scale": Flag(help="drop-probability scale of the dropout sampler (< 1)"),
+    "diagonal_scale": Flag(help="std scale of the diagonal Gaussian"),
+    "lowrank_scale": Flag(help="scale of the low-rank Gaussian"),
+    "lowrank_scaled_scale": Flag(help="scale of the SWAG-style low-rank Gaussian"),
+    "seed": Flag(help="base seed of the samples"),
+}
+
+
+def pipeline_settings(config: RunConfig) -> SubspaceConfig:
+    """The paper's subspace settings, shrunk to what a short run has (`modescape run --epochs 3`):
+    the Gaussians need at least two snapshots after initialisation."""
+    kept = config.train.epochs // config.train.snapshot_every
+    if kept < 2:
+        return SubspaceConfig(methods=("random", "dropout"), n_snapshots=2, rank=1)
+    n = min(10, kept)
+    return SubspaceConfig(methods=SAMPLERS, n_snapshots=n, rank=min(5, n - 1))
+
+
+def outcome(summary: S.SubspaceSummary, run: Path) -> list[str]:
+    """What `modescape subspace` prints when done."""
+    js = summary.js_diversity
+    lines = [f"{method:>15}: JS diversity {js[method]:.4f}" for method in summary.plane]
+    lines.append(f"independent members: JS diversity {js['independent_members']:.4f}")
+    return [*lines, f"results in {run / S.SUBSPACE}"]

@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from modescape.models.architectures import BasicBlock, ConvNet, ResNet
+from modescape.models.architectures import BasicBlock, Bottleneck, ConvNet, ResNet
 from modescape.models.layers import KerasSameConv1d, KerasSameConv2d
 
 # parameter / buffer name -> tensor[K, *shape], plus tensors the steps derive from them once per
@@ -63,6 +63,7 @@ _KERAS = (KerasSameConv1d, KerasSameConv2d)
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 _MAXPOOLS = (nn.MaxPool1d, nn.MaxPool2d)
 _AVGPOOLS = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
+_WINDOW_AVGPOOLS = (nn.AvgPool1d, nn.AvgPool2d)
 _IDENTITY = (nn.Dropout, nn.Identity)  # Dropout: eval mode
 
 
@@ -351,6 +352,23 @@ class _AvgPool(Step):
         return h.mean(dim=tuple(range(2, h.dim() - 1)), keepdim=True), False
 
 
+class _WindowAvgPool(Step):
+    """Average pooling with kernel = stride k and no padding (Keras' AveragePooling "valid"):
+    the trailing n mod k positions of each axis are dropped, each k-window averaged."""
+
+    def __init__(self, k: int):
+        self.k = k
+
+    def __call__(self, h: Tensor, shared: bool, t: Stacked, ws: Workspace) -> tuple[Tensor, bool]:
+        h = _stacked(h, shared, t)
+        for dim in range(2, h.dim() - 1):  # h[K, C, *S, N]
+            n = h.shape[dim] // self.k
+            h = h.narrow(dim, 0, n * self.k)
+            shape = [*h.shape[:dim], n, self.k, *h.shape[dim + 1 :]]
+            h = h.reshape(shape).mean(dim=dim + 1)
+        return h, False
+
+
 class _Norm(Step):
     def __init__(self, m: nn.BatchNorm1d | nn.BatchNorm2d, prefix: str):
         self.names = [prefix + n for n in ("running_mean", "running_var", "weight", "bias")]
@@ -431,6 +449,15 @@ def _block_step(block: BasicBlock, prefix: str) -> Step | None:
     return _Block(main, shortcut)
 
 
+def _bottleneck_step(block: Bottleneck, prefix: str) -> Step | None:
+    names = ("conv1", "bn1", "relu", "conv2", "bn2", "relu", "conv3", "bn3")
+    main = _compile([(getattr(block, n), "" if n == "relu" else f"{prefix}{n}.") for n in names])
+    shortcut = _compile([(block.shortcut, prefix + "shortcut.")])
+    if main is None or shortcut is None or not isinstance(main[-1], _Norm):
+        return None
+    return _Block(main, shortcut)
+
+
 def _compile(items: Sequence[tuple[nn.Module, str]]) -> list[Step] | None:
     """Steps for `(module, parameter-name prefix)` pairs, in order; None if one is unsupported."""
     steps: list[Step] = []
@@ -462,10 +489,16 @@ def _compile(items: Sequence[tuple[nn.Module, str]]) -> list[Step] | None:
             step = _MaxPool(m) if set(_tuple(m.dilation)) == {1} else None
         elif isinstance(m, _AVGPOOLS):
             step = _AvgPool() if set(_tuple(m.output_size)) == {1} else None
+        elif isinstance(m, _WINDOW_AVGPOOLS):
+            k, st, pad = (_tuple(v) for v in (m.kernel_size, m.stride, m.padding))
+            plain = len(set(k)) == 1 and k == st and set(pad) == {0} and not m.ceil_mode
+            step = _WindowAvgPool(k[0]) if plain else None
         elif isinstance(m, _IDENTITY):
             step = []
         elif isinstance(m, BasicBlock):
             step = _block_step(m, prefix)
+        elif isinstance(m, Bottleneck):
+            step = _bottleneck_step(m, prefix)
         if step is None:
             return None
         steps += step if isinstance(step, list) else [step]

@@ -6,6 +6,10 @@ streaming them again for every chunk of points would cost far more than holding 
 may be a tensor, or a tuple/list `(x, y, ...)` whose first entry is the input and second the
 label (a tensor or an int). Anything else (a PIL image, a NumPy array from a transform-less
 dataset) is a ModescapeError naming the item: converting it is the dataset's job.
+
+A shuffled DataLoader (`shuffle=True`, a RandomSampler) is read in its dataset's index order
+(same batch size and collate function): a fresh permutation per call would make identical calls
+differ, e.g. in the BatchNorm statistics recomputed from the first batches of `train_x`.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, IterableDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler
 
 from modescape.errors import ModescapeError
 
@@ -41,6 +45,10 @@ def _split_item(item: Any, where: str) -> tuple[Tensor, Tensor | None]:
 def _items(data: Dataset | DataLoader) -> tuple[Iterable[Any], bool]:
     """(items or batches, whether they are batches)."""
     if isinstance(data, DataLoader):
+        if isinstance(data.sampler, RandomSampler) and not data.sampler.replacement:
+            ordered = DataLoader(data.dataset, batch_size=data.batch_size or 1, shuffle=False,
+                                 collate_fn=data.collate_fn)  # fmt: skip
+            return ordered, True
         return data, True
     if isinstance(data, IterableDataset) or not hasattr(data, "__len__"):
         return data, False

@@ -1,0 +1,383 @@
+"""Interactive charts for the report pages: a `Chart` (report/base.py) as inline SVG, plus the one
+small inline script that gives every chart hover values, drag-to-zoom and series toggling.
+
+No library and nothing fetched: Python draws the whole chart (axes, ticks, one `<g>` per series,
+`<circle class="pt">` per point with its values in `data-x`/`data-y` and its hover text in
+`data-t`, `<path>` lines and ± bands with their data-space points in `data-pts`), so the SVG reads
+and prints without script. `CHART_JS` then redraws each chart at its on-screen width (text stays
+at its CSS size on a phone) and handles:
+
+    hover / tap      the nearest point's hover text in a tooltip (`#tip`)
+    drag (mouse)     zoom to the dragged rectangle; double-click resets
+    legend button    shows / hides its series (`aria-pressed`)
+
+Every string that comes from a run (series names, labels, axis labels) is HTML-escaped here.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+
+from modescape.report.base import Chart, ChartKind, Series
+
+# matplotlib's tab10, so chart colours match the PNGs' defaults
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+           "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")  # fmt: skip
+
+# The static layout (the script redraws at the on-screen width; see CHART_JS's `lay`).
+WIDTH, HEIGHT = 640, 384
+LEFT, RIGHT, TOP, BOTTOM = 58, 12, 10, 42
+
+
+def value_text(v: float) -> str:
+    """A number as the tooltip shows it: 4 significant digits ('0.8123', '12.35', '1.2e-05')."""
+    return "nan" if not math.isfinite(v) else f"{v:.4g}"
+
+
+def point_text(chart: Chart, s: Series, i: int) -> str:
+    """The hover text of point i of series s: 'deep: size 3 · accuracy 0.8123 ± 0.01'."""
+    err = f" ± {value_text(s.err[i])}" if s.err is not None and math.isfinite(s.err[i]) else ""
+    xy = f"{chart.x_label} {value_text(s.x[i])} · {chart.y_label} {value_text(s.y[i])}{err}"
+    label = s.labels[i] if s.labels is not None and i < len(s.labels) else ""
+    return f"{s.name}: {label + ' · ' if label else ''}{xy}"
+
+
+def chart_svg(chart: Chart, uid: str, title: str = "") -> str:
+    """The chart as a `<div class="chart">` holding its SVG, then its legend buttons."""
+    esc = html.escape
+    xd, yd = _domain(chart, "x"), _domain(chart, "y")
+    sx, sy = _scale(xd, LEFT, WIDTH - RIGHT), _scale(yd, HEIGHT - BOTTOM, TOP)
+    tx, ty = (lambda v: _t(v, chart.x_log)), (lambda v: _t(v, chart.y_log))
+    groups = []
+    for k, s in enumerate(chart.series):
+        color = s.color or PALETTE[k % len(PALETTE)]
+        parts = []
+        pts = [(tx(x), ty(y)) for x, y in zip(s.x, s.y)]
+        if s.err is not None:
+            lo = [(tx(x), ty(y - e)) for x, y, e in zip(s.x, s.y, s.err)]
+            hi = [(tx(x), ty(y + e)) for x, y, e in zip(s.x, s.y, s.err)]
+            cls = "band" if chart.kind == ChartKind.LINE else "bars"
+            if chart.kind == ChartKind.LINE:
+                data = _pts(lo + hi[::-1])
+            else:  # one vertical bar per point
+                data = ";".join(_pts([a, b]) for a, b in zip(lo, hi))
+            parts.append(f'<path class="{cls}" data-pts="{data}" d="{_d(data, sx, sy, cls)}"/>')
+        if chart.kind == ChartKind.LINE:
+            data = _pts(pts)
+            parts.append(f'<path class="line" data-pts="{data}" d="{_d(data, sx, sy)}"/>')
+        for i, (x, y) in enumerate(pts):
+            if math.isfinite(x) and math.isfinite(y):
+                parts.append(
+                    f'<circle class="pt" r="{3 if chart.kind == ChartKind.LINE else 3.5}" '
+                    f'cx="{sx(x):.1f}" cy="{sy(y):.1f}" data-x="{x!r}" data-y="{y!r}" '
+                    f'data-t="{esc(point_text(chart, s, i))}"/>'
+                )
+        groups.append(
+            f'<g class="series" data-s="{k}" style="color:{esc(color)}">{"".join(parts)}</g>'
+        )
+    keys = "".join(
+        f'<button type="button" class="key" data-s="{k}" aria-pressed="true">'
+        f'<i style="background:{esc(s.color or PALETTE[k % len(PALETTE)])}"></i>'
+        f"{esc(s.name)}</button>"
+        for k, s in enumerate(chart.series)
+    )
+    xint = all(float(v).is_integer() for s in chart.series for v in s.x)
+    attrs = (
+        f'data-kind="{chart.kind.value}" data-xlog="{int(chart.x_log)}" data-xint="{int(xint)}" '
+        f'data-ylog="{int(chart.y_log)}" data-dom="{xd[0]!r} {xd[1]!r} {yd[0]!r} {yd[1]!r}" '
+        f'data-xl="{esc(chart.x_label)}" data-yl="{esc(chart.y_label)}"'
+    )
+    label = esc(title or f"{chart.y_label} against {chart.x_label}")
+    return (
+        f'<div class="chart" {attrs}><svg viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+        f'aria-label="{label}"><clipPath id="clip-{esc(uid)}"><rect class="clip" x="{LEFT}" '
+        f'y="{TOP}" width="{WIDTH - LEFT - RIGHT}" height="{HEIGHT - TOP - BOTTOM}"/></clipPath>'
+        f'<g class="frame">{_frame(chart, xd, yd, sx, sy)}</g>'
+        f'<g class="plot" clip-path="url(#clip-{esc(uid)})">{"".join(groups)}</g>'
+        f'<rect class="zoom" width="0" height="0"/></svg></div>'
+        f'<div class="legend">{keys}</div>'
+    )
+
+
+def _t(v: float, log: bool) -> float:
+    """A data value on the axis's scale (log10 for log axes; NaN where it has no place)."""
+    v = float(v)
+    if not log:
+        return v
+    return math.log10(v) if v > 0 else math.nan
+
+
+def _domain(chart: Chart, axis: str) -> tuple[float, float]:
+    """The axis range on its scale: the data (with error bars) padded by 5%, or y_range."""
+    log = chart.x_log if axis == "x" else chart.y_log
+    if axis == "y" and chart.y_range is not None:
+        return _t(chart.y_range[0], log), _t(chart.y_range[1], log)
+    vals = []
+    for s in chart.series:
+        v = s.x if axis == "x" else s.y
+        vals += [_t(a, log) for a in v]
+        if axis == "y" and s.err is not None:
+            vals += [_t(a + e, log) for a, e in zip(v, s.err)]
+            vals += [_t(a - e, log) for a, e in zip(v, s.err)]
+    vals = [v for v in vals if math.isfinite(v)]
+    if not vals:
+        return 0.0, 1.0
+    lo, hi = min(vals), max(vals)
+    pad = (hi - lo) * 0.05 or (abs(lo) * 0.05 or 0.5)
+    return lo - pad, hi + pad
+
+
+def _scale(dom: tuple[float, float], a: float, b: float):
+    d0, d1 = dom
+    return lambda v: a + (v - d0) / (d1 - d0) * (b - a)
+
+
+def _pts(points: Sequence[tuple[float, float]]) -> str:
+    """Points as 'x,y x,y;x,y' (data space on the axis scale): ';' breaks the line at a gap."""
+    segs, cur = [], []
+    for x, y in points:
+        if math.isfinite(x) and math.isfinite(y):
+            cur.append(f"{x!r},{y!r}")
+        elif cur:
+            segs.append(" ".join(cur))
+            cur = []
+    if cur:
+        segs.append(" ".join(cur))
+    return ";".join(segs)
+
+
+def _d(data: str, sx, sy, cls: str = "line") -> str:
+    out = []
+    for seg in filter(None, data.split(";")):
+        xy = [tuple(map(float, p.split(","))) for p in seg.split(" ")]
+        out.append("M" + "L".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in xy))
+        if cls == "band":
+            out.append("Z")
+    return "".join(out)
+
+
+def ticks(lo: float, hi: float, log: bool, n: int = 6, integer: bool = False) -> list[float]:
+    """Tick positions (on the axis scale) within [lo, hi], whole numbers only for `integer`
+    data (sizes, epochs); the same rule as CHART_JS's `ticks`."""
+    if log and hi - lo >= 1.5:
+        step = max(1, math.ceil((hi - lo) / n))
+        return [float(k) for k in range(math.ceil(lo), math.floor(hi) + 1) if k % step == 0]
+    a, b = (10**lo, 10**hi) if log else (lo, hi)
+    raw = max((b - a) / n, 1.0 if integer else 0.0)
+    if not raw > 0:
+        return []
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    out, v = [], math.ceil(a / step) * step
+    while v <= b + step * 1e-9:
+        out.append(math.log10(v) if log else v)
+        v += step
+    return [t for t in out if math.isfinite(t)]
+
+
+def tick_text(v: float, log: bool) -> str:
+    v = 10**v if log else v
+    return f"{float(f'{v:.6g}'):g}"
+
+
+def _frame(chart: Chart, xd, yd, sx, sy) -> str:
+    esc = html.escape
+    x0, x1, y0, y1 = LEFT, WIDTH - RIGHT, TOP, HEIGHT - BOTTOM
+    out = [f'<rect class="box" x="{x0}" y="{y0}" width="{x1 - x0}" height="{y1 - y0}"/>']
+    xint = all(float(v).is_integer() for s in chart.series for v in s.x)
+    for t in ticks(*xd, chart.x_log, integer=xint):
+        x = sx(t)
+        out.append(f'<line class="grid" x1="{x:.1f}" x2="{x:.1f}" y1="{y0}" y2="{y1}"/>')
+        label = tick_text(t, chart.x_log)
+        out.append(f'<text x="{x:.1f}" y="{y1 + 16}" text-anchor="middle">{label}</text>')
+    for t in ticks(*yd, chart.y_log, 5):
+        y = sy(t)
+        out.append(f'<line class="grid" x1="{x0}" x2="{x1}" y1="{y:.1f}" y2="{y:.1f}"/>')
+        label = tick_text(t, chart.y_log)
+        out.append(f'<text x="{x0 - 6}" y="{y + 4:.1f}" text-anchor="end">{label}</text>')
+    out.append(
+        f'<text class="axis" x="{(x0 + x1) / 2}" y="{HEIGHT - 6}" text-anchor="middle">'
+        f"{esc(chart.x_label)}</text>"
+        f'<text class="axis" transform="translate(14 {(y0 + y1) / 2}) rotate(-90)" '
+        f'text-anchor="middle">{esc(chart.y_label)}</text>'
+    )
+    return "".join(out)
+
+
+def chart_data(chart: Chart) -> dict:
+    """The chart's series as plain JSON-able data (report/data.json)."""
+    return {
+        "kind": chart.kind.value,
+        "x_label": chart.x_label,
+        "y_label": chart.y_label,
+        "x_log": chart.x_log,
+        "y_log": chart.y_log,
+        "y_range": list(chart.y_range) if chart.y_range is not None else None,
+        "series": [
+            {
+                "name": s.name,
+                "x": [float(v) for v in s.x],
+                "y": [float(v) for v in s.y],
+                **({"err": [float(v) for v in s.err]} if s.err is not None else {}),
+                **({"labels": list(s.labels)} if s.labels is not None else {}),
+            }
+            for s in chart.series
+        ],
+    }
+
+
+CHART_CSS = """
+.chart { position: relative; width: 100%; }
+.chart svg { display: block; width: 100%; height: auto; font-size: 12px; user-select: none;
+             touch-action: pan-y; }
+.chart text { fill: currentColor; }
+.chart .axis { font-size: 13px; }
+.chart .box { fill: none; stroke: var(--rule); }
+.chart .grid { stroke: var(--grid); }
+.chart .line { fill: none; stroke: currentColor; stroke-width: 1.8; }
+.chart .band { fill: currentColor; opacity: 0.15; stroke: none; }
+.chart .bars { stroke: currentColor; stroke-width: 1.2; opacity: 0.6; }
+.chart .pt { fill: currentColor; stroke: var(--bg); stroke-width: 0.8; }
+.chart .pt.hot { stroke: var(--fg); stroke-width: 2; }
+.chart .series.off, .chart .series.off * { display: none; }
+.chart .zoom { fill: var(--accent); opacity: 0.15; }
+.legend { display: flex; flex-wrap: wrap; gap: 4px 6px; margin: 4px 0; }
+.legend .key { font: inherit; font-size: 0.85em; color: inherit; background: none;
+               border: 1px solid var(--rule); border-radius: 12px; padding: 1px 8px;
+               cursor: pointer; max-width: 100%; overflow-wrap: anywhere; text-align: left; }
+.legend .key i { display: inline-block; width: 10px; height: 10px; border-radius: 50%;
+                 margin-right: 5px; vertical-align: -1px; }
+.legend .key[aria-pressed="false"] { opacity: 0.45; text-decoration: line-through; }
+#tip { position: absolute; z-index: 20; pointer-events: none; display: none; max-width: 280px;
+       background: var(--fg); color: var(--bg); font-size: 12px; line-height: 1.35;
+       padding: 4px 8px; border-radius: 4px; overflow-wrap: anywhere; }
+"""
+
+# Kept small and free of eval and network access; see the module docstring.
+CHART_JS = r"""
+(() => {
+const tip = document.getElementById('tip');
+const fmt = v => String(+v.toPrecision(6)), pow = (v, log) => log ? 10 ** v : v;
+const set = (e, a) => Object.entries(a).forEach(([k, v]) => e.setAttribute(k, v));
+function ticks(lo, hi, log, n, int) {
+  if (log && hi - lo >= 1.5) {
+    const s = Math.max(1, Math.ceil((hi - lo) / n)), out = [];
+    for (let k = Math.ceil(lo); k <= Math.floor(hi); k++) if (k % s === 0) out.push(k);
+    return out;
+  }
+  const a = pow(lo, log), b = pow(hi, log), raw = Math.max((b - a) / n, int ? 1 : 0);
+  if (!(raw > 0)) return [];
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map(m => m * mag).find(s => s >= raw), out = [];
+  for (let v = Math.ceil(a / step) * step; v <= b + step * 1e-9; v += step)
+    out.push(log ? Math.log10(v) : v);
+  return out.filter(isFinite);
+}
+function el(tag, attrs, text) {  // the namespace is read from the page's own <svg>s
+  const e = document.createElementNS(document.querySelector('svg').namespaceURI, tag);
+  for (const k in attrs) e.setAttribute(k, attrs[k]);
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+function draw(c) {
+  const svg = c.querySelector('svg'), W = Math.max(200, Math.round(c.clientWidth));
+  const H = Math.round(Math.min(440, Math.max(240, W * 0.6)));
+  const [x0, x1, y0, y1] = c.dom, L = 58, R = W - 12, T = 10, B = H - 42, d = c.dataset;
+  const sx = v => L + (v - x0) / (x1 - x0) * (R - L), sy = v => B - (v - y0) / (y1 - y0) * (B - T);
+  svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
+  const clip = svg.querySelector('.clip');
+  set(clip, {x: L, y: T, width: R - L, height: B - T});
+  const f = svg.querySelector('.frame');
+  f.replaceChildren(el('rect', {class: 'box', x: L, y: T, width: R - L, height: B - T}));
+  const xl = d.xlog === '1', yl = d.ylog === '1';
+  for (const t of ticks(x0, x1, xl, Math.max(2, Math.round((R - L) / 70)), d.xint === '1')) {
+    f.append(el('line', {class: 'grid', x1: sx(t), x2: sx(t), y1: T, y2: B}));
+    f.append(el('text', {x: sx(t), y: B + 16, 'text-anchor': 'middle'}, fmt(pow(t, xl))));
+  }
+  for (const t of ticks(y0, y1, yl, Math.max(2, Math.round((B - T) / 45)))) {
+    f.append(el('line', {class: 'grid', x1: L, x2: R, y1: sy(t), y2: sy(t)}));
+    f.append(el('text', {x: L - 6, y: sy(t) + 4, 'text-anchor': 'end'}, fmt(pow(t, yl))));
+  }
+  f.append(el('text', {class: 'axis', x: (L + R) / 2, y: H - 6, 'text-anchor': 'middle'}, d.xl));
+  f.append(el('text', {class: 'axis', transform: `translate(14 ${(T + B) / 2}) rotate(-90)`,
+                       'text-anchor': 'middle'}, d.yl));
+  for (const p of svg.querySelectorAll('path[data-pts]'))
+    p.setAttribute('d', p.dataset.pts.split(';').filter(Boolean).map(seg => 'M' + seg.split(' ')
+      .map(q => { const [x, y] = q.split(',').map(Number); return sx(x) + ',' + sy(y); })
+      .join('L') + (p.classList.contains('band') ? 'Z' : '')).join(''));
+  for (const q of svg.querySelectorAll('.pt')) {
+    q.setAttribute('cx', sx(+q.dataset.x)); q.setAttribute('cy', sy(+q.dataset.y));
+  }
+  c.box = [L, R, T, B];
+}
+function local(svg, e) {
+  const p = new DOMPoint(e.clientX, e.clientY).matrixTransform(svg.getScreenCTM().inverse());
+  return [p.x, p.y];
+}
+function hover(c, e) {
+  const svg = c.querySelector('svg'), [mx, my] = local(svg, e), k = svg.getScreenCTM().a || 1;
+  let best = null, bd = 24 / k;
+  for (const q of svg.querySelectorAll('.series:not(.off) .pt')) {
+    const dd = Math.hypot(q.cx.baseVal.value - mx, q.cy.baseVal.value - my);
+    if (dd < bd) { bd = dd; best = q; }
+  }
+  svg.querySelectorAll('.pt.hot').forEach(q => q.classList.remove('hot'));
+  if (!best) { tip.style.display = 'none'; return; }
+  best.classList.add('hot');
+  tip.textContent = best.dataset.t;
+  tip.style.display = 'block';
+  const r = best.getBoundingClientRect(), w = tip.offsetWidth;
+  const left = Math.min(scrollX + r.right + 8, scrollX + innerWidth - w - 4);
+  tip.style.left = Math.max(4, left) + 'px';
+  tip.style.top = scrollY + r.bottom + 6 + 'px';
+}
+for (const c of document.querySelectorAll('.chart')) {
+  const svg = c.querySelector('svg'), zoom = svg.querySelector('.zoom');
+  c.home = c.dataset.dom.split(' ').map(Number); c.dom = c.home.slice();
+  let start = null;
+  svg.addEventListener('pointermove', e => {
+    if (!start) return hover(c, e);
+    const [x, y] = local(svg, e);
+    const [a, b] = start;
+    set(zoom, {x: Math.min(x, a), y: Math.min(y, b),
+               width: Math.abs(x - a), height: Math.abs(y - b)});
+  });
+  svg.addEventListener('pointerdown', e => {
+    if (e.pointerType !== 'mouse' || e.button !== 0) return hover(c, e);
+    start = local(svg, e);
+    svg.setPointerCapture(e.pointerId);
+  });
+  svg.addEventListener('pointerup', e => {
+    if (!start) return;
+    const [x, y] = local(svg, e), [L, R, T, B] = c.box, [x0, x1, y0, y1] = c.dom;
+    const ix = v => x0 + (Math.min(R, Math.max(L, v)) - L) / (R - L) * (x1 - x0);
+    const iy = v => y0 + (B - Math.min(B, Math.max(T, v))) / (B - T) * (y1 - y0);
+    if (Math.abs(x - start[0]) > 8 && Math.abs(y - start[1]) > 8) {
+      c.dom = [ix(Math.min(x, start[0])), ix(Math.max(x, start[0])),
+               iy(Math.max(y, start[1])), iy(Math.min(y, start[1]))];
+      draw(c);
+    }
+    start = null;
+    set(zoom, {width: 0, height: 0});
+  });
+  svg.addEventListener('pointerleave', () => { if (!start) tip.style.display = 'none'; });
+  svg.addEventListener('dblclick', () => { c.dom = c.home.slice(); draw(c); });
+  c.nextElementSibling.addEventListener('click', e => {
+    const b = e.target.closest('.key');
+    if (!b) return;
+    const on = b.getAttribute('aria-pressed') !== 'true';
+    b.setAttribute('aria-pressed', on);
+    svg.querySelector(`.series[data-s="${b.dataset.s}"]`).classList.toggle('off', !on);
+  });
+  draw(c);
+  c.w = c.clientWidth;
+  // redrawn in the next frame: drawing inside the observer's callback resizes what it observes
+  // ("ResizeObserver loop completed with undelivered notifications" at 400 px)
+  new ResizeObserver(() => requestAnimationFrame(() => {
+    if (c.clientWidth !== c.w) { c.w = c.clientWidth; draw(c); }
+  })).observe(c);
+}
+})();
+"""

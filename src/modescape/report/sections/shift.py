@@ -1,0 +1,311 @@
+"""The dataset-shift section (Fort et al. 2019, CIFAR-10-C; box plots after Ovadia et al. 2019):
+metrics and diversity under corruptions of growing severity. Reads `<run>/shift/` through
+`ctx.study`; None when `modescape shift` has not run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from modescape.report import references
+from modescape.report.base import Chart, ChartKind, Plot, ReportContext, Section, Series, Table
+from modescape.report.figures import analysis as figures
+from modescape.report.figures import data as fd
+from modescape.report.figures import studies as figures_study
+from modescape.report.wording import (
+    count,
+    join,
+    pct,
+    ratio,
+    severity_name,
+    sig,
+    span,
+    warned,
+    where,
+)
+from modescape.store import schema as S
+
+SHIFT_FAMILY_COLORS = {
+    "single": "#8fb3e0",
+    "ensemble": figures.FAMILY_COLORS["deep"],
+    "weight_average": figures.FAMILY_COLORS["weight_average"],
+}
+
+
+def shift_section(ctx: ReportContext) -> Section | None:
+    res = ctx.study(S.SHIFT)
+    if res is None:
+        return None
+    s: S.ShiftSummary = res.summary
+    by = s.by_severity
+    sevs = [int(v) for v in by.severities]
+    c = res.csv(S.SHIFT_METRICS)
+    ens_sizes = c["size"][c["family"] == "ensemble"]
+    K = int(ens_sizes.max()) if ens_sizes.size else 0
+    subspaces = [f for f in dict.fromkeys(c["family"]) if f.startswith("subspace_")]
+    styles = _shift_styles(len(s.members), K, subspaces)
+    keep = (c["family"] != "ensemble") | (c["size"] == K)
+    plots = [
+        Plot(
+            "shift_boxplots",
+            figures_study.shift_boxplot_figure(
+                c["severity"][keep],
+                c["family"][keep],
+                c["metric"][keep],
+                c["mean"][keep],
+                styles,
+            ),
+            f"Each box: the {count(len(s.corruptions), 'corruption')} at one severity (median, "
+            "quartiles, whiskers to 1.5 IQR); clean is one value per family.",
+            data=_boxplot_table(c, keep),
+            chart=_severity_chart(by, K, styles),
+        )
+    ]
+    js_styles = {
+        "members": (figures.FAMILY_COLORS["deep"], "independent members"),
+        S.SHIFT_LATE_FAMILY: (
+            figures.FAMILY_COLORS["snapshot"],
+            f"member {s.members[0]}'s last {s.late_window} snapshots",
+        ),
+        "weight_average": (
+            figures.FAMILY_COLORS["weight_average"],
+            "weight averages of the members",
+        ),
+    }
+    js_styles |= {
+        f: (
+            styles[f][0],
+            f"{figures_study.method_label(f.removeprefix('subspace_'))} samples",
+        )
+        for f in subspaces
+    }
+    plots.append(
+        Plot(
+            "shift_diversity",
+            figures_study.shift_diversity_figure(sevs, by.js, js_styles),
+            "Jensen–Shannon diversity within each family, averaged over corruptions.",
+            data=Table(
+                "shift_diversity",
+                ["family", *(f"severity_{v}" for v in sevs)],
+                [[f, *(sig(x) for x in by.js[f])] for f in js_styles if f in by.js],
+                "Jensen–Shannon diversity (nats), mean over corruptions; severity 0 is clean.",
+            ),
+            chart=Chart(
+                ChartKind.LINE,
+                "corruption severity (0 = clean)",
+                "Jensen–Shannon diversity (nats)",
+                [
+                    Series(label, sevs, [sig(x) for x in by.js[f]], color=fd.color(col))
+                    for f, (col, label) in js_styles.items()
+                    if f in by.js
+                ],
+            ),
+        )
+    )
+    if s.example_corruptions and res.has(S.SHIFT_EXAMPLES):
+        strip = res.npy(S.SHIFT_EXAMPLES)
+        plots.append(
+            Plot(
+                "shift_examples",
+                figures_study.corruption_strip_figure(strip, s.example_corruptions),
+                "The first test example under each corruption (as generated for the sweep).",
+                data=_examples_table(strip, s.example_corruptions),
+            )
+        )
+    ref = _subspace_reference(ctx)
+    reading = _shift_reading(s, K, subspaces, ref) + warned(s.warnings)
+    tables = [_comparison(ctx, by, K, subspaces), _shift_table(by, K, subspaces)]
+    return Section(
+        "shift",
+        "Dataset shift",
+        reading,
+        plots,
+        tables,
+        reproduces="Fort et al. (2019), the dataset-shift figure (accuracy and Brier score on "
+        "CIFAR-10-C at "
+        "severities 0-5: ensembles against subspace models); box plots as in Ovadia et al. "
+        "(2019).",
+    )
+
+
+def _subspace_reference(ctx: ReportContext) -> int:
+    """The member whose samples the shift study's subspace models are (the subspace reference)."""
+    res = ctx.study(S.SUBSPACE)
+    return int(res.summary.reference) if res is not None else ctx.members[0]
+
+
+def _boxplot_table(c: dict[str, np.ndarray], keep: np.ndarray) -> Table:
+    rows = [
+        [str(c["corruption"][i]), int(c["severity"][i]), str(c["family"][i]), int(c["size"][i]),
+         str(c["metric"][i]), fd.rounded(str(c["metric"][i]), c["mean"][i])]
+        for i in np.flatnonzero(keep)
+    ]  # fmt: skip
+    return Table(
+        "shift_boxplots",
+        ["corruption", "severity", "family", "ensemble_size", "metric", "value"],
+        rows,
+        "One row per (corruption, severity, family, metric): the values the boxes summarise.",
+    )
+
+
+def _severity_chart(
+    by: S.BySeverity, K: int, styles: dict[str, tuple[Any, str]], metric: str = "accuracy"
+) -> Chart:
+    """Mean accuracy (%) over corruptions against severity, one series per family."""
+    sevs = [int(v) for v in by.severities]
+    _, ylabel, scale = figures.METRIC_AXES[metric]
+    series = []
+    for fam, (col, label) in styles.items():
+        key = f"ensemble_{K}" if fam == "ensemble" else fam
+        values = by.metrics.get(key, {}).get(metric)
+        if values:
+            series.append(
+                Series(label, sevs, [sig(v * scale, 5) for v in values], color=fd.color(col))
+            )
+    return Chart(ChartKind.LINE, "corruption severity (0 = clean)", f"mean {ylabel}", series)
+
+
+def _examples_table(strip: np.ndarray, names: list[str]) -> Table:
+    """1-D signals: every value drawn; images: each panel's mean and std pixel (the picture
+    itself is in the PNG)."""
+    strip = np.asarray(strip)
+    images = strip.dtype == np.uint8 and strip.ndim == 5
+    rows = []
+    for k, name in enumerate(names):
+        for sev in range(strip.shape[1]):
+            panel = strip[k, sev].astype(float)
+            if images:
+                rows.append([name, sev, None, sig(panel.mean()), sig(panel.std())])
+            else:
+                rows += [[name, sev, i, sig(v), None] for i, v in enumerate(panel.ravel())]
+    header = ["corruption", "severity", "position", "value", "pixel_std"]
+    caption = "1-D signals: the value at each position; images: mean (value) and std of pixels."
+    return Table("shift_examples", header, rows, caption)
+
+
+def _comparison(ctx: ReportContext, by: S.BySeverity, K: int, subspaces: list[str]) -> Table:
+    m = by.metrics
+    sevs = [int(v) for v in by.severities]
+    ens = m.get(f"ensemble_{K}")
+    if not ens:
+        return references.section_table(ctx, "shift", [("shift_ensemble", "no ensemble")])
+    others = ["single", *subspaces]
+    best = [
+        all(ens["accuracy"][i] > m[f]["accuracy"][i] for f in others if f in m)
+        for i in range(len(sevs))
+    ]
+    this_run = f"{K}-member ensemble most accurate {where(best, sevs)}"
+    return references.section_table(ctx, "shift", [("shift_ensemble", this_run)])
+
+
+def _shift_styles(M: int, K: int, subspaces: list[str]) -> dict[str, tuple[Any, str]]:
+    """family -> (colour, label) of the box plots."""
+    styles: dict[str, tuple[Any, str]] = {
+        "single": (SHIFT_FAMILY_COLORS["single"], f"single member (mean of {M})")
+    }
+    if K:
+        styles["ensemble"] = (SHIFT_FAMILY_COLORS["ensemble"], f"ensemble of {K} members")
+    styles["weight_average"] = (
+        SHIFT_FAMILY_COLORS["weight_average"],
+        "weight average (mean over members)",
+    )
+    for i, f in enumerate(subspaces):
+        m = f.removeprefix("subspace_")
+        whose = "every member's samples" if m == "multiswag" else "one member's samples"
+        styles[f] = (
+            figures_study.method_color(m, i),
+            f"{figures_study.method_label(m)} model ({whose})",
+        )
+    return styles
+
+
+def _shift_table(by: S.BySeverity, K: int, subspaces: list[str]) -> Table:
+    metrics = by.metrics
+    keys = ["single", f"ensemble_{K}" if K else "", "weight_average", *subspaces]
+    rows = [
+        [k, mt, *(fd.rounded(mt, v) for v in metrics[k][mt])]
+        for k in keys
+        if k in metrics
+        for mt in metrics[k]
+    ]
+    rows += [[f, "js", *(sig(x) for x in v)] for f, v in by.js.items()]
+    return Table(
+        "shift",
+        ["family", "metric", *(f"severity_{int(v)}" for v in by.severities)],
+        rows,
+        "Means over corruptions per severity (severity_0: the clean test set).",
+    )
+
+
+def _shift_reading(s: S.ShiftSummary, K: int, subspaces: list[str], ref: int) -> list[str]:
+    by = s.by_severity
+    sevs, m, js = [int(v) for v in by.severities], by.metrics, by.js
+    names = [n.replace("_", " ") for n in s.corruptions]
+    text = [
+        f"Averages over {count(len(names), 'corruption')} ({join(names)}, "
+        f"{s.source}) at severities {join([str(v) for v in sevs if v])}; severity 0 is the "
+        "clean test set."
+    ]
+    single = m["single"]["accuracy"]
+    first, last = single[0], single[-1]
+    verb = "falls" if last < first - 5e-4 else ("rises" if last > first + 5e-4 else "stays")
+    line = (
+        f"Mean single-member accuracy {verb} from {pct(first)} ({severity_name(sevs[0])}) to "
+        f"{pct(last)} at severity {sevs[-1]}"
+    )
+    ens = m.get(f"ensemble_{K}")
+    if ens:
+        gaps = [e - x for e, x in zip(ens["accuracy"], single)]
+        ahead = [g > 0 for g in gaps]
+        line += f"; the {K}-member ensemble is ahead {where(ahead, sevs)}"
+        if all(ahead):
+            line += f" (by {span([100 * g for g in gaps], '{:.1f}')} points)"
+        line += "."
+        nll = [e < x for e, x in zip(ens["nll"], m["single"]["nll"])]
+        ece = [e < x for e, x in zip(ens["ece"], m["single"]["ece"])]
+        text.append(line)
+        text.append(
+            f"The ensemble's NLL is lower than the mean single member's {where(nll, sevs)}; "
+            f"its ECE is lower {where(ece, sevs)}. Mean single-member ECE goes from "
+            f"{pct(m['single']['ece'][0])} to {pct(m['single']['ece'][-1])}."
+        )
+    else:
+        text.append(line + ".")
+    if subspaces:
+        best = max(subspaces, key=lambda f: m[f]["accuracy"][-1])
+        label = figures_study.method_label(best.removeprefix("subspace_"))
+        text.append(
+            f"At severity {sevs[-1]} the best subspace model, the average of {label} samples "
+            f"around member {ref}, reaches {pct(m[best]['accuracy'][-1])}, against "
+            f"{pct(last)} for the mean single member (member {ref} alone is not evaluated "
+            "under shift, so this compares one member's samples with the mean member)"
+            + (f" and {pct(ens['accuracy'][-1])} for the ensemble." if ens else ".")
+        )
+    if "members" in js and len(s.members) > 1:
+        text.append(_shift_js_line(s, subspaces))
+    return text
+
+
+def _shift_js_line(s: S.ShiftSummary, subspaces: list[str]) -> str:
+    """How independent members' JS diversity moves with severity, against the other families."""
+    js = s.by_severity.js
+    v = js["members"]
+    verb = "rises" if v[-1] > v[0] else ("falls" if v[-1] < v[0] else "stays")
+    line = f"Independent members' JS diversity {verb} from {v[0]:.3f} to {v[-1]:.3f}"
+    ratios = []
+    for f, what in [
+        (S.SHIFT_LATE_FAMILY, f"member {s.members[0]}'s late snapshots"),
+        *(
+            (f, f"{figures_study.method_label(f.removeprefix('subspace_'))} samples")
+            for f in subspaces
+        ),
+    ]:
+        if f in js and all(x > 0 for x in js[f]):
+            r = [a / b for a, b in zip(v, js[f])]
+            lo, hi = ratio(min(r)), ratio(max(r))
+            ratios.append(f"{lo if lo == hi else f'{lo}–{hi}'}× that of {what}")
+    if ratios:
+        line += f"; across severities it is {join(ratios)}"
+    return line + "."

@@ -1,0 +1,231 @@
+"""The report section of `modescape swag`: SWA, SWAG, MultiSWAG and MC dropout beside the deep
+ensemble and, when `modescape subspace` has run, the paper's own samplers (Fort et al. 2019).
+
+Reads swag/ (and subspace/) through `ctx.study`; computes nothing the study should have written.
+The readings are built from the numbers and worded so they stay true whichever way they fall.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from modescape.report.base import Plot, ReportContext, Section, Table
+from modescape.report.figures import data as fd
+from modescape.report.figures import studies as figures_study
+from modescape.report.wording import frac, pct, sig
+from modescape.store import schema as S
+
+NAMES = {
+    "swa": "SWA",
+    "swag": "SWAG",
+    "swag_diag": "SWAG-Diagonal",
+    "multiswag": "MultiSWAG",
+    "mc_dropout": "MC dropout",
+}
+
+
+def swag_section(ctx: ReportContext) -> Section | None:
+    res = ctx.study(S.SWAG)
+    if res is None:
+        return None
+    s: S.SwagSummary = res.summary
+    rows = {r["method"]: r for r in s.table}
+    sub = ctx.study(S.SUBSPACE)
+    reading = _setup_reading(s) + table_reading(rows, len(s.members))
+    plane = _merged_plane(res.csv(S.SWAG_PLANE), sub)
+    reading += plane_reading(plane)
+    reading += [f"{NAMES.get(m, m)} was skipped: {why}." for m, why in s.skipped.items()]
+    plots = [_curves_plot(res, sub), _plane_plot(s, plane), _tsne_plot(res.csv(S.SWAG_TSNE))]
+    return Section(
+        "swag",
+        "SWA, SWAG, MultiSWAG and MC dropout",
+        reading,
+        [p for p in plots if p is not None],
+        [_table(s)],
+        reproduces="Maddox et al. (2019) Table 1 (NLL of SGD, SWA, SWAG, SWAG-Diagonal); "
+        "Wilson & Izmailov (2020) Figure 3 (MultiSWAG against deep ensembles); "
+        "Gal & Ghahramani (2016) MC dropout.",
+    )
+
+
+def _setup_reading(s: S.SwagSummary) -> list[str]:
+    c = s.collection
+    out = []
+    if c:
+        every = "once per epoch" if not c["every_steps"] else f"every {c['every_steps']} steps"
+        out.append(
+            f"Each of the {len(s.members)} members continued {c['epochs']} epochs past its "
+            f"schedule at a {c['schedule']} learning rate ({sig(c['lr'], 3)}), collecting "
+            f"{', '.join(map(str, sorted(set(c['iterates']))))} iterates "
+            f"({every}; the last {c['max_rank']} kept as SWAG's deviation columns). SWAG draws "
+            f"{s.config['n_samples']} samples per member at scale {s.config['scale']} "
+            f"(SWAG-Diagonal at {s.config['diag_scale']}); MC dropout averages "
+            f"{s.config['mc_passes']} passes. BatchNorm: {s.batchnorm}."
+        )
+    return out
+
+
+def table_reading(rows: dict[str, dict[str, Any]], members: int) -> list[str]:
+    """The orderings Maddox et al. 2019 and Wilson & Izmailov 2020 report, checked on these
+    numbers: SWAG's NLL below SWA's and the single model's; MultiSWAG at least as good as the
+    deep ensemble of the same size; and where MC dropout falls."""
+    out = []
+    single = rows["single model"]
+    if "SWAG" in rows and "SWA" in rows:
+        sw, sa = rows["SWAG"]["nll"], rows["SWA"]["nll"]
+        holds = sw < sa and sw < single["nll"]
+        out.append(
+            f"SWAG's test NLL is {sw:.3f}, SWA's {sa:.3f} and the single model's "
+            f"{single['nll']:.3f}: the ordering Maddox et al. (2019) report (SWAG below both) "
+            f"{'holds' if holds else 'does not hold'} here."
+        )
+    if "MultiSWAG" in rows:
+        mu, de = rows["MultiSWAG"], rows["deep ensemble"]
+        better = mu["nll"] <= de["nll"]
+        out.append(
+            f"MultiSWAG over {members} members reaches NLL {mu['nll']:.3f} and accuracy "
+            f"{pct(mu['accuracy'])}, the deep ensemble of the same {members} members "
+            f"{de['nll']:.3f} and {pct(de['accuracy'])}: MultiSWAG is "
+            f"{'at least as good as' if better else 'worse than'} the deep ensemble in NLL "
+            f"(Wilson & Izmailov 2020 report it at least as good), at "
+            f"{mu['forwards'] // max(de['forwards'], 1)}× its test-time forward passes."
+        )
+    if "MC dropout" in rows:
+        mc = rows["MC dropout"]
+        d = mc["nll"] - single["nll"]
+        out.append(
+            f"MC dropout changes the single model's NLL by {d:+.3f} ({mc['nll']:.3f}) and its "
+            f"accuracy from {pct(single['accuracy'])} to {pct(mc['accuracy'])}, without any "
+            f"extra training."
+        )
+    return out
+
+
+def _merged_plane(plane: dict[str, np.ndarray], sub: Any) -> dict[str, np.ndarray]:
+    """swag/plane.csv, plus the paper's samplers' points when the subspace study used the same
+    reference (member 0)."""
+    if sub is None or sub.summary.reference != 0 or not sub.has(S.SUBSPACE_PLANE):
+        return plane
+    other = sub.csv(S.SUBSPACE_PLANE)
+    keep = np.asarray(other["kind"], dtype=str) == "sample"
+    return {k: np.concatenate([np.asarray(plane[k]), np.asarray(other[k])[keep]]) for k in plane}
+
+
+def plane_reading(plane: dict[str, np.ndarray]) -> list[str]:
+    """How far each method's samples around member 0 move in function space, against the other
+    independent members (normalised diversity: disagreement over error)."""
+    kind, method = np.asarray(plane["kind"], dtype=str), np.asarray(plane["method"], dtype=str)
+    div = np.asarray(plane["norm_diversity"], dtype=float)
+    members = div[(kind == "member") & np.isfinite(div)]
+    parts = []
+    for m in dict.fromkeys(method[kind == "sample"]):
+        d = div[(kind == "sample") & (method == m) & np.isfinite(div)]
+        if d.size:
+            parts.append(f"{NAMES.get(m, figures_study.method_label(m))} {np.median(d):.2f}")
+    if not parts:
+        return []
+    text = (
+        "In the diversity–accuracy plane around member 0 the median normalised diversity is "
+        + ", ".join(parts)
+    )
+    if members.size:
+        lo = min(members)
+        near = [p for p in parts if float(p.rsplit(" ", 1)[1]) >= lo]
+        text += f"; the independent members sit at {np.median(members):.2f} (lowest {lo:.2f}). " + (
+            "No single-mode method reaches the independent members."
+            if not near
+            else f"At or above the lowest member: {', '.join(near)}."
+        )
+    return [text + "."]
+
+
+def _curves_plot(res: Any, sub: Any) -> Plot:
+    """Metrics against size: k members' models of each method (solid; SWAG's at k = M is
+    MultiSWAG) and k samples around one member (dashed), with the paper's samplers if run."""
+    c, smp = res.csv(S.SWAG_CURVES), res.csv(S.SWAG_SAMPLES)
+    fam = [f if f == "deep" else f"{f}+ensemble" for f in np.asarray(c["family"], dtype=str)]
+    cols = {
+        "family": fam + [str(m) for m in smp["method"]],
+        "size": np.concatenate([c["size"], smp["size"]]),
+        "metric": list(c["metric"]) + list(smp["metric"]),
+        "mean": np.concatenate([c["mean"], smp["mean"]]),
+        "std": np.concatenate([c["std"], smp["std"]]),
+    }
+    if sub is not None and sub.has(S.SUBSPACE_CURVES):
+        o = sub.csv(S.SUBSPACE_CURVES)
+        keep = np.asarray(o["family"], dtype=str) != "deep"
+        for k in cols:
+            cols[k] = np.concatenate([np.asarray(cols[k]), np.asarray(o[k])[keep]])
+    args = (cols["family"], cols["size"], cols["metric"], cols["mean"], cols["std"])
+    caption = (
+        "Solid: ensembles of k members' models of each method (a member's SWAG model averages "
+        "its samples, so SWAG's solid line at k members is MultiSWAG; mean ± std over member "
+        "subsets). Dashed: one member's predictive against its number of samples or passes "
+        "(mean ± std over members). The paper's subspace samplers are included when "
+        "`modescape subspace` has run."
+    )
+    return Plot(
+        "swag_ensembles",
+        figures_study.subspace_ensembles_figure(*args),
+        caption,
+        data=fd.curves_table("swag_ensembles", *args, caption),
+        chart=fd.curves_chart(*args, figures_study.subspace_curve_styles(args[0])),
+    )
+
+
+def _plane_plot(s: S.SwagSummary, plane: dict[str, np.ndarray]) -> Plot:
+    curves = s.plane.get("curves") or {"accuracy": [], "upper": [], "lower": []}
+    figure = figures_study.diversity_accuracy_figure(
+        plane["kind"], plane["method"], plane["member"], plane["accuracy"],
+        plane["norm_diversity"], reference_member=0,
+        reference_accuracy=s.plane.get("reference_accuracy", float("nan")),
+        curve_accuracy=np.asarray(curves["accuracy"]),
+        upper=np.asarray(curves["upper"], dtype=float),
+        lower=np.asarray(curves["lower"], dtype=float),
+    )  # fmt: skip
+    caption = (
+        "Member 0's SWA, SWAG, SWAG-Diagonal and MC-dropout samples (and the paper's subspace "
+        "samples, when run), and the other independent members, against member 0's final "
+        "weights; dashed: errors independent of the reference's, dotted: the reference with "
+        "random predictions mixed in."
+    )
+    table, chart = fd.plane_points_data(plane, s.plane.get("curves"), caption)
+    table.name = "swag_plane"
+    return Plot("swag_plane", figure, caption, data=table, chart=chart)
+
+
+def _tsne_plot(t: dict[str, np.ndarray]) -> Plot | None:
+    kind, method = np.asarray(t["kind"], dtype=str), np.asarray(t["method"], dtype=str)
+    traj = kind == "trajectory"
+    panels = {}
+    for m in dict.fromkeys(method[~traj]):
+        keep = traj | (method == m)
+        panels[m] = {k: np.asarray(v)[keep] for k, v in t.items() if k != "method"}
+    if not panels:
+        return None
+    caption = (
+        "One joint t-SNE of every trajectory and up to 10 samples of each method per member "
+        "(softmax outputs on a fixed set of test examples), shown one method per panel; "
+        "circle: first snapshot, star: final snapshot, squares: samples."
+    )
+    table = fd.tsne_panels_table(panels, caption)
+    table.name = "swag_tsne"
+    return Plot("swag_tsne", figures_study.subspace_tsne_figure(panels), caption, data=table)
+
+
+def _table(s: S.SwagSummary) -> Table:
+    header = ["method", "members", "accuracy", "nll", "brier", "ece", "test_forwards",
+              "collect_epochs"]  # fmt: skip
+    rows = [
+        [r["method"], r["members"], frac(r["accuracy"]), sig(r["nll"]), sig(r["brier"]),
+         frac(r["ece"]), r["forwards"], r["collect_epochs"]]
+        for r in s.table
+    ]  # fmt: skip
+    caption = (
+        "Test metrics of each method: a single member's (mean over members) or the ensemble of "
+        "all members (deep ensemble, MultiSWAG); cost in test-set forward passes and in "
+        "collection-phase epochs on top of the members' schedules."
+    )
+    return Table("swag_methods", header, rows, caption)

@@ -1,0 +1,329 @@
+"""The results every study writes, as types: one dataclass per `<run>/<study>/summary.json`.
+
+A study builds its summary dataclass and writes `to_dict()`; the report and `Run` accessors read
+it back with `from_dict()`, so writer and reader share one definition. The file names of every
+study and the analysis windows are defined here once.
+
+Windows (the authors' notebooks, "Train Trajectory": the last 10 of 40 epochs):
+
+    LATE_WINDOW            the late snapshots of one trajectory (analysis, subspace JS, shift)
+    WEIGHT_AVERAGE_WINDOW  snapshots averaged into one weight-average model
+
+A window covers at most the later half of a trajectory; longer requests are clamped and the study
+summary records a warning (`warnings`), which the report prints next to the figure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, Union
+
+LATE_WINDOW = 10
+WEIGHT_AVERAGE_WINDOW = 10
+
+SUMMARY = "summary.json"
+SETTINGS = "settings.json"  # the resolved settings a cache folder was computed with
+
+# <run>/<folder>/ of each study
+ANALYSIS, SUBSPACE, LANDSCAPE, SHIFT = "analysis", "subspace", "landscape", "shift"
+SWAG = "swag"
+
+# analysis/
+INDEX_CSV = "index.csv"
+COSINE = "weights/cosine.npy"
+DISTANCE = "weights/distance.npy"
+NORMS = "weights/norms.npy"
+DISAGREEMENT = "functions/disagreement.npy"
+AGREEMENT_WITH_FINAL = "functions/agreement_with_final.npy"
+TRAJECTORY_CSV = "trajectories/{method}.csv"  # method: tsne | pca
+ENSEMBLE_CURVES = "ensembles/curves.csv"
+RELIABILITY = "ensembles/reliability.json"
+WEIGHT_AVERAGE_PROBS = "ensembles/weight_average.npy"
+TRAINING_CURVES = "training/curves.csv"
+
+# subspace/
+SUBSPACE_PREDS = "preds/{method}/m{member:03d}.npy"
+SUBSPACE_PLANE = "plane.csv"
+SUBSPACE_CURVES = "curves.csv"
+SUBSPACE_TSNE = "tsne_{method}.csv"
+SUBSPACE_CONFIG = "config.json"
+# the calibrated scale of one sampler around one member (cached beside its predictions)
+SUBSPACE_CALIBRATION = "preds/{method}/m{member:03d}.calibration.json"
+
+# landscape/
+LANDSCAPE_PATHS = "paths.csv"
+PLANE_ANCHORS = "anchors.json"
+PLANE_TRAJECTORIES = "trajectories.csv"
+
+# shift/
+SHIFT_PREDS = "preds/{key}/s{severity}/{family}.npy"
+SHIFT_METRICS = "metrics.csv"
+SHIFT_DIVERSITY = "diversity.csv"
+SHIFT_EXAMPLES = "examples.npy"  # [corruptions, 1 + 5 severities, ...] the report's strip
+SHIFT_LATE_FAMILY = "late_snapshots_member0"  # member 0's late snapshots (not the analysis')
+
+R = TypeVar("R", bound="Record")
+
+
+class Record:
+    """to_dict()/from_dict() for the summary dataclasses (nested records, lists of records).
+
+    A field's JSON key is its name, or `metadata["key"]` (for names Python reserves: "from").
+    """
+
+    def to_dict(self) -> dict[str, Any]:
+        return {_key(f): _dump(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+    def __getitem__(self, key: str) -> Any:
+        """Read-only `summary["key"]` access, for callers written against the old dicts."""
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            if _key(f) == key:
+                return getattr(self, f.name)
+        raise KeyError(key)
+
+    @classmethod
+    def from_dict(cls: type[R], data: dict[str, Any]) -> R:
+        hints = typing.get_type_hints(cls)
+        kwargs = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if _key(f) in data:
+                kwargs[f.name] = _load(hints[f.name], data[_key(f)])
+        return cls(**kwargs)
+
+
+def _key(f: dataclasses.Field[Any]) -> str:
+    return str(f.metadata.get("key", f.name))
+
+
+def _dump(value: Any) -> Any:
+    if isinstance(value, Record):
+        return value.to_dict()
+    if isinstance(value, list):
+        return [_dump(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _dump(v) for k, v in value.items()}
+    return value
+
+
+def _load(hint: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _load(inner[0], value) if len(inner) == 1 else value
+    if origin is list:
+        (item,) = typing.get_args(hint) or (Any,)
+        return [_load(item, v) for v in value]
+    if origin is dict and len(typing.get_args(hint)) == 2:
+        item = typing.get_args(hint)[1]
+        return {k: _load(item, v) for k, v in value.items()}
+    if isinstance(hint, type) and issubclass(hint, Record):
+        return hint.from_dict(value)
+    return value
+
+
+Metrics = dict[str, float]  # accuracy, nll, brier, ece
+
+
+# ---- analysis ---------------------------------------------------------------------------------
+@dataclass
+class Disagreement(Record):
+    across_members_mean: float
+    across_members_min: float
+    late_within_mean: float
+    late_within_per_member: list[float]
+    late_window: int  # snapshots in the late window after clamping
+
+
+@dataclass
+class Cosine(Record):
+    across_members_mean: float
+    across_members_max: float
+    consecutive_late_min_per_member: list[float]
+
+
+@dataclass
+class AnalysisJS(Record):
+    members: float
+    late_snapshots_mean: float  # mean over members of each trajectory's late window
+
+
+@dataclass
+class AnalysisSummary(Record):
+    run: str
+    split: str
+    n_examples: int
+    single: Metrics
+    single_per_member: list[Metrics]
+    ensemble: dict[str, Metrics]  # deep, deep_k, snapshot_k, weight_average
+    ensemble_size_compared: int
+    disagreement: Disagreement
+    cosine: Cosine
+    js_diversity: AnalysisJS
+    config: dict[str, Any]
+    members: list[int]
+    epochs: list[int]
+    parameters: dict[str, Any]  # selection, count
+    embeddings: dict[str, dict[str, Any]]  # method -> settings
+    weight_average: dict[str, Any]  # epochs_averaged, batchnorm
+    timings_s: dict[str, float]
+    files: dict[str, str]
+    warnings: list[str] = field(default_factory=list)
+
+
+# ---- subspace ---------------------------------------------------------------------------------
+@dataclass
+class CalibrationRecord(Record):
+    """`analysis.calibration.Calibration` of one sampler around one member."""
+
+    method: str
+    member: int
+    scale: float  # the sampler's full scale: samples draw t·scale, t ~ U(0,1)
+    reference_accuracy: float  # on the calibration examples (training data), not test
+    centre_accuracy: float
+    target_accuracy: float
+    probe_accuracy: float
+    n_evaluations: int
+    reached: bool
+    # fresh samples at `scale` (subspace.calibration_check): what the drop is beyond the probes
+    check_accuracies: list[float] = field(default_factory=list)
+
+
+@dataclass
+class ReferenceSweepRecord(Record):
+    """`analysis.plane.ReferenceSweep`: every member as reference, one normalisation."""
+
+    normalisation: str  # "sample": D / own error (the notebook's); "reference": D / ref's error
+    tol: float
+    reference_acc: list[float]
+    pairs: list[list[float]]  # [reference][member], NaN (null) on the diagonal
+    per_reference: list[float]
+    mean: float | None  # over references of each one's mean over the other members (None: NaN)
+    std: float | None  # population std over references
+    sample_best: list[float] = field(default_factory=list)
+    sample_mean: float | None = None
+    sample_std: float | None = None
+
+
+@dataclass
+class SubspaceSummary(Record):
+    config: dict[str, Any]  # the SubspaceConfig the cached samples were drawn with
+    members: list[int]
+    reference: int
+    reference_accuracy: float
+    batchnorm: str
+    plane: dict[str, dict[str, Any]]  # method -> PlaneSummary fields
+    reference_curves: dict[str, list[float]] | None
+    js_diversity: dict[str, float]  # independent_members, late_snapshots, <method>
+    tsne: dict[str, dict[str, Any]]
+    files: dict[str, str]
+    late_window: int = LATE_WINDOW
+    weight_average: dict[str, Any] = field(default_factory=dict)  # window, source
+    warnings: list[str] = field(default_factory=list)
+    mode: str = "calibrated"  # SubspaceConfig.mode: "paper" | "calibrated"
+    # calibrated mode: one record per (method, member); empty in paper mode
+    calibration: list[CalibrationRecord] = field(default_factory=list)
+    calibration_data: str = ""  # which examples the calibration accuracies were measured on
+    # the plane with every member as reference (mean ± std over references): normalisation
+    # ("sample", "reference") -> "independent" (members only) or a method (with its samples)
+    every_reference: dict[str, dict[str, ReferenceSweepRecord]] = field(default_factory=dict)
+    normalisation: str = "sample"  # the one the report leads with (the notebook's)
+    elapsed_s: float | None = None  # wall time of the call that wrote this summary
+
+    def scale(self, method: str, member: int) -> float | None:
+        """The calibrated scale of `method` around `member` (None: the config's scale)."""
+        for c in self.calibration:
+            if c.method == method and c.member == member:
+                return c.scale
+        return None
+
+
+# ---- landscape --------------------------------------------------------------------------------
+@dataclass
+class PlaneEntry(Record):
+    name: str
+    anchors: list[str]
+    dir: str
+    resolution: int
+    bn_policy: str
+
+
+@dataclass
+class PathEntry(Record):
+    name: str
+    from_: str = field(metadata={"key": "from"})
+    to: str
+    kind: str  # "across members" | "within trajectory" | "aligned"
+    error_barrier: float
+    loss_barrier: float
+    endpoint_error: list[float]
+    bn_policy: str
+
+
+@dataclass
+class LandscapeSummary(Record):
+    config: dict[str, Any]
+    members: list[int]
+    num_examples: int
+    planes: list[PlaneEntry]
+    paths: list[PathEntry]
+    alignment: dict[str, Any] | None
+    files: dict[str, str]
+    warnings: list[str] = field(default_factory=list)
+    elapsed_s: float | None = None  # wall time of the call that wrote this summary
+
+
+# ---- shift ------------------------------------------------------------------------------------
+@dataclass
+class BySeverity(Record):
+    severities: list[int]
+    metrics: dict[str, dict[str, list[float]]]  # family(_size) -> metric -> [per severity]
+    js: dict[str, list[float]]  # family -> [per severity]
+
+
+@dataclass
+class ShiftSummary(Record):
+    config: dict[str, Any]
+    corruptions: list[str]
+    members: list[int]
+    families: dict[str, int]
+    source: str
+    by_severity: BySeverity
+    files: dict[str, str]
+    late_window: int = LATE_WINDOW
+    example_corruptions: list[str] = field(default_factory=list)  # rows of SHIFT_EXAMPLES
+    warnings: list[str] = field(default_factory=list)
+    # [corruption, severity] pairs that left the inputs unchanged: in no average
+    no_ops: list[list[Any]] = field(default_factory=list)
+    elapsed_s: float | None = None  # wall time of the call that wrote this summary
+
+
+# swag/ (`modescape swag`)
+SWAG_PREDS = "preds/{method}/m{member:03d}/probs.npy"
+SWAG_CURVES = "curves.csv"
+SWAG_SAMPLES = "samples.csv"
+SWAG_PLANE = "plane.csv"
+SWAG_TSNE = "tsne.csv"
+
+
+@dataclass
+class SwagSummary(Record):
+    """`modescape swag` (summary.json). `table`: one row per method, {method, members, forwards
+    (test-set forward passes), collect_epochs (collection-phase epochs, all members), accuracy,
+    nll, brier, ece}; `collection`: iterates per member and the collection phase's settings;
+    `plane`: member 0's reference accuracy and the plane's reference curves (or None)."""
+
+    config: dict[str, Any]
+    members: list[int]
+    table: list[dict[str, Any]]
+    collection: dict[str, Any]
+    batchnorm: str
+    skipped: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+    tsne: dict[str, Any] = field(default_factory=dict)
+    plane: dict[str, Any] = field(default_factory=dict)
+    elapsed_s: float | None = None

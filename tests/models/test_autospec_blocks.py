@@ -1,0 +1,159 @@
+"""The automatic spec on the blocks of ConvNeXt, MobileNet (depthwise and grouped convs),
+DenseNet (concatenation) and ViT (attention, token concatenation, position embedding), built
+in plain torch as timm builds them: alignment keeps the function (max |Δp| <= 1e-4, checked by
+`align_verified` on a probe batch) and permutes the units it can."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from modescape.models.alignment import align_verified
+
+
+class ConvNeXtBlock(nn.Module):
+    """timm's ConvNeXt block (conv_mlp=False): depthwise 7x7, channels-last LayerNorm, MLP,
+    layer scale gamma, residual."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.dwconv = nn.Conv2d(c, c, 7, padding=3, groups=c)
+        self.norm = nn.LayerNorm(c)
+        self.pwconv1, self.pwconv2 = nn.Linear(c, 4 * c), nn.Linear(4 * c, c)
+        self.gamma = nn.Parameter(torch.rand(c) + 0.5)
+
+    def forward(self, x):
+        y = self.dwconv(x).permute(0, 2, 3, 1)
+        y = self.pwconv2(F.gelu(self.pwconv1(self.norm(y)))) * self.gamma
+        return x + y.permute(0, 3, 1, 2)
+
+
+class ConvNeXtish(nn.Module):
+    def __init__(self, c: int = 8, classes: int = 5):
+        super().__init__()
+        self.stem = nn.Conv2d(3, c, 2, stride=2)
+        self.blocks = nn.Sequential(ConvNeXtBlock(c), ConvNeXtBlock(c))
+        self.norm, self.head = nn.LayerNorm(c), nn.Linear(c, classes)
+
+    def forward(self, x):
+        return self.head(self.norm(self.blocks(self.stem(x)).mean((2, 3))))
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2: expand 1x1, depthwise 3x3, project 1x1, residual."""
+
+    def __init__(self, c: int, expand: int = 4):
+        super().__init__()
+        h = c * expand
+        self.expand, self.bn1 = nn.Conv2d(c, h, 1, bias=False), nn.BatchNorm2d(h)
+        self.dw, self.bn2 = nn.Conv2d(h, h, 3, padding=1, groups=h, bias=False), nn.BatchNorm2d(h)
+        self.project, self.bn3 = nn.Conv2d(h, c, 1, bias=False), nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        y = F.relu6(self.bn1(self.expand(x)))
+        y = F.relu6(self.bn2(self.dw(y)))
+        return x + self.bn3(self.project(y))
+
+
+class MobileNetish(nn.Module):
+    def __init__(self, c: int = 8, classes: int = 5):
+        super().__init__()
+        self.stem, self.bn = nn.Conv2d(3, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+        self.blocks = nn.Sequential(InvertedResidual(c), InvertedResidual(c))
+        self.grouped = nn.Conv2d(c, 2 * c, 3, padding=1, groups=2)  # RegNet-style group conv
+        self.head = nn.Linear(2 * c, classes)
+
+    def forward(self, x):
+        y = self.blocks(F.relu6(self.bn(self.stem(x))))
+        return self.head(F.relu(self.grouped(y)).mean((2, 3)))
+
+
+class DenseLayer(nn.Module):
+    def __init__(self, c: int, growth: int = 4):
+        super().__init__()
+        self.bn1, self.conv1 = nn.BatchNorm2d(c), nn.Conv2d(c, 4 * growth, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(4 * growth)
+        self.conv2 = nn.Conv2d(4 * growth, growth, 3, padding=1, bias=False)
+
+    def forward(self, x):
+        y = self.conv2(F.relu(self.bn2(self.conv1(F.relu(self.bn1(x))))))
+        return torch.cat([x, y], 1)
+
+
+class DenseNetish(nn.Module):
+    def __init__(self, classes: int = 5):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.dense = nn.Sequential(DenseLayer(8), DenseLayer(12))
+        self.bn, self.head = nn.BatchNorm2d(16), nn.Linear(16, classes)
+
+    def forward(self, x):
+        return self.head(F.relu(self.bn(self.dense(self.stem(x)))).mean((2, 3)))
+
+
+class ViTBlock(nn.Module):
+    def __init__(self, e: int, heads: int = 2):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(e), nn.LayerNorm(e)
+        self.attn = nn.MultiheadAttention(e, heads, batch_first=True)
+        self.fc1, self.fc2 = nn.Linear(e, 2 * e), nn.Linear(2 * e, e)
+
+    def forward(self, x):
+        y = self.norm1(x)
+        x = x + self.attn(y, y, y, need_weights=False)[0]
+        return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
+
+
+class ViTish(nn.Module):
+    def __init__(self, e: int = 16, classes: int = 5, patch: int = 4, size: int = 8):
+        super().__init__()
+        self.patch = nn.Conv2d(3, e, patch, stride=patch)
+        self.cls = nn.Parameter(torch.randn(1, 1, e) * 0.1)
+        self.pos = nn.Parameter(torch.randn(1, (size // patch) ** 2 + 1, e) * 0.1)
+        self.blocks = nn.Sequential(ViTBlock(e), ViTBlock(e))
+        self.norm, self.head = nn.LayerNorm(e), nn.Linear(e, classes)
+
+    def forward(self, x):
+        x = self.patch(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1) + self.pos
+        return self.head(self.norm(self.blocks(x))[:, 0])
+
+
+def _pair(cls: type[nn.Module]) -> tuple[nn.Module, dict, dict]:
+    """Two independently initialised members, BatchNorm statistics randomised so that a wrong
+    permutation of them would change the function."""
+    states = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        m = cls()
+        for mod in m.modules():
+            if isinstance(mod, nn.BatchNorm2d):
+                mod.running_mean.uniform_(-1, 1)
+                mod.running_var.uniform_(0.5, 2)
+        states.append({k: v.clone() for k, v in m.state_dict().items()})
+    return m, states[0], states[1]
+
+
+@pytest.mark.parametrize(
+    ("cls", "permuted"),
+    [
+        (ConvNeXtish, ["blocks.0.pwconv1.weight", "blocks.0.dwconv.weight", "blocks.0.gamma"]),
+        (MobileNetish, ["blocks.0.expand.weight", "blocks.0.dw.weight", "blocks.1.bn2.weight"]),
+        (DenseNetish, ["dense.0.conv1.weight", "dense.1.bn2.running_mean"]),
+        (ViTish, ["blocks.0.fc1.weight", "blocks.1.fc2.weight"]),
+    ],
+)
+def test_blocks_align_and_keep_the_function(cls, permuted):
+    model, a, b = _pair(cls)
+    probe = torch.randn(16, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    result = align_verified(a, b, model=model, probe=probe, spec="auto")
+    assert result.max_abs_prob_diff <= 1e-4
+    for key in permuted:  # the units the spec can permute are permuted ...
+        assert any(p is not None for p in result.spec.axes[key]), key
+    # ... and the matching moved something: member b's units were not already in a's order
+    moved = [
+        p for p, perm in result.perms.items() if not torch.equal(perm, torch.arange(len(perm)))
+    ]
+    assert moved

@@ -1,0 +1,37 @@
+"""The instability section shows what the study wrote: one row per spawn point plus the two
+references, the figure with its chart, the trajectories when written, the study's reading."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from modescape.analysis.instability import PairLevel
+from modescape.report.sections.spawn import instability_section_from
+from modescape.studies.spawn_measures import InstabilitySummary, PointLevel
+
+
+def _level(barrier: float, dis: float) -> PairLevel:
+    return PairLevel(barrier, barrier, barrier / 2, dis, dis / 10, 0.9, 1.0, (0.8, 0.7), 1)
+
+
+def test_section_rows_figures_and_reading():
+    s = InstabilitySummary(
+        parent="/runs/p", member=0, children=2,
+        points=[PointLevel(0.0, 0, 0, _level(0.2, 0.3)), PointLevel(2.0, 2, 0, _level(0.01, 0.05))],
+        within=_level(0.0, 0.02), across=None, within_epochs=[3, 5], across_members=[],
+        onset=2.0, reading="The barrier first falls below 2% at epoch 2 (stable).",
+        bn_policy="none", settings={"threshold": 0.02, "embed": "pca"},
+    )  # fmt: skip
+    index = np.array([(-1, 0, e) for e in range(3)] + [(0, c, e) for c in (0, 1) for e in (1, 2)])
+    coords = np.random.default_rng(0).normal(size=(len(index), 2))
+    sec = instability_section_from(s, coords, index)
+    assert sec.reading[0] == s.reading
+    assert [p.name for p in sec.figures] == ["instability", "spawn_trajectories"]
+    table = sec.figures[0].data
+    assert [r[0] for r in table.rows] == ["spawn 0", "spawn 2", "within a trajectory"]
+    col = table.header.index("error_barrier")
+    assert [r[col] for r in table.rows] == [0.2, 0.01, 0.0]
+    chart = sec.figures[0].chart
+    assert [x.name for x in chart.series] == ["children (error barrier %)", "within a trajectory"]
+    assert chart.series[0].y == [20.0, 1.0]
+    assert instability_section_from(s).figures[-1].name == "instability"  # no embedding: no plot
