@@ -354,6 +354,28 @@ def swag_cost(
     return Stage("swag", seconds * rates.forward, work)
 
 
+def connect_cost(
+    config: RunConfig, shape: DataShape, rates: Rates, chosen: Mapping[str, Any]
+) -> Stage:
+    """`modescape connect`: the curve's training steps (a forward and backward at θ(t), priced
+    as a member's step), the curve and the line at every t (test + training examples), the
+    plane, and FGE's epochs and snapshots."""
+    cc = chosen["connect"]
+    steps = math.ceil(shape.n_train / (cc.batch_size or config.train.batch_size))
+    n = min(cc.max_examples, shape.n_test)
+    scored = n + (min(cc.train_examples, shape.n_train) or shape.n_train)
+    bn = _bn_forwards(shape)
+    forwards = 2 * cc.points * (scored + bn) + cc.plane_resolution**2 * (n + bn)
+    fge_epochs = cc.fge_cycles * cc.fge_cycle_epochs
+    seconds = (cc.epochs + fge_epochs) * steps * rates.train_step
+    seconds += (forwards + cc.fge_cycles * n) * rates.forward
+    work = (
+        f"{cc.epochs} curve epochs x {steps} steps, 2 x {cc.points} points on {scored}, "
+        f"a {cc.plane_resolution}x{cc.plane_resolution} plane, {fge_epochs} FGE epochs"
+    )
+    return Stage("connect", seconds, work)
+
+
 def landscape_cost(
     config: RunConfig, shape: DataShape, rates: Rates, chosen: Mapping[str, Any]
 ) -> Stage:

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from modescape.report.base import ReportContext
-from modescape.report.connect_section import connect_reading, connect_section
+from modescape.report.sections.connect import connect_reading, connect_section
 from modescape.store.run import load_run
 from modescape.studies.connect import ConnectConfig, fit_curve
 

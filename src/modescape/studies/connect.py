@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from modescape.analysis.functionspace import agreement_with, normalized_diversit
 from modescape.analysis.landscape import PlaneOptions
 from modescape.analysis.metrics import METRICS, evaluate
 from modescape.errors import ModescapeError
+from modescape.registry import Flag
 from modescape.seeding import derive_seed
 from modescape.store import schema as S
 from modescape.store.files import (
@@ -58,7 +59,8 @@ from modescape.studies.context import ResultWriter, RunContext, open_context
 
 logger = logging.getLogger(__name__)
 
-CONNECT = "connect"
+CONNECT = S.CONNECT
+ConnectSummary = S.ConnectSummary
 _END = re.compile(r"^m(\d+)(?:@e(\d+))?$")
 
 
@@ -128,31 +130,6 @@ def parse_pair(text: str) -> tuple[str, str]:
     if len(names) != 2:
         raise ModescapeError(f"--pair needs two members, e.g. m0,m1; got {text!r}")
     return names  # type: ignore[return-value]
-
-
-@dataclass
-class ConnectSummary(S.Record):
-    """`<run>/connect/summary.json`: the curve against the straight line, ensembles, FGE."""
-
-    config: dict[str, Any]
-    pair: list[str]
-    curve_folder: str  # relative to the run
-    bn_policy: str
-    num_examples: int
-    error_barrier: float
-    loss_barrier: float
-    line_error_barrier: float
-    line_loss_barrier: float
-    length: float
-    line_length: float
-    midpoint: dict[str, float]
-    stats: dict[str, dict[str, float]]
-    line_stats: dict[str, dict[str, float]]
-    plane: dict[str, Any] | None = None
-    ensembles: dict[str, Any] = field(default_factory=dict)
-    epochs_trained: list[dict[str, float]] = field(default_factory=list)
-    files: dict[str, str] = field(default_factory=dict)
-    elapsed_s: float = 0.0
 
 
 def _end_state(ctx: RunContext, name: str, members: list[int]) -> dict[str, torch.Tensor]:
@@ -394,6 +371,62 @@ def _ensembles(ctx, config, model, end0, prof, x, y, x_train, y_train, out) -> d
         result["fge"] = {"snapshots": len(snaps), "config": asdict(config.fge)}
     out.csv("ensembles.csv", ["kind", "size", *METRICS], rows)
     return result
+
+
+def pipeline_settings(config: Any) -> ConnectConfig:
+    """What `modescape run` uses: on 1-D signals (the embedded MNIST-1D demo) a curve trained
+    in seconds (8 epochs of Garipov's recipe at lr 0.05, a 11×11 plane, two one-epoch FGE
+    cycles); on images the full settings, priced by `--budget` first (`estimate.connect_cost`)."""
+    if config.data.name == "mnist1d":
+        return ConnectConfig(epochs=8, lr=0.05, train_examples=1000, plane_resolution=11,
+                             fge_cycles=2, fge_cycle_epochs=1)  # fmt: skip
+    return ConnectConfig()
+
+
+def applies(config: Any) -> bool:
+    """`modescape run` connects two members, so it runs the study when the run has two."""
+    return int(config.members) >= 2
+
+
+def outcome(summary: S.ConnectSummary, run: Path) -> list[str]:
+    """What `modescape connect` prints when done."""
+    m = summary.midpoint
+    return [
+        f"curve {'-'.join(summary.pair)}: test-error barrier {summary.error_barrier:.3f} "
+        f"(straight line {summary.line_error_barrier:.3f})",
+        f"midpoint disagrees with the ends on {m['disagreement_end0']:.3f} / "
+        f"{m['disagreement_end1']:.3f} (ends with each other {m['ends_disagreement']:.3f})",
+        f"results in {run / S.CONNECT}",
+    ]
+
+
+CLI_FLAGS = {
+    "pair": Flag(
+        "--pair",
+        "the curve's two ends, m<i> or m<i>@e<epoch>",
+        parse=parse_pair,
+        metavar="A,B",
+        default="m0,m1",
+    ),
+    "shape": Flag(help="bezier (Garipov's) or polychain"),
+    "bends": Flag(help="bends including the two fixed ends (>= 3; Garipov: 3)"),
+    "epochs": Flag(help="epochs of curve training"),
+    "recipe": Flag(help="garipov (SGD, lr annealed to 1%%) or run (the run's optimiser)"),
+    "lr": Flag(help="the garipov recipe's learning rate"),
+    "points": Flag(help="values of t evaluated (Garipov: 61)"),
+    "max_examples": Flag("--max-examples", "test examples per point"),
+    "train_examples": Flag("--train-examples", "training examples scored per point (0: all)"),
+    "plane_resolution": Flag("--plane", "grid values per axis of the curve's plane (0: none)"),
+    "fge_cycles": Flag("--fge-cycles", "FGE snapshots (0: no FGE)"),
+    "fge_cycle_epochs": Flag("--fge-cycle-epochs", "epochs per FGE cycle (Garipov: 2-4)"),
+    "fge_lr1": Flag("--fge-lr1", "FGE's largest learning rate"),
+    "fge_lr2": Flag("--fge-lr2", "FGE's smallest learning rate (a snapshot there)"),
+    "weight_decay": Flag("--weight-decay", "L2 on θ(t) (Garipov's regulariser; the paper: 0)"),
+    "batch_size": Flag("--batch-size", "curve minibatch (0: the run's)"),
+    "bn_batches": Flag("--bn-batches", "training batches per BatchNorm recomputation"),
+    "bn_batch_size": Flag("--bn-batch-size", "examples per BatchNorm recomputation batch"),
+    "ensemble_size": Flag("--ensemble-size", "largest ensemble of points along the curve"),
+}
 
 
 def connect_config(**overrides: Any) -> ConnectConfig:

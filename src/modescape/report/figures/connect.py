@@ -11,21 +11,17 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from modescape.report.figures import DPI, LABEL, SMALL, TITLE, grid_axes
+from modescape.report.figures.analysis import LABEL, SMALL, TITLE, grid_axes, new_figure
 
 CURVE, LINE = "#1f3b73", "#d95f02"
 END_COLORS = ("#1b9e77", "#7570b3")
-
-
-def new_figure(width: float, height: float) -> Figure:
-    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-
-
 FAMILY_COLORS = {
     "deep ensemble": "#1f3b73",
     "snapshot ensemble": "#d95f02",
     "curve ensemble": "#1b9e77",
     "FGE": "#e7298a",
+    "curve points": "#1b9e77",
+    "independent members": "#1f3b73",
 }
 
 

@@ -11,11 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from modescape.report import connect_figures as figs
 from modescape.report import references
 from modescape.report.base import Plot, ReportContext, Section, StudyResults, Table
+from modescape.report.figures import connect as figs
+from modescape.store import schema as S
 
-CONNECT = "connect"
+CONNECT = S.CONNECT
 PROFILE_COLUMNS = ("t", "test_error", "train_loss", "agreement_end0", "agreement_end1")
 
 
@@ -149,7 +150,7 @@ def connect_section(ctx: ReportContext) -> Section | None:
     res = ctx.study(CONNECT)
     if res is None:
         return None
-    s = res.json("summary.json")
+    s = res.summary.to_dict()
     best: dict[str, float] = {}
     plots = [_profile_plot(res, s)]
     if s.get("plane") and res.has("plane/curve.csv"):
