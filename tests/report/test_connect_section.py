@@ -71,3 +71,17 @@ def test_reading_follows_the_numbers_not_the_paper():
 
 def test_no_section_without_results(analysed):
     assert connect_section(ReportContext(load_run(analysed))) is None
+
+
+def test_compare_overlays_curve_profiles(connected, analysed, tmp_path):
+    import json
+
+    from modescape.report.compare import compare_runs
+
+    out = compare_runs([connected, analysed], tmp_path / "cmp")
+    data = json.loads((out.parent / "data.json").read_text())
+    figs = {f["name"]: f for f in data["figures"]}
+    assert {"connect_test_error", "connect_agreement_end0"} <= set(figs)
+    rows = figs["connect_test_error"]["rows"]
+    assert len(rows) == SMALL.points  # only the run with a curve
+    assert rows[0][1] == 0.0 and rows[-1][1] == 1.0

@@ -375,11 +375,11 @@ def _ensembles(ctx, config, model, end0, prof, x, y, x_train, y_train, out) -> d
 
 def pipeline_settings(config: Any) -> ConnectConfig:
     """What `modescape run` uses: on 1-D signals (the embedded MNIST-1D demo) a curve trained
-    in seconds (8 epochs of Garipov's recipe at lr 0.05, a 11×11 plane, two one-epoch FGE
+    in seconds (6 epochs of Garipov's recipe at lr 0.05, a 9×9 plane, two one-epoch FGE
     cycles); on images the full settings, priced by `--budget` first (`estimate.connect_cost`)."""
     if config.data.name == "mnist1d":
-        return ConnectConfig(epochs=8, lr=0.05, train_examples=1000, plane_resolution=11,
-                             fge_cycles=2, fge_cycle_epochs=1)  # fmt: skip
+        return ConnectConfig(epochs=6, lr=0.05, train_examples=500, max_examples=1000,
+                             plane_resolution=9, fge_cycles=2, fge_cycle_epochs=1)  # fmt: skip
     return ConnectConfig()
 
 
