@@ -337,11 +337,6 @@ def _words(text: str) -> list[str]:
     return re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text) if len(text) < 200 else []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue #22 milestone 2: training.trainer -> training.spawn "
-    "(ChildTrainer for spawned runs) -> training.trainer",
-)
 def test_no_import_cycles():
     assert cycles() == []
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from modescape import __version__
-from modescape.cli_flags import nonempty
+from modescape.cli_flags import nonempty, slurm_config
 from modescape.cli_readers import build_reader_parsers
 from modescape.cli_studies import build_study_parsers
 from modescape.config import (
@@ -149,26 +149,6 @@ def _config_for_run(args: argparse.Namespace, fallback_out: Path | None = None) 
 # ---- train and run ----------------------------------------------------------------------------
 
 
-def _slurm_config(args: argparse.Namespace) -> Any:
-    from modescape.training.launch import SlurmConfig
-
-    extra = {}
-    for item in args.slurm_option:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ModescapeError(f"--slurm-option expects KEY=VALUE, got {item!r}")
-        extra[key] = value
-    return SlurmConfig(
-        partition=args.partition,
-        time=args.time,
-        cpus_per_task=args.cpus_per_task,
-        gpus_per_node=args.gpus_per_node,
-        mem_gb=args.mem_gb,
-        array_parallelism=args.max_running,
-        extra=extra,
-    )
-
-
 def _select_members(args: argparse.Namespace, n: int) -> list[int] | None:
     if args.member is not None and args.shard:
         raise ModescapeError("use either --member or --shard, not both")
@@ -204,7 +184,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         workers=args.workers,
         device=args.device,
         retries=args.retries,
-        slurm=_slurm_config(args) if args.executor == Executor.SLURM else None,
+        slurm=slurm_config(args) if args.executor == Executor.SLURM else None,
         progress=args.verbosity >= 0,
         track=_tracking(args),
     )
