@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 
 from modescape import __version__
 from modescape.cli_flags import nonempty
+from modescape.cli_launch import check_launch_flags, slurm_config
 from modescape.cli_readers import build_reader_parsers
 from modescape.cli_studies import build_study_parsers
 from modescape.config import (
@@ -26,7 +27,6 @@ from modescape.config import (
     RANGES,
     SLURM_RANGES,
     RunConfig,
-    check_range,
     load_config,
     preset,
 )
@@ -149,26 +149,6 @@ def _config_for_run(args: argparse.Namespace, fallback_out: Path | None = None) 
 # ---- train and run ----------------------------------------------------------------------------
 
 
-def _slurm_config(args: argparse.Namespace) -> Any:
-    from modescape.training.launch import SlurmConfig
-
-    extra = {}
-    for item in args.slurm_option:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ModescapeError(f"--slurm-option expects KEY=VALUE, got {item!r}")
-        extra[key] = value
-    return SlurmConfig(
-        partition=args.partition,
-        time=args.time,
-        cpus_per_task=args.cpus_per_task,
-        gpus_per_node=args.gpus_per_node,
-        mem_gb=args.mem_gb,
-        array_parallelism=args.max_running,
-        extra=extra,
-    )
-
-
 def _select_members(args: argparse.Namespace, n: int) -> list[int] | None:
     if args.member is not None and args.shard:
         raise ModescapeError("use either --member or --shard, not both")
@@ -183,16 +163,10 @@ def _select_members(args: argparse.Namespace, n: int) -> list[int] | None:
     return None
 
 
-def _check_launch_flags(args: argparse.Namespace) -> None:
-    """Named by their flags here; `train_run` checks them again for library callers."""
-    for name, allowed in LAUNCH_RANGES.items():
-        check_range(f"--{name}", getattr(args, name), allowed)
-
-
 def cmd_train(args: argparse.Namespace) -> None:
     from modescape.pipeline import train_run
 
-    _check_launch_flags(args)
+    check_launch_flags(args)
     cfg = _config_for_run(args)
     out = Path(args.out) if args.out else default_out(cfg)
     members = _select_members(args, cfg.members)
@@ -204,7 +178,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         workers=args.workers,
         device=args.device,
         retries=args.retries,
-        slurm=_slurm_config(args) if args.executor == Executor.SLURM else None,
+        slurm=slurm_config(args) if args.executor == Executor.SLURM else None,
         progress=args.verbosity >= 0,
         track=_tracking(args),
     )
@@ -221,7 +195,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_run(args: argparse.Namespace) -> None:
     from modescape.pipeline import run_pipeline
 
-    _check_launch_flags(args)
+    check_launch_flags(args)
     out = Path(args.out) if args.out else Path("runs/demo")
     cfg = _config_for_run(args, out)
     if args.budget:

@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from modescape.cli_flags import Flag
+from modescape.registry import Flag
 
 HELP = "spawn children from a member part-way through training and measure their instability"
 # InstabilityConfig fields whose flag needs more words than the field's name
@@ -21,14 +21,14 @@ SPAWN_FLAGS = {
 
 
 def cmd_spawn(args: argparse.Namespace) -> None:
-    from modescape.cli import _check_launch_flags, _slurm_config
     from modescape.cli_flags import config_from_args
+    from modescape.cli_launch import check_launch_flags, slurm_config
     from modescape.options import Executor
     from modescape.spawning import estimate_spawn, spawn_lines, spawn_run
     from modescape.studies.spawn_measures import InstabilityConfig
     from modescape.training.spawn import parse_at, plan_spawn
 
-    _check_launch_flags(args)
+    check_launch_flags(args)
     measures = config_from_args(InstabilityConfig, args, SPAWN_FLAGS)
     at = parse_at(args.at)
     if args.budget:
@@ -39,7 +39,7 @@ def cmd_spawn(args: argparse.Namespace) -> None:
         args.run, args.out, member=args.member, at=at, children=args.children, seed=args.seed,
         measures=measures, executor=args.executor, workers=args.workers, device=args.device,
         retries=args.retries, shard=args.shard, exact=not args.approximate_replay,
-        slurm=_slurm_config(args) if args.executor == Executor.SLURM else None,
+        slurm=slurm_config(args) if args.executor == Executor.SLURM else None,
     )  # fmt: skip
     print(f"spawned {len(kids.members)} children in {kids.path}")
     if summary is not None:

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from modescape.analysis import weightspace
 from modescape.analysis.engine import batched, grouped
 from modescape.models.architectures import ARCHITECTURES, build_model, min_input_size
 
@@ -21,7 +22,7 @@ def _in_shape(arch, variant, ndim):
 
 def _points(model, k, seed=1, scale=0.05):
     g = torch.Generator().manual_seed(seed)
-    base = batched.flatten_params(model.state_dict(), batched.param_names(model))
+    base = weightspace.flatten_params(model.state_dict(), weightspace.param_names(model))
     return base + scale * torch.randn(k, base.numel(), generator=g)
 
 
@@ -34,7 +35,8 @@ def _random_buffers(model, k, seed=2):
     g = torch.Generator().manual_seed(seed)
     parts = []
     for name, shape in zip(
-        batched.buffer_names(model), batched.shapes_of(model, batched.buffer_names(model))
+        weightspace.buffer_names(model),
+        weightspace.shapes_of(model, weightspace.buffer_names(model)),
     ):
         r = 0.1 * torch.rand(k, shape.numel(), generator=g)
         parts.append(r + 0.9 if name.endswith("running_var") else r - 0.05)
@@ -44,14 +46,14 @@ def _random_buffers(model, k, seed=2):
 def _direct(model, flat, x, buffers=None):
     """Reference: each point loaded into a copy of the model (and its buffers), eval mode."""
     net = copy.deepcopy(model).eval()
-    names = batched.buffer_names(model)
-    shapes = batched.shapes_of(model, names)
+    names = weightspace.buffer_names(model)
+    shapes = weightspace.shapes_of(model, names)
     out = []
     for k, w in enumerate(flat):
         torch.nn.utils.vector_to_parameters(w, net.parameters())
         if buffers is not None:
             state = dict(net.named_buffers())
-            for n, b in batched.unflatten(buffers[k], names, shapes).items():
+            for n, b in weightspace.unflatten(buffers[k], names, shapes).items():
                 state[n].copy_(b)
         with torch.no_grad():
             out.append(net(x))
@@ -199,8 +201,10 @@ def test_first_conv_without_bias_and_linear_without_bias():
     got = batched.evaluate_many(model, flat, x, output="logits", strategy="grouped", buffers=bufs)
     torch.testing.assert_close(got, _direct(model, flat, x, bufs), atol=1e-5, rtol=1e-5)
     # A hand-computed point: conv (no bias) -> BN(eval) -> ReLU -> linear.
-    p = batched.unflatten(
-        flat[0], batched.param_names(model), batched.shapes_of(model, batched.param_names(model))
+    p = weightspace.unflatten(
+        flat[0],
+        weightspace.param_names(model),
+        weightspace.shapes_of(model, weightspace.param_names(model)),
     )
     mean, var = bufs[0, :4], bufs[0, 4:]
     h = F.conv1d(x, p["0.weight"], padding=1)

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from modescape.analysis import weightspace
 from modescape.analysis.engine import batched
-from modescape.analysis.engine.batched import BN_POLICIES, Scores, StateDict
+from modescape.analysis.engine.batched import BN_POLICIES, Scores
 from modescape.analysis.engine.inputs import Inputs, inputs, inputs_and_labels
+from modescape.analysis.weightspace import StateDict
 from modescape.errors import choice_error
 
 log = logging.getLogger(__name__)
@@ -27,13 +29,15 @@ Anchor = Tensor | StateDict
 def flat_anchor(model: nn.Module, anchor: Anchor) -> tuple[Tensor, Tensor]:
     """(params[P], buffers[B]) of an anchor; a flat vector takes the template's buffers."""
     if isinstance(anchor, Tensor):
-        bnames = batched.buffer_names(model)
-        return anchor.detach().reshape(-1).float(), batched.flatten_params(
+        bnames = weightspace.buffer_names(model)
+        return anchor.detach().reshape(-1).float(), weightspace.flatten_params(
             model.state_dict(), bnames
         )
-    params, buffers = batched.as_flat(model, [anchor])
+    params, buffers = weightspace.as_flat(model, [anchor])
     if buffers is None:
-        buffers = batched.flatten_params(model.state_dict(), batched.buffer_names(model))[None]
+        buffers = weightspace.flatten_params(model.state_dict(), weightspace.buffer_names(model))[
+            None
+        ]
     return params[0], buffers[0]
 
 
