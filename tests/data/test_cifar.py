@@ -20,9 +20,9 @@ from conftest import CIFAR10_CLASSES
 from PIL import Image
 
 from modescape.data import cifar
-from modescape.data.cifar import find_source, read_source, safe_unpickle
+from modescape.data.cifar import read_source, safe_unpickle
 from modescape.data.datasets import load_dataset
-from modescape.data.sources import download_archive
+from modescape.data.sources import download_archive, find_source
 from modescape.errors import ModescapeError
 
 CLASSES10 = CIFAR10_CLASSES
