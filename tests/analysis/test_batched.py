@@ -7,7 +7,7 @@ from sklearn.metrics import accuracy_score, log_loss
 from torch import nn
 
 from modescape.analysis import weightspace
-from modescape.analysis.engine import batched
+from modescape.analysis.engine import batched, bn
 from modescape.errors import ModescapeError
 from modescape.models.architectures import build_model
 
@@ -136,7 +136,7 @@ def test_bn_recompute_matches_hand_formula():
     model(torch.randn(2, 3, 6, 6))
     flat = _points(model, 2, scale=0.3)
     train_x = torch.randn(50, 3, 6, 6)
-    bufs = batched.recompute_bn_buffers(model, flat, train_x, num_batches=3, batch_size=16)
+    bufs = bn.recompute_bn_buffers(model, flat, train_x, num_batches=3, batch_size=16)
     assert bufs.shape == (2, 8)
     for k in range(2):
         w, b = flat[k][: 4 * 27].view(4, 3, 3, 3), flat[k][4 * 27 : 4 * 28]
@@ -155,7 +155,7 @@ def test_bn_recompute_resnet_matches_manual_loop():
     model = _model((3, 8, 8), "resnet20")
     flat = _points(model, 2, scale=0.02)
     train_x, x = torch.randn(40, 3, 8, 8), torch.randn(10, 3, 8, 8)
-    bufs = batched.recompute_bn_buffers(model, flat, train_x, num_batches=2, batch_size=16)
+    bufs = bn.recompute_bn_buffers(model, flat, train_x, num_batches=2, batch_size=16)
     got = batched.evaluate_many(model, flat, x, buffers=bufs, output="logits")
     for k in range(2):  # the usual way, one point: reset, cumulative average, train-mode passes
         net = copy.deepcopy(model)

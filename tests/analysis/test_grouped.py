@@ -7,6 +7,7 @@ from torch import nn
 
 from modescape.analysis import weightspace
 from modescape.analysis.engine import batched, grouped
+from modescape.models import registry
 from modescape.models.architectures import ARCHITECTURES, build_model, min_input_size
 
 CASES = [
@@ -71,7 +72,7 @@ def test_grouped_matches_one_point_at_a_time(arch, variant, ndim):
     flat = _points(model, 3)
     kw = dict(output="logits", strategy="grouped", batch_size=4, chunk=2)
     buffer_cases = [None]
-    if batched.has_batchnorm(model):  # BN statistics given per point, too
+    if registry.has_batchnorm(model):  # BN statistics given per point, too
         buffer_cases.append(_random_buffers(model, 3))
     for bufs in buffer_cases:
         got = batched.evaluate_many(model, flat, x, buffers=bufs, **kw)

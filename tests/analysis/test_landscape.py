@@ -45,7 +45,7 @@ def test_plane_axes_orthonormal_and_reproduce_anchors():
         torch.testing.assert_close(o + a * u + b * v, point, atol=1e-6, rtol=0)
     assert coords[2, 1] > 0
     torch.testing.assert_close(
-        landscape.project_onto_plane(torch.stack([o, t1, t2]), o, u, v), coords.double()
+        geometry.project_onto_plane(torch.stack([o, t1, t2]), o, u, v), coords.double()
     )
     # A point off the plane projects to the coordinates of its foot.
     off = (
@@ -56,7 +56,7 @@ def test_plane_axes_orthonormal_and_reproduce_anchors():
         )[0][:, 2]
     )
     torch.testing.assert_close(
-        landscape.project_onto_plane(off[None], o, u, v)[0], coords[1].double(), atol=1e-9, rtol=0
+        geometry.project_onto_plane(off[None], o, u, v)[0], coords[1].double(), atol=1e-9, rtol=0
     )
 
 
@@ -76,7 +76,7 @@ def test_plane_grid_covers_anchors_with_margins_and_anchors_are_nodes():
     g = geometry.anchored_grid(coords, resolution=11, margin=0.1)
     a, b = g.a_values, g.b_values
     assert (a, b) == (a, b) and len(a) >= 11 and len(b) >= 11
-    assert torch.equal(torch.stack(landscape.plane_grid(coords, 11, 0.1)[0:1]), a[None])
+    assert torch.equal(torch.stack(geometry.plane_grid(coords, 11, 0.1)[0:1]), a[None])
     # margin 0.1 × span 5 = 0.5 at least, extended by whole nominal steps h = (span + 1)/10
     assert g.step == pytest.approx((0.6, 0.3))
     assert a[0] == pytest.approx(-1.6) and a[-1] == pytest.approx(4.6)
@@ -88,9 +88,9 @@ def test_plane_grid_covers_anchors_with_margins_and_anchors_are_nodes():
         row, col = g.anchor_index[k].tolist()
         assert (a[col].item(), b[row].item()) == tuple(coords[k].double().tolist())
     with pytest.raises(ModescapeError, match="resolution"):
-        landscape.plane_grid(coords, resolution=1)
+        geometry.plane_grid(coords, resolution=1)
     with pytest.raises(ModescapeError, match="margin"):
-        landscape.plane_grid(coords, margin=float("nan"))
+        geometry.plane_grid(coords, margin=float("nan"))
 
 
 @pytest.mark.parametrize("resolution", [2, 5, 21, 40])
