@@ -7,17 +7,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from modescape.registry import Flag
-
 HELP = "spawn children from a member part-way through training and measure their instability"
-# InstabilityConfig fields whose flag needs more words than the field's name
-SPAWN_FLAGS = {
-    "examples": Flag(help="test examples each point of a path is scored on"),
-    "alphas": Flag(help="evenly spaced points per linear path, ends included (Frankle: 30)"),
-    "late": Flag(help="within-trajectory reference: the final snapshot vs N epochs earlier"),
-    "across": Flag(help="other members of the parent run in the across-initialisation group"),
-    "threshold": Flag(help="error barrier below which a spawn point is stable (Frankle: 0.02)"),
-}
 
 
 def cmd_spawn(args: argparse.Namespace) -> None:
@@ -25,11 +15,11 @@ def cmd_spawn(args: argparse.Namespace) -> None:
     from modescape.cli_launch import check_launch_flags, slurm_config
     from modescape.options import Executor
     from modescape.spawning import estimate_spawn, spawn_lines, spawn_run
-    from modescape.studies.spawn_measures import InstabilityConfig
+    from modescape.studies.spawn_measures import CLI_FLAGS, InstabilityConfig
     from modescape.training.spawn import parse_at, plan_spawn
 
     check_launch_flags(args)
-    measures = config_from_args(InstabilityConfig, args, SPAWN_FLAGS)
+    measures = config_from_args(InstabilityConfig, args, CLI_FLAGS)
     at = parse_at(args.at)
     if args.budget:
         plan = plan_spawn(args.run, args.member, at, args.children, args.seed)
@@ -44,6 +34,7 @@ def cmd_spawn(args: argparse.Namespace) -> None:
     print(f"spawned {len(kids.members)} children in {kids.path}")
     if summary is not None:
         print(summary.reading)
+        print(f"report: {kids.path / 'report' / 'index.html'}")
 
 
 def build_spawn_parser(sub: Any, subparser: Callable[..., argparse.ArgumentParser]) -> None:
@@ -86,7 +77,7 @@ def build_spawn_parser(sub: Any, subparser: Callable[..., argparse.ArgumentParse
     g.add_argument("--mem-gb", type=float)
     g.add_argument("--max-running", type=int, default=64)
     g.add_argument("--slurm-option", action="append", default=[], metavar="KEY=VALUE")
-    from modescape.studies.spawn_measures import InstabilityConfig
+    from modescape.studies.spawn_measures import CLI_FLAGS, InstabilityConfig
 
-    add_dataclass_flags(p, InstabilityConfig, SPAWN_FLAGS)
+    add_dataclass_flags(p, InstabilityConfig, CLI_FLAGS)
     p.set_defaults(func=cmd_spawn)

@@ -354,6 +354,23 @@ def swag_cost(
     return Stage("swag", seconds * rates.forward, work)
 
 
+def instability_cost(
+    config: RunConfig, shape: DataShape, rates: Rates, chosen: Mapping[str, Any]
+) -> Stage:
+    """`modescape instability` on a spawn run of `config` (its members: the children; counted
+    as pairs of children, plus the two reference groups; `spawning.estimate_spawn` prices the
+    whole spawn with the spawn points it knows)."""
+    from modescape.analysis.instability import pairs
+
+    ic = chosen["instability"]
+    groups = len(pairs(config.members)) + 1 + len(pairs(1 + ic.across))  # at most
+    n = min(ic.examples, shape.n_test)
+    work = f"at most {groups} paths x {ic.alphas} points on {n}"
+    return Stage(
+        "instability", groups * ic.alphas * (n + _bn_forwards(shape)) * rates.forward, work
+    )
+
+
 def landscape_cost(
     config: RunConfig, shape: DataShape, rates: Rates, chosen: Mapping[str, Any]
 ) -> Stage:

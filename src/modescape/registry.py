@@ -198,6 +198,18 @@ BUILTIN: tuple[Study, ...] = (
         flags=_S + "shift:CLI_FLAGS",
         pages=(Page(80, _R + "shift:shift_section"),),
     ),
+    Study(
+        name="instability",
+        help="instability of spawned children (a run made by `modescape spawn`)",
+        runner=_S + "spawn_measures:run_instability",
+        settings=_S + "spawn_measures:InstabilityConfig",
+        summary=_SCHEMA + "InstabilitySummary",
+        cost=_E + "instability_cost",
+        outcome=_S + "spawn_measures:outcome",
+        flags=_S + "spawn_measures:CLI_FLAGS",
+        applies=_S + "spawn_measures:applies",
+        pages=(Page(85, _R + "spawn:instability_section"),),
+    ),
 )
 
 _REGISTERED: list[Study] = list(BUILTIN)

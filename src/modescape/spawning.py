@@ -2,7 +2,7 @@
 
 `spawn_run` is the one library call behind the command; its price (`estimate_spawn`, from the
 estimate's timed probe) is logged before anything is trained. The stages: the replay of the
-parent to the last spawn point (`train.spawn`), the children's training (each child's remaining
+parent to the last spawn point (`training.spawn`), the children's training (each child's remaining
 steps, plus its snapshots' predictions) and the instability measures (30-point paths between
 every pair of children of each spawn point and the two reference groups, BatchNorm statistics
 recomputed at every point where the model has them). Children are independent jobs: with an
@@ -31,9 +31,11 @@ def spawn_run(
     seed: int | None = None,
     measures: Any = None,
     price: bool = True,
+    report: bool = True,
     **launch: Any,
 ) -> tuple[Any, Any]:
-    """Price, spawn and measure: `train.spawn.spawn` then `run_instability` on its run.
+    """Price, spawn and measure: `training.spawn.spawn`, `run_instability` on its run, then
+    (`report`) the children's run analysed and its report written (`<out>/report/`).
 
     `launch`: executor, workers, device, slurm, retries, threads, shard (as `spawn` takes them).
     Returns (the children's Run, the InstabilitySummary, or None when a shard left children
@@ -52,14 +54,21 @@ def spawn_run(
     if children < 2 or kids.finished_members() != kids.members:
         log.info("instability measures wait for every child (>= 2 per spawn point): %s", kids.path)
         return kids, None
-    return kids, run_instability(kids.path, measures)
+    summary = run_instability(kids.path, measures)
+    if report:  # the report needs the run analysed; its instability section reads the summary
+        from modescape.report.html import write_report
+        from modescape.studies.analysis import analyze_run
+
+        analyze_run(kids.path)
+        write_report(kids.path)
+    return kids, summary
 
 
 def spawn_stages(
     plan: Any, config: Any, measures: Any, n_train: int, n_test: int, batchnorm: bool,
     rates: Rates,
 ) -> list[Stage]:  # fmt: skip
-    """The three stages of a spawn (`plan`: `train.spawn.SpawnPlan`; `config`: the parent's
+    """The three stages of a spawn (`plan`: `training.spawn.SpawnPlan`; `config`: the parent's
     RunConfig; `measures`: `InstabilityConfig`)."""
     from modescape.analysis.instability import pairs
 
@@ -83,7 +92,7 @@ def spawn_stages(
 def estimate_spawn(
     plan: Any, measures: Any = None, *, rates: Rates | None = None, data: Any = None
 ) -> CostEstimate:
-    """The cost of `train.spawn.spawn(plan)` and `run_instability` here, in seconds."""
+    """The cost of `training.spawn.spawn(plan)` and `run_instability` here, in seconds."""
     import torch
 
     from modescape.models.registry import build_model, has_batchnorm

@@ -342,7 +342,7 @@ def test_plane_summary_picks_most_diverse_sample_near_reference():
         (lambda s: random_subspace(s, 2, 1.0, 0), r"flat tensor \[P\]"),
         (lambda s: lowrank_gaussian(s, 2, 1.0, 2, 0, variant="swag"), "allowed: paper, scaled"),
         (lambda s: lowrank_basis(s[:1].expand(4, -1).clone(), 2), "span fewer"),
-        (lambda s: SubspaceConfig(rank=10), "rank must be"),
+        (lambda s: SubspaceConfig(rank=0), "rank must be an integer >= 1"),
         (lambda s: SubspaceConfig(methods=("random", "mc")), "allowed"),
         (lambda s: SubspaceConfig(dropout_scale=1.5), "< 1"),
         (lambda s: SubspaceConfig(n_snapshots=1), "n_snapshots"),

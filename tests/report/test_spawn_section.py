@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from modescape.analysis.instability import PairLevel
 from modescape.report.sections.spawn import instability_section_from
-from modescape.studies.spawn_measures import InstabilitySummary, PointLevel
+from modescape.store.schema import InstabilityLevel as Level
+from modescape.store.schema import InstabilityPoint as PointLevel
+from modescape.store.schema import InstabilitySummary
 
 
-def _level(barrier: float, dis: float) -> PairLevel:
-    return PairLevel(barrier, barrier, barrier / 2, dis, dis / 10, 0.9, 1.0, (0.8, 0.7), 1)
+def _level(barrier: float, dis: float) -> Level:
+    return Level(barrier, barrier, barrier / 2, dis, dis / 10, 0.9, 1.0, [0.8, 0.7], 1)
 
 
 def test_section_rows_figures_and_reading():

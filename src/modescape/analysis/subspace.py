@@ -121,11 +121,11 @@ class SubspaceConfig:
                 raise ModescapeError(f"subspace.{name} must be at most {most:,}, got {value:,}")
         if self.n_snapshots < 2:
             raise ModescapeError(f"subspace.n_snapshots must be >= 2, got {self.n_snapshots}")
-        if not 1 <= self.rank <= self.n_snapshots - 1:
-            raise ModescapeError(
-                f"subspace.rank must be in [1, n_snapshots - 1 = {self.n_snapshots - 1}] "
-                f"(S centred snapshots span at most S - 1 directions), got {self.rank}"
-            )
+        # rank <= n_snapshots - 1 (S centred snapshots span at most S - 1 directions) is fitted
+        # to the run by the study, with a warning, like the snapshot window itself
+        # (`studies.subspace.fit_to_run`); the samplers refuse a rank their snapshots lack.
+        if not (isinstance(self.rank, int) and self.rank >= 1):
+            raise ModescapeError(f"subspace.rank must be an integer >= 1, got {self.rank!r}")
         for m in SAMPLERS:
             check_scale(m, self.scale(m))
         if not (isinstance(self.target_drop, int | float) and 0 < self.target_drop < 1):

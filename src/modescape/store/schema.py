@@ -30,6 +30,7 @@ SETTINGS = "settings.json"  # the resolved settings a cache folder was computed 
 # <run>/<folder>/ of each study
 ANALYSIS, SUBSPACE, LANDSCAPE, SHIFT = "analysis", "subspace", "landscape", "shift"
 SWAG = "swag"
+INSTABILITY = "instability"  # the measures of a spawn run (`modescape spawn`)
 
 # analysis/
 INDEX_CSV = "index.csv"
@@ -327,3 +328,56 @@ class SwagSummary(Record):
     tsne: dict[str, Any] = field(default_factory=dict)
     plane: dict[str, Any] = field(default_factory=dict)
     elapsed_s: float | None = None
+
+
+# instability/ (`modescape spawn`, `modescape instability`)
+INSTABILITY_TRAJECTORIES = "trajectories.npy"  # float64 [points, 2], one joint embedding
+INSTABILITY_TRAJECTORY_INDEX = (
+    "trajectory_index.npy"  # int64 [points, 3]: spawn point, child, epoch
+)
+
+
+@dataclass
+class InstabilityLevel(Record):
+    """Measures between the models of one group (the children of a spawn point, or a reference
+    pair): each the mean over the group's pairs; `error_barrier_max` the largest pair's."""
+
+    error_barrier: float
+    error_barrier_max: float
+    loss_barrier: float
+    disagreement: float
+    js: float
+    cosine: float
+    l2: float
+    accuracy: list[float]  # each model's test accuracy
+    pairs: int
+
+
+@dataclass
+class InstabilityPoint(Record):
+    at: float  # the spawn point as asked, in epochs
+    epoch: int  # whole epochs of the parent's training before it
+    step: int  # and optimiser steps into the next epoch
+    level: InstabilityLevel
+
+
+@dataclass
+class InstabilitySummary(Record):
+    """`modescape instability` (summary.json of a spawn run): per spawn point the children's
+    level; `within` (the parent's final snapshot against `within_epochs[0]`) and `across` (the
+    parent member against `across_members[1:]`) the references; `onset` the first spawn point
+    with an error barrier below `settings["threshold"]` (None: none)."""
+
+    parent: str
+    member: int
+    children: int
+    points: list[InstabilityPoint]
+    within: InstabilityLevel | None
+    across: InstabilityLevel | None
+    within_epochs: list[int]
+    across_members: list[int]
+    onset: float | None
+    reading: str
+    bn_policy: str
+    settings: dict[str, Any]
+    files: dict[str, str] = field(default_factory=dict)

@@ -175,7 +175,8 @@ def _prepare(ctx: RunContext, config: AnalysisConfig, allow_partial: bool) -> _A
     for m in members:  # read (and verify) every metrics file before anything is written
         run.metrics(m)
     E = len(epochs)
-    late, warning = clamp_window("late window", config.late, E - 1, minimum=2)
+    after_init = sum(e > 0 for e in epochs)  # an imported run may start after epoch 1
+    late, warning = clamp_window("late window", config.late, after_init, minimum=2, flag="--late")
     # probs[members, epochs, examples, classes]: 164 MB for 10 × 41 CIFAR-10 test sets.
     probs = np.stack(
         [np.stack([run.predictions(config.split, m, e) for e in epochs]) for m in members]

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from modescape.analysis.weightspace import average_state_dicts
+from modescape.errors import ModescapeError
 from modescape.store.run import Run, load_run
 
 if TYPE_CHECKING:
@@ -34,22 +35,38 @@ BN_TRAIN_EXAMPLES = 2048  # training examples per BatchNorm recomputation (a see
 _LAST_DATASET: tuple[Any, Dataset] | None = None  # (data settings, dataset): see `dataset`
 
 
-def clamp_window(what: str, requested: int, available: int, minimum: int = 1) -> tuple[int, str]:
+def clamp_window(
+    what: str, requested: int, available: int, minimum: int = 1, flag: str = ""
+) -> tuple[int, str]:
     """A window of the last `requested` snapshots, clamped to the later half of `available`
     snapshots after initialisation (at least `minimum`); returns (size, warning or "").
 
     The notebooks' windows are the last 10 of 40 epochs: late in training. On a short run the
-    same count would reach back to the first epochs, so it is shortened, and the summary says so.
+    same count would reach back to the first epochs, so it is shortened, and the summary says so,
+    naming the setting (`flag`, e.g. "--late") that asked for more. Every study applies this one
+    rule to its windows, before any work; a study that cannot work with what is left refuses
+    (`require_snapshots`).
     """
     limit = max(minimum, available // 2)
     if requested <= limit:
         return requested, ""
     n = min(limit, available) if available >= minimum else available
+    asked = f"{flag} {requested} asked" if flag else "asked"
     warning = (
-        f"{what}: asked for the last {requested} snapshots, but the run has {available} after "
+        f"{what}: {asked} for the last {requested} snapshots, but the run has {available} after "
         f"initialisation; used the last {n} (a window covers at most the later half)"
     )
     return n, warning  # each study logs its warnings once, with its summary
+
+
+def require_snapshots(what: str, needed: int, available: int, hint: str) -> None:
+    """Refuse, in one line and before any work, a study part that needs `needed` snapshots after
+    initialisation when the run has fewer; `hint` says how to leave that part out."""
+    if available < needed:
+        raise ModescapeError(
+            f"{what} needs at least {needed} snapshots after initialisation; the run has "
+            f"{available} ({hint})"
+        )
 
 
 SWAG_FILE = "swag.safetensors"  # a member's collection-phase statistics (train.collect)
@@ -134,10 +151,12 @@ class RunContext:
     def epochs_after_init(self, member: int) -> list[int]:
         return [e for e in self.run.snapshot_epochs(member) if e > 0]
 
-    def late_epochs(self, member: int, requested: int, what: str) -> tuple[list[int], str]:
+    def late_epochs(
+        self, member: int, requested: int, what: str, flag: str = "--late"
+    ) -> tuple[list[int], str]:
         """The member's last snapshots in a late window (clamped; see `clamp_window`)."""
         epochs = self.epochs_after_init(member)
-        n, warning = clamp_window(what, requested, len(epochs), minimum=2)
+        n, warning = clamp_window(what, requested, len(epochs), minimum=2, flag=flag)
         if n < 2 or n > len(epochs):  # one epoch after initialisation: take the init too
             return self.run.snapshot_epochs(member)[-max(n, 2) :], warning
         return epochs[-n:], warning
@@ -166,10 +185,12 @@ class RunContext:
             sds = [sd | unflatten_named(b, bnames, model) for sd, b in zip(sds, buffers)]
         return sds
 
-    def weight_average_window(self, member: int, requested: int) -> tuple[list[int], str]:
+    def weight_average_window(
+        self, member: int, requested: int, flag: str = "--weight-average"
+    ) -> tuple[list[int], str]:
         """Epochs averaged into the member's weight average (clamped; see `clamp_window`)."""
         epochs = self.epochs_after_init(member)
-        n, warning = clamp_window("weight average", requested, len(epochs), minimum=1)
+        n, warning = clamp_window("weight average", requested, len(epochs), minimum=1, flag=flag)
         return epochs[-n:], warning
 
     def weight_average_state(self, member: int, requested: int) -> dict[str, torch.Tensor]:

@@ -98,9 +98,15 @@ def check_anchors(ctx: RunContext, config: LandscapeConfig, members: list[int]) 
                 f"anchor {name!r}: member {member} is not a finished member of {ctx.path} "
                 f"(finished: {members})"
             )
-        epoch = m.group(3)
+        epoch = m.group(3) if m.group(4) is None else "0"  # init<i>: the epoch-0 snapshot
         if epoch is not None and int(epoch) not in ctx.run.snapshot_epochs(member):
             epochs = ctx.run.snapshot_epochs(member)
+            if m.group(4) is not None:
+                raise ModescapeError(
+                    f"anchor {name!r}: member {member} has no initialisation (epoch 0) snapshot "
+                    f"(its snapshots are epochs {epochs[0]}..{epochs[-1]}; an imported run "
+                    f"starts where its files do): use m{member}@e{epochs[0]}"
+                )
             raise ModescapeError(
                 f"anchor {name!r}: member {member} has no snapshot at epoch "
                 f"{int(epoch)} (has {epochs[0]}..{epochs[-1]})"

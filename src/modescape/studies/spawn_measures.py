@@ -1,7 +1,7 @@
 """`modescape spawn`'s measures: instability of the children of each spawn point.
 
-Reads a spawn run (`train.spawn`) and its parent, and writes `<spawn run>/instability/`:
-summary.json (`InstabilitySummary`: per spawn point the children's `analysis.instability.PairLevel`,
+Reads a spawn run (`training.spawn`) and its parent, and writes `<spawn run>/instability/`:
+summary.json (`store.schema.InstabilitySummary`: per spawn point the children's measures,
 the two reference levels, the onset of stability and the reading in words) and
 `trajectories.npy` (a joint 2-D embedding of the children's and the parent's function-space
 trajectories, `analysis.trajectories`) with `trajectory_index.npy` ([points, 3]: spawn point
@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -28,7 +27,6 @@ import torch
 from modescape.analysis.instability import (
     FRANKLE_ALPHAS,
     STABLE_BARRIER,
-    PairLevel,
     pair_level,
     pairs,
     stability_onset,
@@ -37,15 +35,16 @@ from modescape.analysis.instability import (
 from modescape.analysis.landscape import interpolate_path
 from modescape.analysis.trajectories import embed_trajectories, function_space_points
 from modescape.analysis.weightspace import select_parameter_names, stack_flat
+from modescape.config import RunConfig
 from modescape.errors import ModescapeError
+from modescape.registry import Flag
+from modescape.store import schema as S
 from modescape.store.files import save_npy
 from modescape.store.manifest import write_study_summary
 from modescape.store.run import Run, load_run
 from modescape.studies.context import clamp_window
 
 log = logging.getLogger(__name__)
-
-FOLDER = "instability"
 
 
 @dataclass(frozen=True)
@@ -75,45 +74,6 @@ class InstabilityConfig:
             raise ModescapeError(f"instability.embed must be 'pca' or 'tsne', got {self.embed!r}")
 
 
-@dataclass
-class PointLevel:
-    """One spawn point's children, measured."""
-
-    at: float
-    epoch: int
-    step: int
-    level: PairLevel
-
-
-@dataclass
-class InstabilitySummary:
-    parent: str
-    member: int
-    children: int
-    points: list[PointLevel]
-    within: PairLevel | None
-    across: PairLevel | None
-    within_epochs: list[int]
-    across_members: list[int]
-    onset: float | None
-    reading: str
-    bn_policy: str
-    settings: dict[str, Any]
-    files: dict[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> InstabilitySummary:
-        def level(v: dict | None) -> PairLevel | None:
-            return None if v is None else PairLevel(**(v | {"accuracy": tuple(v["accuracy"])}))
-
-        points = [PointLevel(**(p | {"level": level(p["level"])})) for p in d["points"]]
-        return cls(**(d | {"points": points, "within": level(d["within"])}
-                      | {"across": level(d["across"])}))  # fmt: skip
-
-
 class _Measure:
     """What every group's measurement shares: template model, data, parameter names."""
 
@@ -126,7 +86,9 @@ class _Measure:
         self.names = select_parameter_names(self.model, "all")
         self.policy = "none"
 
-    def level(self, states: list[dict[str, torch.Tensor]], probs: np.ndarray, labels) -> PairLevel:
+    def level(
+        self, states: list[dict[str, torch.Tensor]], probs: np.ndarray, labels: np.ndarray
+    ) -> S.InstabilityLevel:
         paths = []
         for i, j in pairs(len(states)):
             path = interpolate_path(
@@ -135,15 +97,19 @@ class _Measure:
             )  # fmt: skip
             self.policy = path.bn_policy
             paths.append(path)
-        return pair_level(probs, labels, stack_flat(states, self.names), paths)
+        level = pair_level(probs, labels, stack_flat(states, self.names), paths)
+        return S.InstabilityLevel(
+            **(dataclasses.asdict(level) | {"accuracy": list(level.accuracy)})
+        )
 
 
 def run_instability(
-    run_dir: str | Path, config: InstabilityConfig | None = None
-) -> InstabilitySummary:
-    """Measure every spawn point of the spawn run at `run_dir` and write `instability/`."""
+    run_dir: str | Path, config: InstabilityConfig | None = None, *, allow_partial: bool = False
+) -> S.InstabilitySummary:
+    """Measure every spawn point of the spawn run at `run_dir` and write `instability/`.
+    `allow_partial` is accepted for the registry and ignored: every child is needed."""
     config = config or InstabilityConfig()
-    run = load_run(run_dir)
+    run = run_dir.run if hasattr(run_dir, "run") else load_run(run_dir)  # a path or RunContext
     spawn = run.manifest.get("spawn")
     if not spawn:
         raise ModescapeError(f"{run.path} is not a spawn run: create one with `modescape spawn`")
@@ -157,14 +123,14 @@ def run_instability(
         kids = [p * n + c for c in range(n)]
         probs = np.stack([run.predictions("test", m) for m in kids])
         level = meas.level([run.state_dict(m) for m in kids], probs, labels)
-        points.append(PointLevel(point["at"], point["epoch"], point["step"], level))
+        points.append(S.InstabilityPoint(point["at"], point["epoch"], point["step"], level))
         log.info("spawn point %g: error barrier %.4f", point["at"], level.error_barrier)
     within, within_epochs = _within(parent, member, meas, config)
     across, across_members = _across(parent, member, meas, config)
     at = [p.at for p in points]
     barriers = [p.level.error_barrier for p in points]
     disagreements = [p.level.disagreement for p in points]
-    summary = InstabilitySummary(
+    summary = S.InstabilitySummary(
         parent=spawn["parent"], member=member, children=n, points=points,
         within=within, across=across, within_epochs=within_epochs, across_members=across_members,
         onset=stability_onset(at, barriers, config.threshold),
@@ -173,7 +139,7 @@ def run_instability(
         settings=dataclasses.asdict(config) | {"examples_used": len(meas.y)},
     )  # fmt: skip
     summary.files = _write_embedding(run, parent, member, config)
-    write_study_summary(run, FOLDER, summary.to_dict())
+    write_study_summary(run, S.INSTABILITY, summary.to_dict())
     return summary
 
 
@@ -215,15 +181,34 @@ def _write_embedding(run: Run, parent: Run, member: int, cfg: InstabilityConfig)
             rows.append(run.predictions("test", m, e)[:k])
             index.append((p, c, e))
     emb = embed_trajectories(function_space_points(np.stack(rows)), cfg.embed, seed=cfg.embed_seed)
-    folder = run.path / FOLDER
+    folder = run.path / S.INSTABILITY
+    index = np.asarray(index, dtype=np.int64)
     return {
-        "trajectories.npy": save_npy(folder / "trajectories.npy", emb.coords),
-        "trajectory_index.npy": save_npy(
-            folder / "trajectory_index.npy", np.asarray(index, dtype=np.int64)
-        ),
+        S.INSTABILITY_TRAJECTORIES: save_npy(folder / S.INSTABILITY_TRAJECTORIES, emb.coords),
+        S.INSTABILITY_TRAJECTORY_INDEX: save_npy(folder / S.INSTABILITY_TRAJECTORY_INDEX, index),
     }
 
 
-def read_instability(run: Run) -> InstabilitySummary:
+def read_instability(run: Run) -> S.InstabilitySummary:
     """The summary `run_instability` wrote (checked against the manifest)."""
-    return InstabilitySummary.from_dict(run.read_json(f"{FOLDER}/summary.json"))
+    return S.InstabilitySummary.from_dict(run.read_json(f"{S.INSTABILITY}/{S.SUMMARY}"))
+
+
+CLI_FLAGS = {
+    "examples": Flag(help="test examples each point of a path is scored on"),
+    "alphas": Flag(help="evenly spaced points per linear path, ends included (Frankle: 30)"),
+    "late": Flag(help="within-trajectory reference: the final snapshot vs N epochs earlier"),
+    "across": Flag(help="other members of the parent run in the across-initialisation group"),
+    "threshold": Flag(help="error barrier below which a spawn point is stable (Frankle: 0.02)"),
+}
+
+
+def applies(config: RunConfig) -> bool:
+    """Never part of `modescape run`: the study measures a spawn run (`modescape spawn` creates
+    one and measures it; `modescape instability RUN` measures it again)."""
+    return False
+
+
+def outcome(summary: S.InstabilitySummary, run: Path) -> list[str]:
+    """What `modescape instability` prints: the reading, then where the results are."""
+    return [summary.reading, f"results in {run / S.INSTABILITY}"]

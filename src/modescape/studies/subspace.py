@@ -43,7 +43,7 @@ from modescape.analysis.plane import (
     plane_summary,
     reference_curves,
 )
-from modescape.analysis.samplers import SAMPLERS
+from modescape.analysis.samplers import ALWAYS_SWEEP, SAMPLERS
 from modescape.analysis.subspace import SamplerMode, SubspaceConfig, sample_subspace
 from modescape.analysis.trajectories import embed_trajectories, fixed_subset, function_space_points
 from modescape.config import RunConfig
@@ -58,7 +58,9 @@ from modescape.studies.context import (
     BN_TRAIN_EXAMPLES,
     ResultWriter,
     RunContext,
+    clamp_window,
     open_context,
+    require_snapshots,
 )
 
 logger = logging.getLogger(__name__)
@@ -140,11 +142,19 @@ def run_subspace(
     window of the weight-averaged models in the ensemble curves.
     """
     start = time.perf_counter()
-    config = config or SubspaceConfig()
     ctx = open_context(path)
     members = ctx.run.require_complete(allow_partial)
     if reference not in members:
         raise ModescapeError(f"reference member {reference} is not among the finished {members}")
+    # Every window and setting is settled before any sampling (clamped with a warning or refused).
+    config, warnings = fit_to_run(config or SubspaceConfig(), ctx, members)
+    late_epochs = ctx.late_epochs(members[0], late, "late window")[0]
+    for m in members:
+        windows = (
+            ctx.late_epochs(m, late, "late window"),
+            ctx.weight_average_window(m, weight_average),
+        )
+        warnings += [w for _, w in windows if w and w not in warnings]
     out = ResultWriter(ctx.path / S.SUBSPACE, ctx.run)
     out.json(S.SUBSPACE_CONFIG, asdict(config))
     sample_probs, calibrations = _sample_predictions(ctx, config, members, out)
@@ -154,9 +164,8 @@ def run_subspace(
     plane = _plane(out, config, members, reference, finals, sample_probs, labels)
     sweeps = _every_reference(config, members, finals, sample_probs, labels)
     ref_acc = float(evaluate(ref, labels)["accuracy"])
-    warnings: list[str] = []
-    js = _js_diversity(ctx, config, members, finals, sample_probs, late, warnings)
-    wa, wa_info = _weight_average_probs(ctx, members, weight_average, warnings)
+    js = _js_diversity(ctx, config, members, finals, sample_probs, late)
+    wa, wa_info = _weight_average_probs(ctx, members, weight_average)
     header = ["family", "size", "metric", "mean", "std"]
     out.csv(S.SUBSPACE_CURVES, header, _curve_rows(members, finals, wa, sample_probs, labels))
     tsne = {}
@@ -177,7 +186,7 @@ def run_subspace(
         js_diversity=js,
         tsne=tsne,
         files=out.files,
-        late_window=len(ctx.late_epochs(members[0], late, "late window")[0]),
+        late_window=len(late_epochs),
         weight_average=wa_info,
         warnings=warnings,
         mode=config.mode.value,
@@ -192,6 +201,35 @@ def run_subspace(
         logger.warning(warning)
     write_study_summary(ctx.run, S.SUBSPACE, summary.to_dict())
     return summary
+
+
+def fit_to_run(
+    config: SubspaceConfig, ctx: RunContext, members: list[int]
+) -> tuple[SubspaceConfig, list[str]]:
+    """`config` with its snapshot window and rank fitted to the run's trajectories (the rule of
+    `clamp_window`, the flags named), and the warnings saying what changed. Refuses, in one line,
+    Gaussian samplers on a run with fewer than 2 snapshots after initialisation."""
+    gaussians = [m for m in config.methods if m not in ALWAYS_SWEEP]
+    if not gaussians:
+        return config, []
+    available = min(len(ctx.epochs_after_init(m)) for m in members)
+    others = ",".join(m for m in config.methods if m in ALWAYS_SWEEP) or "random,dropout"
+    require_snapshots(
+        f"subspace: the Gaussian samplers ({', '.join(gaussians)})", 2, available,
+        f"leave them out: --methods {others}",
+    )  # fmt: skip
+    n, warning = clamp_window(
+        "subspace snapshots", config.n_snapshots, available, minimum=2, flag="--snapshots"
+    )
+    warnings = [warning] if warning else []
+    rank = config.rank
+    if rank > n - 1:
+        rank = n - 1
+        warnings.append(
+            f"subspace rank: --rank {config.rank} asked for {config.rank} principal directions, "
+            f"but {n} snapshots span at most {n - 1}; used rank {rank}"
+        )
+    return replace(config, n_snapshots=n, rank=rank), warnings
 
 
 def _sample_predictions(
@@ -331,10 +369,9 @@ def _reference_curves(ref: np.ndarray, ref_acc: float) -> dict[str, list[float]]
     return {"accuracy": grid.tolist(), "upper": upper.tolist(), "lower": lower.tolist()}
 
 
-def _js_diversity(ctx, config, members, finals, sample_probs, late, warnings) -> dict[str, float]:
+def _js_diversity(ctx, config, members, finals, sample_probs, late) -> dict[str, float]:
     """Jensen–Shannon diversity of the members, of each trajectory's late window, of samples."""
-    windows = [ctx.late_epochs(m, late, "late window") for m in members]
-    warnings += sorted({w for _, w in windows if w})
+    windows = [ctx.late_epochs(m, late, "late window") for m in members]  # warned up front
     traj = [
         np.stack([ctx.run.predictions("test", m, e) for e in epochs])
         for m, (epochs, _) in zip(members, windows)
@@ -376,12 +413,11 @@ def _curve_rows(members, finals, wa, sample_probs, labels) -> list[list[Any]]:
 
 
 def _weight_average_probs(
-    ctx: RunContext, members: list[int], window: int, warnings: list[str]
+    ctx: RunContext, members: list[int], window: int
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Each member's weight-average test predictions [M, N, C]: those `modescape analyze` wrote
     when it averaged the same snapshots of the same members on the test split, else new."""
-    epochs, warning = ctx.weight_average_window(members[0], window)
-    warnings += [warning] if warning else []
+    epochs, _ = ctx.weight_average_window(members[0], window)  # warned up front
     info: dict[str, Any] = {"epochs_averaged": epochs, "source": "computed"}
     f = ctx.path / S.ANALYSIS / S.WEIGHT_AVERAGE_PROBS
     summary = ctx.path / S.ANALYSIS / S.SUMMARY

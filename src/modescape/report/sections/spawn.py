@@ -8,11 +8,19 @@ from typing import Any
 
 import numpy as np
 
-from modescape.report.base import Chart, ChartKind, Plot, Section, Series, Table
+from modescape.report.base import (
+    Chart,
+    ChartKind,
+    Plot,
+    ReportContext,
+    Section,
+    Series,
+    Table,
+)
 from modescape.report.figures.spawn import instability_figure, spawn_trajectories_figure
 from modescape.report.wording import frac, sig
+from modescape.store import schema as S
 
-FOLDER = "instability"
 MEASURES = ("error_barrier", "loss_barrier", "disagreement", "js", "cosine", "l2")
 
 
@@ -101,3 +109,15 @@ def instability_section_from(s: Any, coords: Any = None, index: Any = None) -> S
         reading=instability_reading(s), figures=instability_plots(s, coords, index),
         reproduces="Frankle et al. (2020), Figure 3 (instability against the spawn step)",
     )  # fmt: skip
+
+
+def instability_section(ctx: ReportContext) -> Section | None:
+    """The section of a spawn run measured by `modescape spawn` / `modescape instability`."""
+    res = ctx.study(S.INSTABILITY)
+    if res is None:
+        return None
+    coords = index = None
+    if res.has(S.INSTABILITY_TRAJECTORIES) and res.has(S.INSTABILITY_TRAJECTORY_INDEX):
+        coords = res.npy(S.INSTABILITY_TRAJECTORIES)
+        index = res.npy(S.INSTABILITY_TRAJECTORY_INDEX)
+    return instability_section_from(res.summary, coords, index)
