@@ -155,13 +155,10 @@ def test_only_the_cli_imports_the_cli():
             "cli_studies",
             "cli_readers",
             "cli_spawn",
-            "cli_launch",
             "__main__",
         )
         for dst in targets
-        if in_layer(
-            dst, "cli", "cli_flags", "cli_studies", "cli_readers", "cli_spawn", "cli_launch"
-        )
+        if in_layer(dst, "cli", "cli_flags", "cli_studies", "cli_readers", "cli_spawn")
     ]
     assert bad == []
 
@@ -383,11 +380,6 @@ def _words(text: str) -> list[str]:
     return re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text) if len(text) < 200 else []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="training.trainer -> training.spawn (ChildTrainer for spawned runs) -> "
-    "training.launch -> training.trainer: left to the spawn work (issue #22's closing note)",
-)
 def test_no_import_cycles():
     assert cycles() == []
 

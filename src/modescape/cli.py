@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from modescape import __version__
-from modescape.cli_flags import nonempty
-from modescape.cli_launch import check_launch_flags, slurm_config
+from modescape.cli_flags import nonempty, slurm_config
 from modescape.cli_readers import build_reader_parsers
 from modescape.cli_studies import build_study_parsers
 from modescape.config import (
@@ -27,6 +26,7 @@ from modescape.config import (
     RANGES,
     SLURM_RANGES,
     RunConfig,
+    check_range,
     load_config,
     preset,
 )
@@ -163,10 +163,16 @@ def _select_members(args: argparse.Namespace, n: int) -> list[int] | None:
     return None
 
 
+def _check_launch_flags(args: argparse.Namespace) -> None:
+    """Named by their flags here; `train_run` checks them again for library callers."""
+    for name, allowed in LAUNCH_RANGES.items():
+        check_range(f"--{name}", getattr(args, name), allowed)
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from modescape.pipeline import train_run
 
-    check_launch_flags(args)
+    _check_launch_flags(args)
     cfg = _config_for_run(args)
     out = Path(args.out) if args.out else default_out(cfg)
     members = _select_members(args, cfg.members)
@@ -195,7 +201,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_run(args: argparse.Namespace) -> None:
     from modescape.pipeline import run_pipeline
 
-    check_launch_flags(args)
+    _check_launch_flags(args)
     out = Path(args.out) if args.out else Path("runs/demo")
     cfg = _config_for_run(args, out)
     if args.budget:

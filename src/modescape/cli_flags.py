@@ -126,3 +126,24 @@ def config_from_args(cls: type, args: argparse.Namespace, flags: dict[str, Flag]
             raise ModescapeError(f"{name} must be >= 0, got {value}")
         kwargs[f.name] = value
     return cls(**kwargs)
+
+
+def slurm_config(args: argparse.Namespace) -> Any:
+    """The SlurmConfig the SLURM flags of `train` and `spawn` describe."""
+    from modescape.training.slurm import SlurmConfig
+
+    extra = {}
+    for item in args.slurm_option:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ModescapeError(f"--slurm-option expects KEY=VALUE, got {item!r}")
+        extra[key] = value
+    return SlurmConfig(
+        partition=args.partition,
+        time=args.time,
+        cpus_per_task=args.cpus_per_task,
+        gpus_per_node=args.gpus_per_node,
+        mem_gb=args.mem_gb,
+        array_parallelism=args.max_running,
+        extra=extra,
+    )

@@ -11,14 +11,12 @@ HELP = "spawn children from a member part-way through training and measure their
 
 
 def cmd_spawn(args: argparse.Namespace) -> None:
-    from modescape.cli_flags import config_from_args
-    from modescape.cli_launch import check_launch_flags, slurm_config
+    from modescape.cli_flags import config_from_args, slurm_config
     from modescape.options import Executor
     from modescape.spawning import estimate_spawn, spawn_lines, spawn_run
     from modescape.studies.spawn_measures import CLI_FLAGS, InstabilityConfig
     from modescape.training.spawn import parse_at, plan_spawn
 
-    check_launch_flags(args)
     measures = config_from_args(InstabilityConfig, args, CLI_FLAGS)
     at = parse_at(args.at)
     if args.budget:

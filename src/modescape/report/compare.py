@@ -139,6 +139,7 @@ def _sections(ctxs: list[ReportContext], labels: list[str]) -> list[CompareSecti
         _training_section(ctxs, labels),
         _subspace_section(ctxs, labels),
         _shift_section(ctxs, labels),
+        _instability_section(ctxs, labels),
     ]
 
 
@@ -255,6 +256,14 @@ def glance_rows(ctx: ReportContext) -> dict[str, Any]:
                 rows[f"landscape: error barrier, {kind} ({paths[0].name})"] = _r(
                     paths[0].error_barrier
                 )
+    inst = ctx.study(S.INSTABILITY)
+    if inst is not None:
+        onset = inst.summary.onset
+        rows["spawn: onset of stability (epoch)"] = "never" if onset is None else onset
+        first, last = inst.summary.points[0], inst.summary.points[-1]
+        for p in (first, last):
+            rows[f"spawn: error barrier, children of epoch {p.at:g}"] = _r(p.level.error_barrier)
+            rows[f"spawn: disagreement, children of epoch {p.at:g}"] = _r(p.level.disagreement)
     return rows
 
 
@@ -401,6 +410,37 @@ def _shift_section(ctxs: list[ReportContext], labels: list[str]) -> CompareSecti
     return CompareSection(
         "shift", "Dataset shift", reading, [ChartPlot("shift_accuracy", caption, chart, data)], []
     )
+
+
+def _instability_section(ctxs: list[ReportContext], labels: list[str]) -> CompareSection | None:
+    """The error barrier between spawned children against the spawn point, one line per spawn
+    run (`modescape spawn`), with each run's across-initialisation level."""
+    have = [(lab, res) for lab, c in zip(labels, ctxs) if (res := c.study(S.INSTABILITY))]
+    if not have:
+        return None
+    series, rows, reading = [], [], []
+    for lab, res in have:
+        s = res.summary
+        at = [float(p.at) for p in s.points]
+        barrier = [_f(p.level.error_barrier) for p in s.points]
+        series.append(Series(f"{lab}: children", at, barrier))
+        if s.across is not None:
+            series.append(Series(f"{lab}: across initialisations", at,
+                                 [_f(s.across.error_barrier)] * len(at)))  # fmt: skip
+        rows += [[lab, p.at, _r(p.level.error_barrier), _r(p.level.disagreement)]
+                 for p in s.points]  # fmt: skip
+        onset = "never" if s.onset is None else f"from epoch {s.onset:g}"
+        reading.append(f"{lab}: stable (barrier below 2%) {onset}.")
+    chart = Chart(ChartKind.LINE, "spawn point (epochs)", "error barrier", series)
+    data = Table("instability", ["run", "spawn_epoch", "error_barrier", "disagreement"], rows)
+    caption = (
+        "Error barrier on the straight line between children spawned from one member at each "
+        "point of its training (mean over pairs), with each run's across-initialisation level."
+    )
+    return CompareSection(
+        "instability", "Spawned children", reading,
+        [ChartPlot("instability", caption, chart, data)], [],
+    )  # fmt: skip
 
 
 def _data(
