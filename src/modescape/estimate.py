@@ -131,7 +131,13 @@ def estimate_run(
         channels=int(data.x_train.shape[1]),
         batchnorm=_has_batchnorm(config, data),
     )
-    chosen = {s.name: s.default_settings(config) for s in registry.studies()} | (studies or {})
+    from modescape.profiles import study_settings
+
+    # what `modescape run` would use: each study's defaults, sized by the run's profile
+    chosen = {
+        s.name: study_settings(config.profile, s.name, s.default_settings(config))
+        for s in registry.studies()
+    } | (studies or {})
     stages = [_training(config, shape, rates)]
     stages += [
         s.get("cost")(config, shape, rates, chosen)

@@ -106,13 +106,25 @@ def _resolved_cpu(device: str) -> bool:
     return resolve_device(device).type == "cpu"
 
 
+def study_defaults(config: RunConfig) -> dict[str, Any]:
+    """The settings `modescape run` gives each registered study that applies to `config` (by
+    name): its `default_settings`, sized by the run's profile (`modescape.profiles`)."""
+    from modescape.profiles import study_settings
+
+    return {
+        s.name: study_settings(config.profile, s.name, s.default_settings(config))
+        for s in studies()
+        if s.applies_to(config)
+    }
+
+
 def study_stages(config: RunConfig) -> list[tuple[str, Callable[[Path], Any]]]:
     """What `run_pipeline` runs after training, in order: (study name, function of the run
     directory) for every registered study that applies to `config` (`modescape.registry`), each
-    with the settings `modescape run` uses for it (benchmarks time them one by one)."""
-    return [
-        (s.name, _stage(s, s.default_settings(config))) for s in studies() if s.applies_to(config)
-    ]
+    with the settings `modescape run` uses for it, the run's profile included (benchmarks time
+    them one by one)."""
+    chosen = study_defaults(config)
+    return [(s.name, _stage(s, chosen[s.name])) for s in studies() if s.applies_to(config)]
 
 
 def _stage(study: Study, settings: Any) -> Callable[[Path], Any]:

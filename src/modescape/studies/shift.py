@@ -499,9 +499,11 @@ CLI_FLAGS = {
 
 def outcome(summary: S.ShiftSummary, run: Path) -> list[str]:
     """What `modescape shift` prints when done."""
-    by = summary.by_severity
-    acc = by.metrics["single"]["accuracy"]
-    text = ", ".join(f"{s}: {a:.3f}" for s, a in zip(by.severities, acc))
+    by = summary.by_severity  # a dict as run_shift returns it, a BySeverity read back
+    metrics = by["metrics"] if isinstance(by, dict) else by.metrics
+    severities = by["severities"] if isinstance(by, dict) else by.severities
+    acc = metrics["single"]["accuracy"]
+    text = ", ".join(f"{s}: {a:.3f}" for s, a in zip(severities, acc))
     return [
         f"mean single-member accuracy by severity: {text}",
         f"results in {run / S.SHIFT}",
