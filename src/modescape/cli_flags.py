@@ -140,7 +140,7 @@ def config_from_args(cls: type, args: argparse.Namespace, flags: dict[str, Flag]
 
 def slurm_config(args: argparse.Namespace) -> Any:
     """The SlurmConfig the SLURM flags of `train` and `spawn` describe."""
-    from modescape.training.launch import SlurmConfig
+    from modescape.training.slurm import SlurmConfig
 
     extra = {}
     for item in args.slurm_option:

@@ -85,16 +85,16 @@ class CostEstimate:
     def lines(self) -> list[str]:
         """A printable table: one line per stage, then totals and the studies/training ratio."""
         out = [f"estimated cost on {self.device} ({self.threads} threads), from a timed probe:"]
-        out += [f"  {s.name:10s} {_duration(s.seconds):>9s}   {s.work}" for s in self.stages]
+        out += [f"  {s.name:10s} {duration_text(s.seconds):>9s}   {s.work}" for s in self.stages]
         ratio = self.studies / self.training if self.training > 0 else math.inf
         out.append(
-            f"  {'total':10s} {_duration(self.total):>9s}   studies = {ratio:.0%} of training"
+            f"  {'total':10s} {duration_text(self.total):>9s}   studies = {ratio:.0%} of training"
         )
         out.append("  not counted: fixed costs (data decoding, t-SNE, the report's figures)")
         return out
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 2 * 3600:
@@ -245,8 +245,8 @@ def _best(fn: Any) -> float:
 def _time_forward(config: RunConfig, data: Any) -> float:
     import torch
 
-    from modescape.analysis.engine.batched import evaluate_many, param_names, plan
-    from modescape.analysis.weightspace import flatten_params
+    from modescape.analysis.engine.batched import evaluate_many, plan
+    from modescape.analysis.weightspace import flatten_params, param_names
     from modescape.data.datasets import scale_pixels
 
     model = _model(config, data)

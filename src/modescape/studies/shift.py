@@ -37,6 +37,7 @@ import torch
 from modescape.analysis.ensembles import ensemble_curve
 from modescape.analysis.functionspace import js_diversity
 from modescape.analysis.metrics import METRICS, evaluate
+from modescape.analysis.subspace import MAX_SAMPLES
 from modescape.data.corruptions import (
     IMAGE_CORRUPTIONS,
     SIGNAL_CORRUPTIONS,
@@ -56,7 +57,7 @@ from modescape.studies.context import (
     subspace_config,
 )
 from modescape.studies.inference import ModelStack
-from modescape.studies.limits import MAX_SAMPLES, check_examples, check_int
+from modescape.studies.limits import check_examples, check_int
 
 logger = logging.getLogger(__name__)
 
