@@ -178,3 +178,17 @@ def test_killed_connect_resumes_to_the_same_bends(tiny_run, tmp_path, kill_at):
     a = np.loadtxt(runs["whole"] / "connect" / "profile.csv", delimiter=",", skiprows=1)
     b = np.loadtxt(runs["killed"] / "connect" / "profile.csv", delimiter=",", skiprows=1)
     np.testing.assert_array_equal(a, b)
+
+
+def test_cli_bad_input_is_one_line_exit_2(tiny_run_copy):
+    from conftest import cli
+
+    for args, message in (
+        (["--pair", "m0,m7"], "member 7 is not a finished member"),
+        (["--bends", "0"], "at least 3 bends"),
+        (["--pair", "m2,m2"], "the two ends are the same snapshot"),
+    ):
+        code, _, err = cli("connect", str(tiny_run_copy), *args)
+        assert code == 2
+        assert err.strip().count("\n") == 0 and message in err and "Traceback" not in err
+    assert not (tiny_run_copy / "connect").exists()
