@@ -16,7 +16,7 @@ than the recipe's 40 keep it to minutes on a free 2-core CPU (the defaults: 3,00
 
 Frankle, Dziugaite, Roy & Carbin 2020 ("Linear Mode Connectivity and the Lottery Ticket
 Hypothesis", arXiv:1912.05671, Figure 3): ResNet-20 on CIFAR-10 (SGD with momentum, lr 0.1
-with warm-up and step drops, batch 128, 63K iterations, standard augmentation) is unstable at
+with step drops, batch 128, 63K iterations, standard augmentation) is unstable at
 initialisation and becomes stable at about iteration 2,000, roughly 3% into training (≈5 epochs).
 """
 

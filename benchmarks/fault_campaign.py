@@ -25,7 +25,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "train"), str(ROOT / "tests" / "studies")]
+sys.path[:0] = [str(ROOT / "tests" / d) for d in ("", "training", "studies")]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import robust_cases  # noqa: E402  (the bad-input cases of issue #24)
+
 MAX_KILLS_PER_STUDY = 10  # write points killed per study, evenly spaced (first and last included)
 
 
@@ -157,6 +160,10 @@ def run_case(name: str, fn: Callable[[], None], failures: list[str], skipped: li
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--no-kill", action="store_true", help="skip the kill-point cases")
+    parser.add_argument(
+        "--only-robust", action="store_true",
+        help="only the bad-input cases of issue #24 (benchmarks/robust_cases.py)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
@@ -174,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         train(small_config(), run, device="cpu")
         stages = build_stages(tmp / "stages")
         studied = stages.after("shift")  # every study's results, no report yet
+        robust = robust_cases.cases(tmp / "robust", run, stages.after("report"))
+        if args.only_robust:
+            return _run_all(robust)
         cases: list[tuple[str, Callable[[], None]]] = [
             (c.name, lambda c=c: check_case(run, c, tmp / "work")) for c in file_cases(run)
         ]
@@ -191,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         cases += full_disk_cases(run, tmp)
         cases.append(("concurrent writer", lambda: concurrent_writer_case(run, tmp / "work")))
+        cases += robust
         if not args.no_kill:
             cases += [
                 (f"kill at {k}", lambda k=k: kill_case(k, run, tmp / "kill")) for k in KILL_POINTS
@@ -199,10 +210,14 @@ def main(argv: list[str] | None = None) -> int:
                 (f"kill {s} at {k}", lambda s=s, k=k: kill_and_rerun(stages, s, k, tmp / "kill"))
                 for s, k in study_kill_points(stages)
             ]
-        failures: list[str] = []
-        skipped: list[str] = []
-        tick = time.perf_counter()
-        passed = sum(run_case(name, fn, failures, skipped) for name, fn in cases)
+        return _run_all(cases)
+
+
+def _run_all(cases: list[tuple[str, Callable[[], None]]]) -> int:
+    failures: list[str] = []
+    skipped: list[str] = []
+    tick = time.perf_counter()
+    passed = sum(run_case(name, fn, failures, skipped) for name, fn in cases)
     for f in failures:
         print(f"FAILED {f}")
     for s in skipped:

@@ -59,6 +59,8 @@ BAD_ARGS = [
     ["shift", "{run}", "--corruptions", ""],
     ["shift", "{run}", "--severities", "1-1000000000"],
     ["shift", "{run}", "--cifar10c", "{tmp}"],
+    ["spawn", "{run}", "--at", "1", "--children", "1000000000"],
+    ["spawn", "{run}", "--at", "1", "--out", ""],
     # the readers
     ["report"],
     ["report", "{tmp}/norun"],

@@ -37,3 +37,9 @@ def test_budget_then_spawn_and_measure(spawn_parent, tmp_path):
     assert code == 0 and "spawned 2 children" in stdout and "error barrier" in stdout
     run = load_run(out)
     assert run.read_json("instability/summary.json")["settings"]["examples"] == 200
+    page = (out / "report" / "index.html").read_text()
+    assert 'id="instability"' in page and (out / "report/figures/instability.csv").exists()
+    code, _, err = cli("compare", str(out), str(out), "--out", str(tmp_path / "cmp"))
+    assert code == 0, err
+    cmp = (tmp_path / "cmp" / "index.html").read_text()
+    assert "Spawned children" in cmp and "spawn: onset of stability" in cmp

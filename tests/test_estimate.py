@@ -154,3 +154,15 @@ def test_landscape_cost_counts_the_configured_planes(data):
     extra = est[2].seconds("landscape") - est[1].seconds("landscape")
     assert extra == pytest.approx(grid)
     assert "2 planes of" in next(s.work for s in est[2].stages if s.name == "landscape")
+
+
+def test_collection_phase_prices_its_epochs_and_the_swag_study(data):
+    base = estimate_run(tiny_config(epochs=4), rates=RATES, data=data)
+    on = estimate_run(tiny_config(epochs=4, **{"train.collect.epochs": 4}), rates=RATES, data=data)
+    assert "swag" not in [s.name for s in base.stages]
+    assert [s.name for s in on.stages] == ["training", "analysis", "subspace", "swag", "landscape",
+                                           "shift"]  # fmt: skip
+    # twice the epochs; fewer test passes (collection epochs keep no snapshot) than twice
+    assert 1.8 * base.training < on.training < 2 * base.training
+    assert on.studies == pytest.approx(base.studies + on.seconds("swag"))
+    assert "8 epochs" in next(s.work for s in on.stages if s.name == "training")

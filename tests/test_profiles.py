@@ -42,3 +42,37 @@ def test_every_study_setting_of_a_profile_exists():
             for k, v in spec.studies.get(study, {}).items():
                 assert getattr(out, k) == v
             assert study_settings("", study, s) is s
+
+
+def test_run_prices_and_runs_the_profile_with_explicit_flags_winning(tmp_path):
+    import argparse
+
+    from modescape.cli import _sized, resolve_config
+    from modescape.pipeline import study_defaults
+    from tests.conftest import cli
+
+    ns = argparse.Namespace(data=None, root=None, arch=None, variant=None, recipe=None,
+                            members=2, epochs=None, seed=None, config=None, profile="quick",
+                            set=["train.epochs=4"])  # fmt: skip
+    cfg = resolve_config(ns)
+    assert (cfg.members, cfg.train.epochs, cfg.profile, cfg.data.train_size) == (
+        2,
+        4,
+        "quick",
+        2000,
+    )
+    assert _sized(preset(), argparse.Namespace(profile=None, set=[])) == preset()
+    chosen = study_defaults(cfg)
+    assert chosen["landscape"].resolution == 9 and chosen["shift"].severities == (1, 3, 5)
+    assert study_defaults(preset())["landscape"].resolution == 21  # the paper's by default
+    code, out, err = cli("run", "--profile", "quick", "--members", "2", "--budget")
+    assert code == 0, err
+    assert "2 members x 10 epochs" in out and "plane of 9x9" in out
+
+
+def test_the_report_states_the_profile():
+    from modescape.report.sections.run import _profile_note
+
+    assert _profile_note("") == []
+    (note,) = _profile_note("quick")
+    assert "Sized by profile 'quick'" in note and "2,000 training" in note

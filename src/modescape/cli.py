@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from modescape import __version__
-from modescape.cli_flags import nonempty
+from modescape.cli_flags import nonempty, slurm_config
 from modescape.cli_readers import build_reader_parsers
 from modescape.cli_studies import build_study_parsers
 from modescape.config import (
@@ -31,7 +31,16 @@ from modescape.config import (
     preset,
 )
 from modescape.errors import ModescapeError
-from modescape.options import Arch, Dataset, Executor, ImportOrigin, Recipe, Variant, values
+from modescape.options import (
+    Arch,
+    Dataset,
+    Executor,
+    ImportOrigin,
+    Profile,
+    Recipe,
+    Variant,
+    values,
+)
 
 log = logging.getLogger(__name__)
 TRACKERS = ("tensorboard", "wandb", "mlflow")  # train.tracking.TrackerKind, without torch
@@ -83,6 +92,12 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
         help=f"epochs per member (default: the recipe's; {RANGES['train.epochs']})",
     )  # fmt: skip
     g.add_argument("--seed", type=int, help=f"base seed (default 0; {RANGES['seed']})")
+    g.add_argument(
+        "--profile", choices=values(Profile),
+        help="sizes of the whole run: paper (default, the paper's settings) or quick (minutes "
+        "on a laptop CPU: data subsets, 3 members x 10 epochs, smaller studies); flags and "
+        "--set win over it",
+    )  # fmt: skip
     g.add_argument("--config", type=nonempty, metavar="FILE.json", help="a full RunConfig as JSON")
     g.add_argument(
         "--set",
@@ -97,7 +112,7 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
 def resolve_config(args: argparse.Namespace) -> RunConfig | None:
     """The config the flags describe; None when no flag shapes it (reuse the run's own)."""
     shaping = (args.data, args.root, args.arch, args.variant, args.recipe, args.members)
-    shaping += (args.epochs, args.seed, args.config)
+    shaping += (args.epochs, args.seed, args.config, args.profile)
     if all(v is None for v in shaping) and not args.set:
         return None
     if args.config:
@@ -118,7 +133,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig | None:
             "seed": args.seed,
         }
         sets = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
-        return cfg.with_overrides(sets + args.set)
+        return _sized(cfg.with_overrides(sets), args)
     cfg = preset(
         args.data or Dataset.MNIST1D,
         args.arch or Arch.SMALLCNN,
@@ -129,7 +144,18 @@ def resolve_config(args: argparse.Namespace) -> RunConfig | None:
         seed=0 if args.seed is None else args.seed,
         variant=args.variant or Variant.PAPER,
     )
-    return cfg.with_overrides(args.set)
+    return _sized(cfg, args)
+
+
+def _sized(cfg: RunConfig, args: argparse.Namespace) -> RunConfig:
+    """`cfg` with --profile applied, then --members / --epochs and --set (they win over it)."""
+    if not args.profile:
+        return cfg.with_overrides(args.set)
+    from modescape.profiles import apply_profile
+
+    given = (("members", args.members), ("train.epochs", args.epochs))
+    explicit = [f"{k}={json.dumps(v)}" for k, v in given if v is not None]
+    return apply_profile(cfg, args.profile, explicit + args.set)
 
 
 def default_out(cfg: RunConfig) -> Path:
@@ -147,26 +173,6 @@ def _config_for_run(args: argparse.Namespace, fallback_out: Path | None = None) 
 
 
 # ---- train and run ----------------------------------------------------------------------------
-
-
-def _slurm_config(args: argparse.Namespace) -> Any:
-    from modescape.training.launch import SlurmConfig
-
-    extra = {}
-    for item in args.slurm_option:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ModescapeError(f"--slurm-option expects KEY=VALUE, got {item!r}")
-        extra[key] = value
-    return SlurmConfig(
-        partition=args.partition,
-        time=args.time,
-        cpus_per_task=args.cpus_per_task,
-        gpus_per_node=args.gpus_per_node,
-        mem_gb=args.mem_gb,
-        array_parallelism=args.max_running,
-        extra=extra,
-    )
 
 
 def _select_members(args: argparse.Namespace, n: int) -> list[int] | None:
@@ -204,7 +210,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         workers=args.workers,
         device=args.device,
         retries=args.retries,
-        slurm=_slurm_config(args) if args.executor == Executor.SLURM else None,
+        slurm=slurm_config(args) if args.executor == Executor.SLURM else None,
         progress=args.verbosity >= 0,
         track=_tracking(args),
     )

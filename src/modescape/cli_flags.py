@@ -19,7 +19,15 @@ from enum import StrEnum
 from typing import Any
 
 from modescape.errors import ModescapeError
-from modescape.options import BNPolicy, ParamSelection, Split, SubsetMode, values
+from modescape.options import (
+    BNPolicy,
+    CurveRecipe,
+    CurveShape,
+    ParamSelection,
+    Split,
+    SubsetMode,
+    values,
+)
 from modescape.registry import Flag
 
 # The option enum behind each str field that names a choice (same field name in every study).
@@ -28,6 +36,8 @@ FIELD_CHOICES: dict[str, type[StrEnum]] = {
     "params": ParamSelection,
     "tsne_subset": SubsetMode,
     "bn_policy": BNPolicy,
+    "shape": CurveShape,  # connect
+    "recipe": CurveRecipe,  # connect
 }
 
 
@@ -126,3 +136,24 @@ def config_from_args(cls: type, args: argparse.Namespace, flags: dict[str, Flag]
             raise ModescapeError(f"{name} must be >= 0, got {value}")
         kwargs[f.name] = value
     return cls(**kwargs)
+
+
+def slurm_config(args: argparse.Namespace) -> Any:
+    """The SlurmConfig the SLURM flags of `train` and `spawn` describe."""
+    from modescape.training.slurm import SlurmConfig
+
+    extra = {}
+    for item in args.slurm_option:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ModescapeError(f"--slurm-option expects KEY=VALUE, got {item!r}")
+        extra[key] = value
+    return SlurmConfig(
+        partition=args.partition,
+        time=args.time,
+        cpus_per_task=args.cpus_per_task,
+        gpus_per_node=args.gpus_per_node,
+        mem_gb=args.mem_gb,
+        array_parallelism=args.max_running,
+        extra=extra,
+    )

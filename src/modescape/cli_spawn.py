@@ -11,14 +11,19 @@ HELP = "spawn children from a member part-way through training and measure their
 
 
 def cmd_spawn(args: argparse.Namespace) -> None:
-    from modescape.cli import _check_launch_flags, _slurm_config
-    from modescape.cli_flags import config_from_args
+    from modescape.cli_flags import config_from_args, slurm_config
+    from modescape.config import LAUNCH_RANGES, MAX_SEED, Range, check_range
     from modescape.options import Executor
     from modescape.spawning import estimate_spawn, spawn_lines, spawn_run
     from modescape.studies.spawn_measures import CLI_FLAGS, InstabilityConfig
     from modescape.training.spawn import parse_at, plan_spawn
 
-    _check_launch_flags(args)
+    for name, allowed in LAUNCH_RANGES.items():
+        check_range(f"--{name}", getattr(args, name), allowed)
+    # Before the plan: 10**9 children would be planned (and their seeds derived) for minutes.
+    check_range("--children", args.children, Range(1, 1000))
+    if args.seed is not None:
+        check_range("--seed", args.seed, Range(0, MAX_SEED))
     measures = config_from_args(InstabilityConfig, args, CLI_FLAGS)
     at = parse_at(args.at)
     if args.budget:
@@ -29,7 +34,7 @@ def cmd_spawn(args: argparse.Namespace) -> None:
         args.run, args.out, member=args.member, at=at, children=args.children, seed=args.seed,
         measures=measures, executor=args.executor, workers=args.workers, device=args.device,
         retries=args.retries, shard=args.shard, exact=not args.approximate_replay,
-        slurm=_slurm_config(args) if args.executor == Executor.SLURM else None,
+        slurm=slurm_config(args) if args.executor == Executor.SLURM else None,
     )  # fmt: skip
     print(f"spawned {len(kids.members)} children in {kids.path}")
     if summary is not None:
@@ -38,20 +43,27 @@ def cmd_spawn(args: argparse.Namespace) -> None:
 
 
 def build_spawn_parser(sub: Any, subparser: Callable[..., argparse.ArgumentParser]) -> None:
-    from modescape.cli_flags import add_dataclass_flags
+    from modescape.cli_flags import add_dataclass_flags, nonempty
     from modescape.options import Executor, values
 
     p = subparser(sub, "spawn", HELP)
-    p.add_argument("run", help="the parent run directory")
+    p.add_argument("run", type=nonempty, help="the parent run directory")
     p.add_argument("--member", type=int, default=0, help="the parent member (default 0)")
     p.add_argument(
         "--at", default="0", metavar="EPOCHS",
         help="spawn points in epochs, comma-separated; 0 = the shared initialisation, fractions "
         "by optimiser step (e.g. 0,0.25,0.5,1,2; default 0)",
     )  # fmt: skip
-    p.add_argument("--children", type=int, default=2, help="children per spawn point (default 2)")
+    p.add_argument(
+        "--children",
+        type=int,
+        default=2,
+        help="children per spawn point (default 2; range [1, 1,000])",
+    )
     p.add_argument("--seed", type=int, help="base seed of the children (default: from the run's)")
-    p.add_argument("--out", help="the children's run directory (default <run>-spawn-m<member>)")
+    p.add_argument(
+        "--out", type=nonempty, help="the children's run directory (default <run>-spawn-m<member>)"
+    )
     p.add_argument("--shard", metavar="I/N", help="train the children with index = I mod N")
     p.add_argument(
         "--approximate-replay", action="store_true",

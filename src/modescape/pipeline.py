@@ -43,7 +43,8 @@ def train_run(
     checks the run directory and trains nothing, with a warning that says so. `track` names an
     experiment tracker for every member (`train.tracking`; not part of the config)."""
     from modescape.training.launch import run_members
-    from modescape.training.trainer import prepare_run, train
+    from modescape.training.prepare import prepare_run
+    from modescape.training.trainer import train
 
     _check_launch(executor, workers, retries, device, track)
     if members is not None and len(members) == 0:
@@ -82,7 +83,7 @@ def _check_launch(
     executor: str, workers: int, retries: int, device: str, track: str | Tracking | None
 ) -> None:
     """Checked before the run directory exists, so a typo leaves nothing behind."""
-    from modescape.training.trainer import resolve_device
+    from modescape.training.loop import resolve_device
 
     check_choice("executor", executor, Executor)
     check_range("workers", workers, LAUNCH_RANGES["workers"])
@@ -100,18 +101,30 @@ def _check_launch(
 
 
 def _resolved_cpu(device: str) -> bool:
-    from modescape.training.trainer import resolve_device
+    from modescape.training.loop import resolve_device
 
     return resolve_device(device).type == "cpu"
+
+
+def study_defaults(config: RunConfig) -> dict[str, Any]:
+    """The settings `modescape run` gives each registered study that applies to `config` (by
+    name): its `default_settings`, sized by the run's profile (`modescape.profiles`)."""
+    from modescape.profiles import study_settings
+
+    return {
+        s.name: study_settings(config.profile, s.name, s.default_settings(config))
+        for s in studies()
+        if s.applies_to(config)
+    }
 
 
 def study_stages(config: RunConfig) -> list[tuple[str, Callable[[Path], Any]]]:
     """What `run_pipeline` runs after training, in order: (study name, function of the run
     directory) for every registered study that applies to `config` (`modescape.registry`), each
-    with the settings `modescape run` uses for it (benchmarks time them one by one)."""
-    return [
-        (s.name, _stage(s, s.default_settings(config))) for s in studies() if s.applies_to(config)
-    ]
+    with the settings `modescape run` uses for it, the run's profile included (benchmarks time
+    them one by one)."""
+    chosen = study_defaults(config)
+    return [(s.name, _stage(s, chosen[s.name])) for s in studies() if s.applies_to(config)]
 
 
 def _stage(study: Study, settings: Any) -> Callable[[Path], Any]:

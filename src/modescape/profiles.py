@@ -35,7 +35,8 @@ PROFILES: dict[str, ProfileSpec] = {
     Profile.PAPER: ProfileSpec("the paper's settings"),
     Profile.QUICK: ProfileSpec(
         "minutes on a laptop CPU: stratified subsets of 2,000 training and 1,000 test "
-        "examples, 3 members x 10 epochs, smaller studies",
+        "examples, 3 members x 10 epochs, smaller studies (2 subspace samplers, a 9x9 plane, "
+        "3 corruptions at 3 severities)",
         config=(
             "data.train_size=2000",
             "data.test_size=1000",
@@ -44,9 +45,21 @@ PROFILES: dict[str, ProfileSpec] = {
         ),
         studies={
             "analysis": {"tsne_examples": 256, "tsne_iter": 500, "max_subsets": 20},
-            "subspace": {"n_samples": 8, "calibration_probes": 2, "calibration_steps": 8},
+            # calibration dominates the subspace study: two samplers, few probes and steps
+            "subspace": {
+                "methods": ("random", "dropout"),
+                "n_samples": 4,
+                "calibration_probes": 1,
+                "calibration_steps": 6,
+            },
             "landscape": {"resolution": 9, "max_examples": 500, "n_path_points": 9},
-            "shift": {"severities": (1, 3, 5), "max_examples": 500, "subspace_samples": 4},
+            # three corruptions that exist for images and 1-D signals alike
+            "shift": {
+                "corruptions": ("gaussian_noise", "impulse_noise", "gaussian_blur"),
+                "severities": (1, 3, 5),
+                "max_examples": 500,
+                "subspace_samples": 4,
+            },
         },
     ),
 }

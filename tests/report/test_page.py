@@ -87,6 +87,15 @@ def test_chart_svg_escapes_and_skips_missing_points():
     assert value_text(0.81234) == "0.8123" and value_text(math.nan) == "nan"
 
 
+def test_a_point_without_a_number_is_a_gap_like_nan():
+    """None (e.g. a normalised diversity at accuracy 1) used to raise in float(None)."""
+    with_none = Series("s", [1, 2, 3], [0.5, None, 0.7], err=[0.1, None, 0.1])
+    with_nan = Series("s", [1, 2, 3], [0.5, math.nan, 0.7], err=[0.1, math.nan, 0.1])
+    svg = chart_svg(Chart(ChartKind.LINE, "x", "y", [with_none]), "u1")
+    assert svg == chart_svg(Chart(ChartKind.LINE, "x", "y", [with_nan]), "u1")
+    assert svg.count('class="pt"') == 2
+
+
 def test_ticks_are_round_and_log_axes_use_decades():
     assert ticks(0.0, 1.0, False, 5) == [0.0, 0.2, 0.4, 0.6000000000000001, 0.8, 1.0]
     assert ticks(0.5, 3.5, False, 10, integer=True) == [1.0, 2.0, 3.0]

@@ -168,14 +168,52 @@ def test_missing_analysis_tells_the_user_what_to_run(tiny_run_copy):
     assert not (tiny_run_copy / "report").exists()
 
 
+def _unrecord(run: Path, *folders: str) -> None:
+    """Take `folders` out of the run's manifest, as if their study had never written them."""
+    from modescape.store.manifest import replace_folder_files
+
+    for folder in folders:
+        replace_folder_files(run, folder, {})
+
+
 def test_sections_without_results_are_skipped(analysed, tmp_path):
     run = tmp_path / "run"
-    shutil.copytree(analysed, run)
+    shutil.copytree(analysed, run, ignore=shutil.ignore_patterns("report"))
     shutil.rmtree(run / "analysis" / "trajectories")
     (run / "analysis" / "ensembles" / "curves.csv").unlink()
+    _unrecord(run, "analysis/trajectories", "analysis/ensembles")
     page = report.write_report(run).read_text()
     assert "<h2>Trajectories" not in page and "<h2>Ensembles" not in page
     assert "<h2>Weight space" in page
+
+
+@pytest.mark.parametrize(
+    "removed", ["analysis/trajectories", "analysis/ensembles/curves.csv", "shift/summary.json"]
+)
+def test_a_lost_study_output_is_refused_never_dropped(analysed, tmp_path, removed):
+    run = tmp_path / "run"
+    shutil.copytree(analysed, run, ignore=shutil.ignore_patterns("report"))
+    target = run / removed
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+    missing = rf"{re.escape(str(target))}(/\S+)? is missing, but the"
+    with pytest.raises(ModescapeError, match=missing):
+        report.write_report(run)
+    assert not (run / "report").exists()
+
+
+def test_the_report_is_in_the_manifest_and_verified(analysed, tmp_path):
+    from modescape.store.summary import verify_run
+
+    run = tmp_path / "run"
+    shutil.copytree(analysed, run, ignore=shutil.ignore_patterns("report"))
+    report.write_report(run)
+    recorded = json.loads((run / "manifest.json").read_text())["files"]
+    on_disk = {str(p.relative_to(run)) for p in (run / "report").rglob("*") if p.is_file()}
+    assert on_disk and {k for k in recorded if k.startswith("report/")} == on_disk
+    assert verify_run(run) == []
+    data = run / "report/data.json"
+    data.write_bytes(data.read_bytes().replace(b'"figures"', b'"figurez"', 1))
+    assert verify_run(run) == ["checksum mismatch report/data.json"]
 
 
 STUDIES = {
@@ -188,6 +226,7 @@ STUDIES = {
 def test_study_sections_are_absent_without_their_results(analysed, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(analysed, run, ignore=shutil.ignore_patterns(*STUDIES))
+    _unrecord(run, *STUDIES)  # never run, rather than lost
     ctx = ReportContext(load_run(run))
     assert all(fn(ctx) is None for fn in STUDIES.values())
     page = report.write_report(run).read_text()

@@ -12,7 +12,8 @@ from modescape.analysis import metrics
 from modescape.analysis.swag import SwagConfig
 from modescape.errors import ModescapeError
 from modescape.store.files import load_safetensors
-from modescape.store.run import load_run, verify_run
+from modescape.store.run import load_run
+from modescape.store.summary import verify_run
 from modescape.studies.swag import run_swag
 from modescape.training.trainer import train
 

@@ -17,7 +17,9 @@ def _net() -> nn.Module:
     return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 2))
 
 
-def lightning_checkpoint(model: nn.Module, attr: str = "model") -> dict:
+def lightning_checkpoint(
+    model: nn.Module, attr: str = "model", hparams: dict | None = None
+) -> dict:
     """What `Trainer.save_checkpoint` writes for a LightningModule holding `model` as `attr`
     (plus a loss module with a buffer of its own), made with plain torch."""
     state = {f"{attr}.{k}": v for k, v in model.state_dict().items()}
@@ -27,7 +29,7 @@ def lightning_checkpoint(model: nn.Module, attr: str = "model") -> dict:
         "global_step": 500,
         "pytorch-lightning_version": "2.4.0",
         "state_dict": state,
-        "hyper_parameters": {"width": 4, "lr": 0.01},
+        "hyper_parameters": hparams or {"width": 4, "lr": 0.01},
         "optimizer_states": [{"state": {}, "param_groups": [{"lr": 0.01}]}],
         "lr_schedulers": [],
         "callbacks": {},

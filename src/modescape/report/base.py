@@ -55,6 +55,14 @@ class Series:
     color: str | None = None  # "#rrggbb"; None: the chart's palette
     labels: list[str] | None = None  # per-point hover text (e.g. "m0 e12"), else "x, y"
 
+    def __post_init__(self) -> None:
+        # A value with no number (None: e.g. a normalised diversity where accuracy is 1) is a gap
+        # in the chart, as NaN is; left as None it broke drawing (float(None)).
+        for name in ("x", "y", "err"):
+            values = getattr(self, name)
+            if values is not None:
+                setattr(self, name, [math.nan if v is None else v for v in values])
+
 
 @dataclass
 class Chart:
@@ -106,7 +114,20 @@ class Results:
         self.run = run
 
     def has(self, rel: str) -> bool:
-        return (self.root / rel).exists()
+        """Whether the study wrote file or folder `rel`. One the run's manifest records but that
+        is gone is a ModescapeError naming it: a section is never dropped because a file was
+        lost, only because its study did not write it."""
+        f = self.root / rel
+        if f.exists():
+            return True
+        key = f.relative_to(self.run.path).as_posix()
+        recorded = self.run.manifest.get("files", {})
+        if key in recorded or any(k.startswith(key + "/") for k in recorded):
+            raise ModescapeError(
+                f"{f} is missing, but the run's manifest records it: restore it, or rerun the "
+                "study that wrote it"
+            )
+        return False
 
     def path(self, rel: str) -> Path:
         """The verified path of a file in the folder (for readers other than these)."""
@@ -172,6 +193,12 @@ class ReportContext(Results):
         study ran), else None."""
         root = self.run.path / name
         if not (root / S.SUMMARY).exists():
+            rel = f"{name}/{S.SUMMARY}"
+            if rel in self.run.manifest.get("files", {}):  # it ran: never drop its section
+                raise ModescapeError(
+                    f"{self.run.path / rel} is missing, but the run's manifest records that the "
+                    f"{name} study wrote it: restore the file, or rerun the study"
+                )
             return None
         return StudyResults(root, self.run, self.run.study(name))
 

@@ -8,7 +8,8 @@
 The page holds a config diff (the settings that differ, every setting one click away), the
 at-a-glance numbers in one table (a column per run; study numbers when a run has the study), and
 overlaid curves: ensemble accuracy and NLL against size, training curves, the diversity–accuracy
-plane (runs with a subspace study) and accuracy under shift (runs with a shift study).
+plane (runs with a subspace study), accuracy under shift (runs with a shift study) and the
+profiles along each run's trained curve (runs with a connector study).
 
 Everything is read through the typed readers (`load_run`, `ReportContext`, the studies' summaries
 in `store.schema`), each file checked against its recorded sha256: nothing is recomputed. Runs
@@ -139,6 +140,8 @@ def _sections(ctxs: list[ReportContext], labels: list[str]) -> list[CompareSecti
         _training_section(ctxs, labels),
         _subspace_section(ctxs, labels),
         _shift_section(ctxs, labels),
+        _connect_section(ctxs, labels),
+        _instability_section(ctxs, labels),
     ]
 
 
@@ -255,6 +258,14 @@ def glance_rows(ctx: ReportContext) -> dict[str, Any]:
                 rows[f"landscape: error barrier, {kind} ({paths[0].name})"] = _r(
                     paths[0].error_barrier
                 )
+    inst = ctx.study(S.INSTABILITY)
+    if inst is not None:
+        onset = inst.summary.onset
+        rows["spawn: onset of stability (epoch)"] = "never" if onset is None else onset
+        first, last = inst.summary.points[0], inst.summary.points[-1]
+        for p in (first, last):
+            rows[f"spawn: error barrier, children of epoch {p.at:g}"] = _r(p.level.error_barrier)
+            rows[f"spawn: disagreement, children of epoch {p.at:g}"] = _r(p.level.disagreement)
     return rows
 
 
@@ -401,6 +412,63 @@ def _shift_section(ctxs: list[ReportContext], labels: list[str]) -> CompareSecti
     return CompareSection(
         "shift", "Dataset shift", reading, [ChartPlot("shift_accuracy", caption, chart, data)], []
     )
+
+
+def _connect_section(ctxs: list[ReportContext], labels: list[str]) -> CompareSection | None:
+    """Curve profiles overlaid: test error and agreement with the first end along t, per run
+    with a connector study (`modescape connect`)."""
+    have = [(lab, c.study(S.CONNECT)) for lab, c in zip(labels, ctxs)]
+    have = [(lab, res) for lab, res in have if res is not None and res.has("profile.csv")]
+    if not have:
+        return None
+    charts = []
+    for column, nice in (("test_error", "test error"), ("agreement_end0", "agreement with end 0")):
+        series, rows = [], []
+        for lab, res in have:
+            p = res.csv("profile.csv")
+            series.append(Series(lab, [_f(t) for t in p["t"]], [_f(v) for v in p[column]]))
+            rows += [[lab, _r(t), _r(v)] for t, v in zip(p["t"], p[column])]
+        chart = Chart(ChartKind.LINE, "t along the curve", nice, series)
+        data = Table(f"connect_{column}", ["run", "t", column], rows)
+        caption = f"{nice.capitalize()} along each run's trained curve (t = 0: its first end)."
+        charts.append(ChartPlot(f"connect_{column}", caption, chart, data))
+    reading = [
+        f"{lab}: test-error barrier {res.summary.error_barrier:.3f} along the curve "
+        f"{'-'.join(res.summary.pair)}, {res.summary.line_error_barrier:.3f} along the line."
+        for lab, res in have
+    ]
+    return CompareSection("connect", "Connectors", reading, charts, [])
+
+
+def _instability_section(ctxs: list[ReportContext], labels: list[str]) -> CompareSection | None:
+    """The error barrier between spawned children against the spawn point, one line per spawn
+    run (`modescape spawn`), with each run's across-initialisation level."""
+    have = [(lab, res) for lab, c in zip(labels, ctxs) if (res := c.study(S.INSTABILITY))]
+    if not have:
+        return None
+    series, rows, reading = [], [], []
+    for lab, res in have:
+        s = res.summary
+        at = [float(p.at) for p in s.points]
+        barrier = [_f(p.level.error_barrier) for p in s.points]
+        series.append(Series(f"{lab}: children", at, barrier))
+        if s.across is not None:
+            series.append(Series(f"{lab}: across initialisations", at,
+                                 [_f(s.across.error_barrier)] * len(at)))  # fmt: skip
+        rows += [[lab, p.at, _r(p.level.error_barrier), _r(p.level.disagreement)]
+                 for p in s.points]  # fmt: skip
+        onset = "never" if s.onset is None else f"from epoch {s.onset:g}"
+        reading.append(f"{lab}: stable (barrier below 2%) {onset}.")
+    chart = Chart(ChartKind.LINE, "spawn point (epochs)", "error barrier", series)
+    data = Table("instability", ["run", "spawn_epoch", "error_barrier", "disagreement"], rows)
+    caption = (
+        "Error barrier on the straight line between children spawned from one member at each "
+        "point of its training (mean over pairs), with each run's across-initialisation level."
+    )
+    return CompareSection(
+        "instability", "Spawned children", reading,
+        [ChartPlot("instability", caption, chart, data)], [],
+    )  # fmt: skip
 
 
 def _data(

@@ -40,6 +40,7 @@ from modescape.report.render.page import (
 )
 from modescape.report.sections.run import run_section
 from modescape.store.files import atomic_write_bytes, killpoint, write_json
+from modescape.store.manifest import replace_folder_files
 from modescape.store.run import load_run
 
 logger = logging.getLogger(__name__)
@@ -72,28 +73,41 @@ def write_report(
     out = Path(out_dir) if out_dir is not None else ctx.run.path / "report"
     sections = [sec for fn in section_functions() if (sec := fn(ctx)) is not None]
     images: dict[str, bytes] = {}
+    written: dict[str, str] = {}  # path below `out` -> sha256, for the run's manifest
     for sec in sections:
         for plot in sec.figures:
             files = figures.render_figure(plot.figure, scale=PNG_SCALE)
             for fmt, data in files.items():
                 killpoint("report.write")
-                atomic_write_bytes(out / "figures" / f"{plot.name}.{fmt}", data)
+                rel = f"figures/{plot.name}.{fmt}"
+                written[rel] = atomic_write_bytes(out / rel, data)
             if plot.data is not None:
-                atomic_write_bytes(out / "figures" / f"{plot.name}.csv", csv_bytes(plot.data))
+                rel = f"figures/{plot.name}.csv"
+                written[rel] = atomic_write_bytes(out / rel, csv_bytes(plot.data))
             images[plot.name] = files["png"]
         for table in sec.tables:
-            atomic_write_bytes(out / "tables" / f"{table.name}.csv", csv_bytes(table))
-    write_json(out / "data.json", report_data(ctx.run.path.name, sections))
+            rel = f"tables/{table.name}.csv"
+            written[rel] = atomic_write_bytes(out / rel, csv_bytes(table))
+    written["data.json"] = write_json(out / "data.json", report_data(ctx.run.path.name, sections))
     page = render_html(ctx, sections, images)
     index = out / "index.html"
     killpoint("report.index")
-    atomic_write_bytes(index, page.encode())
+    written["index.html"] = atomic_write_bytes(index, page.encode())
+    _record_report(ctx.run.path, out, written)
     size = len(page.encode()) / 2**20
     logger.info(
         "report: %d figures in %.1f s, page %.1f MB -> %s",
         len(images), time.perf_counter() - start, size, index,
     )  # fmt: skip
     return index
+
+
+def _record_report(run_path: Path, out: Path, written: dict[str, str]) -> None:
+    """The report's files in the run's manifest (as `report/...`), so `modescape verify` checks
+    them like every other file; a report written elsewhere (`out_dir`) is not the run's."""
+    if out.resolve() != (run_path / "report").resolve():
+        return
+    replace_folder_files(run_path, "report", {f"report/{k}": v for k, v in written.items()})
 
 
 def report_data(run: str, sections: list[Section]) -> dict[str, Any]:

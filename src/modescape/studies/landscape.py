@@ -32,14 +32,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from modescape.analysis.engine.batched import flatten_params
 from modescape.analysis.engine.points import flat_anchor
-from modescape.analysis.landscape import (
-    evaluate_plane,
-    interpolate_path,
-    plane_axes,
-    project_onto_plane,
-)
+from modescape.analysis.geometry import plane_axes, project_onto_plane
+from modescape.analysis.landscape import evaluate_plane, interpolate_path
+from modescape.analysis.weightspace import flatten_params
 from modescape.errors import ModescapeError
 from modescape.registry import Flag
 from modescape.store import schema as S

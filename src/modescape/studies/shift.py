@@ -37,6 +37,7 @@ import torch
 from modescape.analysis.ensembles import ensemble_curve
 from modescape.analysis.functionspace import js_diversity
 from modescape.analysis.metrics import METRICS, evaluate, evaluate_ensemble
+from modescape.analysis.subspace import MAX_SAMPLES
 from modescape.data.corruptions import (
     IMAGE_CORRUPTIONS,
     SIGNAL_CORRUPTIONS,
@@ -56,7 +57,7 @@ from modescape.studies.context import (
     subspace_config,
 )
 from modescape.studies.inference import ModelStack
-from modescape.studies.limits import MAX_SAMPLES, check_examples, check_int
+from modescape.studies.limits import check_examples, check_int
 
 logger = logging.getLogger(__name__)
 
@@ -501,9 +502,11 @@ CLI_FLAGS = {
 
 def outcome(summary: S.ShiftSummary, run: Path) -> list[str]:
     """What `modescape shift` prints when done."""
-    by = summary.by_severity
-    acc = by.metrics["single"]["accuracy"]
-    text = ", ".join(f"{s}: {a:.3f}" for s, a in zip(by.severities, acc))
+    by = summary.by_severity  # a dict as run_shift returns it, a BySeverity read back
+    metrics = by["metrics"] if isinstance(by, dict) else by.metrics
+    severities = by["severities"] if isinstance(by, dict) else by.severities
+    acc = metrics["single"]["accuracy"]
+    text = ", ".join(f"{s}: {a:.3f}" for s, a in zip(severities, acc))
     return [
         f"mean single-member accuracy by severity: {text}",
         f"results in {run / S.SHIFT}",

@@ -37,17 +37,14 @@ from modescape.analysis.calibration import calibrate
 from modescape.analysis.ensembles import ensemble_curve
 from modescape.analysis.functionspace import js_diversity
 from modescape.analysis.metrics import METRICS, evaluate, evaluate_ensemble
-from modescape.analysis.plane import every_reference
-from modescape.analysis.samplers import ALWAYS_SWEEP
-from modescape.analysis.subspace import (
-    SAMPLERS,
-    SamplerMode,
-    SubspaceConfig,
+from modescape.analysis.plane import (
     diversity_accuracy_points,
+    every_reference,
     plane_summary,
     reference_curves,
-    sample_subspace,
 )
+from modescape.analysis.samplers import ALWAYS_SWEEP, SAMPLERS
+from modescape.analysis.subspace import SamplerMode, SubspaceConfig, sample_subspace
 from modescape.analysis.trajectories import embed_trajectories, fixed_subset, function_space_points
 from modescape.config import RunConfig
 from modescape.errors import ModescapeError
@@ -116,7 +113,8 @@ def calibration_data(ctx: RunContext) -> tuple[torch.Tensor, torch.Tensor]:
 def accuracy_function(ctx: RunContext) -> Callable[[torch.Tensor], torch.Tensor]:
     """`accuracy_of(weights[K, P]) -> accuracies[K]` on `calibration_data`, BatchNorm statistics
     recomputed per weight vector where the network has BatchNorm."""
-    from modescape.analysis.engine.batched import evaluate_many, recompute_bn_buffers
+    from modescape.analysis.engine.batched import evaluate_many
+    from modescape.analysis.engine.bn import recompute_bn_buffers
 
     x, y = calibration_data(ctx)
     model = ctx.build_model()

@@ -134,6 +134,20 @@ def read_state_dict(path: Path, fmt: str = ImportFormat.AUTO) -> dict[str, torch
     return _unwrap(obj, path)
 
 
+def lightning_record(path: Path) -> dict[str, Any] | None:
+    """The Lightning record (version, epoch, hyper_parameters) of a PyTorch checkpoint, None
+    for any other file (`training.checkpoints.lightning_meta`)."""
+    from modescape.training.checkpoints import lightning_meta
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # unreadable: `read_state_dict` says why when the weights are read
+        return None
+    meta = lightning_meta(obj)
+    # JSON for the manifest: a hyper-parameter JSON cannot hold is recorded as its text
+    return json.loads(json.dumps(meta, default=str)) if meta is not None else None
+
+
 def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     if isinstance(obj, dict):
         inner = next((obj[k] for k in _WRAPPERS if isinstance(obj.get(k), dict)), None)
@@ -191,6 +205,8 @@ def import_checkpoints(
     checkpoints = _shift_epochs(found, offset)
     originals = sorted({c.member for c in checkpoints})
     config = _import_config(config, kind, len(originals), max(c.epoch for c in checkpoints))
+    lightning = lightning_record(found[0].path) if kind == ImportFormat.TORCH else None
+    config = _with_hyper_parameters(config, lightning)
     data = open_dataset(config)
     imported = {
         "source": str(Path(source).resolve()),
@@ -203,6 +219,10 @@ def import_checkpoints(
     }
     if keras_config is not None:
         imported["keras_config"] = {"path": str(keras_config), "sha256": sha256_file(keras_config)}
+    if lightning is not None:
+        imported["lightning"] = lightning
+    if kind != ImportFormat.KERAS:
+        imported["key_prefix"] = _key_prefix(found[0].path, kind, config, data)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.importing-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -218,7 +238,54 @@ def import_checkpoints(
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("imported %d checkpoints of %d member(s) into %s", len(checkpoints),
              len(originals), out)  # fmt: skip
-    return load_run(out)
+    run = load_run(out)
+    _warn_near_chance(run)
+    return run
+
+
+def _with_hyper_parameters(config: RunConfig, lightning: dict[str, Any] | None) -> RunConfig:
+    """A Lightning checkpoint's hyper-parameters that the model factory names become its
+    arch_kwargs, unless the config gives arch_kwargs itself."""
+    if lightning is None or config.model.arch_kwargs:
+        return config
+    from modescape.models.registry import is_builtin, resolve_factory
+    from modescape.training.checkpoints import factory_kwargs
+
+    if is_builtin(config.model.arch):
+        return config
+    kwargs = factory_kwargs(lightning["hyper_parameters"], resolve_factory(config.model.arch))
+    if kwargs:
+        log.info("arch_kwargs from the Lightning hyper_parameters: %s", kwargs)
+        model = dataclasses.replace(config.model, arch_kwargs=kwargs)
+        config = dataclasses.replace(config, model=model)
+    return config
+
+
+def _key_prefix(path: Path, kind: ImportFormat, config: RunConfig, data: Any) -> str:
+    """The prefix the checkpoints' keys carry before the model's ("model." of a Lightning
+    module, "module." of DataParallel, ""), read from the first file."""
+    from modescape.models.registry import build_model
+    from modescape.training.checkpoints import fit_to_model
+
+    m = config.model
+    with torch.random.fork_rng(devices=[]):
+        model = build_model(m.arch, m.variant, data.in_shape, data.num_classes, m.dropout,
+                            **m.arch_kwargs)  # fmt: skip
+    return fit_to_model(read_state_dict(path, kind), model.state_dict())[1]
+
+
+def _warn_near_chance(run: Run) -> None:
+    """Warn when every member's last snapshot scores near chance on the test split."""
+    from modescape.training.checkpoints import near_chance_message
+
+    if "test" not in run.splits:
+        return
+    accuracies = {m: run.metrics(m)[-1].get("test_acc") for m in run.members}
+    accuracies = {m: a for m, a in accuracies.items() if isinstance(a, float)}
+    classes = int(run.data_summary["num_classes"])
+    message = near_chance_message(accuracies, classes, run.config.data.scaling)
+    if message:
+        log.warning("%s", message)
 
 
 def _resolve_origin(
@@ -285,7 +352,15 @@ def _load_into(model: nn.Module, c: Checkpoint, source: _Source, run: Run) -> No
         in_shape = tuple(run.data_summary["in_shape"])
         state = load_keras(c.path, model, in_shape, source.keras_config)
     else:
-        state = read_state_dict(c.path, source.kind)
+        from modescape.training.checkpoints import fit_to_model, mismatch_message
+
+        expected = model.state_dict()
+        state, _ = fit_to_model(read_state_dict(c.path, source.kind), expected)
+        problem = mismatch_message(state, expected)
+        if problem:  # one line naming both sides, before load_state_dict's long listing
+            raise ModescapeError(
+                f"{c.path} does not fit the architecture {run.config.model.arch!r}: {problem}"
+            )
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

@@ -12,7 +12,7 @@ parent run, member, points and the sha256 of every parent snapshot used): member
 `p * children + c` is child c of spawn point p, its seed `derive_seed(run seed, "member", i)`
 as for any member. They keep a snapshot per epoch from the spawn point on, resume after a kill
 byte for byte, and run on every executor (`train.launch`), because `train_member` trains a
-spawn run's members with `ChildTrainer`.
+spawn run's members from their spawn states (`training.children`).
 
 Where the state at k comes from: a run keeps the optimiser state of its last epoch only
 (`resume.safetensors`), not one per snapshot. So the parent's training is replayed from its
@@ -41,15 +41,13 @@ from modescape.seeding import derive_seed
 from modescape.store.files import (
     atomic_write_bytes,
     killpoint,
-    load_safetensors,
-    read_safetensors_metadata,
     safetensors_bytes,
 )
 from modescape.store.manifest import create_run, member_seed, record_files, update_manifest
 from modescape.store.run import Run, load_run
+from modescape.training.children import SpawnPoint, state_rel
 from modescape.training.loop import (
     batch_order,
-    load_optimizer,
     optimizer_tensors,
     resolve_device,
     train_epoch,
@@ -57,19 +55,6 @@ from modescape.training.loop import (
 from modescape.training.trainer import MemberTrainer, member_threads, training_pixels
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SpawnPoint:
-    """Where children start: after `epoch` whole epochs and `step` more optimiser steps."""
-
-    at: float  # as asked, in epochs (e.g. 2.5)
-    epoch: int
-    step: int
-
-    @property
-    def label(self) -> str:
-        return f"{self.epoch}" if self.step == 0 else f"{self.epoch}+{self.step} steps"
 
 
 @dataclass(frozen=True)
@@ -180,10 +165,6 @@ def plan_spawn(
 
 
 # ---- the spawn run ----------------------------------------------------------------------------
-
-
-def state_rel(point: int) -> str:
-    return f"spawn/p{point:02d}.safetensors"
 
 
 def create_spawn_run(plan: SpawnPlan, out: str | Path) -> Run:
@@ -347,60 +328,6 @@ def _state_bytes(tr: MemberTrainer, point: SpawnPoint) -> bytes:
     return safetensors_bytes(tensors, meta)
 
 
-# ---- children ---------------------------------------------------------------------------------
-
-
-class ChildTrainer(MemberTrainer):
-    """A spawned child: starts from its spawn point's stored state instead of its own
-    initialisation (its seed still drives data order, augmentation and dropout), and finishes
-    a spawn point's partial epoch with the remaining steps of its own data order."""
-
-    def resume(self) -> int:
-        spawn = self.run.manifest["spawn"]
-        p, c = divmod(self.member, int(spawn["children"]))
-        point = SpawnPoint(**spawn["points"][p])
-        self.info["spawn"] = {"point": p, "child": c, "parent": spawn["parent"]}
-        self.info["spawn"] |= {"parent_member": spawn["member"]} | dataclasses.asdict(point)
-        if (self.mdir / "resume.safetensors").exists():
-            return super().resume()
-        self._load_spawn_state(p)
-        if point.step == 0 and point.epoch == 0:
-            return 0  # `train` writes and commits epoch 0 itself
-        if point.step == 0:
-            self.write_epoch(point.epoch, None, None)
-        else:
-            self._finish_epoch(point)
-        start = point.epoch + (point.step > 0)
-        self.commit(start)
-        return start
-
-    def _load_spawn_state(self, point: int) -> None:
-        path = self.run.path / state_rel(point)
-        if not path.exists():
-            raise ModescapeError(
-                f"{path} is missing: rerun `modescape spawn` for {self.run.path} to replay it"
-            )
-        path = self.run.verified(path)
-        tensors, meta = load_safetensors(path), read_safetensors_metadata(path)
-        self.model.load_state_dict(
-            {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-        )
-        opt = {k: v if "step" in k else v.to(self.dev) for k, v in tensors.items() if "opt." in k}
-        load_optimizer(self.opt, opt, meta["param_groups"])
-
-    def _finish_epoch(self, point: SpawnPoint) -> None:
-        """The rest of the parent's partial epoch, in this child's own data order."""
-        tcfg, lr = self.tcfg, self.tcfg.lr_at(point.epoch)
-        for group in self.opt.param_groups:
-            group["lr"] = lr
-        order = batch_order(len(self.x_train), tcfg.batch_size, tcfg.sampler, self.rng.data)
-        bf16 = self.info["precision"] == "bf16"
-        autocast = torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=bf16)
-        stats = train_epoch(self.model, self.opt, self.x_train, self.y_train, tcfg, self.rng,
-                            self.pixel, autocast, order=order[point.step :])  # fmt: skip
-        self.write_epoch(point.epoch + 1, stats, lr)
-
-
 def spawn(
     run_dir: str | Path,
     out: str | Path | None = None,
@@ -423,9 +350,9 @@ def spawn(
     children's run (default folder: `<run>-spawn-m<member>`). Failures of children raise.
     `exact=False` accepts a replay that does not reproduce the parent bit for bit
     (`replay_parent`)."""
-    from modescape.training.launch import _check_launch, run_members, shard_members
+    from modescape.training.launch import check_launch, run_members, shard_members
 
-    _check_launch(executor, workers, retries, threads)
+    check_launch(executor, workers, retries, threads)
     plan = plan_spawn(run_dir, member, at, children, seed)
     out = (
         Path(out)

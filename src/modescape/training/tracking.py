@@ -7,7 +7,7 @@ the run directory's name as the group and `m000` as the run name; MLflow an expe
 after the run directory with one MLflow run per member. Each is configured as its users
 configure it: its environment variables (WANDB_PROJECT, WANDB_MODE, WANDB_DIR,
 MLFLOW_TRACKING_URI, ...) and `--track-option KEY=VALUE` (`Tracking`; the table of settings is
-in `train.tracker_backends`). The record logged is exactly the line metrics.jsonl gets (every
+in `training.tracker_backends`). The record logged is exactly the line metrics.jsonl gets (every
 number but "epoch", which is the step).
 
 Trackers never change what is trained: every call runs with the global torch, NumPy and Python

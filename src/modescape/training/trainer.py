@@ -46,24 +46,19 @@ from modescape.store.files import (
 from modescape.store.manifest import member_seed, record_files
 from modescape.store.members import write_member_info
 from modescape.store.run import Run, load_run, open_dataset
-from modescape.training.loop import (  # noqa: F401  (re-exported: the training API)
-    EVAL_BATCH,
+from modescape.training.children import child_info, start_child
+from modescape.training.loop import (
     MemberRNG,
-    augment_batch,
-    batch_order,
     evaluate_split,
     load_optimizer,
     make_optimizer,
     optimizer_tensors,
     pixel_unit,
-    predict,
     resolve_device,
     resolve_precision,
     train_epoch,
 )
-from modescape.training.prepare import (  # noqa: F401  (re-exported: the training API)
-    dataset_summary,
-    eval_labels,
+from modescape.training.prepare import (
     prepare_run,
 )
 
@@ -109,21 +104,11 @@ def train_member(
             tracker = open_tracker(track, run.path, member)
             tracker.log_config(run.config.to_dict())
         try:
-            trainer_class(run)(run, member, data, dev, progress, tracker).fit()
+            MemberTrainer(run, member, data, dev, progress, tracker).fit()
         finally:
             torch.set_num_threads(before)
             if tracker is not None:
                 tracker.close()
-
-
-def trainer_class(run: Run) -> type[MemberTrainer]:
-    """The trainer of the run's members: `train.spawn.ChildTrainer` for a run of spawned
-    children (they start from a parent's state, not from their own initialisation)."""
-    if "spawn" in run.manifest:
-        from modescape.training.spawn import ChildTrainer
-
-        return ChildTrainer
-    return MemberTrainer
 
 
 @contextlib.contextmanager
@@ -375,8 +360,11 @@ class MemberTrainer:
     def resume(self) -> int:
         """Load the last committed epoch's state (0 when there is none); return that epoch."""
         resume = self.mdir / "resume.safetensors"
+        spawn = self.run.manifest.get("spawn")  # a spawned child starts from its parent's state
+        if spawn:
+            self.info["spawn"] = child_info(spawn, self.member)
         if not resume.exists():
-            return 0
+            return start_child(self) if spawn else 0
         self._check_resume(resume)
         tensors = load_safetensors(resume)
         meta = read_safetensors_metadata(resume)

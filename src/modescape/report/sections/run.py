@@ -46,6 +46,7 @@ def run_section(ctx: ReportContext) -> Section:
         f"({cfg.train.optimizer}, learning rate "
         f"{cfg.train.lr:g}, {cfg.train.schedule} schedule, batch {cfg.train.batch_size}, "
         f"dropout {cfg.model.dropout:g}).",
+        *_profile_note(cfg.profile),
         f"On the {s.split} set ({s.n_examples:,} examples) a member reaches "
         f"{pct(np.mean(accs))} accuracy on average (range {pct(min(accs))} to "
         f"{pct(max(accs))})."
@@ -114,12 +115,26 @@ def curve_value(ctx: ReportContext, family: str, size: int, metric: str = "accur
     return float(c["mean"][sel][0]) if sel.any() else None
 
 
+def _profile_note(profile: str) -> list[str]:
+    """The run's profile said up front: a quick run's numbers are not the paper's."""
+    if not profile:
+        return []
+    from modescape.profiles import describe
+
+    return [
+        f"Sized by {describe(profile)}; the paper's settings are the default "
+        "(`--profile paper`). Every number the profile changed is in the configuration table "
+        "and in each study's settings, so compare with the paper's values with that in mind."
+    ]
+
+
 def _settings_rows(ctx: ReportContext, n_params: int) -> list[list[Any]]:
     run, s, cfg = ctx.run, ctx.summary, ctx.run.config
     manifest, data = run.manifest, run.data_summary
     n = f"{data.get('n_train')} / {data.get('n_val')} / {data.get('n_test')}"
     return [
         ["run", str(run.path)],
+        ["profile", cfg.profile or "paper (the paper's settings)"],
         ["created", manifest.get("created", "")],
         ["dataset", data.get("name", "")],
         ["examples (train / val / test)", n],
