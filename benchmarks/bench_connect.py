@@ -35,22 +35,24 @@ GARIPOV = {"VGG16": ((6.79, 6.94), (6.79, 7.75)), "PreResNet164": ((4.75, 4.76),
 
 
 def subset_folder(archive: Path, out: Path, train_per_class: int, test_per_class: int) -> Path:
-    """The first n images (by file name) of each class of an image-folder archive, extracted."""
+    """The first n images of each class (in the archive's order) of an image-folder archive,
+    extracted in one streaming pass."""
     root = out / f"cifar10-{train_per_class}-{test_per_class}"
     if (root / ".complete").exists():
         return root
     keep = {"train": train_per_class, "test": test_per_class}
-    with tarfile.open(archive) as tar:
-        members = [m for m in tar.getmembers() if m.isfile() and m.name.endswith(".jpg")]
-        by_class: dict[tuple[str, str], list[tarfile.TarInfo]] = {}
-        for m in members:
+    taken: dict[tuple[str, str], int] = {}
+    with tarfile.open(archive, "r|gz") as tar:
+        for m in tar:
+            if not (m.isfile() and m.name.endswith(".jpg")):
+                continue
             split, cls = Path(m.name).parts[-3:-1]
-            by_class.setdefault((split, cls), []).append(m)
-        for (split, cls), items in sorted(by_class.items()):
-            for m in sorted(items, key=lambda m: m.name)[: keep[split]]:
-                dest = root / split / cls / Path(m.name).name
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                dest.write_bytes(tar.extractfile(m).read())  # type: ignore[union-attr]
+            if taken.get((split, cls), 0) >= keep[split]:
+                continue
+            taken[(split, cls)] = taken.get((split, cls), 0) + 1
+            dest = root / split / cls / Path(m.name).name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(tar.extractfile(m).read())  # type: ignore[union-attr]
     (root / ".complete").write_text("")
     return root
 
@@ -102,7 +104,7 @@ def main() -> None:
         train_examples=args.train_examples,
         max_examples=args.max_examples,
         plane_resolution=0,
-        fge=None,
+        fge_cycles=0,
     )
     s = fit_curve(run_dir, cc)
     t2 = time.perf_counter()
@@ -111,10 +113,11 @@ def main() -> None:
 
 def report(run_dir: Path, args: argparse.Namespace, s, train_s: float, curve_s: float) -> None:
     run = ms.load_run(run_dir)
-    data = run.data_summary
+    d = run.data_summary
+    data = f"{d['name']} {d['n_train']} train / {d['n_test']} test images"
     print(
         f"\nrun {run_dir}: {run.config.model.arch} ({run.config.model.variant}), "
-        f"{run.config.train.recipe} recipe, {run.config.train.epochs} epochs, data {data}"
+        f"{run.config.train.recipe} recipe, {run.config.train.epochs} epochs, {data}"
     )
     print(
         f"curve: {args.recipe} recipe, {args.curve_epochs} epochs, {args.points} t values, "

@@ -43,7 +43,8 @@ import modescape as ms
 from modescape.data.datasets import Dataset
 from modescape.models.architectures import build_model
 from modescape.store.run import load_run, open_dataset
-from modescape.training.trainer import prepare_run, train_member, training_pixels
+from modescape.training.prepare import prepare_run
+from modescape.training.trainer import train_member, training_pixels
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHS = ["smallcnn:seed", "smallcnn:paper", "mediumcnn:seed", "mediumcnn:paper", "resnet20:paper"]

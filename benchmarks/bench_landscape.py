@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from modescape.analysis import landscape
+from modescape.analysis import geometry, landscape, weightspace
 from modescape.analysis.engine import batched
 from modescape.analysis.geometry import anchored_grid
 from modescape.models.architectures import build_model
@@ -173,7 +173,7 @@ def run_case(name, x, y, source, args, repeats: int) -> None:
     for seed in range(3):
         torch.manual_seed(seed)
         net = build_model("smallcnn", "paper", in_shape, 10)
-        anchors.append(batched.flatten_params(net.state_dict(), batched.param_names(net)))
+        anchors.append(weightspace.flatten_params(net.state_dict(), weightspace.param_names(net)))
     model = build_model("smallcnn", "paper", in_shape, 10)
     R = args.resolution
     strategy = batched.plan(model, x, R * R).strategy
@@ -189,7 +189,7 @@ def run_case(name, x, y, source, args, repeats: int) -> None:
             "only: pip install loss-landscapes==3.0.6 (or pip install --no-deps --target DIR "
             "<wheel> and DIR on PYTHONPATH)"
         )
-    u, v, coords = landscape.plane_axes(*anchors)
+    u, v, coords = geometry.plane_axes(*anchors)
     pts = their_grid(anchors, R)
     plane_res = plane_resolution(coords, R, MARGIN)
     grid = anchored_grid(coords, plane_res, MARGIN)

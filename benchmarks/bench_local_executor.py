@@ -20,7 +20,7 @@ from pathlib import Path
 from modescape.config import preset
 from modescape.store.run import load_run
 from modescape.training.launch import run_members
-from modescape.training.trainer import prepare_run
+from modescape.training.prepare import prepare_run
 
 
 def timed(executor: str, root: Path, config, workers: int, threads: int | None = None) -> float:

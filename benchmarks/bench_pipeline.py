@@ -124,7 +124,8 @@ def main() -> None:
     print(f"after the probe: peak RSS {peak_rss_mb():.0f} MB, {load()}")
     if not args.reuse:
         from modescape.store.run import open_dataset
-        from modescape.training.trainer import prepare_run, train_member, training_pixels
+        from modescape.training.prepare import prepare_run
+        from modescape.training.trainer import train_member, training_pixels
 
         data = open_dataset(cfg, pixels=training_pixels(cfg))  # as `modescape run` loads it
         run = prepare_run(out, cfg, data)

@@ -23,8 +23,9 @@ import time
 import torch
 from torch import nn
 
-from modescape.analysis.engine.batched import evaluate_many, flatten_params, param_names
-from modescape.analysis.subspace import random_subspace
+from modescape.analysis.engine.batched import evaluate_many
+from modescape.analysis.samplers import random_subspace
+from modescape.analysis.weightspace import flatten_params, param_names
 from modescape.models.architectures import build_model
 
 

@@ -5,10 +5,15 @@
 Every file present in either run is compared byte for byte, except where a difference is
 legitimate between two executions of the same code:
 
+- every file is read with the run's own path replaced by `<run>` (a summary records where the
+  run was);
 - JSON files are compared after dropping the fields that record when, how long, where and with
-  which versions (`IGNORED_KEYS`: timestamps, wall times, process ids, hosts, package versions)
-  and the checksums that cover such fields (the manifest's own seal, the sha256 of JSON files
-  that hold a wall time or a timestamp: member.json, summary.json);
+  which versions (`IGNORED_KEYS`, and every key ending in `_s`: wall times in seconds;
+  timestamps, process ids, hosts, package versions) and the checksums that cover such fields
+  (the manifest's own seal, the sha256 of the files that hold a wall time: member.json,
+  summary.json, metrics.jsonl, resume.safetensors);
+- a member's resume.safetensors is compared tensor by tensor, and its metadata as JSON (it
+  repeats the epochs' records, wall times included);
 - the report's index.html is compared with its "report written <time>" line removed;
 - the report's tables/timings.csv (wall times) is compared on its first two columns only.
 
@@ -38,16 +43,17 @@ IGNORED_KEYS = {
     "finished",
     "updated",
     "sha256",  # the manifest's own seal (covers the fields above)
+    "resume_previous",  # member.json: sha256 of the previous resume.safetensors
 }
 # Files whose sha256 (recorded in the manifest or member.json) covers an ignored field.
-TIMED_JSON = re.compile(r"(^|/)(member|summary)\.json$")
+TIMED_JSON = re.compile(r"(^|/)(member\.json|summary\.json|metrics\.jsonl|resume\.safetensors)$")
 
 
 def _clean(value: Any, path: str = "") -> Any:
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
-            if k in IGNORED_KEYS:
+            if k in IGNORED_KEYS or k.endswith("_s"):
                 continue
             if k == "files" and isinstance(v, dict):  # rel path -> sha256
                 v = {r: ("<timed json>" if TIMED_JSON.search(r) else d) for r, d in v.items()}
@@ -56,6 +62,21 @@ def _clean(value: Any, path: str = "") -> Any:
     if isinstance(value, list):
         return [_clean(v, path) for v in value]
     return value
+
+
+def _same_tensors(a: Path, b: Path) -> bool:
+    from safetensors import safe_open
+
+    fa, fb = safe_open(str(a), "pt"), safe_open(str(b), "pt")
+    keys = set(fa.keys())
+    if keys != set(fb.keys()):
+        return False
+    if any(not fa.get_tensor(k).equal(fb.get_tensor(k)) for k in keys):
+        return False
+    ma, mb = fa.metadata() or {}, fb.metadata() or {}
+    if set(ma) != set(mb):
+        return False
+    return all(_same(f"{k}.json", ma[k].encode(), mb[k].encode()) for k in ma)
 
 
 def _same(rel: str, a: bytes, b: bytes) -> bool:
@@ -88,7 +109,13 @@ def compare(a: Path, b: Path) -> list[str]:
     out = [f"only in {a}: {r}" for r in sorted(files_a - files_b)]
     out += [f"only in {b}: {r}" for r in sorted(files_b - files_a)]
     for rel in sorted(files_a & files_b):
-        if not _same(rel, (a / rel).read_bytes(), (b / rel).read_bytes()):
+        if rel.endswith("resume.safetensors"):
+            same = _same_tensors(a / rel, b / rel)
+        else:
+            here = (a / rel).read_bytes().replace(str(a).encode(), b"<run>")
+            there = (b / rel).read_bytes().replace(str(b).encode(), b"<run>")
+            same = _same(rel, here, there)
+        if not same:
             out.append(f"differs: {rel}")
     return out
 

@@ -257,7 +257,8 @@ def test_a_flag_for_a_missing_field_is_a_bug_caught_at_build_time():
     import argparse
     from dataclasses import dataclass
 
-    from modescape.cli_flags import Flag, add_dataclass_flags
+    from modescape.cli_flags import add_dataclass_flags
+    from modescape.registry import Flag
 
     @dataclass(frozen=True)
     class Settings:

@@ -149,7 +149,13 @@ def test_only_the_cli_imports_the_cli():
         f"{src} imports {dst}"
         for src, targets in graph().items()
         if not in_layer(
-            src, "cli", "cli_flags", "cli_studies", "cli_readers", "cli_spawn", "__main__"
+            src,
+            "cli",
+            "cli_flags",
+            "cli_studies",
+            "cli_readers",
+            "cli_spawn",
+            "__main__",
         )
         for dst in targets
         if in_layer(dst, "cli", "cli_flags", "cli_studies", "cli_readers", "cli_spawn")
@@ -287,6 +293,43 @@ def private_imports(root: Path = SRC) -> list[str]:
     return sorted(set(bad))
 
 
+def _imported_names(path: Path) -> dict[str, str]:
+    """Top-level names a module binds by importing them from another module of the package."""
+    out = {}
+    for node in ast.parse(path.read_text(), str(path)).body:
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("modescape"):
+            for a in node.names:
+                out[a.asname or a.name] = f"{node.module}.{a.name}"
+    return out
+
+
+def borrowed_names(root: Path = SRC, scan: tuple[Path, ...] = ()) -> list[str]:
+    """`module.name` where `module` only imported `name` from elsewhere: the name's one path is
+    its defining module. Checks the package and the files in `scan` (tests, benchmarks)."""
+    mods = modules_of(root)
+    imported = {name: _imported_names(path) for name, path in mods.items()}
+    bad = []
+    for path in [*mods.values(), *scan]:
+        tree = ast.parse(path.read_text(), str(path))
+        aliases = _module_aliases(tree, mods)
+        where = module_name(path, root) if path.is_relative_to(root) else path.name
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in aliases
+                and node.attr in imported[aliases[node.value.id]]
+            ):
+                bad.append(f"{where} reads {aliases[node.value.id]}.{node.attr}")
+            elif isinstance(node, ast.ImportFrom) and node.module in imported:
+                bad += [
+                    f"{where} reads {node.module}.{a.name}"
+                    for a in node.names
+                    if a.name in imported[node.module]
+                ]
+    return sorted(set(bad))
+
+
 def reexports(root: Path = SRC) -> list[str]:
     """Names a module imports at its top level from another module of the package and never
     uses itself (kept only so that others can import them from here), and names listed in an
@@ -341,26 +384,18 @@ def test_no_import_cycles():
     assert cycles() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue #22 milestone 2: analysis/, data/, models/, store/, "
-    "training/ still share private names",
-)
 def test_no_private_names_across_modules():
     """A name starting with `_` is its module's own; what two modules share is public (e.g. the
     report's wording helpers are `report/wording.py`)."""
     assert private_imports() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue #22 milestone 2: analysis/, data/, models/, "
-    "studies/limits, training/ still re-export",
-)
 def test_one_import_path_per_name():
     """Each name is imported from the module that defines it; only `modescape/__init__.py` (the
     public API, `import modescape as ms`) re-exports."""
     assert reexports() == []
+    others = [*(SRC.parent / "tests").rglob("*.py"), *(SRC.parent / "benchmarks").rglob("*.py")]
+    assert borrowed_names(SRC, tuple(others)) == []
 
 
 # ---- each rule fails on a planted violation --------------------------------------------------
@@ -433,3 +468,5 @@ def test_a_planted_reexport_is_found(fake):
         "modescape.report.html re-exports modescape.report.base.pct",
         "modescape.report.listed re-exports modescape.report.base.pct",
     ]
+    borrow = fake({"report/user.py": "from modescape.report import used\nused.pct(2)\n"})
+    assert borrowed_names(borrow) == ["modescape.report.user reads modescape.report.used.pct"]

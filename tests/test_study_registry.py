@@ -109,7 +109,7 @@ def analysis_and_params(params_study, monkeypatch):
 def test_every_builtin_declaration_resolves():
     """Each string reference names an existing object (a renamed function fails here)."""
     names = [s.name for s in studies()]
-    assert names == ["analysis", "subspace", "swag", "landscape", "shift", "instability"]
+    assert names == ["analysis", "subspace", "swag", "landscape", "connect", "shift", "instability"]
     for s in studies():
         for what in ("runner", "settings", "summary", "cost", "outcome"):
             assert callable(s.get(what)), (s.name, what)

@@ -89,6 +89,8 @@ _EXPORTS: dict[str, str] = {
     "run_subspace": "modescape.studies.subspace",
     "LandscapeConfig": "modescape.studies.landscape",
     "run_landscape": "modescape.studies.landscape",
+    "ConnectConfig": "modescape.studies.connect",
+    "fit_curve": "modescape.studies.connect",
     "ShiftConfig": "modescape.studies.shift",
     "run_shift": "modescape.studies.shift",
     "run_swag": "modescape.studies.swag",
@@ -99,6 +101,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = [  # the public API; tests/test_api.py checks it matches _EXPORTS
     "AnalysisConfig",
     "AugmentConfig",
+    "ConnectConfig",
     "DataConfig",
     "EnsembleCurve",
     "InstabilityConfig",
@@ -133,6 +136,7 @@ __all__ = [  # the public API; tests/test_api.py checks it matches _EXPORTS
     "evaluate",
     "evaluate_plane",
     "export_run",
+    "fit_curve",
     "import_checkpoints",
     "interpolate_path",
     "js_diversity",
@@ -215,6 +219,7 @@ if TYPE_CHECKING:  # what static checkers and IDEs see; never executed
     from modescape.store.run import Run, load_run
     from modescape.store.summary import verify_run
     from modescape.studies.analysis import AnalysisConfig, analyze_run
+    from modescape.studies.connect import ConnectConfig, fit_curve
     from modescape.studies.landscape import LandscapeConfig, run_landscape
     from modescape.studies.shift import ShiftConfig, run_shift
     from modescape.studies.subspace import run_subspace

@@ -19,7 +19,15 @@ from enum import StrEnum
 from typing import Any
 
 from modescape.errors import ModescapeError
-from modescape.options import BNPolicy, ParamSelection, Split, SubsetMode, values
+from modescape.options import (
+    BNPolicy,
+    CurveRecipe,
+    CurveShape,
+    ParamSelection,
+    Split,
+    SubsetMode,
+    values,
+)
 from modescape.registry import Flag
 
 # The option enum behind each str field that names a choice (same field name in every study).
@@ -28,6 +36,8 @@ FIELD_CHOICES: dict[str, type[StrEnum]] = {
     "params": ParamSelection,
     "tsne_subset": SubsetMode,
     "bn_policy": BNPolicy,
+    "shape": CurveShape,  # connect
+    "recipe": CurveRecipe,  # connect
 }
 
 
@@ -130,7 +140,7 @@ def config_from_args(cls: type, args: argparse.Namespace, flags: dict[str, Flag]
 
 def slurm_config(args: argparse.Namespace) -> Any:
     """The SlurmConfig the SLURM flags of `train` and `spawn` describe."""
-    from modescape.training.launch import SlurmConfig
+    from modescape.training.slurm import SlurmConfig
 
     extra = {}
     for item in args.slurm_option:

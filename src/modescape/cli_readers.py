@@ -68,13 +68,16 @@ def cmd_info(args: argparse.Namespace) -> int:
         return 1 if summary["problems"] else 0
     cfg, data = summary["config"], summary["data"]
     print(f"run       {summary['path']}")
+    print(f"origin    {summary['origin']}")
     print(
         f"data      {cfg['data']['name']} {data.get('in_shape')} train/val/test "
         f"{data.get('n_train')}/{data.get('n_val')}/{data.get('n_test')}"
     )
     print(
         f"model     {cfg['model']['arch']} ({cfg['model']['variant']}), "
-        f"recipe {cfg['train']['recipe']}, {cfg['train']['epochs']} epochs, base seed {cfg['seed']}"
+        f"recipe {cfg['train']['recipe']}, {cfg['train']['epochs']} epochs"
+        + (" (as imported)" if summary["origin"].startswith("imported") else "")
+        + f", base seed {cfg['seed']}"
     )
     print(f"{'member':>6} {'state':>9} {'epoch':>5} {'snaps':>5} {'test acc':>8}  seed")
     for m in summary["members"]:

@@ -85,16 +85,16 @@ class CostEstimate:
     def lines(self) -> list[str]:
         """A printable table: one line per stage, then totals and the studies/training ratio."""
         out = [f"estimated cost on {self.device} ({self.threads} threads), from a timed probe:"]
-        out += [f"  {s.name:10s} {_duration(s.seconds):>9s}   {s.work}" for s in self.stages]
+        out += [f"  {s.name:10s} {duration_text(s.seconds):>9s}   {s.work}" for s in self.stages]
         ratio = self.studies / self.training if self.training > 0 else math.inf
         out.append(
-            f"  {'total':10s} {_duration(self.total):>9s}   studies = {ratio:.0%} of training"
+            f"  {'total':10s} {duration_text(self.total):>9s}   studies = {ratio:.0%} of training"
         )
         out.append("  not counted: fixed costs (data decoding, t-SNE, the report's figures)")
         return out
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 2 * 3600:
@@ -245,8 +245,8 @@ def _best(fn: Any) -> float:
 def _time_forward(config: RunConfig, data: Any) -> float:
     import torch
 
-    from modescape.analysis.engine.batched import evaluate_many, param_names, plan
-    from modescape.analysis.weightspace import flatten_params
+    from modescape.analysis.engine.batched import evaluate_many, plan
+    from modescape.analysis.weightspace import flatten_params, param_names
     from modescape.data.datasets import scale_pixels
 
     model = _model(config, data)
@@ -358,6 +358,28 @@ def swag_cost(
     seconds = points * (shape.n_test + _bn_forwards(shape)) + M * sc.mc_passes * shape.n_test
     work = f"{M} members x (1 + 2 x {sc.n_samples} samples + {sc.mc_passes} passes)"
     return Stage("swag", seconds * rates.forward, work)
+
+
+def connect_cost(
+    config: RunConfig, shape: DataShape, rates: Rates, chosen: Mapping[str, Any]
+) -> Stage:
+    """`modescape connect`: the curve's training steps (a forward and backward at θ(t), priced
+    as a member's step), the curve and the line at every t (test + training examples), the
+    plane, and FGE's epochs and snapshots."""
+    cc = chosen["connect"]
+    steps = math.ceil(shape.n_train / (cc.batch_size or config.train.batch_size))
+    n = min(cc.max_examples, shape.n_test)
+    scored = n + (min(cc.train_examples, shape.n_train) or shape.n_train)
+    bn = _bn_forwards(shape)
+    forwards = 2 * cc.points * (scored + bn) + cc.plane_resolution**2 * (n + bn)
+    fge_epochs = cc.fge_cycles * cc.fge_cycle_epochs
+    seconds = (cc.epochs + fge_epochs) * steps * rates.train_step
+    seconds += (forwards + cc.fge_cycles * n) * rates.forward
+    work = (
+        f"{cc.epochs} curve epochs x {steps} steps, 2 x {cc.points} points on {scored}, "
+        f"a {cc.plane_resolution}x{cc.plane_resolution} plane, {fge_epochs} FGE epochs"
+    )
+    return Stage("connect", seconds, work)
 
 
 def instability_cost(

@@ -43,7 +43,8 @@ def train_run(
     checks the run directory and trains nothing, with a warning that says so. `track` names an
     experiment tracker for every member (`train.tracking`; not part of the config)."""
     from modescape.training.launch import run_members
-    from modescape.training.trainer import prepare_run, train
+    from modescape.training.prepare import prepare_run
+    from modescape.training.trainer import train
 
     _check_launch(executor, workers, retries, device, track)
     if members is not None and len(members) == 0:
@@ -82,7 +83,7 @@ def _check_launch(
     executor: str, workers: int, retries: int, device: str, track: str | Tracking | None
 ) -> None:
     """Checked before the run directory exists, so a typo leaves nothing behind."""
-    from modescape.training.trainer import resolve_device
+    from modescape.training.loop import resolve_device
 
     check_choice("executor", executor, Executor)
     check_range("workers", workers, LAUNCH_RANGES["workers"])
@@ -100,7 +101,7 @@ def _check_launch(
 
 
 def _resolved_cpu(device: str) -> bool:
-    from modescape.training.trainer import resolve_device
+    from modescape.training.loop import resolve_device
 
     return resolve_device(device).type == "cpu"
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from modescape.estimate import CostEstimate, Rates, Stage, _duration, probe_rates
+from modescape.estimate import CostEstimate, Rates, Stage, duration_text, probe_rates
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,6 @@ def spawn_lines(estimate: CostEstimate, parallel: int = 1) -> list[str]:
     for s in estimate.stages:
         seconds = s.seconds / max(1, parallel) if s.name == "children" else s.seconds
         total += seconds
-        out.append(f"  {s.name:12s} {_duration(seconds):>9s}   {s.work}")
-    out.append(f"  {'total':12s} {_duration(total):>9s}")
+        out.append(f"  {s.name:12s} {duration_text(seconds):>9s}   {s.work}")
+    out.append(f"  {'total':12s} {duration_text(total):>9s}")
     return out

@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from sklearn.metrics import accuracy_score, log_loss
 from torch import nn
 
-from modescape.analysis.engine import batched
+from modescape.analysis import weightspace
+from modescape.analysis.engine import batched, bn
 from modescape.errors import ModescapeError
 from modescape.models.architectures import build_model
 
@@ -19,7 +20,7 @@ def _model(in_shape, arch="smallcnn", variant="paper", seed=0):
 def _points(model, k, seed=1, scale=0.05):
     """K weight vectors around the model's own: different, but with sensible outputs."""
     g = torch.Generator().manual_seed(seed)
-    base = batched.flatten_params(model.state_dict(), batched.param_names(model))
+    base = weightspace.flatten_params(model.state_dict(), weightspace.param_names(model))
     return base + scale * torch.randn(k, base.numel(), generator=g)
 
 
@@ -58,8 +59,10 @@ def test_state_dicts_and_model_untouched():
     before = copy.deepcopy(model.state_dict())
     flat = _points(model, 3)
     states = [
-        batched.unflatten(
-            w, batched.param_names(model), batched.shapes_of(model, batched.param_names(model))
+        weightspace.unflatten(
+            w,
+            weightspace.param_names(model),
+            weightspace.shapes_of(model, weightspace.param_names(model)),
         )
         for w in flat
     ]
@@ -74,17 +77,17 @@ def test_state_dicts_and_model_untouched():
 
 def test_flatten_unflatten_roundtrip():
     model = _model((3, 32, 32), "resnet20")
-    names = batched.param_names(model)
-    flat = batched.flatten_params(model.state_dict(), names)
+    names = weightspace.param_names(model)
+    flat = weightspace.flatten_params(model.state_dict(), names)
     assert flat.numel() == 273_066  # SPEC §2 / models.py
-    back = batched.unflatten(flat, names, batched.shapes_of(model, names))
+    back = weightspace.unflatten(flat, names, weightspace.shapes_of(model, names))
     for n, p in model.named_parameters():
         assert torch.equal(back[n], p.detach())
     # BN running stats are buffers (mean + var per BN channel), num_batches_tracked excluded.
     bn = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    assert len(batched.buffer_names(model)) == 2 * len(bn)
+    assert len(weightspace.buffer_names(model)) == 2 * len(bn)
     with pytest.raises(ModescapeError, match="entries"):
-        batched.unflatten(flat[:-1], names, batched.shapes_of(model, names))
+        weightspace.unflatten(flat[:-1], names, weightspace.shapes_of(model, names))
 
 
 def test_memory_budget_and_chunks_do_not_change_results():
@@ -133,7 +136,7 @@ def test_bn_recompute_matches_hand_formula():
     model(torch.randn(2, 3, 6, 6))
     flat = _points(model, 2, scale=0.3)
     train_x = torch.randn(50, 3, 6, 6)
-    bufs = batched.recompute_bn_buffers(model, flat, train_x, num_batches=3, batch_size=16)
+    bufs = bn.recompute_bn_buffers(model, flat, train_x, num_batches=3, batch_size=16)
     assert bufs.shape == (2, 8)
     for k in range(2):
         w, b = flat[k][: 4 * 27].view(4, 3, 3, 3), flat[k][4 * 27 : 4 * 28]
@@ -152,7 +155,7 @@ def test_bn_recompute_resnet_matches_manual_loop():
     model = _model((3, 8, 8), "resnet20")
     flat = _points(model, 2, scale=0.02)
     train_x, x = torch.randn(40, 3, 8, 8), torch.randn(10, 3, 8, 8)
-    bufs = batched.recompute_bn_buffers(model, flat, train_x, num_batches=2, batch_size=16)
+    bufs = bn.recompute_bn_buffers(model, flat, train_x, num_batches=2, batch_size=16)
     got = batched.evaluate_many(model, flat, x, buffers=bufs, output="logits")
     for k in range(2):  # the usual way, one point: reset, cumulative average, train-mode passes
         net = copy.deepcopy(model)

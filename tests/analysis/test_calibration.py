@@ -12,14 +12,8 @@ from modescape.analysis.calibration import (
     calibrate_methods,
     calibrate_scale,
 )
-from modescape.analysis.subspace import (
-    PAPER_PLANE,
-    SAMPLERS,
-    SamplerMode,
-    SubspaceConfig,
-    sample,
-    sample_subspace,
-)
+from modescape.analysis.samplers import SAMPLERS, sample
+from modescape.analysis.subspace import PAPER_PLANE, SamplerMode, SubspaceConfig, sample_subspace
 from modescape.errors import ModescapeError
 from modescape.seeding import derive_seed, torch_generator
 

@@ -5,7 +5,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from modescape.analysis import weightspace
 from modescape.analysis.engine import batched, grouped
+from modescape.models import registry
 from modescape.models.architectures import ARCHITECTURES, build_model, min_input_size
 
 CASES = [
@@ -21,7 +23,7 @@ def _in_shape(arch, variant, ndim):
 
 def _points(model, k, seed=1, scale=0.05):
     g = torch.Generator().manual_seed(seed)
-    base = batched.flatten_params(model.state_dict(), batched.param_names(model))
+    base = weightspace.flatten_params(model.state_dict(), weightspace.param_names(model))
     return base + scale * torch.randn(k, base.numel(), generator=g)
 
 
@@ -34,7 +36,8 @@ def _random_buffers(model, k, seed=2):
     g = torch.Generator().manual_seed(seed)
     parts = []
     for name, shape in zip(
-        batched.buffer_names(model), batched.shapes_of(model, batched.buffer_names(model))
+        weightspace.buffer_names(model),
+        weightspace.shapes_of(model, weightspace.buffer_names(model)),
     ):
         r = 0.1 * torch.rand(k, shape.numel(), generator=g)
         parts.append(r + 0.9 if name.endswith("running_var") else r - 0.05)
@@ -44,14 +47,14 @@ def _random_buffers(model, k, seed=2):
 def _direct(model, flat, x, buffers=None):
     """Reference: each point loaded into a copy of the model (and its buffers), eval mode."""
     net = copy.deepcopy(model).eval()
-    names = batched.buffer_names(model)
-    shapes = batched.shapes_of(model, names)
+    names = weightspace.buffer_names(model)
+    shapes = weightspace.shapes_of(model, names)
     out = []
     for k, w in enumerate(flat):
         torch.nn.utils.vector_to_parameters(w, net.parameters())
         if buffers is not None:
             state = dict(net.named_buffers())
-            for n, b in batched.unflatten(buffers[k], names, shapes).items():
+            for n, b in weightspace.unflatten(buffers[k], names, shapes).items():
                 state[n].copy_(b)
         with torch.no_grad():
             out.append(net(x))
@@ -69,7 +72,7 @@ def test_grouped_matches_one_point_at_a_time(arch, variant, ndim):
     flat = _points(model, 3)
     kw = dict(output="logits", strategy="grouped", batch_size=4, chunk=2)
     buffer_cases = [None]
-    if batched.has_batchnorm(model):  # BN statistics given per point, too
+    if registry.has_batchnorm(model):  # BN statistics given per point, too
         buffer_cases.append(_random_buffers(model, 3))
     for bufs in buffer_cases:
         got = batched.evaluate_many(model, flat, x, buffers=bufs, **kw)
@@ -199,8 +202,10 @@ def test_first_conv_without_bias_and_linear_without_bias():
     got = batched.evaluate_many(model, flat, x, output="logits", strategy="grouped", buffers=bufs)
     torch.testing.assert_close(got, _direct(model, flat, x, bufs), atol=1e-5, rtol=1e-5)
     # A hand-computed point: conv (no bias) -> BN(eval) -> ReLU -> linear.
-    p = batched.unflatten(
-        flat[0], batched.param_names(model), batched.shapes_of(model, batched.param_names(model))
+    p = weightspace.unflatten(
+        flat[0],
+        weightspace.param_names(model),
+        weightspace.shapes_of(model, weightspace.param_names(model)),
     )
     mean, var = bufs[0, :4], bufs[0, 4:]
     h = F.conv1d(x, p["0.weight"], padding=1)

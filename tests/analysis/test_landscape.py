@@ -4,8 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from modescape.analysis import landscape
-from modescape.analysis.engine import batched
+from modescape.analysis import geometry, landscape, weightspace
 from modescape.errors import ModescapeError
 from modescape.models.architectures import build_model
 
@@ -28,7 +27,7 @@ def _direct(model, flat, x, y):
 def _commensurate_anchors(model, seed=0):
     """o, θ1, θ2 at plane coordinates (0,0), (2,0), (1,2): all on a 13-point grid, margin 0.25."""
     g = torch.Generator().manual_seed(seed)
-    o = batched.flatten_params(model.state_dict(), batched.param_names(model))
+    o = weightspace.flatten_params(model.state_dict(), weightspace.param_names(model))
     q, _ = torch.linalg.qr(torch.randn(o.numel(), 2, generator=g, dtype=torch.float64))
     e1, e2 = q[:, 0], q[:, 1]
     t1 = (o.double() + 2 * e1).float()
@@ -39,14 +38,14 @@ def _commensurate_anchors(model, seed=0):
 def test_plane_axes_orthonormal_and_reproduce_anchors():
     g = torch.Generator().manual_seed(3)
     o, t1, t2 = torch.randn(3, 500, generator=g, dtype=torch.float64)
-    u, v, coords = landscape.plane_axes(o, t1, t2)
+    u, v, coords = geometry.plane_axes(o, t1, t2)
     gram = torch.stack([u, v]) @ torch.stack([u, v]).T
     torch.testing.assert_close(gram, torch.eye(2, dtype=torch.float64), atol=1e-12, rtol=0)
     for point, (a, b) in zip((o, t1, t2), coords.double()):
         torch.testing.assert_close(o + a * u + b * v, point, atol=1e-6, rtol=0)
     assert coords[2, 1] > 0
     torch.testing.assert_close(
-        landscape.project_onto_plane(torch.stack([o, t1, t2]), o, u, v), coords.double()
+        geometry.project_onto_plane(torch.stack([o, t1, t2]), o, u, v), coords.double()
     )
     # A point off the plane projects to the coordinates of its foot.
     off = (
@@ -57,27 +56,27 @@ def test_plane_axes_orthonormal_and_reproduce_anchors():
         )[0][:, 2]
     )
     torch.testing.assert_close(
-        landscape.project_onto_plane(off[None], o, u, v)[0], coords[1].double(), atol=1e-9, rtol=0
+        geometry.project_onto_plane(off[None], o, u, v)[0], coords[1].double(), atol=1e-9, rtol=0
     )
 
 
 def test_degenerate_planes_raise():
     o, d = torch.zeros(10), torch.randn(10)
     with pytest.raises(ModescapeError, match="collinear"):
-        landscape.plane_axes(o, o + d, o + 2.5 * d)
+        geometry.plane_axes(o, o + d, o + 2.5 * d)
     with pytest.raises(ModescapeError, match="collinear"):
-        landscape.plane_axes(o, o + d, o - d + 1e-9 * torch.randn(10))
+        geometry.plane_axes(o, o + d, o - d + 1e-9 * torch.randn(10))
     with pytest.raises(ModescapeError, match="coincides"):
-        landscape.plane_axes(o + d, o + d, torch.randn(10))
-    landscape.plane_axes(o, o + d, o + d + 1e-3 * torch.randn(10))  # clearly not collinear
+        geometry.plane_axes(o + d, o + d, torch.randn(10))
+    geometry.plane_axes(o, o + d, o + d + 1e-3 * torch.randn(10))  # clearly not collinear
 
 
 def test_plane_grid_covers_anchors_with_margins_and_anchors_are_nodes():
     coords = torch.tensor([[0.0, 0.0], [4.0, 0.0], [-1.0, 2.0]])
-    g = landscape.anchored_grid(coords, resolution=11, margin=0.1)
+    g = geometry.anchored_grid(coords, resolution=11, margin=0.1)
     a, b = g.a_values, g.b_values
     assert (a, b) == (a, b) and len(a) >= 11 and len(b) >= 11
-    assert torch.equal(torch.stack(landscape.plane_grid(coords, 11, 0.1)[0:1]), a[None])
+    assert torch.equal(torch.stack(geometry.plane_grid(coords, 11, 0.1)[0:1]), a[None])
     # margin 0.1 × span 5 = 0.5 at least, extended by whole nominal steps h = (span + 1)/10
     assert g.step == pytest.approx((0.6, 0.3))
     assert a[0] == pytest.approx(-1.6) and a[-1] == pytest.approx(4.6)
@@ -89,16 +88,16 @@ def test_plane_grid_covers_anchors_with_margins_and_anchors_are_nodes():
         row, col = g.anchor_index[k].tolist()
         assert (a[col].item(), b[row].item()) == tuple(coords[k].double().tolist())
     with pytest.raises(ModescapeError, match="resolution"):
-        landscape.plane_grid(coords, resolution=1)
+        geometry.plane_grid(coords, resolution=1)
     with pytest.raises(ModescapeError, match="margin"):
-        landscape.plane_grid(coords, margin=float("nan"))
+        geometry.plane_grid(coords, margin=float("nan"))
 
 
 @pytest.mark.parametrize("resolution", [2, 5, 21, 40])
 def test_incommensurate_anchors_are_nodes_at_any_resolution(resolution):
     # the case of issue 12: m0 at a = 14.26 fell between two cells of a 21-point grid
     coords = torch.tensor([[0.0, 0.0], [14.26, 0.0], [3.3, 12.1]], dtype=torch.float64)
-    g = landscape.anchored_grid(coords, resolution, 0.2)
+    g = geometry.anchored_grid(coords, resolution, 0.2)
     assert resolution <= len(g.a_values) <= resolution + 4
     assert resolution <= len(g.b_values) <= resolution + 4
     rows, cols = g.anchor_index[:, 0], g.anchor_index[:, 1]
@@ -111,8 +110,10 @@ def test_anchor_node_of_the_plane_holds_the_anchors_own_values():
     model = _model()
     x, y = torch.randn(50, 1, 40), torch.randint(0, 10, (50,))
     g = torch.Generator().manual_seed(5)
-    o = torch.zeros_like(batched.flatten_params(model.state_dict(), batched.param_names(model)))
-    base = batched.flatten_params(model.state_dict(), batched.param_names(model))
+    o = torch.zeros_like(
+        weightspace.flatten_params(model.state_dict(), weightspace.param_names(model))
+    )
+    base = weightspace.flatten_params(model.state_dict(), weightspace.param_names(model))
     t1 = base + 0.01 * torch.randn(base.shape, generator=g)
     t2 = base + 0.01 * torch.randn(base.shape, generator=g)
     res = landscape.evaluate_plane(model, o, t1, t2, x, y, resolution=7, verbose=False)
@@ -234,7 +235,7 @@ def test_bn_policies_on_resnet():
 def test_plane_options_and_keyword_settings_are_one_thing():
     model = _model()
     x, y = torch.randn(30, 1, 40), torch.randint(0, 10, (30,))
-    base = batched.flatten_params(model.state_dict(), batched.param_names(model))
+    base = weightspace.flatten_params(model.state_dict(), weightspace.param_names(model))
     g = torch.Generator().manual_seed(1)
     t1, t2 = (base + 0.01 * torch.randn(base.shape, generator=g) for _ in range(2))
     opts = landscape.PlaneOptions(resolution=5, margin=0.3, verbose=False)

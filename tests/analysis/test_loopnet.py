@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from modescape.analysis import weightspace
 from modescape.analysis.engine import batched, loopnet
 from modescape.models.architectures import build_model
 
@@ -49,7 +50,7 @@ def test_loop_strategy_uses_it_and_matches_direct_evaluation():
     torch.manual_seed(0)
     model = build_model("smallcnn", "paper", (3, 16, 16), 10)
     x = torch.randn(20, 3, 16, 16)
-    base = batched.flatten_params(model.state_dict(), batched.param_names(model))
+    base = weightspace.flatten_params(model.state_dict(), weightspace.param_names(model))
     pts = base + 0.05 * torch.randn(3, base.numel())
     got = batched.evaluate_many(model, pts, x, output="logits", strategy="loop")
     net = copy.deepcopy(model).eval()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modescape.analysis import subspace
 from modescape.analysis.plane import (
     Normalisation,
     diversity_accuracy_points,
@@ -40,8 +39,6 @@ def test_points_under_both_normalisations():
     np.testing.assert_allclose(by_ref, [0.3 / 0.2, 0.3 / 0.2])
     with pytest.raises(ModescapeError, match="normalisation"):
         diversity_accuracy_points(ref, MEMBERS[1:], LABELS, "member")
-    # the old import path still works
-    assert subspace.diversity_accuracy_points is diversity_accuracy_points
 
 
 def test_reference_curves_under_the_reference_error():

@@ -9,22 +9,18 @@ import torch
 from scipy import stats
 from sklearn.decomposition import PCA
 
-from modescape.analysis.subspace import (
+from modescape.analysis.plane import diversity_accuracy_points, plane_summary, reference_curves
+from modescape.analysis.samplers import (
     SAMPLERS,
-    SubspaceConfig,
     diagonal_gaussian,
-    diversity_accuracy_points,
     dropout_subspace,
     iter_samples,
     lowrank_basis,
     lowrank_gaussian,
-    plane_summary,
     random_subspace,
-    reference_curves,
     sample,
-    sample_subspace,
-    subspace_model_probs,
 )
+from modescape.analysis.subspace import SubspaceConfig, sample_subspace, subspace_model_probs
 from modescape.errors import ModescapeError
 from modescape.seeding import derive_seed, torch_generator
 

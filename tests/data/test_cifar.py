@@ -19,9 +19,10 @@ import pytest
 from conftest import CIFAR10_CLASSES
 from PIL import Image
 
-from modescape.data import cifar
-from modescape.data.cifar import download_archive, find_source, read_source, safe_unpickle
+from modescape.data import cifar, sources
+from modescape.data.cifar import read_source, safe_unpickle
 from modescape.data.datasets import load_dataset
+from modescape.data.sources import download_archive, find_source
 from modescape.errors import ModescapeError
 
 CLASSES10 = CIFAR10_CLASSES
@@ -336,7 +337,7 @@ def test_download_verifies_checksum_and_loads(tmp_path, http_dir, monkeypatch):
     assert list(dest.iterdir()) == []
 
     entry = {"url": f"{base}/c10.tgz", "md5": md5, "filename": "cifar-10-python.tar.gz"}
-    monkeypatch.setitem(cifar.DOWNLOADS, "cifar10", entry)
+    monkeypatch.setitem(sources.DOWNLOADS, "cifar10", entry)
     data_root = tmp_path / "data"
     ds = load_dataset("cifar10", data_root, download=True, cache_dir=tmp_path / "cache")
     assert [p.name for p in data_root.iterdir()] == ["cifar-10-python.tar.gz"]

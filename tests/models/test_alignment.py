@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from modescape.errors import ModescapeError
-from modescape.models import alignment
+from modescape.models import alignment, specs
 from modescape.models.architectures import build_model
 from modescape.models.autospec import auto_spec
 from modescape.models.registry import build_model as build_any
@@ -66,7 +66,7 @@ def test_alignment_keeps_function_and_moves_towards_a(arch, variant, in_shape):
 def test_alignment_undoes_a_random_permutation(arch, variant, in_shape):
     """B = A with its hidden units shuffled: weight matching must recover A exactly."""
     model, a = _state(arch, variant, in_shape, 0)
-    spec = alignment.permutation_spec(a, arch, variant)
+    spec = specs.permutation_spec(a, arch, variant)
     g = torch.Generator().manual_seed(3)
     perms = {p: torch.randperm(n, generator=g) for p, n in spec.sizes.items()}
     b = alignment.apply_permutation(a, spec, perms)
@@ -80,7 +80,7 @@ def test_alignment_undoes_a_random_permutation(arch, variant, in_shape):
 
 def test_resnet_stages_share_one_permutation():
     _, a = _state("resnet20", "paper", (3, 8, 8), 0)
-    spec = alignment.permutation_spec(a, "resnet20")
+    spec = specs.permutation_spec(a, "resnet20")
     streams = sorted(p for p in spec.sizes if p.startswith("res"))
     assert streams == ["res0", "res1", "res2"]  # one per stage: 16, 32, 64 channels
     assert [spec.sizes[p] for p in streams] == [16, 32, 64]
@@ -131,7 +131,7 @@ def _tiny(seed, in_shape=(3, 8, 8)):
 def test_auto_spec_equals_the_handwritten_spec_on_builtins(arch, variant, in_shape):
     model, a = _state(arch, variant, in_shape, 0)
     auto = auto_spec(model, torch.randn(2, *in_shape))
-    hand = alignment.permutation_spec(a, arch, variant)
+    hand = specs.permutation_spec(a, arch, variant)
     assert _partition(auto) == _partition(hand)
     assert auto.views == hand.views
     _, b = _state(arch, variant, in_shape, 1)
@@ -183,7 +183,7 @@ def _axes_to_perm(spec):
 def test_axes_to_perm_adapter_matches_the_builtin_spec():
     model, a = _state("resnet20", "paper", (3, 8, 8), 0)
     _, b = _state("resnet20", "paper", (3, 8, 8), 1)
-    hand = alignment.permutation_spec(a, "resnet20")
+    hand = specs.permutation_spec(a, "resnet20")
     reference = alignment.align(a, b, "resnet20")
     GitReBasinSpec = namedtuple("PermutationSpec", ["perm_to_axes", "axes_to_perm"])
     for spec in (_axes_to_perm(hand), GitReBasinSpec({}, _axes_to_perm(hand))):
@@ -195,11 +195,11 @@ def test_axes_to_perm_adapter_matches_the_builtin_spec():
 def test_axes_to_perm_errors():
     _, a = _tiny(0)
     with pytest.raises(ModescapeError, match="does not hold"):
-        alignment.spec_from_axes_to_perm({"nope.weight": ("P",)}, a)
+        specs.spec_from_axes_to_perm({"nope.weight": ("P",)}, a)
     with pytest.raises(ModescapeError, match="has 1 axes; the tensor has 4"):
-        alignment.spec_from_axes_to_perm({"conv1.weight": ("P",)}, a)
+        specs.spec_from_axes_to_perm({"conv1.weight": ("P",)}, a)
     with pytest.raises(ModescapeError, match=r"has 8 units but 'fc\.weight' axis 0 has 16"):
-        alignment.spec_from_axes_to_perm({"conv1.bias": ("P",), "fc.weight": ("P", None)}, a)
+        specs.spec_from_axes_to_perm({"conv1.bias": ("P",), "fc.weight": ("P", None)}, a)
 
 
 def test_a_wrong_spec_is_refused_with_the_change_it_caused():
@@ -264,7 +264,7 @@ def test_other_networks_need_a_model_and_a_probe():
 def test_auto_spec_traces_keras_padded_convolutions_as_leaves():
     model = build_model("resnet20", "paper", (3, 8, 8), 10, padding="keras")
     auto = auto_spec(model, torch.randn(2, 3, 8, 8))
-    hand = alignment.permutation_spec(model.state_dict(), "resnet20")
+    hand = specs.permutation_spec(model.state_dict(), "resnet20")
     assert _partition(auto) == _partition(hand)
 
 

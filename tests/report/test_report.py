@@ -83,7 +83,7 @@ def test_window_warnings_are_printed_next_to_their_figures(analysed, written):
         text = " ".join(section(ctx).reading)
         assert "Note: " in text and "a window covers at most the later half" in text
     for section in (subspace_section, shift_section):
-        assert "Note: late window: asked for the last 10 snapshots" in " ".join(
+        assert "Note: late window: --late 10 asked for the last 10 snapshots" in " ".join(
             section(ctx).reading
         )
     assert page.count("Note: ") >= 5

@@ -13,7 +13,8 @@ from modescape.store.manifest import FORMAT, seal
 from modescape.store.run import init_run, load_run
 from modescape.store.summary import verify_run
 from modescape.training.launch import run_status
-from modescape.training.trainer import prepare_run, train, train_member
+from modescape.training.prepare import prepare_run
+from modescape.training.trainer import train, train_member
 
 
 def flip(path, offset=-20):

@@ -63,7 +63,9 @@ def _check_connected_apart(run_dir: Path, summary, fixed_ends: bool = True) -> N
 @pytest.mark.slow
 def test_bezier_between_demo_members(tmp_path):
     run = ms.train(tiny_config(members=2, epochs=12, **_MEMBERS), tmp_path / "run")
-    cfg = connect_config(epochs=8, recipe="run", train_examples=1000, plane_resolution=0, fge=None)
+    cfg = connect_config(
+        epochs=8, recipe="run", train_examples=1000, plane_resolution=0, fge_cycles=0
+    )
     summary = fit_curve(run.path, cfg)
     _check_connected_apart(run.path, summary)
     assert summary.bn_policy == "none"
@@ -83,9 +85,10 @@ def test_polychain_with_batchnorm_factory_model(tmp_path):
         ["model.arch=connect_bn_net", 'model.arch_kwargs={"width": 8}']
     )
     run = ms.train(config, tmp_path / "run")
+    # Garipov's recipe (SGD, annealed to 1%): a curve still at Adam's full rate ends noisy
     cfg = connect_config(
-        epochs=8, recipe="run", shape="polychain", bends=4, train_examples=1000,
-        plane_resolution=7, fge=ms_fge(),
+        epochs=8, recipe="garipov", lr=0.05, shape="polychain", bends=4, train_examples=1000,
+        plane_resolution=7, **_FGE,
     )  # fmt: skip
     summary = fit_curve(run.path, cfg)
     assert summary.bn_policy == "recompute"
@@ -98,15 +101,12 @@ def test_polychain_with_batchnorm_factory_model(tmp_path):
     assert verify_run(run.path) == []
 
 
-def ms_fge():
-    from modescape.analysis.connect.ensembles import FGEConfig
-
-    return FGEConfig(cycles=2, cycle_epochs=1, lr1=0.01, lr2=0.001)
+_FGE = {"fge_cycles": 2, "fge_cycle_epochs": 1, "fge_lr1": 0.01, "fge_lr2": 0.001}
 
 
 def test_quadratic_bezier_plane_and_verify(tiny_run_copy):
     cfg = connect_config(epochs=2, points=5, train_examples=200, max_examples=100,
-                         plane_resolution=5, fge=ms_fge())  # fmt: skip
+                         plane_resolution=5, **_FGE)  # fmt: skip
     summary = fit_curve(tiny_run_copy, cfg)
     assert summary.plane["third"].startswith("middle bend")
     assert summary.plane["max_off_plane"] < 1e-4 * summary.line_length
@@ -142,7 +142,9 @@ _KILL_CODE = (
     "from modescape.studies.connect import connect_config, fit_curve;"
     "fit_curve(sys.argv[1], connect_config(**eval(sys.argv[2])))"
 )
-_SMALL = dict(epochs=3, points=3, train_examples=100, max_examples=50, plane_resolution=0, fge=None)
+_SMALL = dict(
+    epochs=3, points=3, train_examples=100, max_examples=50, plane_resolution=0, fge_cycles=0
+)
 
 
 @pytest.mark.parametrize(
@@ -176,3 +178,17 @@ def test_killed_connect_resumes_to_the_same_bends(tiny_run, tmp_path, kill_at):
     a = np.loadtxt(runs["whole"] / "connect" / "profile.csv", delimiter=",", skiprows=1)
     b = np.loadtxt(runs["killed"] / "connect" / "profile.csv", delimiter=",", skiprows=1)
     np.testing.assert_array_equal(a, b)
+
+
+def test_cli_bad_input_is_one_line_exit_2(tiny_run_copy):
+    from conftest import cli
+
+    for args, message in (
+        (["--pair", "m0,m7"], "member 7 is not a finished member"),
+        (["--bends", "0"], "at least 3 bends"),
+        (["--pair", "m2,m2"], "the two ends are the same snapshot"),
+    ):
+        code, _, err = cli("connect", str(tiny_run_copy), *args)
+        assert code == 2
+        assert err.strip().count("\n") == 0 and message in err and "Traceback" not in err
+    assert not (tiny_run_copy / "connect").exists()

@@ -92,3 +92,28 @@ def test_refusals_come_before_any_work(short_run, tmp_path):
     with pytest.raises(ModescapeError, match=r"needs at least 2 snapshots .* has 1 .*--methods"):
         run_subspace(run.path, SubspaceConfig(mode="paper", n_samples=2))
     assert not (run.path / "subspace").exists()
+
+
+def test_path_kinds_follow_the_members_the_anchors_belong_to():
+    from modescape.studies.landscape import path_kind
+
+    assert path_kind("init0", "m0") == "within trajectory"
+    assert path_kind("m0@e5", "wa0") == "within trajectory"
+    assert path_kind("m0", "m1") == "across members"
+    assert path_kind("init0", "m1@e3") == "across members"
+    assert path_kind("origin", "m1") == "other"
+
+
+def test_an_imported_run_says_where_it_came_from(short_run):
+    from modescape.report.html import write_report
+    from tests.conftest import cli
+
+    code, out, _ = cli("info", str(short_run))
+    assert code == 0
+    assert "origin    imported, not trained here: 6 keras file(s)" in out
+    assert "seed notebooks' Keras files (pixels / 255" in out and "(as imported)" in out
+    analyze_run(short_run, AnalysisConfig(tsne_iter=250))
+    html = write_report(short_run).read_text()
+    assert "imported, not trained here" not in html  # reworded in the prose:
+    assert "were not trained here: 6 keras file(s)" in html
+    assert "Training took" not in html and "trained for 3 epochs" not in html

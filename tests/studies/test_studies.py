@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from modescape.analysis.subspace import SubspaceConfig
+from modescape.data import corruptions
 from modescape.data.corruptions import applicable_corruptions
 from modescape.errors import ModescapeError
 from modescape.store.files import load_npy, read_csv, read_json
@@ -164,7 +165,7 @@ def test_shift_defaults_to_every_corruption_that_changes_the_images(channels):
 def test_shift_leaves_no_op_corruptions_out_of_every_average(tiny_run_copy, monkeypatch):
     import modescape.studies.shift as shift
 
-    real = shift.corrupt
+    real = corruptions.corrupt
 
     def translation_idle_at_1(x, name, severity, seed, start=0):
         if (name, severity) == ("translation", 1):

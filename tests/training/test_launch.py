@@ -19,14 +19,13 @@ from modescape.errors import ModescapeError
 from modescape.store.run import init_run, load_run
 from modescape.training.launch import (
     EXECUTORS,
-    SlurmConfig,
-    _expand_task_ids,
     format_status,
     run_members,
     run_status,
     shard_members,
     worker_devices,
 )
+from modescape.training.slurm import SlurmConfig, _expand_task_ids
 
 
 def tiny_config(members: int = 3, epochs: int = 2):

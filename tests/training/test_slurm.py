@@ -17,13 +17,8 @@ import pytest
 from modescape.config import preset
 from modescape.errors import ModescapeError
 from modescape.store.run import init_run, load_run
-from modescape.training.launch import (
-    SlurmConfig,
-    run_members,
-    run_status,
-    scheduler_states,
-    slurm_tasks,
-)
+from modescape.training.launch import run_members, run_status
+from modescape.training.slurm import SlurmConfig, scheduler_states, slurm_tasks
 
 pytestmark = pytest.mark.slurm
 

@@ -17,15 +17,9 @@ from modescape.errors import ModescapeError
 from modescape.store.files import load_safetensors
 from modescape.store.run import load_run
 from modescape.store.summary import verify_run
+from modescape.training.children import SpawnPoint
 from modescape.training.launch import run_status
-from modescape.training.spawn import (
-    SpawnPlan,
-    SpawnPoint,
-    plan_spawn,
-    replay_parent,
-    spawn,
-    spawn_points,
-)
+from modescape.training.spawn import SpawnPlan, plan_spawn, replay_parent, spawn, spawn_points
 
 
 def _outputs(run: Path) -> dict[str, bytes]:

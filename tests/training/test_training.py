@@ -15,7 +15,8 @@ from modescape.config import AugmentConfig
 from modescape.store.files import sha256_file
 from modescape.store.manifest import seal
 from modescape.store.run import load_run
-from modescape.training.trainer import augment_batch, batch_order, train, train_member
+from modescape.training.loop import augment_batch, batch_order
+from modescape.training.trainer import train, train_member
 
 
 def test_run_layout_snapshots_and_checksums(tiny_run):
@@ -198,7 +199,7 @@ def test_smallcnn_trains_on_the_real_cifar10_folder(tmp_path):
 
 
 def test_pixel_unit_follows_the_data_scaling():
-    from modescape.training.trainer import pixel_unit
+    from modescape.training.loop import pixel_unit
 
     assert pixel_unit({"scaling": "raw"}, (3, 32, 32)) == 255.0
     assert pixel_unit({"scaling": "unit"}, (3, 32, 32)) == 1.0

@@ -34,7 +34,8 @@ from dataclasses import dataclass
 
 import torch
 
-from modescape.analysis.subspace import SAMPLERS, SubspaceConfig, sample, trajectory_tail
+from modescape.analysis.samplers import SAMPLERS, sample
+from modescape.analysis.subspace import SubspaceConfig, trajectory_tail
 from modescape.errors import ModescapeError, choice_error
 from modescape.seeding import derive_seed
 

@@ -40,11 +40,11 @@ from modescape.analysis.engine.points import (
     resolve_policy,
     work_estimate,
 )
-from modescape.analysis.geometry import COLLINEAR_RTOL as COLLINEAR_RTOL
-from modescape.analysis.geometry import AnchoredGrid, anchored_grid
-from modescape.analysis.geometry import plane_axes as plane_axes
-from modescape.analysis.geometry import plane_grid as plane_grid
-from modescape.analysis.geometry import project_onto_plane as project_onto_plane
+from modescape.analysis.geometry import (
+    AnchoredGrid,
+    anchored_grid,
+    plane_axes,
+)
 from modescape.errors import ModescapeError, choice_error
 from modescape.progress import Progress
 

@@ -62,7 +62,7 @@ def lowrank_basis(snapshots: torch.Tensor, rank: int) -> LowRankBasis:
     same directions as sklearn's PCA / an SVD of the centred matrix up to sign; the sign is then
     fixed (largest-|.| entry positive) because LAPACK's is arbitrary and differs between builds.
     """
-    _check_snapshots(snapshots, need=2)
+    check_snapshots(snapshots, need=2)
     S = snapshots.shape[0]
     if not 1 <= rank <= S - 1:
         raise ModescapeError(
@@ -172,7 +172,7 @@ def iter_samples(
 ) -> Iterator[torch.Tensor]:
     """`sample(...)` in pieces of at most `chunk` rows ([≤chunk, P] each); the concatenation is
     identical to `sample(...)` with the same seed, whatever the chunk."""
-    _check_n(chunk, "chunk")
+    check_count(chunk, "chunk")
     rows = _rows(method, snapshots, n, scale, seed, rank=rank, sweep=sweep, stratified=stratified)
     while block := [row for _, row in zip(range(chunk), rows)]:
         yield torch.stack(block)
@@ -193,10 +193,10 @@ def _rows(
     if method not in SAMPLERS:
         raise choice_error("subspace sampler", method, SAMPLERS)
     swept = method in ALWAYS_SWEEP if sweep is None else bool(sweep)
-    _check_n(n, "n")
-    _check_scale(method, scale)
-    _check_snapshots(snapshots, need=1 if method in ("random", "dropout") else 2)
-    gen = _generator(seed)
+    check_count(n, "n")
+    check_scale(method, scale)
+    check_snapshots(snapshots, need=1 if method in ("random", "dropout") else 2)
+    gen = sample_generator(seed)
     # Stratum of each sample (drawn first, so chunked and whole draws agree).
     strata = iter(torch.randperm(n, generator=gen).tolist()) if swept and stratified else None
 
@@ -271,7 +271,7 @@ def _collect(rows: Iterator[torch.Tensor], n: int) -> torch.Tensor:
     return out
 
 
-def _generator(seed: Seed) -> torch.Generator:
+def sample_generator(seed: Seed) -> torch.Generator:
     if isinstance(seed, torch.Generator):
         if seed.device.type != "cpu":
             raise ModescapeError("subspace samplers draw on the CPU: pass a CPU torch.Generator")
@@ -292,19 +292,19 @@ def _anchor_row(anchor: torch.Tensor) -> torch.Tensor:
     return anchor[None]
 
 
-def _check_n(n: int, what: str) -> None:
+def check_count(n: int, what: str) -> None:
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise ModescapeError(f"{what} must be an integer >= 1, got {n!r}")
 
 
-def _check_scale(method: str, scale: float) -> None:
+def check_scale(method: str, scale: float) -> None:
     if not (isinstance(scale, int | float) and math.isfinite(scale) and scale > 0):
         raise ModescapeError(f"{method} scale must be a finite number > 0, got {scale!r}")
     if method == "dropout" and scale >= 1:
         raise ModescapeError(f"dropout scale is the largest drop probability, need < 1: {scale}")
 
 
-def _check_snapshots(snapshots: torch.Tensor, need: int) -> None:
+def check_snapshots(snapshots: torch.Tensor, need: int) -> None:
     if not isinstance(snapshots, torch.Tensor) or snapshots.ndim != 2:
         shape = tuple(getattr(snapshots, "shape", ()))
         raise ModescapeError(f"expected snapshots as a tensor [S, P], got shape {shape}")

@@ -1,8 +1,8 @@
 """Subspace sampling around one trajectory (Fort et al. 2019): settings, per-member samples, models.
 
 The samplers themselves are in `modescape.analysis.samplers`, the plane in
-`modescape.analysis.plane`, calibration in `modescape.analysis.calibration` (all re-exported or
-used here). Settings (`SubspaceConfig.mode`), from the authors' notebook (deepmind-research,
+`modescape.analysis.plane`, calibration in `modescape.analysis.calibration` (imported from
+there). Settings (`SubspaceConfig.mode`), from the authors' notebook (deepmind-research,
 `ensemble_loss_landscape/cifar10_medium_cnn_experiments.ipynb`; last 10 snapshots, population std
 `np.std`, PCA rank 5 in both of its sections):
 
@@ -34,23 +34,14 @@ import numpy as np
 import torch
 
 from modescape.analysis.metrics import ArrayLike, as_numpy
-from modescape.analysis.plane import PlaneSummary as PlaneSummary
-from modescape.analysis.plane import diversity_accuracy_points as diversity_accuracy_points
-from modescape.analysis.plane import plane_summary as plane_summary
-from modescape.analysis.plane import reference_curves as reference_curves
-from modescape.analysis.samplers import ALWAYS_SWEEP as ALWAYS_SWEEP
-from modescape.analysis.samplers import LOWRANK_VARIANTS as LOWRANK_VARIANTS
-from modescape.analysis.samplers import SAMPLERS as SAMPLERS
-from modescape.analysis.samplers import LowRankBasis as LowRankBasis
-from modescape.analysis.samplers import Seed as Seed
-from modescape.analysis.samplers import _check_n, _check_scale, _check_snapshots
-from modescape.analysis.samplers import diagonal_gaussian as diagonal_gaussian
-from modescape.analysis.samplers import dropout_subspace as dropout_subspace
-from modescape.analysis.samplers import iter_samples as iter_samples
-from modescape.analysis.samplers import lowrank_basis as lowrank_basis
-from modescape.analysis.samplers import lowrank_gaussian as lowrank_gaussian
-from modescape.analysis.samplers import random_subspace as random_subspace
-from modescape.analysis.samplers import sample as sample
+from modescape.analysis.samplers import (
+    ALWAYS_SWEEP,
+    SAMPLERS,
+    check_count,
+    check_scale,
+    check_snapshots,
+    sample,
+)
 from modescape.errors import ModescapeError, choice_error
 from modescape.seeding import derive_seed
 
@@ -117,7 +108,7 @@ class SubspaceConfig:
         for m in self.methods:
             if m not in SAMPLERS:
                 raise choice_error("subspace sampler", m, SAMPLERS)
-        _check_n(self.n_samples, "subspace.n_samples")
+        check_count(self.n_samples, "subspace.n_samples")
         # Upper bounds before anything is allocated ([n_samples, P] per sampler and member).
         for name, value, most in (
             ("n_samples", self.n_samples, MAX_SAMPLES),
@@ -136,12 +127,12 @@ class SubspaceConfig:
         if not (isinstance(self.rank, int) and self.rank >= 1):
             raise ModescapeError(f"subspace.rank must be an integer >= 1, got {self.rank!r}")
         for m in SAMPLERS:
-            _check_scale(m, self.scale(m))
+            check_scale(m, self.scale(m))
         if not (isinstance(self.target_drop, int | float) and 0 < self.target_drop < 1):
             raise ModescapeError(f"subspace.target_drop must be in (0, 1), got {self.target_drop}")
-        _check_n(self.calibration_probes, "subspace.calibration_probes")
-        _check_n(self.calibration_steps, "subspace.calibration_steps")
-        _check_n(self.calibration_check, "subspace.calibration_check")
+        check_count(self.calibration_probes, "subspace.calibration_probes")
+        check_count(self.calibration_steps, "subspace.calibration_steps")
+        check_count(self.calibration_check, "subspace.calibration_check")
         if not 0 <= self.seed <= 2**63 - 1:  # derive_seed's range: a larger one is a typo
             raise ModescapeError(f"subspace.seed must be in [0, 2**63 - 1], got {self.seed}")
 
@@ -197,7 +188,7 @@ def sample_subspace(
 def trajectory_tail(config: SubspaceConfig, method: str, snapshots: torch.Tensor) -> torch.Tensor:
     """The snapshots `method` uses: the last `config.n_snapshots` rows of `snapshots[S, P]`
     (random and dropout need only the anchor, so a shorter trajectory is fine for them)."""
-    _check_snapshots(snapshots, need=1)
+    check_snapshots(snapshots, need=1)
     if method not in ALWAYS_SWEEP and snapshots.shape[0] < config.n_snapshots:
         raise ModescapeError(
             f"{method} needs the last {config.n_snapshots} snapshots (subspace.n_snapshots), "
@@ -215,7 +206,7 @@ def subspace_model_probs(sample_probs: ArrayLike, per_model: int) -> np.ndarray:
     samples. sample_probs: [K, N, C] with K a multiple of per_model. Returns [K/per_model, N, C]
     (float32 in, float32 out; the mean is taken in float64)."""
     p = as_numpy(sample_probs)
-    _check_n(per_model, "per_model")
+    check_count(per_model, "per_model")
     if p.ndim != 3:
         raise ModescapeError(f"sample_probs must be [samples, examples, classes], got {p.shape}")
     K = p.shape[0]

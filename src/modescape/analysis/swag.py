@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from modescape.analysis.metrics import ArrayLike, as_numpy
-from modescape.analysis.samplers import Seed, _check_n, _generator
+from modescape.analysis.samplers import Seed, check_count, sample_generator
 from modescape.errors import ModescapeError, check_choice, choice_error
 from modescape.options import SwagMethod, values
 from modescape.seeding import derive_seed
@@ -71,7 +71,7 @@ class SwagConfig:
         for m in self.methods:
             check_choice("swag method", m, SwagMethod)
         for name in ("n_samples", "mc_passes"):
-            _check_n(getattr(self, name), f"swag.{name}")
+            check_count(getattr(self, name), f"swag.{name}")
             if getattr(self, name) > 10_000:
                 raise ModescapeError(f"swag.{name} must be at most 10,000")
         for name in ("scale", "diag_scale"):
@@ -187,9 +187,9 @@ def iter_swag_samples(
 ) -> Iterator[torch.Tensor]:
     """`swag_samples` one sample [P] at a time (never n × P at once)."""
     s = _scale(variant, scale)
-    _check_n(n, "n")
+    check_count(n, "n")
     _check_collected(moments, 2 if variant == "full" else 1)
-    gen = _generator(seed)
+    gen = sample_generator(seed)
     sigma = moments.variance.sqrt()
     devs = moments.deviations.double()
     K = moments.rank
@@ -260,7 +260,7 @@ def mc_dropout_probs(
     layers draw from the global generator, which is restored afterwards), so the passes do not
     depend on what ran before and leave no trace. With p = 0 every pass is the deterministic model.
     """
-    _check_n(passes, "passes")
+    check_count(passes, "passes")
     layers = dropout_layers(model)
     if not layers:
         raise ModescapeError(

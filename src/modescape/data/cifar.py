@@ -27,17 +27,14 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from modescape.data.sources import (  # noqa: F401  (find_source, DOWNLOADS: public here too)
-    _CIFAR10_BATCHES,
-    DOWNLOADS,
+from modescape.data.sources import (
+    CIFAR10_BATCHES,
     IMAGE_SUFFIXES,
     NUM_CLASSES,
     Source,
-    _Files,
-    _find_layout,
+    SourceFiles,
     accepted_formats,
-    download_archive,
-    find_source,
+    find_layout,
 )
 from modescape.errors import ModescapeError
 from modescape.seeding import derive_seed, numpy_rng
@@ -108,11 +105,11 @@ def _str_keys(d: Any, where: str) -> dict[str, Any]:
 def read_source(name: str, source: Source) -> CifarArrays:
     """Decode every image of `source` (a `find_source` result) into arrays."""
     if source.kind == "archive":
-        files = _Files.from_tar(source.path)
+        files = SourceFiles.from_tar(source.path)
         dirs = {n.rsplit("/", i)[0] for n in files.names for i in range(1, n.count("/") + 1)}
         tops = sorted({n.split("/")[0] + "/" for n in files.names if "/" in n})
         names = set(files.names)
-        found = _find_layout(name, ["", *tops], names.__contains__, dirs.__contains__)
+        found = find_layout(name, ["", *tops], names.__contains__, dirs.__contains__)
         if found is None:
             raise ModescapeError(
                 f"archive {source.path} holds no {name} layout; accepted: {accepted_formats(name)}"
@@ -120,12 +117,12 @@ def read_source(name: str, source: Source) -> CifarArrays:
         fmt, prefix = found
     else:
         root = source.path
-        found = _find_layout(
+        found = find_layout(
             name, [""], lambda r: (root / r).is_file(), lambda r: (root / r).is_dir()
         )
         if found is None:
             raise ModescapeError(f"{root} no longer holds a {name} layout")
-        (fmt, _), files, prefix = found, _Files.from_dir(root), ""
+        (fmt, _), files, prefix = found, SourceFiles.from_dir(root), ""
     reader = {"python": _read_python, "binary": _read_binary, "image-folder": _read_folder}[fmt]
     arrays = reader(name, files, prefix)
     expected = NUM_CLASSES.get(name)
@@ -175,12 +172,12 @@ def _class_names(names: Any, where: str) -> tuple[str, ...]:
         raise ModescapeError(f"{where}: class names are not UTF-8 text") from None
 
 
-def _read_python(name: str, files: _Files, prefix: str) -> CifarArrays:
+def _read_python(name: str, files: SourceFiles, prefix: str) -> CifarArrays:
     def load(rel: str) -> dict[str, Any]:
         return _str_keys(safe_unpickle(files.read(prefix + rel), prefix + rel), prefix + rel)
 
     if name == "cifar10":
-        meta_key, label_key, train, test = "label_names", "labels", _CIFAR10_BATCHES, "test_batch"
+        meta_key, label_key, train, test = "label_names", "labels", CIFAR10_BATCHES, "test_batch"
         meta_file = "batches.meta"
     else:
         meta_key, label_key, train, test = "fine_label_names", "fine_labels", ("train",), "test"
@@ -205,9 +202,9 @@ def _read_python(name: str, files: _Files, prefix: str) -> CifarArrays:
     return CifarArrays(*split(train), *split((test,)), classes, "python")
 
 
-def _read_binary(name: str, files: _Files, prefix: str) -> CifarArrays:
+def _read_binary(name: str, files: SourceFiles, prefix: str) -> CifarArrays:
     if name == "cifar10":
-        n_label_bytes, train, test = 1, [b + ".bin" for b in _CIFAR10_BATCHES], "test_batch.bin"
+        n_label_bytes, train, test = 1, [b + ".bin" for b in CIFAR10_BATCHES], "test_batch.bin"
         names_file = "batches.meta.txt"
     else:  # CIFAR-100 records start with the coarse label, then the fine one
         n_label_bytes, train, test = 2, ["train.bin"], "test.bin"
@@ -242,7 +239,7 @@ def _read_binary(name: str, files: _Files, prefix: str) -> CifarArrays:
     return CifarArrays(*split(train), *split([test]), classes, "binary")
 
 
-def _read_folder(name: str, files: _Files, prefix: str) -> CifarArrays:
+def _read_folder(name: str, files: SourceFiles, prefix: str) -> CifarArrays:
     """Images `<prefix>{train,test}/<class>/<file>`; classes = sorted class folders of train/.
 
     Decoded in sorted-path order (class by class), then put in a fixed pseudo-random order per
@@ -299,7 +296,7 @@ def _check_decoded_size(n: int, shape: tuple[int, ...], where: str) -> None:
         )
 
 
-def _decode(files: _Files, path: str) -> np.ndarray:
+def _decode(files: SourceFiles, path: str) -> np.ndarray:
     """One image as `uint8 [C, H, W]`: C = 1 for grayscale (modes 1, L), 3 for colour (RGB, P)."""
     try:
         with Image.open(io.BytesIO(files.read(path))) as im:

@@ -15,7 +15,7 @@ training examples (paper: 500; seed notebooks: 0, i.e. none). Pixel scaling is a
 recorded in `source` and in the fingerprint.
 
 Decoded sources are cached as uint8 `.npy` arrays plus a JSON file, keyed by the sha256 of the
-source (see `cifar.find_source`), under `cache_dir` (default `$MODESCAPE_CACHE` or
+source (see `sources.find_source`), under `cache_dir` (default `$MODESCAPE_CACHE` or
 `~/.cache/modescape`), so the second load of CIFAR-10 skips every decode.
 """
 

@@ -43,12 +43,12 @@ NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 # (format, files that must exist, folders that must exist), relative to the layout's folder.
-_CIFAR10_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR10_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 _FOLDER_LAYOUT = ("image-folder", (), ("train", "test"))
 _LAYOUTS: dict[str, tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]] = {
     "cifar10": (
-        ("python", (*_CIFAR10_BATCHES, "test_batch", "batches.meta"), ()),
-        ("binary", (*(b + ".bin" for b in _CIFAR10_BATCHES), "test_batch.bin"), ()),
+        ("python", (*CIFAR10_BATCHES, "test_batch", "batches.meta"), ()),
+        ("binary", (*(b + ".bin" for b in CIFAR10_BATCHES), "test_batch.bin"), ()),
         _FOLDER_LAYOUT,
     ),
     "cifar100": (
@@ -118,7 +118,7 @@ _MIB = 1 << 20
 _FILE_LIMITS = {
     "train": 160 * _MIB, "train.bin": 160 * _MIB, "test": 32 * _MIB, "test.bin": 32 * _MIB,
     "test_batch": 32 * _MIB, "test_batch.bin": 32 * _MIB,
-    **{b: 32 * _MIB for b in _CIFAR10_BATCHES}, **{b + ".bin": 32 * _MIB for b in _CIFAR10_BATCHES},
+    **{b: 32 * _MIB for b in CIFAR10_BATCHES}, **{b + ".bin": 32 * _MIB for b in CIFAR10_BATCHES},
 }  # fmt: skip
 _META_NAMES = ("batches.meta", "meta", "batches.meta.txt", "fine_label_names.txt")
 _OTHER_LIMIT = 160 * _MIB  # a file of no known role: never read, but an archive must skip it
@@ -141,7 +141,7 @@ def _too_large(where: Path, rel: str, size: int) -> ModescapeError:
     )
 
 
-class _Files:
+class SourceFiles:
     """Read-only view of the regular files of a folder or a tar archive, by relative path.
 
     `names` and `sizes` come from the folder's listing or the archive's index; a reader calls
@@ -157,11 +157,11 @@ class _Files:
         self._held: dict[str, bytes] = {}
 
     @classmethod
-    def from_dir(cls, root: Path) -> _Files:
+    def from_dir(cls, root: Path) -> SourceFiles:
         return cls({rel: size for rel, size, _ in _walk(root)}, root, archive=False)
 
     @classmethod
-    def from_tar(cls, path: Path) -> _Files:
+    def from_tar(cls, path: Path) -> SourceFiles:
         """The archive's index: regular members' names and declared sizes (no content read)."""
         sizes: dict[str, int] = {}
         total = 0
@@ -221,7 +221,7 @@ class _Files:
         return data
 
 
-def _find_layout(
+def find_layout(
     name: str, prefixes: list[str], is_file: Callable[[str], bool], is_dir: Callable[[str], bool]
 ) -> tuple[str, str] | None:
     """First (format, prefix) whose marker files and folders all exist; prefixes end in '/'."""
@@ -235,7 +235,7 @@ def _find_layout(
 def _dir_layout(root: Path, name: str) -> tuple[str, Path] | None:
     """The layout in `root` or one of its sub-folders (an extracted archive's top folder)."""
     prefixes = ["", *sorted(p.name + "/" for p in root.iterdir() if p.is_dir())]
-    found = _find_layout(
+    found = find_layout(
         name, prefixes, lambda r: (root / r).is_file(), lambda r: (root / r).is_dir()
     )
     return None if found is None else (found[0], root / found[1])

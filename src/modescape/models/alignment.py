@@ -50,12 +50,9 @@ from modescape.models.specs import (
 
 __all__ = [
     "AlignmentResult",
-    "PermutationSpec",
     "align",
     "align_verified",
     "apply_permutation",
-    "permutation_spec",
-    "spec_from_axes_to_perm",
     "weight_matching",
 ]
 
@@ -297,7 +294,7 @@ def _builtin_spatial(
     cells = state["head.weight"].shape[1] // last
     out_of = {}
     for n in range(1, 4096):
-        out_of.setdefault(architectures._size_after(n, features), n)
+        out_of.setdefault(architectures.size_after(n, features), n)
     if ndim == 1 and cells in out_of:
         return (out_of[cells],)
     for h in range(1, math.isqrt(cells) + 1):

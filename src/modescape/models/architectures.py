@@ -304,7 +304,7 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
 # Spatial size arithmetic (no dry run: a dry run in train mode would consume dropout randomness).
 
 
-def _size_after(n: int, layers: Sequence[nn.Module]) -> int:
+def size_after(n: int, layers: Sequence[nn.Module]) -> int:
     """Length of one spatial axis of size `n` after `layers` (convs and max-pools change it)."""
     for layer in layers:
         if isinstance(layer, nn.Conv1d | nn.Conv2d | nn.MaxPool1d | nn.MaxPool2d):
@@ -332,9 +332,9 @@ def _check_spatial(
     arch: str, variant: str, spatial: tuple[int, ...], features: nn.Sequential
 ) -> tuple[int, ...]:
     """Spatial output shape of `features`; ModescapeError naming the minimum if it vanishes."""
-    out = tuple(_size_after(n, features) for n in spatial)
+    out = tuple(size_after(n, features) for n in spatial)
     if min(out) < 1:
-        minimum = next(n for n in range(1, 1 << 16) if _size_after(n, features) >= 1)
+        minimum = next(n for n in range(1, 1 << 16) if size_after(n, features) >= 1)
         raise ModescapeError(
             f"{arch} ({variant}) needs inputs of at least {minimum} along every spatial axis "
             f"to survive its pooling; got spatial shape {spatial}"
@@ -492,7 +492,7 @@ def min_input_size(arch: str, variant: str = "paper") -> int:
         return 1  # strided convs with padding 1 map 1 → 1
     with torch.random.fork_rng(devices=[]):
         features = _BUILDERS[arch](1, 1, 2, 0.0, variant == "paper", Padding.TORCH).features
-    return next(n for n in range(1, 1 << 16) if _size_after(n, features) >= 1)
+    return next(n for n in range(1, 1 << 16) if size_after(n, features) >= 1)
 
 
 def describe_models(in_shape: tuple[int, ...], num_classes: int) -> list[dict]:

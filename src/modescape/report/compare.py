@@ -8,7 +8,8 @@
 The page holds a config diff (the settings that differ, every setting one click away), the
 at-a-glance numbers in one table (a column per run; study numbers when a run has the study), and
 overlaid curves: ensemble accuracy and NLL against size, training curves, the diversity–accuracy
-plane (runs with a subspace study) and accuracy under shift (runs with a shift study).
+plane (runs with a subspace study), accuracy under shift (runs with a shift study) and the
+profiles along each run's trained curve (runs with a connector study).
 
 Everything is read through the typed readers (`load_run`, `ReportContext`, the studies' summaries
 in `store.schema`), each file checked against its recorded sha256: nothing is recomputed. Runs
@@ -139,6 +140,7 @@ def _sections(ctxs: list[ReportContext], labels: list[str]) -> list[CompareSecti
         _training_section(ctxs, labels),
         _subspace_section(ctxs, labels),
         _shift_section(ctxs, labels),
+        _connect_section(ctxs, labels),
         _instability_section(ctxs, labels),
     ]
 
@@ -410,6 +412,32 @@ def _shift_section(ctxs: list[ReportContext], labels: list[str]) -> CompareSecti
     return CompareSection(
         "shift", "Dataset shift", reading, [ChartPlot("shift_accuracy", caption, chart, data)], []
     )
+
+
+def _connect_section(ctxs: list[ReportContext], labels: list[str]) -> CompareSection | None:
+    """Curve profiles overlaid: test error and agreement with the first end along t, per run
+    with a connector study (`modescape connect`)."""
+    have = [(lab, c.study(S.CONNECT)) for lab, c in zip(labels, ctxs)]
+    have = [(lab, res) for lab, res in have if res is not None and res.has("profile.csv")]
+    if not have:
+        return None
+    charts = []
+    for column, nice in (("test_error", "test error"), ("agreement_end0", "agreement with end 0")):
+        series, rows = [], []
+        for lab, res in have:
+            p = res.csv("profile.csv")
+            series.append(Series(lab, [_f(t) for t in p["t"]], [_f(v) for v in p[column]]))
+            rows += [[lab, _r(t), _r(v)] for t, v in zip(p["t"], p[column])]
+        chart = Chart(ChartKind.LINE, "t along the curve", nice, series)
+        data = Table(f"connect_{column}", ["run", "t", column], rows)
+        caption = f"{nice.capitalize()} along each run's trained curve (t = 0: its first end)."
+        charts.append(ChartPlot(f"connect_{column}", caption, chart, data))
+    reading = [
+        f"{lab}: test-error barrier {res.summary.error_barrier:.3f} along the curve "
+        f"{'-'.join(res.summary.pair)}, {res.summary.line_error_barrier:.3f} along the line."
+        for lab, res in have
+    ]
+    return CompareSection("connect", "Connectors", reading, charts, [])
 
 
 def _instability_section(ctxs: list[ReportContext], labels: list[str]) -> CompareSection | None:

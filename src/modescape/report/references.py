@@ -74,6 +74,16 @@ REFERENCES: tuple[Reference, ...] = (
     Reference("landscape_valleys", "independent optima on a plane through the origin",
               "separate low-loss valleys; agreement with each is high only in its own",
               f"{PAPER}, loss-landscape plane"),
+    # connectors between modes (Garipov et al. 2018, Table 1, CIFAR-10; paper v1)
+    Reference("connect_vgg16", "test error along a Bézier curve between two optima (VGG16)",
+              "ends 6.79-6.94%, curve 6.79-7.75% (polychain 6.79-8.08%)",
+              "Garipov et al. (2018), Table 1"),
+    Reference("connect_preresnet",
+              "test error along a Bézier curve between two optima (PreResNet164)",
+              "ends 4.75-4.76%, curve 4.45-4.97%", "Garipov et al. (2018), Table 1"),
+    Reference("connect_functions", "predictions along a low-loss connector",
+              "connectors exist, but the modes are not connected in the space of predictions",
+              f"{PAPER}, v1 abstract"),
     # dataset shift
     Reference("shift_ensemble", "deep ensemble vs single member and subspace models under shift",
               "ensemble best at every severity",

@@ -170,7 +170,7 @@ def write_json(path: str | Path, obj: Any) -> str:
 def json_bytes(obj: Any) -> bytes:
     """The bytes `write_json` writes."""
     text = json.dumps(
-        _finite(obj), indent=2, sort_keys=True, default=_json_default, allow_nan=False
+        nan_to_null(obj), indent=2, sort_keys=True, default=json_default, allow_nan=False
     )
     return (text + "\n").encode()
 
@@ -288,21 +288,23 @@ def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
         raise ModescapeError(f"corrupt safetensors file {path}: {e}") from None
 
 
-def _finite(obj: Any) -> Any:
+def nan_to_null(obj: Any) -> Any:
+    """`obj` with every NaN or infinite float (NumPy ones and arrays included) as None, so that
+    JSON holds `null` rather than the non-standard `NaN`."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {k: nan_to_null(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
+        return [nan_to_null(v) for v in obj]
     if isinstance(obj, np.floating):
-        return _finite(float(obj))
+        return nan_to_null(float(obj))
     if isinstance(obj, np.ndarray):
-        return _finite(obj.tolist())
+        return nan_to_null(obj.tolist())
     return obj
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
     if isinstance(obj, (np.integer,)):
         return int(obj)
     if isinstance(obj, (np.floating,)):

@@ -32,10 +32,10 @@ from modescape.config import RunConfig
 from modescape.errors import ModescapeError
 from modescape.seeding import derive_seed
 from modescape.store.files import (
-    _finite,
-    _json_default,
     json_bytes,
+    json_default,
     killpoint,
+    nan_to_null,
     read_json,
     remove_stale_tmp,
     save_npy,
@@ -120,7 +120,9 @@ def seal(manifest: dict[str, Any]) -> dict[str, Any]:
     """The manifest with "sha256": the digest of everything else in it, so that a changed byte
     in the manifest itself (not only in the files it lists) is found."""
     body = {k: v for k, v in manifest.items() if k != "sha256"}
-    text = json.dumps(_finite(body), sort_keys=True, default=_json_default, separators=(",", ":"))
+    text = json.dumps(
+        nan_to_null(body), sort_keys=True, default=json_default, separators=(",", ":")
+    )
     return body | {"sha256": hashlib.sha256(text.encode()).hexdigest()}
 
 

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
         LandscapeSummary,
         ShiftSummary,
         SubspaceSummary,
+        SwagSummary,
     )
 
 SUMMARY = "summary.json"  # <run>/<study>/summary.json: every study's typed summary
@@ -392,6 +393,11 @@ class Run:
     def landscape(self) -> LandscapeSummary:
         """`LandscapeSummary` of `modescape landscape`."""
         return self.study("landscape")  # type: ignore[no-any-return]
+
+    @property
+    def swag(self) -> SwagSummary:
+        """`SwagSummary` of `modescape swag`."""
+        return self.study("swag")  # type: ignore[no-any-return]
 
     @property
     def shift(self) -> ShiftSummary:

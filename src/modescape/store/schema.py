@@ -30,6 +30,7 @@ SETTINGS = "settings.json"  # the resolved settings a cache folder was computed 
 # <run>/<folder>/ of each study
 ANALYSIS, SUBSPACE, LANDSCAPE, SHIFT = "analysis", "subspace", "landscape", "shift"
 SWAG = "swag"
+CONNECT = "connect"
 INSTABILITY = "instability"  # the measures of a spawn run (`modescape spawn`)
 
 # analysis/
@@ -328,6 +329,38 @@ class SwagSummary(Record):
     tsne: dict[str, Any] = field(default_factory=dict)
     plane: dict[str, Any] = field(default_factory=dict)
     elapsed_s: float | None = None
+
+
+# ---- connect ----------------------------------------------------------------------------------
+@dataclass
+class ConnectSummary(Record):
+    """`modescape connect` (summary.json): the curve between `pair` against the straight line.
+
+    Barriers as the landscape study's (max over t − mean of the ends): test error and training
+    loss, of the curve and of the line; `stats[column]` / `line_stats[column]`: min, max, mean
+    over t of each profile column; `midpoint`: disagreement with each end at t = 0.5 and the
+    ends' with each other; `plane`: the plane the curve is drawn in (None: not drawn);
+    `ensembles`: the t values of the curve ensembles and FGE's settings."""
+
+    config: dict[str, Any]
+    pair: list[str]
+    curve_folder: str  # relative to the run
+    bn_policy: str
+    num_examples: int
+    error_barrier: float
+    loss_barrier: float
+    line_error_barrier: float
+    line_loss_barrier: float
+    length: float
+    line_length: float
+    midpoint: dict[str, float]
+    stats: dict[str, dict[str, float]]
+    line_stats: dict[str, dict[str, float]]
+    plane: dict[str, Any] | None = None
+    ensembles: dict[str, Any] = field(default_factory=dict)
+    epochs_trained: list[dict[str, float]] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+    elapsed_s: float = 0.0
 
 
 # instability/ (`modescape spawn`, `modescape instability`)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from modescape.analysis.functionspace import agreement_with, normalized_diversit
 from modescape.analysis.landscape import PlaneOptions
 from modescape.analysis.metrics import METRICS, evaluate
 from modescape.errors import ModescapeError
+from modescape.registry import Flag
 from modescape.seeding import derive_seed
 from modescape.store import schema as S
 from modescape.store.files import (
@@ -58,25 +59,42 @@ from modescape.studies.context import ResultWriter, RunContext, open_context
 
 logger = logging.getLogger(__name__)
 
-CONNECT = "connect"
+CONNECT = S.CONNECT
+ConnectSummary = S.ConnectSummary
 _END = re.compile(r"^m(\d+)(?:@e(\d+))?$")
 
 
 @dataclass(frozen=True)
 class ConnectConfig:
-    """The connector study: which pair, the curve (`CurveConfig`), the plane and FGE."""
+    """The connector study, flat (every field is a flag): the pair, the curve (`CurveConfig`'s
+    fields), the evaluation, the plane and FGE (`FGEConfig`'s fields, prefixed `fge_`)."""
 
     pair: tuple[str, str] = ("m0", "m1")
-    curve: CurveConfig = field(default_factory=CurveConfig)
+    shape: str = CurveConfig.shape
+    bends: int = CurveConfig.bends
+    epochs: int = CurveConfig.epochs
+    recipe: str = CurveConfig.recipe
+    lr: float = CurveConfig.lr
+    weight_decay: float = CurveConfig.weight_decay
+    batch_size: int = CurveConfig.batch_size
+    points: int = CurveConfig.points
+    bn_batches: int = CurveConfig.bn_batches
+    bn_batch_size: int = CurveConfig.bn_batch_size
+    train_examples: int = CurveConfig.train_examples
+    ensemble_size: int = CurveConfig.ensemble_size
     max_examples: int = 2000  # evaluation (test) examples at every t and plane point
     plane_resolution: int = 15  # 0: no plane
-    fge: FGEConfig | None = field(default_factory=FGEConfig)  # None: no FGE
+    fge_cycles: int = FGEConfig.cycles  # 0: no FGE
+    fge_cycle_epochs: int = FGEConfig.cycle_epochs
+    fge_lr1: float = FGEConfig.lr1
+    fge_lr2: float = FGEConfig.lr2
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "pair", tuple(self.pair))
         if len(self.pair) != 2:
             raise ModescapeError(f"--pair needs two members, e.g. m0,m1; got {list(self.pair)}")
         for name in self.pair:
-            if _END.match(name) is None:
+            if _END.match(str(name)) is None:
                 raise ModescapeError(
                     f"unknown curve end {name!r} in --pair (allowed: m<i>, m<i>@e<epoch>)"
                 )
@@ -85,8 +103,26 @@ class ConnectConfig:
                 f"--pair {','.join(self.pair)}: the two ends are the same snapshot; "
                 "name two different members or snapshots (e.g. m0,m1)"
             )
-        if self.max_examples < 1 or (0 < self.plane_resolution < 3) or self.plane_resolution < 0:
-            raise ModescapeError("connect needs max_examples >= 1 and plane_resolution 0 or >= 3")
+        if self.max_examples < 1:
+            raise ModescapeError(f"connect max_examples must be >= 1, got {self.max_examples}")
+        if self.plane_resolution < 0 or 0 < self.plane_resolution < 3:
+            raise ModescapeError(
+                "connect plane_resolution must be 0 (no plane) or >= 3, "
+                f"got {self.plane_resolution}"
+            )
+        if self.fge_cycles < 0:
+            raise ModescapeError(f"connect fge_cycles must be >= 0, got {self.fge_cycles}")
+        _ = self.curve, self.fge  # their own checks
+
+    @property
+    def curve(self) -> CurveConfig:
+        return CurveConfig(**{f: getattr(self, f) for f in CurveConfig.__dataclass_fields__})
+
+    @property
+    def fge(self) -> FGEConfig | None:
+        if self.fge_cycles == 0:
+            return None
+        return FGEConfig(self.fge_cycles, self.fge_cycle_epochs, self.fge_lr1, self.fge_lr2)
 
 
 def parse_pair(text: str) -> tuple[str, str]:
@@ -94,31 +130,6 @@ def parse_pair(text: str) -> tuple[str, str]:
     if len(names) != 2:
         raise ModescapeError(f"--pair needs two members, e.g. m0,m1; got {text!r}")
     return names  # type: ignore[return-value]
-
-
-@dataclass
-class ConnectSummary(S.Record):
-    """`<run>/connect/summary.json`: the curve against the straight line, ensembles, FGE."""
-
-    config: dict[str, Any]
-    pair: list[str]
-    curve_folder: str  # relative to the run
-    bn_policy: str
-    num_examples: int
-    error_barrier: float
-    loss_barrier: float
-    line_error_barrier: float
-    line_loss_barrier: float
-    length: float
-    line_length: float
-    midpoint: dict[str, float]
-    stats: dict[str, dict[str, float]]
-    line_stats: dict[str, dict[str, float]]
-    plane: dict[str, Any] | None = None
-    ensembles: dict[str, Any] = field(default_factory=dict)
-    epochs_trained: list[dict[str, float]] = field(default_factory=list)
-    files: dict[str, str] = field(default_factory=dict)
-    elapsed_s: float = 0.0
 
 
 def _end_state(ctx: RunContext, name: str, members: list[int]) -> dict[str, torch.Tensor]:
@@ -362,9 +373,62 @@ def _ensembles(ctx, config, model, end0, prof, x, y, x_train, y_train, out) -> d
     return result
 
 
+def pipeline_settings(config: Any) -> ConnectConfig:
+    """What `modescape run` uses: on 1-D signals (the embedded MNIST-1D demo) a curve trained
+    in seconds (6 epochs of Garipov's recipe at lr 0.05, a 9×9 plane, two one-epoch FGE
+    cycles); on images the full settings, priced by `--budget` first (`estimate.connect_cost`)."""
+    if config.data.name == "mnist1d":
+        return ConnectConfig(epochs=6, lr=0.05, train_examples=500, max_examples=1000,
+                             plane_resolution=9, fge_cycles=2, fge_cycle_epochs=1)  # fmt: skip
+    return ConnectConfig()
+
+
+def applies(config: Any) -> bool:
+    """`modescape run` connects two members, so it runs the study when the run has two."""
+    return int(config.members) >= 2
+
+
+def outcome(summary: S.ConnectSummary, run: Path) -> list[str]:
+    """What `modescape connect` prints when done."""
+    m = summary.midpoint
+    return [
+        f"curve {'-'.join(summary.pair)}: test-error barrier {summary.error_barrier:.3f} "
+        f"(straight line {summary.line_error_barrier:.3f})",
+        f"midpoint disagrees with the ends on {m['disagreement_end0']:.3f} / "
+        f"{m['disagreement_end1']:.3f} (ends with each other {m['ends_disagreement']:.3f})",
+        f"results in {run / S.CONNECT}",
+    ]
+
+
+CLI_FLAGS = {
+    "pair": Flag(
+        "--pair",
+        "the curve's two ends, m<i> or m<i>@e<epoch>",
+        parse=parse_pair,
+        metavar="A,B",
+        default="m0,m1",
+    ),
+    "shape": Flag(help="bezier (Garipov's) or polychain"),
+    "bends": Flag(help="bends including the two fixed ends (>= 3; Garipov: 3)"),
+    "epochs": Flag(help="epochs of curve training"),
+    "recipe": Flag(help="garipov (SGD, lr annealed to 1%%) or run (the run's optimiser)"),
+    "lr": Flag(help="the garipov recipe's learning rate"),
+    "points": Flag(help="values of t evaluated (Garipov: 61)"),
+    "max_examples": Flag("--max-examples", "test examples per point"),
+    "train_examples": Flag("--train-examples", "training examples scored per point (0: all)"),
+    "plane_resolution": Flag("--plane", "grid values per axis of the curve's plane (0: none)"),
+    "fge_cycles": Flag("--fge-cycles", "FGE snapshots (0: no FGE)"),
+    "fge_cycle_epochs": Flag("--fge-cycle-epochs", "epochs per FGE cycle (Garipov: 2-4)"),
+    "fge_lr1": Flag("--fge-lr1", "FGE's largest learning rate"),
+    "fge_lr2": Flag("--fge-lr2", "FGE's smallest learning rate (a snapshot there)"),
+    "weight_decay": Flag("--weight-decay", "L2 on θ(t) (Garipov's regulariser; the paper: 0)"),
+    "batch_size": Flag("--batch-size", "curve minibatch (0: the run's)"),
+    "bn_batches": Flag("--bn-batches", "training batches per BatchNorm recomputation"),
+    "bn_batch_size": Flag("--bn-batch-size", "examples per BatchNorm recomputation batch"),
+    "ensemble_size": Flag("--ensemble-size", "largest ensemble of points along the curve"),
+}
+
+
 def connect_config(**overrides: Any) -> ConnectConfig:
-    """A `ConnectConfig` with `CurveConfig` fields given by name too (`epochs=4`, `shape=...`)."""
-    curve_keys = set(CurveConfig.__dataclass_fields__)
-    curve = replace(CurveConfig(), **{k: v for k, v in overrides.items() if k in curve_keys})
-    rest = {k: v for k, v in overrides.items() if k not in curve_keys}
-    return ConnectConfig(curve=curve, **rest)
+    """`ConnectConfig(**overrides)`; kept for callers that build the settings by name."""
+    return ConnectConfig(**overrides)

@@ -131,13 +131,13 @@ class RunContext:
 
     @cached_property
     def has_batchnorm(self) -> bool:
-        from modescape.analysis.engine.batched import has_batchnorm
+        from modescape.models.registry import has_batchnorm
 
         return has_batchnorm(self._template)
 
     @cached_property
     def param_names(self) -> list[str]:
-        from modescape.analysis.engine.batched import param_names
+        from modescape.analysis.weightspace import param_names
 
         return param_names(self._template)
 
@@ -173,7 +173,8 @@ class RunContext:
     def with_recomputed_bn(self, flat: torch.Tensor) -> list[dict[str, torch.Tensor]]:
         """State dicts for flat parameter vectors [K, P], BatchNorm statistics recomputed per
         point on `bn_subset` (networks without BatchNorm: the parameters only)."""
-        from modescape.analysis.engine.batched import buffer_names, recompute_bn_buffers
+        from modescape.analysis.engine.bn import recompute_bn_buffers
+        from modescape.analysis.weightspace import buffer_names
 
         model = self._template
         base = model.state_dict()
@@ -195,7 +196,7 @@ class RunContext:
     def weight_average_state(self, member: int, requested: int) -> dict[str, torch.Tensor]:
         """Mean of the member's weights over its weight-average window; BatchNorm statistics are
         recomputed for the averaged weights (`BN_TRAIN_EXAMPLES` training examples)."""
-        from modescape.analysis.engine.batched import flatten_params
+        from modescape.analysis.weightspace import flatten_params
 
         window, _ = self.weight_average_window(member, requested)
         key = (member, tuple(window))
@@ -247,7 +248,7 @@ def unflatten_named(
     vector: torch.Tensor, names: list[str], model: nn.Module
 ) -> dict[str, torch.Tensor]:
     """A flat vector back to the named tensors of `model` it was flattened from."""
-    from modescape.analysis.engine.batched import shapes_of, unflatten
+    from modescape.analysis.weightspace import shapes_of, unflatten
 
     return unflatten(vector, names, shapes_of(model, names))
 

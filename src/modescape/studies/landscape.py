@@ -32,14 +32,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from modescape.analysis.engine.batched import flatten_params
 from modescape.analysis.engine.points import flat_anchor
-from modescape.analysis.landscape import (
-    evaluate_plane,
-    interpolate_path,
-    plane_axes,
-    project_onto_plane,
-)
+from modescape.analysis.geometry import plane_axes, project_onto_plane
+from modescape.analysis.landscape import evaluate_plane, interpolate_path
+from modescape.analysis.weightspace import flatten_params
 from modescape.errors import ModescapeError
 from modescape.registry import Flag
 from modescape.store import schema as S
@@ -251,10 +247,23 @@ def run_landscape(
     return summary
 
 
+def path_kind(a: str, b: str) -> str:
+    """ "within trajectory" when both anchors belong to one member (m0, m0@e5, init0, wa0 are
+    all member 0's), "across members" when they belong to two, else "other" (the origin)."""
+    owners = []
+    for name in (a, b):
+        m = _ANCHOR.match(name)
+        member = next((g for g in (m.group(2), m.group(4), m.group(5)) if g), None) if m else None
+        owners.append(member)
+    if None in owners:
+        return "other"
+    return "within trajectory" if owners[0] == owners[1] else "across members"
+
+
 def _paths(setup: _Setup, pairs) -> tuple[list[S.PathEntry], list[list[Any]]]:
     entries, rows = [], []
     for a, b in pairs:
-        kind = "across members" if a.split("@")[0] != b.split("@")[0] else "within trajectory"
+        kind = path_kind(a, b)
         logger.info(f"landscape: path {a} -> {b} ({kind})")
         result = setup.path(setup.anchor(a), setup.anchor(b))
         entries.append(_path_entry(a, b, kind, result))

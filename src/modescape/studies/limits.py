@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 
-from modescape.analysis.subspace import MAX_SAMPLES  # noqa: F401  (one bound for every study)
 from modescape.errors import ModescapeError
 
 MAX_GRID = 201  # grid points per axis of a landscape plane (201² = 40,401 evaluations)

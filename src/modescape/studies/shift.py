@@ -36,7 +36,8 @@ import torch
 
 from modescape.analysis.ensembles import ensemble_curve
 from modescape.analysis.functionspace import js_diversity
-from modescape.analysis.metrics import METRICS, evaluate
+from modescape.analysis.metrics import METRICS, evaluate, evaluate_ensemble
+from modescape.analysis.subspace import MAX_SAMPLES
 from modescape.data.corruptions import (
     IMAGE_CORRUPTIONS,
     SIGNAL_CORRUPTIONS,
@@ -56,7 +57,7 @@ from modescape.studies.context import (
     subspace_config,
 )
 from modescape.studies.inference import ModelStack
-from modescape.studies.limits import MAX_SAMPLES, check_examples, check_int
+from modescape.studies.limits import check_examples, check_int
 
 logger = logging.getLogger(__name__)
 
@@ -451,12 +452,15 @@ def _metric_rows(corr: str, severity: int, probs: dict[str, np.ndarray], y: np.n
         family = "single" if k == 1 else "ensemble"
         for mt in METRICS:
             rows.append([corr, severity, family, int(k), mt, curve.mean[mt][i], curve.std[mt][i]])
+    for pos, p in enumerate(members):  # each member alone: "member_<position in members>"
+        score = evaluate(p, y)
+        rows += [[corr, severity, f"member_{pos}", 1, mt, score[mt], 0.0] for mt in METRICS]
     for family, p in probs.items():
         if family in ("members", S.SHIFT_LATE_FAMILY):
             continue
         # A subspace model is the average of its samples' predictive distributions (the paper, §4).
         scores = (
-            [evaluate(p.mean(0), y)]
+            [evaluate_ensemble(p, y)]  # float64 mean, log-mean-exp NLL
             if family.startswith("subspace_")
             else [evaluate(q, y) for q in p]
         )

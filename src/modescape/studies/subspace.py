@@ -36,18 +36,15 @@ import torch
 from modescape.analysis.calibration import calibrate
 from modescape.analysis.ensembles import ensemble_curve
 from modescape.analysis.functionspace import js_diversity
-from modescape.analysis.metrics import METRICS, evaluate
-from modescape.analysis.plane import every_reference
-from modescape.analysis.samplers import ALWAYS_SWEEP
-from modescape.analysis.subspace import (
-    SAMPLERS,
-    SamplerMode,
-    SubspaceConfig,
+from modescape.analysis.metrics import METRICS, evaluate, evaluate_ensemble
+from modescape.analysis.plane import (
     diversity_accuracy_points,
+    every_reference,
     plane_summary,
     reference_curves,
-    sample_subspace,
 )
+from modescape.analysis.samplers import ALWAYS_SWEEP, SAMPLERS
+from modescape.analysis.subspace import SamplerMode, SubspaceConfig, sample_subspace
 from modescape.analysis.trajectories import embed_trajectories, fixed_subset, function_space_points
 from modescape.config import RunConfig
 from modescape.errors import ModescapeError
@@ -116,7 +113,8 @@ def calibration_data(ctx: RunContext) -> tuple[torch.Tensor, torch.Tensor]:
 def accuracy_function(ctx: RunContext) -> Callable[[torch.Tensor], torch.Tensor]:
     """`accuracy_of(weights[K, P]) -> accuracies[K]` on `calibration_data`, BatchNorm statistics
     recomputed per weight vector where the network has BatchNorm."""
-    from modescape.analysis.engine.batched import evaluate_many, recompute_bn_buffers
+    from modescape.analysis.engine.batched import evaluate_many
+    from modescape.analysis.engine.bn import recompute_bn_buffers
 
     x, y = calibration_data(ctx)
     model = ctx.build_model()
@@ -401,13 +399,14 @@ def _curve_rows(members, finals, wa, sample_probs, labels) -> list[list[Any]]:
     add("weight_average+ensemble", ensemble_curve(wa, labels))
     for method, by_member in sample_probs.items():
         # A subspace model averages its samples; with ensembling, k members' subspace models.
-        models = np.stack([by_member[m].mean(0) for m in members])
+        models = np.stack([by_member[m].mean(0, dtype=np.float64) for m in members])
         add(f"{method}+ensemble", ensemble_curve(models, labels))
         # Alone: k samples around one trajectory, averaged over members (mean ± std); only
         # sizes the samples reach (k <= n_samples), so a row labelled k averages k samples.
         n_samples = min(len(by_member[m]) for m in members)
         for k in range(1, min(M, n_samples) + 1):
-            scores = [evaluate(by_member[m][:k].mean(0), labels) for m in members]
+            # float64 mean (a float32 one rounds near-equal classes into ties), log-mean-exp NLL
+            scores = [evaluate_ensemble(by_member[m][:k], labels) for m in members]
             for mt in METRICS:
                 vals = [s[mt] for s in scores]
                 rows.append([method, k, mt, float(np.mean(vals)), float(np.std(vals))])

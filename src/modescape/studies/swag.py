@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from modescape.analysis.ensembles import ensemble_curve
-from modescape.analysis.metrics import METRICS, evaluate
+from modescape.analysis.metrics import METRICS, evaluate, evaluate_ensemble
 from modescape.analysis.plane import diversity_accuracy_points, reference_curves
 from modescape.analysis.swag import (
     SwagConfig,
@@ -256,7 +256,7 @@ def _table(config, models, probs, labels, collection) -> list[dict[str, Any]]:
             scores = [evaluate(p, labels) for p in models[family]]
             metrics = {m: float(np.mean([s[m] for s in scores])) for m in METRICS}
         else:
-            metrics = evaluate(models[family].mean(axis=0, dtype=np.float64), labels)
+            metrics = evaluate_ensemble(models[family], labels)  # log-mean-exp NLL
         head = {"method": name, "members": k, "forwards": forwards}
         return head | {"collect_epochs": extra_epochs * k} | {m: float(metrics[m]) for m in METRICS}
 

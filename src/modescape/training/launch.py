@@ -36,11 +36,10 @@ from typing import Any
 
 from modescape.errors import ModescapeError, choice_error
 from modescape.options import Executor, values
-from modescape.training.slurm import (  # noqa: F401  (SlurmConfig, scheduler_states: public here too)
+from modescape.training.slurm import (
     ACTIVE_STATES,
     SlurmConfig,
-    _expand_task_ids,
-    _run_slurm,
+    run_slurm,
     scheduler_states,
     slurm_tasks,
 )
@@ -97,7 +96,7 @@ def run_members(
     bits of float reductions. With the default job function, members the run already marks
     finished are skipped. Failures are returned, not raised: check `result.ok` / `result.failed`.
     """
-    _check_launch(executor, workers, retries, threads)
+    check_launch(executor, workers, retries, threads)
     run_dir = Path(run_dir).resolve()
     finished: list[int] = []
     if job_fn is None:
@@ -122,7 +121,7 @@ def run_members(
             outcome = _run_local(job_fn, run_dir, todo, device, workers, threads)
         else:
             cfg = slurm or SlurmConfig()
-            outcome, job_id = _run_slurm(job_fn, run_dir, todo, device, cfg, threads)
+            outcome, job_id = run_slurm(job_fn, run_dir, todo, device, cfg, threads)
             job_ids.append(job_id)
         for m in todo:
             attempts[m] += 1
@@ -132,7 +131,7 @@ def run_members(
     return LaunchResult(sorted(finished), failed, attempts, job_ids)
 
 
-def _check_launch(executor: str, workers: int, retries: int, threads: int | None) -> None:
+def check_launch(executor: str, workers: int, retries: int, threads: int | None) -> None:
     if executor not in EXECUTORS:
         raise choice_error("executor", executor, EXECUTORS)
     if retries < 0:

@@ -99,7 +99,7 @@ def _slurm_task(fn: JobFn, run_dir: str, member: int, device: str, threads: int)
     fn(run_dir, member, device=device, threads=threads)
 
 
-def _run_slurm(
+def run_slurm(
     fn: JobFn, run_dir: Path, members: list[int], device: str, cfg: SlurmConfig, threads: int | None
 ) -> tuple[dict[int, str | None], str]:
     submitit = _import_submitit()

@@ -350,9 +350,9 @@ def spawn(
     children's run (default folder: `<run>-spawn-m<member>`). Failures of children raise.
     `exact=False` accepts a replay that does not reproduce the parent bit for bit
     (`replay_parent`)."""
-    from modescape.training.launch import _check_launch, run_members, shard_members
+    from modescape.training.launch import check_launch, run_members, shard_members
 
-    _check_launch(executor, workers, retries, threads)
+    check_launch(executor, workers, retries, threads)
     plan = plan_spawn(run_dir, member, at, children, seed)
     out = (
         Path(out)

@@ -47,24 +47,18 @@ from modescape.store.manifest import member_seed, record_files
 from modescape.store.members import write_member_info
 from modescape.store.run import Run, load_run, open_dataset
 from modescape.training.children import child_info, start_child
-from modescape.training.loop import (  # noqa: F401  (re-exported: the training API)
-    EVAL_BATCH,
+from modescape.training.loop import (
     MemberRNG,
-    augment_batch,
-    batch_order,
     evaluate_split,
     load_optimizer,
     make_optimizer,
     optimizer_tensors,
     pixel_unit,
-    predict,
     resolve_device,
     resolve_precision,
     train_epoch,
 )
-from modescape.training.prepare import (  # noqa: F401  (re-exported: the training API)
-    dataset_summary,
-    eval_labels,
+from modescape.training.prepare import (
     prepare_run,
 )
 

@@ -19,13 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from modescape.analysis.connect.curves import curve_points, off_plane_distance, plane_anchors
-from modescape.analysis.landscape import (
-    PlaneOptions,
-    PlaneResult,
-    evaluate_plane,
-    plane_axes,
-    project_onto_plane,
-)
+from modescape.analysis.geometry import plane_axes, project_onto_plane
+from modescape.analysis.landscape import PlaneOptions, PlaneResult, evaluate_plane
 
 
 @dataclass

@@ -43,10 +43,8 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from modescape.analysis.engine import loopnet
-from modescape.analysis.engine.bn import recompute_bn_buffers as recompute_bn_buffers  # re-exported
 from modescape.analysis.engine.grouped import GroupedNet, compile_grouped
 from modescape.analysis.engine.inputs import Inputs, inputs, inputs_and_labels
-from modescape.analysis.weightspace import StateDict as StateDict  # re-exported
 from modescape.analysis.weightspace import (
     Weights,
     as_flat,
@@ -57,7 +55,6 @@ from modescape.analysis.weightspace import (
     unflatten,
 )
 from modescape.errors import ModescapeError, choice_error
-from modescape.models.registry import has_batchnorm as has_batchnorm  # re-exported
 from modescape.options import BNPolicy, values
 
 STRATEGIES = ("auto", "loop", "grouped", "vmap")

@@ -14,10 +14,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from modescape.analysis.engine import batched
-from modescape.analysis.engine.batched import BN_POLICIES, Scores, StateDict
+from modescape.analysis import weightspace
+from modescape.analysis.engine import batched, bn
+from modescape.analysis.engine.batched import BN_POLICIES, Scores
 from modescape.analysis.engine.inputs import Inputs, inputs, inputs_and_labels
+from modescape.analysis.weightspace import StateDict
 from modescape.errors import choice_error
+from modescape.models import registry
 
 log = logging.getLogger(__name__)
 
@@ -27,20 +30,22 @@ Anchor = Tensor | StateDict
 def flat_anchor(model: nn.Module, anchor: Anchor) -> tuple[Tensor, Tensor]:
     """(params[P], buffers[B]) of an anchor; a flat vector takes the template's buffers."""
     if isinstance(anchor, Tensor):
-        bnames = batched.buffer_names(model)
-        return anchor.detach().reshape(-1).float(), batched.flatten_params(
+        bnames = weightspace.buffer_names(model)
+        return anchor.detach().reshape(-1).float(), weightspace.flatten_params(
             model.state_dict(), bnames
         )
-    params, buffers = batched.as_flat(model, [anchor])
+    params, buffers = weightspace.as_flat(model, [anchor])
     if buffers is None:
-        buffers = batched.flatten_params(model.state_dict(), batched.buffer_names(model))[None]
+        buffers = weightspace.flatten_params(model.state_dict(), weightspace.buffer_names(model))[
+            None
+        ]
     return params[0], buffers[0]
 
 
 def resolve_policy(model: nn.Module, bn_policy: str, train_x: Tensor | None) -> str:
     if bn_policy not in BN_POLICIES:
         raise choice_error("BatchNorm policy", bn_policy, BN_POLICIES)
-    if not batched.has_batchnorm(model):
+    if not registry.has_batchnorm(model):
         return "none"
     if bn_policy == "recompute" and train_x is None:
         # The default policy must not make the plain call fail on a BatchNorm model; the
@@ -79,7 +84,7 @@ class PointJob:
         """Per-point buffers `[K, B]`; `interpolated` is used by the "interpolate" policy."""
         if self.policy == "recompute":
             assert self.train_x is not None
-            return batched.recompute_bn_buffers(
+            return bn.recompute_bn_buffers(
                 self.model,
                 params,
                 self.train_x,

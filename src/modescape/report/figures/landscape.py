@@ -26,6 +26,7 @@ PATH_KIND_COLORS = {
     "across members": "#1f3b73",
     "within trajectory": "#d95f02",
     "aligned": "#1b9e77",
+    "other": "#666666",  # a path from or to the origin
 }
 
 

@@ -77,7 +77,7 @@ def weight_section(ctx: ReportContext) -> Section | None:
         )
     cos_20_40 = _cosine_20_40(cos, M, E)
     rows = [
-        ("cosine_members", f"{s.cosine.across_members_mean:.3f}" if len(M) > 1 else "n/a"),
+        ("cosine_members", cosine_members_cell(s, M)),
         (
             "cosine_late",
             f"{cos_20_40:.3f}" if cos_20_40 is not None else "n/a (no epochs 20 and 40)",
@@ -91,6 +91,21 @@ def weight_section(ctx: ReportContext) -> Section | None:
         [compare(ctx, "weights", rows)],
         reproduces="Fort et al. (2019), Figure 2 (left: cosine similarity along one trajectory) "
         "and Figure 3 (left: cosine similarity across independent members).",
+    )
+
+
+def cosine_members_cell(s: S.AnalysisSummary, M: list[int]) -> str:
+    """The members' mean cosine, with the weights it is over when they are not the seed
+    notebooks' selection (kernels and BatchNorm scales), which the seed rows were computed on."""
+    if len(M) < 2:
+        return "n/a"
+    value = f"{s.cosine.across_members_mean:.3f}"
+    selection = (s.parameters or {}).get("selection")
+    if selection in (None, "kernels_bn"):
+        return value
+    return (
+        f"{value} (over {selection} parameters; the seed notebooks' cosines are over kernels "
+        "and BatchNorm scales: analyze --params kernels_bn)"
     )
 
 

@@ -13,6 +13,7 @@ from modescape.report.base import ReportContext, Section, Table
 from modescape.report.wording import count, frac, pct, sig, warned
 from modescape.store import schema as S
 from modescape.store.run import Run
+from modescape.store.summary import describe_origin
 
 dataset_name = references.run_dataset
 compare = references.section_table
@@ -30,18 +31,30 @@ def run_section(ctx: ReportContext) -> Section:
     known = [t for info in ctx.member_infos if (t := info.get("time_s")) is not None]
     M, E = len(ctx.members), ctx.epochs[-1]
     model = f"{cfg.model.arch} ({cfg.model.variant} variant, {n_params:,} parameters)"
+    origin = describe_origin(run.manifest)
+    imported = origin.startswith("imported")
+    how = (
+        f"whose snapshots (epochs {ctx.epochs[0]}–{E}) were {origin.replace('imported, ', '')}, "
+        f"trained elsewhere with what modescape records as the {cfg.train.recipe} recipe"
+        if imported
+        else f"trained for {count(E, 'epoch')} with the {cfg.train.recipe} recipe"
+    )
     reading = [
-        f"{count(M, 'independent member')}, each a {model}, trained for {count(E, 'epoch')} on "
+        f"{count(M, 'independent member')}, each a {model}, {how}, on "
         f"{data.get('name', '?')} "
         f"({data.get('n_train', 0):,} training / {data.get('n_test', 0):,} test examples) "
-        f"with the {cfg.train.recipe} recipe ({cfg.train.optimizer}, learning rate "
+        f"({cfg.train.optimizer}, learning rate "
         f"{cfg.train.lr:g}, {cfg.train.schedule} schedule, batch {cfg.train.batch_size}, "
         f"dropout {cfg.model.dropout:g}).",
         *_profile_note(cfg.profile),
         f"On the {s.split} set ({s.n_examples:,} examples) a member reaches "
         f"{pct(np.mean(accs))} accuracy on average (range {pct(min(accs))} to "
         f"{pct(max(accs))})."
-        + (f" Training took {sum(known):.0f} s of member time in total." if known else ""),
+        + (
+            f" Training took {sum(known):.0f} s of member time in total."
+            if known and not imported
+            else ""
+        ),
         'Each section names the figure of Fort, Hu & Lakshminarayanan (2019), "Deep Ensembles: '
         'A Loss Landscape Perspective", or of the seed notebooks it reproduces, and sets this '
         "run's numbers beside the published ones. " + references.comparison_note(dataset_name(ctx)),

@@ -47,6 +47,7 @@ def shift_section(ctx: ReportContext) -> Section | None:
     subspaces = [f for f in dict.fromkeys(c["family"]) if f.startswith("subspace_")]
     styles = _shift_styles(len(s.members), K, subspaces)
     keep = (c["family"] != "ensemble") | (c["size"] == K)
+    keep &= ~np.char.startswith(c["family"].astype(str), "member_")  # each member alone: prose
     plots = [
         Plot(
             "shift_boxplots",
@@ -274,18 +275,40 @@ def _shift_reading(s: S.ShiftSummary, K: int, subspaces: list[str], ref: int) ->
     else:
         text.append(line + ".")
     if subspaces:
-        best = max(subspaces, key=lambda f: m[f]["accuracy"][-1])
-        label = figures_study.method_label(best.removeprefix("subspace_"))
-        text.append(
-            f"At severity {sevs[-1]} the best subspace model, the average of {label} samples "
-            f"around member {ref}, reaches {pct(m[best]['accuracy'][-1])}, against "
-            f"{pct(last)} for the mean single member (member {ref} alone is not evaluated "
-            "under shift, so this compares one member's samples with the mean member)"
-            + (f" and {pct(ens['accuracy'][-1])} for the ensemble." if ens else ".")
-        )
+        text.append(subspace_under_shift(s, subspaces, ref, ens))
     if "members" in js and len(s.members) > 1:
         text.append(_shift_js_line(s, subspaces))
     return text
+
+
+def subspace_under_shift(
+    s: S.ShiftSummary, subspaces: list[str], ref: int, ens: dict | None
+) -> str:
+    """The best subspace model at the last severity against the member its samples surround,
+    the mean member and the ensemble: each comparison worded from the numbers it cites."""
+    m, sev = s.by_severity.metrics, int(s.by_severity.severities[-1])
+    best = max(subspaces, key=lambda f: m[f]["accuracy"][-1])
+    label = figures_study.method_label(best.removeprefix("subspace_"))
+    sub = m[best]["accuracy"][-1]
+    alone = m.get(f"member_{s.members.index(ref)}") if ref in s.members else None
+    others = [(f"member {ref} alone", alone["accuracy"][-1])] if alone else []
+    others.append(("the mean single member", m["single"]["accuracy"][-1]))
+    if ens:
+        others.append((f"the {len(s.members)}-member ensemble", ens["accuracy"][-1]))
+    parts = [f"{pct(v)} for {who}" for who, v in others]
+    line = (
+        f"At severity {sev} the best subspace model, the average of {label} samples around "
+        f"member {ref}, reaches {pct(sub)}, against {', '.join(parts)}"
+    )
+    ahead = [who for who, v in others if v > sub]
+    behind = [who for who, v in others if v < sub]
+    if ahead:
+        line += f"; {' and '.join(ahead)} {'is' if len(ahead) == 1 else 'are'} ahead of it"
+    if behind:
+        line += f"; it is ahead of {' and '.join(behind)}"
+    if alone and ens and alone["accuracy"][-1] > ens["accuracy"][-1]:
+        line += f" (member {ref} alone beats the ensemble at this severity)"
+    return line + "."
 
 
 def _shift_js_line(s: S.ShiftSummary, subspaces: list[str]) -> str:

@@ -36,8 +36,8 @@ def subspace_section(ctx: ReportContext) -> Section | None:
     plane = res.csv(S.SUBSPACE_PLANE)
     norm = subspace_text.NORMALISATION_WORDS.get(s.normalisation, s.normalisation)
     reading = [
-        f"{s.config['n_samples']} weight vectors per sampler are drawn around each member's "
-        f"final weights. In the diversity–accuracy plane the reference is member {s.reference} "
+        subspace_text.where_drawn(s, methods)
+        + f" In the diversity–accuracy plane the reference is member {s.reference} "
         f"({pct(s.reference_accuracy)} accuracy); a point's height is how often it disagrees "
         f"with the reference, divided by {norm} (1.0: as many disagreements as errors)."
     ]

@@ -1,0 +1,185 @@
+"""The "Connectors" section: a low-loss curve between two members against the straight line
+(Garipov et al. 2018), the functions along it (Fort, Hu & Lakshminarayanan 2019 v1: "connected
+in loss, apart in function"), the plane it lies in, and ensembles of one connected region (curve
+points, FGE) beside deep and snapshot ensembles and the subspace samplers. Reads
+`<run>/connect/`; None when `modescape connect` has not run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from modescape.report import references
+from modescape.report.base import Plot, ReportContext, Section, StudyResults, Table
+from modescape.report.figures import connect as figs
+from modescape.store import schema as S
+
+CONNECT = S.CONNECT
+PROFILE_COLUMNS = ("t", "test_error", "train_loss", "agreement_end0", "agreement_end1")
+
+
+def _rounded_rows(cols: dict[str, np.ndarray], names: tuple[str, ...]) -> list[list[Any]]:
+    return [[round(float(cols[n][i]), 4) for n in names] for i in range(len(cols[names[0]]))]
+
+
+def _profile_plot(res: StudyResults, s: dict[str, Any]) -> Plot:
+    curve, line = res.csv("profile.csv"), res.csv("line.csv")
+    caption = (
+        f"Along t from {s['pair'][0]} (t = 0) to {s['pair'][1]} (t = 1): test error, training "
+        "loss and agreement with each end, for the trained curve (solid) and the straight line "
+        f"(dashed); {len(curve['t'])} values of t, BatchNorm: {s['bn_policy']}."
+    )
+    header = ("t", "test_error", "train_loss", "agreement_end0", "agreement_end1")
+    rows = [["curve", *r] for r in _rounded_rows(curve, header)]
+    rows += [["line", *r] for r in _rounded_rows(line, header)]
+    table = Table("connect_profile", ["path", *header], rows, caption)
+    return Plot("connect_profile", figs.profile_figure(curve, line), caption, data=table)
+
+
+def _plane_plot(res: StudyResults, s: dict[str, Any]) -> Plot:
+    a, b = res.npy("plane/a.npy"), res.npy("plane/b.npy")
+    maps = {
+        "Test loss": res.npy("plane/loss.npy"),
+        "Test accuracy (%)": res.npy("plane/accuracy.npy"),
+        "Agreement with end 0 (%)": res.npy("plane/agreement_end0.npy"),
+        "Agreement with end 1 (%)": res.npy("plane/agreement_end1.npy"),
+    }
+    c = res.csv("plane/curve.csv")
+    curve_ab = np.column_stack([c["a"], c["b"]])
+    line_ab = np.column_stack([c["line_a"], c["line_b"]])
+    p = s["plane"]
+    caption = (
+        f"The plane through the ends and the {p['third']}: test loss, accuracy and agreement "
+        f"with each end; the curve (solid) and the straight line (dashed) drawn on it. Largest "
+        f"distance of a curve point from the plane: {p['max_off_plane']:.3g} (weight-space L2)."
+    )
+    fig = figs.curve_plane_figure(a, b, maps, p["anchor_coords"], curve_ab, line_ab,
+                                  third="bend" if "bend" in p["third"] else "θ(0.5)")  # fmt: skip
+    rows = [[round(float(a[j]), 4), round(float(b[i]), 4)]
+            + [round(float(m[i, j]), 4) for m in maps.values()]
+            for i in range(len(b)) for j in range(len(a))]  # fmt: skip
+    header = ["a", "b", "test_loss", "test_accuracy", "agreement_end0", "agreement_end1"]
+    return Plot("connect_plane", fig, caption, data=Table("connect_plane", header, rows, caption))
+
+
+def _ensembles(ctx: ReportContext, res: StudyResults) -> tuple[Plot, dict[str, float]]:
+    e = res.csv("ensembles.csv")
+    curves, best = {}, {}
+    for kind, name in (("curve", "curve ensemble"), ("fge", "FGE")):
+        sel = e["kind"] == kind
+        if sel.any():
+            curves[name] = (e["size"][sel], e["accuracy"][sel])
+            best[name] = float(e["accuracy"][sel][-1])
+    if ctx.has("ensembles/curves.csv"):
+        c = ctx.csv("ensembles/curves.csv")
+        for family, name in (("deep", "deep ensemble"), ("snapshot", "snapshot ensemble")):
+            sel = (c["family"] == family) & (c["metric"] == "accuracy")
+            if sel.any():
+                curves[name] = (c["size"][sel], c["mean"][sel])
+                best[name] = float(c["mean"][sel][-1])
+    prof = res.csv("profile.csv")
+    points = {"curve points": (1 - prof["test_error"], prof["diversity_nearer"])}
+    if res.has("fge/points.csv"):
+        f = res.csv("fge/points.csv")
+        points["FGE"] = (f["accuracy"], f["diversity"])
+    sub = ctx.study("subspace")
+    if sub is not None and sub.has("plane.csv"):
+        pl = sub.csv("plane.csv")
+        for method in sorted(set(pl["method"][pl["kind"] == "sample"])):
+            sel = (pl["kind"] == "sample") & (pl["method"] == method)
+            points[f"subspace: {method}"] = (pl["accuracy"][sel], pl["norm_diversity"][sel])
+        sel = pl["kind"] == "member"
+        if sel.any():
+            points["independent members"] = (pl["accuracy"][sel], pl["norm_diversity"][sel])
+    caption = (
+        "Left: test accuracy of ensembles against size: points along the curve (interior "
+        "points t = (2i+1)/2k), FGE snapshots, and the deep and snapshot ensembles of the "
+        "analysis. Right: the diversity–accuracy plane: each curve point's disagreement with the "
+        "nearer end, each FGE snapshot's with its starting member, the subspace samples' and "
+        "members' with member 0, each divided by the point's own test error."
+    )
+    rows = [[name, int(k), round(float(a), 4)] for name, (ks, acc) in curves.items()
+            for k, a in zip(ks, acc)]  # fmt: skip
+    table = Table("connect_ensembles", ["family", "size", "accuracy"], rows, caption)
+    return Plot("connect_ensembles", figs.ensembles_figure(curves, points), caption,
+                data=table), best  # fmt: skip
+
+
+def connect_reading(s: dict[str, Any], best: dict[str, float]) -> list[str]:
+    """The section's reading, in words generated from the numbers."""
+    mid = s["midpoint"]
+    ends_err = s["stats"]["test_error"]["max"] - s["error_barrier"]
+    ratio = s["line_error_barrier"] / max(s["error_barrier"], 1e-9)
+    a, b = s["pair"]
+    text = [
+        f"A {s['config']['shape']} curve with {s['config']['bends']} bends (the two ends fixed) "
+        f"was trained between {a} and {b} for {s['config']['epochs']} epochs "
+        f"({s['config']['recipe']} recipe). Its test-error barrier is "
+        f"{100 * s['error_barrier']:.1f} points against {100 * s['line_error_barrier']:.1f} for "
+        f"the straight line ({ratio:.1f}× lower); its worst point errs on "
+        f"{100 * s['stats']['test_error']['max']:.1f}% of the test examples, the ends on "
+        f"{100 * ends_err:.1f}% on average. It is {s['length']:.1f} long in weight space, the "
+        f"line {s['line_length']:.1f}.",
+    ]
+    apart = min(mid["disagreement_end0"], mid["disagreement_end1"])
+    verdict = (
+        "the functions along the low-loss curve are not those of either end: connected in "
+        "loss, apart in function, as the paper (v1) states"
+        if apart >= 0.5 * mid["ends_disagreement"]
+        else "the curve's midpoint predicts much like one of the ends, unlike the paper's claim"
+    )
+    text.append(
+        f"At t = {mid['t']:.2f} the curve's network disagrees with {a} on "
+        f"{100 * mid['disagreement_end0']:.1f}% and with {b} on "
+        f"{100 * mid['disagreement_end1']:.1f}% of the test examples, while the ends disagree "
+        f"with each other on {100 * mid['ends_disagreement']:.1f}%: {verdict}."
+    )
+    if "curve ensemble" in best and "deep ensemble" in best:
+        text.append(
+            f"The largest ensemble of points along the curve reaches "
+            f"{100 * best['curve ensemble']:.1f}% test accuracy, FGE "
+            + (f"{100 * best['FGE']:.1f}%" if "FGE" in best else "(not run)")
+            + f", the deep ensemble of all members {100 * best['deep ensemble']:.1f}%."
+        )
+    return text
+
+
+def connect_section(ctx: ReportContext) -> Section | None:
+    res = ctx.study(CONNECT)
+    if res is None:
+        return None
+    s = res.summary.to_dict()
+    best: dict[str, float] = {}
+    plots = [_profile_plot(res, s)]
+    if s.get("plane") and res.has("plane/curve.csv"):
+        plots.append(_plane_plot(res, s))
+    if res.has("ensembles.csv"):
+        plot, best = _ensembles(ctx, res)
+        plots.append(plot)
+    mid = s["midpoint"]
+    this_run = (
+        f"curve {100 * s['stats']['test_error']['min']:.2f}-"
+        f"{100 * s['stats']['test_error']['max']:.2f}% (line up to "
+        f"{100 * s['line_stats']['test_error']['max']:.2f}%)"
+    )
+    apart = (
+        f"midpoint disagrees with the ends on {100 * mid['disagreement_end0']:.1f}% / "
+        f"{100 * mid['disagreement_end1']:.1f}% (ends: {100 * mid['ends_disagreement']:.1f}%)"
+    )
+    table = references.section_table(
+        ctx, CONNECT,
+        [("connect_vgg16", this_run), ("connect_preresnet", this_run),
+         ("connect_functions", apart)],
+        "Test error along the curve (min-max over t) against Garipov et al. (2018), Table 1.",
+    )  # fmt: skip
+    return Section(
+        "connect",
+        "Connectors: connected in loss, apart in function",
+        connect_reading(s, best),
+        plots,
+        [table],
+        reproduces="Garipov et al. (2018), Figure 1 and Table 1 (curves between modes); Fort et "
+        "al. (2019) v1, the low-loss tunnel between optima and its predictions.",
+    )
