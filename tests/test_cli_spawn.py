@@ -14,7 +14,7 @@ from modescape.store.run import load_run
         (["--member", "9"], "--member 9 is not a member"),
         (["--at", "5"], "spawn point 5 is outside training"),
         (["--at", "one"], "--at takes epochs separated by commas"),
-        (["--children", "0"], "--children must be a whole number >= 1"),
+        (["--children", "0"], "--children must be >= 1"),
         (["--alphas", "1"], "alphas"),
     ],
 )

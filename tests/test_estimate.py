@@ -161,7 +161,7 @@ def test_collection_phase_prices_its_epochs_and_the_swag_study(data):
     on = estimate_run(tiny_config(epochs=4, **{"train.collect.epochs": 4}), rates=RATES, data=data)
     assert "swag" not in [s.name for s in base.stages]
     assert [s.name for s in on.stages] == ["training", "analysis", "subspace", "swag", "landscape",
-                                           "shift"]  # fmt: skip
+                                           "connect", "shift"]  # fmt: skip
     # twice the epochs; fewer test passes (collection epochs keep no snapshot) than twice
     assert 1.8 * base.training < on.training < 2 * base.training
     assert on.studies == pytest.approx(base.studies + on.seconds("swag"))

@@ -17,6 +17,8 @@ from modescape.report.base import ReportContext, Table
 
 PAPER = "Fort et al. (2019)"
 SEED = "seed notebooks"
+# mode connectivity (Garipov et al. 2018, "Loss Surfaces, Mode Connectivity, and Fast Ensembling")
+GARIPOV = "Garipov et al. (2018)"
 
 
 @dataclass(frozen=True)
@@ -77,10 +79,10 @@ REFERENCES: tuple[Reference, ...] = (
     # connectors between modes (Garipov et al. 2018, Table 1, CIFAR-10; paper v1)
     Reference("connect_vgg16", "test error along a Bézier curve between two optima (VGG16)",
               "ends 6.79-6.94%, curve 6.79-7.75% (polychain 6.79-8.08%)",
-              "Garipov et al. (2018), Table 1"),
+              f"{GARIPOV}, Table 1"),
     Reference("connect_preresnet",
               "test error along a Bézier curve between two optima (PreResNet164)",
-              "ends 4.75-4.76%, curve 4.45-4.97%", "Garipov et al. (2018), Table 1"),
+              "ends 4.75-4.76%, curve 4.45-4.97%", f"{GARIPOV}, Table 1"),
     Reference("connect_functions", "predictions along a low-loss connector",
               "connectors exist, but the modes are not connected in the space of predictions",
               f"{PAPER}, v1 abstract"),
