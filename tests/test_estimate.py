@@ -4,6 +4,7 @@ import pytest
 from conftest import cli, tiny_config
 
 from modescape.estimate import Rates, estimate_run, probe_rates
+from modescape.pipeline import study_stages
 from modescape.registry import studies
 from modescape.store.run import open_dataset
 
@@ -63,6 +64,24 @@ def test_run_budget_prints_the_estimate_and_runs_nothing(tmp_path):
     )  # fmt: skip
     assert code == 0
     assert "training" in stdout and "subspace" in stdout and "studies =" in stdout
+    assert not out.exists()
+
+
+def test_skipped_studies_are_neither_priced_nor_run(tmp_path, data):
+    full = estimate_run(tiny_config(), rates=RATES, data=data)
+    fewer = estimate_run(tiny_config(), rates=RATES, data=data, skip=("connect", "shift"))
+    names = [s.name for s in fewer.stages]
+    assert "connect" in [s.name for s in full.stages] and "shift" in [s.name for s in full.stages]
+    assert "connect" not in names and "shift" not in names and "landscape" in names
+    assert fewer.training == full.training
+    assert [name for name, _ in study_stages(tiny_config(), skip=["shift"])] == [
+        s.name for s in full.stages if s.name not in ("training", "shift")
+    ]
+    out = tmp_path / "run"
+    for bad in ("nope", "analysis"):  # unknown, or the study the report is built on
+        code, _, stderr = cli("run", "--out", str(out), "--skip", f"shift,{bad}", "--budget")
+        assert code == 2 and f"unknown study to skip '{bad}'" in stderr
+        assert len(stderr.strip().splitlines()) == 1 and "connect" in stderr
     assert not out.exists()
 
 

@@ -233,11 +233,11 @@ def cmd_run(args: argparse.Namespace) -> None:
     if args.budget:
         from modescape.pipeline import estimate_run
 
-        print("\n".join(estimate_run(cfg).lines()))
+        print("\n".join(estimate_run(cfg, args.skip).lines()))
         return
     run_pipeline(
         cfg, out, executor=args.executor, workers=args.workers, device=args.device,
-        track=_tracking(args),
+        track=_tracking(args), skip=args.skip,
     )  # fmt: skip
 
 
@@ -323,8 +323,17 @@ def _build_run(sub: Any) -> None:
         help="print the estimated time of training and of each study on this machine (from a "
         "probe of a few seconds) and exit without running",
     )  # fmt: skip
+    p.add_argument(
+        "--skip", type=_study_list, default=(), metavar="STUDY[,STUDY]",
+        help="studies to leave out of the run, e.g. --skip connect,shift (any but analysis)",
+    )  # fmt: skip
     _add_launch_flags(p)
     p.set_defaults(func=cmd_run)
+
+
+def _study_list(text: str) -> tuple[str, ...]:
+    """`--skip a,b`: names checked against the registry when the run starts (check_skip)."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 def cmd_import(args: argparse.Namespace) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,14 +108,15 @@ def estimate_run(
     rates: Rates | None = None,
     data: Any = None,
     studies: dict[str, Any] | None = None,
+    skip: Sequence[str] = (),
 ) -> CostEstimate:
     """The cost of `modescape run` with `config`: training and each study, in seconds.
 
     `rates`: measured rates to reuse (default: `probe_rates`, a few seconds); `data`: the loaded
     dataset (default: loaded here, from the decoding cache after the first time); `studies`:
     settings other than the pipeline's for some studies, by name ({"landscape": LandscapeConfig,
-    ...}), to price alternatives. One stage per registered study (`modescape.registry`), priced
-    by its `cost`."""
+    ...}), to price alternatives; `skip`: studies left out (`modescape run --skip`). One stage
+    per registered study (`modescape.registry`), priced by its `cost`."""
     import torch
 
     from modescape.store.run import open_dataset
@@ -142,7 +143,7 @@ def estimate_run(
     stages += [
         s.get("cost")(config, shape, rates, chosen)
         for s in registry.studies()
-        if s.applies_to(config)
+        if s.applies_to(config) and s.name not in skip
     ]
     return CostEstimate(stages, rates, torch.get_num_threads(), "cpu")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -118,25 +118,39 @@ def study_defaults(config: RunConfig) -> dict[str, Any]:
     }
 
 
-def study_stages(config: RunConfig) -> list[tuple[str, Callable[[Path], Any]]]:
+def check_skip(skip: Sequence[str]) -> tuple[str, ...]:
+    """The studies `modescape run --skip` leaves out, checked: any registered study but the
+    weight/function-space analysis, which the report's overview is built on."""
+    allowed = [s.name for s in studies() if s.name != "analysis"]
+    return tuple(check_choice("study to skip", name, allowed) for name in skip)
+
+
+def study_stages(
+    config: RunConfig, skip: Sequence[str] = ()
+) -> list[tuple[str, Callable[[Path], Any]]]:
     """What `run_pipeline` runs after training, in order: (study name, function of the run
-    directory) for every registered study that applies to `config` (`modescape.registry`), each
-    with the settings `modescape run` uses for it, the run's profile included (benchmarks time
-    them one by one)."""
+    directory) for every registered study that applies to `config` (`modescape.registry`) and
+    is not in `skip`, each with the settings `modescape run` uses for it, the run's profile
+    included (benchmarks time them one by one)."""
+    skip = check_skip(skip)
     chosen = study_defaults(config)
-    return [(s.name, _stage(s, chosen[s.name])) for s in studies() if s.applies_to(config)]
+    return [
+        (s.name, _stage(s, chosen[s.name]))
+        for s in studies()
+        if s.applies_to(config) and s.name not in skip
+    ]
 
 
 def _stage(study: Study, settings: Any) -> Callable[[Path], Any]:
     return lambda path: study.get("runner")(path, settings)
 
 
-def estimate_run(config: RunConfig) -> Any:
-    """The estimated cost of `run_pipeline(config)` here: training and each study, from a short
-    timed probe (`modescape.estimate`); `.lines()` prints it."""
+def estimate_run(config: RunConfig, skip: Sequence[str] = ()) -> Any:
+    """The estimated cost of `run_pipeline(config, skip=skip)` here: training and each study,
+    from a short timed probe (`modescape.estimate`); `.lines()` prints it."""
     from modescape.estimate import estimate_run as estimate
 
-    return estimate(config)
+    return estimate(config, skip=check_skip(skip))
 
 
 def run_pipeline(
@@ -148,8 +162,10 @@ def run_pipeline(
     device: str = "auto",
     track: str | Tracking | None = None,
     estimate: bool = True,
+    skip: Sequence[str] = (),
 ) -> Path:
-    """Train every member, run every study, write the report; return the report's path.
+    """Train every member, run every study (but those named in `skip`), write the report;
+    return the report's path.
 
     `estimate`: first log the estimated cost of each stage (a probe of a few seconds; on CPU
     only, as the probe times this process's CPU)."""
@@ -157,17 +173,18 @@ def run_pipeline(
 
     out = Path(out)
     started = time.perf_counter()
+    stages = study_stages(config, skip)  # checks `skip` before anything is trained
     if estimate and _resolved_cpu(device) and executor == Executor.SERIAL:
         from modescape.estimate import log_estimate
 
-        log_estimate(estimate_run(config))
+        log_estimate(estimate_run(config, skip))
     log.info(
         "[1/3] training %d x %s on %s (%d epochs) in %s",
         config.members, config.model.arch, config.data.name, config.train.epochs, out,
     )  # fmt: skip
     train_run(config, out, executor=executor, workers=workers, device=device, track=track)
     log.info("[2/3] analysing %s", out)
-    for _, stage in study_stages(config):
+    for _, stage in stages:
         stage(out)
     log.info("[3/3] writing the report in %s", out / "report")
     index = write_report(out)
