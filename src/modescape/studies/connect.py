@@ -214,6 +214,14 @@ def _config_dict(config: ConnectConfig) -> dict[str, Any]:
     return d
 
 
+def train_precision(ctx: RunContext) -> str:
+    """The arithmetic the curve and FGE train in: the run's own ("fp32" | "bf16", resolved when
+    the run was created). A run whose precision was never resolved ("auto": one written by
+    another tool) was not trained by modescape, so its curve trains in float32."""
+    precision = str(ctx.run.config.train.precision)
+    return "fp32" if precision == "auto" else precision
+
+
 def _curve_settings(ctx: RunContext, config: ConnectConfig) -> dict[str, Any]:
     """Everything the trained bends depend on (the cache key of the curve's folder)."""
     t = ctx.run.config.train
@@ -222,6 +230,7 @@ def _curve_settings(ctx: RunContext, config: ConnectConfig) -> dict[str, Any]:
         "pair": list(config.pair),
         **{k: getattr(config.curve, k) for k in fit_keys},
         "run_seed": ctx.run.config.seed,
+        "precision": train_precision(ctx),
         "run_recipe": {
             "optimizer": t.optimizer,
             "lr": t.lr,
@@ -258,6 +267,7 @@ def _train_curve(
         batch_size=t.batch_size,
         optimizer=t.optimizer,
         lr_at=t.lr_at,
+        precision=settings["precision"],
     )
     state_path = folder / "state.safetensors"
     records: list[dict[str, float]] = []
@@ -347,8 +357,9 @@ def _ensembles(ctx, config, model, end0, prof, x, y, x_train, y_train, out) -> d
         net.load_state_dict(end0)
         seed = derive_seed(ctx.run.config.seed, CONNECT, "fge", config.pair[0])
         snaps = train_fge(
-            net, x_train, y_train, config.fge, seed=seed, batch_size=ctx.run.config.train.batch_size
-        )
+            net, x_train, y_train, config.fge, seed=seed,
+            batch_size=ctx.run.config.train.batch_size, precision=train_precision(ctx),
+        )  # fmt: skip
         for i, sd in enumerate(snaps):
             out._before_write()
             rel = f"fge/s{i:03d}.safetensors"
