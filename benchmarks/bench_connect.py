@@ -38,10 +38,12 @@ import tarfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import modescape as ms
 from modescape.analysis.connect.evaluate import evaluate_curve
+from modescape.analysis.functionspace import disagreement_matrix
 from modescape.analysis.landscape import barrier
 from modescape.analysis.weightspace import flatten_params, param_names
 from modescape.store.files import load_safetensors
@@ -138,6 +140,16 @@ def main() -> None:
         )
 
 
+def late_disagreement(run_dir: Path, member: int, window: int, n: int) -> float:
+    """Mean pairwise disagreement of a member's last `window` snapshots on the first `n` test
+    examples (those the curve is scored on): the within-trajectory reference of the paper."""
+    run = ms.load_run(run_dir)
+    epochs = run.snapshot_epochs(member)[-window:]
+    probs = np.stack([run.predictions("test", member, e)[:n] for e in epochs])
+    d = disagreement_matrix(probs)
+    return float(d[np.triu_indices(len(epochs), 1)].mean())
+
+
 def curve_error_at(run_dir: Path, s, cc, epoch: int):
     """Test error along the curve whose free bends were stored after curve `epoch`, at the same
     t values and on the same examples as `fit_curve`'s evaluation."""
@@ -197,6 +209,11 @@ def report(run_dir: Path, args: argparse.Namespace, s, train_s: float, curve_s: 
         f"with end 1 {mid['disagreement_end1']:.3f}; ends with each other "
         f"{mid['ends_disagreement']:.3f}; test error {100 * mid['test_error']:.2f}% "
         f"(line midpoint {100 * mid['line_test_error']:.2f}%)"
+    )
+    late = [late_disagreement(run_dir, m, 6, s.num_examples) for m in (0, 1)]
+    print(
+        f"late snapshots of one trajectory (last 6 of each end, pairwise): disagreement "
+        f"{late[0]:.3f} / {late[1]:.3f}"
     )
     print(f"length in weight space: curve {s.length:.2f}, line {s.line_length:.2f}")
     del err0
