@@ -18,7 +18,7 @@ from modescape.report.base import (
     Table,
 )
 from modescape.report.figures.spawn import instability_figure, spawn_trajectories_figure
-from modescape.report.wording import frac, sig
+from modescape.report.wording import frac, sig, warned
 from modescape.store import schema as S
 
 MEASURES = ("error_barrier", "loss_barrier", "disagreement", "js", "cosine", "l2")
@@ -100,7 +100,7 @@ def instability_reading(s: Any) -> list[str]:
         "from the parent's weights and optimiser state at the spawn point to the end of its "
         "schedule, each with its own data order, augmentation and dropout."
     )
-    return text
+    return text + warned(list(getattr(s, "warnings", None) or []))
 
 
 def instability_section_from(s: Any, coords: Any = None, index: Any = None) -> Section:
