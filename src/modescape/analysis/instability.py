@@ -116,7 +116,12 @@ def stability_reading(
     if onset is None:
         text += f"No spawn point reaches a barrier below {threshold:.0%} (never stable here). "
     else:
-        text += f"The barrier first falls below {threshold:.0%} at epoch {onset:g} (stable). "
+        again = [p for p, b in zip(points, barriers) if p > onset and b >= threshold]
+        text += f"The barrier first falls below {threshold:.0%} at epoch {onset:g}" + (
+            f", but is above it again at epoch {again[0]:g} (not stable from there on). "
+            if again
+            else " (stable from there on). "
+        )
     refs = []  # each reference the run has (a one-member parent has no independent members)
     if within is not None:
         refs.append(
