@@ -16,6 +16,9 @@ with fewer epochs when asked, both printed — then a quadratic Bézier curve be
         --out runs/c10-connect
 
 `--run RUN` uses an existing run's members 0 and 1 instead (e.g. benchmarks/reproduce_seed.py's).
+`--at-epochs 10,20` also scores the bends stored after those curve epochs (the same t values and
+examples as the final curve): the test-error barrier against the number of curve epochs, which
+tells whether a curve that misses the target is still converging.
 """
 
 from __future__ import annotations
@@ -27,8 +30,15 @@ import tarfile
 import time
 from pathlib import Path
 
+import torch
+
 import modescape as ms
+from modescape.analysis.connect.evaluate import evaluate_curve
+from modescape.analysis.landscape import barrier
+from modescape.analysis.weightspace import flatten_params, param_names
+from modescape.store.files import load_safetensors
 from modescape.studies.connect import connect_config, fit_curve
+from modescape.studies.context import open_context
 
 # Garipov et al. 2018, Table 1 (CIFAR-10, test error %): ends and along the Bézier curve.
 GARIPOV = {"VGG16": ((6.79, 6.94), (6.79, 7.75)), "PreResNet164": ((4.75, 4.76), (4.45, 4.97))}
@@ -71,6 +81,7 @@ def main() -> None:
     p.add_argument("--max-examples", type=int, default=10000, help="test examples per t")
     p.add_argument("--train-examples", type=int, default=2000, help="training examples per t")
     p.add_argument("--out", default="runs/c10-connect")
+    p.add_argument("--at-epochs", default="", help="earlier curve epochs to score, e.g. 10,20")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     t0 = time.perf_counter()
@@ -109,6 +120,40 @@ def main() -> None:
     s = fit_curve(run_dir, cc)
     t2 = time.perf_counter()
     report(run_dir, args, s, t1 - t0, t2 - t1)
+    for epoch in [int(e) for e in args.at_epochs.split(",") if e]:
+        err = curve_error_at(run_dir, s, cc, epoch)
+        print(
+            f"after {epoch} of {args.curve_epochs} curve epochs: test-error barrier "
+            f"{100 * barrier(err):.2f} points (max {100 * err.max():.2f}%)"
+        )
+
+
+def curve_error_at(run_dir: Path, s, cc, epoch: int):
+    """Test error along the curve whose free bends were stored after curve `epoch`, at the same
+    t values and on the same examples as `fit_curve`'s evaluation."""
+    ctx = open_context(run_dir)
+    model = ctx.build_model()
+    names = param_names(model)
+    stored = load_safetensors(run_dir / s.curve_folder / "bends" / f"e{epoch:04d}.safetensors")
+    free = [
+        flatten_params(
+            {k.split(".", 1)[1]: v for k, v in stored.items() if k.startswith(f"bend{i}.")}, names
+        )
+        for i in range(1, cc.bends - 1)
+    ]
+    ends = [flatten_params(ctx.run.state_dict(m, -1), names) for m in (0, 1)]
+    bends = torch.stack([ends[0], *free, ends[1]])
+    n = min(cc.max_examples, len(ctx.dataset.y_test))
+    x_train, y_train = ctx.train_inputs(torch.arange(len(ctx.dataset.y_train))), ctx.dataset.y_train
+    keep = torch.randperm(len(y_train), generator=torch.Generator().manual_seed(0))[
+        : cc.train_examples
+    ]
+    prof = evaluate_curve(
+        model, bends, cc.shape, ctx.inputs("test")[:n], ctx.dataset.y_test[:n],
+        x_train[keep], y_train[keep], points=cc.points, bn_batches=cc.bn_batches,
+        bn_batch_size=cc.bn_batch_size,
+    )  # fmt: skip
+    return prof.test_error
 
 
 def report(run_dir: Path, args: argparse.Namespace, s, train_s: float, curve_s: float) -> None:

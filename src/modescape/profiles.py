@@ -36,7 +36,7 @@ PROFILES: dict[str, ProfileSpec] = {
     Profile.QUICK: ProfileSpec(
         "minutes on a laptop CPU: stratified subsets of 2,000 training and 1,000 test "
         "examples, 3 members x 10 epochs, smaller studies (2 subspace samplers, a 9x9 plane, "
-        "3 corruptions at 3 severities)",
+        "3 corruptions at 3 severities, a 6-epoch connector on 21 points)",
         config=(
             "data.train_size=2000",
             "data.test_size=1000",
@@ -59,6 +59,16 @@ PROFILES: dict[str, ProfileSpec] = {
                 "severities": (1, 3, 5),
                 "max_examples": 500,
                 "subspace_samples": 4,
+            },
+            # a shorter curve, fewer points along it, a smaller plane, two one-epoch FGE cycles
+            "connect": {
+                "epochs": 6,
+                "points": 21,
+                "train_examples": 1000,
+                "max_examples": 500,
+                "plane_resolution": 9,
+                "fge_cycles": 2,
+                "fge_cycle_epochs": 1,
             },
         },
     ),
