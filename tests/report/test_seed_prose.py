@@ -7,7 +7,11 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from modescape.report.sections.landscape import paths_text
-from modescape.report.sections.shift import ensemble_best, subspace_under_shift
+from modescape.report.sections.shift import (
+    ensemble_best,
+    shift_js_line,
+    subspace_under_shift,
+)
 from modescape.report.sections.subspace_text import fresh_samples_cell, where_drawn
 from modescape.store import schema as S
 
@@ -110,3 +114,13 @@ def test_different_regions_only_with_a_barrier_that_counts():
     mixed = " ".join(paths_text([_path("across members", 0.05),
                                  _path("within trajectory", 0.08)], None))  # fmt: skip
     assert "Some path within a trajectory has an error barrier at least as high" in mixed
+
+
+def test_js_verb_follows_the_printed_values():
+    by = SimpleNamespace(js={"members": [0.10002, 0.10004]})
+    line = shift_js_line(SimpleNamespace(by_severity=by, members=[0, 1]), [])
+    assert line == "Independent members' JS diversity stays at 0.100."
+    by.js["members"] = [0.1, 0.2]
+    assert "rises from 0.100 to 0.200" in shift_js_line(
+        SimpleNamespace(by_severity=by, members=[0, 1]), []
+    )

@@ -6,7 +6,7 @@ writing anything."""
 from __future__ import annotations
 
 import pytest
-from conftest import tiny_config
+from conftest import cli, tiny_config
 
 from modescape.analysis.swag import SwagConfig
 from modescape.errors import ModescapeError
@@ -36,6 +36,9 @@ def test_swag_refuses_a_gaussian_of_one_iterate_before_any_work(short_runs):
     one, two = short_runs
     with pytest.raises(ModescapeError, match=r"member 0 has 1 \(rank 1\).*--methods swa,mc_drop"):
         run_swag(one, SwagConfig(n_samples=2, mc_passes=2))
+    assert not (one / "swag").exists()
+    code, _, err = cli("swag", str(one), "--samples", "2")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (one / "swag").exists()
     s = run_swag(one, SwagConfig(methods=("swa", "mc_dropout"), mc_passes=2))
     assert [r["method"] for r in s.table] == ["single model", "deep ensemble", "SWA", "MC dropout"]

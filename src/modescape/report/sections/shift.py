@@ -284,7 +284,7 @@ def _shift_reading(s: S.ShiftSummary, K: int, subspaces: list[str], ref: int) ->
     if subspaces:
         text.append(subspace_under_shift(s, subspaces, ref, ens))
     if "members" in js and len(s.members) > 1:
-        text.append(_shift_js_line(s, subspaces))
+        text.append(shift_js_line(s, subspaces))
     return text
 
 
@@ -318,7 +318,7 @@ def subspace_under_shift(
     return line + "."
 
 
-def _shift_js_line(s: S.ShiftSummary, subspaces: list[str]) -> str:
+def shift_js_line(s: S.ShiftSummary, subspaces: list[str]) -> str:
     """How independent members' JS diversity moves with severity, against the other families."""
     js = s.by_severity.js
     v = js["members"]
