@@ -120,7 +120,20 @@ def calibrate(
             cache[scale] = float(sum(_accuracies(accuracy_of, probes)) / len(probes))
         return cache[scale]
 
-    if method == "dropout":
+    if gaussian and centre <= target:
+        # μ itself already scores at or below the target (a short window, e.g. the last 2 of 3
+        # epochs, whose mean is far from the final weights): shrinking the scale cannot lift the
+        # cloud above μ, and the search would end at a scale ~4^-24 whose samples all equal μ
+        # (JS diversity 0). Not reached; the paper's scale is used instead.
+        lo = hi = config.scale(method)
+        reached = False
+        log.warning(
+            "calibration of %s around member %d: the Gaussian's centre (mean of the last %d "
+            "snapshots) scores %.3f, already at or below the target %.3f (reference %.3f); "
+            "using the paper's scale %.4g",
+            method, member, len(tail), centre, target, ref_acc, hi,
+        )  # fmt: skip
+    elif method == "dropout":
         lo, hi, reached = _bracket_linear(acc_at, target)
     else:
         lo, hi, reached = _bracket_geometric(acc_at, target, config.scale(method))
@@ -128,7 +141,10 @@ def calibrate(
         for _ in range(config.calibration_steps):
             mid = (lo + hi) / 2 if method == "dropout" else math.sqrt(lo * hi)
             lo, hi = (mid, hi) if acc_at(mid) > target else (lo, mid)
-    else:
+    elif not (gaussian and centre <= target):
+        # the bracket's end is 4^±24 times the start: samples there are meaningless (weights of
+        # 1e14 overflow to NaN), so the paper's scale stands in, and the summary says not reached
+        hi = config.scale(method) if method != "dropout" else hi
         log.warning(
             "calibration of %s around member %d did not bracket accuracy %.3f "
             "(reference %.3f); using scale %.4g",
