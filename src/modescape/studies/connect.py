@@ -41,7 +41,7 @@ from modescape.analysis.connect.fit import CurveConfig, CurveFit, check_ends, fl
 from modescape.analysis.connect.plane import curve_plane
 from modescape.analysis.functionspace import agreement_with, normalized_diversity
 from modescape.analysis.landscape import PlaneOptions
-from modescape.analysis.metrics import METRICS, evaluate
+from modescape.analysis.metrics import METRICS, evaluate, evaluate_ensemble
 from modescape.errors import ModescapeError
 from modescape.registry import Flag
 from modescape.seeding import derive_seed
@@ -137,15 +137,18 @@ def _end_state(ctx: RunContext, name: str, members: list[int]) -> dict[str, torc
     assert m is not None  # ConnectConfig checked the grammar
     member = int(m.group(1))
     if member not in members:
+        own = ctx.run.snapshot_epochs(members[0]) if len(members) == 1 else []
+        # a run of one member can still join two of its own snapshots
+        hint = f"; or two snapshots of one member: --pair m{members[0]}@e{own[0]},m{members[0]}"
         raise ModescapeError(
             f"curve end {name!r}: member {member} is not a finished member of {ctx.path} "
-            f"(finished: {members})"
+            f"(finished: {members}){hint if len(own) > 1 else ''}"
         )
     epochs = ctx.run.snapshot_epochs(member)
     if m.group(2) is not None and int(m.group(2)) not in epochs:
         raise ModescapeError(
             f"curve end {name!r}: member {member} has no snapshot at epoch {int(m.group(2))} "
-            f"(has {epochs[0]}..{epochs[-1]})"
+            f"(--pair: it has {epochs[0]}..{epochs[-1]})"
         )
     return ctx.run.state_dict(member, int(m.group(2)) if m.group(2) else -1)
 
@@ -384,7 +387,7 @@ def _ensembles(ctx, config, model, end0, prof, x, y, x_train, y_train, out) -> d
             "fge/points.csv", ["snapshot", "accuracy", "disagreement_start", "diversity"], points
         )
         for k in range(1, len(probs) + 1):
-            ev = evaluate(probs[:k].mean(0), y.numpy())
+            ev = evaluate_ensemble(probs[:k], y.numpy())  # float64 mean, log-mean-exp NLL
             rows.append(["fge", k, *[ev[m] for m in METRICS]])
         result["fge"] = {"snapshots": len(snaps), "config": asdict(config.fge)}
     out.csv("ensembles.csv", ["kind", "size", *METRICS], rows)

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from modescape.analysis.connect.fit import curve_autocast
 from modescape.analysis.ensembles import EnsembleCurve
-from modescape.analysis.metrics import METRICS, ArrayLike, as_numpy, evaluate
+from modescape.analysis.metrics import METRICS, ArrayLike, as_numpy, evaluate_ensemble
 from modescape.errors import ModescapeError
 from modescape.seeding import derive_seed, torch_generator
 
@@ -47,7 +47,7 @@ def curve_ensemble_curve(
     y = as_numpy(labels)
     sizes = np.arange(1, max(1, min(max_size, len(t))) + 1)
     subsets = [curve_ensemble_indices(t, int(k))[None] for k in sizes]
-    values = [evaluate(p[s[0]].mean(axis=0), y) for s in subsets]
+    values = [evaluate_ensemble(p[s[0]], y) for s in subsets]  # float64 mean, log-mean-exp NLL
     return EnsembleCurve(
         sizes=sizes,
         mean={m: np.array([v[m] for v in values]) for m in METRICS},
