@@ -94,3 +94,14 @@ def test_array_digest_covers_dtype_and_shape(images):
     assert array_digest(images) != array_digest(images.reshape(12, 8, 24, 1))
     assert array_digest(images) != array_digest(images.astype(np.int16))
     assert array_digest(images) == array_digest(images.copy())
+
+
+def test_cached_lists_the_current_entries_of_this_data(images, tmp_path, monkeypatch):
+    cache = CorruptionCache(images, tmp_path)
+    cache.get("contrast", 1, seed=0)
+    cache.get("fog", 4, seed=3)
+    assert CorruptionCache(images, tmp_path).cached() == {("contrast", 1, 0), ("fog", 4, 3)}
+    assert CorruptionCache(images[:5], tmp_path).cached() == set()
+    assert CorruptionCache(images, tmp_path, enabled=False).cached() == set()
+    monkeypatch.setattr(cc, "CORRUPTION_VERSION", cc.CORRUPTION_VERSION + 1)
+    assert CorruptionCache(images, tmp_path).cached() == set()

@@ -119,6 +119,24 @@ class CorruptionCache:
         self.bytes_read += y.nbytes
         return y
 
+    def cached(self) -> set[tuple[str, int, int]]:
+        """(name, severity, seed) of every entry recorded for this clean array with the current
+        parameters and version (their JSON only: the arrays' checksums are checked on read).
+        For pricing a sweep (`estimate.shift_cost`), not for trusting an entry."""
+        found: set[tuple[str, int, int]] = set()
+        if not self.enabled or not self.folder.is_dir():
+            return found
+        for meta in self.folder.glob("*.json"):
+            try:
+                record = read_json(meta, expect=dict)
+                entry = (str(record["name"]), int(record["severity"]), int(record["seed"]))
+            except (ModescapeError, KeyError, TypeError, ValueError):
+                continue
+            key = self.key(*entry)
+            if {k: record.get(k) for k in key} == key and self.paths(*entry)[0].is_file():
+                found.add(entry)
+        return found
+
     def summary(self) -> str:
         """One log line: what the cache did in this sweep, and where."""
         if not self.enabled:
