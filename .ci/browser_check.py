@@ -92,7 +92,7 @@ CHARTS_JS = """
 [...document.querySelectorAll('.chart svg')].map(s => {
   const r = s.getBoundingClientRect();
   return {width: Math.round(r.width), height: Math.round(r.height),
-          points: s.querySelectorAll('circle').length};
+          points: s.querySelectorAll('.pt').length};
 })
 """
 
