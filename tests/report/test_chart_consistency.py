@@ -18,10 +18,8 @@ from matplotlib.colors import to_hex
 from matplotlib.lines import Line2D
 from matplotlib.markers import MarkerStyle
 
-from modescape.report.base import LineStyle, Marker, Plot, ReportContext
-from modescape.report.html import section_functions
+from modescape.report.base import LineStyle, Marker, Plot
 from modescape.report.render.interactive import SHAPES, chart_svg
-from modescape.store.run import load_run
 
 MPL_LINE = {"-": "solid", "--": "dashed", ":": "dotted", "None": "none", "": "none"}
 
@@ -171,10 +169,8 @@ def mismatches(plot: Plot, svg: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def plots(analysed) -> dict[str, Plot]:
-    ctx = ReportContext(load_run(analysed))
-    sections = [sec for fn in section_functions() if (sec := fn(ctx)) is not None]
-    return {p.name: p for sec in sections for p in sec.figures}
+def plots(analysed_plots) -> dict[str, Plot]:
+    return analysed_plots
 
 
 def figure_html(page: str, name: str) -> str:

@@ -37,6 +37,7 @@ class Table:
     rows: list[list[Any]]
     caption: str = ""
     align_numbers: bool = True  # right-align numeric cells; False: a left-aligned text table
+    collapsed: bool = False  # shown folded (its caption and row count) until opened: long tables
 
 
 class ChartKind(StrEnum):

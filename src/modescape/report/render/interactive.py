@@ -331,14 +331,14 @@ CHART_CSS = """
 .legend { display: flex; flex-wrap: wrap; gap: 4px 6px; margin: 4px 0; }
 .legend .key { font: inherit; font-size: 0.85em; color: inherit; background: none;
                border: 1px solid var(--rule); border-radius: 12px; padding: 1px 8px;
-               cursor: pointer; max-width: 100%; overflow-wrap: anywhere; text-align: left; }
+               cursor: pointer; max-width: 100%; overflow-wrap: break-word; text-align: left; }
 .legend .key .sw { display: inline-block; width: 24px; height: 12px; margin-right: 5px;
                    vertical-align: -1px; overflow: visible; }
 .legend .key.fixed { cursor: default; }
 .legend .key[aria-pressed="false"] { opacity: 0.45; text-decoration: line-through; }
 #tip { position: absolute; z-index: 20; pointer-events: none; display: none; max-width: 280px;
        background: var(--fg); color: var(--bg); font-size: 12px; line-height: 1.35;
-       padding: 4px 8px; border-radius: 4px; overflow-wrap: anywhere; }
+       padding: 4px 8px; border-radius: 4px; overflow-wrap: break-word; }
 """
 
 # Kept small and free of eval and network access; see the module docstring.
