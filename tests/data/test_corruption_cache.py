@@ -105,3 +105,19 @@ def test_cached_lists_the_current_entries_of_this_data(images, tmp_path, monkeyp
     assert CorruptionCache(images, tmp_path, enabled=False).cached() == set()
     monkeypatch.setattr(cc, "CORRUPTION_VERSION", cc.CORRUPTION_VERSION + 1)
     assert CorruptionCache(images, tmp_path).cached() == set()
+
+
+def test_a_killed_writers_partial_file_is_removed(images, tmp_path):
+    import subprocess
+    import sys
+
+    cache = CorruptionCache(images, tmp_path)
+    cache.get("contrast", 1, seed=0)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True
+    )
+    npy, _ = cache.paths("contrast", 2, 0)
+    partial = npy.parent / f".{npy.name}.{int(dead.stdout)}.abc.tmp"
+    partial.write_bytes(b"half a file")
+    CorruptionCache(images, tmp_path)  # the next sweep on this data
+    assert not partial.exists() and cache.paths("contrast", 1, 0)[0].exists()

@@ -30,7 +30,13 @@ import numpy as np
 from modescape.data.corruptions import SIGNAL_PARAMS, corrupt
 from modescape.data.image_corruptions import IMAGE_PARAMS
 from modescape.errors import ModescapeError
-from modescape.store.files import load_npy_checked, read_json, save_npy_streamed, write_json
+from modescape.store.files import (
+    load_npy_checked,
+    read_json,
+    remove_stale_tmp,
+    save_npy_streamed,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +66,8 @@ class CorruptionCache:
         self.digest = array_digest(self.x) if enabled else ""
         self.folder = Path(cache_dir).expanduser() / "corruptions" / self.digest[:16]
         self.hits = self.misses = self.bytes_read = self.bytes_written = 0
+        if enabled and self.folder.is_dir():  # a killed writer's partial file (tens of MB)
+            remove_stale_tmp(self.folder, dead_only=True)
 
     def paths(self, name: str, severity: int, seed: int) -> tuple[Path, Path]:
         stem = f"{name}-s{severity}-seed{seed}"
