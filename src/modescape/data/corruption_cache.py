@@ -153,3 +153,23 @@ class CorruptionCache:
             f"corruption cache: {self.hits} read ({self.bytes_read / 1e6:.1f} MB), "
             f"{self.misses} generated ({self.bytes_written / 1e6:.1f} MB written) in {self.folder}"
         )
+
+
+def cached_settings(x: np.ndarray, cache_dir: str | Path) -> set[tuple[str, int, int, int]]:
+    """(name, severity, seed, n) of every cached corrupted set of the first n rows of `x` (a
+    sweep may use a prefix of the test set: the shift study's `max_examples`). Reads JSON
+    files and hashes each prefix length found once; for pricing a sweep, not for trusting it."""
+    root = Path(cache_dir).expanduser() / "corruptions"
+    x = np.ascontiguousarray(x)
+    sizes: set[int] = set()
+    for meta in root.glob("*/*.json") if root.is_dir() else ():
+        try:
+            shape = read_json(meta, expect=dict)["clean_shape"]
+            if list(shape[1:]) == list(x.shape[1:]) and 0 < int(shape[0]) <= len(x):
+                sizes.add(int(shape[0]))
+        except (ModescapeError, KeyError, TypeError, ValueError, IndexError):
+            continue
+    found: set[tuple[str, int, int, int]] = set()
+    for n in sizes:
+        found |= {(*entry, n) for entry in CorruptionCache(x[:n], cache_dir).cached()}
+    return found
