@@ -14,7 +14,7 @@ import numpy as np
 from modescape.report.base import Plot, ReportContext, Section, Table
 from modescape.report.figures import data as fd
 from modescape.report.figures import studies as figures_study
-from modescape.report.wording import frac, pct, sig
+from modescape.report.wording import count, frac, pct, sig
 from modescape.store import schema as S
 
 NAMES = {
@@ -63,7 +63,8 @@ def setup_reading(s: S.SwagSummary) -> list[str]:
         if "SWAG-Diagonal" in methods:
             draws.append(f"SWAG-Diagonal {s.config['n_samples']} at {s.config['diag_scale']}")
         out.append(
-            f"Each of the {len(s.members)} members continued {c['epochs']} epochs past its "
+            f"Each of the {count(len(s.members), 'member')} continued "
+            f"{count(c['epochs'], 'epoch')} past its "
             f"schedule at a {c['schedule']} learning rate ({sig(c['lr'], 3)}), collecting "
             f"{', '.join(map(str, sorted(set(c['iterates']))))} iterates "
             f"({every}; up to the last {c['max_rank']} kept as SWAG's deviation columns)."
@@ -93,8 +94,8 @@ def table_reading(rows: dict[str, dict[str, Any]], members: int) -> list[str]:
         mu, de = rows["MultiSWAG"], rows["deep ensemble"]
         better = mu["nll"] <= de["nll"]
         out.append(
-            f"MultiSWAG over {members} members reaches NLL {mu['nll']:.3f} and accuracy "
-            f"{pct(mu['accuracy'])}, the deep ensemble of the same {members} members "
+            f"MultiSWAG over {count(members, 'member')} reaches NLL {mu['nll']:.3f} and accuracy "
+            f"{pct(mu['accuracy'])}, the deep ensemble of the same {count(members, 'member')} "
             f"{de['nll']:.3f} and {pct(de['accuracy'])}: MultiSWAG is "
             f"{'at least as good as' if better else 'worse than'} the deep ensemble in NLL "
             f"(Wilson & Izmailov 2020 report it at least as good), at "
