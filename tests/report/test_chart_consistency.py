@@ -229,3 +229,24 @@ def test_a_planted_mismatch_fails(plots):
         c.series[0].err = None
 
     assert any("bands" in m for m in planted(ens, no_band))
+
+
+def test_the_instability_chart_matches_its_figure():
+    """The spawn study's figure (not in the fixture run): children, references, threshold."""
+    from modescape.report.sections.spawn import instability_section_from
+    from modescape.store.schema import InstabilityLevel as Level
+    from modescape.store.schema import InstabilityPoint as Point
+    from modescape.store.schema import InstabilitySummary
+
+    def level(barrier: float) -> Level:
+        return Level(barrier, barrier, barrier / 2, 0.3, 0.03, 0.9, 1.0, [0.8, 0.7], 1)
+
+    s = InstabilitySummary(
+        parent="/runs/p", member=0, children=2,
+        points=[Point(0.0, 0, 0, level(0.2)), Point(2.0, 2, 0, level(0.01))],
+        within=level(0.0), across=level(0.3), within_epochs=[3, 5], across_members=[1],
+        onset=2.0, reading="", bn_policy="none", settings={"threshold": 0.02},
+    )  # fmt: skip
+    plot = instability_section_from(s, None, None).figures[0]
+    assert mismatches(plot, chart_svg(plot.chart, uid="i")) == []
+    assert [x.line for x in plot.chart.series] == ["solid", "dashed", "dashed", "dotted"]
