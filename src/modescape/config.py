@@ -16,6 +16,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from modescape.codec import decode
 from modescape.errors import ModescapeError, check_choice, choice_error
 from modescape.options import (
     Arch,
@@ -340,7 +341,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
-        return _from_dict(cls, d, "")
+        return decode(cls, d, strict=True, what="config section", coerce=_coerce)
 
     def with_overrides(self, assignments: list[str]) -> RunConfig:
         """Apply `section.key=value` strings (values parsed as JSON, else taken as strings)."""
@@ -454,39 +455,6 @@ def load_config(path: str | Path) -> RunConfig:
     if not isinstance(d, dict):
         raise ModescapeError(f"config file {path} must hold a JSON object")
     return RunConfig.from_dict(d)
-
-
-def _from_dict(cls: type, d: Any, where: str) -> Any:
-    if not isinstance(d, dict):
-        raise ModescapeError(
-            f"config section {where or 'root'!r} must be an object, got {reprlib.repr(d)}"
-        )
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(d) - set(known))
-    if unknown:
-        raise choice_error(
-            f"config key{'' if not where else ' in ' + where!s}", unknown[0], sorted(known)
-        )
-    kwargs = {}
-    for name, value in d.items():
-        sub = _SECTIONS.get((cls, name))
-        if sub is not None:
-            kwargs[name] = _from_dict(sub, value, f"{where}.{name}".strip("."))
-        else:
-            kwargs[name] = _coerce(cls, name, value)
-    try:
-        return cls(**kwargs)
-    except TypeError as e:
-        raise ModescapeError(f"bad config section {where or 'root'!r}: {e}") from None
-
-
-_SECTIONS: dict[tuple[type, str], type] = {
-    (RunConfig, "data"): DataConfig,
-    (RunConfig, "model"): ModelConfig,
-    (RunConfig, "train"): TrainConfig,
-    (TrainConfig, "augment"): AugmentConfig,
-    (TrainConfig, "collect"): CollectConfig,
-}
 
 
 def _coerce(cls: type, name: str, value: Any) -> Any:

@@ -50,7 +50,7 @@ def test_summary_and_checksums(analysed):
     for rel, digest in summary["files"].items():
         assert sha256_file(path / "analysis" / rel) == digest
     run = load_run(path)
-    accs = [run.metrics(m)[-1]["test_acc"] for m in run.members]
+    accs = [run.metrics(m)[-1].test_acc for m in run.members]
     assert summary["single"]["accuracy"] == pytest.approx(np.mean(accs))
     assert summary["parameters"]["count"] == sum(p.numel() for p in run.build_model().parameters())
 

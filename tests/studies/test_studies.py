@@ -56,8 +56,8 @@ def test_landscape_anchor_values_equal_direct_metrics(tiny_run_copy):
     for name, loss, acc in zip(anchors["names"][1:], anchors["loss"][1:], anchors["accuracy"][1:]):
         member = int(name[1:])
         last = run.metrics(member)[-1]
-        assert loss == pytest.approx(last["test_loss"], rel=1e-4)
-        assert acc == pytest.approx(last["test_acc"], abs=1e-6)
+        assert loss == pytest.approx(last.test_loss, rel=1e-4)
+        assert acc == pytest.approx(last.test_acc, abs=1e-6)
     # Each anchor sits on a grid node (row = b index, column = a index), exactly.
     folder = tiny_run_copy / "landscape" / summary["planes"][0]["dir"]
     a, b = load_npy(folder / "a.npy"), load_npy(folder / "b.npy")
@@ -69,7 +69,7 @@ def test_landscape_anchor_values_equal_direct_metrics(tiny_run_copy):
     assert agree[row, col] == agree.max() and agree[row, col] > 0.99
     rows = read_csv(tiny_run_copy / "landscape/paths.csv")
     start = next(r for r in rows if r["path"] == "m0->m1" and float(r["alpha"]) == 0.0)
-    assert float(start["error"]) == pytest.approx(1 - run.metrics(0)[-1]["test_acc"], abs=1e-6)
+    assert float(start["error"]) == pytest.approx(1 - run.metrics(0)[-1].test_acc, abs=1e-6)
     # A second call finds everything cached and computes no plane again.
     plane = tiny_run_copy / "landscape" / summary["planes"][0]["dir"] / "loss.npy"
     before = plane.stat().st_mtime_ns
@@ -324,7 +324,7 @@ def test_subspace_calibrated_scales_recorded_cached_and_keyed(tiny_run_copy):
     for c in summary.calibration:
         probs = load_npy(tiny_run_copy / f"subspace/preds/{c.method}/m{c.member:03d}.npy")
         acc = (probs.argmax(-1) == labels).mean(1)
-        ref = run.metrics(c.member)[-1]["test_acc"]
+        ref = run.metrics(c.member)[-1].test_acc
         assert acc.max() > acc.min() + 0.05, (c.method, c.member, acc)
         assert acc.max() >= ref - 0.1
     read_back = read_json(tiny_run_copy / "subspace/summary.json")

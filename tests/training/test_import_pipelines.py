@@ -86,7 +86,7 @@ def test_torchvision_normalised_checkpoint_scores_what_it_scored(own_pipeline, t
         torch.save(model.state_dict(), src / f"ep{e}.pt")
     cfg = _stated(root, **{"model.arch_kwargs": '{"hidden": 16}'})
     run = import_checkpoints(src, tmp_path / "run", cfg, pattern="ep{epoch}.pt")
-    assert run.metrics(0)[-1]["test_acc"] == pytest.approx(acc)
+    assert run.metrics(0)[-1].test_acc == pytest.approx(acc)
     np.testing.assert_allclose(run.predictions("test", 0), probs.numpy(), atol=1e-5)
     assert not [r for r in caplog.records if "near chance" in r.getMessage()]
 
@@ -110,7 +110,7 @@ def test_lightning_checkpoint_imports_with_its_hyper_parameters(own_pipeline, tm
     run = import_checkpoints(src, tmp_path / "run", _stated(root),
                              pattern="epoch={epoch}-step=*.ckpt")  # fmt: skip
     assert run.config.model.arch_kwargs == {"hidden": 16}  # from hyper_parameters
-    assert run.metrics(0)[-1]["test_acc"] == pytest.approx(acc)
+    assert run.metrics(0)[-1].test_acc == pytest.approx(acc)
     imported = run.manifest["imported"]
     assert imported["lightning"]["version"] == "2.4.0" and imported["key_prefix"] == "model."
 

@@ -84,8 +84,8 @@ def environment_table(ctx: ReportContext) -> Table:
     rows += [[f"machine: {k}", v] for k, v in sorted(machine.items())]
     hosts = sorted(
         {
-            f"{i.get('host', '?')} ({i.get('device', '?')}, {i.get('threads', '?')} thread"
-            f"{'' if i.get('threads') == 1 else 's'})"
+            f"{i.host or '?'} ({i.device or '?'}, {i.threads or '?'} thread"
+            f"{'' if i.threads == 1 else 's'})"
             for i in ctx.member_infos
         }
     )
@@ -103,7 +103,7 @@ def timings_table(ctx: ReportContext) -> Table:
     """Wall time of every stage: each member's training, each analysis stage, each study."""
     rows: list[list[Any]] = []
     for m, info in zip(ctx.members, ctx.member_infos):
-        rows.append(["training", f"member {m}", sig(info.get("time_s"))])
+        rows.append(["training", f"member {m}", sig(info.time_s)])
     for name in (s.name for s in studies()):
         res = ctx.study(name)
         if res is None:

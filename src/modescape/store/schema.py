@@ -15,11 +15,10 @@ summary records a warning (`warnings`), which the report prints next to the figu
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, Union
+from typing import Any, TypeVar
+
+from modescape.codec import decode, encode
 
 LATE_WINDOW = 10
 WEIGHT_AVERAGE_WINDOW = 10
@@ -71,61 +70,16 @@ R = TypeVar("R", bound="Record")
 
 
 class Record:
-    """to_dict()/from_dict() for the summary dataclasses (nested records, lists of records).
-
-    A field's JSON key is its name, or `metadata["key"]` (for names Python reserves: "from").
-    """
+    """to_dict()/from_dict() of the records a run stores, through the one codec
+    (`modescape.codec`: nested records, lists of records, JSON keys Python reserves)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {_key(f): _dump(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
-
-    def __getitem__(self, key: str) -> Any:
-        """Read-only `summary["key"]` access, for callers written against the old dicts."""
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            if _key(f) == key:
-                return getattr(self, f.name)
-        raise KeyError(key)
+        out: dict[str, Any] = encode(self)
+        return out
 
     @classmethod
     def from_dict(cls: type[R], data: dict[str, Any]) -> R:
-        hints = typing.get_type_hints(cls)
-        kwargs = {}
-        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-            if _key(f) in data:
-                kwargs[f.name] = _load(hints[f.name], data[_key(f)])
-        return cls(**kwargs)
-
-
-def _key(f: dataclasses.Field[Any]) -> str:
-    return str(f.metadata.get("key", f.name))
-
-
-def _dump(value: Any) -> Any:
-    if isinstance(value, Record):
-        return value.to_dict()
-    if isinstance(value, list):
-        return [_dump(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _dump(v) for k, v in value.items()}
-    return value
-
-
-def _load(hint: Any, value: Any) -> Any:
-    if value is None:
-        return None
-    origin = typing.get_origin(hint)
-    if origin in (Union, types.UnionType):
-        inner = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _load(inner[0], value) if len(inner) == 1 else value
-    if origin is list:
-        (item,) = typing.get_args(hint) or (Any,)
-        return [_load(item, v) for v in value]
-    if origin is dict and len(typing.get_args(hint)) == 2:
-        item = typing.get_args(hint)[1]
-        return {k: _load(item, v) for k, v in value.items()}
-    if isinstance(hint, type) and issubclass(hint, Record):
-        return hint.from_dict(value)
-    return value
+        return decode(cls, data)
 
 
 Metrics = dict[str, float]  # accuracy, nll, brier, ece

@@ -265,7 +265,7 @@ def _ensembles(a: _Analysis) -> None:
 def _training(a: _Analysis) -> None:
     keys = ["lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc"]
     run = a.ctx.run
-    rows = [[m, r["epoch"], *(r.get(k) for k in keys)] for m in a.members for r in run.metrics(m)]
+    rows = [[m, r.epoch, *(r.value(k) for k in keys)] for m in a.members for r in run.metrics(m)]
     a.out.csv(S.TRAINING_CURVES, ["member", "epoch", *keys], rows)
 
 
