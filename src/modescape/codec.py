@@ -25,6 +25,7 @@ from typing import Any, TypeVar, Union
 from modescape.errors import ModescapeError, choice_error
 
 T = TypeVar("T")
+R = TypeVar("R", bound="Record")
 
 OMIT_NONE: dict[str, bool] = {"omit_none": True}  # field(metadata=OMIT_NONE)
 
@@ -114,3 +115,17 @@ def _load(hint: Any, value: Any, what: str) -> Any:
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return decode(hint, value, what=what)
     return value
+
+
+class Record:
+    """to_dict()/from_dict() of a dataclass through this codec (lenient): the base of every
+    record a run stores (`store.schema`, `store.records`) and of the analysis results stored
+    as they are (`modescape.results`)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = encode(self)
+        return out
+
+    @classmethod
+    def from_dict(cls: type[R], data: dict[str, Any]) -> R:
+        return decode(cls, data)

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import reprlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from pathlib import Path
@@ -430,6 +431,23 @@ def preset(
         members=members,
         seed=seed,
     )
+
+
+def flat_settings(
+    settings: Mapping[str, Any], prefix: str = "", *, sort_keys: bool = False
+) -> dict[str, Any]:
+    """Nested settings as dotted keys: {"train": {"lr": 1e-3}} -> {"train.lr": 0.001}. A
+    non-empty section is walked (in key order with `sort_keys`, else its own); any other value
+    (a list, an empty section) is one leaf, left as it is for the caller to write: the one
+    flattener of the tracker params, the report's config table and `modescape compare`."""
+    out: dict[str, Any] = {}
+    for key in sorted(settings) if sort_keys else settings:
+        value, name = settings[key], f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out |= flat_settings(value, f"{name}.", sort_keys=sort_keys)
+        else:
+            out[name] = value
+    return out
 
 
 def load_config(path: str | Path) -> RunConfig:

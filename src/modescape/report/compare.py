@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from modescape.config import flat_settings
 from modescape.errors import ModescapeError
 from modescape.report.base import Chart, ChartKind, ReportContext, Series, Table
 from modescape.report.render.interactive import chart_data
@@ -147,18 +148,10 @@ def _sections(ctxs: list[ReportContext], labels: list[str]) -> list[CompareSecti
 
 # ---- settings and numbers ---------------------------------------------------------------------
 def flat_config(ctx: ReportContext) -> dict[str, Any]:
-    """The run's resolved config as dotted keys ('train.lr': 0.003)."""
-    out: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(f"{prefix}.{k}" if prefix else str(k), v)
-        else:
-            out[prefix] = value
-
-    walk("", ctx.run.config.to_dict())
-    return out
+    """The run's resolved config as dotted keys ('train.lr': 0.003); an empty section (no
+    arch_kwargs) holds no setting."""
+    flat = flat_settings(ctx.run.config.to_dict())
+    return {k: v for k, v in flat.items() if not (isinstance(v, dict) and not v)}
 
 
 def _text(value: Any) -> str:

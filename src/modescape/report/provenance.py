@@ -10,22 +10,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from modescape.config import flat_settings
 from modescape.registry import studies
 from modescape.report.base import ReportContext, Table
 from modescape.report.wording import sig
 
 
-def flatten(d: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+def flatten(d: Mapping[str, Any]) -> list[tuple[str, Any]]:
     """Nested settings as (dotted key, value) pairs in key order: {"train": {"lr": 1e-3}} ->
     [("train.lr", 0.001)]. Lists stay one value, written as JSON-like text."""
-    out: list[tuple[str, Any]] = []
-    for key in sorted(d):
-        value, name = d[key], f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out += flatten(value, f"{name}.")
-        else:
-            out.append((name, _text(value)))
-    return out
+    return [(k, _text(v)) for k, v in flat_settings(d, sort_keys=True).items()]
 
 
 def _text(value: Any) -> Any:

@@ -8,8 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from modescape.codec import OMIT_NONE
-from modescape.store.schema import Record
+from modescape.codec import OMIT_NONE, Record
 
 MEMBER_STATES = ("pending", "running", "interrupted", "finished", "failed")
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from modescape.codec import Record
 from modescape.config import RunConfig
 from modescape.errors import ModescapeError
 from modescape.store.files import (
@@ -41,7 +42,6 @@ from modescape.store.integrity import SPLITS, run_problems
 from modescape.store.manifest import create_run, read_manifest
 from modescape.store.members import check_member_info, parse_metrics, rebuilt_member_info
 from modescape.store.records import DataSummary, EpochMetrics, MemberInfo, MemberStatus
-from modescape.store.schema import Record
 
 if TYPE_CHECKING:
     from modescape.data.datasets import Dataset

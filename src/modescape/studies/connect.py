@@ -197,7 +197,7 @@ def fit_curve(
         curve_folder=f"{CONNECT}/{folder}",
         bn_policy=prof.bn_policy,
         num_examples=n,
-        **{k: v for k, v in summ.to_dict().items()},
+        **vars(summ),
         plane=plane,
         ensembles=ens,
         epochs_trained=epochs,

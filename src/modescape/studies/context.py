@@ -379,16 +379,3 @@ class ResultWriter:
                 return recorded.get(f"{self.study}/{settings}") == self.files[settings]
             parts.pop()
         return True
-
-
-def subspace_config(cls: type, recorded: dict[str, Any]) -> Any:
-    """A config dataclass back from its JSON form (lists back to the tuples they were)."""
-    import dataclasses
-
-    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
-    kwargs = {
-        k: tuple(v) if isinstance(v, list) and isinstance(defaults.get(k), tuple) else v
-        for k, v in recorded.items()
-        if k in defaults
-    }
-    return cls(**kwargs)

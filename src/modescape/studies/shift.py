@@ -38,6 +38,7 @@ from modescape.analysis.ensembles import ensemble_curve
 from modescape.analysis.functionspace import js_diversity
 from modescape.analysis.metrics import METRICS, evaluate, evaluate_ensemble
 from modescape.analysis.subspace import MAX_SAMPLES
+from modescape.codec import decode
 from modescape.data.corruptions import (
     IMAGE_CORRUPTIONS,
     SIGNAL_CORRUPTIONS,
@@ -54,7 +55,6 @@ from modescape.studies.context import (
     ResultWriter,
     RunContext,
     open_context,
-    subspace_config,
 )
 from modescape.studies.inference import ModelStack
 from modescape.studies.limits import check_examples, check_int
@@ -306,7 +306,7 @@ def _subspace_families(ctx: RunContext, max_samples: int) -> dict[str, list[dict
     if not f.exists():
         return {}
     summary = S.SubspaceSummary.from_dict(ctx.run.read_json(f"{S.SUBSPACE}/{S.SUMMARY}"))
-    config = subspace_config(SubspaceConfig, summary.config)
+    config = decode(SubspaceConfig, summary.config)  # lists back to the tuples they were
     ref = summary.reference
     out = {}
     for method in config.methods:

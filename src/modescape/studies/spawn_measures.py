@@ -38,6 +38,7 @@ from modescape.analysis.weightspace import select_parameter_names, stack_flat
 from modescape.config import RunConfig
 from modescape.errors import ModescapeError
 from modescape.registry import Flag
+from modescape.results import PairLevel
 from modescape.store import schema as S
 from modescape.store.files import save_npy
 from modescape.store.manifest import write_study_summary
@@ -88,7 +89,7 @@ class _Measure:
 
     def level(
         self, states: list[dict[str, torch.Tensor]], probs: np.ndarray, labels: np.ndarray
-    ) -> S.InstabilityLevel:
+    ) -> PairLevel:
         paths = []
         for i, j in pairs(len(states)):
             path = interpolate_path(
@@ -97,10 +98,7 @@ class _Measure:
             )  # fmt: skip
             self.policy = path.bn_policy
             paths.append(path)
-        level = pair_level(probs, labels, stack_flat(states, self.names), paths)
-        return S.InstabilityLevel(
-            **(dataclasses.asdict(level) | {"accuracy": list(level.accuracy)})
-        )
+        return pair_level(probs, labels, stack_flat(states, self.names), paths)
 
 
 def run_instability(

@@ -41,8 +41,8 @@ def run_section(ctx: ReportContext) -> Section:
     )
     reading = [
         f"{count(M, 'independent member')}, each a {model}, {how}, on "
-        f"{data.get('name', '?')} "
-        f"({data.get('n_train', 0):,} training / {data.get('n_test', 0):,} test examples) "
+        f"{data.name or '?'} "
+        f"({data.n_train or 0:,} training / {data.n_test or 0:,} test examples) "
         f"({cfg.train.optimizer}, learning rate "
         f"{cfg.train.lr:g}, {cfg.train.schedule} schedule, batch {cfg.train.batch_size}, "
         f"dropout {cfg.model.dropout:g}).",
