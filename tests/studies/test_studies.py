@@ -187,7 +187,7 @@ def test_shift_leaves_no_op_corruptions_out_of_every_average(tiny_run_copy, monk
         if (r["corruption"], r["severity"], r["family"], r["metric"])
         == ("gaussian_noise", "1", "single", "accuracy")
     ]
-    assert summary.by_severity["metrics"]["single"]["accuracy"][1] == pytest.approx(single[0])
+    assert summary.by_severity.metrics["single"]["accuracy"][1] == pytest.approx(single[0])
 
 
 def test_shift_sweep_on_signals(tiny_run_copy):

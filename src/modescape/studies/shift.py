@@ -59,6 +59,9 @@ from modescape.studies.context import (
 from modescape.studies.inference import ModelStack
 from modescape.studies.limits import check_examples, check_int
 
+StateDict = dict[str, torch.Tensor]
+# (name, severity, start=0, stop=None) -> (x, labels): test examples at one corruption setting
+Inputs = Callable[..., tuple[torch.Tensor, np.ndarray]]
 logger = logging.getLogger(__name__)
 
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -126,7 +129,7 @@ def model_families(
     members: list[int],
     config: ShiftConfig,
     warnings: list[str] | None = None,
-) -> dict[str, list[dict]]:
+) -> dict[str, list[StateDict]]:
     """State dicts to evaluate under shift, by family (clamped windows add to `warnings`)."""
     ctx = open_context(run)
     finals = [ctx.run.state_dict(m) for m in members]
@@ -139,9 +142,7 @@ def model_families(
     return {"members": finals, S.SHIFT_LATE_FAMILY: late, "weight_average": wa}
 
 
-def shift_inputs(
-    run: RunContext | Any, config: ShiftConfig
-) -> tuple[list[str], Callable[..., tuple[torch.Tensor, np.ndarray]]]:
+def shift_inputs(run: RunContext | Any, config: ShiftConfig) -> tuple[list[str], Inputs]:
     """The corruption names, and a function (name, severity, start=0, stop=None) → (x, labels) of
     test examples start..stop (default all) at severity 0..5 (0: clean)."""
     ctx = open_context(run)
@@ -160,7 +161,8 @@ def shift_inputs(
             load_cifar10c,
         )
 
-        names = list(config.corruptions or available_corruptions(config.cifar10c))
+        folder = config.cifar10c
+        names = list(config.corruptions or available_corruptions(folder))
         if ctx.run.config.data.name != "cifar10":
             raise ModescapeError("--cifar10c applies to runs trained on cifar10")
         if not names:  # e.g. a folder with labels.npy alone: nothing to evaluate
@@ -178,7 +180,7 @@ def shift_inputs(
             if severity == 0:
                 return x_clean[part], y_clean[part]
             if (name, severity) not in last:  # each file read once per sweep
-                x, y = load_cifar10c(config.cifar10c, name, severity)
+                x, y = load_cifar10c(folder, name, severity)
                 last.clear()
                 last[(name, severity)] = (x[:n], y[:n])
             x, y = last[(name, severity)]
@@ -201,7 +203,7 @@ def shift_inputs(
         part = slice(start, n if stop is None else min(stop, n))
         if severity == 0:
             return x_clean[part], y_clean[part]
-        if images:
+        if u8 is not None:
             x = corrupt(u8[part], name, severity, config.seed, start=start)
             return from_uint8_images(x, data.source), y_clean[part]
         x = corrupt(x_clean[part].numpy(), name, severity, config.seed, start=start)
@@ -263,7 +265,9 @@ def run_shift(
     return summary
 
 
-def _cache_settings(ctx: RunContext, config: ShiftConfig, members: list[int], inputs) -> dict:
+def _cache_settings(
+    ctx: RunContext, config: ShiftConfig, members: list[int], inputs: Inputs
+) -> dict[str, Any]:
     """Everything cached predictions depend on besides the corruption and severity (their path)."""
     subspace = ctx.path / S.SUBSPACE / S.SUMMARY
     recorded = ctx.run.read_json(f"{S.SUBSPACE}/{S.SUMMARY}") if subspace.exists() else None
@@ -296,7 +300,7 @@ def _cache_settings(ctx: RunContext, config: ShiftConfig, members: list[int], in
     }
 
 
-def _subspace_families(ctx: RunContext, max_samples: int) -> dict[str, list[dict]]:
+def _subspace_families(ctx: RunContext, max_samples: int) -> dict[str, list[StateDict]]:
     """State dicts of the reference member's first `max_samples` samples per sampler, keyed
     "subspace_<method>": the ones `modescape subspace` evaluated, regenerated from its recorded
     settings at its calibrated scales; empty when it has not run on this run."""
@@ -316,7 +320,7 @@ def _subspace_families(ctx: RunContext, max_samples: int) -> dict[str, list[dict
     return out
 
 
-def _swag_families(ctx: RunContext, max_samples: int) -> dict[str, list[dict]]:
+def _swag_families(ctx: RunContext, max_samples: int) -> dict[str, list[StateDict]]:
     """The single-mode methods of `modescape swag`, as the subspace families are (one model
     averaging its samples, keyed "subspace_<method>" so the section and tables treat them
     alike): member 0's SWA weights, its first `max_samples` SWAG and SWAG-Diagonal samples, and
@@ -359,7 +363,15 @@ def _swag_families(ctx: RunContext, max_samples: int) -> dict[str, list[dict]]:
     return out
 
 
-def _sweep(ctx, names, inputs, families, config, out, no_ops: list) -> tuple[list, list]:
+def _sweep(
+    ctx: RunContext,
+    names: list[str],
+    inputs: Inputs,
+    families: dict[str, list[StateDict]],
+    config: ShiftConfig,
+    out: ResultWriter,
+    no_ops: list[list[Any]],
+) -> tuple[list[list[Any]], list[list[Any]]]:
     """Predictions of every family at every (corruption, severity), cached; their rows. A
     corruption that leaves the inputs unchanged at a severity is appended to `no_ops` instead.
 
@@ -403,7 +415,7 @@ SHIFT_CHUNK = 2000  # examples corrupted and evaluated at a time: bounds the cor
 
 
 def _evaluate_setting(
-    stack: ModelStack, families: list[str], inputs, name: str, severity: int
+    stack: ModelStack, families: list[str], inputs: Inputs, name: str, severity: int
 ) -> dict[str, np.ndarray] | None:
     """probs[models, N, C] (float32) per family at one (corruption, severity), the examples
     corrupted chunk by chunk and each chunk evaluated by every needed point in one engine call;
@@ -426,7 +438,9 @@ def _evaluate_setting(
     return {f: out[[where[r] for r in stack.rows[f]]].numpy().astype(np.float32) for f in families}
 
 
-def _write_examples(ctx: RunContext, names: list[str], config: ShiftConfig, out) -> list[str]:
+def _write_examples(
+    ctx: RunContext, names: list[str], config: ShiftConfig, out: ResultWriter
+) -> list[str]:
     """The report's strip: the first test example clean and at severities 1-5 per corruption
     (generated ones only: CIFAR-10-C names this module cannot generate are left out)."""
     from modescape.data.corruptions import corruption_strip
@@ -444,7 +458,9 @@ def _write_examples(ctx: RunContext, names: list[str], config: ShiftConfig, out)
     return shown
 
 
-def _metric_rows(corr: str, severity: int, probs: dict[str, np.ndarray], y: np.ndarray) -> list:
+def _metric_rows(
+    corr: str, severity: int, probs: dict[str, np.ndarray], y: np.ndarray
+) -> list[list[Any]]:
     rows = []
     members = probs["members"]
     curve = ensemble_curve(members, y, max_subsets=20, seed=0)
@@ -470,7 +486,9 @@ def _metric_rows(corr: str, severity: int, probs: dict[str, np.ndarray], y: np.n
     return rows
 
 
-def _by_severity(metric_rows: list, js_rows: list, severities: tuple[int, ...]) -> dict:
+def _by_severity(
+    metric_rows: list[list[Any]], js_rows: list[list[Any]], severities: tuple[int, ...]
+) -> S.BySeverity:
     """Means over corruptions per severity: {family/size: {metric: [per severity]}}, js likewise."""
     out: dict[str, Any] = {"severities": list(severities), "metrics": {}, "js": {}}
     for _, sev, family, size, mt, mean, _ in metric_rows:
@@ -482,7 +500,7 @@ def _by_severity(metric_rows: list, js_rows: list, severities: tuple[int, ...]) 
         for key, by_sev in list(table.items()):
             # NaN where every corruption was a no-op at that severity
             table[key] = [float(np.mean(by_sev[s])) if s in by_sev else np.nan for s in severities]
-    return out
+    return S.BySeverity(out["severities"], out["metrics"], out["js"])
 
 
 # ---- the study's declaration (`modescape.registry`) ----------------------------------------------
@@ -502,11 +520,9 @@ CLI_FLAGS = {
 
 def outcome(summary: S.ShiftSummary, run: Path) -> list[str]:
     """What `modescape shift` prints when done."""
-    by = summary.by_severity  # a dict as run_shift returns it, a BySeverity read back
-    metrics = by["metrics"] if isinstance(by, dict) else by.metrics
-    severities = by["severities"] if isinstance(by, dict) else by.severities
-    acc = metrics["single"]["accuracy"]
-    text = ", ".join(f"{s}: {a:.3f}" for s, a in zip(severities, acc))
+    by = summary.by_severity
+    acc = by.metrics["single"]["accuracy"]
+    text = ", ".join(f"{s}: {a:.3f}" for s, a in zip(by.severities, acc))
     return [
         f"mean single-member accuracy by severity: {text}",
         f"results in {run / S.SHIFT}",

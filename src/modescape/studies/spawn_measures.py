@@ -141,7 +141,9 @@ def run_instability(
     return summary
 
 
-def _within(parent: Run, member: int, meas: _Measure, cfg: InstabilityConfig):
+def _within(
+    parent: Run, member: int, meas: _Measure, cfg: InstabilityConfig
+) -> tuple[PairLevel | None, list[int]]:
     epochs = parent.snapshot_epochs(member)
     w, warning = clamp_window("instability late window", cfg.late, len(epochs) - 1)
     if warning:
@@ -154,7 +156,9 @@ def _within(parent: Run, member: int, meas: _Measure, cfg: InstabilityConfig):
     return meas.level(states, probs, parent.labels("test")), pick
 
 
-def _across(parent: Run, member: int, meas: _Measure, cfg: InstabilityConfig):
+def _across(
+    parent: Run, member: int, meas: _Measure, cfg: InstabilityConfig
+) -> tuple[PairLevel | None, list[int]]:
     others = [m for m in parent.finished_members() if m != member][: cfg.across]
     if not others:
         return None, []
@@ -164,7 +168,7 @@ def _across(parent: Run, member: int, meas: _Measure, cfg: InstabilityConfig):
     return meas.level(states, probs, parent.labels("test")), group
 
 
-def _write_embedding(run: Run, parent: Run, member: int, cfg: InstabilityConfig) -> dict:
+def _write_embedding(run: Run, parent: Run, member: int, cfg: InstabilityConfig) -> dict[str, str]:
     """One joint embedding of the children's trajectories and the parent member's."""
     rows, index = [], []
     spawn = run.manifest["spawn"]
@@ -180,10 +184,10 @@ def _write_embedding(run: Run, parent: Run, member: int, cfg: InstabilityConfig)
             index.append((p, c, e))
     emb = embed_trajectories(function_space_points(np.stack(rows)), cfg.embed, seed=cfg.embed_seed)
     folder = run.path / S.INSTABILITY
-    index = np.asarray(index, dtype=np.int64)
+    where = np.asarray(index, dtype=np.int64)
     return {
         S.INSTABILITY_TRAJECTORIES: save_npy(folder / S.INSTABILITY_TRAJECTORIES, emb.coords),
-        S.INSTABILITY_TRAJECTORY_INDEX: save_npy(folder / S.INSTABILITY_TRAJECTORY_INDEX, index),
+        S.INSTABILITY_TRAJECTORY_INDEX: save_npy(folder / S.INSTABILITY_TRAJECTORY_INDEX, where),
     }
 
 
