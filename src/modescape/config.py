@@ -279,7 +279,7 @@ class TrainConfig:
     sampler: str = BatchSampler.PERMUTATION.value  # see options.BatchSampler
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     snapshot_every: int = 1  # keep a snapshot every n epochs (epoch 0 and the last always kept)
-    # "auto" is resolved to bf16 or fp32 when the run is created, and recorded (train.loop)
+    # "auto" is resolved to bf16 or fp32 when the run is created, and recorded (training.loop)
     precision: str = Precision.AUTO.value
     channels_last: bool = True  # 2-D inputs only; the big lever on CPU (bench_training.py)
     collect: CollectConfig = field(default_factory=CollectConfig)  # SWA/SWAG phase, off by default

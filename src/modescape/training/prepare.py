@@ -25,7 +25,7 @@ def prepare_run(
     fingerprint, atomically; or reopen it (repairing labels a killed older version left out).
 
     A new run records its precision resolved for `device` and the data (`train.precision`
-    "auto": `train.loop.resolve_precision`); an existing one keeps the precision it has."""
+    "auto": `training.loop.resolve_precision`); an existing one keeps the precision it has."""
     out = Path(out)
     _refuse_imported(out)
     if (out / "config.json").exists() and dataset is None:

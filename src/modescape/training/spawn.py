@@ -11,7 +11,7 @@ Children are the members of a run of their own (`<out>/manifest.json` records "s
 parent run, member, points and the sha256 of every parent snapshot used): member
 `p * children + c` is child c of spawn point p, its seed `derive_seed(run seed, "member", i)`
 as for any member. They keep a snapshot per epoch from the spawn point on, resume after a kill
-byte for byte, and run on every executor (`train.launch`), because `train_member` trains a
+byte for byte, and run on every executor (`training.launch`), because `train_member` trains a
 spawn run's members from their spawn states (`training.children`).
 
 Where the state at k comes from: a run keeps the optimiser state of its last epoch only

@@ -84,7 +84,7 @@ def train_member(
     convolutions, where intra-op threads cost more than they gain) and torch's default otherwise;
     the thread count is restored afterwards and recorded in member.json. The dataset is checked
     against the fingerprint recorded when the run was created before anything is trained.
-    `track` ("tensorboard" | "wandb" | "mlflow") logs each epoch's record (`train.tracking`).
+    `track` ("tensorboard" | "wandb" | "mlflow") logs each epoch's record (`training.tracking`).
     """
     run = load_run(run_dir)
     run._check_member(member)
@@ -166,7 +166,7 @@ class MemberTrainer:
     ):
         self.run, self.member, self.dev, self.progress = run, member, dev, progress
         self.in_shape = tuple(data.in_shape)
-        self.tracker = tracker  # train.tracking.GuardedTracker: sees each committed record
+        self.tracker = tracker  # training.tracking.GuardedTracker: sees each committed record
         self.tcfg = run.config.train
         self.seed = member_seed(run.config, member)
         self.mdir = run.member_dir(member)
