@@ -12,10 +12,21 @@ with fewer epochs when asked, both printed — then a quadratic Bézier curve be
 - wall time of each stage and peak RSS.
 
     python benchmarks/bench_connect.py --root ../shared/datasets/cifar10-jpg.tar.gz \\
-        --train-per-class 400 --test-per-class 100 --epochs 10 --curve-epochs 10 \\
-        --out runs/c10-connect
+        --train-per-class 1000 --test-per-class 200 --epochs 20 --recipe run \\
+        --max-examples 2000 --train-examples 1000 --out runs/c10-connect
+
+The curve trains for twice the members' epochs unless `--curve-epochs` says otherwise: members
+that have not converged (the seed's SmallCNN after 10-40 epochs) are still improving, so the
+curve's middle, which starts on the straight line at ~90% error and moves by a share of every
+step (its bend's coefficient 2t(1 - t) at the drawn t), needs more steps than the ends had
+(measured: 4,000 images, 10-epoch members, the run's Adam recipe: barrier 5.85 points after 10
+curve epochs, 1.95 after 20, 1.75 after 30). Garipov et al.'s own commands train curves for
+1-3x the endpoints' epochs (VGG16: 600 vs 200; github.com/timgaripov/dnn-mode-connectivity).
 
 `--run RUN` uses an existing run's members 0 and 1 instead (e.g. benchmarks/reproduce_seed.py's).
+`--at-epochs 10,20` also scores the bends stored after those curve epochs (the same t values and
+examples as the final curve): the test-error barrier against the number of curve epochs, which
+tells whether a curve that misses the target is still converging.
 """
 
 from __future__ import annotations
@@ -27,8 +38,17 @@ import tarfile
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+
 import modescape as ms
+from modescape.analysis.connect.evaluate import evaluate_curve
+from modescape.analysis.functionspace import disagreement_matrix
+from modescape.analysis.landscape import barrier
+from modescape.analysis.weightspace import flatten_params, param_names
+from modescape.store.files import load_safetensors
 from modescape.studies.connect import connect_config, fit_curve
+from modescape.studies.context import open_context
 
 # Garipov et al. 2018, Table 1 (CIFAR-10, test error %): ends and along the Bézier curve.
 GARIPOV = {"VGG16": ((6.79, 6.94), (6.79, 7.75)), "PreResNet164": ((4.75, 4.76), (4.45, 4.97))}
@@ -64,13 +84,14 @@ def main() -> None:
     p.add_argument("--train-per-class", type=int, default=5000)
     p.add_argument("--test-per-class", type=int, default=1000)
     p.add_argument("--epochs", type=int, default=40, help="members' epochs (seed: 40)")
-    p.add_argument("--curve-epochs", type=int, default=20)
+    p.add_argument("--curve-epochs", type=int, help="default: twice the members' epochs")
     p.add_argument("--recipe", default="garipov", choices=["garipov", "run"])
     p.add_argument("--lr", type=float, default=0.015, help="the garipov recipe's SGD rate")
     p.add_argument("--points", type=int, default=61)
     p.add_argument("--max-examples", type=int, default=10000, help="test examples per t")
     p.add_argument("--train-examples", type=int, default=2000, help="training examples per t")
     p.add_argument("--out", default="runs/c10-connect")
+    p.add_argument("--at-epochs", default="", help="earlier curve epochs to score, e.g. 10,20")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     t0 = time.perf_counter()
@@ -96,6 +117,8 @@ def main() -> None:
         )
         run_dir = ms.train(cfg, out).path
     t1 = time.perf_counter()
+    if args.curve_epochs is None:
+        args.curve_epochs = 2 * ms.load_run(run_dir).config.train.epochs
     cc = connect_config(
         epochs=args.curve_epochs,
         recipe=args.recipe,
@@ -109,6 +132,50 @@ def main() -> None:
     s = fit_curve(run_dir, cc)
     t2 = time.perf_counter()
     report(run_dir, args, s, t1 - t0, t2 - t1)
+    for epoch in [int(e) for e in args.at_epochs.split(",") if e]:
+        err = curve_error_at(run_dir, s, cc, epoch)
+        print(
+            f"after {epoch} of {args.curve_epochs} curve epochs: test-error barrier "
+            f"{100 * barrier(err):.2f} points (max {100 * err.max():.2f}%)"
+        )
+
+
+def late_disagreement(run_dir: Path, member: int, window: int, n: int) -> float:
+    """Mean pairwise disagreement of a member's last `window` snapshots on the first `n` test
+    examples (those the curve is scored on): the within-trajectory reference of the paper."""
+    run = ms.load_run(run_dir)
+    epochs = run.snapshot_epochs(member)[-window:]
+    probs = np.stack([run.predictions("test", member, e)[:n] for e in epochs])
+    d = disagreement_matrix(probs)
+    return float(d[np.triu_indices(len(epochs), 1)].mean())
+
+
+def curve_error_at(run_dir: Path, s, cc, epoch: int):
+    """Test error along the curve whose free bends were stored after curve `epoch`, at the same
+    t values and on the same examples as `fit_curve`'s evaluation."""
+    ctx = open_context(run_dir)
+    model = ctx.build_model()
+    names = param_names(model)
+    stored = load_safetensors(run_dir / s.curve_folder / "bends" / f"e{epoch:04d}.safetensors")
+    free = [
+        flatten_params(
+            {k.split(".", 1)[1]: v for k, v in stored.items() if k.startswith(f"bend{i}.")}, names
+        )
+        for i in range(1, cc.bends - 1)
+    ]
+    ends = [flatten_params(ctx.run.state_dict(m, -1), names) for m in (0, 1)]
+    bends = torch.stack([ends[0], *free, ends[1]])
+    n = min(cc.max_examples, len(ctx.dataset.y_test))
+    x_train, y_train = ctx.train_inputs(torch.arange(len(ctx.dataset.y_train))), ctx.dataset.y_train
+    keep = torch.randperm(len(y_train), generator=torch.Generator().manual_seed(0))[
+        : cc.train_examples
+    ]
+    prof = evaluate_curve(
+        model, bends, cc.shape, ctx.inputs("test")[:n], ctx.dataset.y_test[:n],
+        x_train[keep], y_train[keep], points=cc.points, bn_batches=cc.bn_batches,
+        bn_batch_size=cc.bn_batch_size,
+    )  # fmt: skip
+    return prof.test_error
 
 
 def report(run_dir: Path, args: argparse.Namespace, s, train_s: float, curve_s: float) -> None:
@@ -143,13 +210,19 @@ def report(run_dir: Path, args: argparse.Namespace, s, train_s: float, curve_s: 
         f"{mid['ends_disagreement']:.3f}; test error {100 * mid['test_error']:.2f}% "
         f"(line midpoint {100 * mid['line_test_error']:.2f}%)"
     )
+    late = [late_disagreement(run_dir, m, 6, s.num_examples) for m in (0, 1)]
+    print(
+        f"late snapshots of one trajectory (last 6 of each end, pairwise): disagreement "
+        f"{late[0]:.3f} / {late[1]:.3f}"
+    )
     print(f"length in weight space: curve {s.length:.2f}, line {s.line_length:.2f}")
     del err0
     for name, ((e0, e1), (c0, c1)) in GARIPOV.items():
         print(f"Garipov et al. 2018, {name}: ends {e0}-{e1}%, Bézier curve {c0}-{c1}%")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    members = "reused (--run)" if args.run else f"{train_s:.0f} s"
     print(
-        f"wall time: members {train_s:.0f} s, curve (train + evaluate) {curve_s:.0f} s; "
+        f"wall time: members {members}, curve (train + evaluate) {curve_s:.0f} s; "
         f"peak RSS {rss:.2f} GB"
     )
 

@@ -33,8 +33,12 @@ def test_every_study_setting_of_a_profile_exists():
         from modescape.studies.analysis import AnalysisConfig
     except ImportError:  # the module's name before the study registry
         from modescape.studies.analysis import AnalysisConfig
+    from modescape.studies.connect import ConnectConfig
+
     settings = {"analysis": AnalysisConfig(), "subspace": SubspaceConfig(),
-                "landscape": LandscapeConfig(), "shift": ShiftConfig()}  # fmt: skip
+                "landscape": LandscapeConfig(), "shift": ShiftConfig(),
+                "connect": ConnectConfig()}  # fmt: skip
+    assert set(PROFILES["quick"].studies) == set(settings)  # quick sizes every study of a run
     for name, spec in PROFILES.items():
         assert set(spec.studies) <= set(settings)
         for study, s in settings.items():

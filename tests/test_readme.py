@@ -27,8 +27,14 @@ def test_the_readme_has_python_examples_using_the_public_api():
 def test_python_blocks_run_as_written(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {"__name__": "__readme__"}
-    for i, code in enumerate(blocks("python")):
-        exec(compile(code, f"README.md python block {i + 1}", "exec"), namespace)
+    try:
+        for i, code in enumerate(blocks("python")):
+            exec(compile(code, f"README.md python block {i + 1}", "exec"), namespace)
+    finally:  # the own-model block registers an architecture; the next test registers it again
+        from modescape.models import registry
+
+        if "my_net" in registry.registered_archs():
+            registry.unregister_arch("my_net")
     assert (tmp_path / "runs/mine/manifest.json").is_file()
     assert "error barrier between members 0 and 1" in capsys.readouterr().out
     D, cos = namespace["D"], namespace["cos"]
@@ -54,3 +60,19 @@ def test_readme_commands_parse(line):
     argv = shlex.split(line)[1:]
     args = build_parser().parse_args(argv)  # argparse exits (code 2) on any unknown flag
     assert args.command == argv[0]
+
+
+def test_the_own_model_block_runs_on_its_own(tmp_path, monkeypatch, capsys):
+    """The "From Python, with a Dataset or DataLoader" block is copied alone by readers who
+    skip the first ones: it imports and builds everything it uses."""
+    (code,) = [c for c in blocks("python") if "ms.register_arch(" in c]
+    assert code.startswith("from pathlib import Path\n")
+    monkeypatch.chdir(tmp_path)
+    try:
+        exec(compile(code, "README.md own-model block", "exec"), {"__name__": "__readme__"})
+    finally:
+        from modescape.models import registry
+
+        registry.unregister_arch("my_net")
+    assert (tmp_path / "runs/imported/manifest.json").is_file()
+    assert "imported 2 members, epochs [0, 1, 2]" in capsys.readouterr().out

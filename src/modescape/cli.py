@@ -340,8 +340,11 @@ def cmd_import(args: argparse.Namespace) -> None:
     from modescape.training.importer import import_checkpoints
 
     cfg = resolve_config(args) or preset()
+    # `--set data.scaling=...` states the preprocessing, as `--origin stated` does
+    stated = any(s.split("=", 1)[0].strip() == "data.scaling" for s in args.set)
+    origin = args.origin or ("stated" if stated else None)
     run = import_checkpoints(
-        args.source, args.out, cfg, pattern=args.pattern, fmt=args.format, origin=args.origin,
+        args.source, args.out, cfg, pattern=args.pattern, fmt=args.format, origin=origin,
         epoch_offset=args.epoch_offset, keras_config=args.keras_config,
     )  # fmt: skip
     print(f"imported {run.config.members} member(s) into {run.path}")
@@ -382,7 +385,8 @@ def _build_import(sub: Any) -> None:
         help="where the files came from (required for Keras files): seed-notebooks = the "
         "authors' notebooks (pixels / 255, seed recipe, file {k} saved after epoch k+1); "
         "stated = epochs as named plus --epoch-offset (0 = initialisation), pixels as "
-        "data.scaling (default for PyTorch / safetensors files)",
+        "data.scaling (implied by --set data.scaling=...; images need one of the two unless "
+        "a Lightning checkpoint's hyper-parameters name its mean / std)",
     )  # fmt: skip
     p.add_argument(
         "--epoch-offset", type=int,

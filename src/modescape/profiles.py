@@ -36,7 +36,7 @@ PROFILES: dict[str, ProfileSpec] = {
     Profile.QUICK: ProfileSpec(
         "minutes on a laptop CPU: stratified subsets of 2,000 training and 1,000 test "
         "examples, 3 members x 10 epochs, smaller studies (2 subspace samplers, a 9x9 plane, "
-        "3 corruptions at 3 severities)",
+        "3 corruptions at 3 severities, a 6-epoch connector on 21 points)",
         config=(
             "data.train_size=2000",
             "data.test_size=1000",
@@ -44,21 +44,47 @@ PROFILES: dict[str, ProfileSpec] = {
             "train.epochs=10",
         ),
         studies={
-            "analysis": {"tsne_examples": 256, "tsne_iter": 500, "max_subsets": 20},
-            # calibration dominates the subspace study: two samplers, few probes and steps
+            # late windows of 5 snapshots: the later half of 10 epochs (no clamping warning)
+            "analysis": {
+                "tsne_examples": 256,
+                "tsne_iter": 500,
+                "max_subsets": 20,
+                "late": 5,
+                "weight_average": 5,
+            },
+            # calibration dominates the subspace study: two samplers, few probes and steps, as
+            # many fresh check samples as samples
             "subspace": {
                 "methods": ("random", "dropout"),
                 "n_samples": 4,
                 "calibration_probes": 1,
                 "calibration_steps": 6,
+                "calibration_check": 4,
             },
-            "landscape": {"resolution": 9, "max_examples": 500, "n_path_points": 9},
+            "landscape": {
+                "resolution": 9,
+                "max_examples": 500,
+                "n_path_points": 9,
+                "weight_average": 5,
+            },
             # three corruptions that exist for images and 1-D signals alike
             "shift": {
                 "corruptions": ("gaussian_noise", "impulse_noise", "gaussian_blur"),
                 "severities": (1, 3, 5),
                 "max_examples": 500,
                 "subspace_samples": 4,
+                "late": 5,
+                "weight_average": 5,
+            },
+            # a shorter curve, fewer points along it, a smaller plane, two one-epoch FGE cycles
+            "connect": {
+                "epochs": 6,
+                "points": 21,
+                "train_examples": 1000,
+                "max_examples": 500,
+                "plane_resolution": 9,
+                "fge_cycles": 2,
+                "fge_cycle_epochs": 1,
             },
         },
     ),

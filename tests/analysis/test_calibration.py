@@ -178,5 +178,37 @@ def test_calibration_is_deterministic_and_says_when_it_cannot_reach(problem, cap
     flat = traj[-1:].expand(10, -1).clone()  # σ = 0: no diagonal scale moves the model
     c = calibrate("diagonal", flat, 0, cfg, accuracy_of)
     assert not c.reached and "did not bracket" in caplog.text
+    assert c.scale == cfg.scale("diagonal")  # not the search's last probe, 4^24 times larger
     with pytest.raises(ModescapeError, match="accuracy_of"):
         calibrate("random", traj, 0, cfg, lambda w: torch.zeros(1))
+
+
+def test_two_snapshot_diagonal_has_the_variance_of_its_two_snapshots():
+    """On a 2-snapshot window the diagonal Gaussian is centred on the midpoint with σ = |a − b|/2
+    per weight (never zero unless the snapshots agree): a small JS diversity there is the two
+    snapshots being close, not a clamped variance."""
+    gen = torch_generator(0)
+    a, b = torch.randn(2, 50, generator=gen)
+    draws = sample("diagonal", torch.stack([a, b]), 4000, 1.0, 3, sweep=False)
+    sigma = (a - b).abs() / 2
+    assert ((draws.mean(0) - (a + b) / 2).abs() <= 5 * sigma / 4000**0.5).all()  # 5 std errors
+    ratio = draws.std(0, correction=0) / sigma
+    assert torch.allclose(ratio, torch.ones(50), atol=0.08)
+
+
+def test_a_centre_below_the_target_keeps_the_papers_scale(caplog):
+    """A short window whose mean scores below the target (accuracy here falls with the distance
+    from the final snapshot): the search used to shrink the scale to ~1e-15, every sample equal
+    to the centre (JS diversity 0.0); now it says so and keeps the configured scale."""
+    a, b = torch.zeros(20), torch.ones(20)  # the final snapshot is b; the centre is 0.5 away
+
+    def accuracy_of(w: torch.Tensor) -> torch.Tensor:
+        return (0.9 - 0.2 * torch.linalg.vector_norm(w - b, dim=1)).clamp(0.1, 0.9)
+
+    cfg = SubspaceConfig(methods=("diagonal",), n_snapshots=2, rank=1)
+    cal = calibrate("diagonal", torch.stack([a, b]), 0, cfg, accuracy_of)
+    assert cal.centre_accuracy <= cal.target_accuracy and not cal.reached
+    assert cal.scale == cfg.scale("diagonal") and "Gaussian's centre" in caplog.text
+    assert "--diagonal-scale" in caplog.text
+    fresh = sample("diagonal", torch.stack([a, b]), 3, cal.scale, 0, sweep=False)
+    assert (fresh[0] - fresh[1]).abs().max() > 1  # samples spread: the JS diversity is not 0

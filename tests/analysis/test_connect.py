@@ -178,6 +178,42 @@ def test_fit_resumes_byte_for_byte_and_keeps_the_ends():
     assert not torch.equal(other.bends(), bends)  # the seed decides the t draws and data order
 
 
+def test_curve_trains_in_the_run_precision():
+    """A bf16 run's curve trains its forward pass under bf16 autocast (as the members did); the
+    bends, the optimiser state and the ends stay float32, and the curve lands within bf16's
+    rounding of the float32 one (this CPU emulates bf16: numerics, not speed, are tested)."""
+    model, a, b = _two_ends()
+    x, y = _toy_data()
+    cfg = CurveConfig(epochs=2, bends=3, lr=0.05)
+    fp = fit_curve_tensors(model, a, b, x, y, cfg, seed=7, batch_size=16)
+    bf = fit_curve_tensors(model, a, b, x, y, cfg, seed=7, batch_size=16, precision="bf16")
+    seen: dict[str, set[torch.dtype]] = {"fp32": set(), "bf16": set()}
+    for name, fit in (("fp32", fp), ("bf16", bf)):
+        hook = fit.net.fc.register_forward_hook(lambda m, i, o, k=name: seen[k].add(o.dtype))
+        fit.train_epoch(x[:32], y[:32])
+        hook.remove()
+    assert seen == {"fp32": {torch.float32}, "bf16": {torch.bfloat16}}
+    assert bf.free.dtype == torch.float32
+    assert all(v.dtype == torch.float32 for v in bf.state().values() if v.is_floating_point())
+    assert torch.equal(bf.bends()[0], fp.bends()[0]) and torch.equal(bf.bends()[-1], fp.bends()[-1])
+    moved = float((fp.free.detach() - initial_bends(fp.end0, fp.end1, 3)[1]).norm())
+    apart = float((bf.free.detach() - fp.free.detach()).norm())
+    assert 0 < apart < 0.1 * moved  # bf16 arithmetic was used, and only rounded the steps
+    # bf16 training is as resumable as float32: a resumed curve gives the same bytes
+    states = []
+    fit_curve_tensors(
+        model, a, b, x, y, CurveConfig(**{**cfg.__dict__, "epochs": 1}), seed=7, batch_size=16,
+        precision="bf16", on_epoch=lambda f, s: states.append(f.state()),
+    )  # fmt: skip
+    resumed = fit_curve_tensors(
+        model, a, b, x, y, cfg, seed=7, batch_size=16, precision="bf16", state=states[0]
+    )
+    whole = fit_curve_tensors(model, a, b, x, y, cfg, seed=7, batch_size=16, precision="bf16")
+    assert torch.equal(resumed.bends(), whole.bends())
+    with pytest.raises(ModescapeError, match="precision must be one of fp32, bf16, got 'auto'"):
+        CurveFit(model, a, b, cfg, seed=0, batch_size=8, precision="auto")
+
+
 def test_identical_ends_are_refused():
     model, a, _ = _two_ends()
     with pytest.raises(ModescapeError, match="identical"):
@@ -263,5 +299,11 @@ def test_fge_snapshots_at_cycle_minima_are_reproducible():
     assert all(torch.equal(s["conv.weight"], t["conv.weight"]) for s, t in zip(snaps, again))
     assert not torch.equal(snaps[0]["conv.weight"], snaps[1]["conv.weight"])
     assert torch.equal(model.state_dict()["conv.weight"], a["conv.weight"])  # not modified
+    # FGE follows the run's precision too: float32 snapshots within bf16's rounding of fp32's
+    bf = train_fge(model, x, y, cfg, seed=3, batch_size=16, precision="bf16")
+    assert all(v.dtype == torch.float32 for v in bf[0].values() if v.is_floating_point())
+    moved = float((snaps[0]["conv.weight"] - a["conv.weight"]).norm())
+    apart = float((bf[0]["conv.weight"] - snaps[0]["conv.weight"]).norm())
+    assert 0 < apart < 0.2 * moved
     with pytest.raises(ModescapeError, match="cycles"):
         FGEConfig(cycles=0)

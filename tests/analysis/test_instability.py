@@ -55,3 +55,10 @@ def test_stability_onset_is_the_first_point_below_the_threshold():
     assert stability_onset([0, 1], [0.3, 0.2], threshold=0.25) == 1.0
     text = stability_reading([0, 1], [0.3, 0.01], [0.2, 0.01], None, None)
     assert "first falls below 2% at epoch 1" in text and "30.0%" in text
+    assert "(stable from there on)" in text and "References" not in text
+    # planted: the barrier dips below the threshold, then rises again: not called stable
+    text = stability_reading([0, 1, 2, 3], [0.3, 0.05, 0.01, 0.03], [0.2] * 4, None, None)
+    assert "first falls below 2% at epoch 2, but is above it again at epoch 3" in text
+    assert "(stable" not in text
+    one = stability_reading([2], [0.01], [0.05], None, None)  # one spawn point: said once
+    assert one.count("epoch 2") == 2 and "; spawned at" not in one

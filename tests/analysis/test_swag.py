@@ -107,7 +107,9 @@ def test_multiswag_pools_each_members_samples():
     per_member = [rng.dirichlet(np.ones(3), size=(4, 10)).astype(np.float32) for _ in range(3)]
     samples, predictive = swag.pool_predictions(per_member)
     assert samples.shape == (12, 10, 3)
-    np.testing.assert_allclose(predictive, np.concatenate(per_member).mean(0), atol=1e-6)
+    exact = np.concatenate(per_member).astype(np.float64).mean(0)
+    assert predictive.dtype == np.float64
+    np.testing.assert_allclose(predictive, exact, rtol=1e-13)  # accumulated in float64, kept so
     np.testing.assert_allclose(predictive.sum(-1), 1, atol=1e-5)
 
 

@@ -70,6 +70,43 @@ class MobileNetish(nn.Module):
         return self.head(F.relu(self.grouped(y)).mean((2, 3)))
 
 
+class DepthwiseSeparable(nn.Module):
+    """MobileNet (v1): depthwise 3x3 + BatchNorm + ReLU, then pointwise 1x1 + BatchNorm + ReLU."""
+
+    def __init__(self, c: int, out: int, stride: int = 1):
+        super().__init__()
+        self.dw = nn.Conv2d(c, c, 3, stride, padding=1, groups=c, bias=False)
+        self.bn1, self.pw = nn.BatchNorm2d(c), nn.Conv2d(c, out, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out)
+
+    def forward(self, x):
+        return F.relu(self.bn2(self.pw(F.relu(self.bn1(self.dw(x))))))
+
+
+class MobileNetV1ish(nn.Module):
+    def __init__(self, classes: int = 5):
+        super().__init__()
+        self.stem, self.bn = nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
+        self.blocks = nn.Sequential(DepthwiseSeparable(8, 16, 2), DepthwiseSeparable(16, 16))
+        self.head = nn.Linear(16, classes)
+
+    def forward(self, x):
+        return self.head(self.blocks(F.relu(self.bn(self.stem(x)))).mean((2, 3)))
+
+
+def convnext(in_shape, num_classes):
+    """Factories for `--arch tests.models.test_autospec_blocks:<name>`."""
+    return ConvNeXtish(classes=num_classes)
+
+
+def mobilenet_v1(in_shape, num_classes):
+    return MobileNetV1ish(classes=num_classes)
+
+
+def mobilenet_v2(in_shape, num_classes):
+    return MobileNetish(classes=num_classes)
+
+
 class DenseLayer(nn.Module):
     def __init__(self, c: int, growth: int = 4):
         super().__init__()
@@ -141,6 +178,7 @@ def _pair(cls: type[nn.Module]) -> tuple[nn.Module, dict, dict]:
     [
         (ConvNeXtish, ["blocks.0.pwconv1.weight", "blocks.0.dwconv.weight", "blocks.0.gamma"]),
         (MobileNetish, ["blocks.0.expand.weight", "blocks.0.dw.weight", "blocks.1.bn2.weight"]),
+        (MobileNetV1ish, ["blocks.0.dw.weight", "blocks.0.bn1.running_var", "blocks.1.pw.weight"]),
         (DenseNetish, ["dense.0.conv1.weight", "dense.1.bn2.running_mean"]),
         (ViTish, ["blocks.0.fc1.weight", "blocks.1.fc2.weight"]),
     ],
@@ -157,3 +195,102 @@ def test_blocks_align_and_keep_the_function(cls, permuted):
         p for p, perm in result.perms.items() if not torch.equal(perm, torch.arange(len(perm)))
     ]
     assert moved
+
+
+def test_attention_heads_are_permuted_as_blocks():
+    """Member b is member a with its heads reordered (q, k, v rows and out_proj columns moved
+    together, head by head): alignment finds the head permutation and gives a back."""
+    torch.manual_seed(0)
+    model = ViTish()
+    for blk in model.blocks:
+        blk.attn = nn.MultiheadAttention(16, 4, batch_first=True)
+    a = {k: v.clone() for k, v in model.state_dict().items()}
+    b = dict(a)
+    order = torch.tensor([2, 0, 3, 1])
+    w = a["blocks.0.attn.in_proj_weight"].reshape(3, 4, 4, 16)
+    b["blocks.0.attn.in_proj_weight"] = w[:, order].reshape(48, 16)
+    b["blocks.0.attn.in_proj_bias"] = a["blocks.0.attn.in_proj_bias"].reshape(3, 4, 4)[:, order]
+    b["blocks.0.attn.in_proj_bias"] = b["blocks.0.attn.in_proj_bias"].reshape(48)
+    out = a["blocks.0.attn.out_proj.weight"].reshape(16, 4, 4)
+    b["blocks.0.attn.out_proj.weight"] = out[:, order].reshape(16, 16)
+    probe = torch.randn(16, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    result = align_verified(a, b, model=model, probe=probe, spec="auto")
+    assert result.max_abs_prob_diff <= 1e-4
+    spec = result.spec
+    heads = spec.axes["blocks.0.attn.in_proj_weight"][1]
+    assert heads is not None and spec.sizes[heads] == 4
+    assert spec.axes["blocks.0.attn.out_proj.weight"][1] == heads
+    assert sorted(result.perms[heads].tolist()) == [0, 1, 2, 3]
+    assert not torch.equal(result.perms[heads], torch.arange(4))
+    for key, value in a.items():  # b's heads put back where a has them
+        torch.testing.assert_close(result.state_dict[key], value, rtol=0, atol=1e-6)
+
+
+class TimmAttention(nn.Module):
+    """timm's ViT `Attention` (timm 1.0, fused path), written out: qkv -> heads -> scaled dot
+    product -> proj. `interleaved` makes a look-alike whose heads are not contiguous blocks."""
+
+    def __init__(self, dim: int, num_heads: int = 4, interleaved: bool = False):
+        super().__init__()
+        self.num_heads, self.head_dim, self.interleaved = num_heads, dim // num_heads, interleaved
+        self.qkv, self.proj = nn.Linear(dim, dim * 3), nn.Linear(dim, dim)
+        self.q_norm, self.k_norm, self.norm = nn.Identity(), nn.Identity(), nn.Identity()
+
+    def forward(self, x):
+        B, N, C = x.shape
+        if self.interleaved:  # head index last: a head is every num_heads-th feature
+            qkv = self.qkv(x).reshape(B, N, 3, self.head_dim, self.num_heads)
+            qkv = qkv.permute(2, 0, 4, 1, 3)
+        else:
+            qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim)
+            qkv = qkv.permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        x = F.scaled_dot_product_attention(self.q_norm(q), self.k_norm(k), v)
+        return self.proj(self.norm(x.transpose(1, 2).reshape(B, N, C)))
+
+
+class TimmBlock(nn.Module):
+    def __init__(self, e: int, interleaved: bool):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(e), nn.LayerNorm(e)
+        self.attn = TimmAttention(e, 4, interleaved)
+        self.fc1, self.fc2 = nn.Linear(e, 2 * e), nn.Linear(2 * e, e)
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
+
+
+class TimmViTish(ViTish):
+    def __init__(self, interleaved: bool = False):
+        super().__init__()
+        self.blocks = nn.Sequential(TimmBlock(16, interleaved), TimmBlock(16, interleaved))
+
+
+def test_timm_attention_heads_are_permuted_and_a_look_alike_is_left_in_place():
+    torch.manual_seed(0)
+    model = TimmViTish()
+    a = {k: v.clone() for k, v in model.state_dict().items()}
+    b = dict(a)
+    order = torch.tensor([3, 1, 0, 2])
+    b["blocks.1.attn.qkv.weight"] = a["blocks.1.attn.qkv.weight"].reshape(3, 4, 4, 16)[:, order]
+    b["blocks.1.attn.qkv.weight"] = b["blocks.1.attn.qkv.weight"].reshape(48, 16)
+    b["blocks.1.attn.qkv.bias"] = a["blocks.1.attn.qkv.bias"].reshape(3, 4, 4)[:, order]
+    b["blocks.1.attn.qkv.bias"] = b["blocks.1.attn.qkv.bias"].reshape(48)
+    proj = a["blocks.1.attn.proj.weight"].reshape(16, 4, 4)
+    b["blocks.1.attn.proj.weight"] = proj[:, order].reshape(16, 16)
+    probe = torch.randn(16, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    result = align_verified(a, b, model=model, probe=probe, spec="auto")
+    heads = result.spec.axes["blocks.1.attn.qkv.weight"][1]
+    assert heads is not None and result.spec.axes["blocks.1.attn.proj.weight"][1] == heads
+    for key, value in a.items():
+        torch.testing.assert_close(result.state_dict[key], value, rtol=0, atol=1e-6)
+
+    # same attributes, another head layout: the head permutation would change the function,
+    # so the alignment falls back to leaving the attention's units in place
+    torch.manual_seed(0)
+    look_alike = TimmViTish(interleaved=True)
+    _, a2, b2 = _pair(lambda: TimmViTish(interleaved=True))
+    result = align_verified(a2, b2, model=look_alike, probe=probe, spec="auto")
+    assert result.max_abs_prob_diff <= 1e-4
+    assert result.spec.axes["blocks.1.attn.qkv.weight"] == (None, None)

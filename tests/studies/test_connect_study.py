@@ -192,3 +192,68 @@ def test_cli_bad_input_is_one_line_exit_2(tiny_run_copy):
         assert code == 2
         assert err.strip().count("\n") == 0 and message in err and "Traceback" not in err
     assert not (tiny_run_copy / "connect").exists()
+
+
+def test_cli_connects_a_bf16_batchnorm_factory_run(tmp_path, monkeypatch):
+    """`modescape connect` on a run of a `module:factory` network with BatchNorm and LayerNorm
+    (examples/tiny_factory.py), trained in bf16: BatchNorm recomputed at every t, the curve and
+    FGE trained in the run's precision (recorded in the curve's cache key), files verified."""
+    import json
+
+    from conftest import ROOT, cli
+
+    monkeypatch.syspath_prepend(str(ROOT))  # the factory lives beside the package
+    config = tiny_config(members=2, epochs=1, **{"data.mnist1d_samples": 400}).with_overrides(
+        ["model.arch=examples.tiny_factory:build", "train.precision=bf16"]
+    )
+    run = ms.train(config, tmp_path / "run").path
+    code, out, err = cli(
+        "-q", "connect", str(run), "--epochs", "1", "--points", "5", "--train-examples", "100",
+        "--max-examples", "100", "--plane", "0", "--fge-cycles", "1", "--fge-cycle-epochs", "1",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "test-error barrier" in out
+    summary = json.loads((run / "connect" / "summary.json").read_text())
+    assert summary["bn_policy"] == "recompute"
+    settings = json.loads((run / summary["curve_folder"] / "settings.json").read_text())
+    assert settings["settings"]["precision"] == "bf16"
+    rows = read_csv(run / "connect" / "profile.csv")
+    assert len(rows) == 5
+    assert float(rows[0]["agreement_end0"]) == 1.0 and float(rows[-1]["agreement_end1"]) == 1.0
+    assert {r["kind"] for r in read_csv(run / "connect" / "ensembles.csv")} == {"curve", "fge"}
+    assert verify_run(run) == []
+
+
+def test_image_curve_trains_channels_last_like_its_members(tmp_path, monkeypatch):
+    """On a run of images trained channels_last (the default), the curve's minibatches are laid
+    out as the members' were (the convolutions' fast path on CPU), and the curve's cache key
+    records the layout."""
+    import json
+
+    import torch
+    from PIL import Image
+
+    from modescape.analysis.connect.fit import CurveFit
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 4), ("test", 2)):
+        for c in range(10):
+            (tmp_path / "imgs" / split / f"c{c}").mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(tmp_path / "imgs" / split / f"c{c}" / f"{i}.png")
+    cfg = ms.preset("folder", "smallcnn", "seed", root=str(tmp_path / "imgs"), members=2, epochs=1)
+    run = ms.train(cfg.with_overrides(["train.batch_size=20"]), tmp_path / "run").path
+    layouts = []
+    train_epoch = CurveFit.train_epoch
+
+    def spy(self, x, y):
+        layouts.append(x.is_contiguous(memory_format=torch.channels_last))
+        return train_epoch(self, x, y)
+
+    monkeypatch.setattr(CurveFit, "train_epoch", spy)
+    summary = fit_curve(run, connect_config(epochs=2, points=3, plane_resolution=0, fge_cycles=0))
+    assert layouts == [True, True]
+    settings = json.loads((run / summary.curve_folder / "settings.json").read_text())
+    assert settings["settings"]["channels_last"] is True
+    assert verify_run(run) == []

@@ -162,8 +162,21 @@ def test_shift_defaults_to_every_corruption_that_changes_the_images(channels):
             assert not torch.equal(make(name, severity)[0], clean), (name, severity)
 
 
+def test_shift_reads_corrupted_sets_back_from_the_cache(monkeypatch):
+    import modescape.data.corruption_cache as corruption_cache
+
+    cfg = ShiftConfig(corruptions=("contrast",), severities=(2,), seed=12345)
+    _, make = shift_inputs(_image_context(3), cfg)
+    first = make("contrast", 2)[0]
+    assert make.cache.misses == 1  # generated once, the whole test set at a time
+    assert torch.equal(make("contrast", 2, 1, 3)[0], first[1:3])
+    monkeypatch.setattr(corruption_cache, "corrupt", None)  # a second sweep must not generate
+    _, again = shift_inputs(_image_context(3), cfg)
+    assert torch.equal(again("contrast", 2)[0], first) and again.cache.hits == 1
+
+
 def test_shift_leaves_no_op_corruptions_out_of_every_average(tiny_run_copy, monkeypatch):
-    import modescape.studies.shift as shift
+    import modescape.data.corruption_cache as corruption_cache
 
     real = corruptions.corrupt
 
@@ -172,8 +185,11 @@ def test_shift_leaves_no_op_corruptions_out_of_every_average(tiny_run_copy, monk
             return x.copy()
         return real(x, name, severity, seed, start)
 
-    monkeypatch.setattr(shift, "corrupt", translation_idle_at_1)
-    cfg = ShiftConfig(corruptions=("gaussian_noise", "translation"), severities=(1, 5))
+    monkeypatch.setattr(corruption_cache, "corrupt", translation_idle_at_1)
+    # The cache off: the planted identity must not be kept for the tests after this one.
+    cfg = ShiftConfig(
+        corruptions=("gaussian_noise", "translation"), severities=(1, 5), cache_corruptions=False
+    )
     summary = run_shift(tiny_run_copy, cfg, **quiet)
     assert summary.no_ops == [["translation", 1]]
     assert any("translation at severity 1" in w for w in summary.warnings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -95,3 +96,17 @@ def test_near_chance_is_flagged_only_when_every_member_is_there():
     assert near_chance_message({0: 0.10, 1: 0.62}, 10, "raw") is None
     assert near_chance_message({0: 0.55}, 2, "unit") is not None
     assert near_chance_message({}, 10, "unit") is None
+
+
+def test_hyper_parameters_name_the_preprocessing():
+    from modescape.training.checkpoints import hparams_preprocessing
+
+    unit = hparams_preprocessing({"hyper_parameters": {"mean": [0.5, 0.4], "std": [0.2, 0.25]}})
+    assert unit == {"scaling": "normalize", "mean": (0.5, 0.4), "std": (0.2, 0.25)}
+    # 0-255 pixel units (e.g. mean=[125.3, ...]) become torchvision's [0, 1] units
+    pixels = {"datamodule_hyper_parameters": {"normalize": {"mean": [127.5], "std": [51.0]}}}
+    got = hparams_preprocessing({"hyper_parameters": {"lr": 0.1}, **pixels})
+    assert got["mean"] == pytest.approx((0.5,)) and got["std"] == pytest.approx((0.2,))
+    assert hparams_preprocessing({"hyper_parameters": {"scaling": "unit"}})["scaling"] == "unit"
+    for silent in ({"lr": 0.1}, {"mean": "imagenet", "std": [0.2]}, {"mean": [0.5], "std": []}):
+        assert hparams_preprocessing({"hyper_parameters": silent}) is None

@@ -85,8 +85,11 @@ def test_torchvision_normalised_checkpoint_scores_what_it_scored(own_pipeline, t
     for e in (0, 1):
         torch.save(model.state_dict(), src / f"ep{e}.pt")
     cfg = _stated(root, **{"model.arch_kwargs": '{"hidden": 16}'})
-    run = import_checkpoints(src, tmp_path / "run", cfg, pattern="ep{epoch}.pt")
+    run = import_checkpoints(src, tmp_path / "run", cfg, pattern="ep{epoch}.pt", origin="stated")
     assert run.metrics(0)[-1].test_acc == pytest.approx(acc)
+    stated = run.manifest["imported"]["preprocessing"]
+    assert stated["scaling"] == "normalize" and stated["stated_by"] == "--origin stated"
+    assert stated["mean"] == pytest.approx(MEAN) and stated["std"] == pytest.approx(STD)
     np.testing.assert_allclose(run.predictions("test", 0), probs.numpy(), atol=1e-5)
     assert not [r for r in caplog.records if "near chance" in r.getMessage()]
 
@@ -95,7 +98,7 @@ def test_torchvision_normalised_checkpoint_scores_what_it_scored(own_pipeline, t
     raw = preset("folder", "own-mlp", root=str(root)).with_overrides(
         ["data.scaling=raw", 'model.arch_kwargs={"hidden": 16}']
     )
-    import_checkpoints(src, tmp_path / "raw", raw, pattern="ep{epoch}.pt")
+    import_checkpoints(src, tmp_path / "raw", raw, pattern="ep{epoch}.pt", origin="stated")
     warned = [r.getMessage() for r in caplog.records if "near chance" in r.getMessage()]
     assert warned and "data.scaling=normalize" in warned[0] and "'raw'" in warned[0]
 
@@ -104,15 +107,57 @@ def test_lightning_checkpoint_imports_with_its_hyper_parameters(own_pipeline, tm
     root, model, _, acc = own_pipeline
     src = tmp_path / "lightning"
     src.mkdir()
+    hparams = {"hidden": 16, "lr": 0.1, "batch_size": 32, "mean": MEAN, "std": STD}
     for e in (0, 1):  # what Trainer.save_checkpoint writes: prefixed keys, hparams, loops
-        ckpt = lightning_checkpoint(model, hparams={"hidden": 16, "lr": 0.1, "batch_size": 32})
+        ckpt = lightning_checkpoint(model, hparams=hparams)
         torch.save(ckpt, src / f"epoch={e}-step={10 * e}.ckpt")
-    run = import_checkpoints(src, tmp_path / "run", _stated(root),
-                             pattern="epoch={epoch}-step=*.ckpt")  # fmt: skip
+    # nothing stated: the preprocessing comes from the hyper-parameters' mean / std
+    unstated = preset("folder", "own-mlp", root=str(root))
+    assert unstated.data.scaling != "normalize"
+    run = import_checkpoints(src, tmp_path / "run", unstated, pattern="epoch={epoch}-step=*.ckpt")
     assert run.config.model.arch_kwargs == {"hidden": 16}  # from hyper_parameters
+    assert run.config.data.scaling == "normalize"
+    assert run.config.data.mean == pytest.approx(MEAN)
     assert run.metrics(0)[-1].test_acc == pytest.approx(acc)
     imported = run.manifest["imported"]
     assert imported["lightning"]["version"] == "2.4.0" and imported["key_prefix"] == "model."
+    assert imported["preprocessing"]["stated_by"] == "Lightning hyper-parameters"
+
+
+def test_an_image_import_that_does_not_state_its_preprocessing_is_refused(own_pipeline, tmp_path):
+    root, model, _, _ = own_pipeline
+    src = tmp_path / "ckpt"
+    src.mkdir()
+    torch.save(model.state_dict(), src / "ep0.pt")
+    cfg = preset("folder", "own-mlp", root=str(root))
+    with pytest.raises(ModescapeError) as err:
+        import_checkpoints(src, tmp_path / "run", cfg, pattern="ep{epoch}.pt")
+    msg = str(err.value)
+    assert "\n" not in msg and "do not record how their inputs were preprocessed" in msg
+    for option in ("data.scaling=normalize", "raw, unit, standardize, normalize",
+                   "--origin stated", "--origin seed-notebooks"):  # fmt: skip
+        assert option in msg
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_cli_takes_set_data_scaling_as_the_statement(own_pipeline, tmp_path, capsys):
+    from modescape.cli import main
+
+    root, model, _, acc = own_pipeline
+    src = tmp_path / "ckpt"
+    src.mkdir()
+    torch.save(model.state_dict(), src / "ep0.pt")
+    base = ["import", str(src), "--pattern", "ep{epoch}.pt", "--data", "folder",
+            "--root", str(root), "--arch", "own-mlp",
+            "--set", 'model.arch_kwargs={"hidden": 16}']  # fmt: skip
+    assert main([*base, "--out", str(tmp_path / "no")]) == 2
+    assert "do not record how their inputs" in capsys.readouterr().err
+    sets = ["--set", "data.scaling=normalize", "--set", f"data.mean={list(MEAN)}",
+            "--set", f"data.std={list(STD)}"]  # fmt: skip
+    assert main([*base, *sets, "--out", str(tmp_path / "yes")]) == 0
+    from modescape.store.run import load_run
+
+    assert load_run(tmp_path / "yes").metrics(0)[-1].test_acc == pytest.approx(acc)
 
 
 def test_keys_that_do_not_fit_are_one_line_naming_both_sides(own_pipeline, tmp_path):
@@ -122,7 +167,8 @@ def test_keys_that_do_not_fit_are_one_line_naming_both_sides(own_pipeline, tmp_p
     torch.save({f"backbone_{k}": v for k, v in model.state_dict().items()}, src / "ep0.pt")
     with pytest.raises(ModescapeError) as err:
         import_checkpoints(src, tmp_path / "run", _stated(root, **{
-            "model.arch_kwargs": '{"hidden": 16}'}), pattern="ep{epoch}.pt")  # fmt: skip
+            "model.arch_kwargs": '{"hidden": 16}'}), pattern="ep{epoch}.pt",
+            origin="stated")  # fmt: skip
     msg = str(err.value)
     assert "\n" not in msg and len(msg) < 600
     assert "4 key(s) of the model missing: 1.weight" in msg

@@ -3,8 +3,10 @@ that the studies and the report read like trained ones."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -203,6 +205,71 @@ def test_seed_notebook_series_imports_as_trained(tmp_path):
     origin = run_summary(run)["origin"]
     assert origin.startswith("imported, not trained here: 3 keras file(s)")
     assert "seed notebooks' Keras files (pixels / 255" in origin
+
+
+@pytest.mark.parametrize(
+    "arch, stem",
+    [("mediumcnn", "medium_cnn"), ("resnet20", "resnet")],
+)
+def test_seed_notebook_series_of_every_seed_model(tmp_path, arch, stem):
+    """MediumCNN (seed) and the seed's bottleneck ResNet trained 2 epochs by Keras on real
+    CIFAR-10 images, a notebook-style `{stem}_checkpoint_{k}.h5` after every epoch: epochs 1-2,
+    the seed recipe (and for the ResNet its augmentation), Keras' `predict` after each epoch."""
+    pytest.importorskip("h5py")
+    root, ref = _cifar_from(tmp_path, FIXTURES / f"series_{arch}.npz")
+    cfg = preset("cifar10", arch, root=str(root), variant="seed")
+    run = import_checkpoints(FIXTURES / f"series_{arch}", tmp_path / "run", cfg,
+                             pattern=f"{stem}_checkpoint_{{epoch}}.h5",
+                             origin="seed-notebooks")  # fmt: skip
+    assert run.snapshot_epochs(0) == [1, 2] and run.config.train.epochs == 2
+    assert run.config.data.scaling == "unit" and run.config.train.recipe == "seed"
+    assert run.config.model.variant == "seed"
+    for k in range(2):
+        got = run.predictions("test", 0, k + 1)
+        np.testing.assert_allclose(got, ref["probs"][k], atol=1e-5)
+    assert np.abs(ref["probs"][1] - ref["probs"][0]).max() > 1e-2  # the epochs differ
+    aug = run.config.train.augment
+    want = (4, False, 0.5) if arch == "resnet20" else (0, False, 0.0)
+    assert (aug.pad_crop, aug.flip, aug.brightness) == want
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="needs tensorflow")
+@pytest.mark.parametrize("name", ["smallcnn_seed", "mediumcnn_seed", "resnet20_seed"])
+def test_live_keras_series_imports_as_keras_predicts(tmp_path, name):
+    """Each seed model trained 2 epochs by live Keras (pixels / 255), saved by `on_epoch_end`
+    as the notebooks do, imported: Keras' `predict` after every epoch to 1e-5."""
+    from tests.data.test_cifar import write_python10
+
+    sys.path.insert(0, str(FIXTURES))
+    try:
+        import keras
+        import make_keras_fixtures as mk
+    finally:
+        sys.path.remove(str(FIXTURES))
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (16, 3, 32, 32), dtype=np.uint8)
+    y = np.arange(16, dtype=np.int64) % 10
+    unit = x.transpose(0, 2, 3, 1).astype(np.float32) / 255
+    keras.utils.set_random_seed(0)
+    model = mk.MODELS[name](keras)
+    model.compile(keras.optimizers.Adam(1.6e-3), "sparse_categorical_crossentropy")
+    src, probs = tmp_path / "src", []
+    src.mkdir()
+
+    class Save(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.save(src / f"checkpoint_{epoch}.h5")
+            probs.append(self.model.predict(unit, verbose=0))
+
+    model.fit(unit, y, batch_size=8, epochs=2, callbacks=[Save()], verbose=0)
+    root = write_python10(tmp_path / "cifar", x, y, x, y)
+    arch = name.removesuffix("_seed")
+    cfg = preset("cifar10", arch, root=str(root), variant="seed")
+    run = import_checkpoints(src, tmp_path / "run", cfg, pattern="checkpoint_{epoch}.h5",
+                             origin="seed-notebooks")  # fmt: skip
+    assert run.snapshot_epochs(0) == [1, 2]
+    for k in range(2):
+        np.testing.assert_allclose(run.predictions("test", 0, k + 1), probs[k], atol=1e-5)
 
 
 def test_keras_files_need_their_origin(tmp_path):

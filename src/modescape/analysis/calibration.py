@@ -12,7 +12,11 @@ member, `derive_seed(seed, "calibrate", method, member)`, common random numbers 
 drawn at each probed scale and their mean accuracy compared with the target. For the scale-free
 samplers the bracket grows or shrinks geometrically by ×4 from the configured scale, then
 `calibration_steps` geometric bisections narrow it; dropout's p is bisected linearly in (0, 0.99].
-The returned scale is the bracket's upper end: probes at it reach the target.
+The returned scale is the bracket's upper end: probes at it reach the target. When no bracket
+exists (`reached` False) the configured scale is returned instead of the search's last probe
+(4^±24 times it): a Gaussian whose centre, the mean of a short window (e.g. the last 2 of 3
+epochs), already scores below the target used to shrink to ~1e-15 with every sample equal to the
+centre (JS diversity 0.0), and an unreachable target grew the weights to ~1e14 (NaN outputs).
 
 The probes' mean hits the target by construction, but single samples at σ* scatter widely
 around it (on the seed's CIFAR-10 CNNs, 32 fresh samples at a scale whose 4 probes lost 30–33
@@ -120,7 +124,20 @@ def calibrate(
             cache[scale] = float(sum(_accuracies(accuracy_of, probes)) / len(probes))
         return cache[scale]
 
-    if method == "dropout":
+    if gaussian and centre <= target:
+        # μ itself already scores at or below the target (a short window, e.g. the last 2 of 3
+        # epochs, whose mean is far from the final weights): shrinking the scale cannot lift the
+        # cloud above μ, and the search would end at a scale ~4^-24 whose samples all equal μ
+        # (JS diversity 0). Not reached; the configured scale (`--<method>-scale`) stands in.
+        lo = hi = config.scale(method)
+        reached = False
+        log.warning(
+            "calibration of %s around member %d: the Gaussian's centre (mean of the last %d "
+            "snapshots) scores %.3f, already at or below the target %.3f (reference %.3f); "
+            "using the configured scale %.4g (--%s-scale)",
+            method, member, len(tail), centre, target, ref_acc, hi, method.replace("_", "-"),
+        )  # fmt: skip
+    elif method == "dropout":
         lo, hi, reached = _bracket_linear(acc_at, target)
     else:
         lo, hi, reached = _bracket_geometric(acc_at, target, config.scale(method))
@@ -128,7 +145,10 @@ def calibrate(
         for _ in range(config.calibration_steps):
             mid = (lo + hi) / 2 if method == "dropout" else math.sqrt(lo * hi)
             lo, hi = (mid, hi) if acc_at(mid) > target else (lo, mid)
-    else:
+    elif not (gaussian and centre <= target):
+        # the bracket's end is 4^±24 times the start: samples there are meaningless (weights of
+        # 1e14 overflow to NaN), so the configured scale stands in; the summary says not reached
+        hi = config.scale(method) if method != "dropout" else hi
         log.warning(
             "calibration of %s around member %d did not bracket accuracy %.3f "
             "(reference %.3f); using scale %.4g",

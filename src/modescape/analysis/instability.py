@@ -91,17 +91,32 @@ def stability_reading(
     first, last = 0, len(points) - 1
     text = (
         f"Children spawned at epoch {points[first]:g} end with an error barrier of "
-        f"{barriers[first]:.1%} and disagree on {disagreements[first]:.1%} of test examples; "
-        f"spawned at epoch {points[last]:g}: {barriers[last]:.1%} and {disagreements[last]:.1%}. "
+        f"{barriers[first]:.1%} and disagree on {disagreements[first]:.1%} of test examples"
     )
+    if last != first:
+        text += f"; spawned at epoch {points[last]:g}: {barriers[last]:.1%} and "
+        text += f"{disagreements[last]:.1%}"
+    text += ". "
     if onset is None:
         text += f"No spawn point reaches a barrier below {threshold:.0%} (never stable here). "
     else:
-        text += f"The barrier first falls below {threshold:.0%} at epoch {onset:g} (stable). "
-    if within is not None and across is not None:
-        text += (
-            f"References: two snapshots of one trajectory {within.error_barrier:.1%} barrier, "
-            f"{within.disagreement:.1%} disagreement; independent members "
-            f"{across.error_barrier:.1%} and {across.disagreement:.1%}."
+        again = [p for p, b in zip(points, barriers) if p > onset and b >= threshold]
+        text += f"The barrier first falls below {threshold:.0%} at epoch {onset:g}" + (
+            f", but is above it again at epoch {again[0]:g} (not stable from there on). "
+            if again
+            else " (stable from there on). "
         )
+    refs = []  # each reference the run has (a one-member parent has no independent members)
+    if within is not None:
+        refs.append(
+            f"two snapshots of one trajectory {within.error_barrier:.1%} barrier, "
+            f"{within.disagreement:.1%} disagreement"
+        )
+    if across is not None:
+        refs.append(
+            f"independent members {across.error_barrier:.1%} barrier, "
+            f"{across.disagreement:.1%} disagreement"
+        )
+    if refs:
+        text += f"References: {'; '.join(refs)}."
     return text.strip()

@@ -204,7 +204,7 @@ def trajectory_tail(config: SubspaceConfig, method: str, snapshots: torch.Tensor
 def subspace_model_probs(sample_probs: ArrayLike, per_model: int) -> np.ndarray:
     """Subspace models: the mean predictive distribution of consecutive groups of `per_model`
     samples. sample_probs: [K, N, C] with K a multiple of per_model. Returns [K/per_model, N, C]
-    (float32 in, float32 out; the mean is taken in float64)."""
+    in float64 (a mean rounded back to float32 turns near-equal classes into ties)."""
     p = as_numpy(sample_probs)
     check_count(per_model, "per_model")
     if p.ndim != 3:
@@ -213,4 +213,4 @@ def subspace_model_probs(sample_probs: ArrayLike, per_model: int) -> np.ndarray:
     if K == 0 or K % per_model:
         raise ModescapeError(f"{K} samples do not split into groups of per_model={per_model}")
     grouped = p.reshape(K // per_model, per_model, *p.shape[1:])
-    return grouped.mean(axis=1, dtype=np.float64).astype(p.dtype, copy=False)
+    return grouped.mean(axis=1, dtype=np.float64)

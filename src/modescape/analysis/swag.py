@@ -228,15 +228,16 @@ def pool_samples(
 
 def pool_predictions(per_member: Sequence[ArrayLike]) -> tuple[np.ndarray, np.ndarray]:
     """MultiSWAG's predictive from each member's sample predictions probs[S_m, N, C]: returns
-    (pooled samples [ΣS_m, N, C], predictive [N, C] = mean over every pooled sample). Members with
-    equally many samples weigh equally, as in Wilson & Izmailov's MultiSWAG."""
+    (pooled samples [ΣS_m, N, C], predictive [N, C] float64 = mean over every pooled sample, kept
+    in float64: rounded to float32, near-equal classes become ties that move the accuracy).
+    Members with equally many samples weigh equally, as in Wilson & Izmailov's MultiSWAG."""
     arrays = [as_numpy(p) for p in per_member]
     if not arrays or any(a.ndim != 3 for a in arrays):
         raise ModescapeError("pool_predictions needs one probs[samples, examples, classes] each")
     if len({a.shape[1:] for a in arrays}) != 1:
         raise ModescapeError(f"members' predictions differ in shape: {[a.shape for a in arrays]}")
     pooled = np.concatenate(arrays)
-    return pooled, pooled.mean(axis=0, dtype=np.float64).astype(pooled.dtype)
+    return pooled, pooled.mean(axis=0, dtype=np.float64)
 
 
 # ---------------------------------------------------------------------------------------------

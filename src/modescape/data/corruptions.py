@@ -53,7 +53,7 @@ SIGNAL_CORRUPTIONS: tuple[str, ...] = (
 )  # fmt: skip
 
 # 1-D parameters, for standardised signals (unit variance); lengths are fractions of L.
-_SIGNAL_PARAMS: dict[str, tuple] = {
+SIGNAL_PARAMS: dict[str, tuple] = {
     "gaussian_noise": (0.1, 0.2, 0.35, 0.5, 0.75),  # noise std
     "impulse_noise": (0.025, 0.05, 0.1, 0.15, 0.2),  # fraction of samples hit by a ±3 spike
     "gaussian_blur": (0.0125, 0.025, 0.0375, 0.05, 0.075),  # sigma / L (0.5..3 samples at 40)
@@ -92,7 +92,7 @@ def corrupt(x: np.ndarray, name: str, severity: int, seed: int, start: int = 0) 
         if name not in SIGNAL_CORRUPTIONS:
             raise choice_error("signal corruption", name, SIGNAL_CORRUPTIONS)
         flat = x.reshape(len(x), -1).astype(np.float64)
-        c = _SIGNAL_PARAMS[name][severity - 1]
+        c = SIGNAL_PARAMS[name][severity - 1]
         y = _SIGNAL_FNS[name](flat, c, _rngs(seed, name, start, len(x)))
         return y.astype(x.dtype).reshape(x.shape)
     raise ModescapeError(

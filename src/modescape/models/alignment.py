@@ -216,6 +216,16 @@ def align_verified(
     )
     aligned = apply_permutation(model_b_state, resolved, perms)
     delta = _max_prob_change(model, model_b_state, aligned, probe)
+    automatic = not isinstance(spec, PermutationSpec | Mapping) and not (builtin and spec is None)
+    if automatic and not delta <= tolerance:  # an attention look-alike: its heads stay in place
+        from modescape.models.autospec import auto_spec
+
+        log.info("alignment: the attention heads' permutation changed the function; without it")
+        resolved = auto_spec(model, probe, attention=False)
+        perms = weight_matching(model_a_state, model_b_state, resolved, seed=seed,
+                                max_sweeps=max_sweeps)  # fmt: skip
+        aligned = apply_permutation(model_b_state, resolved, perms)
+        delta = _max_prob_change(model, model_b_state, aligned, probe)
     log.info("alignment: max |Δp| = %.2e on %d probe inputs", delta, len(probe))
     if not delta <= tolerance:
         raise ModescapeError(

@@ -4,7 +4,9 @@ Works for convolution / dense / normalisation / residual networks (the kind of n
 paper studies) and for the blocks of ConvNeXt, MobileNet, DenseNet and ViT: a depthwise
 convolution carries its input's permutation to its output (channel c only sees channel c), a
 parameter combined elementwise with activations (a layer scale, a position embedding) is
-permuted with them, and `permute` / `transpose` move the channel axis.
+permuted with them, `permute` / `transpose` move the channel axis, and the heads of an
+`nn.MultiheadAttention` and of timm's `Attention` (recognised by its attributes) are permuted
+as blocks (q, k, v rows and the output projection's columns together).
 
 Every traced tensor carries, for its channel axis, a permutation *variable*; a
 Conv or Linear layer starts a new one for its outputs, elementwise ops, pooling and BatchNorm pass
@@ -13,11 +15,11 @@ flatten turns a channel into a block of features. The network's inputs and outpu
 permuted: their variables, and all united with them, stay fixed. Where the trace meets something
 whose effect on channels it cannot tell (a reshape other than a flatten, a GroupNorm whose groups
 mix several channels, a normalisation over a flattened block, a grouped convolution, a
-concatenation along the channels, attention, any operation it does not know), it conservatively
-fixes the channels involved: nothing is permuted across such an operation, so the function is
-kept and the alignment covers the rest (e.g. the MLP hidden units of every transformer block;
-attention heads are not permuted as blocks). `align` checks every result on a probe batch anyway,
-and a network torch.fx cannot trace is refused with a ModescapeError.
+concatenation along the channels, other attention written out of reshapes and matmuls, any
+operation it does not know), it conservatively fixes the channels involved:
+nothing is permuted across such an operation, so the function is kept and the alignment covers
+the rest (e.g. the MLP hidden units of every transformer block). `align` checks every result
+on a probe batch anyway, and a network torch.fx cannot trace is refused with a ModescapeError.
 """
 
 from __future__ import annotations
@@ -74,10 +76,31 @@ class _Act:
     block: int = 1
 
 
+def is_timm_attention(m: nn.Module) -> bool:
+    """timm's ViT `Attention` (qkv Linear -> heads -> scaled dot product -> proj Linear), read
+    from its attributes: per-head q/k norms (shared across heads) and no other mixing."""
+    qkv, proj, heads = getattr(m, "qkv", None), getattr(m, "proj", None), getattr(m, "num_heads", 0)
+    if not (isinstance(qkv, nn.Linear) and isinstance(proj, nn.Linear) and isinstance(heads, int)):
+        return False
+    head_norms = [getattr(m, n, None) for n in ("q_norm", "k_norm")]
+    plain = all(n is None or isinstance(n, nn.Identity | nn.LayerNorm) for n in head_norms)
+    plain = plain and isinstance(getattr(m, "norm", None), type(None) | nn.Identity)
+    e = qkv.in_features
+    shapes = heads > 0 and e % heads == 0 and qkv.out_features == 3 * e
+    return plain and shapes and proj.in_features == e
+
+
 class _Tracer(fx.Tracer):
-    """Standard leaves plus subclasses of the layers the spec knows (e.g. Keras-padded convs)."""
+    """Standard leaves plus subclasses of the layers the spec knows (e.g. Keras-padded convs)
+    and, with `attention`, timm's attention modules (their heads are permuted as blocks)."""
+
+    def __init__(self, attention: bool = True) -> None:
+        super().__init__()
+        self.attention = attention
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        if self.attention and is_timm_attention(m):
+            return True
         return isinstance(m, _LEAVES) or super().is_leaf_module(m, qualname)
 
 
@@ -140,19 +163,25 @@ def _flat(x: object) -> Iterator[object]:
         yield x
 
 
+def _is_tuple(node: fx.Node) -> bool:
+    return isinstance(node.meta.get("tensor_meta"), tuple | list)
+
+
 def _shape(node: fx.Node) -> tuple[int, ...] | None:
     meta = node.meta.get("tensor_meta")
     return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else None
 
 
-def auto_spec(model: nn.Module, probe: torch.Tensor) -> PermutationSpec:
+def auto_spec(model: nn.Module, probe: torch.Tensor, attention: bool = True) -> PermutationSpec:
     """The permutation spec of `model`, traced with `torch.fx` on `probe (batch, *in_shape)`.
 
-    The model is not modified (a copy is traced in eval mode).
+    The model is not modified (a copy is traced in eval mode). `attention`: recognise timm's
+    attention modules by their attributes and permute their heads (`align` retries without
+    when the result does not keep the function: a look-alike computing something else).
     """
     model = copy.deepcopy(model).eval()
     try:
-        graph = _Tracer().trace(model)
+        graph = _Tracer(attention).trace(model)
     except Exception as e:  # fx raises many kinds on data-dependent control flow
         raise ModescapeError(
             f"automatic permutation spec: torch.fx cannot trace {type(model).__name__} "
@@ -166,8 +195,8 @@ def auto_spec(model: nn.Module, probe: torch.Tensor) -> PermutationSpec:
     modules = dict(gm.named_modules())
     for node in gm.graph.nodes:
         act = _visit(node, acts, modules, b)
-        if act is not None and _shape(node) is not None:
-            acts[node] = act
+        if act is not None and (_shape(node) is not None or _is_tuple(node)):
+            acts[node] = act  # a tuple (attention's output, weights): read by getitem
     stored = set(model.state_dict())
     for key in [k for k in b.axes if k not in stored]:  # e.g. a non-persistent buffer
         for p in b.axes.pop(key):
@@ -251,6 +280,10 @@ def _module(node: fx.Node, m: nn.Module, ins: list[_Act], b: _Builder) -> _Act:
         for key, p in m.named_parameters():
             b.entry(f"{name}.{key}", tuple(x.perm if i == pos else None for i in range(p.dim())))
         return x
+    if isinstance(m, nn.MultiheadAttention):
+        return _attention(b, name, m, ins, ndim)
+    if is_timm_attention(m):
+        return _timm_attention(b, name, m, x, ndim)
     if isinstance(m, nn.Flatten):
         return _flatten(b, x, shape, m.start_dim, m.end_dim)
     if isinstance(m, _PASS_MODULES):
@@ -269,6 +302,62 @@ def _grouped_conv(b: _Builder, name: str, m: nn.Module, x: _Act) -> _Act:
         return _Act(x.perm, 1)
     b.union(x.perm, FIXED)
     return _Act(FIXED, 1)
+
+
+def _attention(
+    b: _Builder, name: str, m: nn.MultiheadAttention, ins: list[_Act], ndim: int
+) -> _Act:
+    """Multi-head attention: heads are interchangeable, so one permutation of the heads moves
+    the rows of q, k and v (`in_proj_weight` viewed as [3, heads, head_dim, embed]) and the
+    matching columns of `out_proj` ([embed, heads, head_dim]) as blocks; the query, key and
+    value inputs share `in_proj_weight`'s input axis (their channels are permuted alike), and
+    `out_proj` starts a new permutation of the output. Variants with separate q/k/v weights,
+    bias_k / bias_v or zero attention are left fixed (`_opaque`)."""
+    inputs = ins[:3]
+    plain = m._qkv_same_embed_dim and m.bias_k is None and not m.add_zero_attn
+    ok = (
+        plain
+        and len(inputs) == 3
+        and all(a.perm == FIXED or (a.axis == ndim - 1 and a.block == 1) for a in inputs)
+    )
+    if not ok:
+        return _opaque(b, ins, f"attention {name}")
+    for a in inputs[1:]:
+        b.union(inputs[0].perm, a.perm)
+    x = b.find(inputs[0].perm)
+    heads, e = m.num_heads, m.embed_dim
+    hp, out = b.new(heads), b.new(e)
+    b.views[f"{name}.in_proj_weight"] = (3, heads, e // heads, e)
+    b.entry(f"{name}.in_proj_weight", (None, hp, None, x))
+    if m.in_proj_bias is not None:
+        b.views[f"{name}.in_proj_bias"] = (3, heads, e // heads)
+        b.entry(f"{name}.in_proj_bias", (None, hp, None))
+    b.views[f"{name}.out_proj.weight"] = (e, heads, e // heads)
+    b.entry(f"{name}.out_proj.weight", (out, hp, None))
+    if m.out_proj.bias is not None:
+        b.entry(f"{name}.out_proj.bias", (out,))
+    return _Act(out, ndim - 1)
+
+
+def _timm_attention(b: _Builder, name: str, m: nn.Module, x: _Act, ndim: int) -> _Act:
+    """timm's `Attention`: `qkv.weight` viewed as [3, heads, head_dim, embed] and
+    `proj.weight` as [embed, heads, head_dim], heads permuted as blocks (see `_attention`)."""
+    x = _fix_unless(b, x, x.perm == FIXED or (x.axis == ndim - 1 and x.block == 1))
+    heads, e = int(m.num_heads), int(m.qkv.in_features)
+    hp, out = b.new(heads), b.new(int(m.proj.out_features))
+    b.views[f"{name}.qkv.weight"] = (3, heads, e // heads, e)
+    b.entry(f"{name}.qkv.weight", (None, hp, None, x.perm))
+    if m.qkv.bias is not None:
+        b.views[f"{name}.qkv.bias"] = (3, heads, e // heads)
+        b.entry(f"{name}.qkv.bias", (None, hp, None))
+    b.views[f"{name}.proj.weight"] = (int(m.proj.out_features), heads, e // heads)
+    b.entry(f"{name}.proj.weight", (out, hp, None))
+    if m.proj.bias is not None:
+        b.entry(f"{name}.proj.bias", (out,))
+    for norm in ("q_norm", "k_norm"):  # over head_dim, shared by every head: not permuted
+        for key, p in getattr(m, norm).named_parameters():
+            b.entry(f"{name}.{norm}.{key}", (None,) * p.dim())
+    return _Act(out, ndim - 1)
 
 
 def _opaque(b: _Builder, ins: list[_Act], what: str) -> _Act:
@@ -300,6 +389,10 @@ def _function(
         return None  # sizes, shapes: no tensor
     if fn in _PASS_FUNCTIONS and ins:
         return ins[0]
+    if fn is operator.getitem and ins and _is_tuple(node.args[0]):  # type: ignore[arg-type]
+        # item 0 of a module's tuple: what the module returned as its output's act (item 1 of
+        # attention, the weights averaged over heads, carries no channels)
+        return ins[0] if node.args[1] == 0 else _Act(FIXED, 1)
     if fn in _JOIN_FUNCTIONS and ins:
         ins = _join_parameters(node, acts, b) or ins
         for a in ins[1:]:

@@ -326,3 +326,4 @@ class InstabilitySummary(Record):
     bn_policy: str
     settings: dict[str, Any]
     files: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # windows clamped, references left out

@@ -115,6 +115,7 @@ def run_instability(
     parent, member, n = load_run(spawn["parent"]), int(spawn["member"]), int(spawn["children"])
     if n < 2:
         raise ModescapeError(f"{run.path} has 1 child per spawn point; measures need >= 2")
+    pick, group, warnings = reference_groups(parent, member, config)  # before any work
     meas, labels = _Measure(run, config), run.labels("test")
     points = []
     for p, point in enumerate(spawn["points"]):
@@ -123,49 +124,71 @@ def run_instability(
         level = meas.level([run.state_dict(m) for m in kids], probs, labels)
         points.append(S.InstabilityPoint(point["at"], point["epoch"], point["step"], level))
         log.info("spawn point %g: error barrier %.4f", point["at"], level.error_barrier)
-    within, within_epochs = _within(parent, member, meas, config)
-    across, across_members = _across(parent, member, meas, config)
+    within = _level(parent, member, pick, None, meas)
+    across = _level(parent, member, None, group, meas)
     at = [p.at for p in points]
     barriers = [p.level.error_barrier for p in points]
     disagreements = [p.level.disagreement for p in points]
     summary = S.InstabilitySummary(
         parent=spawn["parent"], member=member, children=n, points=points,
-        within=within, across=across, within_epochs=within_epochs, across_members=across_members,
+        within=within, across=across, within_epochs=pick, across_members=group,
         onset=stability_onset(at, barriers, config.threshold),
         reading=stability_reading(at, barriers, disagreements, within, across, config.threshold),
         bn_policy=meas.policy,
         settings=dataclasses.asdict(config) | {"examples_used": len(meas.y)},
+        warnings=warnings,
     )  # fmt: skip
     summary.files = _write_embedding(run, parent, member, config)
     write_study_summary(run, S.INSTABILITY, summary.to_dict())
     return summary
 
 
-def _within(
-    parent: Run, member: int, meas: _Measure, cfg: InstabilityConfig
-) -> tuple[PairLevel | None, list[int]]:
+def reference_groups(
+    parent: Run, member: int, cfg: InstabilityConfig
+) -> tuple[list[int], list[int], list[str]]:
+    """The two reference groups, fitted to the parent run before any work: the epochs of the
+    within-trajectory pair (final snapshot and `late` epochs earlier, the window clamped to the
+    later half as every study's), the members of the across-initialisation group, and a warning
+    naming the flag for each reference shortened or left out."""
     epochs = parent.snapshot_epochs(member)
-    w, warning = clamp_window("instability late window", cfg.late, len(epochs) - 1)
+    warnings = []
+    w, warning = clamp_window("instability late window", cfg.late, len(epochs) - 1, flag="--late")
     if warning:
-        log.warning(warning)
-    if w < 1:
-        return None, []
-    pick = [epochs[-1 - w], epochs[-1]]
-    probs = np.stack([parent.predictions("test", member, e) for e in pick])
-    states = [parent.state_dict(member, e) for e in pick]
-    return meas.level(states, probs, parent.labels("test")), pick
-
-
-def _across(
-    parent: Run, member: int, meas: _Measure, cfg: InstabilityConfig
-) -> tuple[PairLevel | None, list[int]]:
-    others = [m for m in parent.finished_members() if m != member][: cfg.across]
+        warnings.append(warning)
+    pick = [epochs[-1 - w], epochs[-1]] if w >= 1 and len(epochs) > w else []
+    if not pick:
+        warnings.append(
+            f"within-trajectory reference left out: member {member} of the parent run has "
+            f"{len(epochs)} snapshot(s), a pair needs 2"
+        )
+    others = [m for m in parent.finished_members() if m != member]
     if not others:
-        return None, []
-    group = [member, *others]
-    probs = np.stack([parent.predictions("test", m) for m in group])
-    states = [parent.state_dict(m) for m in group]
-    return meas.level(states, probs, parent.labels("test")), group
+        warnings.append(
+            "across-initialisation reference left out: the parent run has no other finished "
+            f"member than {member}"
+        )
+    elif len(others) < cfg.across:
+        warnings.append(
+            f"across-initialisation group: --across {cfg.across} asked for {cfg.across} other "
+            f"members of the parent run, but it has {len(others)}; used {len(others)}"
+        )
+    group = [member, *others[: cfg.across]] if others else []
+    for message in warnings:
+        log.warning(message)
+    return pick, group, warnings
+
+
+def _level(
+    parent: Run, member: int, epochs: list[int] | None, group: list[int] | None, meas: _Measure
+) -> PairLevel | None:
+    """The within-trajectory level (the member's snapshots at `epochs`) or the
+    across-initialisation level (the final snapshots of `group`); None for an empty one."""
+    keys = [(member, e) for e in epochs] if epochs is not None else [(m, -1) for m in group or []]
+    if not keys:
+        return None
+    probs = np.stack([parent.predictions("test", m, e) for m, e in keys])
+    states = [parent.state_dict(m, e) for m, e in keys]
+    return meas.level(states, probs, parent.labels("test"))
 
 
 def _write_embedding(run: Run, parent: Run, member: int, cfg: InstabilityConfig) -> dict[str, str]:

@@ -72,16 +72,16 @@ def run_swag(
     config = config or SwagConfig()
     ctx = open_context(path)
     members = ctx.run.require_complete(allow_partial)
+    wanted, skipped, moments = _plan(ctx, config, members)  # every refusal before any work
     out = ResultWriter(ctx.path / FOLDER, ctx.run)
     out.json("config.json", asdict(config))
-    probs, skipped, collection = _predictions(ctx, config, members, out)
+    probs, collection = _predictions(ctx, config, members, out, wanted, moments)
     labels = ctx.run.labels("test")
     finals = ctx.run.final_predictions("test", members)
+    # a member's model of a family averages its samples in float64, kept in float64 (rounded to
+    # float32, near-equal classes become ties that move the accuracy)
     models = {"deep": finals} | {
-        m: np.stack([probs[m][i].mean(axis=0, dtype=np.float64) for i in members]).astype(
-            np.float32
-        )
-        for m in probs
+        m: np.stack([probs[m][i].mean(axis=0, dtype=np.float64) for i in members]) for m in probs
     }
     out.csv(S.SWAG_CURVES, ["family", "size", "metric", "mean", "std"], _curves(models, labels))
     out.csv(
@@ -109,11 +109,13 @@ def run_swag(
     return summary
 
 
-def _predictions(
-    ctx: RunContext, config: SwagConfig, members: list[int], out: ResultWriter
-) -> tuple[dict[str, dict[int, np.ndarray]], dict[str, str], dict[str, Any]]:
-    """probs[samples, N, C] per evaluated method and member (cached), the methods skipped and
-    why, and what the collection phase collected."""
+def _plan(
+    ctx: RunContext, config: SwagConfig, members: list[int]
+) -> tuple[set[str], dict[str, str], dict[int, tuple[Any, dict[str, Any], str]]]:
+    """The methods to evaluate, those skipped and why, and each member's SWAG statistics;
+    refuses in one line, before any prediction is computed or written, a method that the
+    collection phase cannot support (a Gaussian needs two iterates; SWAG's low-rank part two
+    deviation columns, Maddox et al. 2019)."""
     wanted = set(config.methods)
     if SwagMethod.MULTISWAG in wanted:
         wanted.add(SwagMethod.SWAG)  # MultiSWAG pools the members' SWAG samples
@@ -125,6 +127,30 @@ def _predictions(
     moments: dict[int, tuple[Any, dict[str, Any], str]] = {}
     if wanted & {"swa", "swag", "swag_diag"}:
         moments = {m: ctx.swag_moments(m) for m in members}
+    gaussians = sorted(wanted & {"swag", "swag_diag", "multiswag"})
+    for m, (mom, _, _) in moments.items():
+        short = mom.n < 2 or ("swag" in wanted and mom.rank < 2)
+        if gaussians and short:
+            keep = [x for x in config.methods if x not in ("swag", "swag_diag", "multiswag")]
+            raise ModescapeError(
+                f"{', '.join(gaussians)} need at least 2 collected iterates (SWAG also 2 "
+                f"deviation columns); member {m} has {mom.n} (rank {mom.rank}): lengthen the "
+                "collection phase (--set train.collect.epochs=N, or train.collect.every_steps) "
+                f"or leave them out (--methods {','.join(keep) or 'swa,mc_dropout'})"
+            )
+    return wanted, skipped, moments
+
+
+def _predictions(
+    ctx: RunContext,
+    config: SwagConfig,
+    members: list[int],
+    out: ResultWriter,
+    wanted: set[str],
+    moments: dict[int, tuple[Any, dict[str, Any], str]],
+) -> tuple[dict[str, dict[int, np.ndarray]], dict[str, Any]]:
+    """probs[samples, N, C] per evaluated method and member (cached), and what the collection
+    phase collected."""
     collection = {}
     if moments:
         meta = moments[members[0]][1]
@@ -147,7 +173,7 @@ def _predictions(
             if not (fresh and cached.exists()):
                 out.npy(rel, _evaluate(ctx, config, method, m, moments.get(m)))
             probs[method][m] = out.written_npy(rel)
-    return probs, skipped, collection
+    return probs, collection
 
 
 def _settings(config: SwagConfig, method: str, member: int, source: str) -> dict[str, Any]:

@@ -40,12 +40,50 @@ def lightning_meta(obj: Any) -> dict[str, Any] | None:
     if version is None:
         return None
     hparams = obj.get("hyper_parameters") or {}
-    return {
+    meta = {
         "version": str(version),
         "epoch": obj.get("epoch"),
         "global_step": obj.get("global_step"),
         "hyper_parameters": dict(hparams) if isinstance(hparams, Mapping) else {},
     }
+    data_hparams = obj.get("datamodule_hyper_parameters")  # a LightningDataModule's own
+    if isinstance(data_hparams, Mapping):
+        meta["datamodule_hyper_parameters"] = dict(data_hparams)
+    return meta
+
+
+# Names under which pipelines save torchvision Normalize's mean / std as hyper-parameters.
+_NORMALIZE_KEYS = (("mean", "std"), ("normalize_mean", "normalize_std"),
+                   ("norm_mean", "norm_std"), ("data_mean", "data_std"))  # fmt: skip
+
+
+def hparams_preprocessing(meta: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The input scaling a Lightning record's hyper-parameters state (the module's, then the
+    datamodule's): per-channel mean and std (a Normalize; values above 1 are read as 0-255
+    pixel units and divided by 255) → {"scaling": "normalize", "mean", "std"}; a "scaling" value
+    → {"scaling": value}. None when they state neither."""
+    for key in ("hyper_parameters", "datamodule_hyper_parameters"):
+        hparams = meta.get(key) or {}
+        nested = hparams.get("normalize")
+        for h in (hparams, nested if isinstance(nested, Mapping) else {}):
+            for mean_key, std_key in _NORMALIZE_KEYS:
+                mean, std = _numbers(h.get(mean_key)), _numbers(h.get(std_key))
+                if mean and std and len(mean) == len(std):
+                    scale = 255.0 if max(mean) > 1 else 1.0
+                    return {"scaling": "normalize", "mean": tuple(m / scale for m in mean),
+                            "std": tuple(s / scale for s in std)}  # fmt: skip
+        if isinstance(hparams.get("scaling"), str):
+            return {"scaling": hparams["scaling"], "mean": (), "std": ()}
+    return None
+
+
+def _numbers(value: Any) -> list[float] | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return [float(value)]
+    if not isinstance(value, (list, tuple)) or not value:
+        return None
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    return [float(v) for v in value] if numeric else None
 
 
 def factory_kwargs(hparams: Mapping[str, Any], factory: Callable[..., Any]) -> dict[str, Any]:

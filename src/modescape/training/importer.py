@@ -48,7 +48,7 @@ from torch import nn
 
 from modescape.config import RunConfig, recipe_for
 from modescape.errors import ModescapeError, check_choice
-from modescape.options import Arch, ImportOrigin, Scaling, values
+from modescape.options import Arch, Dataset, ImportOrigin, Scaling, values
 from modescape.store.files import atomic_write_bytes, save_npy, save_safetensors, sha256_file
 from modescape.store.manifest import create_run, record_files
 from modescape.store.members import write_member_info
@@ -208,11 +208,12 @@ def import_checkpoints(
     if len(kinds) > 1:
         raise ModescapeError(f"mixed checkpoint formats under {source}: {sorted(kinds)}")
     kind = kinds.pop()
+    lightning = lightning_record(found[0].path) if kind == ImportFormat.TORCH else None
+    config, stated_by = _preprocessing(kind, origin, config, lightning, source)
     origin, offset, config = _resolve_origin(kind, origin, epoch_offset, config)
     checkpoints = _shift_epochs(found, offset)
     originals = sorted({c.member for c in checkpoints})
     config = _import_config(config, kind, len(originals), max(c.epoch for c in checkpoints))
-    lightning = lightning_record(found[0].path) if kind == ImportFormat.TORCH else None
     config = _with_hyper_parameters(config, lightning)
     data = open_dataset(config)
     imported = {
@@ -221,6 +222,7 @@ def import_checkpoints(
         "pattern": pattern,
         "origin": origin,
         "epoch_offset": offset,
+        "preprocessing": _preprocessing_record(config, stated_by),
         "members": {str(i): orig for i, orig in enumerate(originals)},
         "files": {str(c.path.relative_to(source)): sha256_file(c.path) for c in found},
     }
@@ -248,6 +250,48 @@ def import_checkpoints(
     run = load_run(out)
     _warn_near_chance(run)
     return run
+
+
+def _preprocessing(
+    kind: ImportFormat,
+    origin: str | None,
+    config: RunConfig,
+    lightning: dict[str, Any] | None,
+    source: str | Path,
+) -> tuple[RunConfig, str]:
+    """(config with the checkpoints' input scaling, who stated it). A file records no
+    preprocessing, and a model fed other inputs than in its own pipeline scores near chance
+    without any error, so an image import needs it stated: `origin` (seed-notebooks: pixels /
+    255; stated: data.scaling as configured), or a Lightning checkpoint's hyper-parameters that
+    name it (a Normalize's mean / std, or a scaling). MNIST-1D signals are not rescaled by
+    modescape (the generator standardises them), so there is nothing to state."""
+    if origin is not None or kind == ImportFormat.KERAS:  # Keras: `_resolve_origin` asks
+        return config, f"--origin {origin}"
+    if config.data.name == Dataset.MNIST1D:
+        return config, "MNIST-1D (not rescaled)"
+    from modescape.training.checkpoints import hparams_preprocessing
+
+    found = hparams_preprocessing(lightning) if lightning is not None else None
+    if found is not None:
+        log.info("preprocessing from the Lightning hyper-parameters: %s", found)
+        data = dataclasses.replace(config.data, **found)  # validated by DataConfig
+        return dataclasses.replace(config, data=data), "Lightning hyper-parameters"
+    raise ModescapeError(
+        f"the checkpoints under {source} do not record how their inputs were preprocessed: "
+        "state it, e.g. --set data.scaling=normalize --set data.mean=[...] --set "
+        "data.std=[...] (torchvision's ToTensor + Normalize), data.scaling=unit (ToTensor "
+        "alone, pixels / 255) or data.scaling=raw (0-255 pixels) (allowed: "
+        f"{', '.join(values(Scaling))}); or --origin stated to keep data.scaling "
+        f"{config.data.scaling!r}; or --origin seed-notebooks (the authors' Keras notebooks)"
+    )
+
+
+def _preprocessing_record(config: RunConfig, stated_by: str) -> dict[str, Any]:
+    d = config.data
+    record: dict[str, Any] = {"scaling": d.scaling, "stated_by": stated_by}
+    if d.mean:
+        record.update(mean=list(d.mean), std=list(d.std or ()))
+    return record
 
 
 def _with_hyper_parameters(config: RunConfig, lightning: dict[str, Any] | None) -> RunConfig:

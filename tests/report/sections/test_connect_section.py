@@ -48,12 +48,12 @@ def test_reading_quotes_the_summary(connected):
     assert f"{100 * s['midpoint']['disagreement_end0']:.1f}%" in text
 
 
-def _summary(mid0: float, mid1: float, ends: float) -> dict:
+def _summary(mid0: float, mid1: float, ends: float, barrier: float = 0.01, line: float = 0.5):
     return {
         "pair": ["m0", "m1"],
         "config": {"shape": "bezier", "bends": 3, "epochs": 4, "recipe": "garipov"},
-        "error_barrier": 0.02,
-        "line_error_barrier": 0.5,
+        "error_barrier": barrier,
+        "line_error_barrier": line,
         "stats": {"test_error": {"max": 0.3}},
         "length": 10.0,
         "line_length": 8.0,
@@ -64,9 +64,20 @@ def _summary(mid0: float, mid1: float, ends: float) -> dict:
 
 def test_reading_follows_the_numbers_not_the_paper():
     apart = " ".join(connect_reading(_summary(0.2, 0.22, 0.25), {}))
-    assert "apart in function" in apart and "25.0×" in apart
+    assert "connected in loss, apart in function" in apart and "50.0× lower" in apart
+    assert "as the paper (v1) states" in apart
     close = " ".join(connect_reading(_summary(0.02, 0.22, 0.25), {}))
-    assert "unlike the paper's claim" in close and "apart in function" not in close
+    assert "close in function" in close and "apart in function" not in close
+    assert "unlike the paper's claim" in close and "as the paper" not in close
+    # a curve that kept a barrier is not "connected in loss", however apart its functions
+    barrier = " ".join(connect_reading(_summary(0.2, 0.22, 0.25, barrier=0.12), {}))
+    assert "not connected in loss (a barrier of 12.0 points remains)" in barrier
+    assert "unlike the paper's claim" in barrier and "4.2× lower" in barrier
+    # a curve worse than the straight line is never called lower
+    worse = " ".join(connect_reading(_summary(0.2, 0.22, 0.25, barrier=0.3, line=0.1), {}))
+    assert "higher than the line's" in worse and "× lower" not in worse
+    flat = " ".join(connect_reading(_summary(0.2, 0.22, 0.25, barrier=0.0, line=0.0), {}))
+    assert "(the same)" in flat and "connected in loss, apart" in flat
 
 
 def test_no_section_without_results(analysed):

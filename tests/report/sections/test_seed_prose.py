@@ -6,7 +6,12 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from modescape.report.sections.shift import subspace_under_shift
+from modescape.report.sections.landscape import paths_text
+from modescape.report.sections.shift import (
+    ensemble_best,
+    shift_js_line,
+    subspace_under_shift,
+)
 from modescape.report.sections.subspace_text import fresh_samples_cell, where_drawn
 from modescape.store import schema as S
 
@@ -85,3 +90,37 @@ def test_weakest_reference_above_one_is_commented():
     assert "with the most accurate (member 0, 80.0%) they reach 0.95" in note
     fine = SimpleNamespace(reference_acc=[0.80, 0.79], per_reference=[0.95, 0.99])
     assert weakest_reference_note(SimpleNamespace(members=[0, 1], normalisation="x"), fine) == []
+
+
+def test_ensemble_is_not_called_most_accurate_where_a_member_beats_it():
+    s = _shift(member0=0.393, single=0.379, ensemble=0.387, subspace=0.380)
+    assert ensemble_best(s.by_severity, 5) == [True, False]  # member 0 alone wins at severity 5
+    s = _shift(member0=0.38, single=0.379, ensemble=0.387, subspace=0.380)
+    assert ensemble_best(s.by_severity, 5) == [True, True]
+
+
+def _path(kind: str, barrier: float) -> S.PathEntry:
+    return S.PathEntry("p", "m0", "m1", kind, barrier, 0.1, [0.1, 0.1], "none")
+
+
+def test_different_regions_only_with_a_barrier_that_counts():
+    apart = " ".join(paths_text([_path("across members", 0.2), _path("within trajectory", 0.01)],
+                                None))  # fmt: skip
+    assert "the members sit in different low-loss regions" in apart
+    low = " ".join(paths_text([_path("across members", 0.008),
+                               _path("within trajectory", 0.001)], None))  # fmt: skip
+    assert "different low-loss regions" not in low
+    assert "the lowest between members (0.8 points) is below 2 points" in low
+    mixed = " ".join(paths_text([_path("across members", 0.05),
+                                 _path("within trajectory", 0.08)], None))  # fmt: skip
+    assert "Some path within a trajectory has an error barrier at least as high" in mixed
+
+
+def test_js_verb_follows_the_printed_values():
+    by = SimpleNamespace(js={"members": [0.10002, 0.10004]})
+    line = shift_js_line(SimpleNamespace(by_severity=by, members=[0, 1]), [])
+    assert line == "Independent members' JS diversity stays at 0.100."
+    by.js["members"] = [0.1, 0.2]
+    assert "rises from 0.100 to 0.200" in shift_js_line(
+        SimpleNamespace(by_severity=by, members=[0, 1]), []
+    )

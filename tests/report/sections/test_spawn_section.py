@@ -36,3 +36,20 @@ def test_section_rows_figures_and_reading():
     assert [x.name for x in chart.series] == ["children (error barrier %)", "within a trajectory"]
     assert chart.series[0].y == [20.0, 1.0]
     assert instability_section_from(s).figures[-1].name == "instability"  # no embedding: no plot
+
+
+def test_caption_and_notes_follow_the_measured_settings():
+    s = InstabilitySummary(
+        parent="/runs/p", member=0, children=2,
+        points=[PointLevel(0.0, 0, 0, _level(0.2, 0.3))],
+        within=_level(0.0, 0.02), across=None, within_epochs=[0, 1], across_members=[],
+        onset=None, reading="...", bn_policy="none",
+        settings={"threshold": 0.02, "alphas": 7},
+        warnings=["across-initialisation reference left out: the parent run has no other "
+                  "finished member than 0"],
+    )  # fmt: skip
+    sec = instability_section_from(s)
+    caption = sec.figures[0].data.caption
+    assert "(7 evenly spaced points)" in caption and "30" not in caption
+    assert "the reference (within a trajectory)." in caption
+    assert sec.reading[-1].startswith("Note: across-initialisation reference left out")

@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from modescape.report.sections.swag import plane_reading, table_reading
+from modescape.report.sections.swag import plane_reading, setup_reading, table_reading
+from modescape.store.schema import SwagSummary
 
 
 def _rows(**nll):
@@ -29,6 +30,26 @@ def test_plane_reading_compares_samples_with_the_independent_members():
         "norm_diversity": np.array([0.1, 0.2, 0.3, 0.9, 0.95]),
     }
     text = plane_reading(plane)[0]
-    assert "SWAG 0.20" in text and "0.93" in text and "No single-mode method reaches" in text
+    assert "SWAG 0.20" in text and "0.93" in text
+    assert "No method's median reaches the lowest independent member" in text
     plane["norm_diversity"] = np.array([0.9, 1.0, 1.1, 0.9, 0.95])
     assert "At or above the lowest member: SWAG 1.00" in plane_reading(plane)[0]
+    # compared before rounding: a median of 0.996 prints as 1.00 but is below a member at 0.998
+    plane["norm_diversity"] = np.array([0.995, 0.996, 0.997, 0.998, 1.2])
+    text = plane_reading(plane)[0]
+    assert "No method's median reaches" in text and "lowest 1.00" in text
+
+
+def test_setup_names_only_the_methods_that_ran():
+    collection = {"epochs": 2, "schedule": "constant", "lr": 0.01, "every_steps": 0,
+                  "iterates": [2, 2], "max_rank": 20}  # fmt: skip
+    config = {"n_samples": 30, "scale": 0.5, "diag_scale": 1.0, "mc_passes": 10}
+    rows = [{"method": m} for m in ("single model", "deep ensemble", "SWA")]
+    s = SwagSummary(config, [0, 1], rows, collection, "none in this architecture")
+    text = " ".join(setup_reading(s))
+    assert "SWAG draws" not in text and "MC dropout" not in text and "SWAG-Diagonal" not in text
+    assert "up to the last 20 kept" in text
+    s.table += [{"method": "SWAG"}, {"method": "MC dropout"}]
+    text = " ".join(setup_reading(s))
+    assert "SWAG draws 30 samples per member at scale 0.5" in text
+    assert "MC dropout averages 10 passes" in text and "SWAG-Diagonal" not in text

@@ -24,8 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from modescape.analysis.connect.fit import curve_autocast
 from modescape.analysis.ensembles import EnsembleCurve
-from modescape.analysis.metrics import METRICS, ArrayLike, as_numpy, evaluate
+from modescape.analysis.metrics import METRICS, ArrayLike, as_numpy, evaluate_ensemble
 from modescape.errors import ModescapeError
 from modescape.seeding import derive_seed, torch_generator
 
@@ -46,7 +47,7 @@ def curve_ensemble_curve(
     y = as_numpy(labels)
     sizes = np.arange(1, max(1, min(max_size, len(t))) + 1)
     subsets = [curve_ensemble_indices(t, int(k))[None] for k in sizes]
-    values = [evaluate(p[s[0]].mean(axis=0), y) for s in subsets]
+    values = [evaluate_ensemble(p[s[0]], y) for s in subsets]  # float64 mean, log-mean-exp NLL
     return EnsembleCurve(
         sizes=sizes,
         mean={m: np.array([v[m] for v in values]) for m in METRICS},
@@ -98,12 +99,15 @@ def train_fge(
     seed: int,
     batch_size: int,
     on_snapshot: Callable[[int, dict[str, Tensor]], None] | None = None,
+    precision: str = "fp32",
 ) -> list[dict[str, Tensor]]:
     """FGE snapshots (state dicts) from `model`'s weights (not modified), `config.cycles` of them.
 
     A snapshot is taken after the step at the middle of each cycle, where the rate is lr₂.
     Every epoch's data order and dropout come from `derive_seed(seed, "fge", epoch, ...)`.
-    `on_snapshot(i, state_dict)` is called as each is taken."""
+    `on_snapshot(i, state_dict)` is called as each is taken; `precision` ("fp32" | "bf16") is the
+    run's training arithmetic, used for the forward pass (weights and snapshots stay float32)."""
+    autocast = curve_autocast(precision, x.device)
     net = copy.deepcopy(model).float().train()
     opt = torch.optim.SGD(net.parameters(), lr=config.lr1, momentum=0.9)
     n_batches = math.ceil(len(x) / batch_size)
@@ -117,7 +121,9 @@ def train_fge(
             for idx in torch.randperm(len(x), generator=gen).split(batch_size):
                 for group in opt.param_groups:
                     group["lr"] = fge_lr(step, cycle_steps, config.lr1, config.lr2)
-                loss = F.cross_entropy(net(x[idx]).float(), y[idx])
+                with autocast:
+                    logits = net(x[idx])
+                loss = F.cross_entropy(logits.float(), y[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -7,7 +7,9 @@ trains as a curve without a hand-written "curve" version of its layers. Gradient
 bends through the coefficients.
 
 Each minibatch draws one t ~ U(0, 1) and minimises the run's loss (cross-entropy) at θ(t), plus
-Garipov's `weight_decay/2 · ‖θ(t)‖²` when asked. BatchNorm layers keep ONE shared set of running
+Garipov's `weight_decay/2 · ‖θ(t)‖²` when asked. The forward pass follows the run's precision
+(`precision="bf16"`: bf16 autocast, as the members trained); the bends, θ(t), the optimiser
+state and every evaluation stay float32. BatchNorm layers keep ONE shared set of running
 statistics during training (as Garipov's curve models do); evaluations recompute them at every t.
 
 Reproducible and resumable: every epoch's data order, t draws and dropout masks come from
@@ -38,7 +40,7 @@ from modescape.analysis.weightspace import (
     unflatten,
 )
 from modescape.errors import ModescapeError, check_choice
-from modescape.options import CurveRecipe, CurveShape
+from modescape.options import CurveRecipe, CurveShape, Precision
 from modescape.seeding import derive_seed, torch_generator
 
 SAME_ENDS_RTOL = 1e-6  # ends closer than this (relative to their norm) are "identical"
@@ -97,6 +99,18 @@ def garipov_lr(base_lr: float, epoch: int, epochs: int) -> float:
     return base_lr * factor
 
 
+def curve_autocast(precision: str, device: torch.device) -> torch.autocast:
+    """The autocast context of a curve's (or FGE's) training forward pass: bf16 when the run
+    trained in bf16, off for fp32. "auto" is resolved when a run is created, so only the two
+    resolved values are accepted here."""
+    allowed = (Precision.FP32.value, Precision.BF16.value)
+    if precision not in allowed:
+        raise ModescapeError(
+            f"curve training precision must be one of {', '.join(allowed)}, got {precision!r}"
+        )
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == Precision.BF16)
+
+
 def flat_params(model: nn.Module, state: StateDict) -> Tensor:
     """A state dict's parameters as one float32 vector `[P]` in the model's order."""
     return flatten_params(state, param_names(model))
@@ -118,6 +132,7 @@ class CurveFit:
     `model` is a template (structure and parameter order); a private copy holds the shared
     buffers. `train_x[N, ...]`, `train_y int64[N]` are the training data. For the "run" recipe,
     `optimizer` ("adam" | "sgd"), `base_lr` and `lr_at(epoch)` describe the run's own recipe.
+    `precision` ("fp32" | "bf16"): the run's training arithmetic, used for the forward pass.
     """
 
     def __init__(
@@ -131,8 +146,11 @@ class CurveFit:
         batch_size: int,
         optimizer: str = "sgd",
         lr_at: Callable[[int], float] | None = None,
+        precision: str = Precision.FP32.value,
     ):
         self.config, self.seed = config, seed
+        curve_autocast(precision, torch.device("cpu"))  # checked before anything is built
+        self.precision = precision
         self.batch_size = config.batch_size or batch_size
         self.net = copy.deepcopy(model).float()
         for m in self.net.modules():
@@ -178,16 +196,18 @@ class CurveFit:
         tgen = torch_generator(derive_seed(self.seed, "curve", e, "t"))
         batches = torch.randperm(len(x), generator=order).split(self.batch_size)
         self.net.train()
+        autocast = curve_autocast(self.precision, x.device)
         loss_sum, seen = 0.0, 0
         # Dropout draws from the global generator: seeded per epoch, restored afterwards.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(self.seed, "curve", e, "dropout"))
             for idx in batches:
                 t = float(torch.rand((), generator=tgen, dtype=torch.float64))
-                w = self.point(t)
-                logits = functional_call(
-                    self.net, unflatten(w, self.pnames, self.pshapes), (x[idx],)
-                )
+                w = self.point(t)  # float32: autocast casts the weights per op, not θ(t) itself
+                with autocast:
+                    logits = functional_call(
+                        self.net, unflatten(w, self.pnames, self.pshapes), (x[idx],)
+                    )
                 loss = F.cross_entropy(logits.float(), y[idx])
                 total = loss + 0.5 * self.config.weight_decay * (w * w).sum()
                 self.opt.zero_grad(set_to_none=True)
@@ -254,7 +274,8 @@ def fit_curve_tensors(
     """Train a curve from `end0` to `end1` on `x`, `y` for `config.epochs` epochs.
 
     `state`: a `CurveFit.state()` to resume from; `on_epoch(fit, stats)` after every epoch (to
-    persist it); `recipe`: `optimizer` and `lr_at` for the "run" recipe. Returns the fit."""
+    persist it); `recipe`: `optimizer` and `lr_at` for the "run" recipe, `precision` for the
+    forward pass. Returns the fit."""
     fit = CurveFit(model, end0, end1, config, seed=seed, batch_size=batch_size, **recipe)  # type: ignore[arg-type]
     if state is not None:
         fit.load_state(state)

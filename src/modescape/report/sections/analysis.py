@@ -385,7 +385,8 @@ def _ensemble_comparison(ctx: ReportContext) -> Table:
     k = s.ensemble_size_compared
     deep_10 = curve_value(ctx, "deep", 10)
     gap = s.ensemble["deep_k"]["accuracy"] - s.ensemble["snapshot_k"]["accuracy"]
-    where = "ahead of" if gap > 0 else ("level with" if gap == 0 else "behind")
+    shown = round(100 * gap, 1)  # the word follows the number as printed ("0.0 points ahead")
+    where = "ahead of" if shown > 0 else ("level with" if shown == 0 else "behind")
     rows = [
         ("single_accuracy", f"{pct(s.single['accuracy'], 2)} (mean of {M})"),
         (
@@ -394,7 +395,7 @@ def _ensemble_comparison(ctx: ReportContext) -> Table:
         ),
         (
             "deep_beats_snapshot",
-            f"{k} independent members {abs(100 * gap):.1f} points {where} the last {k} "
+            f"{k} independent members {abs(shown):.1f} points {where} the last {k} "
             "snapshots of one trajectory",
         ),
     ]

@@ -51,7 +51,7 @@ def landscape_section(ctx: ReportContext) -> Section | None:
         "Anchors: origin is the zero vector, m<i> member i's final weights, m<i>@e<k> its "
         "weights after epoch k, init<i> its initialisation, wa<i> its weight average."
     )
-    reading[:0] = [names, *_paths_text(s.paths, s.alignment), *warned(s.warnings)]
+    reading[:0] = [names, *paths_text(s.paths, s.alignment), *warned(s.warnings)]
     if not plots:
         return None
     rows = [
@@ -146,6 +146,10 @@ def _agreement_file(anchor: str) -> str:
     return f"agreement_{anchor.replace('@', '_')}.npy"
 
 
+# An error barrier below 2 points counts as linearly connected (Frankle et al. 2020).
+SEPARATING_BARRIER = 0.02
+
+
 def _points_up(barrier: float) -> str:
     p = 100 * barrier
     if p <= 0:
@@ -162,7 +166,7 @@ def _change(before: float, after: float, what: str) -> str:
     return f"{verb} the {what}{tail} ({before:.3f} → {after:.3f})"
 
 
-def _paths_text(paths: list[S.PathEntry], alignment: dict | None) -> list[str]:
+def paths_text(paths: list[S.PathEntry], alignment: dict | None) -> list[str]:
     text = [
         f"Between {p.from_} and {p.to} ({p.kind}) the test error "
         f"{_points_up(float(p.error_barrier))}; loss barrier {float(p.loss_barrier):.3f}."
@@ -172,9 +176,17 @@ def _paths_text(paths: list[S.PathEntry], alignment: dict | None) -> list[str]:
     within = [float(p.error_barrier) for p in paths if p.kind == "within trajectory"]
     if across and within:
         if min(across) > max(within):
+            # "different regions" only with a barrier that counts (Frankle et al. 2020's 2%)
+            apart = min(across) >= SEPARATING_BARRIER
             text.append(
                 "Every path between members crosses a higher error barrier than every path "
-                "within one trajectory: the members sit in different low-loss regions."
+                "within one trajectory"
+                + (
+                    ": the members sit in different low-loss regions."
+                    if apart
+                    else f", but the lowest between members ({100 * min(across):.1f} points) is "
+                    f"below {100 * SEPARATING_BARRIER:.0f} points: linearly connected all the same."
+                )
             )
         else:
             text.append(

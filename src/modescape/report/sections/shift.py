@@ -192,13 +192,20 @@ def _comparison(ctx: ReportContext, by: S.BySeverity, K: int, subspaces: list[st
     ens = m.get(f"ensemble_{K}")
     if not ens:
         return references.section_table(ctx, "shift", [("shift_ensemble", "no ensemble")])
-    others = ["single", *subspaces]
-    best = [
-        all(ens["accuracy"][i] > m[f]["accuracy"][i] for f in others if f in m)
-        for i in range(len(sevs))
-    ]
-    this_run = f"{K}-member ensemble most accurate {where(best, sevs)}"
+    this_run = f"{K}-member ensemble most accurate {where(ensemble_best(by, K), sevs)}"
     return references.section_table(ctx, "shift", [("shift_ensemble", this_run)])
+
+
+def ensemble_best(by: Any, K: int) -> list[bool]:
+    """Per severity: is the K-member ensemble more accurate than every other family evaluated
+    (each member alone included: under strong shift one member can beat the ensemble)?"""
+    m = by.metrics
+    ens = m[f"ensemble_{K}"]
+    others = [f for f in m if not f.startswith("ensemble_")]
+    return [
+        all(ens["accuracy"][i] > m[f]["accuracy"][i] for f in others)
+        for i in range(len(by.severities))
+    ]
 
 
 def _shift_styles(M: int, K: int, subspaces: list[str]) -> dict[str, tuple[Any, str]]:
@@ -277,7 +284,7 @@ def _shift_reading(s: S.ShiftSummary, K: int, subspaces: list[str], ref: int) ->
     if subspaces:
         text.append(subspace_under_shift(s, subspaces, ref, ens))
     if "members" in js and len(s.members) > 1:
-        text.append(_shift_js_line(s, subspaces))
+        text.append(shift_js_line(s, subspaces))
     return text
 
 
@@ -311,12 +318,15 @@ def subspace_under_shift(
     return line + "."
 
 
-def _shift_js_line(s: S.ShiftSummary, subspaces: list[str]) -> str:
+def shift_js_line(s: S.ShiftSummary, subspaces: list[str]) -> str:
     """How independent members' JS diversity moves with severity, against the other families."""
     js = s.by_severity.js
     v = js["members"]
-    verb = "rises" if v[-1] > v[0] else ("falls" if v[-1] < v[0] else "stays")
-    line = f"Independent members' JS diversity {verb} from {v[0]:.3f} to {v[-1]:.3f}"
+    a, b = round(v[0], 3), round(v[-1], 3)  # the verb follows the numbers as printed
+    verb = "rises" if b > a else ("falls" if b < a else "stays")
+    line = f"Independent members' JS diversity {verb} from {a:.3f} to {b:.3f}"
+    if verb == "stays":
+        line = f"Independent members' JS diversity stays at {a:.3f}"
     ratios = []
     for f, what in [
         (S.SHIFT_LATE_FAMILY, f"member {s.members[0]}'s late snapshots"),

@@ -18,7 +18,7 @@ from modescape.report.base import (
     Table,
 )
 from modescape.report.figures.spawn import instability_figure, spawn_trajectories_figure
-from modescape.report.wording import frac, sig
+from modescape.report.wording import frac, sig, warned
 from modescape.store import schema as S
 
 MEASURES = ("error_barrier", "loss_barrier", "disagreement", "js", "cosine", "l2")
@@ -38,11 +38,16 @@ def instability_table(s: Any, name: str = "instability") -> Table:
         numbers = [sig(lv.l2) if k == "l2" else frac(getattr(lv, k)) for k in MEASURES]
         rows.append([label, at, step, *numbers, frac(lv.error_barrier_max), lv.pairs,
                      frac(float(np.mean(lv.accuracy)))])  # fmt: skip
+    alphas = s.settings.get("alphas", "evenly spaced")  # as measured, not Frankle's default
+    refs = [n for n, lv in (("within a trajectory", s.within),
+                            ("across initialisations", s.across)) if lv is not None]  # fmt: skip
     caption = (
         "Between the children of each spawn point (mean over pairs): error and loss barrier on "
-        "the straight line (30 evenly spaced points), disagreement, JS diversity, weight cosine "
-        "and L2 distance; then the two reference pairs."
-    )
+        f"the straight line ({alphas} evenly spaced points), disagreement, JS diversity, weight "
+        "cosine and L2 distance"
+        + (f"; then the reference{'s' if len(refs) > 1 else ''} ({', '.join(refs)})." if refs
+           else "; no reference pair (see the notes).")
+    )  # fmt: skip
     return Table(name, header, rows, caption)
 
 
@@ -100,7 +105,7 @@ def instability_reading(s: Any) -> list[str]:
         "from the parent's weights and optimiser state at the spawn point to the end of its "
         "schedule, each with its own data order, augmentation and dropout."
     )
-    return text
+    return text + warned(list(getattr(s, "warnings", None) or []))
 
 
 def instability_section_from(s: Any, coords: Any = None, index: Any = None) -> Section:

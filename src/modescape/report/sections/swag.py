@@ -33,7 +33,7 @@ def swag_section(ctx: ReportContext) -> Section | None:
     s: S.SwagSummary = res.summary
     rows = {r["method"]: r for r in s.table}
     sub = ctx.study(S.SUBSPACE)
-    reading = _setup_reading(s) + table_reading(rows, len(s.members))
+    reading = setup_reading(s) + table_reading(rows, len(s.members))
     plane = _merged_plane(res.csv(S.SWAG_PLANE), sub)
     reading += plane_reading(plane)
     reading += [f"{NAMES.get(m, m)} was skipped: {why}." for m, why in s.skipped.items()]
@@ -50,20 +50,28 @@ def swag_section(ctx: ReportContext) -> Section | None:
     )
 
 
-def _setup_reading(s: S.SwagSummary) -> list[str]:
+def setup_reading(s: S.SwagSummary) -> list[str]:
     c = s.collection
     out = []
+    methods = {r["method"] for r in s.table}
     if c:
         every = "once per epoch" if not c["every_steps"] else f"every {c['every_steps']} steps"
+        draws = []  # only the methods this run evaluated
+        if "SWAG" in methods or "MultiSWAG" in methods:
+            draws.append(f"SWAG draws {s.config['n_samples']} samples per member at scale "
+                         f"{s.config['scale']}")  # fmt: skip
+        if "SWAG-Diagonal" in methods:
+            draws.append(f"SWAG-Diagonal {s.config['n_samples']} at {s.config['diag_scale']}")
         out.append(
             f"Each of the {len(s.members)} members continued {c['epochs']} epochs past its "
             f"schedule at a {c['schedule']} learning rate ({sig(c['lr'], 3)}), collecting "
             f"{', '.join(map(str, sorted(set(c['iterates']))))} iterates "
-            f"({every}; the last {c['max_rank']} kept as SWAG's deviation columns). SWAG draws "
-            f"{s.config['n_samples']} samples per member at scale {s.config['scale']} "
-            f"(SWAG-Diagonal at {s.config['diag_scale']}); MC dropout averages "
-            f"{s.config['mc_passes']} passes. BatchNorm: {s.batchnorm}."
+            f"({every}; up to the last {c['max_rank']} kept as SWAG's deviation columns)."
+            + (f" {'; '.join(draws)}." if draws else "")
         )
+    if "MC dropout" in methods:
+        out.append(f"MC dropout averages {s.config['mc_passes']} passes.")
+    out.append(f"BatchNorm: {s.batchnorm}.")
     return out
 
 
@@ -119,24 +127,24 @@ def plane_reading(plane: dict[str, np.ndarray]) -> list[str]:
     kind, method = np.asarray(plane["kind"], dtype=str), np.asarray(plane["method"], dtype=str)
     div = np.asarray(plane["norm_diversity"], dtype=float)
     members = div[(kind == "member") & np.isfinite(div)]
-    parts = []
+    parts: list[tuple[str, float]] = []  # compared unrounded, printed rounded
     for m in dict.fromkeys(method[kind == "sample"]):
         d = div[(kind == "sample") & (method == m) & np.isfinite(div)]
         if d.size:
-            parts.append(f"{NAMES.get(m, figures_study.method_label(m))} {np.median(d):.2f}")
+            parts.append((NAMES.get(m, figures_study.method_label(m)), float(np.median(d))))
     if not parts:
         return []
     text = (
         "In the diversity–accuracy plane around member 0 the median normalised diversity is "
-        + ", ".join(parts)
+        + ", ".join(f"{name} {value:.2f}" for name, value in parts)
     )
     if members.size:
-        lo = min(members)
-        near = [p for p in parts if float(p.rsplit(" ", 1)[1]) >= lo]
+        lo = float(min(members))
+        near = [f"{name} {value:.2f}" for name, value in parts if value >= lo]
         text += f"; the independent members sit at {np.median(members):.2f} (lowest {lo:.2f}). " + (
-            "No single-mode method reaches the independent members."
+            "No method's median reaches the lowest independent member"
             if not near
-            else f"At or above the lowest member: {', '.join(near)}."
+            else f"At or above the lowest member: {', '.join(near)}"
         )
     return [text + "."]
 
