@@ -290,11 +290,11 @@ def test_every_study_runs_on_a_batchnorm_network(tiny_image_folder, tmp_path):
     # calibration kept minimal: what is checked here is the BatchNorm policy of every sample
     small = {"calibration_probes": 1, "calibration_steps": 2, "calibration_check": 1}
     sub = run_subspace(out, SubspaceConfig(n_samples=2, n_snapshots=2, rank=1, **small), **quiet)
-    assert "recomputed" in sub["batchnorm"]
+    assert "recomputed" in sub.batchnorm
     land = run_landscape(out, LandscapeConfig(resolution=3, n_path_points=3), **quiet)
-    assert land["planes"][0]["bn_policy"] == "recompute"
-    assert all(p["bn_policy"] == "recompute" for p in land["paths"])
-    assert land["alignment"]["max_abs_prob_diff"] < 1e-4
+    assert land.planes[0].bn_policy == "recompute"
+    assert all(p.bn_policy == "recompute" for p in land.paths)
+    assert land.alignment["max_abs_prob_diff"] < 1e-4
     shift = run_shift(out, ShiftConfig(corruptions=("contrast",), severities=(1,)), **quiet)
     assert shift.families["subspace_random"] == 2
     assert load_run(out).verify() == []
