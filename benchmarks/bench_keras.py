@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from keras_models import compile_seed, import_tensorflow, keras_model
+from peaks import peak
 from torch.utils.flop_counter import FlopCounterMode
 
 import modescape as ms
@@ -49,31 +50,6 @@ from modescape.training.trainer import train_member, training_pixels
 ROOT = Path(__file__).resolve().parents[1]
 ARCHS = ["smallcnn:seed", "smallcnn:paper", "mediumcnn:seed", "mediumcnn:paper", "resnet20:paper"]
 BATCH = 128
-
-
-def _best_rate(fn, flops: float, seconds: float) -> float:
-    for _ in range(3):
-        fn()
-    best, deadline = 0.0, time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        tick = time.perf_counter()
-        fn()
-        best = max(best, flops / (time.perf_counter() - tick) / 1e9)
-    return best
-
-
-def peak(dtype: torch.dtype, seconds: float = 2.0) -> float:
-    """GFLOP/s: the best of a 4096² matmul and a 256-channel 3×3 convolution (channels_last,
-    batch 128, 16×16), each the best of `seconds` after a warm-up."""
-    n = 4096
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    matmul = _best_rate(lambda: a @ b, 2 * n**3, seconds)
-    x = torch.randn(128, 256, 16, 16).to(dtype).contiguous(memory_format=torch.channels_last)
-    conv = torch.nn.Conv2d(256, 256, 3, padding=1, bias=False).to(dtype)
-    conv = conv.to(memory_format=torch.channels_last)
-    with torch.no_grad():
-        rate = _best_rate(lambda: conv(x), 2 * 128 * 256 * 256 * 9 * 16 * 16, seconds)
-    return max(matmul, rate)
 
 
 def step_flops(arch: str, variant: str) -> float:

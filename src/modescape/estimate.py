@@ -44,6 +44,9 @@ class Rates:
     corrupt: dict[str, float] = field(default_factory=dict)  # one image, per corruption
     frozen: float | None = None  # one example through a model frozen for inference (None: forward)
     freeze: float = 0.0  # freezing one model (`studies.inference`)
+    # (corruption, severity, seed, examples) of the test set (its first `examples`) already in
+    # the corruption cache (`data.corruption_cache`): the shift study reads them back
+    cached_corruptions: frozenset[tuple[str, int, int, int]] = frozenset()
 
     @property
     def stacked(self) -> float:
@@ -193,7 +196,8 @@ def probe_rates(config: RunConfig, data: Any) -> Rates:
         forward = _time_forward(config, data)
         frozen, freeze = _time_frozen(config, data) if data.x_test.dim() == 4 else (None, 0.0)
     corrupt = _time_corruptions(data) if data.x_test.dim() == 4 else {}
-    return Rates(step, forward, corrupt, frozen, freeze)
+    cached = _cached_corruptions(data) if data.x_test.dim() == 4 else frozenset()
+    return Rates(step, forward, corrupt, frozen, freeze, cached)
 
 
 def _time_training(config: RunConfig, data: Any) -> float:
@@ -279,6 +283,18 @@ def _time_frozen(config: RunConfig, data: Any) -> tuple[float, float]:
     first = time.perf_counter() - t
     steady = _best(lambda: stack.probs(rows, x))
     return steady / (len(rows) * len(x)), max(first - steady, 0.0) / len(rows)
+
+
+def _cached_corruptions(data: Any) -> frozenset[tuple[str, int, int, int]]:
+    """The settings of the test set (or a prefix of it) the corruption cache holds (the shift
+    study corrupts the uint8 pixels [N, H, W, C] of the test images it was given)."""
+    from modescape.data.corruption_cache import cached_settings
+    from modescape.data.datasets import default_cache_dir, scale_pixels
+    from modescape.studies.shift import to_uint8_images
+
+    # Exactly as the study makes them from its (scaled) test inputs, so the digest matches.
+    u8 = to_uint8_images(scale_pixels(data.x_test, data.source), data.source)
+    return frozenset(cached_settings(u8, default_cache_dir()))
 
 
 def _time_corruptions(data: Any) -> dict[str, float]:
@@ -434,7 +450,14 @@ def shift_cost(
     )
     settings = 1 + len(names) * len(shc.severities)
     n = shape.n_test if shc.max_examples is None else min(shc.max_examples, shape.n_test)
-    corrupting = len(shc.severities) * n * sum(rates.corrupt.get(c, 0.0) for c in names)
+    # A setting already in the corruption cache is read, not generated.
+    cached = rates.cached_corruptions if shc.cache_corruptions else frozenset()
+    corrupting = n * sum(
+        rates.corrupt.get(c, 0.0)
+        for c in names
+        for s in shc.severities
+        if (c, s, shc.seed, n) not in cached
+    )
     seconds = models * (settings * n * rates.stacked + rates.freeze) + corrupting
     work = f"{models} models x {settings} settings on {n} examples"
     return Stage("shift", seconds, work)

@@ -3,7 +3,8 @@
 The paper's settings are the default (`paper`: nothing changed). `quick` makes a run on real
 data finish in minutes on a laptop CPU: seeded, stratified subsets of the data (2,000 training
 and 1,000 test examples; `data.subsets`), 3 members of 10 epochs, and smaller studies (fewer
-t-SNE examples, subspace samples, plane points, corruption severities and examples). Every
+t-SNE examples, subspace samples and calibration probes, plane points, corruption severities
+and examples, a shorter connector with fewer points). Every
 number it changes is listed in `PROFILES` and recorded where it takes effect (the run's
 config.json, each study's summary.json), and the run records the profile's name
 (`RunConfig.profile`), which the report states. Explicit settings (`--set`, `--members`,

@@ -99,3 +99,25 @@ def test_killpoint_kills_only_at_the_named_occurrence(tmp_path):
     env["MODESCAPE_KILL_AT"] = ""
     p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert p.returncode == 0 and p.stdout.split() == ["0", "1", "2"]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_streamed_npy_has_save_npys_bytes_and_is_read_back_checked(tmp_path, dtype):
+    from modescape.store.files import load_npy_checked, save_npy_streamed
+
+    x = np.random.default_rng(0).integers(0, 255, (7, 5, 3)).astype(dtype)
+    digest = save_npy_streamed(tmp_path / "a.npy", x)
+    assert digest == save_npy(tmp_path / "b.npy", x) == sha256_file(tmp_path / "a.npy")
+    assert (tmp_path / "a.npy").read_bytes() == (tmp_path / "b.npy").read_bytes()
+    y = load_npy_checked(tmp_path / "a.npy", digest)
+    assert y.dtype == x.dtype and np.array_equal(y, x)
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []
+    with pytest.raises(ModescapeError, match="sha256"):
+        load_npy_checked(tmp_path / "a.npy", "0" * 64)
+    raw = (tmp_path / "a.npy").read_bytes()
+    (tmp_path / "a.npy").write_bytes(raw[:-3])  # truncated
+    with pytest.raises(ModescapeError, match="shorter"):
+        load_npy_checked(tmp_path / "a.npy", digest)
+    (tmp_path / "a.npy").write_bytes(raw + b"x")
+    with pytest.raises(ModescapeError, match="longer"):
+        load_npy_checked(tmp_path / "a.npy", digest)

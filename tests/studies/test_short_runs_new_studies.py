@@ -72,3 +72,17 @@ def test_instability_fits_its_references_to_the_parent(short_runs, tmp_path):
     assert "; spawned at epoch" not in s.reading  # one spawn point: said once
     assert "References: two snapshots of one trajectory" in s.reading
     assert "independent members" not in s.reading
+
+
+def test_one_member_of_one_epoch_is_analysed_and_reported_without_an_embedding(short_runs):
+    from modescape.report.html import write_report
+    from modescape.studies.analysis import AnalysisConfig, analyze_run
+
+    one, _ = short_runs
+    run_swag(one, SwagConfig(methods=("swa", "mc_dropout"), mc_passes=2))  # cached if run
+    s = analyze_run(one, AnalysisConfig(tsne_iter=250))
+    assert any(w.startswith("trajectories: the run has 2 snapshots in all") for w in s.warnings)
+    assert s.embeddings == {} and not (one / "analysis" / "trajectories").exists()
+    html = write_report(one).read_text()
+    assert "an embedding needs at least 3; none drawn" in html
+    assert "Each of the 1 member continued 1 epoch past" in html  # the swag section, singular

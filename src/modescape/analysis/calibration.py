@@ -111,7 +111,8 @@ def calibrate(
     ref_acc = _accuracies(accuracy_of, tail[-1:])[0]
     # Gaussians are centred on μ: when μ is below the reference, the cloud cannot get closer.
     gaussian = method not in ("random", "dropout")
-    centre = _accuracies(accuracy_of, tail.mean(dim=0, keepdim=True))[0] if gaussian else ref_acc
+    mu = tail.double().mean(dim=0, keepdim=True).to(tail.dtype)  # the samplers' centre
+    centre = _accuracies(accuracy_of, mu)[0] if gaussian else ref_acc
     target = max(ref_acc - config.target_drop, (ref_acc + floor) / 2)
     seed = derive_seed(config.seed, "calibrate", method, member)
     cache: dict[float, float] = {}

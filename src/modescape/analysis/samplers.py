@@ -242,8 +242,11 @@ def _drawer(
             return torch.where(keep, anchor / (1.0 - p), torch.zeros((), dtype=dtype))
 
     elif method == "diagonal":
-        mu = snapshots.mean(dim=0)
-        sigma = snapshots.std(dim=0, correction=0)
+        # in float64 as lowrank_basis: late snapshots differ by a small fraction of the weights
+        wide = snapshots.double()
+        mu = wide.mean(dim=0).to(dtype)
+        sigma = wide.std(dim=0, correction=0).to(dtype)
+        del wide
 
         def draw() -> torch.Tensor:
             return mu + level() * sigma * normal(P)

@@ -21,7 +21,6 @@ shift study's `--no-cache-corruptions`).
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,13 @@ import numpy as np
 from modescape.data.corruptions import SIGNAL_PARAMS, corrupt
 from modescape.data.image_corruptions import IMAGE_PARAMS
 from modescape.errors import ModescapeError
-from modescape.store.files import atomic_write_bytes, read_json, write_json
+from modescape.store.files import (
+    load_npy_checked,
+    read_json,
+    remove_stale_tmp,
+    save_npy_streamed,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +66,8 @@ class CorruptionCache:
         self.digest = array_digest(self.x) if enabled else ""
         self.folder = Path(cache_dir).expanduser() / "corruptions" / self.digest[:16]
         self.hits = self.misses = self.bytes_read = self.bytes_written = 0
+        if enabled and self.folder.is_dir():  # a killed writer's partial file (tens of MB)
+            remove_stale_tmp(self.folder, dead_only=True)
 
     def paths(self, name: str, severity: int, seed: int) -> tuple[Path, Path]:
         stem = f"{name}-s{severity}-seed{seed}"
@@ -95,16 +102,14 @@ class CorruptionCache:
             log.warning("corruption cache %s is damaged or stale; regenerating it", npy)
             meta.unlink(missing_ok=True)
         y = corrupt(self.x, name, severity, seed)
-        buf = io.BytesIO()
-        np.save(buf, y, allow_pickle=False)
-        data = buf.getvalue()
-        digest = atomic_write_bytes(npy, data)
-        write_json(meta, key | {"sha256": digest, "bytes": len(data)})
+        digest = save_npy_streamed(npy, y)  # no in-memory copy of the file: peak RSS
+        size = npy.stat().st_size
+        write_json(meta, key | {"sha256": digest, "bytes": size})
         self.misses += 1
-        self.bytes_written += len(data)
+        self.bytes_written += size
         log.info(
             "corruption cache: wrote %s severity %d (%.1f MB) to %s",
-            name, severity, len(data) / 1e6, self.folder,
+            name, severity, size / 1e6, self.folder,
         )  # fmt: skip
         return y
 
@@ -114,16 +119,31 @@ class CorruptionCache:
             record = read_json(meta, expect=dict)
             if {k: record.get(k) for k in key} != key:
                 return None
-            data = npy.read_bytes()
-            if hashlib.sha256(data).hexdigest() != record.get("sha256"):
-                return None
-            y = np.load(io.BytesIO(data), allow_pickle=False)
-        except (ModescapeError, OSError, ValueError):
+            y = load_npy_checked(npy, str(record.get("sha256")))
+        except ModescapeError:
             return None
         if y.shape != self.x.shape or y.dtype != self.x.dtype:
             return None
-        self.bytes_read += len(data)
+        self.bytes_read += y.nbytes
         return y
+
+    def cached(self) -> set[tuple[str, int, int]]:
+        """(name, severity, seed) of every entry recorded for this clean array with the current
+        parameters and version (their JSON only: the arrays' checksums are checked on read).
+        For pricing a sweep (`estimate.shift_cost`), not for trusting an entry."""
+        found: set[tuple[str, int, int]] = set()
+        if not self.enabled or not self.folder.is_dir():
+            return found
+        for meta in self.folder.glob("*.json"):
+            try:
+                record = read_json(meta, expect=dict)
+                entry = (str(record["name"]), int(record["severity"]), int(record["seed"]))
+            except (ModescapeError, KeyError, TypeError, ValueError):
+                continue
+            key = self.key(*entry)
+            if {k: record.get(k) for k in key} == key and self.paths(*entry)[0].is_file():
+                found.add(entry)
+        return found
 
     def summary(self) -> str:
         """One log line: what the cache did in this sweep, and where."""
@@ -133,3 +153,23 @@ class CorruptionCache:
             f"corruption cache: {self.hits} read ({self.bytes_read / 1e6:.1f} MB), "
             f"{self.misses} generated ({self.bytes_written / 1e6:.1f} MB written) in {self.folder}"
         )
+
+
+def cached_settings(x: np.ndarray, cache_dir: str | Path) -> set[tuple[str, int, int, int]]:
+    """(name, severity, seed, n) of every cached corrupted set of the first n rows of `x` (a
+    sweep may use a prefix of the test set: the shift study's `max_examples`). Reads JSON
+    files and hashes each prefix length found once; for pricing a sweep, not for trusting it."""
+    root = Path(cache_dir).expanduser() / "corruptions"
+    x = np.ascontiguousarray(x)
+    sizes: set[int] = set()
+    for meta in root.glob("*/*.json") if root.is_dir() else ():
+        try:
+            shape = read_json(meta, expect=dict)["clean_shape"]
+            if list(shape[1:]) == list(x.shape[1:]) and 0 < int(shape[0]) <= len(x):
+                sizes.add(int(shape[0]))
+        except (ModescapeError, KeyError, TypeError, ValueError, IndexError):
+            continue
+    found: set[tuple[str, int, int, int]] = set()
+    for n in sizes:
+        found |= {(*entry, n) for entry in CorruptionCache(x[:n], cache_dir).cached()}
+    return found

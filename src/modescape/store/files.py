@@ -225,6 +225,84 @@ def save_npy(path: str | Path, array: np.ndarray) -> str:
     return atomic_write_bytes(path, buf.getvalue())
 
 
+class _HashingWriter:
+    """A file wrapper hashing what is written through it (for `save_npy_streamed`)."""
+
+    def __init__(self, f: Any, h: Any) -> None:
+        self.f, self.h = f, h
+
+    def write(self, data: bytes) -> int:
+        self.h.update(data)
+        written: int = self.f.write(data)
+        return written
+
+
+def save_npy_streamed(path: str | Path, array: np.ndarray) -> str:
+    """`save_npy` (same bytes, atomic, returns the sha256) without holding the file in memory:
+    for arrays of tens of MB, where `save_npy`'s in-memory copies would add to the peak RSS."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{path.name}.{os.getpid()}."  # as `stage_bytes`: a killed writer's leftovers
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
+    h = hashlib.sha256()
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
+        with os.fdopen(fd, "wb") as f:
+            # Not a real file object: numpy writes the data in bounded chunks through it.
+            wrapped = _HashingWriter(f, h)
+            np.lib.format.write_array(wrapped, np.ascontiguousarray(array), allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:  # a full disk names no file: name the one being written
+        Path(tmp).unlink(missing_ok=True)
+        if e.filename is None:
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        raise
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return h.hexdigest()
+
+
+def load_npy_checked(path: str | Path, sha256: str) -> np.ndarray:
+    """Load a `.npy` array whose file must have this sha256, reading it once into the array
+    (hashed as it is read: no second copy of a large file in memory); never unpickles. A
+    mismatch, or a damaged or unsafe file, raises ModescapeError naming the file."""
+    path = Path(path)
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            if fortran or dtype.hasobject:
+                raise ValueError("Fortran-ordered or object arrays are not read")
+            header = f.tell()
+            f.seek(0)
+            h.update(f.read(header))
+            array = np.empty(shape, dtype)
+            view = memoryview(array.reshape(-1).view(np.uint8).data)
+            done = 0
+            while done < len(view):
+                n = f.readinto(view[done : done + (1 << 24)])
+                if not n:
+                    raise ValueError("file is shorter than its header says")
+                h.update(view[done : done + n])
+                done += n
+            if f.read(1):
+                raise ValueError("file is longer than its header says")
+    except FileNotFoundError:
+        raise ModescapeError(f"missing file {path}") from None
+    except (ValueError, OSError, EOFError, TypeError, SyntaxError) as e:
+        raise ModescapeError(f"corrupt or unsafe .npy file {path}: {e}") from None
+    if h.hexdigest() != sha256:
+        raise ModescapeError(f"{path} does not match its recorded sha256")
+    return array
+
+
 def load_npy(path: str | Path, mmap: bool = False) -> np.ndarray:
     """Load a `.npy` array; never unpickles. `mmap=True` maps it read-only instead of reading it."""
     path = Path(path)

@@ -221,6 +221,13 @@ def _trajectories(a: _Analysis) -> None:
     n_sub = min(config.tsne_examples, len(a.labels))
     idx = fixed_subset(len(a.labels), n_sub, config.seed, config.tsne_subset)
     points = function_space_points(a.flat, idx)
+    if len(points) < 3:  # one member of one epoch: nothing to embed; the other stages still hold
+        a.warnings.append(
+            f"trajectories: the run has {len(points)} snapshots in all, an embedding needs at "
+            "least 3; none drawn (train more epochs or members)"
+        )
+        a.results["embeddings"] = {}
+        return
     logger.info(f"trajectories: joint t-SNE of {len(points)} snapshots on {n_sub} examples")
     embeddings = {}
     for method in ("tsne", "pca"):

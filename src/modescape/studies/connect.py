@@ -139,10 +139,14 @@ def _end_state(ctx: RunContext, name: str, members: list[int]) -> dict[str, torc
     if member not in members:
         own = ctx.run.snapshot_epochs(members[0]) if len(members) == 1 else []
         # a run of one member can still join two of its own snapshots
-        hint = f"; or two snapshots of one member: --pair m{members[0]}@e{own[0]},m{members[0]}"
+        hint = (
+            f"; or two snapshots of one member: --pair m{members[0]}@e{own[0]},m{members[0]}"
+            if len(own) > 1
+            else ""
+        )
         raise ModescapeError(
             f"curve end {name!r}: member {member} is not a finished member of {ctx.path} "
-            f"(finished: {members}){hint if len(own) > 1 else ''}"
+            f"(finished: {members}){hint}"
         )
     epochs = ctx.run.snapshot_epochs(member)
     if m.group(2) is not None and int(m.group(2)) not in epochs:

@@ -448,7 +448,8 @@ def _evaluate_setting(
         out[:, a : a + len(x)] = probs
     if unchanged or out is None:
         return None
-    return {f: out[[where[r] for r in stack.rows[f]]].numpy().astype(np.float32) for f in families}
+    # float32 already: no second copy of each family's predictions (peak RSS)
+    return {f: out[[where[r] for r in stack.rows[f]]].numpy() for f in families}
 
 
 def _write_examples(

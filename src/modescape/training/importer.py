@@ -16,8 +16,14 @@ A file does not record how its model's inputs were scaled or what the number in 
 so `origin` (options.ImportOrigin) says it: "seed-notebooks" (the authors' Keras notebooks: pixels
 / 255, the seed recipe, `..._checkpoint_{k}.h5` saved by `on_epoch_end(k)`, i.e. after epoch
 k + 1: stored as epoch k + 1) or "stated" (epoch = {epoch} + `epoch_offset`, where 0 is the
-initialisation; pixels as the config's data.scaling). Keras files need it said; PyTorch and
-safetensors files default to "stated" with offset 0. Both are recorded in the manifest.
+initialisation; pixels as the config's data.scaling). Keras files need it said. Image
+checkpoints of the other formats need their preprocessing stated too (a model fed other inputs
+than in its own pipeline scores near chance without any error): `origin`, or a Lightning
+checkpoint's hyper-parameters naming a Normalize's mean / std (`checkpoints.
+hparams_preprocessing`); otherwise the import is refused, naming the options (`modescape
+import` takes `--set data.scaling=...` as "stated"). MNIST-1D signals, which modescape does not
+rescale, import with "stated" and offset 0. Origin, offset and the preprocessing (with who
+stated it) are recorded in the manifest.
 
 The run gets what a trained one has: snapshots in safetensors (the model's own state dict, so
 keys and buffers are the run's), predictions and metrics on the run's evaluation splits, labels,

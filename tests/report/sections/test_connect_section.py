@@ -78,6 +78,8 @@ def test_reading_follows_the_numbers_not_the_paper():
     assert "higher than the line's" in worse and "× lower" not in worse
     flat = " ".join(connect_reading(_summary(0.2, 0.22, 0.25, barrier=0.0, line=0.0), {}))
     assert "(the same)" in flat and "connected in loss, apart" in flat
+    printed = " ".join(connect_reading(_summary(0.2, 0.22, 0.25, 0.0812, 0.0814), {}))
+    assert "8.1 points against 8.1 for the straight line (the same)" in printed
 
 
 def test_no_section_without_results(analysed):

@@ -12,7 +12,11 @@ from modescape.report.sections.shift import (
     shift_js_line,
     subspace_under_shift,
 )
-from modescape.report.sections.subspace_text import fresh_samples_cell, where_drawn
+from modescape.report.sections.subspace_text import (
+    fresh_samples_cell,
+    mode_reading,
+    where_drawn,
+)
 from modescape.store import schema as S
 
 
@@ -124,3 +128,16 @@ def test_js_verb_follows_the_printed_values():
     assert "rises from 0.100 to 0.200" in shift_js_line(
         SimpleNamespace(by_severity=by, members=[0, 1]), []
     )
+
+
+def test_a_sampler_that_missed_its_target_is_said_to_keep_its_scale():
+    missed = S.CalibrationRecord("diagonal", 1, 10.0, 0.5, 0.3, 0.35, 0.3, 3, False)
+    hit = S.CalibrationRecord("random", 1, 8.0, 0.5, 0.5, 0.35, 0.35, 9, True)
+    config = {"n_samples": 8, "target_drop": 0.3}
+    s = SimpleNamespace(mode="calibrated", config=config, calibration_data="2048 training "
+                        "examples", calibration=[missed, hit])  # fmt: skip
+    text = mode_reading(s, ["random", "diagonal"])[0]
+    assert "No scale reached the target for Diagonal" in text.replace("diagonal", "Diagonal")
+    assert "draw at their configured scale instead" in text
+    s.calibration = [hit]
+    assert "No scale reached" not in mode_reading(s, ["random"])[0]

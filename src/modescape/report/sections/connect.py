@@ -14,6 +14,7 @@ import numpy as np
 from modescape.report import references
 from modescape.report.base import Plot, ReportContext, Section, StudyResults, Table
 from modescape.report.figures import connect as figs
+from modescape.report.wording import count
 from modescape.store import schema as S
 
 CONNECT = S.CONNECT
@@ -113,10 +114,12 @@ CONNECTED_BARRIER = 0.02
 
 
 def _barrier_comparison(curve: float, line: float) -> str:
-    """How the curve's barrier compares with the line's, in words that hold either way."""
-    if curve < line:
-        return f"{line / curve:.1f}× lower" if curve > 1e-4 else "none left on the curve"
-    if curve == line:
+    """How the curve's barrier compares with the line's, in words that hold either way (compared
+    as printed, in tenths of a point)."""
+    c, ln = round(100 * curve, 1), round(100 * line, 1)
+    if c < ln:
+        return f"{line / curve:.1f}× lower" if c > 0 else "none left on the curve"
+    if c == ln:
         return "the same"
     return "higher than the line's: the curve did not find a better path"
 
@@ -129,7 +132,7 @@ def connect_reading(s: dict[str, Any], best: dict[str, float]) -> list[str]:
     a, b = s["pair"]
     text = [
         f"A {s['config']['shape']} curve with {s['config']['bends']} bends (the two ends fixed) "
-        f"was trained between {a} and {b} for {s['config']['epochs']} epochs "
+        f"was trained between {a} and {b} for {count(s['config']['epochs'], 'epoch')} "
         f"({s['config']['recipe']} recipe). Its test-error barrier is "
         f"{100 * curve_b:.1f} points against {100 * line_b:.1f} for the straight line "
         f"({_barrier_comparison(curve_b, line_b)}); its worst point errs on "

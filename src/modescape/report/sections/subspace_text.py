@@ -46,7 +46,10 @@ def mode_reading(s: S.SubspaceSummary, methods: list[str]) -> list[str]:
     missed = [c for c in s.calibration if not c.reached and c.method in methods]
     if missed:
         names = join(sorted({f"{figures_study.method_label(c.method)}" for c in missed}))
-        text += f" The bisection did not bracket its target for {names} (see the table)."
+        text += (
+            f" No scale reached the target for {names} (see the table), which therefore "
+            "draw at their configured scale instead: their clouds need not sweep that band."
+        )
     return [text]
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from modescape.report.base import Plot, ReportContext, Section, Table
 from modescape.report.figures import data as fd
 from modescape.report.figures import studies as figures_study
-from modescape.report.wording import frac, pct, sig
+from modescape.report.wording import count, frac, pct, sig
 from modescape.store import schema as S
 
 NAMES = {
@@ -63,7 +63,8 @@ def setup_reading(s: S.SwagSummary) -> list[str]:
         if "SWAG-Diagonal" in methods:
             draws.append(f"SWAG-Diagonal {s.config['n_samples']} at {s.config['diag_scale']}")
         out.append(
-            f"Each of the {len(s.members)} members continued {c['epochs']} epochs past its "
+            f"Each of the {count(len(s.members), 'member')} continued "
+            f"{count(c['epochs'], 'epoch')} past its "
             f"schedule at a {c['schedule']} learning rate ({sig(c['lr'], 3)}), collecting "
             f"{', '.join(map(str, sorted(set(c['iterates']))))} iterates "
             f"({every}; up to the last {c['max_rank']} kept as SWAG's deviation columns)."
@@ -93,8 +94,8 @@ def table_reading(rows: dict[str, dict[str, Any]], members: int) -> list[str]:
         mu, de = rows["MultiSWAG"], rows["deep ensemble"]
         better = mu["nll"] <= de["nll"]
         out.append(
-            f"MultiSWAG over {members} members reaches NLL {mu['nll']:.3f} and accuracy "
-            f"{pct(mu['accuracy'])}, the deep ensemble of the same {members} members "
+            f"MultiSWAG over {count(members, 'member')} reaches NLL {mu['nll']:.3f} and accuracy "
+            f"{pct(mu['accuracy'])}, the deep ensemble of the same {count(members, 'member')} "
             f"{de['nll']:.3f} and {pct(de['accuracy'])}: MultiSWAG is "
             f"{'at least as good as' if better else 'worse than'} the deep ensemble in NLL "
             f"(Wilson & Izmailov 2020 report it at least as good), at "
@@ -174,24 +175,25 @@ def _curves_plot(res: Any, sub: Any) -> Plot:
         "(mean ± std over members). The paper's subspace samplers are included when "
         "`modescape subspace` has run."
     )
+    charts = figures_study.subspace_ensembles_charts(*args)
     return Plot(
         "swag_ensembles",
-        figures_study.subspace_ensembles_figure(*args),
+        figures_study.subspace_curves_figure(charts),
         caption,
         data=fd.curves_table("swag_ensembles", *args, caption),
-        chart=fd.curves_chart(*args, figures_study.subspace_curve_styles(args[0])),
+        chart=charts[0],
     )
 
 
 def _plane_plot(s: S.SwagSummary, plane: dict[str, np.ndarray]) -> Plot:
     curves = s.plane.get("curves") or {"accuracy": [], "upper": [], "lower": []}
-    figure = figures_study.diversity_accuracy_figure(
+    chart = figures_study.diversity_accuracy_chart(
         plane["kind"], plane["method"], plane["member"], plane["accuracy"],
         plane["norm_diversity"], reference_member=0,
         reference_accuracy=s.plane.get("reference_accuracy", float("nan")),
         curve_accuracy=np.asarray(curves["accuracy"]),
         upper=np.asarray(curves["upper"], dtype=float),
-        lower=np.asarray(curves["lower"], dtype=float),
+        lower=np.asarray(curves["lower"], dtype=float), sample=plane.get("sample"),
     )  # fmt: skip
     caption = (
         "Member 0's SWA, SWAG, SWAG-Diagonal and MC-dropout samples (and the paper's subspace "
@@ -199,9 +201,9 @@ def _plane_plot(s: S.SwagSummary, plane: dict[str, np.ndarray]) -> Plot:
         "weights; dashed: errors independent of the reference's, dotted: the reference with "
         "random predictions mixed in."
     )
-    table, chart = fd.plane_points_data(plane, s.plane.get("curves"), caption)
+    table = fd.plane_points_table(plane, s.plane.get("curves"), caption)
     table.name = "swag_plane"
-    return Plot("swag_plane", figure, caption, data=table, chart=chart)
+    return Plot("swag_plane", figures_study.plane_figure(chart), caption, data=table, chart=chart)
 
 
 def _tsne_plot(t: dict[str, np.ndarray]) -> Plot | None:
