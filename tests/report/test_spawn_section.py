@@ -33,7 +33,11 @@ def test_section_rows_figures_and_reading():
     col = table.header.index("error_barrier")
     assert [r[col] for r in table.rows] == [0.2, 0.01, 0.0]
     chart = sec.figures[0].chart
-    assert [x.name for x in chart.series] == ["children (error barrier %)", "within a trajectory"]
+    assert [x.name for x in chart.series] == [
+        "children of one spawn point",
+        "within a trajectory",
+        "stable below this",
+    ]
     assert chart.series[0].y == [20.0, 1.0]
     assert instability_section_from(s).figures[-1].name == "instability"  # no embedding: no plot
 

@@ -57,6 +57,7 @@ def config_table(ctx: ReportContext) -> Table:
         "The full resolved configuration of the run (config.json) and the settings each study "
         "ran with (its summary.json), flattened as section.key.",
         align_numbers=False,
+        collapsed=True,
     )
 
 
@@ -96,6 +97,7 @@ def environment_table(ctx: ReportContext) -> Table:
         rows,
         "Recorded when the run was created (versions, machine) and by each member (host).",
         align_numbers=False,
+        collapsed=True,
     )
 
 
@@ -119,6 +121,7 @@ def timings_table(ctx: ReportContext) -> Table:
         rows,
         "Wall time in seconds (blank: not recorded by the version that ran the stage; a study "
         "that reused cached results records the time of its last call).",
+        collapsed=True,
     )
 
 
