@@ -16,6 +16,7 @@ import pytest
 from conftest import cli, tiny_config
 
 from modescape import registry
+from modescape.codec import Record
 from modescape.errors import ModescapeError
 from modescape.registry import Flag, Page, Study, register_study, studies, study
 
@@ -28,19 +29,12 @@ class ParamsConfig:
 
 
 @dataclass
-class ParamsSummary:
+class ParamsSummary(Record):  # to_dict / from_dict through the one codec
     config: dict[str, Any]
     members: list[int]
     counts: list[int]
     elapsed_s: float | None = None
     files: dict[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ParamsSummary:
-        return cls(**data)
 
 
 def run_params(path: Any, config: ParamsConfig | None = None, *, allow_partial: bool = False):

@@ -25,6 +25,7 @@ from modescape.errors import ModescapeError
 from modescape.report import wording
 from modescape.store import schema as S
 from modescape.store.files import load_npy, read_json
+from modescape.store.records import MemberInfo
 from modescape.store.run import Run
 
 
@@ -269,14 +270,14 @@ class ReportContext(Results):
         return StudyResults(root, self.run, self.run.study(name))
 
     @cached_property
-    def member_infos(self) -> list[dict[str, Any]]:
+    def member_infos(self) -> list[MemberInfo]:
         return [self.run.member_info(m) for m in self.members]
 
     @cached_property
     def notices(self) -> list[str]:
         """Banner lines for the top of the page: the run is incomplete (members not finished,
         or left out of the analysis)."""
-        states = {m: self.run.member_info(m)["state"] for m in self.run.members}
+        states = {m: self.run.member_info(m).state for m in self.run.members}
         unfinished = [f"m{m} {state}" for m, state in states.items() if state != "finished"]
         left_out = [m for m in self.run.members if m not in self.members]
         out = []

@@ -206,7 +206,7 @@ def glance_rows(ctx: ReportContext) -> dict[str, Any]:
     e = s.ensemble
     M, K = len(ctx.members), s.ensemble_size_compared
     rows: dict[str, Any] = {
-        "dataset": ctx.run.data_summary.get("name", cfg.data.name),
+        "dataset": ctx.run.data_summary.name or cfg.data.name,
         "architecture": f"{cfg.model.arch} ({cfg.model.variant})",
         "recipe": cfg.train.recipe,
         "members": M,

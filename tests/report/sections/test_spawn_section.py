@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 
 from modescape.report.sections.spawn import instability_section_from
-from modescape.store.schema import InstabilityLevel as Level
+from modescape.results import PairLevel as Level
 from modescape.store.schema import InstabilityPoint as PointLevel
 from modescape.store.schema import InstabilitySummary
 
 
 def _level(barrier: float, dis: float) -> Level:
-    return Level(barrier, barrier, barrier / 2, dis, dis / 10, 0.9, 1.0, [0.8, 0.7], 1)
+    return Level(barrier, barrier, barrier / 2, dis, dis / 10, 0.9, 1.0, (0.8, 0.7), 1)
 
 
 def test_section_rows_figures_and_reading():
