@@ -120,7 +120,7 @@ def written(analysed) -> Path:
 @pytest.fixture(scope="session")
 def analysed_plots(analysed) -> dict:
     """Every figure of `analysed`'s report (its `Plot`s by name), built once a session: read
-    only (the report and chart-consistency tests share it)."""
+    only (the report and chart tests share it)."""
     from modescape.report.base import ReportContext
     from modescape.report.html import section_functions
     from modescape.store.run import load_run

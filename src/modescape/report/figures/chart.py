@@ -1,7 +1,7 @@
 """A `Chart` (report/base.py) drawn with matplotlib: the PNG/PDF side of the one description a
 line or scatter figure is built from. The page draws the same object as SVG
 (`report/render/interactive.py`), so the two show the same series, colours, line styles,
-markers, bands and legend; `tests/report/test_chart_consistency.py` checks that they do.
+markers, bands and legend; `tests/report/figures/test_chart.py` checks that they do.
 
 A series with a line is one `Line2D` (its markers on it); a series of points only is one
 `PathCollection` (`scatter`: per-point colours, open markers). Both carry the series' name as

@@ -234,12 +234,12 @@ def test_a_planted_mismatch_fails(plots):
 def test_the_instability_chart_matches_its_figure():
     """The spawn study's figure (not in the fixture run): children, references, threshold."""
     from modescape.report.sections.spawn import instability_section_from
-    from modescape.store.schema import InstabilityLevel as Level
+    from modescape.results import PairLevel as Level
     from modescape.store.schema import InstabilityPoint as Point
     from modescape.store.schema import InstabilitySummary
 
     def level(barrier: float) -> Level:
-        return Level(barrier, barrier, barrier / 2, 0.3, 0.03, 0.9, 1.0, [0.8, 0.7], 1)
+        return Level(barrier, barrier, barrier / 2, 0.3, 0.03, 0.9, 1.0, (0.8, 0.7), 1)
 
     s = InstabilitySummary(
         parent="/runs/p", member=0, children=2,
