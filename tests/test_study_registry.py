@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -109,6 +109,7 @@ def test_every_builtin_declaration_resolves():
             assert callable(s.get(what)), (s.name, what)
         assert set(s.cli_flags()) <= {f for f in s.get("settings").__dataclass_fields__}
         assert s.pages and all(callable(registry.resolve(p.build)) for p in s.pages)
+        assert issubclass(s.get("summary"), Record), s.name  # what Run.study reads back
         assert s.default_settings(tiny_config()) is not None
 
 
@@ -198,6 +199,22 @@ def test_run_accessor_reads_the_typed_summary(analysis_and_params, tmp_path):
     got = load_run(path).study("params")
     assert isinstance(got, ParamsSummary) and got.config["scale"] == 2
     assert load_run(path).studies_run() == ["params"]
+
+
+@dataclass
+class PlainSummary:  # not a Record: no codec behind it
+    counts: list[int]
+
+
+def test_a_summary_type_other_than_a_record_is_one_clear_error(tiny_run_copy, monkeypatch):
+    from modescape.store.run import load_run
+
+    monkeypatch.setattr(registry, "_REGISTERED", list(registry._REGISTERED))
+    register_study(replace(PARAMS, name="plain", summary=PlainSummary))
+    (tiny_run_copy / "plain").mkdir()
+    (tiny_run_copy / "plain" / "summary.json").write_text('{"counts": [1]}')
+    with pytest.raises(ModescapeError, match="study 'plain': its summary type is not a Record"):
+        load_run(tiny_run_copy).study("plain")
 
 
 def test_cli_flags_of_every_builtin_study_name_real_fields():
