@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Open an HTML file in headless Chromium and report what a person's browser would see.
 
-    python .ci/browser_check.py report/index.html [--width 400] [--overflow]
+    python .ci/browser_check.py report/index.html [--width 400] [--overflow] [--words]
         [--hover '#fig-ensemble_curves .pt'] [--screenshot page.png [--shot-height 2400]]
         [--timeout 20]
 
@@ -16,7 +16,9 @@ browser trouble:
 "clean" = no console error, no uncaught exception, no error logged by the browser (failed
 loads, blocked content), no request other than file: and data: URLs, every <img> decoded with
 naturalWidth > 0 and every chart <svg> drawn (non-empty box); with --overflow, no element's box
-reaches past the viewport's right (or left) edge; with --hover, moving the mouse over the first
+reaches past the viewport's right (or left) edge; with --words, no word broken across two lines
+inside a token (a token may wrap only after _ - / . : = , – — or at a <wbr>; `words.first_figure` is
+where the first figure starts, in page pixels); with --hover, moving the mouse over the first
 element the CSS selector matches (a chart point) shows the page's tooltip (#tip), and its text
 contains the point's own hover text (`data-t`).
 
@@ -87,12 +89,44 @@ OVERFLOW_JS = """
 })(%d)
 """
 
+# Words split across two lines inside a token: a token (whitespace-separated) may wrap only at
+# an allowed point (after _ - / . : = , – — or a <wbr>), never inside one of its pieces; and
+# where the first figure starts (page coordinates).
+WORDS_JS = """
+(() => {
+  const broken = [], walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  const range = document.createRange();
+  const lines = (node, a, b) => {
+    range.setStart(node, a); range.setEnd(node, b);
+    return new Set([...range.getClientRects()].filter(r => r.width > 0)
+                   .map(r => Math.round(r.top))).size;
+  };
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    if (n.parentElement.closest('script, style, svg')) continue;
+    for (const m of n.data.matchAll(/\\S+/g)) {
+      if (lines(n, m.index, m.index + m[0].length) < 2) continue;
+      for (const p of m[0].matchAll(/[^_\\-\\/.:=,\u2013\u2014]+[_\\-\\/.:=,\u2013\u2014]*/g)) {
+        const a = m.index + p.index;
+        if (lines(n, a, a + p[0].length) > 1) {
+          broken.push({word: m[0].slice(0, 60), piece: p[0].slice(0, 40),
+                       in: n.parentElement.tagName.toLowerCase()});
+          break;
+        }
+      }
+    }
+  }
+  const fig = document.querySelector('figure');
+  return {broken: broken.slice(0, 20), count: broken.length,
+          first_figure: fig ? Math.round(fig.getBoundingClientRect().top + scrollY) : null};
+})()
+"""
+
 # Every chart <svg> has a drawn box; the count of charts.
 CHARTS_JS = """
 [...document.querySelectorAll('.chart svg')].map(s => {
   const r = s.getBoundingClientRect();
   return {width: Math.round(r.width), height: Math.round(r.height),
-          points: s.querySelectorAll('circle').length};
+          points: s.querySelectorAll('.pt').length};
 })
 """
 
@@ -290,6 +324,7 @@ def check_page(
     width: int = 1280,
     *,
     overflow: bool = False,
+    words: bool = False,
     hover: str | None = None,
     shot_height: int | None = None,
     shot_from: str | None = None,
@@ -315,6 +350,8 @@ def check_page(
             charts = evaluate(cdp, CHARTS_JS)
             if overflow:
                 result["overflow"] = evaluate(cdp, OVERFLOW_JS % width)
+            if words:
+                result["words"] = evaluate(cdp, WORDS_JS)
             if screenshot is not None:
                 height = int(evaluate(cdp, "document.documentElement.scrollHeight"))
                 top = 0
@@ -339,9 +376,14 @@ def check_page(
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-    errors, network = [], []
+    errors, network, messages = [], [], []
     for ev in cdp.events:
         method, p = ev["method"], ev.get("params", {})
+        if method == "Runtime.consoleAPICalled":  # any level: a page prints nothing
+            text = " ".join(str(a.get("value", a.get("description"))) for a in p.get("args", []))
+            messages.append(f"{p.get('type')}: {text}"[:300])
+        elif method == "Log.entryAdded":
+            messages.append(f"{p['entry'].get('level')}: {p['entry'].get('text', '')}"[:300])
         if method == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
             errors.append(
                 "console: "
@@ -363,12 +405,14 @@ def check_page(
     ok = (
         ok
         and result.get("overflow", {}).get("ok", True)
+        and result.get("words", {}).get("count", 0) == 0
         and result.get("hover", {}).get("ok", True)
     )
     return {
         "ok": ok,
         **result,
         "console_errors": errors,
+        "console_messages": messages,
         "network": network,
         "images": images,
         "charts": len(charts),
@@ -383,6 +427,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=20.0)
     parser.add_argument("--width", type=int, default=1280, help="viewport width (CSS px)")
     parser.add_argument("--overflow", action="store_true", help="fail on anything too wide")
+    parser.add_argument("--words", action="store_true", help="fail on a word broken mid-token")
     parser.add_argument("--hover", metavar="SELECTOR", help="hover this chart point")
     parser.add_argument("--shot-height", type=int, default=None, help="crop the screenshot")
     parser.add_argument("--shot-from", metavar="SELECTOR", help="screenshot from this element")
@@ -397,6 +442,7 @@ def main() -> int:
             args.timeout,
             args.width,
             overflow=args.overflow,
+            words=args.words,
             hover=args.hover,
             shot_height=args.shot_height,
             shot_from=args.shot_from,

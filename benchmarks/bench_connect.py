@@ -181,7 +181,7 @@ def curve_error_at(run_dir: Path, s, cc, epoch: int):
 def report(run_dir: Path, args: argparse.Namespace, s, train_s: float, curve_s: float) -> None:
     run = ms.load_run(run_dir)
     d = run.data_summary
-    data = f"{d['name']} {d['n_train']} train / {d['n_test']} test images"
+    data = f"{d.name} {d.n_train} train / {d.n_test} test images"
     print(
         f"\nrun {run_dir}: {run.config.model.arch} ({run.config.model.variant}), "
         f"{run.config.train.recipe} recipe, {run.config.train.epochs} epochs, {data}"

@@ -27,12 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def images_per_second(run_dir: Path) -> tuple[float, float]:
     run = load_run(run_dir)
-    n = run.data_summary["n_train"]
+    n = run.data_summary.n_train or 0
     rates, accs = [], []
     for m in run.members:
-        recs = [r for r in run.metrics(m) if r.get("time_train_s")]
-        rates += [n / r["time_train_s"] for r in recs[1:] or recs]  # skip warm-up when we can
-        accs.append(recs[-1]["test_acc"])
+        recs = [r for r in run.metrics(m) if r.time_train_s]
+        rates += [n / (r.time_train_s or 1.0) for r in recs[1:] or recs]  # skip warm-up if we can
+        accs.append(recs[-1].test_acc or 0.0)
     return max(rates), sum(accs) / len(accs)
 
 

@@ -93,8 +93,8 @@ def modescape_epoch(
     run = prepare_run(out, cfg, data, device="cpu")  # the subset's fingerprint is recorded
     train_member(out, 0, device="cpu", threads=torch.get_num_threads(), dataset=data)
     records = load_run(out).metrics(0)[2:]  # [0] is the untrained epoch 0, [1] the first
-    train_s = min(r["time_train_s"] for r in records)
-    extras_s = min(r["time_eval_s"] for r in records)
+    train_s = min(r.time_train_s or 0.0 for r in records)
+    extras_s = min(r.time_eval_s or 0.0 for r in records)
     return train_s, extras_s, run.config.train.precision
 
 

@@ -243,8 +243,8 @@ def main() -> None:
             print(line, flush=True)
         del data, run
     else:
-        sizes = load_run(out).data_summary.get("sizes", {})
-        n_train, n_test = sizes.get("train", 0), sizes.get("test", 0)
+        sizes = load_run(out).data_summary  # the manifest's record of the data
+        n_train, n_test = sizes.n_train or 0, sizes.n_test or 0
     # Training: a step ≈ 3 forwards, plus each epoch's test-set prediction.
     train_flops = cfg.members * cfg.train.epochs * (3 * n_train + n_test) * flops
     counter = ForwardCounter(model_class)  # after training: its hook would slow every step

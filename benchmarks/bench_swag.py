@@ -52,7 +52,7 @@ def phase_times(run) -> tuple[float, float]:
     """Seconds of optimiser work in the main schedule and in the collection phase (all members)."""
     main = collect = 0.0
     for m in run.members:
-        main += sum(r.get("time_train_s", 0.0) for r in run.metrics(m))
+        main += sum(r.time_train_s or 0.0 for r in run.metrics(m))
         path = run.member_dir(m) / "collect.jsonl"
         collect += sum(json.loads(x)["time_train_s"] for x in path.read_text().splitlines())
     return main, collect

@@ -54,7 +54,8 @@ def modescape_epoch(cfg, workdir: Path, i: int) -> tuple[float, float, float]:
     train(cfg, out)
     total = time.perf_counter() - tick
     rec = load_run(out).metrics(0)[1]
-    return rec["time_train_s"], rec["time_train_s"] + rec["time_eval_s"], total
+    train_s, eval_s = rec.time_train_s or 0.0, rec.time_eval_s or 0.0
+    return train_s, train_s + eval_s, total
 
 
 def main() -> None:

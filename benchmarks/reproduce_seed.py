@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import modescape as ms
+from modescape.store.schema import AnalysisSummary
 
 # Published by the seed notebooks (CIFAR-10 test set): mean single-member accuracy, accuracy of
 # an ensemble of 10 members, mean pairwise disagreement and weight cosine of independent
@@ -67,19 +68,19 @@ def main() -> None:
     )
 
 
-def print_table(arch: str, summary: object) -> None:
+def print_table(arch: str, summary: AnalysisSummary) -> None:
     s = summary
-    members = len(s["members"])
+    members = len(s.members)
     seed = SEED_FIGURES[arch]
-    curve = s["ensemble"]["deep"]["accuracy"]
+    curve = s.ensemble["deep"]["accuracy"]
     rows = [
-        ("test accuracy, single member (mean)", s["single"]["accuracy"], seed["single"], "acc"),
+        ("test accuracy, single member (mean)", s.single["accuracy"], seed["single"], "acc"),
         (f"test accuracy, ensemble of {members}", curve, seed["ensemble_10"], "acc"),
-        ("disagreement across inits", s["disagreement"]["across_members_mean"], seed["dis"], ""),
-        ("weight cosine across inits", s["cosine"]["across_members_mean"], seed["cos"], ""),
+        ("disagreement across inits", s.disagreement.across_members_mean, seed["dis"], ""),
+        ("weight cosine across inits", s.cosine.across_members_mean, seed["cos"], ""),
         (
-            f"disagreement, last {s['disagreement']['late_window']} snapshots",
-            s["disagreement"]["late_within_mean"],
+            f"disagreement, last {s.disagreement.late_window} snapshots",
+            s.disagreement.late_within_mean,
             seed["late"],
             "",
         ),

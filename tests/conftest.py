@@ -118,6 +118,21 @@ def written(analysed) -> Path:
 
 
 @pytest.fixture(scope="session")
+def analysed_plots(analysed) -> dict:
+    """Every figure of `analysed`'s report (its `Plot`s by name), built once a session: read
+    only (the report and chart tests share it)."""
+    from modescape.report.base import ReportContext
+    from modescape.report.html import section_functions
+    from modescape.store.run import load_run
+
+    ctx = ReportContext(load_run(analysed))
+    sections = [sec for fn in section_functions() if (sec := fn(ctx)) is not None]
+    out = {p.name: p for sec in sections for p in sec.figures}
+    assert len(out) == sum(len(sec.figures) for sec in sections)  # names are unique
+    return out
+
+
+@pytest.fixture(scope="session")
 def second_run(tmp_path_factory) -> Path:
     """Another analysed run to compare with `analysed`: 2 members, 3 epochs, seed 1, no
     follow-up study; its folder is also called "run" (labels must tell the two apart)."""

@@ -219,3 +219,21 @@ def test_hostile_config_files_are_one_short_error(tmp_path, text, message):
     with pytest.raises(ModescapeError, match=message) as e:
         load_config(f)
     assert len(str(e.value)) < 400 and "\n" not in str(e.value)
+
+
+def test_one_flattener_walks_sections_and_keeps_leaves():
+    from modescape.config import flat_settings
+
+    d = {"train": {"lr": 0.1, "augment": {"flip": True}}, "arch_kwargs": {}, "m": [1, 2]}
+    assert flat_settings(d) == {
+        "train.lr": 0.1,
+        "train.augment.flip": True,
+        "arch_kwargs": {},
+        "m": [1, 2],
+    }
+    assert list(flat_settings(d, sort_keys=True)) == [
+        "arch_kwargs",
+        "m",
+        "train.augment.flip",
+        "train.lr",
+    ]

@@ -71,7 +71,7 @@ def test_alignment_on_own_network_keeps_the_function(own_run):
     run = load_run(own_run)
     a, b = run.state_dict(0), run.state_dict(1)
     gen = torch.Generator().manual_seed(0)
-    probe = torch.randn(16, *run.data_summary["in_shape"], generator=gen)
+    probe = torch.randn(16, *run.data_summary.in_shape, generator=gen)
     result = align_verified(a, b, spec="auto", model=run.build_model(), probe=probe)
     assert result.max_abs_prob_diff < 1e-4
     moved = sum(int((p != torch.arange(len(p))).any()) for p in result.perms.values())

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
 from conftest import cli, tiny_config
 
 from modescape import registry
+from modescape.codec import Record
 from modescape.errors import ModescapeError
 from modescape.registry import Flag, Page, Study, register_study, studies, study
 
@@ -28,19 +29,12 @@ class ParamsConfig:
 
 
 @dataclass
-class ParamsSummary:
+class ParamsSummary(Record):  # to_dict / from_dict through the one codec
     config: dict[str, Any]
     members: list[int]
     counts: list[int]
     elapsed_s: float | None = None
     files: dict[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ParamsSummary:
-        return cls(**data)
 
 
 def run_params(path: Any, config: ParamsConfig | None = None, *, allow_partial: bool = False):
@@ -115,6 +109,7 @@ def test_every_builtin_declaration_resolves():
             assert callable(s.get(what)), (s.name, what)
         assert set(s.cli_flags()) <= {f for f in s.get("settings").__dataclass_fields__}
         assert s.pages and all(callable(registry.resolve(p.build)) for p in s.pages)
+        assert issubclass(s.get("summary"), Record), s.name  # what Run.study reads back
         assert s.default_settings(tiny_config()) is not None
 
 
@@ -204,6 +199,22 @@ def test_run_accessor_reads_the_typed_summary(analysis_and_params, tmp_path):
     got = load_run(path).study("params")
     assert isinstance(got, ParamsSummary) and got.config["scale"] == 2
     assert load_run(path).studies_run() == ["params"]
+
+
+@dataclass
+class PlainSummary:  # not a Record: no codec behind it
+    counts: list[int]
+
+
+def test_a_summary_type_other_than_a_record_is_one_clear_error(tiny_run_copy, monkeypatch):
+    from modescape.store.run import load_run
+
+    monkeypatch.setattr(registry, "_REGISTERED", list(registry._REGISTERED))
+    register_study(replace(PARAMS, name="plain", summary=PlainSummary))
+    (tiny_run_copy / "plain").mkdir()
+    (tiny_run_copy / "plain" / "summary.json").write_text('{"counts": [1]}')
+    with pytest.raises(ModescapeError, match="study 'plain': its summary type is not a Record"):
+        load_run(tiny_run_copy).study("plain")
 
 
 def test_cli_flags_of_every_builtin_study_name_real_fields():

@@ -43,7 +43,7 @@ from modescape.options import (
 )
 
 log = logging.getLogger(__name__)
-TRACKERS = ("tensorboard", "wandb", "mlflow")  # train.tracking.TrackerKind, without torch
+TRACKERS = ("tensorboard", "wandb", "mlflow")  # training.tracking.TrackerKind, without torch
 
 EPILOG = """examples:
   modescape run                                   # MNIST-1D demo: train, every study, report
@@ -369,7 +369,7 @@ def _build_export(sub: Any) -> None:
 
 
 def _build_import(sub: Any) -> None:
-    # Literal here, not imported: building the parser must not import torch (train.importer).
+    # Literal here, not imported: building the parser must not import torch (training.importer).
     p = _subparser(sub, "import", "turn existing checkpoints (PyTorch, safetensors, Keras) "
                    "into a run directory")  # fmt: skip
     p.add_argument("source", type=nonempty, help="folder holding the checkpoints")

@@ -11,11 +11,13 @@ import dataclasses
 import json
 import math
 import reprlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from modescape.codec import decode
 from modescape.errors import ModescapeError, check_choice, choice_error
 from modescape.options import (
     Arch,
@@ -277,7 +279,7 @@ class TrainConfig:
     sampler: str = BatchSampler.PERMUTATION.value  # see options.BatchSampler
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     snapshot_every: int = 1  # keep a snapshot every n epochs (epoch 0 and the last always kept)
-    # "auto" is resolved to bf16 or fp32 when the run is created, and recorded (train.loop)
+    # "auto" is resolved to bf16 or fp32 when the run is created, and recorded (training.loop)
     precision: str = Precision.AUTO.value
     channels_last: bool = True  # 2-D inputs only; the big lever on CPU (bench_training.py)
     collect: CollectConfig = field(default_factory=CollectConfig)  # SWA/SWAG phase, off by default
@@ -340,7 +342,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
-        return _from_dict(cls, d, "")
+        return decode(cls, d, strict=True, what="config section", coerce=_coerce)
 
     def with_overrides(self, assignments: list[str]) -> RunConfig:
         """Apply `section.key=value` strings (values parsed as JSON, else taken as strings)."""
@@ -431,6 +433,23 @@ def preset(
     )
 
 
+def flat_settings(
+    settings: Mapping[str, Any], prefix: str = "", *, sort_keys: bool = False
+) -> dict[str, Any]:
+    """Nested settings as dotted keys: {"train": {"lr": 1e-3}} -> {"train.lr": 0.001}. A
+    non-empty section is walked (in key order with `sort_keys`, else its own); any other value
+    (a list, an empty section) is one leaf, left as it is for the caller to write: the one
+    flattener of the tracker params, the report's config table and `modescape compare`."""
+    out: dict[str, Any] = {}
+    for key in sorted(settings) if sort_keys else settings:
+        value, name = settings[key], f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out |= flat_settings(value, f"{name}.", sort_keys=sort_keys)
+        else:
+            out[name] = value
+    return out
+
+
 def load_config(path: str | Path) -> RunConfig:
     """A RunConfig from a JSON file, validated; every problem is one ModescapeError naming it."""
     path = Path(path)
@@ -454,39 +473,6 @@ def load_config(path: str | Path) -> RunConfig:
     if not isinstance(d, dict):
         raise ModescapeError(f"config file {path} must hold a JSON object")
     return RunConfig.from_dict(d)
-
-
-def _from_dict(cls: type, d: Any, where: str) -> Any:
-    if not isinstance(d, dict):
-        raise ModescapeError(
-            f"config section {where or 'root'!r} must be an object, got {reprlib.repr(d)}"
-        )
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(d) - set(known))
-    if unknown:
-        raise choice_error(
-            f"config key{'' if not where else ' in ' + where!s}", unknown[0], sorted(known)
-        )
-    kwargs = {}
-    for name, value in d.items():
-        sub = _SECTIONS.get((cls, name))
-        if sub is not None:
-            kwargs[name] = _from_dict(sub, value, f"{where}.{name}".strip("."))
-        else:
-            kwargs[name] = _coerce(cls, name, value)
-    try:
-        return cls(**kwargs)
-    except TypeError as e:
-        raise ModescapeError(f"bad config section {where or 'root'!r}: {e}") from None
-
-
-_SECTIONS: dict[tuple[type, str], type] = {
-    (RunConfig, "data"): DataConfig,
-    (RunConfig, "model"): ModelConfig,
-    (RunConfig, "train"): TrainConfig,
-    (TrainConfig, "augment"): AugmentConfig,
-    (TrainConfig, "collect"): CollectConfig,
-}
 
 
 def _coerce(cls: type, name: str, value: Any) -> Any:

@@ -44,9 +44,9 @@ class Rates:
     corrupt: dict[str, float] = field(default_factory=dict)  # one image, per corruption
     frozen: float | None = None  # one example through a model frozen for inference (None: forward)
     freeze: float = 0.0  # freezing one model (`studies.inference`)
-    # (corruption, severity, seed) of the whole test set already in the corruption cache
-    # (`data.corruption_cache`): the shift study reads them back instead of generating them
-    cached_corruptions: frozenset[tuple[str, int, int]] = frozenset()
+    # (corruption, severity, seed, examples) of the test set (its first `examples`) already in
+    # the corruption cache (`data.corruption_cache`): the shift study reads them back
+    cached_corruptions: frozenset[tuple[str, int, int, int]] = frozenset()
 
     @property
     def stacked(self) -> float:
@@ -285,16 +285,16 @@ def _time_frozen(config: RunConfig, data: Any) -> tuple[float, float]:
     return steady / (len(rows) * len(x)), max(first - steady, 0.0) / len(rows)
 
 
-def _cached_corruptions(data: Any) -> frozenset[tuple[str, int, int]]:
-    """The settings of the whole test set the corruption cache holds (the shift study corrupts
-    the uint8 pixels [N, H, W, C] of the test images it was given)."""
-    from modescape.data.corruption_cache import CorruptionCache
+def _cached_corruptions(data: Any) -> frozenset[tuple[str, int, int, int]]:
+    """The settings of the test set (or a prefix of it) the corruption cache holds (the shift
+    study corrupts the uint8 pixels [N, H, W, C] of the test images it was given)."""
+    from modescape.data.corruption_cache import cached_settings
     from modescape.data.datasets import default_cache_dir, scale_pixels
     from modescape.studies.shift import to_uint8_images
 
     # Exactly as the study makes them from its (scaled) test inputs, so the digest matches.
     u8 = to_uint8_images(scale_pixels(data.x_test, data.source), data.source)
-    return frozenset(CorruptionCache(u8, default_cache_dir()).cached())
+    return frozenset(cached_settings(u8, default_cache_dir()))
 
 
 def _time_corruptions(data: Any) -> dict[str, float]:
@@ -450,13 +450,13 @@ def shift_cost(
     )
     settings = 1 + len(names) * len(shc.severities)
     n = shape.n_test if shc.max_examples is None else min(shc.max_examples, shape.n_test)
-    # A setting of the whole test set already in the corruption cache is read, not generated.
-    cached = rates.cached_corruptions if shc.cache_corruptions and n == shape.n_test else set()
+    # A setting already in the corruption cache is read, not generated.
+    cached = rates.cached_corruptions if shc.cache_corruptions else frozenset()
     corrupting = n * sum(
         rates.corrupt.get(c, 0.0)
         for c in names
         for s in shc.severities
-        if (c, s, shc.seed) not in cached
+        if (c, s, shc.seed, n) not in cached
     )
     seconds = models * (settings * n * rates.stacked + rates.freeze) + corrupting
     work = f"{models} models x {settings} settings on {n} examples"

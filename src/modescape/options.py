@@ -79,7 +79,7 @@ class BatchSampler(StrEnum):
 class Precision(StrEnum):
     """Training arithmetic. Predictions, snapshots and every analysis stay float32."""
 
-    AUTO = "auto"  # bf16 for images on a CPU with bf16 instructions, else fp32 (`train.loop`)
+    AUTO = "auto"  # bf16 for images on a CPU with bf16 instructions, else fp32 (`training.loop`)
     FP32 = "fp32"
     BF16 = "bf16"  # autocast; recorded, not bit-exact with fp32
 

@@ -41,7 +41,7 @@ def train_run(
 
     An empty `members` (a shard with no member, e.g. `--shard 3/4` of 3 members) creates or
     checks the run directory and trains nothing, with a warning that says so. `track` names an
-    experiment tracker for every member (`train.tracking`; not part of the config)."""
+    experiment tracker for every member (`training.tracking`; not part of the config)."""
     from modescape.training.launch import run_members
     from modescape.training.prepare import prepare_run
     from modescape.training.trainer import train

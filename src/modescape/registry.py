@@ -77,7 +77,8 @@ class Study:
         writes `<run>/<name>/` and `<run>/<name>/summary.json`; returns the summary dataclass.
     settings: the settings dataclass (its fields become the subcommand's flags, see `flags`).
     defaults(run_config) -> settings: what `modescape run` uses (None: `settings()`).
-    summary: the summary dataclass (`from_dict` reads summary.json back).
+    summary: the summary dataclass, a `modescape.codec.Record` (`from_dict` reads summary.json
+        back; `Run.study` refuses any other type).
     cost(run_config, shape, rates, chosen) -> estimate.Stage: its cost here, where `chosen`
         maps every study's name to the settings being priced.
     outcome(summary, run_path) -> list[str]: the lines the subcommand prints when done.

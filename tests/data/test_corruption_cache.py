@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import modescape.data.corruption_cache as cc
-from modescape.data.corruption_cache import CorruptionCache, array_digest
+from modescape.data.corruption_cache import CorruptionCache, array_digest, cached_settings
 from modescape.data.corruptions import corrupt
 
 
@@ -105,3 +105,28 @@ def test_cached_lists_the_current_entries_of_this_data(images, tmp_path, monkeyp
     assert CorruptionCache(images, tmp_path, enabled=False).cached() == set()
     monkeypatch.setattr(cc, "CORRUPTION_VERSION", cc.CORRUPTION_VERSION + 1)
     assert CorruptionCache(images, tmp_path).cached() == set()
+
+
+def test_a_killed_writers_partial_file_is_removed(images, tmp_path):
+    import subprocess
+    import sys
+
+    cache = CorruptionCache(images, tmp_path)
+    cache.get("contrast", 1, seed=0)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True
+    )
+    npy, _ = cache.paths("contrast", 2, 0)
+    partial = npy.parent / f".{npy.name}.{int(dead.stdout)}.abc.tmp"
+    partial.write_bytes(b"half a file")
+    CorruptionCache(images, tmp_path)  # the next sweep on this data
+    assert not partial.exists() and cache.paths("contrast", 1, 0)[0].exists()
+
+
+def test_cached_settings_finds_the_prefixes_of_the_test_set(images, tmp_path):
+    CorruptionCache(images, tmp_path).get("contrast", 1, seed=0)
+    CorruptionCache(images[:5], tmp_path).get("fog", 2, seed=0)
+    CorruptionCache(images[::-1], tmp_path).get("fog", 3, seed=0)  # not a prefix: other data
+    assert cached_settings(images, tmp_path) == {("contrast", 1, 0, 12), ("fog", 2, 0, 5)}
+    assert cached_settings(images[:5], tmp_path) == {("fog", 2, 0, 5)}
+    assert cached_settings(images, tmp_path / "empty") == set()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -48,16 +49,32 @@ def first_point(page_dir: Path, figure: str) -> float:
     return entry["chart"]["series"][0]["y"][0]
 
 
+SCREEN = 900  # CSS px: the height of a 1400 px wide browser window (a 1440 × 900 laptop)
+
+
 @pytest.mark.parametrize("width", [1400, 400])
 def test_report_opens_cleanly_at_wide_and_narrow_widths(written, tmp_path, width):
     shot = tmp_path / "page.png"
+    page = written
+    if width == 400:  # every folded table opened: its rows must fit and wrap cleanly too
+        page = tmp_path / "opened.html"  # the images are inline: it shows the same from here
+        page.write_text(written.read_text().replace("<details class=", "<details open class="))
     rc, result = browser_check(
-        written, "--width", str(width), "--overflow", "--hover", "#fig-ensemble_curves .pt",
-        "--screenshot", str(shot),
+        page, "--width", str(width), "--overflow", "--words", "--hover",
+        "#fig-ensemble_curves .pt", "--screenshot", str(shot),
     )  # fmt: skip
     assert result["console_errors"] == [] and result["network"] == []
-    n_png = len(list((written.parent / "figures").glob("*.png")))
-    assert len(result["images"]) == n_png
+    assert result["console_messages"] == []  # no warning either (the ResizeObserver loop)
+    # no word broken inside a token (identifiers wrap after . _ / only)
+    assert result["words"]["count"] == 0, result["words"]
+    if width == 1400:  # the long configuration tables are folded: a figure in two screens
+        assert result["words"]["first_figure"] < 2 * SCREEN, result["words"]
+    # every figure shows its chart or its PNG (a one-panel chart stands for its PNG, which the
+    # figure links to), and every image on the page decodes
+    figures = re.findall(r'<figure class="fig".*?</figure>', written.read_text(), re.S)
+    assert len(figures) == len(list((written.parent / "figures").glob("*.png")))
+    assert all('<div class="chart"' in f or "<img " in f for f in figures)
+    assert len(result["images"]) == sum("<img " in f for f in figures)
     assert all(i["complete"] and i["naturalWidth"] > 0 for i in result["images"])
     assert result["charts"] >= 1 and result["bad_charts"] == []
     assert result["overflow"]["ok"], result["overflow"]
@@ -136,3 +153,22 @@ def test_browser_check_catches_a_missing_tooltip(tmp_path):
     assert rc == 1 and not result["hover"]["ok"] and not result["hover"]["visible"]
     rc, result = browser_check(page, "--hover", "#nothing .pt")
     assert rc == 1 and result["hover"]["error"] == "no element matches"
+
+
+def test_browser_check_catches_a_word_broken_mid_token_and_a_console_warning(tmp_path):
+    """A cell that may break anywhere splits "configuration" across lines at 400 px; a split
+    after "." (an allowed point) is not counted; a console.warn is a console message."""
+    page = tmp_path / "words.html"
+    page.write_text(
+        '<!DOCTYPE html><html><head><meta name="viewport" content="width=device-width">'
+        "<title>words</title></head><body>"
+        '<p style="width:60px;overflow-wrap:anywhere">configuration</p>'
+        '<p style="width:90px">train.<wbr>augment.<wbr>brightness</p>'
+        "<figure>f</figure><script>console.warn('careful')</script></body></html>"
+    )
+    rc, result = browser_check(page, "--width", "400", "--words")
+    assert rc == 1 and not result["ok"]
+    assert result["words"]["count"] == 1
+    assert result["words"]["broken"][0]["word"] == "configuration"
+    assert result["words"]["first_figure"] > 0
+    assert any("careful" in m for m in result["console_messages"])

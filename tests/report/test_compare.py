@@ -111,3 +111,34 @@ def test_cli_compare(analysed, second_run, tiny_run, tmp_path):
     assert err.strip().splitlines() == ["modescape: error: compare needs at least two runs, got 1"]
     code, _, err = cli("compare", str(analysed), str(tiny_run), "--out", str(tmp_path / "d"))
     assert code == 2 and "has not been analysed yet" in err and len(err.strip().splitlines()) == 1
+
+
+def test_settings_diff_includes_study_settings(analysed, compared):
+    """The analysed run has a subspace, shift and landscape study, the second run none: their
+    settings are in the diff, blank for the run without them."""
+    differ = {r["setting"]: r for r in rows(compared.parent / "tables" / "settings_differ.csv")}
+    n_samples = read_json(analysed / "subspace" / "summary.json")["config"]["n_samples"]
+    row = differ["subspace.n_samples"]
+    assert {v for k, v in row.items() if k != "setting"} == {"", str(n_samples)}
+    assert any(k.startswith("shift.") for k in differ)
+    assert any(k.startswith("landscape.") for k in differ)
+
+
+def test_no_run_is_ranked_most_accurate_across_different_data(analysed, second_run, monkeypatch):
+    from modescape.report import compare
+    from modescape.report.base import ReportContext
+    from modescape.store.run import load_run
+
+    ctxs = [ReportContext(load_run(p)) for p in (analysed, second_run)]
+    same = compare._glance_section(ctxs, ["a", "b"]).reading[0]
+    assert "is the most accurate" in same
+    real = compare.glance_rows
+
+    def other_data(ctx):
+        rows = real(ctx)
+        return rows | ({"dataset": "cifar10"} if ctx is ctxs[1] else {})
+
+    monkeypatch.setattr(compare, "glance_rows", other_data)
+    text = compare._glance_section(ctxs, ["a", "b"]).reading[0]
+    assert "most accurate" not in text and "not comparable" in text
+    assert "a: mnist1d" in text and "b: cifar10" in text

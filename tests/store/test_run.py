@@ -114,12 +114,12 @@ def test_wrong_shape_snapshot_names_the_file(tiny_run_copy):
 def test_lost_member_json_is_rebuilt_then_restored(tiny_run_copy):
     (tiny_run_copy / "members/m001/member.json").unlink()
     info = load_run(tiny_run_copy).member_info(1)
-    assert info["state"] == "interrupted" and info["snapshots"] == [0, 1, 2, 3, 4]
-    assert "member.json was lost" in info["reason"]
+    assert info.state == "interrupted" and info.snapshots == [0, 1, 2, 3, 4]
+    assert "member.json was lost" in info.reason
     before = (tiny_run_copy / "members/m001/snapshots/e0004.safetensors").stat().st_mtime_ns
     train_member(tiny_run_copy, 1)
     run = load_run(tiny_run_copy)
-    assert run.member_info(1)["state"] == "finished" and verify_run(tiny_run_copy) == []
+    assert run.member_info(1).state == "finished" and verify_run(tiny_run_copy) == []
     assert run.snapshot_path(1, 4).stat().st_mtime_ns == before  # nothing retrained
 
 

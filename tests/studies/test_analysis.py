@@ -47,12 +47,12 @@ def test_summary_and_checksums(analysed):
     stored = read_json(path / "analysis/summary.json")
     assert summary.to_dict() == stored
     assert AnalysisSummary.from_dict(stored) == summary  # one type writes and reads it
-    for rel, digest in summary["files"].items():
+    for rel, digest in summary.files.items():
         assert sha256_file(path / "analysis" / rel) == digest
     run = load_run(path)
-    accs = [run.metrics(m)[-1]["test_acc"] for m in run.members]
-    assert summary["single"]["accuracy"] == pytest.approx(np.mean(accs))
-    assert summary["parameters"]["count"] == sum(p.numel() for p in run.build_model().parameters())
+    accs = [run.metrics(m)[-1].test_acc for m in run.members]
+    assert summary.single["accuracy"] == pytest.approx(np.mean(accs))
+    assert summary.parameters["count"] == sum(p.numel() for p in run.build_model().parameters())
 
 
 def test_ensemble_curve_csv_size_one_is_mean_single(analysed):
@@ -60,7 +60,7 @@ def test_ensemble_curve_csv_size_one_is_mean_single(analysed):
     rows = read_csv(path / "analysis/ensembles/curves.csv")
     deep1 = [r for r in rows if r["family"] == "deep" and r["size"] == "1"]
     acc = next(float(r["mean"]) for r in deep1 if r["metric"] == "accuracy")
-    assert acc == pytest.approx(summary["single"]["accuracy"])
+    assert acc == pytest.approx(summary.single["accuracy"])
     families = {r["family"] for r in rows}
     assert families == {"deep", "snapshot", "weight_average"}
 
@@ -68,7 +68,7 @@ def test_ensemble_curve_csv_size_one_is_mean_single(analysed):
 def test_weight_average_is_evaluated_average(analysed):
     path, summary = analysed
     run = load_run(path)
-    window = summary["weight_average"]["epochs_averaged"]
+    window = summary.weight_average["epochs_averaged"]
     sds = [run.state_dict(1, e) for e in window]
     model = run.build_model()
     model.load_state_dict({k: torch.stack([sd[k] for sd in sds]).mean(0) for k in sds[0]})
@@ -86,7 +86,7 @@ def test_trajectory_embeddings_cover_every_snapshot(analysed):
         assert {(int(r["member"]), int(r["epoch"])) for r in rows} == {
             (m, e) for m in range(3) for e in range(5)
         }
-    assert summary["embeddings"]["tsne"]["perplexity"] < 15  # clamped below the point count
+    assert summary.embeddings["tsne"]["perplexity"] < 15  # clamped below the point count
 
 
 def test_incomplete_run_is_named(tiny_run_copy):
@@ -103,7 +103,7 @@ def test_incomplete_run_is_named(tiny_run_copy):
     with pytest.raises(ModescapeError, match=r"incomplete.*m2: running.*--partial"):
         analyze_run(tiny_run_copy)
     summary = analyze_run(tiny_run_copy, allow_partial=True)
-    assert summary["members"] == [0, 1]
+    assert summary.members == [0, 1]
 
 
 def test_bad_analysis_settings():
@@ -118,7 +118,7 @@ def test_analysis_files_are_recorded_in_the_manifest(analysed, tmp_path):
     shutil.copytree(analysed[0], path)
     manifest = load_run(path).manifest["files"]
     assert "analysis/summary.json" in manifest
-    assert all(f"analysis/{rel}" in manifest for rel in summary["files"])
+    assert all(f"analysis/{rel}" in manifest for rel in summary.files)
     assert load_run(path).verify() == []
     (path / "analysis/weights/cosine.npy").write_bytes(b"tampered")
     assert load_run(path).verify() == ["checksum mismatch analysis/weights/cosine.npy"]

@@ -257,3 +257,13 @@ def test_image_curve_trains_channels_last_like_its_members(tmp_path, monkeypatch
     settings = json.loads((run / summary.curve_folder / "settings.json").read_text())
     assert settings["settings"]["channels_last"] is True
     assert verify_run(run) == []
+
+
+def test_one_member_run_names_the_snapshot_pair(tmp_path):
+    """A run of one member cannot join m0 and m1, but can join two of m0's snapshots: the one
+    line says so (and a run of several members gets no such hint)."""
+    run = ms.train(tiny_config(members=1, epochs=1), tmp_path / "r")
+    with pytest.raises(ModescapeError, match=r"finished: \[0\]\); or two snapshots of one member: "
+                       r"--pair m0@e0,m0"):  # fmt: skip
+        fit_curve(run.path, connect_config(epochs=1))
+    assert not (run.path / "connect" / "summary.json").exists()

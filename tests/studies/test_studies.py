@@ -52,14 +52,14 @@ def test_landscape_anchor_values_equal_direct_metrics(tiny_run_copy):
     cfg = LandscapeConfig(resolution=5, n_path_points=5, align=False)
     summary = run_landscape(tiny_run_copy, cfg, **quiet)
     run = load_run(tiny_run_copy)
-    anchors = read_json(tiny_run_copy / "landscape" / summary["planes"][0]["dir"] / "anchors.json")
+    anchors = read_json(tiny_run_copy / "landscape" / summary.planes[0].dir / "anchors.json")
     for name, loss, acc in zip(anchors["names"][1:], anchors["loss"][1:], anchors["accuracy"][1:]):
         member = int(name[1:])
         last = run.metrics(member)[-1]
-        assert loss == pytest.approx(last["test_loss"], rel=1e-4)
-        assert acc == pytest.approx(last["test_acc"], abs=1e-6)
+        assert loss == pytest.approx(last.test_loss, rel=1e-4)
+        assert acc == pytest.approx(last.test_acc, abs=1e-6)
     # Each anchor sits on a grid node (row = b index, column = a index), exactly.
-    folder = tiny_run_copy / "landscape" / summary["planes"][0]["dir"]
+    folder = tiny_run_copy / "landscape" / summary.planes[0].dir
     a, b = load_npy(folder / "a.npy"), load_npy(folder / "b.npy")
     assert len(anchors["nodes"]) == 3
     for (row, col), coords in zip(anchors["nodes"], anchors["coords"]):
@@ -69,9 +69,9 @@ def test_landscape_anchor_values_equal_direct_metrics(tiny_run_copy):
     assert agree[row, col] == agree.max() and agree[row, col] > 0.99
     rows = read_csv(tiny_run_copy / "landscape/paths.csv")
     start = next(r for r in rows if r["path"] == "m0->m1" and float(r["alpha"]) == 0.0)
-    assert float(start["error"]) == pytest.approx(1 - run.metrics(0)[-1]["test_acc"], abs=1e-6)
+    assert float(start["error"]) == pytest.approx(1 - run.metrics(0)[-1].test_acc, abs=1e-6)
     # A second call finds everything cached and computes no plane again.
-    plane = tiny_run_copy / "landscape" / summary["planes"][0]["dir"] / "loss.npy"
+    plane = tiny_run_copy / "landscape" / summary.planes[0].dir / "loss.npy"
     before = plane.stat().st_mtime_ns
     run_landscape(tiny_run_copy, cfg, **quiet)
     assert plane.stat().st_mtime_ns == before
@@ -114,7 +114,7 @@ def test_subspace_samples_reproducible_and_cached(tiny_run_copy):
     rows = read_csv(tiny_run_copy / "subspace/plane.csv")
     assert len([r for r in rows if r["kind"] == "sample"]) == 4 * 5
     assert len([r for r in rows if r["kind"] == "member"]) == 2
-    assert set(summary["js_diversity"]) >= {"independent_members", "late_snapshots", "random"}
+    assert set(summary.js_diversity) >= {"independent_members", "late_snapshots", "random"}
     before = (tiny_run_copy / "subspace/preds/random/m001.npy").stat().st_mtime_ns
     run_subspace(tiny_run_copy, cfg, **quiet)
     assert (tiny_run_copy / "subspace/preds/random/m001.npy").stat().st_mtime_ns == before
@@ -203,7 +203,7 @@ def test_shift_leaves_no_op_corruptions_out_of_every_average(tiny_run_copy, monk
         if (r["corruption"], r["severity"], r["family"], r["metric"])
         == ("gaussian_noise", "1", "single", "accuracy")
     ]
-    assert summary.by_severity["metrics"]["single"]["accuracy"][1] == pytest.approx(single[0])
+    assert summary.by_severity.metrics["single"]["accuracy"][1] == pytest.approx(single[0])
 
 
 def test_shift_sweep_on_signals(tiny_run_copy):
@@ -215,7 +215,7 @@ def test_shift_sweep_on_signals(tiny_run_copy):
     }
     clean = load_npy(tiny_run_copy / "shift/preds/clean/s0/members.npy")
     np.testing.assert_allclose(clean, load_run(tiny_run_copy).final_predictions("test"), atol=1e-6)
-    acc = summary["by_severity"]["metrics"]["single"]["accuracy"]
+    acc = summary.by_severity.metrics["single"]["accuracy"]
     assert acc[2] < acc[0]  # severity 5 hurts
     with pytest.raises(ModescapeError, match="allowed: gaussian_noise"):
         run_shift(tiny_run_copy, ShiftConfig(corruptions=("frost",)), **quiet)
@@ -286,15 +286,15 @@ def test_every_study_runs_on_a_batchnorm_network(tiny_image_folder, tmp_path):
     out = tmp_path / "resnet"
     train(cfg.with_overrides(["train.batch_size=20"]), out)
     summary = analyze_run(out, **quiet)
-    assert "recomputed" in summary["weight_average"]["batchnorm"]
+    assert "recomputed" in summary.weight_average["batchnorm"]
     # calibration kept minimal: what is checked here is the BatchNorm policy of every sample
     small = {"calibration_probes": 1, "calibration_steps": 2, "calibration_check": 1}
     sub = run_subspace(out, SubspaceConfig(n_samples=2, n_snapshots=2, rank=1, **small), **quiet)
-    assert "recomputed" in sub["batchnorm"]
+    assert "recomputed" in sub.batchnorm
     land = run_landscape(out, LandscapeConfig(resolution=3, n_path_points=3), **quiet)
-    assert land["planes"][0]["bn_policy"] == "recompute"
-    assert all(p["bn_policy"] == "recompute" for p in land["paths"])
-    assert land["alignment"]["max_abs_prob_diff"] < 1e-4
+    assert land.planes[0].bn_policy == "recompute"
+    assert all(p.bn_policy == "recompute" for p in land.paths)
+    assert land.alignment["max_abs_prob_diff"] < 1e-4
     shift = run_shift(out, ShiftConfig(corruptions=("contrast",), severities=(1,)), **quiet)
     assert shift.families["subspace_random"] == 2
     assert load_run(out).verify() == []
@@ -340,7 +340,7 @@ def test_subspace_calibrated_scales_recorded_cached_and_keyed(tiny_run_copy):
     for c in summary.calibration:
         probs = load_npy(tiny_run_copy / f"subspace/preds/{c.method}/m{c.member:03d}.npy")
         acc = (probs.argmax(-1) == labels).mean(1)
-        ref = run.metrics(c.member)[-1]["test_acc"]
+        ref = run.metrics(c.member)[-1].test_acc
         assert acc.max() > acc.min() + 0.05, (c.method, c.member, acc)
         assert acc.max() >= ref - 0.1
     read_back = read_json(tiny_run_copy / "subspace/summary.json")

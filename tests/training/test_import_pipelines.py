@@ -86,7 +86,7 @@ def test_torchvision_normalised_checkpoint_scores_what_it_scored(own_pipeline, t
         torch.save(model.state_dict(), src / f"ep{e}.pt")
     cfg = _stated(root, **{"model.arch_kwargs": '{"hidden": 16}'})
     run = import_checkpoints(src, tmp_path / "run", cfg, pattern="ep{epoch}.pt", origin="stated")
-    assert run.metrics(0)[-1]["test_acc"] == pytest.approx(acc)
+    assert run.metrics(0)[-1].test_acc == pytest.approx(acc)
     stated = run.manifest["imported"]["preprocessing"]
     assert stated["scaling"] == "normalize" and stated["stated_by"] == "--origin stated"
     assert stated["mean"] == pytest.approx(MEAN) and stated["std"] == pytest.approx(STD)
@@ -118,7 +118,7 @@ def test_lightning_checkpoint_imports_with_its_hyper_parameters(own_pipeline, tm
     assert run.config.model.arch_kwargs == {"hidden": 16}  # from hyper_parameters
     assert run.config.data.scaling == "normalize"
     assert run.config.data.mean == pytest.approx(MEAN)
-    assert run.metrics(0)[-1]["test_acc"] == pytest.approx(acc)
+    assert run.metrics(0)[-1].test_acc == pytest.approx(acc)
     imported = run.manifest["imported"]
     assert imported["lightning"]["version"] == "2.4.0" and imported["key_prefix"] == "model."
     assert imported["preprocessing"]["stated_by"] == "Lightning hyper-parameters"
@@ -157,7 +157,7 @@ def test_the_cli_takes_set_data_scaling_as_the_statement(own_pipeline, tmp_path,
     assert main([*base, *sets, "--out", str(tmp_path / "yes")]) == 0
     from modescape.store.run import load_run
 
-    assert load_run(tmp_path / "yes").metrics(0)[-1]["test_acc"] == pytest.approx(acc)
+    assert load_run(tmp_path / "yes").metrics(0)[-1].test_acc == pytest.approx(acc)
 
 
 def test_keys_that_do_not_fit_are_one_line_naming_both_sides(own_pipeline, tmp_path):

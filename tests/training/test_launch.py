@@ -199,7 +199,7 @@ def test_status_without_a_scheduler(tmp_path):
     ]
     table = format_status(rows).splitlines()
     assert len(table) == 3 and "finished" in table[1] and "pending" in table[2]
-    assert load_run(d).member_status(0)["state"] == "finished"
+    assert load_run(d).member_status(0).state == "finished"
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")

@@ -60,7 +60,7 @@ def test_auto_is_recorded_resolved_and_reopens(tmp_path):
     assert json.loads((out / "config.json").read_text())["train"]["precision"] == expected
     run = load_run(out)
     assert run.config.train.precision == expected
-    assert run.member_info(0)["precision"] == expected
+    assert run.member_info(0).precision == expected
     train(_config(root), out, device="cpu")  # "auto" again: the same run, nothing retrained
     other = "fp32" if expected == "bf16" else "bf16"
     with pytest.raises(ModescapeError, match=f"train.precision: '{expected}' -> '{other}'"):

@@ -80,9 +80,9 @@ def wait_mid_training(run_dir: Path, member: int, timeout_s: float = 90.0) -> st
     while time.monotonic() < deadline:
         task = slurm_tasks(run_dir).get(member)
         status = load_run(run_dir).member_status(member)
-        if task and status["state"] == "running" and status["epoch"] >= 1:
+        if task and status.state == "running" and status.epoch >= 1:
             return task
-        assert status["state"] != "finished", "member finished before it could be cancelled"
+        assert status.state != "finished", "member finished before it could be cancelled"
         time.sleep(0.05)
     raise AssertionError(f"member {member} never reached epoch 1 within {timeout_s} s")
 

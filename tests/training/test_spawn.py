@@ -56,11 +56,11 @@ def test_children_start_from_the_parent_and_differ_by_seed(parent, children):
     start = par.state_dict(1, 4)
     for m in (2, 3):  # spawned at 4: the parent's weights there, not the child's own init
         assert all(torch.equal(run.state_dict(m, 4)[k], v) for k, v in start.items())
-    seeds = {run.member_info(m)["seed"] for m in run.members}
-    assert len(seeds) == 4 and par.member_info(1)["seed"] not in seeds
+    seeds = {run.member_info(m).seed for m in run.members}
+    assert len(seeds) == 4 and par.member_info(1).seed not in seeds
     final = [run.state_dict(m) for m in run.members]
     assert _differs(final[0], final[1])  # another data order
-    info = run.member_info(1)["spawn"]
+    info = run.member_info(1).spawn
     steps = run.manifest["spawn"]["steps_per_epoch"]
     assert (info["point"], info["child"], info["epoch"]) == (0, 1, 2)
     assert info["step"] == round(2.5 * steps) - 2 * steps and 0 < info["step"] < steps

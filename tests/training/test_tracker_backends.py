@@ -55,9 +55,9 @@ def test_mlflow_sqlite_follows_its_environment_and_exports_once(tiny_run_copy, t
         for r in runs:
             records = run.metrics(int(r.data.tags["modescape.member"]))
             history = client.get_metric_history(r.info.run_id, "test_acc")
-            assert [h.step for h in history] == [rec["epoch"] for rec in records]
+            assert [h.step for h in history] == [rec.epoch for rec in records]
             assert [h.value for h in history] == pytest.approx(
-                [scalars(rec)["test_acc"] for rec in records], rel=1e-6
+                [scalars(rec.to_dict())["test_acc"] for rec in records], rel=1e-6
             )
             assert r.data.params["seed"] == str(run.config.seed)
     # --track-option wins over the environment
@@ -91,6 +91,6 @@ def test_training_tracked_by_mlflow_keeps_everything_in_the_run(tmp_path, monkey
     client, runs = _mlflow_runs(f"sqlite:///{out / 'tracking' / 'mlflow.db'}", "tracked")
     assert [r.info.status for r in runs] == ["FINISHED"]
     history = client.get_metric_history(runs[0].info.run_id, "test_acc")
-    assert [h.step for h in history] == [r["epoch"] for r in load_run(out).metrics(0)] == [0, 1, 2]
+    assert [h.step for h in history] == [r.epoch for r in load_run(out).metrics(0)] == [0, 1, 2]
     assert not load_run(out).verify()
     assert not list(tmp_path.glob("mlruns")) and not list(tmp_path.parent.glob("mlruns"))

@@ -26,10 +26,10 @@ def _assert_events_match_metrics(run_path, logdir):
     for m in run.members:
         events = _events(logdir / f"m{m:03d}")
         records = run.metrics(m)
-        assert records and set(events) == set().union(*(scalars(r) for r in records))
+        assert records and set(events) == set().union(*(scalars(r.to_dict()) for r in records))
         for r in records:
-            for k, v in scalars(r).items():
-                assert events[k][r["epoch"]] == pytest.approx(v, rel=1e-6, abs=1e-7), (m, k)
+            for k, v in scalars(r.to_dict()).items():
+                assert events[k][r.epoch] == pytest.approx(v, rel=1e-6, abs=1e-7), (m, k)
 
 
 @pytest.mark.slow

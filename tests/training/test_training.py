@@ -49,8 +49,8 @@ def test_members_differ_and_training_learns(tiny_run):
     w0, w1 = run.state_dict(0, 0), run.state_dict(1, 0)
     assert not torch.equal(w0["head.weight"], w1["head.weight"])
     m = run.metrics(0)
-    assert m[-1]["test_acc"] > m[0]["test_acc"] + 0.15  # well above chance after 4 epochs
-    assert m[-1]["train_loss"] < m[1]["train_loss"]
+    assert m[-1].test_acc > m[0].test_acc + 0.15  # well above chance after 4 epochs
+    assert m[-1].train_loss < m[1].train_loss
 
 
 def test_same_command_same_bytes(tmp_path, tiny_run):
@@ -118,7 +118,7 @@ def test_sigkill_then_rerun_gives_identical_snapshots(tiny_run, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the training process ended before it was killed"
-    assert load_run(out).member_info(0)["state"] == "running"
+    assert load_run(out).member_info(0).state == "running"
     train(tiny_config(members=2, epochs=4), out)
     ref = {k: v for k, v in snapshot_bytes(tiny_run).items() if "/m002/" not in k}
     assert snapshot_bytes(out) == ref
@@ -189,12 +189,12 @@ def test_smallcnn_trains_on_the_real_cifar10_folder(tmp_path):
     )  # fmt: skip
     assert code == 0, err
     run = load_run(out)
-    assert run.data_summary["n_train"] == 49_500 and run.data_summary["n_val"] == 500
-    assert run.data_summary["classes"][0] == "airplane"
+    assert run.data_summary.n_train == 49_500 and run.data_summary.n_val == 500
+    assert run.data_summary.classes[0] == "airplane"
     assert run.splits == ("val", "test")
     assert sum(p.numel() for p in run.build_model().parameters()) == 19_466
     last = run.metrics(0)[-1]
-    assert last["test_acc"] > 0.3  # one epoch from raw pixels: well above chance (0.1)
+    assert last.test_acc > 0.3  # one epoch from raw pixels: well above chance (0.1)
     assert run.predictions("val", 0).shape == (500, 10)
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -25,25 +24,10 @@ from modescape.analysis.landscape import PathResult
 from modescape.analysis.metrics import ArrayLike, as_numpy
 from modescape.analysis.weightspace import cosine_matrix, distance_matrix
 from modescape.errors import ModescapeError
+from modescape.results import PairLevel
 
 FRANKLE_ALPHAS = 30  # evenly spaced α on each path, ends included (Frankle et al. 2020)
 STABLE_BARRIER = 0.02  # "stable": error barrier below 2% (Frankle et al. 2020)
-
-
-@dataclass(frozen=True)
-class PairLevel:
-    """Measures between the models of one group (children of a spawn point, or a reference
-    pair), each the mean over its pairs; `error_barrier_max` the largest pair's barrier."""
-
-    error_barrier: float
-    error_barrier_max: float
-    loss_barrier: float
-    disagreement: float
-    js: float
-    cosine: float
-    l2: float
-    accuracy: tuple[float, ...]  # each model's test accuracy
-    pairs: int
 
 
 def pairs(n: int) -> list[tuple[int, int]]:

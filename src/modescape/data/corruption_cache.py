@@ -30,7 +30,13 @@ import numpy as np
 from modescape.data.corruptions import SIGNAL_PARAMS, corrupt
 from modescape.data.image_corruptions import IMAGE_PARAMS
 from modescape.errors import ModescapeError
-from modescape.store.files import load_npy_checked, read_json, save_npy_streamed, write_json
+from modescape.store.files import (
+    load_npy_checked,
+    read_json,
+    remove_stale_tmp,
+    save_npy_streamed,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +66,8 @@ class CorruptionCache:
         self.digest = array_digest(self.x) if enabled else ""
         self.folder = Path(cache_dir).expanduser() / "corruptions" / self.digest[:16]
         self.hits = self.misses = self.bytes_read = self.bytes_written = 0
+        if enabled and self.folder.is_dir():  # a killed writer's partial file (tens of MB)
+            remove_stale_tmp(self.folder, dead_only=True)
 
     def paths(self, name: str, severity: int, seed: int) -> tuple[Path, Path]:
         stem = f"{name}-s{severity}-seed{seed}"
@@ -145,3 +153,23 @@ class CorruptionCache:
             f"corruption cache: {self.hits} read ({self.bytes_read / 1e6:.1f} MB), "
             f"{self.misses} generated ({self.bytes_written / 1e6:.1f} MB written) in {self.folder}"
         )
+
+
+def cached_settings(x: np.ndarray, cache_dir: str | Path) -> set[tuple[str, int, int, int]]:
+    """(name, severity, seed, n) of every cached corrupted set of the first n rows of `x` (a
+    sweep may use a prefix of the test set: the shift study's `max_examples`). Reads JSON
+    files and hashes each prefix length found once; for pricing a sweep, not for trusting it."""
+    root = Path(cache_dir).expanduser() / "corruptions"
+    x = np.ascontiguousarray(x)
+    sizes: set[int] = set()
+    for meta in root.glob("*/*.json") if root.is_dir() else ():
+        try:
+            shape = read_json(meta, expect=dict)["clean_shape"]
+            if list(shape[1:]) == list(x.shape[1:]) and 0 < int(shape[0]) <= len(x):
+                sizes.add(int(shape[0]))
+        except (ModescapeError, KeyError, TypeError, ValueError, IndexError):
+            continue
+    found: set[tuple[str, int, int, int]] = set()
+    for n in sizes:
+        found |= {(*entry, n) for entry in CorruptionCache(x[:n], cache_dir).cached()}
+    return found

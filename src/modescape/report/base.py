@@ -25,6 +25,7 @@ from modescape.errors import ModescapeError
 from modescape.report import wording
 from modescape.store import schema as S
 from modescape.store.files import load_npy, read_json
+from modescape.store.records import MemberInfo
 from modescape.store.run import Run
 
 
@@ -37,6 +38,7 @@ class Table:
     rows: list[list[Any]]
     caption: str = ""
     align_numbers: bool = True  # right-align numeric cells; False: a left-aligned text table
+    collapsed: bool = False  # shown folded (its caption and row count) until opened: long tables
 
 
 class ChartKind(StrEnum):
@@ -44,9 +46,45 @@ class ChartKind(StrEnum):
     SCATTER = "scatter"  # series drawn as points, e.g. t-SNE, the diversity-accuracy plane
 
 
+class LineStyle(StrEnum):
+    """How a series' points are joined, in the PNG and in the page's chart alike."""
+
+    SOLID = "solid"
+    DASHED = "dashed"
+    DOTTED = "dotted"
+    NONE = "none"  # points only
+
+
+class Marker(StrEnum):
+    """The mark at each point (matplotlib's marker codes, so a figure uses them as they are)."""
+
+    CIRCLE = "o"
+    DOT = "."
+    SQUARE = "s"
+    DIAMOND = "D"
+    STAR = "*"
+    NONE = "none"  # the line only (the page still shows the point's value on hover)
+
+
+# matplotlib's line-style codes -> LineStyle
+MPL_LINES = {
+    "-": LineStyle.SOLID,
+    "--": LineStyle.DASHED,
+    ":": LineStyle.DOTTED,
+    "": LineStyle.NONE,
+    "None": LineStyle.NONE,
+    "none": LineStyle.NONE,
+}
+
+
 @dataclass
 class Series:
-    """One named series of a chart: points (x[i], y[i]), optional ± err[i] band or bars."""
+    """One named series of a chart: points (x[i], y[i]), optional ± err[i] band or bars, and how
+    it is drawn (colour, line style, marker), which the PNG and the page's chart both follow.
+
+    `line` / `marker` None: the chart kind's default (LINE: solid with circles; SCATTER: circles
+    only). `point_colors`: one colour per point (members in their own colours) instead of
+    `color`; `filled` False: open markers (white inside)."""
 
     name: str
     x: list[float]
@@ -54,6 +92,10 @@ class Series:
     err: list[float] | None = None
     color: str | None = None  # "#rrggbb"; None: the chart's palette
     labels: list[str] | None = None  # per-point hover text (e.g. "m0 e12"), else "x, y"
+    line: LineStyle | None = None
+    marker: Marker | None = None
+    point_colors: list[str] | None = None
+    filled: bool = True
 
     def __post_init__(self) -> None:
         # A value with no number (None: e.g. a normalised diversity where accuracy is 1) is a gap
@@ -62,12 +104,22 @@ class Series:
             values = getattr(self, name)
             if values is not None:
                 setattr(self, name, [math.nan if v is None else v for v in values])
+        if self.line is not None:
+            self.line = LineStyle(MPL_LINES.get(self.line, self.line))
+        if self.marker is not None:
+            self.marker = Marker(self.marker)
 
 
 @dataclass
 class Chart:
-    """The interactive twin of a figure: the plotted series, drawn in the page as inline SVG with
-    hover values, zoom and series toggling (the PNG/PDF stay the files for papers)."""
+    """One panel of a figure as data: the plotted series and how each is drawn. The page draws
+    it as inline SVG with hover values, zoom and series toggling (`render/interactive.py`); the
+    PNG/PDF draw the same object with matplotlib (`figures/chart.py`), so the two cannot differ.
+
+    `keys`: legend-only entries (e.g. "dashed: test") shown instead of one entry per series
+    where the figure's legend is compact; `panel`: which axes of the figure this chart is (a
+    multi-panel figure shows its first panel interactively); `y_clip`: the range a ± band may
+    not leave (an accuracy band stops at 100%)."""
 
     kind: ChartKind
     x_label: str
@@ -76,6 +128,21 @@ class Chart:
     x_log: bool = False
     y_log: bool = False
     y_range: tuple[float, float] | None = None  # None: from the data
+    keys: list[Series] = field(default_factory=list)
+    panel: int = 0
+    y_clip: tuple[float, float] | None = None
+    title: str = ""
+
+
+def series_line(chart: Chart, s: Series) -> LineStyle:
+    """The line style a series is drawn with (its own, or its chart kind's default)."""
+    if s.line is not None:
+        return s.line
+    return LineStyle.SOLID if chart.kind == ChartKind.LINE else LineStyle.NONE
+
+
+def series_marker(chart: Chart, s: Series) -> Marker:
+    return s.marker if s.marker is not None else Marker.CIRCLE
 
 
 @dataclass
@@ -203,14 +270,14 @@ class ReportContext(Results):
         return StudyResults(root, self.run, self.run.study(name))
 
     @cached_property
-    def member_infos(self) -> list[dict[str, Any]]:
+    def member_infos(self) -> list[MemberInfo]:
         return [self.run.member_info(m) for m in self.members]
 
     @cached_property
     def notices(self) -> list[str]:
         """Banner lines for the top of the page: the run is incomplete (members not finished,
         or left out of the analysis)."""
-        states = {m: self.run.member_info(m)["state"] for m in self.run.members}
+        states = {m: self.run.member_info(m).state for m in self.run.members}
         unfinished = [f"m{m} {state}" for m, state in states.items() if state != "finished"]
         left_out = [m for m in self.run.members if m not in self.members]
         out = []

@@ -29,8 +29,10 @@ from typing import Any
 import numpy as np
 
 from modescape.errors import ModescapeError
-from modescape.report.base import Chart, ChartKind, ReportContext, Series, Table
-from modescape.report.render.interactive import chart_data
+from modescape.report import provenance
+from modescape.report.base import Chart, ChartKind, LineStyle, Marker, ReportContext, Series, Table
+from modescape.report.figures.analysis import SPLIT_LINES
+from modescape.report.render.interactive import PALETTE, chart_data
 from modescape.report.render.page import (
     FigureBlock,
     csv_bytes,
@@ -147,18 +149,10 @@ def _sections(ctxs: list[ReportContext], labels: list[str]) -> list[CompareSecti
 
 # ---- settings and numbers ---------------------------------------------------------------------
 def flat_config(ctx: ReportContext) -> dict[str, Any]:
-    """The run's resolved config as dotted keys ('train.lr': 0.003)."""
-    out: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(f"{prefix}.{k}" if prefix else str(k), v)
-        else:
-            out[prefix] = value
-
-    walk("", ctx.run.config.to_dict())
-    return out
+    """The run's resolved config and each study's settings as dotted keys: 'train.lr' for the
+    run's, '<study>.<key>' for a study's (`provenance.config_table`, the report's table)."""
+    rows = provenance.config_table(ctx).rows
+    return {key if scope == "run" else f"{scope}.{key}": value for scope, key, value in rows}
 
 
 def _text(value: Any) -> str:
@@ -174,7 +168,9 @@ def _settings_section(ctxs: list[ReportContext], labels: list[str]) -> CompareSe
     differ = [r for r in rows if len(set(r[1:])) > 1]
     header = ["setting", *labels]
     diff = Table("settings_differ", header, differ, "Settings that differ.", align_numbers=False)
-    every = Table("settings", header, rows, "Every setting of the runs' configs.", False)
+    every = Table(
+        "settings", header, rows, "Every setting of the runs' configs and of their studies.", False
+    )
     reading = [
         f"{len(differ)} of {len(rows)} settings differ between the runs."
         if differ
@@ -210,7 +206,7 @@ def glance_rows(ctx: ReportContext) -> dict[str, Any]:
     e = s.ensemble
     M, K = len(ctx.members), s.ensemble_size_compared
     rows: dict[str, Any] = {
-        "dataset": ctx.run.data_summary.get("name", cfg.data.name),
+        "dataset": ctx.run.data_summary.name or cfg.data.name,
         "architecture": f"{cfg.model.arch} ({cfg.model.variant})",
         "recipe": cfg.train.recipe,
         "members": M,
@@ -280,12 +276,23 @@ def _glance_section(ctxs: list[ReportContext], labels: list[str]) -> CompareSect
         "Each run's summary numbers (blank: the run lacks that study).",
     )
     acc = [(lab, c.summary.ensemble["deep"]["accuracy"]) for lab, c in zip(labels, ctxs)]
-    best = max(acc, key=lambda a: a[1])
-    reading = [
-        f"The deep ensemble of {best[0]} is the most accurate ({100 * best[1]:.1f}%); "
-        + ", ".join(f"{lab} {100 * a:.1f}%" for lab, a in acc)
-        + "."
-    ]
+    each = ", ".join(f"{lab} {100 * a:.1f}%" for lab, a in acc)
+    # accuracies on different data (MNIST-1D and CIFAR-10, or other test sets) rank nothing
+    tested = {(r["dataset"], r["analysis split (examples)"]) for r in per_run}
+    if len(tested) > 1:
+        what = "; ".join(
+            f"{lab}: {r['dataset']}, {r['analysis split (examples)']}"
+            for lab, r in zip(labels, per_run)
+        )
+        reading = [
+            f"The runs are evaluated on different data ({what}), so their accuracies are not "
+            f"comparable and none is ranked: deep ensembles reach {each}."
+        ]
+    else:
+        best = max(acc, key=lambda a: a[1])
+        reading = [
+            f"The deep ensemble of {best[0]} is the most accurate ({100 * best[1]:.1f}%); {each}."
+        ]
     return CompareSection("glance", "At a glance", reading, [], [table])
 
 
@@ -302,7 +309,10 @@ def _ensemble_section(ctxs: list[ReportContext], labels: list[str]) -> CompareSe
             sel = (t["family"] == "deep") & (t["metric"] == metric)
             order = np.argsort(t["size"][sel])
             size, mean, std = (t[k][sel][order] for k in ("size", "mean", "std"))
-            series.append(Series(lab, list(size), [_f(m) for m in mean], [_f(d) for d in std]))
+            series.append(
+                Series(lab, list(size), [_f(m) for m in mean], [_f(d) for d in std],
+                       color=run_color(labels, lab))
+            )  # fmt: skip
             rows += [[lab, int(k), _r(m), _r(d)] for k, m, d in zip(size, mean, std)]
         chart = Chart(ChartKind.LINE, "ensemble size", nice, series)
         data = Table(f"ensemble_{metric}", ["run", "size", f"{metric}_mean", f"{metric}_std"], rows)
@@ -333,7 +343,15 @@ def _training_section(ctxs: list[ReportContext], labels: list[str]) -> CompareSe
                 if col is None or not np.isfinite(col).any():
                     continue
                 means = [_nanmean(col[t["epoch"] == e]) for e in epochs]
-                series.append(Series(f"{lab}: {split}", epochs, [_f(m) for m in means]))
+                series.append(
+                    Series(
+                        f"{lab}: {split}",
+                        epochs,
+                        [_f(m) for m in means],
+                        color=run_color(labels, lab),
+                        line=SPLIT_LINES[split],
+                    )
+                )
                 rows += [[lab, split, e, _r(m)] for e, m in zip(epochs, means)]
         if not series:
             continue
@@ -346,6 +364,12 @@ def _training_section(ctxs: list[ReportContext], labels: list[str]) -> CompareSe
         )
         charts.append(ChartPlot(name, caption, chart, data))
     return CompareSection("training", "Training curves", [], charts, []) if charts else None
+
+
+def run_color(labels: list[str], label: str) -> str:
+    """One colour per run in every overlay; what differs within a run (split, family) is the
+    line style or marker."""
+    return PALETTE[labels.index(label) % len(PALETTE)]
 
 
 def _nanmean(v: np.ndarray) -> float:
@@ -364,7 +388,16 @@ def _subspace_section(ctxs: list[ReportContext], labels: list[str]) -> CompareSe
             sel = t["method"] == method
             acc, div = t["accuracy"][sel], t["norm_diversity"][sel]
             name = "independent members" if method == "independent" else f"{method} samples"
-            series.append(Series(f"{lab}: {name}", [_f(a) for a in acc], [_f(d) for d in div]))
+            marker = Marker.DIAMOND if method == "independent" else Marker.CIRCLE
+            series.append(
+                Series(
+                    f"{lab}: {name}",
+                    [_f(a) for a in acc],
+                    [_f(d) for d in div],
+                    color=run_color(labels, lab),
+                    marker=marker,
+                )
+            )
             rows += [[lab, method, _r(a), _r(d)] for a, d in zip(acc, div)]
     chart = Chart(ChartKind.SCATTER, "accuracy", "normalised diversity", series)
     data = Table("subspace_plane", ["run", "method", "accuracy", "norm_diversity"], rows)
@@ -397,7 +430,16 @@ def _shift_section(ctxs: list[ReportContext], labels: list[str]) -> CompareSecti
                 continue
             name = "single member" if fam == "single" else f"ensemble of {fam.split('_')[1]}"
             acc = [_f(a) for a in m["accuracy"]]
-            series.append(Series(f"{lab}: {name}", list(by.severities), acc))
+            line = LineStyle.DASHED if fam == "single" else LineStyle.SOLID
+            series.append(
+                Series(
+                    f"{lab}: {name}",
+                    list(by.severities),
+                    acc,
+                    color=run_color(labels, lab),
+                    line=line,
+                )
+            )
             rows += [[lab, fam, int(v), _r(a)] for v, a in zip(by.severities, m["accuracy"])]
     chart = Chart(ChartKind.LINE, "corruption severity", "accuracy", series)
     data = Table("shift_accuracy", ["run", "family", "severity", "accuracy_mean"], rows)
@@ -426,7 +468,8 @@ def _connect_section(ctxs: list[ReportContext], labels: list[str]) -> CompareSec
         series, rows = [], []
         for lab, res in have:
             p = res.csv("profile.csv")
-            series.append(Series(lab, [_f(t) for t in p["t"]], [_f(v) for v in p[column]]))
+            series.append(Series(lab, [_f(t) for t in p["t"]], [_f(v) for v in p[column]],
+                                 color=run_color(labels, lab)))  # fmt: skip
             rows += [[lab, _r(t), _r(v)] for t, v in zip(p["t"], p[column])]
         chart = Chart(ChartKind.LINE, "t along the curve", nice, series)
         data = Table(f"connect_{column}", ["run", "t", column], rows)
@@ -451,10 +494,19 @@ def _instability_section(ctxs: list[ReportContext], labels: list[str]) -> Compar
         s = res.summary
         at = [float(p.at) for p in s.points]
         barrier = [_f(p.level.error_barrier) for p in s.points]
-        series.append(Series(f"{lab}: children", at, barrier))
+        color = run_color(labels, lab)
+        series.append(Series(f"{lab}: children", at, barrier, color=color))
         if s.across is not None:
-            series.append(Series(f"{lab}: across initialisations", at,
-                                 [_f(s.across.error_barrier)] * len(at)))  # fmt: skip
+            series.append(
+                Series(
+                    f"{lab}: across initialisations",
+                    at,
+                    [_f(s.across.error_barrier)] * len(at),
+                    color=color,
+                    line=LineStyle.DASHED,
+                    marker=Marker.NONE,
+                )
+            )
         rows += [[lab, p.at, _r(p.level.error_barrier), _r(p.level.disagreement)]
                  for p in s.points]  # fmt: skip
         onset = "never" if s.onset is None else f"from epoch {s.onset:g}"

@@ -1,7 +1,8 @@
 """`modescape report`: one self-contained HTML page with every figure and table of a run.
 
-    <run>/report/index.html          the page: interactive SVG charts and base64 PNGs, inline
-                                     CSS and script, nothing fetched from the network
+    <run>/report/index.html          the page: interactive SVG charts and base64 PNGs (none for
+                                     a figure its chart shows whole), inline CSS and script,
+                                     nothing fetched from the network
     <run>/report/figures/<name>.png  every figure (2x DPI), also as .pdf, its numbers as .csv
     <run>/report/tables/<name>.csv   every table (summary, members, ensembles)
     <run>/report/data.json           every figure's numbers and plotted series
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from modescape.registry import resolve, studies
-from modescape.report.base import ReportContext, Section, SectionFn
+from modescape.report.base import Plot, ReportContext, Section, SectionFn
 from modescape.report.figures import analysis as figures
 from modescape.report.render.interactive import chart_data
 from modescape.report.render.page import (
@@ -142,9 +143,18 @@ def figure_blocks(sections: list[Section], images: dict[str, bytes]) -> list[lis
             links = [("PNG", f"figures/{plot.name}.png"), ("PDF", f"figures/{plot.name}.pdf")]
             if plot.data is not None:
                 links.append(("CSV", f"figures/{plot.name}.csv"))
-            row.append(FigureBlock(plot.name, plot.caption, images[plot.name], plot.chart, links))
+            # A chart that shows the whole figure (one panel, the same series: see
+            # figures/chart.py) needs no second, hidden copy of it as PNG on the page; the PNG
+            # stays one click away. A multi-panel figure keeps its PNG: the chart is one panel.
+            png = None if chart_shows_all(plot) else images[plot.name]
+            row.append(FigureBlock(plot.name, plot.caption, png, plot.chart, links))
         blocks.append(row)
     return blocks
+
+
+def chart_shows_all(plot: Plot) -> bool:
+    """Whether the plot's chart draws everything its figure does (a one-panel figure)."""
+    return plot.chart is not None and sum(ax.has_data() for ax in plot.figure.axes) == 1
 
 
 def render_html(ctx: ReportContext, sections: list[Section], images: dict[str, bytes]) -> str:

@@ -10,22 +10,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from modescape.config import flat_settings
 from modescape.registry import studies
 from modescape.report.base import ReportContext, Table
 from modescape.report.wording import sig
 
 
-def flatten(d: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+def flatten(d: Mapping[str, Any]) -> list[tuple[str, Any]]:
     """Nested settings as (dotted key, value) pairs in key order: {"train": {"lr": 1e-3}} ->
     [("train.lr", 0.001)]. Lists stay one value, written as JSON-like text."""
-    out: list[tuple[str, Any]] = []
-    for key in sorted(d):
-        value, name = d[key], f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out += flatten(value, f"{name}.")
-        else:
-            out.append((name, _text(value)))
-    return out
+    return [(k, _text(v)) for k, v in flat_settings(d, sort_keys=True).items()]
 
 
 def _text(value: Any) -> Any:
@@ -57,6 +51,7 @@ def config_table(ctx: ReportContext) -> Table:
         "The full resolved configuration of the run (config.json) and the settings each study "
         "ran with (its summary.json), flattened as section.key.",
         align_numbers=False,
+        collapsed=True,
     )
 
 
@@ -84,8 +79,8 @@ def environment_table(ctx: ReportContext) -> Table:
     rows += [[f"machine: {k}", v] for k, v in sorted(machine.items())]
     hosts = sorted(
         {
-            f"{i.get('host', '?')} ({i.get('device', '?')}, {i.get('threads', '?')} thread"
-            f"{'' if i.get('threads') == 1 else 's'})"
+            f"{i.host or '?'} ({i.device or '?'}, {i.threads or '?'} thread"
+            f"{'' if i.threads == 1 else 's'})"
             for i in ctx.member_infos
         }
     )
@@ -96,6 +91,7 @@ def environment_table(ctx: ReportContext) -> Table:
         rows,
         "Recorded when the run was created (versions, machine) and by each member (host).",
         align_numbers=False,
+        collapsed=True,
     )
 
 
@@ -103,7 +99,7 @@ def timings_table(ctx: ReportContext) -> Table:
     """Wall time of every stage: each member's training, each analysis stage, each study."""
     rows: list[list[Any]] = []
     for m, info in zip(ctx.members, ctx.member_infos):
-        rows.append(["training", f"member {m}", sig(info.get("time_s"))])
+        rows.append(["training", f"member {m}", sig(info.time_s)])
     for name in (s.name for s in studies()):
         res = ctx.study(name)
         if res is None:
@@ -119,6 +115,7 @@ def timings_table(ctx: ReportContext) -> Table:
         rows,
         "Wall time in seconds (blank: not recorded by the version that ran the stage; a study "
         "that reused cached results records the time of its last call).",
+        collapsed=True,
     )
 
 

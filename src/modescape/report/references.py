@@ -155,7 +155,7 @@ def comparison_table(
 
 
 def run_dataset(ctx: ReportContext) -> str:
-    return str(ctx.run.data_summary.get("name") or ctx.run.config.data.name)
+    return str(ctx.run.data_summary.name or ctx.run.config.data.name)
 
 
 def section_table(

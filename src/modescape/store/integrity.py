@@ -34,7 +34,7 @@ def run_problems(run: Run) -> list[str]:
         elif cached_sha256(f) != digest:
             problems.append(f"checksum mismatch {rel}")
     for split in SPLITS:
-        if run.data_summary.get(f"n_{split}") and f"labels/{split}.npy" not in recorded:
+        if run.data_summary.size(split) and f"labels/{split}.npy" not in recorded:
             problems.append(f"labels/{split}.npy is not recorded in the manifest")
     for m in run.members:
         problems += _member_problems(run, m, recorded)
@@ -45,9 +45,9 @@ def _member_problems(run: Run, member: int, recorded: dict[str, str]) -> list[st
     rel = f"members/m{member:03d}/member.json"
     try:
         info = type(run)(run.path, trust=True).member_info(member)
-        if info["state"] == "finished" and rel not in recorded:
+        if info.state == "finished" and rel not in recorded:
             return [f"{rel}: finished but not recorded in the manifest (rerun train)"]
-        if info["state"] == "finished":
+        if info.state == "finished":
             run.metrics(member)  # decodes every line
     except ModescapeError as e:
         return [str(e)]

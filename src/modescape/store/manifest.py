@@ -42,6 +42,7 @@ from modescape.store.files import (
     stage_bytes,
     write_json,
 )
+from modescape.store.records import DataSummary
 
 FORMAT = "modescape-run/1"
 _FORMAT_RE = re.compile(r"modescape-run/(\d+)")
@@ -144,7 +145,7 @@ def read_manifest(path: Path, trust: bool = False) -> dict[str, Any]:
 def create_run(
     path: str | Path,
     config: RunConfig,
-    data_summary: dict[str, Any] | None = None,
+    data_summary: DataSummary | None = None,
     labels: dict[str, np.ndarray] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
@@ -193,7 +194,7 @@ def create_run(
 def _write_new_run(
     tmp: Path,
     config: RunConfig,
-    data: dict[str, Any] | None,
+    data: DataSummary | None,
     labels: dict[str, np.ndarray],
     extra: dict[str, Any],
 ) -> None:
@@ -208,7 +209,7 @@ def _write_new_run(
         | {f"member_{i}": member_seed(config, i) for i in range(config.members)},
         "versions": package_versions(),
         "machine": machine_info(),
-        "data": data or {},
+        "data": {} if data is None else data.to_dict(),
         "files": files,
     } | extra
     write_json(tmp / "manifest.json", seal(manifest))

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 import torch
 from torch import nn
 
+from modescape.codec import Record
 from modescape.config import RunConfig
 from modescape.errors import ModescapeError
 from modescape.store.files import (
@@ -40,11 +41,14 @@ from modescape.store.files import (
 from modescape.store.integrity import SPLITS, run_problems
 from modescape.store.manifest import create_run, read_manifest
 from modescape.store.members import check_member_info, parse_metrics, rebuilt_member_info
+from modescape.store.records import DataSummary, EpochMetrics, MemberInfo, MemberStatus
 
 if TYPE_CHECKING:
     from modescape.data.datasets import Dataset
     from modescape.store.schema import (
         AnalysisSummary,
+        ConnectSummary,
+        InstabilitySummary,
         LandscapeSummary,
         ShiftSummary,
         SubspaceSummary,
@@ -60,7 +64,7 @@ _REWRITTEN = ("metrics.jsonl", "resume.safetensors")
 def init_run(
     path: str | Path,
     config: RunConfig,
-    data_summary: dict[str, Any] | None = None,
+    data_summary: DataSummary | None = None,
     labels: dict[str, np.ndarray] | None = None,
 ) -> Run:
     """Create the run directory atomically (see `store.manifest.create_run`), or check that an
@@ -108,9 +112,9 @@ class Run:
         return self._manifest[1]
 
     @cached_property
-    def data_summary(self) -> dict[str, Any]:
-        data: dict[str, Any] = self.manifest.get("data", {})
-        return data
+    def data_summary(self) -> DataSummary:
+        """The manifest's data record: the dataset the run was created with."""
+        return DataSummary.from_dict(self.manifest.get("data") or {})
 
     # ---- verification ----------------------------------------------------------------------
     def expected_digest(self, rel: str) -> str | None:
@@ -120,7 +124,7 @@ class Run:
         member_file = len(parts) > 2 and parts[0] == "members"
         if digest is None and member_file and parts[-1] not in (*_REWRITTEN, "member.json"):
             info = self._member_json(int(parts[1][1:]))
-            digest = (info or {}).get("files", {}).get(rel)
+            digest = None if info is None else info.files.get(rel)
         return digest
 
     def _rel(self, path: Path) -> str:
@@ -156,32 +160,25 @@ class Run:
         self._check_member(member)
         return self.path / "members" / f"m{member:03d}"
 
-    def _member_json(self, member: int) -> dict[str, Any] | None:
+    def _member_json(self, member: int) -> MemberInfo | None:
         f = self.member_dir(member) / "member.json"
         if not f.exists():
             return None
         return check_member_info(read_json(self.verified(f), expect=dict), f)
 
-    def member_info(self, member: int) -> dict[str, Any]:
+    def member_info(self, member: int) -> MemberInfo:
         """member.json; rebuilt from the files on disk (state "interrupted") when it is lost."""
         info = self._member_json(member)
         return self._rebuilt_info(member) if info is None else info
 
-    def _rebuilt_info(self, member: int) -> dict[str, Any]:
+    def _rebuilt_info(self, member: int) -> MemberInfo:
         return rebuilt_member_info(self.member_dir(member), member, self.path)
 
-    def member_status(self, member: int) -> dict[str, Any]:
-        info = self.member_info(member)
-        return {
-            "state": info["state"],
-            "epoch": info.get("epoch", 0),
-            "reason": info.get("reason"),
-            "pid": info.get("pid"),
-            "host": info.get("host"),
-        }
+    def member_status(self, member: int) -> MemberStatus:
+        return self.member_info(member).status()
 
     def finished_members(self) -> list[int]:
-        return [m for m in self.members if self.member_info(m)["state"] == "finished"]
+        return [m for m in self.members if self.member_info(m).state == "finished"]
 
     def require_complete(self, allow_partial: bool = False) -> list[int]:
         """Members to analyse: all of them, or (allow_partial) the finished ones; else an error."""
@@ -189,8 +186,9 @@ class Run:
         missing = [m for m in self.members if m not in done]
         if missing and not allow_partial:
             states = ", ".join(
-                f"m{m}: {self.member_status(m)['state']} at epoch {self.member_status(m)['epoch']}"
+                f"m{m}: {s.state} at epoch {s.epoch}"
                 for m in missing
+                for s in [self.member_status(m)]
             )
             raise ModescapeError(
                 f"run {self.path} is incomplete ({states}); finish it with `modescape train "
@@ -201,7 +199,7 @@ class Run:
         return done
 
     def snapshot_epochs(self, member: int) -> list[int]:
-        return list(self.member_info(member).get("snapshots", []))
+        return list(self.member_info(member).snapshots)
 
     # ---- snapshots -----------------------------------------------------------------------
     def _epoch(self, member: int, epoch: int) -> int:
@@ -250,7 +248,9 @@ class Run:
         from modescape.models.registry import build_model
 
         m, d = self.config.model, self.data_summary
-        shape, classes = tuple(d["in_shape"]), d["num_classes"]
+        if d.num_classes is None:
+            raise ModescapeError(f"run {self.path} records no dataset (manifest 'data')")
+        shape, classes = tuple(d.in_shape), d.num_classes
         with torch.random.fork_rng(devices=[]):
             return build_model(m.arch, m.variant, shape, classes, m.dropout, **m.arch_kwargs)
 
@@ -265,8 +265,8 @@ class Run:
     def splits(self) -> tuple[str, ...]:
         """The evaluation splits with examples (from the data summary; older runs: labels)."""
         d = self.data_summary
-        if all(f"n_{s}" in d for s in SPLITS):
-            return tuple(s for s in SPLITS if d[f"n_{s}"])
+        if all(d.size(s) is not None for s in SPLITS):
+            return tuple(s for s in SPLITS if d.size(s))
         return tuple(s for s in SPLITS if (self.path / "labels" / f"{s}.npy").exists())
 
     def _check_split(self, split: str) -> None:
@@ -278,7 +278,7 @@ class Run:
         self._check_split(split)
         f = self.verified(self.path / "labels" / f"{split}.npy")
         y = load_npy(f)
-        n = self.data_summary.get(f"n_{split}")
+        n = self.data_summary.size(split)
         if y.ndim != 1 or y.dtype.kind not in "iu" or (n is not None and len(y) != n):
             raise ModescapeError(
                 f"labels file {f} must hold int64[{n}] (the run's {split} examples), got "
@@ -295,7 +295,7 @@ class Run:
         f = self.verified(self.prediction_path(split, member, self._epoch(member, epoch)))
         p = load_npy(f)
         d = self.data_summary
-        want = (d.get(f"n_{split}"), d.get("num_classes"))
+        want = (d.size(split), d.num_classes)
         if (
             p.ndim != 2
             or p.dtype.kind != "f"
@@ -316,8 +316,8 @@ class Run:
         members = self.members if members is None else members
         return np.stack([self.predictions(split, m, -1) for m in members])
 
-    def metrics(self, member: int) -> list[dict[str, Any]]:
-        """One dict per epoch, from metrics.jsonl ([] before the first epoch)."""
+    def metrics(self, member: int) -> list[EpochMetrics]:
+        """One record per epoch, from metrics.jsonl ([] before the first epoch)."""
         f = self.member_dir(member) / "metrics.jsonl"
         if not f.exists():
             if not self.trust and self.expected_digest(self._rel(f)) is not None:
@@ -334,7 +334,7 @@ class Run:
         source checksum, split sizes, classes, input shape)."""
         from modescape.data.datasets import fingerprint
 
-        recorded = self.data_summary.get("fingerprint")
+        recorded = self.data_summary.fingerprint
         if recorded is None:
             return  # a run created before fingerprints were recorded
         now = fingerprint(data)
@@ -359,7 +359,25 @@ class Run:
             )
 
     # ---- study results: typed summaries, read lazily ------------------------------------------
-    def study(self, name: str) -> Any:
+    # One overload per built-in study (its registry entry's summary type); a plug-in study's
+    # summary is its own `Record` subclass.
+    @overload
+    def study(self, name: Literal["analysis", "analyze"]) -> AnalysisSummary: ...
+    @overload
+    def study(self, name: Literal["subspace"]) -> SubspaceSummary: ...
+    @overload
+    def study(self, name: Literal["landscape"]) -> LandscapeSummary: ...
+    @overload
+    def study(self, name: Literal["shift"]) -> ShiftSummary: ...
+    @overload
+    def study(self, name: Literal["swag"]) -> SwagSummary: ...
+    @overload
+    def study(self, name: Literal["connect"]) -> ConnectSummary: ...
+    @overload
+    def study(self, name: Literal["instability"]) -> InstabilitySummary: ...
+    @overload
+    def study(self, name: str) -> Record: ...
+    def study(self, name: str) -> Record:
         """The typed summary of the registered study `name` (`<run>/<name>/summary.json`, read
         with the study's summary type, see `modescape.registry`); a ModescapeError naming the
         command to run when the study has not run."""
@@ -371,7 +389,10 @@ class Run:
             raise ModescapeError(
                 f"run {self.path} has no {s.name} results; run `modescape {s.cli} {self.path}`"
             )
-        return s.get("summary").from_dict(self.read_json(rel))
+        summary_type = s.get("summary")
+        if not (isinstance(summary_type, type) and issubclass(summary_type, Record)):
+            raise ModescapeError(f"study {s.name!r}: its summary type is not a Record")
+        return summary_type.from_dict(self.read_json(rel))
 
     def studies_run(self) -> list[str]:
         """The registered studies whose results this run has (summary.json written)."""
@@ -382,27 +403,27 @@ class Run:
     @property
     def analysis(self) -> AnalysisSummary:
         """`AnalysisSummary` of `modescape analyze`."""
-        return self.study("analysis")  # type: ignore[no-any-return]
+        return self.study("analysis")
 
     @property
     def subspace(self) -> SubspaceSummary:
         """`SubspaceSummary` of `modescape subspace`."""
-        return self.study("subspace")  # type: ignore[no-any-return]
+        return self.study("subspace")
 
     @property
     def landscape(self) -> LandscapeSummary:
         """`LandscapeSummary` of `modescape landscape`."""
-        return self.study("landscape")  # type: ignore[no-any-return]
+        return self.study("landscape")
 
     @property
     def swag(self) -> SwagSummary:
         """`SwagSummary` of `modescape swag`."""
-        return self.study("swag")  # type: ignore[no-any-return]
+        return self.study("swag")
 
     @property
     def shift(self) -> ShiftSummary:
         """`ShiftSummary` of `modescape shift`."""
-        return self.study("shift")  # type: ignore[no-any-return]
+        return self.study("shift")
 
 
 def open_dataset(config: RunConfig, pixels: str = "float") -> Dataset:

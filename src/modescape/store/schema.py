@@ -15,11 +15,11 @@ summary records a warning (`warnings`), which the report prints next to the figu
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, Union
+from typing import Any
+
+from modescape.codec import Record
+from modescape.results import CurveMeasures, PairLevel
 
 LATE_WINDOW = 10
 WEIGHT_AVERAGE_WINDOW = 10
@@ -66,67 +66,6 @@ SHIFT_METRICS = "metrics.csv"
 SHIFT_DIVERSITY = "diversity.csv"
 SHIFT_EXAMPLES = "examples.npy"  # [corruptions, 1 + 5 severities, ...] the report's strip
 SHIFT_LATE_FAMILY = "late_snapshots_member0"  # member 0's late snapshots (not the analysis')
-
-R = TypeVar("R", bound="Record")
-
-
-class Record:
-    """to_dict()/from_dict() for the summary dataclasses (nested records, lists of records).
-
-    A field's JSON key is its name, or `metadata["key"]` (for names Python reserves: "from").
-    """
-
-    def to_dict(self) -> dict[str, Any]:
-        return {_key(f): _dump(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
-
-    def __getitem__(self, key: str) -> Any:
-        """Read-only `summary["key"]` access, for callers written against the old dicts."""
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            if _key(f) == key:
-                return getattr(self, f.name)
-        raise KeyError(key)
-
-    @classmethod
-    def from_dict(cls: type[R], data: dict[str, Any]) -> R:
-        hints = typing.get_type_hints(cls)
-        kwargs = {}
-        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-            if _key(f) in data:
-                kwargs[f.name] = _load(hints[f.name], data[_key(f)])
-        return cls(**kwargs)
-
-
-def _key(f: dataclasses.Field[Any]) -> str:
-    return str(f.metadata.get("key", f.name))
-
-
-def _dump(value: Any) -> Any:
-    if isinstance(value, Record):
-        return value.to_dict()
-    if isinstance(value, list):
-        return [_dump(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _dump(v) for k, v in value.items()}
-    return value
-
-
-def _load(hint: Any, value: Any) -> Any:
-    if value is None:
-        return None
-    origin = typing.get_origin(hint)
-    if origin in (Union, types.UnionType):
-        inner = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _load(inner[0], value) if len(inner) == 1 else value
-    if origin is list:
-        (item,) = typing.get_args(hint) or (Any,)
-        return [_load(item, v) for v in value]
-    if origin is dict and len(typing.get_args(hint)) == 2:
-        item = typing.get_args(hint)[1]
-        return {k: _load(item, v) for k, v in value.items()}
-    if isinstance(hint, type) and issubclass(hint, Record):
-        return hint.from_dict(value)
-    return value
-
 
 Metrics = dict[str, float]  # accuracy, nll, brier, ece
 
@@ -333,29 +272,18 @@ class SwagSummary(Record):
 
 # ---- connect ----------------------------------------------------------------------------------
 @dataclass
-class ConnectSummary(Record):
-    """`modescape connect` (summary.json): the curve between `pair` against the straight line.
-
-    Barriers as the landscape study's (max over t − mean of the ends): test error and training
-    loss, of the curve and of the line; `stats[column]` / `line_stats[column]`: min, max, mean
-    over t of each profile column; `midpoint`: disagreement with each end at t = 0.5 and the
-    ends' with each other; `plane`: the plane the curve is drawn in (None: not drawn);
-    `ensembles`: the t values of the curve ensembles and FGE's settings."""
+class ConnectSummary(CurveMeasures):
+    """`modescape connect` (summary.json): the curve between `pair` against the straight line
+    (`CurveMeasures`: barriers, lengths, midpoint and per-column statistics, as
+    `analysis.connect.evaluate.summarize_curve` computes them), and the study's settings.
+    `plane`: the plane the curve is drawn in (None: not drawn); `ensembles`: the t values of the
+    curve ensembles and FGE's settings."""
 
     config: dict[str, Any]
     pair: list[str]
     curve_folder: str  # relative to the run
     bn_policy: str
     num_examples: int
-    error_barrier: float
-    loss_barrier: float
-    line_error_barrier: float
-    line_loss_barrier: float
-    length: float
-    line_length: float
-    midpoint: dict[str, float]
-    stats: dict[str, dict[str, float]]
-    line_stats: dict[str, dict[str, float]]
     plane: dict[str, Any] | None = None
     ensembles: dict[str, Any] = field(default_factory=dict)
     epochs_trained: list[dict[str, float]] = field(default_factory=list)
@@ -371,27 +299,11 @@ INSTABILITY_TRAJECTORY_INDEX = (
 
 
 @dataclass
-class InstabilityLevel(Record):
-    """Measures between the models of one group (the children of a spawn point, or a reference
-    pair): each the mean over the group's pairs; `error_barrier_max` the largest pair's."""
-
-    error_barrier: float
-    error_barrier_max: float
-    loss_barrier: float
-    disagreement: float
-    js: float
-    cosine: float
-    l2: float
-    accuracy: list[float]  # each model's test accuracy
-    pairs: int
-
-
-@dataclass
 class InstabilityPoint(Record):
     at: float  # the spawn point as asked, in epochs
     epoch: int  # whole epochs of the parent's training before it
     step: int  # and optimiser steps into the next epoch
-    level: InstabilityLevel
+    level: PairLevel
 
 
 @dataclass
@@ -405,8 +317,8 @@ class InstabilitySummary(Record):
     member: int
     children: int
     points: list[InstabilityPoint]
-    within: InstabilityLevel | None
-    across: InstabilityLevel | None
+    within: PairLevel | None
+    across: PairLevel | None
     within_epochs: list[int]
     across_members: list[int]
     onset: float | None

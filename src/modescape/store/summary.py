@@ -7,6 +7,7 @@ from typing import Any
 
 from modescape.errors import ModescapeError
 from modescape.registry import studies
+from modescape.store.records import EpochMetrics, MemberInfo
 from modescape.store.run import Run
 
 
@@ -31,19 +32,19 @@ def run_summary(run: Run) -> dict[str, Any]:
         try:
             info, metrics = view.member_info(m), view.metrics(m)
         except ModescapeError as e:
-            info, metrics = {"state": "unreadable", "reason": str(e)}, []
-        last = (metrics or [{}])[-1]
+            info, metrics = MemberInfo(m, "unreadable", reason=str(e)), []
+        last = metrics[-1] if metrics else EpochMetrics(-1)
         members.append(
             {
                 "member": m,
-                "state": info["state"],
-                "epoch": info.get("epoch", 0),
-                "snapshots": len(info.get("snapshots", [])),
+                "state": info.state,
+                "epoch": info.epoch,
+                "snapshots": len(info.snapshots),
                 "seed": manifest.get("seeds", {}).get(f"member_{m}"),
-                "test_acc": last.get("test_acc"),
-                "val_acc": last.get("val_acc"),
-                "time_s": info.get("time_s"),
-                "reason": info.get("reason"),
+                "test_acc": last.test_acc,
+                "val_acc": last.val_acc,
+                "time_s": info.time_s,
+                "reason": info.reason,
             }
         )
     done = set(view.studies_run())

@@ -82,7 +82,7 @@ class AnalysisConfig:
         check_int("analyze --seed", self.seed, 0, 2**32 - 1)  # NumPy and scikit-learn seeds
 
 
-class LazySnapshot(Mapping):
+class LazySnapshot(Mapping[str, torch.Tensor]):
     """A snapshot file as a read-only mapping that reads one tensor at a time; a damaged,
     truncated or missing file is one ModescapeError naming it."""
 
@@ -91,7 +91,7 @@ class LazySnapshot(Mapping):
         with self._open() as f:
             self._keys = list(f.keys())
 
-    def _open(self):
+    def _open(self) -> Any:  # safetensors' safe_open handle (untyped)
         from safetensors import SafetensorError, safe_open
 
         try:
@@ -106,7 +106,8 @@ class LazySnapshot(Mapping):
 
         with self._open() as f:
             try:
-                return f.get_tensor(key)
+                tensor: torch.Tensor = f.get_tensor(key)
+                return tensor
             except (SafetensorError, ValueError, OSError, RuntimeError) as e:
                 raise ModescapeError(f"corrupt safetensors file {self.path}: {e}") from None
 
@@ -272,7 +273,7 @@ def _ensembles(a: _Analysis) -> None:
 def _training(a: _Analysis) -> None:
     keys = ["lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc"]
     run = a.ctx.run
-    rows = [[m, r["epoch"], *(r.get(k) for k in keys)] for m in a.members for r in run.metrics(m)]
+    rows = [[m, r.epoch, *(r.value(k) for k in keys)] for m in a.members for r in run.metrics(m)]
     a.out.csv(S.TRAINING_CURVES, ["member", "epoch", *keys], rows)
 
 

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from modescape.analysis.connect.ensembles import FGEConfig, curve_ensemble_curve, train_fge
-from modescape.analysis.connect.evaluate import evaluate_curve, summarize_curve
+from modescape.analysis.connect.evaluate import CurveProfile, evaluate_curve, summarize_curve
 from modescape.analysis.connect.fit import CurveConfig, CurveFit, check_ends, flat_params
 from modescape.analysis.connect.plane import curve_plane
 from modescape.analysis.functionspace import agreement_with, normalized_diversity
@@ -129,7 +129,7 @@ def parse_pair(text: str) -> tuple[str, str]:
     names = tuple(a.strip() for a in text.split(","))
     if len(names) != 2:
         raise ModescapeError(f"--pair needs two members, e.g. m0,m1; got {text!r}")
-    return names  # type: ignore[return-value]
+    return names[0], names[1]
 
 
 def _end_state(ctx: RunContext, name: str, members: list[int]) -> dict[str, torch.Tensor]:
@@ -192,8 +192,10 @@ def fit_curve(
     perm = torch.randperm(len(y_train), generator=torch.Generator().manual_seed(0))
     keep = perm[: c.train_examples] if c.train_examples else perm
     tx, ty = x_train[keep], y_train[keep]
-    common = {"points": c.points, "bn_batches": c.bn_batches, "bn_batch_size": c.bn_batch_size}
     logger.info("connect: %d points along the curve and the straight line", c.points)
+    common: dict[str, Any] = {
+        "points": c.points, "bn_batches": c.bn_batches, "bn_batch_size": c.bn_batch_size
+    }  # fmt: skip
     prof = evaluate_curve(model, bends, c.shape, x, y, tx, ty, keep_probs=True, **common)
     line = evaluate_curve(model, bends[[0, -1]], c.shape, x, y, tx, ty, **common)
     summ = summarize_curve(prof, line, bends, c.shape)
@@ -202,7 +204,7 @@ def fit_curve(
         out.csv(name, list(cols), np.stack(list(cols.values()), 1).tolist())
     plane = None
     if config.plane_resolution:
-        plane = _plane(config, model, bends, x, y, tx, prof.probs, out)
+        plane = _plane(config, model, bends, x, y, tx, _kept_probs(prof), out)
     ens = _ensembles(ctx, config, model, ends[0], prof, x, y, x_train, y_train, out)
     summary = ConnectSummary(
         config=_config_dict(config),
@@ -210,7 +212,7 @@ def fit_curve(
         curve_folder=f"{CONNECT}/{folder}",
         bn_policy=prof.bn_policy,
         num_examples=n,
-        **{k: v for k, v in summ.to_dict().items()},
+        **vars(summ),
         plane=plane,
         ensembles=ens,
         epochs_trained=epochs,
@@ -323,7 +325,23 @@ def _named_bends(fit: CurveFit) -> dict[str, torch.Tensor]:
     return out
 
 
-def _plane(config, model, bends, x, y, train_x, probs, out: ResultWriter) -> dict[str, Any]:
+def _kept_probs(prof: CurveProfile) -> torch.Tensor:
+    """The test predictions along the curve (`evaluate_curve(..., keep_probs=True)`)."""
+    if prof.probs is None:
+        raise ModescapeError("connect: the curve was evaluated without keeping its predictions")
+    return prof.probs
+
+
+def _plane(
+    config: ConnectConfig,
+    model: torch.nn.Module,
+    bends: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    train_x: torch.Tensor,
+    probs: torch.Tensor,
+    out: ResultWriter,
+) -> dict[str, Any]:
     logger.info(
         "connect: the curve's plane at %d×%d", config.plane_resolution, config.plane_resolution
     )
@@ -354,10 +372,22 @@ def _plane(config, model, bends, x, y, train_x, probs, out: ResultWriter) -> dic
     }
 
 
-def _ensembles(ctx, config, model, end0, prof, x, y, x_train, y_train, out) -> dict[str, Any]:
+def _ensembles(
+    ctx: RunContext,
+    config: ConnectConfig,
+    model: torch.nn.Module,
+    end0: dict[str, torch.Tensor],
+    prof: CurveProfile,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    out: ResultWriter,
+) -> dict[str, Any]:
     """Ensembles of points along the curve and, unless switched off, FGE from the first end."""
-    rows, result = [], {}
-    curve = curve_ensemble_curve(prof.probs, y, prof.t, config.curve.ensemble_size)
+    rows: list[list[Any]] = []
+    result: dict[str, Any] = {}
+    curve = curve_ensemble_curve(_kept_probs(prof), y, prof.t, config.curve.ensemble_size)
     rows += [
         ["curve", int(k), *[float(curve.mean[m][i]) for m in METRICS]]
         for i, k in enumerate(curve.sizes)
@@ -381,7 +411,7 @@ def _ensembles(ctx, config, model, end0, prof, x, y, x_train, y_train, out) -> d
         from modescape.analysis.engine.batched import evaluate_many
 
         probs = evaluate_many(model, snaps, x).numpy()
-        start = prof.probs[0].numpy()
+        start = _kept_probs(prof)[0].numpy()
         acc = np.array([evaluate(p, y.numpy())["accuracy"] for p in probs])
         dis = 1.0 - agreement_with(probs, start)[:, 0]
         points = [

@@ -340,6 +340,13 @@ class ResultWriter:
             self._reuse(rel)
         return load_npy(path)
 
+    def written_npy(self, rel: str) -> np.ndarray:
+        """`reuse_npy` of an array this call has just written or found cached (never None)."""
+        array = self.reuse_npy(rel)
+        if array is None:
+            raise ModescapeError(f"missing file {self.root / rel}")
+        return array
+
     def reuse_json(self, rel: str) -> Any:
         """A cached JSON object written by an earlier call, verified and listed in `files`."""
         from modescape.store.files import read_json
@@ -376,19 +383,6 @@ class ResultWriter:
         while parts:
             settings = "/".join([*parts, SETTINGS])
             if settings in self.files:
-                return recorded.get(f"{self.study}/{settings}") == self.files[settings]
+                return bool(recorded.get(f"{self.study}/{settings}") == self.files[settings])
             parts.pop()
         return True
-
-
-def subspace_config(cls: type, recorded: dict[str, Any]) -> Any:
-    """A config dataclass back from its JSON form (lists back to the tuples they were)."""
-    import dataclasses
-
-    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
-    kwargs = {
-        k: tuple(v) if isinstance(v, list) and isinstance(defaults.get(k), tuple) else v
-        for k, v in recorded.items()
-        if k in defaults
-    }
-    return cls(**kwargs)

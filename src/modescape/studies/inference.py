@@ -59,14 +59,15 @@ class ModelStack:
 
     def probs(self, rows: list[int], x: torch.Tensor) -> torch.Tensor:
         """Softmax probabilities of the models `rows` on inputs x[n, ...]: [len(rows), n, C]."""
-        frozen = [self._freeze(r, x) for r in rows] if self._freezable(x) else [None] * len(rows)
-        if any(f is None for f in frozen):
+        frozen = [self._freeze(r, x) for r in rows] if self._freezable(x) else []
+        ready = [f for f in frozen if f is not None]
+        if len(ready) < len(rows):
             from modescape.analysis.engine.batched import evaluate_many
 
             return evaluate_many(self.model, [self.states[r] for r in rows], x)
         out = []
         with torch.inference_mode():
-            for f in frozen:
+            for f in ready:
                 logits = [f(x[a : a + FREEZE_BATCH]) for a in range(0, len(x), FREEZE_BATCH)]
                 out.append(torch.cat(logits).float().softmax(-1))
         return torch.stack(out)
@@ -95,7 +96,7 @@ def freeze(
             # TorchScript is deprecated in favour of torch.compile, which compiles for tens of
             # seconds here; when it goes, `freeze` returns None and the eager engine takes over.
             warnings.simplefilter("ignore", DeprecationWarning)
-            traced = torch.jit.trace(net, example, check_trace=False)
+            traced = torch.jit.trace(net, example, check_trace=False)  # type: ignore[no-untyped-call]
             frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
             # A guard, not a proof: a trace records one path through the code.
             same = torch.allclose(frozen(check).softmax(-1), net(check).softmax(-1), atol=1e-4)

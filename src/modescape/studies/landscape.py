@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ import torch
 
 from modescape.analysis.engine.points import flat_anchor
 from modescape.analysis.geometry import plane_axes, project_onto_plane
-from modescape.analysis.landscape import evaluate_plane, interpolate_path
+from modescape.analysis.landscape import PathResult, evaluate_plane, interpolate_path
 from modescape.analysis.weightspace import flatten_params
 from modescape.errors import ModescapeError
 from modescape.registry import Flag
@@ -117,7 +118,7 @@ def parse_anchors(text: str) -> tuple[str, str, str]:
     names = tuple(a.strip() for a in text.split(","))
     if len(names) != 3:
         raise ModescapeError(f"--anchors needs three names, e.g. origin,m0,m1; got {text!r}")
-    return names  # type: ignore[return-value]
+    return names[0], names[1], names[2]
 
 
 def resolve_anchor(
@@ -171,13 +172,13 @@ class _Setup:
     x: torch.Tensor
     y: torch.Tensor
     policy: str
-    bn: dict[str, torch.Tensor]
+    bn: dict[str, Any]  # {"train_x": BatchNorm subset} where the model has BatchNorm
     out: ResultWriter
 
     def anchor(self, name: str) -> dict[str, torch.Tensor]:
         return resolve_anchor(self.ctx, name, self.config.weight_average)
 
-    def path(self, a: dict, b: dict) -> Any:
+    def path(self, a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> PathResult:
         return interpolate_path(
             self.model, a, b, self.x, self.y, self.config.n_path_points,
             bn_policy=self.policy, **self.bn,
@@ -197,7 +198,7 @@ def run_landscape(
     members = ctx.run.require_complete(allow_partial)
     check_anchors(ctx, config, members)
     data = ctx.dataset
-    bn = {"train_x": ctx.bn_subset} if ctx.has_batchnorm else {}
+    bn: dict[str, Any] = {"train_x": ctx.bn_subset} if ctx.has_batchnorm else {}
     setup = _Setup(
         ctx, config, ctx.build_model(), ctx.inputs("test")[: config.max_examples],
         data.y_test[: config.max_examples], config.bn_policy if bn else "keep", bn,
@@ -215,7 +216,7 @@ def run_landscape(
         planes.append(_plane(setup, anchors))
     paths, path_rows = _paths(setup, config.paths or default_paths(ctx.run, members))
     alignment = None
-    if config.align and len(members) > 1:
+    if aligned is not None:
         who = f"member {members[1]} onto member {members[0]}"
         logger.info(f"landscape: permutation alignment of {who}")
         alignment, rows, entry = _alignment(setup, members[:2], aligned)
@@ -260,8 +261,11 @@ def path_kind(a: str, b: str) -> str:
     return "within trajectory" if owners[0] == owners[1] else "across members"
 
 
-def _paths(setup: _Setup, pairs) -> tuple[list[S.PathEntry], list[list[Any]]]:
-    entries, rows = [], []
+def _paths(
+    setup: _Setup, pairs: Sequence[tuple[str, str]]
+) -> tuple[list[S.PathEntry], list[list[Any]]]:
+    entries: list[S.PathEntry] = []
+    rows: list[list[Any]] = []
     for a, b in pairs:
         kind = path_kind(a, b)
         logger.info(f"landscape: path {a} -> {b} ({kind})")
@@ -271,7 +275,9 @@ def _paths(setup: _Setup, pairs) -> tuple[list[S.PathEntry], list[list[Any]]]:
     return entries, rows
 
 
-def _window_warnings(setup: _Setup, planes: list, paths: list) -> list[str]:
+def _window_warnings(
+    setup: _Setup, planes: list[S.PlaneEntry], paths: list[S.PathEntry]
+) -> list[str]:
     """A clamped weight-average window, for every wa<i> anchor used."""
     names = {a for p in planes for a in p.anchors} | {a for p in paths for a in (p.from_, p.to)}
     warnings = set()
@@ -320,7 +326,7 @@ def _plane(setup: _Setup, anchors: tuple[str, str, str]) -> S.PlaneEntry:
     return S.PlaneEntry(name, list(anchors), rel, config.resolution, policy)
 
 
-def _evaluate_plane(setup: _Setup, anchors, folder: Path, rel: str) -> None:
+def _evaluate_plane(setup: _Setup, anchors: Sequence[str], folder: Path, rel: str) -> None:
     states = [setup.anchor(a) for a in anchors]
     refs = {}
     for a, sd in zip(anchors, states):
@@ -342,7 +348,7 @@ def _evaluate_plane(setup: _Setup, anchors, folder: Path, rel: str) -> None:
         save_npy(rows_dir / f"r{i:03d}.npy", torch.stack(list(values.values())).numpy())
 
     result = evaluate_plane(
-        setup.model, *states, setup.x, setup.y,
+        setup.model, states[0], states[1], states[2], setup.x, setup.y,
         resolution=setup.config.resolution, margin=setup.config.margin, reference_probs=refs,
         bn_policy=setup.policy, done_rows=done, on_row=on_row, verbose=False, **setup.bn,
     )  # fmt: skip
@@ -370,7 +376,7 @@ def _evaluate_plane(setup: _Setup, anchors, folder: Path, rel: str) -> None:
     out.json(f"{rel}/{S.PLANE_ANCHORS}", anchors_info)  # last: marks the plane finished
 
 
-def _projected(setup: _Setup, states: list[dict]) -> list[list[Any]]:
+def _projected(setup: _Setup, states: list[dict[str, torch.Tensor]]) -> list[list[Any]]:
     """Every snapshot of every member projected onto the plane: rows member, epoch, a, b."""
     run, names = setup.ctx.run, setup.ctx.param_names
     o, t1, t2 = (flatten_params(sd, names).double() for sd in states)
@@ -384,7 +390,7 @@ def _projected(setup: _Setup, states: list[dict]) -> list[list[Any]]:
     return rows
 
 
-def _path_entry(a: str, b: str, kind: str, result) -> S.PathEntry:
+def _path_entry(a: str, b: str, kind: str, result: PathResult) -> S.PathEntry:
     return S.PathEntry(
         name=f"{a}->{b}",
         from_=a,
@@ -397,7 +403,7 @@ def _path_entry(a: str, b: str, kind: str, result) -> S.PathEntry:
     )
 
 
-def _path_rows(name: str, result) -> list[list[Any]]:
+def _path_rows(name: str, result: PathResult) -> list[list[Any]]:
     d_from, d_to = result.disagreement["theta1"], result.disagreement["theta2"]
     return [
         [name, float(al), float(lo), float(er), float(df), float(dt)]
@@ -422,7 +428,9 @@ def _aligned_member(setup: _Setup, pair: list[int]) -> dict[str, torch.Tensor]:
         ) from None
 
 
-def _alignment(setup: _Setup, pair: list[int], aligned: dict[str, torch.Tensor]):
+def _alignment(
+    setup: _Setup, pair: list[int], aligned: dict[str, torch.Tensor]
+) -> tuple[dict[str, Any], list[list[Any]], S.PathEntry]:
     """Weight-match member j onto member i: how much of their distance is permutation symmetry."""
     run, names = setup.ctx.run, setup.ctx.param_names
     i, j = pair

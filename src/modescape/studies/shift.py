@@ -40,6 +40,7 @@ from modescape.analysis.ensembles import ensemble_curve
 from modescape.analysis.functionspace import js_diversity
 from modescape.analysis.metrics import METRICS, evaluate, evaluate_ensemble
 from modescape.analysis.subspace import MAX_SAMPLES
+from modescape.codec import decode
 from modescape.data.corruption_cache import CorruptionCache
 from modescape.data.corruptions import (
     IMAGE_CORRUPTIONS,
@@ -57,11 +58,13 @@ from modescape.studies.context import (
     ResultWriter,
     RunContext,
     open_context,
-    subspace_config,
 )
 from modescape.studies.inference import ModelStack
 from modescape.studies.limits import check_examples, check_int
 
+StateDict = dict[str, torch.Tensor]
+# (name, severity, start=0, stop=None) -> (x, labels): test examples at one corruption setting
+Inputs = Callable[..., tuple[torch.Tensor, np.ndarray]]
 logger = logging.getLogger(__name__)
 
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -131,7 +134,7 @@ def model_families(
     members: list[int],
     config: ShiftConfig,
     warnings: list[str] | None = None,
-) -> dict[str, list[dict]]:
+) -> dict[str, list[StateDict]]:
     """State dicts to evaluate under shift, by family (clamped windows add to `warnings`)."""
     ctx = open_context(run)
     finals = [ctx.run.state_dict(m) for m in members]
@@ -144,9 +147,7 @@ def model_families(
     return {"members": finals, S.SHIFT_LATE_FAMILY: late, "weight_average": wa}
 
 
-def shift_inputs(
-    run: RunContext | Any, config: ShiftConfig
-) -> tuple[list[str], Callable[..., tuple[torch.Tensor, np.ndarray]]]:
+def shift_inputs(run: RunContext | Any, config: ShiftConfig) -> tuple[list[str], Inputs]:
     """The corruption names, and a function (name, severity, start=0, stop=None) → (x, labels) of
     test examples start..stop (default all) at severity 0..5 (0: clean)."""
     ctx = open_context(run)
@@ -165,7 +166,8 @@ def shift_inputs(
             load_cifar10c,
         )
 
-        names = list(config.corruptions or available_corruptions(config.cifar10c))
+        folder = config.cifar10c
+        names = list(config.corruptions or available_corruptions(folder))
         if ctx.run.config.data.name != "cifar10":
             raise ModescapeError("--cifar10c applies to runs trained on cifar10")
         if not names:  # e.g. a folder with labels.npy alone: nothing to evaluate
@@ -174,7 +176,7 @@ def shift_inputs(
                 f"{', '.join(CIFAR10C_CORRUPTIONS)})"
             )
 
-        last: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+        read: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
 
         def load(
             name: str, severity: int, start: int = 0, stop: int | None = None
@@ -182,11 +184,11 @@ def shift_inputs(
             part = slice(start, n if stop is None else min(stop, n))
             if severity == 0:
                 return x_clean[part], y_clean[part]
-            if (name, severity) not in last:  # each file read once per sweep
-                x, y = load_cifar10c(config.cifar10c, name, severity)
-                last.clear()
-                last[(name, severity)] = (x[:n], y[:n])
-            x, y = last[(name, severity)]
+            if (name, severity) not in read:  # each file read once per sweep
+                x, y = load_cifar10c(folder, name, severity)
+                read.clear()
+                read[(name, severity)] = (x[:n], y[:n])
+            x, y = read[(name, severity)]
             return from_uint8_images(x[part], data.source), y[part]
 
         return names, load
@@ -276,7 +278,9 @@ def run_shift(
     return summary
 
 
-def _cache_settings(ctx: RunContext, config: ShiftConfig, members: list[int], inputs) -> dict:
+def _cache_settings(
+    ctx: RunContext, config: ShiftConfig, members: list[int], inputs: Inputs
+) -> dict[str, Any]:
     """Everything cached predictions depend on besides the corruption and severity (their path)."""
     subspace = ctx.path / S.SUBSPACE / S.SUMMARY
     recorded = ctx.run.read_json(f"{S.SUBSPACE}/{S.SUMMARY}") if subspace.exists() else None
@@ -309,7 +313,7 @@ def _cache_settings(ctx: RunContext, config: ShiftConfig, members: list[int], in
     }
 
 
-def _subspace_families(ctx: RunContext, max_samples: int) -> dict[str, list[dict]]:
+def _subspace_families(ctx: RunContext, max_samples: int) -> dict[str, list[StateDict]]:
     """State dicts of the reference member's first `max_samples` samples per sampler, keyed
     "subspace_<method>": the ones `modescape subspace` evaluated, regenerated from its recorded
     settings at its calibrated scales; empty when it has not run on this run."""
@@ -319,7 +323,7 @@ def _subspace_families(ctx: RunContext, max_samples: int) -> dict[str, list[dict
     if not f.exists():
         return {}
     summary = S.SubspaceSummary.from_dict(ctx.run.read_json(f"{S.SUBSPACE}/{S.SUMMARY}"))
-    config = subspace_config(SubspaceConfig, summary.config)
+    config = decode(SubspaceConfig, summary.config)  # lists back to the tuples they were
     ref = summary.reference
     out = {}
     for method in config.methods:
@@ -329,7 +333,7 @@ def _subspace_families(ctx: RunContext, max_samples: int) -> dict[str, list[dict
     return out
 
 
-def _swag_families(ctx: RunContext, max_samples: int) -> dict[str, list[dict]]:
+def _swag_families(ctx: RunContext, max_samples: int) -> dict[str, list[StateDict]]:
     """The single-mode methods of `modescape swag`, as the subspace families are (one model
     averaging its samples, keyed "subspace_<method>" so the section and tables treat them
     alike): member 0's SWA weights, its first `max_samples` SWAG and SWAG-Diagonal samples, and
@@ -372,7 +376,15 @@ def _swag_families(ctx: RunContext, max_samples: int) -> dict[str, list[dict]]:
     return out
 
 
-def _sweep(ctx, names, inputs, families, config, out, no_ops: list) -> tuple[list, list]:
+def _sweep(
+    ctx: RunContext,
+    names: list[str],
+    inputs: Inputs,
+    families: dict[str, list[StateDict]],
+    config: ShiftConfig,
+    out: ResultWriter,
+    no_ops: list[list[Any]],
+) -> tuple[list[list[Any]], list[list[Any]]]:
     """Predictions of every family at every (corruption, severity), cached; their rows. A
     corruption that leaves the inputs unchanged at a severity is appended to `no_ops` instead.
 
@@ -416,7 +428,7 @@ SHIFT_CHUNK = 2000  # examples corrupted and evaluated at a time: bounds the cor
 
 
 def _evaluate_setting(
-    stack: ModelStack, families: list[str], inputs, name: str, severity: int
+    stack: ModelStack, families: list[str], inputs: Inputs, name: str, severity: int
 ) -> dict[str, np.ndarray] | None:
     """probs[models, N, C] (float32) per family at one (corruption, severity), the examples
     corrupted chunk by chunk and each chunk evaluated by every needed point in one engine call;
@@ -440,7 +452,9 @@ def _evaluate_setting(
     return {f: out[[where[r] for r in stack.rows[f]]].numpy() for f in families}
 
 
-def _write_examples(ctx: RunContext, names: list[str], config: ShiftConfig, out) -> list[str]:
+def _write_examples(
+    ctx: RunContext, names: list[str], config: ShiftConfig, out: ResultWriter
+) -> list[str]:
     """The report's strip: the first test example clean and at severities 1-5 per corruption
     (generated ones only: CIFAR-10-C names this module cannot generate are left out)."""
     from modescape.data.corruptions import corruption_strip
@@ -458,7 +472,9 @@ def _write_examples(ctx: RunContext, names: list[str], config: ShiftConfig, out)
     return shown
 
 
-def _metric_rows(corr: str, severity: int, probs: dict[str, np.ndarray], y: np.ndarray) -> list:
+def _metric_rows(
+    corr: str, severity: int, probs: dict[str, np.ndarray], y: np.ndarray
+) -> list[list[Any]]:
     rows = []
     members = probs["members"]
     curve = ensemble_curve(members, y, max_subsets=20, seed=0)
@@ -484,7 +500,9 @@ def _metric_rows(corr: str, severity: int, probs: dict[str, np.ndarray], y: np.n
     return rows
 
 
-def _by_severity(metric_rows: list, js_rows: list, severities: tuple[int, ...]) -> dict:
+def _by_severity(
+    metric_rows: list[list[Any]], js_rows: list[list[Any]], severities: tuple[int, ...]
+) -> S.BySeverity:
     """Means over corruptions per severity: {family/size: {metric: [per severity]}}, js likewise."""
     out: dict[str, Any] = {"severities": list(severities), "metrics": {}, "js": {}}
     for _, sev, family, size, mt, mean, _ in metric_rows:
@@ -496,7 +514,7 @@ def _by_severity(metric_rows: list, js_rows: list, severities: tuple[int, ...]) 
         for key, by_sev in list(table.items()):
             # NaN where every corruption was a no-op at that severity
             table[key] = [float(np.mean(by_sev[s])) if s in by_sev else np.nan for s in severities]
-    return out
+    return S.BySeverity(out["severities"], out["metrics"], out["js"])
 
 
 # ---- the study's declaration (`modescape.registry`) ----------------------------------------------
@@ -520,11 +538,9 @@ CLI_FLAGS = {
 
 def outcome(summary: S.ShiftSummary, run: Path) -> list[str]:
     """What `modescape shift` prints when done."""
-    by = summary.by_severity  # a dict as run_shift returns it, a BySeverity read back
-    metrics = by["metrics"] if isinstance(by, dict) else by.metrics
-    severities = by["severities"] if isinstance(by, dict) else by.severities
-    acc = metrics["single"]["accuracy"]
-    text = ", ".join(f"{s}: {a:.3f}" for s, a in zip(severities, acc))
+    by = summary.by_severity
+    acc = by.metrics["single"]["accuracy"]
+    text = ", ".join(f"{s}: {a:.3f}" for s, a in zip(by.severities, acc))
     return [
         f"mean single-member accuracy by severity: {text}",
         f"results in {run / S.SHIFT}",

@@ -38,6 +38,7 @@ from modescape.analysis.weightspace import select_parameter_names, stack_flat
 from modescape.config import RunConfig
 from modescape.errors import ModescapeError
 from modescape.registry import Flag
+from modescape.results import PairLevel
 from modescape.store import schema as S
 from modescape.store.files import save_npy
 from modescape.store.manifest import write_study_summary
@@ -88,7 +89,7 @@ class _Measure:
 
     def level(
         self, states: list[dict[str, torch.Tensor]], probs: np.ndarray, labels: np.ndarray
-    ) -> S.InstabilityLevel:
+    ) -> PairLevel:
         paths = []
         for i, j in pairs(len(states)):
             path = interpolate_path(
@@ -97,10 +98,7 @@ class _Measure:
             )  # fmt: skip
             self.policy = path.bn_policy
             paths.append(path)
-        level = pair_level(probs, labels, stack_flat(states, self.names), paths)
-        return S.InstabilityLevel(
-            **(dataclasses.asdict(level) | {"accuracy": list(level.accuracy)})
-        )
+        return pair_level(probs, labels, stack_flat(states, self.names), paths)
 
 
 def run_instability(
@@ -175,14 +173,14 @@ def reference_groups(
             f"members of the parent run, but it has {len(others)}; used {len(others)}"
         )
     group = [member, *others[: cfg.across]] if others else []
-    for w in warnings:
-        log.warning(w)
+    for message in warnings:
+        log.warning(message)
     return pick, group, warnings
 
 
 def _level(
     parent: Run, member: int, epochs: list[int] | None, group: list[int] | None, meas: _Measure
-) -> S.InstabilityLevel | None:
+) -> PairLevel | None:
     """The within-trajectory level (the member's snapshots at `epochs`) or the
     across-initialisation level (the final snapshots of `group`); None for an empty one."""
     keys = [(member, e) for e in epochs] if epochs is not None else [(m, -1) for m in group or []]
@@ -193,7 +191,7 @@ def _level(
     return meas.level(states, probs, parent.labels("test"))
 
 
-def _write_embedding(run: Run, parent: Run, member: int, cfg: InstabilityConfig) -> dict:
+def _write_embedding(run: Run, parent: Run, member: int, cfg: InstabilityConfig) -> dict[str, str]:
     """One joint embedding of the children's trajectories and the parent member's."""
     rows, index = [], []
     spawn = run.manifest["spawn"]
@@ -209,10 +207,10 @@ def _write_embedding(run: Run, parent: Run, member: int, cfg: InstabilityConfig)
             index.append((p, c, e))
     emb = embed_trajectories(function_space_points(np.stack(rows)), cfg.embed, seed=cfg.embed_seed)
     folder = run.path / S.INSTABILITY
-    index = np.asarray(index, dtype=np.int64)
+    where = np.asarray(index, dtype=np.int64)
     return {
         S.INSTABILITY_TRAJECTORIES: save_npy(folder / S.INSTABILITY_TRAJECTORIES, emb.coords),
-        S.INSTABILITY_TRAJECTORY_INDEX: save_npy(folder / S.INSTABILITY_TRAJECTORY_INDEX, index),
+        S.INSTABILITY_TRAJECTORY_INDEX: save_npy(folder / S.INSTABILITY_TRAJECTORY_INDEX, where),
     }
 
 

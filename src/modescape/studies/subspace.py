@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from modescape.analysis.calibration import calibrate
-from modescape.analysis.ensembles import ensemble_curve
+from modescape.analysis.ensembles import EnsembleCurve, ensemble_curve
 from modescape.analysis.functionspace import js_diversity
 from modescape.analysis.metrics import METRICS, evaluate, evaluate_ensemble
 from modescape.analysis.plane import (
@@ -63,6 +63,8 @@ from modescape.studies.context import (
     require_snapshots,
 )
 
+# probs[samples, examples, classes] of each sampler (method) around each member
+SampleProbs = dict[str, dict[int, np.ndarray]]
 logger = logging.getLogger(__name__)
 
 CALIBRATION_EXAMPLES = 2048  # training examples the calibration accuracies are measured on
@@ -263,7 +265,7 @@ def _sample_predictions(
                 # saved here (30 SmallCNN samples on 10,000 images: 9.9 s frozen, 5.8 s eager)
                 # and whose TorchScript traces are never freed (~1.5 MB per model).
                 out.npy(rel, ctx.evaluate(ctx.with_recomputed_bn(samples), "test"))
-            sample_probs[method][m] = out.reuse_npy(rel)
+            sample_probs[method][m] = out.written_npy(rel)
             bar.update()
     bar.close()
     return sample_probs, calibrations
@@ -301,7 +303,15 @@ def _calibration(
     return record
 
 
-def _plane(out, config, members, reference, finals, sample_probs, labels) -> dict[str, Any]:
+def _plane(
+    out: ResultWriter,
+    config: SubspaceConfig,
+    members: list[int],
+    reference: int,
+    finals: np.ndarray,
+    sample_probs: SampleProbs,
+    labels: np.ndarray,
+) -> dict[str, Any]:
     """The diversity–accuracy plane around one member's final snapshot: plane.csv, summaries."""
     ref = finals[members.index(reference)]
     others = np.delete(finals, members.index(reference), axis=0)
@@ -369,7 +379,14 @@ def _reference_curves(ref: np.ndarray, ref_acc: float) -> dict[str, list[float]]
     return {"accuracy": grid.tolist(), "upper": upper.tolist(), "lower": lower.tolist()}
 
 
-def _js_diversity(ctx, config, members, finals, sample_probs, late) -> dict[str, float]:
+def _js_diversity(
+    ctx: RunContext,
+    config: SubspaceConfig,
+    members: list[int],
+    finals: np.ndarray,
+    sample_probs: SampleProbs,
+    late: int,
+) -> dict[str, float]:
     """Jensen–Shannon diversity of the members, of each trajectory's late window, of samples."""
     windows = [ctx.late_epochs(m, late, "late window") for m in members]  # warned up front
     traj = [
@@ -385,11 +402,17 @@ def _js_diversity(ctx, config, members, finals, sample_probs, late) -> dict[str,
     return js
 
 
-def _curve_rows(members, finals, wa, sample_probs, labels) -> list[list[Any]]:
+def _curve_rows(
+    members: list[int],
+    finals: np.ndarray,
+    wa: np.ndarray,
+    sample_probs: SampleProbs,
+    labels: np.ndarray,
+) -> list[list[Any]]:
     """Metric vs ensemble size k = 1..M for every family of the paper's comparison."""
-    rows = []
+    rows: list[list[Any]] = []
 
-    def add(family: str, curve) -> None:
+    def add(family: str, curve: EnsembleCurve) -> None:
         for i, k in enumerate(curve.sizes):
             for mt in METRICS:
                 rows.append([family, int(k), mt, curve.mean[mt][i], curve.std[mt][i]])
@@ -432,7 +455,9 @@ def _weight_average_probs(
     return ctx.evaluate(states, "test"), info
 
 
-def _joint_tsne(run, members, probs_by_member, labels) -> tuple[list[list[Any]], dict]:
+def _joint_tsne(
+    run: Run, members: list[int], probs_by_member: dict[int, np.ndarray], labels: np.ndarray
+) -> tuple[list[list[Any]], dict[str, Any]]:
     idx = fixed_subset(len(labels), min(1024, len(labels)))
     traj = [(m, e, run.predictions("test", m, e)) for m in members for e in run.snapshot_epochs(m)]
     points = [function_space_points(p, idx) for _, _, p in traj]

@@ -172,26 +172,39 @@ def _predictions(
             cached = out.root / rel
             if not (fresh and cached.exists()):
                 out.npy(rel, _evaluate(ctx, config, method, m, moments.get(m)))
-            probs[method][m] = out.reuse_npy(rel)
+            probs[method][m] = out.written_npy(rel)
     return probs, collection
 
 
 def _settings(config: SwagConfig, method: str, member: int, source: str) -> dict[str, Any]:
     """Every setting one method's predictions of one member depend on."""
-    own = {
+    per_method: dict[str, dict[str, Any]] = {
         "swa": {},
         "swag": {"n_samples": config.n_samples, "scale": config.scale},
         "swag_diag": {"n_samples": config.n_samples, "scale": config.diag_scale},
         "mc_dropout": {"passes": config.mc_passes},
-    }[method]
-    return own | {"method": method, "member": member, "seed": config.seed, "source": source}
+    }
+    return per_method[method] | {
+        "method": method,
+        "member": member,
+        "seed": config.seed,
+        "source": source,
+    }
 
 
-def _evaluate(ctx: RunContext, config: SwagConfig, method: str, member: int, moments) -> np.ndarray:
+def _evaluate(
+    ctx: RunContext,
+    config: SwagConfig,
+    method: str,
+    member: int,
+    moments: tuple[Any, dict[str, Any], str] | None,
+) -> np.ndarray:
     seed = derive_seed(config.seed, "swag", method, member)
     if method == "mc_dropout":
         model = ctx.run.model(member)
         return mc_dropout_probs(model, ctx.inputs("test"), config.mc_passes, seed).numpy()
+    if moments is None:
+        raise ModescapeError(f"swag: member {member} has no collected moments for {method}")
     m = moments[0]
     if method == "swa":
         weights = swa_weights(m)[None]
@@ -213,14 +226,17 @@ def _curves(models: dict[str, np.ndarray], labels: np.ndarray) -> list[list[Any]
     return rows
 
 
-def _sample_curves(probs: dict[str, dict[int, np.ndarray]], labels: np.ndarray) -> list[list]:
+def _sample_curves(probs: dict[str, dict[int, np.ndarray]], labels: np.ndarray) -> list[list[Any]]:
     """One member's predictive against its number of samples (random subsets of its samples,
     then the mean and std over members of each member's mean)."""
     rows = []
     for method, per_member in probs.items():
         n = next(iter(per_member.values())).shape[0]
         sizes = [k for k in SAMPLE_SIZES if k <= n] + ([n] if n not in SAMPLE_SIZES else [])
-        curves = [ensemble_curve(p, labels, sizes, max_subsets=20) for p in per_member.values()]
+        curves = [
+            ensemble_curve(p, labels, np.asarray(sizes), max_subsets=20)
+            for p in per_member.values()
+        ]
         for i, k in enumerate(sizes):
             for metric in METRICS:
                 vals = [c.mean[metric][i] for c in curves]
@@ -228,7 +244,12 @@ def _sample_curves(probs: dict[str, dict[int, np.ndarray]], labels: np.ndarray) 
     return rows
 
 
-def _plane(probs, members: list[int], finals: np.ndarray, labels: np.ndarray) -> list[list[Any]]:
+def _plane(
+    probs: dict[str, dict[int, np.ndarray]],
+    members: list[int],
+    finals: np.ndarray,
+    labels: np.ndarray,
+) -> list[list[Any]]:
     """The first member's samples of every method against its final snapshot, and the other
     members (the paper's independent solutions), in the subspace study's plane.csv columns."""
     ref, first = finals[0], members[0]
@@ -254,7 +275,13 @@ def _reference_curves(ref: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     return {"reference_accuracy": ref_acc, "curves": curves}
 
 
-def _tsne(ctx: RunContext, members, probs, labels, config: SwagConfig):
+def _tsne(
+    ctx: RunContext,
+    members: list[int],
+    probs: dict[str, dict[int, np.ndarray]],
+    labels: np.ndarray,
+    config: SwagConfig,
+) -> tuple[list[list[Any]], dict[str, Any]]:
     """A joint t-SNE of the trajectories and up to 10 samples of each method per member."""
     run = ctx.run
     idx = fixed_subset(len(labels), min(1024, len(labels)))
@@ -271,7 +298,13 @@ def _tsne(ctx: RunContext, members, probs, labels, config: SwagConfig):
     return rows, emb.settings
 
 
-def _table(config, models, probs, labels, collection) -> list[dict[str, Any]]:
+def _table(
+    config: SwagConfig,
+    models: dict[str, np.ndarray],
+    probs: dict[str, dict[int, np.ndarray]],
+    labels: np.ndarray,
+    collection: dict[str, Any],
+) -> list[dict[str, Any]]:
     """One row per method: the single model / member's method model (mean over members) and the
     MultiSWAG / deep ensemble of all members, with the cost in test-set forward passes."""
     M = models["deep"].shape[0]

@@ -86,7 +86,7 @@ def _finish_epoch(t: Any, point: SpawnPoint) -> None:
     for group in t.opt.param_groups:
         group["lr"] = lr
     order = batch_order(len(t.x_train), tcfg.batch_size, tcfg.sampler, t.rng.data)
-    bf16 = t.info["precision"] == "bf16"
+    bf16 = t.info.precision == "bf16"
     autocast = torch.autocast(t.dev.type, dtype=torch.bfloat16, enabled=bf16)
     stats = train_epoch(t.model, t.opt, t.x_train, t.y_train, tcfg, t.rng, t.pixel, autocast,
                         order=order[point.step :])  # fmt: skip

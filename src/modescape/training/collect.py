@@ -102,7 +102,7 @@ class Collector:
         self.records = [r for r in self.records if r["epoch"] < epoch] + [record]
         text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.records)
         path = t.mdir / COLLECT_METRICS
-        t.info["files"][t._rel(path)] = atomic_write_bytes(path, text.encode())
+        t.info.files[t._rel(path)] = atomic_write_bytes(path, text.encode())
         killpoint("collect.metrics")
 
     def _write_swag(self) -> None:
@@ -121,5 +121,5 @@ class Collector:
         }
         path = t.mdir / SWAG_FILE
         tensors = {"mean": m.mean, "sq_mean": m.sq_mean, "deviations": m.deviations}
-        t.info["files"][t._rel(path)] = save_safetensors(path, tensors, meta)
+        t.info.files[t._rel(path)] = save_safetensors(path, tensors, meta)
         killpoint("collect.swag")

@@ -58,6 +58,7 @@ from modescape.options import Arch, Dataset, ImportOrigin, Scaling, values
 from modescape.store.files import atomic_write_bytes, save_npy, save_safetensors, sha256_file
 from modescape.store.manifest import create_run, record_files
 from modescape.store.members import write_member_info
+from modescape.store.records import MemberInfo
 from modescape.store.run import Run, load_run, open_dataset
 
 log = logging.getLogger(__name__)
@@ -336,9 +337,9 @@ def _warn_near_chance(run: Run) -> None:
 
     if "test" not in run.splits:
         return
-    accuracies = {m: run.metrics(m)[-1].get("test_acc") for m in run.members}
-    accuracies = {m: a for m, a in accuracies.items() if isinstance(a, float)}
-    classes = int(run.data_summary["num_classes"])
+    last = {m: run.metrics(m)[-1].test_acc for m in run.members}
+    accuracies = {m: a for m, a in last.items() if isinstance(a, float)}
+    classes = int(run.data_summary.num_classes or 0)
     message = near_chance_message(accuracies, classes, run.config.data.scaling)
     if message:
         log.warning("%s", message)
@@ -405,7 +406,7 @@ def _load_into(model: nn.Module, c: Checkpoint, source: _Source, run: Run) -> No
     if source.kind == ImportFormat.KERAS:
         from modescape.models.keras import load_keras
 
-        in_shape = tuple(run.data_summary["in_shape"])
+        in_shape = tuple(run.data_summary.in_shape)
         state = load_keras(c.path, model, in_shape, source.keras_config)
     else:
         from modescape.training.checkpoints import fit_to_model, mismatch_message
@@ -451,17 +452,17 @@ def _write_member(
     text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
     path = run.member_dir(member) / "metrics.jsonl"
     files[_rel(run, path)] = atomic_write_bytes(path, text.encode())
-    info = {
-        "member": member,
-        "seed": None,
-        "state": "finished",
-        "epoch": checkpoints[-1].epoch,
-        "snapshots": [c.epoch for c in checkpoints],
-        "files": files,
-        "time_s": None,  # not trained here
-        "imported": True,
-    }
-    digest = write_member_info(run.path, member, info)
+    info = MemberInfo(
+        member,
+        "finished",
+        epoch=checkpoints[-1].epoch,
+        snapshots=[c.epoch for c in checkpoints],
+        files=files,
+        seed=None,
+        time_s=None,  # not trained here
+        imported=True,
+    )
+    digest = write_member_info(run.path, info)
     record_files(run.path, files | {_rel(run, run.member_dir(member) / "member.json"): digest})
 
 

@@ -153,8 +153,7 @@ def _members_to_train(run_dir: Path, members: Sequence[int] | None) -> tuple[lis
     finished = [
         m
         for m in members
-        if run.member_status(m)["state"] == "finished"
-        and f"members/m{m:03d}/member.json" in recorded
+        if run.member_status(m).state == "finished" and f"members/m{m:03d}/member.json" in recorded
     ]
     return members, finished
 
@@ -287,16 +286,16 @@ def run_status(run_dir: str | Path) -> list[dict[str, Any]]:
         lost = rel in recorded and not (run.path / rel).is_file()
         job = tasks.get(m)
         sched = states.get(job) if job else None
-        state, reason = s["state"], s["reason"]
+        state, reason = s.state, s.reason
         if state != "finished" and sched in ACTIVE_STATES:
             state = "queued" if sched == "PENDING" else "running"
         elif state == "running" and sched is not None:
             # The run says running but its task is over: it was killed mid-training.
             state, reason = "interrupted", f"slurm task {job} ended {sched}"
-        elif state == "running" and job is None and _dead_here(s.get("host"), s.get("pid")):
-            state, reason = "interrupted", f"process {s['pid']} on {s['host']} is gone"
+        elif state == "running" and job is None and _dead_here(s.host, s.pid):
+            state, reason = "interrupted", f"process {s.pid} on {s.host} is gone"
         rows.append(
-            dict(member=m, state=state, epoch=s["epoch"], reason=reason, job=job, scheduler=sched,
+            dict(member=m, state=state, epoch=s.epoch, reason=reason, job=job, scheduler=sched,
                  lost=lost)
         )  # fmt: skip
     return rows

@@ -244,7 +244,7 @@ def train_epoch(
     """One pass over the training data; returns mean train loss and accuracy.
 
     `order`: the index batches to take instead of a fresh `batch_order` (spawning stops and
-    resumes an epoch part-way, `train.spawn`); the data generator is then not drawn from.
+    resumes an epoch part-way, `training.spawn`); the data generator is then not drawn from.
     A collection phase (train.collect) sets the lr of each step (`step_lr(i)`, i the 0-based
     step of this epoch) and looks at the weights after it (`after_step(i)`)."""
     model.train()

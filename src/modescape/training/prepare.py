@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -15,6 +14,7 @@ from modescape.data.datasets import Dataset
 from modescape.errors import ModescapeError
 from modescape.store.files import save_npy
 from modescape.store.manifest import record_files, update_manifest
+from modescape.store.records import DataSummary
 from modescape.store.run import Run, init_run, open_dataset
 
 
@@ -25,7 +25,7 @@ def prepare_run(
     fingerprint, atomically; or reopen it (repairing labels a killed older version left out).
 
     A new run records its precision resolved for `device` and the data (`train.precision`
-    "auto": `train.loop.resolve_precision`); an existing one keeps the precision it has."""
+    "auto": `training.loop.resolve_precision`); an existing one keeps the precision it has."""
     out = Path(out)
     _refuse_imported(out)
     if (out / "config.json").exists() and dataset is None:
@@ -62,21 +62,21 @@ def with_precision(config: RunConfig, in_shape: tuple[int, ...], device: str) ->
     return dataclasses.replace(config, train=dataclasses.replace(config.train, precision=precision))
 
 
-def dataset_summary(data: Dataset) -> dict[str, Any]:
+def dataset_summary(data: Dataset) -> DataSummary:
     """The manifest's "data" record: name, shapes, split sizes, classes and fingerprint."""
     from modescape.data.datasets import fingerprint
 
-    return {
-        "name": data.name,
-        "in_shape": list(data.in_shape),
-        "num_classes": data.num_classes,
-        "classes": list(data.classes),
-        "n_train": len(data.y_train),
-        "n_val": len(data.y_val),
-        "n_test": len(data.y_test),
-        "source": data.source,
-        "fingerprint": fingerprint(data),
-    }
+    return DataSummary(
+        name=data.name,
+        in_shape=list(data.in_shape),
+        num_classes=data.num_classes,
+        classes=list(data.classes),
+        n_train=len(data.y_train),
+        n_val=len(data.y_val),
+        n_test=len(data.y_test),
+        source=data.source,
+        fingerprint=fingerprint(data),
+    )
 
 
 def eval_labels(data: Dataset) -> dict[str, np.ndarray]:

@@ -11,7 +11,7 @@ Children are the members of a run of their own (`<out>/manifest.json` records "s
 parent run, member, points and the sha256 of every parent snapshot used): member
 `p * children + c` is child c of spawn point p, its seed `derive_seed(run seed, "member", i)`
 as for any member. They keep a snapshot per epoch from the spawn point on, resume after a kill
-byte for byte, and run on every executor (`train.launch`), because `train_member` trains a
+byte for byte, and run on every executor (`training.launch`), because `train_member` trains a
 spawn run's members from their spawn states (`training.children`).
 
 Where the state at k comes from: a run keeps the optimiser state of its last epoch only
@@ -44,6 +44,7 @@ from modescape.store.files import (
     safetensors_bytes,
 )
 from modescape.store.manifest import create_run, member_seed, record_files, update_manifest
+from modescape.store.records import MemberInfo
 from modescape.store.run import Run, load_run
 from modescape.training.children import SpawnPoint, state_rel
 from modescape.training.loop import (
@@ -147,7 +148,7 @@ def plan_spawn(
             f"{parent.config.members - 1})"
         )
     tcfg = parent.config.train
-    steps = steps_per_epoch(int(parent.data_summary["n_train"]), tcfg.batch_size)
+    steps = steps_per_epoch(int(parent.data_summary.n_train or 0), tcfg.batch_size)
     points = spawn_points(at, tcfg.epochs, steps)
     have = parent.snapshot_epochs(member)
     last = points[-1].epoch
@@ -230,7 +231,7 @@ def replay_parent(
     data = parent.dataset(training_pixels(parent.config))
     parent.check_dataset(data)
     dev = resolve_device(_replay_device(device, info))
-    threads = int(info.get("threads") or member_threads(data.in_shape))
+    threads = int(info.threads or member_threads(data.in_shape))
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -238,25 +239,25 @@ def replay_parent(
         states, checked = _replay(tr, plan, info, exact)
     finally:
         torch.set_num_threads(before)
-    replay = {"device": str(dev), "threads": threads, "precision": tr.info["precision"]}
+    replay = {"device": str(dev), "threads": threads, "precision": tr.info.precision}
     log.info("replayed member %d of %s; snapshots checked %s", plan.member, parent.path, checked)
     return states, replay | checked
 
 
-def _replay_device(device: str, info: dict[str, Any]) -> str:
+def _replay_device(device: str, info: MemberInfo) -> str:
     """ "auto": the device the parent trained on, where this machine has it."""
     if device != "auto":
         return device
-    recorded = str(info.get("device", "cpu"))
+    recorded = str(info.device or "cpu")
     return recorded if recorded == "cpu" or torch.cuda.is_available() else "auto"
 
 
 def _replay(
-    tr: MemberTrainer, plan: SpawnPlan, info: dict[str, Any], exact: bool
+    tr: MemberTrainer, plan: SpawnPlan, info: MemberInfo, exact: bool
 ) -> tuple[list[bytes], dict[str, list[int]]]:
     parent, tcfg = tr.run, tr.tcfg
     autocast = torch.autocast(
-        tr.dev.type, dtype=torch.bfloat16, enabled=tr.info["precision"] == "bf16"
+        tr.dev.type, dtype=torch.bfloat16, enabled=tr.info.precision == "bf16"
     )
     states: dict[int, bytes] = {}
     checked: dict[str, list[int]] = {"verified_epochs": [], "reset_epochs": []}
@@ -296,7 +297,7 @@ def snapshot_digest(model: torch.nn.Module, epoch: int, member: int) -> str:
     return hashlib.sha256(safetensors_bytes(model.state_dict(), meta)).hexdigest()
 
 
-def _check_replayed(tr: MemberTrainer, epoch: int, info: dict[str, Any], exact: bool) -> bool:
+def _check_replayed(tr: MemberTrainer, epoch: int, info: MemberInfo, exact: bool) -> bool:
     """Whether the replayed weights are the parent's snapshot, byte for byte. If not: an error
     when `exact`, else the model takes the snapshot's weights (and False is returned)."""
     parent = tr.run
@@ -307,8 +308,8 @@ def _check_replayed(tr: MemberTrainer, epoch: int, info: dict[str, Any], exact: 
         raise ModescapeError(
             f"replaying member {tr.member} of {parent.path} did not reproduce its snapshot at "
             f"epoch {epoch}: an exact replay needs the parent's device, precision and thread "
-            f"count (it trained on {info.get('device')}, {info.get('precision')}, "
-            f"{info.get('threads')} threads; the replay ran on {tr.dev}) and the same torch "
+            f"count (it trained on {info.device}, {info.precision}, "
+            f"{info.threads} threads; the replay ran on {tr.dev}) and the same torch "
             "build; pass --approximate-replay (exact=False) to restart the replay from the "
             "parent's stored weights at each snapshot instead"
         )

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from modescape.config import flat_settings
 from modescape.errors import ModescapeError
 
 log = logging.getLogger(__name__)
@@ -62,15 +63,13 @@ def scalars(record: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def flat_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """`{"train.lr": 0.0016, ...}`: nested config sections as dotted keys (tracker params)."""
-    out: dict[str, Any] = {}
-    for k, v in config.items():
-        if isinstance(v, dict) and v:
-            out |= flat_config(v, f"{prefix}{k}.")
-        else:
-            out[f"{prefix}{k}"] = json.dumps(v) if isinstance(v, list | tuple | dict) else v
-    return out
+def flat_config(config: dict[str, Any]) -> dict[str, Any]:
+    """`{"train.lr": 0.0016, ...}`: nested config sections as dotted keys (tracker params),
+    lists and empty sections as JSON text (a tracker param is a scalar)."""
+    return {
+        k: json.dumps(v) if isinstance(v, list | tuple | dict) else v
+        for k, v in flat_settings(config).items()
+    }
 
 
 def import_tracker(name: str) -> Any:

@@ -220,7 +220,7 @@ def export_run(
         try:
             tracker.log_config(config)
             for record in records:
-                tracker.log_epoch(record)
+                tracker.log_epoch(record.to_dict())
         finally:
             tracker.close()
         done += 1

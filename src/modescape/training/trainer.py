@@ -45,6 +45,7 @@ from modescape.store.files import (
 )
 from modescape.store.manifest import member_seed, record_files
 from modescape.store.members import write_member_info
+from modescape.store.records import MemberInfo
 from modescape.store.run import Run, load_run, open_dataset
 from modescape.training.children import child_info, start_child
 from modescape.training.loop import (
@@ -83,7 +84,7 @@ def train_member(
     convolutions, where intra-op threads cost more than they gain) and torch's default otherwise;
     the thread count is restored afterwards and recorded in member.json. The dataset is checked
     against the fingerprint recorded when the run was created before anything is trained.
-    `track` ("tensorboard" | "wandb" | "mlflow") logs each epoch's record (`train.tracking`).
+    `track` ("tensorboard" | "wandb" | "mlflow") logs each epoch's record (`training.tracking`).
     """
     run = load_run(run_dir)
     run._check_member(member)
@@ -134,12 +135,12 @@ def member_lock(run: Run, member: int) -> Iterator[None]:
 def _complete_finish(run: Run, member: int) -> bool:
     """True if the member is finished; completes its manifest record if a kill interrupted it."""
     info = run.member_info(member)
-    if info["state"] != "finished":
+    if info.state != "finished":
         return False
     rel = f"members/m{member:03d}/member.json"
     if rel not in run.manifest.get("files", {}):
         digest = sha256_file(run.path / rel)
-        record_files(run.path, info.get("files", {}) | {rel: digest})
+        record_files(run.path, info.files | {rel: digest})
     return True
 
 
@@ -165,14 +166,14 @@ class MemberTrainer:
     ):
         self.run, self.member, self.dev, self.progress = run, member, dev, progress
         self.in_shape = tuple(data.in_shape)
-        self.tracker = tracker  # train.tracking.GuardedTracker: sees each committed record
+        self.tracker = tracker  # training.tracking.GuardedTracker: sees each committed record
         self.tcfg = run.config.train
         self.seed = member_seed(run.config, member)
         self.mdir = run.member_dir(member)
         self.previous = run.member_info(member)
         self.info = self._new_info()
         self.records: list[dict[str, Any]] = []
-        self._clock = (time.time(), self.info["time_s"])
+        self._clock = (time.time(), self.info.time_s or 0.0)
         self._build(data)
         self.collector = None  # the SWA/SWAG collection phase (train.collect), when enabled
         if self.tcfg.collect.enabled:
@@ -180,27 +181,22 @@ class MemberTrainer:
 
             self.collector = Collector(self)
 
-    def _new_info(self) -> dict[str, Any]:
-        info: dict[str, Any] = {
-            "member": self.member,
-            "seed": self.seed,
-            "state": "running",
-            "epoch": 0,
-            "snapshots": [],
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "device": str(self.dev),
-            "threads": torch.get_num_threads(),
+    def _new_info(self) -> MemberInfo:
+        resumed = self.previous.state != "pending"
+        return MemberInfo(
+            member=self.member,
+            seed=self.seed,
+            state="running",
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            device=str(self.dev),
+            threads=torch.get_num_threads(),
             # A run created with "auto" records the resolved precision in its config; one written
             # by other code may still say "auto", resolved here for this device and data.
-            "precision": resolve_precision(self.tcfg.precision, self.dev, self.in_shape),
-            "files": {},
-            "time_s": 0.0,
-        }
-        if self.previous["state"] != "pending":
-            info["files"] = dict(self.previous.get("files", {}))
-            info["time_s"] = self.previous.get("time_s", 0.0)
-        return info
+            precision=resolve_precision(self.tcfg.precision, self.dev, self.in_shape),
+            files=dict(self.previous.files) if resumed else {},
+            time_s=(self.previous.time_s or 0.0) if resumed else 0.0,
+        )
 
     def _build(self, data: Dataset) -> None:
         from modescape.models.registry import build_model
@@ -237,7 +233,7 @@ class MemberTrainer:
             self.commit(0)
             self._track()
         autocast = torch.autocast(
-            self.dev.type, dtype=torch.bfloat16, enabled=self.info["precision"] == "bf16"
+            self.dev.type, dtype=torch.bfloat16, enabled=self.info.precision == "bf16"
         )
         bar = tqdm(
             range(min(start, self.tcfg.epochs), self.tcfg.epochs),
@@ -270,8 +266,8 @@ class MemberTrainer:
                 self.collector.run(max(start, self.tcfg.epochs), autocast)
         except BaseException as e:
             if not isinstance(e, KeyboardInterrupt):
-                self.info.update(state="failed", reason=f"{type(e).__name__}: {e}")
-                write_member_info(self.run.path, self.member, self.info)
+                self.info.state, self.info.reason = "failed", f"{type(e).__name__}: {e}"
+                write_member_info(self.run.path, self.info)
             raise
         self.finish()
 
@@ -294,11 +290,11 @@ class MemberTrainer:
     def finish(self) -> None:
         """Mark the member finished, then record its files in the manifest (a rerun completes
         the second step if a kill interrupts between the two)."""
-        self.info.update(state="finished", reason=None)
-        digest = write_member_info(self.run.path, self.member, self.info)
+        self.info.state, self.info.reason = "finished", None
+        digest = write_member_info(self.run.path, self.info)
         killpoint("finish.member")
         rel = f"members/m{self.member:03d}/member.json"
-        record_files(self.run.path, self.info["files"] | {rel: digest})
+        record_files(self.run.path, self.info.files | {rel: digest})
         killpoint("finish.manifest")
 
     # ---- writing -------------------------------------------------------------------------------
@@ -307,7 +303,7 @@ class MemberTrainer:
 
     def write_epoch(self, epoch: int, train_stats: dict | None, lr: float | None) -> None:
         """Snapshot, predictions and the metrics line for `epoch` (everything but the commit)."""
-        run, files = self.run, self.info["files"]
+        run, files = self.run, self.info.files
         tick = time.perf_counter()
         record: dict[str, Any] = {"epoch": epoch, "lr": lr} | (train_stats or {})
         keep = _keeps_snapshot(self.tcfg, epoch)
@@ -324,8 +320,8 @@ class MemberTrainer:
             meta = {"epoch": epoch, "member": self.member}
             files[self._rel(path)] = save_safetensors(path, self.model.state_dict(), meta)
             killpoint("epoch.snapshot")
-            if epoch not in self.info["snapshots"]:
-                self.info["snapshots"].append(epoch)
+            if epoch not in self.info.snapshots:
+                self.info.snapshots.append(epoch)
         record["time_eval_s"] = round(time.perf_counter() - tick, 3)
         self.records[:] = [r for r in self.records if r["epoch"] < epoch] + [record]
         text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.records)
@@ -346,12 +342,12 @@ class MemberTrainer:
             meta |= more_meta
         data = safetensors_bytes(tensors, meta)
         resume = self.mdir / "resume.safetensors"
-        self.info["resume_previous"] = self.info["files"].get(self._rel(resume))
-        self.info["files"][self._rel(resume)] = hashlib.sha256(data).hexdigest()
-        self.info["epoch"] = epoch
+        self.info.resume_previous = self.info.files.get(self._rel(resume))
+        self.info.files[self._rel(resume)] = hashlib.sha256(data).hexdigest()
+        self.info.epoch = epoch
         started, elapsed_before = self._clock
-        self.info["time_s"] = round(elapsed_before + time.time() - started, 3)
-        write_member_info(self.run.path, self.member, self.info)
+        self.info.time_s = round(elapsed_before + time.time() - started, 3)
+        write_member_info(self.run.path, self.info)
         killpoint("commit.member")
         atomic_write_bytes(resume, data)
         killpoint("commit.resume")
@@ -362,7 +358,7 @@ class MemberTrainer:
         resume = self.mdir / "resume.safetensors"
         spawn = self.run.manifest.get("spawn")  # a spawned child starts from its parent's state
         if spawn:
-            self.info["spawn"] = child_info(spawn, self.member)
+            self.info.spawn = child_info(spawn, self.member)
         if not resume.exists():
             return start_child(self) if spawn else 0
         self._check_resume(resume)
@@ -381,16 +377,16 @@ class MemberTrainer:
         epoch, self.records = int(meta["epoch"]), meta["records"]
         if self.collector is not None:
             self.collector.restore(tensors, meta)
-        kept = [e for e in self.previous.get("snapshots", []) if e <= epoch]
-        if self.previous["state"] == "interrupted":  # member.json was lost: rebuild its record
+        kept = [e for e in self.previous.snapshots if e <= epoch]
+        if self.previous.state == "interrupted":  # member.json was lost: rebuild its record
             kept = self._rebuild_files(epoch)
-        self.info["snapshots"] = kept
-        self.info["epoch"] = epoch
+        self.info.snapshots = kept
+        self.info.epoch = epoch
         return epoch
 
     def _check_resume(self, resume: Path) -> None:
         rel = self._rel(resume)
-        allowed = {self.previous.get("files", {}).get(rel), self.previous.get("resume_previous")}
+        allowed = {self.previous.files.get(rel), self.previous.resume_previous}
         allowed.discard(None)
         if allowed and sha256_file(resume) not in allowed:
             raise ModescapeError(
@@ -402,7 +398,7 @@ class MemberTrainer:
         """Checksums of the files of epochs <= `epoch` already on disk (member.json was lost);
         a file the manifest records with another checksum is damaged."""
         recorded = self.run.manifest.get("files", {})
-        snaps = [e for e in self.previous["snapshots"] if e <= epoch]
+        snaps = [e for e in self.previous.snapshots if e <= epoch]
         for e in snaps:
             paths = [self.run.snapshot_path(self.member, e)]
             paths += [self.run.prediction_path(s, self.member, e) for s in self.run.splits]
@@ -410,7 +406,7 @@ class MemberTrainer:
                 rel, digest = self._rel(path), sha256_file(path)
                 if recorded.get(rel, digest) != digest:
                     raise ModescapeError(f"checksum mismatch: {path} is damaged")
-                self.info["files"][rel] = digest
+                self.info.files[rel] = digest
         return snaps
 
 

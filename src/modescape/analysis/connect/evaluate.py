@@ -30,6 +30,7 @@ from modescape.analysis.functionspace import agreement_with, js_diversity, norma
 from modescape.analysis.landscape import barrier
 from modescape.analysis.metrics import accuracy, nll
 from modescape.analysis.weightspace import buffer_names, flatten_params
+from modescape.results import CurveMeasures
 
 ENDS = ("end0", "end1")
 PROFILE_METRICS = ("train_loss", "train_error", "test_loss", "test_error")
@@ -129,30 +130,6 @@ def evaluate_curve(
     )
 
 
-@dataclass
-class CurveSummary:
-    """The curve against the straight line between the same ends.
-
-    Barriers as the landscape study's (Frankle et al. 2020): max over t minus the mean of the
-    ends, of test error (`error_barrier`) and training loss (`loss_barrier`). `stats[metric]`:
-    min / max / mean over t of each profile column. `midpoint`: at t = 0.5, disagreement with
-    each end, and the ends' disagreement with each other. Lengths in weight space (L2).
-    """
-
-    error_barrier: float
-    loss_barrier: float
-    line_error_barrier: float
-    line_loss_barrier: float
-    length: float
-    line_length: float
-    midpoint: dict[str, float]
-    stats: dict[str, dict[str, float]]
-    line_stats: dict[str, dict[str, float]]
-
-    def to_dict(self) -> dict[str, object]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
 def _stats(profile: CurveProfile) -> dict[str, dict[str, float]]:
     return {
         name: {"min": float(np.nanmin(v)), "max": float(np.nanmax(v)), "mean": float(np.nanmean(v))}
@@ -163,10 +140,10 @@ def _stats(profile: CurveProfile) -> dict[str, dict[str, float]]:
 
 def summarize_curve(
     curve: CurveProfile, line: CurveProfile, bends: Tensor, shape: str
-) -> CurveSummary:
-    """`CurveSummary` of a curve's and the straight line's profiles (same t grid)."""
+) -> CurveMeasures:
+    """`CurveMeasures` of a curve's and the straight line's profiles (same t grid)."""
     mid = int(np.argmin(np.abs(curve.t - 0.5)))
-    return CurveSummary(
+    return CurveMeasures(
         error_barrier=barrier(curve.test_error),
         loss_barrier=barrier(curve.train_loss),
         line_error_barrier=barrier(line.test_error),

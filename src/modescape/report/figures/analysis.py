@@ -21,10 +21,12 @@ from pathlib import Path
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from modescape.errors import choice_error
+from modescape.report.base import Chart, ChartKind, LineStyle, Marker, Series
+from modescape.report.figures.chart import draw_chart, hex_color, legend_handles
+from modescape.report.wording import sig
 from modescape.store.files import atomic_write_bytes
 
 DPI = 120
@@ -250,63 +252,76 @@ def full_heatmap(
     return fig
 
 
-def trajectory_figure(
+def trajectory_chart(
     member: np.ndarray, epoch: np.ndarray, x: np.ndarray, y: np.ndarray, *, method: str = "t-SNE"
-) -> Figure:
-    """Function-space trajectories: one coloured line per member through its snapshots in epoch
-    order; a circle marks the start (first epoch), a star the end (last epoch).
+) -> Chart:
+    """Function-space trajectories: one line per member through its snapshots in epoch order
+    (dots at the snapshots), then the starts (open circles) and ends (stars) in member colours.
 
     member, epoch, x, y: [points], as in trajectories/tsne.csv and pca.csv.
     """
     member, epoch = np.asarray(member, dtype=int), np.asarray(epoch, dtype=int)
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    fig = new_figure(7.2, 6.0)
-    ax = fig.add_subplot()
+    order = np.lexsort((epoch, member))
+    series, starts, ends = [], [], []
     for m in np.unique(member):
-        rows = np.flatnonzero(member == m)
-        rows = rows[np.argsort(epoch[rows], kind="stable")]
-        c = member_color(int(m))
-        ax.plot(x[rows], y[rows], "-", color=c, lw=1.5, marker=".", ms=5, label=f"member {m}")
-        # Start/end as scatter collections so ax.lines holds exactly one line per member.
-        ax.scatter(
-            x[rows[0]],
-            y[rows[0]],
-            s=70,
-            marker="o",
-            facecolor="white",
-            edgecolor=c,
-            linewidth=2,
-            zorder=3,
+        idx = [i for i in order if member[i] == m]
+        series.append(
+            Series(
+                f"member {m}",
+                [sig(x[i]) for i in idx],
+                [sig(y[i]) for i in idx],
+                color=hex_color(member_color(int(m))),
+                labels=[f"m{m} e{epoch[i]}" for i in idx],
+                line=LineStyle.SOLID,
+                marker=Marker.DOT,
+            )
         )
-        ax.scatter(
-            x[rows[-1]],
-            y[rows[-1]],
-            s=180,
-            marker="*",
-            color=c,
-            edgecolor="black",
-            linewidth=0.6,
-            zorder=3,
+        starts.append((idx[0], m))
+        ends.append((idx[-1], m))
+    for name, marker, points, filled in (
+        (f"start (epoch {epoch.min()})", Marker.CIRCLE, starts, False),
+        (f"end (epoch {epoch.max()})", Marker.STAR, ends, True),
+    ):
+        series.append(
+            Series(
+                name,
+                [sig(x[i]) for i, _ in points],
+                [sig(y[i]) for i, _ in points],
+                labels=[f"m{m} e{epoch[i]}" for i, m in points],
+                line=LineStyle.NONE,
+                marker=marker,
+                point_colors=[hex_color(member_color(int(m))) for _, m in points],
+                filled=filled,
+            )
         )
-    handles, _ = ax.get_legend_handles_labels()
-    handles += [
-        Line2D(
-            [],
-            [],
-            ls="",
-            marker="o",
-            mfc="white",
-            mec="black",
-            mew=2,
-            ms=8,
-            label=f"start (epoch {epoch.min()})",
-        ),
-        Line2D([], [], ls="", marker="*", color="black", ms=12, label=f"end (epoch {epoch.max()})"),
-    ]
-    ax.legend(handles=handles, fontsize=SMALL, loc="best", framealpha=0.85)
-    ax.set_xlabel(f"{method} dimension 1", fontsize=LABEL)
-    ax.set_ylabel(f"{method} dimension 2", fontsize=LABEL)
-    ax.set_title(f"Trajectories in function space ({method} of predictions)", fontsize=TITLE)
+    return Chart(
+        ChartKind.SCATTER,
+        f"{method} dimension 1",
+        f"{method} dimension 2",
+        series,
+        title=f"Trajectories in function space ({method} of predictions)",
+    )
+
+
+def trajectory_figure(
+    member: np.ndarray, epoch: np.ndarray, x: np.ndarray, y: np.ndarray, *, method: str = "t-SNE"
+) -> Figure:
+    """`trajectory_chart` drawn (see there)."""
+    return chart_figure(trajectory_chart(member, epoch, x, y, method=method), (7.2, 6.0))
+
+
+def chart_figure(chart: Chart, size: tuple[float, float], *, legend_cols: int = 1) -> Figure:
+    """A one-panel figure of `chart`: its series, axis labels, title and legend (inside)."""
+    fig = new_figure(*size)
+    ax = fig.add_subplot()
+    artists = draw_chart(ax, chart)
+    if all(float(v).is_integer() for s in chart.series for v in s.x):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    handles = legend_handles(chart, artists)
+    if handles:
+        ax.legend(handles=handles, fontsize=SMALL, loc="best", framealpha=0.85, ncols=legend_cols)
     return fig
 
 
@@ -321,6 +336,58 @@ def family_styles(family: Sequence[str]) -> dict[str, CurveStyle]:
     }
 
 
+def ensemble_curves_charts(
+    family: Sequence[str],
+    size: np.ndarray,
+    metric: Sequence[str],
+    mean: np.ndarray,
+    std: np.ndarray,
+    styles: Mapping[str, CurveStyle] | None = None,
+) -> list[Chart]:
+    """Accuracy, NLL, Brier and ECE against ensemble size (one chart each, in `METRIC_AXES`
+    order), one series per family with its ± std band, in the drawn units (accuracy in %).
+
+    The arguments are the columns of ensembles/curves.csv (one row per family, size, metric).
+    `styles` maps family -> (colour, line style, legend label) and fixes the drawing order;
+    families it leaves out are not drawn. Default: `family_styles`.
+    """
+    family, metric = np.asarray(family, dtype=str), np.asarray(metric, dtype=str)
+    size = np.asarray(size, dtype=int)
+    mean, std = np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
+    if styles is None:
+        styles = family_styles(family)
+    charts = []
+    for name, (panel, ylabel, scale) in METRIC_AXES.items():
+        series = []
+        for fam, (c, ls, label) in styles.items():
+            rows = np.flatnonzero((family == fam) & (metric == name))
+            rows = rows[np.argsort(size[rows], kind="stable")]
+            if rows.size:
+                series.append(
+                    Series(
+                        label,
+                        [int(k) for k in size[rows]],
+                        [sig(v * scale, 5) for v in mean[rows]],
+                        err=[sig(v * scale, 3) for v in std[rows]],
+                        color=hex_color(c),
+                        labels=[f"{fam}, k={int(k)}" for k in size[rows]],
+                        line=ls,
+                        marker=Marker.CIRCLE,
+                    )
+                )
+        charts.append(
+            Chart(
+                ChartKind.LINE,
+                "ensemble size (models averaged)",
+                ylabel,
+                series,
+                y_clip=METRIC_DOMAIN[name],
+                title=panel,
+            )
+        )
+    return charts
+
+
 def ensemble_curves_figure(
     family: Sequence[str],
     size: np.ndarray,
@@ -331,38 +398,29 @@ def ensemble_curves_figure(
     styles: Mapping[str, CurveStyle] | None = None,
     title: str = "Ensembles: metrics against ensemble size (mean ± std over subsets)",
 ) -> Figure:
-    """Accuracy, NLL, Brier and ECE against ensemble size, one line per family, ±1 std bands.
+    """`ensemble_curves_charts` drawn as 2 × 2 panels (see there)."""
+    charts = ensemble_curves_charts(family, size, metric, mean, std, styles)
+    return curves_figure(charts, title)
 
-    The arguments are the columns of ensembles/curves.csv (one row per family, size, metric).
-    `styles` maps family -> (colour, line style, legend label) and fixes the drawing order;
-    families it leaves out are not drawn. Default: deep, snapshot, weight_average in their
-    `FAMILY_COLORS`, then any other family in a member colour.
-    """
-    family, metric = np.asarray(family, dtype=str), np.asarray(metric, dtype=str)
-    size = np.asarray(size, dtype=int)
-    mean, std = np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
-    if styles is None:
-        styles = family_styles(family)
-    fig = new_figure(10.0, 7.4)
+
+def curves_figure(charts: Sequence[Chart], title: str, size=(10.0, 7.4)) -> Figure:
+    """Metric charts against ensemble size as 2 × 2 panels, ± std bands clipped to each metric's
+    range; the legend is the first chart's (in its first panel, or below all panels when the
+    chart has compact `keys`)."""
+    fig = new_figure(*size)
     axes = fig.subplots(2, 2).ravel()
-    for ax, (name, (panel, ylabel, scale)) in zip(axes, METRIC_AXES.items()):
-        for fam, (c, ls, label) in styles.items():
-            rows = np.flatnonzero((family == fam) & (metric == name))
-            rows = rows[np.argsort(size[rows])]
-            if rows.size == 0:
-                continue
-            k, mu, sd = size[rows], mean[rows] * scale, std[rows] * scale
-            ax.plot(k, mu, ls, marker="o", color=c, ms=4, lw=1.8, label=label)
-            band = clip_to_domain(name, mu - sd), clip_to_domain(name, mu + sd)
-            ax.fill_between(k, *band, color=c, alpha=0.14, lw=0)
+    for ax, chart, name in zip(axes, charts, METRIC_AXES):
+        artists = draw_chart(ax, chart, lw=1.8)
+        if ax is axes[0]:
+            handles = legend_handles(chart, artists)
+            if chart.keys:
+                fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=SMALL)
+            else:
+                ax.legend(handles=handles, fontsize=SMALL, loc="lower right")
         clip_axis(ax, name)
-        ax.set_title(panel, fontsize=TITLE)
-        ax.set_xlabel("ensemble size (models averaged)", fontsize=LABEL)
-        ax.set_ylabel(ylabel, fontsize=LABEL)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlim(left=0.8)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=SMALL, loc="lower right")
     fig.suptitle(title, fontsize=TITLE)
     return fig
 
@@ -418,52 +476,114 @@ def reliability_figure(diagrams: Mapping[str, Mapping[str, np.ndarray]]) -> Figu
     return fig
 
 
-def training_curves_figure(
-    member: np.ndarray,
-    epoch: np.ndarray,
-    curves: Mapping[str, np.ndarray],
-) -> Figure:
-    """Loss and accuracy against epoch for every member (train solid, val dotted, test dashed).
+SPLIT_LINES = {"train": LineStyle.SOLID, "val": LineStyle.DOTTED, "test": LineStyle.DASHED}
+
+
+def training_curves_charts(
+    member: np.ndarray, epoch: np.ndarray, curves: Mapping[str, np.ndarray]
+) -> list[Chart]:
+    """Loss and accuracy (%) against epoch: one series per member and split, in the member's
+    colour and the split's line style (train solid, val dotted, test dashed); the legend keys
+    name the members' colours and the splits' styles.
 
     member, epoch: [rows]; curves: e.g. {"train_loss": [rows], "test_acc": [rows], ...} with NaN
     where a value does not exist (epoch 0 has no training loss).
     """
     member, epoch = np.asarray(member, dtype=int), np.asarray(epoch, dtype=int)
+    members = np.unique(member)
+    present = [s for s in SPLIT_LINES if any(f"{s}_{k}" in curves for k in ("loss", "acc"))]
+    keys = [
+        Series(f"member {m}", [], [], color=hex_color(member_color(int(m))), marker=Marker.NONE)
+        for m in members
+    ]
+    keys += [
+        Series(s, [], [], color="#000000", line=SPLIT_LINES[s], marker=Marker.NONE) for s in present
+    ]
+    charts = []
+    for kind, title, ylabel, scale in (
+        ("loss", "Loss", "cross-entropy loss (nats)", 1.0),
+        ("acc", "Accuracy", "accuracy (%)", 100.0),
+    ):
+        series = []
+        for split in present:
+            values = curves.get(f"{split}_{kind}")
+            if values is None:
+                continue
+            v = np.asarray(values, dtype=float) * scale
+            for m in members:
+                rows = np.flatnonzero(member == m)
+                rows = rows[np.argsort(epoch[rows], kind="stable")]
+                rows = rows[np.isfinite(v[rows])]
+                if rows.size:
+                    series.append(
+                        Series(
+                            f"member {m} {split}",
+                            [int(e) for e in epoch[rows]],
+                            [sig(x, 5) if scale != 1 else sig(x) for x in v[rows]],
+                            color=hex_color(member_color(int(m))),
+                            labels=[f"m{m} e{e} {split}" for e in epoch[rows]],
+                            line=SPLIT_LINES[split],
+                            marker=Marker.NONE,
+                        )
+                    )
+        charts.append(
+            Chart(
+                ChartKind.LINE, "epoch", ylabel, series, keys=keys, title=title, panel=len(charts)
+            )
+        )
+    return charts
+
+
+def training_curves_figure(
+    member: np.ndarray,
+    epoch: np.ndarray,
+    curves: Mapping[str, np.ndarray],
+) -> Figure:
+    """`training_curves_charts` drawn side by side (see there)."""
+    return training_figure(training_curves_charts(member, epoch, curves))
+
+
+def training_figure(charts: Sequence[Chart]) -> Figure:
+    """Loss and accuracy panels side by side, one legend (members' colours, splits' styles)."""
     fig = new_figure(11.0, 4.6)
-    axes = fig.subplots(1, 2)
-    styles = {"train": "-", "val": ":", "test": "--"}
-    for ax, kind in zip(axes, ("loss", "acc")):
-        for m in np.unique(member):
-            rows = np.flatnonzero(member == m)
-            rows = rows[np.argsort(epoch[rows])]
-            for split, ls in styles.items():
-                values = curves.get(f"{split}_{kind}")
-                if values is None:
-                    continue
-                v = np.asarray(values, dtype=float)[rows] * (100.0 if kind == "acc" else 1.0)
-                ok = np.isfinite(v)
-                if ok.any():
-                    ax.plot(epoch[rows][ok], v[ok], ls, color=member_color(int(m)), lw=1.4)
-        ax.set_xlabel("epoch", fontsize=LABEL)
+    axes = fig.subplots(1, len(charts))
+    for ax, chart in zip(np.atleast_1d(axes), charts):
+        draw_chart(ax, chart, lw=1.4)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("cross-entropy loss (nats)", fontsize=LABEL)
-    axes[0].set_title("Loss", fontsize=TITLE)
-    axes[1].set_ylabel("accuracy (%)", fontsize=LABEL)
-    axes[1].set_title("Accuracy", fontsize=TITLE)
-    present = [s for s in styles if any(f"{s}_{k}" in curves for k in ("loss", "acc"))]
-    handles = [
-        Line2D([], [], color=member_color(int(m)), lw=2, label=f"member {m}")
-        for m in np.unique(member)
-    ]
-    handles += [Line2D([], [], color="black", ls=styles[s], label=s) for s in present]
+    handles = legend_handles(charts[0], [])
     fig.legend(handles=handles, loc="outside right center", fontsize=SMALL)
     return fig
 
 
-def distance_from_init_figure(
+def member_series(
+    members: Sequence[int],
+    epochs: Sequence[int],
+    values: np.ndarray,
+    *,
+    suffix: str = "",
+    scale: float = 1.0,
+    line: LineStyle = LineStyle.SOLID,
+    marker: Marker = Marker.CIRCLE,
+) -> list[Series]:
+    """values [M, E] against epoch, one series per member in its member colour."""
+    return [
+        Series(
+            f"member {m}{suffix}",
+            [int(e) for e in epochs],
+            [sig(v * scale, 5) for v in values[i]],
+            color=hex_color(member_color(int(m))),
+            labels=[f"m{m} e{e}" for e in epochs],
+            line=line,
+            marker=marker,
+        )
+        for i, m in enumerate(members)
+    ]
+
+
+def distance_from_init_chart(
     distance: np.ndarray, members: Sequence[int], epochs: Sequence[int]
-) -> Figure:
+) -> Chart:
     """L2 distance of every snapshot from its own member's first snapshot, against epoch.
 
     distance: [M·E, M·E] (weights/distance.npy), rows ordered member-major.
@@ -472,24 +592,30 @@ def distance_from_init_figure(
     M, E = len(members), len(epochs)
     if distance.shape != (M * E, M * E):
         raise ValueError(f"distance has shape {distance.shape}, expected {(M * E, M * E)}")
-    fig = new_figure(7.0, 4.6)
-    ax = fig.add_subplot()
-    for i, m in enumerate(members):
-        row = distance[i * E, i * E : (i + 1) * E]
-        ax.plot(epochs, row, "-o", ms=3, color=member_color(int(m)), label=f"member {m}")
-    ax.set_xlabel("epoch", fontsize=LABEL)
-    ax.set_ylabel(f"L2 distance from epoch-{epochs[0]} weights", fontsize=LABEL)
-    ax.set_title("Distance travelled from initialisation", fontsize=TITLE)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=SMALL, ncols=2 if M > 5 else 1)
-    return fig
+    # row i·E: member i's first snapshot against its own trajectory
+    rows = np.array([distance[i * E, i * E : (i + 1) * E] for i in range(M)])
+    series = member_series(members, epochs, rows)
+    return Chart(
+        ChartKind.LINE,
+        "epoch",
+        f"L2 distance from epoch-{epochs[0]} weights",
+        series,
+        title="Distance travelled from initialisation",
+    )
 
 
-def agreement_with_final_figure(
-    agreement: np.ndarray, members: Sequence[int], epochs: Sequence[int]
+def distance_from_init_figure(
+    distance: np.ndarray, members: Sequence[int], epochs: Sequence[int]
 ) -> Figure:
-    """Along each trajectory: agreement with its own final prediction (solid) and the mean
+    """`distance_from_init_chart` drawn (see there)."""
+    chart = distance_from_init_chart(distance, members, epochs)
+    return chart_figure(chart, (7.0, 4.6), legend_cols=2 if len(members) > 5 else 1)
+
+
+def agreement_with_final_chart(
+    agreement: np.ndarray, members: Sequence[int], epochs: Sequence[int]
+) -> Chart:
+    """Along each trajectory: agreement (%) with its own final prediction (solid) and the mean
     agreement with the other members' final predictions (dashed), against epoch.
 
     agreement: [M·E, M] (functions/agreement_with_final.npy), rows ordered member-major.
@@ -498,24 +624,37 @@ def agreement_with_final_figure(
     M, E = len(members), len(epochs)
     if agreement.shape != (M * E, M):
         raise ValueError(f"agreement has shape {agreement.shape}, expected {(M * E, M)}")
-    fig = new_figure(7.0, 4.6)
-    ax = fig.add_subplot()
-    for i, m in enumerate(members):
-        rows = agreement[i * E : (i + 1) * E]
-        color = member_color(int(m))
-        ax.plot(epochs, 100 * rows[:, i], "-", color=color, label=f"member {m}: own final")
-        if M > 1:
-            others = np.delete(rows, i, axis=1).mean(axis=1)
-            ax.plot(epochs, 100 * others, "--", color=color, alpha=0.8)
-    ax.set_xlabel("epoch", fontsize=LABEL)
-    ax.set_ylabel("agreement with final predictions (%)", fontsize=LABEL)
-    ax.set_title("Where each trajectory goes in function space", fontsize=TITLE)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(alpha=0.3)
+    blocks = [agreement[i * E : (i + 1) * E] for i in range(M)]
+    own = np.array([b[:, i] for i, b in enumerate(blocks)])
+    series = member_series(
+        members, epochs, own, suffix=": own final", scale=100.0, marker=Marker.NONE
+    )
     if M > 1:
-        ax.plot([], [], "--", color="gray", label="mean over other members' finals")
-    ax.legend(fontsize=SMALL, ncols=2 if M > 5 else 1)
-    return fig
+        others = np.array([np.delete(b, i, axis=1).mean(axis=1) for i, b in enumerate(blocks)])
+        series += member_series(
+            members,
+            epochs,
+            others,
+            suffix=": other members' finals (mean)",
+            scale=100.0,
+            line=LineStyle.DASHED,
+            marker=Marker.NONE,
+        )
+    return Chart(
+        ChartKind.LINE,
+        "epoch",
+        "agreement with final predictions (%)",
+        series,
+        title="Where each trajectory goes in function space",
+    )
+
+
+def agreement_with_final_figure(
+    agreement: np.ndarray, members: Sequence[int], epochs: Sequence[int]
+) -> Figure:
+    """`agreement_with_final_chart` drawn (see there)."""
+    chart = agreement_with_final_chart(agreement, members, epochs)
+    return chart_figure(chart, (7.0, 4.6), legend_cols=2 if len(members) > 2 else 1)
 
 
 def figure_bytes(fig: Figure, fmt: str, scale: float = 1) -> bytes:
@@ -556,20 +695,29 @@ def save_figure(fig: Figure, stem: str | Path) -> list[Path]:
 __all__ = [
     "METRIC_DOMAIN",
     "across_members_heatmap",
+    "agreement_with_final_chart",
+    "chart_figure",
     "clip_axis",
     "clip_to_domain",
+    "curves_figure",
+    "distance_from_init_chart",
     "distance_from_init_figure",
+    "ensemble_curves_charts",
     "ensemble_curves_figure",
     "family_styles",
     "figure_bytes",
     "full_heatmap",
     "grid_axes",
     "member_color",
+    "member_series",
     "reliability_figure",
     "render_figure",
     "save_figure",
     "shared_limits",
+    "training_curves_charts",
     "training_curves_figure",
+    "training_figure",
+    "trajectory_chart",
     "trajectory_figure",
     "within_trajectory_heatmap",
 ]

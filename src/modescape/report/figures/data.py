@@ -12,12 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from matplotlib.colors import to_hex
 
-from modescape.report.base import Chart, ChartKind, Series, Table
-from modescape.report.figures import analysis as figures
-from modescape.report.figures import landscape as landscape_figures
-from modescape.report.figures import studies as study_figures
+from modescape.report.base import Table
 from modescape.report.wording import frac, sig
 
 # metric -> how a CSV rounds it: fractions to 4 decimals, open-ended scores to 4 digits
@@ -29,11 +25,6 @@ ROUND = {
     "brier": sig,
     "loss": sig,
 }
-
-
-def color(c: object) -> str:
-    """A matplotlib colour as "#rrggbb" for a chart series."""
-    return to_hex(c, keep_alpha=False)  # type: ignore[arg-type]
 
 
 def rounded(metric: str, value: object) -> float | None:
@@ -55,40 +46,6 @@ def curves_table(
         for f, k, mt, mu, sd in zip(family, size, metric, mean, std)
     ]
     return Table(name, ["family", "ensemble_size", "metric", "mean", "std"], rows, caption)
-
-
-def curves_chart(
-    family: Sequence[str],
-    size: np.ndarray,
-    metric: Sequence[str],
-    mean: np.ndarray,
-    std: np.ndarray,
-    styles: Mapping[str, figures.CurveStyle],
-    shown: str = "accuracy",
-) -> Chart:
-    """One metric (accuracy by default) against ensemble size, one series per family in
-    `styles` order, ± std as err; in the figure's units (accuracy and ECE in %)."""
-    family, metric = np.asarray(family, dtype=str), np.asarray(metric, dtype=str)
-    size = np.asarray(size, dtype=int)
-    mean, std = np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
-    _, ylabel, scale = figures.METRIC_AXES[shown]
-    series = []
-    for fam, (c, _, label) in styles.items():
-        rows = np.flatnonzero((family == fam) & (metric == shown))
-        rows = rows[np.argsort(size[rows])]
-        if rows.size == 0:
-            continue
-        series.append(
-            Series(
-                label,
-                [int(k) for k in size[rows]],
-                [sig(v * scale, 5) for v in mean[rows]],
-                err=[sig(v * scale, 3) for v in std[rows]],
-                color=color(c),
-                labels=[f"{fam}, k={int(k)}" for k in size[rows]],
-            )
-        )
-    return Chart(ChartKind.LINE, "ensemble size (models averaged)", ylabel, series)
 
 
 # ---- matrices and per-snapshot curves -------------------------------------------------------
@@ -138,57 +95,16 @@ def per_member_lines(
     return Table(name, ["member", "epoch", *columns], rows, caption)
 
 
-def member_chart(
-    members: Sequence[int],
-    epochs: Sequence[int],
-    values: np.ndarray,
-    x_label: str,
-    y_label: str,
-    *,
-    suffix: str = "",
-    scale: float = 1.0,
-    kind: ChartKind = ChartKind.LINE,
-    extra: Sequence[Series] = (),
-) -> Chart:
-    """values [M, E] against epoch, one series per member in its member colour."""
-    series = [
-        Series(
-            f"member {m}{suffix}",
-            [int(e) for e in epochs],
-            [sig(v * scale, 5) for v in values[i]],
-            color=color(figures.member_color(int(m))),
-            labels=[f"m{m} e{e}" for e in epochs],
-        )
-        for i, m in enumerate(members)
-    ]
-    return Chart(kind, x_label, y_label, [*series, *extra])
-
-
 # ---- trajectories, reliability, training ----------------------------------------------------
-def embedding_data(
+def embedding_table(
     name: str, member: np.ndarray, epoch: np.ndarray, x: np.ndarray, y: np.ndarray, method: str
-) -> tuple[Table, Chart]:
-    """A joint embedding of every snapshot: the table (member, epoch, x, y) and a scatter chart
-    with one series per member in epoch order, points labelled "m0 e12"."""
+) -> Table:
+    """A joint embedding of every snapshot: (member, epoch, x, y) in member, epoch order."""
     member, epoch = np.asarray(member, dtype=int), np.asarray(epoch, dtype=int)
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     order = np.lexsort((epoch, member))
     rows = [[int(member[i]), int(epoch[i]), sig(x[i]), sig(y[i])] for i in order]
-    table = Table(name, ["member", "epoch", "x", "y"], rows, f"{method} coordinates.")
-    series = []
-    for m in np.unique(member):
-        idx = [i for i in order if member[i] == m]
-        series.append(
-            Series(
-                f"member {m}",
-                [sig(x[i]) for i in idx],
-                [sig(y[i]) for i in idx],
-                color=color(figures.member_color(int(m))),
-                labels=[f"m{m} e{epoch[i]}" for i in idx],
-            )
-        )
-    chart = Chart(ChartKind.SCATTER, f"{method} dimension 1", f"{method} dimension 2", series)
-    return table, chart
+    return Table(name, ["member", "epoch", "x", "y"], rows, f"{method} coordinates.")
 
 
 def reliability_table(name: str, diagrams: Mapping[str, Mapping[str, np.ndarray]]) -> Table:
@@ -207,11 +123,10 @@ def reliability_table(name: str, diagrams: Mapping[str, Mapping[str, np.ndarray]
     return Table(name, header, rows, "Reliability diagram bins (blank: empty bin).")
 
 
-def training_data(
+def training_table(
     member: np.ndarray, epoch: np.ndarray, curves: Mapping[str, np.ndarray], caption: str
-) -> tuple[Table, Chart]:
-    """Per-epoch training curves: table (member, epoch, <split>_<loss|acc>...) and a chart of
-    accuracy (%) against epoch, one series per member and split."""
+) -> Table:
+    """Per-epoch training curves: (member, epoch, <split>_<loss|acc>...)."""
     member, epoch = np.asarray(member, dtype=int), np.asarray(epoch, dtype=int)
     keys = list(curves)
     order = np.lexsort((epoch, member))
@@ -220,25 +135,7 @@ def training_data(
          *((frac if k.endswith("_acc") else sig)(curves[k][i]) for k in keys)]
         for i in order
     ]  # fmt: skip
-    table = Table("training_curves", ["member", "epoch", *keys], rows, caption)
-    series = []
-    for split in ("train", "val", "test"):
-        key = f"{split}_acc"
-        if key not in curves:
-            continue
-        for m in np.unique(member):
-            idx = [i for i in order if member[i] == m and np.isfinite(curves[key][i])]
-            if idx:
-                series.append(
-                    Series(
-                        f"member {m} {split}",
-                        [int(epoch[i]) for i in idx],
-                        [sig(100 * curves[key][i], 5) for i in idx],
-                        color=color(figures.member_color(int(m))),
-                        labels=[f"m{m} e{epoch[i]} {split}" for i in idx],
-                    )
-                )
-    return table, Chart(ChartKind.LINE, "epoch", "accuracy (%)", series)
+    return Table("training_curves", ["member", "epoch", *keys], rows, caption)
 
 
 # ---- loss landscape ---------------------------------------------------------------------------
@@ -303,42 +200,25 @@ def plane_table(
     return Table(name, header, rows, caption)
 
 
-def paths_data(paths: Sequence[Mapping[str, object]], caption: str) -> tuple[Table, Chart]:
-    """Linear paths: table (path, kind, alpha, error, loss) and a chart of error (%) vs alpha."""
-    rows, series = [], []
-    for i, p in enumerate(paths):
+def paths_table(paths: Sequence[Mapping[str, object]], caption: str) -> Table:
+    """Linear paths: one row per (path, alpha): kind, error, loss."""
+    rows = []
+    for p in paths:
         alpha = np.asarray(p["alpha"], dtype=float)
         error = np.asarray(p["error"], dtype=float)
         loss = np.asarray(p["loss"], dtype=float)
         rows += [
             [p["name"], p["kind"], frac(x), frac(e), sig(v)] for x, e, v in zip(alpha, error, loss)
         ]
-        c = study_path_color(str(p["kind"]), i)
-        series.append(
-            Series(
-                f"{p['name']} ({p['kind']})",
-                [frac(x) for x in alpha],
-                [sig(100 * e, 5) for e in error],
-                color=color(c),
-                labels=[f"{p['name']} α={x:.2f}" for x in alpha],
-            )
-        )
-    table = Table("landscape_paths", ["path", "kind", "alpha", "error", "loss"], rows, caption)
-    chart = Chart(ChartKind.LINE, "α (0 = first endpoint, 1 = second)", "test error (%)", series)
-    return table, chart
-
-
-def study_path_color(kind: str, i: int) -> object:
-    return landscape_figures.PATH_KIND_COLORS.get(kind, figures.member_color(i))
+    return Table("landscape_paths", ["path", "kind", "alpha", "error", "loss"], rows, caption)
 
 
 # ---- subspace sampling ----------------------------------------------------------------------
-def plane_points_data(
+def plane_points_table(
     plane: Mapping[str, np.ndarray], curves: Mapping[str, Sequence[float]] | None, caption: str
-) -> tuple[Table, Chart]:
+) -> Table:
     """The diversity–accuracy plane: every point of subspace/plane.csv and the reference curves
-    (kind "upper_curve" / "lower_curve"); chart: one scatter series per sampler, the members,
-    and the curves, accuracy in %."""
+    (kind "upper_curve" / "lower_curve")."""
     kind, method = np.asarray(plane["kind"], dtype=str), np.asarray(plane["method"], dtype=str)
     member = np.asarray(plane["member"], dtype=int)
     acc = np.asarray(plane["accuracy"], dtype=float)
@@ -355,53 +235,15 @@ def plane_points_data(
         ]
         for i in range(len(kind))
     ]
-    series = []
-    for i, m in enumerate(dict.fromkeys(method[kind == "sample"])):
-        sel = np.flatnonzero((kind == "sample") & (method == m))
-        series.append(
-            Series(
-                f"{study_figures.method_label(m)} samples",
-                [sig(100 * acc[j], 5) for j in sel],
-                [frac(div[j]) for j in sel],
-                color=color(study_figures.method_color(m, i)),
-                labels=[f"{m} around m{member[j]}, sample {_int_or_none(sample[j])}" for j in sel],
-            )
-        )
-    others = np.flatnonzero(kind == "member")
-    if others.size:
-        series.append(
-            Series(
-                "independent members",
-                [sig(100 * acc[j], 5) for j in others],
-                [frac(div[j]) for j in others],
-                color="#555555",
-                labels=[f"m{member[j]}" for j in others],
-            )
-        )
     if curves and len(curves.get("accuracy", [])):
         grid = np.asarray(curves["accuracy"], dtype=float)
-        for name, label in (("upper", "independent errors"), ("lower", "perturbed reference")):
+        for name in ("upper", "lower"):
             values = np.asarray(curves[name], dtype=float)
             rows += [
                 [f"{name}_curve", "", None, None, frac(a), frac(v)] for a, v in zip(grid, values)
             ]
-            series.append(
-                Series(
-                    f"reference curve: {label}",
-                    [sig(100 * a, 5) for a in grid],
-                    [frac(v) for v in values],
-                    color="#000000",
-                )
-            )
     header = ["kind", "method", "member", "sample", "accuracy", "norm_diversity"]
-    table = Table("subspace_plane", header, rows, caption)
-    chart = Chart(
-        ChartKind.SCATTER,
-        "accuracy (%)",
-        "disagreement with reference / (1 − accuracy)",
-        series,
-    )
-    return table, chart
+    return Table("subspace_plane", header, rows, caption)
 
 
 def _int_or_none(x: object) -> int | None:

@@ -13,14 +13,16 @@ from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter, MaxNLocator, NullFormatter
 
+from modescape.report.base import Chart, ChartKind, LineStyle, Marker, Series
 from modescape.report.figures.analysis import (
-    LABEL,
     SMALL,
     TITLE,
     grid_axes,
     member_color,
     new_figure,
 )
+from modescape.report.figures.chart import draw_chart, hex_color, legend_handles
+from modescape.report.wording import frac, sig
 
 PATH_KIND_COLORS = {
     "across members": "#1f3b73",
@@ -212,38 +214,61 @@ def _draw_trajectories(ax, t: Mapping[str, np.ndarray]) -> None:
         )
 
 
-def paths_figure(paths: Sequence[Mapping[str, object]]) -> Figure:
-    """Test error and loss along linear paths θ(α) = (1−α)θ1 + αθ2, one line per path.
+def paths_charts(paths: Sequence[Mapping[str, object]]) -> list[Chart]:
+    """Test error (%) and loss along linear paths θ(α) = (1−α)θ1 + αθ2, one series per path:
+    coloured by kind, line styles cycling within a kind; the names carry the barriers.
 
     Each path: name, kind ("across members" | "within trajectory" | "aligned"), alpha [P],
-    error [P] (fraction), loss [P], error_barrier, loss_barrier (legend).
+    error [P] (fraction), loss [P], error_barrier, loss_barrier.
     """
-    fig = new_figure(12.0, 4.8)
-    err_ax, loss_ax = fig.subplots(1, 2)
-    styles = ("-", "--", ":", "-.")
+    styles = (LineStyle.SOLID, LineStyle.DASHED, LineStyle.DOTTED)
     seen: dict[str, int] = {}
+    error, loss = [], []
     for i, p in enumerate(paths):
         kind = str(p["kind"])
-        c = PATH_KIND_COLORS.get(kind, member_color(i))
+        c = hex_color(PATH_KIND_COLORS.get(kind, member_color(i)))
         ls = styles[seen.get(kind, 0) % len(styles)]
         seen[kind] = seen.get(kind, 0) + 1
-        label = (
-            f"{p['name']} ({kind}; error barrier {100 * float(p['error_barrier']):.1f} "
-            f"points, loss barrier {float(p['loss_barrier']):.3f})"
+        name = (
+            f"{p['name']} ({kind}; error barrier {100 * float(p['error_barrier']):.1f} "  # type: ignore[arg-type]
+            f"points, loss barrier {float(p['loss_barrier']):.3f})"  # type: ignore[arg-type]
         )
-        alpha = np.asarray(p["alpha"], dtype=float)
-        err_ax.plot(
-            alpha, 100 * np.asarray(p["error"], dtype=float), ls, color=c, lw=1.7, label=label
-        )
-        loss_ax.plot(alpha, np.asarray(p["loss"], dtype=float), ls, color=c, lw=1.7)
-    for ax, ylabel, title in (
-        (err_ax, "test error (%)", "Error along the path"),
-        (loss_ax, "test loss (nats)", "Loss along the path"),
-    ):
-        ax.set_xlabel("α (0 = first endpoint, 1 = second)", fontsize=LABEL)
-        ax.set_ylabel(ylabel, fontsize=LABEL)
-        ax.set_title(title, fontsize=TITLE)
+        alpha = [frac(x) for x in np.asarray(p["alpha"], dtype=float)]
+        labels = [f"{p['name']} α={x:.2f}" for x in alpha]
+        for out, values in (
+            (error, [sig(100 * e, 5) for e in np.asarray(p["error"], float)]),
+            (loss, [sig(v, 5) for v in np.asarray(p["loss"], float)]),
+        ):
+            out.append(
+                Series(name, alpha, values, color=c, labels=labels, line=ls, marker=Marker.NONE)
+            )
+    x_label = "α (0 = first endpoint, 1 = second)"
+    return [
+        Chart(ChartKind.LINE, x_label, "test error (%)", error, title="Error along the path"),
+        Chart(
+            ChartKind.LINE, x_label, "test loss (nats)", loss, title="Loss along the path", panel=1
+        ),
+    ]
+
+
+def paths_figure(paths: Sequence[Mapping[str, object]]) -> Figure:
+    """`paths_charts` drawn side by side (see there)."""
+    return paths_chart_figure(paths_charts(paths))
+
+
+def paths_chart_figure(charts: Sequence[Chart]) -> Figure:
+    """The error and loss charts of linear paths side by side, one legend below."""
+    fig = new_figure(12.0, 4.8)
+    artists = []
+    for ax, chart in zip(fig.subplots(1, len(charts)), charts):
+        artists.append(draw_chart(ax, chart, lw=1.7))
         ax.set_xlim(0, 1)
         ax.grid(alpha=0.3)
-    fig.legend(loc="outside lower center", fontsize=SMALL, ncols=1 if len(paths) > 3 else 2)
+    n = len(charts[0].series)
+    fig.legend(
+        handles=legend_handles(charts[0], artists[0]),
+        loc="outside lower center",
+        fontsize=SMALL,
+        ncols=1 if n > 3 else 2,
+    )
     return fig

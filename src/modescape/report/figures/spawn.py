@@ -13,6 +13,9 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from modescape.report.base import Chart, ChartKind, LineStyle, Marker, Series
+from modescape.report.figures.chart import draw_chart, legend_handles
+
 DPI = 120
 LABEL, SMALL = 10, 8
 WITHIN_COLOR, ACROSS_COLOR, CHILD_COLOR = "#d95f02", "#1f3b73", "#1b9e77"
@@ -23,6 +26,67 @@ PANELS = {
 }
 
 
+def instability_charts(
+    at: Sequence[float],
+    values: Mapping[str, Sequence[float]],
+    within: Mapping[str, float] | None,
+    across: Mapping[str, float] | None,
+    threshold: float = 0.02,
+) -> list[Chart]:
+    """One chart per key of `PANELS` present in `values` ({"error_barrier": [points], ...})
+    against the spawn epoch `at`: the children's curve, each quantity's reference levels
+    (`within`, `across`: dashed) and, for the barrier, the stability threshold (dotted)."""
+    x = [float(v) for v in at]
+    charts = []
+    for key in [k for k in PANELS if k in values]:
+        title, ylabel, scale = PANELS[key]
+        series = [
+            Series(
+                "children of one spawn point",
+                x,
+                [scale * float(v) for v in values[key]],
+                color=CHILD_COLOR,
+                line=LineStyle.SOLID,
+                marker=Marker.CIRCLE,
+            )
+        ]
+        for ref, color, name in ((within, WITHIN_COLOR, "within a trajectory"),
+                                 (across, ACROSS_COLOR, "across initialisations")):  # fmt: skip
+            if ref is not None and key in ref:
+                series.append(
+                    Series(
+                        name,
+                        x,
+                        [scale * ref[key]] * len(x),
+                        color=color,
+                        line=LineStyle.DASHED,
+                        marker=Marker.NONE,
+                    )
+                )
+        if key == "error_barrier":
+            series.append(
+                Series(
+                    "stable below this",
+                    x,
+                    [scale * threshold] * len(x),
+                    color="#666666",
+                    line=LineStyle.DOTTED,
+                    marker=Marker.NONE,
+                )
+            )
+        charts.append(
+            Chart(
+                ChartKind.LINE,
+                "spawn point (epochs of the parent's training)",
+                ylabel,
+                series,
+                title=title,
+                panel=len(charts),
+            )
+        )
+    return charts
+
+
 def instability_figure(
     at: Sequence[float],
     values: Mapping[str, Sequence[float]],
@@ -31,36 +95,39 @@ def instability_figure(
     onset: float | None,
     threshold: float = 0.02,
 ) -> Figure:
-    """One panel per key of `PANELS` present in `values` ({"error_barrier": [points], ...}),
-    against the spawn epoch `at`; `within` / `across` give each quantity's reference level
-    (dashed lines), the barrier panel draws the stability threshold, and `onset` (an epoch or
-    None) is marked in every panel. The x axis is symmetric-log so that spawn points at
-    fractions of an epoch stay apart from epoch 0."""
-    keys = [k for k in PANELS if k in values]
-    fig = Figure(figsize=(5.0 * len(keys), 3.6), dpi=DPI, layout="constrained")
-    x = np.asarray(at, dtype=float)
-    for i, key in enumerate(keys):
-        ax = fig.add_subplot(1, len(keys), i + 1)
-        title, ylabel, scale = PANELS[key]
-        y = np.asarray(values[key], dtype=float) * scale
-        ax.plot(x, y, "o-", color=CHILD_COLOR, label="children of one spawn point")
-        for ref, color, name in ((within, WITHIN_COLOR, "within a trajectory"),
-                                 (across, ACROSS_COLOR, "across initialisations")):  # fmt: skip
-            if ref is not None and key in ref:
-                ax.axhline(ref[key] * scale, color=color, ls="--", lw=1.2, label=name)
-        if key == "error_barrier":
-            ax.axhline(threshold * scale, color="0.4", ls=":", lw=1, label="stable below this")
-        if onset is not None:
-            ax.axvline(onset, color="0.2", lw=1, alpha=0.6, label=f"stable from epoch {onset:g}")
+    """`instability_charts` drawn side by side (see there), with `onset` (an epoch or None)
+    marked in every panel. The x axis is symmetric-log so that spawn points at fractions of an
+    epoch stay apart from epoch 0."""
+    return instability_chart_figure(
+        instability_charts(at, values, within, across, threshold), onset
+    )
+
+
+def instability_chart_figure(charts: Sequence[Chart], onset: float | None) -> Figure:
+    fig = Figure(figsize=(5.0 * len(charts), 3.6), dpi=DPI, layout="constrained")
+    for i, chart in enumerate(charts):
+        ax = fig.add_subplot(1, len(charts), i + 1)
+        artists = draw_chart(ax, chart, lw=1.4)
+        x = np.asarray(chart.series[0].x, dtype=float)
+        y = np.asarray(chart.series[0].y, dtype=float)
+        if onset is not None:  # a guide, not a series: the page states the onset in words
+            ax.axvline(
+                onset,
+                color="0.2",
+                lw=1,
+                alpha=0.6,
+                label=f"stable from epoch {onset:g}",
+                gid="guide",
+            )
         ax.set_xscale("symlog", linthresh=_linthresh(x))
-        ax.set_xlabel("spawn point (epochs of the parent's training)", fontsize=LABEL)
-        ax.set_ylabel(ylabel, fontsize=LABEL)
-        ax.set_title(title, fontsize=LABEL + 1)
+        ax.title.set_fontsize(LABEL + 1)
         ax.set_ylim(bottom=min(0.0, float(np.nanmin(y)) if len(y) else 0.0))
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=SMALL)
         if i == 0:
-            ax.legend(fontsize=SMALL, loc="best")
+            handles = legend_handles(chart, artists)
+            handles += [a for a in ax.lines if a.get_gid() == "guide"]
+            ax.legend(handles=handles, fontsize=SMALL, loc="best")
     return fig
 
 

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from modescape.report.base import Chart, ChartKind, LineStyle, Marker, Series
 from modescape.report.figures.analysis import (
     FAMILY_COLORS,
     LABEL,
@@ -25,11 +26,14 @@ from modescape.report.figures.analysis import (
     SMALL,
     TITLE,
     CurveStyle,
-    ensemble_curves_figure,
+    curves_figure,
+    ensemble_curves_charts,
     grid_axes,
     member_color,
     new_figure,
 )
+from modescape.report.figures.chart import draw_chart, hex_color, legend_handles
+from modescape.report.wording import frac, sig
 
 _DARK2 = colormaps["Dark2"]
 METHOD_COLORS = {
@@ -75,7 +79,7 @@ def _lighter(color, amount: float = 0.55) -> tuple[float, float, float, float]:
 
 
 # ---- subspace sampling -----------------------------------------------------------------------
-def diversity_accuracy_figure(
+def diversity_accuracy_chart(
     kind: Sequence[str],
     method: Sequence[str],
     member: np.ndarray,
@@ -87,88 +91,110 @@ def diversity_accuracy_figure(
     curve_accuracy: np.ndarray,
     upper: np.ndarray,
     lower: np.ndarray,
-) -> Figure:
+    sample: np.ndarray | None = None,
+) -> Chart:
     """The paper's diversity–accuracy plane: x = accuracy (%), y = D(θ, θ_ref) / (1 − acc).
 
     kind, method, member, accuracy, norm_diversity: [rows], the columns of subspace/plane.csv
-    (kind "sample": one sample of `method`; kind "member": an independent member). The reference
-    sits at (a*, 0). upper / lower: [G] reference curves at accuracies `curve_accuracy` [G].
+    (kind "sample": sample number `sample` of `method`; kind "member": an independent member).
+    The reference sits at (a*, 0). upper / lower: [G] reference curves at accuracies
+    `curve_accuracy` [G]: dashed (errors independent of the reference's) and dotted (the
+    reference perturbed).
     """
     kind, method = np.asarray(kind, dtype=str), np.asarray(method, dtype=str)
     member = np.asarray(member, dtype=int)
-    acc = np.asarray(accuracy, dtype=float) * 100
+    acc = np.asarray(accuracy, dtype=float)
     div = np.asarray(norm_diversity, dtype=float)
-    fig = new_figure(8.4, 6.0)
-    ax = fig.add_subplot()
-    grid = np.asarray(curve_accuracy, dtype=float) * 100
+    index = np.full(len(kind), np.nan) if sample is None else np.asarray(sample, dtype=float)
+    series = []
+    grid = np.asarray(curve_accuracy, dtype=float)
     if len(grid):
-        ax.plot(
-            grid, upper, "--", color="black", lw=1.4, label="upper reference: independent errors"
-        )
-        ax.plot(
-            grid, lower, ":", color="black", lw=1.6, label="lower reference: perturbed reference"
-        )
+        for values, label, ls in (
+            (upper, "upper reference: independent errors", LineStyle.DASHED),
+            (lower, "lower reference: perturbed reference", LineStyle.DOTTED),
+        ):
+            series.append(
+                Series(
+                    label,
+                    [sig(100 * a, 5) for a in grid],
+                    [frac(v) for v in np.asarray(values, dtype=float)],
+                    color="#000000",
+                    line=ls,
+                    marker=Marker.NONE,
+                )
+            )
     samples = kind == "sample"
     for i, m in enumerate(dict.fromkeys(method[samples])):
-        rows = samples & (method == m)
-        ax.scatter(
-            acc[rows],
-            div[rows],
-            s=16,
-            alpha=0.75,
-            color=method_color(m, i),
-            label=f"{method_label(m)} samples",
-            zorder=2,
+        sel = np.flatnonzero(samples & (method == m))
+        series.append(
+            Series(
+                f"{method_label(m)} samples",
+                [sig(100 * acc[j], 5) for j in sel],
+                [frac(div[j]) for j in sel],
+                color=hex_color(method_color(m, i)),
+                labels=[f"{m} around m{member[j]}, sample {_sample(index[j])}" for j in sel],
+                line=LineStyle.NONE,
+            )
         )
     others = np.flatnonzero(kind == "member")
-    _plane_members(ax, acc[others], div[others], member[others])
-    ax.scatter(
-        [reference_accuracy * 100],
-        [0.0],
-        s=260,
-        marker="*",
-        color=member_color(reference_member),
-        edgecolor="black",
-        linewidth=0.8,
-        zorder=5,
-        label=f"reference: member {reference_member} ({100 * reference_accuracy:.1f}%)",
+    if others.size:
+        series.append(
+            Series(
+                "independent members",
+                [sig(100 * acc[j], 5) for j in others],
+                [frac(div[j]) for j in others],
+                labels=[f"m{member[j]}" for j in others],
+                line=LineStyle.NONE,
+                marker=Marker.DIAMOND,
+                point_colors=[hex_color(member_color(int(member[j]))) for j in others],
+            )
+        )
+    series.append(
+        Series(
+            f"reference: member {reference_member} ({100 * reference_accuracy:.1f}%)",
+            [sig(100 * reference_accuracy, 5)],
+            [0.0],
+            labels=[f"m{reference_member}"],
+            color=hex_color(member_color(reference_member)),
+            line=LineStyle.NONE,
+            marker=Marker.STAR,
+        )
     )
-    _finish_plane(fig, ax, div, np.asarray(upper, dtype=float), bool(others.size))
-    return fig
+    return Chart(
+        ChartKind.SCATTER,
+        "accuracy (%)",
+        "disagreement with reference / (1 − accuracy)",
+        series,
+        title="Diversity–accuracy plane (reference: one member's final weights)",
+    )
 
 
-def _finish_plane(fig: Figure, ax, div: np.ndarray, upper: np.ndarray, members: bool) -> None:
-    finite = np.concatenate([div[np.isfinite(div)], upper[np.isfinite(upper)]])
-    top = float(finite.max()) if finite.size else 1.0
+def _sample(v: float) -> str:
+    return str(int(v)) if np.isfinite(v) else "None"
+
+
+def diversity_accuracy_figure(*args, **kwargs) -> Figure:
+    """`diversity_accuracy_chart` drawn (same arguments; see there)."""
+    return plane_figure(diversity_accuracy_chart(*args, **kwargs))
+
+
+def plane_figure(chart: Chart) -> Figure:
+    """The diversity–accuracy plane of `chart`: the members labelled m<i>, the legend right."""
+    fig = new_figure(8.4, 6.0)
+    ax = fig.add_subplot()
+    artists = draw_chart(ax, Chart(**{**vars(chart), "title": ""}))
+    for s in chart.series:
+        if s.marker == Marker.DIAMOND and s.labels:
+            for a, d, text in zip(s.x, s.y, s.labels):
+                ax.annotate(text, (a, d), xytext=(7, 5), textcoords="offset points", fontsize=SMALL)
+    values = np.array([v for s in chart.series for v in s.y], dtype=float)
+    finite = values[np.isfinite(values)]
+    top = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
     ax.set_ylim(-0.03 * top, 1.08 * top)
-    ax.set_xlabel("accuracy (%)", fontsize=LABEL)
-    ax.set_ylabel("disagreement with reference / (1 − accuracy)", fontsize=LABEL)
-    fig.suptitle("Diversity–accuracy plane (reference: one member's final weights)", fontsize=TITLE)
+    fig.suptitle(chart.title, fontsize=TITLE)
     ax.grid(alpha=0.3)
-    handles, labels = ax.get_legend_handles_labels()
-    if members:  # the members' legend entry in neutral grey, not the first member's colour
-        i = labels.index("independent members")
-        handles[i] = Line2D([], [], ls="", marker="D", ms=10, mfc="#bbbbbb", mec="black")
-    fig.legend(handles, labels, fontsize=SMALL, loc="outside right center")
-
-
-def _plane_members(ax, acc: np.ndarray, div: np.ndarray, member: np.ndarray) -> None:
-    """The independent members in the plane: diamonds in member colours, labelled m<i>."""
-    if not member.size:
-        return
-    ax.scatter(
-        acc,
-        div,
-        s=150,
-        marker="D",
-        color=[member_color(int(m)) for m in member],
-        edgecolor="black",
-        linewidth=1.0,
-        zorder=4,
-        label="independent members",
-    )
-    for a, d, m in zip(acc, div, member):
-        ax.annotate(f"m{m}", (a, d), xytext=(7, 5), textcoords="offset points", fontsize=SMALL)
+    fig.legend(handles=legend_handles(chart, artists), fontsize=SMALL, loc="outside right center")
+    return fig
 
 
 def subspace_tsne_figure(panels: Mapping[str, Mapping[str, np.ndarray]]) -> Figure:
@@ -241,14 +267,16 @@ def subspace_tsne_figure(panels: Mapping[str, Mapping[str, np.ndarray]]) -> Figu
     return fig
 
 
-def subspace_ensembles_figure(
+def subspace_ensembles_charts(
     family: Sequence[str],
     size: np.ndarray,
     metric: Sequence[str],
     mean: np.ndarray,
     std: np.ndarray,
-) -> Figure:
-    """Metrics against size for deep ensembles, weight averages and subspace models.
+) -> list[Chart]:
+    """Metrics against size for deep ensembles, weight averages and subspace models, one chart
+    per metric (`ensemble_curves_charts`) with a compact legend: one key per colour (family or
+    sampler) and one per line style, not one per (sampler, kind) pair.
 
     Columns of subspace/curves.csv. Family "<method>" (dashed): k samples around one trajectory;
     "<method>+ensemble" (solid): k members' subspace models; "deep", "weight_average+ensemble".
@@ -257,39 +285,44 @@ def subspace_ensembles_figure(
     methods = [
         f for f in dict.fromkeys(np.asarray(family, dtype=str)) if "+" not in f and f != "deep"
     ]
-    fig = ensemble_curves_figure(
-        family,
-        size,
-        metric,
-        mean,
-        std,
-        styles=styles,
-        title="Ensembles with subspace models (mean ± std over subsets or members)",
-    )
-    fig.set_size_inches(12.5, 8.0)
-    legend = fig.axes[0].get_legend()
-    if legend is not None:
-        legend.remove()
-    # A compact legend: one entry per colour (family or sampler) and one per line style,
-    # not one per (sampler, kind) pair.
-    handles = [Line2D([], [], color=FAMILY_COLORS["deep"], lw=2, label="deep ensemble")]
+    plain = {"marker": Marker.NONE}
+    keys = [Series("deep ensemble", [], [], color=hex_color(FAMILY_COLORS["deep"]), **plain)]
     if "weight_average+ensemble" in styles:
-        handles.append(
-            Line2D([], [], color=FAMILY_COLORS["weight_average"], lw=2, label="weight averages")
+        keys.append(
+            Series(
+                "weight averages", [], [], color=hex_color(FAMILY_COLORS["weight_average"]), **plain
+            )
         )
-    handles += [
-        Line2D([], [], color=method_color(m, i), lw=2, label=method_label(m))
+    keys += [
+        Series(method_label(m), [], [], color=hex_color(method_color(m, i)), **plain)
         for i, m in enumerate(methods)
     ]
-    handles += [
-        Line2D([], [], color="black", ls="-", lw=1.5, label="solid: ensemble of k members' models"),
-        Line2D(
-            [], [], color="black", ls="--", lw=1.5,
-            label="dashed: k samples around one member (mean over members)",
-        ),
+    keys += [
+        Series("solid: ensemble of k members' models", [], [], color="#000000", **plain),
+        Series("dashed: k samples around one member (mean over members)", [], [],
+               color="#000000", line=LineStyle.DASHED, **plain),
     ]  # fmt: skip
-    fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=SMALL)
-    return fig
+    charts = ensemble_curves_charts(family, size, metric, mean, std, styles)
+    for chart in charts:
+        chart.keys = keys
+    return charts
+
+
+def subspace_ensembles_figure(
+    family: Sequence[str],
+    size: np.ndarray,
+    metric: Sequence[str],
+    mean: np.ndarray,
+    std: np.ndarray,
+) -> Figure:
+    """`subspace_ensembles_charts` drawn as 2 × 2 panels (see there)."""
+    charts = subspace_ensembles_charts(family, size, metric, mean, std)
+    return subspace_curves_figure(charts)
+
+
+def subspace_curves_figure(charts: Sequence[Chart]) -> Figure:
+    title = "Ensembles with subspace models (mean ± std over subsets or members)"
+    return curves_figure(charts, title, size=(12.5, 8.0))
 
 
 def subspace_curve_styles(family: Sequence[str]) -> dict[str, CurveStyle]:
@@ -419,31 +452,49 @@ def _family_boxes(ax, data, pos, single, single_pos, width: float, color) -> Non
     )
 
 
+def shift_diversity_chart(
+    severities: Sequence[int],
+    js: Mapping[str, Sequence[float]],
+    styles: Mapping[str, tuple[object, str]],
+) -> Chart:
+    """JS diversity (mean over corruptions) against severity, one line per family in `styles`;
+    a logarithmic y axis when the values span more than 30×."""
+    sev = [int(v) for v in severities]
+    series = [
+        Series(label, sev, [sig(x) for x in js[fam]], color=hex_color(color))
+        for fam, (color, label) in styles.items()
+        if fam in js
+    ]
+    values = np.array([v for s in series for v in s.y] or [1.0], dtype=float)
+    positive = values[values > 0]
+    log = bool(positive.size > 1 and positive.max() / positive.min() > 30)
+    return Chart(
+        ChartKind.LINE,
+        "corruption severity (0 = clean)",
+        "Jensen–Shannon diversity (nats)",
+        series,
+        y_log=log,
+        title="Diversity under shift (mean over corruptions)",
+    )
+
+
 def shift_diversity_figure(
     severities: Sequence[int],
     js: Mapping[str, Sequence[float]],
     styles: Mapping[str, tuple[object, str]],
 ) -> Figure:
-    """JS diversity (mean over corruptions) against severity, one line per family in `styles`."""
-    sev = np.asarray(severities, dtype=int)
+    """`shift_diversity_chart` drawn (see there)."""
+    return shift_diversity_chart_figure(shift_diversity_chart(severities, js, styles))
+
+
+def shift_diversity_chart_figure(chart: Chart) -> Figure:
     fig = new_figure(8.6, 4.8)
     ax = fig.add_subplot()
-    shown = []
-    for fam, (color, label) in styles.items():
-        if fam in js:
-            v = np.asarray(js[fam], dtype=float)
-            ax.plot(sev, v, "-o", color=color, ms=4, lw=1.6, label=label)
-            shown.append(v)
-    values = np.concatenate(shown) if shown else np.ones(1)
-    positive = values[values > 0]
-    if positive.size > 1 and positive.max() / positive.min() > 30:
-        ax.set_yscale("log")
-    ax.set_xticks(sev, ["clean" if s == 0 else str(s) for s in sev])
-    ax.set_xlabel("corruption severity", fontsize=LABEL)
-    ax.set_ylabel("Jensen–Shannon diversity (nats)", fontsize=LABEL)
-    ax.set_title("Diversity under shift (mean over corruptions)", fontsize=TITLE)
+    artists = draw_chart(ax, chart)
+    sev = sorted({int(v) for s in chart.series for v in s.x})
+    ax.set_xticks(sev, ["clean" if v == 0 else str(v) for v in sev])
     ax.grid(alpha=0.3)
-    fig.legend(*ax.get_legend_handles_labels(), fontsize=SMALL, loc="outside right center")
+    fig.legend(handles=legend_handles(chart, artists), fontsize=SMALL, loc="outside right center")
     return fig
 
 

@@ -2,10 +2,10 @@
 small inline script that gives every chart hover values, drag-to-zoom and series toggling.
 
 No library and nothing fetched: Python draws the whole chart (axes, ticks, one `<g>` per series,
-`<circle class="pt">` per point with its values in `data-x`/`data-y` and its hover text in
-`data-t`, `<path>` lines and ± bands with their data-space points in `data-pts`), so the SVG reads
-and prints without script. `CHART_JS` then redraws each chart at its on-screen width (text stays
-at its CSS size on a phone) and handles:
+a `<use class="pt">` of the series' marker shape per point with its values in `data-x`/`data-y`
+and its hover text in `data-t`, `<path>` lines in the series' line style and ± bands with their
+data-space points in `data-pts`), so the SVG reads and prints without script. `CHART_JS` then
+redraws each chart at its on-screen width (text stays at its CSS size on a phone) and handles:
 
     hover / tap      the nearest point's hover text in a tooltip (`#tip`)
     drag (mouse)     zoom to the dragged rectangle; double-click resets
@@ -20,7 +20,15 @@ import html
 import math
 from collections.abc import Sequence
 
-from modescape.report.base import Chart, ChartKind, Series
+from modescape.report.base import (
+    Chart,
+    ChartKind,
+    LineStyle,
+    Marker,
+    Series,
+    series_line,
+    series_marker,
+)
 
 # matplotlib's tab10, so chart colours match the PNGs' defaults
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
@@ -44,44 +52,37 @@ def point_text(chart: Chart, s: Series, i: int) -> str:
     return f"{s.name}: {label + ' · ' if label else ''}{xy}"
 
 
+# Marker shapes around (0, 0), defined once per chart and placed with <use>; the sizes follow
+# the PNGs' (a star is larger than a circle, a dot smaller).
+SHAPES = {
+    Marker.CIRCLE: "M-3,0a3,3 0 1,0 6,0a3,3 0 1,0 -6,0",
+    Marker.NONE: "M-3,0a3,3 0 1,0 6,0a3,3 0 1,0 -6,0",  # invisible: hover only
+    Marker.DOT: "M-2,0a2,2 0 1,0 4,0a2,2 0 1,0 -4,0",
+    Marker.SQUARE: "M-3,-3h6v6h-6Z",
+    Marker.DIAMOND: "M0,-5L5,0L0,5L-5,0Z",
+    Marker.STAR: "M"
+    + "L".join(
+        f"{r * math.sin(k * math.pi / 5):.2f},{-r * math.cos(k * math.pi / 5):.2f}"
+        for k, r in zip(range(10), [6.5, 2.6] * 5)
+    )
+    + "Z",
+}
+
+
 def chart_svg(chart: Chart, uid: str, title: str = "") -> str:
     """The chart as a `<div class="chart">` holding its SVG, then its legend buttons."""
     esc = html.escape
     xd, yd = _domain(chart, "x"), _domain(chart, "y")
     sx, sy = _scale(xd, LEFT, WIDTH - RIGHT), _scale(yd, HEIGHT - BOTTOM, TOP)
-    tx, ty = (lambda v: _t(v, chart.x_log)), (lambda v: _t(v, chart.y_log))
-    groups = []
-    for k, s in enumerate(chart.series):
-        color = s.color or PALETTE[k % len(PALETTE)]
-        parts = []
-        pts = [(tx(x), ty(y)) for x, y in zip(s.x, s.y)]
-        if s.err is not None:
-            lo = [(tx(x), ty(y - e)) for x, y, e in zip(s.x, s.y, s.err)]
-            hi = [(tx(x), ty(y + e)) for x, y, e in zip(s.x, s.y, s.err)]
-            cls = "band" if chart.kind == ChartKind.LINE else "bars"
-            if chart.kind == ChartKind.LINE:
-                data = _pts(lo + hi[::-1])
-            else:  # one vertical bar per point
-                data = ";".join(_pts([a, b]) for a, b in zip(lo, hi))
-            parts.append(f'<path class="{cls}" data-pts="{data}" d="{_d(data, sx, sy, cls)}"/>')
-        if chart.kind == ChartKind.LINE:
-            data = _pts(pts)
-            parts.append(f'<path class="line" data-pts="{data}" d="{_d(data, sx, sy)}"/>')
-        for i, (x, y) in enumerate(pts):
-            if math.isfinite(x) and math.isfinite(y):
-                parts.append(
-                    f'<circle class="pt" r="{3 if chart.kind == ChartKind.LINE else 3.5}" '
-                    f'cx="{sx(x):.1f}" cy="{sy(y):.1f}" data-x="{x!r}" data-y="{y!r}" '
-                    f'data-t="{esc(point_text(chart, s, i))}"/>'
-                )
-        groups.append(
-            f'<g class="series" data-s="{k}" style="color:{esc(color)}">{"".join(parts)}</g>'
-        )
+    groups = [_series_svg(chart, s, k, uid, sx, sy) for k, s in enumerate(chart.series)]
     keys = "".join(
         f'<button type="button" class="key" data-s="{k}" aria-pressed="true">'
-        f'<i style="background:{esc(s.color or PALETTE[k % len(PALETTE)])}"></i>'
-        f"{esc(s.name)}</button>"
+        f"{_swatch(chart, s, k, uid)}{esc(s.name)}</button>"
         for k, s in enumerate(chart.series)
+    )
+    keys += "".join(
+        f'<span class="key fixed">{_swatch(chart, s, k, uid)}{esc(s.name)}</span>'
+        for k, s in enumerate(chart.keys)
     )
     xint = all(float(v).is_integer() for s in chart.series for v in s.x)
     attrs = (
@@ -90,14 +91,80 @@ def chart_svg(chart: Chart, uid: str, title: str = "") -> str:
         f'data-xl="{esc(chart.x_label)}" data-yl="{esc(chart.y_label)}"'
     )
     label = esc(title or f"{chart.y_label} against {chart.x_label}")
+    used = {series_marker(chart, s) for s in [*chart.series, *chart.keys]}
+    defs = "".join(
+        f'<path id="{esc(uid)}-m{i}" d="{SHAPES[m]}"/>' for i, m in enumerate(Marker) if m in used
+    )
     return (
         f'<div class="chart" {attrs}><svg viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-        f'aria-label="{label}"><clipPath id="clip-{esc(uid)}"><rect class="clip" x="{LEFT}" '
-        f'y="{TOP}" width="{WIDTH - LEFT - RIGHT}" height="{HEIGHT - TOP - BOTTOM}"/></clipPath>'
+        f'aria-label="{label}"><defs>{defs}</defs><clipPath id="clip-{esc(uid)}">'
+        f'<rect class="clip" x="{LEFT}" y="{TOP}" width="{WIDTH - LEFT - RIGHT}" '
+        f'height="{HEIGHT - TOP - BOTTOM}"/></clipPath>'
         f'<g class="frame">{_frame(chart, xd, yd, sx, sy)}</g>'
         f'<g class="plot" clip-path="url(#clip-{esc(uid)})">{"".join(groups)}</g>'
         f'<rect class="zoom" width="0" height="0"/></svg></div>'
         f'<div class="legend">{keys}</div>'
+    )
+
+
+def _marker_ref(uid: str, m: Marker) -> str:
+    return f"#{html.escape(uid)}-m{list(Marker).index(m)}"
+
+
+def _mark_class(chart: Chart, s: Series) -> str:
+    m = series_marker(chart, s)
+    return "pt" + (" no" if m == Marker.NONE else "") + ("" if s.filled else " open")
+
+
+def _series_svg(chart: Chart, s: Series, k: int, uid: str, sx, sy) -> str:
+    """One series: its ± band or bars, its line (in its line style), its markers (<use> of the
+    marker's shape, with the point's values and hover text)."""
+    esc = html.escape
+    color = s.color or PALETTE[k % len(PALETTE)]
+    tx, ty = (lambda v: _t(v, chart.x_log)), (lambda v: _t(v, chart.y_log))
+    clip = chart.y_clip or (-math.inf, math.inf)
+    parts = []
+    pts = [(tx(x), ty(y)) for x, y in zip(s.x, s.y)]
+    if s.err is not None:
+        lo = [(tx(x), ty(max(clip[0], y - e))) for x, y, e in zip(s.x, s.y, s.err)]
+        hi = [(tx(x), ty(min(clip[1], y + e))) for x, y, e in zip(s.x, s.y, s.err)]
+        cls = "band" if chart.kind == ChartKind.LINE else "bars"
+        if chart.kind == ChartKind.LINE:
+            data = _pts(lo + hi[::-1])
+        else:  # one vertical bar per point
+            data = ";".join(_pts([a, b]) for a, b in zip(lo, hi))
+        parts.append(f'<path class="{cls}" data-pts="{data}" d="{_d(data, sx, sy, cls)}"/>')
+    line = series_line(chart, s)
+    if line != LineStyle.NONE:
+        data = _pts(pts)
+        parts.append(f'<path class="line {line.value}" data-pts="{data}" d="{_d(data, sx, sy)}"/>')
+    ref, cls = _marker_ref(uid, series_marker(chart, s)), _mark_class(chart, s)
+    for i, (x, y) in enumerate(pts):
+        if math.isfinite(x) and math.isfinite(y):
+            own = s.point_colors[i] if s.point_colors is not None else None
+            style = f' style="color:{esc(own)}"' if own else ""
+            parts.append(
+                f'<use class="{cls}" href="{ref}" x="{sx(x):.1f}" y="{sy(y):.1f}"{style} '
+                f'data-x="{x!r}" data-y="{y!r}" data-t="{esc(point_text(chart, s, i))}"/>'
+            )
+    return f'<g class="series" data-s="{k}" style="color:{esc(color)}">{"".join(parts)}</g>'
+
+
+def _swatch(chart: Chart, s: Series, k: int, uid: str) -> str:
+    """A legend entry's small picture: the series' line style and marker in its colour (a
+    series coloured point by point shows grey)."""
+    color = s.color or ("#777777" if s.point_colors else PALETTE[k % len(PALETTE)])
+    line = series_line(chart, s)
+    stroke = f'<path class="line {line.value}" d="M1,6H23"/>' if line != LineStyle.NONE else ""
+    mark = series_marker(chart, s)
+    use = (
+        f'<use class="{_mark_class(chart, s)}" href="{_marker_ref(uid, mark)}" x="12" y="6"/>'
+        if mark != Marker.NONE
+        else ""
+    )
+    return (
+        f'<svg class="sw" viewBox="0 0 24 12" aria-hidden="true" '
+        f'style="color:{html.escape(color)}">{stroke}{use}</svg>'
     )
 
 
@@ -218,6 +285,7 @@ def chart_data(chart: Chart) -> dict:
         "series": [
             {
                 "name": s.name,
+                **_style(chart, s),
                 "x": [float(v) for v in s.x],
                 "y": [float(v) for v in s.y],
                 **({"err": [float(v) for v in s.err]} if s.err is not None else {}),
@@ -225,6 +293,19 @@ def chart_data(chart: Chart) -> dict:
             }
             for s in chart.series
         ],
+        "keys": [{"name": s.name, **_style(chart, s)} for s in chart.keys],
+        "panel": chart.panel,
+    }
+
+
+def _style(chart: Chart, s: Series) -> dict:
+    """How a series is drawn, as data.json records it (and the figure test compares)."""
+    return {
+        "color": s.color,
+        "line": series_line(chart, s).value,
+        "marker": series_marker(chart, s).value,
+        **({"point_colors": list(s.point_colors)} if s.point_colors is not None else {}),
+        **({} if s.filled else {"filled": False}),
     }
 
 
@@ -236,23 +317,28 @@ CHART_CSS = """
 .chart .axis { font-size: 13px; }
 .chart .box { fill: none; stroke: var(--rule); }
 .chart .grid { stroke: var(--grid); }
-.chart .line { fill: none; stroke: currentColor; stroke-width: 1.8; }
+.chart .line, .legend .sw .line { fill: none; stroke: currentColor; stroke-width: 1.8; }
+.chart .line.dashed, .legend .sw .line.dashed { stroke-dasharray: 6 4; }
+.chart .line.dotted, .legend .sw .line.dotted { stroke-dasharray: 1.5 3; stroke-linecap: round; }
 .chart .band { fill: currentColor; opacity: 0.15; stroke: none; }
 .chart .bars { stroke: currentColor; stroke-width: 1.2; opacity: 0.6; }
-.chart .pt { fill: currentColor; stroke: var(--bg); stroke-width: 0.8; }
-.chart .pt.hot { stroke: var(--fg); stroke-width: 2; }
+.chart .pt, .legend .sw .pt { fill: currentColor; stroke: var(--bg); stroke-width: 0.8; }
+.chart .pt.open, .legend .sw .pt.open { fill: var(--bg); stroke: currentColor; stroke-width: 1.6; }
+.chart .pt.no { opacity: 0; }
+.chart .pt.hot { stroke: var(--fg); stroke-width: 2; opacity: 1; }
 .chart .series.off, .chart .series.off * { display: none; }
 .chart .zoom { fill: var(--accent); opacity: 0.15; }
 .legend { display: flex; flex-wrap: wrap; gap: 4px 6px; margin: 4px 0; }
 .legend .key { font: inherit; font-size: 0.85em; color: inherit; background: none;
                border: 1px solid var(--rule); border-radius: 12px; padding: 1px 8px;
-               cursor: pointer; max-width: 100%; overflow-wrap: anywhere; text-align: left; }
-.legend .key i { display: inline-block; width: 10px; height: 10px; border-radius: 50%;
-                 margin-right: 5px; vertical-align: -1px; }
+               cursor: pointer; max-width: 100%; overflow-wrap: break-word; text-align: left; }
+.legend .key .sw { display: inline-block; width: 24px; height: 12px; margin-right: 5px;
+                   vertical-align: -1px; overflow: visible; }
+.legend .key.fixed { cursor: default; }
 .legend .key[aria-pressed="false"] { opacity: 0.45; text-decoration: line-through; }
 #tip { position: absolute; z-index: 20; pointer-events: none; display: none; max-width: 280px;
        background: var(--fg); color: var(--bg); font-size: 12px; line-height: 1.35;
-       padding: 4px 8px; border-radius: 4px; overflow-wrap: anywhere; }
+       padding: 4px 8px; border-radius: 4px; overflow-wrap: break-word; }
 """
 
 # Kept small and free of eval and network access; see the module docstring.
@@ -308,7 +394,7 @@ function draw(c) {
       .map(q => { const [x, y] = q.split(',').map(Number); return sx(x) + ',' + sy(y); })
       .join('L') + (p.classList.contains('band') ? 'Z' : '')).join(''));
   for (const q of svg.querySelectorAll('.pt')) {
-    q.setAttribute('cx', sx(+q.dataset.x)); q.setAttribute('cy', sy(+q.dataset.y));
+    q.setAttribute('x', sx(+q.dataset.x)); q.setAttribute('y', sy(+q.dataset.y));
   }
   c.box = [L, R, T, B];
 }
@@ -320,7 +406,7 @@ function hover(c, e) {
   const svg = c.querySelector('svg'), [mx, my] = local(svg, e), k = svg.getScreenCTM().a || 1;
   let best = null, bd = 24 / k;
   for (const q of svg.querySelectorAll('.series:not(.off) .pt')) {
-    const dd = Math.hypot(q.cx.baseVal.value - mx, q.cy.baseVal.value - my);
+    const dd = Math.hypot(q.x.baseVal.value - mx, q.y.baseVal.value - my);
     if (dd < bd) { bd = dd; best = q; }
   }
   svg.querySelectorAll('.pt.hot').forEach(q => q.classList.remove('hot'));

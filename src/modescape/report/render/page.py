@@ -18,6 +18,7 @@ import csv
 import html
 import io
 import math
+import re
 import struct
 from base64 import b64encode
 from dataclasses import dataclass, field
@@ -101,10 +102,20 @@ def cell_text(value: Any) -> str:
     return str(value)
 
 
+# Where a long identifier or path may wrap: after "/" and "_", and after a "." that a letter
+# follows (train.augment.flip, not 0.25); nowhere else, so no word breaks mid-token.
+_BREAKS = re.compile(r"([/_]|\.(?=[A-Za-z]))")
+
+
+def breakable(text: str) -> str:
+    """`text` HTML-escaped, with <wbr> at the points an identifier or path may wrap."""
+    return _BREAKS.sub(r"\1<wbr>", esc(text))
+
+
 def _td(value: Any, label: str, align_numbers: bool = True) -> str:
     numeric = isinstance(value, int | float | np.number) and not isinstance(value, bool)
     css = ' class="num"' if numeric and align_numbers else ""
-    return f'<td{css} data-label="{esc(label)}">{esc(cell_text(value))}</td>'
+    return f'<td{css} data-label="{esc(label)}">{breakable(cell_text(value))}</td>'
 
 
 def table_html(table: Table, href: str | None = None) -> str:
@@ -118,10 +129,19 @@ def table_html(table: Table, href: str | None = None) -> str:
         for row in table.rows
     )
     link = f' <a href="{esc(href)}">CSV</a>' if href else ""
-    cards = " cards" if len(table.header) > 3 else ""  # one card per row on narrow screens
+    cards = " cards" if len(table.header) > 1 else ""  # one card per row on narrow screens
+    if len(table.header) == 2:  # a list of pairs: a card is the key over its value
+        cards += " kv" + (" pairs" if len(table.rows) > 8 else "")  # long: two pairs per row
+    body = f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    if table.collapsed:  # the caption stays in view; the rows open on demand
+        n = len(table.rows)
+        return (
+            f'<details class="table{cards}"><summary>{esc(table.caption)} '
+            f"({n:,} row{'' if n == 1 else 's'}){link}</summary><table>{body}</details>"
+        )
     return (
         f'<div class="table{cards}"><table><caption>{esc(table.caption)}{link}</caption>'
-        f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>"
+        f"{body}</div>"
     )
 
 
@@ -220,15 +240,25 @@ th, td { border: 1px solid var(--rule); padding: 3px 8px; text-align: left;
          overflow-wrap: normal; }
 th { background: var(--th); }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
+details.table summary { cursor: pointer; color: var(--muted); font-size: 0.9em; }
+@media (min-width: 1100px) {  /* a long setting / value list in two pairs of columns */
+  .pairs table { display: grid; grid-template-columns: repeat(2, max-content minmax(0, 1fr)); }
+  .pairs caption { display: block; grid-column: 1 / -1; }
+  .pairs thead { display: none; }
+  .pairs tbody, .pairs tr { display: contents; }
+}
 @media (max-width: 700px) {
   .page { padding: 0 10px 32px; }
   .toc { margin: 0 -10px; padding: 0 10px; }
-  td, th { overflow-wrap: anywhere; }
+  /* a token wraps at its <wbr> points; only one longer than the whole line is broken */
+  td, th { overflow-wrap: break-word; }
   .cards table, .cards caption, .cards tbody, .cards tr, .cards td { display: block; }
   .cards thead { display: none; }
   .cards tr { border-top: 1px solid var(--rule); padding: 4px 0; }
   .cards td, .cards td.num { border: none; padding: 1px 4px; text-align: left; }
   .cards td::before { content: attr(data-label) ": "; color: var(--muted); }
+  .kv td::before { content: none; }
+  .kv td:first-child { font-weight: 600; }
 }
 @media print {
   .toc, .enlarge, .hint, #tip, details.static { display: none; }
@@ -260,6 +290,9 @@ document.addEventListener('click', e => {
   if (!t || t.closest('details.static:not([open])')) return;
   const fig = t.closest('figure');
   if (fig) full(fig, !fig.classList.contains('full'));
+});
+addEventListener('beforeprint', () => {  // a printed page shows the folded tables' rows
+  document.querySelectorAll('details.table').forEach(d => { d.open = true; });
 });
 document.addEventListener('keydown', e => {
   if (e.key === 'Escape') document.querySelectorAll('figure.full').forEach(f => full(f, false));

@@ -62,17 +62,16 @@ def weight_section(ctx: ReportContext) -> Section | None:
         # row i·E of the distance matrix: member i's first snapshot against its own trajectory
         from_init = np.array([dist[i * n, i * n : (i + 1) * n] for i in range(len(M))])
         caption = "How far each member's weights move from their initial values."
+        chart = figures.distance_from_init_chart(dist, M, E)
         plots.append(
             Plot(
                 "distance_from_init",
-                figures.distance_from_init_figure(dist, M, E),
+                figures.chart_figure(chart, (7.0, 4.6), legend_cols=2 if len(M) > 5 else 1),
                 caption,
                 data=fd.per_member_lines(
                     "distance_from_init", M, E, {"l2_distance_from_init": from_init}, caption
                 ),
-                chart=fd.member_chart(
-                    M, E, from_init, "epoch", f"L2 distance from epoch-{E[0]} weights"
-                ),
+                chart=chart,
             )
         )
     cos_20_40 = _cosine_20_40(cos, M, E)
@@ -252,14 +251,13 @@ def _agreement_with_final_plot(agreement: np.ndarray, M: list[int], E: list[int]
         "Each snapshot's agreement (1 − disagreement) with its own member's final "
         "predictions (solid) and with the other members' (dashed, mean)."
     )
+    chart = figures.agreement_with_final_chart(agreement, M, E)
     return Plot(
         "agreement_with_final",
-        figures.agreement_with_final_figure(agreement, M, E),
+        figures.chart_figure(chart, (7.0, 4.6), legend_cols=2 if len(M) > 2 else 1),
         caption,
         data=fd.per_member_lines("agreement_with_final", M, E, columns, caption, frac),
-        chart=fd.member_chart(
-            M, E, own, "epoch", "agreement with own final predictions (%)", scale=100.0
-        ),
+        chart=chart,
     )
 
 
@@ -276,9 +274,10 @@ def trajectory_section(ctx: ReportContext) -> Section | None:
             continue
         t = ctx.csv(S.TRAJECTORY_CSV.format(method=method))
         cols = (t["member"], t["epoch"], t["x"], t["y"])
-        fig = figures.trajectory_figure(*cols, method=label)
-        table, chart = fd.embedding_data(f"trajectories_{method}", *cols, label)
-        caption = f"{label} of all snapshots, one fit."
+        chart = figures.trajectory_chart(*cols, method=label)
+        fig = figures.chart_figure(chart, (7.2, 6.0))
+        table = fd.embedding_table(f"trajectories_{method}", *cols, label)
+        caption = f"{label} of all snapshots, one fit; circle: first snapshot, star: last."
         plots.append(Plot(f"trajectories_{method}", fig, caption, data=table, chart=chart))
     if not plots:
         return None
@@ -341,13 +340,15 @@ def ensemble_section(ctx: ReportContext) -> Section | None:
         "Mean ± standard deviation over member subsets (deep) or members (snapshot, "
         "weight average)."
     )
+    charts = figures.ensemble_curves_charts(*cols)
+    title = "Ensembles: metrics against ensemble size (mean ± std over subsets)"
     plots = [
         Plot(
             "ensemble_curves",
-            figures.ensemble_curves_figure(*cols),
+            figures.curves_figure(charts, title),
             caption,
             data=fd.curves_table("ensemble_curves", *cols, caption),
-            chart=fd.curves_chart(*cols, figures.family_styles(c["family"])),
+            chart=charts[0],
         )
     ]
     if ctx.has(S.RELIABILITY):
@@ -458,7 +459,8 @@ def training_section(ctx: ReportContext) -> Section | None:
         return None
     c = ctx.csv(S.TRAINING_CURVES)
     keys = [k for k in c if k.endswith(("_loss", "_acc")) and np.isfinite(c[k]).any()]
-    fig = figures.training_curves_figure(c["member"], c["epoch"], {k: c[k] for k in keys})
+    curves = {k: c[k] for k in keys}
+    charts = figures.training_curves_charts(c["member"], c["epoch"], curves)  # loss, accuracy
     last = c["epoch"] == c["epoch"].max()
     reading = []
     if {"train_acc", "test_acc"} <= set(keys):
@@ -471,8 +473,16 @@ def training_section(ctx: ReportContext) -> Section | None:
     styles = {"train": "solid", "test": "dashed", "val": "dotted"}
     shown = [f"{ls} {split}" for split, ls in styles.items() if f"{split}_loss" in keys]
     caption = f"Per member: {', '.join(shown)}."
-    table, chart = fd.training_data(c["member"], c["epoch"], {k: c[k] for k in keys}, caption)
-    plots = [Plot("training_curves", fig, caption, data=table, chart=chart)]
+    table = fd.training_table(c["member"], c["epoch"], curves, caption)
+    plots = [
+        Plot(
+            "training_curves",
+            figures.training_figure(charts),
+            caption,
+            data=table,
+            chart=charts[-1],
+        )
+    ]
     return Section(
         "training",
         "Training curves",

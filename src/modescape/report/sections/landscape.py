@@ -37,14 +37,14 @@ def landscape_section(ctx: ReportContext) -> Section | None:
             "Test error and loss along straight lines between two sets of weights; the "
             "barrier is the highest value minus the mean of the two endpoints."
         )
-        table, chart = fd.paths_data(drawn, caption)
+        charts = landscape_figures.paths_charts(drawn)
         plots.append(
             Plot(
                 "landscape_paths",
-                landscape_figures.paths_figure(drawn),
+                landscape_figures.paths_chart_figure(charts),
                 caption,
-                data=table,
-                chart=chart,
+                data=fd.paths_table(drawn, caption),
+                chart=charts[0],
             )
         )
     names = (

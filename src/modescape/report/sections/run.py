@@ -28,7 +28,7 @@ def run_section(ctx: ReportContext) -> Section:
     data = run.data_summary
     n_params = _parameter_count(run)
     accs = [r["accuracy"] for r in s.single_per_member]
-    known = [t for info in ctx.member_infos if (t := info.get("time_s")) is not None]
+    known = [t for info in ctx.member_infos if (t := info.time_s) is not None]
     M, E = len(ctx.members), ctx.epochs[-1]
     model = f"{cfg.model.arch} ({cfg.model.variant} variant, {n_params:,} parameters)"
     origin = describe_origin(run.manifest)
@@ -41,8 +41,8 @@ def run_section(ctx: ReportContext) -> Section:
     )
     reading = [
         f"{count(M, 'independent member')}, each a {model}, {how}, on "
-        f"{data.get('name', '?')} "
-        f"({data.get('n_train', 0):,} training / {data.get('n_test', 0):,} test examples) "
+        f"{data.name or '?'} "
+        f"({data.n_train or 0:,} training / {data.n_test or 0:,} test examples) "
         f"({cfg.train.optimizer}, learning rate "
         f"{cfg.train.lr:g}, {cfg.train.schedule} schedule, batch {cfg.train.batch_size}, "
         f"dropout {cfg.model.dropout:g}).",
@@ -131,12 +131,12 @@ def _profile_note(profile: str) -> list[str]:
 def _settings_rows(ctx: ReportContext, n_params: int) -> list[list[Any]]:
     run, s, cfg = ctx.run, ctx.summary, ctx.run.config
     manifest, data = run.manifest, run.data_summary
-    n = f"{data.get('n_train')} / {data.get('n_val')} / {data.get('n_test')}"
+    n = f"{data.n_train} / {data.n_val} / {data.n_test}"
     return [
         ["run", str(run.path)],
         ["profile", cfg.profile or "paper (the paper's settings)"],
         ["created", manifest.get("created", "")],
-        ["dataset", data.get("name", "")],
+        ["dataset", data.name],
         ["examples (train / val / test)", n],
         ["architecture", cfg.model.arch],
         ["variant", cfg.model.variant],
@@ -165,11 +165,11 @@ def _member_rows(ctx: ReportContext) -> list[list[Any]]:
         r, info = s.single_per_member[i], ctx.member_infos[i]
         rows.append(
             [
-                m, seeds.get(f"member_{m}", ""), info["state"], info.get("epoch", ""),
+                m, seeds.get(f"member_{m}", ""), info.state, info.epoch,
                 frac(r["accuracy"]), sig(r["nll"]), sig(r["brier"]), frac(r["ece"]),
                 frac(s.disagreement.late_within_per_member[i]),
                 frac(s.cosine.consecutive_late_min_per_member[i], 6),
-                sig(info.get("time_s")),
+                sig(info.time_s),
             ]
         )  # fmt: skip
     return rows

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from modescape.report import references
-from modescape.report.base import Chart, ChartKind, Plot, ReportContext, Section, Series, Table
+from modescape.report.base import Plot, ReportContext, Section, Table
 from modescape.report.figures import analysis as figures
 from modescape.report.figures import data as fd
 from modescape.report.figures import studies as figures_study
@@ -61,7 +61,6 @@ def shift_section(ctx: ReportContext) -> Section | None:
             f"Each box: the {count(len(s.corruptions), 'corruption')} at one severity (median, "
             "quartiles, whiskers to 1.5 IQR); clean is one value per family.",
             data=_boxplot_table(c, keep),
-            chart=_severity_chart(by, K, styles),
         )
     ]
     js_styles = {
@@ -82,10 +81,11 @@ def shift_section(ctx: ReportContext) -> Section | None:
         )
         for f in subspaces
     }
+    chart = figures_study.shift_diversity_chart(sevs, by.js, js_styles)
     plots.append(
         Plot(
             "shift_diversity",
-            figures_study.shift_diversity_figure(sevs, by.js, js_styles),
+            figures_study.shift_diversity_chart_figure(chart),
             "Jensen–Shannon diversity within each family, averaged over corruptions.",
             data=Table(
                 "shift_diversity",
@@ -93,16 +93,7 @@ def shift_section(ctx: ReportContext) -> Section | None:
                 [[f, *(sig(x) for x in by.js[f])] for f in js_styles if f in by.js],
                 "Jensen–Shannon diversity (nats), mean over corruptions; severity 0 is clean.",
             ),
-            chart=Chart(
-                ChartKind.LINE,
-                "corruption severity (0 = clean)",
-                "Jensen–Shannon diversity (nats)",
-                [
-                    Series(label, sevs, [sig(x) for x in by.js[f]], color=fd.color(col))
-                    for f, (col, label) in js_styles.items()
-                    if f in by.js
-                ],
-            ),
+            chart=chart,
         )
     )
     if s.example_corruptions and res.has(S.SHIFT_EXAMPLES):
@@ -149,23 +140,6 @@ def _boxplot_table(c: dict[str, np.ndarray], keep: np.ndarray) -> Table:
         rows,
         "One row per (corruption, severity, family, metric): the values the boxes summarise.",
     )
-
-
-def _severity_chart(
-    by: S.BySeverity, K: int, styles: dict[str, tuple[Any, str]], metric: str = "accuracy"
-) -> Chart:
-    """Mean accuracy (%) over corruptions against severity, one series per family."""
-    sevs = [int(v) for v in by.severities]
-    _, ylabel, scale = figures.METRIC_AXES[metric]
-    series = []
-    for fam, (col, label) in styles.items():
-        key = f"ensemble_{K}" if fam == "ensemble" else fam
-        values = by.metrics.get(key, {}).get(metric)
-        if values:
-            series.append(
-                Series(label, sevs, [sig(v * scale, 5) for v in values], color=fd.color(col))
-            )
-    return Chart(ChartKind.LINE, "corruption severity (0 = clean)", f"mean {ylabel}", series)
 
 
 def _examples_table(strip: np.ndarray, names: list[str]) -> Table:

@@ -9,15 +9,16 @@ from typing import Any
 import numpy as np
 
 from modescape.report.base import (
-    Chart,
-    ChartKind,
     Plot,
     ReportContext,
     Section,
-    Series,
     Table,
 )
-from modescape.report.figures.spawn import instability_figure, spawn_trajectories_figure
+from modescape.report.figures.spawn import (
+    instability_chart_figure,
+    instability_charts,
+    spawn_trajectories_figure,
+)
 from modescape.report.wording import frac, sig, warned
 from modescape.store import schema as S
 
@@ -51,18 +52,6 @@ def instability_table(s: Any, name: str = "instability") -> Table:
     return Table(name, header, rows, caption)
 
 
-def instability_chart(s: Any) -> Chart:
-    """The interactive twin of the barrier panel: the children's curve and both references."""
-    at = [float(p.at) for p in s.points]
-    series = [Series("children (error barrier %)", at,
-                     [100 * p.level.error_barrier for p in s.points], color="#1b9e77")]  # fmt: skip
-    for lv, name, color in ((s.within, "within a trajectory", "#d95f02"),
-                            (s.across, "across initialisations", "#1f3b73")):  # fmt: skip
-        if lv is not None:
-            series.append(Series(name, at, [100 * lv.error_barrier] * len(at), color=color))
-    return Chart(ChartKind.LINE, "spawn point (epochs)", "error barrier (%)", series)
-
-
 def instability_plots(s: Any, coords: np.ndarray | None, index: np.ndarray | None) -> list[Plot]:
     """The barrier/disagreement figure (with its CSV and chart) and, when written, the joint
     embedding of the children's and the parent's trajectories."""
@@ -76,15 +65,24 @@ def instability_plots(s: Any, coords: np.ndarray | None, index: np.ndarray | Non
         "disagreement": [p.level.disagreement for p in s.points],
     }
     threshold = float(s.settings.get("threshold", 0.02))
-    fig = instability_figure([p.at for p in s.points], values, ref["within"], ref["across"],
-                             s.onset, threshold)  # fmt: skip
+    charts = instability_charts(
+        [p.at for p in s.points], values, ref["within"], ref["across"], threshold
+    )
+    fig = instability_chart_figure(charts, s.onset)
     caption = (
         "Error barrier and disagreement between children spawned at each point, against the "
         "spawn point; dashed: the same measures within one trajectory and across "
         f"initialisations; dotted: the {threshold:.0%} stability threshold (Frankle et al. 2020)."
     )
-    plots = [Plot("instability", fig, caption, data=instability_table(s, "instability_points"),
-                  chart=instability_chart(s))]  # fmt: skip
+    plots = [
+        Plot(
+            "instability",
+            fig,
+            caption,
+            data=instability_table(s, "instability_points"),
+            chart=charts[0],
+        )
+    ]
     if coords is not None and index is not None:
         method = str(s.settings.get("embed", "pca")).upper().replace("TSNE", "t-SNE")
         plots.append(

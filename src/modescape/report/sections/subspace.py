@@ -75,13 +75,14 @@ def subspace_section(ctx: ReportContext) -> Section | None:
             "solid: ensembles of k members' models (mean ± std over subsets). Bands are "
             "clipped to each metric's range."
         )
+        charts = figures_study.subspace_ensembles_charts(*cols)
         plots.append(
             Plot(
                 "subspace_ensembles",
-                figures_study.subspace_ensembles_figure(*cols),
+                figures_study.subspace_curves_figure(charts),
                 caption,
                 data=fd.curves_table("subspace_ensembles", *cols, caption),
-                chart=fd.curves_chart(*cols, figures_study.subspace_curve_styles(c["family"])),
+                chart=charts[0],
             )
         )
     plots.append(_subspace_js_plot(s, methods))
@@ -144,7 +145,7 @@ def _comparison(
 def _subspace_plane_plot(s: S.SubspaceSummary, plane: dict[str, np.ndarray]) -> Plot:
     # No reference curves when the reference is no better than chance (a very short run).
     curves = s.reference_curves or {"accuracy": [], "upper": [], "lower": []}
-    figure = figures_study.diversity_accuracy_figure(
+    chart = figures_study.diversity_accuracy_chart(
         plane["kind"],
         plane["method"],
         plane["member"],
@@ -155,13 +156,15 @@ def _subspace_plane_plot(s: S.SubspaceSummary, plane: dict[str, np.ndarray]) -> 
         curve_accuracy=np.asarray(curves["accuracy"]),
         upper=np.asarray(curves["upper"], dtype=float),
         lower=np.asarray(curves["lower"], dtype=float),
+        sample=plane.get("sample"),
     )
     caption = (
         "Every sample around the reference and every other member; dashed: expected "
         "for errors independent of the reference's, dotted: the reference with a growing "
         "share of its predictions replaced by random classes."
     )
-    table, chart = fd.plane_points_data(plane, s.reference_curves, caption)
+    table = fd.plane_points_table(plane, s.reference_curves, caption)
+    figure = figures_study.plane_figure(chart)
     return Plot("subspace_plane", figure, caption, data=table, chart=chart)
 
 

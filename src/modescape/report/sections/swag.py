@@ -175,24 +175,25 @@ def _curves_plot(res: Any, sub: Any) -> Plot:
         "(mean ± std over members). The paper's subspace samplers are included when "
         "`modescape subspace` has run."
     )
+    charts = figures_study.subspace_ensembles_charts(*args)
     return Plot(
         "swag_ensembles",
-        figures_study.subspace_ensembles_figure(*args),
+        figures_study.subspace_curves_figure(charts),
         caption,
         data=fd.curves_table("swag_ensembles", *args, caption),
-        chart=fd.curves_chart(*args, figures_study.subspace_curve_styles(args[0])),
+        chart=charts[0],
     )
 
 
 def _plane_plot(s: S.SwagSummary, plane: dict[str, np.ndarray]) -> Plot:
     curves = s.plane.get("curves") or {"accuracy": [], "upper": [], "lower": []}
-    figure = figures_study.diversity_accuracy_figure(
+    chart = figures_study.diversity_accuracy_chart(
         plane["kind"], plane["method"], plane["member"], plane["accuracy"],
         plane["norm_diversity"], reference_member=0,
         reference_accuracy=s.plane.get("reference_accuracy", float("nan")),
         curve_accuracy=np.asarray(curves["accuracy"]),
         upper=np.asarray(curves["upper"], dtype=float),
-        lower=np.asarray(curves["lower"], dtype=float),
+        lower=np.asarray(curves["lower"], dtype=float), sample=plane.get("sample"),
     )  # fmt: skip
     caption = (
         "Member 0's SWA, SWAG, SWAG-Diagonal and MC-dropout samples (and the paper's subspace "
@@ -200,9 +201,9 @@ def _plane_plot(s: S.SwagSummary, plane: dict[str, np.ndarray]) -> Plot:
         "weights; dashed: errors independent of the reference's, dotted: the reference with "
         "random predictions mixed in."
     )
-    table, chart = fd.plane_points_data(plane, s.plane.get("curves"), caption)
+    table = fd.plane_points_table(plane, s.plane.get("curves"), caption)
     table.name = "swag_plane"
-    return Plot("swag_plane", figure, caption, data=table, chart=chart)
+    return Plot("swag_plane", figures_study.plane_figure(chart), caption, data=table, chart=chart)
 
 
 def _tsne_plot(t: dict[str, np.ndarray]) -> Plot | None:

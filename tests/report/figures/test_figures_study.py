@@ -55,19 +55,20 @@ def test_diversity_accuracy_plane_series_reference_and_curves():
     assert len(fig.axes) == 1
     # Two labelled reference curves, drawn in percent on x.
     assert len(ax.lines) == 2
-    np.testing.assert_allclose(ax.lines[0].get_xdata(), grid * 100)
-    np.testing.assert_allclose(ax.lines[0].get_ydata(), upper)
-    np.testing.assert_allclose(ax.lines[1].get_ydata(), lower)
+    np.testing.assert_allclose(ax.lines[0].get_xdata(), grid * 100, rtol=1e-4)
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), upper, rtol=1e-4)
+    np.testing.assert_allclose(ax.lines[1].get_ydata(), lower, rtol=1e-4)
     # One scatter per method, then the members, then the reference star at (a*, 0).
     sc = scatters(ax)
     assert len(sc) == 4
     for c, m in zip(sc[:2], ("random", "lowrank")):
         sel = (kind == "sample") & (method == m)
-        np.testing.assert_allclose(c.get_offsets(), np.c_[acc[sel] * 100, div[sel]])
+        np.testing.assert_allclose(c.get_offsets(), np.c_[acc[sel] * 100, div[sel]], atol=1e-3)
         assert tuple(c.get_facecolor()[0][:3]) == pytest.approx(figures_study.METHOD_COLORS[m][:3])
-    np.testing.assert_allclose(sc[2].get_offsets(), [[88, 1.2], [90, 1.4]])
+    np.testing.assert_allclose(sc[2].get_offsets(), [[88, 1.2], [90, 1.4]], rtol=1e-4)
     assert [tuple(f) for f in sc[2].get_facecolor()] == [member_color(1), member_color(2)]
-    np.testing.assert_allclose(sc[3].get_offsets(), [[86, 0]])
+    assert [t.get_text() for t in ax.texts] == ["m1", "m2"]
+    np.testing.assert_allclose(sc[3].get_offsets(), [[86, 0]], rtol=1e-4)
     assert sorted(t.get_text() for t in ax.texts) == ["m1", "m2"]
     labels = legend_texts(fig)
     assert labels[:2] == [
@@ -114,7 +115,7 @@ def test_subspace_tsne_one_panel_per_method_lines_and_lighter_clouds():
     for m, line in zip((0, 1), ax.lines):
         rows = np.flatnonzero((cols["kind"] == "trajectory") & (cols["member"] == m))
         rows = rows[np.argsort(cols["index"][rows])]
-        np.testing.assert_allclose(line.get_xdata(), cols["x"][rows])
+        np.testing.assert_allclose(line.get_xdata(), cols["x"][rows], rtol=1e-4)
         assert line.get_color() == member_color(m)
     sc = scatters(ax)  # per member: its cloud, its start marker, its end marker
     assert len(sc) == 6
@@ -127,7 +128,9 @@ def test_subspace_tsne_one_panel_per_method_lines_and_lighter_clouds():
         last = rows[np.argmax(cols["index"][rows])]
         np.testing.assert_allclose(end.get_offsets(), [[cols["x"][last], cols["y"][last]]])
         first = (cols["kind"] == "trajectory") & (cols["member"] == m) & (cols["index"] == 0)
-        np.testing.assert_allclose(start.get_offsets(), np.c_[cols["x"][first], cols["y"][first]])
+        np.testing.assert_allclose(
+            start.get_offsets(), np.c_[cols["x"][first], cols["y"][first]], rtol=1e-4
+        )
     assert legend_texts(fig) == [
         "member 0",
         "member 1",
@@ -152,7 +155,7 @@ def test_subspace_ensembles_reuse_the_ensemble_figure_with_sampler_styles():
         assert len(ax.lines) == 4
         for line, fam in zip(ax.lines, fams):
             sel = (family == fam) & (metric == name)
-            np.testing.assert_allclose(line.get_ydata(), mean[sel] * scale)
+            np.testing.assert_allclose(line.get_ydata(), mean[sel] * scale, rtol=1e-4)
         styles = [line.get_linestyle() for line in ax.lines]
         assert styles == ["-", "-", "--", "-"]  # samples around one trajectory: dashed
         assert to_rgba(ax.lines[2].get_color()) == to_rgba(ax.lines[3].get_color())
@@ -247,7 +250,7 @@ def test_shift_diversity_lines_per_family_log_when_spread():
     fig = figures_study.shift_diversity_figure([0, 1, 2], js, styles)
     ax = fig.axes[0]
     assert len(ax.lines) == 2
-    np.testing.assert_allclose(ax.lines[1].get_ydata(), js["late"])
+    np.testing.assert_allclose(ax.lines[1].get_ydata(), js["late"], rtol=1e-4)
     assert ax.get_yscale() == "log"
     assert [t.get_text() for t in ax.get_xticklabels()] == ["clean", "1", "2"]
     assert legend_texts(fig) == ["independent", "late snapshots"]
@@ -316,7 +319,7 @@ def test_landscape_plane_panels_colourbars_anchors_and_trajectories():
         stars = scatters(ax)[-1]
         np.testing.assert_allclose(stars.get_offsets(), coords)
         assert len(ax.lines) == 2  # a trajectory per member, in epoch order
-        np.testing.assert_allclose(ax.lines[0].get_xdata(), [1.0, 10.0])
+        np.testing.assert_allclose(ax.lines[0].get_xdata(), [1.0, 10.0], rtol=1e-4)
         assert ax.lines[1].get_color() == member_color(1)
         assert ax.get_xlim() == (-1, 11) and ax.get_ylim() == (-2, 10)
     assert fig.get_suptitle() == "plane"

@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 
 from modescape.report.sections.spawn import instability_section_from
-from modescape.store.schema import InstabilityLevel as Level
+from modescape.results import PairLevel as Level
 from modescape.store.schema import InstabilityPoint as PointLevel
 from modescape.store.schema import InstabilitySummary
 
 
 def _level(barrier: float, dis: float) -> Level:
-    return Level(barrier, barrier, barrier / 2, dis, dis / 10, 0.9, 1.0, [0.8, 0.7], 1)
+    return Level(barrier, barrier, barrier / 2, dis, dis / 10, 0.9, 1.0, (0.8, 0.7), 1)
 
 
 def test_section_rows_figures_and_reading():
@@ -33,7 +33,11 @@ def test_section_rows_figures_and_reading():
     col = table.header.index("error_barrier")
     assert [r[col] for r in table.rows] == [0.2, 0.01, 0.0]
     chart = sec.figures[0].chart
-    assert [x.name for x in chart.series] == ["children (error barrier %)", "within a trajectory"]
+    assert [x.name for x in chart.series] == [
+        "children of one spawn point",
+        "within a trajectory",
+        "stable below this",
+    ]
     assert chart.series[0].y == [20.0, 1.0]
     assert instability_section_from(s).figures[-1].name == "instability"  # no embedding: no plot
 
