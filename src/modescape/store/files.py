@@ -17,6 +17,7 @@ import math
 import os
 import signal
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,22 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> str:
     return digest
 
 
+@contextlib.contextmanager
+def _removed_on_error(tmp: Path, path: Path) -> Iterator[None]:
+    """Remove the temporary file `tmp` if the block fails; an OSError without a file name (a full
+    disk) is re-raised naming `path`, the file being written."""
+    try:
+        yield
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.filename is None:
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        raise
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def stage_bytes(path: str | Path, data: bytes) -> tuple[Path, str]:
     """Write `data` to a temporary file next to `path` (flushed to disk), to be moved onto it
     with `os.replace` later; return (the temporary file, the sha256 of `data`). Staging first
@@ -58,20 +75,12 @@ def stage_bytes(path: str | Path, data: bytes) -> tuple[Path, str]:
     # The writer's pid in the name tells a killed writer's leftovers from a live one's.
     prefix = f".{path.name}.{os.getpid()}."
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
-    try:
+    with _removed_on_error(Path(tmp), path):
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give files the usual permissions
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-    except OSError as e:  # a full disk names no file: name the one being written
-        Path(tmp).unlink(missing_ok=True)
-        if e.filename is None:
-            raise OSError(e.errno, e.strerror, str(path)) from None
-        raise
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return Path(tmp), hashlib.sha256(data).hexdigest()
 
 
@@ -245,7 +254,7 @@ def save_npy_streamed(path: str | Path, array: np.ndarray) -> str:
     prefix = f".{path.name}.{os.getpid()}."  # as `stage_bytes`: a killed writer's leftovers
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
     h = hashlib.sha256()
-    try:
+    with _removed_on_error(Path(tmp), path):
         os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             # Not a real file object: numpy writes the data in bounded chunks through it.
@@ -254,14 +263,6 @@ def save_npy_streamed(path: str | Path, array: np.ndarray) -> str:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as e:  # a full disk names no file: name the one being written
-        Path(tmp).unlink(missing_ok=True)
-        if e.filename is None:
-            raise OSError(e.errno, e.strerror, str(path)) from None
-        raise
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return h.hexdigest()
 
 
