@@ -60,6 +60,7 @@ __all__ = [
     "align",
     "align_verified",
     "apply_permutation",
+    "arch_spec",
     "resolve_spec",
     "weight_matching",
 ]
@@ -270,6 +271,21 @@ def align_verified(
             "on the probe batch): the permutation spec does not describe this network"
         )
     return AlignmentResult(aligned, perms, resolved, delta)
+
+
+def arch_spec(
+    arch: str, variant: str, in_shape: tuple[int, ...], num_classes: int
+) -> PermutationSpec:
+    """The spec `align` uses for an architecture name (a built-in, a registered name or
+    "package.module:factory") on inputs of `in_shape`: the built-in's, else the traced one."""
+    from modescape.models.registry import build_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build_model(arch, variant, in_shape, num_classes)
+    state = model.state_dict()
+    builtin = arch if arch in ARCHITECTURES else None
+    return resolve_spec(None, state, builtin, variant, model, _probe(in_shape))
 
 
 def _check_same_tensors(a: StateDict, b: StateDict) -> None:

@@ -25,6 +25,7 @@ segment). Only the parts are solved for.
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -374,3 +375,16 @@ def _some_keys(state: StateDict, key: str) -> str:
     if close:
         return "did you mean " + ", ".join(close) + "?"
     return f"it holds {len(state)} entries, e.g. " + ", ".join(list(state)[:3])
+
+
+def spec_json_text(spec: PermutationSpec) -> str:
+    """The spec file's text: `spec_to_json`, one parameter (permutation, view) per line, to be
+    read and edited by hand."""
+    parts = []
+    for key, value in spec_to_json(spec).items():
+        if isinstance(value, dict):
+            inner = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in value.items())
+            parts.append(f" {json.dumps(key)}: {{\n{inner}\n }}")
+        else:
+            parts.append(f" {json.dumps(key)}: {json.dumps(value)}")
+    return "{\n" + ",\n".join(parts) + "\n}\n"
