@@ -22,6 +22,7 @@ import copy
 import logging
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from scipy.optimize import linear_sum_assignment
@@ -112,15 +113,16 @@ def activation_matching(
     return perms
 
 
-def _recorded(net: nn.Module, stats: list[_Stats], x: Tensor) -> list[list[Tensor]]:
-    """Each site's outputs (every call of its module, in call order) for one batch."""
+def _recorded(net: nn.Module, stats: list[_Stats], x: Tensor) -> list[Tensor]:
+    """Each site's outputs for one batch, channel-last and flat (every call of its module, in
+    call order)."""
     found: list[list[Tensor]] = [[] for _ in stats]
     modules = dict(net.named_modules())
     handles = []
     for i, st in enumerate(stats):
 
-        def hook(_m: nn.Module, _in: object, out: object, i: int = i) -> None:
-            t = (out[0] if isinstance(out, tuple) else out).detach()  # type: ignore[index]
+        def hook(_m: nn.Module, _in: object, out: Any, i: int = i) -> None:
+            t = (out[0] if isinstance(out, tuple) else out).detach()
             found[i].append(t.movedim(stats[i].site.channel_dim, -1).flatten())
 
         handles.append(modules[st.site.module].register_forward_hook(hook))

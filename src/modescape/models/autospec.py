@@ -458,19 +458,16 @@ def _cat(node: fx.Node, ins: list[_Act], b: _Builder, acts: dict[fx.Node, _Act])
     another axis (tokens), or with an input it cannot follow: opaque."""
     tensors = node.args[0] if node.args else node.kwargs.get("tensors")
     dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
-    parts = [a for a in _tensor_args(tensors)] if isinstance(tensors, list | tuple) else []
-    shapes = [_shape(a) for a in parts]
+    parts = list(_tensor_args(tensors)) if isinstance(tensors, list | tuple) else []
+    shapes = [s for a in parts if a in acts and (s := _shape(a)) is not None]
     n = len(_shape(node) or ())
-    ok = (
-        bool(parts) and isinstance(dim, int) and all(a in acts and s for a, s in zip(parts, shapes))
-    )
-    if ok:
-        part_acts = [acts[a] for a in parts]
-        axis = dim % n
-        ok = all(a.axis == axis and a.block == 1 for a in part_acts)
-    if not ok:
+    if not (parts and isinstance(dim, int) and n and len(shapes) == len(parts)):
         return _opaque(b, ins, "function cat")
-    sizes = [s[axis] for s in shapes if s]
+    axis = dim % n
+    part_acts = [acts[a] for a in parts]
+    if not all(a.axis == axis and a.block == 1 for a in part_acts):
+        return _opaque(b, ins, "function cat")
+    sizes = [s[axis] for s in shapes]
     return _Act(b.concat(part_acts, sizes), axis)
 
 

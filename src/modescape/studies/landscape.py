@@ -215,7 +215,7 @@ def run_landscape(
     )  # fmt: skip
     wanted = config.planes or default_planes(ctx.run, members)
     _check_planes(setup, wanted)
-    aligned, how = None, {}
+    aligned, how = None, dict[str, Any]()
     if config.align and len(members) > 1:  # first: a network it cannot align costs no plane
         aligned, how = _aligned_member(setup, members[:2])
     planes = []
