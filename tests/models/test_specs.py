@@ -27,7 +27,7 @@ def test_spec_file_round_trip_aligns_like_the_automatic_spec(make):
     assert doc["format"] == specs.SPEC_FORMAT and doc["version"] == 1
     read = specs.spec_from_json(doc, a)
     assert read == auto
-    from_file = align_verified(a, b, model=model, probe=probe, spec=read)
+    from_file = align_verified(a, b, model=model, probe=probe, spec=doc)  # the JSON document
     direct = align_verified(a, b, model=model, probe=probe, spec=auto)
     assert from_file.max_abs_prob_diff <= 1e-4
     for key in a:

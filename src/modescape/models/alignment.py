@@ -52,6 +52,7 @@ from modescape.models.specs import (
     StateDict,
     permutation_spec,
     spec_from_axes_to_perm,
+    spec_from_json,
 )
 from modescape.options import AlignMethod
 
@@ -186,8 +187,9 @@ def align(
 
     Args:
         arch, variant: a built-in architecture (its spec is derived from its structure).
-        spec: a `PermutationSpec`, a git-re-basin `axes_to_perm` dict, or "auto" (torch.fx trace
-            of `model`); default: the built-in's spec, else "auto" when `model` is given.
+        spec: a `PermutationSpec`, a spec file's JSON document (`modescape.models.specs`), a
+            git-re-basin `axes_to_perm` dict, or "auto" (torch.fx trace of `model`); default:
+            the built-in's spec, else "auto" when `model` is given.
         model: a module of the network (any weights), to trace and to check the function with;
             built from `arch` when it is a built-in.
         probe: `(batch, *in_shape)` inputs for tracing and the check; default 16 standard normal
@@ -318,6 +320,8 @@ def resolve_spec(
         if model is None or probe is None:
             raise ModescapeError("an automatic permutation spec needs model= and probe=")
         return auto_spec(model, probe)
+    if isinstance(spec, Mapping) and "format" in spec:  # a spec file's document, read as JSON
+        return spec_from_json(spec, state, source="spec")
     if isinstance(spec, str):
         raise ModescapeError(
             f"spec must be a PermutationSpec, an axes_to_perm dict or 'auto'; got {spec!r}"
