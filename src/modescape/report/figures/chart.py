@@ -137,8 +137,10 @@ def draw_chart(ax, chart: Chart, *, lw: float = 1.6) -> list[Artist]:
 def legend_handles(chart: Chart, artists: Sequence[Artist]) -> list[Artist]:
     """The legend of a chart as the figure shows it: its `keys` when it has them (a compact
     legend), else one entry per series; then its guides."""
-    guides = [key_handle(chart, Series(g.name, [], [], color=g.color, line=g.line,
-                                       marker=Marker.NONE)) for g in chart.guides]  # fmt: skip
+    guides = [
+        Line2D([], [], ls=MPL_LINE[g.line], color=g.color, lw=1, alpha=GUIDE_ALPHA, label=g.name)
+        for g in chart.guides
+    ]
     if chart.keys:
         return [key_handle(chart, k) for k in chart.keys] + guides
     # a series in per-point colours (members in their own colours) shows grey in the legend

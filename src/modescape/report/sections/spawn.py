@@ -72,7 +72,10 @@ def instability_plots(s: Any, coords: np.ndarray | None, index: np.ndarray | Non
     caption = (
         "Error barrier and disagreement between children spawned at each point, against the "
         "spawn point; dashed: the same measures within one trajectory and across "
-        f"initialisations; dotted: the {threshold:.0%} stability threshold (Frankle et al. 2020)."
+        f"initialisations; dotted: the {threshold:.0%} stability threshold (Frankle et al. 2020)"
+        + ("" if s.onset is None else f"; vertical line: stable from epoch {s.onset:g}")
+        + "; the spawn-point axis is linear up to the first spawn point after 0 (at most epoch "
+        "1) and logarithmic beyond."
     )
     plots = [
         Plot(
