@@ -32,7 +32,8 @@ def test_section_rows_figures_and_reading():
     assert [r[0] for r in table.rows] == ["spawn 0", "spawn 2", "within a trajectory"]
     col = table.header.index("error_barrier")
     assert [r[col] for r in table.rows] == [0.2, 0.01, 0.0]
-    chart = sec.figures[0].chart
+    chart, disagreement = sec.figures[0].charts  # both panels
+    assert disagreement.x_scale == chart.x_scale
     assert [x.name for x in chart.series] == [
         "children of one spawn point",
         "within a trajectory",

@@ -46,7 +46,7 @@ def landscape_section(ctx: ReportContext) -> Section | None:
                 landscape_figures.paths_chart_figure(charts),
                 caption,
                 data=fd.paths_table(drawn, caption),
-                chart=charts[0],
+                charts=charts,
             )
         )
     names = (

@@ -93,7 +93,7 @@ def shift_section(ctx: ReportContext) -> Section | None:
                 [[f, *(sig(x) for x in by.js[f])] for f in js_styles if f in by.js],
                 "Jensen–Shannon diversity (nats), mean over corruptions; severity 0 is clean.",
             ),
-            chart=chart,
+            charts=[chart],
         )
     )
     if s.example_corruptions and res.has(S.SHIFT_EXAMPLES):

@@ -66,9 +66,9 @@ def instability_plots(s: Any, coords: np.ndarray | None, index: np.ndarray | Non
     }
     threshold = float(s.settings.get("threshold", 0.02))
     charts = instability_charts(
-        [p.at for p in s.points], values, ref["within"], ref["across"], threshold
+        [p.at for p in s.points], values, ref["within"], ref["across"], threshold, s.onset
     )
-    fig = instability_chart_figure(charts, s.onset)
+    fig = instability_chart_figure(charts)
     caption = (
         "Error barrier and disagreement between children spawned at each point, against the "
         "spawn point; dashed: the same measures within one trajectory and across "
@@ -80,7 +80,7 @@ def instability_plots(s: Any, coords: np.ndarray | None, index: np.ndarray | Non
             fig,
             caption,
             data=instability_table(s, "instability_points"),
-            chart=charts[0],
+            charts=charts,
         )
     ]
     if coords is not None and index is not None:
