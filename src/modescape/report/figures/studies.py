@@ -18,7 +18,16 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from modescape.report.base import LINEAR, LOG, Chart, ChartKind, LineStyle, Marker, Series
+from modescape.report.base import (
+    LINEAR,
+    LOG,
+    AxisScale,
+    Chart,
+    ChartKind,
+    LineStyle,
+    Marker,
+    Series,
+)
 from modescape.report.figures.analysis import (
     FAMILY_COLORS,
     LABEL,
@@ -473,6 +482,14 @@ def shift_diversity_chart(
         y_scale=LOG if log else LINEAR,
         title="Diversity under shift (mean over corruptions)",
         x_ticks=[(v, "clean" if v == 0 else str(v)) for v in sev],
+    )
+
+
+def shift_diversity_caption(chart: Chart) -> str:
+    """The caption of `shift_diversity_chart`, naming its log axis when it has one."""
+    log = chart.y_scale.kind == AxisScale.LOG
+    return "Jensen–Shannon diversity within each family, averaged over corruptions" + (
+        "; logarithmic y axis (the families' values span more than 30×)." if log else "."
     )
 
 

@@ -86,7 +86,7 @@ def shift_section(ctx: ReportContext) -> Section | None:
         Plot(
             "shift_diversity",
             figures_study.shift_diversity_chart_figure(chart),
-            "Jensen–Shannon diversity within each family, averaged over corruptions.",
+            figures_study.shift_diversity_caption(chart),
             data=Table(
                 "shift_diversity",
                 ["family", *(f"severity_{v}" for v in sevs)],
