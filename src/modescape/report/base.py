@@ -234,14 +234,14 @@ class Chart:
         pad = (hi - lo) * 0.05 or (abs(lo) * 0.05 or 0.5)
         lo, hi = lo - pad, hi + pad
         fixed = self.x_range if axis == "x" else self.y_range
-        if fixed is not None:
-            lo = lo if fixed[0] is None else sc.forward(fixed[0])
-            hi = hi if fixed[1] is None else sc.forward(fixed[1])
+        ends = [math.nan if v is None else sc.forward(v) for v in (fixed or (None, None))]
+        lo = ends[0] if math.isfinite(ends[0]) else lo  # an end with no place (log 0): data's
+        hi = ends[1] if math.isfinite(ends[1]) else hi
         if axis == "y" and self.y_clip is not None:
             bottom, top = (sc.forward(c) for c in self.y_clip)
             lo = max(lo, bottom) if math.isfinite(bottom) else lo
             hi = min(hi, top) if math.isfinite(top) else hi
-        return lo, hi
+        return (lo, hi) if hi > lo else (lo - 0.5, lo + 0.5)  # never an empty extent
 
     def limits(self, axis: str) -> tuple[float, float]:
         """`domain` in data units (what matplotlib's set_xlim / set_ylim take)."""

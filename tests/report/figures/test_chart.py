@@ -441,3 +441,18 @@ def test_the_instability_chart_matches_its_figure():
                          (linthresh, "x axis scale of panel 0"), (no_onset, "panel 1 guides"),
                          (moved_onset, "panel 0 guides")):  # fmt: skip
         assert any(m.startswith(what) for m in planted(plot, change)), what
+
+
+def test_an_axis_extent_is_never_empty_or_undefined():
+    """A log axis with a fixed end at 0 (no place on it) keeps the data's end; a clip that
+    leaves nothing still gives a drawable extent; both renderers use the same one."""
+    from modescape.report.base import Chart, ChartKind, Series
+
+    s = Series("s", [1, 10, 100], [0.5, 0.6, 0.7])
+    chart = Chart(ChartKind.LINE, "x", "y", [s], x_scale=LOG, x_range=(0.0, None))
+    lo, hi = chart.domain("x")
+    assert math.isfinite(lo) and hi > lo
+    np.testing.assert_allclose(chart.limits("x"), [10**lo, 10**hi])
+    flat = Chart(ChartKind.LINE, "x", "y", [s], y_clip=(2.0, 3.0))
+    lo, hi = flat.domain("y")
+    assert math.isfinite(lo) and hi > lo

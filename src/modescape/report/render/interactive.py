@@ -102,29 +102,31 @@ def _legend(charts: Sequence[Chart], names: list[str], uid: str) -> str:
     """One button per series name (drawn as its first occurrence), then the fixed keys and the
     guides of every chart, each name once."""
     esc = html.escape
-    first = {}
+    first: dict[str, tuple[Chart, Series]] = {}
+    keys: dict[str, tuple[Chart, Series]] = {}
+    guides: dict[str, Guide] = {}
     for c in charts:
         for s in c.series:
             first.setdefault(s.name, (c, s))
+        for k in c.keys:
+            keys.setdefault(k.name, (c, k))
+        for g in c.guides:
+            guides.setdefault(g.name, g)
     out = [
         f'<button type="button" class="key" data-s="{k}" aria-pressed="true">'
         f"{_swatch(*first[n], k, uid)}{esc(n)}</button>"
         for k, n in enumerate(names)
     ]
-    keys = {k.name: (c, k) for c in reversed(charts) for k in c.keys}
     out += [
         f'<span class="key fixed">{_swatch(c, k, i, uid)}{esc(k.name)}</span>'
-        for i, (c, k) in enumerate(keys[n] for n in dict.fromkeys(k.name for c in charts
-                                                                   for k in c.keys))
-    ]  # fmt: skip
-    guides = {g.name: g for c in reversed(charts) for g in c.guides}
-    for n in dict.fromkeys(g.name for c in charts for g in c.guides):
-        g = guides[n]
-        out.append(
-            f'<span class="key fixed guide"><svg class="sw" viewBox="0 0 24 12" '
-            f'aria-hidden="true" style="color:{esc(g.color)}"><path class="line {g.line.value}" '
-            f'd="M1,6H23"/></svg>{esc(n)}</span>'
-        )
+        for i, (c, k) in enumerate(keys.values())
+    ]
+    out += [
+        f'<span class="key fixed guide"><svg class="sw" viewBox="0 0 24 12" aria-hidden="true" '
+        f'style="color:{esc(g.color)}"><path class="line {g.line.value}" d="M1,6H23"/></svg>'
+        f"{esc(g.name)}</span>"
+        for g in guides.values()
+    ]
     return "".join(out)
 
 
