@@ -116,7 +116,7 @@ def test_analysis_files_are_recorded_in_the_manifest(analysed, tmp_path):
 
     path, summary = tmp_path / "run", analysed[1]
     shutil.copytree(analysed[0], path)
-    manifest = load_run(path).manifest["files"]
+    manifest = load_run(path).manifest.files
     assert "analysis/summary.json" in manifest
     assert all(f"analysis/{rel}" in manifest for rel in summary.files)
     assert load_run(path).verify() == []

@@ -49,7 +49,7 @@ def test_every_method_has_predictions_and_a_row(swag_run):
             p = np.load(out / f"swag/preds/{method}/m{m:03d}/probs.npy")
             assert p.shape == shape and np.allclose(p.sum(-1), 1, atol=1e-5)
     assert summary.collection["iterates"] == [3, 3, 3]
-    assert load_run(out).manifest["files"].get("swag/summary.json")
+    assert load_run(out).manifest.files.get("swag/summary.json")
 
 
 def test_swa_row_is_the_mean_of_the_collected_iterates_evaluated(swag_run):

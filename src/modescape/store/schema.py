@@ -16,7 +16,7 @@ summary records a warning (`warnings`), which the report prints next to the figu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from modescape.codec import Record
 from modescape.results import CurveMeasures, PairLevel
@@ -28,10 +28,14 @@ SUMMARY = "summary.json"
 SETTINGS = "settings.json"  # the resolved settings a cache folder was computed with
 
 # <run>/<folder>/ of each study
-ANALYSIS, SUBSPACE, LANDSCAPE, SHIFT = "analysis", "subspace", "landscape", "shift"
-SWAG = "swag"
-CONNECT = "connect"
-INSTABILITY = "instability"  # the measures of a spawn run (`modescape spawn`)
+# (Final: `Run.study(S.SUBSPACE)` is typed by the overload of its literal name)
+ANALYSIS: Final = "analysis"
+SUBSPACE: Final = "subspace"
+LANDSCAPE: Final = "landscape"
+SHIFT: Final = "shift"
+SWAG: Final = "swag"
+CONNECT: Final = "connect"
+INSTABILITY: Final = "instability"  # the measures of a spawn run (`modescape spawn`)
 
 # analysis/
 INDEX_CSV = "index.csv"

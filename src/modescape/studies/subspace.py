@@ -285,7 +285,7 @@ def _calibration(
         return None
     rel = S.SUBSPACE_CALIBRATION.format(method=method, member=member)
     if (out.root / rel).exists():
-        return S.CalibrationRecord.from_dict(out.reuse_json(rel))
+        return out.reuse_record(rel, S.CalibrationRecord)
     cal = calibrate(
         method,
         ctx.trajectory_matrix(member),
@@ -446,7 +446,7 @@ def _weight_average_probs(
     f = ctx.path / S.ANALYSIS / S.WEIGHT_AVERAGE_PROBS
     summary = ctx.path / S.ANALYSIS / S.SUMMARY
     if f.exists() and summary.exists():
-        done = S.AnalysisSummary.from_dict(ctx.run.read_json(f"{S.ANALYSIS}/{S.SUMMARY}"))
+        done = ctx.run.study(S.ANALYSIS)
         same = done.weight_average.get("epochs_averaged") == epochs
         if done.members == members and done.split == "test" and same:
             rel = f"{S.ANALYSIS}/{S.WEIGHT_AVERAGE_PROBS}"

@@ -40,12 +40,12 @@ def test_section_has_every_figure_with_its_numbers(connected):
 
 
 def test_reading_quotes_the_summary(connected):
-    s = load_run(connected).read_json("connect/summary.json")
+    s = load_run(connected).study("connect")
     section = connect_section(ReportContext(load_run(connected)))
     text = " ".join(section.reading)
-    assert f"{100 * s['error_barrier']:.1f} points" in text
-    assert f"{100 * s['line_error_barrier']:.1f}" in text
-    assert f"{100 * s['midpoint']['disagreement_end0']:.1f}%" in text
+    assert f"{100 * s.error_barrier:.1f} points" in text
+    assert f"{100 * s.line_error_barrier:.1f}" in text
+    assert f"{100 * s.midpoint['disagreement_end0']:.1f}%" in text
 
 
 def _summary(mid0: float, mid1: float, ends: float, barrier: float = 0.01, line: float = 0.5):
