@@ -143,7 +143,7 @@ def test_subspace_reuses_analysis_weight_averages_only_for_the_same_window(tiny_
     assert _subspace_weight_average_nll(tiny_run_copy) == pytest.approx(expected, rel=1e-5)
     analyze_run(tiny_run_copy, AnalysisConfig(weight_average=2))  # the same window: reused
     summary = run_subspace(tiny_run_copy, cfg)
-    assert summary.weight_average["source"] == "analysis/ensembles/weight_average.npy"
+    assert summary.weight_average.source == "analysis/ensembles/weight_average.npy"
     assert _subspace_weight_average_nll(tiny_run_copy) == pytest.approx(expected, rel=1e-5)
 
 
@@ -154,7 +154,7 @@ def test_subspace_does_not_reuse_weight_averages_of_another_split(tmp_path):
     analyze_run(tmp_path / "run", AnalysisConfig(split="val"))
     cfg = SubspaceConfig(methods=("random",), n_samples=2, n_snapshots=2, rank=1)
     summary = run_subspace(tmp_path / "run", cfg)
-    assert summary.weight_average["source"] == "computed"
-    expected = _weight_average_nll(tmp_path / "run", summary.weight_average["epochs_averaged"])
+    assert summary.weight_average.source == "computed"
+    expected = _weight_average_nll(tmp_path / "run", summary.weight_average.epochs_averaged)
     assert _subspace_weight_average_nll(tmp_path / "run") == pytest.approx(expected, rel=1e-5)
     assert RunContext(tmp_path / "run").inputs("val").shape[0] == 100

@@ -23,12 +23,15 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modescape import __version__
 from modescape.codec import encode
+
+if TYPE_CHECKING:
+    from modescape.store.run import Run
 from modescape.config import RunConfig
 from modescape.errors import ModescapeError
 from modescape.seeding import derive_seed
@@ -367,10 +370,10 @@ def config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[
     return out
 
 
-def write_study_summary(run: Any, folder: str, summary: dict[str, Any]) -> None:
-    """Publish `<run>/<folder>/summary.json` and record it and every file it lists (its "files",
-    relative to the folder) in the manifest of `run` (a `Run`), replacing what was recorded
-    under the folder.
+def write_study_summary(run: Run, folder: str, summary: dict[str, Any]) -> None:
+    """Publish `<run>/<folder>/summary.json` (`summary`: the study's summary record as
+    `to_dict()` gives it) and record it and every file it lists (its "files", relative to the
+    folder) in the manifest of `run`, replacing what was recorded under the folder.
 
     The summary's bytes are staged first, then the manifest updated, then the summary renamed
     into place: a full disk fails before anything is published (summary.json and the manifest

@@ -81,8 +81,11 @@ class DataSummary(Record):
     n_train: int | None = None
     n_val: int | None = None
     n_test: int | None = None
+    # where the data came from: archive, cache, generator arguments (each dataset records its
+    # own keys, `data.sources`), kept as that JSON
     source: dict[str, Any] = field(default_factory=dict)
-    # source checksum, split sizes, classes, input shape (`data.datasets.fingerprint`)
+    # source checksum, split sizes, classes, input shape (`data.datasets.fingerprint`), compared
+    # key by key with the fingerprint of the data a command loads (`Run.check_dataset`)
     fingerprint: dict[str, Any] | None = None
 
     def size(self, split: str) -> int | None:

@@ -227,8 +227,8 @@ def run_landscape(
         if before is None:
             result = setup.path(*(setup.anchor(a) for a in pair))
             before = _path_entry(*pair, "across members", result)
-        alignment["error_barrier_before"] = before.error_barrier
-        alignment["loss_barrier_before"] = before.loss_barrier
+        alignment.error_barrier_before = before.error_barrier
+        alignment.loss_barrier_before = before.loss_barrier
     header = ["path", "alpha", "loss", "error", "disagreement_from", "disagreement_to"]
     setup.out.csv(S.LANDSCAPE_PATHS, header, path_rows)
     summary = S.LandscapeSummary(
@@ -430,7 +430,7 @@ def _aligned_member(setup: _Setup, pair: list[int]) -> dict[str, torch.Tensor]:
 
 def _alignment(
     setup: _Setup, pair: list[int], aligned: dict[str, torch.Tensor]
-) -> tuple[dict[str, Any], list[list[Any]], S.PathEntry]:
+) -> tuple[S.AlignmentRecord, list[list[Any]], S.PathEntry]:
     """Weight-match member j onto member i: how much of their distance is permutation symmetry."""
     run, names = setup.ctx.run, setup.ctx.param_names
     i, j = pair
@@ -444,14 +444,14 @@ def _alignment(
             probs.append(torch.softmax(m.eval()(setup.x), dim=1))
     result = setup.path(sd_i, aligned)
     entry = _path_entry(f"m{i}", f"m{j}-aligned", "aligned", result)
-    info = {
-        "members": [i, j],
-        "cosine_before": _cosine(vi, vj),
-        "cosine_after": _cosine(vi, va),
-        "error_barrier_after": result.error_barrier,
-        "loss_barrier_after": result.loss_barrier,
-        "max_abs_prob_diff": float((probs[0] - probs[1]).abs().max()),
-    }
+    info = S.AlignmentRecord(
+        members=[i, j],
+        cosine_before=_cosine(vi, vj),
+        cosine_after=_cosine(vi, va),
+        error_barrier_after=result.error_barrier,
+        loss_barrier_after=result.loss_barrier,
+        max_abs_prob_diff=float((probs[0] - probs[1]).abs().max()),
+    )
     return info, _path_rows(entry.name, result), entry
 
 

@@ -71,11 +71,12 @@ def test_fresh_samples_spread_beside_the_probes():
 
 def test_cosine_row_names_its_selection_when_it_is_not_the_seeds():
     from modescape.report.sections.analysis import cosine_members_cell
+    from modescape.store.schema import ParameterSelection
 
     def summary(selection):
         return SimpleNamespace(
             cosine=SimpleNamespace(across_members_mean=0.0141),
-            parameters={"selection": selection, "count": 10},
+            parameters=ParameterSelection(selection, 10),
         )
 
     assert cosine_members_cell(summary("kernels_bn"), [0, 1]) == "0.014"

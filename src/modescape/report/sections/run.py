@@ -152,7 +152,7 @@ def _settings_rows(ctx: ReportContext, n_params: int) -> list[list[Any]]:
         ["members", len(ctx.members)],
         ["base seed", cfg.seed],
         ["analysis split", s.split],
-        ["weights compared", f"{s.parameters['selection']} ({s.parameters['count']:,})"],
+        ["weights compared", f"{s.parameters.selection} ({s.parameters.count:,})"],
         ["modescape", manifest.modescape_version],
         ["git commit", manifest.versions.get("modescape_git_commit", "not recorded")],
     ]
