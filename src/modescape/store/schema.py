@@ -265,8 +265,10 @@ class PathEntry(Record):
 class AlignmentRecord(Record):
     """Member `members[1]` permuted onto `members[0]` by weight matching (Ainsworth et al.
     2023): the cosine of their weights and the linear path's barriers before and after, and
-    how far the permutation moved its predictions (it should not: the same function). The
-    barriers before are None in runs that did not record them."""
+    how far the permutation moved its predictions (it should not: the same function).
+    `method`: "weights" or "activations" matching; `spec`: the permutation spec used
+    ("built-in", "automatic" or the spec file, then with its `spec_sha256`). Fields a run did
+    not record are None."""
 
     members: list[int]
     cosine_before: float
@@ -276,6 +278,9 @@ class AlignmentRecord(Record):
     max_abs_prob_diff: float
     error_barrier_before: float | None = None
     loss_barrier_before: float | None = None
+    method: str | None = None
+    spec: str | None = None
+    spec_sha256: str | None = None
 
 
 @dataclass

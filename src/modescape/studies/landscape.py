@@ -26,7 +26,7 @@ import logging
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -229,7 +229,7 @@ def run_landscape(
         who = f"member {members[1]} onto member {members[0]}"
         logger.info(f"landscape: permutation alignment of {who}")
         alignment, rows, entry = _alignment(setup, members[:2], aligned)
-        alignment.update(how)
+        alignment = replace(alignment, **how)
         path_rows += rows
         paths.append(entry)
         pair = (f"m{members[0]}", f"m{members[1]}")
