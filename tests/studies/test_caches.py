@@ -13,6 +13,7 @@ from modescape.analysis.metrics import evaluate
 from modescape.analysis.subspace import SubspaceConfig
 from modescape.store.files import load_npy, read_csv, read_json
 from modescape.store.run import load_run
+from modescape.store.schema import WeightAverageInfo
 from modescape.studies.analysis import AnalysisConfig, analyze_run
 from modescape.studies.cache import open_cache
 from modescape.studies.context import RunContext
@@ -138,7 +139,7 @@ def test_subspace_reuses_analysis_weight_averages_only_for_the_same_window(tiny_
     cfg = SubspaceConfig(methods=("random",), n_samples=2, n_snapshots=3, rank=2)
     analyze_run(tiny_run_copy, AnalysisConfig(weight_average=1))  # averages epoch 4 only
     summary = run_subspace(tiny_run_copy, cfg)  # its window: epochs 3-4 (10, clamped)
-    assert summary.weight_average == {"epochs_averaged": [3, 4], "source": "computed"}
+    assert summary.weight_average == WeightAverageInfo([3, 4], source="computed")
     expected = _weight_average_nll(tiny_run_copy, [3, 4])
     assert _subspace_weight_average_nll(tiny_run_copy) == pytest.approx(expected, rel=1e-5)
     analyze_run(tiny_run_copy, AnalysisConfig(weight_average=2))  # the same window: reused
