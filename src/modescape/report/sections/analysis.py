@@ -71,7 +71,7 @@ def weight_section(ctx: ReportContext) -> Section | None:
                 data=fd.per_member_lines(
                     "distance_from_init", M, E, {"l2_distance_from_init": from_init}, caption
                 ),
-                chart=chart,
+                charts=[chart],
             )
         )
     cos_20_40 = _cosine_20_40(cos, M, E)
@@ -257,7 +257,7 @@ def _agreement_with_final_plot(agreement: np.ndarray, M: list[int], E: list[int]
         figures.chart_figure(chart, (7.0, 4.6), legend_cols=2 if len(M) > 2 else 1),
         caption,
         data=fd.per_member_lines("agreement_with_final", M, E, columns, caption, frac),
-        chart=chart,
+        charts=[chart],
     )
 
 
@@ -278,7 +278,7 @@ def trajectory_section(ctx: ReportContext) -> Section | None:
         fig = figures.chart_figure(chart, (7.2, 6.0))
         table = fd.embedding_table(f"trajectories_{method}", *cols, label)
         caption = f"{label} of all snapshots, one fit; circle: first snapshot, star: last."
-        plots.append(Plot(f"trajectories_{method}", fig, caption, data=table, chart=chart))
+        plots.append(Plot(f"trajectories_{method}", fig, caption, data=table, charts=[chart]))
     if not plots:
         return None
     info = emb.get("tsne") or emb.get("pca") or {}
@@ -348,7 +348,7 @@ def ensemble_section(ctx: ReportContext) -> Section | None:
             figures.curves_figure(charts, title),
             caption,
             data=fd.curves_table("ensemble_curves", *cols, caption),
-            chart=charts[0],
+            charts=charts,
         )
     ]
     if ctx.has(S.RELIABILITY):
@@ -480,7 +480,7 @@ def training_section(ctx: ReportContext) -> Section | None:
             figures.training_figure(charts),
             caption,
             data=table,
-            chart=charts[-1],
+            charts=charts,
         )
     ]
     return Section(
