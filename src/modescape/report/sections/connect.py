@@ -25,12 +25,12 @@ def _rounded_rows(cols: dict[str, np.ndarray], names: tuple[str, ...]) -> list[l
     return [[round(float(cols[n][i]), 4) for n in names] for i in range(len(cols[names[0]]))]
 
 
-def _profile_plot(res: StudyResults, s: dict[str, Any]) -> Plot:
+def _profile_plot(res: StudyResults, s: S.ConnectSummary) -> Plot:
     curve, line = res.csv("profile.csv"), res.csv("line.csv")
     caption = (
-        f"Along t from {s['pair'][0]} (t = 0) to {s['pair'][1]} (t = 1): test error, training "
+        f"Along t from {s.pair[0]} (t = 0) to {s.pair[1]} (t = 1): test error, training "
         "loss and agreement with each end, for the trained curve (solid) and the straight line "
-        f"(dashed); {len(curve['t'])} values of t, BatchNorm: {s['bn_policy']}."
+        f"(dashed); {len(curve['t'])} values of t, BatchNorm: {s.bn_policy}."
     )
     header = ("t", "test_error", "train_loss", "agreement_end0", "agreement_end1")
     rows = [["curve", *r] for r in _rounded_rows(curve, header)]
@@ -39,7 +39,7 @@ def _profile_plot(res: StudyResults, s: dict[str, Any]) -> Plot:
     return Plot("connect_profile", figs.profile_figure(curve, line), caption, data=table)
 
 
-def _plane_plot(res: StudyResults, s: dict[str, Any]) -> Plot:
+def _plane_plot(res: StudyResults, p: S.CurvePlane) -> Plot:
     a, b = res.npy("plane/a.npy"), res.npy("plane/b.npy")
     maps = {
         "Test loss": res.npy("plane/loss.npy"),
@@ -50,14 +50,13 @@ def _plane_plot(res: StudyResults, s: dict[str, Any]) -> Plot:
     c = res.csv("plane/curve.csv")
     curve_ab = np.column_stack([c["a"], c["b"]])
     line_ab = np.column_stack([c["line_a"], c["line_b"]])
-    p = s["plane"]
     caption = (
-        f"The plane through the ends and the {p['third']}: test loss, accuracy and agreement "
+        f"The plane through the ends and the {p.third}: test loss, accuracy and agreement "
         f"with each end; the curve (solid) and the straight line (dashed) drawn on it. Largest "
-        f"distance of a curve point from the plane: {p['max_off_plane']:.3g} (weight-space L2)."
+        f"distance of a curve point from the plane: {p.max_off_plane:.3g} (weight-space L2)."
     )
-    fig = figs.curve_plane_figure(a, b, maps, p["anchor_coords"], curve_ab, line_ab,
-                                  third="bend" if "bend" in p["third"] else "θ(0.5)")  # fmt: skip
+    fig = figs.curve_plane_figure(a, b, maps, p.anchor_coords, curve_ab, line_ab,
+                                  third="bend" if "bend" in p.third else "θ(0.5)")  # fmt: skip
     rows = [[round(float(a[j]), 4), round(float(b[i]), 4)]
             + [round(float(m[i, j]), 4) for m in maps.values()]
             for i in range(len(b)) for j in range(len(a))]  # fmt: skip
@@ -124,21 +123,21 @@ def _barrier_comparison(curve: float, line: float) -> str:
     return "higher than the line's: the curve did not find a better path"
 
 
-def connect_reading(s: dict[str, Any], best: dict[str, float]) -> list[str]:
+def connect_reading(s: S.ConnectSummary, best: dict[str, float]) -> list[str]:
     """The section's reading, in words generated from the numbers."""
-    mid = s["midpoint"]
-    ends_err = s["stats"]["test_error"]["max"] - s["error_barrier"]
-    curve_b, line_b = s["error_barrier"], s["line_error_barrier"]
-    a, b = s["pair"]
+    mid = s.midpoint
+    ends_err = s.stats["test_error"]["max"] - s.error_barrier
+    curve_b, line_b = s.error_barrier, s.line_error_barrier
+    a, b = s.pair
     text = [
-        f"A {s['config']['shape']} curve with {s['config']['bends']} bends (the two ends fixed) "
-        f"was trained between {a} and {b} for {count(s['config']['epochs'], 'epoch')} "
-        f"({s['config']['recipe']} recipe). Its test-error barrier is "
+        f"A {s.config['shape']} curve with {s.config['bends']} bends (the two ends fixed) "
+        f"was trained between {a} and {b} for {count(s.config['epochs'], 'epoch')} "
+        f"({s.config['recipe']} recipe). Its test-error barrier is "
         f"{100 * curve_b:.1f} points against {100 * line_b:.1f} for the straight line "
         f"({_barrier_comparison(curve_b, line_b)}); its worst point errs on "
-        f"{100 * s['stats']['test_error']['max']:.1f}% of the test examples, the ends on "
-        f"{100 * ends_err:.1f}% on average. It is {s['length']:.1f} long in weight space, the "
-        f"line {s['line_length']:.1f}.",
+        f"{100 * s.stats['test_error']['max']:.1f}% of the test examples, the ends on "
+        f"{100 * ends_err:.1f}% on average. It is {s.length:.1f} long in weight space, the "
+        f"line {s.line_length:.1f}.",
     ]
     apart = (
         min(mid["disagreement_end0"], mid["disagreement_end1"]) >= 0.5 * mid["ends_disagreement"]
@@ -177,19 +176,19 @@ def connect_section(ctx: ReportContext) -> Section | None:
     res = ctx.study(CONNECT)
     if res is None:
         return None
-    s = res.summary.to_dict()
+    s: S.ConnectSummary = res.summary
     best: dict[str, float] = {}
     plots = [_profile_plot(res, s)]
-    if s.get("plane") and res.has("plane/curve.csv"):
-        plots.append(_plane_plot(res, s))
+    if s.plane is not None and res.has("plane/curve.csv"):
+        plots.append(_plane_plot(res, s.plane))
     if res.has("ensembles.csv"):
         plot, best = _ensembles(ctx, res)
         plots.append(plot)
-    mid = s["midpoint"]
+    mid = s.midpoint
     this_run = (
-        f"curve {100 * s['stats']['test_error']['min']:.2f}-"
-        f"{100 * s['stats']['test_error']['max']:.2f}% (line up to "
-        f"{100 * s['line_stats']['test_error']['max']:.2f}%)"
+        f"curve {100 * s.stats['test_error']['min']:.2f}-"
+        f"{100 * s.stats['test_error']['max']:.2f}% (line up to "
+        f"{100 * s.line_stats['test_error']['max']:.2f}%)"
     )
     apart = (
         f"midpoint disagrees with the ends on {100 * mid['disagreement_end0']:.1f}% / "
