@@ -80,66 +80,6 @@ def test_diversity_accuracy_plane_series_reference_and_curves():
     assert "(1 − accuracy)" in ax.get_ylabel() and ax.get_xlabel() == "accuracy (%)"
 
 
-def tsne_columns(members=(0, 1), epochs=4, samples=5, seed=0):
-    rng = np.random.default_rng(seed)
-    kind, member, index = [], [], []
-    for m in members:
-        for e in range(epochs):
-            kind.append("trajectory"), member.append(m), index.append(e)
-        for i in range(samples):
-            kind.append("sample"), member.append(m), index.append(i)
-    n = len(kind)
-    return {
-        "kind": np.array(kind),
-        "member": np.array(member),
-        "index": np.array(index),
-        "x": rng.normal(size=n),
-        "y": rng.normal(size=n),
-    }
-
-
-def test_subspace_tsne_one_panel_per_method_lines_and_lighter_clouds():
-    panels = {m: tsne_columns(seed=i) for i, m in enumerate(("random", "dropout", "diagonal"))}
-    perm = np.random.default_rng(9).permutation(18)  # rows in any order: sorted by index
-    panels["random"] = {k: v[perm] for k, v in panels["random"].items()}
-    fig = figures_study.subspace_tsne_figure(panels)
-    assert len(fig.axes) == 3
-    assert [ax.get_title() for ax in fig.axes] == [
-        "random subspace",
-        "dropout subspace",
-        "diagonal Gaussian",
-    ]
-    cols = panels["random"]
-    ax = fig.axes[0]
-    assert len(ax.lines) == 2  # one trajectory per member
-    for m, line in zip((0, 1), ax.lines):
-        rows = np.flatnonzero((cols["kind"] == "trajectory") & (cols["member"] == m))
-        rows = rows[np.argsort(cols["index"][rows])]
-        np.testing.assert_allclose(line.get_xdata(), cols["x"][rows], rtol=1e-4)
-        assert line.get_color() == member_color(m)
-    sc = scatters(ax)  # per member: its cloud, its start marker, its end marker
-    assert len(sc) == 6
-    for m, cloud, start, end in zip((0, 1), sc[::3], sc[1::3], sc[2::3]):
-        sel = (cols["kind"] == "sample") & (cols["member"] == m)
-        np.testing.assert_allclose(cloud.get_offsets(), np.c_[cols["x"][sel], cols["y"][sel]])
-        light, full = cloud.get_facecolor()[0], np.array(member_color(m))
-        assert np.all(light[:3] >= full[:3]) and np.any(light[:3] > full[:3])  # lighter
-        rows = np.flatnonzero((cols["kind"] == "trajectory") & (cols["member"] == m))
-        last = rows[np.argmax(cols["index"][rows])]
-        np.testing.assert_allclose(end.get_offsets(), [[cols["x"][last], cols["y"][last]]])
-        first = (cols["kind"] == "trajectory") & (cols["member"] == m) & (cols["index"] == 0)
-        np.testing.assert_allclose(
-            start.get_offsets(), np.c_[cols["x"][first], cols["y"][first]], rtol=1e-4
-        )
-    assert legend_texts(fig) == [
-        "member 0",
-        "member 1",
-        "first snapshot",
-        "final snapshot",
-        "samples around the final snapshot",
-    ]
-
-
 def test_subspace_ensembles_reuse_the_ensemble_figure_with_sampler_styles():
     rows, rng = [], np.random.default_rng(1)
     fams = ("deep", "weight_average+ensemble", "random", "random+ensemble")

@@ -48,37 +48,7 @@ def curves_table(
     return Table(name, ["family", "ensemble_size", "metric", "mean", "std"], rows, caption)
 
 
-# ---- matrices and per-snapshot curves -------------------------------------------------------
-def snapshot_names(members: Sequence[int], epochs: Sequence[int]) -> list[str]:
-    """Column names of a (members·epochs)² matrix, member-major: m0_e0, m0_e1, ..."""
-    return [f"m{m}_e{e}" for m in members for e in epochs]
-
-
-def matrix_table(
-    name: str,
-    matrix: np.ndarray,
-    index: Mapping[str, Sequence[object]],
-    columns: Sequence[str],
-    caption: str,
-    *,
-    quantity: str,
-) -> Table:
-    """A heatmap's matrix, one CSV row per matrix row: the `index` columns (e.g. member,
-    epoch) then one column per matrix column. Cosine keeps 6 decimals (late snapshots differ
-    from 1 in the 4th), disagreement 4 (a fraction of at most 10,000 points), distances 4
-    significant digits."""
-    matrix = np.asarray(matrix, dtype=float)
-    keys = list(index)
-    if quantity == "cosine":
-        cells = [[frac(v, 6) for v in row] for row in matrix]
-    elif quantity == "disagreement":
-        cells = [[frac(v) for v in row] for row in matrix]
-    else:
-        cells = [[sig(v) for v in row] for row in matrix]
-    rows = [[index[k][i] for k in keys] + cells[i] for i in range(len(matrix))]
-    return Table(name, [*keys, *columns], rows, caption)
-
-
+# ---- per-snapshot curves ----------------------------------------------------------------
 def per_member_lines(
     name: str,
     members: Sequence[int],
@@ -95,34 +65,7 @@ def per_member_lines(
     return Table(name, ["member", "epoch", *columns], rows, caption)
 
 
-# ---- trajectories, reliability, training ----------------------------------------------------
-def embedding_table(
-    name: str, member: np.ndarray, epoch: np.ndarray, x: np.ndarray, y: np.ndarray, method: str
-) -> Table:
-    """A joint embedding of every snapshot: (member, epoch, x, y) in member, epoch order."""
-    member, epoch = np.asarray(member, dtype=int), np.asarray(epoch, dtype=int)
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    order = np.lexsort((epoch, member))
-    rows = [[int(member[i]), int(epoch[i]), sig(x[i]), sig(y[i])] for i in order]
-    return Table(name, ["member", "epoch", "x", "y"], rows, f"{method} coordinates.")
-
-
-def reliability_table(name: str, diagrams: Mapping[str, Mapping[str, np.ndarray]]) -> Table:
-    """One row per (diagram, confidence bin): its edges, example count, accuracy, confidence."""
-    rows = []
-    for title, d in diagrams.items():
-        edges = np.asarray(d["edges"], dtype=float)
-        for b, count in enumerate(np.asarray(d["counts"])):
-            rows.append(
-                [
-                    title, frac(edges[b]), frac(edges[b + 1]), int(count),
-                    frac(d["accuracy"][b]), frac(d["confidence"][b]),
-                ]
-            )  # fmt: skip
-    header = ["model", "bin_lower", "bin_upper", "examples", "accuracy", "mean_confidence"]
-    return Table(name, header, rows, "Reliability diagram bins (blank: empty bin).")
-
-
+# ---- training ----------------------------------------------------------------------------
 def training_table(
     member: np.ndarray, epoch: np.ndarray, curves: Mapping[str, np.ndarray], caption: str
 ) -> Table:
@@ -249,17 +192,6 @@ def plane_points_table(
 def _int_or_none(x: object) -> int | None:
     v = float(x)  # type: ignore[arg-type]
     return None if not np.isfinite(v) else int(v)
-
-
-def tsne_panels_table(panels: Mapping[str, Mapping[str, np.ndarray]], caption: str) -> Table:
-    """Every point of every sampler's joint t-SNE: method, kind, member, index, x, y."""
-    rows = []
-    for m, cols in panels.items():
-        for k, mem, i, x, y in zip(
-            cols["kind"], cols["member"], cols["index"], cols["x"], cols["y"]
-        ):
-            rows.append([m, str(k), int(mem), int(i), sig(x), sig(y)])
-    return Table("subspace_tsne", ["method", "kind", "member", "index", "x", "y"], rows, caption)
 
 
 def js_table(name: str, values: Mapping[str, float], caption: str) -> Table:

@@ -15,7 +15,6 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from modescape.report.base import Chart, ChartKind, LineStyle, Marker, Series
@@ -28,7 +27,6 @@ from modescape.report.figures.analysis import (
     CurveStyle,
     curves_figure,
     ensemble_curves_charts,
-    grid_axes,
     member_color,
     new_figure,
 )
@@ -72,7 +70,7 @@ def method_label(method: str) -> str:
     return METHOD_LABELS.get(method, method)
 
 
-def _lighter(color, amount: float = 0.55) -> tuple[float, float, float, float]:
+def lighter(color, amount: float = 0.55) -> tuple[float, float, float, float]:
     """`color` mixed with white: the sample clouds of a member next to its trajectory."""
     r, g, b, _ = to_rgba(color)
     return (r + (1 - r) * amount, g + (1 - g) * amount, b + (1 - b) * amount, 1.0)
@@ -194,76 +192,6 @@ def plane_figure(chart: Chart) -> Figure:
     fig.suptitle(chart.title, fontsize=TITLE)
     ax.grid(alpha=0.3)
     fig.legend(handles=legend_handles(chart, artists), fontsize=SMALL, loc="outside right center")
-    return fig
-
-
-def subspace_tsne_figure(panels: Mapping[str, Mapping[str, np.ndarray]]) -> Figure:
-    """Joint t-SNE per sampler: trajectories as lines (circle = first snapshot, star = final
-    snapshot), samples as a lighter cloud of squares in the same member's colour.
-
-    panels: method -> columns of subspace/tsne_<method>.csv: kind ("trajectory" | "sample"),
-    member, index (epoch order or sample number), x, y, each [points].
-    """
-    n = len(panels)
-    ncols = min(n, 3)
-    fig = new_figure(4.0 * ncols + 0.4, 3.9 * (-(-n // ncols)) + 0.6)
-    axes = grid_axes(fig, n, ncols)
-    members: set[int] = set()
-    for ax, (m, cols) in zip(axes, panels.items()):
-        kind = np.asarray(cols["kind"], dtype=str)
-        mem, idx = np.asarray(cols["member"], dtype=int), np.asarray(cols["index"], dtype=int)
-        x, y = np.asarray(cols["x"], dtype=float), np.asarray(cols["y"], dtype=float)
-        for k in np.unique(mem):
-            members.add(int(k))
-            c = member_color(int(k))
-            cloud = (kind == "sample") & (mem == k)
-            # the samples as a cloud: translucent squares in a lighter shade, edged in the
-            # member's colour so overlapping clouds of two members stay apart
-            ax.scatter(
-                x[cloud], y[cloud], s=22, marker="s", color=_lighter(c), edgecolor=c,
-                linewidth=0.5, alpha=0.8, zorder=1,
-            )  # fmt: skip
-            rows = np.flatnonzero((kind == "trajectory") & (mem == k))
-            rows = rows[np.argsort(idx[rows], kind="stable")]
-            ax.plot(x[rows], y[rows], "-", color=c, lw=1.3, zorder=2)
-            if rows.size:
-                ax.scatter(
-                    x[rows[:1]],
-                    y[rows[:1]],
-                    s=36,
-                    marker="o",
-                    facecolor="white",
-                    edgecolor=c,
-                    linewidth=1.6,
-                    zorder=3,
-                )
-                ax.scatter(
-                    x[rows[-1:]], y[rows[-1:]], s=150, marker="*", color=c, edgecolor="black",
-                    linewidth=0.6, zorder=4,
-                )  # fmt: skip
-        ax.set_title(method_label(m), fontsize=TITLE - 1)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    handles = [
-        Line2D([], [], color=member_color(k), lw=2, label=f"member {k}") for k in sorted(members)
-    ]
-    handles += [
-        Line2D(
-            [], [], ls="", marker="o", mfc="white", mec="black", mew=1.6, label="first snapshot"
-        ),
-        Line2D([], [], ls="", marker="*", ms=11, color="black", label="final snapshot"),
-        Line2D(
-            [], [], ls="", marker="s", mfc=_lighter("black"), mec="black", mew=0.5,
-            label="samples around the final snapshot",
-        ),
-    ]  # fmt: skip
-    fig.legend(
-        handles=handles, loc="outside lower center", ncols=min(len(handles), 7), fontsize=SMALL
-    )
-    fig.suptitle(
-        "Trajectories and subspace samples in function space (one t-SNE per sampler)",
-        fontsize=TITLE,
-    )
     return fig
 
 
@@ -551,5 +479,4 @@ __all__ = [
     "shift_diversity_figure",
     "subspace_curve_styles",
     "subspace_ensembles_figure",
-    "subspace_tsne_figure",
 ]
