@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from matplotlib.collections import PathCollection
-from matplotlib.colors import LogNorm, to_rgba
+from matplotlib.colors import to_rgba
 from matplotlib.patches import PathPatch
 
 from modescape.report.figures import analysis as figures
@@ -215,54 +215,6 @@ def test_corruption_strip_signals_and_images():
     gray = rng.integers(0, 256, size=(1, 6, 8, 8, 1), dtype=np.uint8)
     fig = figures_study.corruption_strip_figure(gray, ["contrast"])
     np.testing.assert_array_equal(fig.axes[1].images[0].get_array(), gray[0, 1, ..., 0])
-
-
-def test_landscape_plane_panels_colourbars_anchors_and_trajectories():
-    a, b = np.linspace(-1, 11, 13), np.linspace(-2, 10, 11)
-    A, B = np.meshgrid(a, b)
-    loss = 0.1 + np.hypot(A - 10, B) / 5  # [b, a]
-    acc = np.clip(1 - loss / 5, 0, 1)
-    agr = {"m0": np.exp(-np.hypot(A - 10, B)), "m1": np.exp(-np.hypot(A - 3, B - 8))}
-    coords = np.array([[0, 0], [10, 0], [3, 8]])
-    traj = {
-        "member": np.array([0, 0, 1, 1]),
-        "epoch": np.array([1, 0, 0, 1]),
-        "a": np.array([10.0, 1.0, 0.5, 3.0]),
-        "b": np.array([0.0, 1.0, 1.0, 8.0]),
-    }
-    fig = landscape_figures.landscape_plane_figure(
-        a, b, loss, acc, agr, ["origin", "m0", "m1"], coords, traj, title="plane"
-    )
-    panels = [ax for ax in fig.axes if ax.get_title()]
-    colorbars = [ax for ax in fig.axes if not ax.get_title()]
-    assert [ax.get_title() for ax in panels] == [
-        "Test loss",
-        "Test accuracy",
-        "Agreement with m0 − with m1",
-        "Agreement with m0",
-        "Agreement with m1",
-    ]
-    assert len(colorbars) == 5
-    assert "log" in colorbars[0].get_ylabel() and "agreement with m1" in colorbars[4].get_ylabel()
-    assert isinstance(panels[0].collections[0].norm, LogNorm)
-    assert panels[0].collections[0].norm.vmin == pytest.approx(loss.min())
-    # The difference is on a symmetric diverging scale reaching the largest |difference|.
-    diff = 100 * (agr["m0"] - agr["m1"])
-    norm = panels[2].collections[0].norm
-    assert norm.vmin == pytest.approx(-np.abs(diff).max()) and norm.vmax == -norm.vmin
-    # Both agreement maps share one data-driven range (not 0-100%).
-    lo, hi = 100 * min(v.min() for v in agr.values()), 100 * max(v.max() for v in agr.values())
-    for ax in panels[3:]:
-        assert (ax.collections[0].norm.vmin, ax.collections[0].norm.vmax) == pytest.approx((lo, hi))
-    for ax in panels:
-        assert sorted(t.get_text() for t in ax.texts) == ["m0", "m1", "origin"]
-        stars = scatters(ax)[-1]
-        np.testing.assert_allclose(stars.get_offsets(), coords)
-        assert len(ax.lines) == 2  # a trajectory per member, in epoch order
-        np.testing.assert_allclose(ax.lines[0].get_xdata(), [1.0, 10.0], rtol=1e-4)
-        assert ax.lines[1].get_color() == member_color(1)
-        assert ax.get_xlim() == (-1, 11) and ax.get_ylim() == (-2, 10)
-    assert fig.get_suptitle() == "plane"
 
 
 def test_paths_figure_one_line_per_path_and_barriers_in_the_legend():

@@ -82,67 +82,6 @@ def training_table(
 
 
 # ---- loss landscape ---------------------------------------------------------------------------
-def plane_table(
-    name: str,
-    a: np.ndarray,
-    b: np.ndarray,
-    loss: np.ndarray,
-    accuracy: np.ndarray,
-    agreements: Mapping[str, np.ndarray],
-    anchors: Mapping[str, object],
-    trajectories: Mapping[str, np.ndarray] | None,
-    caption: str,
-) -> Table:
-    """Everything drawn on one plane, long form: kind "grid" (a, b, loss, accuracy, agreement
-    with each reference), "anchor" (its coordinates and loss, accuracy) and "snapshot" (every
-    snapshot projected onto the plane, name m<i> e<k>)."""
-    names = list(agreements)
-    header = ["kind", "name", "a", "b", "loss", "accuracy", *(f"agreement_{n}" for n in names)]
-    if len(names) >= 2:
-        header.append(f"agreement_{names[0]}_minus_{names[1]}")
-    rows: list[list[object]] = []
-    for j, bj in enumerate(np.asarray(b, dtype=float)):
-        for i, ai in enumerate(np.asarray(a, dtype=float)):
-            agr = [float(agreements[n][j, i]) for n in names]
-            row = [
-                "grid",
-                "",
-                sig(ai),
-                sig(bj),
-                sig(loss[j, i]),
-                frac(accuracy[j, i]),
-            ]
-            row += [frac(v) for v in agr]
-            if len(names) >= 2:
-                row.append(frac(agr[0] - agr[1]))
-            rows.append(row)
-    blank = [None] * (len(header) - 6)
-    coords = np.asarray(anchors["coords"], dtype=float).reshape(-1, 2)  # type: ignore[arg-type]
-    for k, n in enumerate(anchors["names"]):  # type: ignore[arg-type]
-        loss_k = anchors.get("loss", [None] * len(coords))[k]  # type: ignore[attr-defined,index]
-        acc_k = anchors.get("accuracy", [None] * len(coords))[k]  # type: ignore[attr-defined,index]
-        rows.append(
-            [
-                "anchor",
-                n,
-                sig(coords[k, 0]),
-                sig(coords[k, 1]),
-                sig(loss_k),
-                frac(acc_k),
-            ]
-        )
-        rows[-1] += blank
-    if trajectories is not None:
-        member = np.asarray(trajectories["member"], dtype=int)
-        epoch = np.asarray(trajectories["epoch"], dtype=int)
-        for k in np.lexsort((epoch, member)):
-            rows.append(
-                ["snapshot", f"m{member[k]} e{epoch[k]}", sig(trajectories["a"][k]),
-                 sig(trajectories["b"][k]), None, None, *blank]
-            )  # fmt: skip
-    return Table(name, header, rows, caption)
-
-
 def paths_table(paths: Sequence[Mapping[str, object]], caption: str) -> Table:
     """Linear paths: one row per (path, alpha): kind, error, loss."""
     rows = []
