@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from matplotlib.collections import PathCollection
 from matplotlib.colors import to_rgba
-from matplotlib.patches import PathPatch
 
 from modescape.report.figures import analysis as figures
 from modescape.report.figures import landscape as landscape_figures
@@ -132,7 +131,9 @@ def test_subspace_ensembles_axes_and_bands_stay_in_each_metric_domain():
 @pytest.mark.parametrize("spread, log", [(1.0, False), (100.0, True)])
 def test_js_bars_values_labels_and_log_scale_for_wide_ranges(spread, log):
     values = {"independent members": 0.08, "late snapshots": 0.08 / spread, "random": 0.05}
-    fig = figures_study.js_diversity_figure(values, {"random": "red"})
+    bars = figures_study.JsDiversityBars(values, {"random": "red"})
+    fig = bars.figure()
+    assert bars.table("subspace_js").rows == [[k, v] for k, v in values.items()]
     ax = fig.axes[0]
     widths = [p.get_width() for p in ax.patches]
     np.testing.assert_allclose(widths, list(values.values()))
@@ -143,45 +144,6 @@ def test_js_bars_values_labels_and_log_scale_for_wide_ranges(spread, log):
     )
     assert (ax.get_xscale() == "log") is log
     assert to_rgba(ax.patches[2].get_facecolor()) == to_rgba("red")
-
-
-def shift_table(ensemble_worse_at=()):
-    rng = np.random.default_rng(2)
-    rows = []
-    for _corr in ("noise", "blur", "shift"):
-        for s in range(4):
-            for fam in ("single", "ensemble", "weight_average"):
-                for mt in ("accuracy", "nll", "brier", "ece"):
-                    v = 0.9 - 0.15 * s if s == 0 else 0.9 - 0.15 * s + rng.uniform(-0.05, 0.05)
-                    rows.append((s, fam, mt, v))
-    return [np.array(c) for c in zip(*rows)]
-
-
-def test_shift_boxplots_one_box_per_family_and_corrupted_severity():
-    severity, family, metric, value = shift_table()
-    styles = {
-        "single": ("#8fb3e0", "single"),
-        "ensemble": ("#1f3b73", "ensemble"),
-        "weight_average": ("#7a7a7a", "weight average"),
-        "absent": ("red", "absent"),
-    }
-    fig = figures_study.shift_boxplot_figure(severity, family, metric, value, styles)
-    panels = [ax for ax in fig.axes if ax.get_title()]
-    assert [ax.get_title() for ax in panels] == [v[0] for v in figures.METRIC_AXES.values()]
-    for ax, (name, (_, _, scale)) in zip(panels, figures.METRIC_AXES.items()):
-        boxes = [p for p in ax.patches if isinstance(p, PathPatch)]
-        assert len(boxes) == 3 * 3  # 3 families x severities 1..3 (clean has no spread)
-        assert [t.get_text() for t in ax.get_xticklabels()] == ["clean", "1", "2", "3"]
-        sel = (family == "single") & (metric == name) & (severity == 1)
-        flat = [ln.get_ydata() for ln in ax.lines if len(set(ln.get_ydata())) == 1]
-        # The box's median line (caps sit at the min and max of 3 values, not at the median).
-        assert any(y[0] == pytest.approx(np.median(value[sel]) * scale) for y in flat)
-        clean = scatters(ax)  # one marker per family at clean
-        assert len(clean) == 3
-        sel = (family == "ensemble") & (metric == name) & (severity == 0)
-        assert clean[1].get_offsets()[0][1] == pytest.approx(value[sel][0] * scale)
-        assert clean[1].get_offsets()[0][0] < 0.4  # inside the clean group
-    assert legend_texts(fig) == ["single", "ensemble", "weight average"]
 
 
 def test_shift_diversity_lines_per_family_log_when_spread():
@@ -196,25 +158,6 @@ def test_shift_diversity_lines_per_family_log_when_spread():
     assert legend_texts(fig) == ["independent", "late snapshots"]
     linear = figures_study.shift_diversity_figure([0, 1], {"members": [0.1, 0.2]}, styles)
     assert linear.axes[0].get_yscale() == "linear"
-
-
-def test_corruption_strip_signals_and_images():
-    rng = np.random.default_rng(3)
-    signals = rng.normal(size=(2, 6, 1, 40))
-    fig = figures_study.corruption_strip_figure(signals, ["gaussian_noise", "translation"])
-    assert len(fig.axes) == 12
-    assert fig.axes[0].get_title() == "clean" and fig.axes[5].get_title() == "severity 5"
-    assert fig.axes[6].get_ylabel() == "translation"
-    assert len(fig.axes[0].lines) == 1 and len(fig.axes[3].lines) == 2  # clean behind, in grey
-    np.testing.assert_allclose(fig.axes[3].lines[0].get_ydata(), signals[0, 0, 0])
-    np.testing.assert_allclose(fig.axes[3].lines[1].get_ydata(), signals[0, 3, 0])
-    images = rng.integers(0, 256, size=(1, 6, 8, 8, 3), dtype=np.uint8)
-    fig = figures_study.corruption_strip_figure(images, ["contrast"])
-    assert len(fig.axes) == 6
-    np.testing.assert_array_equal(fig.axes[4].images[0].get_array(), images[0, 4])
-    gray = rng.integers(0, 256, size=(1, 6, 8, 8, 1), dtype=np.uint8)
-    fig = figures_study.corruption_strip_figure(gray, ["contrast"])
-    np.testing.assert_array_equal(fig.axes[1].images[0].get_array(), gray[0, 1, ..., 0])
 
 
 def test_paths_figure_one_line_per_path_and_barriers_in_the_legend():

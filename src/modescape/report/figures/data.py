@@ -131,8 +131,3 @@ def plane_points_table(
 def _int_or_none(x: object) -> int | None:
     v = float(x)  # type: ignore[arg-type]
     return None if not np.isfinite(v) else int(v)
-
-
-def js_table(name: str, values: Mapping[str, float], caption: str) -> Table:
-    rows = [[label, sig(v)] for label, v in values.items()]
-    return Table(name, ["family", "js_diversity_nats"], rows, caption)

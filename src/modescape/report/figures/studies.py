@@ -10,18 +10,17 @@ mistaken for a member.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 
-from modescape.report.base import Chart, ChartKind, LineStyle, Marker, Series
+from modescape.report.base import Chart, ChartKind, LineStyle, Marker, Series, Table
 from modescape.report.figures.analysis import (
     FAMILY_COLORS,
     LABEL,
-    METRIC_AXES,
     SMALL,
     TITLE,
     CurveStyle,
@@ -274,112 +273,52 @@ def subspace_curve_styles(family: Sequence[str]) -> dict[str, CurveStyle]:
     return styles
 
 
-def js_diversity_figure(values: Mapping[str, float], colors: Mapping[str, object]) -> Figure:
+@dataclass(frozen=True, eq=False)
+class JsDiversityBars:
     """Horizontal bars of Jensen–Shannon diversity (nats), one per family, values printed.
 
     values: label -> JS; colors: label -> colour. The axis is logarithmic when the values span
     more than 30×, so small diversities stay visible next to large ones.
     """
-    labels = list(values)
-    v = np.array([values[k] for k in labels], dtype=float)
-    fig = new_figure(8.0, 0.45 * len(labels) + 1.4)
-    ax = fig.add_subplot()
-    pos = np.arange(len(labels))[::-1]
-    ax.barh(pos, v, color=[colors.get(k, "#888888") for k in labels], edgecolor="black", lw=0.5)
-    positive = v[v > 0]
-    log = positive.size > 1 and positive.max() / positive.min() > 30
-    if log:
-        ax.set_xscale("log")
-    for p, x in zip(pos, v):
-        ax.text(x, p, f" {x:.3g}", va="center", fontsize=SMALL)
-    ax.set_yticks(pos, labels)
-    ax.set_xlim(right=(v.max() * (4 if log else 1.15)) if v.size and v.max() > 0 else 1)
-    ax.set_xlabel(
-        "Jensen–Shannon diversity (nats)" + (", log scale" if log else ""), fontsize=LABEL
-    )
-    ax.set_title("Diversity of each family's predictions", fontsize=TITLE)
-    ax.grid(axis="x", alpha=0.3)
-    return fig
+
+    values: dict[str, float]
+    colors: dict[str, object]
+
+    @property
+    def log(self) -> bool:
+        v = np.array(list(self.values.values()), dtype=float)
+        positive = v[v > 0]
+        return bool(positive.size > 1 and positive.max() / positive.min() > 30)
+
+    def figure(self) -> Figure:
+        labels = list(self.values)
+        v = np.array([self.values[k] for k in labels], dtype=float)
+        fig = new_figure(8.0, 0.45 * len(labels) + 1.4)
+        ax = fig.add_subplot()
+        pos = np.arange(len(labels))[::-1]
+        colors = [self.colors.get(k, "#888888") for k in labels]
+        ax.barh(pos, v, color=colors, edgecolor="black", lw=0.5)
+        log = self.log
+        if log:
+            ax.set_xscale("log")
+        for p, x in zip(pos, v):
+            ax.text(x, p, f" {x:.3g}", va="center", fontsize=SMALL)
+        ax.set_yticks(pos, labels)
+        ax.set_xlim(right=(v.max() * (4 if log else 1.15)) if v.size and v.max() > 0 else 1)
+        ax.set_xlabel(
+            "Jensen–Shannon diversity (nats)" + (", log scale" if log else ""), fontsize=LABEL
+        )
+        ax.set_title("Diversity of each family's predictions", fontsize=TITLE)
+        ax.grid(axis="x", alpha=0.3)
+        return fig
+
+    def table(self, name: str, caption: str = "") -> Table:
+        """One row per bar: its label and the diversity (4 significant digits)."""
+        rows = [[label, sig(v)] for label, v in self.values.items()]
+        return Table(name, ["family", "js_diversity_nats"], rows, caption)
 
 
 # ---- dataset shift ---------------------------------------------------------------------------
-def shift_boxplot_figure(
-    severity: np.ndarray,
-    family: Sequence[str],
-    metric: Sequence[str],
-    value: np.ndarray,
-    styles: Mapping[str, tuple[object, str]],
-) -> Figure:
-    """Box plots over corruptions (Ovadia et al. 2019): one panel per metric, one group of boxes
-    per severity (0 = clean), one box per family in `styles` (family -> (colour, label)).
-
-    severity, family, metric, value: [rows], one row per (corruption, severity, family, metric).
-    """
-    severity, value = np.asarray(severity, dtype=int), np.asarray(value, dtype=float)
-    family, metric = np.asarray(family, dtype=str), np.asarray(metric, dtype=str)
-    sevs = sorted(set(severity.tolist()))
-    fams = [f for f in styles if f in set(family)]
-    n = len(fams)
-    width = 0.8 / max(n, 1)
-    fig = new_figure(12.0, 8.4)
-    axes = fig.subplots(2, 2).ravel()
-    for ax, (name, (title, ylabel, scale)) in zip(axes, METRIC_AXES.items()):
-        for j, fam in enumerate(fams):
-            data, pos, single, single_pos = [], [], [], []
-            for g, s in enumerate(sevs):
-                sel = (family == fam) & (metric == name) & (severity == s)
-                x = g - 0.4 + width * (j + 0.5)
-                if sel.any() and np.ptp(value[sel]) > 0:
-                    data.append(value[sel] * scale)
-                    pos.append(x)
-                elif sel.any():  # one value (clean: the same for every corruption): a marker
-                    single.append(value[sel][0] * scale)
-                    single_pos.append(x)
-            _family_boxes(ax, data, pos, single, single_pos, width, styles[fam][0])
-        ax.set_xticks(range(len(sevs)), ["clean" if s == 0 else str(s) for s in sevs])
-        ax.set_xlim(-0.6, len(sevs) - 0.4)
-        ax.set_xlabel("corruption severity", fontsize=LABEL)
-        ax.set_ylabel(ylabel, fontsize=LABEL)
-        ax.set_title(title, fontsize=TITLE)
-        ax.grid(axis="y", alpha=0.3)
-        for g in range(1, len(sevs)):
-            ax.axvline(g - 0.5, color="#dddddd", lw=0.8, zorder=0)
-    handles = [Patch(facecolor=styles[f][0], edgecolor="black", label=styles[f][1]) for f in fams]
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(n, 4), fontsize=SMALL)
-    fig.suptitle("Dataset shift: spread over corruptions at each severity", fontsize=TITLE)
-    return fig
-
-
-def _family_boxes(ax, data, pos, single, single_pos, width: float, color) -> None:
-    """One family's boxes (spread over corruptions) and square markers (a single value)."""
-    if single:
-        ax.scatter(
-            single_pos,
-            single,
-            s=28,
-            marker="s",
-            color=color,
-            edgecolor="black",
-            linewidth=0.6,
-            zorder=3,
-        )
-    if not data:
-        return
-    ax.boxplot(
-        data,
-        positions=pos,
-        widths=width * 0.85,
-        patch_artist=True,
-        manage_ticks=False,
-        showfliers=True,
-        boxprops={"facecolor": color, "edgecolor": "black", "linewidth": 0.6},
-        medianprops={"color": "black", "linewidth": 1.0},
-        whiskerprops={"linewidth": 0.6},
-        capprops={"linewidth": 0.6},
-        flierprops={"markersize": 2.5, "markeredgecolor": color},
-    )
-
-
 def shift_diversity_chart(
     severities: Sequence[int],
     js: Mapping[str, Sequence[float]],
@@ -426,56 +365,13 @@ def shift_diversity_chart_figure(chart: Chart) -> Figure:
     return fig
 
 
-def corruption_strip_figure(strip: np.ndarray, names: Sequence[str]) -> Figure:
-    """One example, clean and at severities 1–5, for each corruption: [len(names), 6, ...].
-
-    uint8 images [K, 6, H, W, C] are shown as pictures; 1-D signals [K, 6, L] or [K, 6, 1, L]
-    as line plots, with the clean signal in grey behind each corrupted one.
-    """
-    strip = np.asarray(strip)
-    images = strip.dtype == np.uint8 and strip.ndim == 5
-    K, cols = strip.shape[0], strip.shape[1]
-    if not images:
-        strip = strip.reshape(K, cols, -1).astype(float)
-    fig = new_figure(1.75 * cols + 0.8, (1.55 if images else 1.15) * K + 0.7)
-    axes = fig.subplots(K, cols, squeeze=False)
-    for r in range(K):
-        lo, hi = (strip[r].min(), strip[r].max()) if not images else (0, 1)
-        pad = 0.05 * (hi - lo or 1.0)
-        for c in range(cols):
-            ax = axes[r, c]
-            if images:
-                img = strip[r, c]
-                ax.imshow(
-                    img[..., 0] if img.shape[-1] == 1 else img,
-                    cmap="gray" if img.shape[-1] == 1 else None,
-                    vmin=0,
-                    vmax=255,
-                    interpolation="nearest",
-                )
-            else:
-                if c:
-                    ax.plot(strip[r, 0], color="#bbbbbb", lw=1.0)
-                ax.plot(strip[r, c], color="black" if c == 0 else "#c44e52", lw=1.1)
-                ax.set_ylim(lo - pad, hi + pad)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title("clean" if c == 0 else f"severity {c}", fontsize=LABEL)
-        axes[r, 0].set_ylabel(names[r].replace("_", " "), fontsize=LABEL)
-    fig.suptitle("One test example under each corruption", fontsize=TITLE)
-    return fig
-
-
 __all__ = [
     "METHOD_COLORS",
     "METHOD_LABELS",
-    "corruption_strip_figure",
+    "JsDiversityBars",
     "diversity_accuracy_figure",
-    "js_diversity_figure",
     "method_color",
     "method_label",
-    "shift_boxplot_figure",
     "shift_diversity_figure",
     "subspace_curve_styles",
     "subspace_ensembles_figure",

@@ -182,12 +182,7 @@ def _subspace_js_plot(s: S.SubspaceSummary, methods: list[str]) -> Plot:
         f"last {s.late_window} snapshots (mean over members), and of each sampler's samples "
         "(mean over members)."
     )
-    return Plot(
-        "subspace_js",
-        figures_study.js_diversity_figure(bars, colors),
-        caption,
-        data=fd.js_table("subspace_js", bars, caption),
-    )
+    return described_plot("subspace_js", figures_study.JsDiversityBars(bars, colors), caption)
 
 
 def _subspace_table(
