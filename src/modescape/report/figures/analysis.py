@@ -1,6 +1,8 @@
-"""The analysis study's figures (heatmaps, trajectories, ensemble curves, reliability, training
-curves), and the styles and rendering every figure of the report shares (`member_color`, font
-sizes, `render_figure`). Each figure is a pure function of arrays returning a matplotlib `Figure`.
+"""The analysis study's chart figures (ensemble curves, training curves, distance from
+initialisation, agreement with the final predictions: each built once as a `Chart`), and the
+styles and rendering every figure of the report shares (`member_color`, font sizes, `new_figure`,
+`render_figure`). The heatmaps are `figures/heatmap.py`, the reliability diagrams
+`figures/reliability.py`, the trajectories `figures/embedding.py`.
 
 Figures are built with `matplotlib.figure.Figure` directly, never `pyplot`: no global state, no
 GUI backend, so they can be drawn from any thread on a headless machine. Nothing here reads

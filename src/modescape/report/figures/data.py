@@ -1,6 +1,6 @@
-"""The numbers behind each figure: a `Table` (written beside the figure as CSV) and, for line and
-scatter figures, a `Chart` (the page's interactive twin). Built from the same arrays the figure
-function gets, so the CSV holds exactly what is drawn.
+"""The numbers behind each chart figure: a `Table` (written beside the figure as CSV), built
+from the same arrays as its `Chart`. Figures that are not charts carry their own `table()`
+(`figures/described.py`).
 
 CSV headers are snake_case; values are rounded to what they mean (`frac`: 4 decimals for
 fractions, `sig`: 4 significant digits for losses, distances, coordinates). Charts keep the

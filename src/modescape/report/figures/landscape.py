@@ -1,6 +1,6 @@
 """Figures of the loss-landscape study (Fort et al. 2019, the loss-landscape plane): planes
-through three weight vectors and linear paths between two. Same rules as `report.figures.analysis`:
-pure functions of arrays returning a `matplotlib.figure.Figure`, member i always in
+through three weight vectors (one `LandscapePlane` description each, drawing both the PNG/PDF
+and the CSV) and linear paths between two (`paths_charts`). Member i is always in
 `member_color(i)`.
 """
 
