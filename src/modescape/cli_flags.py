@@ -20,6 +20,7 @@ from typing import Any
 
 from modescape.errors import ModescapeError
 from modescape.options import (
+    AlignMethod,
     BNPolicy,
     CurveRecipe,
     CurveShape,
@@ -36,6 +37,7 @@ FIELD_CHOICES: dict[str, type[StrEnum]] = {
     "params": ParamSelection,
     "tsne_subset": SubsetMode,
     "bn_policy": BNPolicy,
+    "align_method": AlignMethod,  # landscape
     "shape": CurveShape,  # connect
     "recipe": CurveRecipe,  # connect
 }

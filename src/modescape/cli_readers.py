@@ -1,4 +1,5 @@
-"""The `modescape` commands that read a run: report, compare, status, verify, info, models.
+"""The `modescape` commands that read a run: report, compare, status, verify, info, models,
+align-spec.
 
 Each is one library call; `build_reader_parsers` adds their parsers (see `modescape.cli`).
 """
@@ -14,7 +15,7 @@ from typing import Any
 from modescape.cli_flags import nonempty
 from modescape.config import preset
 from modescape.errors import ModescapeError
-from modescape.options import Dataset, values
+from modescape.options import Dataset, Variant, values
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -97,18 +98,45 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 1 if summary["problems"] else 0
 
 
+def _data_shape(args: argparse.Namespace) -> tuple[tuple[int, ...], int]:
+    """(input shape, classes) of `--data` / `--root` (default MNIST-1D)."""
+    if args.data in (None, Dataset.MNIST1D):
+        return (1, 40), 10
+    if args.data in (Dataset.CIFAR10, Dataset.CIFAR100) and not args.root:
+        return (3, 32, 32), 10 if args.data == Dataset.CIFAR10 else 100
+    from modescape.store.run import open_dataset
+
+    d = open_dataset(preset(args.data, root=args.root))
+    return tuple(d.in_shape), d.num_classes
+
+
+def cmd_align_spec(args: argparse.Namespace) -> None:
+    if (args.run is None) == (args.arch is None):
+        raise ModescapeError("align-spec needs a run directory or --arch (one of the two)")
+    if args.run is not None:
+        from modescape.studies.landscape import alignment_spec_text
+
+        text = alignment_spec_text(args.run)
+    else:
+        from modescape.models.alignment import arch_spec
+        from modescape.models.specs import spec_json_text
+
+        in_shape, classes = _data_shape(args)
+        text = spec_json_text(arch_spec(args.arch, args.variant, in_shape, classes))
+    if args.out is None:
+        print(text, end="")
+        return
+    from modescape.store.files import atomic_write_bytes
+
+    atomic_write_bytes(args.out, text.encode())
+    print(f"permutation spec written to {args.out}; use it: modescape landscape RUN "
+          f"--align-spec {args.out}")  # fmt: skip
+
+
 def cmd_models(args: argparse.Namespace) -> None:
     from modescape.models.architectures import describe_models
 
-    if args.data in (None, Dataset.MNIST1D):
-        in_shape, classes = (1, 40), 10
-    elif args.data in (Dataset.CIFAR10, Dataset.CIFAR100) and not args.root:
-        in_shape, classes = (3, 32, 32), 10 if args.data == Dataset.CIFAR10 else 100
-    else:
-        from modescape.store.run import open_dataset
-
-        d = open_dataset(preset(args.data, root=args.root))
-        in_shape, classes = d.in_shape, d.num_classes
+    in_shape, classes = _data_shape(args)
     rows = describe_models(in_shape, classes)
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -156,3 +184,16 @@ def build_reader_parsers(sub: Any, _subparser: Callable[..., argparse.ArgumentPa
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_models)
+    p = _subparser(
+        sub, "align-spec", "write the permutation spec of a run's (or an architecture's) "
+        "alignment as JSON, to edit and pass to landscape --align-spec",
+    )  # fmt: skip
+    p.add_argument("run", nargs="?", type=nonempty, help="run directory")
+    p.add_argument("--arch", type=nonempty, help="an architecture instead of a run: a built-in, "
+                   "a registered name or package.module:factory")  # fmt: skip
+    p.add_argument("--variant", choices=values(Variant), default=Variant.PAPER.value,
+                   help="variant of a built-in --arch (default paper)")  # fmt: skip
+    p.add_argument("--data", choices=values(Dataset), help="--arch's inputs (default mnist1d)")
+    p.add_argument("--root", type=nonempty, help="dataset location, for image folders")
+    p.add_argument("--out", type=nonempty, metavar="FILE", help="write here (default stdout)")
+    p.set_defaults(func=cmd_align_spec)

@@ -137,6 +137,14 @@ class BNPolicy(StrEnum):
     KEEP = "keep"  # the first anchor's
 
 
+class AlignMethod(StrEnum):
+    """How the permutation aligning one member onto another is found (Ainsworth, Hayase &
+    Srinivasa 2022, "Git Re-Basin")."""
+
+    WEIGHTS = "weights"  # weight matching: maximise the weights' inner product
+    ACTIVATIONS = "activations"  # activation matching: units' correlations on training inputs
+
+
 class CurveShape(StrEnum):
     """How a connector between two modes is parametrised by its bends (Garipov et al. 2018)."""
 

@@ -244,9 +244,12 @@ class _BranchyNet(nn.Module):
 def test_auto_spec_fixes_what_it_cannot_permute_and_refuses_what_it_cannot_trace():
     spec = auto_spec(_GroupNormNet(), torch.randn(2, 1, 8))
     assert spec.axes["conv.weight"] == (None, None, None) and spec.sizes == {}
-    # a concatenation along the units: both branches' units stay in place
+    # a concatenation along the units splits the permutation: each branch keeps its own,
+    # side by side on the head's input axis
     spec = auto_spec(_CatNet(), torch.randn(2, 4))
-    assert spec.sizes == {} and spec.axes["a.weight"] == (None, None)
+    assert spec.sizes == {"P0": 3, "P1": 3} and spec.axes["a.weight"] == ("P0", None)
+    assert spec.concats == {"C0": (("P0", 3), ("P1", 3))}
+    assert spec.axes["head.weight"] == (None, "C0")
     with pytest.raises(ModescapeError, match=r"torch\.fx cannot trace _BranchyNet"):
         auto_spec(_BranchyNet(), torch.randn(2, 4))
 

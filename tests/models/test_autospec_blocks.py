@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from modescape.models.alignment import align_verified
+from modescape.models.alignment import align_verified, apply_permutation
 
 
 class ConvNeXtBlock(nn.Module):
@@ -130,6 +130,34 @@ class DenseNetish(nn.Module):
         return self.head(F.relu(self.bn(self.dense(self.stem(x)))).mean((2, 3)))
 
 
+def densenet(in_shape, num_classes):
+    return DenseNetish(classes=num_classes)
+
+
+def test_densenet_concatenation_splits_the_permutation():
+    """Each dense layer's output is `cat([x, y])`: the stem's and every layer's units keep
+    their own permutations, side by side on the next layer's input axis; a planted permutation
+    of all of them is undone exactly."""
+    torch.manual_seed(0)
+    model, a, _ = _pair(DenseNetish)
+    probe = torch.randn(16, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    spec = align_verified(a, a, model=model, probe=probe, spec="auto").spec
+    outputs = ("stem.weight", "dense.0.conv2.weight", "dense.1.conv2.weight")
+    stem, grow0, grow1 = (spec.axes[k][0] for k in outputs)
+    cat1, cat2 = spec.axes["dense.1.conv1.weight"][1], spec.axes["bn.weight"][0]
+    assert spec.concats[cat1] == ((stem, 8), (grow0, 4))
+    assert spec.concats[cat2] == ((stem, 8), (grow0, 4), (grow1, 4))
+    assert spec.axes["head.weight"] == (None, cat2)
+    g = torch.Generator().manual_seed(5)
+    planted = {p: torch.randperm(n, generator=g) for p, n in spec.sizes.items()}
+    b = apply_permutation(a, spec, planted)
+    assert not torch.equal(a["bn.running_mean"], b["bn.running_mean"])
+    result = align_verified(a, b, model=model, probe=probe, spec=spec)
+    assert result.max_abs_prob_diff <= 1e-4
+    for key, value in a.items():
+        torch.testing.assert_close(result.state_dict[key], value, rtol=0, atol=1e-6)
+
+
 class ViTBlock(nn.Module):
     def __init__(self, e: int, heads: int = 2):
         super().__init__()
@@ -179,7 +207,16 @@ def _pair(cls: type[nn.Module]) -> tuple[nn.Module, dict, dict]:
         (ConvNeXtish, ["blocks.0.pwconv1.weight", "blocks.0.dwconv.weight", "blocks.0.gamma"]),
         (MobileNetish, ["blocks.0.expand.weight", "blocks.0.dw.weight", "blocks.1.bn2.weight"]),
         (MobileNetV1ish, ["blocks.0.dw.weight", "blocks.0.bn1.running_var", "blocks.1.pw.weight"]),
-        (DenseNetish, ["dense.0.conv1.weight", "dense.1.bn2.running_mean"]),
+        (
+            DenseNetish,
+            [
+                "dense.0.conv1.weight",
+                "dense.1.bn2.running_mean",
+                "dense.1.bn1.weight",
+                "stem.weight",
+                "head.weight",
+            ],
+        ),
         (ViTish, ["blocks.0.fc1.weight", "blocks.1.fc2.weight"]),
     ],
 )

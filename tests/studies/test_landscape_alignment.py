@@ -42,7 +42,7 @@ def test_unalignable_network_is_refused_before_any_plane(branchy_run, monkeypatc
     planes = []
     monkeypatch.setattr(landscape, "_plane", lambda *a: planes.append(a) or pytest.fail("plane"))
     small = dict(resolution=3, max_examples=40, n_path_points=3)
-    with pytest.raises(ModescapeError, match=r"torch\.fx cannot trace .*--no-align"):
+    with pytest.raises(ModescapeError, match=r"torch\.fx cannot trace .*--no-align.*--align-spec"):
         run_landscape(branchy_run, LandscapeConfig(**small))
     assert planes == [] and not (branchy_run / "landscape" / "summary.json").exists()
     monkeypatch.undo()

@@ -4,6 +4,7 @@ member 0 with its function kept (max |Δp| <= 1e-4), from the command line."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -22,8 +23,8 @@ def images(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("factory", ["convnext", "mobilenet_v1", "mobilenet_v2"])
-def test_landscape_aligns_convnext_and_mobilenet(factory, images, tmp_path):
+def _imported(factory, images, tmp_path):
+    """A two-member run of `factory` imported from checkpoints (epochs 0 and 1)."""
     from tests.models import test_autospec_blocks as blocks
 
     src = tmp_path / "ckpt"
@@ -41,10 +42,45 @@ def test_landscape_aligns_convnext_and_mobilenet(factory, images, tmp_path):
                        "--data", "folder", "--root", str(images),
                        "--set", "data.scaling=unit")  # fmt: skip
     assert code == 0, err
-    code, _, err = cli("landscape", str(run), "--grid", "3", "--path-points", "3",
-                         "--max-examples", "20")  # fmt: skip
+    return run
+
+
+SMALL = ("--grid", "3", "--path-points", "3", "--max-examples", "20")
+
+
+@pytest.mark.parametrize("factory", ["convnext", "mobilenet_v1", "mobilenet_v2"])
+def test_landscape_aligns_convnext_and_mobilenet(factory, images, tmp_path):
+    run = _imported(factory, images, tmp_path)
+    code, _, err = cli("landscape", str(run), *SMALL)
     assert code == 0, err
     alignment = json.loads((run / "landscape" / "summary.json").read_text())["alignment"]
     assert alignment["max_abs_prob_diff"] <= 1e-4
+    assert alignment["spec"] == "automatic" and alignment["method"] == "weights"
     # units were matched: member 1 moved closer to member 0 (identity is the starting point)
+    assert alignment["cosine_after"] > alignment["cosine_before"]
+
+
+def test_spec_file_and_activation_matching_from_the_command_line(images, tmp_path):
+    """`align-spec` writes the run's spec; a wrong edit of it is refused before anything is
+    written; the file as written aligns a DenseNet-like run by activation matching, its sha256
+    and the method recorded."""
+    run = _imported("densenet", images, tmp_path)
+    spec = tmp_path / "spec.json"
+    code, _, err = cli("align-spec", str(run), "--out", str(spec))
+    assert code == 0, err
+    doc = json.loads(spec.read_text())
+    assert doc["concatenations"]  # the dense layers' cat splits the permutation
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**doc, "permutations": {**doc["permutations"], "P0": 7}}))
+    code, _, err = cli("landscape", str(run), *SMALL, "--align-spec", str(bad))
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"--align-spec {bad}: " in err and "'P0' has 7 units, not 8" in err
+    assert not (run / "landscape").exists()
+    code, _, err = cli("landscape", str(run), *SMALL, "--align-spec", str(spec),
+                       "--align-method", "activations")  # fmt: skip
+    assert code == 0, err
+    alignment = json.loads((run / "landscape" / "summary.json").read_text())["alignment"]
+    assert alignment["method"] == "activations" and alignment["spec"] == str(spec)
+    assert alignment["spec_sha256"] == hashlib.sha256(spec.read_bytes()).hexdigest()
+    assert alignment["max_abs_prob_diff"] <= 1e-4
     assert alignment["cosine_after"] > alignment["cosine_before"]

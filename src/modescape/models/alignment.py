@@ -17,7 +17,13 @@ the `axes_to_perm` dictionary of the git-re-basin code, `{param_name: (perm_name
 axis)}`), reads one from the network with `torch.fx` (`spec="auto"`, or any non-built-in network
 given as `model=`; `modescape.models.autospec`), or, for the built-ins, derives it from their
 structure (`permutation_spec`).
-The objective uses parameters only (running statistics are not weights).
+The objective uses parameters only (running statistics are not weights). A concatenation's
+axis (`PermutationSpec.concats`) holds several permutations side by side: each is matched on
+its own segment.
+
+`method="activations"` finds the permutations by activation matching instead
+(`modescape.models.alignment_activations`), from the same spec: the alternative where weights
+say little about the units (and the paper's other method).
 
 Every alignment is verified: the permuted network must give the same softmax as B on a probe batch
 (max |Δp| is logged and returned by `align_verified`); above `tolerance` (1e-4) the result is
@@ -38,7 +44,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
-from modescape.errors import ModescapeError, choice_error
+from modescape.errors import ModescapeError, check_choice, choice_error
 from modescape.models import architectures
 from modescape.models.architectures import ARCHITECTURES
 from modescape.models.specs import (
@@ -46,13 +52,17 @@ from modescape.models.specs import (
     StateDict,
     permutation_spec,
     spec_from_axes_to_perm,
+    spec_from_json,
 )
+from modescape.options import AlignMethod
 
 __all__ = [
     "AlignmentResult",
     "align",
     "align_verified",
     "apply_permutation",
+    "arch_spec",
+    "resolve_spec",
     "weight_matching",
 ]
 
@@ -78,11 +88,10 @@ def apply_permutation(
     state: StateDict, spec: PermutationSpec, perms: Mapping[str, Tensor]
 ) -> dict[str, Tensor]:
     """A new state dict with `perms[p]` (new position i ← old unit perms[p][i]) applied."""
+    full = spec.expand(perms)
     out = {}
     for key, t in state.items():
-        out[key] = (
-            _permuted(spec, key, t, perms).reshape(t.shape) if key in spec.axes else t.clone()
-        )
+        out[key] = _permuted(spec, key, t, full).reshape(t.shape) if key in spec.axes else t.clone()
     return out
 
 
@@ -102,10 +111,8 @@ def weight_matching(
     }
     b = {k: state_b[k].detach().double() for k in params}
     perms = {p: torch.arange(n) for p, n in spec.sizes.items()}
-    touching = {
-        p: [(k, ax) for k in params for ax, q in enumerate(spec.axes[k]) if q == p]
-        for p in spec.sizes
-    }
+    # (entry, axis, offset on the axis): a concatenation's axis holds the part at an offset
+    touching = {p: _touching(spec, params, p) for p in spec.sizes}
     names = list(spec.sizes)
     for _ in range(max_sweeps):
         improved = False
@@ -113,10 +120,13 @@ def weight_matching(
             p = names[idx]
             n = spec.sizes[p]
             cost = torch.zeros(n, n, dtype=torch.float64)
-            for key, axis in touching[p]:
-                wa = a[key].movedim(axis, 0).reshape(n, -1)
-                wb = _permuted(spec, key, b[key], perms, except_axis=axis).movedim(axis, 0)
-                cost += wa @ wb.reshape(n, -1).T
+            full = spec.expand(perms) if spec.concats else perms
+            for key, axis, offset in touching[p]:
+                wa = a[key].movedim(axis, 0)
+                wb = _permuted(spec, key, b[key], full, except_axis=axis).movedim(axis, 0)
+                if offset is not None:
+                    wa, wb = wa[offset : offset + n], wb[offset : offset + n]
+                cost += wa.reshape(n, -1) @ wb.reshape(n, -1).T
             _, cols = linear_sum_assignment(cost.numpy(), maximize=True)
             new = torch.as_tensor(cols, dtype=torch.long)
             old_score = cost[torch.arange(n), perms[p]].sum()
@@ -127,6 +137,20 @@ def weight_matching(
         if not improved:
             break
     return perms
+
+
+def _touching(
+    spec: PermutationSpec, params: list[str], p: str
+) -> list[tuple[str, int, int | None]]:
+    """The axes permutation `p` acts on: (entry, axis, None) where the axis is p's own and
+    (entry, axis, offset) where p is a segment of a concatenation's axis."""
+    labels = {label: offset for label, offset, _ in spec.segments(p)}
+    return [
+        (k, ax, None if q == p else labels[q])
+        for k in params
+        for ax, q in enumerate(spec.axes[k])
+        if q in labels
+    ]
 
 
 @dataclass(frozen=True)
@@ -152,6 +176,8 @@ def align(
     seed: int = 0,
     max_sweeps: int = 100,
     tolerance: float = 1e-4,
+    method: str = AlignMethod.WEIGHTS,
+    inputs: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Model B's state dict with its hidden units permuted to match model A's (weight matching).
 
@@ -161,17 +187,21 @@ def align(
 
     Args:
         arch, variant: a built-in architecture (its spec is derived from its structure).
-        spec: a `PermutationSpec`, a git-re-basin `axes_to_perm` dict, or "auto" (torch.fx trace
-            of `model`); default: the built-in's spec, else "auto" when `model` is given.
+        spec: a `PermutationSpec`, a spec file's JSON document (`modescape.models.specs`), a
+            git-re-basin `axes_to_perm` dict, or "auto" (torch.fx trace of `model`); default:
+            the built-in's spec, else "auto" when `model` is given.
         model: a module of the network (any weights), to trace and to check the function with;
             built from `arch` when it is a built-in.
         probe: `(batch, *in_shape)` inputs for tracing and the check; default 16 standard normal
             examples of the built-in's input shape (required for other networks).
         tolerance: largest allowed change of any softmax probability on the probe.
+        method: "weights" (weight matching) or "activations" (activation matching,
+            `modescape.models.alignment_activations`: the units' correlations on `inputs`).
+        inputs: `(N, *in_shape)` training inputs for activation matching (default: the probe).
     """
     return align_verified(
         model_a_state, model_b_state, arch, variant, spec=spec, model=model, probe=probe,
-        seed=seed, max_sweeps=max_sweeps, tolerance=tolerance,
+        seed=seed, max_sweeps=max_sweeps, tolerance=tolerance, method=method, inputs=inputs,
     ).state_dict  # fmt: skip
 
 
@@ -187,8 +217,11 @@ def align_verified(
     seed: int = 0,
     max_sweeps: int = 100,
     tolerance: float = 1e-4,
+    method: str = AlignMethod.WEIGHTS,
+    inputs: Tensor | None = None,
 ) -> AlignmentResult:
     """`align`, returning the permutations and the verified max |Δp| as well."""
+    check_choice("alignment method", method, AlignMethod)
     _check_same_tensors(model_a_state, model_b_state)
     builtin = arch is not None and arch in ARCHITECTURES
     if (
@@ -210,10 +243,18 @@ def align_verified(
         raise ModescapeError(
             "align needs probe= (a batch of inputs) for a network that is not built-in"
         )
-    resolved = _resolve_spec(spec, model_a_state, arch if builtin else None, variant, model, probe)
-    perms = weight_matching(
-        model_a_state, model_b_state, resolved, seed=seed, max_sweeps=max_sweeps
-    )
+    resolved = resolve_spec(spec, model_a_state, arch if builtin else None, variant, model, probe)
+
+    def matched(spec: PermutationSpec) -> dict[str, Tensor]:
+        if method == AlignMethod.ACTIVATIONS:
+            from modescape.models.alignment_activations import activation_matching
+
+            x = inputs if inputs is not None else probe
+            return activation_matching(model, model_a_state, model_b_state, spec, x)
+        return weight_matching(model_a_state, model_b_state, spec, seed=seed,
+                               max_sweeps=max_sweeps)  # fmt: skip
+
+    perms = matched(resolved)
     aligned = apply_permutation(model_b_state, resolved, perms)
     delta = _max_prob_change(model, model_b_state, aligned, probe)
     automatic = not isinstance(spec, PermutationSpec | Mapping) and not (builtin and spec is None)
@@ -222,8 +263,7 @@ def align_verified(
 
         log.info("alignment: the attention heads' permutation changed the function; without it")
         resolved = auto_spec(model, probe, attention=False)
-        perms = weight_matching(model_a_state, model_b_state, resolved, seed=seed,
-                                max_sweeps=max_sweeps)  # fmt: skip
+        perms = matched(resolved)
         aligned = apply_permutation(model_b_state, resolved, perms)
         delta = _max_prob_change(model, model_b_state, aligned, probe)
     log.info("alignment: max |Δp| = %.2e on %d probe inputs", delta, len(probe))
@@ -233,6 +273,21 @@ def align_verified(
             "on the probe batch): the permutation spec does not describe this network"
         )
     return AlignmentResult(aligned, perms, resolved, delta)
+
+
+def arch_spec(
+    arch: str, variant: str, in_shape: tuple[int, ...], num_classes: int
+) -> PermutationSpec:
+    """The spec `align` uses for an architecture name (a built-in, a registered name or
+    "package.module:factory") on inputs of `in_shape`: the built-in's, else the traced one."""
+    from modescape.models.registry import build_model
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build_model(arch, variant, in_shape, num_classes)
+    state = model.state_dict()
+    builtin = arch if arch in ARCHITECTURES else None
+    return resolve_spec(None, state, builtin, variant, model, _probe(in_shape))
 
 
 def _check_same_tensors(a: StateDict, b: StateDict) -> None:
@@ -245,9 +300,16 @@ def _check_same_tensors(a: StateDict, b: StateDict) -> None:
             raise ModescapeError(f"{k}: shapes differ ({a[k].shape} vs {b[k].shape})")
 
 
-def _resolve_spec(
-    spec: Any, state: StateDict, arch: str | None, variant: str, model: nn.Module, probe: Tensor
+def resolve_spec(
+    spec: Any,
+    state: StateDict,
+    arch: str | None,
+    variant: str,
+    model: nn.Module | None,
+    probe: Tensor | None,
 ) -> PermutationSpec:
+    """The spec `align` uses: `spec` itself, the built-in `arch`'s (spec None), or the traced
+    one (spec None or "auto"; needs `model` and `probe`)."""
     if isinstance(spec, PermutationSpec):
         return spec
     if spec is None and arch is not None:
@@ -255,7 +317,11 @@ def _resolve_spec(
     if spec is None or spec == "auto":
         from modescape.models.autospec import auto_spec
 
+        if model is None or probe is None:
+            raise ModescapeError("an automatic permutation spec needs model= and probe=")
         return auto_spec(model, probe)
+    if isinstance(spec, Mapping) and "format" in spec:  # a spec file's document, read as JSON
+        return spec_from_json(spec, state, source="spec")
     if isinstance(spec, str):
         raise ModescapeError(
             f"spec must be a PermutationSpec, an axes_to_perm dict or 'auto'; got {spec!r}"

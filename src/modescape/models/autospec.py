@@ -6,7 +6,8 @@ convolution carries its input's permutation to its output (channel c only sees c
 parameter combined elementwise with activations (a layer scale, a position embedding) is
 permuted with them, `permute` / `transpose` move the channel axis, and the heads of an
 `nn.MultiheadAttention` and of timm's `Attention` (recognised by its attributes) are permuted
-as blocks (q, k, v rows and the output projection's columns together).
+as blocks (q, k, v rows and the output projection's columns together). A `torch.cat` along the
+channels (DenseNet) splits the permutation: each segment keeps its input's.
 
 Every traced tensor carries, for its channel axis, a permutation *variable*; a
 Conv or Linear layer starts a new one for its outputs, elementwise ops, pooling and BatchNorm pass
@@ -110,6 +111,7 @@ class _Builder:
         self.sizes: dict[str, int] = {}
         self.axes: dict[str, tuple[str | None, ...]] = {}
         self.views: dict[str, tuple[int, ...]] = {}
+        self.concats: dict[str, list[tuple[str, int]]] = {}
 
     def new(self, size: int) -> str:
         name = f"v{len(self.parent)}"
@@ -129,6 +131,17 @@ class _Builder:
         a, b = self.find(p), self.find(q)
         if a == b:
             return
+        if a in self.concats or b in self.concats:
+            # a concatenation's segments permute apart; joined with anything else (a residual
+            # addition, a second use), they are all kept in place
+            for r in (a, b):
+                for part, _ in self.concats.get(r, ()):
+                    self.union(part, FIXED)
+                if r in self.concats:
+                    self.parent[r] = FIXED
+                else:
+                    self.union(r, FIXED)
+            return
         if b == FIXED:
             a, b = b, a
         if a != FIXED and self.sizes[a] != self.sizes[b]:
@@ -136,6 +149,16 @@ class _Builder:
                 f"automatic permutation spec: joining {self.sizes[a]} with {self.sizes[b]} units"
             )
         self.parent[b] = a
+
+    def concat(self, parts: list[_Act], sizes: list[int]) -> str:
+        """A variable for channels concatenated from `parts` (nested concatenations flattened)."""
+        flat: list[tuple[str, int]] = []
+        for a, n in zip(parts, sizes):
+            root = self.find(a.perm)
+            flat += self.concats.get(root, [(a.perm, n)])
+        name = self.new(sum(sizes))
+        self.concats[name] = flat
+        return name
 
     def entry(self, key: str, axes: tuple[str | None, ...]) -> None:
         """Record (or, for a module used twice, unite) the axes of one state-dict entry."""
@@ -201,17 +224,33 @@ def auto_spec(model: nn.Module, probe: torch.Tensor, attention: bool = True) -> 
     for key in [k for k in b.axes if k not in stored]:  # e.g. a non-persistent buffer
         for p in b.axes.pop(key):
             b.union(p, FIXED)  # cannot be permuted, so neither can what it combines with
+    return _named(b)
+
+
+def _named(b: _Builder) -> PermutationSpec:
+    """The spec with its variables named P0, P1, ... (concatenations C0, ...) in order of first
+    use; fixed ones (and concatenations of fixed segments only) become None."""
     names: dict[str, str] = {}
+    concats: dict[str, tuple[tuple[str | None, int], ...]] = {}
     for axes in b.axes.values():
         for p in axes:
-            if p is not None and b.find(p) != FIXED:
-                names.setdefault(b.find(p), f"P{len(names)}")
+            root = b.find(p) if p is not None else FIXED
+            for q, _ in b.concats.get(root, [(root, 0)]):
+                if b.find(q) != FIXED:
+                    names.setdefault(b.find(q), f"P{len(names)}")
+    for axes in b.axes.values():
+        for p in axes:
+            root = b.find(p) if p is not None else FIXED
+            parts = tuple((names.get(b.find(q)), n) for q, n in b.concats.get(root, ()))
+            if root not in names and any(q is not None for q, _ in parts):
+                names[root] = f"C{len(concats)}"
+                concats[names[root]] = parts
     axes_out = {
         k: tuple(names.get(b.find(p)) if p is not None else None for p in axes)
         for k, axes in b.axes.items()
     }
-    sizes = {name: b.sizes[root] for root, name in names.items()}
-    return PermutationSpec(axes_out, dict(b.views), sizes)
+    sizes = {name: b.sizes[root] for root, name in names.items() if name not in concats}
+    return PermutationSpec(axes_out, dict(b.views), sizes, concats)
 
 
 def _visit(
@@ -408,7 +447,28 @@ def _function(
         return _flatten(b, ins[0], _shape(node.args[0]), int(start), int(end))
     if fn in (torch.permute, torch.transpose) and ins:
         return _moved(node, ins[0], b, "permute" if fn is torch.permute else "transpose")
+    if fn is torch.cat and ins:
+        return _cat(node, ins, b, acts)
     return _opaque(b, ins, f"function {getattr(fn, '__name__', fn)}")
+
+
+def _cat(node: fx.Node, ins: list[_Act], b: _Builder, acts: dict[fx.Node, _Act]) -> _Act:
+    """`torch.cat` along the channels (DenseNet): the output's channels are the inputs' side by
+    side, each segment permuted by its input's permutation (a concatenation variable). Along
+    another axis (tokens), or with an input it cannot follow: opaque."""
+    tensors = node.args[0] if node.args else node.kwargs.get("tensors")
+    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+    parts = list(_tensor_args(tensors)) if isinstance(tensors, list | tuple) else []
+    shapes = [s for a in parts if a in acts and (s := _shape(a)) is not None]
+    n = len(_shape(node) or ())
+    if not (parts and isinstance(dim, int) and n and len(shapes) == len(parts)):
+        return _opaque(b, ins, "function cat")
+    axis = dim % n
+    part_acts = [acts[a] for a in parts]
+    if not all(a.axis == axis and a.block == 1 for a in part_acts):
+        return _opaque(b, ins, "function cat")
+    sizes = [s[axis] for s in shapes]
+    return _Act(b.concat(part_acts, sizes), axis)
 
 
 def _join_parameters(node: fx.Node, acts: dict[fx.Node, _Act], b: _Builder) -> list[_Act]:

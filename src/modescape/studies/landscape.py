@@ -37,7 +37,8 @@ from modescape.analysis.engine.points import flat_anchor
 from modescape.analysis.geometry import plane_axes, project_onto_plane
 from modescape.analysis.landscape import PathResult, evaluate_plane, interpolate_path
 from modescape.analysis.weightspace import flatten_params
-from modescape.errors import ModescapeError
+from modescape.errors import ModescapeError, check_choice
+from modescape.options import AlignMethod
 from modescape.registry import Flag
 from modescape.store import schema as S
 from modescape.store.files import load_npy, read_json
@@ -63,8 +64,16 @@ class LandscapeConfig:
     bn_policy: str = "recompute"  # "recompute" | "interpolate" | "keep" (networks with BN)
     align: bool = True  # permutation-align member 1 onto member 0 and compare
     weight_average: int = S.WEIGHT_AVERAGE_WINDOW  # snapshots averaged by a wa<i> anchor
+    align_spec: str | None = None  # a spec file (`modescape align-spec`); None: automatic
+    align_method: str = AlignMethod.WEIGHTS.value  # weight or activation matching
 
     def __post_init__(self) -> None:
+        check_choice("landscape --align-method", self.align_method, AlignMethod)
+        if self.align_spec is not None and not Path(self.align_spec).is_file():
+            raise ModescapeError(
+                f"--align-spec {self.align_spec}: no such file (write one with "
+                "modescape align-spec RUN --out FILE)"
+            )
         check_int("landscape --grid", self.resolution, 3, MAX_GRID)
         check_int("landscape --path-points", self.n_path_points, 2, MAX_PATH_POINTS)
         check_int("landscape --max-examples", self.max_examples, 1)  # more: all test examples
@@ -206,9 +215,9 @@ def run_landscape(
     )  # fmt: skip
     wanted = config.planes or default_planes(ctx.run, members)
     _check_planes(setup, wanted)
-    aligned = None
+    aligned, how = None, dict[str, Any]()
     if config.align and len(members) > 1:  # first: a network it cannot align costs no plane
-        aligned = _aligned_member(setup, members[:2])
+        aligned, how = _aligned_member(setup, members[:2])
     planes = []
     for anchors in wanted:
         grid = f"{config.resolution}x{config.resolution}"
@@ -220,6 +229,7 @@ def run_landscape(
         who = f"member {members[1]} onto member {members[0]}"
         logger.info(f"landscape: permutation alignment of {who}")
         alignment, rows, entry = _alignment(setup, members[:2], aligned)
+        alignment.update(how)
         path_rows += rows
         paths.append(entry)
         pair = (f"m{members[0]}", f"m{members[1]}")
@@ -411,21 +421,89 @@ def _path_rows(name: str, result: PathResult) -> list[list[Any]]:
     ]
 
 
-def _aligned_member(setup: _Setup, pair: list[int]) -> dict[str, torch.Tensor]:
-    """Member j weight-matched onto member i (its function checked on a probe batch), or one
-    error naming the flag that skips the alignment."""
+def _aligned_member(
+    setup: _Setup, pair: list[int]
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Member j aligned onto member i (its function checked on a probe batch) and how (method,
+    spec and the spec file's sha256), or one error naming the options that get around it."""
     from modescape.models.alignment import align
+    from modescape.models.architectures import ARCHITECTURES
 
-    run = setup.ctx.run
-    m = run.config.model  # model + probe: any architecture, function checked on the probe
+    run, config, m = setup.ctx.run, setup.config, setup.ctx.run.config.model
+    state_i, state_j = run.state_dict(pair[0]), run.state_dict(pair[1])
+    builtin = m.arch in ARCHITECTURES
+    how: dict[str, Any] = {"method": config.align_method, "spec_sha256": None,
+                           "spec": "built-in" if builtin else "automatic"}  # fmt: skip
+    # model + probe: any architecture, its function checked on the probe
+    which: dict[str, Any] = {"arch": m.arch, "variant": m.variant}
     try:
-        return align(run.state_dict(pair[0]), run.state_dict(pair[1]), m.arch, m.variant,
-                     model=setup.model, probe=setup.x[:256])  # fmt: skip
+        if config.align_spec is not None:
+            which = {"spec": None}
+            which["spec"], how["spec_sha256"] = read_align_spec(config.align_spec, state_i)
+            how["spec"] = config.align_spec
+        inputs = None
+        if config.align_method == AlignMethod.ACTIVATIONS:
+            inputs = _activation_inputs(setup.ctx)
+        aligned = align(state_i, state_j, model=setup.model, probe=setup.x[:256],
+                        method=config.align_method, inputs=inputs, **which)  # fmt: skip
     except ModescapeError as e:
         raise ModescapeError(
             f"{e}; to study the landscape without it: modescape landscape --no-align "
-            "(LandscapeConfig(align=False))"
+            "(LandscapeConfig(align=False)), or describe the permutations in a spec file: "
+            "modescape align-spec RUN --out spec.json, edit it, --align-spec spec.json"
         ) from None
+    return aligned, how
+
+
+def read_align_spec(path: str | Path, state: dict[str, torch.Tensor]) -> tuple[Any, str]:
+    """The spec file `path` checked against `state` (a checkpoint of the run) and its sha256."""
+    import hashlib
+    import json
+
+    from modescape.models.specs import spec_from_json
+
+    data = Path(path).read_bytes()
+    source = f"--align-spec {path}"
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModescapeError(f"{source}: not JSON ({e})") from None
+    return spec_from_json(doc, state, source=source), hashlib.sha256(data).hexdigest()
+
+
+def run_spec(ctx: RunContext, state: dict[str, torch.Tensor]) -> tuple[Any, str]:
+    """The spec the run's alignment uses without a spec file, and which: "built-in" (from the
+    architecture's structure) or "automatic" (torch.fx trace on test inputs)."""
+    from modescape.models.alignment import resolve_spec
+    from modescape.models.architectures import ARCHITECTURES
+
+    m = ctx.run.config.model
+    builtin = m.arch if m.arch in ARCHITECTURES else None
+    probe = ctx.inputs("test")[:256]
+    spec = resolve_spec(None, state, builtin, m.variant, ctx.build_model(), probe)
+    return spec, "built-in" if builtin else "automatic"
+
+
+def alignment_spec_text(path: str | Path) -> str:
+    """The spec file of a run's alignment (`modescape align-spec RUN`): what `landscape` uses
+    without `--align-spec`, to edit and pass back."""
+    from modescape.models.specs import spec_json_text
+
+    ctx = open_context(path)
+    members = ctx.run.finished_members()
+    if not members:
+        raise ModescapeError(f"{ctx.path} has no finished member to read the network's sizes")
+    spec, _ = run_spec(ctx, ctx.run.state_dict(members[0]))
+    return spec_json_text(spec)
+
+
+def _activation_inputs(ctx: RunContext, n: int = 512) -> torch.Tensor:
+    """A seeded sample of training inputs for activation matching."""
+    from modescape.seeding import derive_seed, torch_generator
+
+    g = torch_generator(derive_seed(ctx.run.config.seed, "landscape", "align-activations"))
+    index = torch.randperm(len(ctx.dataset.y_train), generator=g)[:n]
+    return ctx.train_inputs(index)
 
 
 def _alignment(
@@ -490,6 +568,12 @@ CLI_FLAGS = {
     "n_path_points": Flag("--path-points", "points along each path"),
     "bn_policy": Flag(help="BatchNorm statistics of each point"),
     "align": Flag(help="skip the permutation alignment of member 1 onto member 0"),
+    "align_spec": Flag(
+        help="permutation spec file for the alignment (write one: modescape align-spec RUN)",
+        metavar="FILE",
+        default="automatic",
+    ),
+    "align_method": Flag(help="weight or activation matching (Git Re-Basin)"),
 }
 
 
