@@ -124,7 +124,7 @@ class LandscapePlane:
         for j, bj in enumerate(self.b):
             for i, ai in enumerate(self.a):
                 agr = [float(self.agreements[n][j, i]) for n in names]
-                row = ["grid", "", sig(ai), sig(bj), sig(self.loss[j, i]),
+                row: list[object] = ["grid", "", sig(ai), sig(bj), sig(self.loss[j, i]),
                        frac(self.accuracy[j, i]), *(frac(v) for v in agr)]  # fmt: skip
                 if len(names) >= 2:
                     row.append(frac(agr[0] - agr[1]))
@@ -229,6 +229,7 @@ def _plane_panel(fig: Figure, ax, A, B, Z: np.ndarray, panel: PlanePanel) -> Non
     """Filled contours of one quantity over the plane: loss on a log scale, accuracy on 0-100%,
     agreement on `limits` (data-driven), an agreement difference on a diverging scale."""
     what, limits = panel.what, panel.limits
+    norm: Normalize
     if what == "loss":
         finite = Z[np.isfinite(Z) & (Z > 0)]
         lo, hi = (finite.min(), finite.max()) if finite.size else (1e-3, 1.0)

@@ -171,9 +171,8 @@ class SpawnTrajectories:
                 else (f"children of spawn point {key[0]}" if key[1] == 0 else None)
             )
             xy = self.coords[rows]
-            style = {"lw": 2.2, "alpha": 0.9, "zorder": 3} if parent else {
-                "lw": 1.0, "alpha": 0.75, "zorder": 2}  # fmt: skip
-            ax.plot(xy[:, 0], xy[:, 1], "-", color=color, label=label, **style)
+            lw, alpha, z = (2.2, 0.9, 3) if parent else (1.0, 0.75, 2)
+            ax.plot(xy[:, 0], xy[:, 1], "-", color=color, lw=lw, alpha=alpha, label=label, zorder=z)
             ax.plot(*xy[0], "o", color=color, ms=4)
             ax.plot(*xy[-1], "s", color=color, ms=5)
         ax.set_title(f"Function-space trajectories ({self.method})", fontsize=LABEL + 1)
