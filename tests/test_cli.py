@@ -26,6 +26,18 @@ def test_models_lists_spec_counts():
     assert code == 0 and "input (1, 40)" in out
 
 
+def test_align_spec_of_an_architecture_is_the_spec_alignment_uses():
+    from modescape.models.architectures import build_model
+    from modescape.models.specs import permutation_spec, spec_from_json
+
+    code, out, err = cli("align-spec", "--arch", "resnet20", "--data", "cifar10")
+    assert code == 0, err
+    state = build_model("resnet20", "paper", (3, 32, 32), 10).state_dict()
+    assert spec_from_json(json.loads(out), state) == permutation_spec(state, "resnet20")
+    code, _, err = cli("align-spec")
+    assert code == 2 and "needs a run directory or --arch" in err
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -232,6 +232,32 @@ class _CatNet(nn.Module):
         return self.head(torch.cat([self.a(x), self.b(x)], dim=1))
 
 
+class _TwiceNet(nn.Module):
+    """One tensor concatenated with itself: its permutation acts on both segments."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.head = nn.Linear(4, 5), nn.Linear(10, 3)
+
+    def forward(self, x):
+        h = F.relu(self.a(x))
+        return self.head(torch.cat([h, h], dim=1))
+
+
+def test_a_tensor_concatenated_with_itself_is_permuted_in_both_segments():
+    torch.manual_seed(0)
+    model = _TwiceNet()
+    a = {k: v.clone() for k, v in model.state_dict().items()}
+    probe = torch.randn(8, 4)
+    spec = auto_spec(model, probe)
+    assert spec.concats == {"C0": (("P0", 5), ("P0", 5))}
+    b = alignment.apply_permutation(a, spec, {"P0": torch.tensor([3, 0, 4, 1, 2])})
+    torch.testing.assert_close(_logits(model, b, probe), _logits(model, a, probe))
+    result = alignment.align_verified(a, b, model=model, probe=probe, spec=spec)
+    for k in a:
+        torch.testing.assert_close(result.state_dict[k], a[k], atol=0, rtol=0)
+
+
 class _BranchyNet(nn.Module):
     def __init__(self):
         super().__init__()

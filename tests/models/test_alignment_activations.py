@@ -82,7 +82,9 @@ def test_activation_matching_lowers_the_midpoint_loss_of_trained_members(tiny_ru
     model = run.build_model()
     data = run.dataset()
     x, y = data.x_test[:500].float(), data.y_test[:500]
-    train_x = data.x_train[torch.randperm(len(data.x_train), generator=torch.Generator())[:256]]
+    train_x = data.x_train[
+        torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(0))[:256]
+    ]
     a, b = run.state_dict(0), run.state_dict(1)
     by_acts = alignment.align(a, b, "smallcnn", model=model, probe=x[:64],
                               method="activations", inputs=train_x.float())  # fmt: skip

@@ -43,10 +43,12 @@ def browser_check(html: Path, *args: str) -> tuple[int, dict]:
 
 
 def first_point(page_dir: Path, figure: str) -> float:
-    """The first y value of the figure's chart, as data.json has it."""
+    """The first y value of the figure's (first) chart, as data.json has it: the report lists
+    every panel's chart (`charts`), the compare page its one `chart`."""
     data = json.loads((page_dir / "data.json").read_text())
     entry = next(f for f in data["figures"] if f["name"] == figure)
-    return entry["chart"]["series"][0]["y"][0]
+    chart = entry["charts"][0] if "charts" in entry else entry["chart"]
+    return chart["series"][0]["y"][0]
 
 
 SCREEN = 900  # CSS px: the height of a 1400 px wide browser window (a 1440 × 900 laptop)
@@ -69,7 +71,7 @@ def test_report_opens_cleanly_at_wide_and_narrow_widths(written, tmp_path, width
     assert result["words"]["count"] == 0, result["words"]
     if width == 1400:  # the long configuration tables are folded: a figure in two screens
         assert result["words"]["first_figure"] < 2 * SCREEN, result["words"]
-    # every figure shows its chart or its PNG (a one-panel chart stands for its PNG, which the
+    # every figure shows its charts or its PNG (charts of every panel stand for its PNG, which the
     # figure links to), and every image on the page decodes
     figures = re.findall(r'<figure class="fig".*?</figure>', written.read_text(), re.S)
     assert len(figures) == len(list((written.parent / "figures").glob("*.png")))

@@ -144,12 +144,13 @@ def _touching(
 ) -> list[tuple[str, int, int | None]]:
     """The axes permutation `p` acts on: (entry, axis, None) where the axis is p's own and
     (entry, axis, offset) where p is a segment of a concatenation's axis."""
-    labels = {label: offset for label, offset, _ in spec.segments(p)}
+    segments = spec.segments(p)  # a concatenation may hold p more than once (cat([x, x]))
     return [
-        (k, ax, None if q == p else labels[q])
+        (k, ax, None if label == p else offset)
         for k in params
         for ax, q in enumerate(spec.axes[k])
-        if q in labels
+        for label, offset, _ in segments
+        if q == label
     ]
 
 

@@ -123,7 +123,7 @@ def _recorded(net: nn.Module, stats: list[_Stats], x: Tensor) -> list[Tensor]:
 
         def hook(_m: nn.Module, _in: object, out: Any, i: int = i) -> None:
             t = (out[0] if isinstance(out, tuple) else out).detach()
-            found[i].append(t.movedim(stats[i].site.channel_dim, -1).flatten())
+            found[i].append(t.movedim(stats[i].site.channel_dim, -1).reshape(-1))
 
         handles.append(modules[st.site.module].register_forward_hook(hook))
     try:
@@ -132,7 +132,7 @@ def _recorded(net: nn.Module, stats: list[_Stats], x: Tensor) -> list[Tensor]:
     finally:
         for h in handles:
             h.remove()
-    return [torch.cat(ts) if ts else torch.empty(0) for ts in found]
+    return [ts[0] if len(ts) == 1 else torch.cat(ts) if ts else torch.empty(0) for ts in found]
 
 
 class _Stats:

@@ -84,7 +84,8 @@ class Series:
 
     `line` / `marker` None: the chart kind's default (LINE: solid with circles; SCATTER: circles
     only). `point_colors`: one colour per point (members in their own colours) instead of
-    `color`; `filled` False: open markers (white inside)."""
+    `color`; `filled` False: open markers (white inside); `annotate`: `labels` written beside
+    the points."""
 
     name: str
     x: list[float]
@@ -96,6 +97,7 @@ class Series:
     marker: Marker | None = None
     point_colors: list[str] | None = None
     filled: bool = True
+    annotate: bool = False  # each point's label written beside it (e.g. members m0, m1)
 
     def __post_init__(self) -> None:
         # A value with no number (None: e.g. a normalised diversity where accuracy is 1) is a gap
@@ -110,28 +112,142 @@ class Series:
             self.marker = Marker(self.marker)
 
 
+class AxisScale(StrEnum):
+    """How an axis places values, in the PNG and on the page alike (matplotlib's scales)."""
+
+    LINEAR = "linear"
+    LOG = "log"  # base 10; a value <= 0 has no place on it
+    SYMLOG = "symlog"  # linear within ±linthresh, base-10 logarithmic beyond (linscale 1)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """An axis scale: its kind and, for symlog, the half-width of its linear range."""
+
+    kind: AxisScale = AxisScale.LINEAR
+    linthresh: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", AxisScale(self.kind))
+        if not (math.isfinite(self.linthresh) and self.linthresh > 0):
+            raise ValueError(f"a symlog linthresh must be a positive number, not {self.linthresh}")
+
+    def forward(self, v: float) -> float:
+        """A value on the axis's scale (NaN where it has no place): matplotlib's transform, so
+        the page places points where the PNG does."""
+        v = float(v)
+        if self.kind == AxisScale.LOG:
+            return math.log10(v) if v > 0 else math.nan
+        if self.kind == AxisScale.SYMLOG and abs(v) > self.linthresh:
+            # linscale 1 in base 10: the linear range spans 1 / (1 - 1/10) decades' width
+            decades = math.log10(abs(v) / self.linthresh)
+            return math.copysign(self.linthresh * (_SYMLOG_ADJ + decades), v)
+        return v * _SYMLOG_ADJ if self.kind == AxisScale.SYMLOG else v
+
+    def inverse(self, t: float) -> float:
+        t = float(t)
+        if self.kind == AxisScale.LOG:
+            return 10**t
+        if self.kind == AxisScale.SYMLOG:
+            if abs(t) <= self.linthresh * _SYMLOG_ADJ:
+                return t / _SYMLOG_ADJ
+            return math.copysign(self.linthresh * 10 ** (abs(t) / self.linthresh - _SYMLOG_ADJ), t)
+        return t
+
+
+_SYMLOG_ADJ = 1.0 / (1.0 - 1.0 / 10.0)  # matplotlib's linscale / (1 - 1/base), linscale 1
+LINEAR, LOG = Scale(), Scale(AxisScale.LOG)
+
+
+def symlog(linthresh: float) -> Scale:
+    return Scale(AxisScale.SYMLOG, linthresh)
+
+
+@dataclass
+class Guide:
+    """A reference line across a chart at one value, e.g. the epoch from which spawned children
+    are stable: `axis` "x" is a vertical line at x = value, "y" a horizontal one. Not a series
+    (no points to hover); the legend lists it after the series."""
+
+    axis: str
+    value: float
+    name: str
+    color: str = "#333333"
+    line: LineStyle = LineStyle.SOLID
+
+    def __post_init__(self) -> None:
+        if self.axis not in ("x", "y"):
+            raise ValueError(f"a guide's axis is 'x' or 'y', not {self.axis!r}")
+        self.line = LineStyle(MPL_LINES.get(self.line, self.line))
+
+
+Range = tuple[float | None, float | None]  # an axis range; None: that end from the data
+
+
 @dataclass
 class Chart:
     """One panel of a figure as data: the plotted series and how each is drawn. The page draws
     it as inline SVG with hover values, zoom and series toggling (`render/interactive.py`); the
     PNG/PDF draw the same object with matplotlib (`figures/chart.py`), so the two cannot differ.
+    A figure of several panels is a list of Charts (`Plot.charts`, in the figure's order).
 
     `keys`: legend-only entries (e.g. "dashed: test") shown instead of one entry per series
-    where the figure's legend is compact; `panel`: which axes of the figure this chart is (a
-    multi-panel figure shows its first panel interactively); `y_clip`: the range a ± band may
-    not leave (an accuracy band stops at 100%)."""
+    where the figure's legend is compact; `x_scale` / `y_scale`: linear, log or symlog;
+    `x_range` / `y_range`: fixed axis ends (None: that end from the data, padded 5% on the
+    axis's scale, as matplotlib's margins); `y_clip`: the range neither a ± band nor the y axis
+    may leave (an accuracy band stops at 100%); `x_ticks`: fixed (value, text) ticks;
+    `guides`: reference lines; `title`: the panel's title."""
 
     kind: ChartKind
     x_label: str
     y_label: str
     series: list[Series]
-    x_log: bool = False
-    y_log: bool = False
-    y_range: tuple[float, float] | None = None  # None: from the data
+    x_scale: Scale = LINEAR
+    y_scale: Scale = LINEAR
+    y_range: Range | None = None
     keys: list[Series] = field(default_factory=list)
-    panel: int = 0
     y_clip: tuple[float, float] | None = None
     title: str = ""
+    x_range: Range | None = None
+    x_ticks: list[tuple[float, str]] | None = None
+    guides: list[Guide] = field(default_factory=list)
+
+    def scale(self, axis: str) -> Scale:
+        return self.x_scale if axis == "x" else self.y_scale
+
+    def domain(self, axis: str) -> tuple[float, float]:
+        """The axis's extent on its scale (`Scale.forward`): the data (± err, guides) padded 5%,
+        then the fixed ends of x_range / y_range and the y_clip bounds. Both renderers draw
+        exactly this extent."""
+        sc = self.scale(axis)
+        vals = []
+        for s in self.series:
+            v = s.x if axis == "x" else s.y
+            vals += [sc.forward(a) for a in v]
+            if axis == "y" and s.err is not None:
+                lo, hi = self.y_clip or (-math.inf, math.inf)
+                vals += [sc.forward(min(hi, a + e)) for a, e in zip(v, s.err)]
+                vals += [sc.forward(max(lo, a - e)) for a, e in zip(v, s.err)]
+        vals += [sc.forward(g.value) for g in self.guides if g.axis == axis]
+        vals = [v for v in vals if math.isfinite(v)]
+        lo, hi = (min(vals), max(vals)) if vals else (0.0, 1.0)
+        pad = (hi - lo) * 0.05 or (abs(lo) * 0.05 or 0.5)
+        lo, hi = lo - pad, hi + pad
+        fixed = self.x_range if axis == "x" else self.y_range
+        ends = [math.nan if v is None else sc.forward(v) for v in (fixed or (None, None))]
+        lo = ends[0] if math.isfinite(ends[0]) else lo  # an end with no place (log 0): data's
+        hi = ends[1] if math.isfinite(ends[1]) else hi
+        if axis == "y" and self.y_clip is not None:
+            bottom, top = (sc.forward(c) for c in self.y_clip)
+            lo = max(lo, bottom) if math.isfinite(bottom) else lo
+            hi = min(hi, top) if math.isfinite(top) else hi
+        return (lo, hi) if hi > lo else (lo - 0.5, lo + 0.5)  # never an empty extent
+
+    def limits(self, axis: str) -> tuple[float, float]:
+        """`domain` in data units (what matplotlib's set_xlim / set_ylim take)."""
+        sc = self.scale(axis)
+        lo, hi = self.domain(axis)
+        return sc.inverse(lo), sc.inverse(hi)
 
 
 def series_line(chart: Chart, s: Series) -> LineStyle:
@@ -148,13 +264,14 @@ def series_marker(chart: Chart, s: Series) -> Marker:
 @dataclass
 class Plot:
     """One figure of a section: written to figures/<name>.png|pdf, its numbers to
-    figures/<name>.csv (`data`), embedded in the page, interactive when it has a `chart`."""
+    figures/<name>.csv (`data`), embedded in the page, interactive when it has `charts` (one
+    per panel of `figure`, drawn from them; none: the page shows the PNG)."""
 
     name: str
     figure: Figure
     caption: str = ""
     data: Table | None = None  # the numbers drawn, snake_case header, rounded to what they mean
-    chart: Chart | None = None
+    charts: list[Chart] = field(default_factory=list)  # every panel, in the figure's order
 
 
 @dataclass

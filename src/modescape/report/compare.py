@@ -94,7 +94,7 @@ def compare_runs(runs: Sequence[str | Path], out: str | Path = "comparison") -> 
             number += 1
             links = [("CSV", f"figures/{c.name}.csv")]
             parts.append(
-                figure_html(FigureBlock(c.name, c.caption, chart=c.chart, links=links), number)
+                figure_html(FigureBlock(c.name, c.caption, charts=[c.chart], links=links), number)
             )
         parts += [table_html(t, f"tables/{t.name}.csv") for t in sec.tables]
         body.append(section_html(sec.id, sec.title, [*parts, sec.extra], sec.reading))

@@ -8,7 +8,7 @@
     <run>/report/data.json           every figure's numbers and plotted series
 
 The page itself (layout, table of contents, figure numbers, print and dark styles) is
-`report/render/page.py`; the charts of Plots that carry a `chart` are
+`report/render/page.py`; the charts of Plots that carry `charts` (one per panel) are
 `report/render/interactive.py`.
 
 The page is a list of sections, in page order: the run's overview (`report/sections/run.py`),
@@ -128,8 +128,8 @@ def report_data(run: str, sections: list[Section]) -> dict[str, Any]:
                 entry["files"].append(f"figures/{plot.name}.csv")
                 entry["columns"] = list(plot.data.header)
                 entry["rows"] = [list(r) for r in plot.data.rows]
-            if plot.chart is not None:
-                entry["chart"] = chart_data(plot.chart)
+            if plot.charts:  # one per panel, in the figure's order
+                entry["charts"] = [chart_data(c) for c in plot.charts]
             out.append(entry)
     return {"run": run, "figures": out}
 
@@ -143,18 +143,18 @@ def figure_blocks(sections: list[Section], images: dict[str, bytes]) -> list[lis
             links = [("PNG", f"figures/{plot.name}.png"), ("PDF", f"figures/{plot.name}.pdf")]
             if plot.data is not None:
                 links.append(("CSV", f"figures/{plot.name}.csv"))
-            # A chart that shows the whole figure (one panel, the same series: see
-            # figures/chart.py) needs no second, hidden copy of it as PNG on the page; the PNG
-            # stays one click away. A multi-panel figure keeps its PNG: the chart is one panel.
-            png = None if chart_shows_all(plot) else images[plot.name]
-            row.append(FigureBlock(plot.name, plot.caption, png, plot.chart, links))
+            # Charts that show the whole figure (every panel, the same series: see
+            # figures/chart.py) need no second, hidden copy of it as PNG on the page; the PNG
+            # stays one click away.
+            png = None if charts_show_all(plot) else images[plot.name]
+            row.append(FigureBlock(plot.name, plot.caption, png, plot.charts, links))
         blocks.append(row)
     return blocks
 
 
-def chart_shows_all(plot: Plot) -> bool:
-    """Whether the plot's chart draws everything its figure does (a one-panel figure)."""
-    return plot.chart is not None and sum(ax.has_data() for ax in plot.figure.axes) == 1
+def charts_show_all(plot: Plot) -> bool:
+    """Whether the plot's charts draw everything its figure does (one chart per panel)."""
+    return bool(plot.charts) and sum(ax.has_data() for ax in plot.figure.axes) == len(plot.charts)
 
 
 def render_html(ctx: ReportContext, sections: list[Section], images: dict[str, bytes]) -> str:

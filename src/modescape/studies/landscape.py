@@ -18,6 +18,10 @@ BatchNorm policy and weight-average window; other settings empty the folder and 
     landscape/planes/<name>/trajectories.csv         member, epoch, a, b: every snapshot projected
     landscape/paths.csv                              path, alpha, loss, error, disagreement_from/_to
     landscape/summary.json                           `LandscapeSummary`: planes, paths, alignment
+
+The alignment (member 1 onto member 0, `modescape.models.alignment`) records its method
+(`--align-method`), its spec ("built-in", "automatic" or the `--align-spec` file) and the spec
+file's sha256 in the summary's `alignment`.
 """
 
 from __future__ import annotations
@@ -447,10 +451,13 @@ def _aligned_member(
         aligned = align(state_i, state_j, model=setup.model, probe=setup.x[:256],
                         method=config.align_method, inputs=inputs, **which)  # fmt: skip
     except ModescapeError as e:
+        other = "" if config.align_spec is not None else (
+            ", or describe the permutations in a spec file: modescape align-spec RUN --out "
+            "spec.json, edit it, --align-spec spec.json"
+        )  # fmt: skip
         raise ModescapeError(
             f"{e}; to study the landscape without it: modescape landscape --no-align "
-            "(LandscapeConfig(align=False)), or describe the permutations in a spec file: "
-            "modescape align-spec RUN --out spec.json, edit it, --align-spec spec.json"
+            f"(LandscapeConfig(align=False)){other}"
         ) from None
     return aligned, how
 

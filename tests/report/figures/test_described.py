@@ -16,5 +16,5 @@ def test_plot_figure_and_data_come_from_the_description():
     assert plot.data.header == ["member", "m3", "m7"]
     assert plot.data.rows == [[3, 0.0, 0.25], [7, 0.25, 0.0]]
     np.testing.assert_array_equal(plot.figure.axes[0].images[0].get_array(), h.matrix)
-    assert plot.chart is None
+    assert plot.charts == []
     assert described_plot("x", h, "same").data.caption == "same"

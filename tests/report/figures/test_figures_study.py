@@ -158,6 +158,11 @@ def test_shift_diversity_lines_per_family_log_when_spread():
     assert legend_texts(fig) == ["independent", "late snapshots"]
     linear = figures_study.shift_diversity_figure([0, 1], {"members": [0.1, 0.2]}, styles)
     assert linear.axes[0].get_yscale() == "linear"
+    # the caption says when the axis is logarithmic
+    log_chart = figures_study.shift_diversity_chart([0, 1, 2], js, styles)
+    lin_chart = figures_study.shift_diversity_chart([0, 1], {"members": [0.1, 0.2]}, styles)
+    assert "logarithmic y axis" in figures_study.shift_diversity_caption(log_chart)
+    assert "logarithmic" not in figures_study.shift_diversity_caption(lin_chart)
 
 
 def test_paths_figure_one_line_per_path_and_barriers_in_the_legend():

@@ -8,8 +8,17 @@ import math
 import re
 
 from modescape.report import html as report
-from modescape.report.base import Chart, ChartKind, ReportContext, Series, Table
-from modescape.report.render.interactive import chart_data, chart_svg, ticks, value_text
+from modescape.report.base import (
+    LINEAR,
+    LOG,
+    Chart,
+    ChartKind,
+    ReportContext,
+    Series,
+    Table,
+    symlog,
+)
+from modescape.report.render.interactive import chart_data, figure_svg, ticks, value_text
 from modescape.report.render.page import FigureBlock, csv_bytes, figure_html, png_size
 from modescape.store.files import json_bytes
 from modescape.store.run import load_run
@@ -38,8 +47,8 @@ def test_every_figure_with_data_has_its_csv_and_its_series_in_data_json(written)
         assert entry["columns"] == p.data.header
         assert entry["rows"] == json.loads(json_bytes([list(r) for r in p.data.rows]))
         assert all(re.fullmatch(r"[a-z0-9_]+", h) for h in p.data.header), p.data.header
-        if p.chart is not None:
-            assert entry["chart"] == json.loads(json_bytes(chart_data(p.chart)))
+        if p.charts:  # every panel, in the figure's order
+            assert entry["charts"] == json.loads(json_bytes([chart_data(c) for c in p.charts]))
 
 
 def test_figures_are_numbered_anchored_and_listed(written):
@@ -62,7 +71,7 @@ def test_page_pngs_are_2x_and_shown_at_css_size(written):
     for m in re.finditer(r'<img [^>]*src="data:image/png;base64,[^"]+" width="(\d+)" '
                          r'height="(\d+)"', page):  # fmt: skip
         assert int(m[1]) > 0 and int(m[2]) > 0
-    png = (written.parent / "figures" / "training_curves.png").read_bytes()
+    png = (written.parent / "figures" / "cosine_all.png").read_bytes()  # a heatmap: no chart
     w, h = png_size(png)
     assert f'width="{w // 2}" height="{h // 2}"' in page
 
@@ -77,7 +86,7 @@ def test_chart_svg_escapes_and_skips_missing_points():
             Series("other", [1, 2], [0.4, 0.6], labels=['"q"', "<i>"], color="#123456"),
         ],
     )
-    svg = chart_svg(chart, "u1")
+    svg = figure_svg([chart], "u1")
     assert "<b>" not in svg and "<i>" not in svg and "&lt;b&gt;deep&lt;/b&gt;" in svg
     assert "size &lt;x&gt;" in svg and "acc &amp; more" in svg
     assert svg.count("data-x=") == 4  # the NaN point is left out, its line broken
@@ -91,22 +100,34 @@ def test_a_point_without_a_number_is_a_gap_like_nan():
     """None (e.g. a normalised diversity at accuracy 1) used to raise in float(None)."""
     with_none = Series("s", [1, 2, 3], [0.5, None, 0.7], err=[0.1, None, 0.1])
     with_nan = Series("s", [1, 2, 3], [0.5, math.nan, 0.7], err=[0.1, math.nan, 0.1])
-    svg = chart_svg(Chart(ChartKind.LINE, "x", "y", [with_none]), "u1")
-    assert svg == chart_svg(Chart(ChartKind.LINE, "x", "y", [with_nan]), "u1")
+    svg = figure_svg([Chart(ChartKind.LINE, "x", "y", [with_none])], "u1")
+    assert svg == figure_svg([Chart(ChartKind.LINE, "x", "y", [with_nan])], "u1")
     assert svg.count("data-x=") == 2
 
 
 def test_ticks_are_round_and_log_axes_use_decades():
-    assert ticks(0.0, 1.0, False, 5) == [0.0, 0.2, 0.4, 0.6000000000000001, 0.8, 1.0]
-    assert ticks(0.5, 3.5, False, 10, integer=True) == [1.0, 2.0, 3.0]
-    assert ticks(-3.2, 0.1, True, 6) == [-3.0, -2.0, -1.0, 0.0]
+    assert ticks(0.0, 1.0, LINEAR, 5) == [0.0, 0.2, 0.4, 0.6000000000000001, 0.8, 1.0]
+    assert ticks(0.5, 3.5, LINEAR, 10, integer=True) == [1.0, 2.0, 3.0]
+    assert ticks(-3.2, 0.1, LOG, 6) == [-3.0, -2.0, -1.0, 0.0]
+    # symlog: 0 and the decades beyond the linear range (here 0.25), on the axis's scale
+    sc = symlog(0.25)
+    lo, hi = sc.forward(-0.1), sc.forward(40.0)
+    assert [round(sc.inverse(t), 9) for t in ticks(lo, hi, sc, 6)] == [0.0, 1.0, 10.0]
+    # zoomed inside the linear range: round linear ticks
+    assert [round(sc.inverse(t), 9) for t in ticks(sc.forward(0.0), sc.forward(0.2), sc, 4)] == [
+        0.0,
+        0.05,
+        0.1,
+        0.15,
+        0.2,
+    ]
 
 
 def test_figure_without_chart_shows_its_png_with_links():
     png = (
         b"\x89PNG\r\n\x1a\n" + b"\0\0\0\rIHDR" + (200).to_bytes(4, "big") + (100).to_bytes(4, "big")
     )
-    html = figure_html(FigureBlock("a<b", "cap & x", png, None, [("PNG", "figures/a<b.png")]), 7, 2)
+    html = figure_html(FigureBlock("a<b", "cap & x", png, [], [("PNG", "figures/a<b.png")]), 7, 2)
     assert 'id="fig-a&lt;b"' in html and "Figure 7</a>. cap &amp; x" in html
     assert 'width="100" height="50"' in html and 'href="figures/a&lt;b.png"' in html
     table = Table("t", ["a_b"], [[1.5]])

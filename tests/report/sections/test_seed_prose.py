@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from modescape.report.sections.landscape import paths_text
+from modescape.report.sections.landscape import alignment_how, paths_text
 from modescape.report.sections.shift import (
     ensemble_best,
     shift_js_line,
@@ -118,6 +118,26 @@ def test_different_regions_only_with_a_barrier_that_counts():
     mixed = " ".join(paths_text([_path("across members", 0.05),
                                  _path("within trajectory", 0.08)], None))  # fmt: skip
     assert "Some path within a trajectory has an error barrier at least as high" in mixed
+
+
+def test_alignment_names_its_method_and_spec_file_where_not_the_default():
+    alignment = {
+        "members": [0, 1],
+        "cosine_before": 0.0,
+        "cosine_after": 0.2,
+        "error_barrier_before": 0.2,
+        "error_barrier_after": 0.1,
+        "max_abs_prob_diff": 0,
+    }
+    default = " ".join(paths_text([_path("across members", 0.2)], alignment))
+    assert "to match member 0's (its function is unchanged" in default
+    for spec in ("automatic", "built-in"):
+        assert alignment_how({"method": "weights", "spec": spec}) == ""
+    mine = {**alignment, "method": "activations", "spec": "/tmp/x/my.json"}
+    text = " ".join(paths_text([_path("across members", 0.2)], mine))
+    assert (
+        "match member 0's by activation matching (permutations from the spec file my.json)" in text
+    )
 
 
 def test_js_verb_follows_the_printed_values():

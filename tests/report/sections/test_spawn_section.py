@@ -32,7 +32,11 @@ def test_section_rows_figures_and_reading():
     assert [r[0] for r in table.rows] == ["spawn 0", "spawn 2", "within a trajectory"]
     col = table.header.index("error_barrier")
     assert [r[col] for r in table.rows] == [0.2, 0.01, 0.0]
-    chart = sec.figures[0].chart
+    chart, disagreement = sec.figures[0].charts  # both panels
+    assert disagreement.x_scale == chart.x_scale
+    # the caption names the onset's line, which both panels draw (and the legend lists)
+    assert "vertical line: stable from epoch 2;" in sec.figures[0].caption
+    assert [g.value for c in sec.figures[0].charts for g in c.guides] == [2.0, 2.0]
     assert [x.name for x in chart.series] == [
         "children of one spawn point",
         "within a trajectory",

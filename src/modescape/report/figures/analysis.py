@@ -214,6 +214,7 @@ def ensemble_curves_charts(
                 series,
                 y_clip=METRIC_DOMAIN[name],
                 title=panel,
+                x_range=(0.8, None),  # size 1 clear of the frame
             )
         )
     return charts
@@ -240,7 +241,7 @@ def curves_figure(charts: Sequence[Chart], title: str, size=(10.0, 7.4)) -> Figu
     chart has compact `keys`)."""
     fig = new_figure(*size)
     axes = fig.subplots(2, 2).ravel()
-    for ax, chart, name in zip(axes, charts, METRIC_AXES):
+    for ax, chart in zip(axes, charts):
         artists = draw_chart(ax, chart, lw=1.8)
         if ax is axes[0]:
             handles = legend_handles(chart, artists)
@@ -248,9 +249,7 @@ def curves_figure(charts: Sequence[Chart], title: str, size=(10.0, 7.4)) -> Figu
                 fig.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=SMALL)
             else:
                 ax.legend(handles=handles, fontsize=SMALL, loc="lower right")
-        clip_axis(ax, name)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlim(left=0.8)
         ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=TITLE)
     return fig
@@ -306,11 +305,7 @@ def training_curves_charts(
                             marker=Marker.NONE,
                         )
                     )
-        charts.append(
-            Chart(
-                ChartKind.LINE, "epoch", ylabel, series, keys=keys, title=title, panel=len(charts)
-            )
-        )
+        charts.append(Chart(ChartKind.LINE, "epoch", ylabel, series, keys=keys, title=title))
     return charts
 
 

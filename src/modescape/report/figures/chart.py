@@ -17,7 +17,7 @@ from matplotlib.artist import Artist
 from matplotlib.colors import to_hex
 from matplotlib.lines import Line2D
 
-from modescape.report.base import Chart, ChartKind, LineStyle, Marker, Series
+from modescape.report.base import AxisScale, Chart, ChartKind, LineStyle, Marker, Series
 from modescape.report.base import series_line as line_of
 from modescape.report.base import series_marker as marker_of
 
@@ -41,6 +41,7 @@ SCATTER_SIZE = {
     Marker.NONE: 0.0,
 }
 BAND_ALPHA = 0.14
+GUIDE_ALPHA = 0.6
 LABEL, TITLE = 10, 12  # font sizes (points), as every figure of the report (figures/analysis.py)
 
 
@@ -104,17 +105,30 @@ def draw_series(ax, chart: Chart, s: Series, *, lw: float = 1.6) -> Artist:
 
 
 def draw_chart(ax, chart: Chart, *, lw: float = 1.6) -> list[Artist]:
-    """Every series of `chart` on `ax`, its axis labels and scales; returns the series' artists
-    (the legend's handles when the chart has no `keys`)."""
+    """Every series of `chart` on `ax`, its guides, annotations, axis labels, scales, limits and
+    fixed ticks; returns the series' artists (the legend's handles when the chart has no
+    `keys`; `legend_handles` adds the guides)."""
     artists = [draw_series(ax, chart, s, lw=lw) for s in chart.series]
+    for s in chart.series:
+        if s.annotate and s.labels:
+            for x, y, text in zip(s.x, s.y, s.labels):
+                ax.annotate(text, (x, y), xytext=(7, 5), textcoords="offset points", fontsize=8)
+    for g in chart.guides:
+        line = ax.axvline if g.axis == "x" else ax.axhline
+        line(g.value, color=g.color, ls=MPL_LINE[g.line], lw=1, alpha=GUIDE_ALPHA, label=g.name,
+             gid="guide")  # fmt: skip
     ax.set_xlabel(chart.x_label, fontsize=LABEL)
     ax.set_ylabel(chart.y_label, fontsize=LABEL)
-    if chart.x_log:
-        ax.set_xscale("log")
-    if chart.y_log:
-        ax.set_yscale("log")
-    if chart.y_range is not None:
-        ax.set_ylim(*chart.y_range)
+    for axis, set_scale, set_lim in (("x", ax.set_xscale, ax.set_xlim),
+                                     ("y", ax.set_yscale, ax.set_ylim)):  # fmt: skip
+        sc = chart.scale(axis)
+        if sc.kind == AxisScale.SYMLOG:
+            set_scale("symlog", linthresh=sc.linthresh, linscale=1.0, base=10)
+        elif sc.kind == AxisScale.LOG:
+            set_scale("log")
+        set_lim(*chart.limits(axis))  # the page draws the same extent (Chart.domain)
+    if chart.x_ticks is not None:
+        ax.set_xticks([v for v, _ in chart.x_ticks], [t for _, t in chart.x_ticks])
     if chart.title:
         ax.set_title(chart.title, fontsize=TITLE)
     return artists
@@ -122,14 +136,18 @@ def draw_chart(ax, chart: Chart, *, lw: float = 1.6) -> list[Artist]:
 
 def legend_handles(chart: Chart, artists: Sequence[Artist]) -> list[Artist]:
     """The legend of a chart as the figure shows it: its `keys` when it has them (a compact
-    legend), else one entry per series."""
+    legend), else one entry per series; then its guides."""
+    guides = [
+        Line2D([], [], ls=MPL_LINE[g.line], color=g.color, lw=1, alpha=GUIDE_ALPHA, label=g.name)
+        for g in chart.guides
+    ]
     if chart.keys:
-        return [key_handle(chart, k) for k in chart.keys]
+        return [key_handle(chart, k) for k in chart.keys] + guides
     # a series in per-point colours (members in their own colours) shows grey in the legend
     return [
         key_handle(chart, s) if s.point_colors is not None else a
         for s, a in zip(chart.series, artists)
-    ]
+    ] + guides
 
 
 def key_handle(chart: Chart, k: Series) -> Line2D:

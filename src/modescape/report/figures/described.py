@@ -28,9 +28,10 @@ def described_plot(
     caption: str,
     *,
     data_caption: str | None = None,
-    chart: Chart | None = None,
+    charts: list[Chart] | None = None,
 ) -> Plot:
     """The section's `Plot` of `description`: figures/<name>.png|pdf and figures/<name>.csv,
-    both drawn from it (`data_caption`: the CSV table's caption, default `caption`)."""
+    both drawn from it (`data_caption`: the CSV table's caption, default `caption`); `charts`:
+    the page's interactive panels, when the description is drawn from charts."""
     table = description.table(name, caption if data_caption is None else data_caption)
-    return Plot(name, description.figure(), caption, data=table, chart=chart)
+    return Plot(name, description.figure(), caption, data=table, charts=list(charts or []))

@@ -336,12 +336,13 @@ def paths_charts(paths: Sequence[Mapping[str, object]]) -> list[Chart]:
                 Series(name, alpha, values, color=c, labels=labels, line=ls, marker=Marker.NONE)
             )
     x_label = "α (0 = first endpoint, 1 = second)"
+    ends = (0.0, 1.0)
     return [
-        Chart(ChartKind.LINE, x_label, "test error (%)", error, title="Error along the path"),
-        Chart(
-            ChartKind.LINE, x_label, "test loss (nats)", loss, title="Loss along the path", panel=1
-        ),
-    ]
+        Chart(ChartKind.LINE, x_label, "test error (%)", error, title="Error along the path",
+              x_range=ends),
+        Chart(ChartKind.LINE, x_label, "test loss (nats)", loss, title="Loss along the path",
+              x_range=ends),
+    ]  # fmt: skip
 
 
 def paths_figure(paths: Sequence[Mapping[str, object]]) -> Figure:
@@ -355,7 +356,6 @@ def paths_chart_figure(charts: Sequence[Chart]) -> Figure:
     artists = []
     for ax, chart in zip(fig.subplots(1, len(charts)), charts):
         artists.append(draw_chart(ax, chart, lw=1.7))
-        ax.set_xlim(0, 1)
         ax.grid(alpha=0.3)
     n = len(charts[0].series)
     fig.legend(

@@ -14,7 +14,16 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from modescape.report.base import Chart, ChartKind, LineStyle, Marker, Series, Table
+from modescape.report.base import (
+    Chart,
+    ChartKind,
+    Guide,
+    LineStyle,
+    Marker,
+    Series,
+    Table,
+    symlog,
+)
 from modescape.report.figures.chart import draw_chart, legend_handles
 from modescape.report.wording import sig
 
@@ -34,11 +43,18 @@ def instability_charts(
     within: Mapping[str, float] | None,
     across: Mapping[str, float] | None,
     threshold: float = 0.02,
+    onset: float | None = None,
 ) -> list[Chart]:
     """One chart per key of `PANELS` present in `values` ({"error_barrier": [points], ...})
     against the spawn epoch `at`: the children's curve, each quantity's reference levels
-    (`within`, `across`: dashed) and, for the barrier, the stability threshold (dotted)."""
+    (`within`, `across`: dashed), for the barrier the stability threshold (dotted), and the
+    `onset` of stability (an epoch or None) as a vertical guide in every panel.
+
+    The x axis is symmetric-log, so that spawn points at fractions of an epoch stay apart from
+    epoch 0; the y axis starts at 0 (or below, for a negative value)."""
     x = [float(v) for v in at]
+    x_scale = symlog(_linthresh(np.asarray(x, dtype=float)))
+    guides = [] if onset is None else [Guide("x", float(onset), f"stable from epoch {onset:g}")]
     charts = []
     for key in [k for k in PANELS if k in values]:
         title, ylabel, scale = PANELS[key]
@@ -76,6 +92,7 @@ def instability_charts(
                     marker=Marker.NONE,
                 )
             )
+        lowest = np.nanmin(series[0].y) if len(x) else 0.0
         charts.append(
             Chart(
                 ChartKind.LINE,
@@ -83,7 +100,9 @@ def instability_charts(
                 ylabel,
                 series,
                 title=title,
-                panel=len(charts),
+                x_scale=x_scale,
+                y_range=(min(0.0, float(lowest)), None),
+                guides=list(guides),
             )
         )
     return charts
@@ -97,39 +116,23 @@ def instability_figure(
     onset: float | None,
     threshold: float = 0.02,
 ) -> Figure:
-    """`instability_charts` drawn side by side (see there), with `onset` (an epoch or None)
-    marked in every panel. The x axis is symmetric-log so that spawn points at fractions of an
-    epoch stay apart from epoch 0."""
+    """`instability_charts` drawn side by side (see there)."""
     return instability_chart_figure(
-        instability_charts(at, values, within, across, threshold), onset
+        instability_charts(at, values, within, across, threshold, onset)
     )
 
 
-def instability_chart_figure(charts: Sequence[Chart], onset: float | None) -> Figure:
+def instability_chart_figure(charts: Sequence[Chart]) -> Figure:
+    """The charts side by side, the legend (series, threshold, onset) in the first panel."""
     fig = Figure(figsize=(5.0 * len(charts), 3.6), dpi=DPI, layout="constrained")
     for i, chart in enumerate(charts):
         ax = fig.add_subplot(1, len(charts), i + 1)
         artists = draw_chart(ax, chart, lw=1.4)
-        x = np.asarray(chart.series[0].x, dtype=float)
-        y = np.asarray(chart.series[0].y, dtype=float)
-        if onset is not None:  # a guide, not a series: the page states the onset in words
-            ax.axvline(
-                onset,
-                color="0.2",
-                lw=1,
-                alpha=0.6,
-                label=f"stable from epoch {onset:g}",
-                gid="guide",
-            )
-        ax.set_xscale("symlog", linthresh=_linthresh(x))
         ax.title.set_fontsize(LABEL + 1)
-        ax.set_ylim(bottom=min(0.0, float(np.nanmin(y)) if len(y) else 0.0))
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=SMALL)
         if i == 0:
-            handles = legend_handles(chart, artists)
-            handles += [a for a in ax.lines if a.get_gid() == "guide"]
-            ax.legend(handles=handles, fontsize=SMALL, loc="best")
+            ax.legend(handles=legend_handles(chart, artists), fontsize=SMALL, loc="best")
     return fig
 
 

@@ -18,7 +18,17 @@ from matplotlib import colormaps
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
-from modescape.report.base import Chart, ChartKind, LineStyle, Marker, Series, Table
+from modescape.report.base import (
+    LINEAR,
+    LOG,
+    AxisScale,
+    Chart,
+    ChartKind,
+    LineStyle,
+    Marker,
+    Series,
+    Table,
+)
 from modescape.report.figures.analysis import (
     FAMILY_COLORS,
     LABEL,
@@ -144,6 +154,7 @@ def diversity_accuracy_chart(
                 labels=[f"m{member[j]}" for j in others],
                 line=LineStyle.NONE,
                 marker=Marker.DIAMOND,
+                annotate=True,  # each member named beside its diamond
                 point_colors=[hex_color(member_color(int(member[j]))) for j in others],
             )
         )
@@ -158,12 +169,16 @@ def diversity_accuracy_chart(
             marker=Marker.STAR,
         )
     )
+    values = np.array([v for s in series for v in s.y], dtype=float)
+    finite = values[np.isfinite(values)]
+    top = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
     return Chart(
         ChartKind.SCATTER,
         "accuracy (%)",
         "disagreement with reference / (1 − accuracy)",
         series,
         title="Diversity–accuracy plane (reference: one member's final weights)",
+        y_range=(-0.03 * top, 1.08 * top),  # the reference's 0 clear of the frame
     )
 
 
@@ -181,14 +196,6 @@ def plane_figure(chart: Chart) -> Figure:
     fig = new_figure(8.4, 6.0)
     ax = fig.add_subplot()
     artists = draw_chart(ax, Chart(**{**vars(chart), "title": ""}))
-    for s in chart.series:
-        if s.marker == Marker.DIAMOND and s.labels:
-            for a, d, text in zip(s.x, s.y, s.labels):
-                ax.annotate(text, (a, d), xytext=(7, 5), textcoords="offset points", fontsize=SMALL)
-    values = np.array([v for s in chart.series for v in s.y], dtype=float)
-    finite = values[np.isfinite(values)]
-    top = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
-    ax.set_ylim(-0.03 * top, 1.08 * top)
     fig.suptitle(chart.title, fontsize=TITLE)
     ax.grid(alpha=0.3)
     fig.legend(handles=legend_handles(chart, artists), fontsize=SMALL, loc="outside right center")
@@ -341,8 +348,17 @@ def shift_diversity_chart(
         "corruption severity (0 = clean)",
         "Jensen–Shannon diversity (nats)",
         series,
-        y_log=log,
+        y_scale=LOG if log else LINEAR,
         title="Diversity under shift (mean over corruptions)",
+        x_ticks=[(v, "clean" if v == 0 else str(v)) for v in sev],
+    )
+
+
+def shift_diversity_caption(chart: Chart) -> str:
+    """The caption of `shift_diversity_chart`, naming its log axis when it has one."""
+    log = chart.y_scale.kind == AxisScale.LOG
+    return "Jensen–Shannon diversity within each family, averaged over corruptions" + (
+        "; logarithmic y axis (the families' values span more than 30×)." if log else "."
     )
 
 
@@ -359,8 +375,6 @@ def shift_diversity_chart_figure(chart: Chart) -> Figure:
     fig = new_figure(8.6, 4.8)
     ax = fig.add_subplot()
     artists = draw_chart(ax, chart)
-    sev = sorted({int(v) for s in chart.series for v in s.x})
-    ax.set_xticks(sev, ["clean" if v == 0 else str(v) for v in sev])
     ax.grid(alpha=0.3)
     fig.legend(handles=legend_handles(chart, artists), fontsize=SMALL, loc="outside right center")
     return fig

@@ -1,15 +1,17 @@
-"""Interactive charts for the report pages: a `Chart` (report/base.py) as inline SVG, plus the one
-small inline script that gives every chart hover values, drag-to-zoom and series toggling.
+"""Interactive charts for the report pages: a figure's `Chart`s (report/base.py, one per panel) as
+inline SVG small multiples with one legend, plus the one small inline script that gives every
+chart hover values, drag-to-zoom and series toggling.
 
-No library and nothing fetched: Python draws the whole chart (axes, ticks, one `<g>` per series,
-a `<use class="pt">` of the series' marker shape per point with its values in `data-x`/`data-y`
-and its hover text in `data-t`, `<path>` lines in the series' line style and ± bands with their
-data-space points in `data-pts`), so the SVG reads and prints without script. `CHART_JS` then
-redraws each chart at its on-screen width (text stays at its CSS size on a phone) and handles:
+No library and nothing fetched: Python draws each panel whole (axes on the chart's scales and
+extent, ticks, guides, one `<g>` per series, a `<use class="pt">` of the series' marker shape per
+point with its values in `data-x`/`data-y` (on the axis scale) and its hover text in `data-t`,
+`<path>` lines in the series' line style and ± bands with their points in `data-pts`), so the SVG
+reads and prints without script. `CHART_JS` then redraws each panel at its on-screen width (text
+stays at its CSS size on a phone) and handles:
 
     hover / tap      the nearest point's hover text in a tooltip (`#tip`)
-    drag (mouse)     zoom to the dragged rectangle; double-click resets
-    legend button    shows / hides its series (`aria-pressed`)
+    drag (mouse)     zoom to the dragged rectangle in that panel; double-click resets
+    legend button    shows / hides its series in every panel (`aria-pressed`)
 
 Every string that comes from a run (series names, labels, axis labels) is HTML-escaped here.
 """
@@ -17,14 +19,18 @@ Every string that comes from a run (series names, labels, axis labels) is HTML-e
 from __future__ import annotations
 
 import html
+import json
 import math
 from collections.abc import Sequence
 
 from modescape.report.base import (
+    AxisScale,
     Chart,
     ChartKind,
+    Guide,
     LineStyle,
     Marker,
+    Scale,
     Series,
     series_line,
     series_marker,
@@ -69,41 +75,109 @@ SHAPES = {
 }
 
 
-def chart_svg(chart: Chart, uid: str, title: str = "") -> str:
-    """The chart as a `<div class="chart">` holding its SVG, then its legend buttons."""
+def figure_svg(charts: Sequence[Chart], uid: str, title: str = "") -> str:
+    """A figure's charts (its panels, in order) as small multiples, each a `<div class="chart">`
+    holding its SVG (titled when there are several), then one legend for them all: a button per
+    series name (toggling that series in every panel), then the charts' fixed keys and guides.
+    The panels sit side by side where the page is wide enough, one above the other on a phone."""
+    names = list(dict.fromkeys(s.name for c in charts for s in c.series))
+    used = {series_marker(c, s) for c in charts for s in [*c.series, *c.keys]}
+    defs = "".join(
+        f'<path id="{html.escape(uid)}-m{i}" d="{SHAPES[m]}"/>'
+        for i, m in enumerate(Marker)
+        if m in used
+    )
+    panels = [
+        _panel_svg(c, names, uid, i, defs if i == 0 else "", title, len(charts) > 1)
+        for i, c in enumerate(charts)
+    ]
+    multi = " multi" if len(charts) > 1 else ""
+    return (
+        f'<div class="charts{multi}">{"".join(panels)}</div>'
+        f'<div class="legend">{_legend(charts, names, uid)}</div>'
+    )
+
+
+def _legend(charts: Sequence[Chart], names: list[str], uid: str) -> str:
+    """One button per series name (drawn as its first occurrence), then the fixed keys and the
+    guides of every chart, each name once."""
     esc = html.escape
-    xd, yd = _domain(chart, "x"), _domain(chart, "y")
-    sx, sy = _scale(xd, LEFT, WIDTH - RIGHT), _scale(yd, HEIGHT - BOTTOM, TOP)
-    groups = [_series_svg(chart, s, k, uid, sx, sy) for k, s in enumerate(chart.series)]
-    keys = "".join(
+    first: dict[str, tuple[Chart, Series]] = {}
+    keys: dict[str, tuple[Chart, Series]] = {}
+    guides: dict[str, Guide] = {}
+    for c in charts:
+        for s in c.series:
+            first.setdefault(s.name, (c, s))
+        for k in c.keys:
+            keys.setdefault(k.name, (c, k))
+        for g in c.guides:
+            guides.setdefault(g.name, g)
+    out = [
         f'<button type="button" class="key" data-s="{k}" aria-pressed="true">'
-        f"{_swatch(chart, s, k, uid)}{esc(s.name)}</button>"
-        for k, s in enumerate(chart.series)
-    )
-    keys += "".join(
-        f'<span class="key fixed">{_swatch(chart, s, k, uid)}{esc(s.name)}</span>'
-        for k, s in enumerate(chart.keys)
-    )
+        f"{_swatch(*first[n], k, uid)}{esc(n)}</button>"
+        for k, n in enumerate(names)
+    ]
+    out += [
+        f'<span class="key fixed">{_swatch(c, k, i, uid)}{esc(k.name)}</span>'
+        for i, (c, k) in enumerate(keys.values())
+    ]
+    out += [
+        f'<span class="key fixed guide"><svg class="sw" viewBox="0 0 24 12" aria-hidden="true" '
+        f'style="color:{esc(g.color)}"><path class="line {g.line.value}" d="M1,6H23"/></svg>'
+        f"{esc(g.name)}</span>"
+        for g in guides.values()
+    ]
+    return "".join(out)
+
+
+def _panel_svg(
+    chart: Chart, names: list[str], uid: str, panel: int, defs: str, title: str, titled: bool
+) -> str:
+    """Panel `panel` of figure `uid` as `<div class="chart">` and its SVG; `defs`: the figure's
+    marker shapes (in its first panel, which every panel and the legend refer to)."""
+    esc = html.escape
+    xd, yd = chart.domain("x"), chart.domain("y")
+    sx, sy = _scale(xd, LEFT, WIDTH - RIGHT), _scale(yd, HEIGHT - BOTTOM, TOP)
+    groups = [_series_svg(chart, s, names.index(s.name), uid, sx, sy) for s in chart.series]
+    guides = [_guide_svg(g, chart, sx, sy) for g in chart.guides]
     xint = all(float(v).is_integer() for s in chart.series for v in s.x)
+    xt = (
+        f' data-xt="{esc(json.dumps([[chart.x_scale.forward(v), t] for v, t in chart.x_ticks]))}"'
+        if chart.x_ticks is not None
+        else ""
+    )
     attrs = (
-        f'data-kind="{chart.kind.value}" data-xlog="{int(chart.x_log)}" data-xint="{int(xint)}" '
-        f'data-ylog="{int(chart.y_log)}" data-dom="{xd[0]!r} {xd[1]!r} {yd[0]!r} {yd[1]!r}" '
+        f'data-kind="{chart.kind.value}" data-xs="{chart.x_scale.kind.value}" '
+        f'data-xth="{chart.x_scale.linthresh!r}" data-ys="{chart.y_scale.kind.value}" '
+        f'data-yth="{chart.y_scale.linthresh!r}" data-xint="{int(xint)}"{xt} '
+        f'data-dom="{xd[0]!r} {xd[1]!r} {yd[0]!r} {yd[1]!r}" '
         f'data-xl="{esc(chart.x_label)}" data-yl="{esc(chart.y_label)}"'
     )
-    label = esc(title or f"{chart.y_label} against {chart.x_label}")
-    used = {series_marker(chart, s) for s in [*chart.series, *chart.keys]}
-    defs = "".join(
-        f'<path id="{esc(uid)}-m{i}" d="{SHAPES[m]}"/>' for i, m in enumerate(Marker) if m in used
-    )
+    label = title or f"{chart.y_label} against {chart.x_label}"
+    if titled and chart.title:
+        label = f"{chart.title}: {label}"
+    head = f'<div class="ptitle">{esc(chart.title)}</div>' if titled and chart.title else ""
     return (
-        f'<div class="chart" {attrs}><svg viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-        f'aria-label="{label}"><defs>{defs}</defs><clipPath id="clip-{esc(uid)}">'
-        f'<rect class="clip" x="{LEFT}" y="{TOP}" width="{WIDTH - LEFT - RIGHT}" '
-        f'height="{HEIGHT - TOP - BOTTOM}"/></clipPath>'
+        f'<div class="panel">{head}<div class="chart" {attrs}><svg viewBox="0 0 {WIDTH} '
+        f'{HEIGHT}" role="img" aria-label="{esc(label)}"><defs>{defs}</defs>'
+        f'<clipPath id="clip-{esc(uid)}-{panel}"><rect class="clip" x="{LEFT}" y="{TOP}" '
+        f'width="{WIDTH - LEFT - RIGHT}" height="{HEIGHT - TOP - BOTTOM}"/></clipPath>'
         f'<g class="frame">{_frame(chart, xd, yd, sx, sy)}</g>'
-        f'<g class="plot" clip-path="url(#clip-{esc(uid)})">{"".join(groups)}</g>'
-        f'<rect class="zoom" width="0" height="0"/></svg></div>'
-        f'<div class="legend">{keys}</div>'
+        f'<g class="plot" clip-path="url(#clip-{esc(uid)}-{panel})">{"".join(guides + groups)}</g>'
+        f'<rect class="zoom" width="0" height="0"/></svg></div></div>'
+    )
+
+
+def _guide_svg(g: Guide, chart: Chart, sx, sy) -> str:
+    """A reference line across the plot at `g.value` (data-v: on the axis's scale)."""
+    t = chart.scale(g.axis).forward(g.value)
+    if g.axis == "x":
+        d = f"M{sx(t):.1f},{TOP}V{HEIGHT - BOTTOM}"
+    else:
+        d = f"M{LEFT},{sy(t):.1f}H{WIDTH - RIGHT}"
+    return (
+        f'<path class="guide line {g.line.value}" data-axis="{g.axis}" data-v="{t!r}" '
+        f'd="{d}" style="color:{html.escape(g.color)}"><title>{html.escape(g.name)}</title></path>'
     )
 
 
@@ -118,10 +192,10 @@ def _mark_class(chart: Chart, s: Series) -> str:
 
 def _series_svg(chart: Chart, s: Series, k: int, uid: str, sx, sy) -> str:
     """One series: its ± band or bars, its line (in its line style), its markers (<use> of the
-    marker's shape, with the point's values and hover text)."""
+    marker's shape, with the point's values and hover text), its annotations."""
     esc = html.escape
     color = s.color or PALETTE[k % len(PALETTE)]
-    tx, ty = (lambda v: _t(v, chart.x_log)), (lambda v: _t(v, chart.y_log))
+    tx, ty = chart.x_scale.forward, chart.y_scale.forward
     clip = chart.y_clip or (-math.inf, math.inf)
     parts = []
     pts = [(tx(x), ty(y)) for x, y in zip(s.x, s.y)]
@@ -147,6 +221,11 @@ def _series_svg(chart: Chart, s: Series, k: int, uid: str, sx, sy) -> str:
                 f'<use class="{cls}" href="{ref}" x="{sx(x):.1f}" y="{sy(y):.1f}"{style} '
                 f'data-x="{x!r}" data-y="{y!r}" data-t="{esc(point_text(chart, s, i))}"/>'
             )
+            if s.annotate and s.labels is not None and i < len(s.labels):
+                parts.append(
+                    f'<text class="ann" x="{sx(x) + 7:.1f}" y="{sy(y) - 5:.1f}" data-x="{x!r}" '
+                    f'data-y="{y!r}">{esc(s.labels[i])}</text>'
+                )
     return f'<g class="series" data-s="{k}" style="color:{esc(color)}">{"".join(parts)}</g>'
 
 
@@ -166,34 +245,6 @@ def _swatch(chart: Chart, s: Series, k: int, uid: str) -> str:
         f'<svg class="sw" viewBox="0 0 24 12" aria-hidden="true" '
         f'style="color:{html.escape(color)}">{stroke}{use}</svg>'
     )
-
-
-def _t(v: float, log: bool) -> float:
-    """A data value on the axis's scale (log10 for log axes; NaN where it has no place)."""
-    v = float(v)
-    if not log:
-        return v
-    return math.log10(v) if v > 0 else math.nan
-
-
-def _domain(chart: Chart, axis: str) -> tuple[float, float]:
-    """The axis range on its scale: the data (with error bars) padded by 5%, or y_range."""
-    log = chart.x_log if axis == "x" else chart.y_log
-    if axis == "y" and chart.y_range is not None:
-        return _t(chart.y_range[0], log), _t(chart.y_range[1], log)
-    vals = []
-    for s in chart.series:
-        v = s.x if axis == "x" else s.y
-        vals += [_t(a, log) for a in v]
-        if axis == "y" and s.err is not None:
-            vals += [_t(a + e, log) for a, e in zip(v, s.err)]
-            vals += [_t(a - e, log) for a, e in zip(v, s.err)]
-    vals = [v for v in vals if math.isfinite(v)]
-    if not vals:
-        return 0.0, 1.0
-    lo, hi = min(vals), max(vals)
-    pad = (hi - lo) * 0.05 or (abs(lo) * 0.05 or 0.5)
-    return lo - pad, hi + pad
 
 
 def _scale(dom: tuple[float, float], a: float, b: float):
@@ -225,13 +276,24 @@ def _d(data: str, sx, sy, cls: str = "line") -> str:
     return "".join(out)
 
 
-def ticks(lo: float, hi: float, log: bool, n: int = 6, integer: bool = False) -> list[float]:
+def ticks(lo: float, hi: float, scale: Scale, n: int = 6, integer: bool = False) -> list[float]:
     """Tick positions (on the axis scale) within [lo, hi], whole numbers only for `integer`
-    data (sizes, epochs); the same rule as CHART_JS's `ticks`."""
-    if log and hi - lo >= 1.5:
+    data (sizes, epochs); the same rule as CHART_JS's `ticks`. Log: whole decades when the
+    range spans 1.5 or more; symlog: 0 and ±10^k outside the linear range, when two fit."""
+    if scale.kind == AxisScale.LOG and hi - lo >= 1.5:
         step = max(1, math.ceil((hi - lo) / n))
         return [float(k) for k in range(math.ceil(lo), math.floor(hi) + 1) if k % step == 0]
-    a, b = (10**lo, 10**hi) if log else (lo, hi)
+    a, b = scale.inverse(lo), scale.inverse(hi)
+    if scale.kind == AxisScale.SYMLOG:
+        top = max(abs(a), abs(b))
+        first = math.ceil(math.log10(scale.linthresh) - 1e-9)
+        last = math.floor(math.log10(top) + 1e-9) if top > 0 else first - 1
+        decades = [10.0**k for k in range(first, last + 1)]
+        cands = sorted({0.0, *decades, *(-d for d in decades)})
+        cands = [v for v in cands if a <= v <= b]
+        if len(cands) >= 2:
+            step = max(1, math.ceil(len(cands) / n))
+            return [scale.forward(v) for i, v in enumerate(cands) if i % step == 0]
     raw = max((b - a) / n, 1.0 if integer else 0.0)
     if not raw > 0:
         return []
@@ -239,13 +301,13 @@ def ticks(lo: float, hi: float, log: bool, n: int = 6, integer: bool = False) ->
     step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
     out, v = [], math.ceil(a / step) * step
     while v <= b + step * 1e-9:
-        out.append(math.log10(v) if log else v)
+        out.append(scale.forward(v))
         v += step
     return [t for t in out if math.isfinite(t)]
 
 
-def tick_text(v: float, log: bool) -> str:
-    v = 10**v if log else v
+def tick_text(v: float, scale: Scale) -> str:
+    v = scale.inverse(v)
     return f"{float(f'{v:.6g}'):g}"
 
 
@@ -254,15 +316,20 @@ def _frame(chart: Chart, xd, yd, sx, sy) -> str:
     x0, x1, y0, y1 = LEFT, WIDTH - RIGHT, TOP, HEIGHT - BOTTOM
     out = [f'<rect class="box" x="{x0}" y="{y0}" width="{x1 - x0}" height="{y1 - y0}"/>']
     xint = all(float(v).is_integer() for s in chart.series for v in s.x)
-    for t in ticks(*xd, chart.x_log, integer=xint):
+    if chart.x_ticks is not None:
+        xticks = [(chart.x_scale.forward(v), t) for v, t in chart.x_ticks]
+        xticks = [(v, t) for v, t in xticks if xd[0] <= v <= xd[1]]
+    else:
+        xticks = [(t, tick_text(t, chart.x_scale)) for t in ticks(*xd, chart.x_scale,
+                                                                   integer=xint)]  # fmt: skip
+    for t, label in xticks:
         x = sx(t)
         out.append(f'<line class="grid" x1="{x:.1f}" x2="{x:.1f}" y1="{y0}" y2="{y1}"/>')
-        label = tick_text(t, chart.x_log)
-        out.append(f'<text x="{x:.1f}" y="{y1 + 16}" text-anchor="middle">{label}</text>')
-    for t in ticks(*yd, chart.y_log, 5):
+        out.append(f'<text x="{x:.1f}" y="{y1 + 16}" text-anchor="middle">{esc(label)}</text>')
+    for t in ticks(*yd, chart.y_scale, 5):
         y = sy(t)
         out.append(f'<line class="grid" x1="{x0}" x2="{x1}" y1="{y:.1f}" y2="{y:.1f}"/>')
-        label = tick_text(t, chart.y_log)
+        label = tick_text(t, chart.y_scale)
         out.append(f'<text x="{x0 - 6}" y="{y + 4:.1f}" text-anchor="end">{label}</text>')
     out.append(
         f'<text class="axis" x="{(x0 + x1) / 2}" y="{HEIGHT - 6}" text-anchor="middle">'
@@ -277,10 +344,15 @@ def chart_data(chart: Chart) -> dict:
     """The chart's series as plain JSON-able data (report/data.json)."""
     return {
         "kind": chart.kind.value,
+        "title": chart.title,
         "x_label": chart.x_label,
         "y_label": chart.y_label,
-        "x_log": chart.x_log,
-        "y_log": chart.y_log,
+        "x_log": chart.x_scale.kind == AxisScale.LOG,
+        "y_log": chart.y_scale.kind == AxisScale.LOG,
+        "x_scale": _scale_data(chart.x_scale),
+        "y_scale": _scale_data(chart.y_scale),
+        "x_limits": list(chart.limits("x")),
+        "y_limits": list(chart.limits("y")),
         "y_range": list(chart.y_range) if chart.y_range is not None else None,
         "series": [
             {
@@ -294,8 +366,24 @@ def chart_data(chart: Chart) -> dict:
             for s in chart.series
         ],
         "keys": [{"name": s.name, **_style(chart, s)} for s in chart.keys],
-        "panel": chart.panel,
+        "guides": [
+            {
+                "axis": g.axis,
+                "value": g.value,
+                "name": g.name,
+                "color": g.color,
+                "line": g.line.value,
+            }
+            for g in chart.guides
+        ],
     }
+
+
+def _scale_data(scale: Scale) -> dict:
+    out: dict = {"kind": scale.kind.value}
+    if scale.kind == AxisScale.SYMLOG:
+        out["linthresh"] = scale.linthresh
+    return out
 
 
 def _style(chart: Chart, s: Series) -> dict:
@@ -310,6 +398,10 @@ def _style(chart: Chart, s: Series) -> dict:
 
 
 CHART_CSS = """
+.charts { display: grid; grid-template-columns: minmax(0, 1fr); gap: 6px 18px; }
+.charts.multi { grid-template-columns: repeat(auto-fit, minmax(min(100%, 400px), 1fr)); }
+.panel { min-width: 0; }
+.ptitle { font-size: 0.9em; font-weight: 600; text-align: center; margin: 4px 0 0; }
 .chart { position: relative; width: 100%; }
 .chart svg { display: block; width: 100%; height: auto; font-size: 12px; user-select: none;
              touch-action: pan-y; }
@@ -328,6 +420,8 @@ CHART_CSS = """
 .chart .pt.hot { stroke: var(--fg); stroke-width: 2; opacity: 1; }
 .chart .series.off, .chart .series.off * { display: none; }
 .chart .zoom { fill: var(--accent); opacity: 0.15; }
+.chart .guide { stroke-width: 1.2; opacity: 0.6; }
+.chart .ann { font-size: 11px; }
 .legend { display: flex; flex-wrap: wrap; gap: 4px 6px; margin: 4px 0; }
 .legend .key { font: inherit; font-size: 0.85em; color: inherit; background: none;
                border: 1px solid var(--rule); border-radius: 12px; padding: 1px 8px;
@@ -345,20 +439,44 @@ CHART_CSS = """
 CHART_JS = r"""
 (() => {
 const tip = document.getElementById('tip');
-const fmt = v => String(+v.toPrecision(6)), pow = (v, log) => log ? 10 ** v : v;
+const fmt = v => String(+v.toPrecision(6));
 const set = (e, a) => Object.entries(a).forEach(([k, v]) => e.setAttribute(k, v));
-function ticks(lo, hi, log, n, int) {
-  if (log && hi - lo >= 1.5) {
-    const s = Math.max(1, Math.ceil((hi - lo) / n)), out = [];
-    for (let k = Math.ceil(lo); k <= Math.floor(hi); k++) if (k % s === 0) out.push(k);
+// an axis scale: {k: 'linear' | 'log' | 'symlog', th: linthresh}; as report/base.py's Scale
+const ADJ = 1 / (1 - 1 / 10);
+function fwd(v, s) {
+  if (s.k === 'log') return v > 0 ? Math.log10(v) : NaN;
+  if (s.k !== 'symlog') return v;
+  const a = Math.abs(v);
+  return a <= s.th ? v * ADJ : Math.sign(v) * s.th * (ADJ + Math.log10(a / s.th));
+}
+function inv(t, s) {
+  if (s.k === 'log') return 10 ** t;
+  if (s.k !== 'symlog') return t;
+  const a = Math.abs(t);
+  return a <= s.th * ADJ ? t / ADJ : Math.sign(t) * s.th * 10 ** (a / s.th - ADJ);
+}
+function ticks(lo, hi, s, n, int) {  // the same rule as interactive.py's `ticks`
+  if (s.k === 'log' && hi - lo >= 1.5) {
+    const st = Math.max(1, Math.ceil((hi - lo) / n)), out = [];
+    for (let k = Math.ceil(lo); k <= Math.floor(hi); k++) if (k % st === 0) out.push(k);
     return out;
   }
-  const a = pow(lo, log), b = pow(hi, log), raw = Math.max((b - a) / n, int ? 1 : 0);
+  const a = inv(lo, s), b = inv(hi, s);
+  if (s.k === 'symlog') {
+    const top = Math.max(Math.abs(a), Math.abs(b)), first = Math.ceil(Math.log10(s.th) - 1e-9);
+    const last = top > 0 ? Math.floor(Math.log10(top) + 1e-9) : first - 1, c = new Set([0]);
+    for (let k = first; k <= last; k++) { c.add(10 ** k); c.add(-(10 ** k)); }
+    const cands = [...c].sort((p, q) => p - q).filter(v => a <= v && v <= b);
+    if (cands.length >= 2) {
+      const st = Math.max(1, Math.ceil(cands.length / n));
+      return cands.filter((v, i) => i % st === 0).map(v => fwd(v, s));
+    }
+  }
+  const raw = Math.max((b - a) / n, int ? 1 : 0);
   if (!(raw > 0)) return [];
   const mag = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 5, 10].map(m => m * mag).find(s => s >= raw), out = [];
-  for (let v = Math.ceil(a / step) * step; v <= b + step * 1e-9; v += step)
-    out.push(log ? Math.log10(v) : v);
+  const step = [1, 2, 5, 10].map(m => m * mag).find(v => v >= raw), out = [];
+  for (let v = Math.ceil(a / step) * step; v <= b + step * 1e-9; v += step) out.push(fwd(v, s));
   return out.filter(isFinite);
 }
 function el(tag, attrs, text) {  // the namespace is read from the page's own <svg>s
@@ -377,14 +495,17 @@ function draw(c) {
   set(clip, {x: L, y: T, width: R - L, height: B - T});
   const f = svg.querySelector('.frame');
   f.replaceChildren(el('rect', {class: 'box', x: L, y: T, width: R - L, height: B - T}));
-  const xl = d.xlog === '1', yl = d.ylog === '1';
-  for (const t of ticks(x0, x1, xl, Math.max(2, Math.round((R - L) / 70)), d.xint === '1')) {
+  const xs = {k: d.xs, th: +d.xth}, ys = {k: d.ys, th: +d.yth};
+  const xt = d.xt ? JSON.parse(d.xt).filter(([t]) => x0 <= t && t <= x1) :
+    ticks(x0, x1, xs, Math.max(2, Math.round((R - L) / 70)), d.xint === '1')
+      .map(t => [t, fmt(inv(t, xs))]);
+  for (const [t, text] of xt) {
     f.append(el('line', {class: 'grid', x1: sx(t), x2: sx(t), y1: T, y2: B}));
-    f.append(el('text', {x: sx(t), y: B + 16, 'text-anchor': 'middle'}, fmt(pow(t, xl))));
+    f.append(el('text', {x: sx(t), y: B + 16, 'text-anchor': 'middle'}, text));
   }
-  for (const t of ticks(y0, y1, yl, Math.max(2, Math.round((B - T) / 45)))) {
+  for (const t of ticks(y0, y1, ys, Math.max(2, Math.round((B - T) / 45)))) {
     f.append(el('line', {class: 'grid', x1: L, x2: R, y1: sy(t), y2: sy(t)}));
-    f.append(el('text', {x: L - 6, y: sy(t) + 4, 'text-anchor': 'end'}, fmt(pow(t, yl))));
+    f.append(el('text', {x: L - 6, y: sy(t) + 4, 'text-anchor': 'end'}, fmt(inv(t, ys))));
   }
   f.append(el('text', {class: 'axis', x: (L + R) / 2, y: H - 6, 'text-anchor': 'middle'}, d.xl));
   f.append(el('text', {class: 'axis', transform: `translate(14 ${(T + B) / 2}) rotate(-90)`,
@@ -393,8 +514,15 @@ function draw(c) {
     p.setAttribute('d', p.dataset.pts.split(';').filter(Boolean).map(seg => 'M' + seg.split(' ')
       .map(q => { const [x, y] = q.split(',').map(Number); return sx(x) + ',' + sy(y); })
       .join('L') + (p.classList.contains('band') ? 'Z' : '')).join(''));
+  for (const g of svg.querySelectorAll('.guide')) {
+    const v = +g.dataset.v;
+    g.setAttribute('d', g.dataset.axis === 'x' ? `M${sx(v)},${T}V${B}` : `M${L},${sy(v)}H${R}`);
+  }
   for (const q of svg.querySelectorAll('.pt')) {
     q.setAttribute('x', sx(+q.dataset.x)); q.setAttribute('y', sy(+q.dataset.y));
+  }
+  for (const q of svg.querySelectorAll('.ann')) {
+    q.setAttribute('x', sx(+q.dataset.x) + 7); q.setAttribute('y', sy(+q.dataset.y) - 5);
   }
   c.box = [L, R, T, B];
 }
@@ -450,13 +578,6 @@ for (const c of document.querySelectorAll('.chart')) {
   });
   svg.addEventListener('pointerleave', () => { if (!start) tip.style.display = 'none'; });
   svg.addEventListener('dblclick', () => { c.dom = c.home.slice(); draw(c); });
-  c.nextElementSibling.addEventListener('click', e => {
-    const b = e.target.closest('.key');
-    if (!b) return;
-    const on = b.getAttribute('aria-pressed') !== 'true';
-    b.setAttribute('aria-pressed', on);
-    svg.querySelector(`.series[data-s="${b.dataset.s}"]`).classList.toggle('off', !on);
-  });
   draw(c);
   c.w = c.clientWidth;
   // redrawn in the next frame: drawing inside the observer's callback resizes what it observes
@@ -464,6 +585,17 @@ for (const c of document.querySelectorAll('.chart')) {
   new ResizeObserver(() => requestAnimationFrame(() => {
     if (c.clientWidth !== c.w) { c.w = c.clientWidth; draw(c); }
   })).observe(c);
+}
+// a legend button shows / hides its series in every panel of its figure
+for (const lg of document.querySelectorAll('.charts + .legend')) {
+  lg.addEventListener('click', e => {
+    const b = e.target.closest('button.key');
+    if (!b) return;
+    const on = b.getAttribute('aria-pressed') !== 'true';
+    b.setAttribute('aria-pressed', on);
+    lg.previousElementSibling.querySelectorAll(`.series[data-s="${b.dataset.s}"]`)
+      .forEach(g => g.classList.toggle('off', !on));
+  });
 }
 })();
 """

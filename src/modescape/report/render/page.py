@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from modescape.report.base import Chart, Table
-from modescape.report.render.interactive import CHART_CSS, CHART_JS, chart_svg
+from modescape.report.render.interactive import CHART_CSS, CHART_JS, figure_svg
 from modescape.report.wording import near_one
 
 esc = html.escape
@@ -35,13 +35,13 @@ esc = html.escape
 
 @dataclass
 class FigureBlock:
-    """One figure of a page: an interactive chart, a PNG, or both (the PNG then sits under the
-    chart in a <details>); `links` are (text, href) of its files."""
+    """One figure of a page: interactive charts (one per panel), a PNG, or both (the PNG then
+    sits under the charts in a <details>); `links` are (text, href) of its files."""
 
     name: str
     caption: str
     png: bytes | None = None
-    chart: Chart | None = None
+    charts: list[Chart] = field(default_factory=list)
     links: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -64,13 +64,13 @@ def img_html(png: bytes, alt: str, scale: int = 1) -> str:
 def figure_html(fig: FigureBlock, number: int, png_scale: int = 1) -> str:
     anchor = f"fig-{fig.name}"
     body = ""
-    if fig.chart is not None:
-        body = chart_svg(fig.chart, uid=fig.name, title=fig.caption)
+    if fig.charts:
+        body = figure_svg(fig.charts, uid=fig.name, title=fig.caption)
     elif fig.png is not None:
         body = img_html(fig.png, fig.caption, png_scale)
     files = " · ".join(f'<a href="{esc(href)}">{esc(text)}</a>' for text, href in fig.links)
     static = ""
-    if fig.chart is not None and fig.png is not None:
+    if fig.charts and fig.png is not None:
         static = (
             '<details class="static"><summary>Static figure (PNG, as in the files)</summary>'
             f"{img_html(fig.png, fig.caption, png_scale)}</details>"
@@ -102,14 +102,15 @@ def cell_text(value: Any) -> str:
     return str(value)
 
 
-# Where a long identifier or path may wrap: after "/" and "_", and after a "." that a letter
-# follows (train.augment.flip, not 0.25); nowhere else, so no word breaks mid-token.
+# Where a long identifier or path may wrap: after "/" and "_", after a "." that a letter
+# follows (train.augment.flip, not 0.25), and before a "+" (a dirty checkout's commit,
+# "<sha>+dirty", where a browser breaks anyway); nowhere else, so no word breaks mid-token.
 _BREAKS = re.compile(r"([/_]|\.(?=[A-Za-z]))")
 
 
 def breakable(text: str) -> str:
     """`text` HTML-escaped, with <wbr> at the points an identifier or path may wrap."""
-    return _BREAKS.sub(r"\1<wbr>", esc(text))
+    return _BREAKS.sub(r"\1<wbr>", esc(text)).replace("+", "<wbr>+")
 
 
 def _td(value: Any, label: str, align_numbers: bool = True) -> str:

@@ -75,7 +75,7 @@ def weight_section(ctx: ReportContext) -> Section | None:
                 data=fd.per_member_lines(
                     "distance_from_init", M, E, {"l2_distance_from_init": from_init}, caption
                 ),
-                chart=chart,
+                charts=[chart],
             )
         )
     cos_20_40 = _cosine_20_40(cos, M, E)
@@ -222,7 +222,7 @@ def _agreement_with_final_plot(agreement: np.ndarray, M: list[int], E: list[int]
         figures.chart_figure(chart, (7.0, 4.6), legend_cols=2 if len(M) > 2 else 1),
         caption,
         data=fd.per_member_lines("agreement_with_final", M, E, columns, caption, frac),
-        chart=chart,
+        charts=[chart],
     )
 
 
@@ -239,7 +239,7 @@ def trajectory_section(ctx: ReportContext) -> Section | None:
             continue
         t = Trajectories.from_columns(ctx.csv(S.TRAJECTORY_CSV.format(method=method)), label)
         caption = f"{label} of all snapshots, one fit; circle: first snapshot, star: last."
-        plots.append(described_plot(f"trajectories_{method}", t, caption, chart=t.chart))
+        plots.append(described_plot(f"trajectories_{method}", t, caption, charts=[t.chart]))
     if not plots:
         return None
     info = emb.get("tsne") or emb.get("pca") or {}
@@ -309,7 +309,7 @@ def ensemble_section(ctx: ReportContext) -> Section | None:
             figures.curves_figure(charts, title),
             caption,
             data=fd.curves_table("ensemble_curves", *cols, caption),
-            chart=charts[0],
+            charts=charts,
         )
     ]
     if ctx.has(S.RELIABILITY):
@@ -432,7 +432,7 @@ def training_section(ctx: ReportContext) -> Section | None:
             figures.training_figure(charts),
             caption,
             data=table,
-            chart=charts[-1],
+            charts=charts,
         )
     ]
     return Section(

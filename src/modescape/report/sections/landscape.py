@@ -5,6 +5,8 @@ members. Reads `<run>/landscape/` through `ctx.study`; None when `modescape land
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from modescape.report import references
@@ -45,7 +47,7 @@ def landscape_section(ctx: ReportContext) -> Section | None:
                 landscape_figures.paths_chart_figure(charts),
                 caption,
                 data=fd.paths_table(drawn, caption),
-                chart=charts[0],
+                charts=charts,
             )
         )
     names = (
@@ -190,7 +192,8 @@ def paths_text(paths: list[S.PathEntry], alignment: dict | None) -> list[str]:
         cb, ca = float(alignment["cosine_before"]), float(alignment["cosine_after"])
         eb, ea = float(alignment["error_barrier_before"]), float(alignment["error_barrier_after"])
         line = (
-            f"Permuting member {j}'s units to match member {i}'s (its function is unchanged: "
+            f"Permuting member {j}'s units to match member {i}'s{alignment_how(alignment)} "
+            "(its function is unchanged: "
             f"probabilities move by at most {float(alignment['max_abs_prob_diff']):.1e}) "
             f"{'raises' if ca > cb else 'does not raise'} the cosine similarity of their "
             f"weights ({cb:.3f} → {ca:.3f}), {_change(eb, ea, 'error barrier')}"
@@ -204,6 +207,16 @@ def paths_text(paths: list[S.PathEntry], alignment: dict | None) -> list[str]:
             line += " between them (the loss barrier was not recorded)."
         text.append(line)
     return text
+
+
+def alignment_how(alignment: dict) -> str:
+    """How the permutation was found, where it is not the default (weight matching on the
+    automatic or built-in spec): ' by activation matching', ' (permutations from spec.json)'."""
+    how = " by activation matching" if alignment.get("method") == "activations" else ""
+    spec = alignment.get("spec")
+    if spec not in (None, "built-in", "automatic"):
+        how += f" (permutations from the spec file {Path(str(spec)).name})"
+    return how
 
 
 def _plane_text(plane: S.PlaneEntry, p: landscape_figures.LandscapePlane) -> tuple[str, list[str]]:

@@ -79,14 +79,14 @@ def shift_section(ctx: ReportContext) -> Section | None:
         Plot(
             "shift_diversity",
             figures_study.shift_diversity_chart_figure(chart),
-            "Jensen–Shannon diversity within each family, averaged over corruptions.",
+            figures_study.shift_diversity_caption(chart),
             data=Table(
                 "shift_diversity",
                 ["family", *(f"severity_{v}" for v in sevs)],
                 [[f, *(sig(x) for x in by.js[f])] for f in js_styles if f in by.js],
                 "Jensen–Shannon diversity (nats), mean over corruptions; severity 0 is clean.",
             ),
-            chart=chart,
+            charts=[chart],
         )
     )
     if s.example_corruptions and res.has(S.SHIFT_EXAMPLES):

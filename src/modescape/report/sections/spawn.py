@@ -67,13 +67,16 @@ def instability_plots(s: Any, coords: np.ndarray | None, index: np.ndarray | Non
     }
     threshold = float(s.settings.get("threshold", 0.02))
     charts = instability_charts(
-        [p.at for p in s.points], values, ref["within"], ref["across"], threshold
+        [p.at for p in s.points], values, ref["within"], ref["across"], threshold, s.onset
     )
-    fig = instability_chart_figure(charts, s.onset)
+    fig = instability_chart_figure(charts)
     caption = (
         "Error barrier and disagreement between children spawned at each point, against the "
         "spawn point; dashed: the same measures within one trajectory and across "
-        f"initialisations; dotted: the {threshold:.0%} stability threshold (Frankle et al. 2020)."
+        f"initialisations; dotted: the {threshold:.0%} stability threshold (Frankle et al. 2020)"
+        + ("" if s.onset is None else f"; vertical line: stable from epoch {s.onset:g}")
+        + "; the spawn-point axis is linear up to the first spawn point after 0 (at most epoch "
+        "1) and logarithmic beyond."
     )
     plots = [
         Plot(
@@ -81,7 +84,7 @@ def instability_plots(s: Any, coords: np.ndarray | None, index: np.ndarray | Non
             fig,
             caption,
             data=instability_table(s, "instability_points"),
-            chart=charts[0],
+            charts=charts,
         )
     ]
     if coords is not None and index is not None:

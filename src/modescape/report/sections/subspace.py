@@ -78,7 +78,7 @@ def subspace_section(ctx: ReportContext) -> Section | None:
                 figures_study.subspace_curves_figure(charts),
                 caption,
                 data=fd.curves_table("subspace_ensembles", *cols, caption),
-                chart=charts[0],
+                charts=charts,
             )
         )
     plots.append(_subspace_js_plot(s, methods))
@@ -161,7 +161,7 @@ def _subspace_plane_plot(s: S.SubspaceSummary, plane: dict[str, np.ndarray]) -> 
     )
     table = fd.plane_points_table(plane, s.reference_curves, caption)
     figure = figures_study.plane_figure(chart)
-    return Plot("subspace_plane", figure, caption, data=table, chart=chart)
+    return Plot("subspace_plane", figure, caption, data=table, charts=[chart])
 
 
 def _subspace_js_plot(s: S.SubspaceSummary, methods: list[str]) -> Plot:

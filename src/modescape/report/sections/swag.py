@@ -183,7 +183,7 @@ def _curves_plot(res: Any, sub: Any) -> Plot:
         figures_study.subspace_curves_figure(charts),
         caption,
         data=fd.curves_table("swag_ensembles", *args, caption),
-        chart=charts[0],
+        charts=charts,
     )
 
 
@@ -205,7 +205,9 @@ def _plane_plot(s: S.SwagSummary, plane: dict[str, np.ndarray]) -> Plot:
     )
     table = fd.plane_points_table(plane, s.plane.get("curves"), caption)
     table.name = "swag_plane"
-    return Plot("swag_plane", figures_study.plane_figure(chart), caption, data=table, chart=chart)
+    return Plot(
+        "swag_plane", figures_study.plane_figure(chart), caption, data=table, charts=[chart]
+    )
 
 
 def _tsne_plot(t: dict[str, np.ndarray]) -> Plot | None:
