@@ -1,7 +1,7 @@
 """Loss plane: modescape against loss-landscapes and against the one-point-at-a-time loop.
 
     python benchmarks/bench_landscape.py [--resolution 21] [--examples 2000] [--mnist-examples 1000]
-        [--repeats 1] [--mnist-repeats 3] [--threads N] [--skip-peer] [--no-loss-landscapes]
+        [--repeats 1] [--mnist-repeats 3] [--threads 1,2] [--skip-peer] [--no-loss-landscapes]
 
 Two setups: SmallCNN (paper) on 1,000 MNIST-1D signals and on 2,000 CIFAR-10 test images, each
 with a 21×21 plane through three independently initialised networks. Everything is timed side by
@@ -13,6 +13,8 @@ side in one process, repeats interleaved and the best of each kept (the host is 
   (θ1−o)/R and (θ2−o)/R, not orthogonalised.
 - modescape's engine (`batched.score_many`, defaults, `strategy="auto"`) on exactly those R×R
   points: loss *and* accuracy. Like for like with the line above; the losses must agree to 1e-4.
+  On MNIST-1D also each small-network strategy by name ("grouped": K points as batched MKL
+  matmuls; "signals": one point at a time through oneDNN's matmul), whichever "auto" picks.
 - modescape `landscape.evaluate_plane` (defaults) on its own grid: loss, accuracy and
   agreement with θ1 and θ2 at every point, plus the two reference passes (θ1, θ2). Its grid puts
   the anchors on nodes, so `resolution=R` gives at least R values per axis (23×23 = 529 points
@@ -21,6 +23,10 @@ side in one process, repeats interleaved and the best of each kept (the host is 
 - the direct loop on evaluate_plane's grid: `vector_to_parameters` into the model, batches of
   128, fp32 NCHW (what most code does); its losses must match evaluate_plane's to 1e-4.
 
+Each case runs at each thread count of `--threads` (default 1 and 2), and a summary at the end
+gives every ratio, its target (#28: ≥ 1.5x on MNIST-1D, ≥ 3x on CIFAR-10), the load average and
+how closely the losses agree, with the CPU capability and whether oneDNN is taken to be ahead of
+MKL ("auto" then picks "signals" on MNIST-1D).
 Printed: wall seconds (and process CPU seconds, which an oversubscribed host's wall time hides),
 the speed-ups against loss-landscapes and against the direct loop, the largest relative
 difference of the losses, the thread count and the load average before each setup, and whether
@@ -167,7 +173,7 @@ def plane_resolution(coords: torch.Tensor, R: int, margin: float) -> int:
     return 2
 
 
-def run_case(name, x, y, source, args, repeats: int) -> None:
+def run_case(name, x, y, source, args, repeats: int) -> dict:
     in_shape = tuple(x.shape[1:])
     anchors = []
     for seed in range(3):
@@ -177,9 +183,10 @@ def run_case(name, x, y, source, args, repeats: int) -> None:
     model = build_model("smallcnn", "paper", in_shape, 10)
     R = args.resolution
     strategy = batched.plan(model, x, R * R).strategy
+    load = os.getloadavg()[0]
     print(
         f"\n{name}: SmallCNN (paper), {len(x):,} {source}, {R}×{R} plane, "
-        f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}, "
+        f"{torch.get_num_threads()} threads, load average {load:.2f}, "
         f'modescape strategy "{strategy}", huge pages {_thp()}'
     )
     ll = _loss_landscapes() if args.loss_landscapes else None
@@ -194,7 +201,9 @@ def run_case(name, x, y, source, args, repeats: int) -> None:
     plane_res = plane_resolution(coords, R, MARGIN)
     grid = anchored_grid(coords, plane_res, MARGIN)
     n_plane = len(grid.a_values) * len(grid.b_values)
-    best = dict.fromkeys(("plane", "peer", "ll", "engine"), float("inf"))
+    # the engine's default ("auto") and, on 1-D signals, both small-network strategies by name
+    strategies = ["auto"] + (["grouped", "signals"] if x.dim() == 3 else [])
+    best = dict.fromkeys(("plane", "peer", "ll", *strategies), float("inf"))
 
     cpu = dict(best)  # process CPU seconds: what an oversubscribed host's wall time hides
 
@@ -221,7 +230,10 @@ def run_case(name, x, y, source, args, repeats: int) -> None:
         )
         if ll is not None:
             theirs = timed("ll", lambda: their_plane(model, anchors, x, y, R, ll))
-            ours = timed("engine", lambda: batched.score_many(model, pts, x, y).loss)
+            ours = {
+                st: timed(st, lambda st=st: batched.score_many(model, pts, x, y, strategy=st).loss)
+                for st in strategies
+            }
         if not args.skip_peer:
             peer = timed(
                 "peer",
@@ -230,19 +242,24 @@ def run_case(name, x, y, source, args, repeats: int) -> None:
                 ),
             )
     n = R * R
+    summary = {"case": name, "threads": torch.get_num_threads(), "load": load}
     if ll is not None:
-        rel_ll = _rel(ours, theirs)
         print(
             f"  loss-landscapes planar_interpolation, loss only          {best['ll']:7.2f} s  "
             f"({best['ll'] / n * 1e3:.2f} ms/point; CPU {cpu['ll']:.2f} s)"
         )
-        print(
-            f"  modescape score_many, same {n} points, loss + accuracy    {best['engine']:7.2f} s  "
-            f"({best['engine'] / n * 1e3:.2f} ms/point; CPU {cpu['engine']:.2f} s) | "
-            f"{best['ll'] / best['engine']:4.2f}x loss-landscapes (CPU time "
-            f"{cpu['ll'] / cpu['engine']:4.2f}x) | max rel. diff of losses {rel_ll:.1e}"
-        )
-        assert rel_ll <= 1e-4, "modescape disagrees with loss-landscapes"
+        for st in strategies:
+            rel_ll = _rel(ours[st], theirs)
+            label = f'"{strategy}" (auto)' if st == "auto" else f'"{st}"'
+            print(
+                f"  modescape score_many {label:16s} same {n} points {best[st]:7.2f} s  "
+                f"({best[st] / n * 1e3:.2f} ms/point; CPU {cpu[st]:.2f} s) | "
+                f"{best['ll'] / best[st]:4.2f}x loss-landscapes (CPU time "
+                f"{cpu['ll'] / cpu[st]:4.2f}x) | max rel. diff of losses {rel_ll:.1e}"
+            )
+            assert rel_ll <= 1e-4, f"modescape ({st}) disagrees with loss-landscapes"
+            summary[st] = best["ll"] / best[st]
+            summary["agree"] = max(summary.get("agree", 0.0), rel_ll)
     shape = f"{len(grid.b_values)}×{len(grid.a_values)}"
     line = (
         f"  modescape evaluate_plane, {shape} = {n_plane} points + extras "
@@ -255,6 +272,8 @@ def run_case(name, x, y, source, args, repeats: int) -> None:
             f"(CPU time {cpu['ll'] / cpu['plane']:4.2f}x)"
         )
     print(line + f" (best of {repeats})")
+    if ll is not None:
+        summary["plane"] = best["ll"] / best["plane"]
     if not args.skip_peer:
         rel = _rel(res.loss, peer)
         print(
@@ -264,6 +283,33 @@ def run_case(name, x, y, source, args, repeats: int) -> None:
             f"max rel. diff of losses {rel:.1e}"
         )
         assert rel <= 1e-4, "modescape's plane disagrees with the direct loop"
+        summary["agree_loop"] = rel
+    return summary
+
+
+TARGETS = {"MNIST-1D": 1.5, "CIFAR-10": 3.0}  # issue #28 part 5, like for like
+
+
+def print_summary(rows: list[dict]) -> None:
+    """One line per case and thread count: every ratio against loss-landscapes, its target."""
+    print(
+        f"\nSummary (torch {torch.__version__}, CPU capability "
+        f"{torch.backends.cpu.get_cpu_capability()}, oneDNN ahead of MKL: "
+        f"{batched.onednn_ahead()}, huge pages {_thp()}); x = loss-landscapes' time / modescape's"
+    )
+    for r in rows:
+        if "auto" not in r:
+            print(f"  {r['case']}, {r['threads']} threads: no loss-landscapes, no ratio")
+            continue
+        target = TARGETS[r["case"]]
+        named = "".join(f", {st} {r[st]:.2f}x" for st in ("grouped", "signals") if st in r)
+        met = "met" if r["auto"] >= target else "NOT met"
+        print(
+            f"  {r['case']}, {r['threads']} threads, load {r['load']:.1f}: engine (auto) "
+            f"{r['auto']:.2f}x{named}, evaluate_plane {r['plane']:.2f}x | target {target}x: {met}"
+            f" | losses agree to {r['agree']:.1e} (loss-landscapes)"
+            + (f", {r['agree_loop']:.1e} (direct loop)" if "agree_loop" in r else "")
+        )
 
 
 def main() -> None:
@@ -273,17 +319,26 @@ def main() -> None:
     p.add_argument("--mnist-examples", type=int, default=1000, help="MNIST-1D signals")
     p.add_argument("--repeats", type=int, default=1, help="CIFAR-10 case (minutes each)")
     p.add_argument("--mnist-repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    p.add_argument(
+        "--threads", default="1,2", help="torch thread counts, each case run at each (0: default)"
+    )
     p.add_argument("--skip-peer", action="store_true")
     p.add_argument("--no-loss-landscapes", dest="loss_landscapes", action="store_false")
     p.add_argument("--cases", default="cifar,mnist1d")
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    threads = [int(t) for t in str(args.threads).split(",")]
+    rows = []
     if "mnist1d" in args.cases:
-        run_case("MNIST-1D", *mnist1d_signals(args.mnist_examples), args, args.mnist_repeats)
+        data = mnist1d_signals(args.mnist_examples)
+        for t in threads:
+            torch.set_num_threads(t or os.cpu_count() or 1)
+            rows.append(run_case("MNIST-1D", *data, args, args.mnist_repeats))
     if "cifar" in args.cases:
-        run_case("CIFAR-10", *cifar_images(args.examples), args, args.repeats)
+        data = cifar_images(args.examples)
+        for t in threads:
+            torch.set_num_threads(t or os.cpu_count() or 1)
+            rows.append(run_case("CIFAR-10", *data, args, args.repeats))
+    print_summary(rows)
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ def main() -> None:
 
 
 def _print(parent, kids, s, args) -> None:
-    steps = kids.manifest["spawn"]["steps_per_epoch"]
+    steps = kids.manifest.spawn.steps_per_epoch
     acc = [parent.metrics(m)[-1].test_acc for m in parent.members]
     print(f"parent: SmallCNN (seed), test accuracy {', '.join(f'{a:.3f}' for a in acc)}")
     print(

@@ -102,15 +102,15 @@ def main() -> None:
           f"and {args.passes} MC-dropout passes per member")  # fmt: skip
     print("\n| method | members | accuracy | NLL | Brier | ECE | training epochs | test forwards |")
     print("|---|---|---|---|---|---|---|---|")
-    rows = {r["method"]: r for r in summary.table}
+    rows = {r.method: r for r in summary.table}
     for r in summary.table:
-        epochs = r["members"] * E + r["collect_epochs"]
-        print(f"| {r['method']} | {r['members']} | {r['accuracy']:.4f} | {r['nll']:.4f} | "
-              f"{r['brier']:.4f} | {r['ece']:.4f} | {epochs} | {r['forwards']} |")  # fmt: skip
-    nll = {k: v["nll"] for k, v in rows.items()}
+        epochs = r.members * E + r.collect_epochs
+        print(f"| {r.method} | {r.members} | {r.accuracy:.4f} | {r.nll:.4f} | "
+              f"{r.brier:.4f} | {r.ece:.4f} | {epochs} | {r.forwards} |")  # fmt: skip
+    nll = {k: v.nll for k, v in rows.items()}
     swag_ok = nll["SWAG"] < nll["SWA"] and nll["SWAG"] < nll["single model"]
     multi_ok = nll["MultiSWAG"] <= nll["deep ensemble"]
-    multi_acc = rows["MultiSWAG"]["accuracy"] >= rows["deep ensemble"]["accuracy"]
+    multi_acc = rows["MultiSWAG"].accuracy >= rows["deep ensemble"].accuracy
     print(f"\nMaddox et al. (SWAG NLL < SWA NLL and < single model NLL): "
           f"{'holds' if swag_ok else 'does NOT hold'} "
           f"({nll['SWAG']:.4f} vs {nll['SWA']:.4f} and {nll['single model']:.4f})")  # fmt: skip
@@ -118,7 +118,7 @@ def main() -> None:
         f"Wilson & Izmailov (MultiSWAG NLL <= deep ensemble NLL, {M} members): "
         f"{'holds' if multi_ok else 'does NOT hold'} ({nll['MultiSWAG']:.4f} vs "
         f"{nll['deep ensemble']:.4f}); accuracy {'>=' if multi_acc else '<'} "
-        f"({rows['MultiSWAG']['accuracy']:.4f} vs {rows['deep ensemble']['accuracy']:.4f})"
+        f"({rows['MultiSWAG'].accuracy:.4f} vs {rows['deep ensemble'].accuracy:.4f})"
     )
     print(
         f"(same-budget note: SWA/SWAG/MultiSWAG members trained {E}+{C} epochs each, the single "

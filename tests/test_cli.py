@@ -13,7 +13,7 @@ def test_info_table_and_json(tiny_run):
     code, out, _ = cli("info", str(tiny_run), "--json")
     summary = json.loads(out)
     assert [m["state"] for m in summary["members"]] == ["finished"] * 3
-    assert summary["members"][0]["seed"] == load_run(tiny_run).manifest["seeds"]["member_0"]
+    assert summary["members"][0]["seed"] == load_run(tiny_run).manifest.seeds["member_0"]
     assert summary["problems"] == []
 
 

@@ -36,7 +36,7 @@ def test_budget_then_spawn_and_measure(spawn_parent, tmp_path):
     code, stdout, _ = cli(*args, "--examples", "200", "--device", "cpu")
     assert code == 0 and "spawned 2 children" in stdout and "error barrier" in stdout
     run = load_run(out)
-    assert run.read_json("instability/summary.json")["settings"]["examples"] == 200
+    assert run.study("instability").settings["examples"] == 200
     page = (out / "report" / "index.html").read_text()
     assert 'id="instability"' in page and (out / "report/figures/instability.csv").exists()
     code, _, err = cli("compare", str(out), str(out), "--out", str(tmp_path / "cmp"))

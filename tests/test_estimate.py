@@ -212,3 +212,31 @@ def test_collection_phase_prices_its_epochs_and_the_swag_study(data):
     assert 1.8 * base.training < on.training < 2 * base.training
     assert on.studies == pytest.approx(base.studies + on.seconds("swag"))
     assert "8 epochs" in next(s.work for s in on.stages if s.name == "training")
+
+
+def test_shift_prices_each_distinct_model_once():
+    """The shift study evaluates a model in two families once (`ModelStack`): member 0's final
+    snapshot among its late ones, and the weight averages when a one-snapshot window makes
+    them the finals."""
+    from modescape.estimate import DataShape, shift_cost
+    from modescape.studies.shift import ShiftConfig
+    from modescape.studies.subspace import pipeline_settings
+
+    shape = DataShape(n_train=100, n_test=50, images=True, channels=3, batchnorm=False)
+    per_model = Rates(train_step=0.01, forward=1.0, corrupt={}, frozen=1.0 / 50)
+    cfg = tiny_config(members=3, epochs=20)
+    sub = pipeline_settings(cfg)
+    samples = len(sub.methods) * min(4, sub.n_samples)
+
+    def models(**kw):
+        chosen = {"shift": ShiftConfig(subspace_samples=4, **kw), "subspace": sub}
+        return shift_cost(cfg, shape, per_model, chosen).seconds / (1 + 5 * len(kw["corruptions"]))
+
+    # 3 members, late window 5 (4 besides the final), 3 weight averages of 5 snapshots
+    assert models(corruptions=("gaussian_noise",), late=5, weight_average=5) == pytest.approx(
+        3 + 4 + 3 + samples
+    )
+    # a one-snapshot window: the weight averages are the members' finals
+    assert models(corruptions=("gaussian_noise",), late=5, weight_average=1) == pytest.approx(
+        3 + 4 + samples
+    )

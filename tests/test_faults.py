@@ -58,12 +58,14 @@ STUDY_FOLDERS = ("analysis", "subspace", "landscape", "shift")
 
 def read_study_file(run: Run, rel: str) -> Any:
     """A study output read as the report and the studies read it (verified, then decoded)."""
-    from modescape.store.files import read_csv
+    from modescape.store.files import read_csv, read_json
 
     if rel.endswith(".npy"):
         return run.read_npy(rel)
+    if rel.endswith("/summary.json"):
+        return run.study(rel.split("/")[0])
     if rel.endswith(".json"):
-        return run.read_json(rel)
+        return read_json(run.verified(run.path / rel))
     return read_csv(run.verified(run.path / rel))
 
 
@@ -347,7 +349,7 @@ def _consistent(run: Path) -> None:
 
     problems = verify_run(run)
     assert not [p for p in problems if "checksum mismatch" in p], problems
-    recorded = load_run(run).manifest["files"]
+    recorded = load_run(run).manifest.files
     for summary in run.glob("*/summary.json"):
         rel = str(summary.relative_to(run))
         assert recorded.get(rel) == sha256_file(summary), rel

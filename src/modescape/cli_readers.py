@@ -65,37 +65,34 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     summary = run_summary(load_run(args.run, trust=True))
     if args.json:
-        print(json.dumps(summary, indent=2, sort_keys=True))
-        return 1 if summary["problems"] else 0
-    cfg, data = summary["config"], summary["data"]
-    print(f"run       {summary['path']}")
-    print(f"origin    {summary['origin']}")
+        print(json.dumps(summary.to_dict(), indent=2, sort_keys=True))
+        return 1 if summary.problems else 0
+    cfg, data = summary.config, summary.data
+    print(f"run       {summary.path}")
+    print(f"origin    {summary.origin}")
     print(
-        f"data      {cfg['data']['name']} {data.get('in_shape')} train/val/test "
-        f"{data.get('n_train')}/{data.get('n_val')}/{data.get('n_test')}"
+        f"data      {cfg.data.name} {data.in_shape} train/val/test "
+        f"{data.n_train}/{data.n_val}/{data.n_test}"
     )
     print(
-        f"model     {cfg['model']['arch']} ({cfg['model']['variant']}), "
-        f"recipe {cfg['train']['recipe']}, {cfg['train']['epochs']} epochs"
-        + (" (as imported)" if summary["origin"].startswith("imported") else "")
-        + f", base seed {cfg['seed']}"
+        f"model     {cfg.model.arch} ({cfg.model.variant}), "
+        f"recipe {cfg.train.recipe}, {cfg.train.epochs} epochs"
+        + (" (as imported)" if summary.origin.startswith("imported") else "")
+        + f", base seed {cfg.seed}"
     )
     print(f"{'member':>6} {'state':>9} {'epoch':>5} {'snaps':>5} {'test acc':>8}  seed")
-    for m in summary["members"]:
-        acc = "-" if m["test_acc"] is None else f"{m['test_acc']:.4f}"
-        print(
-            f"{m['member']:>6} {m['state']:>9} {m['epoch']:>5} {m['snapshots']:>5} {acc:>8}"
-            f"  {m['seed']}"
-        )
-    ran = [name for name, done in summary["studies"].items() if done]
-    missing = [name for name, done in summary["studies"].items() if not done]
+    for m in summary.members:
+        acc = "-" if m.test_acc is None else f"{m.test_acc:.4f}"
+        print(f"{m.member:>6} {m.state:>9} {m.epoch:>5} {m.snapshots:>5} {acc:>8}  {m.seed}")
+    ran = [name for name, done in summary.studies.items() if done]
+    missing = [name for name, done in summary.studies.items() if not done]
     print(
         f"studies   {', '.join(ran) or 'none run'}"
         + (f" (not run: {', '.join(missing)})" if missing else "")
     )
-    if summary["problems"]:
-        print("integrity problems:\n  " + "\n  ".join(summary["problems"]))
-    return 1 if summary["problems"] else 0
+    if summary.problems:
+        print("integrity problems:\n  " + "\n  ".join(summary.problems))
+    return 1 if summary.problems else 0
 
 
 def _data_shape(args: argparse.Namespace) -> tuple[tuple[int, ...], int]:

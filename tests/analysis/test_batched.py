@@ -121,7 +121,7 @@ def test_bad_options_raise():
     model = _model((1, 40))
     x = torch.randn(4, 1, 40)
     flat = _points(model, 1)
-    with pytest.raises(ModescapeError, match="allowed: auto, loop, grouped, vmap"):
+    with pytest.raises(ModescapeError, match="allowed: auto, loop, grouped, signals, vmap"):
         batched.evaluate_many(model, flat, x, strategy="fast")
     with pytest.raises(ModescapeError, match="allowed: probs, logits"):
         batched.evaluate_many(model, flat, x, output="log")

@@ -8,8 +8,28 @@ import json
 import pytest
 
 from modescape.store.files import json_bytes
-from modescape.store.records import DataSummary, EpochMetrics, MemberInfo, MemberStatus
+from modescape.store.records import (
+    DataSummary,
+    EpochMetrics,
+    Manifest,
+    MemberInfo,
+    MemberStatus,
+)
 from modescape.store.run import load_run
+
+
+def test_manifest_reads_back_to_the_same_bytes(tiny_run):
+    run = load_run(tiny_run)
+    raw = (tiny_run / "manifest.json").read_bytes()
+    manifest = run.manifest
+    assert isinstance(manifest, Manifest) and manifest.sha256 == json.loads(raw)["sha256"]
+    assert json_bytes(manifest.to_dict()) == raw  # every key the writer wrote, typed
+    assert json_bytes(manifest.config) == json_bytes(run.config.to_dict())
+    assert manifest.data == run.data_summary
+    assert manifest.machine is not None and manifest.machine.cpu_count
+    assert manifest.arch is not None and manifest.arch.source == "builtin"
+    assert set(manifest.seeds) == {"base"} | {f"member_{m}" for m in run.members}
+    assert manifest.imported is None and manifest.spawn is None
 
 
 def test_member_json_reads_back_to_the_same_bytes(tiny_run):

@@ -131,7 +131,7 @@ def test_finish_interrupted_before_the_manifest_is_completed(tiny_run_copy):
     assert any("m002/member.json: finished but not recorded" in p for p in verify_run(f.parent))
     train(tiny_config(), tiny_run_copy)
     assert verify_run(tiny_run_copy) == []
-    assert "members/m002/snapshots/e0004.safetensors" in load_run(tiny_run_copy).manifest["files"]
+    assert "members/m002/snapshots/e0004.safetensors" in load_run(tiny_run_copy).manifest.files
 
 
 def test_changed_dataset_is_refused_before_training(tmp_path):
@@ -160,7 +160,7 @@ def test_legacy_run_without_labels_is_repaired(tmp_path):
     init_run(out, cfg)  # no labels, as if killed after config.json
     data = load_run(out).dataset()
     prepare_run(out, cfg, data)
-    assert "labels/test.npy" in load_run(out).manifest["files"]
+    assert "labels/test.npy" in load_run(out).manifest.files
 
 
 def test_a_stale_creation_folder_of_a_dead_process_is_removed(tmp_path):
@@ -188,7 +188,7 @@ def test_a_changed_byte_in_the_manifest_itself_is_found(tiny_run_copy):
     f.write_text(f.read_text().replace('"created": "2', '"created": "3', 1))
     with pytest.raises(ModescapeError, match=r"checksum mismatch: .*manifest\.json"):
         load_run(tiny_run_copy)
-    assert load_run(tiny_run_copy, trust=True).manifest["created"].startswith("3")
+    assert load_run(tiny_run_copy, trust=True).manifest.created.startswith("3")
     assert "manifest.json" in verify_run(tiny_run_copy)[0]
 
 

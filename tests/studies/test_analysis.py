@@ -52,7 +52,7 @@ def test_summary_and_checksums(analysed):
     run = load_run(path)
     accs = [run.metrics(m)[-1].test_acc for m in run.members]
     assert summary.single["accuracy"] == pytest.approx(np.mean(accs))
-    assert summary.parameters["count"] == sum(p.numel() for p in run.build_model().parameters())
+    assert summary.parameters.count == sum(p.numel() for p in run.build_model().parameters())
 
 
 def test_ensemble_curve_csv_size_one_is_mean_single(analysed):
@@ -68,7 +68,7 @@ def test_ensemble_curve_csv_size_one_is_mean_single(analysed):
 def test_weight_average_is_evaluated_average(analysed):
     path, summary = analysed
     run = load_run(path)
-    window = summary.weight_average["epochs_averaged"]
+    window = summary.weight_average.epochs_averaged
     sds = [run.state_dict(1, e) for e in window]
     model = run.build_model()
     model.load_state_dict({k: torch.stack([sd[k] for sd in sds]).mean(0) for k in sds[0]})
@@ -116,7 +116,7 @@ def test_analysis_files_are_recorded_in_the_manifest(analysed, tmp_path):
 
     path, summary = tmp_path / "run", analysed[1]
     shutil.copytree(analysed[0], path)
-    manifest = load_run(path).manifest["files"]
+    manifest = load_run(path).manifest.files
     assert "analysis/summary.json" in manifest
     assert all(f"analysis/{rel}" in manifest for rel in summary.files)
     assert load_run(path).verify() == []
@@ -135,7 +135,7 @@ def test_short_run_clamps_every_window_with_a_warning(tmp_path):
     summary = analyze_run(tmp_path / "run")
     assert AnalysisConfig().late == LATE_WINDOW == 10
     assert summary.disagreement.late_window == 2
-    assert summary.weight_average["epochs_averaged"] == [3]
+    assert summary.weight_average.epochs_averaged == [3]
     assert len(summary.warnings) == 2
     late, average = summary.warnings
     assert "late window" in late and "last 10 snapshots" in late and "last 2" in late
@@ -144,7 +144,7 @@ def test_short_run_clamps_every_window_with_a_warning(tmp_path):
 
     cfg = SubspaceConfig(methods=("random",), n_samples=2, n_snapshots=2, rank=1)
     sub = run_subspace(tmp_path / "run", cfg)
-    assert sub.late_window == 2 and sub.weight_average["epochs_averaged"] == [3]
+    assert sub.late_window == 2 and sub.weight_average.epochs_averaged == [3]
     assert [w.split(":")[0] for w in sub.warnings] == ["late window", "weight average"]
     noise = ShiftConfig(corruptions=("gaussian_noise",), severities=(1,))
     shift = run_shift(tmp_path / "run", noise)

@@ -13,6 +13,7 @@ from modescape.analysis.metrics import evaluate
 from modescape.analysis.subspace import SubspaceConfig
 from modescape.store.files import load_npy, read_csv, read_json
 from modescape.store.run import load_run
+from modescape.store.schema import WeightAverageInfo
 from modescape.studies.analysis import AnalysisConfig, analyze_run
 from modescape.studies.cache import open_cache
 from modescape.studies.context import RunContext
@@ -138,12 +139,12 @@ def test_subspace_reuses_analysis_weight_averages_only_for_the_same_window(tiny_
     cfg = SubspaceConfig(methods=("random",), n_samples=2, n_snapshots=3, rank=2)
     analyze_run(tiny_run_copy, AnalysisConfig(weight_average=1))  # averages epoch 4 only
     summary = run_subspace(tiny_run_copy, cfg)  # its window: epochs 3-4 (10, clamped)
-    assert summary.weight_average == {"epochs_averaged": [3, 4], "source": "computed"}
+    assert summary.weight_average == WeightAverageInfo([3, 4], source="computed")
     expected = _weight_average_nll(tiny_run_copy, [3, 4])
     assert _subspace_weight_average_nll(tiny_run_copy) == pytest.approx(expected, rel=1e-5)
     analyze_run(tiny_run_copy, AnalysisConfig(weight_average=2))  # the same window: reused
     summary = run_subspace(tiny_run_copy, cfg)
-    assert summary.weight_average["source"] == "analysis/ensembles/weight_average.npy"
+    assert summary.weight_average.source == "analysis/ensembles/weight_average.npy"
     assert _subspace_weight_average_nll(tiny_run_copy) == pytest.approx(expected, rel=1e-5)
 
 
@@ -154,7 +155,7 @@ def test_subspace_does_not_reuse_weight_averages_of_another_split(tmp_path):
     analyze_run(tmp_path / "run", AnalysisConfig(split="val"))
     cfg = SubspaceConfig(methods=("random",), n_samples=2, n_snapshots=2, rank=1)
     summary = run_subspace(tmp_path / "run", cfg)
-    assert summary.weight_average["source"] == "computed"
-    expected = _weight_average_nll(tmp_path / "run", summary.weight_average["epochs_averaged"])
+    assert summary.weight_average.source == "computed"
+    expected = _weight_average_nll(tmp_path / "run", summary.weight_average.epochs_averaged)
     assert _subspace_weight_average_nll(tmp_path / "run") == pytest.approx(expected, rel=1e-5)
     assert RunContext(tmp_path / "run").inputs("val").shape[0] == 100

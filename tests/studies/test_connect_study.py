@@ -94,8 +94,8 @@ def test_polychain_with_batchnorm_factory_model(tmp_path):
     assert summary.bn_policy == "recompute"
     _check_connected_apart(run.path, summary)
     # a polygonal chain is drawn in the plane through its ends and θ(0.5)
-    assert summary.plane["third"] == "theta(0.5)"
-    assert summary.plane["max_off_plane"] > 0
+    assert summary.plane.third == "theta(0.5)"
+    assert summary.plane.max_off_plane > 0
     kinds = {r["kind"] for r in read_csv(run.path / "connect" / "ensembles.csv")}
     assert kinds == {"curve", "fge"}
     assert verify_run(run.path) == []
@@ -108,8 +108,8 @@ def test_quadratic_bezier_plane_and_verify(tiny_run_copy):
     cfg = connect_config(epochs=2, points=5, train_examples=200, max_examples=100,
                          plane_resolution=5, **_FGE)  # fmt: skip
     summary = fit_curve(tiny_run_copy, cfg)
-    assert summary.plane["third"].startswith("middle bend")
-    assert summary.plane["max_off_plane"] < 1e-4 * summary.line_length
+    assert summary.plane.third.startswith("middle bend")
+    assert summary.plane.max_off_plane < 1e-4 * summary.line_length
     assert verify_run(tiny_run_copy) == []
     # a changed byte in a bend file is found
     bend = tiny_run_copy / summary.curve_folder / "bends" / "e0002.safetensors"

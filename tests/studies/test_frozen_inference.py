@@ -142,3 +142,24 @@ def test_custom_architectures_run_eagerly():
             expected = net(part).softmax(-1)
         assert torch.allclose(stack.probs([0], part)[0], expected, atol=1e-6)
     assert stack._frozen == {}
+
+
+def test_frozen_batch_follows_activation_size_and_keeps_predictions(monkeypatch):
+    """Examples per frozen forward: fewer for a network with larger activations, within the
+    bounds; a stack cut into several frozen calls (the last one short) predicts what the eager
+    per-model forward does, to 1e-5."""
+    from modescape.models.registry import build_model
+    from modescape.studies import inference
+
+    torch.manual_seed(0)
+    small = build_model("smallcnn", "seed", (3, 32, 32), 10).eval()
+    medium = build_model("mediumcnn", "seed", (3, 32, 32), 10).eval()
+    x = torch.rand(40, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    sizes = [ModelStack(m, {"m": [m.state_dict()]}).batch_size(x) for m in (small, medium)]
+    assert inference.FREEZE_BATCH_MIN <= sizes[1] < sizes[0] <= inference.FREEZE_BATCH_MAX
+    monkeypatch.setattr(inference, "FREEZE_ACTIVATION_BYTES", 1)  # the smallest batch: 16
+    states = [small.state_dict(), {k: v * 1.1 for k, v in small.state_dict().items()}]
+    stack = ModelStack(small, {"m": states})
+    assert stack.batch_size(x) == inference.FREEZE_BATCH_MIN < len(x)
+    got = stack.probs(stack.rows["m"], x)
+    torch.testing.assert_close(got, evaluate_many(small, states, x), atol=1e-5, rtol=0)

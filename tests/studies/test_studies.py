@@ -286,7 +286,7 @@ def test_every_study_runs_on_a_batchnorm_network(tiny_image_folder, tmp_path):
     out = tmp_path / "resnet"
     train(cfg.with_overrides(["train.batch_size=20"]), out)
     summary = analyze_run(out, **quiet)
-    assert "recomputed" in summary.weight_average["batchnorm"]
+    assert "recomputed" in summary.weight_average.batchnorm
     # calibration kept minimal: what is checked here is the BatchNorm policy of every sample
     small = {"calibration_probes": 1, "calibration_steps": 2, "calibration_check": 1}
     sub = run_subspace(out, SubspaceConfig(n_samples=2, n_snapshots=2, rank=1, **small), **quiet)
@@ -294,7 +294,7 @@ def test_every_study_runs_on_a_batchnorm_network(tiny_image_folder, tmp_path):
     land = run_landscape(out, LandscapeConfig(resolution=3, n_path_points=3), **quiet)
     assert land.planes[0].bn_policy == "recompute"
     assert all(p.bn_policy == "recompute" for p in land.paths)
-    assert land.alignment["max_abs_prob_diff"] < 1e-4
+    assert land.alignment is not None and land.alignment.max_abs_prob_diff < 1e-4
     shift = run_shift(out, ShiftConfig(corruptions=("contrast",), severities=(1,)), **quiet)
     assert shift.families["subspace_random"] == 2
     assert load_run(out).verify() == []
@@ -378,7 +378,7 @@ def test_subspace_plane_every_member_as_reference(tiny_run_copy):
         per_ref = [np.mean([x for x in row if x is not None]) for row in s.pairs]
         assert s.mean == pytest.approx(np.mean(per_ref)) and s.std == pytest.approx(np.std(per_ref))
     # Member 0's plane (the figure's cloud) is kept beside the sweep.
-    assert summary.reference == 0 and summary.plane["random"]["normalisation"] == "sample"
+    assert summary.reference == 0 and summary.plane["random"].normalisation == "sample"
     read_back = read_json(tiny_run_copy / "subspace/summary.json")
     assert read_back["every_reference"]["reference"]["independent"]["mean"] == pytest.approx(
         summary.every_reference["reference"]["independent"].mean

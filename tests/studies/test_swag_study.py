@@ -37,7 +37,7 @@ def swag_run(tmp_path_factory):
 def test_every_method_has_predictions_and_a_row(swag_run):
     out, summary = swag_run
     assert verify_run(out) == []
-    names = [r["method"] for r in summary.table]
+    names = [r.method for r in summary.table]
     assert names == ["single model", "deep ensemble", "SWA", "SWAG", "SWAG-Diagonal",
                      "MultiSWAG", "MC dropout"]  # fmt: skip
     shapes = {
@@ -49,7 +49,7 @@ def test_every_method_has_predictions_and_a_row(swag_run):
             p = np.load(out / f"swag/preds/{method}/m{m:03d}/probs.npy")
             assert p.shape == shape and np.allclose(p.sum(-1), 1, atol=1e-5)
     assert summary.collection["iterates"] == [3, 3, 3]
-    assert load_run(out).manifest["files"].get("swag/summary.json")
+    assert load_run(out).manifest.files.get("swag/summary.json")
 
 
 def test_swa_row_is_the_mean_of_the_collected_iterates_evaluated(swag_run):
@@ -73,12 +73,12 @@ def test_multiswag_is_the_pooled_predictive_of_all_members(swag_run):
     pooled = np.concatenate(
         [np.load(out / f"swag/preds/swag/m{m:03d}/probs.npy") for m in range(3)]
     )
-    row = next(r for r in summary.table if r["method"] == "MultiSWAG")
-    assert row["nll"] == pytest.approx(metrics.nll(pooled.mean(0), labels), rel=1e-5)
-    assert row["forwards"] == 18 and row["members"] == 3
+    row = next(r for r in summary.table if r.method == "MultiSWAG")
+    assert row.nll == pytest.approx(metrics.nll(pooled.mean(0), labels), rel=1e-5)
+    assert row.forwards == 18 and row.members == 3
     finals = load_run(out).final_predictions("test")
-    deep = next(r for r in summary.table if r["method"] == "deep ensemble")
-    assert deep["accuracy"] == pytest.approx(metrics.accuracy(finals.mean(0), labels))
+    deep = next(r for r in summary.table if r.method == "deep ensemble")
+    assert deep.accuracy == pytest.approx(metrics.accuracy(finals.mean(0), labels))
 
 
 def test_second_call_reuses_every_cached_prediction(swag_run):

@@ -83,7 +83,7 @@ def test_phase_keeps_the_trajectory_and_writes_checksummed_statistics(collected)
         p.name for p in (off / "members/m000/snapshots").iterdir()
     )
     assert verify_run(on) == []
-    files = load_run(on).manifest["files"]
+    files = load_run(on).manifest.files
     assert f"members/m000/{SWAG_FILE}" in files and f"members/m000/{COLLECT_METRICS}" in files
     meta = read_safetensors_metadata(on / "members/m000" / SWAG_FILE)
     assert meta["n"] == math.floor(3 * 5 / 3) and meta["settings"]["every_steps"] == 3

@@ -87,9 +87,10 @@ def test_torchvision_normalised_checkpoint_scores_what_it_scored(own_pipeline, t
     cfg = _stated(root, **{"model.arch_kwargs": '{"hidden": 16}'})
     run = import_checkpoints(src, tmp_path / "run", cfg, pattern="ep{epoch}.pt", origin="stated")
     assert run.metrics(0)[-1].test_acc == pytest.approx(acc)
-    stated = run.manifest["imported"]["preprocessing"]
-    assert stated["scaling"] == "normalize" and stated["stated_by"] == "--origin stated"
-    assert stated["mean"] == pytest.approx(MEAN) and stated["std"] == pytest.approx(STD)
+    assert run.manifest.imported is not None
+    stated = run.manifest.imported.preprocessing
+    assert stated.scaling == "normalize" and stated.stated_by == "--origin stated"
+    assert stated.mean == pytest.approx(MEAN) and stated.std == pytest.approx(STD)
     np.testing.assert_allclose(run.predictions("test", 0), probs.numpy(), atol=1e-5)
     assert not [r for r in caplog.records if "near chance" in r.getMessage()]
 
@@ -119,9 +120,10 @@ def test_lightning_checkpoint_imports_with_its_hyper_parameters(own_pipeline, tm
     assert run.config.data.scaling == "normalize"
     assert run.config.data.mean == pytest.approx(MEAN)
     assert run.metrics(0)[-1].test_acc == pytest.approx(acc)
-    imported = run.manifest["imported"]
-    assert imported["lightning"]["version"] == "2.4.0" and imported["key_prefix"] == "model."
-    assert imported["preprocessing"]["stated_by"] == "Lightning hyper-parameters"
+    imported = run.manifest.imported
+    assert imported is not None and imported.lightning is not None
+    assert imported.lightning["version"] == "2.4.0" and imported.key_prefix == "model."
+    assert imported.preprocessing.stated_by == "Lightning hyper-parameters"
 
 
 def test_an_image_import_that_does_not_state_its_preprocessing_is_refused(own_pipeline, tmp_path):

@@ -18,6 +18,7 @@ from modescape.config import preset
 from modescape.errors import ModescapeError
 from modescape.models.registry import build_model
 from modescape.report.html import write_report
+from modescape.store.files import json_bytes
 from modescape.store.run import load_run
 from modescape.store.summary import run_summary
 from modescape.studies.analysis import analyze_run
@@ -68,6 +69,8 @@ def test_folder_of_state_dicts_becomes_a_run_whose_report_builds(tmp_path):
     manifest = json.loads((run.path / "manifest.json").read_text())
     assert manifest["imported"]["members"] == {"0": 10, "1": 11}
     assert len(manifest["imported"]["files"]) == 8
+    assert run.manifest.imported is not None and run.manifest.imported.members == {"0": 10, "1": 11}
+    assert json_bytes(run.manifest.to_dict()) == (run.path / "manifest.json").read_bytes()
     assert not run.verify()
     analyze_run(run.path)
     assert write_report(run.path).stat().st_size > 1000
@@ -202,7 +205,7 @@ def test_seed_notebook_series_imports_as_trained(tmp_path):
         np.testing.assert_allclose(run.predictions("test", 0, k + 1), ref["probs"][k], atol=1e-5)
     imported = json.loads((run.path / "manifest.json").read_text())["imported"]
     assert imported["origin"] == "seed-notebooks" and imported["epoch_offset"] == 1
-    origin = run_summary(run)["origin"]
+    origin = run_summary(run).origin
     assert origin.startswith("imported, not trained here: 3 keras file(s)")
     assert "seed notebooks' Keras files (pixels / 255" in origin
 

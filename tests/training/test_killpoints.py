@@ -93,5 +93,5 @@ def test_kill_at_every_write_point_then_rerun(kill_at, reference, tmp_path):
     assert load_run(out).finished_members() == [0, 1]
     assert outputs(out) == outputs(reference)
     assert not list(out.rglob("*.tmp")) and not list(tmp_path.glob(".run.creating-*"))
-    recorded = set(load_run(out).manifest["files"])
-    assert recorded == set(load_run(reference).manifest["files"])
+    recorded = set(load_run(out).manifest.files)
+    assert recorded == set(load_run(reference).manifest.files)

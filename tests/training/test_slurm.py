@@ -121,7 +121,7 @@ def test_cancelled_member_resumes_and_matches_serial(slurm_cluster, tmp_path):
     # Members finishing at the same time all landed in the manifest (the store's file lock).
     run = load_run(run_dir)
     assert run.verify() == []
-    recorded = run.manifest["files"]
+    recorded = run.manifest.files
     for m in range(3):
         assert f"members/m{m:03d}/snapshots/e{EPOCHS:04d}.safetensors" in recorded
 

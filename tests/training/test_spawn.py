@@ -14,7 +14,7 @@ import torch
 from conftest import cli
 
 from modescape.errors import ModescapeError
-from modescape.store.files import load_safetensors
+from modescape.store.files import json_bytes, load_safetensors
 from modescape.store.run import load_run
 from modescape.store.summary import verify_run
 from modescape.training.children import SpawnPoint
@@ -60,12 +60,17 @@ def test_children_start_from_the_parent_and_differ_by_seed(parent, children):
     assert len(seeds) == 4 and par.member_info(1).seed not in seeds
     final = [run.state_dict(m) for m in run.members]
     assert _differs(final[0], final[1])  # another data order
-    info = run.member_info(1).spawn
-    steps = run.manifest["spawn"]["steps_per_epoch"]
-    assert (info["point"], info["child"], info["epoch"]) == (0, 1, 2)
-    assert info["step"] == round(2.5 * steps) - 2 * steps and 0 < info["step"] < steps
-    assert run.manifest["spawn"]["member"] == 1
-    assert run.manifest["spawn_replay"]["verified_epochs"] == [0, 1, 2, 3, 4]
+    info, spawned, replay = run.member_info(1).spawn, run.manifest.spawn, run.manifest.spawn_replay
+    assert info is not None and spawned is not None and replay is not None
+    steps = spawned.steps_per_epoch
+    assert (info.point, info.child, info.epoch, info.parent_member) == (0, 1, 2, 1)
+    assert info.step == round(2.5 * steps) - 2 * steps and 0 < info.step < steps
+    assert spawned.member == 1 and spawned.parent_seed == par.manifest.seeds["member_1"]
+    assert replay.verified_epochs == [0, 1, 2, 3, 4]
+    # the typed records (manifest, member.json) hold every key written, byte for byte
+    assert json_bytes(run.manifest.to_dict()) == (children / "manifest.json").read_bytes()
+    f = children / "members/m001/member.json"
+    assert json_bytes(run.member_info(1).to_dict()) == f.read_bytes()
     assert verify_run(children) == []
     assert [r["state"] for r in run_status(children)] == ["finished"] * 4
     code, out, _ = cli("verify", str(children))  # the readers treat it like any run

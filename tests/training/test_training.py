@@ -28,7 +28,7 @@ def test_run_layout_snapshots_and_checksums(tiny_run):
         assert traj.shape == (5, 200, 10) and traj.dtype == np.float32
         np.testing.assert_allclose(traj.sum(-1), 1.0, atol=1e-5)
         assert len(run.metrics(m)) == 5
-    files = run.manifest["files"]
+    files = run.manifest.files
     assert len([f for f in files if "/snapshots/" in f]) == 3 * 5
     assert all(f"members/m{m:03d}/resume.safetensors" in files for m in run.members)
     assert "labels/test.npy" in files and "members/m000/member.json" in files

@@ -305,7 +305,7 @@ class Results:
         if f.exists():
             return True
         key = f.relative_to(self.run.path).as_posix()
-        recorded = self.run.manifest.get("files", {})
+        recorded = self.run.manifest.files
         if key in recorded or any(k.startswith(key + "/") for k in recorded):
             raise ModescapeError(
                 f"{f} is missing, but the run's manifest records it: restore it, or rerun the "
@@ -378,7 +378,7 @@ class ReportContext(Results):
         root = self.run.path / name
         if not (root / S.SUMMARY).exists():
             rel = f"{name}/{S.SUMMARY}"
-            if rel in self.run.manifest.get("files", {}):  # it ran: never drop its section
+            if rel in self.run.manifest.files:  # it ran: never drop its section
                 raise ModescapeError(
                     f"{self.run.path / rel} is missing, but the run's manifest records that the "
                     f"{name} study wrote it: restore the file, or rerun the study"

@@ -66,14 +66,14 @@ def study_config(ctx: ReportContext, name: str) -> dict[str, Any] | None:
 def environment_table(ctx: ReportContext) -> Table:
     """Code version, git commit, package versions and the machines, as recorded."""
     manifest = ctx.run.manifest
-    versions = dict(manifest.get("versions", {}))
+    versions = dict(manifest.versions)
     rows: list[list[Any]] = [
-        ["modescape version", manifest.get("modescape_version", versions.get("modescape", "?"))],
+        ["modescape version", manifest.modescape_version or versions.get("modescape", "?")],
         ["git commit", versions.pop("modescape_git_commit", "not recorded")],
-        ["run format", manifest.get("format", "?")],
-        ["created", manifest.get("created", "?")],
+        ["run format", manifest.format],
+        ["created", manifest.created or "?"],
     ]
-    machine = dict(manifest.get("machine") or {})
+    machine = {} if manifest.machine is None else manifest.machine.to_dict()
     machine["platform"] = versions.pop("platform", "not recorded")
     rows += [[f"package: {k}", v] for k, v in sorted(versions.items()) if k != "modescape"]
     rows += [[f"machine: {k}", v] for k, v in sorted(machine.items())]

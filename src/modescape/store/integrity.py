@@ -26,7 +26,7 @@ def run_problems(run: Run) -> list[str]:
         type(run)(run.path)
     except ModescapeError as e:
         problems.append(str(e))
-    recorded = run.manifest.get("files", {})
+    recorded = run.manifest.files
     for rel, digest in sorted(recorded.items()):
         f = run.path / rel
         if not f.exists():

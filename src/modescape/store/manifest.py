@@ -23,11 +23,15 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modescape import __version__
+from modescape.codec import encode
+
+if TYPE_CHECKING:
+    from modescape.store.run import Run
 from modescape.config import RunConfig
 from modescape.errors import ModescapeError
 from modescape.seeding import derive_seed
@@ -42,7 +46,14 @@ from modescape.store.files import (
     stage_bytes,
     write_json,
 )
-from modescape.store.records import DataSummary
+from modescape.store.records import (
+    ArchRecord,
+    DataSummary,
+    ImportRecord,
+    MachineInfo,
+    Manifest,
+    SpawnRecord,
+)
 
 FORMAT = "modescape-run/1"
 _FORMAT_RE = re.compile(r"modescape-run/(\d+)")
@@ -66,7 +77,7 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def machine_info() -> dict[str, Any]:
+def machine_info() -> MachineInfo:
     """The machine a run was created on: architecture, CPU model and count (members record
     their own host, device and threads in member.json)."""
     cpu = platform.processor()
@@ -75,7 +86,7 @@ def machine_info() -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    return {"machine": platform.machine(), "cpu": cpu, "cpu_count": os.cpu_count()}
+    return MachineInfo(platform.machine(), cpu, os.cpu_count())
 
 
 def source_commit() -> str | None:
@@ -119,7 +130,8 @@ def check_format(manifest: dict[str, Any], path: Path) -> None:
 
 def seal(manifest: dict[str, Any]) -> dict[str, Any]:
     """The manifest with "sha256": the digest of everything else in it, so that a changed byte
-    in the manifest itself (not only in the files it lists) is found."""
+    in the manifest itself (not only in the files it lists) is found. It works on the JSON
+    object as read (a `Manifest` drops keys it does not know, which the digest covers)."""
     body = {k: v for k, v in manifest.items() if k != "sha256"}
     text = json.dumps(
         nan_to_null(body), sort_keys=True, default=json_default, separators=(",", ":")
@@ -127,9 +139,15 @@ def seal(manifest: dict[str, Any]) -> dict[str, Any]:
     return body | {"sha256": hashlib.sha256(text.encode()).hexdigest()}
 
 
-def read_manifest(path: Path, trust: bool = False) -> dict[str, Any]:
+def read_manifest(path: Path, trust: bool = False) -> Manifest:
     """The manifest of run `path`, checked to be a manifest of a format this version reads and
     (unless `trust`) unchanged since modescape wrote it."""
+    return Manifest.from_dict(_read_checked(path, trust))
+
+
+def _read_checked(path: Path, trust: bool = False) -> dict[str, Any]:
+    """manifest.json as its JSON object, checked as `read_manifest` says: what the locked
+    rewrites change in place (keeping every key, known to this version or not)."""
     manifest: dict[str, Any] = read_json(path / "manifest.json", expect=dict)
     check_format(manifest, path)
     if not trust and "sha256" in manifest and seal(manifest)["sha256"] != manifest["sha256"]:
@@ -142,18 +160,29 @@ def read_manifest(path: Path, trust: bool = False) -> dict[str, Any]:
     return manifest
 
 
+@dataclasses.dataclass(frozen=True)
+class ManifestExtra:
+    """What an imported or spawned run's manifest records beyond a trained run's (`seeds`:
+    replaces the members' seeds, e.g. {} for checkpoints trained elsewhere)."""
+
+    arch: ArchRecord | None = None
+    imported: ImportRecord | None = None
+    spawn: SpawnRecord | None = None
+    seeds: dict[str, int] | None = None
+
+
 def create_run(
     path: str | Path,
     config: RunConfig,
     data_summary: DataSummary | None = None,
     labels: dict[str, np.ndarray] | None = None,
-    extra: dict[str, Any] | None = None,
+    extra: ManifestExtra | None = None,
 ) -> Path:
     """Create the run directory atomically, or check that an existing one has `config`.
 
     `labels` (split -> int64[examples]) are written and recorded with the manifest; `extra`
-    holds further top-level manifest entries written with it (e.g. "imported"). Idempotent:
-    calling it again with the same config leaves the existing run untouched. Returns the path.
+    holds the records of an imported or spawned run written with it. Idempotent: calling it
+    again with the same config leaves the existing run untouched. Returns the path.
     """
     path = Path(path)
     if (path / "config.json").exists():
@@ -176,7 +205,7 @@ def create_run(
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir()
-        _write_new_run(tmp, config, data_summary, labels or {}, extra or {})
+        _write_new_run(tmp, config, data_summary, labels or {}, extra or ManifestExtra())
         killpoint("create.rename")
         _move_into_place(tmp, path)
     except BaseException:
@@ -196,22 +225,29 @@ def _write_new_run(
     config: RunConfig,
     data: DataSummary | None,
     labels: dict[str, np.ndarray],
-    extra: dict[str, Any],
+    extra: ManifestExtra,
 ) -> None:
     files = {f"labels/{s}.npy": save_npy(tmp / "labels" / f"{s}.npy", y) for s, y in labels.items()}
     killpoint("create.labels")
-    manifest = {
-        "format": FORMAT,
-        "modescape_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "config": config.to_dict(),
-        "seeds": {"base": config.seed}
-        | {f"member_{i}": member_seed(config, i) for i in range(config.members)},
-        "versions": package_versions(),
-        "machine": machine_info(),
-        "data": {} if data is None else data.to_dict(),
-        "files": files,
-    } | extra
+    seeds = {"base": config.seed} | {
+        f"member_{i}": member_seed(config, i) for i in range(config.members)
+    }
+    manifest = Manifest(
+        format=FORMAT,
+        modescape_version=__version__,
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        config=config.to_dict(),
+        seeds=seeds if extra.seeds is None else extra.seeds,
+        versions=package_versions(),
+        machine=machine_info(),
+        data=data or DataSummary(),
+        files=files,
+        arch=extra.arch,
+        imported=extra.imported,
+        spawn=extra.spawn,
+    ).to_dict()
+    if data is None:  # a run created without a dataset (tests, plug-ins) records {}, as always
+        manifest["data"] = {}
     write_json(tmp / "manifest.json", seal(manifest))
     killpoint("create.manifest")
     write_json(tmp / "config.json", config.to_dict())
@@ -280,29 +316,29 @@ def manifest_lock(path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def update_manifest(path: str | Path, **changes: Any) -> dict[str, Any]:
-    """Merge `changes` into the manifest under a lock; dict values are merged one level deep."""
+def update_manifest(path: str | Path, **changes: Any) -> None:
+    """Merge `changes` (top-level keys of the manifest: records or JSON values) into the
+    manifest under a lock; dict values are merged one level deep."""
 
     def merge(manifest: dict[str, Any]) -> None:
-        for key, value in changes.items():
+        for key, change in changes.items():
+            value = encode(change)
             if isinstance(value, dict) and isinstance(manifest.get(key), dict):
                 manifest[key] = manifest[key] | value
             else:
                 manifest[key] = value
 
-    return _rewrite_manifest(Path(path), merge)
+    _rewrite_manifest(Path(path), merge)
 
 
-def _rewrite_manifest(path: Path, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+def _rewrite_manifest(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
     """Read, change (in place) and reseal the manifest, one process at a time."""
     with manifest_lock(path):
         for tmp in path.glob(".manifest.json.*.tmp"):  # a killed writer's; we hold the lock
             tmp.unlink(missing_ok=True)
-        manifest = read_manifest(path)
+        manifest = _read_checked(path)
         change(manifest)
-        manifest = seal(manifest)
-        write_json(path / "manifest.json", manifest)
-    return manifest
+        write_json(path / "manifest.json", seal(manifest))
 
 
 def record_files(run_path: str | Path, files: dict[str, str]) -> None:
@@ -334,10 +370,10 @@ def config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[
     return out
 
 
-def write_study_summary(run: Any, folder: str, summary: dict[str, Any]) -> None:
-    """Publish `<run>/<folder>/summary.json` and record it and every file it lists (its "files",
-    relative to the folder) in the manifest of `run` (a `Run`), replacing what was recorded
-    under the folder.
+def write_study_summary(run: Run, folder: str, summary: dict[str, Any]) -> None:
+    """Publish `<run>/<folder>/summary.json` (`summary`: the study's summary record as
+    `to_dict()` gives it) and record it and every file it lists (its "files", relative to the
+    folder) in the manifest of `run`, replacing what was recorded under the folder.
 
     The summary's bytes are staged first, then the manifest updated, then the summary renamed
     into place: a full disk fails before anything is published (summary.json and the manifest

@@ -36,11 +36,26 @@ class MemberInfo(Record):
     precision: str | None = field(default=None, metadata=OMIT_NONE)
     # the sha256 of the resume file one epoch earlier (a crash between the two writes)
     resume_previous: str | None = None
-    spawn: dict[str, Any] | None = field(default=None, metadata=OMIT_NONE)
+    spawn: SpawnChild | None = field(default=None, metadata=OMIT_NONE)
     imported: bool | None = field(default=None, metadata=OMIT_NONE)
 
     def status(self) -> MemberStatus:
         return MemberStatus(self.state, self.epoch, self.reason, self.pid, self.host)
+
+
+@dataclass
+class SpawnChild(Record):
+    """member.json's "spawn" record of a spawned child: child `child` of spawn point `point`
+    (at `at` epochs: `epoch` whole epochs and `step` steps) of member `parent_member` of the
+    run `parent`."""
+
+    point: int
+    child: int
+    parent: str
+    parent_member: int
+    at: float
+    epoch: int
+    step: int
 
 
 @dataclass(frozen=True)
@@ -66,8 +81,11 @@ class DataSummary(Record):
     n_train: int | None = None
     n_val: int | None = None
     n_test: int | None = None
+    # where the data came from: archive, cache, generator arguments (each dataset records its
+    # own keys, `data.sources`), kept as that JSON
     source: dict[str, Any] = field(default_factory=dict)
-    # source checksum, split sizes, classes, input shape (`data.datasets.fingerprint`)
+    # source checksum, split sizes, classes, input shape (`data.datasets.fingerprint`), compared
+    # key by key with the fingerprint of the data a command loads (`Run.check_dataset`)
     fingerprint: dict[str, Any] | None = None
 
     def size(self, split: str) -> int | None:
@@ -112,3 +130,128 @@ class EpochMetrics(Record):
             raise KeyError(key)
         v: float | None = getattr(self, key)
         return v
+
+
+# ---- the manifest ------------------------------------------------------------------------------
+@dataclass
+class MachineInfo(Record):
+    """The machine a run was created on (`store.manifest.machine_info`); members record their
+    own host, device and threads in member.json."""
+
+    machine: str = ""
+    cpu: str = ""
+    cpu_count: int | None = None
+
+
+@dataclass
+class ArchRecord(Record):
+    """Where the run's architecture came from (`models.registry.describe_arch`): "source" is
+    "builtin", "registered" or "import"; the last four are None when unknown (a factory
+    defined in a notebook or a script that is not an installed package)."""
+
+    arch: str
+    source: str
+    factory: str
+    distribution: str | None = None
+    version: str | None = None
+    file: str | None = None
+    sha256: str | None = None
+
+
+@dataclass
+class Preprocessing(Record):
+    """How an imported run's inputs are scaled, and who stated it (a flag, the dataset, a
+    Lightning checkpoint's hyper-parameters); mean / std only for a stated normalisation."""
+
+    scaling: str
+    stated_by: str
+    mean: list[float] | None = field(default=None, metadata=OMIT_NONE)
+    std: list[float] | None = field(default=None, metadata=OMIT_NONE)
+
+
+@dataclass
+class FileDigest(Record):
+    path: str
+    sha256: str
+
+
+@dataclass
+class ImportRecord(Record):
+    """The manifest's "imported" record (`modescape import`): the checkpoints a run was made
+    of. `members`: the run's member index (as text) -> the id in the source file names;
+    `files`: source file (relative to `source`) -> sha256. `lightning` is the checkpoint's own
+    Lightning record (version, epoch, hyper_parameters): the user's hyper-parameters, of no
+    fixed shape, kept as the JSON they were."""
+
+    source: str
+    format: str
+    pattern: str
+    origin: str | None
+    epoch_offset: int
+    preprocessing: Preprocessing
+    members: dict[str, int]
+    files: dict[str, str]
+    keras_config: FileDigest | None = field(default=None, metadata=OMIT_NONE)
+    lightning: dict[str, Any] | None = field(default=None, metadata=OMIT_NONE)
+    key_prefix: str | None = field(default=None, metadata=OMIT_NONE)
+
+
+@dataclass
+class SpawnPointRecord(Record):
+    """One spawn point (`training.spawn.SpawnPoint`): `at` as asked, in epochs; `epoch` whole
+    epochs of the parent's training before it and `step` optimiser steps into the next."""
+
+    at: float
+    epoch: int
+    step: int
+
+
+@dataclass
+class SpawnRecord(Record):
+    """The manifest's "spawn" record of a spawn run (`modescape spawn`): the request (compared
+    on a rerun), the parent member's seed and the sha256 of the parent snapshots the replay
+    passes (epoch as text -> sha256, None where the parent recorded none)."""
+
+    parent: str
+    member: int
+    children: int
+    steps_per_epoch: int
+    points: list[SpawnPointRecord]
+    parent_seed: int | None = None
+    parent_snapshots: dict[str, str | None] = field(default_factory=dict)
+
+
+@dataclass
+class SpawnReplay(Record):
+    """The manifest's "spawn_replay": where the parent's replay ran and which of its snapshots
+    it reproduced exactly (`verified_epochs`) or reset to (`reset_epochs`)."""
+
+    device: str
+    threads: int
+    precision: str | None = None
+    verified_epochs: list[int] = field(default_factory=list)
+    reset_epochs: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Manifest(Record):
+    """<run>/manifest.json (`store.manifest`), read by `Run.manifest`. `config` is the resolved
+    RunConfig as JSON (`Run.config` is it typed; kept as written so that config.json is
+    compared with it exactly); `seeds`: "base" and "member_<i>"; `files`: path inside the run
+    -> sha256; `sha256` the manifest's own seal. `arch`, `imported`, `spawn` and
+    `spawn_replay` are absent where they do not apply."""
+
+    format: str
+    modescape_version: str = ""
+    created: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+    seeds: dict[str, int] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    machine: MachineInfo | None = field(default=None, metadata=OMIT_NONE)
+    data: DataSummary = field(default_factory=DataSummary)
+    files: dict[str, str] = field(default_factory=dict)
+    arch: ArchRecord | None = field(default=None, metadata=OMIT_NONE)
+    imported: ImportRecord | None = field(default=None, metadata=OMIT_NONE)
+    spawn: SpawnRecord | None = field(default=None, metadata=OMIT_NONE)
+    spawn_replay: SpawnReplay | None = field(default=None, metadata=OMIT_NONE)
+    sha256: str | None = field(default=None, metadata=OMIT_NONE)

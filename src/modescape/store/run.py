@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Literal, TypeVar, overload
 
 import numpy as np
 import torch
@@ -41,7 +41,7 @@ from modescape.store.files import (
 from modescape.store.integrity import SPLITS, run_problems
 from modescape.store.manifest import create_run, read_manifest
 from modescape.store.members import check_member_info, parse_metrics, rebuilt_member_info
-from modescape.store.records import DataSummary, EpochMetrics, MemberInfo, MemberStatus
+from modescape.store.records import DataSummary, EpochMetrics, Manifest, MemberInfo, MemberStatus
 
 if TYPE_CHECKING:
     from modescape.data.datasets import Dataset
@@ -54,6 +54,8 @@ if TYPE_CHECKING:
         SubspaceSummary,
         SwagSummary,
     )
+
+R = TypeVar("R", bound=Record)
 
 SUMMARY = "summary.json"  # <run>/<study>/summary.json: every study's typed summary
 # Rewritten in place every epoch, so only the manifest (written when the member finishes) can
@@ -91,19 +93,19 @@ class Run:
         # The format first: a newer run's config may not parse.
         manifest = read_manifest(self.path, trust)
         config = read_json(self.path / "config.json", expect=dict)
-        if not trust and manifest.get("config", config) != config:
+        if not trust and manifest.config and manifest.config != config:
             raise ModescapeError(
                 f"{self.path / 'config.json'} differs from the config recorded in its manifest "
                 "(damaged or edited); pass --trust to read it anyway"
             )
         self.config = RunConfig.from_dict(config)
-        self._manifest: tuple[tuple[int, int, int], dict[str, Any]] | None = None
+        self._manifest: tuple[tuple[int, int, int], Manifest] | None = None
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, members={self.config.members})"
 
     @property
-    def manifest(self) -> dict[str, Any]:
+    def manifest(self) -> Manifest:
         """manifest.json, reread only when the file changed (it is consulted on every read)."""
         st = (self.path / "manifest.json").stat()
         key = (st.st_ino, st.st_size, st.st_mtime_ns)
@@ -114,12 +116,12 @@ class Run:
     @cached_property
     def data_summary(self) -> DataSummary:
         """The manifest's data record: the dataset the run was created with."""
-        return DataSummary.from_dict(self.manifest.get("data") or {})
+        return self.manifest.data
 
     # ---- verification ----------------------------------------------------------------------
     def expected_digest(self, rel: str) -> str | None:
         """The sha256 recorded for `rel` (a path inside the run), or None if none is."""
-        digest: str | None = self.manifest.get("files", {}).get(rel)
+        digest = self.manifest.files.get(rel)
         parts = rel.split("/")
         member_file = len(parts) > 2 and parts[0] == "members"
         if digest is None and member_file and parts[-1] not in (*_REWRITTEN, "member.json"):
@@ -147,9 +149,11 @@ class Run:
         """A verified `.npy` file of the run, e.g. a study output "analysis/weights/cosine.npy"."""
         return load_npy(self.verified(self.path / rel), mmap=mmap)
 
-    def read_json(self, rel: str) -> Any:
-        """A verified JSON file of the run (e.g. "landscape/summary.json")."""
-        return read_json(self.verified(self.path / rel))
+    def read_record(self, rel: str, record: type[R]) -> R:
+        """A verified JSON file of the run read as `record` (a `Record` type), e.g.
+        `run.read_record("subspace/preds/random/m000.calibration.json", CalibrationRecord)`;
+        a study's summary is `study(name)`."""
+        return record.from_dict(read_json(self.verified(self.path / rel), expect=dict))
 
     # ---- members -------------------------------------------------------------------------
     @property
@@ -392,7 +396,7 @@ class Run:
         summary_type = s.get("summary")
         if not (isinstance(summary_type, type) and issubclass(summary_type, Record)):
             raise ModescapeError(f"study {s.name!r}: its summary type is not a Record")
-        return summary_type.from_dict(self.read_json(rel))
+        return self.read_record(rel, summary_type)
 
     def studies_run(self) -> list[str]:
         """The registered studies whose results this run has (summary.json written)."""

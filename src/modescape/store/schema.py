@@ -16,9 +16,9 @@ summary records a warning (`warnings`), which the report prints next to the figu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
-from modescape.codec import Record
+from modescape.codec import OMIT_NONE, Record
 from modescape.results import CurveMeasures, PairLevel
 
 LATE_WINDOW = 10
@@ -28,10 +28,14 @@ SUMMARY = "summary.json"
 SETTINGS = "settings.json"  # the resolved settings a cache folder was computed with
 
 # <run>/<folder>/ of each study
-ANALYSIS, SUBSPACE, LANDSCAPE, SHIFT = "analysis", "subspace", "landscape", "shift"
-SWAG = "swag"
-CONNECT = "connect"
-INSTABILITY = "instability"  # the measures of a spawn run (`modescape spawn`)
+# (Final: `Run.study(S.SUBSPACE)` is typed by the overload of its literal name)
+ANALYSIS: Final = "analysis"
+SUBSPACE: Final = "subspace"
+LANDSCAPE: Final = "landscape"
+SHIFT: Final = "shift"
+SWAG: Final = "swag"
+CONNECT: Final = "connect"
+INSTABILITY: Final = "instability"  # the measures of a spawn run (`modescape spawn`)
 
 # analysis/
 INDEX_CSV = "index.csv"
@@ -70,7 +74,40 @@ SHIFT_LATE_FAMILY = "late_snapshots_member0"  # member 0's late snapshots (not t
 Metrics = dict[str, float]  # accuracy, nll, brier, ece
 
 
+# ---- shared by several studies -----------------------------------------------------------------
+# A study's `config` stays the JSON of its settings dataclass: those live in `analysis/` or
+# `studies/`, above this module (`codec.decode(SubspaceConfig, summary.config)` reads one back).
+@dataclass
+class WeightAverageInfo(Record):
+    """The weight-average model: the snapshots averaged, how its BatchNorm statistics were
+    recomputed (analysis; absent for a model without BatchNorm) and where a study's
+    predictions of it came from (subspace: "computed", or the analysis file it reused)."""
+
+    epochs_averaged: list[int] = field(default_factory=list)
+    batchnorm: str | None = field(default=None, metadata=OMIT_NONE)
+    source: str | None = field(default=None, metadata=OMIT_NONE)
+
+
+@dataclass
+class ReferenceCurves(Record):
+    """The diversity–accuracy plane's reference curves over an accuracy grid (Fort et al.
+    2019, Fig. 5): `upper` for errors independent of the reference's, `lower` for the
+    reference with a growing share of its predictions replaced by random classes."""
+
+    accuracy: list[float]
+    upper: list[float]
+    lower: list[float]
+
+
 # ---- analysis ---------------------------------------------------------------------------------
+@dataclass
+class ParameterSelection(Record):
+    """The weights the weight-space measures compare (`AnalysisConfig.params`) and how many."""
+
+    selection: str
+    count: int
+
+
 @dataclass
 class Disagreement(Record):
     across_members_mean: float
@@ -108,9 +145,11 @@ class AnalysisSummary(Record):
     config: dict[str, Any]
     members: list[int]
     epochs: list[int]
-    parameters: dict[str, Any]  # selection, count
-    embeddings: dict[str, dict[str, Any]]  # method -> settings
-    weight_average: dict[str, Any]  # epochs_averaged, batchnorm
+    parameters: ParameterSelection
+    # method -> the embedding's settings as `analysis.trajectories` reports them (sklearn's
+    # parameters and diagnostics, which differ between t-SNE and PCA) and the examples used
+    embeddings: dict[str, dict[str, Any]]
+    weight_average: WeightAverageInfo
     timings_s: dict[str, float]
     files: dict[str, str]
     warnings: list[str] = field(default_factory=list)
@@ -151,19 +190,36 @@ class ReferenceSweepRecord(Record):
 
 
 @dataclass
+class PlaneRecord(Record):
+    """`analysis.plane.PlaneSummary` of one sampler: how far its samples get from the
+    reference (accuracy `ref_acc`) next to the independent members. The best sample's values
+    are None (NaN) when no sample is within `tol` of the reference's accuracy."""
+
+    ref_acc: float
+    tol: float
+    n_samples: int
+    n_within_tol: int
+    best_sample_norm_div: float | None
+    best_sample_acc: float | None
+    member_acc: list[float]
+    member_norm_div: list[float | None]
+    normalisation: str = "sample"
+
+
+@dataclass
 class SubspaceSummary(Record):
     config: dict[str, Any]  # the SubspaceConfig the cached samples were drawn with
     members: list[int]
     reference: int
     reference_accuracy: float
     batchnorm: str
-    plane: dict[str, dict[str, Any]]  # method -> PlaneSummary fields
-    reference_curves: dict[str, list[float]] | None
+    plane: dict[str, PlaneRecord]  # sampler -> its plane summary
+    reference_curves: ReferenceCurves | None  # None: a reference no better than chance
     js_diversity: dict[str, float]  # independent_members, late_snapshots, <method>
-    tsne: dict[str, dict[str, Any]]
+    tsne: dict[str, dict[str, Any]]  # method -> the t-SNE's settings (see `embeddings`)
     files: dict[str, str]
     late_window: int = LATE_WINDOW
-    weight_average: dict[str, Any] = field(default_factory=dict)  # window, source
+    weight_average: WeightAverageInfo = field(default_factory=WeightAverageInfo)
     warnings: list[str] = field(default_factory=list)
     mode: str = "calibrated"  # SubspaceConfig.mode: "paper" | "calibrated"
     # calibrated mode: one record per (method, member); empty in paper mode
@@ -206,13 +262,35 @@ class PathEntry(Record):
 
 
 @dataclass
+class AlignmentRecord(Record):
+    """Member `members[1]` permuted onto `members[0]` by weight matching (Ainsworth et al.
+    2023): the cosine of their weights and the linear path's barriers before and after, and
+    how far the permutation moved its predictions (it should not: the same function).
+    `method`: "weights" or "activations" matching; `spec`: the permutation spec used
+    ("built-in", "automatic" or the spec file, then with its `spec_sha256`). Fields a run did
+    not record are None."""
+
+    members: list[int]
+    cosine_before: float
+    cosine_after: float
+    error_barrier_after: float
+    loss_barrier_after: float
+    max_abs_prob_diff: float
+    error_barrier_before: float | None = None
+    loss_barrier_before: float | None = None
+    method: str | None = None
+    spec: str | None = None
+    spec_sha256: str | None = None
+
+
+@dataclass
 class LandscapeSummary(Record):
     config: dict[str, Any]
     members: list[int]
     num_examples: int
     planes: list[PlaneEntry]
     paths: list[PathEntry]
-    alignment: dict[str, Any] | None
+    alignment: AlignmentRecord | None
     files: dict[str, str]
     warnings: list[str] = field(default_factory=list)
     elapsed_s: float | None = None  # wall time of the call that wrote this summary
@@ -252,25 +330,82 @@ SWAG_TSNE = "tsne.csv"
 
 
 @dataclass
+class SwagRow(Record):
+    """One method of `modescape swag`'s table: `members` in the model, its cost in test-set
+    forward passes and collection-phase epochs (all members), and its test metrics."""
+
+    method: str
+    members: int
+    forwards: int
+    collect_epochs: int
+    accuracy: float
+    nll: float
+    brier: float
+    ece: float
+
+
+@dataclass
+class ReferencePlane(Record):
+    """Member 0's accuracy and the plane's reference curves around it (None: a reference no
+    better than chance)."""
+
+    reference_accuracy: float
+    curves: ReferenceCurves | None
+
+
+@dataclass
 class SwagSummary(Record):
-    """`modescape swag` (summary.json). `table`: one row per method, {method, members, forwards
-    (test-set forward passes), collect_epochs (collection-phase epochs, all members), accuracy,
-    nll, brier, ece}; `collection`: iterates per member and the collection phase's settings;
-    `plane`: member 0's reference accuracy and the plane's reference curves (or None)."""
+    """`modescape swag` (summary.json). `table`: one row per method; `collection`: iterates
+    per member, the collection phase's settings as recorded with the statistics (the run's
+    `train.collect`) and its learning rate: kept as that JSON, since the settings' fields are
+    the config's; `plane`: member 0's reference plane; `tsne`: the t-SNE's settings."""
 
     config: dict[str, Any]
     members: list[int]
-    table: list[dict[str, Any]]
+    table: list[SwagRow]
     collection: dict[str, Any]
     batchnorm: str
     skipped: dict[str, str] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     tsne: dict[str, Any] = field(default_factory=dict)
-    plane: dict[str, Any] = field(default_factory=dict)
+    plane: ReferencePlane | None = None
     elapsed_s: float | None = None
 
 
 # ---- connect ----------------------------------------------------------------------------------
+@dataclass
+class CurvePlane(Record):
+    """The plane a curve is drawn in: through its ends and `third` (the middle bend, or the
+    curve's point at t = 0.5), the anchors' (a, b) coordinates, the largest distance of a curve
+    point from the plane (weight-space L2), the grid's resolution and BatchNorm policy."""
+
+    third: str
+    anchor_coords: list[list[float]]
+    max_off_plane: float
+    bn_policy: str
+    resolution: int
+
+
+@dataclass
+class CurveEnsembleRecord(Record):
+    t: list[list[float]]  # the curve points of each ensemble size (interior t = (2i+1)/2k)
+
+
+@dataclass
+class FGERecord(Record):
+    """Fast geometric ensembling (Garipov et al. 2018): the snapshots taken and
+    `analysis.connect.ensembles.FGEConfig` as JSON (it lives above this module)."""
+
+    snapshots: int
+    config: dict[str, Any]
+
+
+@dataclass
+class ConnectEnsembles(Record):
+    curve: CurveEnsembleRecord | None = field(default=None, metadata=OMIT_NONE)
+    fge: FGERecord | None = field(default=None, metadata=OMIT_NONE)
+
+
 @dataclass
 class ConnectSummary(CurveMeasures):
     """`modescape connect` (summary.json): the curve between `pair` against the straight line
@@ -284,8 +419,8 @@ class ConnectSummary(CurveMeasures):
     curve_folder: str  # relative to the run
     bn_policy: str
     num_examples: int
-    plane: dict[str, Any] | None = None
-    ensembles: dict[str, Any] = field(default_factory=dict)
+    plane: CurvePlane | None = None
+    ensembles: ConnectEnsembles = field(default_factory=ConnectEnsembles)
     epochs_trained: list[dict[str, float]] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
     elapsed_s: float = 0.0
@@ -311,7 +446,9 @@ class InstabilitySummary(Record):
     """`modescape instability` (summary.json of a spawn run): per spawn point the children's
     level; `within` (the parent's final snapshot against `within_epochs[0]`) and `across` (the
     parent member against `across_members[1:]`) the references; `onset` the first spawn point
-    with an error barrier below `settings["threshold"]` (None: none)."""
+    with an error barrier below `settings["threshold"]` (None: none); `settings` is the
+    `InstabilityConfig` as JSON (it lives in `studies/`, above this module) and the number of
+    test examples used."""
 
     parent: str
     member: int

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modescape.codec import Record
+from modescape.config import RunConfig
 from modescape.errors import ModescapeError
 from modescape.registry import studies
-from modescape.store.records import EpochMetrics, MemberInfo
+from modescape.store.records import DataSummary, EpochMetrics, Manifest, MemberInfo
 from modescape.store.run import Run
 
 
@@ -20,10 +23,43 @@ def verify_run(path: str | Path) -> list[str]:
         return [str(e)]
 
 
-def run_summary(run: Run) -> dict[str, Any]:
-    """What `modescape info` shows: config, data, per member state, seed and accuracy, and which
-    registered studies have run (`studies`: name → bool); "problems" lists integrity problems
-    (the CLI exits non-zero when there are any)."""
+@dataclass
+class MemberSummary(Record):
+    """One member's line of `modescape info`: its state, seed and last accuracies."""
+
+    member: int
+    state: str
+    epoch: int
+    snapshots: int
+    seed: int | None
+    test_acc: float | None
+    val_acc: float | None
+    time_s: float | None
+    reason: str | None
+
+
+@dataclass
+class RunSummary(Record):
+    """What `modescape info` shows (its `--json` is `to_dict()`): config, data, each member's
+    state, seed and accuracy, which registered studies have run (`studies`: name -> bool) and
+    the integrity problems found (the CLI exits non-zero when there are any)."""
+
+    path: str
+    studies: dict[str, bool]
+    origin: str
+    config: RunConfig
+    data: DataSummary
+    versions: dict[str, str]
+    members: list[MemberSummary]
+    problems: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        # the config as the run records it (`RunConfig.to_dict` leaves unused sections out)
+        return super().to_dict() | {"config": self.config.to_dict()}
+
+
+def run_summary(run: Run) -> RunSummary:
+    """`modescape info` of `run`: see `RunSummary`."""
     problems = run.verify()
     view = Run(run.path, trust=True)  # show what is there; the problems say what to distrust
     manifest = view.manifest
@@ -34,30 +70,31 @@ def run_summary(run: Run) -> dict[str, Any]:
         except ModescapeError as e:
             info, metrics = MemberInfo(m, "unreadable", reason=str(e)), []
         last = metrics[-1] if metrics else EpochMetrics(-1)
+        seed = manifest.seeds.get(f"member_{m}")
         members.append(
-            {
-                "member": m,
-                "state": info.state,
-                "epoch": info.epoch,
-                "snapshots": len(info.snapshots),
-                "seed": manifest.get("seeds", {}).get(f"member_{m}"),
-                "test_acc": last.test_acc,
-                "val_acc": last.val_acc,
-                "time_s": info.time_s,
-                "reason": info.reason,
-            }
+            MemberSummary(
+                m,
+                info.state,
+                info.epoch,
+                len(info.snapshots),
+                seed,
+                last.test_acc,
+                last.val_acc,
+                info.time_s,
+                info.reason,
+            )
         )
     done = set(view.studies_run())
-    return {
-        "path": str(run.path),
-        "studies": {s.name: s.name in done for s in studies()},  # registered: has it run?
-        "origin": describe_origin(manifest),
-        "config": manifest["config"],
-        "data": manifest.get("data", {}),
-        "versions": manifest.get("versions", {}),
-        "members": members,
-        "problems": problems,
-    }
+    return RunSummary(
+        path=str(run.path),
+        studies={s.name: s.name in done for s in studies()},  # registered: has it run?
+        origin=describe_origin(manifest),
+        config=view.config,
+        data=manifest.data,
+        versions=manifest.versions,
+        members=members,
+        problems=problems,
+    )
 
 
 _ORIGINS = {
@@ -67,17 +104,16 @@ _ORIGINS = {
 }
 
 
-def describe_origin(manifest: dict[str, Any]) -> str:
+def describe_origin(manifest: Manifest) -> str:
     """One line saying where a run's snapshots came from: trained here, or imported (from
     which files, of which format and origin). `modescape info` and the report show it."""
-    imported = manifest.get("imported")
-    if not imported:
+    imported = manifest.imported
+    if imported is None:
         return "trained by modescape"
-    offset = int(imported.get("epoch_offset") or 0)
-    how = _ORIGINS.get(str(imported.get("origin")), "origin not recorded")
+    offset = imported.epoch_offset
+    how = _ORIGINS.get(str(imported.origin), "origin not recorded")
     how = how.replace("{offset}", f" + {offset}" if offset else "")
-    files = imported.get("files", {})
     return (
-        f"imported, not trained here: {len(files)} {imported.get('format', '?')} file(s) "
-        f"matching {imported.get('pattern')!r} under {imported.get('source')} ({how})"
+        f"imported, not trained here: {len(imported.files)} {imported.format} file(s) "
+        f"matching {imported.pattern!r} under {imported.source} ({how})"
     )

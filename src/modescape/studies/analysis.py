@@ -287,14 +287,14 @@ def _off_diagonal(a: np.ndarray) -> np.ndarray:
     return a[~np.eye(len(a), dtype=bool)]
 
 
-def _weight_average_predictions(a: _Analysis) -> tuple[np.ndarray, dict[str, Any]]:
+def _weight_average_predictions(a: _Analysis) -> tuple[np.ndarray, S.WeightAverageInfo]:
     ctx, n = a.ctx, a.config.weight_average
     window, warning = ctx.weight_average_window(a.members[0], n)
     a.warnings += [warning] if warning else []
     states = [ctx.weight_average_state(m, n) for m in a.members]
-    info: dict[str, Any] = {"epochs_averaged": window}
+    info = S.WeightAverageInfo(window)
     if ctx.has_batchnorm:
-        info["batchnorm"] = f"recomputed on {BN_TRAIN_EXAMPLES} training examples"
+        info.batchnorm = f"recomputed on {BN_TRAIN_EXAMPLES} training examples"
     return ctx.evaluate(states, a.config.split), info
 
 
@@ -342,7 +342,7 @@ def _summary(a: _Analysis) -> S.AnalysisSummary:
         config=asdict(a.config),
         members=a.members,
         epochs=a.epochs,
-        parameters={"selection": a.config.params, "count": a.results["n_params"]},
+        parameters=S.ParameterSelection(a.config.params, a.results["n_params"]),
         embeddings=a.results["embeddings"],
         weight_average=a.results["wa_info"],
         timings_s={k: round(v, 3) for k, v in a.timings.items()},

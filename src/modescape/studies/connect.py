@@ -341,7 +341,7 @@ def _plane(
     train_x: torch.Tensor,
     probs: torch.Tensor,
     out: ResultWriter,
-) -> dict[str, Any]:
+) -> S.CurvePlane:
     logger.info(
         "connect: the curve's plane at %d×%d", config.plane_resolution, config.plane_resolution
     )
@@ -363,13 +363,13 @@ def _plane(
         out.npy(f"plane/{key}.npy", arr.numpy().astype(np.float64 if key in "ab" else np.float32))
     rows = np.column_stack([cp.t, cp.curve_coords, cp.off_plane, cp.line_coords]).tolist()
     out.csv("plane/curve.csv", ["t", "a", "b", "off_plane", "line_a", "line_b"], rows)
-    return {
-        "third": cp.third,
-        "anchor_coords": p.anchor_coords.tolist(),
-        "max_off_plane": float(cp.off_plane.max()),
-        "bn_policy": p.bn_policy,
-        "resolution": config.plane_resolution,
-    }
+    return S.CurvePlane(
+        third=cp.third,
+        anchor_coords=p.anchor_coords.tolist(),
+        max_off_plane=float(cp.off_plane.max()),
+        bn_policy=p.bn_policy,
+        resolution=config.plane_resolution,
+    )
 
 
 def _ensembles(
@@ -383,16 +383,16 @@ def _ensembles(
     x_train: torch.Tensor,
     y_train: torch.Tensor,
     out: ResultWriter,
-) -> dict[str, Any]:
+) -> S.ConnectEnsembles:
     """Ensembles of points along the curve and, unless switched off, FGE from the first end."""
     rows: list[list[Any]] = []
-    result: dict[str, Any] = {}
+    result = S.ConnectEnsembles()
     curve = curve_ensemble_curve(_kept_probs(prof), y, prof.t, config.curve.ensemble_size)
     rows += [
         ["curve", int(k), *[float(curve.mean[m][i]) for m in METRICS]]
         for i, k in enumerate(curve.sizes)
     ]
-    result["curve"] = {"t": [prof.t[s[0]].tolist() for s in curve.subsets]}
+    result.curve = S.CurveEnsembleRecord([prof.t[s[0]].tolist() for s in curve.subsets])
     if config.fge is not None:
         logger.info(
             "connect: FGE, %d cycles of %d epochs", config.fge.cycles, config.fge.cycle_epochs
@@ -423,7 +423,7 @@ def _ensembles(
         for k in range(1, len(probs) + 1):
             ev = evaluate_ensemble(probs[:k], y.numpy())  # float64 mean, log-mean-exp NLL
             rows.append(["fge", k, *[ev[m] for m in METRICS]])
-        result["fge"] = {"snapshots": len(snaps), "config": asdict(config.fge)}
+        result.fge = S.FGERecord(len(snaps), asdict(config.fge))
     out.csv("ensembles.csv", ["kind", "size", *METRICS], rows)
     return result
 

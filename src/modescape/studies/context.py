@@ -15,13 +15,14 @@ import copy
 import logging
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from modescape.analysis.weightspace import average_state_dicts
+from modescape.codec import Record
 from modescape.errors import ModescapeError
 from modescape.store.run import Run, load_run
 
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from modescape.data.datasets import Dataset
 
 logger = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=Record)
 
 BN_TRAIN_EXAMPLES = 2048  # training examples per BatchNorm recomputation (a seeded subset)
 
@@ -293,7 +296,7 @@ class ResultWriter:
         from modescape.store.manifest import replace_folder_files
 
         prefix = f"{self.study}/"
-        recorded = self.run.manifest.get("files", {})
+        recorded = self.run.manifest.files
         mine = {k: v for k, v in recorded.items() if k.startswith(prefix)}
         kept = {k: v for k, v in mine.items() if self._in_cache(k[len(prefix) :])}
         if kept != mine:
@@ -347,13 +350,13 @@ class ResultWriter:
             raise ModescapeError(f"missing file {self.root / rel}")
         return array
 
-    def reuse_json(self, rel: str) -> Any:
-        """A cached JSON object written by an earlier call, verified and listed in `files`."""
+    def reuse_record(self, rel: str, record: type[R]) -> R:
+        """A cached JSON record written by an earlier call, verified and listed in `files`."""
         from modescape.store.files import read_json
 
         if rel not in self.files:
             self._reuse(rel)
-        return read_json(self.root / rel)
+        return record.from_dict(read_json(self.root / rel, expect=dict))
 
     def reuse_folder(self, rel: str) -> None:
         """List (and verify) every finished file directly in the cached folder `rel`."""
@@ -376,7 +379,7 @@ class ResultWriter:
         a killed call holds files the manifest has not seen yet: those are not checked."""
         from modescape.store.schema import SETTINGS
 
-        recorded = self.run.manifest.get("files", {})
+        recorded = self.run.manifest.files
         if f"{self.study}/{rel}" not in recorded:
             return False
         parts = rel.split("/")[:-1]

@@ -30,7 +30,7 @@ import logging
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -233,7 +233,7 @@ def run_landscape(
         who = f"member {members[1]} onto member {members[0]}"
         logger.info(f"landscape: permutation alignment of {who}")
         alignment, rows, entry = _alignment(setup, members[:2], aligned)
-        alignment.update(how)
+        alignment = replace(alignment, **how)
         path_rows += rows
         paths.append(entry)
         pair = (f"m{members[0]}", f"m{members[1]}")
@@ -241,8 +241,8 @@ def run_landscape(
         if before is None:
             result = setup.path(*(setup.anchor(a) for a in pair))
             before = _path_entry(*pair, "across members", result)
-        alignment["error_barrier_before"] = before.error_barrier
-        alignment["loss_barrier_before"] = before.loss_barrier
+        alignment.error_barrier_before = before.error_barrier
+        alignment.loss_barrier_before = before.loss_barrier
     header = ["path", "alpha", "loss", "error", "disagreement_from", "disagreement_to"]
     setup.out.csv(S.LANDSCAPE_PATHS, header, path_rows)
     summary = S.LandscapeSummary(
@@ -515,7 +515,7 @@ def _activation_inputs(ctx: RunContext, n: int = 512) -> torch.Tensor:
 
 def _alignment(
     setup: _Setup, pair: list[int], aligned: dict[str, torch.Tensor]
-) -> tuple[dict[str, Any], list[list[Any]], S.PathEntry]:
+) -> tuple[S.AlignmentRecord, list[list[Any]], S.PathEntry]:
     """Weight-match member j onto member i: how much of their distance is permutation symmetry."""
     run, names = setup.ctx.run, setup.ctx.param_names
     i, j = pair
@@ -529,14 +529,14 @@ def _alignment(
             probs.append(torch.softmax(m.eval()(setup.x), dim=1))
     result = setup.path(sd_i, aligned)
     entry = _path_entry(f"m{i}", f"m{j}-aligned", "aligned", result)
-    info = {
-        "members": [i, j],
-        "cosine_before": _cosine(vi, vj),
-        "cosine_after": _cosine(vi, va),
-        "error_barrier_after": result.error_barrier,
-        "loss_barrier_after": result.loss_barrier,
-        "max_abs_prob_diff": float((probs[0] - probs[1]).abs().max()),
-    }
+    info = S.AlignmentRecord(
+        members=[i, j],
+        cosine_before=_cosine(vi, vj),
+        cosine_after=_cosine(vi, va),
+        error_barrier_after=result.error_barrier,
+        loss_barrier_after=result.loss_barrier,
+        max_abs_prob_diff=float((probs[0] - probs[1]).abs().max()),
+    )
     return info, _path_rows(entry.name, result), entry
 
 

@@ -283,7 +283,7 @@ def _cache_settings(
 ) -> dict[str, Any]:
     """Everything cached predictions depend on besides the corruption and severity (their path)."""
     subspace = ctx.path / S.SUBSPACE / S.SUMMARY
-    recorded = ctx.run.read_json(f"{S.SUBSPACE}/{S.SUMMARY}") if subspace.exists() else None
+    recorded = ctx.run.study(S.SUBSPACE) if subspace.exists() else None
     late, _ = ctx.late_epochs(members[0], config.late, "late window")
     return {
         "members": members,
@@ -297,7 +297,7 @@ def _cache_settings(
         "swag": None
         if not (ctx.path / S.SWAG / S.SUMMARY).exists()
         else {
-            "config": ctx.run.read_json(f"{S.SWAG}/{S.SUMMARY}")["config"],
+            "config": ctx.run.study(S.SWAG).config,
             "statistics": {
                 str(m): ctx.run.expected_digest(f"members/m{m:03d}/swag.safetensors")
                 for m in members
@@ -306,9 +306,9 @@ def _cache_settings(
         "subspace": None
         if recorded is None
         else {
-            "config": recorded["config"],
-            "reference": recorded["reference"],
-            "calibration": recorded.get("calibration", []),
+            "config": recorded.config,
+            "reference": recorded.reference,
+            "calibration": [c.to_dict() for c in recorded.calibration],
         },
     }
 
@@ -322,7 +322,7 @@ def _subspace_families(ctx: RunContext, max_samples: int) -> dict[str, list[Stat
     f = ctx.path / S.SUBSPACE / S.SUMMARY
     if not f.exists():
         return {}
-    summary = S.SubspaceSummary.from_dict(ctx.run.read_json(f"{S.SUBSPACE}/{S.SUMMARY}"))
+    summary = ctx.run.study(S.SUBSPACE)
     config = decode(SubspaceConfig, summary.config)  # lists back to the tuples they were
     ref = summary.reference
     out = {}
@@ -347,7 +347,7 @@ def _swag_families(ctx: RunContext, max_samples: int) -> dict[str, list[StateDic
 
     if not (ctx.path / S.SWAG / S.SUMMARY).exists():
         return {}
-    summary = S.SwagSummary.from_dict(ctx.run.read_json(f"{S.SWAG}/{S.SUMMARY}"))
+    summary = ctx.run.study(S.SWAG)
     config = SwagConfig(**(summary.config | {"methods": tuple(summary.config["methods"])}))
     methods = set(config.methods) - {"mc_dropout"}
     if not methods:

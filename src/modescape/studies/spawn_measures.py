@@ -108,29 +108,29 @@ def run_instability(
     `allow_partial` is accepted for the registry and ignored: every child is needed."""
     config = config or InstabilityConfig()
     run = run_dir.run if hasattr(run_dir, "run") else load_run(run_dir)  # a path or RunContext
-    spawn = run.manifest.get("spawn")
-    if not spawn:
+    spawn = run.manifest.spawn
+    if spawn is None:
         raise ModescapeError(f"{run.path} is not a spawn run: create one with `modescape spawn`")
     run.require_complete()
-    parent, member, n = load_run(spawn["parent"]), int(spawn["member"]), int(spawn["children"])
+    parent, member, n = load_run(spawn.parent), spawn.member, spawn.children
     if n < 2:
         raise ModescapeError(f"{run.path} has 1 child per spawn point; measures need >= 2")
     pick, group, warnings = reference_groups(parent, member, config)  # before any work
     meas, labels = _Measure(run, config), run.labels("test")
     points = []
-    for p, point in enumerate(spawn["points"]):
+    for p, point in enumerate(spawn.points):
         kids = [p * n + c for c in range(n)]
         probs = np.stack([run.predictions("test", m) for m in kids])
         level = meas.level([run.state_dict(m) for m in kids], probs, labels)
-        points.append(S.InstabilityPoint(point["at"], point["epoch"], point["step"], level))
-        log.info("spawn point %g: error barrier %.4f", point["at"], level.error_barrier)
+        points.append(S.InstabilityPoint(point.at, point.epoch, point.step, level))
+        log.info("spawn point %g: error barrier %.4f", point.at, level.error_barrier)
     within = _level(parent, member, pick, None, meas)
     across = _level(parent, member, None, group, meas)
     at = [p.at for p in points]
     barriers = [p.level.error_barrier for p in points]
     disagreements = [p.level.disagreement for p in points]
     summary = S.InstabilitySummary(
-        parent=spawn["parent"], member=member, children=n, points=points,
+        parent=spawn.parent, member=member, children=n, points=points,
         within=within, across=across, within_epochs=pick, across_members=group,
         onset=stability_onset(at, barriers, config.threshold),
         reading=stability_reading(at, barriers, disagreements, within, across, config.threshold),
@@ -194,8 +194,10 @@ def _level(
 def _write_embedding(run: Run, parent: Run, member: int, cfg: InstabilityConfig) -> dict[str, str]:
     """One joint embedding of the children's trajectories and the parent member's."""
     rows, index = [], []
-    spawn = run.manifest["spawn"]
-    n = int(spawn["children"])
+    spawn = run.manifest.spawn
+    if spawn is None:
+        raise ModescapeError(f"{run.path} is not a spawn run")
+    n = spawn.children
     k = min(cfg.embed_examples, len(run.labels("test")))
     for e in parent.snapshot_epochs(member):
         rows.append(parent.predictions("test", member, e)[:k])
@@ -216,7 +218,7 @@ def _write_embedding(run: Run, parent: Run, member: int, cfg: InstabilityConfig)
 
 def read_instability(run: Run) -> S.InstabilitySummary:
     """The summary `run_instability` wrote (checked against the manifest)."""
-    return S.InstabilitySummary.from_dict(run.read_json(f"{S.INSTABILITY}/{S.SUMMARY}"))
+    return run.study(S.INSTABILITY)
 
 
 CLI_FLAGS = {

@@ -285,7 +285,7 @@ def _calibration(
         return None
     rel = S.SUBSPACE_CALIBRATION.format(method=method, member=member)
     if (out.root / rel).exists():
-        return S.CalibrationRecord.from_dict(out.reuse_json(rel))
+        return out.reuse_record(rel, S.CalibrationRecord)
     cal = calibrate(
         method,
         ctx.trajectory_matrix(member),
@@ -319,8 +319,10 @@ def _plane(
     for method in config.methods:
         acc, div = diversity_accuracy_points(ref, sample_probs[method][reference], labels)
         rows += [["sample", method, reference, i, a, d] for i, (a, d) in enumerate(zip(acc, div))]
-        plane[method] = asdict(
-            plane_summary(ref, sample_probs[method][reference], others, labels, tol=PLANE_TOL)
+        p = plane_summary(ref, sample_probs[method][reference], others, labels, tol=PLANE_TOL)
+        plane[method] = S.PlaneRecord(
+            **asdict(p)
+            | {"member_acc": list(p.member_acc), "member_norm_div": list(p.member_norm_div)}
         )
     if len(others):
         acc, div = diversity_accuracy_points(ref, others, labels)
@@ -370,13 +372,13 @@ def _nan_none(v: Any) -> Any:
     return v
 
 
-def _reference_curves(ref: np.ndarray, ref_acc: float) -> dict[str, list[float]] | None:
+def _reference_curves(ref: np.ndarray, ref_acc: float) -> S.ReferenceCurves | None:
     """The plane's reference curves; they exist only for a reference better than chance."""
     if ref_acc <= 1.0 / ref.shape[-1]:
         return None
     grid = np.linspace(1.0 / ref.shape[-1], ref_acc, 50)
     upper, lower = reference_curves(ref_acc, ref.shape[-1], grid)
-    return {"accuracy": grid.tolist(), "upper": upper.tolist(), "lower": lower.tolist()}
+    return S.ReferenceCurves(grid.tolist(), upper.tolist(), lower.tolist())
 
 
 def _js_diversity(
@@ -438,19 +440,19 @@ def _curve_rows(
 
 def _weight_average_probs(
     ctx: RunContext, members: list[int], window: int
-) -> tuple[np.ndarray, dict[str, Any]]:
+) -> tuple[np.ndarray, S.WeightAverageInfo]:
     """Each member's weight-average test predictions [M, N, C]: those `modescape analyze` wrote
     when it averaged the same snapshots of the same members on the test split, else new."""
     epochs, _ = ctx.weight_average_window(members[0], window)  # warned up front
-    info: dict[str, Any] = {"epochs_averaged": epochs, "source": "computed"}
+    info = S.WeightAverageInfo(epochs, source="computed")
     f = ctx.path / S.ANALYSIS / S.WEIGHT_AVERAGE_PROBS
     summary = ctx.path / S.ANALYSIS / S.SUMMARY
     if f.exists() and summary.exists():
-        done = S.AnalysisSummary.from_dict(ctx.run.read_json(f"{S.ANALYSIS}/{S.SUMMARY}"))
-        same = done.weight_average.get("epochs_averaged") == epochs
+        done = ctx.run.study(S.ANALYSIS)
+        same = done.weight_average.epochs_averaged == epochs
         if done.members == members and done.split == "test" and same:
             rel = f"{S.ANALYSIS}/{S.WEIGHT_AVERAGE_PROBS}"
-            return ctx.run.read_npy(rel), info | {"source": rel}
+            return ctx.run.read_npy(rel), S.WeightAverageInfo(epochs, source=rel)
     states = [ctx.weight_average_state(m, window) for m in members]
     return ctx.evaluate(states, "test"), info
 

@@ -263,16 +263,17 @@ def _plane(
     return [[*r[:4], float(r[4]), float(r[5]) if np.isfinite(r[5]) else None] for r in rows]
 
 
-def _reference_curves(ref: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+def _reference_curves(ref: np.ndarray, labels: np.ndarray) -> S.ReferencePlane:
     """The plane's reference curves around member 0 (none for a reference at chance level)."""
     ref_acc = float((ref.argmax(-1) == labels).mean())
     C = ref.shape[-1]
     if ref_acc <= 1.0 / C:
-        return {"reference_accuracy": ref_acc, "curves": None}
+        return S.ReferencePlane(ref_acc, None)
     grid = np.linspace(1.0 / C, ref_acc, 50)
     upper, lower = reference_curves(ref_acc, C, grid)
-    curves = {"accuracy": grid.tolist(), "upper": upper.tolist(), "lower": lower.tolist()}
-    return {"reference_accuracy": ref_acc, "curves": curves}
+    return S.ReferencePlane(
+        ref_acc, S.ReferenceCurves(grid.tolist(), upper.tolist(), lower.tolist())
+    )
 
 
 def _tsne(
@@ -304,21 +305,21 @@ def _table(
     probs: dict[str, dict[int, np.ndarray]],
     labels: np.ndarray,
     collection: dict[str, Any],
-) -> list[dict[str, Any]]:
+) -> list[S.SwagRow]:
     """One row per method: the single model / member's method model (mean over members) and the
     MultiSWAG / deep ensemble of all members, with the cost in test-set forward passes."""
     M = models["deep"].shape[0]
     per_member = {k: next(iter(v.values())).shape[0] for k, v in probs.items()}
     epochs = collection.get("epochs", 0)
 
-    def row(name: str, family: str, k: int, forwards: int, extra_epochs: int) -> dict[str, Any]:
+    def row(name: str, family: str, k: int, forwards: int, extra_epochs: int) -> S.SwagRow:
         if k == 1:
             scores = [evaluate(p, labels) for p in models[family]]
             metrics = {m: float(np.mean([s[m] for s in scores])) for m in METRICS}
         else:
             metrics = evaluate_ensemble(models[family], labels)  # log-mean-exp NLL
-        head = {"method": name, "members": k, "forwards": forwards}
-        return head | {"collect_epochs": extra_epochs * k} | {m: float(metrics[m]) for m in METRICS}
+        values = {m: float(metrics[m]) for m in METRICS}
+        return S.SwagRow(name, k, forwards, extra_epochs * k, **values)
 
     rows = [row("single model", "deep", 1, 1, 0), row("deep ensemble", "deep", M, M, 0)]
     if "swa" in probs:
@@ -354,7 +355,6 @@ def applies(config: RunConfig) -> bool:
 def outcome(summary: S.SwagSummary, run: Path) -> list[str]:
     """What `modescape swag` prints when done: each method's accuracy and NLL."""
     lines = [
-        f"{row['method']:>15}: accuracy {row['accuracy']:.4f}, NLL {row['nll']:.4f}"
-        for row in summary.table
+        f"{row.method:>15}: accuracy {row.accuracy:.4f}, NLL {row.nll:.4f}" for row in summary.table
     ]
     return [*lines, f"results in {run / S.SWAG}"]

@@ -10,7 +10,6 @@ trainer can call it without an import cycle.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +17,7 @@ import torch
 
 from modescape.errors import ModescapeError
 from modescape.store.files import load_safetensors, read_safetensors_metadata
+from modescape.store.records import SpawnChild, SpawnRecord
 from modescape.training.loop import batch_order, load_optimizer, train_epoch
 
 
@@ -38,21 +38,22 @@ def state_rel(point: int) -> str:
     return f"spawn/p{point:02d}.safetensors"
 
 
-def child_info(spawn: dict[str, Any], member: int) -> dict[str, Any]:
+def child_info(spawn: SpawnRecord, member: int) -> SpawnChild:
     """member.json's "spawn" record of child `member` of a spawn run (its manifest "spawn")."""
-    p, c = divmod(member, int(spawn["children"]))
-    point = SpawnPoint(**spawn["points"][p])
-    return {"point": p, "child": c, "parent": spawn["parent"],
-            "parent_member": spawn["member"]} | dataclasses.asdict(point)  # fmt: skip
+    p, c = divmod(member, spawn.children)
+    point = spawn.points[p]
+    return SpawnChild(p, c, spawn.parent, spawn.member, point.at, point.epoch, point.step)
 
 
 def start_child(t: Any) -> int:
     """Load the child's spawn state into trainer `t` (a `MemberTrainer`), write and commit its
     first epoch (except at epoch 0, which `fit` writes itself) and return the epoch it resumes
     training from."""
-    spawn = t.run.manifest["spawn"]
-    p = t.member // int(spawn["children"])
-    point = SpawnPoint(**spawn["points"][p])
+    spawn = t.run.manifest.spawn
+    if spawn is None:
+        raise ModescapeError(f"{t.run.path} is not a spawn run (its manifest has no 'spawn')")
+    p = t.member // spawn.children
+    point = SpawnPoint(**spawn.points[p].to_dict())
     _load_state(t, p)
     if point.step == 0 and point.epoch == 0:
         return 0

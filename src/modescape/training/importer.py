@@ -56,9 +56,9 @@ from modescape.config import RunConfig, recipe_for
 from modescape.errors import ModescapeError, check_choice
 from modescape.options import Arch, Dataset, ImportOrigin, Scaling, values
 from modescape.store.files import atomic_write_bytes, save_npy, save_safetensors, sha256_file
-from modescape.store.manifest import create_run, record_files
+from modescape.store.manifest import ManifestExtra, create_run, record_files
 from modescape.store.members import write_member_info
-from modescape.store.records import MemberInfo
+from modescape.store.records import ArchRecord, ImportRecord, MemberInfo
 from modescape.store.run import Run, load_run, open_dataset
 
 log = logging.getLogger(__name__)
@@ -242,7 +242,11 @@ def import_checkpoints(
     tmp = out.parent / f".{out.name}.importing-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        extra = {"imported": imported, "seeds": {}, "arch": _describe(config)}
+        extra = ManifestExtra(
+            arch=ArchRecord.from_dict(_describe(config)),
+            imported=ImportRecord.from_dict(imported),
+            seeds={},  # trained elsewhere: no member seeds
+        )
         create_run(tmp, config, dataset_summary(data), eval_labels(data), extra)
         run = load_run(tmp)
         for new, orig in enumerate(originals):

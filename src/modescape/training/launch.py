@@ -149,7 +149,7 @@ def _members_to_train(run_dir: Path, members: Sequence[int] | None) -> tuple[lis
 
     run = load_run(run_dir)
     members = run.members if members is None else list(members)
-    recorded = run.manifest.get("files", {})
+    recorded = run.manifest.files
     finished = [
         m
         for m in members
@@ -279,7 +279,7 @@ def run_status(run_dir: str | Path) -> list[dict[str, Any]]:
     tasks = slurm_tasks(run.path)
     states = scheduler_states(sorted({t.split("_")[0] for t in tasks.values()}))
     rows = []
-    recorded = run.manifest.get("files", {})
+    recorded = run.manifest.files
     for m in run.members:
         s = run.member_status(m)
         rel = f"{run.member_dir(m).relative_to(run.path).as_posix()}/member.json"

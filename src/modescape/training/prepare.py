@@ -14,7 +14,7 @@ from modescape.data.datasets import Dataset
 from modescape.errors import ModescapeError
 from modescape.store.files import save_npy
 from modescape.store.manifest import record_files, update_manifest
-from modescape.store.records import DataSummary
+from modescape.store.records import ArchRecord, DataSummary
 from modescape.store.run import Run, init_run, open_dataset
 
 
@@ -41,10 +41,10 @@ def prepare_run(
         config = with_precision(config, data.in_shape, device)
     run = init_run(out, config, summary, labels)
     _repair_labels(run, labels)
-    if "arch" not in run.manifest:  # where the network came from (import path, version, sha256)
+    if run.manifest.arch is None:  # where the network came from (import path, version, sha256)
         from modescape.models.registry import describe_arch
 
-        update_manifest(run.path, arch=describe_arch(m.arch))
+        update_manifest(run.path, arch=ArchRecord.from_dict(describe_arch(m.arch)))
     return run
 
 
@@ -94,10 +94,10 @@ def _refuse_imported(out: Path) -> None:
         return
     from modescape.store.manifest import read_manifest
 
-    imported = read_manifest(out, trust=True).get("imported")
-    if imported:
+    imported = read_manifest(out, trust=True).imported
+    if imported is not None:
         raise ModescapeError(
-            f"run {out} was imported from checkpoints ({imported.get('source', '?')}), not "
+            f"run {out} was imported from checkpoints ({imported.source}), not "
             "trained by modescape: it cannot be resumed or extended; train a new run with --out"
         )
 
@@ -105,7 +105,7 @@ def _refuse_imported(out: Path) -> None:
 def _repair_labels(run: Run, labels: dict[str, np.ndarray]) -> None:
     """Write and record labels a run lacks (one created by a version that could be killed
     between config.json and the labels)."""
-    recorded = run.manifest.get("files", {})
+    recorded = run.manifest.files
     files = {}
     for split, y in labels.items():
         rel = f"labels/{split}.npy"

@@ -43,8 +43,14 @@ from modescape.store.files import (
     killpoint,
     safetensors_bytes,
 )
-from modescape.store.manifest import create_run, member_seed, record_files, update_manifest
-from modescape.store.records import MemberInfo
+from modescape.store.manifest import (
+    ManifestExtra,
+    create_run,
+    member_seed,
+    record_files,
+    update_manifest,
+)
+from modescape.store.records import MemberInfo, SpawnRecord, SpawnReplay
 from modescape.store.run import Run, load_run
 from modescape.training.children import SpawnPoint, state_rel
 from modescape.training.loop import (
@@ -135,7 +141,7 @@ def plan_spawn(
     has snapshots up to the last spawn point, the points lie inside its schedule, and there is
     at least one child."""
     parent = load_run(parent_dir)
-    if parent.manifest.get("imported"):
+    if parent.manifest.imported is not None:
         raise ModescapeError(
             f"run {parent.path} was imported from checkpoints: it has no optimiser or data-order "
             "state to spawn from; spawn from a run trained by modescape"
@@ -176,7 +182,8 @@ def create_spawn_run(plan: SpawnPlan, out: str | Path) -> Run:
         parent.config, members=len(plan.points) * plan.children, seed=plan.seed
     )
     if (out / "config.json").exists():
-        existing = load_run(out).manifest.get("spawn", {})
+        spawn = load_run(out).manifest.spawn
+        existing = {} if spawn is None else spawn.to_dict()
         if {k: existing.get(k) for k in plan.record()} != plan.record():
             raise ModescapeError(
                 f"--out {out} holds a different run or children spawned with other settings; "
@@ -188,18 +195,18 @@ def create_spawn_run(plan: SpawnPlan, out: str | Path) -> Run:
         for e in parent.snapshot_epochs(plan.member)
         if e <= plan.points[-1].epoch
     }
-    extra = {
-        "spawn": plan.record()
-        | {"parent_seed": member_seed(parent.config, plan.member), "parent_snapshots": snapshots},
-        "arch": parent.manifest.get("arch"),
+    record = plan.record() | {
+        "parent_seed": member_seed(parent.config, plan.member),
+        "parent_snapshots": snapshots,
     }
+    extra = ManifestExtra(arch=parent.manifest.arch, spawn=SpawnRecord.from_dict(record))
     create_run(out, config, parent.data_summary, labels, extra)
     return load_run(out)
 
 
 def ensure_states(run: Run, plan: SpawnPlan, device: str = "auto", exact: bool = True) -> None:
     """Write the spawn states the run lacks, by replaying the parent (see the module doc)."""
-    recorded = run.manifest.get("files", {})
+    recorded = run.manifest.files
     missing = [
         i
         for i in range(len(plan.points))
@@ -213,7 +220,7 @@ def ensure_states(run: Run, plan: SpawnPlan, device: str = "auto", exact: bool =
         files[state_rel(i)] = atomic_write_bytes(run.path / state_rel(i), states[i])
         killpoint("spawn.state")
     record_files(run.path, files)
-    update_manifest(run.path, spawn_replay=replay)
+    update_manifest(run.path, spawn_replay=SpawnReplay.from_dict(replay))
 
 
 def replay_parent(

@@ -127,7 +127,7 @@ def run_key(run_path: Path) -> str:
 
     try:
         m = read_manifest(run_path, trust=True)
-        text = f"{m.get('created')}|{m.get('config')}"
+        text = f"{m.created}|{m.config}"
     except (ModescapeError, OSError):
         text = str(run_path.resolve())
     return hashlib.sha256(text.encode()).hexdigest()[:10]
@@ -208,7 +208,7 @@ def export_run(
                 f"{folder} already holds TensorBoard events of member(s) {taken}; "
                 "export into another --logdir"
             )
-    config = run.manifest.get("config", run.config.to_dict())
+    config = run.manifest.config or run.config.to_dict()
     done = 0
     for m in run.members:
         records = run.metrics(m)

@@ -138,7 +138,7 @@ def _complete_finish(run: Run, member: int) -> bool:
     if info.state != "finished":
         return False
     rel = f"members/m{member:03d}/member.json"
-    if rel not in run.manifest.get("files", {}):
+    if rel not in run.manifest.files:
         digest = sha256_file(run.path / rel)
         record_files(run.path, info.files | {rel: digest})
     return True
@@ -356,7 +356,7 @@ class MemberTrainer:
     def resume(self) -> int:
         """Load the last committed epoch's state (0 when there is none); return that epoch."""
         resume = self.mdir / "resume.safetensors"
-        spawn = self.run.manifest.get("spawn")  # a spawned child starts from its parent's state
+        spawn = self.run.manifest.spawn  # a spawned child starts from its parent's state
         if spawn:
             self.info.spawn = child_info(spawn, self.member)
         if not resume.exists():
@@ -397,7 +397,7 @@ class MemberTrainer:
     def _rebuild_files(self, epoch: int) -> list[int]:
         """Checksums of the files of epochs <= `epoch` already on disk (member.json was lost);
         a file the manifest records with another checksum is damaged."""
-        recorded = self.run.manifest.get("files", {})
+        recorded = self.run.manifest.files
         snaps = [e for e in self.previous.snapshots if e <= epoch]
         for e in snaps:
             paths = [self.run.snapshot_path(self.member, e)]

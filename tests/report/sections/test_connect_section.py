@@ -10,6 +10,7 @@ import pytest
 from modescape.report.base import ReportContext
 from modescape.report.sections.connect import connect_reading, connect_section
 from modescape.store.run import load_run
+from modescape.store.schema import ConnectSummary
 from modescape.studies.connect import ConnectConfig, fit_curve
 
 SMALL = ConnectConfig(epochs=2, points=7, train_examples=200, max_examples=100,
@@ -40,26 +41,32 @@ def test_section_has_every_figure_with_its_numbers(connected):
 
 
 def test_reading_quotes_the_summary(connected):
-    s = load_run(connected).read_json("connect/summary.json")
+    s = load_run(connected).study("connect")
     section = connect_section(ReportContext(load_run(connected)))
     text = " ".join(section.reading)
-    assert f"{100 * s['error_barrier']:.1f} points" in text
-    assert f"{100 * s['line_error_barrier']:.1f}" in text
-    assert f"{100 * s['midpoint']['disagreement_end0']:.1f}%" in text
+    assert f"{100 * s.error_barrier:.1f} points" in text
+    assert f"{100 * s.line_error_barrier:.1f}" in text
+    assert f"{100 * s.midpoint['disagreement_end0']:.1f}%" in text
 
 
 def _summary(mid0: float, mid1: float, ends: float, barrier: float = 0.01, line: float = 0.5):
-    return {
-        "pair": ["m0", "m1"],
-        "config": {"shape": "bezier", "bends": 3, "epochs": 4, "recipe": "garipov"},
-        "error_barrier": barrier,
-        "line_error_barrier": line,
-        "stats": {"test_error": {"max": 0.3}},
-        "length": 10.0,
-        "line_length": 8.0,
-        "midpoint": {"t": 0.5, "disagreement_end0": mid0, "disagreement_end1": mid1,
-                     "ends_disagreement": ends},
-    }  # fmt: skip
+    return ConnectSummary(
+        pair=["m0", "m1"],
+        config={"shape": "bezier", "bends": 3, "epochs": 4, "recipe": "garipov"},
+        error_barrier=barrier,
+        line_error_barrier=line,
+        loss_barrier=0.0,
+        line_loss_barrier=0.0,
+        stats={"test_error": {"max": 0.3}},
+        line_stats={},
+        length=10.0,
+        line_length=8.0,
+        midpoint={"t": 0.5, "disagreement_end0": mid0, "disagreement_end1": mid1,
+                  "ends_disagreement": ends},
+        curve_folder="connect/curve",
+        bn_policy="none",
+        num_examples=100,
+    )  # fmt: skip
 
 
 def test_reading_follows_the_numbers_not_the_paper():

@@ -4,6 +4,7 @@ snapshots' mean; calibration probes against fresh samples)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 from modescape.report.sections.landscape import alignment_how, paths_text
@@ -71,11 +72,12 @@ def test_fresh_samples_spread_beside_the_probes():
 
 def test_cosine_row_names_its_selection_when_it_is_not_the_seeds():
     from modescape.report.sections.analysis import cosine_members_cell
+    from modescape.store.schema import ParameterSelection
 
     def summary(selection):
         return SimpleNamespace(
             cosine=SimpleNamespace(across_members_mean=0.0141),
-            parameters={"selection": selection, "count": 10},
+            parameters=ParameterSelection(selection, 10),
         )
 
     assert cosine_members_cell(summary("kernels_bn"), [0, 1]) == "0.014"
@@ -121,19 +123,20 @@ def test_different_regions_only_with_a_barrier_that_counts():
 
 
 def test_alignment_names_its_method_and_spec_file_where_not_the_default():
-    alignment = {
-        "members": [0, 1],
-        "cosine_before": 0.0,
-        "cosine_after": 0.2,
-        "error_barrier_before": 0.2,
-        "error_barrier_after": 0.1,
-        "max_abs_prob_diff": 0,
-    }
+    alignment = S.AlignmentRecord(
+        members=[0, 1],
+        cosine_before=0.0,
+        cosine_after=0.2,
+        error_barrier_before=0.2,
+        error_barrier_after=0.1,
+        loss_barrier_after=0.5,
+        max_abs_prob_diff=0,
+    )
     default = " ".join(paths_text([_path("across members", 0.2)], alignment))
     assert "to match member 0's (its function is unchanged" in default
     for spec in ("automatic", "built-in"):
-        assert alignment_how({"method": "weights", "spec": spec}) == ""
-    mine = {**alignment, "method": "activations", "spec": "/tmp/x/my.json"}
+        assert alignment_how(replace(alignment, method="weights", spec=spec)) == ""
+    mine = replace(alignment, method="activations", spec="/tmp/x/my.json")
     text = " ".join(paths_text([_path("across members", 0.2)], mine))
     assert (
         "match member 0's by activation matching (permutations from the spec file my.json)" in text

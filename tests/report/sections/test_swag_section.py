@@ -3,16 +3,17 @@
 import numpy as np
 
 from modescape.report.sections.swag import plane_reading, setup_reading, table_reading
-from modescape.store.schema import SwagSummary
+from modescape.store.schema import SwagRow, SwagSummary
+
+
+def _row(method: str, nll: float = 0.9, forwards: int = 2) -> SwagRow:
+    return SwagRow(method, 1, forwards, 0, accuracy=0.8, nll=nll, brier=0.2, ece=0.05)
 
 
 def _rows(**nll):
     base = {"single model": 0.9, "deep ensemble": 0.7, "SWA": 0.85, "SWAG": 0.8, "MultiSWAG": 0.65}
     base |= nll
-    return {
-        k: {"method": k, "nll": v, "accuracy": 0.8, "forwards": 60 if k == "MultiSWAG" else 2}
-        for k, v in base.items()
-    }
+    return {k: _row(k, v, 60 if k == "MultiSWAG" else 2) for k, v in base.items()}
 
 
 def test_orderings_hold_or_not_as_the_numbers_say():
@@ -44,12 +45,12 @@ def test_setup_names_only_the_methods_that_ran():
     collection = {"epochs": 2, "schedule": "constant", "lr": 0.01, "every_steps": 0,
                   "iterates": [2, 2], "max_rank": 20}  # fmt: skip
     config = {"n_samples": 30, "scale": 0.5, "diag_scale": 1.0, "mc_passes": 10}
-    rows = [{"method": m} for m in ("single model", "deep ensemble", "SWA")]
+    rows = [_row(m) for m in ("single model", "deep ensemble", "SWA")]
     s = SwagSummary(config, [0, 1], rows, collection, "none in this architecture")
     text = " ".join(setup_reading(s))
     assert "SWAG draws" not in text and "MC dropout" not in text and "SWAG-Diagonal" not in text
     assert "up to the last 20 kept" in text
-    s.table += [{"method": "SWAG"}, {"method": "MC dropout"}]
+    s.table += [_row("SWAG"), _row("MC dropout")]
     text = " ".join(setup_reading(s))
     assert "SWAG draws 30 samples per member at scale 0.5" in text
     assert "MC dropout averages 10 passes" in text and "SWAG-Diagonal" not in text

@@ -6,7 +6,7 @@ that engine. The model passed in is used only as a *template* (its structure, it
 and, if asked, its buffers): the weights come from the flat vectors and are copied into a private
 copy of it (or passed through `torch.func.functional_call`), so the model itself is never modified.
 
-Three strategies, all in `torch.inference_mode()` and eval mode (dropout off):
+Four strategies, all in `torch.inference_mode()` and eval mode (dropout off):
 
 - ``"loop"``: for each data chunk, for each weight point, one forward pass of a private copy of
   the model into which the point is copied (a few memcpys; `functional_call` re-wires every module
@@ -17,13 +17,18 @@ Three strategies, all in `torch.inference_mode()` and eval mode (dropout off):
   block to block. SmallCNN, MediumCNN and ResNet20 (and `nn.Sequential`s of their layer types)
   are supported; anything else falls back to "loop". `chunk` defaults to `GROUPED_CHUNK` points
   per torch thread and the data batch is cut so that chunk × batch ≈ `GROUPED_WORK` per thread.
+- ``"signals"`` (`engine.signals`): small 1-D convnets one point at a time through oneDNN's
+  matmul, signals first and channels last (im2col windows are contiguous there), with bias and
+  ReLU fused; the data batch is the largest that keeps each fresh output under 2 MB (its own
+  rule: `batch_size` does not apply). A model it does not know falls back to "grouped".
 - ``"vmap"``: `torch.func.vmap` over a stack of `chunk` weight points, one call per data chunk.
 
 ``strategy="auto"`` (the rule, `auto_strategy`): "grouped" for 1-D signals `x[N, C, L]` when the
 model is supported and one example's activations (every module output of one forward pass) take
 at most `GROUPED_MAX_ACTIVATION_BYTES`: a small network, whose per-point call overhead outweighs
-its arithmetic. "loop" otherwise: images (oneDNN's direct 2-D convolutions beat im2col even for
-8×8 maps) and larger 1-D networks. Timings and the arithmetic floor: benchmarks/README.md.
+its arithmetic; "signals" instead where oneDNN's matmul outruns MKL's (`onednn_ahead`: AVX-512).
+"loop" otherwise: images (oneDNN's direct 2-D convolutions beat im2col even for 8×8 maps) and
+larger 1-D networks. Timings and the arithmetic floor: benchmarks/README.md.
 
 Data chunks form the outer loop and weight points the inner one, so each data chunk is read once
 for all points of a weight chunk (and stays in cache while they run).
@@ -45,6 +50,8 @@ from torch.func import functional_call, vmap
 from modescape.analysis.engine import loopnet
 from modescape.analysis.engine.grouped import GroupedNet, compile_grouped
 from modescape.analysis.engine.inputs import Inputs, inputs, inputs_and_labels
+from modescape.analysis.engine.signals import SignalsNet, compile_signals
+from modescape.analysis.engine.signals import available as signals_available
 from modescape.analysis.weightspace import (
     Weights,
     as_flat,
@@ -57,7 +64,7 @@ from modescape.analysis.weightspace import (
 from modescape.errors import ModescapeError, choice_error
 from modescape.options import BNPolicy, values
 
-STRATEGIES = ("auto", "loop", "grouped", "vmap")
+STRATEGIES = ("auto", "loop", "grouped", "signals", "vmap")
 OUTPUTS = ("probs", "logits")
 BN_POLICIES = values(BNPolicy)
 
@@ -92,7 +99,21 @@ def auto_strategy(model: nn.Module, x: Tensor, per_example: int | None = None) -
         return "loop"
     if per_example is None:
         per_example = activation_bytes_per_example(model, x)
-    return "grouped" if per_example <= GROUPED_MAX_ACTIVATION_BYTES else "loop"
+    if per_example > GROUPED_MAX_ACTIVATION_BYTES:
+        return "loop"
+    return "signals" if onednn_ahead() and compile_signals(model) is not None else "grouped"
+
+
+def onednn_ahead() -> bool:
+    """Whether oneDNN's fp32 matmul ("signals") beats torch's MKL batched matmul ("grouped").
+
+    With AVX-512 oneDNN runs AVX-512 kernels, while MKL runs its AVX2 ones on AMD CPUs: on an AMD
+    EPYC with AVX-512 the MNIST-1D shapes ran at 185-193 GFLOP/s against 76-84, and a
+    signals-first pass 1.15-1.3x faster than "grouped" at one thread. On AVX2 both libraries reach
+    the same ≈80 GFLOP/s per core and the two strategies tie (benchmarks/README.md), so the
+    incumbent "grouped" stays.
+    """
+    return torch.backends.cpu.get_cpu_capability().startswith("AVX512") and signals_available()
 
 
 def _resolve_strategy(
@@ -102,6 +123,8 @@ def _resolve_strategy(
         raise choice_error("evaluation strategy", strategy, STRATEGIES)
     if strategy == "auto":
         return auto_strategy(model, x, per_example)
+    if strategy == "signals" and (x.dim() != 3 or compile_signals(model) is None):
+        strategy = "grouped"  # a structure signals.py does not know (documented fallback)
     if strategy == "grouped" and compile_grouped(model) is None:
         return "loop"  # a structure grouped.py does not know (documented fallback)
     return strategy
@@ -184,6 +207,11 @@ def plan(
             chunk_n = -(-num_points // -(-num_points // chunk_n)) if num_points > 0 else chunk_n
         work = GROUPED_WORK * threads
         batch = max(1, min(batch, work // chunk_n, max_examples // chunk_n))
+    if strategy == "signals":  # one point at a time: the batch from the output-size rule
+        net = compile_signals(model)
+        assert net is not None  # _resolve_strategy checked
+        most = min(net.max_batch(x.shape[1:]), max_examples, x.shape[0])
+        batch = -(-x.shape[0] // -(-x.shape[0] // most))  # equal batches: 1,000 as 2 × 500
     return Plan(strategy, batch, chunk_n)
 
 
@@ -200,8 +228,10 @@ class _Evaluator:
         self.pshapes, self.bshapes = shapes_of(model, self.pnames), shapes_of(model, self.bnames)
         self.default_buffers = flatten_params(model.state_dict(), self.bnames)
         self.channels_last = x.dim() == 4
+        self.in_shape = tuple(x.shape[1:])
         self._net: nn.Module | None = None
         self._grouped: GroupedNet | None = None
+        self._signals: SignalsNet | None = None
 
     def bind(self, strategy: str, params: Tensor, buffers: Tensor) -> Callable[[Tensor], Tensor]:
         if strategy == "grouped":
@@ -211,6 +241,14 @@ class _Evaluator:
             net = self._grouped
             stacked = net.stack(params, buffers, self.pshapes, self.bshapes)
             return lambda xb: net(stacked, xb)
+        if strategy == "signals":
+            if self._signals is None:
+                self._signals = compile_signals(self.model)
+            assert self._signals is not None  # plan() resolved "signals" only if it compiles
+            sig = self._signals
+            sig.max_batch(self.in_shape)  # the Flatten's length, which `stack` reads
+            stacked = sig.stack(params, buffers, self.pshapes, self.bshapes)
+            return lambda xb: sig(stacked, xb)
         if strategy == "vmap":
             return lambda xb: self.vmap(params, buffers, xb)
         return lambda xb: self.loop(params, buffers, xb)

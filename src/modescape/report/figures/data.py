@@ -15,6 +15,7 @@ import numpy as np
 
 from modescape.report.base import Table
 from modescape.report.wording import frac, sig
+from modescape.store.schema import ReferenceCurves
 
 # metric -> how a CSV rounds it: fractions to 4 decimals, open-ended scores to 4 digits
 ROUND = {
@@ -97,7 +98,7 @@ def paths_table(paths: Sequence[Mapping[str, object]], caption: str) -> Table:
 
 # ---- subspace sampling ----------------------------------------------------------------------
 def plane_points_table(
-    plane: Mapping[str, np.ndarray], curves: Mapping[str, Sequence[float]] | None, caption: str
+    plane: Mapping[str, np.ndarray], curves: ReferenceCurves | None, caption: str
 ) -> Table:
     """The diversity–accuracy plane: every point of subspace/plane.csv and the reference curves
     (kind "upper_curve" / "lower_curve")."""
@@ -117,10 +118,10 @@ def plane_points_table(
         ]
         for i in range(len(kind))
     ]
-    if curves and len(curves.get("accuracy", [])):
-        grid = np.asarray(curves["accuracy"], dtype=float)
-        for name in ("upper", "lower"):
-            values = np.asarray(curves[name], dtype=float)
+    if curves is not None and len(curves.accuracy):
+        grid = np.asarray(curves.accuracy, dtype=float)
+        for name, curve in (("upper", curves.upper), ("lower", curves.lower)):
+            values = np.asarray(curve, dtype=float)
             rows += [
                 [f"{name}_curve", "", None, None, frac(a), frac(v)] for a, v in zip(grid, values)
             ]

@@ -34,8 +34,8 @@ def weight_section(ctx: ReportContext) -> Section | None:
     late_min = float(np.min(s.cosine.consecutive_late_min_per_member))
     sel = s.parameters
     reading = [
-        f"Cosine similarity of one flat vector of {sel['count']:,} raw parameters "
-        f"(selection '{sel['selection']}'; BatchNorm running statistics are never included)."
+        f"Cosine similarity of one flat vector of {sel.count:,} raw parameters "
+        f"(selection '{sel.selection}'; BatchNorm running statistics are never included)."
     ]
     if len(M) > 1:
         across = s.cosine.across_members_mean
@@ -103,7 +103,7 @@ def cosine_members_cell(s: S.AnalysisSummary, M: list[int]) -> str:
     if len(M) < 2:
         return "n/a"
     value = f"{s.cosine.across_members_mean:.3f}"
-    selection = (s.parameters or {}).get("selection")
+    selection = s.parameters.selection
     if selection in (None, "kernels_bn"):
         return value
     return (
@@ -360,7 +360,7 @@ def _ensemble_reading(ctx: ReportContext) -> list[str]:
     e, single, M = s.ensemble, s.single, len(ctx.members)
     k = s.ensemble_size_compared
     deep, snap, deep_k = e["deep"], e["snapshot_k"], e["deep_k"]
-    n_avg = len(s.weight_average.get("epochs_averaged", []))
+    n_avg = len(s.weight_average.epochs_averaged)
     wa_n = f"the last {n_avg}" if n_avg else "the last"
     base = single["accuracy"]
     wa = e["weight_average"]

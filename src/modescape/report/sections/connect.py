@@ -7,8 +7,6 @@ points, FGE) beside deep and snapshot ensembles and the subspace samplers. Reads
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from modescape.report import references
@@ -21,17 +19,17 @@ from modescape.store import schema as S
 CONNECT = S.CONNECT
 
 
-def _profile_plot(res: StudyResults, s: dict[str, Any]) -> Plot:
+def _profile_plot(res: StudyResults, s: S.ConnectSummary) -> Plot:
     profile = figs.connect_profile(res.csv("profile.csv"), res.csv("line.csv"))
     caption = (
-        f"Along t from {s['pair'][0]} (t = 0) to {s['pair'][1]} (t = 1): test error, training "
+        f"Along t from {s.pair[0]} (t = 0) to {s.pair[1]} (t = 1): test error, training "
         "loss and agreement with each end, for the trained curve (solid) and the straight line "
-        f"(dashed); {len(profile.curve.t)} values of t, BatchNorm: {s['bn_policy']}."
+        f"(dashed); {len(profile.curve.t)} values of t, BatchNorm: {s.bn_policy}."
     )
     return described_plot("connect_profile", profile, caption)
 
 
-def _plane_plot(res: StudyResults, s: dict[str, Any]) -> Plot:
+def _plane_plot(res: StudyResults, p: S.CurvePlane) -> Plot:
     maps = {
         column: res.npy(f"plane/{file}.npy")
         for column, file in (
@@ -42,20 +40,19 @@ def _plane_plot(res: StudyResults, s: dict[str, Any]) -> Plot:
         )
     }
     c = res.csv("plane/curve.csv")
-    p = s["plane"]
     plane = figs.curve_plane(
         res.npy("plane/a.npy"),
         res.npy("plane/b.npy"),
         maps,
-        p["anchor_coords"],
+        p.anchor_coords,
         np.column_stack([c["a"], c["b"]]),
         np.column_stack([c["line_a"], c["line_b"]]),
-        third="bend" if "bend" in p["third"] else "θ(0.5)",
+        third="bend" if "bend" in p.third else "θ(0.5)",
     )
     caption = (
-        f"The plane through the ends and the {p['third']}: test loss, accuracy and agreement "
+        f"The plane through the ends and the {p.third}: test loss, accuracy and agreement "
         f"with each end; the curve (solid) and the straight line (dashed) drawn on it. Largest "
-        f"distance of a curve point from the plane: {p['max_off_plane']:.3g} (weight-space L2)."
+        f"distance of a curve point from the plane: {p.max_off_plane:.3g} (weight-space L2)."
     )
     return described_plot("connect_plane", plane, caption)
 
@@ -116,21 +113,21 @@ def _barrier_comparison(curve: float, line: float) -> str:
     return "higher than the line's: the curve did not find a better path"
 
 
-def connect_reading(s: dict[str, Any], best: dict[str, float]) -> list[str]:
+def connect_reading(s: S.ConnectSummary, best: dict[str, float]) -> list[str]:
     """The section's reading, in words generated from the numbers."""
-    mid = s["midpoint"]
-    ends_err = s["stats"]["test_error"]["max"] - s["error_barrier"]
-    curve_b, line_b = s["error_barrier"], s["line_error_barrier"]
-    a, b = s["pair"]
+    mid = s.midpoint
+    ends_err = s.stats["test_error"]["max"] - s.error_barrier
+    curve_b, line_b = s.error_barrier, s.line_error_barrier
+    a, b = s.pair
     text = [
-        f"A {s['config']['shape']} curve with {s['config']['bends']} bends (the two ends fixed) "
-        f"was trained between {a} and {b} for {count(s['config']['epochs'], 'epoch')} "
-        f"({s['config']['recipe']} recipe). Its test-error barrier is "
+        f"A {s.config['shape']} curve with {s.config['bends']} bends (the two ends fixed) "
+        f"was trained between {a} and {b} for {count(s.config['epochs'], 'epoch')} "
+        f"({s.config['recipe']} recipe). Its test-error barrier is "
         f"{100 * curve_b:.1f} points against {100 * line_b:.1f} for the straight line "
         f"({_barrier_comparison(curve_b, line_b)}); its worst point errs on "
-        f"{100 * s['stats']['test_error']['max']:.1f}% of the test examples, the ends on "
-        f"{100 * ends_err:.1f}% on average. It is {s['length']:.1f} long in weight space, the "
-        f"line {s['line_length']:.1f}.",
+        f"{100 * s.stats['test_error']['max']:.1f}% of the test examples, the ends on "
+        f"{100 * ends_err:.1f}% on average. It is {s.length:.1f} long in weight space, the "
+        f"line {s.line_length:.1f}.",
     ]
     apart = (
         min(mid["disagreement_end0"], mid["disagreement_end1"]) >= 0.5 * mid["ends_disagreement"]
@@ -169,19 +166,19 @@ def connect_section(ctx: ReportContext) -> Section | None:
     res = ctx.study(CONNECT)
     if res is None:
         return None
-    s = res.summary.to_dict()
+    s: S.ConnectSummary = res.summary
     best: dict[str, float] = {}
     plots = [_profile_plot(res, s)]
-    if s.get("plane") and res.has("plane/curve.csv"):
-        plots.append(_plane_plot(res, s))
+    if s.plane is not None and res.has("plane/curve.csv"):
+        plots.append(_plane_plot(res, s.plane))
     if res.has("ensembles.csv"):
         plot, best = _ensembles(ctx, res)
         plots.append(plot)
-    mid = s["midpoint"]
+    mid = s.midpoint
     this_run = (
-        f"curve {100 * s['stats']['test_error']['min']:.2f}-"
-        f"{100 * s['stats']['test_error']['max']:.2f}% (line up to "
-        f"{100 * s['line_stats']['test_error']['max']:.2f}%)"
+        f"curve {100 * s.stats['test_error']['min']:.2f}-"
+        f"{100 * s.stats['test_error']['max']:.2f}% (line up to "
+        f"{100 * s.line_stats['test_error']['max']:.2f}%)"
     )
     apart = (
         f"midpoint disagrees with the ends on {100 * mid['disagreement_end0']:.1f}% / "

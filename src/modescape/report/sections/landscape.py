@@ -14,7 +14,7 @@ from modescape.report.base import Plot, ReportContext, Section, StudyResults, Ta
 from modescape.report.figures import data as fd
 from modescape.report.figures import landscape as landscape_figures
 from modescape.report.figures.described import described_plot
-from modescape.report.wording import frac, join, pct, sig, warned
+from modescape.report.wording import frac, join, num, pct, sig, warned
 from modescape.store import schema as S
 
 
@@ -160,7 +160,7 @@ def _change(before: float, after: float, what: str) -> str:
     return f"{verb} the {what}{tail} ({before:.3f} → {after:.3f})"
 
 
-def paths_text(paths: list[S.PathEntry], alignment: dict | None) -> list[str]:
+def paths_text(paths: list[S.PathEntry], alignment: S.AlignmentRecord | None) -> list[str]:
     text = [
         f"Between {p.from_} and {p.to} ({p.kind}) the test error "
         f"{_points_up(float(p.error_barrier))}; loss barrier {float(p.loss_barrier):.3f}."
@@ -187,19 +187,19 @@ def paths_text(paths: list[S.PathEntry], alignment: dict | None) -> list[str]:
                 "Some path within a trajectory has an error barrier at least as high as a path "
                 "between members here."
             )
-    if alignment:
-        i, j = alignment["members"]
-        cb, ca = float(alignment["cosine_before"]), float(alignment["cosine_after"])
-        eb, ea = float(alignment["error_barrier_before"]), float(alignment["error_barrier_after"])
+    if alignment is not None:
+        i, j = alignment.members
+        cb, ca = alignment.cosine_before, alignment.cosine_after
+        eb, ea = num(alignment.error_barrier_before), alignment.error_barrier_after
         line = (
             f"Permuting member {j}'s units to match member {i}'s{alignment_how(alignment)} "
             "(its function is unchanged: "
-            f"probabilities move by at most {float(alignment['max_abs_prob_diff']):.1e}) "
+            f"probabilities move by at most {alignment.max_abs_prob_diff:.1e}) "
             f"{'raises' if ca > cb else 'does not raise'} the cosine similarity of their "
             f"weights ({cb:.3f} → {ca:.3f}), {_change(eb, ea, 'error barrier')}"
         )
-        if "loss_barrier_before" in alignment and "loss_barrier_after" in alignment:
-            lb, la = float(alignment["loss_barrier_before"]), float(alignment["loss_barrier_after"])
+        if alignment.loss_barrier_before is not None:
+            lb, la = alignment.loss_barrier_before, alignment.loss_barrier_after
             line += f" and {_change(lb, la, 'loss barrier')} between them."
             if (ea < eb and la > lb) or (ea > eb and la < lb):
                 line += " The two barriers move in opposite directions: read both."
@@ -209,11 +209,11 @@ def paths_text(paths: list[S.PathEntry], alignment: dict | None) -> list[str]:
     return text
 
 
-def alignment_how(alignment: dict) -> str:
+def alignment_how(alignment: S.AlignmentRecord) -> str:
     """How the permutation was found, where it is not the default (weight matching on the
     automatic or built-in spec): ' by activation matching', ' (permutations from spec.json)'."""
-    how = " by activation matching" if alignment.get("method") == "activations" else ""
-    spec = alignment.get("spec")
+    how = " by activation matching" if alignment.method == "activations" else ""
+    spec = alignment.spec
     if spec not in (None, "built-in", "automatic"):
         how += f" (permutations from the spec file {Path(str(spec)).name})"
     return how

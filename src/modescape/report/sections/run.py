@@ -135,7 +135,7 @@ def _settings_rows(ctx: ReportContext, n_params: int) -> list[list[Any]]:
     return [
         ["run", str(run.path)],
         ["profile", cfg.profile or "paper (the paper's settings)"],
-        ["created", manifest.get("created", "")],
+        ["created", manifest.created],
         ["dataset", data.name],
         ["examples (train / val / test)", n],
         ["architecture", cfg.model.arch],
@@ -152,14 +152,14 @@ def _settings_rows(ctx: ReportContext, n_params: int) -> list[list[Any]]:
         ["members", len(ctx.members)],
         ["base seed", cfg.seed],
         ["analysis split", s.split],
-        ["weights compared", f"{s.parameters['selection']} ({s.parameters['count']:,})"],
-        ["modescape", manifest.get("modescape_version", "")],
-        ["git commit", manifest.get("versions", {}).get("modescape_git_commit", "not recorded")],
+        ["weights compared", f"{s.parameters.selection} ({s.parameters.count:,})"],
+        ["modescape", manifest.modescape_version],
+        ["git commit", manifest.versions.get("modescape_git_commit", "not recorded")],
     ]
 
 
 def _member_rows(ctx: ReportContext) -> list[list[Any]]:
-    s, seeds = ctx.summary, ctx.run.manifest.get("seeds", {})
+    s, seeds = ctx.summary, ctx.run.manifest.seeds
     rows = []
     for i, m in enumerate(ctx.members):
         r, info = s.single_per_member[i], ctx.member_infos[i]

@@ -113,7 +113,7 @@ def _comparison(
         if members is not None and not math.isnan(num(members.mean))
         else "n/a"
     )
-    best = [num(s.plane[m]["best_sample_norm_div"]) for m in methods]
+    best = [num(s.plane[m].best_sample_norm_div) for m in methods]
     best = [b for b in best if not math.isnan(b)]
     band = (
         f"most diverse sample near the reference's accuracy: {max(best):.2f}"
@@ -140,7 +140,7 @@ def _comparison(
 
 def _subspace_plane_plot(s: S.SubspaceSummary, plane: dict[str, np.ndarray]) -> Plot:
     # No reference curves when the reference is no better than chance (a very short run).
-    curves = s.reference_curves or {"accuracy": [], "upper": [], "lower": []}
+    curves = s.reference_curves or S.ReferenceCurves([], [], [])
     chart = figures_study.diversity_accuracy_chart(
         plane["kind"],
         plane["method"],
@@ -149,9 +149,9 @@ def _subspace_plane_plot(s: S.SubspaceSummary, plane: dict[str, np.ndarray]) -> 
         plane["norm_diversity"],
         reference_member=s.reference,
         reference_accuracy=s.reference_accuracy,
-        curve_accuracy=np.asarray(curves["accuracy"]),
-        upper=np.asarray(curves["upper"], dtype=float),
-        lower=np.asarray(curves["lower"], dtype=float),
+        curve_accuracy=np.asarray(curves.accuracy),
+        upper=np.asarray(curves.upper, dtype=float),
+        lower=np.asarray(curves.lower, dtype=float),
         sample=plane.get("sample"),
     )
     caption = (
@@ -195,10 +195,10 @@ def _subspace_table(
         rows.append(
             [
                 m,
-                p["n_samples"],
-                p["n_within_tol"],
-                frac(p["best_sample_norm_div"]),
-                frac(p["best_sample_acc"]),
+                p.n_samples,
+                p.n_within_tol,
+                frac(p.best_sample_norm_div),
+                frac(p.best_sample_acc),
                 frac(acc.min()),
                 frac(acc.max()),
                 sig(s.js_diversity[m]),
@@ -207,7 +207,7 @@ def _subspace_table(
     header = [
         "sampler",
         "samples",
-        f"within_{100 * s.plane[methods[0]]['tol']:g}_points",
+        f"within_{100 * s.plane[methods[0]].tol:g}_points",
         "best_norm_diversity",
         "best_norm_diversity_accuracy",
         "lowest_accuracy",
@@ -226,16 +226,16 @@ def _plane_reading(
     s: S.SubspaceSummary, methods: list[str], plane: dict[str, np.ndarray]
 ) -> list[str]:
     first = s.plane[methods[0]]
-    tol, a_star = f"{100 * first['tol']:g}", first["ref_acc"]
-    members = [float(d) for d in first["member_norm_div"] if d is not None]
+    tol, a_star = f"{100 * first.tol:g}", first.ref_acc
+    members = [float(d) for d in first.member_norm_div if d is not None]
     close, far = [], []
     for m in methods:
         p = s.plane[m]
         label = figures_study.method_label(m)
-        if p["n_within_tol"]:
+        if p.n_within_tol:
             close.append(
-                f"{label} {pct(num(p['best_sample_norm_div']), 0)} ({p['n_within_tol']} of "
-                f"{p['n_samples']} samples that close)"
+                f"{label} {pct(num(p.best_sample_norm_div), 0)} ({p.n_within_tol} of "
+                f"{p.n_samples} samples that close)"
             )
         else:
             acc = plane["accuracy"][(plane["kind"] == "sample") & (plane["method"] == m)]
@@ -253,7 +253,7 @@ def _plane_reading(
             "accuracy (ranges: the samples' accuracies)."
         )
     if members:
-        best = [num(s.plane[m]["best_sample_norm_div"]) for m in methods]
+        best = [num(s.plane[m].best_sample_norm_div) for m in methods]
         best = [b for b in best if not math.isnan(b)]
         line = (
             f"Independent members reach {span([100 * d for d in members], '{:.0f}')}% "

@@ -33,7 +33,7 @@ def swag_section(ctx: ReportContext) -> Section | None:
     if res is None:
         return None
     s: S.SwagSummary = res.summary
-    rows = {r["method"]: r for r in s.table}
+    rows = {r.method: r for r in s.table}
     sub = ctx.study(S.SUBSPACE)
     reading = setup_reading(s) + table_reading(rows, len(s.members))
     plane = _merged_plane(res.csv(S.SWAG_PLANE), sub)
@@ -55,7 +55,7 @@ def swag_section(ctx: ReportContext) -> Section | None:
 def setup_reading(s: S.SwagSummary) -> list[str]:
     c = s.collection
     out = []
-    methods = {r["method"] for r in s.table}
+    methods = {r.method for r in s.table}
     if c:
         every = "once per epoch" if not c["every_steps"] else f"every {c['every_steps']} steps"
         draws = []  # only the methods this run evaluated
@@ -78,37 +78,37 @@ def setup_reading(s: S.SwagSummary) -> list[str]:
     return out
 
 
-def table_reading(rows: dict[str, dict[str, Any]], members: int) -> list[str]:
+def table_reading(rows: dict[str, S.SwagRow], members: int) -> list[str]:
     """The orderings Maddox et al. 2019 and Wilson & Izmailov 2020 report, checked on these
     numbers: SWAG's NLL below SWA's and the single model's; MultiSWAG at least as good as the
     deep ensemble of the same size; and where MC dropout falls."""
     out = []
     single = rows["single model"]
     if "SWAG" in rows and "SWA" in rows:
-        sw, sa = rows["SWAG"]["nll"], rows["SWA"]["nll"]
-        holds = sw < sa and sw < single["nll"]
+        sw, sa = rows["SWAG"].nll, rows["SWA"].nll
+        holds = sw < sa and sw < single.nll
         out.append(
             f"SWAG's test NLL is {sw:.3f}, SWA's {sa:.3f} and the single model's "
-            f"{single['nll']:.3f}: the ordering Maddox et al. (2019) report (SWAG below both) "
+            f"{single.nll:.3f}: the ordering Maddox et al. (2019) report (SWAG below both) "
             f"{'holds' if holds else 'does not hold'} here."
         )
     if "MultiSWAG" in rows:
         mu, de = rows["MultiSWAG"], rows["deep ensemble"]
-        better = mu["nll"] <= de["nll"]
+        better = mu.nll <= de.nll
         out.append(
-            f"MultiSWAG over {count(members, 'member')} reaches NLL {mu['nll']:.3f} and accuracy "
-            f"{pct(mu['accuracy'])}, the deep ensemble of the same {count(members, 'member')} "
-            f"{de['nll']:.3f} and {pct(de['accuracy'])}: MultiSWAG is "
+            f"MultiSWAG over {count(members, 'member')} reaches NLL {mu.nll:.3f} and accuracy "
+            f"{pct(mu.accuracy)}, the deep ensemble of the same {count(members, 'member')} "
+            f"{de.nll:.3f} and {pct(de.accuracy)}: MultiSWAG is "
             f"{'at least as good as' if better else 'worse than'} the deep ensemble in NLL "
             f"(Wilson & Izmailov 2020 report it at least as good), at "
-            f"{mu['forwards'] // max(de['forwards'], 1)}× its test-time forward passes."
+            f"{mu.forwards // max(de.forwards, 1)}× its test-time forward passes."
         )
     if "MC dropout" in rows:
         mc = rows["MC dropout"]
-        d = mc["nll"] - single["nll"]
+        d = mc.nll - single.nll
         out.append(
-            f"MC dropout changes the single model's NLL by {d:+.3f} ({mc['nll']:.3f}) and its "
-            f"accuracy from {pct(single['accuracy'])} to {pct(mc['accuracy'])}, without any "
+            f"MC dropout changes the single model's NLL by {d:+.3f} ({mc.nll:.3f}) and its "
+            f"accuracy from {pct(single.accuracy)} to {pct(mc.accuracy)}, without any "
             f"extra training."
         )
     return out
@@ -188,14 +188,15 @@ def _curves_plot(res: Any, sub: Any) -> Plot:
 
 
 def _plane_plot(s: S.SwagSummary, plane: dict[str, np.ndarray]) -> Plot:
-    curves = s.plane.get("curves") or {"accuracy": [], "upper": [], "lower": []}
+    ref = s.plane or S.ReferencePlane(float("nan"), None)
+    curves = ref.curves or S.ReferenceCurves([], [], [])
     chart = figures_study.diversity_accuracy_chart(
         plane["kind"], plane["method"], plane["member"], plane["accuracy"],
         plane["norm_diversity"], reference_member=0,
-        reference_accuracy=s.plane.get("reference_accuracy", float("nan")),
-        curve_accuracy=np.asarray(curves["accuracy"]),
-        upper=np.asarray(curves["upper"], dtype=float),
-        lower=np.asarray(curves["lower"], dtype=float), sample=plane.get("sample"),
+        reference_accuracy=ref.reference_accuracy,
+        curve_accuracy=np.asarray(curves.accuracy),
+        upper=np.asarray(curves.upper, dtype=float),
+        lower=np.asarray(curves.lower, dtype=float), sample=plane.get("sample"),
     )  # fmt: skip
     caption = (
         "Member 0's SWA, SWAG, SWAG-Diagonal and MC-dropout samples (and the paper's subspace "
@@ -203,7 +204,7 @@ def _plane_plot(s: S.SwagSummary, plane: dict[str, np.ndarray]) -> Plot:
         "weights; dashed: errors independent of the reference's, dotted: the reference with "
         "random predictions mixed in."
     )
-    table = fd.plane_points_table(plane, s.plane.get("curves"), caption)
+    table = fd.plane_points_table(plane, ref.curves, caption)
     table.name = "swag_plane"
     return Plot(
         "swag_plane", figures_study.plane_figure(chart), caption, data=table, charts=[chart]
@@ -226,8 +227,8 @@ def _table(s: S.SwagSummary) -> Table:
     header = ["method", "members", "accuracy", "nll", "brier", "ece", "test_forwards",
               "collect_epochs"]  # fmt: skip
     rows = [
-        [r["method"], r["members"], frac(r["accuracy"]), sig(r["nll"]), sig(r["brier"]),
-         frac(r["ece"]), r["forwards"], r["collect_epochs"]]
+        [r.method, r.members, frac(r.accuracy), sig(r.nll), sig(r.brier),
+         frac(r.ece), r.forwards, r.collect_epochs]
         for r in s.table
     ]  # fmt: skip
     caption = (
