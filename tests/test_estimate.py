@@ -196,7 +196,7 @@ def test_landscape_cost_counts_the_configured_planes(data):
         n: estimate_run(tiny_config(), rates=RATES, data=data, studies={"landscape": lc})
         for n, lc in ((1, one), (2, two))
     }
-    grid = one.resolution**2 * min(one.max_examples, len(data.y_test)) * RATES.forward
+    grid = (one.resolution + 2) ** 2 * min(one.max_examples, len(data.y_test)) * RATES.forward
     extra = est[2].seconds("landscape") - est[1].seconds("landscape")
     assert extra == pytest.approx(grid)
     assert "2 planes of" in next(s.work for s in est[2].stages if s.name == "landscape")
@@ -240,3 +240,23 @@ def test_shift_prices_each_distinct_model_once():
     assert models(corruptions=("gaussian_noise",), late=5, weight_average=1) == pytest.approx(
         3 + 4 + samples
     )
+
+
+@pytest.mark.parametrize("resolution", [9, 21])
+def test_plane_points_match_anchored_grids(resolution):
+    """The estimate's points per plane against `anchored_grid` on seeded anchors o, θ1, θ2 in
+    the plane's own axes (o at 0, θ1 on the first axis): more than resolution², and within 15%
+    of the grids' mean size."""
+    import torch
+
+    from modescape.analysis.geometry import anchored_grid
+    from modescape.estimate import plane_points
+
+    g = torch.Generator().manual_seed(0)
+    sizes = []
+    for _ in range(50):
+        a, b, c = (torch.rand(3, generator=g) * 2 + 0.1).tolist()
+        grid = anchored_grid(torch.tensor([[0.0, 0.0], [a, 0.0], [b, c]]), resolution)
+        sizes.append(len(grid.a_values) * len(grid.b_values))
+    assert min(sizes) > resolution**2
+    assert sum(sizes) / len(sizes) == pytest.approx(plane_points(resolution), rel=0.15)

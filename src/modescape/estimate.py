@@ -394,7 +394,8 @@ def connect_cost(
     n = min(cc.max_examples, shape.n_test)
     scored = n + (min(cc.train_examples, shape.n_train) or shape.n_train)
     bn = _bn_forwards(shape)
-    forwards = 2 * cc.points * (scored + bn) + cc.plane_resolution**2 * (n + bn)
+    plane = plane_points(cc.plane_resolution) if cc.plane_resolution else 0
+    forwards = 2 * cc.points * (scored + bn) + plane * (n + bn)
     fge_epochs = cc.fge_cycles * cc.fge_cycle_epochs
     seconds = (cc.epochs + fge_epochs) * steps * rates.train_step
     seconds += (forwards + cc.fge_cycles * n) * rates.forward
@@ -430,11 +431,20 @@ def landscape_cost(
     n = min(lc.max_examples, shape.n_test)
     planes = len(lc.planes) if lc.planes else 1
     paths = 2 + (1 if lc.align else 0) if config.members > 1 else 1
-    points = planes * lc.resolution**2 + paths * lc.n_path_points
+    points = planes * plane_points(lc.resolution) + paths * lc.n_path_points
     bn = _bn_forwards(shape) if lc.bn_policy == "recompute" else 0
     grid = f"{lc.resolution}x{lc.resolution}"
     work = f"{planes} plane{'' if planes == 1 else 's'} of {grid} and {paths} paths on {n}"
     return Stage("landscape", points * (n + bn) * rates.forward, work)
+
+
+def plane_points(resolution: int) -> int:
+    """Weight points of a plane of `resolution` (`analysis.geometry.anchored_grid`): at least
+    `resolution` values per axis, and more, since the three anchors sit on grid nodes: each
+    margin and each stretch between two anchors takes a whole number of steps, which adds
+    about two nodes per axis on average (13×11 = 143 points for resolution 9 on a CIFAR-10 run
+    where resolution² priced 81; 23×23 for resolution 21)."""
+    return (resolution + 2) ** 2
 
 
 def shift_cost(
