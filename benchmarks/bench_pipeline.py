@@ -16,9 +16,11 @@ peak came from) and the load average (a shared host: compare with it), and the r
 studies to training (the earlier 30% target is withdrawn: issue #28). The studies of a 5 x 40
 run take ~minutes to an hour: run it on a quiet machine.
 
-The table at the end gives, per stage, the wall time beside the estimate's prediction (target:
-within ±30%), and the achieved GFLOP/s against the fp32 peak measured at the start of the same
-run (`peaks.peak`: the best of a 4096² matmul and a 256-channel 3×3 convolution). A stage's FLOPs
+The table at the end gives, per stage, the wall time and the process's CPU time (all threads;
+on a shared host, where time-slicing stretches wall time, CPU time over threads is what a quiet
+host's wall time would be, roughly) beside the estimate's prediction (target: within ±30%), and
+the achieved GFLOP/s against the fp32 peak measured at the start of the same run (`peaks.peak`:
+the best of a 4096² matmul and a 256-channel 3×3 convolution). A stage's FLOPs
 are its forward passes × one example's forward FLOPs (`FlopCounterMode` on the run's model):
 every (weight point, example) pair through the evaluation engine (`iter_logits`) or a
 `ModelStack`, plus every top-level eager call of the model elsewhere (curve fitting counts its
@@ -216,6 +218,7 @@ def main() -> None:
     print(f"fp32 peak {fp32_peak:.0f} GFLOP/s (best of a 4096^2 matmul and a 3x3 conv), {load()}")
     rows: list[tuple[str, float]] = []
     training: list[float] = []
+    cpu: dict[str, float] = {}  # process CPU seconds per stage (all threads)
     if args.reuse:
         args.members = args.members or 5
         subset_copy(Path(args.reuse), args.members, out)
@@ -236,9 +239,10 @@ def main() -> None:
         run = prepare_run(out, cfg, data)
         n_train, n_test = len(data.y_train), len(data.y_test)
         for m in run.members:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             train_member(run.path, m, dataset=data, progress=False)
             training.append(time.perf_counter() - t)
+            cpu["training"] = cpu.get("training", 0.0) + time.process_time() - c
             line = f"member {m}: {training[-1]:.0f} s, peak RSS {peak_rss_mb():.0f} MB, {load()}"
             print(line, flush=True)
         del data, run
@@ -255,17 +259,21 @@ def main() -> None:
 
         stages.append(("report", write_report))
     for name, fn in stages:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn(out)
         rows.append((name, time.perf_counter() - t))
+        cpu[name] = time.process_time() - c
         stage_flops[name] = counter.take() * flops
         print(f"{name}: {rows[-1][1]:.0f} s, peak RSS {peak_rss_mb():.0f} MB, {load()}", flush=True)
     train_s = sum(training)
     studies_s = sum(s for n, s in rows if n not in ("analysis", "report"))
     ratio = studies_s / train_s if train_s else float("nan")
     print(f"\none forward: {flops / 1e6:.2f} MFLOP; fp32 peak {fp32_peak:.0f} GFLOP/s")
-    cols = ("wall (s)", "estimate (s)", "est/wall", "GFLOP/s", "% peak")
-    print(f"{'stage':14s} {cols[0]:>9} {cols[1]:>12} {cols[2]:>8} {cols[3]:>8} {cols[4]:>7}")
+    cols = ("wall (s)", "CPU (s)", "estimate (s)", "est/wall", "GFLOP/s", "% peak")
+    print(
+        f"{'stage':14s} {cols[0]:>9} {cols[1]:>8} {cols[2]:>12} {cols[3]:>8} {cols[4]:>8} "
+        f"{cols[5]:>7}"
+    )
     guesses = {x.name: x.seconds for x in est.stages}
     table = [("training", train_s, est.training, train_flops)]
     table += [(n, s_, guesses.get(n, float("nan")), stage_flops.get(n, 0.0)) for n, s_ in rows]
@@ -276,7 +284,8 @@ def main() -> None:
         if fl and name not in ("training", "analysis", "report"):
             mark += "; >= 70% of peak" if rate >= TARGET_PEAK * fp32_peak else "; < 70% of peak"
         print(
-            f"{name:14s} {wall:9.1f} {guess:12.1f} {guess / wall if wall else float('nan'):8.2f} "
+            f"{name:14s} {wall:9.1f} {cpu.get(name, float('nan')):8.1f} {guess:12.1f} "
+            f"{guess / wall if wall else float('nan'):8.2f} "
             f"{rate:8.1f} {100 * rate / fp32_peak:6.1f}%{mark}"
         )
     total = train_s + sum(s_ for _, s_ in rows)
@@ -299,6 +308,7 @@ def main() -> None:
                 {
                     "training_s": training,
                     "stages_s": dict(rows),
+                    "cpu_s": cpu,
                     "ratio": ratio,
                     "peak_rss_mb": rss,
                     "total_s": total,

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from matplotlib.collections import PathCollection
-from matplotlib.colors import LogNorm, to_rgba
-from matplotlib.patches import PathPatch
+from matplotlib.colors import to_rgba
 
 from modescape.report.figures import analysis as figures
 from modescape.report.figures import landscape as landscape_figures
@@ -80,66 +79,6 @@ def test_diversity_accuracy_plane_series_reference_and_curves():
     assert "(1 − accuracy)" in ax.get_ylabel() and ax.get_xlabel() == "accuracy (%)"
 
 
-def tsne_columns(members=(0, 1), epochs=4, samples=5, seed=0):
-    rng = np.random.default_rng(seed)
-    kind, member, index = [], [], []
-    for m in members:
-        for e in range(epochs):
-            kind.append("trajectory"), member.append(m), index.append(e)
-        for i in range(samples):
-            kind.append("sample"), member.append(m), index.append(i)
-    n = len(kind)
-    return {
-        "kind": np.array(kind),
-        "member": np.array(member),
-        "index": np.array(index),
-        "x": rng.normal(size=n),
-        "y": rng.normal(size=n),
-    }
-
-
-def test_subspace_tsne_one_panel_per_method_lines_and_lighter_clouds():
-    panels = {m: tsne_columns(seed=i) for i, m in enumerate(("random", "dropout", "diagonal"))}
-    perm = np.random.default_rng(9).permutation(18)  # rows in any order: sorted by index
-    panels["random"] = {k: v[perm] for k, v in panels["random"].items()}
-    fig = figures_study.subspace_tsne_figure(panels)
-    assert len(fig.axes) == 3
-    assert [ax.get_title() for ax in fig.axes] == [
-        "random subspace",
-        "dropout subspace",
-        "diagonal Gaussian",
-    ]
-    cols = panels["random"]
-    ax = fig.axes[0]
-    assert len(ax.lines) == 2  # one trajectory per member
-    for m, line in zip((0, 1), ax.lines):
-        rows = np.flatnonzero((cols["kind"] == "trajectory") & (cols["member"] == m))
-        rows = rows[np.argsort(cols["index"][rows])]
-        np.testing.assert_allclose(line.get_xdata(), cols["x"][rows], rtol=1e-4)
-        assert line.get_color() == member_color(m)
-    sc = scatters(ax)  # per member: its cloud, its start marker, its end marker
-    assert len(sc) == 6
-    for m, cloud, start, end in zip((0, 1), sc[::3], sc[1::3], sc[2::3]):
-        sel = (cols["kind"] == "sample") & (cols["member"] == m)
-        np.testing.assert_allclose(cloud.get_offsets(), np.c_[cols["x"][sel], cols["y"][sel]])
-        light, full = cloud.get_facecolor()[0], np.array(member_color(m))
-        assert np.all(light[:3] >= full[:3]) and np.any(light[:3] > full[:3])  # lighter
-        rows = np.flatnonzero((cols["kind"] == "trajectory") & (cols["member"] == m))
-        last = rows[np.argmax(cols["index"][rows])]
-        np.testing.assert_allclose(end.get_offsets(), [[cols["x"][last], cols["y"][last]]])
-        first = (cols["kind"] == "trajectory") & (cols["member"] == m) & (cols["index"] == 0)
-        np.testing.assert_allclose(
-            start.get_offsets(), np.c_[cols["x"][first], cols["y"][first]], rtol=1e-4
-        )
-    assert legend_texts(fig) == [
-        "member 0",
-        "member 1",
-        "first snapshot",
-        "final snapshot",
-        "samples around the final snapshot",
-    ]
-
-
 def test_subspace_ensembles_reuse_the_ensemble_figure_with_sampler_styles():
     rows, rng = [], np.random.default_rng(1)
     fams = ("deep", "weight_average+ensemble", "random", "random+ensemble")
@@ -192,7 +131,9 @@ def test_subspace_ensembles_axes_and_bands_stay_in_each_metric_domain():
 @pytest.mark.parametrize("spread, log", [(1.0, False), (100.0, True)])
 def test_js_bars_values_labels_and_log_scale_for_wide_ranges(spread, log):
     values = {"independent members": 0.08, "late snapshots": 0.08 / spread, "random": 0.05}
-    fig = figures_study.js_diversity_figure(values, {"random": "red"})
+    bars = figures_study.JsDiversityBars(values, {"random": "red"})
+    fig = bars.figure()
+    assert bars.table("subspace_js").rows == [[k, v] for k, v in values.items()]
     ax = fig.axes[0]
     widths = [p.get_width() for p in ax.patches]
     np.testing.assert_allclose(widths, list(values.values()))
@@ -203,45 +144,6 @@ def test_js_bars_values_labels_and_log_scale_for_wide_ranges(spread, log):
     )
     assert (ax.get_xscale() == "log") is log
     assert to_rgba(ax.patches[2].get_facecolor()) == to_rgba("red")
-
-
-def shift_table(ensemble_worse_at=()):
-    rng = np.random.default_rng(2)
-    rows = []
-    for _corr in ("noise", "blur", "shift"):
-        for s in range(4):
-            for fam in ("single", "ensemble", "weight_average"):
-                for mt in ("accuracy", "nll", "brier", "ece"):
-                    v = 0.9 - 0.15 * s if s == 0 else 0.9 - 0.15 * s + rng.uniform(-0.05, 0.05)
-                    rows.append((s, fam, mt, v))
-    return [np.array(c) for c in zip(*rows)]
-
-
-def test_shift_boxplots_one_box_per_family_and_corrupted_severity():
-    severity, family, metric, value = shift_table()
-    styles = {
-        "single": ("#8fb3e0", "single"),
-        "ensemble": ("#1f3b73", "ensemble"),
-        "weight_average": ("#7a7a7a", "weight average"),
-        "absent": ("red", "absent"),
-    }
-    fig = figures_study.shift_boxplot_figure(severity, family, metric, value, styles)
-    panels = [ax for ax in fig.axes if ax.get_title()]
-    assert [ax.get_title() for ax in panels] == [v[0] for v in figures.METRIC_AXES.values()]
-    for ax, (name, (_, _, scale)) in zip(panels, figures.METRIC_AXES.items()):
-        boxes = [p for p in ax.patches if isinstance(p, PathPatch)]
-        assert len(boxes) == 3 * 3  # 3 families x severities 1..3 (clean has no spread)
-        assert [t.get_text() for t in ax.get_xticklabels()] == ["clean", "1", "2", "3"]
-        sel = (family == "single") & (metric == name) & (severity == 1)
-        flat = [ln.get_ydata() for ln in ax.lines if len(set(ln.get_ydata())) == 1]
-        # The box's median line (caps sit at the min and max of 3 values, not at the median).
-        assert any(y[0] == pytest.approx(np.median(value[sel]) * scale) for y in flat)
-        clean = scatters(ax)  # one marker per family at clean
-        assert len(clean) == 3
-        sel = (family == "ensemble") & (metric == name) & (severity == 0)
-        assert clean[1].get_offsets()[0][1] == pytest.approx(value[sel][0] * scale)
-        assert clean[1].get_offsets()[0][0] < 0.4  # inside the clean group
-    assert legend_texts(fig) == ["single", "ensemble", "weight average"]
 
 
 def test_shift_diversity_lines_per_family_log_when_spread():
@@ -261,73 +163,6 @@ def test_shift_diversity_lines_per_family_log_when_spread():
     lin_chart = figures_study.shift_diversity_chart([0, 1], {"members": [0.1, 0.2]}, styles)
     assert "logarithmic y axis" in figures_study.shift_diversity_caption(log_chart)
     assert "logarithmic" not in figures_study.shift_diversity_caption(lin_chart)
-
-
-def test_corruption_strip_signals_and_images():
-    rng = np.random.default_rng(3)
-    signals = rng.normal(size=(2, 6, 1, 40))
-    fig = figures_study.corruption_strip_figure(signals, ["gaussian_noise", "translation"])
-    assert len(fig.axes) == 12
-    assert fig.axes[0].get_title() == "clean" and fig.axes[5].get_title() == "severity 5"
-    assert fig.axes[6].get_ylabel() == "translation"
-    assert len(fig.axes[0].lines) == 1 and len(fig.axes[3].lines) == 2  # clean behind, in grey
-    np.testing.assert_allclose(fig.axes[3].lines[0].get_ydata(), signals[0, 0, 0])
-    np.testing.assert_allclose(fig.axes[3].lines[1].get_ydata(), signals[0, 3, 0])
-    images = rng.integers(0, 256, size=(1, 6, 8, 8, 3), dtype=np.uint8)
-    fig = figures_study.corruption_strip_figure(images, ["contrast"])
-    assert len(fig.axes) == 6
-    np.testing.assert_array_equal(fig.axes[4].images[0].get_array(), images[0, 4])
-    gray = rng.integers(0, 256, size=(1, 6, 8, 8, 1), dtype=np.uint8)
-    fig = figures_study.corruption_strip_figure(gray, ["contrast"])
-    np.testing.assert_array_equal(fig.axes[1].images[0].get_array(), gray[0, 1, ..., 0])
-
-
-def test_landscape_plane_panels_colourbars_anchors_and_trajectories():
-    a, b = np.linspace(-1, 11, 13), np.linspace(-2, 10, 11)
-    A, B = np.meshgrid(a, b)
-    loss = 0.1 + np.hypot(A - 10, B) / 5  # [b, a]
-    acc = np.clip(1 - loss / 5, 0, 1)
-    agr = {"m0": np.exp(-np.hypot(A - 10, B)), "m1": np.exp(-np.hypot(A - 3, B - 8))}
-    coords = np.array([[0, 0], [10, 0], [3, 8]])
-    traj = {
-        "member": np.array([0, 0, 1, 1]),
-        "epoch": np.array([1, 0, 0, 1]),
-        "a": np.array([10.0, 1.0, 0.5, 3.0]),
-        "b": np.array([0.0, 1.0, 1.0, 8.0]),
-    }
-    fig = landscape_figures.landscape_plane_figure(
-        a, b, loss, acc, agr, ["origin", "m0", "m1"], coords, traj, title="plane"
-    )
-    panels = [ax for ax in fig.axes if ax.get_title()]
-    colorbars = [ax for ax in fig.axes if not ax.get_title()]
-    assert [ax.get_title() for ax in panels] == [
-        "Test loss",
-        "Test accuracy",
-        "Agreement with m0 − with m1",
-        "Agreement with m0",
-        "Agreement with m1",
-    ]
-    assert len(colorbars) == 5
-    assert "log" in colorbars[0].get_ylabel() and "agreement with m1" in colorbars[4].get_ylabel()
-    assert isinstance(panels[0].collections[0].norm, LogNorm)
-    assert panels[0].collections[0].norm.vmin == pytest.approx(loss.min())
-    # The difference is on a symmetric diverging scale reaching the largest |difference|.
-    diff = 100 * (agr["m0"] - agr["m1"])
-    norm = panels[2].collections[0].norm
-    assert norm.vmin == pytest.approx(-np.abs(diff).max()) and norm.vmax == -norm.vmin
-    # Both agreement maps share one data-driven range (not 0-100%).
-    lo, hi = 100 * min(v.min() for v in agr.values()), 100 * max(v.max() for v in agr.values())
-    for ax in panels[3:]:
-        assert (ax.collections[0].norm.vmin, ax.collections[0].norm.vmax) == pytest.approx((lo, hi))
-    for ax in panels:
-        assert sorted(t.get_text() for t in ax.texts) == ["m0", "m1", "origin"]
-        stars = scatters(ax)[-1]
-        np.testing.assert_allclose(stars.get_offsets(), coords)
-        assert len(ax.lines) == 2  # a trajectory per member, in epoch order
-        np.testing.assert_allclose(ax.lines[0].get_xdata(), [1.0, 10.0], rtol=1e-4)
-        assert ax.lines[1].get_color() == member_color(1)
-        assert ax.get_xlim() == (-1, 11) and ax.get_ylim() == (-2, 10)
-    assert fig.get_suptitle() == "plane"
 
 
 def test_paths_figure_one_line_per_path_and_barriers_in_the_legend():

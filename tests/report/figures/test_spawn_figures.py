@@ -3,9 +3,20 @@ levels, the threshold and the onset; trajectories one line per child plus the pa
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from modescape.report.figures.spawn import instability_figure, spawn_trajectories_figure
+from modescape.report.figures.analysis import figure_bytes
+from modescape.report.figures.spawn import instability_figure, spawn_trajectories
+from modescape.report.render.page import csv_bytes
+
+
+def pixels(fig) -> bytes:
+    """The figure's pixels, small and without the layout pass: the test compares what two
+    descriptions draw, not where the layout puts it."""
+    fig.set_layout_engine("none")
+    return figure_bytes(fig, "png", 0.3)
 
 
 def test_instability_figure_draws_references_threshold_and_onset():
@@ -35,9 +46,29 @@ def test_trajectories_one_line_per_child_and_the_parent():
     index = np.array([(-1, 0, e) for e in range(4)] + [(p, c, e) for p in (0, 1) for c in (0, 1)
                                                        for e in (2, 3)])  # fmt: skip
     coords = np.random.default_rng(0).normal(size=(len(index), 2))
-    fig = spawn_trajectories_figure(coords, index)
+    fig = spawn_trajectories(coords, index).figure()
     (ax,) = fig.axes
     paths = [line for line in ax.lines if line.get_linestyle() == "-"]
     assert len(paths) == 5  # the parent and four children
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == ["parent", "children of spawn point 0", "children of spawn point 1"]
+
+
+def test_trajectories_csv_holds_every_point_in_drawing_order():
+    # rows in any order: the parent first, then each child, each in epoch order
+    index = np.array([(0, 0, 3), (-1, 0, 1), (0, 0, 2), (-1, 0, 0)])
+    coords = np.array([[4.0, -4.0], [2.0, -2.0], [3.0, -3.0], [1.0, -1.23456]])
+    t = spawn_trajectories(coords, index, "PCA")
+    table = t.table("spawn_trajectories")
+    assert table.header == ["trajectory", "spawn_point", "child", "epoch", "x", "y"]
+    assert table.rows == [
+        ["parent", None, None, 0, 1.0, -1.235],
+        ["parent", None, None, 1, 2.0, -2.0],
+        ["child", 0, 0, 2, 3.0, -3.0],
+        ["child", 0, 0, 3, 4.0, -4.0],
+    ]
+    parent = t.figure().axes[0].lines[0]
+    np.testing.assert_allclose(parent.get_xdata(), [1.0, 2.0])
+    moved = dataclasses.replace(t, coords=coords + np.array([[0.0, 0.0]] * 3 + [[0.5, 0.0]]))
+    assert csv_bytes(moved.table("x")) != csv_bytes(table)
+    assert pixels(moved.figure()) != pixels(t.figure())

@@ -1,6 +1,8 @@
-"""The analysis study's figures (heatmaps, trajectories, ensemble curves, reliability, training
-curves), and the styles and rendering every figure of the report shares (`member_color`, font
-sizes, `render_figure`). Each figure is a pure function of arrays returning a matplotlib `Figure`.
+"""The analysis study's chart figures (ensemble curves, training curves, distance from
+initialisation, agreement with the final predictions: each built once as a `Chart`), and the
+styles and rendering every figure of the report shares (`member_color`, font sizes, `new_figure`,
+`render_figure`). The heatmaps are `figures/heatmap.py`, the reliability diagrams
+`figures/reliability.py`, the trajectories `figures/embedding.py`.
 
 Figures are built with `matplotlib.figure.Figure` directly, never `pyplot`: no global state, no
 GUI backend, so they can be drawn from any thread on a headless machine. Nothing here reads
@@ -34,13 +36,6 @@ TITLE = 12  # font sizes in points
 LABEL = 10
 SMALL = 8
 
-# quantity -> (colour-bar label, colour map). Cosine uses a fixed [0, 1]-ish range (see _limits).
-QUANTITIES = {
-    "cosine": ("cosine similarity of weights", "viridis"),
-    "disagreement": ("disagreement (fraction of test points)", "magma"),
-    "distance": ("L2 distance between weights", "cividis"),
-}
-NAMES = {"cosine": "Cosine similarity", "disagreement": "Disagreement", "distance": "L2 distance"}
 FAMILY_COLORS = {"deep": "#1f3b73", "snapshot": "#d95f02", "weight_average": "#7a7a7a"}
 FAMILY_LABELS = {
     "deep": "deep ensemble (independent members)",
@@ -95,163 +90,6 @@ def grid_axes(fig: Figure, n: int, ncols: int) -> list:
     return [fig.add_subplot(rows, ncols, i + 1) for i in range(n)]
 
 
-def _tick_positions(n: int, max_ticks: int = 12) -> np.ndarray:
-    """Indices of at most ~max_ticks evenly spaced ticks over n cells, always including the last."""
-    step = max(1, int(np.ceil(n / max_ticks)))
-    ticks = np.arange(0, n, step)
-    if ticks[-1] != n - 1 and n - 1 - ticks[-1] >= step / 2:
-        ticks = np.append(ticks, n - 1)
-    return ticks
-
-
-def _limits(quantity: str, matrix: np.ndarray) -> tuple[float, float]:
-    finite = matrix[np.isfinite(matrix)]
-    top = float(finite.max()) if finite.size else 1.0
-    if quantity == "cosine":  # cosine can be negative, but trained weights rarely are
-        return min(0.0, float(finite.min()) if finite.size else 0.0), 1.0
-    return 0.0, top if top > 0 else 1.0
-
-
-def shared_limits(quantity: str, *matrices: np.ndarray) -> tuple[float, float]:
-    """One (vmin, vmax) for heatmaps a reader compares side by side, so that one colour means
-    one value in all of them (0.10 is never orange in one and black in another)."""
-    flat = [np.asarray(m, dtype=float).ravel() for m in matrices]
-    return _limits(quantity, np.concatenate(flat) if flat else np.array([]))
-
-
-def _check_quantity(quantity: str) -> None:
-    if quantity not in QUANTITIES:
-        raise choice_error("heatmap quantity", quantity, tuple(QUANTITIES))
-
-
-def _heatmap(
-    matrix: np.ndarray,
-    quantity: str,
-    title: str,
-    axis_label: str,
-    labels: Sequence[str],
-    ticks: np.ndarray,
-    size: float = 5.6,
-    limits: tuple[float, float] | None = None,
-) -> Figure:
-    fig = new_figure(size + 1.0, size)
-    ax = fig.add_subplot()
-    cbar_label, cmap = QUANTITIES[quantity]
-    vmin, vmax = limits or _limits(quantity, matrix)
-    image = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
-    fig.colorbar(image, ax=ax, shrink=0.85).set_label(cbar_label, fontsize=LABEL)
-    ax.set_xticks(ticks, [labels[t] for t in ticks])
-    ax.set_yticks(ticks, [labels[t] for t in ticks])
-    ax.set_xlabel(axis_label, fontsize=LABEL)
-    ax.set_ylabel(axis_label, fontsize=LABEL)
-    ax.set_title(title, fontsize=TITLE)
-    return fig
-
-
-def within_trajectory_heatmap(
-    matrix: np.ndarray,
-    epochs: Sequence[int],
-    quantity: str,
-    *,
-    member: int = 0,
-    limits: tuple[float, float] | None = None,
-) -> Figure:
-    """Snapshot-vs-snapshot matrix [E, E] of one member's trajectory; ticks are epochs.
-    `limits`: (vmin, vmax) shared with the heatmaps it is compared with (`shared_limits`)."""
-    _check_quantity(quantity)
-    matrix = np.asarray(matrix, dtype=float)
-    name = NAMES[quantity]
-    fig = _heatmap(
-        matrix,
-        quantity,
-        f"{name} within the trajectory of member {member}",
-        "epoch",
-        [str(e) for e in epochs],
-        _tick_positions(len(epochs)),
-        limits=limits,
-    )
-    return fig
-
-
-def across_members_heatmap(
-    matrix: np.ndarray,
-    members: Sequence[int],
-    quantity: str,
-    *,
-    annotate_max: int = 10,
-    limits: tuple[float, float] | None = None,
-) -> Figure:
-    """Final-snapshot matrix [M, M] across members; cells are annotated when M <= annotate_max."""
-    _check_quantity(quantity)
-    matrix = np.asarray(matrix, dtype=float)
-    name = NAMES[quantity]
-    n = len(members)
-    fig = _heatmap(
-        matrix,
-        quantity,
-        f"{name} of final snapshots across members",
-        "member",
-        [f"m{m}" for m in members],
-        np.arange(n),
-        size=max(3.8, min(5.6, 0.6 * n + 2.5)),
-        limits=limits,
-    )
-    if n <= annotate_max:
-        ax = fig.axes[0]
-        vmin, vmax = limits or _limits(quantity, matrix)
-        for i in range(n):
-            for j in range(n):
-                dark = (matrix[i, j] - vmin) / (vmax - vmin) < 0.6
-                ax.text(
-                    j,
-                    i,
-                    f"{matrix[i, j]:.2f}",
-                    ha="center",
-                    va="center",
-                    fontsize=SMALL,
-                    color="white" if dark else "black",
-                )
-    return fig
-
-
-def full_heatmap(
-    matrix: np.ndarray,
-    members: Sequence[int],
-    epochs: Sequence[int],
-    quantity: str,
-    *,
-    limits: tuple[float, float] | None = None,
-) -> Figure:
-    """The (members·epochs)² matrix, rows ordered member-major; lines separate the members.
-
-    Ticks sit at each member's first and last snapshot (labelled `m<i> e<epoch>`) when there are
-    few members, else at block centres (`m<i>`).
-    """
-    _check_quantity(quantity)
-    matrix = np.asarray(matrix, dtype=float)
-    M, E = len(members), len(epochs)
-    if matrix.shape != (M * E, M * E):
-        raise ValueError(f"matrix has shape {matrix.shape}, expected {(M * E, M * E)}")
-    name = NAMES[quantity]
-    fig = new_figure(7.4, 6.4)
-    ax = fig.add_subplot()
-    cbar_label, cmap = QUANTITIES[quantity]
-    vmin, vmax = limits or _limits(quantity, matrix)
-    image = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
-    fig.colorbar(image, ax=ax, shrink=0.85).set_label(cbar_label, fontsize=LABEL)
-    for b in range(1, M):  # block separators between members
-        ax.axhline(b * E - 0.5, color="white", lw=1.2)
-        ax.axvline(b * E - 0.5, color="white", lw=1.2)
-    centres = np.arange(M) * E + (E - 1) / 2
-    ax.set_xticks(centres, [f"m{m}" for m in members])
-    ax.set_yticks(centres, [f"m{m}" for m in members])
-    ax.tick_params(length=0)
-    ax.set_xlabel(f"member (each block: epochs {epochs[0]}-{epochs[-1]} in order)", fontsize=LABEL)
-    ax.set_ylabel("member", fontsize=LABEL)
-    ax.set_title(f"{name} between all snapshots of all members", fontsize=TITLE)
-    return fig
-
-
 def trajectory_chart(
     member: np.ndarray, epoch: np.ndarray, x: np.ndarray, y: np.ndarray, *, method: str = "t-SNE"
 ) -> Chart:
@@ -302,13 +140,6 @@ def trajectory_chart(
         series,
         title=f"Trajectories in function space ({method} of predictions)",
     )
-
-
-def trajectory_figure(
-    member: np.ndarray, epoch: np.ndarray, x: np.ndarray, y: np.ndarray, *, method: str = "t-SNE"
-) -> Figure:
-    """`trajectory_chart` drawn (see there)."""
-    return chart_figure(trajectory_chart(member, epoch, x, y, method=method), (7.2, 6.0))
 
 
 def chart_figure(chart: Chart, size: tuple[float, float], *, legend_cols: int = 1) -> Figure:
@@ -421,57 +252,6 @@ def curves_figure(charts: Sequence[Chart], title: str, size=(10.0, 7.4)) -> Figu
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=TITLE)
-    return fig
-
-
-def reliability_figure(diagrams: Mapping[str, Mapping[str, np.ndarray]]) -> Figure:
-    """Reliability diagrams side by side, one per entry of `diagrams`.
-
-    Each value holds `edges` [B+1], `counts` [B], `accuracy` [B] (NaN for empty bins) and
-    `confidence` [B], as in ensembles/reliability.json. Top: accuracy per confidence bin against
-    the diagonal; bottom: how many examples fall in each bin. ECE is recomputed from the bins.
-    """
-    n = len(diagrams)
-    fig = new_figure(4.6 * n + 0.4, 5.6)
-    grid = fig.add_gridspec(2, n, height_ratios=[3, 1])
-    for col, (title, d) in enumerate(diagrams.items()):
-        edges = np.asarray(d["edges"], dtype=float)
-        counts = np.asarray(d["counts"], dtype=float)
-        acc = np.asarray(d["accuracy"], dtype=float)
-        conf = np.asarray(d["confidence"], dtype=float)
-        full = counts > 0
-        ece = float(np.sum(counts[full] / counts.sum() * np.abs(acc[full] - conf[full])))
-        width, left = np.diff(edges), edges[:-1]
-        top = fig.add_subplot(grid[0, col])
-        bottom = fig.add_subplot(grid[1, col], sharex=top)
-        top.bar(
-            left,
-            np.where(full, acc, 0.0),
-            width=width,
-            align="edge",
-            color="#4c72b0",
-            edgecolor="white",
-            label="accuracy in bin",
-        )
-        top.plot([0, 1], [0, 1], "--", color="black", lw=1, label="perfect calibration")
-        top.scatter(
-            conf[full],
-            acc[full],
-            s=12,
-            color="#c44e52",
-            zorder=3,
-            label="(mean confidence, accuracy)",
-        )
-        top.set_xlim(0, 1)
-        top.set_ylim(0, 1)
-        top.set_ylabel("accuracy in bin", fontsize=LABEL)
-        top.set_title(f"{title}\nECE {ece:.1%} (15 equal-width bins)", fontsize=TITLE - 1)
-        top.tick_params(labelbottom=False)
-        top.legend(fontsize=SMALL, loc="upper left")
-        bottom.bar(left, counts, width=width, align="edge", color="#8c8c8c", edgecolor="white")
-        bottom.set_xlabel("confidence (max softmax probability)", fontsize=LABEL)
-        bottom.set_ylabel("examples", fontsize=LABEL)
-        bottom.yaxis.set_major_locator(MaxNLocator(3, integer=True))
     return fig
 
 
@@ -689,7 +469,6 @@ def save_figure(fig: Figure, stem: str | Path) -> list[Path]:
 
 __all__ = [
     "METRIC_DOMAIN",
-    "across_members_heatmap",
     "agreement_with_final_chart",
     "chart_figure",
     "clip_axis",
@@ -701,18 +480,13 @@ __all__ = [
     "ensemble_curves_figure",
     "family_styles",
     "figure_bytes",
-    "full_heatmap",
     "grid_axes",
     "member_color",
     "member_series",
-    "reliability_figure",
     "render_figure",
     "save_figure",
-    "shared_limits",
     "training_curves_charts",
     "training_curves_figure",
     "training_figure",
     "trajectory_chart",
-    "trajectory_figure",
-    "within_trajectory_heatmap",
 ]

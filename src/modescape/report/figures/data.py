@@ -1,6 +1,6 @@
-"""The numbers behind each figure: a `Table` (written beside the figure as CSV) and, for line and
-scatter figures, a `Chart` (the page's interactive twin). Built from the same arrays the figure
-function gets, so the CSV holds exactly what is drawn.
+"""The numbers behind each chart figure: a `Table` (written beside the figure as CSV), built
+from the same arrays as its `Chart`. Figures that are not charts carry their own `table()`
+(`figures/described.py`).
 
 CSV headers are snake_case; values are rounded to what they mean (`frac`: 4 decimals for
 fractions, `sig`: 4 significant digits for losses, distances, coordinates). Charts keep the
@@ -49,37 +49,7 @@ def curves_table(
     return Table(name, ["family", "ensemble_size", "metric", "mean", "std"], rows, caption)
 
 
-# ---- matrices and per-snapshot curves -------------------------------------------------------
-def snapshot_names(members: Sequence[int], epochs: Sequence[int]) -> list[str]:
-    """Column names of a (members·epochs)² matrix, member-major: m0_e0, m0_e1, ..."""
-    return [f"m{m}_e{e}" for m in members for e in epochs]
-
-
-def matrix_table(
-    name: str,
-    matrix: np.ndarray,
-    index: Mapping[str, Sequence[object]],
-    columns: Sequence[str],
-    caption: str,
-    *,
-    quantity: str,
-) -> Table:
-    """A heatmap's matrix, one CSV row per matrix row: the `index` columns (e.g. member,
-    epoch) then one column per matrix column. Cosine keeps 6 decimals (late snapshots differ
-    from 1 in the 4th), disagreement 4 (a fraction of at most 10,000 points), distances 4
-    significant digits."""
-    matrix = np.asarray(matrix, dtype=float)
-    keys = list(index)
-    if quantity == "cosine":
-        cells = [[frac(v, 6) for v in row] for row in matrix]
-    elif quantity == "disagreement":
-        cells = [[frac(v) for v in row] for row in matrix]
-    else:
-        cells = [[sig(v) for v in row] for row in matrix]
-    rows = [[index[k][i] for k in keys] + cells[i] for i in range(len(matrix))]
-    return Table(name, [*keys, *columns], rows, caption)
-
-
+# ---- per-snapshot curves ----------------------------------------------------------------
 def per_member_lines(
     name: str,
     members: Sequence[int],
@@ -96,34 +66,7 @@ def per_member_lines(
     return Table(name, ["member", "epoch", *columns], rows, caption)
 
 
-# ---- trajectories, reliability, training ----------------------------------------------------
-def embedding_table(
-    name: str, member: np.ndarray, epoch: np.ndarray, x: np.ndarray, y: np.ndarray, method: str
-) -> Table:
-    """A joint embedding of every snapshot: (member, epoch, x, y) in member, epoch order."""
-    member, epoch = np.asarray(member, dtype=int), np.asarray(epoch, dtype=int)
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    order = np.lexsort((epoch, member))
-    rows = [[int(member[i]), int(epoch[i]), sig(x[i]), sig(y[i])] for i in order]
-    return Table(name, ["member", "epoch", "x", "y"], rows, f"{method} coordinates.")
-
-
-def reliability_table(name: str, diagrams: Mapping[str, Mapping[str, np.ndarray]]) -> Table:
-    """One row per (diagram, confidence bin): its edges, example count, accuracy, confidence."""
-    rows = []
-    for title, d in diagrams.items():
-        edges = np.asarray(d["edges"], dtype=float)
-        for b, count in enumerate(np.asarray(d["counts"])):
-            rows.append(
-                [
-                    title, frac(edges[b]), frac(edges[b + 1]), int(count),
-                    frac(d["accuracy"][b]), frac(d["confidence"][b]),
-                ]
-            )  # fmt: skip
-    header = ["model", "bin_lower", "bin_upper", "examples", "accuracy", "mean_confidence"]
-    return Table(name, header, rows, "Reliability diagram bins (blank: empty bin).")
-
-
+# ---- training ----------------------------------------------------------------------------
 def training_table(
     member: np.ndarray, epoch: np.ndarray, curves: Mapping[str, np.ndarray], caption: str
 ) -> Table:
@@ -140,67 +83,6 @@ def training_table(
 
 
 # ---- loss landscape ---------------------------------------------------------------------------
-def plane_table(
-    name: str,
-    a: np.ndarray,
-    b: np.ndarray,
-    loss: np.ndarray,
-    accuracy: np.ndarray,
-    agreements: Mapping[str, np.ndarray],
-    anchors: Mapping[str, object],
-    trajectories: Mapping[str, np.ndarray] | None,
-    caption: str,
-) -> Table:
-    """Everything drawn on one plane, long form: kind "grid" (a, b, loss, accuracy, agreement
-    with each reference), "anchor" (its coordinates and loss, accuracy) and "snapshot" (every
-    snapshot projected onto the plane, name m<i> e<k>)."""
-    names = list(agreements)
-    header = ["kind", "name", "a", "b", "loss", "accuracy", *(f"agreement_{n}" for n in names)]
-    if len(names) >= 2:
-        header.append(f"agreement_{names[0]}_minus_{names[1]}")
-    rows: list[list[object]] = []
-    for j, bj in enumerate(np.asarray(b, dtype=float)):
-        for i, ai in enumerate(np.asarray(a, dtype=float)):
-            agr = [float(agreements[n][j, i]) for n in names]
-            row = [
-                "grid",
-                "",
-                sig(ai),
-                sig(bj),
-                sig(loss[j, i]),
-                frac(accuracy[j, i]),
-            ]
-            row += [frac(v) for v in agr]
-            if len(names) >= 2:
-                row.append(frac(agr[0] - agr[1]))
-            rows.append(row)
-    blank = [None] * (len(header) - 6)
-    coords = np.asarray(anchors["coords"], dtype=float).reshape(-1, 2)  # type: ignore[arg-type]
-    for k, n in enumerate(anchors["names"]):  # type: ignore[arg-type]
-        loss_k = anchors.get("loss", [None] * len(coords))[k]  # type: ignore[attr-defined,index]
-        acc_k = anchors.get("accuracy", [None] * len(coords))[k]  # type: ignore[attr-defined,index]
-        rows.append(
-            [
-                "anchor",
-                n,
-                sig(coords[k, 0]),
-                sig(coords[k, 1]),
-                sig(loss_k),
-                frac(acc_k),
-            ]
-        )
-        rows[-1] += blank
-    if trajectories is not None:
-        member = np.asarray(trajectories["member"], dtype=int)
-        epoch = np.asarray(trajectories["epoch"], dtype=int)
-        for k in np.lexsort((epoch, member)):
-            rows.append(
-                ["snapshot", f"m{member[k]} e{epoch[k]}", sig(trajectories["a"][k]),
-                 sig(trajectories["b"][k]), None, None, *blank]
-            )  # fmt: skip
-    return Table(name, header, rows, caption)
-
-
 def paths_table(paths: Sequence[Mapping[str, object]], caption: str) -> Table:
     """Linear paths: one row per (path, alpha): kind, error, loss."""
     rows = []
@@ -250,19 +132,3 @@ def plane_points_table(
 def _int_or_none(x: object) -> int | None:
     v = float(x)  # type: ignore[arg-type]
     return None if not np.isfinite(v) else int(v)
-
-
-def tsne_panels_table(panels: Mapping[str, Mapping[str, np.ndarray]], caption: str) -> Table:
-    """Every point of every sampler's joint t-SNE: method, kind, member, index, x, y."""
-    rows = []
-    for m, cols in panels.items():
-        for k, mem, i, x, y in zip(
-            cols["kind"], cols["member"], cols["index"], cols["x"], cols["y"]
-        ):
-            rows.append([m, str(k), int(mem), int(i), sig(x), sig(y)])
-    return Table("subspace_tsne", ["method", "kind", "member", "index", "x", "y"], rows, caption)
-
-
-def js_table(name: str, values: Mapping[str, float], caption: str) -> Table:
-    rows = [[label, sig(v)] for label, v in values.items()]
-    return Table(name, ["family", "js_diversity_nats"], rows, caption)

@@ -1,19 +1,21 @@
 """Figures of the loss-landscape study (Fort et al. 2019, the loss-landscape plane): planes
-through three weight vectors and linear paths between two. Same rules as `report.figures.analysis`:
-pure functions of arrays returning a `matplotlib.figure.Figure`, member i always in
+through three weight vectors (one `LandscapePlane` description each, drawing both the PNG/PDF
+and the CSV) and linear paths between two (`paths_charts`). Member i is always in
 `member_color(i)`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter, MaxNLocator, NullFormatter
 
-from modescape.report.base import Chart, ChartKind, LineStyle, Marker, Series
+from modescape.report.base import Chart, ChartKind, LineStyle, Marker, Series, Table
 from modescape.report.figures.analysis import (
     SMALL,
     TITLE,
@@ -33,74 +35,174 @@ PATH_KIND_COLORS = {
 
 
 # ---- loss landscape --------------------------------------------------------------------------
-def landscape_plane_figure(
+@dataclass(frozen=True, eq=False)
+class PlanePanel:
+    """One map of a plane: `what` is "loss" (log colour scale), "acc" (0-100%), "agr" (the
+    agreement with anchor `refs[0]`, on `limits`) or "diff" (agreement with `refs[0]` minus
+    with `refs[1]`, on the symmetric `limits`)."""
+
+    title: str
+    what: str
+    colorbar_label: str
+    limits: tuple[float, float] | None = None
+    refs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class PlaneTrajectories:
+    """Every snapshot projected onto the plane: member, epoch, a, b [snapshots]."""
+
+    member: np.ndarray
+    epoch: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class LandscapePlane:
+    """A plane through three weight vectors as data: grid coordinates a [R], b [R]; test loss,
+    accuracy and the agreement with each anchor that has one ([R, R] fractions indexed [b, a]);
+    the anchors (names, coords [n, 2] as (a, b), their loss and accuracy when recorded); the
+    projected trajectories; the maps drawn (`panels`) and the figure's title."""
+
+    a: np.ndarray
+    b: np.ndarray
+    loss: np.ndarray
+    accuracy: np.ndarray
+    agreements: dict[str, np.ndarray]
+    anchor_names: list[str]
+    anchor_coords: np.ndarray
+    anchor_loss: list[float | None]
+    anchor_accuracy: list[float | None]
+    trajectories: PlaneTrajectories | None
+    panels: list[PlanePanel]
+    title: str = ""
+
+    def values(self, panel: PlanePanel) -> np.ndarray:
+        """A panel's map in the units it is drawn in (accuracy and agreements in %)."""
+        if panel.what == "loss":
+            return self.loss
+        if panel.what == "acc":
+            return self.accuracy * 100
+        if panel.what == "diff":
+            first, second = panel.refs
+            return self.agreements[first] * 100 - self.agreements[second] * 100
+        return self.agreements[panel.refs[0]] * 100
+
+    def figure(self) -> Figure:
+        """Filled contours of each panel, the projected trajectories (circle: first snapshot)
+        and the anchors (stars) on each."""
+        n = len(self.panels)
+        ncols = 3 if n in (3, 5, 6) else 2
+        rows = -(-n // ncols)
+        fig = new_figure(5.0 * ncols, 4.3 * rows + 0.5)
+        A, B = np.meshgrid(self.a, self.b)
+        for ax, panel in zip(grid_axes(fig, n, ncols), self.panels):
+            _plane_panel(fig, ax, A, B, self.values(panel), panel)
+            if self.trajectories is not None:
+                _draw_trajectories(ax, self.trajectories)
+            _draw_anchors(ax, self.anchor_names, self.anchor_coords)
+            ax.set_xlim(self.a.min(), self.a.max())
+            ax.set_ylim(self.b.min(), self.b.max())
+            ax.set_aspect("equal")
+            ax.set_title(panel.title, fontsize=TITLE - 1)
+            ax.set_xlabel("a (along u)", fontsize=SMALL)
+            ax.set_ylabel("b (along v)", fontsize=SMALL)
+        if self.title:
+            fig.suptitle(self.title, fontsize=TITLE)
+        return fig
+
+    def table(self, name: str, caption: str = "") -> Table:
+        """Everything drawn, long form: kind "grid" (a, b, loss, accuracy, agreement with each
+        anchor, the first two's difference), "anchor" (its coordinates, loss and accuracy) and
+        "snapshot" (every projected snapshot, name m<i> e<k>)."""
+        names = list(self.agreements)
+        header = ["kind", "name", "a", "b", "loss", "accuracy", *(f"agreement_{n}" for n in names)]
+        if len(names) >= 2:
+            header.append(f"agreement_{names[0]}_minus_{names[1]}")
+        rows: list[list[object]] = []
+        for j, bj in enumerate(self.b):
+            for i, ai in enumerate(self.a):
+                agr = [float(self.agreements[n][j, i]) for n in names]
+                row: list[object] = ["grid", "", sig(ai), sig(bj), sig(self.loss[j, i]),
+                       frac(self.accuracy[j, i]), *(frac(v) for v in agr)]  # fmt: skip
+                if len(names) >= 2:
+                    row.append(frac(agr[0] - agr[1]))
+                rows.append(row)
+        blank = [None] * (len(header) - 6)
+        for k, n in enumerate(self.anchor_names):
+            x, y = self.anchor_coords[k]
+            loss, acc = self.anchor_loss[k], self.anchor_accuracy[k]
+            rows.append(["anchor", n, sig(x), sig(y), sig(loss), frac(acc), *blank])
+        t = self.trajectories
+        if t is not None:
+            for k in np.lexsort((t.epoch, t.member)):
+                rows.append(["snapshot", f"m{t.member[k]} e{t.epoch[k]}", sig(t.a[k]),
+                             sig(t.b[k]), None, None, *blank])  # fmt: skip
+        return Table(name, header, rows, caption)
+
+
+def landscape_plane(
     a: np.ndarray,
     b: np.ndarray,
     loss: np.ndarray,
     accuracy: np.ndarray,
     agreements: Mapping[str, np.ndarray],
-    anchor_names: Sequence[str],
-    anchor_coords: np.ndarray,
+    anchors: Mapping[str, Any],
     trajectories: Mapping[str, np.ndarray] | None = None,
     *,
     title: str = "",
-) -> Figure:
-    """Loss (log colour scale), accuracy, the difference of the agreements with the first two
-    anchors that have them (diverging scale) and each agreement (shared data-driven range).
+) -> LandscapePlane:
+    """The plane of landscape/<plane>/: loss (log colour scale), accuracy, the difference of
+    the agreements with the first two anchors that have them (diverging scale) and each
+    agreement (one data-driven range shared by all).
 
     a [R], b [R]: grid coordinates; loss, accuracy and agreements[name]: [R, R] indexed [b, a].
-    anchor_coords: [3, 2] (a, b) of `anchor_names`. trajectories: columns member, epoch, a, b of
-    every snapshot projected onto the plane, drawn as lines in member colours (circle = first).
+    anchors: anchors.json (names, coords [n, 2] as (a, b), optionally loss and accuracy).
+    trajectories: columns member, epoch, a, b of every snapshot projected onto the plane.
     """
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    loss, accuracy = np.asarray(loss, dtype=float), np.asarray(accuracy, dtype=float)
-    coords = np.asarray(anchor_coords, dtype=float).reshape(-1, 2)
-    panels: list[tuple[str, np.ndarray, str, str, tuple[float, float] | None]] = [
-        ("Test loss", loss, "cross-entropy loss (nats, log scale)", "loss", None),
-        ("Test accuracy", accuracy * 100, "accuracy (%)", "acc", None),
+    agr = {n: np.asarray(v, dtype=float) for n, v in agreements.items()}
+    panels = [
+        PlanePanel("Test loss", "loss", "cross-entropy loss (nats, log scale)"),
+        PlanePanel("Test accuracy", "acc", "accuracy (%)"),
     ]
-    agr = {n: np.asarray(v, dtype=float) * 100 for n, v in agreements.items()}
     names = list(agr)
     if len(names) >= 2:
         # The difference is what shows "each valley agrees with its own optimum": two members
         # at ~90% agree on ~87% of points, so side by side on 0-100% the maps look the same.
         first, second = names[:2]
-        diff = agr[first] - agr[second]
-        lim = agreement_difference_limit(diff)
-        panels.append(
-            (
-                f"Agreement with {first} − with {second}",
-                diff,
-                f"agreement with {first} − with {second} (points)",
-                "diff",
-                (-lim, lim),
-            )
+        lim = agreement_difference_limit(agr[first] * 100 - agr[second] * 100)
+        label = f"agreement with {first} − with {second}"
+        panels.append(PlanePanel(f"Agreement with {first} − with {second}", "diff",
+                                 f"{label} (points)", (-lim, lim), (first, second)))  # fmt: skip
+    shared = agreement_range([v * 100 for v in agr.values()])
+    for name in names:
+        panels.append(PlanePanel(f"Agreement with {name}", "agr",
+                                 f"agreement with {name} (%)", shared, (name,)))  # fmt: skip
+    coords = np.asarray(anchors["coords"], dtype=float).reshape(-1, 2)
+    n = len(coords)
+    traj = None
+    if trajectories is not None:
+        traj = PlaneTrajectories(
+            np.asarray(trajectories["member"], dtype=int),
+            np.asarray(trajectories["epoch"], dtype=int),
+            np.asarray(trajectories["a"], dtype=float),
+            np.asarray(trajectories["b"], dtype=float),
         )
-    shared = agreement_range(list(agr.values()))
-    for name, values in agr.items():
-        panels.append(
-            (f"Agreement with {name}", values, f"agreement with {name} (%)", "agr", shared)
-        )
-    n = len(panels)
-    ncols = 3 if n in (3, 5, 6) else 2
-    rows = -(-n // ncols)
-    fig = new_figure(5.0 * ncols, 4.3 * rows + 0.5)
-    axes = grid_axes(fig, n, ncols)
-    A, B = np.meshgrid(a, b)
-    for ax, (panel, Z, cbar_label, what, limits) in zip(axes, panels):
-        _plane_panel(fig, ax, A, B, Z, cbar_label, what, limits)
-        if trajectories is not None:
-            _draw_trajectories(ax, trajectories)
-        _draw_anchors(ax, anchor_names, coords)
-        ax.set_xlim(a.min(), a.max())
-        ax.set_ylim(b.min(), b.max())
-        ax.set_aspect("equal")
-        ax.set_title(panel, fontsize=TITLE - 1)
-        ax.set_xlabel("a (along u)", fontsize=SMALL)
-        ax.set_ylabel("b (along v)", fontsize=SMALL)
-    if title:
-        fig.suptitle(title, fontsize=TITLE)
-    return fig
+    return LandscapePlane(
+        np.asarray(a, dtype=float),
+        np.asarray(b, dtype=float),
+        np.asarray(loss, dtype=float),
+        np.asarray(accuracy, dtype=float),
+        agr,
+        list(anchors["names"]),
+        coords,
+        list(anchors.get("loss", [None] * n)),
+        list(anchors.get("accuracy", [None] * n)),
+        traj,
+        panels,
+        title,
+    )
 
 
 def agreement_difference_limit(diff: np.ndarray) -> float:
@@ -123,18 +225,11 @@ def agreement_range(maps: Sequence[np.ndarray]) -> tuple[float, float]:
     return lo, hi
 
 
-def _plane_panel(
-    fig: Figure,
-    ax,
-    A,
-    B,
-    Z: np.ndarray,
-    cbar_label: str,
-    what: str,
-    limits: tuple[float, float] | None = None,
-) -> None:
+def _plane_panel(fig: Figure, ax, A, B, Z: np.ndarray, panel: PlanePanel) -> None:
     """Filled contours of one quantity over the plane: loss on a log scale, accuracy on 0-100%,
     agreement on `limits` (data-driven), an agreement difference on a diverging scale."""
+    what, limits = panel.what, panel.limits
+    norm: Normalize
     if what == "loss":
         finite = Z[np.isfinite(Z) & (Z > 0)]
         lo, hi = (finite.min(), finite.max()) if finite.size else (1e-3, 1.0)
@@ -153,7 +248,7 @@ def _plane_panel(
     filled = ax.contourf(A, B, Z, levels=levels, norm=norm, cmap=cmap)
     ax.contour(A, B, Z, levels=levels[::4], colors="white", linewidths=0.4, alpha=0.6)
     cbar = fig.colorbar(filled, ax=ax, shrink=0.9)
-    cbar.set_label(cbar_label, fontsize=SMALL)
+    cbar.set_label(panel.colorbar_label, fontsize=SMALL)
     if what in ("agr", "diff"):  # round values, not the contour levels
         cbar.set_ticks(MaxNLocator(6).tick_values(*levels[[0, -1]]))
         cbar.ax.set_ylim(levels[0], levels[-1])
@@ -194,17 +289,15 @@ def _log_ticks(lo: float, hi: float) -> list[float]:
     return ticks if len(ticks) >= 2 else [lo, hi]
 
 
-def _draw_trajectories(ax, t: Mapping[str, np.ndarray]) -> None:
-    member, epoch = np.asarray(t["member"], dtype=int), np.asarray(t["epoch"], dtype=int)
-    x, y = np.asarray(t["a"], dtype=float), np.asarray(t["b"], dtype=float)
-    for m in np.unique(member):
-        rows = np.flatnonzero(member == m)
-        rows = rows[np.argsort(epoch[rows], kind="stable")]
+def _draw_trajectories(ax, t: PlaneTrajectories) -> None:
+    for m in np.unique(t.member):
+        rows = np.flatnonzero(t.member == m)
+        rows = rows[np.argsort(t.epoch[rows], kind="stable")]
         c = member_color(int(m))
-        ax.plot(x[rows], y[rows], "-", color=c, lw=1.4, zorder=3)
+        ax.plot(t.a[rows], t.b[rows], "-", color=c, lw=1.4, zorder=3)
         ax.scatter(
-            x[rows[:1]],
-            y[rows[:1]],
+            t.a[rows[:1]],
+            t.b[rows[:1]],
             s=30,
             marker="o",
             facecolor="white",

@@ -1,20 +1,31 @@
 """Figures of spawned children (instability analysis, Frankle et al. 2020, arXiv:1912.05671):
 barrier and disagreement against the spawn point, with the within-trajectory and
 across-initialisation levels as reference lines and the onset of stability marked; and the
-children's function-space trajectories beside the parent's. Pure functions of arrays returning a
-`matplotlib.figure.Figure`.
+children's function-space trajectories beside the parent's (a `SpawnTrajectories` description
+drawing both its PNG/PDF and its CSV).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from modescape.report.base import Chart, ChartKind, Guide, LineStyle, Marker, Series, symlog
+from modescape.report.base import (
+    Chart,
+    ChartKind,
+    Guide,
+    LineStyle,
+    Marker,
+    Series,
+    Table,
+    symlog,
+)
 from modescape.report.figures.chart import draw_chart, legend_handles
+from modescape.report.wording import sig
 
 DPI = 120
 LABEL, SMALL = 10, 8
@@ -131,31 +142,69 @@ def _linthresh(x: np.ndarray) -> float:
     return float(min(1.0, positive.min())) if len(positive) else 1.0
 
 
-def spawn_trajectories_figure(coords: np.ndarray, index: np.ndarray, method: str = "PCA") -> Figure:
+@dataclass(frozen=True, eq=False)
+class SpawnTrajectories:
     """The parent's trajectory (black) and every child's (one colour per spawn point) in one
     joint 2-D embedding. `coords[K, 2]`; `index[K, 3]`: spawn point (-1 = parent), child, epoch;
     a circle marks each trajectory's first point, a square its last."""
-    coords, index = np.asarray(coords, dtype=float), np.asarray(index, dtype=np.int64)
-    fig = Figure(figsize=(5.6, 4.6), dpi=DPI, layout="constrained")
-    ax = fig.add_subplot(1, 1, 1)
-    points = sorted({int(p) for p in index[:, 0] if p >= 0})
-    cmap = colormaps["viridis"]
-    for key in sorted({(int(p), int(c)) for p, c in index[:, :2]}):
-        rows = np.flatnonzero((index[:, 0] == key[0]) & (index[:, 1] == key[1]))
-        rows = rows[np.argsort(index[rows, 2])]
-        parent = key[0] < 0
-        color = "black" if parent else cmap(points.index(key[0]) / max(1, len(points) - 1))
-        label = (
-            "parent" if parent else (f"children of spawn point {key[0]}" if key[1] == 0 else None)
-        )
-        xy = coords[rows]
-        ax.plot(xy[:, 0], xy[:, 1], "-", color=color, lw=2.2 if parent else 1.0,
-                alpha=0.9 if parent else 0.75, label=label, zorder=3 if parent else 2)  # fmt: skip
-        ax.plot(*xy[0], "o", color=color, ms=4)
-        ax.plot(*xy[-1], "s", color=color, ms=5)
-    ax.set_title(f"Function-space trajectories ({method})", fontsize=LABEL + 1)
-    ax.set_xlabel(f"{method} 1", fontsize=LABEL)
-    ax.set_ylabel(f"{method} 2", fontsize=LABEL)
-    ax.tick_params(labelsize=SMALL)
-    ax.legend(fontsize=SMALL, loc="best")
-    return fig
+
+    coords: np.ndarray
+    index: np.ndarray
+    method: str = "PCA"
+
+    def trajectories(self) -> list[tuple[tuple[int, int], np.ndarray]]:
+        """((spawn point, child), rows in epoch order) of each trajectory, the parent first."""
+        out = []
+        for key in sorted({(int(p), int(c)) for p, c in self.index[:, :2]}):
+            rows = np.flatnonzero((self.index[:, 0] == key[0]) & (self.index[:, 1] == key[1]))
+            out.append((key, rows[np.argsort(self.index[rows, 2])]))
+        return out
+
+    def figure(self) -> Figure:
+        fig = Figure(figsize=(5.6, 4.6), dpi=DPI, layout="constrained")
+        ax = fig.add_subplot(1, 1, 1)
+        points = sorted({int(p) for p in self.index[:, 0] if p >= 0})
+        cmap = colormaps["viridis"]
+        for key, rows in self.trajectories():
+            parent = key[0] < 0
+            color = "black" if parent else cmap(points.index(key[0]) / max(1, len(points) - 1))
+            label = (
+                "parent"
+                if parent
+                else (f"children of spawn point {key[0]}" if key[1] == 0 else None)
+            )
+            xy = self.coords[rows]
+            lw, alpha, z = (2.2, 0.9, 3) if parent else (1.0, 0.75, 2)
+            ax.plot(xy[:, 0], xy[:, 1], "-", color=color, lw=lw, alpha=alpha, label=label, zorder=z)
+            ax.plot(*xy[0], "o", color=color, ms=4)
+            ax.plot(*xy[-1], "s", color=color, ms=5)
+        ax.set_title(f"Function-space trajectories ({self.method})", fontsize=LABEL + 1)
+        ax.set_xlabel(f"{self.method} 1", fontsize=LABEL)
+        ax.set_ylabel(f"{self.method} 2", fontsize=LABEL)
+        ax.tick_params(labelsize=SMALL)
+        ax.legend(fontsize=SMALL, loc="best")
+        return fig
+
+    def table(self, name: str, caption: str = "") -> Table:
+        """Every point drawn, trajectory by trajectory in epoch order: the parent's (spawn
+        point and child blank), then each child's."""
+        rows = []
+        for (point, child), idx in self.trajectories():
+            parent = point < 0
+            for i in idx:
+                rows.append([
+                    "parent" if parent else "child", None if parent else point,
+                    None if parent else child, int(self.index[i, 2]),
+                    sig(self.coords[i, 0]), sig(self.coords[i, 1]),
+                ])  # fmt: skip
+        header = ["trajectory", "spawn_point", "child", "epoch", "x", "y"]
+        return Table(name, header, rows, caption)
+
+
+def spawn_trajectories(
+    coords: np.ndarray, index: np.ndarray, method: str = "PCA"
+) -> SpawnTrajectories:
+    """The trajectories of instability/trajectories.npy and trajectory_index.npy."""
+    return SpawnTrajectories(
+        np.asarray(coords, dtype=float), np.asarray(index, dtype=np.int64), method
+    )

@@ -13,6 +13,10 @@ from modescape.report import references
 from modescape.report.base import Plot, ReportContext, Section, Table
 from modescape.report.figures import analysis as figures
 from modescape.report.figures import data as fd
+from modescape.report.figures import heatmap
+from modescape.report.figures.described import described_plot
+from modescape.report.figures.embedding import Trajectories
+from modescape.report.figures.reliability import reliability_diagrams
 from modescape.report.sections.run import curve_value
 from modescape.report.wording import count, frac, near_one, pct, points, warned
 from modescape.store import schema as S
@@ -124,57 +128,18 @@ def _matrix_plots(
     finals = np.arange(len(M)) * len(E) + len(E) - 1
     members_m = matrix[np.ix_(finals, finals)]
     own = matrix[: len(E), : len(E)]
-    limits = figures.shared_limits(quantity, matrix, members_m, own)
+    limits = heatmap.shared_limits(quantity, matrix, members_m, own)
     scale = f" Colour scale {limits[0]:.2f}–{limits[1]:.2f}, shared by the three {quantity} maps."
-    snap = {"member": [m for m in M for _ in E], "epoch": [e for _ in M for e in E]}
-    plots = [
-        Plot(
-            f"{quantity}_all",
-            figures.full_heatmap(matrix, M, E, quantity, limits=limits),
-            caption + scale,
-            data=fd.matrix_table(
-                f"{quantity}_all",
-                matrix,
-                snap,
-                fd.snapshot_names(M, E),
-                caption,
-                quantity=quantity,
-            ),
-        )
-    ]
+    maps = [(f"{quantity}_all", heatmap.full_heatmap(matrix, M, E, quantity, limits=limits),
+             caption)]  # fmt: skip
     if len(M) > 1:
-        plots.append(
-            Plot(
-                f"{quantity}_members",
-                figures.across_members_heatmap(members_m, M, quantity, limits=limits),
-                "Final snapshots of the members." + scale,
-                data=fd.matrix_table(
-                    f"{quantity}_members",
-                    members_m,
-                    {"member": list(M)},
-                    [f"m{m}" for m in M],
-                    "Final snapshots of the members.",
-                    quantity=quantity,
-                ),
-            )
-        )
-    own_caption = f"Snapshots of member {M[0]} against each other."
-    plots.append(
-        Plot(
-            f"{quantity}_trajectory",
-            figures.within_trajectory_heatmap(own, E, quantity, member=M[0], limits=limits),
-            own_caption + scale,
-            data=fd.matrix_table(
-                f"{quantity}_trajectory",
-                own,
-                {"epoch": list(E)},
-                [f"e{e}" for e in E],
-                own_caption,
-                quantity=quantity,
-            ),
-        )
+        across = heatmap.across_members_heatmap(members_m, M, quantity, limits=limits)
+        maps.append((f"{quantity}_members", across, "Final snapshots of the members."))
+    own_map = heatmap.within_trajectory_heatmap(own, E, quantity, member=M[0], limits=limits)
+    maps.append(
+        (f"{quantity}_trajectory", own_map, f"Snapshots of member {M[0]} against each other.")
     )
-    return plots
+    return [described_plot(name, h, text + scale, data_caption=text) for name, h, text in maps]
 
 
 def function_section(ctx: ReportContext) -> Section | None:
@@ -272,13 +237,9 @@ def trajectory_section(ctx: ReportContext) -> Section | None:
     for method, label in order[::-1] if pca_first else order:
         if not ctx.has(S.TRAJECTORY_CSV.format(method=method)):
             continue
-        t = ctx.csv(S.TRAJECTORY_CSV.format(method=method))
-        cols = (t["member"], t["epoch"], t["x"], t["y"])
-        chart = figures.trajectory_chart(*cols, method=label)
-        fig = figures.chart_figure(chart, (7.2, 6.0))
-        table = fd.embedding_table(f"trajectories_{method}", *cols, label)
+        t = Trajectories.from_columns(ctx.csv(S.TRAJECTORY_CSV.format(method=method)), label)
         caption = f"{label} of all snapshots, one fit; circle: first snapshot, star: last."
-        plots.append(Plot(f"trajectories_{method}", fig, caption, data=table, charts=[chart]))
+        plots.append(described_plot(f"trajectories_{method}", t, caption, charts=[t.chart]))
     if not plots:
         return None
     info = emb.get("tsne") or emb.get("pca") or {}
@@ -352,18 +313,9 @@ def ensemble_section(ctx: ReportContext) -> Section | None:
         )
     ]
     if ctx.has(S.RELIABILITY):
-        rel = ctx.json(S.RELIABILITY)
-        # Single member first, then the ensemble, whatever order the JSON keys come in.
-        order = sorted(rel, key=lambda key: (not key.startswith("single"), key))
-        diagrams = {_reliability_title(key): rel[key] for key in order}
-        plots.append(
-            Plot(
-                "reliability",
-                figures.reliability_figure(diagrams),
-                "Accuracy against confidence; bottom: examples per bin.",
-                data=fd.reliability_table("reliability", diagrams),
-            )
-        )
+        diagrams = reliability_diagrams(ctx.json(S.RELIABILITY))
+        caption = "Accuracy against confidence; bottom: examples per bin."
+        plots.append(described_plot("reliability", diagrams, caption))
     header = ["family", "size"] + [
         f"{mt}_{x}" for mt in ("accuracy", "nll", "brier", "ece") for x in ("mean", "std")
     ]
@@ -495,12 +447,3 @@ def training_section(ctx: ReportContext) -> Section | None:
 
 def _g(x: Any) -> str:
     return "?" if x is None else f"{float(x):.3g}"
-
-
-def _reliability_title(key: str) -> str:
-    head, _, num = key.rpartition("_")
-    if head == "single_member" and num.isdigit():
-        return f"Single member (m{num})"
-    if head == "deep_ensemble" and num.isdigit():
-        return f"Deep ensemble of {num} members"
-    return key.replace("_", " ")

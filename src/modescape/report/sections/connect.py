@@ -7,61 +7,54 @@ points, FGE) beside deep and snapshot ensembles and the subspace samplers. Reads
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from modescape.report import references
-from modescape.report.base import Plot, ReportContext, Section, StudyResults, Table
+from modescape.report.base import Plot, ReportContext, Section, StudyResults
 from modescape.report.figures import connect as figs
+from modescape.report.figures.described import described_plot
 from modescape.report.wording import count
 from modescape.store import schema as S
 
 CONNECT = S.CONNECT
-PROFILE_COLUMNS = ("t", "test_error", "train_loss", "agreement_end0", "agreement_end1")
-
-
-def _rounded_rows(cols: dict[str, np.ndarray], names: tuple[str, ...]) -> list[list[Any]]:
-    return [[round(float(cols[n][i]), 4) for n in names] for i in range(len(cols[names[0]]))]
 
 
 def _profile_plot(res: StudyResults, s: S.ConnectSummary) -> Plot:
-    curve, line = res.csv("profile.csv"), res.csv("line.csv")
+    profile = figs.connect_profile(res.csv("profile.csv"), res.csv("line.csv"))
     caption = (
         f"Along t from {s.pair[0]} (t = 0) to {s.pair[1]} (t = 1): test error, training "
         "loss and agreement with each end, for the trained curve (solid) and the straight line "
-        f"(dashed); {len(curve['t'])} values of t, BatchNorm: {s.bn_policy}."
+        f"(dashed); {len(profile.curve.t)} values of t, BatchNorm: {s.bn_policy}."
     )
-    header = ("t", "test_error", "train_loss", "agreement_end0", "agreement_end1")
-    rows = [["curve", *r] for r in _rounded_rows(curve, header)]
-    rows += [["line", *r] for r in _rounded_rows(line, header)]
-    table = Table("connect_profile", ["path", *header], rows, caption)
-    return Plot("connect_profile", figs.profile_figure(curve, line), caption, data=table)
+    return described_plot("connect_profile", profile, caption)
 
 
 def _plane_plot(res: StudyResults, p: S.CurvePlane) -> Plot:
-    a, b = res.npy("plane/a.npy"), res.npy("plane/b.npy")
     maps = {
-        "Test loss": res.npy("plane/loss.npy"),
-        "Test accuracy (%)": res.npy("plane/accuracy.npy"),
-        "Agreement with end 0 (%)": res.npy("plane/agreement_end0.npy"),
-        "Agreement with end 1 (%)": res.npy("plane/agreement_end1.npy"),
+        column: res.npy(f"plane/{file}.npy")
+        for column, file in (
+            ("test_loss", "loss"),
+            ("test_accuracy", "accuracy"),
+            ("agreement_end0", "agreement_end0"),
+            ("agreement_end1", "agreement_end1"),
+        )
     }
     c = res.csv("plane/curve.csv")
-    curve_ab = np.column_stack([c["a"], c["b"]])
-    line_ab = np.column_stack([c["line_a"], c["line_b"]])
+    plane = figs.curve_plane(
+        res.npy("plane/a.npy"),
+        res.npy("plane/b.npy"),
+        maps,
+        p.anchor_coords,
+        np.column_stack([c["a"], c["b"]]),
+        np.column_stack([c["line_a"], c["line_b"]]),
+        third="bend" if "bend" in p.third else "θ(0.5)",
+    )
     caption = (
         f"The plane through the ends and the {p.third}: test loss, accuracy and agreement "
         f"with each end; the curve (solid) and the straight line (dashed) drawn on it. Largest "
         f"distance of a curve point from the plane: {p.max_off_plane:.3g} (weight-space L2)."
     )
-    fig = figs.curve_plane_figure(a, b, maps, p.anchor_coords, curve_ab, line_ab,
-                                  third="bend" if "bend" in p.third else "θ(0.5)")  # fmt: skip
-    rows = [[round(float(a[j]), 4), round(float(b[i]), 4)]
-            + [round(float(m[i, j]), 4) for m in maps.values()]
-            for i in range(len(b)) for j in range(len(a))]  # fmt: skip
-    header = ["a", "b", "test_loss", "test_accuracy", "agreement_end0", "agreement_end1"]
-    return Plot("connect_plane", fig, caption, data=Table("connect_plane", header, rows, caption))
+    return described_plot("connect_plane", plane, caption)
 
 
 def _ensembles(ctx: ReportContext, res: StudyResults) -> tuple[Plot, dict[str, float]]:
@@ -100,11 +93,8 @@ def _ensembles(ctx: ReportContext, res: StudyResults) -> tuple[Plot, dict[str, f
         "nearer end, each FGE snapshot's with its starting member, the subspace samples' and "
         "members' with member 0, each divided by the point's own test error."
     )
-    rows = [[name, int(k), round(float(a), 4)] for name, (ks, acc) in curves.items()
-            for k, a in zip(ks, acc)]  # fmt: skip
-    table = Table("connect_ensembles", ["family", "size", "accuracy"], rows, caption)
-    return Plot("connect_ensembles", figs.ensembles_figure(curves, points), caption,
-                data=table), best  # fmt: skip
+    ensembles = figs.ConnectEnsembles(curves, points)
+    return described_plot("connect_ensembles", ensembles, caption), best
 
 
 # Below this test-error barrier (2 points) a path counts as connected in loss: the threshold

@@ -13,6 +13,7 @@ from modescape.report import references
 from modescape.report.base import Plot, ReportContext, Section, StudyResults, Table
 from modescape.report.figures import data as fd
 from modescape.report.figures import landscape as landscape_figures
+from modescape.report.figures.described import described_plot
 from modescape.report.wording import frac, join, num, pct, sig, warned
 from modescape.store import schema as S
 
@@ -105,17 +106,15 @@ def _plane_plot(res: StudyResults, plane: S.PlaneEntry) -> tuple[Plot, str, list
     }
     a, b = res.npy(f"{d}/a.npy"), res.npy(f"{d}/b.npy")
     loss, accuracy = res.npy(f"{d}/loss.npy"), res.npy(f"{d}/accuracy.npy")
-    coords = np.asarray(anchors["coords"], dtype=float)
     f = f"{d}/{S.PLANE_TRAJECTORIES}"
     traj = res.csv(f) if res.has(f) else None
-    figure = landscape_figures.landscape_plane_figure(
+    description = landscape_figures.landscape_plane(
         a,
         b,
         loss,
         accuracy,
         agreements,
-        names,
-        coords,
+        anchors,
         traj,
         title=f"Plane through {join(names)} ({plane.resolution}² points, "
         f"BatchNorm: {plane.bn_policy})",
@@ -131,15 +130,8 @@ def _plane_plot(res: StudyResults, plane: S.PlaneEntry) -> tuple[Plot, str, list
         f"Plane through {join(names)}; stars: the anchors; lines: every snapshot of each "
         f"member projected onto the plane (circle: first snapshot).{diff}"
     )
-    plot = Plot(
-        f"landscape_{plane.name}",
-        figure,
-        caption,
-        data=fd.plane_table(
-            f"landscape_{plane.name}", a, b, loss, accuracy, agreements, anchors, traj, caption
-        ),
-    )
-    text, valley = _plane_text(plane, anchors, agreements, a, b)
+    plot = described_plot(f"landscape_{plane.name}", description, caption)
+    text, valley = _plane_text(plane, description)
     return plot, text, valley
 
 
@@ -227,17 +219,14 @@ def alignment_how(alignment: S.AlignmentRecord) -> str:
     return how
 
 
-def _plane_text(
-    plane: S.PlaneEntry, anchors: dict, agreements: dict, a: np.ndarray, b: np.ndarray
-) -> tuple[str, list[str]]:
+def _plane_text(plane: S.PlaneEntry, p: landscape_figures.LandscapePlane) -> tuple[str, list[str]]:
     """The plane's reading, and for the comparison table each reference's agreement at the
     other reference ('agreement with m0 at m1: 31%')."""
-    names = list(anchors["names"])
-    coords = np.asarray(anchors["coords"], dtype=float)
-    loss = ", ".join(f"{n} {float(v):.3f}" for n, v in zip(names, anchors["loss"]))
+    names, agreements, a, b = p.anchor_names, p.agreements, p.a, p.b
+    loss = ", ".join(f"{n} {float(v):.3f}" for n, v in zip(names, p.anchor_loss))  # type: ignore[arg-type]
     text = f"Plane {plane.name}: test loss at the anchors {loss}."
     at: dict[str, tuple[int, int]] = {}
-    for name, (x, y) in zip(names, coords):
+    for name, (x, y) in zip(names, p.anchor_coords):
         # the grid point nearest to the anchor (anchored grids put it on a node)
         at[name] = (int(np.abs(b - y).argmin()), int(np.abs(a - x).argmin()))
     valley = []

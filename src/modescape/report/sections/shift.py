@@ -14,6 +14,8 @@ from modescape.report.base import Plot, ReportContext, Section, Table
 from modescape.report.figures import analysis as figures
 from modescape.report.figures import data as fd
 from modescape.report.figures import studies as figures_study
+from modescape.report.figures.described import described_plot
+from modescape.report.figures.shift import ShiftBoxes, corruption_strip
 from modescape.report.wording import (
     count,
     join,
@@ -48,21 +50,12 @@ def shift_section(ctx: ReportContext) -> Section | None:
     styles = _shift_styles(len(s.members), K, subspaces)
     keep = (c["family"] != "ensemble") | (c["size"] == K)
     keep &= ~np.char.startswith(c["family"].astype(str), "member_")  # each member alone: prose
-    plots = [
-        Plot(
-            "shift_boxplots",
-            figures_study.shift_boxplot_figure(
-                c["severity"][keep],
-                c["family"][keep],
-                c["metric"][keep],
-                c["mean"][keep],
-                styles,
-            ),
-            f"Each box: the {count(len(s.corruptions), 'corruption')} at one severity (median, "
-            "quartiles, whiskers to 1.5 IQR); clean is one value per family.",
-            data=_boxplot_table(c, keep),
-        )
-    ]
+    caption = (
+        f"Each box: the {count(len(s.corruptions), 'corruption')} at one severity (median, "
+        "quartiles, whiskers to 1.5 IQR); clean is one value per family."
+    )
+    boxes = ShiftBoxes.from_columns(c, keep, styles)
+    plots = [described_plot("shift_boxplots", boxes, caption)]
     js_styles = {
         "members": (figures.FAMILY_COLORS["deep"], "independent members"),
         S.SHIFT_LATE_FAMILY: (
@@ -97,15 +90,9 @@ def shift_section(ctx: ReportContext) -> Section | None:
         )
     )
     if s.example_corruptions and res.has(S.SHIFT_EXAMPLES):
-        strip = res.npy(S.SHIFT_EXAMPLES)
-        plots.append(
-            Plot(
-                "shift_examples",
-                figures_study.corruption_strip_figure(strip, s.example_corruptions),
-                "The first test example under each corruption (as generated for the sweep).",
-                data=_examples_table(strip, s.example_corruptions),
-            )
-        )
+        strip = corruption_strip(res.npy(S.SHIFT_EXAMPLES), s.example_corruptions)
+        caption = "The first test example under each corruption (as generated for the sweep)."
+        plots.append(described_plot("shift_examples", strip, caption))
     ref = _subspace_reference(ctx)
     reading = _shift_reading(s, K, subspaces, ref) + warned(s.warnings)
     tables = [_comparison(ctx, by, K, subspaces), _shift_table(by, K, subspaces)]
@@ -126,38 +113,6 @@ def _subspace_reference(ctx: ReportContext) -> int:
     """The member whose samples the shift study's subspace models are (the subspace reference)."""
     res = ctx.study(S.SUBSPACE)
     return int(res.summary.reference) if res is not None else ctx.members[0]
-
-
-def _boxplot_table(c: dict[str, np.ndarray], keep: np.ndarray) -> Table:
-    rows = [
-        [str(c["corruption"][i]), int(c["severity"][i]), str(c["family"][i]), int(c["size"][i]),
-         str(c["metric"][i]), fd.rounded(str(c["metric"][i]), c["mean"][i])]
-        for i in np.flatnonzero(keep)
-    ]  # fmt: skip
-    return Table(
-        "shift_boxplots",
-        ["corruption", "severity", "family", "ensemble_size", "metric", "value"],
-        rows,
-        "One row per (corruption, severity, family, metric): the values the boxes summarise.",
-    )
-
-
-def _examples_table(strip: np.ndarray, names: list[str]) -> Table:
-    """1-D signals: every value drawn; images: each panel's mean and std pixel (the picture
-    itself is in the PNG)."""
-    strip = np.asarray(strip)
-    images = strip.dtype == np.uint8 and strip.ndim == 5
-    rows = []
-    for k, name in enumerate(names):
-        for sev in range(strip.shape[1]):
-            panel = strip[k, sev].astype(float)
-            if images:
-                rows.append([name, sev, None, sig(panel.mean()), sig(panel.std())])
-            else:
-                rows += [[name, sev, i, sig(v), None] for i, v in enumerate(panel.ravel())]
-    header = ["corruption", "severity", "position", "value", "pixel_std"]
-    caption = "1-D signals: the value at each position; images: mean (value) and std of pixels."
-    return Table("shift_examples", header, rows, caption)
 
 
 def _comparison(ctx: ReportContext, by: S.BySeverity, K: int, subspaces: list[str]) -> Table:

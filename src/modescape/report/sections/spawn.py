@@ -14,10 +14,11 @@ from modescape.report.base import (
     Section,
     Table,
 )
+from modescape.report.figures.described import described_plot
 from modescape.report.figures.spawn import (
     instability_chart_figure,
     instability_charts,
-    spawn_trajectories_figure,
+    spawn_trajectories,
 )
 from modescape.report.wording import frac, sig, warned
 from modescape.store import schema as S
@@ -88,13 +89,12 @@ def instability_plots(s: Any, coords: np.ndarray | None, index: np.ndarray | Non
     ]
     if coords is not None and index is not None:
         method = str(s.settings.get("embed", "pca")).upper().replace("TSNE", "t-SNE")
-        plots.append(
-            Plot(
-                "spawn_trajectories", spawn_trajectories_figure(coords, index, method),
-                f"The parent's and the children's trajectories in function space, one joint "
-                f"{method} of their test predictions; circles mark starts, squares ends.",
-            )
-        )  # fmt: skip
+        caption = (
+            "The parent's and the children's trajectories in function space, one joint "
+            f"{method} of their test predictions; circles mark starts, squares ends."
+        )
+        trajectories = spawn_trajectories(coords, index, method)
+        plots.append(described_plot("spawn_trajectories", trajectories, caption))
     return plots
 
 

@@ -17,6 +17,8 @@ from modescape.report.base import Plot, ReportContext, Section, Table
 from modescape.report.figures import analysis as figures
 from modescape.report.figures import data as fd
 from modescape.report.figures import studies as figures_study
+from modescape.report.figures.described import described_plot
+from modescape.report.figures.embedding import sampler_embeddings
 from modescape.report.sections import subspace_text
 from modescape.report.wording import count, frac, join, num, pct, sig, span, warned
 from modescape.store import schema as S
@@ -53,21 +55,15 @@ def subspace_section(ctx: ReportContext) -> Section | None:
     plots = [_subspace_plane_plot(s, plane)]
     panels = {m: res.csv(f) for m in methods if res.has(f := S.SUBSPACE_TSNE.format(method=m))}
     if panels:
-        reading += subspace_text.tsne_reading(panels)
+        embedding = sampler_embeddings(panels)
+        reading += subspace_text.tsne_reading(embedding)
         reading += subspace_text.tsne_notes(s.tsne, list(panels))
         caption = (
             "One joint t-SNE per sampler of all snapshots and that sampler's samples "
             "(softmax outputs on a fixed set of test examples); circle: first snapshot, star: "
             "final snapshot, squares: the samples drawn around it; distances are not to scale."
         )
-        plots.append(
-            Plot(
-                "subspace_tsne",
-                figures_study.subspace_tsne_figure(panels),
-                caption,
-                data=fd.tsne_panels_table(panels, caption),
-            )
-        )
+        plots.append(described_plot("subspace_tsne", embedding, caption))
     if c is not None:
         cols = (c["family"], c["size"], c["metric"], c["mean"], c["std"])
         caption = (
@@ -186,12 +182,7 @@ def _subspace_js_plot(s: S.SubspaceSummary, methods: list[str]) -> Plot:
         f"last {s.late_window} snapshots (mean over members), and of each sampler's samples "
         "(mean over members)."
     )
-    return Plot(
-        "subspace_js",
-        figures_study.js_diversity_figure(bars, colors),
-        caption,
-        data=fd.js_table("subspace_js", bars, caption),
-    )
+    return described_plot("subspace_js", figures_study.JsDiversityBars(bars, colors), caption)
 
 
 def _subspace_table(

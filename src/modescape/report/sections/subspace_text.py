@@ -6,13 +6,13 @@ t-SNE caveats. Read from `SubspaceSummary` only (nothing is computed here).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from modescape.report.base import Table
 from modescape.report.figures import studies as figures_study
+from modescape.report.figures.embedding import SampleEmbedding
 from modescape.report.wording import join, num, span
 from modescape.store import schema as S
 
@@ -69,26 +69,21 @@ def lowrank_note(s: S.SubspaceSummary, methods: list[str]) -> list[str]:
     ]
 
 
-def tsne_reading(panels: Mapping[str, Mapping[str, np.ndarray]]) -> list[str]:
+def tsne_reading(embedding: SampleEmbedding) -> list[str]:
     """Whose final snapshot each sampler's samples sit next to in its t-SNE map: t-SNE keeps
     neighbours, so "nearest final snapshot" can be read even though distances cannot."""
     parts = []
-    for m, cols in panels.items():
-        kind = np.asarray(cols["kind"], dtype=str)
-        mem, idx = np.asarray(cols["member"], dtype=int), np.asarray(cols["index"], dtype=int)
-        xy = np.stack([np.asarray(cols["x"], float), np.asarray(cols["y"], float)], axis=1)
-        ends = {}
-        for k in np.unique(mem[kind == "trajectory"]):
-            rows = np.flatnonzero((kind == "trajectory") & (mem == k))
-            ends[int(k)] = xy[rows[np.argmax(idx[rows])]]
-        samples = np.flatnonzero(kind == "sample")
+    for p in embedding.panels:
+        ends = p.final_snapshots()
+        samples = np.flatnonzero(p.kind == "sample")
         if len(ends) < 2 or not samples.size:
             continue
         owners = np.array(list(ends))
         centres = np.stack([ends[k] for k in owners])
-        dist = np.linalg.norm(xy[samples, None, :] - centres[None], axis=2)
-        own = float(np.mean(owners[dist.argmin(axis=1)] == mem[samples]))
-        parts.append(f"{figures_study.method_label(m)} {100 * own:.0f}%")
+        xy = np.stack([p.x[samples], p.y[samples]], axis=1)
+        dist = np.linalg.norm(xy[:, None, :] - centres[None], axis=2)
+        own = float(np.mean(owners[dist.argmin(axis=1)] == p.member[samples]))
+        parts.append(f"{figures_study.method_label(p.method)} {100 * own:.0f}%")
     if not parts:
         return []
     return [

@@ -14,6 +14,8 @@ import numpy as np
 from modescape.report.base import Plot, ReportContext, Section, Table
 from modescape.report.figures import data as fd
 from modescape.report.figures import studies as figures_study
+from modescape.report.figures.described import described_plot
+from modescape.report.figures.embedding import joint_embedding
 from modescape.report.wording import count, frac, pct, sig
 from modescape.store import schema as S
 
@@ -210,22 +212,15 @@ def _plane_plot(s: S.SwagSummary, plane: dict[str, np.ndarray]) -> Plot:
 
 
 def _tsne_plot(t: dict[str, np.ndarray]) -> Plot | None:
-    kind, method = np.asarray(t["kind"], dtype=str), np.asarray(t["method"], dtype=str)
-    traj = kind == "trajectory"
-    panels = {}
-    for m in dict.fromkeys(method[~traj]):
-        keep = traj | (method == m)
-        panels[m] = {k: np.asarray(v)[keep] for k, v in t.items() if k != "method"}
-    if not panels:
+    embedding = joint_embedding(t)
+    if embedding is None:
         return None
     caption = (
         "One joint t-SNE of every trajectory and up to 10 samples of each method per member "
         "(softmax outputs on a fixed set of test examples), shown one method per panel; "
         "circle: first snapshot, star: final snapshot, squares: samples."
     )
-    table = fd.tsne_panels_table(panels, caption)
-    table.name = "swag_tsne"
-    return Plot("swag_tsne", figures_study.subspace_tsne_figure(panels), caption, data=table)
+    return described_plot("swag_tsne", embedding, caption)
 
 
 def _table(s: S.SwagSummary) -> Table:

@@ -1,0 +1,37 @@
+"""A figure that is not a `Chart` (heatmaps, contour planes, embeddings, bars, box plots) is
+built once as a typed description: a frozen dataclass holding the arrays it shows with their
+axes, labels, colour scales and panels. The PNG/PDF (`figure()`, matplotlib) and the CSV
+(`table()`) are both drawn from that one object, so the numbers in the CSV are the numbers in
+the picture; `described_plot` turns one into the `Plot` a section lists.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from matplotlib.figure import Figure
+
+from modescape.report.base import Chart, Plot, Table
+
+
+class Described(Protocol):
+    """What every figure description offers: its matplotlib figure and its numbers."""
+
+    def figure(self) -> Figure: ...
+
+    def table(self, name: str, caption: str = "") -> Table: ...
+
+
+def described_plot(
+    name: str,
+    description: Described,
+    caption: str,
+    *,
+    data_caption: str | None = None,
+    charts: list[Chart] | None = None,
+) -> Plot:
+    """The section's `Plot` of `description`: figures/<name>.png|pdf and figures/<name>.csv,
+    both drawn from it (`data_caption`: the CSV table's caption, default `caption`); `charts`:
+    the page's interactive panels, when the description is drawn from charts."""
+    table = description.table(name, caption if data_caption is None else data_caption)
+    return Plot(name, description.figure(), caption, data=table, charts=list(charts or []))
