@@ -68,13 +68,6 @@ def clip_to_domain(metric: str, values: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(values, dtype=float), lo, hi)
 
 
-def clip_axis(ax, metric: str) -> None:
-    """Keep a metric's y axis inside its domain (after autoscaling from the data)."""
-    lo, hi = METRIC_DOMAIN.get(metric, (-np.inf, np.inf))
-    bottom, top = ax.get_ylim()
-    ax.set_ylim(max(bottom, lo), min(top, hi))
-
-
 def member_color(member: int) -> tuple[float, float, float, float]:
     """The colour of member `member` in every figure (tab10, cycling)."""
     return colormaps["tab10"](member % 10)
@@ -356,10 +349,10 @@ def member_series(
     ]
 
 
-def distance_from_init_chart(
+def distance_from_init(
     distance: np.ndarray, members: Sequence[int], epochs: Sequence[int]
-) -> Chart:
-    """L2 distance of every snapshot from its own member's first snapshot, against epoch.
+) -> np.ndarray:
+    """[M, E]: the L2 distance of every snapshot from its own member's first snapshot.
 
     distance: [M·E, M·E] (weights/distance.npy), rows ordered member-major.
     """
@@ -368,15 +361,30 @@ def distance_from_init_chart(
     if distance.shape != (M * E, M * E):
         raise ValueError(f"distance has shape {distance.shape}, expected {(M * E, M * E)}")
     # row i·E: member i's first snapshot against its own trajectory
-    rows = np.array([distance[i * E, i * E : (i + 1) * E] for i in range(M)])
-    series = member_series(members, epochs, rows)
+    return np.array([distance[i * E, i * E : (i + 1) * E] for i in range(M)])
+
+
+def distance_lines_chart(
+    from_init: np.ndarray, members: Sequence[int], epochs: Sequence[int]
+) -> Chart:
+    """`from_init` [M, E] (`distance_from_init`) against epoch, one line per member."""
     return Chart(
         ChartKind.LINE,
         "epoch",
         f"L2 distance from epoch-{epochs[0]} weights",
-        series,
+        member_series(members, epochs, from_init),
         title="Distance travelled from initialisation",
     )
+
+
+def distance_from_init_chart(
+    distance: np.ndarray, members: Sequence[int], epochs: Sequence[int]
+) -> Chart:
+    """L2 distance of every snapshot from its own member's first snapshot, against epoch.
+
+    distance: [M·E, M·E] (weights/distance.npy), rows ordered member-major.
+    """
+    return distance_lines_chart(distance_from_init(distance, members, epochs), members, epochs)
 
 
 def distance_from_init_figure(
@@ -387,11 +395,11 @@ def distance_from_init_figure(
     return chart_figure(chart, (7.0, 4.6), legend_cols=2 if len(members) > 5 else 1)
 
 
-def agreement_with_final_chart(
+def agreement_lines(
     agreement: np.ndarray, members: Sequence[int], epochs: Sequence[int]
-) -> Chart:
-    """Along each trajectory: agreement (%) with its own final prediction (solid) and the mean
-    agreement with the other members' final predictions (dashed), against epoch.
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Along each trajectory: the agreement [M, E] with its own member's final predictions and
+    the mean agreement [M, E] with the other members' (None with one member).
 
     agreement: [M·E, M] (functions/agreement_with_final.npy), rows ordered member-major.
     """
@@ -401,11 +409,20 @@ def agreement_with_final_chart(
         raise ValueError(f"agreement has shape {agreement.shape}, expected {(M * E, M)}")
     blocks = [agreement[i * E : (i + 1) * E] for i in range(M)]
     own = np.array([b[:, i] for i, b in enumerate(blocks)])
+    if M < 2:
+        return own, None
+    others = np.array([np.delete(b, i, axis=1).mean(axis=1) for i, b in enumerate(blocks)])
+    return own, others
+
+
+def agreement_lines_chart(
+    own: np.ndarray, others: np.ndarray | None, members: Sequence[int], epochs: Sequence[int]
+) -> Chart:
+    """`agreement_lines` drawn in %: own final solid, the other members' (mean) dashed."""
     series = member_series(
         members, epochs, own, suffix=": own final", scale=100.0, marker=Marker.NONE
     )
-    if M > 1:
-        others = np.array([np.delete(b, i, axis=1).mean(axis=1) for i, b in enumerate(blocks)])
+    if others is not None:
         series += member_series(
             members,
             epochs,
@@ -422,6 +439,17 @@ def agreement_with_final_chart(
         series,
         title="Where each trajectory goes in function space",
     )
+
+
+def agreement_with_final_chart(
+    agreement: np.ndarray, members: Sequence[int], epochs: Sequence[int]
+) -> Chart:
+    """Along each trajectory: agreement (%) with its own final prediction (solid) and the mean
+    agreement with the other members' final predictions (dashed), against epoch.
+
+    agreement: [M·E, M] (functions/agreement_with_final.npy), rows ordered member-major.
+    """
+    return agreement_lines_chart(*agreement_lines(agreement, members, epochs), members, epochs)
 
 
 def agreement_with_final_figure(
@@ -471,7 +499,6 @@ __all__ = [
     "METRIC_DOMAIN",
     "agreement_with_final_chart",
     "chart_figure",
-    "clip_axis",
     "clip_to_domain",
     "curves_figure",
     "distance_from_init_chart",

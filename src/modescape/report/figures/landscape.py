@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -307,30 +308,55 @@ def _draw_trajectories(ax, t: PlaneTrajectories) -> None:
         )
 
 
-def paths_charts(paths: Sequence[Mapping[str, object]]) -> list[Chart]:
-    """Test error (%) and loss along linear paths θ(α) = (1−α)θ1 + αθ2, one series per path:
-    coloured by kind, line styles cycling within a kind; the names carry the barriers.
+@dataclass(frozen=True, eq=False)
+class LinearPath:
+    """One linear path θ(α) = (1−α)θ1 + αθ2: its name, kind ("across members" | "within
+    trajectory" | "aligned" | "other"), test error (fraction) and loss at each α [P], and its
+    barriers."""
 
-    Each path: name, kind ("across members" | "within trajectory" | "aligned"), alpha [P],
-    error [P] (fraction), loss [P], error_barrier, loss_barrier.
-    """
+    name: str
+    kind: str
+    alpha: np.ndarray
+    error: np.ndarray
+    loss: np.ndarray
+    error_barrier: float
+    loss_barrier: float
+
+    @classmethod
+    def from_mapping(cls, p: Mapping[str, Any]) -> LinearPath:
+        """From {"name", "kind", "alpha", "error", "loss", "error_barrier", "loss_barrier"}."""
+        return cls(
+            str(p["name"]),
+            str(p["kind"]),
+            np.asarray(p["alpha"], dtype=float),
+            np.asarray(p["error"], dtype=float),
+            np.asarray(p["loss"], dtype=float),
+            float(p["error_barrier"]),
+            float(p["loss_barrier"]),
+        )
+
+
+def paths_charts(paths: Sequence[LinearPath | Mapping[str, Any]]) -> list[Chart]:
+    """Test error (%) and loss along linear paths, one series per path: coloured by kind, line
+    styles cycling within a kind; the names carry the barriers."""
     styles = (LineStyle.SOLID, LineStyle.DASHED, LineStyle.DOTTED)
     seen: dict[str, int] = {}
-    error, loss = [], []
-    for i, p in enumerate(paths):
-        kind = str(p["kind"])
-        c = hex_color(PATH_KIND_COLORS.get(kind, member_color(i)))
-        ls = styles[seen.get(kind, 0) % len(styles)]
-        seen[kind] = seen.get(kind, 0) + 1
+    error: list[Series] = []
+    loss: list[Series] = []
+    for i, path in enumerate(paths):
+        p = path if isinstance(path, LinearPath) else LinearPath.from_mapping(path)
+        c = hex_color(PATH_KIND_COLORS.get(p.kind, member_color(i)))
+        ls = styles[seen.get(p.kind, 0) % len(styles)]
+        seen[p.kind] = seen.get(p.kind, 0) + 1
         name = (
-            f"{p['name']} ({kind}; error barrier {100 * float(p['error_barrier']):.1f} "  # type: ignore[arg-type]
-            f"points, loss barrier {float(p['loss_barrier']):.3f})"  # type: ignore[arg-type]
+            f"{p.name} ({p.kind}; error barrier {100 * p.error_barrier:.1f} "
+            f"points, loss barrier {p.loss_barrier:.3f})"
         )
-        alpha = [frac(x) for x in np.asarray(p["alpha"], dtype=float)]
-        labels = [f"{p['name']} α={x:.2f}" for x in alpha]
+        alpha = [_number(frac(x)) for x in p.alpha]
+        labels = [f"{p.name} α={x:.2f}" for x in alpha]
         for out, values in (
-            (error, [sig(100 * e, 5) for e in np.asarray(p["error"], float)]),
-            (loss, [sig(v, 5) for v in np.asarray(p["loss"], float)]),
+            (error, [_number(sig(100 * e, 5)) for e in p.error]),
+            (loss, [_number(sig(v, 5)) for v in p.loss]),
         ):
             out.append(
                 Series(name, alpha, values, color=c, labels=labels, line=ls, marker=Marker.NONE)
@@ -345,7 +371,39 @@ def paths_charts(paths: Sequence[Mapping[str, object]]) -> list[Chart]:
     ]  # fmt: skip
 
 
-def paths_figure(paths: Sequence[Mapping[str, object]]) -> Figure:
+def _number(v: float | None) -> float:
+    """A rounded value as a chart point: NaN where it has none (a gap in the line)."""
+    return float("nan") if v is None else v
+
+
+@dataclass(frozen=True, eq=False)
+class LinearPaths:
+    """The landscape's linear paths as one figure: error and loss panels (`paths_charts`) and
+    the CSV of the same points."""
+
+    paths: list[LinearPath]
+
+    @cached_property
+    def _charts(self) -> list[Chart]:
+        return paths_charts(self.paths)
+
+    def charts(self) -> list[Chart]:
+        return self._charts
+
+    def figure(self) -> Figure:
+        return paths_chart_figure(self.charts())
+
+    def table(self, name: str, caption: str = "") -> Table:
+        """One row per (path, α): path, kind, alpha and error (4 decimals), loss (4 digits)."""
+        rows = [
+            [p.name, p.kind, frac(x), frac(e), sig(v)]
+            for p in self.paths
+            for x, e, v in zip(p.alpha, p.error, p.loss)
+        ]
+        return Table(name, ["path", "kind", "alpha", "error", "loss"], rows, caption)
+
+
+def paths_figure(paths: Sequence[LinearPath | Mapping[str, Any]]) -> Figure:
     """`paths_charts` drawn side by side (see there)."""
     return paths_chart_figure(paths_charts(paths))
 

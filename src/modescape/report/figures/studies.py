@@ -11,7 +11,8 @@ mistaken for a member.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 from matplotlib import colormaps
@@ -42,6 +43,7 @@ from modescape.report.figures.analysis import (
 )
 from modescape.report.figures.chart import draw_chart, hex_color, legend_handles
 from modescape.report.wording import frac, sig
+from modescape.store.schema import ReferenceCurves
 
 _DARK2 = colormaps["Dark2"]
 METHOD_COLORS = {
@@ -202,6 +204,86 @@ def plane_figure(chart: Chart) -> Figure:
     return fig
 
 
+@dataclass(frozen=True, eq=False)
+class DiversityAccuracyPlane:
+    """The diversity–accuracy plane of subspace/plane.csv (or swag/plane.csv): every sample and
+    member (kind, method, member, sample, accuracy, norm_diversity [rows]) against the reference
+    member's final weights, and the reference curves (none when the reference is no better than
+    chance). Drawn by `diversity_accuracy_chart`; its CSV holds the same points and curves."""
+
+    kind: np.ndarray  # str [rows]: "sample" | "member"
+    method: np.ndarray  # str [rows]
+    member: np.ndarray  # int [rows]
+    accuracy: np.ndarray  # [rows]
+    norm_diversity: np.ndarray  # [rows]
+    sample: np.ndarray | None  # [rows] sample numbers (NaN for members); None: not written
+    reference_member: int
+    reference_accuracy: float
+    curves: ReferenceCurves = field(default_factory=lambda: ReferenceCurves([], [], []))
+
+    @classmethod
+    def from_columns(
+        cls,
+        plane: Mapping[str, np.ndarray],
+        reference_member: int,
+        reference_accuracy: float,
+        curves: ReferenceCurves | None,
+    ) -> DiversityAccuracyPlane:
+        sample = plane.get("sample")
+        return cls(
+            np.asarray(plane["kind"], dtype=str),
+            np.asarray(plane["method"], dtype=str),
+            np.asarray(plane["member"], dtype=int),
+            np.asarray(plane["accuracy"], dtype=float),
+            np.asarray(plane["norm_diversity"], dtype=float),
+            None if sample is None else np.asarray(sample),
+            reference_member,
+            reference_accuracy,
+            curves or ReferenceCurves([], [], []),
+        )
+
+    @cached_property
+    def _charts(self) -> list[Chart]:
+        chart = diversity_accuracy_chart(
+            self.kind, self.method, self.member, self.accuracy, self.norm_diversity,
+            reference_member=self.reference_member, reference_accuracy=self.reference_accuracy,
+            curve_accuracy=np.asarray(self.curves.accuracy),
+            upper=np.asarray(self.curves.upper, dtype=float),
+            lower=np.asarray(self.curves.lower, dtype=float), sample=self.sample,
+        )  # fmt: skip
+        return [chart]
+
+    def charts(self) -> list[Chart]:
+        return self._charts
+
+    def figure(self) -> Figure:
+        return plane_figure(self.charts()[0])
+
+    def table(self, name: str, caption: str = "") -> Table:
+        """Every point (kind, method, member, sample, accuracy, norm_diversity; fractions to 4
+        decimals), then the reference curves (kind "upper_curve" / "lower_curve")."""
+        n = len(self.kind)
+        sample = np.full(n, np.nan) if self.sample is None else self.sample
+        rows: list[list[object]] = [
+            [str(self.kind[i]), str(self.method[i]), int(self.member[i]),
+             _int_or_none(sample[i]), frac(self.accuracy[i]), frac(self.norm_diversity[i])]
+            for i in range(n)
+        ]  # fmt: skip
+        grid = np.asarray(self.curves.accuracy, dtype=float)
+        if len(grid):
+            for label, curve in (("upper", self.curves.upper), ("lower", self.curves.lower)):
+                values = np.asarray(curve, dtype=float)
+                rows += [[f"{label}_curve", "", None, None, frac(a), frac(v)]
+                         for a, v in zip(grid, values)]  # fmt: skip
+        header = ["kind", "method", "member", "sample", "accuracy", "norm_diversity"]
+        return Table(name, header, rows, caption)
+
+
+def _int_or_none(x: object) -> int | None:
+    v = float(x)  # type: ignore[arg-type]
+    return None if not np.isfinite(v) else int(v)
+
+
 def subspace_ensembles_charts(
     family: Sequence[str],
     size: np.ndarray,
@@ -354,6 +436,36 @@ def shift_diversity_chart(
     )
 
 
+@dataclass(frozen=True, eq=False)
+class ShiftDiversity:
+    """JS diversity (mean over corruptions) against severity: `js` family -> [severities], the
+    families drawn and tabulated those of `styles` (family -> (colour, legend label)) present in
+    `js`, in its order."""
+
+    severities: list[int]
+    js: Mapping[str, Sequence[float]]
+    styles: Mapping[str, tuple[object, str]]
+
+    @cached_property
+    def _charts(self) -> list[Chart]:
+        return [shift_diversity_chart(self.severities, self.js, self.styles)]
+
+    def charts(self) -> list[Chart]:
+        return self._charts
+
+    def caption(self) -> str:
+        return shift_diversity_caption(self.charts()[0])
+
+    def figure(self) -> Figure:
+        return shift_diversity_chart_figure(self.charts()[0])
+
+    def table(self, name: str, caption: str = "") -> Table:
+        """One row per family: its diversity at each severity (4 significant digits)."""
+        header = ["family", *(f"severity_{int(v)}" for v in self.severities)]
+        rows = [[f, *(sig(x) for x in self.js[f])] for f in self.styles if f in self.js]
+        return Table(name, header, rows, caption)
+
+
 def shift_diversity_caption(chart: Chart) -> str:
     """The caption of `shift_diversity_chart`, naming its log axis when it has one."""
     log = chart.y_scale.kind == AxisScale.LOG
@@ -383,7 +495,9 @@ def shift_diversity_chart_figure(chart: Chart) -> Figure:
 __all__ = [
     "METHOD_COLORS",
     "METHOD_LABELS",
+    "DiversityAccuracyPlane",
     "JsDiversityBars",
+    "ShiftDiversity",
     "diversity_accuracy_figure",
     "method_color",
     "method_label",
