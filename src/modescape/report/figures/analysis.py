@@ -22,12 +22,13 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from modescape.errors import choice_error
-from modescape.report.base import Chart, ChartKind, LineStyle, Marker, Series
-from modescape.report.figures.chart import draw_chart, hex_color, legend_handles
+from modescape.report.base import MPL_LINES, Chart, ChartKind, LineStyle, Marker, Series
+from modescape.report.figures.chart import draw_chart, hex_color, legend_handles, points
 from modescape.report.wording import sig
 from modescape.store.files import atomic_write_bytes
 
@@ -65,19 +66,21 @@ METRIC_DOMAIN = {
 def clip_to_domain(metric: str, values: np.ndarray) -> np.ndarray:
     """`values` (in drawn units) clipped to what `metric` can take; unknown metrics unchanged."""
     lo, hi = METRIC_DOMAIN.get(metric, (-np.inf, np.inf))
-    return np.clip(np.asarray(values, dtype=float), lo, hi)
+    clipped: np.ndarray = np.clip(np.asarray(values, dtype=float), lo, hi)
+    return clipped
 
 
 def member_color(member: int) -> tuple[float, float, float, float]:
     """The colour of member `member` in every figure (tab10, cycling)."""
-    return colormaps["tab10"](member % 10)
+    r, g, b, a = colormaps["tab10"](member % 10)
+    return (r, g, b, a)
 
 
 def new_figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
-def grid_axes(fig: Figure, n: int, ncols: int) -> list:
+def grid_axes(fig: Figure, n: int, ncols: int) -> list[Axes]:
     """Exactly n axes in rows of `ncols` (no empty axes left over)."""
     rows = -(-n // ncols)
     return [fig.add_subplot(rows, ncols, i + 1) for i in range(n)]
@@ -100,8 +103,8 @@ def trajectory_chart(
         series.append(
             Series(
                 f"member {m}",
-                [sig(x[i]) for i in idx],
-                [sig(y[i]) for i in idx],
+                points(sig(x[i]) for i in idx),
+                points(sig(y[i]) for i in idx),
                 color=hex_color(member_color(int(m))),
                 labels=[f"m{m} e{epoch[i]}" for i in idx],
                 line=LineStyle.SOLID,
@@ -110,19 +113,19 @@ def trajectory_chart(
         )
         starts.append((idx[0], m))
         ends.append((idx[-1], m))
-    for name, marker, points, filled in (
+    for name, marker, marks, filled in (
         (f"start (epoch {epoch.min()})", Marker.CIRCLE, starts, False),
         (f"end (epoch {epoch.max()})", Marker.STAR, ends, True),
     ):
         series.append(
             Series(
                 name,
-                [sig(x[i]) for i, _ in points],
-                [sig(y[i]) for i, _ in points],
-                labels=[f"m{m} e{epoch[i]}" for i, m in points],
+                points(sig(x[i]) for i, _ in marks),
+                points(sig(y[i]) for i, _ in marks),
+                labels=[f"m{m} e{epoch[i]}" for i, m in marks],
                 line=LineStyle.NONE,
                 marker=marker,
-                point_colors=[hex_color(member_color(int(m))) for _, m in points],
+                point_colors=[hex_color(member_color(int(m))) for _, m in marks],
                 filled=filled,
             )
         )
@@ -149,7 +152,7 @@ def chart_figure(chart: Chart, size: tuple[float, float], *, legend_cols: int = 
     return fig
 
 
-def family_styles(family: Sequence[str]) -> dict[str, CurveStyle]:
+def family_styles(family: Sequence[str] | np.ndarray) -> dict[str, CurveStyle]:
     """The default (colour, line style, label) of each ensemble family present in `family`:
     deep, snapshot, weight_average in their `FAMILY_COLORS`, then others in member colours."""
     present = set(np.asarray(family, dtype=str).tolist())
@@ -161,9 +164,9 @@ def family_styles(family: Sequence[str]) -> dict[str, CurveStyle]:
 
 
 def ensemble_curves_charts(
-    family: Sequence[str],
+    family: Sequence[str] | np.ndarray,
     size: np.ndarray,
-    metric: Sequence[str],
+    metric: Sequence[str] | np.ndarray,
     mean: np.ndarray,
     std: np.ndarray,
     styles: Mapping[str, CurveStyle] | None = None,
@@ -191,11 +194,11 @@ def ensemble_curves_charts(
                     Series(
                         label,
                         [int(k) for k in size[rows]],
-                        [sig(v * scale, 5) for v in mean[rows]],
-                        err=[sig(v * scale, 3) for v in std[rows]],
+                        points(sig(v * scale, 5) for v in mean[rows]),
+                        err=points(sig(v * scale, 3) for v in std[rows]),
                         color=hex_color(c),
                         labels=[f"{fam}, k={int(k)}" for k in size[rows]],
-                        line=ls,
+                        line=LineStyle(MPL_LINES.get(ls, ls)),
                         marker=Marker.CIRCLE,
                     )
                 )
@@ -228,7 +231,9 @@ def ensemble_curves_figure(
     return curves_figure(charts, title)
 
 
-def curves_figure(charts: Sequence[Chart], title: str, size=(10.0, 7.4)) -> Figure:
+def curves_figure(
+    charts: Sequence[Chart], title: str, size: tuple[float, float] = (10.0, 7.4)
+) -> Figure:
     """Metric charts against ensemble size as 2 × 2 panels, ± std bands clipped to each metric's
     range; the legend is the first chart's (in its first panel, or below all panels when the
     chart has compact `keys`)."""
@@ -291,7 +296,7 @@ def training_curves_charts(
                         Series(
                             f"member {m} {split}",
                             [int(e) for e in epoch[rows]],
-                            [sig(x, 5) if scale != 1 else sig(x) for x in v[rows]],
+                            points(sig(x, 5) if scale != 1 else sig(x) for x in v[rows]),
                             color=hex_color(member_color(int(m))),
                             labels=[f"m{m} e{e} {split}" for e in epoch[rows]],
                             line=SPLIT_LINES[split],
@@ -339,7 +344,7 @@ def member_series(
         Series(
             f"member {m}{suffix}",
             [int(e) for e in epochs],
-            [sig(v * scale, 5) for v in values[i]],
+            points(sig(v * scale, 5) for v in values[i]),
             color=hex_color(member_color(int(m))),
             labels=[f"m{m} e{e}" for e in epochs],
             line=line,

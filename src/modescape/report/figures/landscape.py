@@ -12,6 +12,7 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter, MaxNLocator, NullFormatter
@@ -24,7 +25,7 @@ from modescape.report.figures.analysis import (
     member_color,
     new_figure,
 )
-from modescape.report.figures.chart import draw_chart, hex_color, legend_handles
+from modescape.report.figures.chart import draw_chart, hex_color, legend_handles, points
 from modescape.report.wording import frac, sig
 
 PATH_KIND_COLORS = {
@@ -87,8 +88,10 @@ class LandscapePlane:
             return self.accuracy * 100
         if panel.what == "diff":
             first, second = panel.refs
-            return self.agreements[first] * 100 - self.agreements[second] * 100
-        return self.agreements[panel.refs[0]] * 100
+            diff: np.ndarray = self.agreements[first] * 100 - self.agreements[second] * 100
+            return diff
+        agreement: np.ndarray = self.agreements[panel.refs[0]] * 100
+        return agreement
 
     def figure(self) -> Figure:
         """Filled contours of each panel, the projected trajectories (circle: first snapshot)
@@ -226,7 +229,9 @@ def agreement_range(maps: Sequence[np.ndarray]) -> tuple[float, float]:
     return lo, hi
 
 
-def _plane_panel(fig: Figure, ax, A, B, Z: np.ndarray, panel: PlanePanel) -> None:
+def _plane_panel(
+    fig: Figure, ax: Axes, A: np.ndarray, B: np.ndarray, Z: np.ndarray, panel: PlanePanel
+) -> None:
     """Filled contours of one quantity over the plane: loss on a log scale, accuracy on 0-100%,
     agreement on `limits` (data-driven), an agreement difference on a diverging scale."""
     what, limits = panel.what, panel.limits
@@ -259,7 +264,7 @@ def _plane_panel(fig: Figure, ax, A, B, Z: np.ndarray, panel: PlanePanel) -> Non
         cbar.ax.yaxis.set_minor_formatter(NullFormatter())
 
 
-def _draw_anchors(ax, names: Sequence[str], coords: np.ndarray) -> None:
+def _draw_anchors(ax: Axes, names: Sequence[str], coords: np.ndarray) -> None:
     ax.scatter(
         coords[:, 0],
         coords[:, 1],
@@ -290,7 +295,7 @@ def _log_ticks(lo: float, hi: float) -> list[float]:
     return ticks if len(ticks) >= 2 else [lo, hi]
 
 
-def _draw_trajectories(ax, t: PlaneTrajectories) -> None:
+def _draw_trajectories(ax: Axes, t: PlaneTrajectories) -> None:
     for m in np.unique(t.member):
         rows = np.flatnonzero(t.member == m)
         rows = rows[np.argsort(t.epoch[rows], kind="stable")]
@@ -352,11 +357,11 @@ def paths_charts(paths: Sequence[LinearPath | Mapping[str, Any]]) -> list[Chart]
             f"{p.name} ({p.kind}; error barrier {100 * p.error_barrier:.1f} "
             f"points, loss barrier {p.loss_barrier:.3f})"
         )
-        alpha = [_number(frac(x)) for x in p.alpha]
+        alpha = points(frac(x) for x in p.alpha)
         labels = [f"{p.name} α={x:.2f}" for x in alpha]
         for out, values in (
-            (error, [_number(sig(100 * e, 5)) for e in p.error]),
-            (loss, [_number(sig(v, 5)) for v in p.loss]),
+            (error, points(sig(100 * e, 5) for e in p.error)),
+            (loss, points(sig(v, 5) for v in p.loss)),
         ):
             out.append(
                 Series(name, alpha, values, color=c, labels=labels, line=ls, marker=Marker.NONE)
@@ -369,11 +374,6 @@ def paths_charts(paths: Sequence[LinearPath | Mapping[str, Any]]) -> list[Chart]
         Chart(ChartKind.LINE, x_label, "test loss (nats)", loss, title="Loss along the path",
               x_range=ends),
     ]  # fmt: skip
-
-
-def _number(v: float | None) -> float:
-    """A rounded value as a chart point: NaN where it has none (a gap in the line)."""
-    return float("nan") if v is None else v
 
 
 @dataclass(frozen=True, eq=False)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 from matplotlib import colormaps
@@ -41,12 +42,13 @@ from modescape.report.figures.analysis import (
     member_color,
     new_figure,
 )
-from modescape.report.figures.chart import draw_chart, hex_color, legend_handles
+from modescape.report.figures.chart import draw_chart, hex_color, legend_handles, points
 from modescape.report.wording import frac, sig
 from modescape.store.schema import ReferenceCurves
 
 _DARK2 = colormaps["Dark2"]
-METHOD_COLORS = {
+Color = str | tuple[float, float, float, float]  # "#rrggbb" or RGBA, as matplotlib takes them
+METHOD_COLORS: dict[str, Color] = {
     "random": _DARK2(0),
     "dropout": _DARK2(6),  # not Dark2(1): that orange is the snapshot family's colour
     "diagonal": _DARK2(2),
@@ -73,16 +75,19 @@ METHOD_LABELS = {
 }
 
 
-def method_color(method: str, i: int = 0) -> tuple[float, float, float, float]:
+def method_color(method: str, i: int = 0) -> Color:
     """The colour of a sampler; an unknown one gets a Dark2 colour not used by the known ones."""
-    return METHOD_COLORS.get(method, _DARK2((4, 7, 1)[i % 3]))
+    if method in METHOD_COLORS:
+        return METHOD_COLORS[method]
+    r, g, b, a = _DARK2((4, 7, 1)[i % 3])
+    return (r, g, b, a)
 
 
 def method_label(method: str) -> str:
     return METHOD_LABELS.get(method, method)
 
 
-def lighter(color, amount: float = 0.55) -> tuple[float, float, float, float]:
+def lighter(color: Color, amount: float = 0.55) -> tuple[float, float, float, float]:
     """`color` mixed with white: the sample clouds of a member next to its trajectory."""
     r, g, b, _ = to_rgba(color)
     return (r + (1 - r) * amount, g + (1 - g) * amount, b + (1 - b) * amount, 1.0)
@@ -90,8 +95,8 @@ def lighter(color, amount: float = 0.55) -> tuple[float, float, float, float]:
 
 # ---- subspace sampling -----------------------------------------------------------------------
 def diversity_accuracy_chart(
-    kind: Sequence[str],
-    method: Sequence[str],
+    kind: Sequence[str] | np.ndarray,
+    method: Sequence[str] | np.ndarray,
     member: np.ndarray,
     accuracy: np.ndarray,
     norm_diversity: np.ndarray,
@@ -126,8 +131,8 @@ def diversity_accuracy_chart(
             series.append(
                 Series(
                     label,
-                    [sig(100 * a, 5) for a in grid],
-                    [frac(v) for v in np.asarray(values, dtype=float)],
+                    points(sig(100 * a, 5) for a in grid),
+                    points(frac(v) for v in np.asarray(values, dtype=float)),
                     color="#000000",
                     line=ls,
                     marker=Marker.NONE,
@@ -139,8 +144,8 @@ def diversity_accuracy_chart(
         series.append(
             Series(
                 f"{method_label(m)} samples",
-                [sig(100 * acc[j], 5) for j in sel],
-                [frac(div[j]) for j in sel],
+                points(sig(100 * acc[j], 5) for j in sel),
+                points(frac(div[j]) for j in sel),
                 color=hex_color(method_color(m, i)),
                 labels=[f"{m} around m{member[j]}, sample {_sample(index[j])}" for j in sel],
                 line=LineStyle.NONE,
@@ -151,8 +156,8 @@ def diversity_accuracy_chart(
         series.append(
             Series(
                 "independent members",
-                [sig(100 * acc[j], 5) for j in others],
-                [frac(div[j]) for j in others],
+                points(sig(100 * acc[j], 5) for j in others),
+                points(frac(div[j]) for j in others),
                 labels=[f"m{member[j]}" for j in others],
                 line=LineStyle.NONE,
                 marker=Marker.DIAMOND,
@@ -163,7 +168,7 @@ def diversity_accuracy_chart(
     series.append(
         Series(
             f"reference: member {reference_member} ({100 * reference_accuracy:.1f}%)",
-            [sig(100 * reference_accuracy, 5)],
+            points([sig(100 * reference_accuracy, 5)]),
             [0.0],
             labels=[f"m{reference_member}"],
             color=hex_color(member_color(reference_member)),
@@ -188,7 +193,7 @@ def _sample(v: float) -> str:
     return str(int(v)) if np.isfinite(v) else "None"
 
 
-def diversity_accuracy_figure(*args, **kwargs) -> Figure:
+def diversity_accuracy_figure(*args: Any, **kwargs: Any) -> Figure:
     """`diversity_accuracy_chart` drawn (same arguments; see there)."""
     return plane_figure(diversity_accuracy_chart(*args, **kwargs))
 
@@ -285,9 +290,9 @@ def _int_or_none(x: object) -> int | None:
 
 
 def subspace_ensembles_charts(
-    family: Sequence[str],
+    family: Sequence[str] | np.ndarray,
     size: np.ndarray,
-    metric: Sequence[str],
+    metric: Sequence[str] | np.ndarray,
     mean: np.ndarray,
     std: np.ndarray,
 ) -> list[Chart]:
@@ -302,22 +307,26 @@ def subspace_ensembles_charts(
     methods = [
         f for f in dict.fromkeys(np.asarray(family, dtype=str)) if "+" not in f and f != "deep"
     ]
-    plain = {"marker": Marker.NONE}
-    keys = [Series("deep ensemble", [], [], color=hex_color(FAMILY_COLORS["deep"]), **plain)]
+    none = Marker.NONE
+    keys = [Series("deep ensemble", [], [], color=hex_color(FAMILY_COLORS["deep"]), marker=none)]
     if "weight_average+ensemble" in styles:
         keys.append(
             Series(
-                "weight averages", [], [], color=hex_color(FAMILY_COLORS["weight_average"]), **plain
+                "weight averages",
+                [],
+                [],
+                color=hex_color(FAMILY_COLORS["weight_average"]),
+                marker=none,
             )
         )
     keys += [
-        Series(method_label(m), [], [], color=hex_color(method_color(m, i)), **plain)
+        Series(method_label(m), [], [], color=hex_color(method_color(m, i)), marker=Marker.NONE)
         for i, m in enumerate(methods)
     ]
     keys += [
-        Series("solid: ensemble of k members' models", [], [], color="#000000", **plain),
+        Series("solid: ensemble of k members' models", [], [], color="#000000", marker=Marker.NONE),
         Series("dashed: k samples around one member (mean over members)", [], [],
-               color="#000000", line=LineStyle.DASHED, **plain),
+               color="#000000", line=LineStyle.DASHED, marker=Marker.NONE),
     ]  # fmt: skip
     charts = ensemble_curves_charts(family, size, metric, mean, std, styles)
     for chart in charts:
@@ -342,7 +351,7 @@ def subspace_curves_figure(charts: Sequence[Chart]) -> Figure:
     return curves_figure(charts, title, size=(12.5, 8.0))
 
 
-def subspace_curve_styles(family: Sequence[str]) -> dict[str, CurveStyle]:
+def subspace_curve_styles(family: Sequence[str] | np.ndarray) -> dict[str, CurveStyle]:
     """(colour, line style, label) of each family of subspace/curves.csv, in drawing order."""
     fams = list(dict.fromkeys(np.asarray(family, dtype=str)))
     styles: dict[str, CurveStyle] = {}
@@ -416,9 +425,9 @@ def shift_diversity_chart(
 ) -> Chart:
     """JS diversity (mean over corruptions) against severity, one line per family in `styles`;
     a logarithmic y axis when the values span more than 30×."""
-    sev = [int(v) for v in severities]
+    sev: list[float] = [int(v) for v in severities]
     series = [
-        Series(label, sev, [sig(x) for x in js[fam]], color=hex_color(color))
+        Series(label, sev, points(sig(x) for x in js[fam]), color=hex_color(color))
         for fam, (color, label) in styles.items()
         if fam in js
     ]
