@@ -30,7 +30,7 @@ def test_run_pipeline_end_to_end(tmp_path, caplog, capsys):
     assert run.finished_members() == [0, 1] and run.verify() == []
     for study in ("analysis", "subspace", "swag", "landscape", "shift"):
         assert (out / study / "summary.json").is_file(), study
-    methods = [r["method"] for r in run.study("swag").table]
+    methods = [r.method for r in run.study("swag").table]
     assert {"SWA", "SWAG", "MultiSWAG", "MC dropout"} <= set(methods)
     html = index.read_text()
     assert "SWA, SWAG, MultiSWAG and MC dropout" in html

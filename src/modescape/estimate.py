@@ -278,10 +278,10 @@ def _time_frozen(config: RunConfig, data: Any) -> tuple[float, float]:
     stack = ModelStack(model, {"probe": states})
     x = scale_pixels(data.x_test[:PROBE_EXAMPLES], data.source)
     rows = stack.rows["probe"]
-    # Freezing timed on its own, the best of the probe's models: the earlier (first call -
-    # steady call) / models set one unrepeated call against a best of three, and on a loaded
-    # host priced freezing at seconds per model where it takes ~0.15 s (CPU), 3.6x the shift
-    # study's measured time on a small run (benchmarks/README.md).
+    # Freezing timed on its own, the best of the probe's models (~0.15 CPU s for a SmallCNN):
+    # the earlier (first call - steady call) / models set one unrepeated call against a best of
+    # three, and on a loaded host a small run's shift study was priced at 3.6x its measured
+    # time, much of it freezing (benchmarks/README.md).
     freezing = []
     for r in rows:
         t = time.perf_counter()

@@ -104,11 +104,14 @@ class Study:
         return self.command or self.name
 
     def get(self, what: str) -> Any:
-        """The object behind field `what`, importing its module when it is a string."""
+        """The object behind field `what`, importing its module when it is a string. (`Any`:
+        each field names its own kind of object, a runner, a settings dataclass, a `Record`
+        type, defined in the modules above this one that the registry may not import.)"""
         return resolve(getattr(self, what))
 
     def default_settings(self, run_config: Any) -> Any:
-        """The settings `modescape run` uses for a run of `run_config`."""
+        """The settings `modescape run` uses for a run of `run_config`: an instance of the
+        study's settings dataclass (`Any`, as `get`)."""
         return self.get("settings")() if self.defaults is None else self.get("defaults")(run_config)
 
     def applies_to(self, run_config: Any) -> bool:

@@ -41,10 +41,10 @@ def test_swag_refuses_a_gaussian_of_one_iterate_before_any_work(short_runs):
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (one / "swag").exists()
     s = run_swag(one, SwagConfig(methods=("swa", "mc_dropout"), mc_passes=2))
-    assert [r["method"] for r in s.table] == ["single model", "deep ensemble", "SWA", "MC dropout"]
+    assert [r.method for r in s.table] == ["single model", "deep ensemble", "SWA", "MC dropout"]
     s = run_swag(two, SwagConfig(n_samples=2, mc_passes=2))
     assert s.collection["iterates"] == [2, 2]
-    assert "MultiSWAG" in [r["method"] for r in s.table]
+    assert "MultiSWAG" in [r.method for r in s.table]
 
 
 def test_connect_on_one_member_names_the_pair_it_can_join(short_runs, tmp_path):

@@ -27,6 +27,7 @@ from modescape.errors import ModescapeError
 from modescape.store.run import Run, load_run
 
 if TYPE_CHECKING:
+    from modescape.analysis.swag import SwagMoments
     from modescape.data.datasets import Dataset
 
 logger = logging.getLogger(__name__)
@@ -218,10 +219,11 @@ class RunContext:
         x = self.inputs(split)
         return evaluate_many(self._template, states, x).numpy().astype(np.float32)
 
-    def swag_moments(self, member: int) -> tuple[Any, dict[str, Any], str]:
+    def swag_moments(self, member: int) -> tuple[SwagMoments, dict[str, Any], str]:
         """Member `member`'s SWAG statistics from its collection phase (`train.collect`), checked
-        against their recorded sha256: (`analysis.swag.SwagMoments`, the file's metadata, its
-        sha256). Shared by `modescape swag` and the shift study's SWAG families."""
+        against their recorded sha256: (`analysis.swag.SwagMoments`, the file's safetensors
+        metadata as written by `training.collect`, its sha256). Shared by `modescape swag` and
+        the shift study's SWAG families."""
         from modescape.analysis.swag import SwagMoments
         from modescape.errors import ModescapeError
         from modescape.store.files import load_safetensors, read_safetensors_metadata

@@ -40,6 +40,7 @@ from modescape.analysis.metrics import METRICS, evaluate, evaluate_ensemble
 from modescape.analysis.plane import diversity_accuracy_points, reference_curves
 from modescape.analysis.swag import (
     SwagConfig,
+    SwagMoments,
     dropout_layers,
     mc_dropout_probs,
     swa_weights,
@@ -111,7 +112,7 @@ def run_swag(
 
 def _plan(
     ctx: RunContext, config: SwagConfig, members: list[int]
-) -> tuple[set[str], dict[str, str], dict[int, tuple[Any, dict[str, Any], str]]]:
+) -> tuple[set[str], dict[str, str], dict[int, tuple[SwagMoments, dict[str, Any], str]]]:
     """The methods to evaluate, those skipped and why, and each member's SWAG statistics;
     refuses in one line, before any prediction is computed or written, a method that the
     collection phase cannot support (a Gaussian needs two iterates; SWAG's low-rank part two
@@ -124,7 +125,7 @@ def _plan(
         wanted.discard(SwagMethod.MC_DROPOUT)
         skipped["mc_dropout"] = "the architecture has no dropout layers (try model.variant=seed)"
         logger.warning("swag: MC dropout skipped: %s", skipped["mc_dropout"])
-    moments: dict[int, tuple[Any, dict[str, Any], str]] = {}
+    moments: dict[int, tuple[SwagMoments, dict[str, Any], str]] = {}
     if wanted & {"swa", "swag", "swag_diag"}:
         moments = {m: ctx.swag_moments(m) for m in members}
     gaussians = sorted(wanted & {"swag", "swag_diag", "multiswag"})
@@ -147,7 +148,7 @@ def _predictions(
     members: list[int],
     out: ResultWriter,
     wanted: set[str],
-    moments: dict[int, tuple[Any, dict[str, Any], str]],
+    moments: dict[int, tuple[SwagMoments, dict[str, Any], str]],
 ) -> tuple[dict[str, dict[int, np.ndarray]], dict[str, Any]]:
     """probs[samples, N, C] per evaluated method and member (cached), and what the collection
     phase collected."""
@@ -197,7 +198,7 @@ def _evaluate(
     config: SwagConfig,
     method: str,
     member: int,
-    moments: tuple[Any, dict[str, Any], str] | None,
+    moments: tuple[SwagMoments, dict[str, Any], str] | None,
 ) -> np.ndarray:
     seed = derive_seed(config.seed, "swag", method, member)
     if method == "mc_dropout":
