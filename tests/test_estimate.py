@@ -156,10 +156,11 @@ def test_probe_times_training_at_the_members_thread_count(data, monkeypatch):
     assert member_threads((3, 32, 32)) == torch.get_num_threads()
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_probe_evaluates_a_whole_grouped_chunk(data, monkeypatch, threads):
+@pytest.mark.parametrize("threads,onednn_ahead", [(1, False), (2, False), (1, True)])
+def test_probe_evaluates_a_whole_grouped_chunk(data, monkeypatch, threads, onednn_ahead):
     """The "grouped" engine shares each call among a chunk of points: probing fewer points
-    would price each point at several times its cost."""
+    would price each point at several times its cost. "signals" (what "auto" picks where
+    oneDNN is ahead of MKL) runs one point at a time: a few points price it."""
     import torch
 
     from modescape import estimate
@@ -173,6 +174,7 @@ def test_probe_evaluates_a_whole_grouped_chunk(data, monkeypatch, threads):
         return real(model, points, x, **kw)
 
     monkeypatch.setattr(batched, "evaluate_many", counting)
+    monkeypatch.setattr(batched, "onednn_ahead", lambda: onednn_ahead)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -182,8 +184,12 @@ def test_probe_evaluates_a_whole_grouped_chunk(data, monkeypatch, threads):
     finally:
         torch.set_num_threads(before)
     assert rate > 0
-    assert expected.strategy == "grouped"  # a 1-D SmallCNN
-    assert max(calls) == max(estimate.PROBE_POINTS, expected.chunk) > estimate.PROBE_POINTS
+    if onednn_ahead:  # (at one thread: at two "auto" keeps "grouped")
+        assert expected.strategy == "signals"  # a 1-D SmallCNN
+        assert max(calls) == estimate.PROBE_POINTS
+    else:
+        assert expected.strategy == "grouped"
+        assert max(calls) == max(estimate.PROBE_POINTS, expected.chunk) > estimate.PROBE_POINTS
 
 
 def test_landscape_cost_counts_the_configured_planes(data):

@@ -87,6 +87,9 @@ def _assert_close_scaled(got, ref):
 
 
 def test_auto_picks_grouped_for_small_signal_networks_and_loop_otherwise(monkeypatch):
+    # where oneDNN is ahead of MKL (AVX-512) "auto" runs "signals" instead (test_signals.py)
+    monkeypatch.setattr(batched, "onednn_ahead", lambda: False)
+    rule = batched.GROUPED_MAX_ACTIVATION_BYTES
     x1, x8, x16 = torch.randn(8, 1, 40), torch.randn(8, 3, 8, 8), torch.randn(8, 3, 16, 16)
     small = build_model("smallcnn", "paper", (1, 40))  # ≈18 KiB of activations per signal
     wide = build_model("mediumcnn", "paper", (1, 40))  # ≈112 KiB
@@ -102,7 +105,7 @@ def test_auto_picks_grouped_for_small_signal_networks_and_loop_otherwise(monkeyp
     assert batched.auto_strategy(wide, x1) == "grouped"
     monkeypatch.setattr(batched, "GROUPED_MAX_ACTIVATION_BYTES", 1)
     assert batched.auto_strategy(small, x1) == "loop"
-    monkeypatch.undo()
+    monkeypatch.setattr(batched, "GROUPED_MAX_ACTIVATION_BYTES", rule)
     p = batched.plan(small, torch.randn(4000, 1, 40), 96, batch_size=1000)
     assert p.chunk == batched.GROUPED_CHUNK
     assert p.chunk * p.batch_size <= batched.GROUPED_WORK

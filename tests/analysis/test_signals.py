@@ -160,7 +160,15 @@ def test_auto_picks_signals_only_where_onednn_is_ahead(monkeypatch):
     small = build_model("smallcnn", "seed", (1, 40))
     wide = build_model("mediumcnn", "paper", (1, 40))
     monkeypatch.setattr(batched, "onednn_ahead", lambda: True)
-    assert batched.auto_strategy(small, x) == "signals"
-    assert batched.auto_strategy(wide, x) == "loop"  # the activation rule still applies
-    monkeypatch.setattr(batched, "onednn_ahead", lambda: False)
-    assert batched.auto_strategy(small, x) == "grouped"
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert batched.auto_strategy(small, x) == "signals"
+        assert batched.auto_strategy(wide, x) == "loop"  # the activation rule still applies
+        monkeypatch.setattr(batched, "onednn_ahead", lambda: False)
+        assert batched.auto_strategy(small, x) == "grouped"
+        monkeypatch.setattr(batched, "onednn_ahead", lambda: True)
+        torch.set_num_threads(2)  # a tie at two threads: the incumbent stays
+        assert batched.auto_strategy(small, x) == "grouped"
+    finally:
+        torch.set_num_threads(before)

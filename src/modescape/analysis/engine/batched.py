@@ -26,7 +26,7 @@ Four strategies, all in `torch.inference_mode()` and eval mode (dropout off):
 ``strategy="auto"`` (the rule, `auto_strategy`): "grouped" for 1-D signals `x[N, C, L]` when the
 model is supported and one example's activations (every module output of one forward pass) take
 at most `GROUPED_MAX_ACTIVATION_BYTES`: a small network, whose per-point call overhead outweighs
-its arithmetic; "signals" instead where oneDNN's matmul outruns MKL's (`onednn_ahead`: AVX-512).
+its arithmetic; "signals" instead at one thread where oneDNN outruns MKL (`onednn_ahead`).
 "loop" otherwise: images (oneDNN's direct 2-D convolutions beat im2col even for 8×8 maps) and
 larger 1-D networks. Timings and the arithmetic floor: benchmarks/README.md.
 
@@ -101,7 +101,12 @@ def auto_strategy(model: nn.Module, x: Tensor, per_example: int | None = None) -
         per_example = activation_bytes_per_example(model, x)
     if per_example > GROUPED_MAX_ACTIVATION_BYTES:
         return "loop"
-    return "signals" if onednn_ahead() and compile_signals(model) is not None else "grouped"
+    # "signals" at one thread only: at two it tied with "grouped" where oneDNN was ahead, and
+    # lost to it on a loaded host (one parallel region per layer and point: benchmarks/README.md)
+    one_thread = torch.get_num_threads() == 1
+    if one_thread and onednn_ahead() and compile_signals(model) is not None:
+        return "signals"
+    return "grouped"
 
 
 def onednn_ahead() -> bool:
