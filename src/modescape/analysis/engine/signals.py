@@ -1,11 +1,11 @@
 """Small 1-D convnets one weight point at a time, signals first and channels last: "signals".
 
 The "grouped" strategy (`engine.grouped`) runs K points side by side as batched matmuls, which
-torch sends to MKL. On AMD hosts MKL's fp32 GEMM runs these thin shapes well below what oneDNN
-reaches (benchmarks/README.md). This strategy runs each point on its own through oneDNN's
-matmul (`torch.ops.mkldnn._linear_pointwise`, the op inductor emits for CPU linears, with the
-bias and a following ReLU fused), in a layout made for it: activations `h[n, L, C]` (signal,
-position, channel), so that
+torch sends to MKL. On AMD hosts with AVX-512, MKL (AVX2 code there) ran these thin shapes at
+less than half of oneDNN's rate; on AVX2-only hosts the two tie (benchmarks/README.md). This
+strategy runs each point on its own through oneDNN's matmul (`torch.ops.mkldnn._linear_pointwise`,
+the op inductor emits for CPU linears, with the bias and a following ReLU fused), in a layout
+made for it: activations `h[n, L, C]` (signal, position, channel), so that
 
 - a Conv1d of stride 1 is one matmul `cols[n·L', k·C] @ W[out, k·C]ᵀ`, whose columns are the
   `k` neighbouring positions × all channels: in this layout a window is `k·C` *contiguous*
@@ -20,8 +20,9 @@ position, channel), so that
 The first conv sees the shared input, so its columns are built once per data batch for all the
 points of a weight chunk. Buffers are reused from call to call (the module docstring of
 `engine.grouped` says why); oneDNN's op returns a fresh tensor, so `max_batch` keeps each
-output under 2 MB: with huge pages on (what `import modescape` sets) a larger output made every
-call zero-fill two fresh huge pages, 4x the cost of the product itself.
+output under 2 MB: with huge pages on (what `import modescape` sets) a 2.8 MB output made every
+call zero-fill two fresh huge pages, 1.6-1.7 ms against 0.39 ms with them off (measured on the
+AVX-512 host).
 
 `compile_signals(model)` returns None for anything else (2-D inputs, strided / dilated / grouped
 convs, padded pools, other modules); `batched` then uses another strategy.
