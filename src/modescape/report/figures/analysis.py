@@ -1,8 +1,9 @@
-"""The analysis study's chart figures (ensemble curves, training curves, distance from
-initialisation, agreement with the final predictions: each built once as a `Chart`), and the
-styles and rendering every figure of the report shares (`member_color`, font sizes, `new_figure`,
-`render_figure`). The heatmaps are `figures/heatmap.py`, the reliability diagrams
-`figures/reliability.py`, the trajectories `figures/embedding.py`.
+"""The analysis study's chart builders (ensemble curves, training curves, distance from
+initialisation, agreement with the final predictions: `Chart`s, which the descriptions of
+`figures/curves.py` hold with their CSVs), and the styles and rendering every figure of the
+report shares (`member_color`, font sizes, `new_figure`, `render_figure`). The heatmaps are
+`figures/heatmap.py`, the reliability diagrams `figures/reliability.py`, the trajectories
+`figures/embedding.py`.
 
 Figures are built with `matplotlib.figure.Figure` directly, never `pyplot`: no global state, no
 GUI backend, so they can be drawn from any thread on a headless machine. Nothing here reads

@@ -1,7 +1,7 @@
 """Figures of the loss-landscape study (Fort et al. 2019, the loss-landscape plane): planes
 through three weight vectors (one `LandscapePlane` description each, drawing both the PNG/PDF
-and the CSV) and linear paths between two (`paths_charts`). Member i is always in
-`member_color(i)`.
+and the CSV) and linear paths between two (`LinearPaths`: its charts and its CSV). Member i is
+always in `member_color(i)`.
 """
 
 from __future__ import annotations

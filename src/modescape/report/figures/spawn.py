@@ -1,6 +1,7 @@
 """Figures of spawned children (instability analysis, Frankle et al. 2020, arXiv:1912.05671):
 barrier and disagreement against the spawn point, with the within-trajectory and
-across-initialisation levels as reference lines and the onset of stability marked; and the
+across-initialisation levels as reference lines and the onset of stability marked (an
+`Instability` description: its charts and the CSV of every measure); and the
 children's function-space trajectories beside the parent's (a `SpawnTrajectories` description
 drawing both its PNG/PDF and its CSV).
 """

@@ -1,7 +1,9 @@
-"""Figures of the subspace-sampling and dataset-shift studies: the diversity–accuracy plane,
-the ensembles with subspace models and the diversity under shift (`Chart`s), the JS diversity
-bars (`JsDiversityBars`). The samplers' t-SNE is `figures/embedding.py`, the shift box plots and
-corruption strip `figures/shift.py`, the loss landscape's figures `figures/landscape.py`.
+"""Figures of the subspace-sampling and dataset-shift studies: the diversity–accuracy plane
+(`DiversityAccuracyPlane`) and the diversity under shift (`ShiftDiversity`), each drawn from its
+`Chart` with its CSV; the ensembles with subspace models (`subspace_ensembles_charts`, held by
+`figures.curves.EnsembleCurves`); the JS diversity bars (`JsDiversityBars`). The samplers'
+t-SNE is `figures/embedding.py`, the shift box plots and corruption strip `figures/shift.py`,
+the loss landscape's figures `figures/landscape.py`.
 
 Same rules as `report.figures.analysis`: no pyplot, nothing read from files, member i always in
 `member_color(i)`. Samplers have their own colours (`METHOD_COLORS`, Dark2), so a sampler is never
