@@ -43,12 +43,11 @@ def browser_check(html: Path, *args: str) -> tuple[int, dict]:
 
 
 def first_point(page_dir: Path, figure: str) -> float:
-    """The first y value of the figure's (first) chart, as data.json has it: the report lists
-    every panel's chart (`charts`), the compare page its one `chart`."""
+    """The first y value of the figure's first chart, as data.json has it (`charts`, one per
+    panel, on the report and the compare page alike)."""
     data = json.loads((page_dir / "data.json").read_text())
     entry = next(f for f in data["figures"] if f["name"] == figure)
-    chart = entry["charts"][0] if "charts" in entry else entry["chart"]
-    return chart["series"][0]["y"][0]
+    return entry["charts"][0]["series"][0]["y"][0]
 
 
 SCREEN = 900  # CSS px: the height of a 1400 px wide browser window (a 1440 × 900 laptop)

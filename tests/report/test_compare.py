@@ -77,7 +77,9 @@ def test_page_has_the_config_diff_the_numbers_and_the_charts(analysed, second_ru
     for name in ("ensemble_accuracy", "ensemble_nll", "training_acc", "subspace_plane",
                  "shift_accuracy"):  # fmt: skip
         assert name in names and (out / "figures" / f"{name}.csv").exists()
-    first = data["figures"][0]["chart"]["series"][0]
+    # the report's shape: every figure lists its panels' charts
+    assert all(len(f["charts"]) == 1 and "chart" not in f for f in data["figures"])
+    first = data["figures"][0]["charts"][0]["series"][0]
     assert first["y"] == pytest.approx([float(r["accuracy_mean"]) for r in ens[: len(first["y"])]])
     page = compared.read_text()
     for title in ("Settings", "At a glance", "Ensembles", "Training curves", "Dataset shift"):

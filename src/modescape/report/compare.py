@@ -538,7 +538,7 @@ def _data(
                     "files": [f"figures/{c.name}.csv"],
                     "columns": list(c.data.header),
                     "rows": [list(r) for r in c.data.rows],
-                    "chart": chart_data(c.chart),
+                    "charts": [chart_data(c.chart)],  # the report's shape: one per panel
                 }
             )
     runs = [{"label": lab, "path": str(c.run.path)} for lab, c in zip(labels, ctxs)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from matplotlib.collections import PathCollection
@@ -206,3 +208,67 @@ def test_agreement_scales_are_data_driven():
     maps = [np.array([86.0, 90.0]), np.array([87.0, 93.0])]
     assert landscape_figures.agreement_range(maps) == (86.0, 93.0)
     assert landscape_figures.agreement_range([np.array([99.0, 100.0])]) == (97.0, 100.0)
+
+
+def test_plane_description_chart_and_csv_hold_the_same_points():
+    from modescape.store.schema import ReferenceCurves
+
+    kind, method, member, acc, div = plane_table()
+    cols = {"kind": kind, "method": method, "member": member, "accuracy": acc,
+            "norm_diversity": div, "sample": np.where(kind == "sample", 3.0, np.nan)}  # fmt: skip
+    grid = [0.2, 0.5, 0.8]
+    curves = ReferenceCurves(grid, [1.2, 1.5, 1.8], [0.8, 0.5, 0.2])
+    plane = figures_study.DiversityAccuracyPlane.from_columns(cols, 0, 0.86, curves)
+    (chart,) = plane.charts()
+    assert plane.charts()[0] is chart
+    rows = plane.table("swag_plane").rows
+    points = [r for r in rows if r[0] in ("sample", "member")]
+    drawn = [(x / 100, y) for s in chart.series[2:-1] for x, y in zip(s.x, s.y)]
+    np.testing.assert_allclose([(r[4], r[5]) for r in points], drawn, atol=1e-4)
+    assert [r[3] for r in points] == [3] * 12 + [None, None]  # sample numbers; none for members
+    upper = [(r[4], r[5]) for r in rows if r[0] == "upper_curve"]
+    np.testing.assert_allclose(upper, list(zip(np.divide(chart.series[0].x, 100),
+                                               chart.series[0].y)), atol=1e-4)  # fmt: skip
+    # a planted accuracy moves the chart's point and the CSV's row alike
+    planted = dataclasses.replace(plane, accuracy=np.where(np.arange(len(acc)) == 0, 0.5, acc))
+    assert planted.table("p").rows[0][4] == 0.5 and planted.charts()[0].series[2].x[0] == 50.0
+    # no reference curves (a reference no better than chance): none drawn, none tabulated
+    bare = figures_study.DiversityAccuracyPlane.from_columns(cols, 0, 0.86, None)
+    assert not any("_curve" in str(r[0]) for r in bare.table("p").rows)
+    assert not any(s.name.startswith("upper") for s in bare.charts()[0].series)
+
+
+def test_shift_diversity_description_chart_and_csv_hold_the_same_values():
+    styles = {"members": ("#000000", "members"), "weight_average": ("#777777", "averages")}
+    js = {"members": [0.1, 0.25, 0.5], "weight_average": [0.01, 0.02, 0.04], "other": [1, 1, 1]}
+    diversity = figures_study.ShiftDiversity([0, 1, 3], js, styles)
+    table = diversity.table("shift_diversity")
+    assert table.header == ["family", "severity_0", "severity_1", "severity_3"]
+    assert [r[0] for r in table.rows] == ["members", "weight_average"]  # "other" has no style
+    assert [r[1:] for r in table.rows] == [s.y for s in diversity.charts()[0].series]
+    assert diversity.caption() == figures_study.shift_diversity_caption(diversity.charts()[0])
+    planted = figures_study.ShiftDiversity([0, 1, 3], {**js, "members": [0.1, 0.3, 0.5]}, styles)
+    assert planted.table("s").rows[0][2] == planted.charts()[0].series[0].y[1] == 0.3
+
+
+def test_linear_paths_description_chart_and_csv_hold_the_same_points():
+    alpha = np.linspace(0, 1, 5)
+    paths = [
+        landscape_figures.LinearPath("m0->m1", "across members", alpha,
+                                     np.array([0.1, 0.3, 0.5, 0.3, 0.12]),
+                                     np.array([0.3, 1, 2, 1, 0.3]), 0.39, 1.7),
+        landscape_figures.LinearPath("m0@e3->m0", "within trajectory", alpha,
+                                     np.full(5, 0.1), np.full(5, 0.3), 0.0, 0.0),
+    ]  # fmt: skip
+    lines = landscape_figures.LinearPaths(paths)
+    error, loss = lines.charts()
+    rows = lines.table("landscape_paths").rows
+    assert [r[:2] for r in rows] == [[p.name, p.kind] for p in paths for _ in alpha]
+    np.testing.assert_allclose([r[2] for r in rows], [x for s in error.series for x in s.x])
+    np.testing.assert_allclose([100 * r[3] for r in rows], [y for s in error.series for y in s.y])
+    np.testing.assert_allclose([r[4] for r in rows], [y for s in loss.series for y in s.y])
+    # a mapping draws as the typed path does
+    as_dict = [dataclasses.asdict(p) for p in paths]
+    assert landscape_figures.paths_charts(as_dict)[0].series[0].y == error.series[0].y
+    planted = landscape_figures.LinearPaths([dataclasses.replace(paths[0], loss=paths[0].loss * 2)])
+    assert planted.table("p").rows[2][4] == 4.0 and planted.charts()[1].series[0].y[2] == 4.0

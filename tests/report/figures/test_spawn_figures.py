@@ -72,3 +72,28 @@ def test_trajectories_csv_holds_every_point_in_drawing_order():
     moved = dataclasses.replace(t, coords=coords + np.array([[0.0, 0.0]] * 3 + [[0.5, 0.0]]))
     assert csv_bytes(moved.table("x")) != csv_bytes(table)
     assert pixels(moved.figure()) != pixels(t.figure())
+
+
+def test_instability_description_chart_and_csv_hold_the_same_levels():
+    from modescape.report.figures.spawn import Instability
+    from modescape.results import PairLevel
+    from modescape.store.schema import InstabilityPoint
+
+    def level(barrier: float) -> PairLevel:
+        return PairLevel(barrier, barrier, barrier / 2, 0.3, 0.03, 0.9, 1.5, (0.8, 0.7), 1)
+
+    points = [InstabilityPoint(0.0, 0, 0, level(0.2)), InstabilityPoint(2.0, 2, 0, level(0.01))]
+    figure = Instability(points, level(0.0), None, 0.02, 2.0)
+    barrier, disagreement = figure.charts()
+    assert figure.charts()[0] is barrier and disagreement.title.startswith("Disagreement")
+    table = figure.table("instability_points")
+    assert [r[0] for r in table.rows] == ["spawn 0", "spawn 2", "within a trajectory"]
+    col = table.header.index("error_barrier")
+    children = barrier.series[0]
+    assert [100 * r[col] for r in table.rows[:2]] == children.y
+    assert [r[1] for r in table.rows[:2]] == children.x
+    assert barrier.series[1].y == [100 * table.rows[2][col]] * 2  # the within reference
+    assert len(figure.figure().axes) == 2
+    planted = Instability([points[0], dataclasses.replace(points[1], level=level(0.05))],
+                          level(0.0), None, 0.02, 2.0)  # fmt: skip
+    assert planted.table("p").rows[1][col] == 0.05 and planted.charts()[0].series[0].y[1] == 5.0

@@ -1,8 +1,9 @@
-"""The analysis study's chart figures (ensemble curves, training curves, distance from
-initialisation, agreement with the final predictions: each built once as a `Chart`), and the
-styles and rendering every figure of the report shares (`member_color`, font sizes, `new_figure`,
-`render_figure`). The heatmaps are `figures/heatmap.py`, the reliability diagrams
-`figures/reliability.py`, the trajectories `figures/embedding.py`.
+"""The analysis study's chart builders (ensemble curves, training curves, distance from
+initialisation, agreement with the final predictions: `Chart`s, which the descriptions of
+`figures/curves.py` hold with their CSVs), and the styles and rendering every figure of the
+report shares (`member_color`, font sizes, `new_figure`, `render_figure`). The heatmaps are
+`figures/heatmap.py`, the reliability diagrams `figures/reliability.py`, the trajectories
+`figures/embedding.py`.
 
 Figures are built with `matplotlib.figure.Figure` directly, never `pyplot`: no global state, no
 GUI backend, so they can be drawn from any thread on a headless machine. Nothing here reads
@@ -22,12 +23,13 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from modescape.errors import choice_error
-from modescape.report.base import Chart, ChartKind, LineStyle, Marker, Series
-from modescape.report.figures.chart import draw_chart, hex_color, legend_handles
+from modescape.report.base import MPL_LINES, Chart, ChartKind, LineStyle, Marker, Series
+from modescape.report.figures.chart import draw_chart, hex_color, legend_handles, points
 from modescape.report.wording import sig
 from modescape.store.files import atomic_write_bytes
 
@@ -65,26 +67,21 @@ METRIC_DOMAIN = {
 def clip_to_domain(metric: str, values: np.ndarray) -> np.ndarray:
     """`values` (in drawn units) clipped to what `metric` can take; unknown metrics unchanged."""
     lo, hi = METRIC_DOMAIN.get(metric, (-np.inf, np.inf))
-    return np.clip(np.asarray(values, dtype=float), lo, hi)
-
-
-def clip_axis(ax, metric: str) -> None:
-    """Keep a metric's y axis inside its domain (after autoscaling from the data)."""
-    lo, hi = METRIC_DOMAIN.get(metric, (-np.inf, np.inf))
-    bottom, top = ax.get_ylim()
-    ax.set_ylim(max(bottom, lo), min(top, hi))
+    clipped: np.ndarray = np.clip(np.asarray(values, dtype=float), lo, hi)
+    return clipped
 
 
 def member_color(member: int) -> tuple[float, float, float, float]:
     """The colour of member `member` in every figure (tab10, cycling)."""
-    return colormaps["tab10"](member % 10)
+    r, g, b, a = colormaps["tab10"](member % 10)
+    return (r, g, b, a)
 
 
 def new_figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
-def grid_axes(fig: Figure, n: int, ncols: int) -> list:
+def grid_axes(fig: Figure, n: int, ncols: int) -> list[Axes]:
     """Exactly n axes in rows of `ncols` (no empty axes left over)."""
     rows = -(-n // ncols)
     return [fig.add_subplot(rows, ncols, i + 1) for i in range(n)]
@@ -107,8 +104,8 @@ def trajectory_chart(
         series.append(
             Series(
                 f"member {m}",
-                [sig(x[i]) for i in idx],
-                [sig(y[i]) for i in idx],
+                points(sig(x[i]) for i in idx),
+                points(sig(y[i]) for i in idx),
                 color=hex_color(member_color(int(m))),
                 labels=[f"m{m} e{epoch[i]}" for i in idx],
                 line=LineStyle.SOLID,
@@ -117,19 +114,19 @@ def trajectory_chart(
         )
         starts.append((idx[0], m))
         ends.append((idx[-1], m))
-    for name, marker, points, filled in (
+    for name, marker, marks, filled in (
         (f"start (epoch {epoch.min()})", Marker.CIRCLE, starts, False),
         (f"end (epoch {epoch.max()})", Marker.STAR, ends, True),
     ):
         series.append(
             Series(
                 name,
-                [sig(x[i]) for i, _ in points],
-                [sig(y[i]) for i, _ in points],
-                labels=[f"m{m} e{epoch[i]}" for i, m in points],
+                points(sig(x[i]) for i, _ in marks),
+                points(sig(y[i]) for i, _ in marks),
+                labels=[f"m{m} e{epoch[i]}" for i, m in marks],
                 line=LineStyle.NONE,
                 marker=marker,
-                point_colors=[hex_color(member_color(int(m))) for _, m in points],
+                point_colors=[hex_color(member_color(int(m))) for _, m in marks],
                 filled=filled,
             )
         )
@@ -156,7 +153,7 @@ def chart_figure(chart: Chart, size: tuple[float, float], *, legend_cols: int = 
     return fig
 
 
-def family_styles(family: Sequence[str]) -> dict[str, CurveStyle]:
+def family_styles(family: Sequence[str] | np.ndarray) -> dict[str, CurveStyle]:
     """The default (colour, line style, label) of each ensemble family present in `family`:
     deep, snapshot, weight_average in their `FAMILY_COLORS`, then others in member colours."""
     present = set(np.asarray(family, dtype=str).tolist())
@@ -168,9 +165,9 @@ def family_styles(family: Sequence[str]) -> dict[str, CurveStyle]:
 
 
 def ensemble_curves_charts(
-    family: Sequence[str],
+    family: Sequence[str] | np.ndarray,
     size: np.ndarray,
-    metric: Sequence[str],
+    metric: Sequence[str] | np.ndarray,
     mean: np.ndarray,
     std: np.ndarray,
     styles: Mapping[str, CurveStyle] | None = None,
@@ -198,11 +195,11 @@ def ensemble_curves_charts(
                     Series(
                         label,
                         [int(k) for k in size[rows]],
-                        [sig(v * scale, 5) for v in mean[rows]],
-                        err=[sig(v * scale, 3) for v in std[rows]],
+                        points(sig(v * scale, 5) for v in mean[rows]),
+                        err=points(sig(v * scale, 3) for v in std[rows]),
                         color=hex_color(c),
                         labels=[f"{fam}, k={int(k)}" for k in size[rows]],
-                        line=ls,
+                        line=LineStyle(MPL_LINES.get(ls, ls)),
                         marker=Marker.CIRCLE,
                     )
                 )
@@ -235,7 +232,9 @@ def ensemble_curves_figure(
     return curves_figure(charts, title)
 
 
-def curves_figure(charts: Sequence[Chart], title: str, size=(10.0, 7.4)) -> Figure:
+def curves_figure(
+    charts: Sequence[Chart], title: str, size: tuple[float, float] = (10.0, 7.4)
+) -> Figure:
     """Metric charts against ensemble size as 2 × 2 panels, ± std bands clipped to each metric's
     range; the legend is the first chart's (in its first panel, or below all panels when the
     chart has compact `keys`)."""
@@ -298,7 +297,7 @@ def training_curves_charts(
                         Series(
                             f"member {m} {split}",
                             [int(e) for e in epoch[rows]],
-                            [sig(x, 5) if scale != 1 else sig(x) for x in v[rows]],
+                            points(sig(x, 5) if scale != 1 else sig(x) for x in v[rows]),
                             color=hex_color(member_color(int(m))),
                             labels=[f"m{m} e{e} {split}" for e in epoch[rows]],
                             line=SPLIT_LINES[split],
@@ -346,7 +345,7 @@ def member_series(
         Series(
             f"member {m}{suffix}",
             [int(e) for e in epochs],
-            [sig(v * scale, 5) for v in values[i]],
+            points(sig(v * scale, 5) for v in values[i]),
             color=hex_color(member_color(int(m))),
             labels=[f"m{m} e{e}" for e in epochs],
             line=line,
@@ -356,10 +355,10 @@ def member_series(
     ]
 
 
-def distance_from_init_chart(
+def distance_from_init(
     distance: np.ndarray, members: Sequence[int], epochs: Sequence[int]
-) -> Chart:
-    """L2 distance of every snapshot from its own member's first snapshot, against epoch.
+) -> np.ndarray:
+    """[M, E]: the L2 distance of every snapshot from its own member's first snapshot.
 
     distance: [M·E, M·E] (weights/distance.npy), rows ordered member-major.
     """
@@ -368,15 +367,30 @@ def distance_from_init_chart(
     if distance.shape != (M * E, M * E):
         raise ValueError(f"distance has shape {distance.shape}, expected {(M * E, M * E)}")
     # row i·E: member i's first snapshot against its own trajectory
-    rows = np.array([distance[i * E, i * E : (i + 1) * E] for i in range(M)])
-    series = member_series(members, epochs, rows)
+    return np.array([distance[i * E, i * E : (i + 1) * E] for i in range(M)])
+
+
+def distance_lines_chart(
+    from_init: np.ndarray, members: Sequence[int], epochs: Sequence[int]
+) -> Chart:
+    """`from_init` [M, E] (`distance_from_init`) against epoch, one line per member."""
     return Chart(
         ChartKind.LINE,
         "epoch",
         f"L2 distance from epoch-{epochs[0]} weights",
-        series,
+        member_series(members, epochs, from_init),
         title="Distance travelled from initialisation",
     )
+
+
+def distance_from_init_chart(
+    distance: np.ndarray, members: Sequence[int], epochs: Sequence[int]
+) -> Chart:
+    """L2 distance of every snapshot from its own member's first snapshot, against epoch.
+
+    distance: [M·E, M·E] (weights/distance.npy), rows ordered member-major.
+    """
+    return distance_lines_chart(distance_from_init(distance, members, epochs), members, epochs)
 
 
 def distance_from_init_figure(
@@ -387,11 +401,11 @@ def distance_from_init_figure(
     return chart_figure(chart, (7.0, 4.6), legend_cols=2 if len(members) > 5 else 1)
 
 
-def agreement_with_final_chart(
+def agreement_lines(
     agreement: np.ndarray, members: Sequence[int], epochs: Sequence[int]
-) -> Chart:
-    """Along each trajectory: agreement (%) with its own final prediction (solid) and the mean
-    agreement with the other members' final predictions (dashed), against epoch.
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Along each trajectory: the agreement [M, E] with its own member's final predictions and
+    the mean agreement [M, E] with the other members' (None with one member).
 
     agreement: [M·E, M] (functions/agreement_with_final.npy), rows ordered member-major.
     """
@@ -401,11 +415,20 @@ def agreement_with_final_chart(
         raise ValueError(f"agreement has shape {agreement.shape}, expected {(M * E, M)}")
     blocks = [agreement[i * E : (i + 1) * E] for i in range(M)]
     own = np.array([b[:, i] for i, b in enumerate(blocks)])
+    if M < 2:
+        return own, None
+    others = np.array([np.delete(b, i, axis=1).mean(axis=1) for i, b in enumerate(blocks)])
+    return own, others
+
+
+def agreement_lines_chart(
+    own: np.ndarray, others: np.ndarray | None, members: Sequence[int], epochs: Sequence[int]
+) -> Chart:
+    """`agreement_lines` drawn in %: own final solid, the other members' (mean) dashed."""
     series = member_series(
         members, epochs, own, suffix=": own final", scale=100.0, marker=Marker.NONE
     )
-    if M > 1:
-        others = np.array([np.delete(b, i, axis=1).mean(axis=1) for i, b in enumerate(blocks)])
+    if others is not None:
         series += member_series(
             members,
             epochs,
@@ -422,6 +445,17 @@ def agreement_with_final_chart(
         series,
         title="Where each trajectory goes in function space",
     )
+
+
+def agreement_with_final_chart(
+    agreement: np.ndarray, members: Sequence[int], epochs: Sequence[int]
+) -> Chart:
+    """Along each trajectory: agreement (%) with its own final prediction (solid) and the mean
+    agreement with the other members' final predictions (dashed), against epoch.
+
+    agreement: [M·E, M] (functions/agreement_with_final.npy), rows ordered member-major.
+    """
+    return agreement_lines_chart(*agreement_lines(agreement, members, epochs), members, epochs)
 
 
 def agreement_with_final_figure(
@@ -471,7 +505,6 @@ __all__ = [
     "METRIC_DOMAIN",
     "agreement_with_final_chart",
     "chart_figure",
-    "clip_axis",
     "clip_to_domain",
     "curves_figure",
     "distance_from_init_chart",

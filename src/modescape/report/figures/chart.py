@@ -10,10 +10,12 @@ their label, so the figure's artists read back as the chart's series.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from matplotlib.artist import Artist
+from matplotlib.axes import Axes
 from matplotlib.colors import to_hex
 from matplotlib.lines import Line2D
 
@@ -50,11 +52,16 @@ def hex_color(c: object) -> str:
     return to_hex(c, keep_alpha=False)  # type: ignore[arg-type]
 
 
+def points(values: Iterable[float | None]) -> list[float]:
+    """Rounded values as a series' coordinates: NaN (a gap) where a value has none."""
+    return [math.nan if v is None else v for v in values]
+
+
 def mpl_marker(m: Marker) -> str:
     return "" if m == Marker.NONE else m.value
 
 
-def draw_series(ax, chart: Chart, s: Series, *, lw: float = 1.6) -> Artist:
+def draw_series(ax: Axes, chart: Chart, s: Series, *, lw: float = 1.6) -> Artist:
     """One series on `ax` (its band first), labelled with its name; returns its main artist."""
     x = np.asarray(s.x, dtype=float)
     y = np.asarray(s.y, dtype=float)
@@ -104,7 +111,7 @@ def draw_series(ax, chart: Chart, s: Series, *, lw: float = 1.6) -> Artist:
     )
 
 
-def draw_chart(ax, chart: Chart, *, lw: float = 1.6) -> list[Artist]:
+def draw_chart(ax: Axes, chart: Chart, *, lw: float = 1.6) -> list[Artist]:
     """Every series of `chart` on `ax`, its guides, annotations, axis labels, scales, limits and
     fixed ticks; returns the series' artists (the legend's handles when the chart has no
     `keys`; `legend_handles` adds the guides)."""
@@ -137,12 +144,13 @@ def draw_chart(ax, chart: Chart, *, lw: float = 1.6) -> list[Artist]:
 def legend_handles(chart: Chart, artists: Sequence[Artist]) -> list[Artist]:
     """The legend of a chart as the figure shows it: its `keys` when it has them (a compact
     legend), else one entry per series; then its guides."""
-    guides = [
+    guides: list[Artist] = [
         Line2D([], [], ls=MPL_LINE[g.line], color=g.color, lw=1, alpha=GUIDE_ALPHA, label=g.name)
         for g in chart.guides
     ]
     if chart.keys:
-        return [key_handle(chart, k) for k in chart.keys] + guides
+        keys: list[Artist] = [key_handle(chart, k) for k in chart.keys]
+        return keys + guides
     # a series in per-point colours (members in their own colours) shows grey in the legend
     return [
         key_handle(chart, s) if s.point_colors is not None else a

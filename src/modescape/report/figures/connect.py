@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
@@ -144,7 +145,7 @@ class CurvePlane:
             ax.tick_params(labelsize=SMALL)
         return fig
 
-    def _draw_paths(self, ax) -> None:
+    def _draw_paths(self, ax: Axes) -> None:
         curve, line, coords = self.curve_ab, self.line_ab, self.anchor_coords
         ax.plot(curve[:, 0], curve[:, 1], "-", color="white", lw=2.2)
         ax.plot(curve[:, 0], curve[:, 1], "-", color="black", lw=1.2, label="curve")

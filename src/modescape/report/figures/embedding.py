@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
@@ -139,7 +140,7 @@ class SampleEmbedding:
         return Table(name, ["method", "kind", "member", "index", "x", "y"], rows, caption)
 
 
-def _draw_member(ax, p: EmbeddingPanel, k: int) -> None:
+def _draw_member(ax: Axes, p: EmbeddingPanel, k: int) -> None:
     c = member_color(k)
     x, y = p.x, p.y
     cloud = (p.kind == "sample") & (p.member == k)

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from modescape.errors import choice_error
@@ -83,7 +84,7 @@ class Heatmap:
             self._annotate(ax)
         return fig
 
-    def _annotate(self, ax) -> None:
+    def _annotate(self, ax: Axes) -> None:
         vmin, vmax = self.limits
         n, m = self.matrix.shape
         for i in range(n):

@@ -1,16 +1,18 @@
 """Figures of the loss-landscape study (Fort et al. 2019, the loss-landscape plane): planes
 through three weight vectors (one `LandscapePlane` description each, drawing both the PNG/PDF
-and the CSV) and linear paths between two (`paths_charts`). Member i is always in
-`member_color(i)`.
+and the CSV) and linear paths between two (`LinearPaths`: its charts and its CSV). Member i is
+always in `member_color(i)`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter, MaxNLocator, NullFormatter
@@ -23,7 +25,7 @@ from modescape.report.figures.analysis import (
     member_color,
     new_figure,
 )
-from modescape.report.figures.chart import draw_chart, hex_color, legend_handles
+from modescape.report.figures.chart import draw_chart, hex_color, legend_handles, points
 from modescape.report.wording import frac, sig
 
 PATH_KIND_COLORS = {
@@ -86,8 +88,10 @@ class LandscapePlane:
             return self.accuracy * 100
         if panel.what == "diff":
             first, second = panel.refs
-            return self.agreements[first] * 100 - self.agreements[second] * 100
-        return self.agreements[panel.refs[0]] * 100
+            diff: np.ndarray = self.agreements[first] * 100 - self.agreements[second] * 100
+            return diff
+        agreement: np.ndarray = self.agreements[panel.refs[0]] * 100
+        return agreement
 
     def figure(self) -> Figure:
         """Filled contours of each panel, the projected trajectories (circle: first snapshot)
@@ -225,7 +229,9 @@ def agreement_range(maps: Sequence[np.ndarray]) -> tuple[float, float]:
     return lo, hi
 
 
-def _plane_panel(fig: Figure, ax, A, B, Z: np.ndarray, panel: PlanePanel) -> None:
+def _plane_panel(
+    fig: Figure, ax: Axes, A: np.ndarray, B: np.ndarray, Z: np.ndarray, panel: PlanePanel
+) -> None:
     """Filled contours of one quantity over the plane: loss on a log scale, accuracy on 0-100%,
     agreement on `limits` (data-driven), an agreement difference on a diverging scale."""
     what, limits = panel.what, panel.limits
@@ -258,7 +264,7 @@ def _plane_panel(fig: Figure, ax, A, B, Z: np.ndarray, panel: PlanePanel) -> Non
         cbar.ax.yaxis.set_minor_formatter(NullFormatter())
 
 
-def _draw_anchors(ax, names: Sequence[str], coords: np.ndarray) -> None:
+def _draw_anchors(ax: Axes, names: Sequence[str], coords: np.ndarray) -> None:
     ax.scatter(
         coords[:, 0],
         coords[:, 1],
@@ -289,7 +295,7 @@ def _log_ticks(lo: float, hi: float) -> list[float]:
     return ticks if len(ticks) >= 2 else [lo, hi]
 
 
-def _draw_trajectories(ax, t: PlaneTrajectories) -> None:
+def _draw_trajectories(ax: Axes, t: PlaneTrajectories) -> None:
     for m in np.unique(t.member):
         rows = np.flatnonzero(t.member == m)
         rows = rows[np.argsort(t.epoch[rows], kind="stable")]
@@ -307,30 +313,55 @@ def _draw_trajectories(ax, t: PlaneTrajectories) -> None:
         )
 
 
-def paths_charts(paths: Sequence[Mapping[str, object]]) -> list[Chart]:
-    """Test error (%) and loss along linear paths θ(α) = (1−α)θ1 + αθ2, one series per path:
-    coloured by kind, line styles cycling within a kind; the names carry the barriers.
+@dataclass(frozen=True, eq=False)
+class LinearPath:
+    """One linear path θ(α) = (1−α)θ1 + αθ2: its name, kind ("across members" | "within
+    trajectory" | "aligned" | "other"), test error (fraction) and loss at each α [P], and its
+    barriers."""
 
-    Each path: name, kind ("across members" | "within trajectory" | "aligned"), alpha [P],
-    error [P] (fraction), loss [P], error_barrier, loss_barrier.
-    """
+    name: str
+    kind: str
+    alpha: np.ndarray
+    error: np.ndarray
+    loss: np.ndarray
+    error_barrier: float
+    loss_barrier: float
+
+    @classmethod
+    def from_mapping(cls, p: Mapping[str, Any]) -> LinearPath:
+        """From {"name", "kind", "alpha", "error", "loss", "error_barrier", "loss_barrier"}."""
+        return cls(
+            str(p["name"]),
+            str(p["kind"]),
+            np.asarray(p["alpha"], dtype=float),
+            np.asarray(p["error"], dtype=float),
+            np.asarray(p["loss"], dtype=float),
+            float(p["error_barrier"]),
+            float(p["loss_barrier"]),
+        )
+
+
+def paths_charts(paths: Sequence[LinearPath | Mapping[str, Any]]) -> list[Chart]:
+    """Test error (%) and loss along linear paths, one series per path: coloured by kind, line
+    styles cycling within a kind; the names carry the barriers."""
     styles = (LineStyle.SOLID, LineStyle.DASHED, LineStyle.DOTTED)
     seen: dict[str, int] = {}
-    error, loss = [], []
-    for i, p in enumerate(paths):
-        kind = str(p["kind"])
-        c = hex_color(PATH_KIND_COLORS.get(kind, member_color(i)))
-        ls = styles[seen.get(kind, 0) % len(styles)]
-        seen[kind] = seen.get(kind, 0) + 1
+    error: list[Series] = []
+    loss: list[Series] = []
+    for i, path in enumerate(paths):
+        p = path if isinstance(path, LinearPath) else LinearPath.from_mapping(path)
+        c = hex_color(PATH_KIND_COLORS.get(p.kind, member_color(i)))
+        ls = styles[seen.get(p.kind, 0) % len(styles)]
+        seen[p.kind] = seen.get(p.kind, 0) + 1
         name = (
-            f"{p['name']} ({kind}; error barrier {100 * float(p['error_barrier']):.1f} "  # type: ignore[arg-type]
-            f"points, loss barrier {float(p['loss_barrier']):.3f})"  # type: ignore[arg-type]
+            f"{p.name} ({p.kind}; error barrier {100 * p.error_barrier:.1f} "
+            f"points, loss barrier {p.loss_barrier:.3f})"
         )
-        alpha = [frac(x) for x in np.asarray(p["alpha"], dtype=float)]
-        labels = [f"{p['name']} α={x:.2f}" for x in alpha]
+        alpha = points(frac(x) for x in p.alpha)
+        labels = [f"{p.name} α={x:.2f}" for x in alpha]
         for out, values in (
-            (error, [sig(100 * e, 5) for e in np.asarray(p["error"], float)]),
-            (loss, [sig(v, 5) for v in np.asarray(p["loss"], float)]),
+            (error, points(sig(100 * e, 5) for e in p.error)),
+            (loss, points(sig(v, 5) for v in p.loss)),
         ):
             out.append(
                 Series(name, alpha, values, color=c, labels=labels, line=ls, marker=Marker.NONE)
@@ -345,7 +376,34 @@ def paths_charts(paths: Sequence[Mapping[str, object]]) -> list[Chart]:
     ]  # fmt: skip
 
 
-def paths_figure(paths: Sequence[Mapping[str, object]]) -> Figure:
+@dataclass(frozen=True, eq=False)
+class LinearPaths:
+    """The landscape's linear paths as one figure: error and loss panels (`paths_charts`) and
+    the CSV of the same points."""
+
+    paths: list[LinearPath]
+
+    @cached_property
+    def _charts(self) -> list[Chart]:
+        return paths_charts(self.paths)
+
+    def charts(self) -> list[Chart]:
+        return self._charts
+
+    def figure(self) -> Figure:
+        return paths_chart_figure(self.charts())
+
+    def table(self, name: str, caption: str = "") -> Table:
+        """One row per (path, α): path, kind, alpha and error (4 decimals), loss (4 digits)."""
+        rows = [
+            [p.name, p.kind, frac(x), frac(e), sig(v)]
+            for p in self.paths
+            for x, e, v in zip(p.alpha, p.error, p.loss)
+        ]
+        return Table(name, ["path", "kind", "alpha", "error", "loss"], rows, caption)
+
+
+def paths_figure(paths: Sequence[LinearPath | Mapping[str, Any]]) -> Figure:
     """`paths_charts` drawn side by side (see there)."""
     return paths_chart_figure(paths_charts(paths))
 

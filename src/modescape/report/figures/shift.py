@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
@@ -84,7 +85,7 @@ class ShiftBoxes:
         return fig
 
     def _draw_family(
-        self, ax, fam: str, metric: str, scale: float, sevs: list[int], width: float, j: int
+        self, ax: Axes, fam: str, metric: str, scale: float, sevs: list[int], width: float, j: int
     ) -> None:
         """One family's boxes (spread over corruptions) and square markers (a single value:
         clean is the same for every corruption)."""
@@ -111,7 +112,15 @@ class ShiftBoxes:
         return Table(name, header, rows, caption)
 
 
-def _family_boxes(ax, data, pos, single, single_pos, width: float, color) -> None:
+def _family_boxes(
+    ax: Axes,
+    data: list[np.ndarray],
+    pos: list[float],
+    single: list[float],
+    single_pos: list[float],
+    width: float,
+    color: object,
+) -> None:
     """One family's boxes (spread over corruptions) and square markers (a single value)."""
     if single:
         ax.scatter(single_pos, single, s=28, marker="s", color=color, edgecolor="black",

@@ -1,6 +1,7 @@
 """Figures of spawned children (instability analysis, Frankle et al. 2020, arXiv:1912.05671):
 barrier and disagreement against the spawn point, with the within-trajectory and
-across-initialisation levels as reference lines and the onset of stability marked; and the
+across-initialisation levels as reference lines and the onset of stability marked (an
+`Instability` description: its charts and the CSV of every measure); and the
 children's function-space trajectories beside the parent's (a `SpawnTrajectories` description
 drawing both its PNG/PDF and its CSV).
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from matplotlib import colormaps
@@ -25,7 +27,9 @@ from modescape.report.base import (
     symlog,
 )
 from modescape.report.figures.chart import draw_chart, legend_handles
-from modescape.report.wording import sig
+from modescape.report.wording import frac, sig
+from modescape.results import PairLevel
+from modescape.store.schema import InstabilityPoint, InstabilitySummary
 
 DPI = 120
 LABEL, SMALL = 10, 8
@@ -134,6 +138,69 @@ def instability_chart_figure(charts: Sequence[Chart]) -> Figure:
         if i == 0:
             ax.legend(handles=legend_handles(chart, artists), fontsize=SMALL, loc="best")
     return fig
+
+
+MEASURES = ("error_barrier", "loss_barrier", "disagreement", "js", "cosine", "l2")
+
+
+@dataclass(frozen=True, eq=False)
+class Instability:
+    """The measures between spawned children at each spawn point and the two references (the
+    instability summary's levels): the barrier and disagreement panels (`instability_charts`)
+    and the CSV of every measure, one row per spawn point then per reference."""
+
+    points: list[InstabilityPoint]
+    within: PairLevel | None
+    across: PairLevel | None
+    threshold: float
+    onset: float | None
+
+    @classmethod
+    def from_summary(cls, s: InstabilitySummary) -> Instability:
+        threshold = float(s.settings.get("threshold", 0.02))
+        return cls(list(s.points), s.within, s.across, threshold, s.onset)
+
+    @cached_property
+    def _charts(self) -> list[Chart]:
+        ref = {
+            name: None if lv is None else {"error_barrier": lv.error_barrier,
+                                           "disagreement": lv.disagreement}
+            for name, lv in (("within", self.within), ("across", self.across))
+        }  # fmt: skip
+        values = {
+            "error_barrier": [p.level.error_barrier for p in self.points],
+            "disagreement": [p.level.disagreement for p in self.points],
+        }
+        at = [p.at for p in self.points]
+        return instability_charts(
+            at, values, ref["within"], ref["across"], self.threshold, self.onset
+        )
+
+    def charts(self) -> list[Chart]:
+        return self._charts
+
+    def figure(self) -> Figure:
+        return instability_chart_figure(self.charts())
+
+    def table(self, name: str, caption: str = "") -> Table:
+        """One row per spawn point, then the references: every measure (fractions to 4
+        decimals, L2 to 4 digits), the largest barrier, the pairs and the children's mean
+        accuracy."""
+        header = ["group", "spawn_epoch", "spawn_step", *MEASURES, "error_barrier_max", "pairs",
+                  "mean_child_accuracy"]  # fmt: skip
+        groups: list[tuple[str, float | None, int | None, PairLevel | None]] = [
+            (f"spawn {p.at:g}", p.at, p.step, p.level) for p in self.points
+        ]
+        groups += [("within a trajectory", None, None, self.within)]
+        groups += [("across initialisations", None, None, self.across)]
+        rows: list[list[object]] = []
+        for label, at, step, lv in groups:
+            if lv is None:
+                continue
+            numbers = [sig(lv.l2) if k == "l2" else frac(getattr(lv, k)) for k in MEASURES]
+            rows.append([label, at, step, *numbers, frac(lv.error_barrier_max), lv.pairs,
+                         frac(float(np.mean(lv.accuracy)))])  # fmt: skip
+        return Table(name, header, rows, caption)
 
 
 def _linthresh(x: np.ndarray) -> float:

@@ -1,7 +1,9 @@
-"""Figures of the subspace-sampling and dataset-shift studies: the diversity–accuracy plane,
-the ensembles with subspace models and the diversity under shift (`Chart`s), the JS diversity
-bars (`JsDiversityBars`). The samplers' t-SNE is `figures/embedding.py`, the shift box plots and
-corruption strip `figures/shift.py`, the loss landscape's figures `figures/landscape.py`.
+"""Figures of the subspace-sampling and dataset-shift studies: the diversity–accuracy plane
+(`DiversityAccuracyPlane`) and the diversity under shift (`ShiftDiversity`), each drawn from its
+`Chart` with its CSV; the ensembles with subspace models (`subspace_ensembles_charts`, held by
+`figures.curves.EnsembleCurves`); the JS diversity bars (`JsDiversityBars`). The samplers'
+t-SNE is `figures/embedding.py`, the shift box plots and corruption strip `figures/shift.py`,
+the loss landscape's figures `figures/landscape.py`.
 
 Same rules as `report.figures.analysis`: no pyplot, nothing read from files, member i always in
 `member_color(i)`. Samplers have their own colours (`METHOD_COLORS`, Dark2), so a sampler is never
@@ -11,7 +13,9 @@ mistaken for a member.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 from matplotlib import colormaps
@@ -40,11 +44,13 @@ from modescape.report.figures.analysis import (
     member_color,
     new_figure,
 )
-from modescape.report.figures.chart import draw_chart, hex_color, legend_handles
+from modescape.report.figures.chart import draw_chart, hex_color, legend_handles, points
 from modescape.report.wording import frac, sig
+from modescape.store.schema import ReferenceCurves
 
 _DARK2 = colormaps["Dark2"]
-METHOD_COLORS = {
+Color = str | tuple[float, float, float, float]  # "#rrggbb" or RGBA, as matplotlib takes them
+METHOD_COLORS: dict[str, Color] = {
     "random": _DARK2(0),
     "dropout": _DARK2(6),  # not Dark2(1): that orange is the snapshot family's colour
     "diagonal": _DARK2(2),
@@ -71,16 +77,19 @@ METHOD_LABELS = {
 }
 
 
-def method_color(method: str, i: int = 0) -> tuple[float, float, float, float]:
+def method_color(method: str, i: int = 0) -> Color:
     """The colour of a sampler; an unknown one gets a Dark2 colour not used by the known ones."""
-    return METHOD_COLORS.get(method, _DARK2((4, 7, 1)[i % 3]))
+    if method in METHOD_COLORS:
+        return METHOD_COLORS[method]
+    r, g, b, a = _DARK2((4, 7, 1)[i % 3])
+    return (r, g, b, a)
 
 
 def method_label(method: str) -> str:
     return METHOD_LABELS.get(method, method)
 
 
-def lighter(color, amount: float = 0.55) -> tuple[float, float, float, float]:
+def lighter(color: Color, amount: float = 0.55) -> tuple[float, float, float, float]:
     """`color` mixed with white: the sample clouds of a member next to its trajectory."""
     r, g, b, _ = to_rgba(color)
     return (r + (1 - r) * amount, g + (1 - g) * amount, b + (1 - b) * amount, 1.0)
@@ -88,8 +97,8 @@ def lighter(color, amount: float = 0.55) -> tuple[float, float, float, float]:
 
 # ---- subspace sampling -----------------------------------------------------------------------
 def diversity_accuracy_chart(
-    kind: Sequence[str],
-    method: Sequence[str],
+    kind: Sequence[str] | np.ndarray,
+    method: Sequence[str] | np.ndarray,
     member: np.ndarray,
     accuracy: np.ndarray,
     norm_diversity: np.ndarray,
@@ -124,8 +133,8 @@ def diversity_accuracy_chart(
             series.append(
                 Series(
                     label,
-                    [sig(100 * a, 5) for a in grid],
-                    [frac(v) for v in np.asarray(values, dtype=float)],
+                    points(sig(100 * a, 5) for a in grid),
+                    points(frac(v) for v in np.asarray(values, dtype=float)),
                     color="#000000",
                     line=ls,
                     marker=Marker.NONE,
@@ -137,8 +146,8 @@ def diversity_accuracy_chart(
         series.append(
             Series(
                 f"{method_label(m)} samples",
-                [sig(100 * acc[j], 5) for j in sel],
-                [frac(div[j]) for j in sel],
+                points(sig(100 * acc[j], 5) for j in sel),
+                points(frac(div[j]) for j in sel),
                 color=hex_color(method_color(m, i)),
                 labels=[f"{m} around m{member[j]}, sample {_sample(index[j])}" for j in sel],
                 line=LineStyle.NONE,
@@ -149,8 +158,8 @@ def diversity_accuracy_chart(
         series.append(
             Series(
                 "independent members",
-                [sig(100 * acc[j], 5) for j in others],
-                [frac(div[j]) for j in others],
+                points(sig(100 * acc[j], 5) for j in others),
+                points(frac(div[j]) for j in others),
                 labels=[f"m{member[j]}" for j in others],
                 line=LineStyle.NONE,
                 marker=Marker.DIAMOND,
@@ -161,7 +170,7 @@ def diversity_accuracy_chart(
     series.append(
         Series(
             f"reference: member {reference_member} ({100 * reference_accuracy:.1f}%)",
-            [sig(100 * reference_accuracy, 5)],
+            points([sig(100 * reference_accuracy, 5)]),
             [0.0],
             labels=[f"m{reference_member}"],
             color=hex_color(member_color(reference_member)),
@@ -186,7 +195,7 @@ def _sample(v: float) -> str:
     return str(int(v)) if np.isfinite(v) else "None"
 
 
-def diversity_accuracy_figure(*args, **kwargs) -> Figure:
+def diversity_accuracy_figure(*args: Any, **kwargs: Any) -> Figure:
     """`diversity_accuracy_chart` drawn (same arguments; see there)."""
     return plane_figure(diversity_accuracy_chart(*args, **kwargs))
 
@@ -202,10 +211,90 @@ def plane_figure(chart: Chart) -> Figure:
     return fig
 
 
+@dataclass(frozen=True, eq=False)
+class DiversityAccuracyPlane:
+    """The diversity–accuracy plane of subspace/plane.csv (or swag/plane.csv): every sample and
+    member (kind, method, member, sample, accuracy, norm_diversity [rows]) against the reference
+    member's final weights, and the reference curves (none when the reference is no better than
+    chance). Drawn by `diversity_accuracy_chart`; its CSV holds the same points and curves."""
+
+    kind: np.ndarray  # str [rows]: "sample" | "member"
+    method: np.ndarray  # str [rows]
+    member: np.ndarray  # int [rows]
+    accuracy: np.ndarray  # [rows]
+    norm_diversity: np.ndarray  # [rows]
+    sample: np.ndarray | None  # [rows] sample numbers (NaN for members); None: not written
+    reference_member: int
+    reference_accuracy: float
+    curves: ReferenceCurves = field(default_factory=lambda: ReferenceCurves([], [], []))
+
+    @classmethod
+    def from_columns(
+        cls,
+        plane: Mapping[str, np.ndarray],
+        reference_member: int,
+        reference_accuracy: float,
+        curves: ReferenceCurves | None,
+    ) -> DiversityAccuracyPlane:
+        sample = plane.get("sample")
+        return cls(
+            np.asarray(plane["kind"], dtype=str),
+            np.asarray(plane["method"], dtype=str),
+            np.asarray(plane["member"], dtype=int),
+            np.asarray(plane["accuracy"], dtype=float),
+            np.asarray(plane["norm_diversity"], dtype=float),
+            None if sample is None else np.asarray(sample),
+            reference_member,
+            reference_accuracy,
+            curves or ReferenceCurves([], [], []),
+        )
+
+    @cached_property
+    def _charts(self) -> list[Chart]:
+        chart = diversity_accuracy_chart(
+            self.kind, self.method, self.member, self.accuracy, self.norm_diversity,
+            reference_member=self.reference_member, reference_accuracy=self.reference_accuracy,
+            curve_accuracy=np.asarray(self.curves.accuracy),
+            upper=np.asarray(self.curves.upper, dtype=float),
+            lower=np.asarray(self.curves.lower, dtype=float), sample=self.sample,
+        )  # fmt: skip
+        return [chart]
+
+    def charts(self) -> list[Chart]:
+        return self._charts
+
+    def figure(self) -> Figure:
+        return plane_figure(self.charts()[0])
+
+    def table(self, name: str, caption: str = "") -> Table:
+        """Every point (kind, method, member, sample, accuracy, norm_diversity; fractions to 4
+        decimals), then the reference curves (kind "upper_curve" / "lower_curve")."""
+        n = len(self.kind)
+        sample = np.full(n, np.nan) if self.sample is None else self.sample
+        rows: list[list[object]] = [
+            [str(self.kind[i]), str(self.method[i]), int(self.member[i]),
+             _int_or_none(sample[i]), frac(self.accuracy[i]), frac(self.norm_diversity[i])]
+            for i in range(n)
+        ]  # fmt: skip
+        grid = np.asarray(self.curves.accuracy, dtype=float)
+        if len(grid):
+            for label, curve in (("upper", self.curves.upper), ("lower", self.curves.lower)):
+                values = np.asarray(curve, dtype=float)
+                rows += [[f"{label}_curve", "", None, None, frac(a), frac(v)]
+                         for a, v in zip(grid, values)]  # fmt: skip
+        header = ["kind", "method", "member", "sample", "accuracy", "norm_diversity"]
+        return Table(name, header, rows, caption)
+
+
+def _int_or_none(x: object) -> int | None:
+    v = float(x)  # type: ignore[arg-type]
+    return None if not np.isfinite(v) else int(v)
+
+
 def subspace_ensembles_charts(
-    family: Sequence[str],
+    family: Sequence[str] | np.ndarray,
     size: np.ndarray,
-    metric: Sequence[str],
+    metric: Sequence[str] | np.ndarray,
     mean: np.ndarray,
     std: np.ndarray,
 ) -> list[Chart]:
@@ -220,22 +309,26 @@ def subspace_ensembles_charts(
     methods = [
         f for f in dict.fromkeys(np.asarray(family, dtype=str)) if "+" not in f and f != "deep"
     ]
-    plain = {"marker": Marker.NONE}
-    keys = [Series("deep ensemble", [], [], color=hex_color(FAMILY_COLORS["deep"]), **plain)]
+    none = Marker.NONE
+    keys = [Series("deep ensemble", [], [], color=hex_color(FAMILY_COLORS["deep"]), marker=none)]
     if "weight_average+ensemble" in styles:
         keys.append(
             Series(
-                "weight averages", [], [], color=hex_color(FAMILY_COLORS["weight_average"]), **plain
+                "weight averages",
+                [],
+                [],
+                color=hex_color(FAMILY_COLORS["weight_average"]),
+                marker=none,
             )
         )
     keys += [
-        Series(method_label(m), [], [], color=hex_color(method_color(m, i)), **plain)
+        Series(method_label(m), [], [], color=hex_color(method_color(m, i)), marker=Marker.NONE)
         for i, m in enumerate(methods)
     ]
     keys += [
-        Series("solid: ensemble of k members' models", [], [], color="#000000", **plain),
+        Series("solid: ensemble of k members' models", [], [], color="#000000", marker=Marker.NONE),
         Series("dashed: k samples around one member (mean over members)", [], [],
-               color="#000000", line=LineStyle.DASHED, **plain),
+               color="#000000", line=LineStyle.DASHED, marker=Marker.NONE),
     ]  # fmt: skip
     charts = ensemble_curves_charts(family, size, metric, mean, std, styles)
     for chart in charts:
@@ -260,7 +353,7 @@ def subspace_curves_figure(charts: Sequence[Chart]) -> Figure:
     return curves_figure(charts, title, size=(12.5, 8.0))
 
 
-def subspace_curve_styles(family: Sequence[str]) -> dict[str, CurveStyle]:
+def subspace_curve_styles(family: Sequence[str] | np.ndarray) -> dict[str, CurveStyle]:
     """(colour, line style, label) of each family of subspace/curves.csv, in drawing order."""
     fams = list(dict.fromkeys(np.asarray(family, dtype=str)))
     styles: dict[str, CurveStyle] = {}
@@ -334,9 +427,9 @@ def shift_diversity_chart(
 ) -> Chart:
     """JS diversity (mean over corruptions) against severity, one line per family in `styles`;
     a logarithmic y axis when the values span more than 30×."""
-    sev = [int(v) for v in severities]
+    sev: list[float] = [int(v) for v in severities]
     series = [
-        Series(label, sev, [sig(x) for x in js[fam]], color=hex_color(color))
+        Series(label, sev, points(sig(x) for x in js[fam]), color=hex_color(color))
         for fam, (color, label) in styles.items()
         if fam in js
     ]
@@ -352,6 +445,36 @@ def shift_diversity_chart(
         title="Diversity under shift (mean over corruptions)",
         x_ticks=[(v, "clean" if v == 0 else str(v)) for v in sev],
     )
+
+
+@dataclass(frozen=True, eq=False)
+class ShiftDiversity:
+    """JS diversity (mean over corruptions) against severity: `js` family -> [severities], the
+    families drawn and tabulated those of `styles` (family -> (colour, legend label)) present in
+    `js`, in its order."""
+
+    severities: list[int]
+    js: Mapping[str, Sequence[float]]
+    styles: Mapping[str, tuple[object, str]]
+
+    @cached_property
+    def _charts(self) -> list[Chart]:
+        return [shift_diversity_chart(self.severities, self.js, self.styles)]
+
+    def charts(self) -> list[Chart]:
+        return self._charts
+
+    def caption(self) -> str:
+        return shift_diversity_caption(self.charts()[0])
+
+    def figure(self) -> Figure:
+        return shift_diversity_chart_figure(self.charts()[0])
+
+    def table(self, name: str, caption: str = "") -> Table:
+        """One row per family: its diversity at each severity (4 significant digits)."""
+        header = ["family", *(f"severity_{int(v)}" for v in self.severities)]
+        rows = [[f, *(sig(x) for x in self.js[f])] for f in self.styles if f in self.js]
+        return Table(name, header, rows, caption)
 
 
 def shift_diversity_caption(chart: Chart) -> str:
@@ -383,7 +506,9 @@ def shift_diversity_chart_figure(chart: Chart) -> Figure:
 __all__ = [
     "METHOD_COLORS",
     "METHOD_LABELS",
+    "DiversityAccuracyPlane",
     "JsDiversityBars",
+    "ShiftDiversity",
     "diversity_accuracy_figure",
     "method_color",
     "method_label",

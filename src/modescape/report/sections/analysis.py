@@ -11,14 +11,19 @@ import numpy as np
 
 from modescape.report import references
 from modescape.report.base import Plot, ReportContext, Section, Table
-from modescape.report.figures import analysis as figures
-from modescape.report.figures import data as fd
 from modescape.report.figures import heatmap
-from modescape.report.figures.described import described_plot
+from modescape.report.figures.curves import (
+    AgreementWithFinal,
+    DistanceFromInit,
+    EnsembleCurves,
+    TrainingCurves,
+)
+from modescape.report.figures.data import rounded
+from modescape.report.figures.described import charted_plot, described_plot
 from modescape.report.figures.embedding import Trajectories
 from modescape.report.figures.reliability import reliability_diagrams
 from modescape.report.sections.run import curve_value
-from modescape.report.wording import count, frac, near_one, pct, points, warned
+from modescape.report.wording import count, near_one, pct, points, warned
 from modescape.store import schema as S
 
 dataset_name = references.run_dataset
@@ -61,23 +66,9 @@ def weight_section(ctx: ReportContext) -> Section | None:
         "cosine", cos, M, E, "Every snapshot against every other; white lines separate members."
     )
     if ctx.has(S.DISTANCE):
-        dist = ctx.npy(S.DISTANCE)
-        n = len(E)
-        # row i·E of the distance matrix: member i's first snapshot against its own trajectory
-        from_init = np.array([dist[i * n, i * n : (i + 1) * n] for i in range(len(M))])
+        distance = DistanceFromInit.from_matrix(ctx.npy(S.DISTANCE), M, E)
         caption = "How far each member's weights move from their initial values."
-        chart = figures.distance_from_init_chart(dist, M, E)
-        plots.append(
-            Plot(
-                "distance_from_init",
-                figures.chart_figure(chart, (7.0, 4.6), legend_cols=2 if len(M) > 5 else 1),
-                caption,
-                data=fd.per_member_lines(
-                    "distance_from_init", M, E, {"l2_distance_from_init": from_init}, caption
-                ),
-                charts=[chart],
-            )
-        )
+        plots.append(charted_plot("distance_from_init", distance, caption))
     cos_20_40 = _cosine_20_40(cos, M, E)
     rows = [
         ("cosine_members", cosine_members_cell(s, M)),
@@ -204,26 +195,12 @@ def function_section(ctx: ReportContext) -> Section | None:
 
 
 def _agreement_with_final_plot(agreement: np.ndarray, M: list[int], E: list[int]) -> Plot:
-    n = len(E)
-    own = np.array([agreement[i * n : (i + 1) * n, i] for i in range(len(M))])
-    columns = {"agreement_own_final": own}
-    if len(M) > 1:
-        blocks = [agreement[i * n : (i + 1) * n] for i in range(len(M))]
-        columns["agreement_other_finals_mean"] = np.array(
-            [np.delete(b, i, axis=1).mean(axis=1) for i, b in enumerate(blocks)]
-        )
     caption = (
         "Each snapshot's agreement (1 − disagreement) with its own member's final "
         "predictions (solid) and with the other members' (dashed, mean)."
     )
-    chart = figures.agreement_with_final_chart(agreement, M, E)
-    return Plot(
-        "agreement_with_final",
-        figures.chart_figure(chart, (7.0, 4.6), legend_cols=2 if len(M) > 2 else 1),
-        caption,
-        data=fd.per_member_lines("agreement_with_final", M, E, columns, caption, frac),
-        charts=[chart],
-    )
+    lines = AgreementWithFinal.from_matrix(agreement, M, E)
+    return charted_plot("agreement_with_final", lines, caption)
 
 
 def trajectory_section(ctx: ReportContext) -> Section | None:
@@ -296,22 +273,11 @@ def ensemble_section(ctx: ReportContext) -> Section | None:
     if not ctx.has(S.ENSEMBLE_CURVES):
         return None
     c = ctx.csv(S.ENSEMBLE_CURVES)
-    cols = (c["family"], c["size"], c["metric"], c["mean"], c["std"])
     caption = (
         "Mean ± standard deviation over member subsets (deep) or members (snapshot, "
         "weight average)."
     )
-    charts = figures.ensemble_curves_charts(*cols)
-    title = "Ensembles: metrics against ensemble size (mean ± std over subsets)"
-    plots = [
-        Plot(
-            "ensemble_curves",
-            figures.curves_figure(charts, title),
-            caption,
-            data=fd.curves_table("ensemble_curves", *cols, caption),
-            charts=charts,
-        )
-    ]
+    plots = [charted_plot("ensemble_curves", EnsembleCurves.from_columns(c), caption)]
     if ctx.has(S.RELIABILITY):
         diagrams = reliability_diagrams(ctx.json(S.RELIABILITY))
         caption = "Accuracy against confidence; bottom: examples per bin."
@@ -401,7 +367,7 @@ def _ensemble_rows(c: dict[str, np.ndarray]) -> list[list[Any]]:
             row = [str(fam), size]
             for mt in ("accuracy", "nll", "brier", "ece"):
                 mu, sd = vals.get(mt, (None, None))
-                row += [fd.rounded(mt, mu), fd.rounded(mt, sd)]
+                row += [rounded(mt, mu), rounded(mt, sd)]
             rows.append(row)
     return rows
 
@@ -410,9 +376,8 @@ def training_section(ctx: ReportContext) -> Section | None:
     if not ctx.has(S.TRAINING_CURVES):
         return None
     c = ctx.csv(S.TRAINING_CURVES)
-    keys = [k for k in c if k.endswith(("_loss", "_acc")) and np.isfinite(c[k]).any()]
-    curves = {k: c[k] for k in keys}
-    charts = figures.training_curves_charts(c["member"], c["epoch"], curves)  # loss, accuracy
+    training = TrainingCurves.from_columns(c)  # loss, accuracy
+    keys = list(training.curves)
     last = c["epoch"] == c["epoch"].max()
     reading = []
     if {"train_acc", "test_acc"} <= set(keys):
@@ -425,16 +390,7 @@ def training_section(ctx: ReportContext) -> Section | None:
     styles = {"train": "solid", "test": "dashed", "val": "dotted"}
     shown = [f"{ls} {split}" for split, ls in styles.items() if f"{split}_loss" in keys]
     caption = f"Per member: {', '.join(shown)}."
-    table = fd.training_table(c["member"], c["epoch"], curves, caption)
-    plots = [
-        Plot(
-            "training_curves",
-            figures.training_figure(charts),
-            caption,
-            data=table,
-            charts=charts,
-        )
-    ]
+    plots = [charted_plot("training_curves", training, caption)]
     return Section(
         "training",
         "Training curves",

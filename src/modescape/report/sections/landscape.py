@@ -11,11 +11,13 @@ import numpy as np
 
 from modescape.report import references
 from modescape.report.base import Plot, ReportContext, Section, StudyResults, Table
-from modescape.report.figures import data as fd
 from modescape.report.figures import landscape as landscape_figures
-from modescape.report.figures.described import described_plot
+from modescape.report.figures.described import charted_plot, described_plot
+from modescape.report.figures.landscape import LinearPath, LinearPaths
 from modescape.report.wording import frac, join, num, pct, sig, warned
 from modescape.store import schema as S
+
+LINE_COLUMNS = ("alpha", "error", "loss")  # of landscape/paths.csv, per path
 
 
 def landscape_section(ctx: ReportContext) -> Section | None:
@@ -35,21 +37,15 @@ def landscape_section(ctx: ReportContext) -> Section | None:
         for p in s.paths:
             sel = np.flatnonzero(c["path"] == p.name)
             sel = sel[np.argsort(c["alpha"][sel])]
-            drawn.append(p.to_dict() | {k: c[k][sel] for k in ("alpha", "loss", "error")})
+            alpha, error, loss = (np.asarray(c[k][sel], dtype=float) for k in LINE_COLUMNS)
+            drawn.append(
+                LinearPath(p.name, p.kind, alpha, error, loss, p.error_barrier, p.loss_barrier)
+            )
         caption = (
             "Test error and loss along straight lines between two sets of weights; the "
             "barrier is the highest value minus the mean of the two endpoints."
         )
-        charts = landscape_figures.paths_charts(drawn)
-        plots.append(
-            Plot(
-                "landscape_paths",
-                landscape_figures.paths_chart_figure(charts),
-                caption,
-                data=fd.paths_table(drawn, caption),
-                charts=charts,
-            )
-        )
+        plots.append(charted_plot("landscape_paths", LinearPaths(drawn), caption))
     names = (
         "Anchors: origin is the zero vector, m<i> member i's final weights, m<i>@e<k> its "
         "weights after epoch k, init<i> its initialisation, wa<i> its weight average."

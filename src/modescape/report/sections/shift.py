@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 
 from modescape.report import references
-from modescape.report.base import Plot, ReportContext, Section, Table
+from modescape.report.base import ReportContext, Section, Table
 from modescape.report.figures import analysis as figures
-from modescape.report.figures import data as fd
 from modescape.report.figures import studies as figures_study
-from modescape.report.figures.described import described_plot
+from modescape.report.figures.data import rounded
+from modescape.report.figures.described import charted_plot, described_plot
 from modescape.report.figures.shift import ShiftBoxes, corruption_strip
 from modescape.report.wording import (
     count,
@@ -74,20 +74,10 @@ def shift_section(ctx: ReportContext) -> Section | None:
         )
         for f in subspaces
     }
-    chart = figures_study.shift_diversity_chart(sevs, by.js, js_styles)
+    diversity = figures_study.ShiftDiversity(sevs, by.js, js_styles)
+    data_caption = "Jensen–Shannon diversity (nats), mean over corruptions; severity 0 is clean."
     plots.append(
-        Plot(
-            "shift_diversity",
-            figures_study.shift_diversity_chart_figure(chart),
-            figures_study.shift_diversity_caption(chart),
-            data=Table(
-                "shift_diversity",
-                ["family", *(f"severity_{v}" for v in sevs)],
-                [[f, *(sig(x) for x in by.js[f])] for f in js_styles if f in by.js],
-                "Jensen–Shannon diversity (nats), mean over corruptions; severity 0 is clean.",
-            ),
-            charts=[chart],
-        )
+        charted_plot("shift_diversity", diversity, diversity.caption(), data_caption=data_caption)
     )
     if s.example_corruptions and res.has(S.SHIFT_EXAMPLES):
         strip = corruption_strip(res.npy(S.SHIFT_EXAMPLES), s.example_corruptions)
@@ -162,7 +152,7 @@ def _shift_table(by: S.BySeverity, K: int, subspaces: list[str]) -> Table:
     metrics = by.metrics
     keys = ["single", f"ensemble_{K}" if K else "", "weight_average", *subspaces]
     rows = [
-        [k, mt, *(fd.rounded(mt, v) for v in metrics[k][mt])]
+        [k, mt, *(rounded(mt, v) for v in metrics[k][mt])]
         for k in keys
         if k in metrics
         for mt in metrics[k]

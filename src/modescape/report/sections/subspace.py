@@ -15,10 +15,11 @@ import numpy as np
 from modescape.report import references
 from modescape.report.base import Plot, ReportContext, Section, Table
 from modescape.report.figures import analysis as figures
-from modescape.report.figures import data as fd
 from modescape.report.figures import studies as figures_study
-from modescape.report.figures.described import described_plot
+from modescape.report.figures.curves import EnsembleCurves
+from modescape.report.figures.described import charted_plot, described_plot
 from modescape.report.figures.embedding import sampler_embeddings
+from modescape.report.figures.studies import DiversityAccuracyPlane
 from modescape.report.sections import subspace_text
 from modescape.report.wording import count, frac, join, num, pct, sig, span, warned
 from modescape.store import schema as S
@@ -65,22 +66,13 @@ def subspace_section(ctx: ReportContext) -> Section | None:
         )
         plots.append(described_plot("subspace_tsne", embedding, caption))
     if c is not None:
-        cols = (c["family"], c["size"], c["metric"], c["mean"], c["std"])
         caption = (
             "Dashed: the average of k samples around one member (mean ± std over members); "
             "solid: ensembles of k members' models (mean ± std over subsets). Bands are "
             "clipped to each metric's range."
         )
-        charts = figures_study.subspace_ensembles_charts(*cols)
-        plots.append(
-            Plot(
-                "subspace_ensembles",
-                figures_study.subspace_curves_figure(charts),
-                caption,
-                data=fd.curves_table("subspace_ensembles", *cols, caption),
-                charts=charts,
-            )
-        )
+        curves = EnsembleCurves.from_columns(c, subspace=True)
+        plots.append(charted_plot("subspace_ensembles", curves, caption))
     plots.append(_subspace_js_plot(s, methods))
     tables = [
         _comparison(ctx, s, methods, c),
@@ -140,28 +132,15 @@ def _comparison(
 
 def _subspace_plane_plot(s: S.SubspaceSummary, plane: dict[str, np.ndarray]) -> Plot:
     # No reference curves when the reference is no better than chance (a very short run).
-    curves = s.reference_curves or S.ReferenceCurves([], [], [])
-    chart = figures_study.diversity_accuracy_chart(
-        plane["kind"],
-        plane["method"],
-        plane["member"],
-        plane["accuracy"],
-        plane["norm_diversity"],
-        reference_member=s.reference,
-        reference_accuracy=s.reference_accuracy,
-        curve_accuracy=np.asarray(curves.accuracy),
-        upper=np.asarray(curves.upper, dtype=float),
-        lower=np.asarray(curves.lower, dtype=float),
-        sample=plane.get("sample"),
+    points = DiversityAccuracyPlane.from_columns(
+        plane, s.reference, s.reference_accuracy, s.reference_curves
     )
     caption = (
         "Every sample around the reference and every other member; dashed: expected "
         "for errors independent of the reference's, dotted: the reference with a growing "
         "share of its predictions replaced by random classes."
     )
-    table = fd.plane_points_table(plane, s.reference_curves, caption)
-    figure = figures_study.plane_figure(chart)
-    return Plot("subspace_plane", figure, caption, data=table, charts=[chart])
+    return charted_plot("subspace_plane", points, caption)
 
 
 def _subspace_js_plot(s: S.SubspaceSummary, methods: list[str]) -> Plot:

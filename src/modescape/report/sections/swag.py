@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 
 from modescape.report.base import Plot, ReportContext, Section, Table
-from modescape.report.figures import data as fd
-from modescape.report.figures import studies as figures_study
-from modescape.report.figures.described import described_plot
+from modescape.report.figures.curves import EnsembleCurves
+from modescape.report.figures.described import charted_plot, described_plot
 from modescape.report.figures.embedding import joint_embedding
+from modescape.report.figures.studies import DiversityAccuracyPlane, method_label
 from modescape.report.wording import count, frac, pct, sig
 from modescape.store import schema as S
 
@@ -134,7 +134,7 @@ def plane_reading(plane: dict[str, np.ndarray]) -> list[str]:
     for m in dict.fromkeys(method[kind == "sample"]):
         d = div[(kind == "sample") & (method == m) & np.isfinite(div)]
         if d.size:
-            parts.append((NAMES.get(m, figures_study.method_label(m)), float(np.median(d))))
+            parts.append((NAMES.get(m, method_label(m)), float(np.median(d))))
     if not parts:
         return []
     text = (
@@ -169,7 +169,6 @@ def _curves_plot(res: Any, sub: Any) -> Plot:
         keep = np.asarray(o["family"], dtype=str) != "deep"
         for k in cols:
             cols[k] = np.concatenate([np.asarray(cols[k]), np.asarray(o[k])[keep]])
-    args = (cols["family"], cols["size"], cols["metric"], cols["mean"], cols["std"])
     caption = (
         "Solid: ensembles of k members' models of each method (a member's SWAG model averages "
         "its samples, so SWAG's solid line at k members is MultiSWAG; mean ± std over member "
@@ -177,38 +176,20 @@ def _curves_plot(res: Any, sub: Any) -> Plot:
         "(mean ± std over members). The paper's subspace samplers are included when "
         "`modescape subspace` has run."
     )
-    charts = figures_study.subspace_ensembles_charts(*args)
-    return Plot(
-        "swag_ensembles",
-        figures_study.subspace_curves_figure(charts),
-        caption,
-        data=fd.curves_table("swag_ensembles", *args, caption),
-        charts=charts,
-    )
+    curves = EnsembleCurves.from_columns(cols, subspace=True)
+    return charted_plot("swag_ensembles", curves, caption)
 
 
 def _plane_plot(s: S.SwagSummary, plane: dict[str, np.ndarray]) -> Plot:
     ref = s.plane or S.ReferencePlane(float("nan"), None)
-    curves = ref.curves or S.ReferenceCurves([], [], [])
-    chart = figures_study.diversity_accuracy_chart(
-        plane["kind"], plane["method"], plane["member"], plane["accuracy"],
-        plane["norm_diversity"], reference_member=0,
-        reference_accuracy=ref.reference_accuracy,
-        curve_accuracy=np.asarray(curves.accuracy),
-        upper=np.asarray(curves.upper, dtype=float),
-        lower=np.asarray(curves.lower, dtype=float), sample=plane.get("sample"),
-    )  # fmt: skip
+    points = DiversityAccuracyPlane.from_columns(plane, 0, ref.reference_accuracy, ref.curves)
     caption = (
         "Member 0's SWA, SWAG, SWAG-Diagonal and MC-dropout samples (and the paper's subspace "
         "samples, when run), and the other independent members, against member 0's final "
         "weights; dashed: errors independent of the reference's, dotted: the reference with "
         "random predictions mixed in."
     )
-    table = fd.plane_points_table(plane, ref.curves, caption)
-    table.name = "swag_plane"
-    return Plot(
-        "swag_plane", figures_study.plane_figure(chart), caption, data=table, charts=[chart]
-    )
+    return charted_plot("swag_plane", points, caption)
 
 
 def _tsne_plot(t: dict[str, np.ndarray]) -> Plot | None:
