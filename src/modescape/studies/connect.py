@@ -405,9 +405,7 @@ def _ensembles(
             batch_size=ctx.run.config.train.batch_size, precision=train_precision(ctx),
         )  # fmt: skip
         for i, sd in enumerate(snaps):
-            out._before_write()
-            rel = f"fge/s{i:03d}.safetensors"
-            out.files[rel] = save_safetensors(out.root / rel, sd, {"cycle": i})
+            out.safetensors(f"fge/s{i:03d}.safetensors", sd, {"cycle": i})
         from modescape.analysis.engine.batched import evaluate_many
 
         probs = evaluate_many(model, snaps, x).numpy()

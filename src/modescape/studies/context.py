@@ -332,6 +332,14 @@ class ResultWriter:
         self._before_write()
         self.files[rel] = write_json(self.root / rel, obj)
 
+    def safetensors(
+        self, rel: str, tensors: dict[str, torch.Tensor], metadata: dict[str, Any] | None = None
+    ) -> None:
+        from modescape.store.files import save_safetensors
+
+        self._before_write()
+        self.files[rel] = save_safetensors(self.root / rel, tensors, metadata)
+
     # ---- reusing cached results ------------------------------------------------------------
     def reuse_npy(self, rel: str) -> np.ndarray | None:
         """A cached array written by an earlier call ([...] as written), verified and listed in

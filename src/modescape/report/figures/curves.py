@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -51,9 +52,8 @@ class EnsembleCurves:
     subspace: bool = False
 
     @classmethod
-    def from_columns(
-        cls, c: Mapping[str, Sequence[object] | np.ndarray], *, subspace: bool = False
-    ) -> EnsembleCurves:
+    def from_columns(cls, c: Mapping[str, Any], *, subspace: bool = False) -> EnsembleCurves:
+        """From the columns family, size, metric, mean, std (arrays or lists)."""
         return cls(
             np.asarray(c["family"], dtype=str),
             np.asarray(c["size"]).astype(int),
