@@ -165,6 +165,20 @@ def test_unsupported_model_falls_back_to_loop():
     torch.testing.assert_close(got, _direct(model, flat, x), atol=1e-5, rtol=1e-5)
 
 
+def test_linear_before_flatten_falls_back_to_loop():
+    """torch applies a Linear to a map's last axis; the grouped layout has no such step, so the
+    model takes the loop (it used to fail inside the grouped forward)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv1d(1, 4, 3, padding=1), nn.Linear(10, 6), nn.Flatten(), nn.Linear(24, 3)
+    )
+    assert grouped.compile_grouped(model) is None
+    x = torch.randn(5, 1, 10)
+    flat = _points(model, 2)
+    got = batched.evaluate_many(model, flat, x, output="logits", strategy="grouped")
+    torch.testing.assert_close(got, _direct(model, flat, x), atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize(
     "conv,pool",
     [

@@ -508,6 +508,16 @@ def _compile(items: Sequence[tuple[nn.Module, str]]) -> list[Step] | None:
     return steps
 
 
+def _linear_after_flatten(steps: Sequence[Step]) -> bool:
+    """Whether the steps flatten before their first Linear: the grouped layout keeps examples
+    last, so a Linear on an unflattened map (torch applies it to the last spatial axis) has no
+    grouped form and the model takes the loop."""
+    kinds = [type(s) for s in steps]
+    if _Flatten not in kinds:
+        return False
+    return _Linear not in kinds[: kinds.index(_Flatten)]
+
+
 def _tuple(v: object) -> tuple:
     return tuple(v) if isinstance(v, tuple | list) else (v,)
 
@@ -524,7 +534,7 @@ def compile_grouped(model: nn.Module) -> GroupedNet | None:
     else:
         return None
     steps = _compile(parts)
-    if steps is None or not any(isinstance(s, _Flatten) for s in steps):
+    if steps is None or not _linear_after_flatten(steps):
         return None
     pnames = [n for n, _ in model.named_parameters()]
     bnames = [n for n, b in model.named_buffers() if b.is_floating_point()]
