@@ -10,29 +10,12 @@ from modescape.analysis import weightspace
 from modescape.analysis.engine import batched, bn
 from modescape.errors import ModescapeError
 from modescape.models.architectures import build_model
+from tests.analysis.engine_refs import direct_forward, weight_points
 
 
 def _model(in_shape, arch="smallcnn", variant="paper", seed=0):
     torch.manual_seed(seed)
     return build_model(arch, variant, in_shape, 10)
-
-
-def _points(model, k, seed=1, scale=0.05):
-    """K weight vectors around the model's own: different, but with sensible outputs."""
-    g = torch.Generator().manual_seed(seed)
-    base = weightspace.flatten_params(model.state_dict(), weightspace.param_names(model))
-    return base + scale * torch.randn(k, base.numel(), generator=g)
-
-
-def _direct_logits(model, flat, x):
-    """The reference: load each point into a copy of the model, run it in eval mode."""
-    net = copy.deepcopy(model).eval()
-    out = []
-    for w in flat:
-        torch.nn.utils.vector_to_parameters(w, net.parameters())
-        with torch.no_grad():
-            out.append(net(x))
-    return torch.stack(out)
 
 
 @pytest.mark.parametrize(
@@ -42,8 +25,8 @@ def _direct_logits(model, flat, x):
 def test_strategies_match_one_point_at_a_time(in_shape, strategy):
     model = _model(in_shape, "smallcnn", "seed")
     x = torch.randn(70, *in_shape)
-    flat = _points(model, 5)
-    ref = _direct_logits(model, flat, x)
+    flat = weight_points(model, 5)
+    ref = direct_forward(model, flat, x)
     got = batched.evaluate_many(
         model, flat, x, output="logits", strategy=strategy, batch_size=32, chunk=2
     )
@@ -57,7 +40,7 @@ def test_strategies_match_one_point_at_a_time(in_shape, strategy):
 def test_state_dicts_and_model_untouched():
     model = _model((3, 12, 12))
     before = copy.deepcopy(model.state_dict())
-    flat = _points(model, 3)
+    flat = weight_points(model, 3)
     states = [
         weightspace.unflatten(
             w,
@@ -93,7 +76,7 @@ def test_flatten_unflatten_roundtrip():
 def test_memory_budget_and_chunks_do_not_change_results():
     model = _model((1, 40), "mediumcnn", "seed")
     x = torch.randn(50, 1, 40)
-    flat = _points(model, 4, scale=0.01)
+    flat = weight_points(model, 4, scale=0.01)
     ref = batched.evaluate_many(model, flat, x, output="logits", batch_size=50, chunk=4)
     plan = batched.plan(model, x, 4, strategy="vmap", batch_size=50, memory_budget_mb=0.05)
     assert plan.batch_size < 50  # the budget forces smaller data chunks
@@ -105,8 +88,8 @@ def test_memory_budget_and_chunks_do_not_change_results():
 def test_score_many_against_sklearn():
     model = _model((1, 40))
     x, y = torch.randn(64, 1, 40), torch.randint(0, 10, (64,))
-    flat = _points(model, 3, scale=0.2)
-    probs = _direct_logits(model, flat, x).softmax(-1).double()
+    flat = weight_points(model, 3, scale=0.2)
+    probs = direct_forward(model, flat, x).softmax(-1).double()
     ref_preds = torch.randint(0, 10, (64,))
     sc = batched.score_many(model, flat, x, y, reference_preds={"r": ref_preds}, batch_size=20)
     for k in range(3):
@@ -120,7 +103,7 @@ def test_score_many_against_sklearn():
 def test_bad_options_raise():
     model = _model((1, 40))
     x = torch.randn(4, 1, 40)
-    flat = _points(model, 1)
+    flat = weight_points(model, 1)
     with pytest.raises(ModescapeError, match="allowed: auto, loop, grouped, signals, vmap"):
         batched.evaluate_many(model, flat, x, strategy="fast")
     with pytest.raises(ModescapeError, match="allowed: probs, logits"):
@@ -134,7 +117,7 @@ def test_bn_recompute_matches_hand_formula():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.LazyLinear(2))
     model(torch.randn(2, 3, 6, 6))
-    flat = _points(model, 2, scale=0.3)
+    flat = weight_points(model, 2, scale=0.3)
     train_x = torch.randn(50, 3, 6, 6)
     bufs = bn.recompute_bn_buffers(model, flat, train_x, num_batches=3, batch_size=16)
     assert bufs.shape == (2, 8)
@@ -153,7 +136,7 @@ def test_bn_recompute_matches_hand_formula():
 
 def test_bn_recompute_resnet_matches_manual_loop():
     model = _model((3, 8, 8), "resnet20")
-    flat = _points(model, 2, scale=0.02)
+    flat = weight_points(model, 2, scale=0.02)
     train_x, x = torch.randn(40, 3, 8, 8), torch.randn(10, 3, 8, 8)
     bufs = bn.recompute_bn_buffers(model, flat, train_x, num_batches=2, batch_size=16)
     got = batched.evaluate_many(model, flat, x, buffers=bufs, output="logits")
@@ -176,7 +159,7 @@ def test_scores_flushed_in_pieces_equal_whole_chunks(monkeypatch):
     """`score_many` scores a chunk's logits at once up to SCORE_BLOCK; smaller pieces agree."""
     model = _model((1, 40), "smallcnn", "paper")
     x, y = torch.randn(50, 1, 40), torch.randint(0, 10, (50,))
-    pts = _points(model, 6)
+    pts = weight_points(model, 6)
     whole = batched.score_many(model, pts, x, y, strategy="loop", batch_size=8)
     monkeypatch.setattr(batched, "SCORE_BLOCK", 1)  # every data batch on its own
     pieces = batched.score_many(model, pts, x, y, strategy="loop", batch_size=8)

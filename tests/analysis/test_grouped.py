@@ -1,5 +1,3 @@
-import copy
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,6 +7,7 @@ from modescape.analysis import weightspace
 from modescape.analysis.engine import batched, grouped
 from modescape.models import registry
 from modescape.models.architectures import ARCHITECTURES, build_model, min_input_size
+from tests.analysis.engine_refs import direct_forward, weight_points
 
 CASES = [
     (arch, variant, ndim) for arch, vs in ARCHITECTURES.items() for variant in vs for ndim in (1, 2)
@@ -19,12 +18,6 @@ def _in_shape(arch, variant, ndim):
     # Odd sizes exercise floor / ceil pooling and stride-2 borders.
     n = max(min_input_size(arch, variant), 9) + 1
     return (2, 3 * n + 1) if ndim == 1 else (3, n, n + 1)
-
-
-def _points(model, k, seed=1, scale=0.05):
-    g = torch.Generator().manual_seed(seed)
-    base = weightspace.flatten_params(model.state_dict(), weightspace.param_names(model))
-    return base + scale * torch.randn(k, base.numel(), generator=g)
 
 
 def _random_buffers(model, k, seed=2):
@@ -44,23 +37,6 @@ def _random_buffers(model, k, seed=2):
     return torch.cat(parts, 1) if parts else torch.zeros(k, 0)
 
 
-def _direct(model, flat, x, buffers=None):
-    """Reference: each point loaded into a copy of the model (and its buffers), eval mode."""
-    net = copy.deepcopy(model).eval()
-    names = weightspace.buffer_names(model)
-    shapes = weightspace.shapes_of(model, names)
-    out = []
-    for k, w in enumerate(flat):
-        torch.nn.utils.vector_to_parameters(w, net.parameters())
-        if buffers is not None:
-            state = dict(net.named_buffers())
-            for n, b in weightspace.unflatten(buffers[k], names, shapes).items():
-                state[n].copy_(b)
-        with torch.no_grad():
-            out.append(net(x))
-    return torch.stack(out)
-
-
 @pytest.mark.parametrize("arch,variant,ndim", CASES)
 def test_grouped_matches_one_point_at_a_time(arch, variant, ndim):
     torch.set_num_threads(1)
@@ -69,14 +45,14 @@ def test_grouped_matches_one_point_at_a_time(arch, variant, ndim):
     model = build_model(arch, variant, in_shape, 7)
     assert grouped.compile_grouped(model) is not None
     x = torch.randn(11, *in_shape)
-    flat = _points(model, 3)
+    flat = weight_points(model, 3)
     kw = dict(output="logits", strategy="grouped", batch_size=4, chunk=2)
     buffer_cases = [None]
     if registry.has_batchnorm(model):  # BN statistics given per point, too
         buffer_cases.append(_random_buffers(model, 3))
     for bufs in buffer_cases:
         got = batched.evaluate_many(model, flat, x, buffers=bufs, **kw)
-        _assert_close_scaled(got, _direct(model, flat, x, bufs))
+        _assert_close_scaled(got, direct_forward(model, flat, x, bufs))
 
 
 def _assert_close_scaled(got, ref):
@@ -120,21 +96,21 @@ def test_grouped_blocks_are_deterministic_fresh_and_leave_inputs_alone():
     model = build_model("smallcnn", "paper", (1, 40), 10)
     x = torch.randn(23, 1, 40)
     x0 = x.clone()
-    flat = _points(model, 5)
+    flat = weight_points(model, 5)
     kw = dict(strategy="grouped", batch_size=8, chunk=2)
     blocks = list(batched.iter_logits(model, flat, x, **kw))
     assert len({b.data_ptr() for _, _, b in blocks}) == len(blocks)
     got = torch.empty(5, 23, 10)
     for ks, ns, b in blocks:
         got[ks, ns] = b
-    _assert_close_scaled(got, _direct(model, flat, x))
+    _assert_close_scaled(got, direct_forward(model, flat, x))
     again = batched.evaluate_many(model, flat, x, output="logits", **kw)
     assert torch.equal(got, again)
     assert torch.equal(x, x0)
     y = torch.randint(0, 10, (23,))
     s1, s2 = (batched.score_many(model, flat, x, y, **kw) for _ in range(2))
     assert torch.equal(s1.loss, s2.loss) and torch.equal(s1.accuracy, s2.accuracy)
-    ref = torch.stack([F.cross_entropy(lg, y) for lg in _direct(model, flat, x)])
+    ref = torch.stack([F.cross_entropy(lg, y) for lg in direct_forward(model, flat, x)])
     torch.testing.assert_close(s1.loss, ref, rtol=1e-5, atol=0)
 
 
@@ -146,12 +122,12 @@ def test_keras_same_padding_resnet(ndim):
     model = build_model("resnet20", "paper", in_shape, 5, padding="keras")
     assert grouped.compile_grouped(model) is not None
     x = torch.randn(7, *in_shape)
-    flat = _points(model, 3)
+    flat = weight_points(model, 3)
     bufs = _random_buffers(model, 3)
     got = batched.evaluate_many(
         model, flat, x, buffers=bufs, output="logits", strategy="grouped", batch_size=4, chunk=2
     )
-    _assert_close_scaled(got, _direct(model, flat, x, bufs))
+    _assert_close_scaled(got, direct_forward(model, flat, x, bufs))
 
 
 def test_unsupported_model_falls_back_to_loop():
@@ -159,10 +135,10 @@ def test_unsupported_model_falls_back_to_loop():
     model = nn.Sequential(nn.Conv1d(1, 4, 3, padding=1), nn.GELU(), nn.Flatten(), nn.Linear(40, 3))
     assert grouped.compile_grouped(model) is None
     x = torch.randn(5, 1, 10)
-    flat = _points(model, 2)
+    flat = weight_points(model, 2)
     assert batched.plan(model, x, 2, strategy="grouped").strategy == "loop"
     got = batched.evaluate_many(model, flat, x, output="logits", strategy="grouped")
-    torch.testing.assert_close(got, _direct(model, flat, x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got, direct_forward(model, flat, x), atol=1e-5, rtol=1e-5)
 
 
 def test_linear_before_flatten_falls_back_to_loop():
@@ -174,9 +150,9 @@ def test_linear_before_flatten_falls_back_to_loop():
     )
     assert grouped.compile_grouped(model) is None
     x = torch.randn(5, 1, 10)
-    flat = _points(model, 2)
+    flat = weight_points(model, 2)
     got = batched.evaluate_many(model, flat, x, output="logits", strategy="grouped")
-    torch.testing.assert_close(got, _direct(model, flat, x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got, direct_forward(model, flat, x), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -198,9 +174,9 @@ def test_conv_and_pool_shapes_against_torch(conv, pool):
     shape = (2, 17) if isinstance(conv, nn.Conv1d) else (2, 11, 9)
     model(torch.randn(1, *shape))
     x = torch.randn(6, *shape)
-    flat = _points(model, 3, scale=0.3)
+    flat = weight_points(model, 3, scale=0.3)
     got = batched.evaluate_many(model, flat, x, output="logits", strategy="grouped")
-    torch.testing.assert_close(got, _direct(model, flat, x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got, direct_forward(model, flat, x), atol=1e-5, rtol=1e-5)
 
 
 def test_first_conv_without_bias_and_linear_without_bias():
@@ -214,10 +190,10 @@ def test_first_conv_without_bias_and_linear_without_bias():
     )
     model.eval()
     x = torch.randn(5, 1, 8)
-    flat = _points(model, 2, scale=0.3)
+    flat = weight_points(model, 2, scale=0.3)
     bufs = _random_buffers(model, 2)
     got = batched.evaluate_many(model, flat, x, output="logits", strategy="grouped", buffers=bufs)
-    torch.testing.assert_close(got, _direct(model, flat, x, bufs), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got, direct_forward(model, flat, x, bufs), atol=1e-5, rtol=1e-5)
     # A hand-computed point: conv (no bias) -> BN(eval) -> ReLU -> linear.
     p = weightspace.unflatten(
         flat[0],

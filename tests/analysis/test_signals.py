@@ -8,27 +8,11 @@ from torch import nn
 from modescape.analysis import weightspace
 from modescape.analysis.engine import batched, signals
 from modescape.models.architectures import build_model
+from tests.analysis.engine_refs import direct_forward, weight_points
 
 pytestmark = pytest.mark.skipif(not signals.available(), reason="torch built without oneDNN")
 
 NETS = [(a, v) for a in ("smallcnn", "mediumcnn") for v in ("paper", "seed")]
-
-
-def _points(model, k, seed=1, scale=0.05):
-    g = torch.Generator().manual_seed(seed)
-    base = weightspace.flatten_params(model.state_dict(), weightspace.param_names(model))
-    return base + scale * torch.randn(k, base.numel(), generator=g)
-
-
-def _direct(model, flat, x):
-    """Reference: each point loaded into a copy of the model, plain eval-mode forward."""
-    net = copy.deepcopy(model).eval()
-    out = []
-    for w in flat:
-        torch.nn.utils.vector_to_parameters(w, net.parameters())
-        with torch.no_grad():
-            out.append(net(x))
-    return torch.stack(out)
 
 
 def _bn_net():
@@ -65,8 +49,8 @@ def test_signals_matches_the_plain_forward(arch, variant, length):
     model = build_model(arch, variant, (1, length), 10)
     assert signals.compile_signals(model) is not None
     x, y = torch.randn(13, 1, length), torch.randint(0, 10, (13,))
-    flat = _points(model, 3)
-    ref = _direct(model, flat, x)
+    flat = weight_points(model, 3)
+    ref = direct_forward(model, flat, x)
     got = batched.evaluate_many(model, flat, x, output="logits", strategy="signals", chunk=2)
     torch.testing.assert_close(got, ref, atol=1e-5 * max(1.0, ref.abs().max().item()), rtol=1e-5)
     scores = batched.score_many(model, flat, x, y, strategy="signals")
@@ -82,7 +66,7 @@ def test_batchnorm_pool_orders_and_per_point_buffers():
     model = _bn_net()
     assert signals.compile_signals(model) is not None
     x = torch.randn(9, 2, 31)
-    flat = _points(model, 3, scale=0.2)
+    flat = weight_points(model, 3, scale=0.2)
     names = weightspace.buffer_names(model)
     base = weightspace.flatten_params(model.state_dict(), names)
     g = torch.Generator().manual_seed(4)
@@ -113,14 +97,14 @@ def test_blocks_are_deterministic_fresh_and_within_the_output_rule(monkeypatch):
     monkeypatch.setattr(signals, "MAX_OUTPUT_BYTES", 40 * 16 * 4 * 8)  # 8 signals per call
     x = torch.randn(23, 1, 40)
     x0 = x.clone()
-    flat = _points(model, 5)
+    flat = weight_points(model, 5)
     blocks = list(batched.iter_logits(model, flat, x, strategy="signals", chunk=2))
     assert {ns.stop - ns.start for _, ns, _ in blocks} == {8, 7}  # 23 as 8 + 8 + 7
     assert len({b.data_ptr() for _, _, b in blocks}) == len(blocks)
     got = torch.empty(5, 23, 10)
     for ks, ns, b in blocks:
         got[ks, ns] = b
-    torch.testing.assert_close(got, _direct(model, flat, x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got, direct_forward(model, flat, x), atol=1e-5, rtol=1e-5)
     again = batched.evaluate_many(model, flat, x, output="logits", strategy="signals", chunk=2)
     assert torch.equal(got, again)
     assert torch.equal(x, x0)
@@ -150,9 +134,9 @@ def test_what_it_does_not_know_falls_back(model, shape):
     model(x)
     assert signals.compile_signals(model) is None
     assert batched.plan(model, x, 2, strategy="signals").strategy in ("grouped", "loop")
-    flat = _points(model, 2)
+    flat = weight_points(model, 2)
     got = batched.evaluate_many(model, flat, x, output="logits", strategy="signals")
-    torch.testing.assert_close(got, _direct(model, flat, x), atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(got, direct_forward(model, flat, x), atol=1e-4, rtol=1e-5)
 
 
 def test_auto_picks_signals_only_where_onednn_is_ahead(monkeypatch):

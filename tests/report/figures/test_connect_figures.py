@@ -8,15 +8,8 @@ import dataclasses
 import numpy as np
 
 from modescape.report.figures import connect as figs
-from modescape.report.figures.analysis import figure_bytes
 from modescape.report.render.page import csv_bytes
-
-
-def pixels(fig) -> bytes:
-    """The figure's pixels, small and without the layout pass: the test compares what two
-    descriptions draw, not where the layout puts it."""
-    fig.set_layout_engine("none")
-    return figure_bytes(fig, "png", 0.3)
+from tests.report.figures.drawn import pixels
 
 
 def profile_columns(shift: float = 0.0) -> dict[str, np.ndarray]:

@@ -10,15 +10,9 @@ from matplotlib.collections import PathCollection
 from matplotlib.colors import to_rgba
 
 from modescape.report.figures import embedding
-from modescape.report.figures.analysis import figure_bytes, member_color
+from modescape.report.figures.analysis import member_color
 from modescape.report.render.page import csv_bytes
-
-
-def pixels(fig) -> bytes:
-    """The figure's pixels, small and without the layout pass: the test compares what two
-    descriptions draw, not where the layout puts it."""
-    fig.set_layout_engine("none")
-    return figure_bytes(fig, "png", 0.3)
+from tests.report.figures.drawn import pixels, scatters
 
 
 def test_trajectory_figure_one_line_per_member_in_epoch_order():
@@ -45,10 +39,6 @@ def test_trajectory_figure_one_line_per_member_in_epoch_order():
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert legend[:3] == ["member 0", "member 1", "member 2"]
     assert legend[3:] == ["start (epoch 0)", "end (epoch 4)"]
-
-
-def scatters(ax) -> list[PathCollection]:
-    return [c for c in ax.collections if isinstance(c, PathCollection)]
 
 
 def legend_texts(fig) -> list[str]:

@@ -6,17 +6,13 @@ import dataclasses
 
 import numpy as np
 import pytest
-from matplotlib.collections import PathCollection
 from matplotlib.colors import to_rgba
 
 from modescape.report.figures import analysis as figures
 from modescape.report.figures import landscape as landscape_figures
 from modescape.report.figures import studies as figures_study
 from modescape.report.figures.analysis import member_color
-
-
-def scatters(ax) -> list[PathCollection]:
-    return [c for c in ax.collections if isinstance(c, PathCollection)]
+from tests.report.figures.drawn import scatters
 
 
 def legend_texts(fig) -> list[str]:

@@ -7,23 +7,12 @@ import dataclasses
 
 import numpy as np
 import pytest
-from matplotlib.collections import PathCollection
 from matplotlib.colors import LogNorm
 
 from modescape.report.figures import landscape as landscape_figures
-from modescape.report.figures.analysis import figure_bytes, member_color
+from modescape.report.figures.analysis import member_color
 from modescape.report.render.page import csv_bytes
-
-
-def pixels(fig) -> bytes:
-    """The figure's pixels, small and without the layout pass: the test compares what two
-    descriptions draw, not where the layout puts it."""
-    fig.set_layout_engine("none")
-    return figure_bytes(fig, "png", 0.3)
-
-
-def scatters(ax) -> list[PathCollection]:
-    return [c for c in ax.collections if isinstance(c, PathCollection)]
+from tests.report.figures.drawn import pixels, scatters
 
 
 def test_landscape_plane_panels_colourbars_anchors_and_trajectories():

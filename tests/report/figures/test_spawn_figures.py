@@ -7,16 +7,9 @@ import dataclasses
 
 import numpy as np
 
-from modescape.report.figures.analysis import figure_bytes
 from modescape.report.figures.spawn import instability_figure, spawn_trajectories
 from modescape.report.render.page import csv_bytes
-
-
-def pixels(fig) -> bytes:
-    """The figure's pixels, small and without the layout pass: the test compares what two
-    descriptions draw, not where the layout puts it."""
-    fig.set_layout_engine("none")
-    return figure_bytes(fig, "png", 0.3)
+from tests.report.figures.drawn import pixels
 
 
 def test_instability_figure_draws_references_threshold_and_onset():

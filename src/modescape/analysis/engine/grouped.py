@@ -107,6 +107,23 @@ class Step:
         raise NotImplementedError
 
 
+def stack_points(
+    pnames: Sequence[str],
+    bnames: Sequence[str],
+    params: Tensor,
+    buffers: Tensor,
+    pshapes: Sequence[torch.Size],
+    bshapes: Sequence[torch.Size],
+) -> Stacked:
+    """K flat weight points ([K, P] parameters, [K, B] buffers) as named [K, *shape] tensors."""
+    out: Stacked = {}
+    for names, shapes, flat in ((pnames, pshapes, params), (bnames, bshapes, buffers)):
+        sizes = [math.prod(s) for s in shapes]
+        for name, part, shape in zip(names, torch.split(flat, sizes, -1), shapes):
+            out[name] = part.reshape(flat.shape[0], *shape).contiguous()
+    return out
+
+
 class GroupedNet:
     """The template's structure, run for K points at once.
 
@@ -127,14 +144,7 @@ class GroupedNet:
         pshapes: Sequence[torch.Size],
         bshapes: Sequence[torch.Size],
     ) -> Stacked:
-        out: Stacked = {}
-        for names, shapes, flat in (
-            (self.pnames, pshapes, params),
-            (self.bnames, bshapes, buffers),
-        ):
-            sizes = [math.prod(s) for s in shapes]
-            for name, part, shape in zip(names, torch.split(flat, sizes, -1), shapes):
-                out[name] = part.reshape(flat.shape[0], *shape).contiguous()
+        out = stack_points(self.pnames, self.bnames, params, buffers, pshapes, bshapes)
         for step in self.steps:
             step.prepare(out)
         return out

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from modescape.analysis.engine.grouped import Stacked, Workspace
+from modescape.analysis.engine.grouped import Stacked, Workspace, stack_points
 from modescape.models.architectures import ConvNet
 from modescape.models.layers import KerasSameConv1d
 
@@ -260,14 +260,7 @@ class SignalsNet:
         pshapes: Sequence[torch.Size],
         bshapes: Sequence[torch.Size],
     ) -> Stacked:
-        out: Stacked = {}
-        for names, shapes, flat in (
-            (self.pnames, pshapes, params),
-            (self.bnames, bshapes, buffers),
-        ):
-            sizes = [math.prod(s) for s in shapes]
-            for name, part, shape in zip(names, torch.split(flat, sizes, -1), shapes):
-                out[name] = part.reshape(flat.shape[0], *shape).contiguous()
+        out = stack_points(self.pnames, self.bnames, params, buffers, pshapes, bshapes)
         for step in self.steps:
             step.prepare(out)
         return out
