@@ -46,6 +46,7 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -107,32 +108,24 @@ class Step:
         raise NotImplementedError
 
 
-def stack_points(
-    pnames: Sequence[str],
-    bnames: Sequence[str],
-    params: Tensor,
-    buffers: Tensor,
-    pshapes: Sequence[torch.Size],
-    bshapes: Sequence[torch.Size],
-) -> Stacked:
-    """K flat weight points ([K, P] parameters, [K, B] buffers) as named [K, *shape] tensors."""
-    out: Stacked = {}
-    for names, shapes, flat in ((pnames, pshapes, params), (bnames, bshapes, buffers)):
-        sizes = [math.prod(s) for s in shapes]
-        for name, part, shape in zip(names, torch.split(flat, sizes, -1), shapes):
-            out[name] = part.reshape(flat.shape[0], *shape).contiguous()
-    return out
+class Preparing(Protocol):
+    """A compiled step: reads its operands from the stacked points (`prepare` derives what it
+    needs from them once per weight chunk)."""
+
+    def prepare(self, t: Stacked) -> None: ...
 
 
-class GroupedNet:
-    """The template's structure, run for K points at once.
+StepT = TypeVar("StepT", bound=Preparing)
+
+
+class StepNet(Generic[StepT]):
+    """Compiled steps and the names of the tensors they read, shared by the engine's strategies.
 
     `stack(params[K, P], buffers[K, B], ...)` splits flat vectors into `{name: [K, *shape]}` and
-    prepares each layer's operands (once per weight chunk); `net(stacked, x[N, *in_shape])`
-    returns logits `[K, N, classes]` (a new tensor). Not re-entrant: see the module docstring.
+    prepares each step's operands (once per weight chunk).
     """
 
-    def __init__(self, steps: Sequence[Step], pnames: Sequence[str], bnames: Sequence[str]):
+    def __init__(self, steps: Sequence[StepT], pnames: Sequence[str], bnames: Sequence[str]):
         self.steps = list(steps)
         self.pnames, self.bnames = list(pnames), list(bnames)
         self.workspace = Workspace()
@@ -144,10 +137,25 @@ class GroupedNet:
         pshapes: Sequence[torch.Size],
         bshapes: Sequence[torch.Size],
     ) -> Stacked:
-        out = stack_points(self.pnames, self.bnames, params, buffers, pshapes, bshapes)
+        out: Stacked = {}
+        for names, shapes, flat in (
+            (self.pnames, pshapes, params),
+            (self.bnames, bshapes, buffers),
+        ):
+            sizes = [math.prod(s) for s in shapes]
+            for name, part, shape in zip(names, torch.split(flat, sizes, -1), shapes):
+                out[name] = part.reshape(flat.shape[0], *shape).contiguous()
         for step in self.steps:
             step.prepare(out)
         return out
+
+
+class GroupedNet(StepNet[Step]):
+    """The template's structure, run for K points at once.
+
+    `stack` as `StepNet.stack`; `net(stacked, x[N, *in_shape])` returns logits
+    `[K, N, classes]` (a new tensor). Not re-entrant: see the module docstring.
+    """
 
     def __call__(self, stacked: Stacked, x: Tensor) -> Tensor:
         h, _ = _run(self.steps, x, True, stacked, self.workspace)

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from modescape.analysis.engine.grouped import Stacked, Workspace, stack_points
+from modescape.analysis.engine.grouped import Stacked, StepNet, Workspace
 from modescape.models.architectures import ConvNet
 from modescape.models.layers import KerasSameConv1d
 
@@ -232,17 +232,12 @@ class _Linear(_Step):
         return y.view(h.shape[0], 1, -1)
 
 
-class SignalsNet:
+class SignalsNet(StepNet[_Step]):
     """The template's structure, one point at a time in the layout of the module docstring.
 
-    `stack(params[K, P], buffers[K, B], ...)` as `GroupedNet.stack`; `net(stacked, x[n, C, L])`
+    `stack(params[K, P], buffers[K, B], ...)` as `StepNet.stack`; `net(stacked, x[n, C, L])`
     returns logits `[K, n, classes]` (a new tensor). Not re-entrant (buffers are shared).
     """
-
-    def __init__(self, steps: Sequence[_Step], pnames: Sequence[str], bnames: Sequence[str]):
-        self.steps = list(steps)
-        self.pnames, self.bnames = list(pnames), list(bnames)
-        self.workspace = Workspace()
 
     def max_batch(self, in_shape: Sequence[int]) -> int:
         """The largest data batch whose fresh outputs stay within MAX_OUTPUT_BYTES, for inputs
@@ -252,18 +247,6 @@ class SignalsNet:
             worst = max(worst, step.out_bytes(s))
             s = step.shape(s)
         return max(1, MAX_OUTPUT_BYTES // worst)
-
-    def stack(
-        self,
-        params: Tensor,
-        buffers: Tensor,
-        pshapes: Sequence[torch.Size],
-        bshapes: Sequence[torch.Size],
-    ) -> Stacked:
-        out = stack_points(self.pnames, self.bnames, params, buffers, pshapes, bshapes)
-        for step in self.steps:
-            step.prepare(out)
-        return out
 
     def __call__(self, t: Stacked, x: Tensor) -> Tensor:
         n, ws = x.shape[0], self.workspace
